@@ -1,0 +1,11 @@
+//! Airlock: a host that runs connectors as sandboxed WebAssembly components and gates every
+//! outbound call they make.
+
+pub mod api;
+pub mod app;
+pub mod capabilities;
+pub mod config;
+pub mod logging;
+pub mod runtime;
+pub mod scrub;
+pub mod store;

@@ -1,1 +1,393 @@
-fn main() {}
+//! The `airlock` command: daemon and CLI.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use airlock::app::{Airlock, StartOptions};
+use airlock::config::Config;
+use airlock::runtime::connector::{self, Op};
+use airlock::scrub::{MIN_SECRET_LEN, Scrubber};
+use airlock::store::{audit, vault::Vault};
+
+/// Airlock runs integration connectors as sandboxed WebAssembly components. Each connector gets
+/// exactly the outbound HTTP destinations its grants allow; credentials are injected at the
+/// gate, so connector code never holds a secret. Every invocation and outbound decision is
+/// audited in a hash-chained log.
+#[derive(Parser)]
+#[command(name = "airlock", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", env = "AIRLOCK_LOG")]
+    log_level: String,
+    /// Write logs as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: load every connector and serve the HTTP API on loopback.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen address (overrides `server.listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Run one operation on a connector and print the JSON result.
+    ///
+    /// OP is info, health, search, get, check-permission, sync (one page) or an action name.
+    /// INPUT is a JSON object: search {"query": "...", "limit": 20}, get {"id": "..."},
+    /// check-permission {"principal": "...", "id": "..."}, sync {"stream": "...", "cursor": null},
+    /// or the action's input.
+    Invoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        connector: String,
+        op: String,
+        input: Option<String>,
+    },
+    /// Check that a .wasm file is a loadable connector: contract version, streams, actions.
+    Check {
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the encrypted secret vault (values are read from stdin, never from arguments).
+    Secrets {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: SecretsCmd,
+    },
+    /// Read and verify the audit log.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCmd {
+    /// Store a secret; the value is read from stdin (e.g. `printf %s "$TOKEN" | airlock secrets set NAME`).
+    Set { name: String },
+    /// List secret names (never values).
+    List,
+    /// Remove a secret.
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Show the latest rows.
+    Tail {
+        /// How many rows.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Only rows of this connector.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain; exits non-zero if a row was edited, inserted or deleted.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let scrubber = Scrubber::new();
+    airlock::logging::init(&cli.log_level, cli.log_json, scrubber.clone());
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, scrubber.clone())) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", scrubber.scrub(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(c: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(Config::load(&c.config)?)
+}
+
+async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve { config, listen } => {
+            let config = load_config(&config)?;
+            serve(config, listen, scrubber).await
+        }
+        Command::Invoke {
+            config,
+            connector,
+            op,
+            input,
+        } => {
+            let config = load_config(&config)?;
+            if config.connector(&connector).is_none() {
+                bail!(
+                    "{}: no connector `{connector}` is configured (have: {})",
+                    config.path.display(),
+                    config.connectors.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let input: serde_json::Value = match input.as_deref() {
+                None => serde_json::json!({}),
+                Some(s) => serde_json::from_str(s).context("INPUT is not valid JSON")?,
+            };
+            let op = Op::parse(&op, input)?;
+            let only = [connector.clone()];
+            let a = Airlock::start(
+                config,
+                scrubber.clone(),
+                StartOptions {
+                    only: Some(&only),
+                    max_instances: 16,
+                },
+            )
+            .await?;
+            let result = a.invoke(&connector, op).await;
+            a.flush();
+            match result {
+                Ok(v) => {
+                    println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&v)?));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {}", scrubber.scrub(&e.to_string()));
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Check { file, json } => check(&file, json, scrubber).await,
+        Command::Secrets { config, action } => {
+            let config = load_config(&config)?;
+            secrets(&config, action)
+        }
+        Command::Audit { config, action } => {
+            let config = load_config(&config)?;
+            audit_cmd(&config, action)
+        }
+    }
+}
+
+async fn serve(
+    config: Config,
+    listen: Option<std::net::SocketAddr>,
+    scrubber: Scrubber,
+) -> anyhow::Result<ExitCode> {
+    let addr = listen.unwrap_or(config.server.listen);
+    let path = config.path.clone();
+    let a = Arc::new(Airlock::start(config, scrubber, StartOptions::default()).await?);
+    let ready = a.statuses().iter().filter(|s| s.status == "ready").count();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        "airlock serving {} connector(s) ({} ready) from {} on http://{local}",
+        a.connectors.len(),
+        ready,
+        path.display()
+    );
+    let app = airlock::api::router(a.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+        })
+        .await?;
+    tracing::info!("shutting down");
+    a.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(file: &Path, json: bool, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
+    // A throwaway host: no grants, audit and cache in a temporary directory.
+    let tmp = tempdir()?;
+    let text = format!(
+        "[server]\ndata_dir = \"data\"\n[[connector]]\nid = \"check\"\ncomponent = {:?}\n",
+        std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()).display().to_string()
+    );
+    let config = Config::parse(&text, &tmp.join("check.toml"))?;
+    let a = Airlock::start(
+        config,
+        scrubber,
+        StartOptions {
+            only: None,
+            max_instances: 4,
+        },
+    )
+    .await?;
+    let result = match a.connector("check") {
+        Ok(c) => Ok(c.clone()),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    let c = match result {
+        Ok(c) => c,
+        Err(e) => {
+            let e = e.replace("connector is not available: connector `check` failed to load: ", "");
+            if json {
+                println!("{}", serde_json::json!({ "ok": false, "error": e }));
+            } else {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": true,
+                "file": file.display().to_string(),
+                "contract": format!("{}@{}", connector::CONTRACT_PACKAGE, c.contract),
+                "info": c.info,
+                "compile": c.compile,
+            }))?
+        );
+    } else {
+        let i = &c.info;
+        println!("{}: ok", file.display());
+        println!("  contract   {}@{}", connector::CONTRACT_PACKAGE, c.contract);
+        println!("  connector  {} {} — {}", i.name, i.version, i.description);
+        println!("  size       {} KiB, compiled in {:.0} ms", c.compile.size_bytes / 1024, c.compile.millis);
+        println!("  streams    {}", if i.streams.is_empty() { "(none)".into() } else { i.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ") });
+        println!("  actions    {}", if i.actions.is_empty() { "(none)".into() } else {
+            i.actions.iter().map(|a| if a.writes { format!("{} (writes)", a.name) } else { a.name.clone() }).collect::<Vec<_>>().join(", ")
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let p = std::env::temp_dir().join(format!("airlock-check-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}
+
+fn secrets(config: &Config, action: SecretsCmd) -> anyhow::Result<ExitCode> {
+    let dir = &config.server.data_dir;
+    let conn = airlock::store::open(dir)?;
+    match action {
+        SecretsCmd::Set { name } => {
+            airlock::store::vault::validate_name(&name).map_err(anyhow::Error::msg)?;
+            let vault = Vault::open(dir)?;
+            if std::io::stdin().is_terminal() {
+                eprintln!("Enter the value for `{name}` and press Ctrl-D (it is read from stdin, not echoed to logs):");
+            }
+            let mut value = String::new();
+            std::io::stdin()
+                .read_to_string(&mut value)
+                .context("cannot read the value from stdin")?;
+            let value = value.trim_end_matches(['\r', '\n']);
+            if value.len() < MIN_SECRET_LEN {
+                bail!("the value is too short to be a credential (at least {MIN_SECRET_LEN} characters)");
+            }
+            vault.set(&conn, &name, value)?;
+            println!("stored secret `{name}` in {}", airlock::store::db_path(dir).display());
+        }
+        SecretsCmd::List => {
+            for (name, updated) in Vault::list(&conn)? {
+                println!("{name}\t{updated}");
+            }
+        }
+        SecretsCmd::Rm { name } => {
+            if Vault::remove(&conn, &name)? {
+                println!("removed secret `{name}`");
+            } else {
+                bail!("no secret named `{name}`");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_cmd(config: &Config, action: AuditCmd) -> anyhow::Result<ExitCode> {
+    let conn = airlock::store::open(&config.server.data_dir)?;
+    match action {
+        AuditCmd::Tail {
+            lines,
+            connector,
+            json,
+        } => {
+            for r in audit::tail(&conn, lines, connector.as_deref())? {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    let e = &r.event;
+                    let target = match (&e.method, &e.host, &e.path) {
+                        (Some(m), Some(h), Some(p)) => format!(
+                            " {m} {}://{h}{}{p}",
+                            e.scheme.as_deref().unwrap_or("?"),
+                            e.port.map(|p| format!(":{p}")).unwrap_or_default()
+                        ),
+                        _ => String::new(),
+                    };
+                    let status = e.status.map(|s| format!(" -> {s}")).unwrap_or_default();
+                    let latency = e.latency_ms.map(|l| format!(" {l:.1}ms")).unwrap_or_default();
+                    let bytes = e.bytes.map(|b| format!(" {b}B")).unwrap_or_default();
+                    println!(
+                        "{:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}",
+                        r.seq, r.ts, e.connector, e.event, e.decision, e.reason
+                    );
+                }
+            }
+        }
+        AuditCmd::Verify => {
+            let v = audit::verify(&conn)?;
+            if v.problems.is_empty() {
+                println!("audit log intact: {} rows verified", v.rows);
+            } else {
+                for p in &v.problems {
+                    println!("TAMPERED: {p}");
+                }
+                eprintln!(
+                    "audit log verification FAILED: {} problem(s) in {} rows",
+                    v.problems.len(),
+                    v.rows
+                );
+                return Ok(ExitCode::from(3));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

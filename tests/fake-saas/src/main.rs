@@ -1,1 +1,127 @@
-fn main() {}
+//! `fake-saas`: run the upstream fakes as standalone servers.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use fake_saas::{ConfluenceOptions, RunningFake, spawn_confluence};
+
+async fn confluence(listen: SocketAddr, opts: ConfluenceOptions) -> std::io::Result<RunningFake> {
+    let fake = spawn_confluence(listen, opts).await;
+    fake.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("confluence: cannot listen on {listen}: {e}"),
+        )
+    })
+}
+
+#[derive(Parser)]
+#[command(
+    name = "fake-saas",
+    version,
+    about = "Local, deterministic fakes of the SaaS APIs Airlock connectors talk to"
+)]
+#[command(
+    after_help = "Every fake also serves unauthenticated control routes under /_fake/ (truth, mutate, requests, config, shutdown)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Confluence Cloud: REST v2 pages and spaces, v1 CQL search, v1 permission check.
+    Confluence {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8781")]
+        listen: SocketAddr,
+        /// Account email expected in HTTP Basic auth.
+        #[arg(long, default_value = "demo@example.com")]
+        email: String,
+        /// API token expected in HTTP Basic auth.
+        #[arg(
+            long,
+            default_value = "demo-confluence-token",
+            hide_default_value = true
+        )]
+        api_token: String,
+        /// Number of seeded pages (the first one of each space is its homepage).
+        #[arg(long, default_value_t = 120)]
+        pages: usize,
+        /// Number of seeded spaces.
+        #[arg(long, default_value_t = 3)]
+        spaces: usize,
+        /// Seed of the generated data set: the same seed gives the same data.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Answer every N-th request with 429 + Retry-After (off unless given).
+        #[arg(long, value_name = "N")]
+        rate_limit_every: Option<u64>,
+    },
+    /// Start every fake on its default port with demo credentials (used by `make run`).
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fake-saas: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> std::io::Result<()> {
+    let fakes = match cli.command {
+        Command::Confluence {
+            listen,
+            email,
+            api_token,
+            pages,
+            spaces,
+            seed,
+            rate_limit_every,
+        } => {
+            let opts = ConfluenceOptions {
+                email,
+                api_token,
+                pages,
+                spaces,
+                seed,
+                rate_limit_every,
+            };
+            vec![("confluence", confluence(listen, opts).await?)]
+        }
+        Command::Demo => {
+            let listen = SocketAddr::from(([127, 0, 0, 1], 8781));
+            vec![(
+                "confluence",
+                confluence(listen, ConfluenceOptions::default()).await?,
+            )]
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for (name, fake) in &fakes {
+        writeln!(out, "{name} listening on {}", fake.base_url)?;
+    }
+    out.flush()?;
+    drop(out);
+    // Run until Ctrl-C, or until every fake was stopped through `POST /_fake/shutdown`.
+    let all_stopped = async {
+        for (_, fake) in &fakes {
+            fake.stopped().await;
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        () = all_stopped => {}
+    }
+    for (_, fake) in &fakes {
+        fake.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! A deliberately hostile Airlock connector, used as a fixture by the host's sandbox tests.
+//!
+//! It targets the real `connector-world` (built with raw `wit-bindgen`, not the SDK) and offers
+//! actions that probe the sandbox: raw `wasi:http` requests (forbidden headers, denied hosts),
+//! secret and setting look-ups, an endless CPU loop, a long block inside a host call, and
+//! unbounded memory growth. See `info()` for the action list and tests/components/README.md.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "connector-world",
+    generate_all,
+});
+
+use airlock::connector::host;
+use airlock::connector::types::{
+    ActionInfo, ConnectorInfo, Document, Error, HealthStatus, LogLevel, SearchRequest,
+    SearchResult, StreamInfo, SyncPage,
+};
+use exports::airlock::connector::connector::Guest;
+use serde_json::{Value, json};
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    ErrorCode, Fields, HeaderError, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+use wasi::io::streams::StreamError;
+
+struct Hostile;
+
+export!(Hostile);
+
+/// (name, description, input JSON Schema) of every action.
+const ACTIONS: &[(&str, &str, &str)] = &[
+    (
+        "fetch",
+        "Send a raw wasi:http request and return status, body and headers.",
+        r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"headers":{"type":"array","items":{"type":"array","items":{"type":"string"},"minItems":2,"maxItems":2}},"body":{"type":"string"}},"required":["url"]}"#,
+    ),
+    (
+        "secret",
+        "Ask the host for a secret value.",
+        r#"{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}"#,
+    ),
+    (
+        "setting",
+        "Ask the host for a setting.",
+        r#"{"type":"object","properties":{"key":{"type":"string"}},"required":["key"]}"#,
+    ),
+    (
+        "log",
+        "Write a line to the host log.",
+        r#"{"type":"object","properties":{"level":{"type":"string","enum":["trace","debug","info","warn","error"]},"message":{"type":"string"}},"required":["message"]}"#,
+    ),
+    (
+        "spin",
+        "Burn CPU forever; never returns.",
+        r#"{"type":"object"}"#,
+    ),
+    (
+        "sleep",
+        "Block inside a host call (monotonic-clock pollable) for `secs` seconds.",
+        r#"{"type":"object","properties":{"secs":{"type":"integer","minimum":0}},"required":["secs"]}"#,
+    ),
+    (
+        "alloc",
+        "Allocate and touch `mib` MiB of memory in 1 MiB chunks.",
+        r#"{"type":"object","properties":{"mib":{"type":"integer","minimum":0}},"required":["mib"]}"#,
+    ),
+    ("echo", "Return the input unchanged.", r#"{}"#),
+    (
+        "fetch-many",
+        "GET `url` `count` times in sequence (benchmarks); returns how many answered 200.",
+        r#"{"type":"object","properties":{"url":{"type":"string"},"count":{"type":"integer","minimum":1}},"required":["url","count"]}"#,
+    ),
+];
+
+impl Guest for Hostile {
+    fn info() -> ConnectorInfo {
+        ConnectorInfo {
+            name: "hostile".into(),
+            version: "0.1.0".into(),
+            description: "Deliberately hostile connector for sandbox tests.".into(),
+            streams: vec![StreamInfo {
+                name: "items".into(),
+                description: "Two fixed documents, in one page.".into(),
+            }],
+            actions: ACTIONS
+                .iter()
+                .map(|(name, description, schema)| ActionInfo {
+                    name: (*name).into(),
+                    description: (*description).into(),
+                    input_schema: (*schema).into(),
+                    writes: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn health() -> Result<HealthStatus, Error> {
+        Ok(HealthStatus {
+            ok: true,
+            message: "hostile is fine".into(),
+        })
+    }
+
+    fn search(request: SearchRequest) -> Result<SearchResult, Error> {
+        let hits = if request.query.is_empty() || request.limit == 0 {
+            Vec::new()
+        } else {
+            vec![doc("1")]
+        };
+        Ok(SearchResult {
+            hits,
+            next_cursor: None,
+        })
+    }
+
+    fn get(id: String) -> Result<Document, Error> {
+        Ok(doc(&id))
+    }
+
+    fn check_permission(_principal: String, _id: String) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage, Error> {
+        if stream != "items" {
+            return Err(Error::NotFound(format!("no stream {stream}")));
+        }
+        let upserts = if cursor.is_none() {
+            vec![doc("1"), doc("2")]
+        } else {
+            Vec::new()
+        };
+        Ok(SyncPage {
+            upserts,
+            deletes: Vec::new(),
+            next_cursor: Some("end".into()),
+            done: true,
+        })
+    }
+
+    fn invoke(action: String, input: String) -> Result<String, Error> {
+        if action == "echo" {
+            return Ok(input);
+        }
+        let v: Value = serde_json::from_str(&input)
+            .map_err(|e| Error::InvalidInput(format!("input is not JSON: {e}")))?;
+        let out = match action.as_str() {
+            "fetch" => fetch(&v)?,
+            "secret" => json!({ "value": host::secret(str_field(&v, "name")?)? }),
+            "setting" => json!({ "value": host::setting(str_field(&v, "key")?) }),
+            "log" => {
+                let level = match v.get("level").and_then(Value::as_str).unwrap_or("info") {
+                    "trace" => LogLevel::Trace,
+                    "debug" => LogLevel::Debug,
+                    "info" => LogLevel::Info,
+                    "warn" => LogLevel::Warn,
+                    "error" => LogLevel::Error,
+                    other => return Err(Error::InvalidInput(format!("bad level {other}"))),
+                };
+                host::log(level, str_field(&v, "message")?);
+                json!({})
+            }
+            "spin" => spin(),
+            "fetch-many" => {
+                let url = str_field(&v, "url")?;
+                let count = u64_field(&v, "count")?;
+                let one = json!({ "url": url });
+                let mut ok = 0u64;
+                for _ in 0..count {
+                    if fetch(&one)?.get("status").and_then(Value::as_u64) == Some(200) {
+                        ok += 1;
+                    }
+                }
+                json!({ "ok": ok })
+            }
+            "sleep" => {
+                let secs = u64_field(&v, "secs")?;
+                wasi::clocks::monotonic_clock::subscribe_duration(
+                    secs.saturating_mul(1_000_000_000),
+                )
+                .block();
+                json!({ "slept_secs": secs })
+            }
+            "alloc" => {
+                let mib = u64_field(&v, "mib")?;
+                let mut chunks: Vec<Vec<u8>> = Vec::new();
+                for i in 0..mib {
+                    // Non-zero fill so every page is really written, not just reserved.
+                    chunks.push(vec![(i as u8) | 1; 1 << 20]);
+                    core::hint::black_box(&mut chunks);
+                }
+                json!({ "allocated_mib": mib, "chunks": core::hint::black_box(chunks).len() })
+            }
+            other => return Err(Error::NotFound(format!("no action {other}"))),
+        };
+        Ok(out.to_string())
+    }
+}
+
+fn spin() -> ! {
+    let mut counter: u64 = 0;
+    loop {
+        core::hint::black_box(&mut counter);
+        counter = counter.wrapping_add(1);
+    }
+}
+
+fn doc(id: &str) -> Document {
+    Document {
+        id: id.into(),
+        kind: "item".into(),
+        title: format!("Hostile item {id}"),
+        body: format!("Body of hostile item {id}."),
+        url: None,
+        updated_at: "2024-01-01T00:00:00Z".into(),
+        metadata: "{}".into(),
+        acl: Vec::new(),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, Error> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::InvalidInput(format!("missing string field {key}")))
+}
+
+fn u64_field(v: &Value, key: &str) -> Result<u64, Error> {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::InvalidInput(format!("missing integer field {key}")))
+}
+
+fn code_error(code: ErrorCode) -> Error {
+    match code {
+        ErrorCode::HttpRequestDenied => Error::Forbidden("request denied by host".into()),
+        other => Error::Upstream(format!("{other:?}")),
+    }
+}
+
+/// `{"url", "method"?, "headers"?: [[name, value]...], "body"?}` through raw wasi:http.
+fn fetch(v: &Value) -> Result<Value, Error> {
+    let url = str_field(v, "url")?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::InvalidInput(format!("bad url {url}")))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.into()),
+    };
+    let method = match v.get("method").and_then(Value::as_str).unwrap_or("GET") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "CONNECT" => Method::Connect,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        "PATCH" => Method::Patch,
+        other => Method::Other(other.into()),
+    };
+
+    let fields = Fields::new();
+    for h in v
+        .get("headers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let pair = h.as_array().filter(|p| p.len() == 2);
+        let (Some(name), Some(value)) = (
+            pair.and_then(|p| p[0].as_str()),
+            pair.and_then(|p| p[1].as_str()),
+        ) else {
+            return Err(Error::InvalidInput(
+                "headers must be [[name, value], ...]".into(),
+            ));
+        };
+        match fields.append(name, value.as_bytes()) {
+            Ok(()) => {}
+            Err(HeaderError::Forbidden) => {
+                return Err(Error::Forbidden(format!("header {name} refused by host")));
+            }
+            Err(e) => return Err(Error::InvalidInput(format!("header {name}: {e:?}"))),
+        }
+    }
+
+    let request = OutgoingRequest::new(fields);
+    let bad = |what: &str| Error::InvalidInput(format!("host refused {what}"));
+    request.set_method(&method).map_err(|()| bad("method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| bad("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| bad("authority"))?;
+    request
+        .set_path_with_query(Some(&path))
+        .map_err(|()| bad("path"))?;
+    let out_body = request
+        .body()
+        .map_err(|()| Error::Internal("no request body".into()))?;
+
+    let future = outgoing_handler::handle(request, None).map_err(code_error)?;
+
+    if let Some(body) = v.get("body").and_then(Value::as_str) {
+        let stream = out_body
+            .write()
+            .map_err(|()| Error::Internal("no body stream".into()))?;
+        for chunk in body.as_bytes().chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| Error::Upstream(format!("writing request body: {e:?}")))?;
+        }
+        drop(stream);
+    }
+    OutgoingBody::finish(out_body, None).map_err(code_error)?;
+
+    let response = loop {
+        match future.get() {
+            Some(result) => {
+                break result
+                    .map_err(|()| Error::Internal("response taken twice".into()))?
+                    .map_err(code_error)?;
+            }
+            None => future.subscribe().block(),
+        }
+    };
+
+    let status = response.status();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let in_body = response
+        .consume()
+        .map_err(|()| Error::Internal("no response body".into()))?;
+    let stream = in_body
+        .stream()
+        .map_err(|()| Error::Internal("no body stream".into()))?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(match wasi::http::types::http_error_code(&e) {
+                    Some(code) => code_error(code),
+                    None => Error::Upstream(format!("reading body: {}", e.to_debug_string())),
+                });
+            }
+        }
+    }
+    drop(stream);
+    drop(IncomingBody::finish(in_body));
+
+    Ok(json!({
+        "status": status,
+        "body": String::from_utf8_lossy(&bytes),
+        "headers": headers,
+    }))
+}

@@ -1,0 +1,112 @@
+//! The daemon's HTTP API on loopback: `/healthz`, `GET /v1/connectors`,
+//! `POST /v1/connectors/{id}/invoke`. Errors are JSON of one shape:
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::app::Airlock;
+use crate::runtime::connector::{InvokeError, Op};
+
+/// Largest request body the API accepts.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+pub fn router(airlock: Arc<Airlock>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/connectors", get(list_connectors))
+        .route("/v1/connectors/{id}/invoke", post(invoke))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(airlock)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn list_connectors(State(a): State<Arc<Airlock>>) -> Response {
+    Json(serde_json::json!({ "connectors": a.statuses() })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeBody {
+    /// `info`, `health`, `search`, `get`, `check-permission`, `sync`, or an action name.
+    op: String,
+    #[serde(default)]
+    input: serde_json::Value,
+}
+
+async fn invoke(
+    State(a): State<Arc<Airlock>>,
+    Path(id): Path<String>,
+    body: Result<Json<InvokeBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None),
+    };
+    let input = if body.input.is_null() {
+        serde_json::json!({})
+    } else {
+        body.input
+    };
+    let op = match Op::parse(&body.op, input) {
+        Ok(op) => op,
+        Err(e) => return invoke_error(&a, e),
+    };
+    if a.connectors.get(&id).is_none() {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no-such-connector",
+            &format!("no connector `{id}` is configured"),
+            None,
+        );
+    }
+    match a.invoke(&id, op).await {
+        Ok(result) => Json(serde_json::json!({ "result": result })).into_response(),
+        Err(e) => invoke_error(&a, e),
+    }
+}
+
+fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
+    let (status, retry) = match &e {
+        InvokeError::Connector(c) => match c.code.as_str() {
+            "invalid-input" => (StatusCode::BAD_REQUEST, None),
+            "not-found" => (StatusCode::NOT_FOUND, None),
+            "forbidden" => (StatusCode::FORBIDDEN, None),
+            "rate-limited" => (StatusCode::TOO_MANY_REQUESTS, c.retry_after),
+            "unauthorized" | "upstream" => (StatusCode::BAD_GATEWAY, None),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        },
+        InvokeError::BadInput { .. } => (StatusCode::BAD_REQUEST, None),
+        InvokeError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
+        InvokeError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, None),
+        InvokeError::MemoryLimit { .. } | InvokeError::Trap { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        }
+    };
+    let message = a.scrubber.scrub(&e.to_string());
+    error_response(status, e.code(), &message, retry)
+}
+
+/// The one error shape of the API.
+pub fn error_response(status: StatusCode, code: &str, message: &str, retry_after: Option<u32>) -> Response {
+    let mut body = serde_json::json!({ "error": { "code": code, "message": message } });
+    if let Some(s) = retry_after {
+        body["error"]["retry_after"] = s.into();
+    }
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(s) = retry_after {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}

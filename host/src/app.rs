@@ -1,0 +1,233 @@
+//! Assembles a running Airlock from a config: data directory, vault, scrubber, audit writer,
+//! engine, upstream client and every connector (a connector that fails to load is reported and
+//! skipped; the others still load).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::capabilities::auth::GrantAuth;
+use crate::capabilities::http::ConnectorGate;
+use crate::capabilities::net::Net;
+use crate::capabilities::secrets::resolve_all;
+use crate::config::Config;
+use crate::runtime::connector::{ConnectorCtx, InvokeError, LoadedConnector, Op};
+use crate::runtime::engine::{EngineOptions, Runtime};
+use crate::scrub::Scrubber;
+use crate::store::audit::{AuditLog, AuditWriter};
+use crate::store::vault::Vault;
+
+/// A connector slot: loaded, or the reason it is not.
+pub enum Slot {
+    Ready(Arc<LoadedConnector>),
+    Failed { path: PathBuf, error: String },
+}
+
+/// A connector's state as the API and CLI show it.
+#[derive(Serialize)]
+pub struct ConnectorStatus {
+    pub id: String,
+    pub status: &'static str,
+    pub component: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<crate::runtime::model::ConnectorInfo>,
+}
+
+pub struct Airlock {
+    pub config: Config,
+    pub runtime: Arc<Runtime>,
+    pub connectors: BTreeMap<String, Slot>,
+    pub audit: AuditLog,
+    pub scrubber: Scrubber,
+    writer: AuditWriter,
+}
+
+/// Options for [`Airlock::start`].
+pub struct StartOptions<'a> {
+    /// Load only these connectors (None: all).
+    pub only: Option<&'a [String]>,
+    /// Instances that may be alive at once.
+    pub max_instances: u32,
+}
+
+impl Default for StartOptions<'_> {
+    fn default() -> Self {
+        StartOptions {
+            only: None,
+            max_instances: 256,
+        }
+    }
+}
+
+impl Airlock {
+    pub async fn start(config: Config, scrubber: Scrubber, opts: StartOptions<'_>) -> anyhow::Result<Airlock> {
+        let data_dir = config.server.data_dir.clone();
+        let conn = crate::store::open(&data_dir)?;
+        let vault = Vault::open(&data_dir)?;
+        let wanted = |id: &str| opts.only.is_none_or(|o| o.iter().any(|x| x == id));
+
+        let refs: Vec<_> = config
+            .grants
+            .iter()
+            .filter(|g| wanted(&g.connector))
+            .flat_map(|g| g.auth.secret_refs())
+            .collect();
+        let (values, secret_errors) = resolve_all(refs, &vault, &conn, &scrubber);
+        drop(conn);
+
+        let writer = AuditWriter::start(&data_dir, scrubber.clone())?;
+        let audit = writer.log();
+        let max_memory = config
+            .connectors
+            .iter()
+            .map(|c| c.limits.memory_bytes)
+            .chain([config.limits.memory_bytes])
+            .max()
+            .unwrap_or(config.limits.memory_bytes);
+        let cache_dir = data_dir.join("compile-cache");
+        let runtime = Arc::new(Runtime::new(EngineOptions {
+            cache_dir: Some(&cache_dir),
+            max_memory_bytes: max_memory,
+            max_instances: opts.max_instances,
+        })?);
+        let net = Arc::new(Net::new(config.resolve.clone(), config.limits.connect_timeout));
+
+        let mut connectors = BTreeMap::new();
+        for c in config.connectors.iter().filter(|c| wanted(&c.id)) {
+            let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
+            let mut auths = Vec::new();
+            let mut failure = None;
+            for g in &grants {
+                if let Some((r, e)) = g
+                    .auth
+                    .secret_refs()
+                    .into_iter()
+                    .find_map(|r| secret_errors.get(r).map(|e| (r, e)))
+                {
+                    failure = Some(format!("grant[{}].auth: {r}: {e}", g.index));
+                    break;
+                }
+                match GrantAuth::build(&g.auth, &values, &scrubber) {
+                    Ok(a) => auths.push(a),
+                    Err(e) => {
+                        failure = Some(format!("grant[{}].auth: {e}", g.index));
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = failure {
+                tracing::error!(connector = %c.id, "not loaded: {error}");
+                connectors.insert(
+                    c.id.clone(),
+                    Slot::Failed {
+                        path: c.component.clone(),
+                        error,
+                    },
+                );
+                continue;
+            }
+            let gate = Arc::new(ConnectorGate::new(
+                c.id.clone(),
+                grants.clone(),
+                auths,
+                net.clone(),
+                audit.clone(),
+                scrubber.clone(),
+                c.limits.clone(),
+            ));
+            let ctx = Arc::new(ConnectorCtx {
+                id: c.id.clone(),
+                settings: c.settings.clone(),
+                gate,
+                audit: audit.clone(),
+                scrubber: scrubber.clone(),
+                grants,
+                secrets: values.clone(),
+            });
+            let slot = match LoadedConnector::load(&runtime, &c.component, c.limits.clone(), ctx).await {
+                Ok(l) => {
+                    tracing::info!(
+                        connector = %c.id,
+                        "loaded {} {} (contract {}, {} KiB, compiled in {:.0} ms{})",
+                        l.info.name,
+                        l.info.version,
+                        l.contract,
+                        l.compile.size_bytes / 1024,
+                        l.compile.millis,
+                        if l.compile.from_cache { ", from cache" } else { "" }
+                    );
+                    Slot::Ready(Arc::new(l))
+                }
+                Err(error) => {
+                    let error = scrubber.scrub(&error);
+                    tracing::error!(connector = %c.id, "not loaded: {error}");
+                    Slot::Failed {
+                        path: c.component.clone(),
+                        error,
+                    }
+                }
+            };
+            connectors.insert(c.id.clone(), slot);
+        }
+        Ok(Airlock {
+            config,
+            runtime,
+            connectors,
+            audit,
+            scrubber,
+            writer,
+        })
+    }
+
+    pub fn connector(&self, id: &str) -> Result<&Arc<LoadedConnector>, InvokeError> {
+        match self.connectors.get(id) {
+            Some(Slot::Ready(c)) => Ok(c),
+            Some(Slot::Failed { error, .. }) => Err(InvokeError::Unavailable {
+                message: format!("connector `{id}` failed to load: {error}"),
+            }),
+            None => Err(InvokeError::Unavailable {
+                message: format!("no connector `{id}` is configured"),
+            }),
+        }
+    }
+
+    /// Runs an operation on a connector.
+    pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
+        self.connector(id)?.invoke(op).await
+    }
+
+    pub fn statuses(&self) -> Vec<ConnectorStatus> {
+        self.connectors
+            .iter()
+            .map(|(id, slot)| match slot {
+                Slot::Ready(c) => ConnectorStatus {
+                    id: id.clone(),
+                    status: "ready",
+                    component: c.path.display().to_string(),
+                    error: None,
+                    contract: Some(c.contract.clone()),
+                    info: Some(c.info.clone()),
+                },
+                Slot::Failed { path, error } => ConnectorStatus {
+                    id: id.clone(),
+                    status: "failed",
+                    component: path.display().to_string(),
+                    error: Some(error.clone()),
+                    contract: None,
+                    info: None,
+                },
+            })
+            .collect()
+    }
+
+    /// Makes every audit row queued so far durable.
+    pub fn flush(&self) {
+        self.writer.log().flush();
+    }
+}

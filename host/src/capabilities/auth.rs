@@ -1,0 +1,253 @@
+//! Credential injection at the gate: HTTP Basic, Bearer, a custom header (`X-API-KEY`,
+//! `api-key`, ...) and OAuth2 client-credentials with a cached token that one caller at a time
+//! refreshes shortly before it expires. Connectors never see any of these values.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
+use http_body_util::{BodyExt, Full, Limited};
+
+use crate::config::AuthConfig;
+use crate::scrub::Scrubber;
+
+use super::net::UpstreamClient;
+use super::secrets::SecretValues;
+
+/// Refresh this long before the token's stated expiry.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// A grant's credentials, ready to inject.
+pub enum GrantAuth {
+    None,
+    /// A static header (Basic, Bearer or custom), prepared once.
+    Static { name: HeaderName, value: HeaderValue },
+    OAuth2(OAuth2),
+}
+
+pub struct OAuth2 {
+    token_url: http::Uri,
+    form: String,
+    cached: tokio::sync::Mutex<Option<CachedToken>>,
+    scrubber: Scrubber,
+}
+
+struct CachedToken {
+    header: HeaderValue,
+    refresh_at: Instant,
+}
+
+/// What a token fetch reports for the audit log.
+pub struct TokenFetch {
+    pub url: http::Uri,
+    pub status: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+impl GrantAuth {
+    /// Prepares the credentials; errors name the missing reference.
+    pub fn build(auth: &AuthConfig, secrets: &SecretValues, scrubber: &Scrubber) -> Result<GrantAuth, String> {
+        let get = |r| {
+            secrets
+                .get(r)
+                .map(str::to_string)
+                .ok_or_else(|| format!("{r} could not be resolved"))
+        };
+        let sensitive = |mut v: HeaderValue| {
+            v.set_sensitive(true);
+            v
+        };
+        Ok(match auth {
+            AuthConfig::None => GrantAuth::None,
+            AuthConfig::Basic { username, password } => {
+                let password = get(password)?;
+                scrubber.add_basic(username, &password);
+                let enc = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                GrantAuth::Static {
+                    name: header::AUTHORIZATION,
+                    value: sensitive(
+                        HeaderValue::from_str(&format!("Basic {enc}"))
+                            .map_err(|_| "basic credentials are not a valid header".to_string())?,
+                    ),
+                }
+            }
+            AuthConfig::Bearer { token } => GrantAuth::Static {
+                name: header::AUTHORIZATION,
+                value: sensitive(
+                    HeaderValue::from_str(&format!("Bearer {}", get(token)?))
+                        .map_err(|_| format!("{token} is not a valid header value"))?,
+                ),
+            },
+            AuthConfig::Header { name, value } => GrantAuth::Static {
+                name: name.clone(),
+                value: sensitive(
+                    HeaderValue::from_str(&get(value)?)
+                        .map_err(|_| format!("{value} is not a valid header value"))?,
+                ),
+            },
+            AuthConfig::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                let secret = get(client_secret)?;
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "client_credentials");
+                form.append_pair("client_id", client_id);
+                form.append_pair("client_secret", &secret);
+                if let Some(s) = scope {
+                    form.append_pair("scope", s);
+                }
+                GrantAuth::OAuth2(OAuth2 {
+                    token_url: token_url
+                        .as_str()
+                        .parse()
+                        .map_err(|_| "auth.token_url is not a valid URI".to_string())?,
+                    form: form.finish(),
+                    cached: tokio::sync::Mutex::new(None),
+                    scrubber: scrubber.clone(),
+                })
+            }
+        })
+    }
+
+    /// The header this grant's credentials travel in (guests may not set it).
+    pub fn header_name(&self) -> Option<HeaderName> {
+        match self {
+            GrantAuth::None => None,
+            GrantAuth::Static { name, .. } => Some(name.clone()),
+            GrantAuth::OAuth2(_) => Some(header::AUTHORIZATION),
+        }
+    }
+
+    /// Sets the credentials on `headers`. For OAuth2 this may fetch a token first; the fetch is
+    /// reported through `on_fetch` for auditing.
+    pub async fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        client: &UpstreamClient,
+        timeout: Duration,
+        on_fetch: impl FnOnce(TokenFetch),
+    ) -> Result<(), String> {
+        match self {
+            GrantAuth::None => Ok(()),
+            GrantAuth::Static { name, value } => {
+                headers.insert(name.clone(), value.clone());
+                Ok(())
+            }
+            GrantAuth::OAuth2(o) => {
+                let v = o.token(client, timeout, on_fetch).await?;
+                headers.insert(header::AUTHORIZATION, v);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl OAuth2 {
+    /// The cached token, or a fresh one. The mutex makes concurrent callers wait for one fetch
+    /// instead of each fetching.
+    async fn token(
+        &self,
+        client: &UpstreamClient,
+        timeout: Duration,
+        on_fetch: impl FnOnce(TokenFetch),
+    ) -> Result<HeaderValue, String> {
+        let mut guard = self.cached.lock().await;
+        if let Some(t) = guard.as_ref() {
+            if Instant::now() < t.refresh_at {
+                return Ok(t.header.clone());
+            }
+        }
+        let started = Instant::now();
+        let result = self.fetch(client, timeout).await;
+        let (status, error) = match &result {
+            Ok((_, s)) => (Some(*s), None),
+            Err((s, e)) => (*s, Some(e.clone())),
+        };
+        on_fetch(TokenFetch {
+            url: self.token_url.clone(),
+            status,
+            latency: started.elapsed(),
+            error,
+        });
+        let (tok, _) = result.map_err(|(_, e)| e)?;
+        *guard = Some(tok);
+        Ok(guard.as_ref().map(|t| t.header.clone()).unwrap_or_else(|| HeaderValue::from_static("")))
+    }
+
+    async fn fetch(
+        &self,
+        client: &UpstreamClient,
+        timeout: Duration,
+    ) -> Result<(CachedToken, u16), (Option<u16>, String)> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(self.token_url.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(self.form.clone())))
+            .map_err(|e| (None, format!("cannot build token request: {e}")))?;
+        let resp = tokio::time::timeout(timeout, client.request(req))
+            .await
+            .map_err(|_| (None, format!("token endpoint did not answer within {timeout:?}")))?
+            .map_err(|e| (None, self.scrubber.scrub(&format!("token request failed: {e}"))))?;
+        let status = resp.status().as_u16();
+        let body = tokio::time::timeout(timeout, Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE).collect())
+            .await
+            .map_err(|_| (Some(status), "token response timed out".to_string()))?
+            .map_err(|e| (Some(status), format!("token response unreadable: {e}")))?
+            .to_bytes();
+        #[derive(serde::Deserialize)]
+        struct TokenReply {
+            access_token: Option<String>,
+            token_type: Option<String>,
+            expires_in: Option<serde_json::Value>,
+            error: Option<String>,
+            error_description: Option<String>,
+        }
+        let reply: TokenReply = serde_json::from_slice(&body).map_err(|_| {
+            (Some(status), format!("token endpoint answered {status} with a body that is not a token response"))
+        })?;
+        let Some(token) = reply.access_token.filter(|_| (200..300).contains(&status)) else {
+            let detail = reply
+                .error_description
+                .or(reply.error)
+                .unwrap_or_else(|| "no access_token".into());
+            return Err((
+                Some(status),
+                self.scrubber
+                    .scrub(&format!("token endpoint answered {status}: {detail}")),
+            ));
+        };
+        if let Some(tt) = &reply.token_type {
+            if !tt.eq_ignore_ascii_case("bearer") {
+                return Err((Some(status), format!("unsupported token_type `{tt}`")));
+            }
+        }
+        self.scrubber.add(&token);
+        // expires_in is a number, or a string of one on some servers.
+        let secs = match &reply.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
+            Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
+            _ => 3600,
+        };
+        let lifetime = Duration::from_secs(secs);
+        let margin = REFRESH_MARGIN.min(lifetime / 10);
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| (Some(status), "access token is not a valid header value".to_string()))?;
+        header.set_sensitive(true);
+        Ok((
+            CachedToken {
+                header,
+                refresh_at: Instant::now() + lifetime - margin,
+            },
+            status,
+        ))
+    }
+}

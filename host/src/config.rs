@@ -1,0 +1,672 @@
+//! `airlock.toml`: connectors, grants, limits. Parsed with serde + toml and validated so that every
+//! error names the file and the offending key.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capabilities::policy::{HostPattern, MethodSet, PathPrefix};
+
+/// A configuration error. The message always names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+/// Where a credential comes from. Never holds the value itself.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum SecretRef {
+    /// A secret in the encrypted vault (`airlock secrets set NAME`).
+    Vault(String),
+    /// An environment variable of the daemon.
+    Env(String),
+    /// A file whose contents (trailing newline removed) is the value.
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Parses `secret:NAME`, `env:VAR` or `file:PATH` (relative paths against `base`).
+    pub fn parse(s: &str, base: &Path) -> Result<SecretRef, String> {
+        let (kind, rest) = s.split_once(':').ok_or_else(|| {
+            "must be a secret reference: `secret:NAME`, `env:VAR` or `file:PATH`".to_string()
+        })?;
+        if rest.is_empty() {
+            return Err(format!("`{kind}:` reference has an empty name"));
+        }
+        match kind {
+            "secret" => {
+                crate::store::vault::validate_name(rest)?;
+                Ok(SecretRef::Vault(rest.to_string()))
+            }
+            "env" => Ok(SecretRef::Env(rest.to_string())),
+            "file" => Ok(SecretRef::File(base.join(rest))),
+            other => Err(format!(
+                "unknown reference kind `{other}:`; use `secret:NAME`, `env:VAR` or `file:PATH`"
+            )),
+        }
+    }
+
+    /// The vault name, when this is a vault reference.
+    pub fn vault_name(&self) -> Option<&str> {
+        match self {
+            SecretRef::Vault(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Vault(n) => write!(f, "secret:{n}"),
+            SecretRef::Env(n) => write!(f, "env:{n}"),
+            SecretRef::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Per-invocation and outbound limits. Every field can be overridden per connector.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock deadline of one invocation (epoch interruption + tokio timeout).
+    pub timeout: Duration,
+    /// Linear-memory limit of one instance.
+    pub memory_bytes: usize,
+    /// Largest upstream response body handed to a connector.
+    pub max_response_bytes: usize,
+    /// Largest request body a connector may send.
+    pub max_request_bytes: usize,
+    /// TCP (+TLS) connect timeout for upstream connections.
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive.
+    pub first_byte_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            max_response_bytes: 16 << 20,
+            max_request_bytes: 4 << 20,
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Authentication the gate injects for a grant.
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    None,
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
+    Bearer {
+        token: SecretRef,
+    },
+    /// A custom header such as `X-API-KEY` or `api-key`.
+    Header {
+        name: http::HeaderName,
+        value: SecretRef,
+    },
+    /// OAuth2 client-credentials: the host fetches and caches the token.
+    OAuth2 {
+        token_url: url::Url,
+        client_id: String,
+        client_secret: SecretRef,
+        scope: Option<String>,
+    },
+}
+
+impl AuthConfig {
+    /// Every secret reference this auth needs.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        match self {
+            AuthConfig::None => vec![],
+            AuthConfig::Basic { password, .. } => vec![password],
+            AuthConfig::Bearer { token } => vec![token],
+            AuthConfig::Header { value, .. } => vec![value],
+            AuthConfig::OAuth2 { client_secret, .. } => vec![client_secret],
+        }
+    }
+}
+
+/// One outbound permission of a connector.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Position in the file (`grant[N]`), for messages.
+    pub index: usize,
+    pub connector: String,
+    pub scheme: String,
+    pub host: HostPattern,
+    pub port: u16,
+    pub methods: MethodSet,
+    pub path_prefix: PathPrefix,
+    /// Whether the destination may resolve to loopback/private/link-local addresses.
+    pub allow_private: bool,
+    /// Whether the connector may read this grant's secrets through the `secret()` import.
+    pub reveal: bool,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub id: String,
+    pub component: PathBuf,
+    pub settings: BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub limits: Limits,
+    pub connectors: Vec<ConnectorConfig>,
+    pub grants: Vec<Grant>,
+    /// Host name overrides (like curl's `--resolve`): name -> addresses.
+    pub resolve: BTreeMap<String, Vec<IpAddr>>,
+}
+
+// ---- raw (as written in the file) -------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default, rename = "connector")]
+    connectors: Vec<RawConnector>,
+    #[serde(default, rename = "grant")]
+    grants: Vec<RawGrant>,
+    #[serde(default)]
+    resolve: BTreeMap<String, OneOrMany>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout: Option<String>,
+    memory_mib: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_request_bytes: Option<u64>,
+    connect_timeout: Option<String>,
+    first_byte_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    id: String,
+    component: String,
+    #[serde(default)]
+    settings: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    connector: String,
+    url: Option<String>,
+    scheme: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    path_prefix: Option<String>,
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    allow_private: bool,
+    #[serde(default)]
+    reveal: bool,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum RawAuth {
+    None,
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    Header {
+        name: String,
+        value: String,
+    },
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read config: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let err = |message: String| ConfigError {
+            file: file.clone(),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| err(describe_toml_error(&e)))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+
+        let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:7700");
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            err(format!(
+                "server.listen: `{listen}` is not an address like 127.0.0.1:7700"
+            ))
+        })?;
+        let data_dir = base.join(raw.server.data_dir.as_deref().unwrap_or(".airlock"));
+
+        let limits = apply_limits(Limits::default(), &raw.limits, "limits").map_err(err)?;
+
+        let mut ids = HashSet::new();
+        let mut connectors = Vec::new();
+        for (i, c) in raw.connectors.iter().enumerate() {
+            let key = format!("connector[{i}]");
+            validate_id(&c.id).map_err(|m| err(format!("{key}.id: {m}")))?;
+            if !ids.insert(c.id.clone()) {
+                return Err(err(format!("{key}.id: duplicate connector id `{}`", c.id)));
+            }
+            if c.component.trim().is_empty() {
+                return Err(err(format!("{key}.component: must name a .wasm file")));
+            }
+            let mut settings = BTreeMap::new();
+            for (k, v) in &c.settings {
+                let s = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(n) => n.to_string(),
+                    toml::Value::Float(n) => n.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => {
+                        let mut parts = Vec::new();
+                        for item in items {
+                            match item {
+                                toml::Value::String(s) => parts.push(s.clone()),
+                                _ => {
+                                    return Err(err(format!(
+                                        "{key}.settings.{k}: arrays may only hold strings"
+                                    )));
+                                }
+                            }
+                        }
+                        parts.join(",")
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "{key}.settings.{k}: must be a string, number, boolean or list of strings"
+                        )));
+                    }
+                };
+                settings.insert(k.clone(), s);
+            }
+            let limits = apply_limits(limits.clone(), &c.limits, &format!("{key}.limits"))
+                .map_err(err)?;
+            connectors.push(ConnectorConfig {
+                id: c.id.clone(),
+                component: base.join(&c.component),
+                settings,
+                limits,
+            });
+        }
+
+        let mut grants = Vec::new();
+        for (i, g) in raw.grants.into_iter().enumerate() {
+            let key = format!("grant[{i}]");
+            if !ids.contains(&g.connector) {
+                return Err(err(format!(
+                    "{key}.connector: no connector with id `{}` is configured",
+                    g.connector
+                )));
+            }
+            grants.push(build_grant(i, g, &base).map_err(|m| err(format!("{key}.{m}")))?);
+        }
+
+        let mut resolve = BTreeMap::new();
+        for (name, addrs) in raw.resolve {
+            let list = match addrs {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            };
+            let mut ips = Vec::new();
+            for a in list {
+                ips.push(a.parse::<IpAddr>().map_err(|_| {
+                    err(format!("resolve.{name}: `{a}` is not an IP address"))
+                })?);
+            }
+            if ips.is_empty() {
+                return Err(err(format!("resolve.{name}: needs at least one address")));
+            }
+            resolve.insert(name.to_ascii_lowercase(), ips);
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            server: ServerConfig { listen, data_dir },
+            limits,
+            connectors,
+            grants,
+            resolve,
+        })
+    }
+
+    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.iter().find(|c| c.id == id)
+    }
+
+    pub fn grants_for<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Grant> + 'a {
+        self.grants.iter().filter(move |g| g.connector == id)
+    }
+}
+
+/// toml's message already carries the line, column, the offending key and a snippet.
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    format!("invalid config: {}", e.to_string().trim())
+}
+
+fn validate_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && id.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a valid id (lowercase letters, digits, '-' and '_', starting with a letter, at most 64)"
+        ))
+    }
+}
+
+fn parse_duration(s: &str, key: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{key}: `{s}` is not a duration like \"30s\" or \"500ms\" ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("{key}: must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn apply_limits(mut l: Limits, raw: &RawLimits, key: &str) -> Result<Limits, String> {
+    if let Some(t) = &raw.timeout {
+        l.timeout = parse_duration(t, &format!("{key}.timeout"))?;
+    }
+    if let Some(m) = raw.memory_mib {
+        if !(1..=4096).contains(&m) {
+            return Err(format!(
+                "{key}.memory_mib: {m} is out of range (1..=4096)"
+            ));
+        }
+        l.memory_bytes = (m as usize) << 20;
+    }
+    if let Some(b) = raw.max_response_bytes {
+        if b == 0 {
+            return Err(format!("{key}.max_response_bytes: must be greater than zero"));
+        }
+        l.max_response_bytes = b as usize;
+    }
+    if let Some(b) = raw.max_request_bytes {
+        if b == 0 {
+            return Err(format!("{key}.max_request_bytes: must be greater than zero"));
+        }
+        l.max_request_bytes = b as usize;
+    }
+    if let Some(t) = &raw.connect_timeout {
+        l.connect_timeout = parse_duration(t, &format!("{key}.connect_timeout"))?;
+    }
+    if let Some(t) = &raw.first_byte_timeout {
+        l.first_byte_timeout = parse_duration(t, &format!("{key}.first_byte_timeout"))?;
+    }
+    Ok(l)
+}
+
+fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> {
+    let (mut scheme, mut host, mut port, mut path) = (g.scheme, g.host, g.port, g.path_prefix);
+    if let Some(u) = &g.url {
+        if scheme.is_some() || host.is_some() || port.is_some() || path.is_some() {
+            return Err(
+                "url: give either `url` or `scheme`/`host`/`port`/`path_prefix`, not both".into(),
+            );
+        }
+        // `*.example.com` is not a valid URL host; swap it for a placeholder while parsing.
+        let (text, wildcard) = match u.find("://*.") {
+            Some(pos) => (
+                format!("{}://wildcard-placeholder.{}", &u[..pos], &u[pos + 5..]),
+                true,
+            ),
+            None => (u.clone(), false),
+        };
+        let parsed =
+            url::Url::parse(&text).map_err(|e| format!("url: `{u}` is not a valid URL ({e})"))?;
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(format!("url: `{u}` must not have a query or fragment"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("url: credentials belong in `auth`, not in the URL".into());
+        }
+        scheme = Some(parsed.scheme().to_string());
+        let h = parsed.host_str().unwrap_or_default().to_string();
+        host = Some(if wildcard {
+            h.replacen("wildcard-placeholder.", "*.", 1)
+        } else {
+            h.trim_start_matches('[').trim_end_matches(']').to_string()
+        });
+        port = parsed.port();
+        path = Some(parsed.path().to_string());
+    }
+    let scheme = scheme.unwrap_or_else(|| "https".into()).to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("scheme: `{scheme}` is not supported (http or https)"));
+    }
+    let host = host.ok_or("host: missing (give `url` or `host`)")?;
+    let host = HostPattern::parse(&host).map_err(|m| format!("host: {m}"))?;
+    let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+    if port == 0 {
+        return Err("port: must be 1..=65535".into());
+    }
+    let path_prefix =
+        PathPrefix::parse(path.as_deref().unwrap_or("/")).map_err(|m| format!("path_prefix: {m}"))?;
+    let methods = MethodSet::parse(g.methods.as_deref().unwrap_or(&["GET".into(), "HEAD".into()]))
+        .map_err(|m| format!("methods: {m}"))?;
+
+    let secret = |field: &str, v: &str| {
+        SecretRef::parse(v, base).map_err(|m| format!("auth.{field}: {m}"))
+    };
+    let auth = match g.auth {
+        None | Some(RawAuth::None) => AuthConfig::None,
+        Some(RawAuth::Basic { username, password }) => AuthConfig::Basic {
+            username,
+            password: secret("password", &password)?,
+        },
+        Some(RawAuth::Bearer { token }) => AuthConfig::Bearer {
+            token: secret("token", &token)?,
+        },
+        Some(RawAuth::Header { name, value }) => {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("auth.name: `{name}` is not a valid header name"))?;
+            AuthConfig::Header {
+                name,
+                value: secret("value", &value)?,
+            }
+        }
+        Some(RawAuth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        }) => {
+            let token_url = url::Url::parse(&token_url)
+                .map_err(|e| format!("auth.token_url: `{token_url}` is not a URL ({e})"))?;
+            if !matches!(token_url.scheme(), "http" | "https") {
+                return Err("auth.token_url: must be http or https".into());
+            }
+            AuthConfig::OAuth2 {
+                token_url,
+                client_id,
+                client_secret: secret("client_secret", &client_secret)?,
+                scope,
+            }
+        }
+    };
+    if g.reveal && matches!(auth, AuthConfig::None) {
+        return Err("reveal: `reveal = true` needs an `auth` with a secret to reveal".into());
+    }
+    Ok(Grant {
+        index,
+        connector: g.connector,
+        scheme,
+        host,
+        port,
+        methods,
+        path_prefix,
+        allow_private: g.allow_private,
+        reveal: g.reveal,
+        auth,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/airlock/airlock.toml"))
+    }
+
+    const BASE: &str = r#"
+[[connector]]
+id = "confluence"
+component = "c.wasm"
+settings = { base_url = "http://127.0.0.1:8781" }
+"#;
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let e = parse(&format!("{BASE}\n[limits]\ntimeoutt = \"3s\"\n")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("/etc/airlock/airlock.toml: "), "{s}");
+        assert!(s.contains("timeoutt"), "{s}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let e = parse(&format!("{BASE}\n[limits]\ntimeout = \"soon\"\n")).unwrap_err();
+        assert!(e.to_string().contains("limits.timeout"), "{e}");
+    }
+
+    #[test]
+    fn memory_out_of_range_names_the_connector_key() {
+        let text = format!("{BASE}limits = {{ memory_mib = 0 }}\n");
+        let e = parse(&text).unwrap_err();
+        assert!(e.to_string().contains("connector[0].limits.memory_mib"), "{e}");
+    }
+
+    #[test]
+    fn grant_for_unknown_connector_is_an_error() {
+        let e = parse(&format!(
+            "{BASE}\n[[grant]]\nconnector = \"jira\"\nurl = \"https://x.atlassian.net/\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("grant[0].connector"), "{e}");
+    }
+
+    #[test]
+    fn literal_secret_in_auth_is_refused() {
+        let e = parse(&format!(
+            "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://x.atlassian.net/\"\nauth = {{ type = \"bearer\", token = \"hunter2\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("grant[0].auth.token"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn wildcard_url_grant_parses() {
+        let c = parse(&format!(
+            "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://*.atlassian.net/wiki/\"\nmethods = [\"GET\", \"post\"]\nauth = {{ type = \"basic\", username = \"a@b.c\", password = \"secret:tok\" }}\n"
+        ))
+        .unwrap();
+        let g = &c.grants[0];
+        assert_eq!(g.scheme, "https");
+        assert_eq!(g.port, 443);
+        assert!(g.host.matches("acme.atlassian.net"));
+        assert!(!g.host.matches("atlassian.net"));
+        assert!(g.methods.allows(&http::Method::POST));
+        assert_eq!(c.connectors[0].component, Path::new("/etc/airlock/c.wasm"));
+    }
+
+    #[test]
+    fn duplicate_connector_ids_are_an_error() {
+        let e = parse(&format!("{BASE}{BASE}")).unwrap_err();
+        assert!(e.to_string().contains("duplicate connector id"), "{e}");
+    }
+
+    #[test]
+    fn bad_resolve_address_is_named() {
+        let e = parse(&format!("{BASE}\n[resolve]\n\"meta.test\" = \"nope\"\n")).unwrap_err();
+        assert!(e.to_string().contains("resolve.meta.test"), "{e}");
+    }
+}

@@ -1,0 +1,93 @@
+//! The wasmtime Engine: pooling allocator, epoch interruption (a ticker thread) and the on-disk
+//! compile cache; plus the Linker every connector is instantiated with.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings;
+use super::state::State;
+
+/// How often the epoch advances; deadlines are checked at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings.
+pub struct EngineOptions<'a> {
+    /// Where compiled code is cached; None disables the cache.
+    pub cache_dir: Option<&'a Path>,
+    /// The largest memory any instance may have (the pool reserves slots of this size).
+    pub max_memory_bytes: usize,
+    /// How many instances may be alive at once.
+    pub max_instances: u32,
+}
+
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<State>,
+    cache: Option<Cache>,
+}
+
+impl Runtime {
+    pub fn new(opts: EngineOptions<'_>) -> anyhow::Result<Runtime> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(opts.max_instances);
+        pool.total_core_instances(opts.max_instances * 4);
+        pool.total_memories(opts.max_instances * 2);
+        pool.total_tables(opts.max_instances * 2);
+        pool.total_stacks(opts.max_instances);
+        pool.max_memories_per_component(4);
+        pool.max_tables_per_component(8);
+        pool.max_memory_size(opts.max_memory_bytes);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let cache = match opts.cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create compile cache {}", dir.display()))?;
+                let mut cc = CacheConfig::new();
+                cc.with_directory(dir);
+                let cache = Cache::new(cc)
+                    .map_err(|e| anyhow::anyhow!("cannot set up the compile cache: {e:#}"))?;
+                cfg.cache(Some(cache.clone()));
+                Some(cache)
+            }
+            None => None,
+        };
+        let engine = Engine::new(&cfg)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("airlock-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+
+        let mut linker = Linker::new(&engine);
+        // wasi:cli/clocks/random/io etc. for the guest's std; sockets and filesystem stay
+        // empty because the WasiCtx grants nothing. All network access is wasi:http.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        bindings::airlock::connector::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        bindings::airlock::connector::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+        })
+    }
+
+    /// (hits, misses) of the compile cache since start.
+    pub fn cache_stats(&self) -> Option<(usize, usize)> {
+        self.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
+    }
+}

@@ -1,0 +1,427 @@
+//! The audit log: one row per invocation and per outbound decision, each holding the hash of the
+//! previous row, so `verify` finds an edited, inserted or deleted row. Rows are written by one
+//! background thread in batched transactions; the chain head is read inside each write
+//! transaction, so several processes (daemon and CLI) can append to the same log safely.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::scrub::Scrubber;
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit row, before it is chained.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditEvent {
+    pub connector: String,
+    pub invocation: String,
+    /// `invoke`, `http`, `header`, `secret`, `oauth-token`.
+    pub event: String,
+    /// `allow`, `deny`, `ok`, `error`.
+    pub decision: String,
+    pub reason: String,
+    pub method: Option<String>,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Path only: the query is dropped so that no parameter value is logged.
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub bytes: Option<u64>,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub ts: String,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+enum Msg {
+    Event(String, Box<AuditEvent>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Handle for appending rows; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    scrubber: Scrubber,
+}
+
+/// Owns the writer thread; dropping it flushes and stops the thread.
+pub struct AuditWriter {
+    log: AuditLog,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AuditWriter {
+    pub fn start(data_dir: &Path, scrubber: Scrubber) -> anyhow::Result<AuditWriter> {
+        let conn = super::open(data_dir)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("airlock-audit".into())
+            .spawn(move || writer_loop(conn, rx))?;
+        Ok(AuditWriter {
+            log: AuditLog { tx, scrubber },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn log(&self) -> AuditLog {
+        self.log.clone()
+    }
+}
+
+impl Drop for AuditWriter {
+    fn drop(&mut self) {
+        self.log.flush();
+        // The thread ends when every sender is gone; other clones may outlive us, so do not join
+        // unconditionally (that could hang); the flush above already made our rows durable.
+        if let Some(t) = self.thread.take() {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl AuditLog {
+    /// Queues a row. Text fields are scrubbed of secret values first.
+    pub fn record(&self, mut e: AuditEvent) {
+        let s = &self.scrubber;
+        e.reason = s.scrub(&e.reason);
+        e.path = e.path.map(|p| s.scrub(&p));
+        e.host = e.host.map(|h| s.scrub(&h));
+        e.connector = s.scrub(&e.connector);
+        let _ = self.tx.send(Msg::Event(super::now_rfc3339(), Box::new(e)));
+    }
+
+    /// Blocks until every row queued so far is committed.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut push = |m: Msg, batch: &mut Vec<(String, Box<AuditEvent>)>| match m {
+            Msg::Event(ts, e) => batch.push((ts, e)),
+            Msg::Flush(done) => flushes.push(done),
+        };
+        push(first, &mut batch);
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(m) => push(m, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            // Retry a busy database a few times; audit rows must not be dropped silently.
+            let mut attempt = 0;
+            loop {
+                match append(&mut conn, &batch) {
+                    Ok(()) => break,
+                    Err(e) if attempt < 5 => {
+                        attempt += 1;
+                        tracing::warn!("audit write failed (attempt {attempt}): {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                    }
+                    Err(e) => {
+                        tracing::error!("audit rows lost after retries: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+fn append(conn: &mut Connection, batch: &[(String, Box<AuditEvent>)]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (mut seq, mut prev): (i64, String) = tx
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap_or((0, GENESIS.to_string()));
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO audit (seq, ts, connector, invocation, event, decision, reason, method,
+               scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )?;
+        for (ts, e) in batch {
+            seq += 1;
+            let hash = row_hash(seq, ts, e, &prev);
+            stmt.execute(params![
+                seq,
+                ts,
+                e.connector,
+                e.invocation,
+                e.event,
+                e.decision,
+                e.reason,
+                e.method,
+                e.scheme,
+                e.host,
+                e.port,
+                e.path,
+                e.status,
+                e.latency_ms,
+                e.bytes.map(|b| b as i64),
+                prev,
+                hash
+            ])?;
+            prev = hash;
+        }
+    }
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
+        params![seq, prev],
+    )?;
+    tx.commit()
+}
+
+/// The hash covers every column and the previous row's hash.
+fn row_hash(seq: i64, ts: &str, e: &AuditEvent, prev: &str) -> String {
+    let canonical = serde_json::json!([
+        seq,
+        ts,
+        e.connector,
+        e.invocation,
+        e.event,
+        e.decision,
+        e.reason,
+        e.method,
+        e.scheme,
+        e.host,
+        e.port,
+        e.path,
+        e.status,
+        e.latency_ms,
+        e.bytes,
+        prev
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        ts: r.get(1)?,
+        event: AuditEvent {
+            connector: r.get(2)?,
+            invocation: r.get(3)?,
+            event: r.get(4)?,
+            decision: r.get(5)?,
+            reason: r.get(6)?,
+            method: r.get(7)?,
+            scheme: r.get(8)?,
+            host: r.get(9)?,
+            port: r.get(10)?,
+            path: r.get(11)?,
+            status: r.get(12)?,
+            latency_ms: r.get(13)?,
+            bytes: r.get::<_, Option<i64>>(14)?.map(|b| b as u64),
+        },
+        prev_hash: r.get(15)?,
+        hash: r.get(16)?,
+    })
+}
+
+const COLUMNS: &str = "seq, ts, connector, invocation, event, decision, reason, method, scheme, host,
+    port, path, status, latency_ms, bytes, prev_hash, hash";
+
+/// The last `n` rows, oldest first, optionally for one connector.
+pub fn tail(conn: &Connection, n: usize, connector: Option<&str>) -> anyhow::Result<Vec<AuditRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR connector = ?1) ORDER BY seq DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows: Vec<AuditRow> = stmt
+        .query_map(params![connector, n as i64], read_row)?
+        .collect::<Result<_, _>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Result of checking the chain.
+#[derive(Debug)]
+pub struct Verification {
+    pub rows: u64,
+    /// Empty when the log is intact.
+    pub problems: Vec<String>,
+}
+
+/// Walks the whole chain and reports every break.
+pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    let mut expected_seq = 1i64;
+    let mut prev = GENESIS.to_string();
+    let mut problems = Vec::new();
+    let mut count = 0u64;
+    while let Some(r) = rows.next()? {
+        let row = read_row(r)?;
+        count += 1;
+        if row.seq != expected_seq {
+            if row.seq > expected_seq {
+                problems.push(format!(
+                    "rows {}..={} are missing (deleted)",
+                    expected_seq,
+                    row.seq - 1
+                ));
+            } else {
+                problems.push(format!("row {} is out of sequence (inserted)", row.seq));
+            }
+        }
+        if row.prev_hash != prev {
+            problems.push(format!(
+                "row {}: previous-hash does not match the row before it (a row was inserted, deleted or edited)",
+                row.seq
+            ));
+        }
+        let h = row_hash(row.seq, &row.ts, &row.event, &row.prev_hash);
+        if h != row.hash {
+            problems.push(format!("row {}: contents do not match its hash (edited)", row.seq));
+        }
+        prev = row.hash.clone();
+        expected_seq = row.seq + 1;
+    }
+    let head: Option<(i64, String)> = conn
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ok();
+    match head {
+        Some((seq, hash)) => {
+            if seq != expected_seq - 1 || hash != prev {
+                problems.push(format!(
+                    "the chain head records row {seq} but the log ends at row {} (rows deleted at the end, or the head was edited)",
+                    expected_seq - 1
+                ));
+            }
+        }
+        None if count > 0 => problems.push("the chain head is missing".into()),
+        None => {}
+    }
+    Ok(Verification {
+        rows: count,
+        problems,
+    })
+}
+
+/// Convenience for CLI commands: open the data dir's database.
+pub fn open_db(data_dir: &Path) -> anyhow::Result<Connection> {
+    super::open(data_dir)
+}
+
+/// Path of the database, for messages.
+pub fn db_file(data_dir: &Path) -> PathBuf {
+    super::db_path(data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(i: usize) -> AuditEvent {
+        AuditEvent {
+            connector: "c".into(),
+            invocation: format!("inv{i}"),
+            event: "http".into(),
+            decision: "allow".into(),
+            method: Some("GET".into()),
+            host: Some("h".into()),
+            path: Some("/p".into()),
+            status: Some(200),
+            ..Default::default()
+        }
+    }
+
+    fn logged(n: usize) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let w = AuditWriter::start(dir.path(), Scrubber::new()).unwrap();
+        for i in 0..n {
+            w.log().record(ev(i));
+        }
+        w.log().flush();
+        let conn = crate::store::open(dir.path()).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn untouched_log_verifies() {
+        let (_d, c) = logged(20);
+        let v = verify(&c).unwrap();
+        assert_eq!(v.rows, 20);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn edited_row_is_reported() {
+        let (_d, c) = logged(5);
+        c.execute("UPDATE audit SET decision = 'deny' WHERE seq = 3", []).unwrap();
+        let v = verify(&c).unwrap();
+        assert!(v.problems.iter().any(|p| p.contains("row 3") && p.contains("edited")), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn deleted_middle_and_tail_rows_are_reported() {
+        let (_d, c) = logged(6);
+        c.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+        let v = verify(&c).unwrap();
+        assert!(v.problems.iter().any(|p| p.contains("missing")), "{:?}", v.problems);
+        let (_d2, c2) = logged(6);
+        c2.execute("DELETE FROM audit WHERE seq = 6", []).unwrap();
+        let v = verify(&c2).unwrap();
+        assert!(v.problems.iter().any(|p| p.contains("chain head")), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn inserted_row_is_reported() {
+        let (_d, c) = logged(3);
+        c.execute("UPDATE audit SET seq = seq + 1 WHERE seq = 3", []).unwrap();
+        c.execute(
+            "INSERT INTO audit SELECT 3, ts, connector, invocation, event, decision, 'forged', method, scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash FROM audit WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        let v = verify(&c).unwrap();
+        assert!(!v.problems.is_empty());
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scrubber::new();
+        s.add("canary-zz-9876");
+        let w = AuditWriter::start(dir.path(), s).unwrap();
+        let mut e = ev(0);
+        e.reason = "upstream said canary-zz-9876".into();
+        w.log().record(e);
+        w.log().flush();
+        let c = crate::store::open(dir.path()).unwrap();
+        let rows = tail(&c, 10, None).unwrap();
+        assert_eq!(rows[0].event.reason, "upstream said [REDACTED]");
+    }
+}

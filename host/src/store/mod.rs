@@ -1,0 +1,122 @@
+//! The SQLite data directory: one database file (`airlock.db`) holding the audit log and the
+//! secret vault (later also documents, sync cursors, tokens and approvals), with numbered
+//! migrations.
+
+pub mod audit;
+pub mod vault;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use rusqlite::Connection;
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[
+    // 1: secret vault and hash-chained audit log.
+    r#"
+    CREATE TABLE secrets (
+        name        TEXT PRIMARY KEY,
+        nonce       BLOB NOT NULL,
+        ciphertext  BLOB NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        seq         INTEGER PRIMARY KEY,
+        ts          TEXT NOT NULL,
+        connector   TEXT NOT NULL,
+        invocation  TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        decision    TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        method      TEXT,
+        scheme      TEXT,
+        host        TEXT,
+        port        INTEGER,
+        path        TEXT,
+        status      INTEGER,
+        latency_ms  REAL,
+        bytes       INTEGER,
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL
+    );
+    CREATE INDEX audit_connector ON audit(connector, seq);
+    CREATE TABLE audit_head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The database file inside a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("airlock.db")
+}
+
+/// Creates the data directory (mode 0700) if needed.
+pub fn ensure_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    if !data_dir.exists() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating and migrating if needed) the database of a data directory.
+pub fn open(data_dir: &Path) -> anyhow::Result<Connection> {
+    ensure_data_dir(data_dir)?;
+    let path = db_path(data_dir);
+    let mut conn = Connection::open(&path)
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrate(&mut conn).with_context(|| format!("cannot migrate database {}", path.display()))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: i64 = tx
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+    if current as usize > MIGRATIONS.len() {
+        anyhow::bail!(
+            "database schema version {current} is newer than this airlock supports ({}); upgrade airlock",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// RFC 3339 UTC timestamp with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_record_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path()).unwrap();
+        drop(c);
+        let c = open(dir.path()).unwrap();
+        let v: i64 = c
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}

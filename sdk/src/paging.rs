@@ -1,0 +1,170 @@
+//! Pagination helpers for the three common styles: a next link in the body (absolute or
+//! relative), a `Link: <...>; rel="next"` header, and a cursor field in the body that goes back
+//! as a query parameter.
+//!
+//! Inside one call, iterate with [`Pages`]:
+//!
+//! ```ignore
+//! for page in Pages::new(Request::get(url), Next::BodyLink("/_links/next")).take(20) {
+//!     let page = page?; // serde_json::Value
+//! }
+//! ```
+//!
+//! Across `sync` calls, store the next link or cursor in your own cursor and use [`next_link`],
+//! [`link_header_next`] or [`cursor`] directly.
+
+use serde_json::Value;
+
+use crate::{Request, Result, url};
+
+/// How a paged API points at its next page.
+#[derive(Clone, Debug)]
+pub enum Next {
+    /// A URL (absolute or relative to the current request) at this JSON pointer, e.g.
+    /// `/_links/next` or `/@odata.nextLink`.
+    BodyLink(&'static str),
+    /// The `Link` header's `rel="next"` target.
+    LinkHeader,
+    /// A cursor at JSON pointer `field`, sent back as query parameter `param` on the first request.
+    Cursor {
+        /// JSON pointer of the cursor in the body, e.g. `/nextPageToken`.
+        field: &'static str,
+        /// Query parameter that carries it, e.g. `nextPageToken`.
+        param: &'static str,
+    },
+}
+
+/// The `rel="next"` target of a `Link` header value (RFC 8288), unresolved.
+pub fn link_header_next(header: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        let target = rest.strip_prefix('<')?;
+        let close = target.find('>')?;
+        let link = &target[..close];
+        rest = &target[close + 1..];
+        // Parameters run to the next comma outside quotes.
+        let mut quoted = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                quoted ^= c == '"';
+                c == ',' && !quoted
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let is_next = rest[..end].split(';').any(|param| {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            key.trim().eq_ignore_ascii_case("rel")
+                && value.trim().trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(link.to_owned());
+        }
+        rest = &rest[end..];
+    }
+}
+
+/// The next-page URL at JSON pointer `pointer` in `body`, resolved against `base` (the URL of the
+/// request that returned `body`, or the API's root). `None` when absent, null or empty.
+pub fn next_link(body: &Value, pointer: &str, base: &str) -> Option<String> {
+    let link = body.pointer(pointer)?.as_str()?.trim();
+    (!link.is_empty()).then(|| url::resolve(base, link))
+}
+
+/// The cursor at JSON pointer `pointer` in `body` (a non-empty string, or a number).
+pub fn cursor(body: &Value, pointer: &str) -> Option<String> {
+    match body.pointer(pointer)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The request for the page after the one `current` fetched, if any. `first` is the first
+/// request (cursor style re-sends it with the cursor). Returns `None` when the API points back
+/// at the same URL, so a misbehaving upstream cannot loop forever.
+pub fn next_request(first: &Request, current: &Request, headers: &[(String, String)], body: &Value, next: &Next) -> Option<Request> {
+    let request = match next {
+        Next::BodyLink(pointer) => current.with_url(next_link(body, pointer, current.url())?),
+        Next::LinkHeader => {
+            let (_, value) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("link"))?;
+            current.with_url(url::resolve(current.url(), &link_header_next(value)?))
+        }
+        Next::Cursor { field, param } => first.clone().query(param, cursor(body, field)?),
+    };
+    (request.url() != current.url()).then_some(request)
+}
+
+/// Iterator over the JSON bodies of a paged listing; stops after the last page or the first
+/// error (which it yields). Bound it with `.take(n)`.
+pub struct Pages {
+    first: Request,
+    pending: Option<Request>,
+    next: Next,
+}
+
+impl Pages {
+    /// Start at `first` and follow `next`.
+    pub fn new(first: Request, next: Next) -> Self {
+        Pages { pending: Some(first.clone()), first, next }
+    }
+}
+
+impl Iterator for Pages {
+    type Item = Result<Value>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let current = self.pending.take()?;
+        let result = current.clone().send().and_then(|response| {
+            let body: Value = response.json()?;
+            self.pending = next_request(&self.first, &current, &response.headers, &body, &self.next);
+            Ok(body)
+        });
+        Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn link_headers() {
+        let h = r#"</wiki/api/v2/pages?cursor=a,b>; rel="next", <https://x/prev>; rel="prev""#;
+        assert_eq!(link_header_next(h).as_deref(), Some("/wiki/api/v2/pages?cursor=a,b"));
+        let h = r#"<https://x/1>; rel="prev"; title="a, b", <https://x/3>; rel="last next""#;
+        assert_eq!(link_header_next(h).as_deref(), Some("https://x/3"));
+        assert_eq!(link_header_next("<https://x/3>; REL=next").as_deref(), Some("https://x/3"));
+        assert_eq!(link_header_next(r#"<https://x/1>; rel="prev""#), None);
+        assert_eq!(link_header_next("garbage"), None);
+        assert_eq!(link_header_next(""), None);
+    }
+
+    #[test]
+    fn body_links_and_cursors() {
+        let body = json!({"_links": {"next": "/wiki/api/v2/pages?cursor=c1"}, "token": "t", "n": 5, "e": ""});
+        let base = "https://acme.atlassian.net/wiki/api/v2/pages?limit=2";
+        assert_eq!(next_link(&body, "/_links/next", base).as_deref(), Some("https://acme.atlassian.net/wiki/api/v2/pages?cursor=c1"));
+        assert_eq!(next_link(&body, "/missing", base), None);
+        assert_eq!(cursor(&body, "/token").as_deref(), Some("t"));
+        assert_eq!(cursor(&body, "/n").as_deref(), Some("5"));
+        assert_eq!(cursor(&body, "/e"), None);
+    }
+
+    #[test]
+    fn next_requests() {
+        let first = Request::get("https://h/items").query("limit", "2").header("X-A", "1");
+        let body = json!({"next": "https://h/items?page=2", "cursor": "c 2"});
+        let r = next_request(&first, &first, &[], &body, &Next::BodyLink("/next")).unwrap();
+        assert_eq!(r.url(), "https://h/items?page=2");
+        let r2 = next_request(&first, &r, &[], &body, &Next::BodyLink("/next"));
+        assert!(r2.is_none(), "same URL again stops");
+        let r = next_request(&first, &r, &[], &body, &Next::Cursor { field: "/cursor", param: "cursor" }).unwrap();
+        assert_eq!(r.url(), "https://h/items?limit=2&cursor=c%202");
+        let headers = vec![("link".to_owned(), r#"</items?page=3>; rel="next""#.to_owned())];
+        let r = next_request(&first, &first, &headers, &json!({}), &Next::LinkHeader).unwrap();
+        assert_eq!(r.url(), "https://h/items?page=3");
+        assert!(next_request(&first, &first, &[], &json!({}), &Next::LinkHeader).is_none());
+    }
+}

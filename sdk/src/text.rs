@@ -1,0 +1,251 @@
+//! Text helpers: HTML (and Confluence storage format) to plain text, RFC 3339 timestamps.
+
+/// Convert HTML or XHTML (including Confluence storage format) to plain text for indexing.
+///
+/// Tags are removed; block elements (`p`, `div`, headings, lists, tables, ...) become line or
+/// paragraph breaks; other whitespace collapses to single spaces; common named and all numeric
+/// entities are decoded; `<![CDATA[...]]>` content is kept; comments, `script`, `style` and
+/// Confluence macro parameters (`ac:parameter`) are dropped.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = Out::default();
+    let mut rest = html;
+    let mut skip_until: Option<String> = None;
+    while let Some(lt) = rest.find('<') {
+        if skip_until.is_none() {
+            out.text(&rest[..lt]);
+        }
+        rest = &rest[lt..];
+        if let Some(body) = rest.strip_prefix("<![CDATA[") {
+            let end = body.find("]]>").unwrap_or(body.len());
+            if skip_until.is_none() {
+                out.raw(&body[..end]);
+            }
+            rest = body.get(end + 3..).unwrap_or("");
+            continue;
+        }
+        if let Some(body) = rest.strip_prefix("<!--") {
+            rest = body.find("-->").map_or("", |i| &body[i + 3..]);
+            continue;
+        }
+        let end = tag_end(rest);
+        let tag = rest[1..end].trim_end_matches('>');
+        rest = &rest[end..];
+        let closing = tag.starts_with('/');
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/' && *c != '>')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if let Some(until) = &skip_until {
+            if closing && *until == name {
+                skip_until = None;
+            }
+            continue;
+        }
+        match name.as_str() {
+            "script" | "style" | "ac:parameter" if !closing && !tag.ends_with('/') => skip_until = Some(name),
+            "br" | "li" | "tr" | "dt" | "dd" => out.brk(1),
+            "td" | "th" => out.space(),
+            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "dl" | "table"
+            | "blockquote" | "pre" | "hr" | "section" | "article" | "header" | "footer"
+            | "ac:structured-macro" | "ac:layout-section" | "ac:layout-cell" => out.brk(2),
+            _ => {}
+        }
+    }
+    if skip_until.is_none() {
+        out.text(rest);
+    }
+    out.s
+}
+
+/// Index just past the `>` closing the tag that starts `s` (quotes may contain `>`).
+fn tag_end(s: &str) -> usize {
+    let mut quote = None;
+    for (i, c) in s.char_indices().skip(1) {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return i + 1,
+            _ => {}
+        }
+    }
+    s.len()
+}
+
+/// Output with whitespace collapsing and pending breaks (so leading/trailing ones vanish).
+#[derive(Default)]
+struct Out {
+    s: String,
+    space: bool,
+    brk: u8,
+}
+
+impl Out {
+    fn brk(&mut self, n: u8) {
+        self.brk = self.brk.max(n);
+    }
+    fn space(&mut self) {
+        self.space = true;
+    }
+    fn push(&mut self, c: char) {
+        if c.is_whitespace() {
+            self.space = true;
+            return;
+        }
+        if !self.s.is_empty() {
+            match self.brk {
+                0 if self.space => self.s.push(' '),
+                0 => {}
+                1 => self.s.push('\n'),
+                _ => self.s.push_str("\n\n"),
+            }
+        }
+        self.space = false;
+        self.brk = 0;
+        self.s.push(c);
+    }
+    fn raw(&mut self, text: &str) {
+        text.chars().for_each(|c| self.push(c));
+    }
+    fn text(&mut self, text: &str) {
+        let mut rest = text;
+        while let Some(amp) = rest.find('&') {
+            self.raw(&rest[..amp]);
+            rest = &rest[amp..];
+            let decoded = rest[1..]
+                .find(';')
+                .filter(|&i| i <= 10)
+                .and_then(|i| entity(&rest[1..=i]).map(|c| (c, i + 2)));
+            match decoded {
+                Some((c, len)) => {
+                    self.push(c);
+                    rest = &rest[len..];
+                }
+                None => {
+                    self.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        }
+        self.raw(rest);
+    }
+}
+
+fn entity(name: &str) -> Option<char> {
+    if let Some(num) = name.strip_prefix('#') {
+        let code = match num.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => num.parse().ok()?,
+        };
+        return char::from_u32(code);
+    }
+    Some(match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        "ndash" => '–',
+        "mdash" => '—',
+        "hellip" => '…',
+        "lsquo" => '‘',
+        "rsquo" => '’',
+        "ldquo" => '“',
+        "rdquo" => '”',
+        "bull" => '•',
+        "middot" => '·',
+        "copy" => '©',
+        "reg" => '®',
+        "trade" => '™',
+        "euro" => '€',
+        "times" => '×',
+        _ => return None,
+    })
+}
+
+/// Parse an RFC 3339 / ISO 8601 timestamp (`2024-01-15T10:20:30.123Z`, `...+02:00`, `...+0000`)
+/// into milliseconds since the Unix epoch. Compare timestamps with this, not as strings: the
+/// number of fractional digits varies.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let ms = format!("{:0<3}", &frac[..digits.min(3)]);
+        millis = ms.parse::<i64>().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = rest[1..].replace(':', "");
+            if hm.len() != 4 {
+                return None;
+            }
+            sign * (hm[..2].parse::<i64>().ok()? * 60 + hm[2..].parse::<i64>().ok()?)
+        }
+    };
+    // Days from civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html() {
+        let html = "<h1>Title</h1>\n<p>Hello&nbsp;<b>big</b>   world &amp; more &#8212; &#x41;&unknown; a&lt;b&gt;</p>\
+                    <ul><li>one</li><li>two</li></ul><p>line<br/>break</p>\
+                    <script>var x = '<p>';</script><!-- hidden <p> -->\
+                    <ac:structured-macro ac:name=\"code\"><ac:parameter ac:name=\"language\">java</ac:parameter>\
+                    <ac:plain-text-body><![CDATA[if (a < b) {}]]></ac:plain-text-body></ac:structured-macro>\
+                    <a href=\"x?a>b\">link</a><table><tr><td>c1</td><td>c2</td></tr></table>";
+        assert_eq!(
+            html_to_text(html),
+            "Title\n\nHello big world & more — A&unknown; a<b>\n\none\ntwo\n\nline\nbreak\n\nif (a < b) {}\n\nlink\n\nc1 c2"
+        );
+        assert_eq!(html_to_text("  plain   text \n"), "plain text");
+        assert_eq!(html_to_text("a &amp"), "a &amp");
+        assert_eq!(html_to_text("<p>unterminated <bé"), "unterminated");
+        assert_eq!(html_to_text(""), "");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2024-01-15T10:20:30Z"), Some(1_705_314_030_000));
+        assert_eq!(parse_rfc3339("2024-01-15T10:20:30.5Z"), Some(1_705_314_030_500));
+        assert_eq!(parse_rfc3339("2024-01-15T12:20:30.123456+02:00"), Some(1_705_314_030_123));
+        assert_eq!(parse_rfc3339("2024-01-15T10:20:30.000+0000"), Some(1_705_314_030_000));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00-01:00"), Some(1_709_168_400_000));
+        assert!(parse_rfc3339("2024-01-15T10:20:30.5Z") > parse_rfc3339("2024-01-15T10:20:30Z"));
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2024-01-15T10:20:30"), None);
+    }
+}

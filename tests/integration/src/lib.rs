@@ -1,0 +1,296 @@
+//! Shared harness for the end-to-end tests: where the built binaries and components are, a
+//! throwaway data directory with a config, the daemon as a child process, and a small HTTP
+//! client. `make test` builds everything these tests use before running them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// The release `airlock` binary (built by `make test`).
+pub fn airlock_bin() -> PathBuf {
+    let p = root().join("target/release/airlock");
+    assert!(p.exists(), "{} missing: run `make test` (it builds the binary first)", p.display());
+    p
+}
+
+/// A component built for wasm32-wasip2 (by `make test`).
+pub fn component(name: &str) -> PathBuf {
+    let p = root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(p.exists(), "{} missing: run `make test` (it builds the components first)", p.display());
+    p
+}
+
+/// A data directory plus config file for one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// Writes `config_body` (connectors and grants) after a `[server]` section pointing the data
+    /// directory into the temp dir.
+    pub fn new(config_body: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("airlock.toml");
+        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{config_body}");
+        std::fs::write(&config, text).expect("write config");
+        Env { dir, config }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs `airlock ARGS... --config CONFIG` with `stdin` and returns its output.
+    pub fn airlock(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(airlock_bin());
+        cmd.args(args)
+            .env("AIRLOCK_CONFIG", &self.config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn airlock");
+        {
+            use std::io::Write;
+            let mut si = child.stdin.take().expect("stdin");
+            if let Some(s) = stdin {
+                si.write_all(s.as_bytes()).expect("write stdin");
+            }
+        }
+        child.wait_with_output().expect("airlock output")
+    }
+
+    /// Stores a secret through the CLI (value on stdin).
+    pub fn set_secret(&self, name: &str, value: &str) {
+        let out = self.airlock(&["secrets", "set", name], Some(value));
+        assert!(out.status.success(), "secrets set failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `airlock invoke CONNECTOR OP INPUT`: (exit ok, stdout JSON or null, stderr).
+    pub fn invoke(&self, connector: &str, op: &str, input: &str) -> (bool, serde_json::Value, String) {
+        let out = self.airlock(&["invoke", connector, op, input], None);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.success(), v, stderr)
+    }
+
+    /// Starts `airlock serve` and waits until it listens.
+    pub fn serve(&self) -> Daemon {
+        let mut child = Command::new(airlock_bin())
+            .args(["serve", "--log-level", "debug"])
+            .env("AIRLOCK_CONFIG", &self.config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn airlock serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(pos) = line.find("on http://") {
+                    if let Some(t) = tx.take() {
+                        let _ = t.send(line[pos + 10..].trim().to_string());
+                    }
+                }
+                if let Ok(mut l) = log2.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("daemon did not start; log:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default()));
+        Daemon {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+}
+
+/// A running `airlock serve`; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Everything the daemon wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// POST /v1/connectors/{id}/invoke.
+    pub async fn invoke(&self, connector: &str, op: &str, input: serde_json::Value) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "op": op, "input": input });
+        http(
+            "POST",
+            &format!("{}/v1/connectors/{connector}/invoke", self.base),
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Stops the daemon gracefully (SIGTERM) so it flushes its audit rows.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 JSON client: (status, parsed body or the text as a JSON string).
+pub async fn http(method: &str, url: &str, body: Option<String>) -> (u16, serde_json::Value) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .expect("request");
+    let resp = client.request(req).await.expect("http request");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Every file under `dir`, read as bytes (for canary greps).
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out
+}
+
+/// True when `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A loopback HTTP server that answers every request with 200 and, as the body, the request
+/// line and headers it received (to prove what the gate sent upstream).
+pub async fn spawn_echo_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let head = head.split("\r\n\r\n").next().unwrap_or_default().to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{}",
+                        head.len(),
+                        head
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Loads a config in-process (the library, not the binary).
+pub async fn start_in_process(env: &Env) -> airlock::app::Airlock {
+    let config = airlock::config::Config::load(&env.config).expect("config");
+    airlock::app::Airlock::start(config, airlock::scrub::Scrubber::new(), Default::default())
+        .await
+        .expect("airlock start")
+}
+
+/// Audit rows of a data dir (flush the writer first).
+pub fn audit_rows(env: &Env) -> Vec<airlock::store::audit::AuditRow> {
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    airlock::store::audit::tail(&conn, 100_000, None).expect("tail")
+}
+
+/// Config for the Confluence connector against a fake at `base_url`, using vault secret
+/// `confluence_token`.
+pub fn confluence_config(base_url: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "confluence"
+component = "{}"
+[connector.settings]
+base_url = "{base_url}"
+
+[[grant]]
+connector = "confluence"
+url = "{base_url}/wiki/"
+methods = ["GET", "POST"]
+allow_private = true
+auth = {{ type = "basic", username = "demo@example.com", password = "secret:confluence_token" }}
+"#,
+        component("confluence").display()
+    )
+}
+
+/// Whitespace-insensitive text comparison (the fake collapses whitespace; connectors may keep
+/// paragraph breaks).
+pub fn norm(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
