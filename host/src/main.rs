@@ -115,7 +115,12 @@ enum AuditCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let scrubber = Scrubber::new();
-    airlock::logging::init(&cli.log_level, cli.log_json, scrubber.clone());
+    // `check` reports its own outcome; its load log would only repeat it.
+    let level = match cli.command {
+        Command::Check { .. } if cli.log_level == "info" => "off",
+        _ => cli.log_level.as_str(),
+    };
+    airlock::logging::init(level, cli.log_json, scrubber.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -31,7 +31,7 @@ async fn verify_detects_hand_edits() {
     };
     let (code, out) = verify();
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("intact: 8 rows"), "{out}");
+    assert!(out.contains("audit log intact: 12 rows"), "4 invocations x (load info + invoke + http) = 12 rows: {out}");
 
     let db = env.data_dir().join("airlock.db");
     let backup = std::fs::read(&db).expect("read db");
