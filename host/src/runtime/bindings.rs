@@ -13,4 +13,4 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use airlock::connector::types;
+pub use self::airlock::connector::types;
