@@ -1,6 +1,6 @@
 //! `make bench`: each figure is a ratio against a baseline measured in the same run.
 //!
-//! 1. Fresh-instance invocation of a trivial export through Airlock (new Store, limiter,
+//! 1. Fresh-instance invocation of a trivial export (`echo`) through Airlock (new Store, limiter,
 //!    deadline, audit row) vs a bare wasmtime instantiate-and-call of the same component.
 //! 2. Outbound requests from a guest through the gate (grant match, auth injection, audit) to the
 //!    Confluence fake vs the same requests sent directly by the host's pooled client.
@@ -20,6 +20,14 @@ use http_body_util::{BodyExt, Full};
 const INVOCATIONS: usize = 3000;
 const REQUESTS: usize = 4000;
 
+/// The trivial export: the `echo` action returns its input.
+fn echo() -> Op {
+    Op::Action {
+        name: "echo".into(),
+        input: serde_json::json!({}),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -33,8 +41,16 @@ fn us(d: Duration) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let hostile = root.join("target/wasm32-wasip2/release/hostile.wasm");
-    anyhow::ensure!(hostile.exists(), "{} missing: run `make bench`", hostile.display());
-    let fake = fake_saas::spawn_confluence("127.0.0.1:0".parse()?, fake_saas::ConfluenceOptions::default()).await?;
+    anyhow::ensure!(
+        hostile.exists(),
+        "{} missing: run `make bench`",
+        hostile.display()
+    );
+    let fake = fake_saas::spawn_confluence(
+        "127.0.0.1:0".parse()?,
+        fake_saas::ConfluenceOptions::default(),
+    )
+    .await?;
     let dir = tempfile::tempdir()?;
     let text = format!(
         r#"[server]
@@ -56,7 +72,10 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     unsafe { std::env::set_var("AIRLOCK_BENCH_TOKEN", "demo-confluence-token") };
     let config = Config::parse(&text, &dir.path().join("airlock.toml"))?;
     let a = Airlock::start(config, Scrubber::new(), StartOptions::default()).await?;
-    let c = a.connector("bench").map_err(|e| anyhow::anyhow!("{e}"))?.clone();
+    let c = a
+        .connector("bench")
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .clone();
 
     // ---- 1. invocation latency ----------------------------------------------------------------
     let pre = c.instance_pre().clone();
@@ -65,16 +84,21 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         let pre = pre.clone();
         let ctx = ctx.clone();
         async move {
-            let mut store = wasmtime::Store::new(pre.engine(), State::new(ctx, "bench".into(), 64 << 20));
+            let mut store =
+                wasmtime::Store::new(pre.engine(), State::new(ctx, "bench".into(), 64 << 20));
             store.set_epoch_deadline(u64::MAX / 2);
             let w = pre.instantiate_async(&mut store).await?;
-            w.airlock_connector_connector().call_info(&mut store).await?;
+            let out = w
+                .airlock_connector_connector()
+                .call_invoke(&mut store, "echo", "{}")
+                .await?;
+            anyhow::ensure!(out.is_ok(), "echo failed");
             anyhow::Ok(())
         }
     };
     for _ in 0..300 {
         bare().await?;
-        c.invoke(Op::Info).await?;
+        c.invoke(echo()).await?;
     }
     let mut airlock_t = Vec::with_capacity(INVOCATIONS);
     let mut bare_t = Vec::with_capacity(INVOCATIONS);
@@ -84,7 +108,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         bare().await?;
         bare_t.push(t.elapsed());
         let t = Instant::now();
-        c.invoke(Op::Info).await?;
+        c.invoke(echo()).await?;
         airlock_t.push(t.elapsed());
     }
     airlock_t.sort();
@@ -95,10 +119,24 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         percentile(&bare_t, 0.5),
         percentile(&bare_t, 0.99),
     );
-    println!("fresh-instance invocation of `info` ({INVOCATIONS} calls each, interleaved)");
-    println!("  airlock  p50 {:>8.1} us   p99 {:>8.1} us", us(a50), us(a99));
-    println!("  bare     p50 {:>8.1} us   p99 {:>8.1} us", us(b50), us(b99));
-    println!("  ratio    p50 {:>8.2}x     p99 {:>8.2}x   (goal <= 1.2x)", us(a50) / us(b50), us(a99) / us(b99));
+    println!(
+        "fresh-instance invocation of the `echo` action ({INVOCATIONS} calls each, interleaved)"
+    );
+    println!(
+        "  airlock  p50 {:>8.1} us   p99 {:>8.1} us",
+        us(a50),
+        us(a99)
+    );
+    println!(
+        "  bare     p50 {:>8.1} us   p99 {:>8.1} us",
+        us(b50),
+        us(b99)
+    );
+    println!(
+        "  ratio    p50 {:>8.2}x     p99 {:>8.2}x   (goal <= 1.2x)",
+        us(a50) / us(b50),
+        us(a99) / us(b99)
+    );
 
     // ---- 2. gate throughput -------------------------------------------------------------------
     let path = "/wiki/api/v2/spaces?limit=1";
@@ -107,7 +145,10 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     let client = net.client(true).clone();
     let auth = format!(
         "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "demo@example.com:demo-confluence-token")
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "demo@example.com:demo-confluence-token"
+        )
     );
     let direct = |n: usize| {
         let client = client.clone();
@@ -116,7 +157,9 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         async move {
             let t = Instant::now();
             for _ in 0..n {
-                let req = http::Request::get(&url).header("authorization", &auth).body(Full::new(Bytes::new()))?;
+                let req = http::Request::get(&url)
+                    .header("authorization", &auth)
+                    .body(Full::new(Bytes::new()))?;
                 let resp = client.request(req).await?;
                 anyhow::ensure!(resp.status() == 200, "direct status {}", resp.status());
                 resp.into_body().collect().await?;
@@ -130,7 +173,10 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         async move {
             let t = Instant::now();
             let r = c
-                .invoke(Op::Action { name: "fetch-many".into(), input: serde_json::json!({"url": url, "count": n}) })
+                .invoke(Op::Action {
+                    name: "fetch-many".into(),
+                    input: serde_json::json!({"url": url, "count": n}),
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             anyhow::ensure!(r["ok"] == n, "gate run: {r}");

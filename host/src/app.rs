@@ -66,7 +66,11 @@ impl Default for StartOptions<'_> {
 }
 
 impl Airlock {
-    pub async fn start(config: Config, scrubber: Scrubber, opts: StartOptions<'_>) -> anyhow::Result<Airlock> {
+    pub async fn start(
+        config: Config,
+        scrubber: Scrubber,
+        opts: StartOptions<'_>,
+    ) -> anyhow::Result<Airlock> {
         let data_dir = config.server.data_dir.clone();
         let conn = crate::store::open(&data_dir)?;
         let vault = Vault::open(&data_dir)?;
@@ -96,7 +100,10 @@ impl Airlock {
             max_memory_bytes: max_memory,
             max_instances: opts.max_instances,
         })?);
-        let net = Arc::new(Net::new(config.resolve.clone(), config.limits.connect_timeout));
+        let net = Arc::new(Net::new(
+            config.resolve.clone(),
+            config.limits.connect_timeout,
+        ));
 
         let mut connectors = BTreeMap::new();
         for c in config.connectors.iter().filter(|c| wanted(&c.id)) {
@@ -150,29 +157,30 @@ impl Airlock {
                 grants,
                 secrets: values.clone(),
             });
-            let slot = match LoadedConnector::load(&runtime, &c.component, c.limits.clone(), ctx).await {
-                Ok(l) => {
-                    tracing::info!(
-                        connector = %c.id,
-                        "loaded {} {} (contract {}, {} KiB, compiled in {:.0} ms{})",
-                        l.info.name,
-                        l.info.version,
-                        l.contract,
-                        l.compile.size_bytes / 1024,
-                        l.compile.millis,
-                        if l.compile.from_cache { ", from cache" } else { "" }
-                    );
-                    Slot::Ready(Arc::new(l))
-                }
-                Err(error) => {
-                    let error = scrubber.scrub(&error);
-                    tracing::error!(connector = %c.id, "not loaded: {error}");
-                    Slot::Failed {
-                        path: c.component.clone(),
-                        error,
+            let slot =
+                match LoadedConnector::load(&runtime, &c.component, c.limits.clone(), ctx).await {
+                    Ok(l) => {
+                        tracing::info!(
+                            connector = %c.id,
+                            "loaded {} {} (contract {}, {} KiB, compiled in {:.0} ms{})",
+                            l.info.name,
+                            l.info.version,
+                            l.contract,
+                            l.compile.size_bytes / 1024,
+                            l.compile.millis,
+                            if l.compile.from_cache { ", from cache" } else { "" }
+                        );
+                        Slot::Ready(Arc::new(l))
                     }
-                }
-            };
+                    Err(error) => {
+                        let error = scrubber.scrub(&error);
+                        tracing::error!(connector = %c.id, "not loaded: {error}");
+                        Slot::Failed {
+                            path: c.component.clone(),
+                            error,
+                        }
+                    }
+                };
             connectors.insert(c.id.clone(), slot);
         }
         Ok(Airlock {

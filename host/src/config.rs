@@ -361,8 +361,8 @@ impl Config {
                 };
                 settings.insert(k.clone(), s);
             }
-            let limits = apply_limits(limits.clone(), &c.limits, &format!("{key}.limits"))
-                .map_err(err)?;
+            let limits =
+                apply_limits(limits.clone(), &c.limits, &format!("{key}.limits")).map_err(err)?;
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
@@ -391,9 +391,10 @@ impl Config {
             };
             let mut ips = Vec::new();
             for a in list {
-                ips.push(a.parse::<IpAddr>().map_err(|_| {
-                    err(format!("resolve.{name}: `{a}` is not an IP address"))
-                })?);
+                ips.push(
+                    a.parse::<IpAddr>()
+                        .map_err(|_| err(format!("resolve.{name}: `{a}` is not an IP address")))?,
+                );
             }
             if ips.is_empty() {
                 return Err(err(format!("resolve.{name}: needs at least one address")));
@@ -456,21 +457,23 @@ fn apply_limits(mut l: Limits, raw: &RawLimits, key: &str) -> Result<Limits, Str
     }
     if let Some(m) = raw.memory_mib {
         if !(1..=4096).contains(&m) {
-            return Err(format!(
-                "{key}.memory_mib: {m} is out of range (1..=4096)"
-            ));
+            return Err(format!("{key}.memory_mib: {m} is out of range (1..=4096)"));
         }
         l.memory_bytes = (m as usize) << 20;
     }
     if let Some(b) = raw.max_response_bytes {
         if b == 0 {
-            return Err(format!("{key}.max_response_bytes: must be greater than zero"));
+            return Err(format!(
+                "{key}.max_response_bytes: must be greater than zero"
+            ));
         }
         l.max_response_bytes = b as usize;
     }
     if let Some(b) = raw.max_request_bytes {
         if b == 0 {
-            return Err(format!("{key}.max_request_bytes: must be greater than zero"));
+            return Err(format!(
+                "{key}.max_request_bytes: must be greater than zero"
+            ));
         }
         l.max_request_bytes = b as usize;
     }
@@ -517,9 +520,13 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
         port = parsed.port();
         path = Some(parsed.path().to_string());
     }
-    let scheme = scheme.unwrap_or_else(|| "https".into()).to_ascii_lowercase();
+    let scheme = scheme
+        .unwrap_or_else(|| "https".into())
+        .to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("scheme: `{scheme}` is not supported (http or https)"));
+        return Err(format!(
+            "scheme: `{scheme}` is not supported (http or https)"
+        ));
     }
     let host = host.ok_or("host: missing (give `url` or `host`)")?;
     let host = HostPattern::parse(&host).map_err(|m| format!("host: {m}"))?;
@@ -527,14 +534,17 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
     if port == 0 {
         return Err("port: must be 1..=65535".into());
     }
-    let path_prefix =
-        PathPrefix::parse(path.as_deref().unwrap_or("/")).map_err(|m| format!("path_prefix: {m}"))?;
-    let methods = MethodSet::parse(g.methods.as_deref().unwrap_or(&["GET".into(), "HEAD".into()]))
-        .map_err(|m| format!("methods: {m}"))?;
+    let path_prefix = PathPrefix::parse(path.as_deref().unwrap_or("/"))
+        .map_err(|m| format!("path_prefix: {m}"))?;
+    let methods = MethodSet::parse(
+        g.methods
+            .as_deref()
+            .unwrap_or(&["GET".into(), "HEAD".into()]),
+    )
+    .map_err(|m| format!("methods: {m}"))?;
 
-    let secret = |field: &str, v: &str| {
-        SecretRef::parse(v, base).map_err(|m| format!("auth.{field}: {m}"))
-    };
+    let secret =
+        |field: &str, v: &str| SecretRef::parse(v, base).map_err(|m| format!("auth.{field}: {m}"));
     let auth = match g.auth {
         None | Some(RawAuth::None) => AuthConfig::None,
         Some(RawAuth::Basic { username, password }) => AuthConfig::Basic {
@@ -621,7 +631,10 @@ settings = { base_url = "http://127.0.0.1:8781" }
     fn memory_out_of_range_names_the_connector_key() {
         let text = format!("{BASE}limits = {{ memory_mib = 0 }}\n");
         let e = parse(&text).unwrap_err();
-        assert!(e.to_string().contains("connector[0].limits.memory_mib"), "{e}");
+        assert!(
+            e.to_string().contains("connector[0].limits.memory_mib"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -121,7 +121,10 @@ fn main() -> ExitCode {
         _ => cli.log_level.as_str(),
     };
     airlock::logging::init(level, cli.log_json, scrubber.clone());
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -158,7 +161,12 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 bail!(
                     "{}: no connector `{connector}` is configured (have: {})",
                     config.path.display(),
-                    config.connectors.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")
+                    config
+                        .connectors
+                        .iter()
+                        .map(|c| c.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             let input: serde_json::Value = match input.as_deref() {
@@ -226,13 +234,15 @@ async fn serve(
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
-                    }
-                };
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(_) => {
+                            let _ = ctrl_c.await;
+                            return;
+                        }
+                    };
                 tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
             }
             #[cfg(not(unix))]
@@ -249,7 +259,10 @@ async fn check(file: &Path, json: bool, scrubber: Scrubber) -> anyhow::Result<Ex
     let tmp = tempdir()?;
     let text = format!(
         "[server]\ndata_dir = \"data\"\n[[connector]]\nid = \"check\"\ncomponent = {:?}\n",
-        std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()).display().to_string()
+        std::fs::canonicalize(file)
+            .unwrap_or_else(|_| file.to_path_buf())
+            .display()
+            .to_string()
     );
     let config = Config::parse(&text, &tmp.join("check.toml"))?;
     let a = Airlock::start(
@@ -269,7 +282,10 @@ async fn check(file: &Path, json: bool, scrubber: Scrubber) -> anyhow::Result<Ex
     let c = match result {
         Ok(c) => c,
         Err(e) => {
-            let e = e.replace("connector is not available: connector `check` failed to load: ", "");
+            let e = e.replace(
+                "connector is not available: connector `check` failed to load: ",
+                "",
+            );
             if json {
                 println!("{}", serde_json::json!({ "ok": false, "error": e }));
             } else {
@@ -292,13 +308,47 @@ async fn check(file: &Path, json: bool, scrubber: Scrubber) -> anyhow::Result<Ex
     } else {
         let i = &c.info;
         println!("{}: ok", file.display());
-        println!("  contract   {}@{}", connector::CONTRACT_PACKAGE, c.contract);
+        println!(
+            "  contract   {}@{}",
+            connector::CONTRACT_PACKAGE,
+            c.contract
+        );
         println!("  connector  {} {} — {}", i.name, i.version, i.description);
-        println!("  size       {} KiB, compiled in {:.0} ms", c.compile.size_bytes / 1024, c.compile.millis);
-        println!("  streams    {}", if i.streams.is_empty() { "(none)".into() } else { i.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ") });
-        println!("  actions    {}", if i.actions.is_empty() { "(none)".into() } else {
-            i.actions.iter().map(|a| if a.writes { format!("{} (writes)", a.name) } else { a.name.clone() }).collect::<Vec<_>>().join(", ")
-        });
+        println!(
+            "  size       {} KiB, compiled in {:.0} ms",
+            c.compile.size_bytes / 1024,
+            c.compile.millis
+        );
+        println!(
+            "  streams    {}",
+            if i.streams.is_empty() {
+                "(none)".into()
+            } else {
+                i.streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        println!(
+            "  actions    {}",
+            if i.actions.is_empty() {
+                "(none)".into()
+            } else {
+                i.actions
+                    .iter()
+                    .map(|a| {
+                        if a.writes {
+                            format!("{} (writes)", a.name)
+                        } else {
+                            a.name.clone()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -317,7 +367,9 @@ fn secrets(config: &Config, action: SecretsCmd) -> anyhow::Result<ExitCode> {
             airlock::store::vault::validate_name(&name).map_err(anyhow::Error::msg)?;
             let vault = Vault::open(dir)?;
             if std::io::stdin().is_terminal() {
-                eprintln!("Enter the value for `{name}` and press Ctrl-D (it is read from stdin, not echoed to logs):");
+                eprintln!(
+                    "Enter the value for `{name}` and press Ctrl-D (it is read from stdin, not echoed to logs):"
+                );
             }
             let mut value = String::new();
             std::io::stdin()
@@ -325,10 +377,15 @@ fn secrets(config: &Config, action: SecretsCmd) -> anyhow::Result<ExitCode> {
                 .context("cannot read the value from stdin")?;
             let value = value.trim_end_matches(['\r', '\n']);
             if value.len() < MIN_SECRET_LEN {
-                bail!("the value is too short to be a credential (at least {MIN_SECRET_LEN} characters)");
+                bail!(
+                    "the value is too short to be a credential (at least {MIN_SECRET_LEN} characters)"
+                );
             }
             vault.set(&conn, &name, value)?;
-            println!("stored secret `{name}` in {}", airlock::store::db_path(dir).display());
+            println!(
+                "stored secret `{name}` in {}",
+                airlock::store::db_path(dir).display()
+            );
         }
         SecretsCmd::List => {
             for (name, updated) in Vault::list(&conn)? {
@@ -368,7 +425,10 @@ fn audit_cmd(config: &Config, action: AuditCmd) -> anyhow::Result<ExitCode> {
                         _ => String::new(),
                     };
                     let status = e.status.map(|s| format!(" -> {s}")).unwrap_or_default();
-                    let latency = e.latency_ms.map(|l| format!(" {l:.1}ms")).unwrap_or_default();
+                    let latency = e
+                        .latency_ms
+                        .map(|l| format!(" {l:.1}ms"))
+                        .unwrap_or_default();
                     let bytes = e.bytes.map(|b| format!(" {b}B")).unwrap_or_default();
                     println!(
                         "{:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}",

@@ -83,6 +83,20 @@ impl Scrubber {
         }
     }
 
+    /// Scrubs `text` in place; no allocation when it holds no secret (the common case).
+    pub fn scrub_in_place(&self, text: &mut String) {
+        let Ok(inner) = self.inner.read() else {
+            *text = REDACTED.to_string();
+            return;
+        };
+        if let Some(m) = &inner.matcher
+            && m.is_match(text.as_str())
+        {
+            let reps = vec![REDACTED; inner.values.len()];
+            *text = m.replace_all(text, &reps);
+        }
+    }
+
     /// Scrubs bytes that may not be UTF-8 (log output); invalid sequences are kept as is.
     pub fn scrub_bytes(&self, bytes: &[u8]) -> Vec<u8> {
         let Ok(inner) = self.inner.read() else {
@@ -111,12 +125,7 @@ impl Scrubber {
     /// Scrubs every string inside a JSON value, in place.
     pub fn scrub_json(&self, v: &mut serde_json::Value) {
         match v {
-            serde_json::Value::String(s) => {
-                let clean = self.scrub(s);
-                if clean != *s {
-                    *s = clean;
-                }
-            }
+            serde_json::Value::String(s) => self.scrub_in_place(s),
             serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_json(i)),
             serde_json::Value::Object(map) => map.values_mut().for_each(|i| self.scrub_json(i)),
             _ => {}
@@ -152,7 +161,10 @@ mod tests {
         let s = Scrubber::new();
         s.add_basic("me@example.com", "tok-123456");
         let hdr = base64::engine::general_purpose::STANDARD.encode("me@example.com:tok-123456");
-        assert_eq!(s.scrub(&format!("Basic {hdr}")), format!("Basic {REDACTED}"));
+        assert_eq!(
+            s.scrub(&format!("Basic {hdr}")),
+            format!("Basic {REDACTED}")
+        );
     }
 
     #[test]
@@ -162,6 +174,9 @@ mod tests {
         assert!(s.is_empty());
         s.add("longer-secret");
         assert_eq!(s.scrub("nothing here abc"), "nothing here abc");
-        assert_eq!(s.scrub_bytes(b"x longer-secret y"), b"x [REDACTED] y".to_vec());
+        assert_eq!(
+            s.scrub_bytes(b"x longer-secret y"),
+            b"x [REDACTED] y".to_vec()
+        );
     }
 }

@@ -14,12 +14,15 @@ pub fn log(level: LogLevel, message: &str) {
 
 /// A non-secret setting from the operator's config, trimmed; `None` when unset or blank.
 pub fn setting(key: &str) -> Option<String> {
-    imports::setting(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    imports::setting(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Like [`setting`], but a missing setting is an `invalid-input` error naming the key.
 pub fn require_setting(key: &str) -> Result<String> {
-    setting(key).ok_or_else(|| Error::invalid_input(format!("setting `{key}` is required but not set")))
+    setting(key)
+        .ok_or_else(|| Error::invalid_input(format!("setting `{key}` is required but not set")))
 }
 
 /// The value of a secret. The host only answers for secrets one of this connector's grants marks

@@ -64,27 +64,21 @@ impl Request {
     /// A request with `method` to the absolute `url`. `Accept: application/json` is sent unless
     /// another `Accept` header is set.
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Request { method, url: url.into(), headers: Vec::new(), body: None, error: None }
+        Request {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            error: None,
+        }
     }
     /// A GET request.
     pub fn get(url: impl Into<String>) -> Self {
         Self::new(Method::Get, url)
     }
-    /// A POST request.
+    /// A POST request (other methods: [`Request::new`]).
     pub fn post(url: impl Into<String>) -> Self {
         Self::new(Method::Post, url)
-    }
-    /// A PUT request.
-    pub fn put(url: impl Into<String>) -> Self {
-        Self::new(Method::Put, url)
-    }
-    /// A PATCH request.
-    pub fn patch(url: impl Into<String>) -> Self {
-        Self::new(Method::Patch, url)
-    }
-    /// A DELETE request.
-    pub fn delete(url: impl Into<String>) -> Self {
-        Self::new(Method::Delete, url)
     }
 
     /// Add a header (repeatable; names are case-insensitive).
@@ -111,7 +105,10 @@ impl Request {
     pub fn json(self, value: &impl Serialize) -> Self {
         match serde_json::to_vec(value) {
             Ok(bytes) => self.body(bytes, "application/json"),
-            Err(e) => Request { error: Some(format!("cannot serialize request body: {e}")), ..self },
+            Err(e) => Request {
+                error: Some(format!("cannot serialize request body: {e}")),
+                ..self
+            },
         }
     }
 
@@ -133,7 +130,10 @@ impl Request {
 
     /// The same request (method, headers, body) sent to another URL.
     pub fn with_url(&self, url: impl Into<String>) -> Self {
-        Request { url: url.into(), ..self.clone() }
+        Request {
+            url: url.into(),
+            ..self.clone()
+        }
     }
 
     /// Send the request; any non-2xx status becomes an error (see [`status_error`]).
@@ -147,8 +147,13 @@ impl Request {
         if let Some(e) = self.error.take() {
             return Err(Error::internal(e));
         }
-        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
-            self.headers.push(("Accept".into(), "application/json".into()));
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        {
+            self.headers
+                .push(("Accept".into(), "application/json".into()));
         }
         transport::send(self)
     }
@@ -172,7 +177,10 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text (invalid UTF-8 replaced).
@@ -194,7 +202,13 @@ impl Response {
 
     /// `Ok(self)` for 2xx (and other non-error) statuses, else the error from [`status_error`].
     pub fn error_for_status(self) -> Result<Self> {
-        match status_error(self.status, self.header("retry-after"), self.method, &self.url, &self.body) {
+        match status_error(
+            self.status,
+            self.header("retry-after"),
+            self.method,
+            &self.url,
+            &self.body,
+        ) {
             Some(e) => Err(e),
             None => Ok(self),
         }
@@ -210,12 +224,23 @@ pub const DEFAULT_RETRY_AFTER: u32 = 60;
 /// seconds, default [`DEFAULT_RETRY_AFTER`]), 503 with Retry-After → `rate-limited`, 400/409/413/
 /// 414/422 → `invalid-input`, other 4xx and 5xx → `upstream`. Messages name the method, the URL
 /// path (never query values) and a snippet of the upstream's error message.
-pub fn status_error(status: u16, retry_after: Option<&str>, method: Method, url: &str, body: &[u8]) -> Option<Error> {
+pub fn status_error(
+    status: u16,
+    retry_after: Option<&str>,
+    method: Method,
+    url: &str,
+    body: &[u8],
+) -> Option<Error> {
     if status < 400 {
         return None;
     }
     let seconds = retry_after.and_then(|v| v.trim().parse::<u32>().ok());
-    let msg = format!("HTTP {status} from {} {}: {}", method.as_str(), url::path(url), snippet(body));
+    let msg = format!(
+        "HTTP {status} from {} {}: {}",
+        method.as_str(),
+        url::path(url),
+        snippet(body)
+    );
     Some(match status {
         401 => Error::Unauthorized(msg),
         403 => Error::Forbidden(msg),
@@ -231,13 +256,28 @@ pub fn status_error(status: u16, retry_after: Option<&str>, method: Method, url:
 /// envelopes when there is one, else the text (HTML stripped), cut to 200 characters.
 pub fn snippet(body: &[u8]) -> String {
     const FIELDS: [&str; 10] = [
-        "/message", "/error/message", "/errorMessage", "/errorMessages/0", "/errors/0/title",
-        "/errors/0/message", "/error_description", "/description", "/detail", "/error",
+        "/message",
+        "/error/message",
+        "/errorMessage",
+        "/errorMessages/0",
+        "/errors/0/title",
+        "/errors/0/message",
+        "/error_description",
+        "/description",
+        "/detail",
+        "/error",
     ];
     let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| {
-        FIELDS.iter().find_map(|f| v.pointer(f)?.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
-    });
+    let from_json = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            FIELDS.iter().find_map(|f| {
+                v.pointer(f)?
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            })
+        });
     let text = match from_json {
         Some(m) => m,
         None if text.trim_start().starts_with('<') => crate::html_to_text(&text),
@@ -248,15 +288,25 @@ pub fn snippet(body: &[u8]) -> String {
         out.truncate(i);
         out.push('…');
     }
-    if out.is_empty() { "(empty body)".into() } else { out }
+    if out.is_empty() {
+        "(empty body)".into()
+    } else {
+        out
+    }
 }
 
 /// Map a `wasi:http` transport error to a contract error.
-pub fn transport_error(code: &crate::bindings::wasi::http::types::ErrorCode, method: Method, url: &str) -> Error {
+pub fn transport_error(
+    code: &crate::bindings::wasi::http::types::ErrorCode,
+    method: Method,
+    url: &str,
+) -> Error {
     use crate::bindings::wasi::http::types::ErrorCode;
     let target = format!("{} {}", method.as_str(), url::path(url));
     match code {
-        ErrorCode::HttpRequestDenied => Error::forbidden(format!("request denied by host policy: {target}")),
+        ErrorCode::HttpRequestDenied => {
+            Error::forbidden(format!("request denied by host policy: {target}"))
+        }
         other => Error::upstream(format!("{target}: transport error: {other:?}")),
     }
 }
@@ -271,11 +321,24 @@ mod transport {
     use crate::{Error, Result, url};
 
     pub(super) fn send(req: Request) -> Result<Response> {
-        let Request { method, url: full_url, headers, body, .. } = req;
+        let Request {
+            method,
+            url: full_url,
+            headers,
+            body,
+            ..
+        } = req;
         let fail = |code: &wasi::ErrorCode| transport_error(code, method, &full_url);
-        let internal = |what: &str| Error::internal(format!("{} {}: {what}", method.as_str(), url::path(&full_url)));
-        let parts = url::split(&full_url)
-            .ok_or_else(|| Error::invalid_input(format!("not an absolute URL: {}", url::path(&full_url))))?;
+        let internal = |what: &str| {
+            Error::internal(format!(
+                "{} {}: {what}",
+                method.as_str(),
+                url::path(&full_url)
+            ))
+        };
+        let parts = url::split(&full_url).ok_or_else(|| {
+            Error::invalid_input(format!("not an absolute URL: {}", url::path(&full_url)))
+        })?;
 
         let fields = Fields::new();
         for (name, value) in &headers {
@@ -297,24 +360,34 @@ mod transport {
             Method::Patch => wasi::Method::Patch,
             Method::Delete => wasi::Method::Delete,
         };
-        request.set_method(&wasi_method).map_err(|()| internal("method rejected"))?;
-        request.set_scheme(Some(&scheme)).map_err(|()| internal("scheme rejected"))?;
-        request.set_authority(Some(parts.authority)).map_err(|()| internal("authority rejected"))?;
-        request.set_path_with_query(Some(parts.path_and_query)).map_err(|()| internal("path rejected"))?;
+        request
+            .set_method(&wasi_method)
+            .map_err(|()| internal("method rejected"))?;
+        request
+            .set_scheme(Some(&scheme))
+            .map_err(|()| internal("scheme rejected"))?;
+        request
+            .set_authority(Some(parts.authority))
+            .map_err(|()| internal("authority rejected"))?;
+        request
+            .set_path_with_query(Some(parts.path_and_query))
+            .map_err(|()| internal("path rejected"))?;
 
-        let outgoing = request.body().map_err(|()| internal("request body unavailable"))?;
+        let outgoing = request
+            .body()
+            .map_err(|()| internal("request body unavailable"))?;
         let future = outgoing_handler::handle(request, None).map_err(|e| fail(&e))?;
-        if let Some(bytes) = &body {
-            let stream = outgoing.write().map_err(|()| internal("request body stream unavailable"))?;
-            for chunk in bytes.chunks(4096) {
-                stream.blocking_write_and_flush(chunk).map_err(|e| stream_error(e, &fail, &internal))?;
-            }
-        }
-        OutgoingBody::finish(outgoing, None).map_err(|e| fail(&e))?;
-
+        // If the host refuses the request (its gate, a dead connection) or the upstream answers
+        // early, the body stream closes; the reason, or the answer, arrives through `future`,
+        // which is why a failed write is not reported by itself.
+        let _ = write_body(outgoing, body.as_deref(), &fail, &internal);
         let incoming = loop {
             match future.get() {
-                Some(result) => break result.map_err(|()| internal("response already taken"))?.map_err(|e| fail(&e))?,
+                Some(result) => {
+                    break result
+                        .map_err(|()| internal("response already taken"))?
+                        .map_err(|e| fail(&e))?;
+                }
                 None => future.subscribe().block(),
             }
         };
@@ -325,10 +398,14 @@ mod transport {
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
-        let body = incoming.consume().map_err(|()| internal("response body unavailable"))?;
+        let body = incoming
+            .consume()
+            .map_err(|()| internal("response body unavailable"))?;
         let mut bytes = Vec::new();
         {
-            let stream = body.stream().map_err(|()| internal("response body stream unavailable"))?;
+            let stream = body
+                .stream()
+                .map_err(|()| internal("response body stream unavailable"))?;
             loop {
                 match stream.blocking_read(64 * 1024) {
                     Ok(chunk) => bytes.extend_from_slice(&chunk),
@@ -336,15 +413,46 @@ mod transport {
                     Err(e) => return Err(stream_error(e, &fail, &internal)),
                 }
                 if bytes.len() > MAX_BODY {
-                    return Err(Error::upstream(format!("response body exceeds {MAX_BODY} bytes")));
+                    return Err(Error::upstream(format!(
+                        "response body exceeds {MAX_BODY} bytes"
+                    )));
                 }
             }
         }
         drop(IncomingBody::finish(body));
-        Ok(Response { status, headers, body: bytes, method, url: full_url })
+        Ok(Response {
+            status,
+            headers,
+            body: bytes,
+            method,
+            url: full_url,
+        })
     }
 
-    fn stream_error(e: StreamError, fail: &dyn Fn(&wasi::ErrorCode) -> Error, internal: &dyn Fn(&str) -> Error) -> Error {
+    fn write_body(
+        outgoing: OutgoingBody,
+        body: Option<&[u8]>,
+        fail: &dyn Fn(&wasi::ErrorCode) -> Error,
+        internal: &dyn Fn(&str) -> Error,
+    ) -> Result<()> {
+        if let Some(bytes) = body {
+            let stream = outgoing
+                .write()
+                .map_err(|()| internal("request body stream unavailable"))?;
+            for chunk in bytes.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| stream_error(e, fail, internal))?;
+            }
+        }
+        OutgoingBody::finish(outgoing, None).map_err(|e| fail(&e))
+    }
+
+    fn stream_error(
+        e: StreamError,
+        fail: &dyn Fn(&wasi::ErrorCode) -> Error,
+        internal: &dyn Fn(&str) -> Error,
+    ) -> Error {
         match e {
             StreamError::LastOperationFailed(err) => match wasi::http_error_code(&err) {
                 Some(code) => fail(&code),
@@ -361,42 +469,79 @@ mod tests {
     use crate::bindings::wasi::http::types::ErrorCode;
 
     fn err(status: u16, retry: Option<&str>, body: &str) -> Option<Error> {
-        status_error(status, retry, Method::Get, "https://h.test/wiki/x?q=secret", body.as_bytes())
+        status_error(
+            status,
+            retry,
+            Method::Get,
+            "https://h.test/wiki/x?q=secret",
+            body.as_bytes(),
+        )
     }
 
     #[test]
     fn status_mapping() {
         assert!(err(200, None, "").is_none());
         assert!(err(304, None, "").is_none());
-        let Some(Error::Unauthorized(m)) = err(401, None, r#"{"message":"bad token"}"#) else { panic!() };
+        let Some(Error::Unauthorized(m)) = err(401, None, r#"{"message":"bad token"}"#) else {
+            panic!()
+        };
         assert_eq!(m, "HTTP 401 from GET /wiki/x: bad token");
         assert!(!m.contains("secret"));
         assert!(matches!(err(403, None, ""), Some(Error::Forbidden(_))));
-        let Some(Error::NotFound(m)) = err(404, None, r#"{"errors":[{"status":404,"title":"Not Found"}]}"#) else { panic!() };
+        let Some(Error::NotFound(m)) = err(
+            404,
+            None,
+            r#"{"errors":[{"status":404,"title":"Not Found"}]}"#,
+        ) else {
+            panic!()
+        };
         assert!(m.ends_with(": Not Found"), "{m}");
-        assert!(matches!(err(429, Some("7"), ""), Some(Error::RateLimited(7))));
+        assert!(matches!(
+            err(429, Some("7"), ""),
+            Some(Error::RateLimited(7))
+        ));
         assert!(matches!(err(429, None, ""), Some(Error::RateLimited(60))));
-        assert!(matches!(err(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), ""), Some(Error::RateLimited(60))));
-        assert!(matches!(err(503, Some("30"), ""), Some(Error::RateLimited(30))));
+        assert!(matches!(
+            err(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), ""),
+            Some(Error::RateLimited(60))
+        ));
+        assert!(matches!(
+            err(503, Some("30"), ""),
+            Some(Error::RateLimited(30))
+        ));
         assert!(matches!(err(503, None, ""), Some(Error::Upstream(_))));
         assert!(matches!(err(400, None, ""), Some(Error::InvalidInput(_))));
         assert!(matches!(err(410, None, ""), Some(Error::Upstream(_))));
-        let Some(Error::Upstream(m)) = err(500, None, "<html><body><h1>Oops</h1>   broke</body></html>") else { panic!() };
+        let Some(Error::Upstream(m)) =
+            err(500, None, "<html><body><h1>Oops</h1>   broke</body></html>")
+        else {
+            panic!()
+        };
         assert_eq!(m, "HTTP 500 from GET /wiki/x: Oops broke");
     }
 
     #[test]
     fn snippets() {
         assert_eq!(snippet(b""), "(empty body)");
-        assert_eq!(snippet(br#"{"errorMessages":["JQL bad"],"errors":{}}"#), "JQL bad");
-        assert_eq!(snippet(br#"{"error":{"code":"x","message":"throttled"}}"#), "throttled");
+        assert_eq!(
+            snippet(br#"{"errorMessages":["JQL bad"],"errors":{}}"#),
+            "JQL bad"
+        );
+        assert_eq!(
+            snippet(br#"{"error":{"code":"x","message":"throttled"}}"#),
+            "throttled"
+        );
         let long = "x".repeat(500);
         assert_eq!(snippet(long.as_bytes()).chars().count(), 201);
     }
 
     #[test]
     fn transport_errors() {
-        let e = transport_error(&ErrorCode::HttpRequestDenied, Method::Post, "https://h/a?k=v");
+        let e = transport_error(
+            &ErrorCode::HttpRequestDenied,
+            Method::Post,
+            "https://h/a?k=v",
+        );
         assert!(matches!(e, Error::Forbidden(m) if m == "request denied by host policy: POST /a"));
         let e = transport_error(&ErrorCode::ConnectionRefused, Method::Get, "https://h/a");
         assert!(matches!(e, Error::Upstream(m) if m.contains("ConnectionRefused")));
@@ -404,12 +549,25 @@ mod tests {
 
     #[test]
     fn building() {
-        let r = Request::get("https://h/a").query("q", "a b").query_opt("x", None::<&str>).query_opt("n", Some("1"));
+        let r = Request::get("https://h/a")
+            .query("q", "a b")
+            .query_opt("x", None::<&str>)
+            .query_opt("n", Some("1"));
         assert_eq!(r.url(), "https://h/a?q=a%20b&n=1");
         let r = Request::post("https://h/a").json(&serde_json::json!({"a": 1}));
         assert_eq!(r.body.as_deref(), Some(&br#"{"a":1}"#[..]));
-        assert!(r.headers.iter().any(|(k, v)| k == "Content-Type" && v == "application/json"));
-        let resp = Response { status: 200, headers: vec![("Link".into(), "x".into())], body: b"{\"a\":1}".to_vec(), method: Method::Get, url: "https://h/a".into() };
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "Content-Type" && v == "application/json")
+        );
+        let resp = Response {
+            status: 200,
+            headers: vec![("Link".into(), "x".into())],
+            body: b"{\"a\":1}".to_vec(),
+            method: Method::Get,
+            url: "https://h/a".into(),
+        };
         assert_eq!(resp.header("link"), Some("x"));
         assert_eq!(resp.json::<serde_json::Value>().unwrap()["a"], 1);
         assert!(matches!(resp.json::<Vec<u8>>(), Err(Error::Upstream(_))));

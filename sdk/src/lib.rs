@@ -55,14 +55,14 @@ pub mod text;
 pub mod url;
 
 pub use bindings::airlock::connector::types::{
-    ActionInfo, ConnectorInfo, Document, DocumentRef, Error, HealthStatus, LogLevel,
-    SearchRequest, SearchResult, StreamInfo, SyncPage,
+    ActionInfo, ConnectorInfo, Document, DocumentRef, Error, HealthStatus, LogLevel, SearchRequest,
+    SearchResult, StreamInfo, SyncPage,
 };
 pub use host::{require_setting, secret, setting};
 pub use http::{Method, Request, Response};
-pub use text::html_to_text;
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
 pub use serde_json;
+pub use text::html_to_text;
 
 /// `Result` with the contract's [`Error`] as the default error type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
@@ -106,7 +106,10 @@ pub trait Connector {
 
     /// Check that the upstream is reachable and accepts the credentials.
     fn health() -> Result<HealthStatus> {
-        Ok(HealthStatus { ok: true, message: "ok".into() })
+        Ok(HealthStatus {
+            ok: true,
+            message: "ok".into(),
+        })
     }
 
     /// Live search in the upstream.

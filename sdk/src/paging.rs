@@ -55,7 +55,11 @@ pub fn link_header_next(header: &str) -> Option<String> {
         let is_next = rest[..end].split(';').any(|param| {
             let (key, value) = param.split_once('=').unwrap_or((param, ""));
             key.trim().eq_ignore_ascii_case("rel")
-                && value.trim().trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
         });
         if is_next {
             return Some(link.to_owned());
@@ -83,11 +87,19 @@ pub fn cursor(body: &Value, pointer: &str) -> Option<String> {
 /// The request for the page after the one `current` fetched, if any. `first` is the first
 /// request (cursor style re-sends it with the cursor). Returns `None` when the API points back
 /// at the same URL, so a misbehaving upstream cannot loop forever.
-pub fn next_request(first: &Request, current: &Request, headers: &[(String, String)], body: &Value, next: &Next) -> Option<Request> {
+pub fn next_request(
+    first: &Request,
+    current: &Request,
+    headers: &[(String, String)],
+    body: &Value,
+    next: &Next,
+) -> Option<Request> {
     let request = match next {
         Next::BodyLink(pointer) => current.with_url(next_link(body, pointer, current.url())?),
         Next::LinkHeader => {
-            let (_, value) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("link"))?;
+            let (_, value) = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("link"))?;
             current.with_url(url::resolve(current.url(), &link_header_next(value)?))
         }
         Next::Cursor { field, param } => first.clone().query(param, cursor(body, field)?),
@@ -106,7 +118,11 @@ pub struct Pages {
 impl Pages {
     /// Start at `first` and follow `next`.
     pub fn new(first: Request, next: Next) -> Self {
-        Pages { pending: Some(first.clone()), first, next }
+        Pages {
+            pending: Some(first.clone()),
+            first,
+            next,
+        }
     }
 }
 
@@ -117,7 +133,8 @@ impl Iterator for Pages {
         let current = self.pending.take()?;
         let result = current.clone().send().and_then(|response| {
             let body: Value = response.json()?;
-            self.pending = next_request(&self.first, &current, &response.headers, &body, &self.next);
+            self.pending =
+                next_request(&self.first, &current, &response.headers, &body, &self.next);
             Ok(body)
         });
         Some(result)
@@ -132,10 +149,16 @@ mod tests {
     #[test]
     fn link_headers() {
         let h = r#"</wiki/api/v2/pages?cursor=a,b>; rel="next", <https://x/prev>; rel="prev""#;
-        assert_eq!(link_header_next(h).as_deref(), Some("/wiki/api/v2/pages?cursor=a,b"));
+        assert_eq!(
+            link_header_next(h).as_deref(),
+            Some("/wiki/api/v2/pages?cursor=a,b")
+        );
         let h = r#"<https://x/1>; rel="prev"; title="a, b", <https://x/3>; rel="last next""#;
         assert_eq!(link_header_next(h).as_deref(), Some("https://x/3"));
-        assert_eq!(link_header_next("<https://x/3>; REL=next").as_deref(), Some("https://x/3"));
+        assert_eq!(
+            link_header_next("<https://x/3>; REL=next").as_deref(),
+            Some("https://x/3")
+        );
         assert_eq!(link_header_next(r#"<https://x/1>; rel="prev""#), None);
         assert_eq!(link_header_next("garbage"), None);
         assert_eq!(link_header_next(""), None);
@@ -145,7 +168,10 @@ mod tests {
     fn body_links_and_cursors() {
         let body = json!({"_links": {"next": "/wiki/api/v2/pages?cursor=c1"}, "token": "t", "n": 5, "e": ""});
         let base = "https://acme.atlassian.net/wiki/api/v2/pages?limit=2";
-        assert_eq!(next_link(&body, "/_links/next", base).as_deref(), Some("https://acme.atlassian.net/wiki/api/v2/pages?cursor=c1"));
+        assert_eq!(
+            next_link(&body, "/_links/next", base).as_deref(),
+            Some("https://acme.atlassian.net/wiki/api/v2/pages?cursor=c1")
+        );
         assert_eq!(next_link(&body, "/missing", base), None);
         assert_eq!(cursor(&body, "/token").as_deref(), Some("t"));
         assert_eq!(cursor(&body, "/n").as_deref(), Some("5"));
@@ -154,15 +180,30 @@ mod tests {
 
     #[test]
     fn next_requests() {
-        let first = Request::get("https://h/items").query("limit", "2").header("X-A", "1");
+        let first = Request::get("https://h/items")
+            .query("limit", "2")
+            .header("X-A", "1");
         let body = json!({"next": "https://h/items?page=2", "cursor": "c 2"});
         let r = next_request(&first, &first, &[], &body, &Next::BodyLink("/next")).unwrap();
         assert_eq!(r.url(), "https://h/items?page=2");
         let r2 = next_request(&first, &r, &[], &body, &Next::BodyLink("/next"));
         assert!(r2.is_none(), "same URL again stops");
-        let r = next_request(&first, &r, &[], &body, &Next::Cursor { field: "/cursor", param: "cursor" }).unwrap();
+        let r = next_request(
+            &first,
+            &r,
+            &[],
+            &body,
+            &Next::Cursor {
+                field: "/cursor",
+                param: "cursor",
+            },
+        )
+        .unwrap();
         assert_eq!(r.url(), "https://h/items?limit=2&cursor=c%202");
-        let headers = vec![("link".to_owned(), r#"</items?page=3>; rel="next""#.to_owned())];
+        let headers = vec![(
+            "link".to_owned(),
+            r#"</items?page=3>; rel="next""#.to_owned(),
+        )];
         let r = next_request(&first, &first, &headers, &json!({}), &Next::LinkHeader).unwrap();
         assert_eq!(r.url(), "https://h/items?page=3");
         assert!(next_request(&first, &first, &[], &json!({}), &Next::LinkHeader).is_none());

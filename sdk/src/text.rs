@@ -44,12 +44,33 @@ pub fn html_to_text(html: &str) -> String {
             continue;
         }
         match name.as_str() {
-            "script" | "style" | "ac:parameter" if !closing && !tag.ends_with('/') => skip_until = Some(name),
+            "script" | "style" | "ac:parameter" if !closing && !tag.ends_with('/') => {
+                skip_until = Some(name)
+            }
             "br" | "li" | "tr" | "dt" | "dd" => out.brk(1),
             "td" | "th" => out.space(),
-            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "ul" | "ol" | "dl" | "table"
-            | "blockquote" | "pre" | "hr" | "section" | "article" | "header" | "footer"
-            | "ac:structured-macro" | "ac:layout-section" | "ac:layout-cell" => out.brk(2),
+            "p"
+            | "div"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "ul"
+            | "ol"
+            | "dl"
+            | "table"
+            | "blockquote"
+            | "pre"
+            | "hr"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "ac:structured-macro"
+            | "ac:layout-section"
+            | "ac:layout-cell" => out.brk(2),
             _ => {}
         }
     }
@@ -183,7 +204,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let mut rest = &s[19..];
     let mut millis = 0;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let digits = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         let ms = format!("{:0<3}", &frac[..digits.min(3)]);
         millis = ms.parse::<i64>().ok()?;
         rest = &frac[digits..];
@@ -238,11 +261,26 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-01-15T10:20:30Z"), Some(1_705_314_030_000));
-        assert_eq!(parse_rfc3339("2024-01-15T10:20:30.5Z"), Some(1_705_314_030_500));
-        assert_eq!(parse_rfc3339("2024-01-15T12:20:30.123456+02:00"), Some(1_705_314_030_123));
-        assert_eq!(parse_rfc3339("2024-01-15T10:20:30.000+0000"), Some(1_705_314_030_000));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00-01:00"), Some(1_709_168_400_000));
+        assert_eq!(
+            parse_rfc3339("2024-01-15T10:20:30Z"),
+            Some(1_705_314_030_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-15T10:20:30.5Z"),
+            Some(1_705_314_030_500)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-15T12:20:30.123456+02:00"),
+            Some(1_705_314_030_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-15T10:20:30.000+0000"),
+            Some(1_705_314_030_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00-01:00"),
+            Some(1_709_168_400_000)
+        );
         assert!(parse_rfc3339("2024-01-15T10:20:30.5Z") > parse_rfc3339("2024-01-15T10:20:30Z"));
         assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);

@@ -6,7 +6,11 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Everything except RFC 3986 unreserved characters is escaped.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encode `s` for use as a query key or value or a path segment.
 pub fn encode(s: &str) -> String {
@@ -20,7 +24,9 @@ pub fn decode(s: &str) -> String {
 
 /// Append `key=value` (both percent-encoded) to `url`'s query string.
 pub fn with_query(url: &str, key: &str, value: &str) -> String {
-    let (url, fragment) = url.split_once('#').map_or((url, None), |(u, f)| (u, Some(f)));
+    let (url, fragment) = url
+        .split_once('#')
+        .map_or((url, None), |(u, f)| (u, Some(f)));
     let sep = match url.find('?') {
         None => "?",
         Some(i) if i + 1 == url.len() || url.ends_with('&') => "",
@@ -50,7 +56,9 @@ pub fn resolve(base: &str, link: &str) -> String {
     if has_scheme(link) || base.is_empty() {
         return link.to_owned();
     }
-    let Some(parts) = split(base) else { return link.to_owned() };
+    let Some(parts) = split(base) else {
+        return link.to_owned();
+    };
     if let Some(rest) = link.strip_prefix("//") {
         return format!("{}://{rest}", parts.scheme);
     }
@@ -77,7 +85,9 @@ pub fn path(url: &str) -> &str {
 }
 
 fn path_of(path_and_query: &str) -> &str {
-    let end = path_and_query.find(['?', '#']).unwrap_or(path_and_query.len());
+    let end = path_and_query
+        .find(['?', '#'])
+        .unwrap_or(path_and_query.len());
     match &path_and_query[..end] {
         "" => "/",
         p => p,
@@ -86,7 +96,10 @@ fn path_of(path_and_query: &str) -> &str {
 
 fn has_scheme(link: &str) -> bool {
     link.split_once("://").is_some_and(|(scheme, _)| {
-        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     })
 }
 
@@ -110,8 +123,16 @@ pub fn split(url: &str) -> Option<Parts<'_>> {
     if scheme.is_empty() || authority.is_empty() || authority.contains('@') {
         return None;
     }
-    let path_and_query = if path_and_query.is_empty() { "/" } else { path_and_query };
-    Some(Parts { scheme, authority, path_and_query })
+    let path_and_query = if path_and_query.is_empty() {
+        "/"
+    } else {
+        path_and_query
+    };
+    Some(Parts {
+        scheme,
+        authority,
+        path_and_query,
+    })
 }
 
 #[cfg(test)]
@@ -121,30 +142,58 @@ mod tests {
     #[test]
     fn query_encoding() {
         let u = with_query("https://x.test/s", "cql", r#"type = page AND text ~ "a&b""#);
-        assert_eq!(u, "https://x.test/s?cql=type%20%3D%20page%20AND%20text%20~%20%22a%26b%22");
+        assert_eq!(
+            u,
+            "https://x.test/s?cql=type%20%3D%20page%20AND%20text%20~%20%22a%26b%22"
+        );
         assert_eq!(with_query(&u, "limit", "5"), format!("{u}&limit=5"));
         assert_eq!(with_query("http://h/p?", "a", "é"), "http://h/p?a=%C3%A9");
         assert_eq!(with_query("http://h/p#f", "a", "1"), "http://h/p?a=1#f");
-        assert_eq!(query_param(&u, "cql").as_deref(), Some(r#"type = page AND text ~ "a&b""#));
-        assert_eq!(query_param("/x?a=1&cursor=ab%2Bc+d&z", "cursor").as_deref(), Some("ab+c+d"));
+        assert_eq!(
+            query_param(&u, "cql").as_deref(),
+            Some(r#"type = page AND text ~ "a&b""#)
+        );
+        assert_eq!(
+            query_param("/x?a=1&cursor=ab%2Bc+d&z", "cursor").as_deref(),
+            Some("ab+c+d")
+        );
         assert_eq!(query_param("/x?a=1", "b"), None);
     }
 
     #[test]
     fn resolving() {
         let base = "https://acme.atlassian.net/wiki/api/v2/pages?limit=5";
-        assert_eq!(resolve(base, "/wiki/api/v2/pages?cursor=x"), "https://acme.atlassian.net/wiki/api/v2/pages?cursor=x");
+        assert_eq!(
+            resolve(base, "/wiki/api/v2/pages?cursor=x"),
+            "https://acme.atlassian.net/wiki/api/v2/pages?cursor=x"
+        );
         assert_eq!(resolve(base, "http://other:81/a"), "http://other:81/a");
         assert_eq!(resolve(base, "//cdn.test/a"), "https://cdn.test/a");
-        assert_eq!(resolve(base, "?cursor=y"), "https://acme.atlassian.net/wiki/api/v2/pages?cursor=y");
-        assert_eq!(resolve(base, "spaces"), "https://acme.atlassian.net/wiki/api/v2/spaces");
-        assert_eq!(resolve("http://127.0.0.1:8781", "next"), "http://127.0.0.1:8781/next");
+        assert_eq!(
+            resolve(base, "?cursor=y"),
+            "https://acme.atlassian.net/wiki/api/v2/pages?cursor=y"
+        );
+        assert_eq!(
+            resolve(base, "spaces"),
+            "https://acme.atlassian.net/wiki/api/v2/spaces"
+        );
+        assert_eq!(
+            resolve("http://127.0.0.1:8781", "next"),
+            "http://127.0.0.1:8781/next"
+        );
     }
 
     #[test]
     fn splitting() {
         let p = split("http://127.0.0.1:8781/wiki/x?a=1#frag").unwrap();
-        assert_eq!(p, Parts { scheme: "http", authority: "127.0.0.1:8781", path_and_query: "/wiki/x?a=1" });
+        assert_eq!(
+            p,
+            Parts {
+                scheme: "http",
+                authority: "127.0.0.1:8781",
+                path_and_query: "/wiki/x?a=1"
+            }
+        );
         assert_eq!(split("https://h").unwrap().path_and_query, "/");
         assert_eq!(split("https://h?q=1").unwrap().path_and_query, "?q=1");
         assert!(split("/relative").is_none());

@@ -8,8 +8,8 @@ use airlock_sdk::paging::{Next, Pages};
 use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::text::parse_rfc3339;
 use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus, Request, Result,
-    SearchRequest, SearchResult, StreamInfo, SyncPage, html_to_text, url,
+    ActionInfo, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus, Request,
+    Result, SearchRequest, SearchResult, StreamInfo, SyncPage, html_to_text, url,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -29,14 +29,18 @@ impl Connector for Confluence {
             description: "Confluence Cloud pages: sync, live CQL search, permission checks".into(),
             streams: vec![StreamInfo {
                 name: "pages".into(),
-                description: "Current pages with storage body as text; trashed pages become deletes. \
+                description:
+                    "Current pages with storage body as text; trashed pages become deletes. \
                               Incremental by version.createdAt."
-                    .into(),
+                        .into(),
             }],
             actions: vec![ActionInfo {
                 name: "spaces".into(),
-                description: "List the spaces the credentials can see (id, key, name, type, status).".into(),
-                input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}).to_string(),
+                description:
+                    "List the spaces the credentials can see (id, key, name, type, status).".into(),
+                input_schema:
+                    json!({"type": "object", "properties": {}, "additionalProperties": false})
+                        .to_string(),
                 writes: false,
             }],
         }
@@ -44,8 +48,13 @@ impl Connector for Confluence {
 
     fn health() -> Result<HealthStatus> {
         let cfg = Config::load()?;
-        Request::get(format!("{}/wiki/api/v2/spaces", cfg.base)).query("limit", "1").send()?;
-        Ok(HealthStatus { ok: true, message: format!("Confluence at {} accepted the credentials", cfg.base) })
+        Request::get(cfg.url("/wiki/api/v2/spaces"))
+            .query("limit", "1")
+            .send()?;
+        Ok(HealthStatus {
+            ok: true,
+            message: format!("Confluence at {} accepted the credentials", cfg.base),
+        })
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
@@ -59,22 +68,37 @@ impl Connector for Confluence {
             let keys: Vec<String> = cfg.space_keys.iter().map(|k| cql_string(k)).collect();
             cql.push_str(&format!(" AND space in ({})", keys.join(", ")));
         }
-        let limit = if request.limit == 0 { 25 } else { request.limit.min(100) };
-        let reply: SearchReply = Request::get(format!("{}/wiki/rest/api/search", cfg.base))
+        let limit = if request.limit == 0 {
+            25
+        } else {
+            request.limit.min(100)
+        };
+        let reply: SearchReply = Request::get(cfg.url("/wiki/rest/api/search"))
             .query("cql", &cql)
             .query("limit", limit.to_string())
             .query_opt("cursor", request.cursor.as_deref())
             .send()?
             .json()?;
-        let hits: Vec<Document> = reply.results.into_iter().filter_map(|hit| hit.document(&cfg)).collect();
+        let hits: Vec<Document> = reply
+            .results
+            .into_iter()
+            .filter_map(|hit| hit.document(&cfg))
+            .collect();
         // v1 `next` is relative to `_links.base`; only its cursor matters, the query is re-sent.
-        let next_cursor = reply.links.next.and_then(|next| url::query_param(&next, "cursor"));
-        Ok(SearchResult { next_cursor: next_cursor.filter(|_| !hits.is_empty()), hits })
+        let next_cursor = reply
+            .links
+            .next
+            .and_then(|next| url::query_param(&next, "cursor"));
+        Ok(SearchResult {
+            next_cursor: next_cursor.filter(|_| !hits.is_empty()),
+            hits,
+        })
     }
 
     fn get(id: String) -> Result<Document> {
         let cfg = Config::load()?;
-        let page: Page = Request::get(format!("{}/wiki/api/v2/pages/{}", cfg.base, content_id(&id)?))
+        let path = format!("/wiki/api/v2/pages/{}", content_id(&id)?);
+        let page: Page = Request::get(cfg.url(&path))
             .query("body-format", "storage")
             .send()?
             .json()?;
@@ -91,18 +115,22 @@ impl Connector for Confluence {
             #[serde(rename = "hasPermission")]
             has_permission: bool,
         }
-        let body = json!({"subject": {"type": "user", "identifier": principal}, "operation": "read"});
-        let reply: Reply = Request::post(format!("{}/wiki/rest/api/content/{}/permission/check", cfg.base, content_id(&id)?))
-            .json(&body)
-            .send()?
-            .json()?;
+        let body =
+            json!({"subject": {"type": "user", "identifier": principal}, "operation": "read"});
+        let path = format!(
+            "/wiki/rest/api/content/{}/permission/check",
+            content_id(&id)?
+        );
+        let reply: Reply = Request::post(cfg.url(&path)).json(&body).send()?.json()?;
         Ok(reply.has_permission)
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         match stream.as_str() {
             "pages" => sync_pages(&Config::load()?, cursor.as_deref()),
-            _ => Err(Error::invalid_input(format!("unknown stream `{stream}` (this connector has `pages`)"))),
+            _ => Err(Error::invalid_input(format!(
+                "unknown stream `{stream}` (this connector has `pages`)"
+            ))),
         }
     }
 
@@ -111,11 +139,15 @@ impl Connector for Confluence {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
         let cfg = Config::load()?;
-        let first = Request::get(format!("{}/wiki/api/v2/spaces", cfg.base)).query("limit", "250");
+        let first = Request::get(cfg.url("/wiki/api/v2/spaces")).query("limit", "250");
         let mut spaces = Vec::new();
         for page in Pages::new(first, Next::BodyLink("/_links/next")).take(40) {
             let page = page?;
-            let results = page.get("results").and_then(Value::as_array).into_iter().flatten();
+            let results = page
+                .get("results")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
             spaces.extend(results.map(|s| {
                 json!({"id": s.get("id"), "key": s.get("key"), "name": s.get("name"),
                        "type": s.get("type"), "status": s.get("status")})
@@ -137,18 +169,40 @@ impl Config {
     fn load() -> Result<Config> {
         let base = airlock_sdk::require_setting("base_url")?;
         if url::split(&base).is_none_or(|p| !matches!(p.scheme, "http" | "https")) {
-            return Err(Error::invalid_input(format!("setting `base_url` is not an http(s) URL: {base}")));
+            return Err(Error::invalid_input(format!(
+                "setting `base_url` is not an http(s) URL: {base}"
+            )));
         }
         let base = base.trim_end_matches('/');
         let base = base.strip_suffix("/wiki").unwrap_or(base).to_owned();
         let space_keys = airlock_sdk::setting("space_keys")
-            .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let page_limit = match airlock_sdk::setting("page_limit") {
             None => 100,
-            Some(v) => v.parse::<u32>().map_err(|_| Error::invalid_input(format!("setting `page_limit` is not a number: {v}")))?.clamp(1, 250),
+            Some(v) => v
+                .parse::<u32>()
+                .map_err(|_| {
+                    Error::invalid_input(format!("setting `page_limit` is not a number: {v}"))
+                })?
+                .clamp(1, 250),
         };
-        Ok(Config { base, space_keys, page_limit })
+        Ok(Config {
+            base,
+            space_keys,
+            page_limit,
+        })
+    }
+
+    /// An absolute URL for `path` (which starts with `/wiki/`).
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
@@ -165,7 +219,9 @@ impl Config {
 fn content_id(id: &str) -> Result<&str> {
     let id = id.trim();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid_input(format!("not a Confluence content id: {id:?}")));
+        return Err(Error::invalid_input(format!(
+            "not a Confluence content id: {id:?}"
+        )));
     }
     Ok(id)
 }
@@ -218,13 +274,16 @@ struct SyncCursor {
 
 fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     let mut state: SyncCursor = match cursor {
-        Some(c) => serde_json::from_str(c).map_err(|e| Error::invalid_input(format!("invalid pages cursor: {e}")))?,
+        Some(c) => serde_json::from_str(c)
+            .map_err(|e| Error::invalid_input(format!("invalid pages cursor: {e}")))?,
         None => SyncCursor::default(),
     };
     let response = match state.next.take() {
         Some(next) => match Request::get(url::resolve(&cfg.base, &next)).send() {
             Err(Error::InvalidInput(msg)) => {
-                airlock_sdk::warn!("restarting pages run, Confluence rejected the stored cursor: {msg}");
+                airlock_sdk::log::warn!(
+                    "restarting pages run, Confluence rejected the stored cursor: {msg}"
+                );
                 state.watermark = None;
                 Request::get(first_page_url(cfg)?).send()?
             }
@@ -236,12 +295,24 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
         }
     };
     let list: PageList = response.json()?;
-    let stop_before = state.since.as_deref().and_then(parse_rfc3339).map(|ms| ms - OVERLAP_MS);
+    let stop_before = state
+        .since
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .map(|ms| ms - OVERLAP_MS);
     if state.watermark.is_none() {
-        let first = list.results.first().and_then(|p| p.version.created_at.clone());
+        let first = list
+            .results
+            .first()
+            .and_then(|p| p.version.created_at.clone());
         state.watermark = newest(first, state.since.clone());
     }
-    let mut out = SyncPage { upserts: Vec::new(), deletes: Vec::new(), next_cursor: None, done: false };
+    let mut out = SyncPage {
+        upserts: Vec::new(),
+        deletes: Vec::new(),
+        next_cursor: None,
+        done: false,
+    };
     let mut reached_since = false;
     for page in list.results {
         let modified = page.version.created_at.as_deref().and_then(parse_rfc3339);
@@ -253,18 +324,35 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
         }
         match page.status.as_str() {
             "current" | "archived" => out.upserts.push(page.document(cfg)),
-            _ => out.deletes.push(DocumentRef { kind: "page".into(), id: page.id }),
+            _ => out.deletes.push(DocumentRef {
+                kind: "page".into(),
+                id: page.id,
+            }),
         }
     }
-    let next = if reached_since { None } else { list.links.next.or(response.header("link").and_then(airlock_sdk::paging::link_header_next)) };
+    let next = if reached_since {
+        None
+    } else {
+        list.links.next.or(response
+            .header("link")
+            .and_then(airlock_sdk::paging::link_header_next))
+    };
     let cursor = match next {
-        Some(next) => SyncCursor { next: Some(next), ..state },
+        Some(next) => SyncCursor {
+            next: Some(next),
+            ..state
+        },
         None => {
             out.done = true;
-            SyncCursor { next: None, watermark: None, since: state.watermark }
+            SyncCursor {
+                next: None,
+                watermark: None,
+                since: state.watermark,
+            }
         }
     };
-    out.next_cursor = Some(serde_json::to_string(&cursor).map_err(|e| Error::internal(e.to_string()))?);
+    out.next_cursor =
+        Some(serde_json::to_string(&cursor).map_err(|e| Error::internal(e.to_string()))?);
     Ok(out)
 }
 
@@ -275,7 +363,7 @@ fn newest(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 fn first_page_url(cfg: &Config) -> Result<String> {
-    let mut request = Request::get(format!("{}/wiki/api/v2/pages", cfg.base))
+    let mut request = Request::get(cfg.url("/wiki/api/v2/pages"))
         .query("body-format", "storage")
         .query("limit", cfg.page_limit.to_string())
         .query("sort", "-modified-date")
@@ -289,18 +377,26 @@ fn first_page_url(cfg: &Config) -> Result<String> {
 
 /// Resolve `space_keys` to the numeric ids v2 filters by; an unknown key is an error.
 fn space_ids(cfg: &Config) -> Result<Vec<String>> {
-    let first = Request::get(format!("{}/wiki/api/v2/spaces", cfg.base))
+    let first = Request::get(cfg.url("/wiki/api/v2/spaces"))
         .query("keys", cfg.space_keys.join(","))
         .query("limit", "250");
     let mut found: Vec<(String, String)> = Vec::new();
     for page in Pages::new(first, Next::BodyLink("/_links/next")).take(10) {
-        let spaces: Spaces = serde_json::from_value(page?).map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
+        let spaces: Spaces = serde_json::from_value(page?)
+            .map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
         found.extend(spaces.results.into_iter().map(|s| (s.key, s.id)));
     }
-    let missing: Vec<&str> =
-        cfg.space_keys.iter().filter(|k| !found.iter().any(|(key, _)| key.eq_ignore_ascii_case(k))).map(String::as_str).collect();
+    let missing: Vec<&str> = cfg
+        .space_keys
+        .iter()
+        .filter(|k| !found.iter().any(|(key, _)| key.eq_ignore_ascii_case(k)))
+        .map(String::as_str)
+        .collect();
     if !missing.is_empty() {
-        return Err(Error::invalid_input(format!("setting `space_keys`: no visible space with key {}", missing.join(", "))));
+        return Err(Error::invalid_input(format!(
+            "setting `space_keys`: no visible space with key {}",
+            missing.join(", ")
+        )));
     }
     Ok(found.into_iter().map(|(_, id)| id).collect())
 }
@@ -350,7 +446,12 @@ struct Version {
 
 impl Page {
     fn document(self, cfg: &Config) -> Document {
-        let storage = self.body.as_ref().and_then(|b| b.pointer("/storage/value")).and_then(Value::as_str).unwrap_or("");
+        let storage = self
+            .body
+            .as_ref()
+            .and_then(|b| b.pointer("/storage/value"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let metadata = json!({
             "spaceId": self.space_id, "status": self.status, "version": self.version.number,
             "authorId": self.author_id, "parentId": self.parent_id,
@@ -360,7 +461,11 @@ impl Page {
             title: self.title,
             body: html_to_text(storage),
             url: self.links.webui.as_deref().map(|w| cfg.web_url(w)),
-            updated_at: self.version.created_at.or(self.created_at).unwrap_or_default(),
+            updated_at: self
+                .version
+                .created_at
+                .or(self.created_at)
+                .unwrap_or_default(),
             metadata: metadata.to_string(),
             acl: Vec::new(),
             id: self.id,
@@ -410,8 +515,16 @@ impl SearchHit {
             Value::Number(n) => n.to_string(),
             _ => return None,
         };
-        let title = self.title.or_else(|| content.get("title")?.as_str().map(str::to_owned)).unwrap_or_default();
-        let webui = self.url.or_else(|| content.pointer("/_links/webui")?.as_str().map(str::to_owned));
+        let title = self
+            .title
+            .or_else(|| content.get("title")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let webui = self.url.or_else(|| {
+            content
+                .pointer("/_links/webui")?
+                .as_str()
+                .map(str::to_owned)
+        });
         let space_key = self.space.as_ref().and_then(|s| s.get("key")).cloned();
         Some(Document {
             id,
@@ -430,7 +543,9 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> core::result::Result<Str
     match Value::deserialize(d)? {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!("expected an id, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected an id, got {other}"
+        ))),
     }
 }
 
@@ -439,7 +554,11 @@ mod tests {
     use super::*;
 
     fn cfg() -> Config {
-        Config { base: "http://127.0.0.1:8781".into(), space_keys: vec![], page_limit: 100 }
+        Config {
+            base: "http://127.0.0.1:8781".into(),
+            space_keys: vec![],
+            page_limit: 100,
+        }
     }
 
     #[test]
@@ -447,10 +566,16 @@ mod tests {
         assert_eq!(cql_string(r#"say "hi" \ now"#), r#""say \"hi\" \\ now""#);
         assert!(content_id("../1").is_err() && content_id("").is_err());
         assert_eq!(content_id(" 123 ").ok(), Some("123"));
-        assert_eq!(cfg().web_url("/spaces/ENG/pages/1/X"), "http://127.0.0.1:8781/wiki/spaces/ENG/pages/1/X");
+        assert_eq!(
+            cfg().web_url("/spaces/ENG/pages/1/X"),
+            "http://127.0.0.1:8781/wiki/spaces/ENG/pages/1/X"
+        );
         assert_eq!(cfg().web_url("/wiki/x"), "http://127.0.0.1:8781/wiki/x");
         assert_eq!(strip_highlight("a @@@hl@@@b@@@endhl@@@"), "a b");
-        let (old, new) = (Some("2025-01-01T00:00:00Z".to_owned()), Some("2025-01-01T00:00:00.5Z".to_owned()));
+        let (old, new) = (
+            Some("2025-01-01T00:00:00Z".to_owned()),
+            Some("2025-01-01T00:00:00.5Z".to_owned()),
+        );
         assert_eq!(newest(old.clone(), new.clone()), new);
         assert_eq!(newest(new.clone(), old.clone()), new);
         assert_eq!(newest(None, old.clone()), old);
@@ -466,10 +591,19 @@ mod tests {
         }))
         .unwrap();
         let doc = page.document(&cfg());
-        assert_eq!((doc.id.as_str(), doc.body.as_str(), doc.updated_at.as_str()), ("42", "Hello & bye", "2025-01-02T03:04:05.000Z"));
-        assert_eq!(doc.url.as_deref(), Some("http://127.0.0.1:8781/wiki/spaces/ENG/pages/42/T"));
+        assert_eq!(
+            (doc.id.as_str(), doc.body.as_str(), doc.updated_at.as_str()),
+            ("42", "Hello & bye", "2025-01-02T03:04:05.000Z")
+        );
+        assert_eq!(
+            doc.url.as_deref(),
+            Some("http://127.0.0.1:8781/wiki/spaces/ENG/pages/42/T")
+        );
         let meta: Value = serde_json::from_str(&doc.metadata).unwrap();
-        assert_eq!(meta, json!({"spaceId": "7", "status": "current", "version": 3, "authorId": "a", "parentId": null}));
+        assert_eq!(
+            meta,
+            json!({"spaceId": "7", "status": "current", "version": 3, "authorId": "a", "parentId": null})
+        );
         let hit: SearchHit = serde_json::from_value(json!({
             "content": {"id": "9", "type": "page"}, "title": "@@@hl@@@X@@@endhl@@@", "excerpt": "a &lt;b&gt;",
             "url": "/spaces/A/pages/9", "lastModified": "2025-01-01T00:00:00.000Z"

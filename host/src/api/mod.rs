@@ -50,7 +50,9 @@ async fn invoke(
 ) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None),
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
+        }
     };
     let input = if body.input.is_null() {
         serde_json::json!({})
@@ -61,7 +63,7 @@ async fn invoke(
         Ok(op) => op,
         Err(e) => return invoke_error(&a, e),
     };
-    if a.connectors.get(&id).is_none() {
+    if !a.connectors.contains_key(&id) {
         return error_response(
             StatusCode::NOT_FOUND,
             "no-such-connector",
@@ -97,16 +99,21 @@ fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
 }
 
 /// The one error shape of the API.
-pub fn error_response(status: StatusCode, code: &str, message: &str, retry_after: Option<u32>) -> Response {
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    retry_after: Option<u32>,
+) -> Response {
     let mut body = serde_json::json!({ "error": { "code": code, "message": message } });
     if let Some(s) = retry_after {
         body["error"]["retry_after"] = s.into();
     }
     let mut resp = (status, Json(body)).into_response();
-    if let Some(s) = retry_after {
-        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(s) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

@@ -23,7 +23,10 @@ const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 pub enum GrantAuth {
     None,
     /// A static header (Basic, Bearer or custom), prepared once.
-    Static { name: HeaderName, value: HeaderValue },
+    Static {
+        name: HeaderName,
+        value: HeaderValue,
+    },
     OAuth2(OAuth2),
 }
 
@@ -49,7 +52,11 @@ pub struct TokenFetch {
 
 impl GrantAuth {
     /// Prepares the credentials; errors name the missing reference.
-    pub fn build(auth: &AuthConfig, secrets: &SecretValues, scrubber: &Scrubber) -> Result<GrantAuth, String> {
+    pub fn build(
+        auth: &AuthConfig,
+        secrets: &SecretValues,
+        scrubber: &Scrubber,
+    ) -> Result<GrantAuth, String> {
         let get = |r| {
             secrets
                 .get(r)
@@ -159,10 +166,10 @@ impl OAuth2 {
         on_fetch: impl FnOnce(TokenFetch),
     ) -> Result<HeaderValue, String> {
         let mut guard = self.cached.lock().await;
-        if let Some(t) = guard.as_ref() {
-            if Instant::now() < t.refresh_at {
-                return Ok(t.header.clone());
-            }
+        if let Some(t) = guard.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.header.clone());
         }
         let started = Instant::now();
         let result = self.fetch(client, timeout).await;
@@ -178,7 +185,10 @@ impl OAuth2 {
         });
         let (tok, _) = result.map_err(|(_, e)| e)?;
         *guard = Some(tok);
-        Ok(guard.as_ref().map(|t| t.header.clone()).unwrap_or_else(|| HeaderValue::from_static("")))
+        Ok(guard
+            .as_ref()
+            .map(|t| t.header.clone())
+            .unwrap_or_else(|| HeaderValue::from_static("")))
     }
 
     async fn fetch(
@@ -195,14 +205,27 @@ impl OAuth2 {
             .map_err(|e| (None, format!("cannot build token request: {e}")))?;
         let resp = tokio::time::timeout(timeout, client.request(req))
             .await
-            .map_err(|_| (None, format!("token endpoint did not answer within {timeout:?}")))?
-            .map_err(|e| (None, self.scrubber.scrub(&format!("token request failed: {e}"))))?;
+            .map_err(|_| {
+                (
+                    None,
+                    format!("token endpoint did not answer within {timeout:?}"),
+                )
+            })?
+            .map_err(|e| {
+                (
+                    None,
+                    self.scrubber.scrub(&format!("token request failed: {e}")),
+                )
+            })?;
         let status = resp.status().as_u16();
-        let body = tokio::time::timeout(timeout, Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE).collect())
-            .await
-            .map_err(|_| (Some(status), "token response timed out".to_string()))?
-            .map_err(|e| (Some(status), format!("token response unreadable: {e}")))?
-            .to_bytes();
+        let body = tokio::time::timeout(
+            timeout,
+            Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE).collect(),
+        )
+        .await
+        .map_err(|_| (Some(status), "token response timed out".to_string()))?
+        .map_err(|e| (Some(status), format!("token response unreadable: {e}")))?
+        .to_bytes();
         #[derive(serde::Deserialize)]
         struct TokenReply {
             access_token: Option<String>,
@@ -212,7 +235,12 @@ impl OAuth2 {
             error_description: Option<String>,
         }
         let reply: TokenReply = serde_json::from_slice(&body).map_err(|_| {
-            (Some(status), format!("token endpoint answered {status} with a body that is not a token response"))
+            (
+                Some(status),
+                format!(
+                    "token endpoint answered {status} with a body that is not a token response"
+                ),
+            )
         })?;
         let Some(token) = reply.access_token.filter(|_| (200..300).contains(&status)) else {
             let detail = reply
@@ -225,10 +253,10 @@ impl OAuth2 {
                     .scrub(&format!("token endpoint answered {status}: {detail}")),
             ));
         };
-        if let Some(tt) = &reply.token_type {
-            if !tt.eq_ignore_ascii_case("bearer") {
-                return Err((Some(status), format!("unsupported token_type `{tt}`")));
-            }
+        if let Some(tt) = &reply.token_type
+            && !tt.eq_ignore_ascii_case("bearer")
+        {
+            return Err((Some(status), format!("unsupported token_type `{tt}`")));
         }
         self.scrubber.add(&token);
         // expires_in is a number, or a string of one on some servers.
@@ -239,8 +267,12 @@ impl OAuth2 {
         };
         let lifetime = Duration::from_secs(secs);
         let margin = REFRESH_MARGIN.min(lifetime / 10);
-        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| (Some(status), "access token is not a valid header value".to_string()))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            (
+                Some(status),
+                "access token is not a valid header value".to_string(),
+            )
+        })?;
         header.set_sensitive(true);
         Ok((
             CachedToken {

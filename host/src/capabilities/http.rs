@@ -106,7 +106,13 @@ impl ConnectorGate {
         HttpError::HttpRequestDenied
     }
 
-    fn fail(&self, mut ev: AuditEvent, started: Instant, reason: String, err: HttpError) -> HttpError {
+    fn fail(
+        &self,
+        mut ev: AuditEvent,
+        started: Instant,
+        reason: String,
+        err: HttpError,
+    ) -> HttpError {
         tracing::warn!(
             connector = %self.connector,
             invocation = %ev.invocation,
@@ -129,7 +135,11 @@ impl ConnectorGate {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let mut ev = self.event(&invocation);
-        let scheme = parts.uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let scheme = parts
+            .uri
+            .scheme_str()
+            .unwrap_or("https")
+            .to_ascii_lowercase();
         let host = parts
             .uri
             .host()
@@ -164,19 +174,19 @@ impl ConnectorGate {
         };
         let grant = &self.grants[idx];
         // Literal IPs never reach the resolver, so check them here.
-        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            if let Some(class) = check_ip(ip, grant.allow_private) {
-                return Err(self.deny(
-                    ev,
-                    started,
-                    format!("{ip} is {class}; grant[{}] does not allow private addresses", grant.index),
-                ));
-            }
+        if let Ok(ip) = host.parse::<std::net::IpAddr>()
+            && let Some(class) = check_ip(ip, grant.allow_private)
+        {
+            let reason = format!("{ip} is {class}; grant[{}] does not allow it", grant.index);
+            return Err(self.deny(ev, started, reason));
         }
 
         // Buffer the body (bounded): it makes the size limit exact and keeps the request
         // replayable for retries.
-        let body = match Limited::new(body, self.limits.max_request_bytes).collect().await {
+        let body = match Limited::new(body, self.limits.max_request_bytes)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 let reason = format!(
@@ -249,29 +259,37 @@ impl ConnectorGate {
         let (rparts, rbody) = response.into_parts();
         ev.status = Some(rparts.status.as_u16());
         let max = self.limits.max_response_bytes;
-        let bytes: Bytes = match tokio::time::timeout(self.limits.timeout, Limited::new(rbody, max).collect()).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) => {
-                let too_big = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-                let (reason, code) = if too_big {
-                    (
-                        format!("response body larger than {max} bytes"),
-                        HttpError::HttpResponseBodySize(Some(max as u64)),
-                    )
-                } else {
-                    (format!("response body failed: {e}"), HttpError::HttpResponseIncomplete)
-                };
-                return Err(self.fail(ev, started, reason, code));
-            }
-            Err(_) => {
-                return Err(self.fail(
-                    ev,
-                    started,
-                    "response body timed out".into(),
-                    HttpError::HttpResponseTimeout,
-                ));
-            }
-        };
+        let bytes: Bytes =
+            match tokio::time::timeout(self.limits.timeout, Limited::new(rbody, max).collect())
+                .await
+            {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(e)) => {
+                    let too_big = e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some();
+                    let (reason, code) = if too_big {
+                        (
+                            format!("response body larger than {max} bytes"),
+                            HttpError::HttpResponseBodySize(Some(max as u64)),
+                        )
+                    } else {
+                        (
+                            format!("response body failed: {e}"),
+                            HttpError::HttpResponseIncomplete,
+                        )
+                    };
+                    return Err(self.fail(ev, started, reason, code));
+                }
+                Err(_) => {
+                    return Err(self.fail(
+                        ev,
+                        started,
+                        "response body timed out".into(),
+                        HttpError::HttpResponseTimeout,
+                    ));
+                }
+            };
         // An upstream that echoes a credential back must not hand it to the connector.
         let bytes = if self.scrubber.is_empty() {
             bytes
@@ -341,7 +359,9 @@ impl WasiHttpHooks for InvocationHooks {
                 let mut ev = gate.event(&invocation);
                 ev.event = "header".into();
                 ev.decision = "deny".into();
-                ev.reason = format!("connector tried to set credential header `{name}`; the host injects credentials");
+                ev.reason = format!(
+                    "connector tried to set credential header `{name}`; the host injects credentials"
+                );
                 gate.audit.record(ev);
                 return true;
             }

@@ -21,7 +21,8 @@ use hyper_util::rt::TokioExecutor;
 use super::policy::{is_metadata, restricted_address};
 
 /// The client type the gate sends with (request bodies are buffered, see the gate).
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector<GateResolver>>, Full<Bytes>>;
+pub type UpstreamClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<GateResolver>>, Full<Bytes>>;
 
 /// A resolved address the destination may not use; carried inside the connect error so the
 /// gate can audit a precise reason.
@@ -85,7 +86,9 @@ impl tower_service::Service<Name> for GateResolver {
             if allowed.is_empty() {
                 return Err(match first_denied {
                     Some(d) => io::Error::new(io::ErrorKind::PermissionDenied, d),
-                    None => io::Error::new(io::ErrorKind::NotFound, format!("{host}: no addresses")),
+                    None => {
+                        io::Error::new(io::ErrorKind::NotFound, format!("{host}: no addresses"))
+                    }
                 });
             }
             Ok(allowed.into_iter())
@@ -114,12 +117,11 @@ pub fn find_address_denied<'a>(
         if let Some(d) = e.downcast_ref::<AddressDenied>() {
             return Some(d);
         }
-        if let Some(ioe) = e.downcast_ref::<io::Error>() {
-            if let Some(inner) = ioe.get_ref() {
-                if let Some(d) = inner.downcast_ref::<AddressDenied>() {
-                    return Some(d);
-                }
-            }
+        if let Some(ioe) = e.downcast_ref::<io::Error>()
+            && let Some(inner) = ioe.get_ref()
+            && let Some(d) = inner.downcast_ref::<AddressDenied>()
+        {
+            return Some(d);
         }
         cur = e.source();
     }
@@ -179,7 +181,10 @@ mod tests {
     #[tokio::test]
     async fn resolver_refuses_loopback_and_metadata_overrides() {
         let mut overrides = BTreeMap::new();
-        overrides.insert("meta.test".to_string(), vec!["169.254.169.254".parse().unwrap()]);
+        overrides.insert(
+            "meta.test".to_string(),
+            vec!["169.254.169.254".parse().unwrap()],
+        );
         overrides.insert("inside.test".to_string(), vec!["10.0.0.7".parse().unwrap()]);
         let overrides = Arc::new(overrides);
         let mut public = GateResolver {
@@ -190,12 +195,29 @@ mod tests {
             overrides,
             allow_private: true,
         };
-        for (host, class) in [("meta.test", "metadata"), ("inside.test", "private"), ("localhost", "loopback")] {
-            let e = public.call(Name::from_str(host).unwrap()).await.unwrap_err();
+        for (host, class) in [
+            ("meta.test", "metadata"),
+            ("inside.test", "private"),
+            ("localhost", "loopback"),
+        ] {
+            let e = public
+                .call(Name::from_str(host).unwrap())
+                .await
+                .unwrap_err();
             let d = find_address_denied(&e).expect("denied");
             assert!(d.class.contains(class), "{host}: {d}");
         }
-        assert!(private.call(Name::from_str("inside.test").unwrap()).await.is_ok());
-        assert!(private.call(Name::from_str("meta.test").unwrap()).await.is_err());
+        assert!(
+            private
+                .call(Name::from_str("inside.test").unwrap())
+                .await
+                .is_ok()
+        );
+        assert!(
+            private
+                .call(Name::from_str("meta.test").unwrap())
+                .await
+                .is_err()
+        );
     }
 }

@@ -235,7 +235,9 @@ pub fn is_metadata(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_metadata(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_metadata(IpAddr::V4(v4)))
         }
     }
 }
@@ -328,7 +330,12 @@ mod tests {
     #[test]
     fn traversal_and_encoded_separators_are_refused() {
         let g = [grant("a.example.com", "https", 443, "/wiki/", &["GET"])];
-        for p in ["/wiki/../admin", "/wiki/%2e%2e/admin", "/wiki/a%2Fb", "/wiki/./x"] {
+        for p in [
+            "/wiki/../admin",
+            "/wiki/%2e%2e/admin",
+            "/wiki/a%2Fb",
+            "/wiki/./x",
+        ] {
             let e = find_grant(&g, &target(&Method::GET, "a.example.com", p)).unwrap_err();
             assert!(e.starts_with("path refused"), "{p}: {e}");
         }

@@ -63,7 +63,10 @@ impl ConnectorCtx {
         Err(if referenced {
             format!("secret `{name}` is not revealable: its grant does not set reveal = true")
         } else {
-            format!("secret `{name}` is not referenced by any grant of connector `{}`", self.id)
+            format!(
+                "secret `{name}` is not referenced by any grant of connector `{}`",
+                self.id
+            )
         })
     }
 }
@@ -211,7 +214,8 @@ pub struct CompileReport {
     pub size_bytes: usize,
 }
 
-type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, WitError>>> + Send + 'a>>;
+type CallFuture<'a, R> =
+    Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, WitError>>> + Send + 'a>>;
 
 impl LoadedConnector {
     /// Reads, compiles and checks a component; the error names the file and the reason.
@@ -224,9 +228,10 @@ impl LoadedConnector {
         let shown = path.display();
         let (component, compile) = compile_component(runtime, path)?;
         let contract = check_contract(runtime, &component).map_err(|m| format!("{shown}: {m}"))?;
-        let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
-            format!("{shown}: imports something Airlock does not provide: {e:#}")
-        })?;
+        let pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("{shown}: imports something Airlock does not provide: {e:#}"))?;
         let pre = ConnectorWorldPre::new(pre).map_err(|e| {
             format!("{shown}: exports do not match contract {CONTRACT_PACKAGE}@{CONTRACT_VERSION}: {e:#}")
         })?;
@@ -248,7 +253,12 @@ impl LoadedConnector {
         };
         let info = loaded
             .call_raw("info", |store, w| {
-                Box::pin(async move { w.airlock_connector_connector().call_info(store).await.map(Ok) })
+                Box::pin(async move {
+                    w.airlock_connector_connector()
+                        .call_info(store)
+                        .await
+                        .map(Ok)
+                })
             })
             .await
             .map_err(|e| format!("{shown}: info() failed: {e}"))?;
@@ -276,7 +286,9 @@ impl LoadedConnector {
             Op::Info => {
                 let r = self
                     .call_raw(&label, |s, w| {
-                        Box::pin(async move { w.airlock_connector_connector().call_info(s).await.map(Ok) })
+                        Box::pin(async move {
+                            w.airlock_connector_connector().call_info(s).await.map(Ok)
+                        })
                     })
                     .await?;
                 to_json(serde_json::to_value(model::ConnectorInfo::from(r)))
@@ -284,7 +296,9 @@ impl LoadedConnector {
             Op::Health => {
                 let r = self
                     .call_raw(&label, |s, w| {
-                        Box::pin(async move { w.airlock_connector_connector().call_health(s).await })
+                        Box::pin(
+                            async move { w.airlock_connector_connector().call_health(s).await },
+                        )
                     })
                     .await?;
                 to_json(serde_json::to_value(model::HealthStatus {
@@ -304,7 +318,9 @@ impl LoadedConnector {
                 };
                 let r = self
                     .call_raw(&label, move |s, w| {
-                        Box::pin(async move { w.airlock_connector_connector().call_search(s, &req).await })
+                        Box::pin(async move {
+                            w.airlock_connector_connector().call_search(s, &req).await
+                        })
                     })
                     .await?;
                 to_json(serde_json::to_value(model::SearchResult::from(r)))
@@ -312,7 +328,9 @@ impl LoadedConnector {
             Op::Get { id } => {
                 let r = self
                     .call_raw(&label, move |s, w| {
-                        Box::pin(async move { w.airlock_connector_connector().call_get(s, &id).await })
+                        Box::pin(
+                            async move { w.airlock_connector_connector().call_get(s, &id).await },
+                        )
                     })
                     .await?;
                 to_json(serde_json::to_value(model::Document::from(r)))
@@ -338,7 +356,9 @@ impl LoadedConnector {
                 let r = self
                     .call_raw(&label, move |s, w| {
                         Box::pin(async move {
-                            w.airlock_connector_connector().call_invoke(s, &name, &input).await
+                            w.airlock_connector_connector()
+                                .call_invoke(s, &name, &input)
+                                .await
                         })
                     })
                     .await?;
@@ -382,7 +402,11 @@ impl LoadedConnector {
         let started = Instant::now();
         let timeout = self.limits.timeout;
         let deadline = started + timeout;
-        let state = State::new(self.ctx.clone(), invocation.clone(), self.limits.memory_bytes);
+        let state = State::new(
+            self.ctx.clone(),
+            invocation.clone(),
+            self.limits.memory_bytes,
+        );
         let memory_hit = state.limiter.hit.clone();
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -438,12 +462,12 @@ impl LoadedConnector {
                 mib: self.limits.memory_bytes >> 20,
             };
         }
-        if let Some(wasmtime::Trap::Interrupt) = trap.downcast_ref::<wasmtime::Trap>() {
-            if Instant::now() + Duration::from_millis(50) >= deadline {
-                return InvokeError::Timeout {
-                    secs: self.limits.timeout.as_secs_f64(),
-                };
-            }
+        if let Some(wasmtime::Trap::Interrupt) = trap.downcast_ref::<wasmtime::Trap>()
+            && Instant::now() + Duration::from_millis(50) >= deadline
+        {
+            return InvokeError::Timeout {
+                secs: self.limits.timeout.as_secs_f64(),
+            };
         }
         InvokeError::Trap {
             message: format!("{trap:#}"),
@@ -468,7 +492,10 @@ impl LoadedConnector {
 
 /// Reads and compiles a component (through the on-disk cache), with clear errors for files that
 /// are not wasm or are core modules.
-pub fn compile_component(runtime: &Runtime, path: &Path) -> Result<(Component, CompileReport), String> {
+pub fn compile_component(
+    runtime: &Runtime,
+    path: &Path,
+) -> Result<(Component, CompileReport), String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
@@ -503,7 +530,10 @@ pub fn compile_component(runtime: &Runtime, path: &Path) -> Result<(Component, C
 /// Finds the contract export and checks its version: same major, and for 0.x the same minor.
 pub fn check_contract(runtime: &Runtime, component: &Component) -> Result<String, String> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(&runtime.engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty
+        .exports(&runtime.engine)
+        .map(|(n, _)| n.to_string())
+        .collect();
     let Some(name) = exports.iter().find(|n| {
         n.as_str() == CONTRACT_INTERFACE || n.starts_with(&format!("{CONTRACT_INTERFACE}@"))
     }) else {
@@ -545,7 +575,10 @@ mod tests {
 
     #[test]
     fn op_parse_validates_input() {
-        assert!(matches!(Op::parse("get", serde_json::json!({})), Err(InvokeError::BadInput { .. })));
+        assert!(matches!(
+            Op::parse("get", serde_json::json!({})),
+            Err(InvokeError::BadInput { .. })
+        ));
         assert!(matches!(
             Op::parse("search", serde_json::json!({"query": "x", "limit": 0})),
             Err(InvokeError::BadInput { .. })

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 use super::bindings;
 use super::state::State;
@@ -77,8 +79,14 @@ impl Runtime {
         // empty because the WasiCtx grants nothing. All network access is wasi:http.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        bindings::airlock::connector::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
-        bindings::airlock::connector::types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        bindings::airlock::connector::host::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |s| s,
+        )?;
+        bindings::airlock::connector::types::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |s| s,
+        )?;
         Ok(Runtime {
             engine,
             linker,
@@ -88,6 +96,8 @@ impl Runtime {
 
     /// (hits, misses) of the compile cache since start.
     pub fn cache_stats(&self) -> Option<(usize, usize)> {
-        self.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
+        self.cache
+            .as_ref()
+            .map(|c| (c.cache_hits(), c.cache_misses()))
     }
 }

@@ -19,8 +19,8 @@ pub struct Document {
 
 impl From<wit::Document> for Document {
     fn from(d: wit::Document) -> Self {
-        let metadata = serde_json::from_str(&d.metadata)
-            .unwrap_or(serde_json::Value::String(d.metadata));
+        let metadata =
+            serde_json::from_str(&d.metadata).unwrap_or(serde_json::Value::String(d.metadata));
         Document {
             id: d.id,
             kind: d.kind,
@@ -55,7 +55,10 @@ impl From<wit::SyncPage> for SyncPage {
             deletes: p
                 .deletes
                 .into_iter()
-                .map(|r| DocumentRef { kind: r.kind, id: r.id })
+                .map(|r| DocumentRef {
+                    kind: r.kind,
+                    id: r.id,
+                })
                 .collect(),
             next_cursor: p.next_cursor,
             done: p.done,

@@ -76,7 +76,7 @@ impl host::Host for State {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let id = &self.ctx.id;
         let inv = &*self.invocation;

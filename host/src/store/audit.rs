@@ -88,10 +88,10 @@ impl Drop for AuditWriter {
         self.log.flush();
         // The thread ends when every sender is gone; other clones may outlive us, so do not join
         // unconditionally (that could hang); the flush above already made our rows durable.
-        if let Some(t) = self.thread.take() {
-            if t.is_finished() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
+            let _ = t.join();
         }
     }
 }
@@ -100,10 +100,10 @@ impl AuditLog {
     /// Queues a row. Text fields are scrubbed of secret values first.
     pub fn record(&self, mut e: AuditEvent) {
         let s = &self.scrubber;
-        e.reason = s.scrub(&e.reason);
-        e.path = e.path.map(|p| s.scrub(&p));
-        e.host = e.host.map(|h| s.scrub(&h));
-        e.connector = s.scrub(&e.connector);
+        s.scrub_in_place(&mut e.reason);
+        for field in [&mut e.path, &mut e.host].into_iter().flatten() {
+            s.scrub_in_place(field);
+        }
         let _ = self.tx.send(Msg::Event(super::now_rfc3339(), Box::new(e)));
     }
 
@@ -248,7 +248,8 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
-const COLUMNS: &str = "seq, ts, connector, invocation, event, decision, reason, method, scheme, host,
+const COLUMNS: &str =
+    "seq, ts, connector, invocation, event, decision, reason, method, scheme, host,
     port, path, status, latency_ms, bytes, prev_hash, hash";
 
 /// The last `n` rows, oldest first, optionally for one connector.
@@ -302,7 +303,10 @@ pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
         }
         let h = row_hash(row.seq, &row.ts, &row.event, &row.prev_hash);
         if h != row.hash {
-            problems.push(format!("row {}: contents do not match its hash (edited)", row.seq));
+            problems.push(format!(
+                "row {}: contents do not match its hash (edited)",
+                row.seq
+            ));
         }
         prev = row.hash.clone();
         expected_seq = row.seq + 1;
@@ -313,14 +317,13 @@ pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
         })
         .ok();
     match head {
-        Some((seq, hash)) => {
-            if seq != expected_seq - 1 || hash != prev {
-                problems.push(format!(
-                    "the chain head records row {seq} but the log ends at row {} (rows deleted at the end, or the head was edited)",
-                    expected_seq - 1
-                ));
-            }
+        Some((seq, hash)) if seq != expected_seq - 1 || hash != prev => {
+            problems.push(format!(
+                "the chain head records row {seq} but the log ends at row {} (rows deleted at the end, or the head was edited)",
+                expected_seq - 1
+            ));
         }
+        Some(_) => {}
         None if count > 0 => problems.push("the chain head is missing".into()),
         None => {}
     }
@@ -380,9 +383,16 @@ mod tests {
     #[test]
     fn edited_row_is_reported() {
         let (_d, c) = logged(5);
-        c.execute("UPDATE audit SET decision = 'deny' WHERE seq = 3", []).unwrap();
+        c.execute("UPDATE audit SET decision = 'deny' WHERE seq = 3", [])
+            .unwrap();
         let v = verify(&c).unwrap();
-        assert!(v.problems.iter().any(|p| p.contains("row 3") && p.contains("edited")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("row 3") && p.contains("edited")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -390,17 +400,26 @@ mod tests {
         let (_d, c) = logged(6);
         c.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
         let v = verify(&c).unwrap();
-        assert!(v.problems.iter().any(|p| p.contains("missing")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("missing")),
+            "{:?}",
+            v.problems
+        );
         let (_d2, c2) = logged(6);
         c2.execute("DELETE FROM audit WHERE seq = 6", []).unwrap();
         let v = verify(&c2).unwrap();
-        assert!(v.problems.iter().any(|p| p.contains("chain head")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("chain head")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
     fn inserted_row_is_reported() {
         let (_d, c) = logged(3);
-        c.execute("UPDATE audit SET seq = seq + 1 WHERE seq = 3", []).unwrap();
+        c.execute("UPDATE audit SET seq = seq + 1 WHERE seq = 3", [])
+            .unwrap();
         c.execute(
             "INSERT INTO audit SELECT 3, ts, connector, invocation, event, decision, 'forged', method, scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash FROM audit WHERE seq = 2",
             [],

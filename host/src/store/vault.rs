@@ -89,9 +89,7 @@ impl Vault {
                 },
             )
             .map_err(|_| {
-                anyhow!(
-                    "cannot decrypt secret `{name}`: wrong master key or corrupted data"
-                )
+                anyhow!("cannot decrypt secret `{name}`: wrong master key or corrupted data")
             })?;
         Ok(Some(String::from_utf8(pt).context("secret is not UTF-8")?))
     }
@@ -130,7 +128,8 @@ fn load_master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        return parse_key(text.trim()).with_context(|| format!("{} is not a valid key", path.display()));
+        return parse_key(text.trim())
+            .with_context(|| format!("{} is not a valid key", path.display()));
     }
     let key: [u8; 32] = Aes256Gcm::generate_key(&mut OsRng).into();
     let mut opts = std::fs::OpenOptions::new();
@@ -172,7 +171,10 @@ mod tests {
         let conn = crate::store::open(dir.path()).unwrap();
         let v = Vault::open(dir.path()).unwrap();
         v.set(&conn, "tok", "canary-value-123").unwrap();
-        assert_eq!(v.get(&conn, "tok").unwrap().as_deref(), Some("canary-value-123"));
+        assert_eq!(
+            v.get(&conn, "tok").unwrap().as_deref(),
+            Some("canary-value-123")
+        );
         let raw = std::fs::read(crate::store::db_path(dir.path())).unwrap();
         let wal = std::fs::read(dir.path().join("airlock.db-wal")).unwrap_or_default();
         for bytes in [raw, wal] {
@@ -190,7 +192,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         Vault::open(dir.path()).unwrap();
         let p = dir.path().join(KEY_FILE);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Vault::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("0644"), "{e}");

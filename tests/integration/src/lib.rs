@@ -13,20 +13,31 @@ use http_body_util::{BodyExt, Full};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The release `airlock` binary (built by `make test`).
 pub fn airlock_bin() -> PathBuf {
     let p = root().join("target/release/airlock");
-    assert!(p.exists(), "{} missing: run `make test` (it builds the binary first)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `make test` (it builds the binary first)",
+        p.display()
+    );
     p
 }
 
 /// A component built for wasm32-wasip2 (by `make test`).
 pub fn component(name: &str) -> PathBuf {
     let p = root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
-    assert!(p.exists(), "{} missing: run `make test` (it builds the components first)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `make test` (it builds the components first)",
+        p.display()
+    );
     p
 }
 
@@ -42,7 +53,8 @@ impl Env {
     pub fn new(config_body: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("airlock.toml");
-        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{config_body}");
+        let text =
+            format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{config_body}");
         std::fs::write(&config, text).expect("write config");
         Env { dir, config }
     }
@@ -74,11 +86,20 @@ impl Env {
     /// Stores a secret through the CLI (value on stdin).
     pub fn set_secret(&self, name: &str, value: &str) {
         let out = self.airlock(&["secrets", "set", name], Some(value));
-        assert!(out.status.success(), "secrets set failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "secrets set failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `airlock invoke CONNECTOR OP INPUT`: (exit ok, stdout JSON or null, stderr).
-    pub fn invoke(&self, connector: &str, op: &str, input: &str) -> (bool, serde_json::Value, String) {
+    pub fn invoke(
+        &self,
+        connector: &str,
+        op: &str,
+        input: &str,
+    ) -> (bool, serde_json::Value, String) {
         let out = self.airlock(&["invoke", connector, op, input], None);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -103,10 +124,10 @@ impl Env {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(pos) = line.find("on http://") {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(line[pos + 10..].trim().to_string());
-                    }
+                if let Some(pos) = line.find("on http://")
+                    && let Some(t) = tx.take()
+                {
+                    let _ = t.send(line[pos + 10..].trim().to_string());
                 }
                 if let Ok(mut l) = log2.lock() {
                     l.push_str(&line);
@@ -116,7 +137,12 @@ impl Env {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("daemon did not start; log:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "daemon did not start; log:\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                )
+            });
         Daemon {
             child,
             base: format!("http://{addr}"),
@@ -139,7 +165,12 @@ impl Daemon {
     }
 
     /// POST /v1/connectors/{id}/invoke.
-    pub async fn invoke(&self, connector: &str, op: &str, input: serde_json::Value) -> (u16, serde_json::Value) {
+    pub async fn invoke(
+        &self,
+        connector: &str,
+        op: &str,
+        input: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let body = serde_json::json!({ "op": op, "input": input });
         http(
             "POST",
@@ -188,7 +219,10 @@ pub async fn http(method: &str, url: &str, body: Option<String>) -> (u16, serde_
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let text = String::from_utf8_lossy(&bytes).to_string();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 /// Every file under `dir`, read as bytes (for canary greps).
@@ -196,7 +230,9 @@ pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -218,11 +254,15 @@ pub fn contains(hay: &[u8], needle: &str) -> bool {
 /// line and headers it received (to prove what the gate sent upstream).
 pub async fn spawn_echo_server() -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind echo");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 loop {
                     let mut buf = Vec::new();
@@ -237,7 +277,11 @@ pub async fn spawn_echo_server() -> std::net::SocketAddr {
                         }
                     }
                     let head = String::from_utf8_lossy(&buf).to_string();
-                    let head = head.split("\r\n\r\n").next().unwrap_or_default().to_string();
+                    let head = head
+                        .split("\r\n\r\n")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{}",
                         head.len(),

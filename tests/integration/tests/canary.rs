@@ -28,7 +28,9 @@ async fn canary_secrets_never_leave_the_vault() {
         api_token: CANARY_CONF.into(),
         ..ConfluenceOptions::default()
     };
-    let fake = spawn_confluence("127.0.0.1:0".parse().expect("addr"), opts).await.expect("fake");
+    let fake = spawn_confluence("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("fake");
     let echo = spawn_echo_server().await;
     let body = format!(
         r#"{conf}
@@ -61,15 +63,35 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:hostile_key" }}
     let d = env.serve();
     let calls = [
         ("confluence", "health", json!({})),
-        ("confluence", "search", json!({"query": "quarterly airlock review"})),
+        (
+            "confluence",
+            "search",
+            json!({"query": "quarterly airlock review"}),
+        ),
         ("confluence", "get", json!({"id": "1"})),
         ("confluence", "sync", json!({"stream": "pages"})),
-        ("hostile", "fetch", json!({"url": format!("http://127.0.0.1:{}/basic/x?token=abc", echo.port())})),
-        ("hostile", "fetch", json!({"url": format!("http://127.0.0.1:{}/keyed/y", echo.port())})),
-        ("hostile", "fetch", json!({"url": "http://elsewhere.invalid/"})),
+        (
+            "hostile",
+            "fetch",
+            json!({"url": format!("http://127.0.0.1:{}/basic/x?token=abc", echo.port())}),
+        ),
+        (
+            "hostile",
+            "fetch",
+            json!({"url": format!("http://127.0.0.1:{}/keyed/y", echo.port())}),
+        ),
+        (
+            "hostile",
+            "fetch",
+            json!({"url": "http://elsewhere.invalid/"}),
+        ),
         ("hostile", "secret", json!({"name": "hostile_token"})),
         ("hostile", "secret", json!({"name": "confluence_token"})),
-        ("hostile", "log", json!({"level": "error", "message": "trying to log things"})),
+        (
+            "hostile",
+            "log",
+            json!({"level": "error", "message": "trying to log things"}),
+        ),
     ];
     let mut echoed = 0;
     for (c, op, input) in calls {
@@ -77,34 +99,61 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:hostile_key" }}
         let text = v.to_string();
         if op == "fetch" && status == 200 {
             // The upstream really received the injected credential; the host scrubbed the echo.
-            assert!(text.contains("[REDACTED]"), "echo should contain a scrubbed credential: {text}");
+            assert!(
+                text.contains("[REDACTED]"),
+                "echo should contain a scrubbed credential: {text}"
+            );
             echoed += 1;
         }
         outputs.push((format!("response {c} {op} {input}"), text));
     }
-    assert_eq!(echoed, 2, "both credentialed fetches reached the echo server");
+    assert_eq!(
+        echoed, 2,
+        "both credentialed fetches reached the echo server"
+    );
     for args in [
         vec!["audit", "tail", "-n", "1000"],
         vec!["audit", "tail", "-n", "1000", "--json"],
         vec!["audit", "verify"],
         vec!["secrets", "list"],
         vec!["invoke", "confluence", "search", r#"{"query":"airlock"}"#],
-        vec!["invoke", "hostile", "fetch", &format!(r#"{{"url":"http://127.0.0.1:{}/basic/z"}}"#, echo.port())],
+        vec![
+            "invoke",
+            "hostile",
+            "fetch",
+            &format!(r#"{{"url":"http://127.0.0.1:{}/basic/z"}}"#, echo.port()),
+        ],
     ] {
         let out = env.airlock(&args, None);
-        outputs.push((format!("stdout of {args:?}"), String::from_utf8_lossy(&out.stdout).to_string()));
-        outputs.push((format!("stderr of {args:?}"), String::from_utf8_lossy(&out.stderr).to_string()));
+        outputs.push((
+            format!("stdout of {args:?}"),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        ));
+        outputs.push((
+            format!("stderr of {args:?}"),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ));
     }
     let log = d.stop();
-    assert!(log.contains("outbound request denied"), "the daemon log is captured: {log}");
+    assert!(
+        log.contains("outbound request denied"),
+        "the daemon log is captured: {log}"
+    );
     outputs.push(("daemon log".into(), log));
 
     for f in forms() {
         for (what, text) in &outputs {
-            assert!(!text.contains(&f), "canary form `{f}` leaked in {what}:\n{text}");
+            assert!(
+                !text.contains(&f),
+                "canary form `{f}` leaked in {what}:\n{text}"
+            );
         }
         for (path, bytes) in all_files(&env.data_dir()) {
-            assert!(!contains(&bytes, &f), "canary form `{f}` found in {}", path.display());
+            assert!(
+                !contains(&bytes, &f),
+                "canary form `{f}` found in {}",
+                path.display()
+            );
         }
     }
 }

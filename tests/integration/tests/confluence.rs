@@ -9,23 +9,37 @@ use fake_saas::{ConfluenceOptions, spawn_confluence};
 use serde_json::json;
 
 async fn setup() -> (fake_saas::RunningFake, Env, airlock::app::Airlock) {
-    let fake = spawn_confluence("127.0.0.1:0".parse().expect("addr"), ConfluenceOptions::default())
-        .await
-        .expect("fake");
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
     let env = Env::new(&confluence_config(&fake.base_url));
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     let a = start_in_process(&env).await;
     (fake, env, a)
 }
 
-async fn full_sync(a: &airlock::app::Airlock, cursor: Option<String>) -> (Vec<airlock::runtime::model::Document>, Vec<String>, Option<String>, usize) {
+async fn full_sync(
+    a: &airlock::app::Airlock,
+    cursor: Option<String>,
+) -> (
+    Vec<airlock::runtime::model::Document>,
+    Vec<String>,
+    Option<String>,
+    usize,
+) {
     let c = a.connector("confluence").expect("loaded");
     let mut cursor = cursor;
     let mut upserts = Vec::new();
     let mut deletes = Vec::new();
     let mut pages = 0;
     loop {
-        let page = c.sync_page("pages", cursor.clone()).await.expect("sync page");
+        let page = c
+            .sync_page("pages", cursor.clone())
+            .await
+            .expect("sync page");
         pages += 1;
         assert!(pages < 1000, "sync does not terminate");
         upserts.extend(page.upserts);
@@ -45,21 +59,35 @@ async fn full_sync_equals_the_fakes_pages() {
     let (fake, _env, a) = setup().await;
     let (docs, deletes, _cursor, pages) = full_sync(&a, None).await;
     let truth = fake.truth();
-    assert!(pages >= 2, "120 pages at the default page size take several sync pages");
+    assert!(
+        pages >= 2,
+        "120 pages at the default page size take several sync pages"
+    );
     assert!(deletes.is_empty());
     let mut by_id: BTreeMap<String, _> = BTreeMap::new();
     for d in docs {
-        assert!(by_id.insert(d.id.clone(), d).is_none(), "duplicate document");
+        assert!(
+            by_id.insert(d.id.clone(), d).is_none(),
+            "duplicate document"
+        );
     }
     assert_eq!(by_id.len(), truth.pages.len());
     for p in &truth.pages {
-        let d = by_id.get(&p.id).unwrap_or_else(|| panic!("page {} missing", p.id));
+        let d = by_id
+            .get(&p.id)
+            .unwrap_or_else(|| panic!("page {} missing", p.id));
         assert_eq!(d.kind, "page");
         assert_eq!(d.title, p.title);
         assert_eq!(norm(&d.body), norm(&p.body_text), "body of {}", p.id);
         assert_eq!(d.updated_at, p.version_created_at);
         assert_eq!(d.metadata["spaceId"], p.space_id);
-        assert!(d.url.as_deref().is_some_and(|u| u.starts_with(&fake.base_url)), "{:?}", d.url);
+        assert!(
+            d.url
+                .as_deref()
+                .is_some_and(|u| u.starts_with(&fake.base_url)),
+            "{:?}",
+            d.url
+        );
     }
 }
 
@@ -69,7 +97,11 @@ async fn incremental_sync_fetches_changes_and_deletions() {
     let (_, _, cursor, _) = full_sync(&a, None).await;
     let cursor = cursor.expect("a finished sync leaves a cursor");
     // The watermark has minute-free precision in the fake; make sure changes are newer.
-    let report = fake.mutate(fake_saas::Mutation { update: 3, delete: 2, create: 1 });
+    let report = fake.mutate(fake_saas::Mutation {
+        update: 3,
+        delete: 2,
+        create: 1,
+    });
     let (docs, deletes, _, _) = full_sync(&a, Some(cursor)).await;
     let ids: std::collections::BTreeSet<_> = docs.iter().map(|d| d.id.clone()).collect();
     for id in report.updated.iter().chain(&report.created) {
@@ -78,7 +110,11 @@ async fn incremental_sync_fetches_changes_and_deletions() {
     for id in &report.deleted {
         assert!(deletes.contains(id), "deleted page {id} not reported");
     }
-    assert!(docs.len() < 20, "incremental sync refetched {} pages", docs.len());
+    assert!(
+        docs.len() < 20,
+        "incremental sync refetched {} pages",
+        docs.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,12 +124,23 @@ async fn search_get_and_permission_match_the_fake() {
     let planted: std::collections::BTreeSet<_> = truth
         .pages
         .iter()
-        .filter(|p| p.body_text.to_lowercase().contains(fake_saas::confluence::PLANTED_PHRASE))
+        .filter(|p| {
+            p.body_text
+                .to_lowercase()
+                .contains(fake_saas::confluence::PLANTED_PHRASE)
+        })
         .map(|p| p.id.clone())
         .collect();
     assert_eq!(planted.len(), 3);
     let r = a
-        .invoke("confluence", Op::Search { query: fake_saas::confluence::PLANTED_PHRASE.into(), limit: 25, cursor: None })
+        .invoke(
+            "confluence",
+            Op::Search {
+                query: fake_saas::confluence::PLANTED_PHRASE.into(),
+                limit: 25,
+                cursor: None,
+            },
+        )
         .await
         .expect("search");
     let found: std::collections::BTreeSet<_> = r["hits"]
@@ -105,22 +152,54 @@ async fn search_get_and_permission_match_the_fake() {
     assert_eq!(found, planted);
 
     let p = &truth.pages[5];
-    let d = a.invoke("confluence", Op::Get { id: p.id.clone() }).await.expect("get");
+    let d = a
+        .invoke("confluence", Op::Get { id: p.id.clone() })
+        .await
+        .expect("get");
     assert_eq!(d["title"], p.title);
-    assert_eq!(norm(d["body"].as_str().unwrap_or_default()), norm(&p.body_text));
+    assert_eq!(
+        norm(d["body"].as_str().unwrap_or_default()),
+        norm(&p.body_text)
+    );
 
-    let missing = a.invoke("confluence", Op::Get { id: "999999999".into() }).await;
-    assert!(matches!(missing, Err(airlock::runtime::connector::InvokeError::Connector(ref c)) if c.code == "not-found"), "{missing:?}");
+    let missing = a
+        .invoke(
+            "confluence",
+            Op::Get {
+                id: "999999999".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(airlock::runtime::connector::InvokeError::Connector(ref c)) if c.code == "not-found"),
+        "{missing:?}"
+    );
 
-    let restricted = truth.pages.iter().find(|p| !p.read_restricted_to.is_empty()).expect("a restricted page");
+    let restricted = truth
+        .pages
+        .iter()
+        .find(|p| !p.read_restricted_to.is_empty())
+        .expect("a restricted page");
     let allowed = &restricted.read_restricted_to[0];
     let r = a
-        .invoke("confluence", Op::CheckPermission { principal: allowed.clone(), id: restricted.id.clone() })
+        .invoke(
+            "confluence",
+            Op::CheckPermission {
+                principal: allowed.clone(),
+                id: restricted.id.clone(),
+            },
+        )
         .await
         .expect("check");
     assert_eq!(r, json!({"allowed": true}));
     let r = a
-        .invoke("confluence", Op::CheckPermission { principal: "nobody-123".into(), id: restricted.id.clone() })
+        .invoke(
+            "confluence",
+            Op::CheckPermission {
+                principal: "nobody-123".into(),
+                id: restricted.id.clone(),
+            },
+        )
         .await
         .expect("check");
     assert_eq!(r, json!({"allowed": false}));
@@ -131,12 +210,18 @@ async fn search_get_and_permission_match_the_fake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_surface_as_unauthorized() {
-    let fake = spawn_confluence("127.0.0.1:0".parse().expect("addr"), ConfluenceOptions::default())
-        .await
-        .expect("fake");
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
     let env = Env::new(&confluence_config(&fake.base_url));
     env.set_secret("confluence_token", "not-the-right-token");
     let a = start_in_process(&env).await;
     let r = a.invoke("confluence", Op::Get { id: "1".into() }).await;
-    assert!(matches!(r, Err(airlock::runtime::connector::InvokeError::Connector(ref c)) if c.code == "unauthorized"), "{r:?}");
+    assert!(
+        matches!(r, Err(airlock::runtime::connector::InvokeError::Connector(ref c)) if c.code == "unauthorized"),
+        "{r:?}"
+    );
 }

@@ -5,7 +5,10 @@ use airlock::app::Slot;
 use airlock_tests::*;
 
 fn connector(id: &str, path: &std::path::Path) -> String {
-    format!("[[connector]]\nid = \"{id}\"\ncomponent = \"{}\"\n", path.display())
+    format!(
+        "[[connector]]\nid = \"{id}\"\ncomponent = \"{}\"\n",
+        path.display()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,40 +48,69 @@ async fn each_bad_component_fails_alone_with_a_named_reason() {
         match a.connectors.get(id) {
             Some(Slot::Failed { error, path }) => {
                 assert!(error.contains(reason), "{id}: {error}");
-                assert!(error.contains(&path.display().to_string()), "{id}: error does not name the file: {error}");
+                assert!(
+                    error.contains(&path.display().to_string()),
+                    "{id}: error does not name the file: {error}"
+                );
             }
             _ => panic!("{id} should have failed to load"),
         }
     }
-    assert!(matches!(a.connectors.get("good"), Some(Slot::Ready(_))), "the good connector must still load");
-    let r = a.invoke("good", airlock::runtime::connector::Op::Info).await.expect("info");
+    assert!(
+        matches!(a.connectors.get("good"), Some(Slot::Ready(_))),
+        "the good connector must still load"
+    );
+    let r = a
+        .invoke("good", airlock::runtime::connector::Op::Info)
+        .await
+        .expect("info");
     assert_eq!(r["name"], "hostile");
 }
 
 #[test]
 fn check_command_reports_contract_and_rejects_bad_files() {
     let env = Env::new("");
-    let out = env.airlock(&["check", component("hostile").to_str().unwrap_or_default()], None);
+    let out = env.airlock(
+        &["check", component("hostile").to_str().unwrap_or_default()],
+        None,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("airlock:connector@0.1.0"), "{stdout}");
     assert!(stdout.contains("hostile"), "{stdout}");
 
-    let out = env.airlock(&["check", component("wrong_world").to_str().unwrap_or_default()], None);
+    let out = env.airlock(
+        &[
+            "check",
+            component("wrong_world").to_str().unwrap_or_default(),
+        ],
+        None,
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("wrong_world.wasm") && stderr.contains("another world"), "{stderr}");
+    assert!(
+        stderr.contains("wrong_world.wasm") && stderr.contains("another world"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_start_loads_from_the_compile_cache() {
     let env = Env::new(&connector("c", &component("hostile")));
     let first = start_in_process(&env).await;
-    let Some(Slot::Ready(c)) = first.connectors.get("c") else { panic!("load") };
+    let Some(Slot::Ready(c)) = first.connectors.get("c") else {
+        panic!("load")
+    };
     assert!(!c.compile.from_cache, "first load compiles");
     drop(first);
     let second = start_in_process(&env).await;
-    let Some(Slot::Ready(c)) = second.connectors.get("c") else { panic!("load") };
+    let Some(Slot::Ready(c)) = second.connectors.get("c") else {
+        panic!("load")
+    };
     assert!(c.compile.from_cache, "second load must come from the cache");
 }
 
@@ -88,8 +120,14 @@ fn config_errors_name_the_file_and_key() {
         ("[limits]\ntimout = \"3s\"\n", "timout"),
         ("[limits]\ntimeout = \"often\"\n", "limits.timeout"),
         ("[limits]\nmemory_mib = 0\n", "limits.memory_mib"),
-        ("[[grant]]\nconnector = \"ghost\"\nurl = \"https://a.example.com/\"\n", "grant[0].connector"),
-        ("[[connector]]\nid = \"Bad Id\"\ncomponent = \"x.wasm\"\n", "connector[0].id"),
+        (
+            "[[grant]]\nconnector = \"ghost\"\nurl = \"https://a.example.com/\"\n",
+            "grant[0].connector",
+        ),
+        (
+            "[[connector]]\nid = \"Bad Id\"\ncomponent = \"x.wasm\"\n",
+            "connector[0].id",
+        ),
         (
             "[[connector]]\nid = \"c\"\ncomponent = \"x.wasm\"\n[[grant]]\nconnector = \"c\"\nurl = \"https://a.example.com/\"\nmethods = [\"FETCH IT\"]\n",
             "grant[0].methods",
@@ -111,7 +149,13 @@ fn config_errors_name_the_file_and_key() {
             .expect("run");
         assert!(!out.status.success(), "{body} should fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("bad.toml"), "{body}: message does not name the file: {stderr}");
-        assert!(stderr.contains(key), "{body}: message does not name `{key}`: {stderr}");
+        assert!(
+            stderr.contains("bad.toml"),
+            "{body}: message does not name the file: {stderr}"
+        );
+        assert!(
+            stderr.contains(key),
+            "{body}: message does not name `{key}`: {stderr}"
+        );
     }
 }

@@ -55,8 +55,18 @@ url = "http://127.0.0.2:{echo_port}/"
     )
 }
 
-async fn fetch(a: &airlock::app::Airlock, input: serde_json::Value) -> Result<serde_json::Value, InvokeError> {
-    a.invoke("hostile", Op::Action { name: "fetch".into(), input }).await
+async fn fetch(
+    a: &airlock::app::Airlock,
+    input: serde_json::Value,
+) -> Result<serde_json::Value, InvokeError> {
+    a.invoke(
+        "hostile",
+        Op::Action {
+            name: "fetch".into(),
+            input,
+        },
+    )
+    .await
 }
 
 fn forbidden(r: &Result<serde_json::Value, InvokeError>) -> bool {
@@ -74,22 +84,57 @@ async fn hostile_requests_are_denied_and_audited_with_reasons() {
     let base = format!("http://127.0.0.1:{}", echo.port());
 
     // Positive control: a granted request goes through with credentials injected by the host.
-    let ok = fetch(&a, json!({"url": format!("{base}/api/items?q=1")})).await.expect("granted fetch");
+    let ok = fetch(&a, json!({"url": format!("{base}/api/items?q=1")}))
+        .await
+        .expect("granted fetch");
     assert_eq!(ok["status"], 200);
     let seen = ok["body"].as_str().unwrap_or_default().to_ascii_lowercase();
-    assert!(seen.contains("authorization: basic [redacted]"), "upstream saw: {seen}");
+    assert!(
+        seen.contains("authorization: basic [redacted]"),
+        "upstream saw: {seen}"
+    );
 
     let cases: Vec<(serde_json::Value, &str)> = vec![
-        (json!({"url": "http://example.invalid/x"}), "no grant for host example.invalid"),
-        (json!({"url": format!("{base}/admin")}), "outside the granted prefix"),
-        (json!({"url": format!("{base}/api/items"), "method": "DELETE"}), "method DELETE is not granted"),
-        (json!({"url": format!("{base}/api/../admin")}), "path refused"),
-        (json!({"url": format!("http://loop.test:{}/", echo.port())}), "a loopback address"),
-        (json!({"url": format!("http://localhost:{}/", echo.port())}), "a loopback address"),
-        (json!({"url": format!("http://inside.test:{}/", echo.port())}), "a private address"),
-        (json!({"url": format!("http://meta.test:{}/", echo.port())}), "cloud metadata"),
-        (json!({"url": format!("http://127.0.0.2:{}/", echo.port())}), "a loopback address"),
-        (json!({"url": format!("https://127.0.0.1:{}/api/x", echo.port())}), "granted only as http"),
+        (
+            json!({"url": "http://example.invalid/x"}),
+            "no grant for host example.invalid",
+        ),
+        (
+            json!({"url": format!("{base}/admin")}),
+            "outside the granted prefix",
+        ),
+        (
+            json!({"url": format!("{base}/api/items"), "method": "DELETE"}),
+            "method DELETE is not granted",
+        ),
+        (
+            json!({"url": format!("{base}/api/../admin")}),
+            "path refused",
+        ),
+        (
+            json!({"url": format!("http://loop.test:{}/", echo.port())}),
+            "a loopback address",
+        ),
+        (
+            json!({"url": format!("http://localhost:{}/", echo.port())}),
+            "a loopback address",
+        ),
+        (
+            json!({"url": format!("http://inside.test:{}/", echo.port())}),
+            "a private address",
+        ),
+        (
+            json!({"url": format!("http://meta.test:{}/", echo.port())}),
+            "cloud metadata",
+        ),
+        (
+            json!({"url": format!("http://127.0.0.2:{}/", echo.port())}),
+            "a loopback address",
+        ),
+        (
+            json!({"url": format!("https://127.0.0.1:{}/api/x", echo.port())}),
+            "granted only as http",
+        ),
     ];
     for (input, _) in &cases {
         let r = fetch(&a, input.clone()).await;
@@ -97,13 +142,30 @@ async fn hostile_requests_are_denied_and_audited_with_reasons() {
     }
 
     // The connector may not set credentials of its own.
-    for h in ["authorization", "Cookie", "proxy-authorization", "x-api-key"] {
-        let r = fetch(&a, json!({"url": format!("{base}/api/x"), "headers": [[h, "Bearer stolen"]]})).await;
+    for h in [
+        "authorization",
+        "Cookie",
+        "proxy-authorization",
+        "x-api-key",
+    ] {
+        let r = fetch(
+            &a,
+            json!({"url": format!("{base}/api/x"), "headers": [[h, "Bearer stolen"]]}),
+        )
+        .await;
         assert!(forbidden(&r), "{h}: {r:?}");
     }
 
     // secret(): another connector's secret, an own secret without reveal, and the positive case.
-    let s = |name: &str| a.invoke("hostile", Op::Action { name: "secret".into(), input: json!({"name": name}) });
+    let s = |name: &str| {
+        a.invoke(
+            "hostile",
+            Op::Action {
+                name: "secret".into(),
+                input: json!({"name": name}),
+            },
+        )
+    };
     let other = s("other_connector_token").await;
     assert!(forbidden(&other), "{other:?}");
     let own = s("hostile_pw").await;
@@ -116,25 +178,47 @@ async fn hostile_requests_are_denied_and_audited_with_reasons() {
     let rows = audit_rows(&env);
     for (input, reason) in &cases {
         assert!(
-            rows.iter().any(|r| r.event.decision == "deny" && r.event.reason.contains(reason)),
+            rows.iter()
+                .any(|r| r.event.decision == "deny" && r.event.reason.contains(reason)),
             "no deny row with `{reason}` (for {input}); rows: {:#?}",
-            rows.iter().map(|r| (&r.event.decision, &r.event.reason)).collect::<Vec<_>>()
+            rows.iter()
+                .map(|r| (&r.event.decision, &r.event.reason))
+                .collect::<Vec<_>>()
         );
     }
-    for h in ["authorization", "cookie", "proxy-authorization", "x-api-key"] {
+    for h in [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-api-key",
+    ] {
         assert!(
-            rows.iter().any(|r| r.event.event == "header" && r.event.reason.contains(&format!("`{h}`"))),
+            rows.iter()
+                .any(|r| r.event.event == "header" && r.event.reason.contains(&format!("`{h}`"))),
             "no header deny row for {h}"
         );
     }
-    assert!(rows.iter().any(|r| r.event.event == "secret" && r.event.decision == "deny" && r.event.reason.contains("not referenced")));
-    assert!(rows.iter().any(|r| r.event.event == "secret" && r.event.decision == "deny" && r.event.reason.contains("not revealable")));
-    assert!(rows.iter().any(|r| r.event.event == "secret" && r.event.decision == "allow"));
+    assert!(rows.iter().any(|r| r.event.event == "secret"
+        && r.event.decision == "deny"
+        && r.event.reason.contains("not referenced")));
+    assert!(rows.iter().any(|r| r.event.event == "secret"
+        && r.event.decision == "deny"
+        && r.event.reason.contains("not revealable")));
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "secret" && r.event.decision == "allow")
+    );
     // Query values are never recorded.
-    assert!(rows.iter().all(|r| !r.event.path.as_deref().unwrap_or("").contains('?')));
+    assert!(
+        rows.iter()
+            .all(|r| !r.event.path.as_deref().unwrap_or("").contains('?'))
+    );
     for r in &rows {
         let line = serde_json::to_string(r).unwrap_or_default();
-        assert!(!line.contains(HOSTILE_PW) && !line.contains(REVEALABLE), "secret in audit row: {line}");
+        assert!(
+            !line.contains(HOSTILE_PW) && !line.contains(REVEALABLE),
+            "secret in audit row: {line}"
+        );
     }
 }
 
@@ -145,18 +229,33 @@ async fn cpu_loops_host_blocking_and_memory_bombs_are_contained() {
     env.set_secret("hostile_pw", HOSTILE_PW);
     env.set_secret("hostile_revealable", REVEALABLE);
     let a = start_in_process(&env).await;
-    let act = |name: &str, input: serde_json::Value| a.invoke("hostile", Op::Action { name: name.into(), input });
+    let act = |name: &str, input: serde_json::Value| {
+        a.invoke(
+            "hostile",
+            Op::Action {
+                name: name.into(),
+                input,
+            },
+        )
+    };
 
     let t = std::time::Instant::now();
     let r = act("spin", json!({})).await;
     assert!(matches!(r, Err(InvokeError::Timeout { .. })), "{r:?}");
-    assert!(t.elapsed().as_secs_f64() < 10.0, "spin took {:?}", t.elapsed());
+    assert!(
+        t.elapsed().as_secs_f64() < 10.0,
+        "spin took {:?}",
+        t.elapsed()
+    );
 
     let r = act("sleep", json!({"secs": 3600})).await;
     assert!(matches!(r, Err(InvokeError::Timeout { .. })), "{r:?}");
 
     let r = act("alloc", json!({"mib": 256})).await;
-    assert!(matches!(r, Err(InvokeError::MemoryLimit { mib: 32 })), "{r:?}");
+    assert!(
+        matches!(r, Err(InvokeError::MemoryLimit { mib: 32 })),
+        "{r:?}"
+    );
     // Within the limit the same action succeeds, so the limit is what stopped it.
     let r = act("alloc", json!({"mib": 8})).await.expect("8 MiB fits");
     assert_eq!(r["allocated_mib"], 8);
@@ -166,8 +265,14 @@ async fn cpu_loops_host_blocking_and_memory_bombs_are_contained() {
     assert_eq!(r["hello"], "world");
     a.flush();
     let rows = audit_rows(&env);
-    assert!(rows.iter().any(|r| r.event.event == "invoke" && r.event.reason.contains("deadline")));
-    assert!(rows.iter().any(|r| r.event.event == "invoke" && r.event.reason.contains("memory limit")));
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "invoke" && r.event.reason.contains("deadline"))
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "invoke" && r.event.reason.contains("memory limit"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
