@@ -380,7 +380,7 @@ mod transport {
         // If the host refuses the request (its gate, a dead connection) or the upstream answers
         // early, the body stream closes; the reason, or the answer, arrives through `future`,
         // which is why a failed write is not reported by itself.
-        let _ = write_body(outgoing, body.as_deref(), &fail, &internal);
+        write_body(outgoing, body.as_deref());
         let incoming = loop {
             match future.get() {
                 Some(result) => {
@@ -429,23 +429,17 @@ mod transport {
         })
     }
 
-    fn write_body(
-        outgoing: OutgoingBody,
-        body: Option<&[u8]>,
-        fail: &dyn Fn(&wasi::ErrorCode) -> Error,
-        internal: &dyn Fn(&str) -> Error,
-    ) -> Result<()> {
+    /// Write and finish the request body; failures surface through the response future.
+    fn write_body(outgoing: OutgoingBody, body: Option<&[u8]>) {
         if let Some(bytes) = body {
-            let stream = outgoing
-                .write()
-                .map_err(|()| internal("request body stream unavailable"))?;
+            let Ok(stream) = outgoing.write() else { return };
             for chunk in bytes.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| stream_error(e, fail, internal))?;
+                if stream.blocking_write_and_flush(chunk).is_err() {
+                    return;
+                }
             }
         }
-        OutgoingBody::finish(outgoing, None).map_err(|e| fail(&e))
+        let _ = OutgoingBody::finish(outgoing, None);
     }
 
     fn stream_error(
