@@ -21,7 +21,7 @@ Try, in another terminal:
   curl -s http://127.0.0.1:7700/v1/connectors | python3 -m json.tool
   curl -s -X POST http://127.0.0.1:7700/v1/connectors/confluence/invoke \\
        -H 'content-type: application/json' -d '{"op":"search","input":{"query":"quarterly airlock review"}}'
-  $AIRLOCK invoke --config $CONFIG confluence get '{"id":"1000002"}'
+  $AIRLOCK invoke --config $CONFIG confluence get '{"id":"1000117"}'
   $AIRLOCK audit --config $CONFIG tail
   $AIRLOCK audit --config $CONFIG verify
 Press Ctrl-C to stop.

@@ -116,8 +116,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let scrubber = Scrubber::new();
     // `check` reports its own outcome; its load log would only repeat it.
+    // The CLI commands print their own results: only the daemon logs at info by default.
     let level = match cli.command {
         Command::Check { .. } if cli.log_level == "info" => "off",
+        Command::Serve { .. } => cli.log_level.as_str(),
+        _ if cli.log_level == "info" => "warn",
         _ => cli.log_level.as_str(),
     };
     airlock::logging::init(level, cli.log_json, scrubber.clone());
