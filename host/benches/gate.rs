@@ -46,11 +46,40 @@ async fn main() -> anyhow::Result<()> {
         "{} missing: run `make bench`",
         hostile.display()
     );
-    let fake = fake_saas::spawn_confluence(
-        "127.0.0.1:0".parse()?,
-        fake_saas::ConfluenceOptions::default(),
-    )
-    .await?;
+    // The fake runs as its own process, as an upstream would, so it does not share this
+    // process's async runtime with the code being measured.
+    let fake_bin = root.join("target/release/fake-saas");
+    anyhow::ensure!(
+        fake_bin.exists(),
+        "{} missing: run `make bench`",
+        fake_bin.display()
+    );
+    let mut fake_proc = std::process::Command::new(&fake_bin)
+        .args(["confluence", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = fake_proc
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _fake = Kill(fake_proc);
+    let base_url = line
+        .split_whitespace()
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("fake did not start: {line}"))?
+        .to_string();
     let dir = tempfile::tempdir()?;
     let text = format!(
         r#"[server]
@@ -66,7 +95,7 @@ allow_private = true
 auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK_BENCH_TOKEN" }}
 "#,
         hostile.display(),
-        fake.base_url
+        base_url
     );
     // SAFETY: single-threaded at this point; the variable is only read by this process.
     unsafe { std::env::set_var("AIRLOCK_BENCH_TOKEN", "demo-confluence-token") };
@@ -140,7 +169,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
 
     // ---- 2. gate throughput -------------------------------------------------------------------
     let path = "/wiki/api/v2/spaces?limit=1";
-    let url = format!("{}{}", fake.base_url, path);
+    let url = format!("{base_url}{path}");
     let net = Arc::new(Net::new(Default::default(), Duration::from_secs(5)));
     let client = net.client(true).clone();
     let auth = format!(

@@ -320,7 +320,10 @@ impl Config {
         let data_dir = base.join(raw.server.data_dir.as_deref().unwrap_or(".airlock"));
         // Absolute, so the compile cache (which insists) and messages do not depend on the cwd.
         let data_dir = std::path::absolute(&data_dir).map_err(|e| {
-            err(format!("server.data_dir: cannot resolve {}: {e}", data_dir.display()))
+            err(format!(
+                "server.data_dir: cannot resolve {}: {e}",
+                data_dir.display()
+            ))
         })?;
 
         let limits = apply_limits(Limits::default(), &raw.limits, "limits").map_err(err)?;
