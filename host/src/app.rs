@@ -16,8 +16,10 @@ use crate::config::Config;
 use crate::runtime::connector::{ConnectorCtx, InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
 use crate::scrub::Scrubber;
+use crate::store::Db;
 use crate::store::audit::{AuditLog, AuditWriter};
 use crate::store::vault::Vault;
+use crate::sync::SyncLocks;
 
 /// A connector slot: loaded, or the reason it is not.
 pub enum Slot {
@@ -45,6 +47,9 @@ pub struct Airlock {
     pub connectors: BTreeMap<String, Slot>,
     pub audit: AuditLog,
     pub scrubber: Scrubber,
+    /// The daemon's store connection (sync commits, search).
+    pub db: Arc<Db>,
+    pub sync_locks: SyncLocks,
     writer: AuditWriter,
 }
 
@@ -184,6 +189,8 @@ impl Airlock {
             connectors.insert(c.id.clone(), slot);
         }
         Ok(Airlock {
+            db: Arc::new(Db::open(&data_dir)?),
+            sync_locks: SyncLocks::default(),
             config,
             runtime,
             connectors,

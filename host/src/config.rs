@@ -169,6 +169,16 @@ pub struct ConnectorConfig {
     pub component: PathBuf,
     pub settings: BTreeMap<String, String>,
     pub limits: Limits,
+    /// Scheduled sync in `airlock serve` (none: only on demand).
+    pub sync: Option<SyncSchedule>,
+}
+
+/// `[connector.sync]`: how often `airlock serve` syncs which streams.
+#[derive(Debug, Clone)]
+pub struct SyncSchedule {
+    pub interval: Duration,
+    /// None: every stream the connector offers.
+    pub streams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +243,14 @@ struct RawConnector {
     settings: BTreeMap<String, toml::Value>,
     #[serde(default)]
     limits: RawLimits,
+    sync: Option<RawSync>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    interval: String,
+    streams: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -370,11 +388,30 @@ impl Config {
             }
             let limits =
                 apply_limits(limits.clone(), &c.limits, &format!("{key}.limits")).map_err(err)?;
+            let sync = match &c.sync {
+                None => None,
+                Some(s) => {
+                    let interval = parse_duration(&s.interval, &format!("{key}.sync.interval"))
+                        .map_err(&err)?;
+                    if let Some(list) = &s.streams
+                        && list.is_empty()
+                    {
+                        return Err(err(format!(
+                            "{key}.sync.streams: list at least one stream, or leave it out for all"
+                        )));
+                    }
+                    Some(SyncSchedule {
+                        interval,
+                        streams: s.streams.clone(),
+                    })
+                }
+            };
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
                 settings,
                 limits,
+                sync,
             });
         }
 

@@ -8,4 +8,6 @@ pub mod config;
 pub mod logging;
 pub mod runtime;
 pub mod scrub;
+pub mod search;
 pub mod store;
+pub mod sync;

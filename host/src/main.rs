@@ -61,6 +61,50 @@ enum Command {
         op: String,
         input: Option<String>,
     },
+    /// Sync streams into the local store (all connectors and streams unless narrowed), or show
+    /// sync status with --status. A run resumes from the last committed page.
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this connector.
+        connector: Option<String>,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Start from the beginning instead of the stored cursor.
+        #[arg(long)]
+        full: bool,
+        /// Show the sync status of every stream instead of syncing.
+        #[arg(long)]
+        status: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the local store across every connector (bm25-ranked, with snippets).
+    Search {
+        #[command(flatten)]
+        config: ConfigArg,
+        query: String,
+        /// Only this connector.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Only this kind of document (e.g. page, ticket).
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many hits.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Also ask every connector live, in parallel, and merge the results.
+        #[arg(long)]
+        live: bool,
+        /// Per-connector timeout of --live.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        live_timeout: std::time::Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that a .wasm file is a loadable connector: contract version, streams, actions.
     Check {
         file: PathBuf,
@@ -201,6 +245,81 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Check { file, json } => check(&file, json, scrubber).await,
+        Command::Sync {
+            config,
+            connector,
+            stream,
+            full,
+            status,
+            json,
+        } => {
+            let config = load_config(&config)?;
+            if status {
+                return sync_status(&config, json);
+            }
+            sync_cmd(config, connector, stream, full, json, scrubber).await
+        }
+        Command::Search {
+            config,
+            query,
+            connector,
+            kind,
+            limit,
+            live,
+            live_timeout,
+            json,
+        } => {
+            let config = load_config(&config)?;
+            let only: Vec<String> = match &connector {
+                Some(c) => vec![c.clone()],
+                None => config.connectors.iter().map(|c| c.id.clone()).collect(),
+            };
+            let a = Airlock::start(
+                config,
+                scrubber.clone(),
+                StartOptions {
+                    only: if live { Some(&only) } else { Some(&[]) },
+                    max_instances: 64,
+                },
+            )
+            .await?;
+            let req = airlock::search::SearchRequest {
+                query,
+                connector,
+                kind,
+                limit,
+                live,
+                live_timeout,
+            };
+            let r = airlock::search::search(&a, &req).await?;
+            a.flush();
+            if json {
+                println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&r)?));
+            } else {
+                for h in &r.hits {
+                    println!(
+                        "{} {}/{}/{}  {}",
+                        h.source, h.connector, h.kind, h.id, h.title
+                    );
+                    let snippet = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
+                    println!("    {}", scrubber.scrub(&snippet));
+                    if let Some(u) = &h.url {
+                        println!("    {u}");
+                    }
+                }
+                if r.hits.is_empty() {
+                    println!("no results");
+                }
+                for f in &r.failed {
+                    eprintln!(
+                        "partial results: {} failed: {}",
+                        f.connector,
+                        scrubber.scrub(&f.error)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Secrets { config, action } => {
             let config = load_config(&config)?;
             secrets(&config, action)
@@ -231,6 +350,7 @@ async fn serve(
         ready,
         path.display()
     );
+    airlock::sync::spawn_scheduler(a.clone());
     let app = airlock::api::router(a.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -354,6 +474,154 @@ async fn check(file: &Path, json: bool, scrubber: Scrubber) -> anyhow::Result<Ex
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn sync_cmd(
+    config: Config,
+    connector: Option<String>,
+    stream: Option<String>,
+    full: bool,
+    json: bool,
+    scrubber: Scrubber,
+) -> anyhow::Result<ExitCode> {
+    let ids: Vec<String> = match &connector {
+        Some(c) => {
+            if config.connector(c).is_none() {
+                bail!(
+                    "{}: no connector `{c}` is configured",
+                    config.path.display()
+                );
+            }
+            vec![c.clone()]
+        }
+        None => config.connectors.iter().map(|c| c.id.clone()).collect(),
+    };
+    let a = Airlock::start(
+        config,
+        scrubber.clone(),
+        StartOptions {
+            only: Some(&ids),
+            max_instances: 16,
+        },
+    )
+    .await?;
+    let tty = std::io::stderr().is_terminal();
+    let mut failures = 0;
+    for id in &ids {
+        let streams = match airlock::sync::streams_of(&a, id, stream.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {}", scrubber.scrub(&e.to_string()));
+                failures += 1;
+                continue;
+            }
+        };
+        for s in streams {
+            let bar = tty.then(|| {
+                let pb = indicatif::ProgressBar::new_spinner();
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                pb.enable_steady_tick(std::time::Duration::from_millis(120));
+                pb
+            });
+            let mut last_line = std::time::Instant::now();
+            let result = airlock::sync::run_stream(&a, id, &s, full, |p| {
+                let msg = format!(
+                    "{}/{}: {} pages, {} records, {:.0} records/s",
+                    p.connector,
+                    p.stream,
+                    p.pages,
+                    p.records,
+                    p.records_per_sec()
+                );
+                match &bar {
+                    Some(pb) => pb.set_message(msg),
+                    // Plain lines when not on a terminal, at most one a second.
+                    None if last_line.elapsed().as_secs_f64() >= 1.0 => {
+                        eprintln!("{msg}");
+                        last_line = std::time::Instant::now();
+                    }
+                    None => {}
+                }
+            })
+            .await;
+            if let Some(pb) = bar {
+                pb.finish_and_clear();
+            }
+            match result {
+                Ok(r) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        let end = match r.end {
+                            airlock::sync::RunEnd::Done => "caught up".to_string(),
+                            airlock::sync::RunEnd::RateLimited { retry_after_secs } => {
+                                format!("rate-limited, resume in {retry_after_secs}s")
+                            }
+                        };
+                        println!(
+                            "{id}/{s}: {} pages, {} upserts, {} deletes in {:.1}s ({:.0} records/s), {end}",
+                            r.pages,
+                            r.upserts,
+                            r.deletes,
+                            r.seconds,
+                            (r.upserts + r.deletes) as f64 / r.seconds.max(1e-6)
+                        );
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {id}/{s}: {}", scrubber.scrub(&e.to_string()));
+                    failures += 1;
+                }
+            }
+        }
+    }
+    a.flush();
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn sync_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let conn = airlock::store::open(&config.server.data_dir)?;
+    let states = airlock::store::sync_state::all(&conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&states)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if states.is_empty() {
+        println!("no stream has been synced yet");
+    }
+    for s in states {
+        println!(
+            "{}/{}: {} records, last success {}, cursor age {}{}{}",
+            s.connector,
+            s.stream,
+            s.records,
+            s.last_success_at.as_deref().unwrap_or("never"),
+            age(s.cursor_updated_at.as_deref()),
+            s.last_error
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default(),
+            s.resume_after
+                .map(|r| format!(", rate-limited until {r}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(ts: Option<&str>) -> String {
+    ts.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map(|d| {
+            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+        })
+        .unwrap_or_else(|| "-".into())
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {

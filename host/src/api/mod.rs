@@ -1,5 +1,5 @@
 //! The daemon's HTTP API on loopback: `/healthz`, `GET /v1/connectors`,
-//! `POST /v1/connectors/{id}/invoke`. Errors are JSON of one shape:
+//! `POST /v1/connectors/{id}/invoke`, `GET /v1/sync`, `POST /v1/sync/{id}`, `POST /v1/search`. Errors are JSON of one shape:
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 use std::sync::Arc;
@@ -22,6 +22,9 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/connectors", get(list_connectors))
         .route("/v1/connectors/{id}/invoke", post(invoke))
+        .route("/v1/sync", get(sync_status))
+        .route("/v1/sync/{id}", post(sync_trigger))
+        .route("/v1/search", post(search))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(airlock)
 }
@@ -74,6 +77,138 @@ async fn invoke(
     match a.invoke(&id, op).await {
         Ok(result) => Json(serde_json::json!({ "result": result })).into_response(),
         Err(e) => invoke_error(&a, e),
+    }
+}
+
+async fn sync_status(State(a): State<Arc<Airlock>>) -> Response {
+    let states =
+        a.db.run(|conn| Ok(crate::store::sync_state::all(conn)?))
+            .await;
+    match states {
+        Ok(states) => {
+            let streams: Vec<_> = states
+                .into_iter()
+                .map(|s| {
+                    let running = a.sync_locks.is_running(&s.connector, &s.stream);
+                    let mut v = serde_json::to_value(&s).unwrap_or_default();
+                    v["running"] = running.into();
+                    v
+                })
+                .collect();
+            Json(serde_json::json!({ "streams": streams })).into_response()
+        }
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+            None,
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    stream: Option<String>,
+    #[serde(default)]
+    full: bool,
+}
+
+/// Starts runs in the background and answers at once with the streams started.
+async fn sync_trigger(
+    State(a): State<Arc<Airlock>>,
+    Path(id): Path<String>,
+    body: Option<Json<SyncBody>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    if !a.connectors.contains_key(&id) {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no-such-connector",
+            &format!("no connector `{id}` is configured"),
+            None,
+        );
+    }
+    let streams = match crate::sync::streams_of(&a, &id, body.stream.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.to_string(), None);
+        }
+    };
+    let mut started = Vec::new();
+    for s in streams {
+        if a.sync_locks.is_running(&id, &s) {
+            continue;
+        }
+        started.push(s.clone());
+        let (a, id, full) = (a.clone(), id.clone(), body.full);
+        tokio::spawn(async move {
+            if let Err(e) = crate::sync::run_stream(&a, &id, &s, full, |_| {}).await {
+                tracing::warn!(connector = %id, stream = %s, "triggered sync failed: {e}");
+            }
+        });
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "started": started })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    query: String,
+    connector: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    live: bool,
+    /// Per-connector timeout of the live fan-out, in milliseconds.
+    live_timeout_ms: Option<u64>,
+}
+
+async fn search(
+    State(a): State<Arc<Airlock>>,
+    body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
+        }
+    };
+    if b.query.trim().is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "`query` is empty",
+            None,
+        );
+    }
+    let req = crate::search::SearchRequest {
+        query: b.query,
+        connector: b.connector,
+        kind: b.kind,
+        limit: b.limit.unwrap_or(20).clamp(1, 1000),
+        live: b.live,
+        live_timeout: std::time::Duration::from_millis(
+            b.live_timeout_ms.unwrap_or(10_000).clamp(1, 120_000),
+        ),
+    };
+    match crate::search::search(&a, &req).await {
+        Ok(mut r) => {
+            for h in &mut r.hits {
+                a.scrubber.scrub_in_place(&mut h.snippet);
+            }
+            Json(r).into_response()
+        }
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &a.scrubber.scrub(&e.to_string()),
+            None,
+        ),
     }
 }
 

@@ -1,8 +1,10 @@
-//! The SQLite data directory: one database file (`airlock.db`) holding the audit log and the
-//! secret vault (later also documents, sync cursors, tokens and approvals), with numbered
+//! The SQLite data directory: one database file (`airlock.db`) holding the audit log, the secret
+//! vault, the synced documents with their full-text index and the sync state, with numbered
 //! migrations.
 
 pub mod audit;
+pub mod documents;
+pub mod sync_state;
 pub mod vault;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,51 @@ const MIGRATIONS: &[&str] = &[
         id   INTEGER PRIMARY KEY CHECK (id = 1),
         seq  INTEGER NOT NULL,
         hash TEXT NOT NULL
+    );
+    "#,
+    // 2: the document store with its FTS5 index (kept in step by triggers, so every write
+    // transaction updates both), and per-stream sync state.
+    r#"
+    CREATE TABLE documents (
+        connector   TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        url         TEXT,
+        updated_at  TEXT NOT NULL,
+        metadata    TEXT NOT NULL,
+        acl         TEXT NOT NULL,
+        synced_at   TEXT NOT NULL,
+        UNIQUE (connector, kind, id)
+    );
+    CREATE VIRTUAL TABLE documents_fts USING fts5(
+        title, body, content = 'documents', content_rowid = 'rowid',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER documents_ai AFTER INSERT ON documents BEGIN
+        INSERT INTO documents_fts (rowid, title, body) VALUES (new.rowid, new.title, new.body);
+    END;
+    CREATE TRIGGER documents_ad AFTER DELETE ON documents BEGIN
+        INSERT INTO documents_fts (documents_fts, rowid, title, body)
+        VALUES ('delete', old.rowid, old.title, old.body);
+    END;
+    CREATE TRIGGER documents_au AFTER UPDATE ON documents BEGIN
+        INSERT INTO documents_fts (documents_fts, rowid, title, body)
+        VALUES ('delete', old.rowid, old.title, old.body);
+        INSERT INTO documents_fts (rowid, title, body) VALUES (new.rowid, new.title, new.body);
+    END;
+    CREATE TABLE sync_state (
+        connector          TEXT NOT NULL,
+        stream             TEXT NOT NULL,
+        cursor             TEXT,
+        cursor_updated_at  TEXT,
+        last_success_at    TEXT,
+        last_error         TEXT,
+        last_error_at      TEXT,
+        resume_after       TEXT,
+        records            INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (connector, stream)
     );
     "#,
 ];
@@ -124,5 +171,36 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}
+
+/// A shared connection for the daemon's own reads and writes (sync commits, search). SQLite
+/// calls are blocking, so async callers go through [`Db::run`].
+pub struct Db {
+    conn: std::sync::Mutex<Connection>,
+}
+
+impl Db {
+    pub fn open(data_dir: &Path) -> anyhow::Result<Db> {
+        Ok(Db {
+            conn: std::sync::Mutex::new(open(data_dir)?),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn run<R: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db
+                .conn
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database connection poisoned"))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
     }
 }

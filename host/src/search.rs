@@ -1,0 +1,142 @@
+//! Cross-connector search: bm25-ranked local results from the store, optionally merged with a
+//! live fan-out to every connector's `search` export (in parallel, each with a timeout), with
+//! partial results naming the connectors that failed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::app::{Airlock, Slot};
+use crate::runtime::connector::Op;
+use crate::store::documents::{self, Hit};
+
+/// A search request (CLI and API share it).
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub connector: Option<String>,
+    pub kind: Option<String>,
+    pub limit: usize,
+    /// Also ask every connector live.
+    pub live: bool,
+    /// Per-connector timeout of the live fan-out.
+    pub live_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub connector: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResponse {
+    pub hits: Vec<Hit>,
+    /// Connectors whose live search failed or timed out (results are partial).
+    pub failed: Vec<Failure>,
+    pub partial: bool,
+}
+
+pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchResponse> {
+    let q = req.clone();
+    let mut hits =
+        a.db.run(move |conn| {
+            Ok(documents::search(
+                conn,
+                &documents::Query {
+                    text: &q.query,
+                    connector: q.connector.as_deref(),
+                    kind: q.kind.as_deref(),
+                    limit: q.limit,
+                },
+            )?)
+        })
+        .await?;
+    let mut failed = Vec::new();
+    if req.live {
+        let targets: Vec<_> = a
+            .connectors
+            .iter()
+            .filter(|(id, _)| req.connector.as_deref().is_none_or(|c| c == id.as_str()))
+            .collect();
+        let calls = targets.iter().map(|(id, slot)| {
+            let id = (*id).clone();
+            let query = req.query.clone();
+            let limit = req.limit.clamp(1, 1000) as u32;
+            let timeout = req.live_timeout;
+            async move {
+                let c = match slot {
+                    Slot::Ready(c) => c.clone(),
+                    Slot::Failed { error, .. } => return (id, Err(format!("not loaded: {error}"))),
+                };
+                let op = Op::Search {
+                    query,
+                    limit,
+                    cursor: None,
+                };
+                match tokio::time::timeout(timeout, c.invoke(op)).await {
+                    Err(_) => (id, Err(format!("no answer within {timeout:?}"))),
+                    Ok(Err(e)) => (id, Err(e.to_string())),
+                    Ok(Ok(v)) => (id, Ok(v)),
+                }
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut seen: HashSet<(String, String, String)> = hits
+            .iter()
+            .map(|h| (h.connector.clone(), h.kind.clone(), h.id.clone()))
+            .collect();
+        for (id, r) in results {
+            match r {
+                Err(error) => failed.push(Failure {
+                    connector: id,
+                    error,
+                }),
+                Ok(v) => {
+                    let docs: Vec<crate::runtime::model::Document> =
+                        serde_json::from_value(v["hits"].clone()).unwrap_or_default();
+                    for d in docs {
+                        if req.kind.as_deref().is_some_and(|k| k != d.kind) {
+                            continue;
+                        }
+                        if !seen.insert((id.clone(), d.kind.clone(), d.id.clone())) {
+                            continue;
+                        }
+                        hits.push(Hit {
+                            connector: id.clone(),
+                            snippet: snippet_of(&d.body),
+                            kind: d.kind,
+                            id: d.id,
+                            title: d.title,
+                            url: d.url,
+                            updated_at: d.updated_at,
+                            score: None,
+                            source: "live",
+                            acl: d.acl,
+                        });
+                    }
+                }
+            }
+        }
+        hits.truncate(req.limit.max(1));
+    }
+    Ok(SearchResponse {
+        partial: !failed.is_empty(),
+        hits,
+        failed,
+    })
+}
+
+fn snippet_of(body: &str) -> String {
+    let mut s: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,303 @@
+//! Synced documents keyed by (connector, kind, id), the FTS5 index over title and body, and
+//! bm25-ranked search with highlighted snippets.
+
+use rusqlite::{Connection, Transaction, params};
+use serde::Serialize;
+
+use crate::runtime::model::{Document, DocumentRef};
+
+/// Applies one sync page (upserts, then deletes) inside the caller's transaction.
+pub fn apply_page(
+    tx: &Transaction<'_>,
+    connector: &str,
+    upserts: &[Document],
+    deletes: &[DocumentRef],
+    now: &str,
+) -> rusqlite::Result<()> {
+    let mut up = tx.prepare_cached(
+        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (connector, kind, id) DO UPDATE SET
+           title = excluded.title, body = excluded.body, url = excluded.url,
+           updated_at = excluded.updated_at, metadata = excluded.metadata, acl = excluded.acl,
+           synced_at = excluded.synced_at",
+    )?;
+    for d in upserts {
+        let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
+        up.execute(params![
+            connector,
+            d.kind,
+            d.id,
+            d.title,
+            d.body,
+            d.url,
+            d.updated_at,
+            d.metadata.to_string(),
+            acl,
+            now
+        ])?;
+    }
+    let mut del =
+        tx.prepare_cached("DELETE FROM documents WHERE connector = ?1 AND kind = ?2 AND id = ?3")?;
+    for r in deletes {
+        del.execute(params![connector, r.kind, r.id])?;
+    }
+    Ok(())
+}
+
+/// One stored document.
+pub fn get(
+    conn: &Connection,
+    connector: &str,
+    kind: &str,
+    id: &str,
+) -> rusqlite::Result<Option<Document>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT id, kind, title, body, url, updated_at, metadata, acl FROM documents
+         WHERE connector = ?1 AND kind = ?2 AND id = ?3",
+        params![connector, kind, id],
+        row_document,
+    )
+    .optional()
+}
+
+fn row_document(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
+    let metadata: String = r.get(6)?;
+    let acl: String = r.get(7)?;
+    Ok(Document {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        title: r.get(2)?,
+        body: r.get(3)?,
+        url: r.get(4)?,
+        updated_at: r.get(5)?,
+        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        acl: serde_json::from_str(&acl).unwrap_or_default(),
+    })
+}
+
+/// Every document of a connector (tests and exports compare it with ground truth).
+pub fn all(
+    conn: &Connection,
+    connector: &str,
+    kind: Option<&str>,
+) -> rusqlite::Result<Vec<Document>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, kind, title, body, url, updated_at, metadata, acl FROM documents
+         WHERE connector = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY kind, id",
+    )?;
+    let rows = stmt.query_map(params![connector, kind], row_document)?;
+    rows.collect()
+}
+
+/// Document counts per (connector, kind).
+pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT connector, kind, COUNT(*) FROM documents GROUP BY connector, kind ORDER BY 1, 2",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+/// A local search hit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub connector: String,
+    pub kind: String,
+    pub id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub updated_at: String,
+    /// Matching text with the terms wrapped in `[` `]`.
+    pub snippet: String,
+    /// bm25 score (lower is better), or None for a live hit.
+    pub score: Option<f64>,
+    /// `local` or `live`.
+    pub source: &'static str,
+    #[serde(skip)]
+    pub acl: Vec<String>,
+}
+
+/// Search filters.
+#[derive(Debug, Clone, Default)]
+pub struct Query<'a> {
+    pub text: &'a str,
+    pub connector: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// Turns user text into an FTS5 query: every word quoted (so punctuation and FTS syntax in
+/// the input cannot cause errors or change the meaning) and all words required.
+pub fn fts_query(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"", w.to_lowercase()))
+        .collect();
+    if terms.is_empty() {
+        None
+    } else {
+        Some(terms.join(" "))
+    }
+}
+
+/// bm25-ranked local search; title matches weigh more than body matches.
+pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
+    let Some(fts) = fts_query(q.text) else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.connector, d.kind, d.id, d.title, d.url, d.updated_at,
+                snippet(documents_fts, 1, '[', ']', '…', 16), bm25(documents_fts, 4.0, 1.0), d.acl
+         FROM documents_fts JOIN documents d ON d.rowid = documents_fts.rowid
+         WHERE documents_fts MATCH ?1
+           AND (?2 IS NULL OR d.connector = ?2) AND (?3 IS NULL OR d.kind = ?3)
+         ORDER BY bm25(documents_fts, 4.0, 1.0) LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![fts, q.connector, q.kind, q.limit.clamp(1, 1000) as i64],
+        |r| {
+            let acl: String = r.get(8)?;
+            Ok(Hit {
+                connector: r.get(0)?,
+                kind: r.get(1)?,
+                id: r.get(2)?,
+                title: r.get(3)?,
+                url: r.get(4)?,
+                updated_at: r.get(5)?,
+                snippet: r.get(6)?,
+                score: Some(r.get(7)?),
+                source: "local",
+                acl: serde_json::from_str(&acl).unwrap_or_default(),
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: &str, title: &str, body: &str) -> Document {
+        Document {
+            id: id.into(),
+            kind: "page".into(),
+            title: title.into(),
+            body: body.into(),
+            url: None,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            metadata: serde_json::json!({}),
+            acl: vec![],
+        }
+    }
+
+    #[test]
+    fn index_follows_upserts_updates_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let tx = c.transaction().unwrap();
+        apply_page(
+            &tx,
+            "c",
+            &[
+                doc("1", "Alpha", "the quick brown fox"),
+                doc("2", "Beta", "lazy dog"),
+            ],
+            &[],
+            "t",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let q = |text: &str| {
+            search(
+                &c,
+                &Query {
+                    text,
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(q("brown fox"), vec!["1"]);
+        let tx = c.transaction().unwrap();
+        apply_page(&tx, "c", &[doc("1", "Alpha", "now about cats")], &[], "t").unwrap();
+        tx.commit().unwrap();
+        assert!(
+            q("fox").is_empty(),
+            "old text must leave the index on update"
+        );
+        assert_eq!(q("cats"), vec!["1"]);
+        let tx = c.transaction().unwrap();
+        apply_page(
+            &tx,
+            "c",
+            &[],
+            &[DocumentRef {
+                kind: "page".into(),
+                id: "2".into(),
+            }],
+            "t",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert!(q("dog").is_empty());
+        assert!(get(&c, "c", "page", "2").unwrap().is_none());
+    }
+
+    #[test]
+    fn hostile_query_text_is_quoted_not_interpreted() {
+        assert_eq!(
+            fts_query("a\" OR b*").as_deref(),
+            Some("\"a\" \"or\" \"b\"")
+        );
+        assert_eq!(fts_query("  ... "), None);
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::store::open(dir.path()).unwrap();
+        let r = search(
+            &c,
+            &Query {
+                text: "NEAR( \"x",
+                limit: 5,
+                ..Default::default()
+            },
+        );
+        assert!(r.is_ok());
+    }
+
+    #[test]
+    fn snippets_highlight_terms_and_titles_rank_higher() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let tx = c.transaction().unwrap();
+        apply_page(
+            &tx,
+            "c",
+            &[
+                doc("body", "Other", "mentions runbook once"),
+                doc("title", "Runbook", "text"),
+            ],
+            &[],
+            "t",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let hits = search(
+            &c,
+            &Query {
+                text: "runbook",
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(hits[0].id, "title");
+        assert!(hits[1].snippet.contains("[runbook]"), "{}", hits[1].snippet);
+    }
+}

@@ -1,0 +1,327 @@
+//! Host-owned incremental sync: the page loop (each page's upserts, deletes and next cursor are
+//! committed in one SQLite transaction, so a crash anywhere resumes from the last committed
+//! page), one run per stream at a time, the scheduler of `airlock serve`, and progress reports.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::app::Airlock;
+use crate::runtime::connector::InvokeError;
+use crate::store::{documents, now_rfc3339, sync_state};
+
+/// How a run ended (errors are `Err`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum RunEnd {
+    /// The stream is caught up.
+    Done,
+    /// The upstream asked to slow down; the run stopped cleanly and resumes after this many
+    /// seconds. Not a failure.
+    RateLimited { retry_after_secs: u32 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub connector: String,
+    pub stream: String,
+    pub pages: u64,
+    pub upserts: u64,
+    pub deletes: u64,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub end: RunEnd,
+}
+
+/// Progress after each committed page.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    pub connector: &'a str,
+    pub stream: &'a str,
+    pub pages: u64,
+    pub records: u64,
+    pub elapsed: Duration,
+}
+
+impl Progress<'_> {
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("a sync of {0}/{1} is already running")]
+    AlreadyRunning(String, String),
+    #[error("connector `{connector}` has no stream `{stream}` (it has: {available})")]
+    UnknownStream {
+        connector: String,
+        stream: String,
+        available: String,
+    },
+    #[error("{0}")]
+    Invoke(#[from] InvokeError),
+    #[error("connector broke the sync contract: {0}")]
+    Contract(String),
+    #[error("store: {0:#}")]
+    Store(#[from] anyhow::Error),
+}
+
+/// One lock per (connector, stream), shared by the scheduler, the API and the CLI of this process.
+#[derive(Default)]
+pub struct SyncLocks {
+    running: Mutex<HashMap<(String, String), Instant>>,
+}
+
+struct RunGuard<'a> {
+    locks: &'a SyncLocks,
+    key: (String, String),
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.locks.running.lock() {
+            m.remove(&self.key);
+        }
+    }
+}
+
+impl SyncLocks {
+    fn acquire(&self, connector: &str, stream: &str) -> Result<RunGuard<'_>, SyncError> {
+        let key = (connector.to_string(), stream.to_string());
+        let mut m = self
+            .running
+            .lock()
+            .map_err(|_| SyncError::Store(anyhow::anyhow!("sync lock poisoned")))?;
+        if m.contains_key(&key) {
+            return Err(SyncError::AlreadyRunning(key.0, key.1));
+        }
+        m.insert(key.clone(), Instant::now());
+        Ok(RunGuard { locks: self, key })
+    }
+
+    /// Whether a run of this stream is in progress.
+    pub fn is_running(&self, connector: &str, stream: &str) -> bool {
+        self.running
+            .lock()
+            .map(|m| m.contains_key(&(connector.to_string(), stream.to_string())))
+            .unwrap_or(false)
+    }
+}
+
+/// The streams of a connector (all of them when `only` is None).
+pub fn streams_of(
+    a: &Airlock,
+    connector: &str,
+    only: Option<&str>,
+) -> Result<Vec<String>, SyncError> {
+    let c = a.connector(connector)?;
+    let all: Vec<String> = c.info.streams.iter().map(|s| s.name.clone()).collect();
+    match only {
+        None => Ok(all),
+        Some(s) if all.iter().any(|x| x == s) => Ok(vec![s.to_string()]),
+        Some(s) => Err(SyncError::UnknownStream {
+            connector: connector.into(),
+            stream: s.into(),
+            available: if all.is_empty() {
+                "none".into()
+            } else {
+                all.join(", ")
+            },
+        }),
+    }
+}
+
+/// Runs one stream until it is caught up, rate-limited or fails.
+pub async fn run_stream(
+    a: &Airlock,
+    connector: &str,
+    stream: &str,
+    full: bool,
+    mut on_progress: impl FnMut(&Progress<'_>),
+) -> Result<RunReport, SyncError> {
+    streams_of(a, connector, Some(stream))?;
+    let c = a.connector(connector)?.clone();
+    let _guard = a.sync_locks.acquire(connector, stream)?;
+    let db = a.db.clone();
+    let (conn_id, stream_id) = (connector.to_string(), stream.to_string());
+    let mut cursor = db
+        .run(move |conn| {
+            if full {
+                sync_state::reset_cursor(conn, &conn_id, &stream_id)?;
+            }
+            Ok(sync_state::get(conn, &conn_id, &stream_id)?.and_then(|s| s.cursor))
+        })
+        .await?;
+    let started = Instant::now();
+    let mut report = RunReport {
+        connector: connector.into(),
+        stream: stream.into(),
+        pages: 0,
+        upserts: 0,
+        deletes: 0,
+        seconds: 0.0,
+        end: RunEnd::Done,
+    };
+    loop {
+        let page = match c.sync_page(stream, cursor.clone()).await {
+            Ok(p) => p,
+            Err(InvokeError::Connector(e)) if e.code == "rate-limited" => {
+                let secs = e.retry_after.unwrap_or(60).max(1);
+                let resume = humantime::format_rfc3339_seconds(
+                    SystemTime::now() + Duration::from_secs(secs.into()),
+                )
+                .to_string();
+                let (cid, sid) = (connector.to_string(), stream.to_string());
+                db.run(move |conn| Ok(sync_state::record_rate_limited(conn, &cid, &sid, &resume)?))
+                    .await?;
+                tracing::info!(
+                    connector,
+                    stream,
+                    "rate-limited; the run stops and resumes in {secs}s"
+                );
+                report.end = RunEnd::RateLimited {
+                    retry_after_secs: secs,
+                };
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let (cid, sid) = (connector.to_string(), stream.to_string());
+                db.run(move |conn| {
+                    Ok(sync_state::record_error(
+                        conn,
+                        &cid,
+                        &sid,
+                        &msg,
+                        &now_rfc3339(),
+                    )?)
+                })
+                .await?;
+                return Err(e.into());
+            }
+        };
+        if !page.done && (page.next_cursor.is_none() || page.next_cursor == cursor) {
+            let msg = if page.next_cursor.is_none() {
+                "page is not done but has no next cursor".to_string()
+            } else {
+                "page is not done but repeats the cursor it was given (the run would never end)"
+                    .to_string()
+            };
+            let (cid, sid, m) = (connector.to_string(), stream.to_string(), msg.clone());
+            db.run(move |conn| {
+                Ok(sync_state::record_error(
+                    conn,
+                    &cid,
+                    &sid,
+                    &m,
+                    &now_rfc3339(),
+                )?)
+            })
+            .await?;
+            return Err(SyncError::Contract(msg));
+        }
+        let (ups, dels) = (page.upserts.len() as u64, page.deletes.len() as u64);
+        let done = page.done;
+        let next = page.next_cursor.clone();
+        let (cid, sid) = (connector.to_string(), stream.to_string());
+        db.run(move |conn| {
+            let now = now_rfc3339();
+            let tx = conn.transaction()?;
+            documents::apply_page(&tx, &cid, &page.upserts, &page.deletes, &now)?;
+            sync_state::commit_cursor(
+                &tx,
+                &cid,
+                &sid,
+                page.next_cursor.as_deref(),
+                (ups + dels) as i64,
+                &now,
+            )?;
+            if page.done {
+                sync_state::record_success(&tx, &cid, &sid, &now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        report.pages += 1;
+        report.upserts += ups;
+        report.deletes += dels;
+        cursor = next;
+        on_progress(&Progress {
+            connector,
+            stream,
+            pages: report.pages,
+            records: report.upserts + report.deletes,
+            elapsed: started.elapsed(),
+        });
+        if done {
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    }
+}
+
+/// The scheduler of `airlock serve`: one task per scheduled (connector, stream). A
+/// rate-limited stream waits until its resume time; a failed run waits for the next interval.
+pub fn spawn_scheduler(a: Arc<Airlock>) {
+    for c in a.config.connectors.clone() {
+        let Some(schedule) = c.sync.clone() else {
+            continue;
+        };
+        let streams = match streams_of(&a, &c.id, None) {
+            Ok(all) => match &schedule.streams {
+                Some(only) => only.iter().filter(|s| all.contains(s)).cloned().collect(),
+                None => all,
+            },
+            Err(e) => {
+                tracing::warn!(connector = %c.id, "not scheduling sync: {e}");
+                continue;
+            }
+        };
+        for stream in streams {
+            let a = a.clone();
+            let id = c.id.clone();
+            let interval = schedule.interval;
+            tokio::spawn(async move {
+                loop {
+                    let wait = resume_wait(&a, &id, &stream).await;
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    match run_stream(&a, &id, &stream, false, |_| {}).await {
+                        Ok(r) => {
+                            tracing::info!(connector = %id, stream = %stream, "sync run: {} pages, {} upserts, {} deletes in {:.1}s ({:?})", r.pages, r.upserts, r.deletes, r.seconds, r.end);
+                            if matches!(r.end, RunEnd::RateLimited { .. }) {
+                                continue; // resume_wait sleeps until the upstream allows it
+                            }
+                        }
+                        Err(SyncError::AlreadyRunning(..)) => {}
+                        Err(e) => {
+                            tracing::warn!(connector = %id, stream = %stream, "sync run failed: {e}")
+                        }
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            });
+        }
+    }
+}
+
+/// How long until a rate-limited stream may run again (zero when it may run now).
+async fn resume_wait(a: &Airlock, connector: &str, stream: &str) -> Duration {
+    let (cid, sid) = (connector.to_string(), stream.to_string());
+    let resume =
+        a.db.run(move |conn| Ok(sync_state::get(conn, &cid, &sid)?.and_then(|s| s.resume_after)))
+            .await
+            .ok()
+            .flatten();
+    resume
+        .and_then(|r| humantime::parse_rfc3339(&r).ok())
+        .and_then(|t| t.duration_since(SystemTime::now()).ok())
+        .unwrap_or(Duration::ZERO)
+}
