@@ -1,0 +1,261 @@
+//! Host-owned sync into the local store: a full run equals the fake's ground truth, an
+//! incremental run fetches only changes, a rate limit ends a run cleanly and it resumes, a crash
+//! (SIGKILL) at any point costs nothing but time, and search works locally and live.
+
+use std::collections::BTreeMap;
+
+use airlock::store::{documents, sync_state};
+use airlock::sync::{RunEnd, run_stream};
+use airlock_tests::*;
+use fake_saas::{ConfluenceOptions, spawn_confluence};
+
+/// The store's pages equal the fake's current pages: same ids, titles, bodies, versions.
+fn assert_store_equals_truth(env: &Env, fake: &fake_saas::RunningFake) {
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let docs = documents::all(&conn, "confluence", Some("page")).expect("docs");
+    let truth = fake.truth();
+    let stored: BTreeMap<_, _> = docs.iter().map(|d| (d.id.clone(), d)).collect();
+    assert_eq!(stored.len(), docs.len(), "duplicate documents in the store");
+    let expected: BTreeMap<_, _> = truth.pages.iter().map(|p| (p.id.clone(), p)).collect();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !stored.contains_key(*k))
+        .collect();
+    let extra: Vec<_> = stored
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra (deleted upstream) {extra:?}"
+    );
+    for (id, p) in &expected {
+        let d = stored[id];
+        assert_eq!(d.title, p.title, "title of {id}");
+        assert_eq!(d.updated_at, p.version_created_at, "version of {id}");
+        assert_eq!(norm(&d.body), norm(&p.body_text), "body of {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_then_incremental_sync_match_ground_truth() {
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
+    let env = Env::new(&confluence_config(&fake.base_url));
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    let a = start_in_process(&env).await;
+    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+        .await
+        .expect("full run");
+    assert_eq!(r.end, RunEnd::Done);
+    assert_eq!(r.upserts, 120);
+    assert_store_equals_truth(&env, &fake);
+
+    let m = fake.mutate(fake_saas::Mutation {
+        update: 7,
+        delete: 4,
+        create: 3,
+    });
+    fake.reset_requests();
+    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+        .await
+        .expect("incremental run");
+    assert_store_equals_truth(&env, &fake);
+    assert!(
+        r.upserts >= 10 && r.upserts < 30,
+        "incremental run fetched {} pages for 10 changes",
+        r.upserts
+    );
+    assert_eq!(r.deletes, m.deleted.len() as u64);
+    assert!(
+        fake.requests().total <= 3,
+        "incremental run made {} requests",
+        fake.requests().total
+    );
+
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let st = sync_state::get(&conn, "confluence", "pages")
+        .expect("state")
+        .expect("row");
+    assert!(st.last_success_at.is_some() && st.last_error.is_none() && st.cursor.is_some());
+
+    // --full starts over but converges to the same store.
+    run_stream(&a, "confluence", "pages", true, |_| {})
+        .await
+        .expect("full again");
+    assert_store_equals_truth(&env, &fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_run_ends_cleanly_and_resumes() {
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions {
+            pages: 300,
+            ..ConfluenceOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    let mut body = confluence_config(&fake.base_url);
+    body = body.replace("base_url = ", "page_limit = \"25\"\nbase_url = ");
+    let env = Env::new(&body);
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    let a = start_in_process(&env).await;
+    fake.set_rate_limit_every(Some(4));
+    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+        .await
+        .expect("a rate limit is not an error");
+    assert!(
+        matches!(r.end, RunEnd::RateLimited { retry_after_secs } if retry_after_secs >= 1),
+        "{r:?}"
+    );
+    assert!(r.pages >= 1, "pages before the limit are committed");
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let st = sync_state::get(&conn, "confluence", "pages")
+        .expect("state")
+        .expect("row");
+    assert!(st.resume_after.is_some(), "resume time recorded");
+    assert!(
+        st.last_error.is_none(),
+        "a rate limit is not recorded as a failure"
+    );
+    fake.set_rate_limit_every(None);
+    let r2 = run_stream(&a, "confluence", "pages", false, |_| {})
+        .await
+        .expect("resume");
+    assert_eq!(r2.end, RunEnd::Done);
+    assert!(
+        r2.upserts < 300,
+        "the resumed run continued from the committed cursor"
+    );
+    assert_store_equals_truth(&env, &fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_costs_nothing_but_time() {
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions {
+            pages: 3000,
+            ..ConfluenceOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    let body = confluence_config(&fake.base_url)
+        .replace("base_url = ", "page_limit = \"20\"\nbase_url = ");
+    let env = Env::new(&body);
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    // Kill `airlock sync` at pseudo-random moments (seeded), restarting each time.
+    let mut seed: u64 = 0x5eed;
+    let mut kills = 0;
+    for round in 0..6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = 150 + (seed >> 33) % 500;
+        let mut child = std::process::Command::new(airlock_bin())
+            .args(["sync", "confluence"])
+            .env("AIRLOCK_CONFIG", &env.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sync");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+        if round == 2 {
+            // Upstream changes between crashes too.
+            fake.mutate(fake_saas::Mutation {
+                update: 20,
+                delete: 10,
+                create: 5,
+            });
+        }
+    }
+    assert!(
+        kills >= 3,
+        "the test must actually interrupt syncs (killed {kills} times)"
+    );
+    let out = env.airlock(&["sync", "confluence"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_store_equals_truth(&env, &fake);
+    let out = env.airlock(&["audit", "verify"], None);
+    assert!(
+        out.status.success(),
+        "audit chain survives SIGKILL: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_is_local_and_live_with_partial_results() {
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
+    let env = Env::new(&confluence_config(&fake.base_url));
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    let d = env.serve();
+    let (status, v) = http(
+        "POST",
+        &format!("{}/v1/sync/confluence", d.base),
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let mut done = false;
+    for _ in 0..100 {
+        let (_, v) = http("GET", &format!("{}/v1/sync", d.base), None).await;
+        if v["streams"][0]["last_success_at"].is_string() && v["streams"][0]["running"] == false {
+            assert_eq!(v["streams"][0]["records"], 120);
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(done, "triggered sync did not finish");
+    let phrase = fake_saas::confluence::PLANTED_PHRASE;
+    let (status, v) = http(
+        "POST",
+        &format!("{}/v1/search", d.base),
+        Some(serde_json::json!({"query": phrase}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let hits = v["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 3, "{v}");
+    assert!(
+        hits.iter().all(|h| h["source"] == "local"
+            && h["snippet"].as_str().unwrap_or("").contains("[quarterly]"))
+    );
+
+    // Live: with the upstream down, local results still come back and the failure is named.
+    fake.shutdown().await;
+    let (status, v) = http(
+        "POST",
+        &format!("{}/v1/search", d.base),
+        Some(
+            serde_json::json!({"query": phrase, "live": true, "live_timeout_ms": 3000}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["partial"], true);
+    assert_eq!(v["failed"][0]["connector"], "confluence");
+    assert_eq!(v["hits"].as_array().map(Vec::len), Some(3));
+}
