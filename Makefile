@@ -40,7 +40,7 @@ test: build test-components
 	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests
 
 bench: build test-components
-	$(CARGO) bench -p airlock --bench gate
+	$(CARGO) bench -p airlock
 
 fmt:
 	$(CARGO) fmt --all
