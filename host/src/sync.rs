@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use rusqlite::TransactionBehavior;
 use serde::Serialize;
 
 use crate::app::Airlock;
@@ -151,7 +152,9 @@ pub async fn run_stream(
     let mut cursor = db
         .run(move |conn| {
             if full {
-                sync_state::reset_cursor(conn, &conn_id, &stream_id)?;
+                write(conn, |tx| {
+                    sync_state::reset_cursor(tx, &conn_id, &stream_id)
+                })?;
             }
             Ok(sync_state::get(conn, &conn_id, &stream_id)?.and_then(|s| s.cursor))
         })
@@ -176,8 +179,12 @@ pub async fn run_stream(
                 )
                 .to_string();
                 let (cid, sid) = (connector.to_string(), stream.to_string());
-                db.run(move |conn| Ok(sync_state::record_rate_limited(conn, &cid, &sid, &resume)?))
-                    .await?;
+                db.run(move |conn| {
+                    write(conn, |tx| {
+                        sync_state::record_rate_limited(tx, &cid, &sid, &resume)
+                    })
+                })
+                .await?;
                 tracing::info!(
                     connector,
                     stream,
@@ -193,13 +200,9 @@ pub async fn run_stream(
                 let msg = e.to_string();
                 let (cid, sid) = (connector.to_string(), stream.to_string());
                 db.run(move |conn| {
-                    Ok(sync_state::record_error(
-                        conn,
-                        &cid,
-                        &sid,
-                        &msg,
-                        &now_rfc3339(),
-                    )?)
+                    write(conn, |tx| {
+                        sync_state::record_error(tx, &cid, &sid, &msg, &now_rfc3339())
+                    })
                 })
                 .await?;
                 return Err(e.into());
@@ -214,13 +217,9 @@ pub async fn run_stream(
             };
             let (cid, sid, m) = (connector.to_string(), stream.to_string(), msg.clone());
             db.run(move |conn| {
-                Ok(sync_state::record_error(
-                    conn,
-                    &cid,
-                    &sid,
-                    &m,
-                    &now_rfc3339(),
-                )?)
+                write(conn, |tx| {
+                    sync_state::record_error(tx, &cid, &sid, &m, &now_rfc3339())
+                })
             })
             .await?;
             return Err(SyncError::Contract(msg));
@@ -231,7 +230,10 @@ pub async fn run_stream(
         let (cid, sid) = (connector.to_string(), stream.to_string());
         db.run(move |conn| {
             let now = now_rfc3339();
-            let tx = conn.transaction()?;
+            // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a deferred
+            // transaction that upgrades from read to write fails at once when another
+            // connection (the audit writer) committed in between.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             documents::apply_page(&tx, &cid, &page.upserts, &page.deletes, &now)?;
             sync_state::commit_cursor(
                 &tx,
@@ -310,6 +312,17 @@ pub fn spawn_scheduler(a: Arc<Airlock>) {
             });
         }
     }
+}
+
+/// Runs `f` in an IMMEDIATE transaction and commits it.
+fn write(
+    conn: &mut rusqlite::Connection,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    f(&tx)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// How long until a rate-limited stream may run again (zero when it may run now).

@@ -70,6 +70,20 @@ pub fn rfc3339_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{f:03}Z")
 }
 
+/// RFC 3339 with whole seconds, always UTC (Zendesk style): `2026-01-02T03:04:05Z`.
+pub fn rfc3339_secs(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let r = secs.rem_euclid(86_400);
+    let (h, mi, s) = (r / 3600, r / 60 % 60, r % 60);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Microseconds since the epoch (wall clock).
+pub fn now_us() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -123,6 +137,105 @@ impl QueryParams {
             ser.append_pair(k, v);
         }
         ser.finish()
+    }
+}
+
+/// HTML to plain text: tags become spaces, entities are decoded, whitespace collapses.
+pub fn html_to_text(html: &str) -> String {
+    let (mut out, mut in_tag) = (String::with_capacity(html.len()), false);
+    for ch in html.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(ch),
+            _ => {}
+        }
+    }
+    let out = out
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'");
+    let out = out.replace("&nbsp;", " ").replace("&amp;", "&");
+    let mut text = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    // "<p>word.</p>" leaves "word ." behind; glue sentence punctuation back on.
+    for p in [" .", " ,"] {
+        text = text.replace(p, &p[1..]);
+    }
+    text
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sliding 60-second window of accepted requests, for per-minute rate limits.
+#[derive(Debug, Default)]
+pub struct MinuteWindow(std::collections::VecDeque<std::time::Instant>);
+
+impl MinuteWindow {
+    const SPAN: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn expire(&mut self, now: std::time::Instant) {
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Self::SPAN)
+        {
+            self.0.pop_front();
+        }
+    }
+    /// Requests accepted in the last 60 s.
+    pub fn used(&mut self) -> usize {
+        self.expire(std::time::Instant::now());
+        self.0.len()
+    }
+    /// Whole seconds (at least 1) until the oldest request in the window leaves it.
+    pub fn secs_until_free(&mut self) -> u64 {
+        let now = std::time::Instant::now();
+        self.expire(now);
+        self.0
+            .front()
+            .map_or(1, |t| {
+                let left = Self::SPAN.saturating_sub(now.duration_since(*t));
+                left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            })
+            .max(1)
+    }
+    /// Records a request if fewer than `limit` were accepted in the last 60 s; `Err` holds the
+    /// seconds until a slot frees up.
+    pub fn try_take(&mut self, limit: u32) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        self.expire(now);
+        if self.0.len() >= limit as usize {
+            return Err(self.secs_until_free());
+        }
+        self.0.push_back(now);
+        Ok(())
+    }
+    /// Records a request without any limit.
+    pub fn take(&mut self) {
+        let now = std::time::Instant::now();
+        self.expire(now);
+        self.0.push_back(now);
+    }
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -197,6 +310,35 @@ mod tests {
         );
         assert_eq!(parse_date_minute("2026-13-02"), None);
         assert_eq!(parse_date_minute("yesterday"), None);
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_secs(utc_ms(2026, 1, 2, 3, 4) / 1000 + 5),
+            "2026-01-02T03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn html_helpers() {
+        assert_eq!(
+            html_to_text("<p>a &amp; b.</p><ul><li>c &lt;d&gt;</li></ul>"),
+            "a & b. c <d>"
+        );
+        assert_eq!(
+            html_escape("a & <b> \"c\""),
+            "a &amp; &lt;b&gt; &quot;c&quot;"
+        );
+    }
+
+    #[test]
+    fn minute_window_limits() {
+        let mut w = MinuteWindow::default();
+        assert_eq!(w.try_take(2), Ok(()));
+        assert_eq!(w.try_take(2), Ok(()));
+        let wait = w.try_take(2).expect_err("third is over the limit");
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert_eq!(w.used(), 2);
+        w.clear();
+        assert_eq!(w.try_take(2), Ok(()));
     }
 
     #[test]

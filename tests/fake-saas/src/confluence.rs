@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::common::{
-    QueryParams, Rng, atlassian_rate_limited, basic_auth_ok, json_reply, now_ms, rfc3339_ms,
-    set_header, utc_ms,
+    QueryParams, Rng, atlassian_rate_limited, basic_auth_ok, html_to_text, json_reply, now_ms,
+    rfc3339_ms, set_header, utc_ms,
 };
 use crate::server::{self, Core, FakeState, RunningFake};
 
@@ -224,30 +224,7 @@ fn gen_body(rng: &mut Rng, planted: bool) -> String {
 
 /// Storage XHTML to plain text: tags become spaces, entities are decoded, whitespace collapses.
 pub fn storage_to_text(xhtml: &str) -> String {
-    let (mut out, mut in_tag) = (String::with_capacity(xhtml.len()), false);
-    for ch in xhtml.chars() {
-        match ch {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(ch),
-            _ => {}
-        }
-    }
-    let out = out
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'");
-    let out = out.replace("&nbsp;", " ").replace("&amp;", "&");
-    let mut text = out.split_whitespace().collect::<Vec<_>>().join(" ");
-    // "<p>word.</p>" leaves "word ." behind; glue sentence punctuation back on.
-    for p in [" .", " ,"] {
-        text = text.replace(p, &p[1..]);
-    }
-    text
+    html_to_text(xhtml)
 }
 
 fn new_page(

@@ -8,9 +8,14 @@ pub mod confluence;
 pub mod server;
 #[cfg(test)]
 mod testutil;
+pub mod zendesk;
 
 pub use confluence::{
     ConfluenceOptions, ConfluenceTruth, Mutation, MutationReport, TruthPage, TruthSpace,
     spawn_confluence,
 };
-pub use server::{RequestCounts, RunningFake};
+pub use server::{RequestCounts, RunningFake, ServingFake};
+pub use zendesk::{
+    TruthArticle, TruthComment, TruthTicket, Zendesk, ZendeskMutation, ZendeskMutationReport,
+    ZendeskOptions, ZendeskTruth, spawn_zendesk,
+};

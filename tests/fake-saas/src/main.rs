@@ -4,16 +4,26 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use fake_saas::{ConfluenceOptions, RunningFake, spawn_confluence};
+use fake_saas::{ConfluenceOptions, ServingFake, ZendeskOptions, spawn_confluence, spawn_zendesk};
 
-async fn confluence(listen: SocketAddr, opts: ConfluenceOptions) -> std::io::Result<RunningFake> {
+type Fake = Box<dyn ServingFake>;
+
+fn listen_error(name: &str, listen: SocketAddr, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{name}: cannot listen on {listen}: {e}"))
+}
+
+async fn confluence(listen: SocketAddr, opts: ConfluenceOptions) -> std::io::Result<Fake> {
     let fake = spawn_confluence(listen, opts).await;
-    fake.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("confluence: cannot listen on {listen}: {e}"),
-        )
-    })
+    Ok(Box::new(
+        fake.map_err(|e| listen_error("confluence", listen, e))?,
+    ))
+}
+
+async fn zendesk(listen: SocketAddr, opts: ZendeskOptions) -> std::io::Result<Fake> {
+    let fake = spawn_zendesk(listen, opts).await;
+    Ok(Box::new(
+        fake.map_err(|e| listen_error("zendesk", listen, e))?,
+    ))
 }
 
 #[derive(Parser)]
@@ -60,6 +70,34 @@ enum Command {
         #[arg(long, value_name = "N")]
         rate_limit_every: Option<u64>,
     },
+    /// Zendesk Support and Help Center: incremental ticket/event/article exports, tickets, comments,
+    /// articles, search, and the per-minute limit on incremental exports.
+    Zendesk {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8782")]
+        listen: SocketAddr,
+        /// Agent email; HTTP Basic auth expects `{email}/token` and the API token.
+        #[arg(long, default_value = "agent@example.com")]
+        email: String,
+        /// API token (HTTP Basic password, or `Authorization: Bearer <token>`).
+        #[arg(long, default_value = "demo-zendesk-token", hide_default_value = true)]
+        api_token: String,
+        /// Number of seeded tickets.
+        #[arg(long, default_value_t = 500)]
+        tickets: usize,
+        /// Number of seeded Help Center articles.
+        #[arg(long, default_value_t = 40)]
+        articles: usize,
+        /// Seed of the generated data set: the same seed gives the same data.
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        /// Requests per minute allowed on the incremental endpoints (the real limit is 10; off unless given).
+        #[arg(long, value_name = "N")]
+        incremental_limit: Option<u32>,
+        /// Ticket exports leave out changes younger than this many seconds (0: none).
+        #[arg(long, default_value_t = 60, value_name = "S")]
+        recent_exclusion_secs: u64,
+    },
     /// Start every fake on its default port with demo credentials (used by `make run`).
     Demo,
 }
@@ -96,17 +134,44 @@ async fn run(cli: Cli) -> std::io::Result<()> {
             };
             vec![("confluence", confluence(listen, opts).await?)]
         }
+        Command::Zendesk {
+            listen,
+            email,
+            api_token,
+            tickets,
+            articles,
+            seed,
+            incremental_limit,
+            recent_exclusion_secs,
+        } => {
+            let opts = ZendeskOptions {
+                email,
+                api_token,
+                tickets,
+                articles,
+                seed,
+                incremental_limit_per_minute: incremental_limit,
+                recent_exclusion_secs,
+            };
+            vec![("zendesk", zendesk(listen, opts).await?)]
+        }
         Command::Demo => {
-            let listen = SocketAddr::from(([127, 0, 0, 1], 8781));
-            vec![(
-                "confluence",
-                confluence(listen, ConfluenceOptions::default()).await?,
-            )]
+            let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+            vec![
+                (
+                    "confluence",
+                    confluence(localhost(8781), ConfluenceOptions::default()).await?,
+                ),
+                (
+                    "zendesk",
+                    zendesk(localhost(8782), ZendeskOptions::default()).await?,
+                ),
+            ]
         }
     };
     let mut out = std::io::stdout().lock();
     for (name, fake) in &fakes {
-        writeln!(out, "{name} listening on {}", fake.base_url)?;
+        writeln!(out, "{name} listening on {}", fake.base_url())?;
     }
     out.flush()?;
     drop(out);

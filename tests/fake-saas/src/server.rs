@@ -1,7 +1,9 @@
 //! Listener startup, shutdown, request counting and the rate-limit knob, shared by every fake.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -113,6 +115,27 @@ impl<S: FakeState> RunningFake<S> {
         if let Some(task) = self.task.lock().await.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// Object-safe view of any [`RunningFake`], so one process can hold fakes of different kinds.
+pub trait ServingFake: Send + Sync {
+    fn base_url(&self) -> &str;
+    /// Resolves once shutdown was requested.
+    fn stopped(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Stops serving and waits until the listener is closed.
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<S: FakeState> ServingFake for RunningFake<S> {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+    fn stopped(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(RunningFake::stopped(self))
+    }
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(RunningFake::shutdown(self))
     }
 }
 

@@ -38,12 +38,26 @@ pub async fn http(
     auth: Option<(&str, &str)>,
     body: Option<&str>,
 ) -> std::io::Result<Reply> {
+    let basic =
+        auth.map(|(user, pass)| format!("Basic {}", STANDARD.encode(format!("{user}:{pass}"))));
+    let headers: Vec<(&str, &str)> = basic
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    http_with(addr, method, path, &headers, body).await
+}
+
+/// Sends one request with the given extra headers; `body` is sent as JSON.
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<Reply> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some((user, pass)) = auth {
-        req += &format!(
-            "Authorization: Basic {}\r\n",
-            STANDARD.encode(format!("{user}:{pass}"))
-        );
+    for (name, value) in headers {
+        req += &format!("{name}: {value}\r\n");
     }
     let body = body.unwrap_or("");
     if !body.is_empty() {

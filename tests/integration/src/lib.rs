@@ -338,3 +338,27 @@ auth = {{ type = "basic", username = "demo@example.com", password = "secret:conf
 pub fn norm(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Config for the Zendesk connector against a fake at `base_url`, using vault secret
+/// `zendesk_token`; `settings` are extra lines for `[connector.settings]`.
+pub fn zendesk_config(base_url: &str, settings: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "zendesk"
+component = "{}"
+limits = {{ timeout = "60s" }}
+[connector.settings]
+base_url = "{base_url}"
+{settings}
+
+[[grant]]
+connector = "zendesk"
+url = "{base_url}/api/v2/"
+methods = ["GET"]
+allow_private = true
+auth = {{ type = "basic", username = "agent@example.com/token", password = "secret:zendesk_token" }}
+"#,
+        component("zendesk").display()
+    )
+}

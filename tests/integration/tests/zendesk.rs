@@ -1,0 +1,302 @@
+//! The Zendesk connector synced by the host: 100,000 tickets survive SIGKILL at random points
+//! and end equal to the fake's ground truth; incremental runs fetch only changes; the 10
+//! requests/minute incremental limit ends a run cleanly and it resumes; comments and articles
+//! streams match; search finds planted phrases across Confluence and Zendesk.
+
+use std::collections::BTreeMap;
+
+use airlock::store::documents;
+use airlock::sync::{RunEnd, run_stream};
+use airlock_tests::*;
+use fake_saas::{ConfluenceOptions, ZendeskOptions, spawn_confluence, spawn_zendesk};
+
+fn opts(tickets: usize) -> ZendeskOptions {
+    ZendeskOptions {
+        tickets,
+        recent_exclusion_secs: 0,
+        ..ZendeskOptions::default()
+    }
+}
+
+async fn fake(tickets: usize) -> fake_saas::RunningFake<fake_saas::zendesk::Zendesk> {
+    spawn_zendesk("127.0.0.1:0".parse().expect("addr"), opts(tickets))
+        .await
+        .expect("fake")
+}
+
+fn env_for(base_url: &str, settings: &str) -> Env {
+    let env = Env::new(&zendesk_config(base_url, settings));
+    env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
+    env
+}
+
+/// The store's tickets equal the fake's live tickets exactly: no missing, no extra (deleted),
+/// every ticket at its latest version.
+fn assert_tickets_equal_truth(env: &Env, f: &fake_saas::RunningFake<fake_saas::zendesk::Zendesk>) {
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let docs = documents::all(&conn, "zendesk", Some("ticket")).expect("docs");
+    let truth = f.truth();
+    let stored: BTreeMap<String, _> = docs.iter().map(|d| (d.id.clone(), d)).collect();
+    assert_eq!(stored.len(), docs.len());
+    let expected: BTreeMap<String, _> = truth
+        .tickets
+        .iter()
+        .map(|t| (t.id.to_string(), t))
+        .collect();
+    let missing = expected.keys().filter(|k| !stored.contains_key(*k)).count();
+    let extra: Vec<_> = stored
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing == 0 && extra.is_empty(),
+        "{missing} missing, extra (deleted upstream) e.g. {extra:?}"
+    );
+    let mut stale = Vec::new();
+    for (id, t) in &expected {
+        let d = stored[id];
+        if d.updated_at != t.updated_at
+            || d.title != t.subject
+            || norm(&d.body) != norm(&t.description)
+        {
+            stale.push(id.clone());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} tickets not at their latest version, e.g. {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_of_100k_tickets_survives_sigkill_and_matches_ground_truth() {
+    let f = fake(100_000).await;
+    let env = env_for(&f.base_url, "");
+    let mut seed: u64 = 0xdecaf;
+    let mut kills = 0;
+    for round in 0..5 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = 300 + (seed >> 33) % 1500;
+        let mut child = std::process::Command::new(airlock_bin())
+            .args(["sync", "zendesk", "--stream", "tickets"])
+            .env("AIRLOCK_CONFIG", &env.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sync");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+        if round == 1 {
+            f.mutate(fake_saas::ZendeskMutation {
+                update: 500,
+                delete: 200,
+                create: 100,
+                comment: 0,
+            });
+        }
+    }
+    assert!(
+        kills >= 2,
+        "the test must interrupt syncs (killed {kills} times)"
+    );
+    let out = env.airlock(&["sync", "zendesk", "--stream", "tickets"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_tickets_equal_truth(&env, &f);
+
+    // Incremental: N changed and M deleted are all a second run fetches.
+    let m = f.mutate(fake_saas::ZendeskMutation {
+        update: 40,
+        delete: 15,
+        create: 5,
+        comment: 0,
+    });
+    f.reset_requests();
+    let a = start_in_process(&env).await;
+    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+        .await
+        .expect("incremental");
+    assert_eq!(r.end, RunEnd::Done);
+    let changed = (m.updated.len() + m.created.len()) as u64;
+    assert!(
+        r.upserts >= changed && r.upserts <= changed + 10,
+        "upserts {} for {changed} changes",
+        r.upserts
+    );
+    assert_eq!(r.deletes, m.deleted.len() as u64);
+    assert!(
+        f.requests().total <= 3,
+        "incremental run made {} requests",
+        f.requests().total
+    );
+    assert_tickets_equal_truth(&env, &f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
+    let f = fake(3000).await;
+    f.set_incremental_limit(Some(10));
+    let env = env_for(&f.base_url, "page_size = \"200\"");
+    let a = start_in_process(&env).await;
+    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+        .await
+        .expect("rate limit is not an error");
+    match r.end {
+        RunEnd::RateLimited { retry_after_secs } => {
+            assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}")
+        }
+        other => panic!("expected a rate-limited end, got {other:?}"),
+    }
+    assert_eq!(
+        r.pages, 10,
+        "ten requests per minute: ten pages committed before the limit"
+    );
+    // Resume (the limit lifted instead of waiting a minute) from the committed cursor.
+    f.set_incremental_limit(None);
+    let r2 = run_stream(&a, "zendesk", "tickets", false, |_| {})
+        .await
+        .expect("resume");
+    assert_eq!(r2.end, RunEnd::Done);
+    assert_eq!(
+        r.upserts + r2.upserts,
+        3000,
+        "nothing fetched twice, nothing missed"
+    );
+    assert_tickets_equal_truth(&env, &f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_and_articles_streams_match_ground_truth() {
+    let f = fake(300).await;
+    let env = env_for(&f.base_url, "");
+    let a = start_in_process(&env).await;
+    for s in ["comments", "articles"] {
+        let r = run_stream(&a, "zendesk", s, false, |_| {}).await.expect(s);
+        assert_eq!(r.end, RunEnd::Done, "{s}");
+    }
+    let truth = f.truth();
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let comments = documents::all(&conn, "zendesk", Some("comment")).expect("comments");
+    let expected: usize = truth.tickets.iter().map(|t| t.comments.len()).sum();
+    assert_eq!(comments.len(), expected);
+    let t = &truth.tickets[3];
+    for c in &t.comments {
+        let d = comments
+            .iter()
+            .find(|d| d.id == format!("{}-{}", t.id, c.id))
+            .expect("comment stored");
+        assert_eq!(norm(&d.body), norm(&c.body));
+    }
+    let articles = documents::all(&conn, "zendesk", Some("article")).expect("articles");
+    assert_eq!(articles.len(), truth.articles.len());
+    for art in &truth.articles {
+        let d = articles
+            .iter()
+            .find(|d| d.id == art.id.to_string())
+            .expect("article stored");
+        assert_eq!(d.title, art.title);
+        assert_eq!(norm(&d.body), norm(&art.body_text));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_planted_phrases_across_confluence_and_zendesk() {
+    let zf = fake(500).await;
+    let cf = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
+    let env = Env::new(&format!(
+        "{}\n{}",
+        zendesk_config(&zf.base_url, ""),
+        confluence_config(&cf.base_url)
+    ));
+    env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    for args in [["sync", "zendesk"], ["sync", "confluence"]] {
+        let out = env.airlock(&args, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let search = |q: &str, extra: &[&str]| {
+        let mut args = vec!["search", q, "--json", "--limit", "50"];
+        args.extend_from_slice(extra);
+        let out = env.airlock(&args, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let v = search(fake_saas::zendesk::PLANTED_PHRASE, &[]);
+    let got: Vec<(String, String)> = v["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| {
+            (
+                h["connector"].as_str().unwrap_or("").to_string(),
+                h["kind"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.iter()
+            .filter(|(c, k)| c == "zendesk" && k == "ticket")
+            .count(),
+        3,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|(c, k)| c == "zendesk" && k == "article")
+            .count(),
+        2,
+        "{got:?}"
+    );
+    let v = search(fake_saas::confluence::PLANTED_PHRASE, &[]);
+    assert_eq!(v["hits"].as_array().map(Vec::len), Some(3));
+    assert!(
+        v["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .all(|h| h["connector"] == "confluence")
+    );
+    let v = search(fake_saas::zendesk::PLANTED_PHRASE, &["--kind", "article"]);
+    assert_eq!(v["hits"].as_array().map(Vec::len), Some(2));
+
+    // --live with Zendesk down: Confluence and the local index still answer; Zendesk is named.
+    zf.shutdown().await;
+    let v = search(
+        fake_saas::confluence::PLANTED_PHRASE,
+        &["--live", "--live-timeout", "5s"],
+    );
+    assert_eq!(v["partial"], true, "{v}");
+    let failed: Vec<_> = v["failed"]
+        .as_array()
+        .expect("failed")
+        .iter()
+        .map(|f| f["connector"].clone())
+        .collect();
+    assert_eq!(failed, vec![serde_json::json!("zendesk")]);
+    assert!(v["hits"].as_array().expect("hits").len() >= 3);
+}
