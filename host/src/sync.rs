@@ -169,8 +169,14 @@ pub async fn run_stream(
         seconds: 0.0,
         end: RunEnd::Done,
     };
+    let mut pending: Option<Pending> = None;
     loop {
-        let page = match c.sync_page(stream, cursor.clone()).await {
+        // The previous page's commit (if any) runs while this page is fetched.
+        let fetched = c.sync_page(stream, cursor.clone()).await;
+        if fetched.is_err() {
+            settle(&mut pending, &mut report, started, &mut on_progress).await?;
+        }
+        let page = match fetched {
             Ok(p) => p,
             Err(InvokeError::Connector(e)) if e.code == "rate-limited" => {
                 let secs = e.retry_after.unwrap_or(60).max(1);
@@ -209,6 +215,7 @@ pub async fn run_stream(
             }
         };
         if !page.done && (page.next_cursor.is_none() || page.next_cursor == cursor) {
+            settle(&mut pending, &mut report, started, &mut on_progress).await?;
             let msg = if page.next_cursor.is_none() {
                 "page is not done but has no next cursor".to_string()
             } else {
@@ -227,45 +234,76 @@ pub async fn run_stream(
         let (ups, dels) = (page.upserts.len() as u64, page.deletes.len() as u64);
         let done = page.done;
         let next = page.next_cursor.clone();
+        // Commits stay strictly in order: page N+1 is committed only after page N.
+        settle(&mut pending, &mut report, started, &mut on_progress).await?;
         let (cid, sid) = (connector.to_string(), stream.to_string());
-        db.run(move |conn| {
-            let now = now_rfc3339();
-            // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a deferred
-            // transaction that upgrades from read to write fails at once when another
-            // connection (the audit writer) committed in between.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            documents::apply_page(&tx, &cid, &page.upserts, &page.deletes, &now)?;
-            sync_state::commit_cursor(
-                &tx,
-                &cid,
-                &sid,
-                page.next_cursor.as_deref(),
-                (ups + dels) as i64,
-                &now,
-            )?;
-            if page.done {
-                sync_state::record_success(&tx, &cid, &sid, &now)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
-        report.pages += 1;
-        report.upserts += ups;
-        report.deletes += dels;
-        cursor = next;
-        on_progress(&Progress {
-            connector,
-            stream,
-            pages: report.pages,
-            records: report.upserts + report.deletes,
-            elapsed: started.elapsed(),
+        let db2 = db.clone();
+        let commit = tokio::spawn(async move {
+            db2.run(move |conn| {
+                let now = now_rfc3339();
+                // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
+                // deferred transaction that upgrades from read to write fails at once when
+                // another connection (the audit writer) committed in between.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                documents::apply_page(&tx, &cid, &page.upserts, &page.deletes, &now)?;
+                let records = (page.upserts.len() + page.deletes.len()) as i64;
+                sync_state::commit_cursor(
+                    &tx,
+                    &cid,
+                    &sid,
+                    page.next_cursor.as_deref(),
+                    records,
+                    &now,
+                )?;
+                if page.done {
+                    sync_state::record_success(&tx, &cid, &sid, &now)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
         });
+        pending = Some(Pending { commit, ups, dels });
+        cursor = next;
         if done {
+            settle(&mut pending, &mut report, started, &mut on_progress).await?;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
     }
+}
+
+/// A page commit running while the next page is fetched.
+struct Pending {
+    commit: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ups: u64,
+    dels: u64,
+}
+
+/// Waits for the in-flight commit, if any, and reports progress once it is durable.
+async fn settle(
+    pending: &mut Option<Pending>,
+    report: &mut RunReport,
+    started: Instant,
+    on_progress: &mut impl FnMut(&Progress<'_>),
+) -> Result<(), SyncError> {
+    let Some(p) = pending.take() else {
+        return Ok(());
+    };
+    p.commit
+        .await
+        .map_err(|e| SyncError::Store(anyhow::anyhow!("commit task failed: {e}")))??;
+    report.pages += 1;
+    report.upserts += p.ups;
+    report.deletes += p.dels;
+    on_progress(&Progress {
+        connector: &report.connector,
+        stream: &report.stream,
+        pages: report.pages,
+        records: report.upserts + report.deletes,
+        elapsed: started.elapsed(),
+    });
+    Ok(())
 }
 
 /// The scheduler of `airlock serve`: one task per scheduled (connector, stream). A

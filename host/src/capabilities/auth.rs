@@ -138,6 +138,7 @@ impl GrantAuth {
         &self,
         headers: &mut HeaderMap,
         client: &UpstreamClient,
+        allow_private: bool,
         timeout: Duration,
         on_fetch: impl FnOnce(TokenFetch),
     ) -> Result<(), String> {
@@ -148,7 +149,7 @@ impl GrantAuth {
                 Ok(())
             }
             GrantAuth::OAuth2(o) => {
-                let v = o.token(client, timeout, on_fetch).await?;
+                let v = o.token(client, allow_private, timeout, on_fetch).await?;
                 headers.insert(header::AUTHORIZATION, v);
                 Ok(())
             }
@@ -162,6 +163,7 @@ impl OAuth2 {
     async fn token(
         &self,
         client: &UpstreamClient,
+        allow_private: bool,
         timeout: Duration,
         on_fetch: impl FnOnce(TokenFetch),
     ) -> Result<HeaderValue, String> {
@@ -172,7 +174,7 @@ impl OAuth2 {
             return Ok(t.header.clone());
         }
         let started = Instant::now();
-        let result = self.fetch(client, timeout).await;
+        let result = self.fetch(client, allow_private, timeout).await;
         let (status, error) = match &result {
             Ok((_, s)) => (Some(*s), None),
             Err((s, e)) => (*s, Some(e.clone())),
@@ -194,8 +196,22 @@ impl OAuth2 {
     async fn fetch(
         &self,
         client: &UpstreamClient,
+        allow_private: bool,
         timeout: Duration,
     ) -> Result<(CachedToken, u16), (Option<u16>, String)> {
+        // A literal IP never reaches the resolver's check; apply the same rule here.
+        if let Some(host) = self.token_url.host()
+            && let Ok(ip) = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+            && let Some(class) = super::net::check_ip(ip, allow_private)
+        {
+            return Err((
+                None,
+                format!("token endpoint {ip} is {class}; the grant does not allow it"),
+            ));
+        }
         let req = Request::builder()
             .method(Method::POST)
             .uri(self.token_url.clone())
@@ -212,10 +228,11 @@ impl OAuth2 {
                 )
             })?
             .map_err(|e| {
-                (
-                    None,
-                    self.scrubber.scrub(&format!("token request failed: {e}")),
-                )
+                let msg = match super::net::find_address_denied(&e) {
+                    Some(d) => format!("token endpoint refused: {d}; the grant does not allow it"),
+                    None => format!("token request failed: {}", super::net::error_chain(&e)),
+                };
+                (None, self.scrubber.scrub(&msg))
             })?;
         let status = resp.status().as_u16();
         let body = tokio::time::timeout(
@@ -265,7 +282,8 @@ impl OAuth2 {
             Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
             _ => 3600,
         };
-        let lifetime = Duration::from_secs(secs);
+        // Cap absurd lifetimes (and keep Instant arithmetic from overflowing).
+        let lifetime = Duration::from_secs(secs.clamp(1, 30 * 86_400));
         let margin = REFRESH_MARGIN.min(lifetime / 10);
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             (

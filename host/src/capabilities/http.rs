@@ -21,7 +21,7 @@ use crate::scrub::Scrubber;
 use crate::store::audit::{AuditEvent, AuditLog};
 
 use super::auth::GrantAuth;
-use super::net::{Net, check_ip, find_address_denied};
+use super::net::{Net, check_ip, error_chain, find_address_denied};
 use super::policy::{Target, find_grant};
 
 type SendResult = Result<
@@ -207,20 +207,26 @@ impl ConnectorGate {
         let audit = self.audit.clone();
         let token_event = self.event(&invocation);
         if let Err(e) = self.auths[idx]
-            .apply(&mut parts.headers, client, timeout, |f| {
-                let mut t = token_event;
-                t.event = "oauth-token".into();
-                t.method = Some("POST".into());
-                t.scheme = f.url.scheme_str().map(str::to_string);
-                t.host = f.url.host().map(str::to_string);
-                t.port = f.url.port_u16();
-                t.path = Some(f.url.path().to_string());
-                t.status = f.status;
-                t.latency_ms = Some(ms(f.latency));
-                t.decision = if f.error.is_some() { "error" } else { "ok" }.into();
-                t.reason = f.error.unwrap_or_else(|| "token fetched".into());
-                audit.record(t);
-            })
+            .apply(
+                &mut parts.headers,
+                client,
+                grant.allow_private,
+                timeout,
+                |f| {
+                    let mut t = token_event;
+                    t.event = "oauth-token".into();
+                    t.method = Some("POST".into());
+                    t.scheme = f.url.scheme_str().map(str::to_string);
+                    t.host = f.url.host().map(str::to_string);
+                    t.port = f.url.port_u16();
+                    t.path = Some(f.url.path().to_string());
+                    t.status = f.status;
+                    t.latency_ms = Some(ms(f.latency));
+                    t.decision = if f.error.is_some() { "error" } else { "ok" }.into();
+                    t.reason = f.error.unwrap_or_else(|| "token fetched".into());
+                    audit.record(t);
+                },
+            )
             .await
         {
             return Err(self.fail(
@@ -256,7 +262,17 @@ impl ConnectorGate {
             }
             Ok(Ok(r)) => r,
         };
-        let (rparts, rbody) = response.into_parts();
+        let (mut rparts, rbody) = response.into_parts();
+        // Header values echoing a credential are scrubbed like bodies.
+        if !self.scrubber.is_empty() {
+            for v in rparts.headers.values_mut() {
+                if let Some(clean) = self.scrubber.scrub_bytes_if_needed(v.as_bytes()) {
+                    if let Ok(nv) = http::HeaderValue::from_bytes(&clean) {
+                        *v = nv;
+                    }
+                }
+            }
+        }
         ev.status = Some(rparts.status.as_u16());
         let max = self.limits.max_response_bytes;
         let bytes: Bytes =
@@ -330,17 +346,6 @@ fn first_byte_timeout(limits: &Limits, options: Option<&RequestOptions>) -> Dura
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// The `WasiHttpHooks` of one invocation.

@@ -108,6 +108,18 @@ pub fn check_ip(ip: IpAddr, allow_private: bool) -> Option<&'static str> {
     }
 }
 
+/// An error and all its sources, on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
 /// Finds an [`AddressDenied`] anywhere in an error's source chain.
 pub fn find_address_denied<'a>(
     err: &'a (dyn std::error::Error + 'static),

@@ -938,3 +938,95 @@ allow_private = true
         "{outputs:?}"
     );
 }
+
+// ---- regression tests for host bugs found while writing this file --------------------------------
+
+/// The token request goes through the grant's pool, but hyper never resolves an IP literal, so
+/// the resolver's address check does not see a literal `token_url` host, and http.rs only checks
+/// literals of the request URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_token_url_on_a_literal_loopback_ip_needs_allow_private() {
+    let token = Server::spawn(|_, n| {
+        Reply::json(
+            200,
+            &json!({"token_type": "Bearer", "expires_in": 3600, "access_token": format!("tok-{n}-secretish")}),
+        )
+    })
+    .await;
+    let upstream = auth_echo_server().await;
+    let token_url = token.url("/token");
+    let env = Env::new(&format!(
+        r#"[limits]
+connect_timeout = "1s"
+
+{connector}
+[resolve]
+"api.test" = "192.0.2.10"
+
+[[grant]]
+connector = "hostile"
+url = "http://api.test/public/"
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "cid", client_secret = "secret:graph_secret" }}
+
+[[grant]]
+connector = "hostile"
+url = "{private}"
+allow_private = true
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "cid", client_secret = "secret:graph_secret" }}
+"#,
+        connector = connector(""),
+        private = upstream.url("/private/"),
+    ));
+    env.set_secret("graph_secret", GRAPH_SECRET);
+    let a = start_in_process(&env).await;
+
+    // A grant without allow_private may not fetch its token from a loopback address.
+    let r = fetch(&a, get("http://api.test/public/me")).await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        token.hits(),
+        0,
+        "token fetched from 127.0.0.1 without allow_private"
+    );
+    // With allow_private the same endpoint works (so the policy is what refused it).
+    let v = fetch(&a, get(&upstream.url("/private/me")))
+        .await
+        .expect("private grant");
+    assert_eq!(v["status"], 200);
+    assert_eq!(token.hits(), 1);
+
+    a.flush();
+    let rows = audit_rows(&env);
+    let tok = rows_of(&rows, "oauth-token");
+    assert!(
+        tok.iter()
+            .any(|r| r.event.decision != "ok" && r.event.reason.contains("loopback")),
+        "{:#?}",
+        summary(&rows)
+    );
+}
+
+/// `Instant::now() + Duration::from_secs(expires_in)` overflows and panics for a huge value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_token_lifetime_does_not_crash_the_invocation() {
+    let token = Server::spawn(|_, _| {
+        Reply::status(
+            200,
+            r#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"tok-long-secretish"}"#,
+        )
+    })
+    .await;
+    let upstream = auth_echo_server().await;
+    let env = Env::new(&oauth_config(&token, &upstream));
+    env.set_secret("graph_secret", GRAPH_SECRET);
+    let a = Arc::new(start_in_process(&env).await);
+    for _ in 0..2 {
+        let a = a.clone();
+        let url = upstream.url("/graph/me");
+        let r = tokio::spawn(async move { fetch(&a, get(&url)).await })
+            .await
+            .expect("the invocation panicked");
+        assert_eq!(r.expect("fetch")["status"], 200);
+    }
+    assert_eq!(token.hits(), 1, "the long-lived token is cached");
+}

@@ -1,0 +1,243 @@
+//! `make bench`: sandboxed sync of 100,000 Zendesk tickets into the store vs a native Rust
+//! baseline, in the same run, that makes the same HTTP requests to the same fake (a separate
+//! process) and the same SQLite writes (documents + FTS index + cursor, one transaction per
+//! page). Goals: sandboxed <= 1.25x the native time and >= 20,000 records/s.
+
+use std::time::Instant;
+
+use airlock::app::{Airlock, StartOptions};
+use airlock::config::Config;
+use airlock::runtime::model::{Document, DocumentRef};
+use airlock::scrub::Scrubber;
+use airlock::store::{documents, sync_state};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
+
+const TICKETS: usize = 100_000;
+const TOKEN: &str = "demo-zendesk-token";
+
+#[derive(Deserialize)]
+struct Export {
+    tickets: Vec<Ticket>,
+    after_cursor: Option<String>,
+    end_of_stream: bool,
+}
+
+#[derive(Deserialize)]
+struct Ticket {
+    id: u64,
+    subject: Option<String>,
+    description: Option<String>,
+    status: Option<String>,
+    priority: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    requester_id: Option<u64>,
+    assignee_id: Option<u64>,
+    organization_id: Option<u64>,
+    #[serde(default)]
+    tags: Vec<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    status: &'a Option<String>,
+    priority: &'a Option<String>,
+    #[serde(rename = "type")]
+    kind: &'a Option<String>,
+    requester_id: Option<u64>,
+    assignee_id: Option<u64>,
+    organization_id: Option<u64>,
+    tags: &'a [String],
+}
+
+/// The native baseline: what the connector does, compiled natively, with the host's store.
+async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64)> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("agent@example.com/token:{TOKEN}")
+        )
+    );
+    let mut conn = airlock::store::open(dir)?;
+    let t = Instant::now();
+    let mut cursor: Option<String> = None;
+    let mut records = 0;
+    loop {
+        let url = match &cursor {
+            None => {
+                format!("{base}/api/v2/incremental/tickets/cursor.json?per_page=1000&start_time=0")
+            }
+            Some(c) => format!(
+                "{base}/api/v2/incremental/tickets/cursor.json?per_page=1000&cursor={}",
+                url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+            ),
+        };
+        let req = http::Request::get(url)
+            .header("authorization", &auth)
+            .body(Full::new(Bytes::new()))?;
+        let resp = client.request(req).await?;
+        anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+        let body = resp.into_body().collect().await?.to_bytes();
+        let export: Export = serde_json::from_slice(&body)?;
+        let mut ups = Vec::with_capacity(export.tickets.len());
+        let mut dels = Vec::new();
+        for tk in &export.tickets {
+            if tk.status.as_deref() == Some("deleted") {
+                dels.push(DocumentRef {
+                    kind: "ticket".into(),
+                    id: tk.id.to_string(),
+                });
+                continue;
+            }
+            let meta = serde_json::to_value(Meta {
+                status: &tk.status,
+                priority: &tk.priority,
+                kind: &tk.kind,
+                requester_id: tk.requester_id,
+                assignee_id: tk.assignee_id,
+                organization_id: tk.organization_id,
+                tags: &tk.tags,
+            })?;
+            ups.push(Document {
+                id: tk.id.to_string(),
+                kind: "ticket".into(),
+                title: tk.subject.clone().unwrap_or_default(),
+                body: tk.description.clone().unwrap_or_default(),
+                url: Some(format!("{base}/agent/tickets/{}", tk.id)),
+                updated_at: tk.updated_at.clone().unwrap_or_default(),
+                metadata: meta,
+                acl: vec![],
+            });
+        }
+        records += ups.len() + dels.len();
+        let next = export.after_cursor.clone();
+        let now = airlock::store::now_rfc3339();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        documents::apply_page(&tx, "zendesk", &ups, &dels, &now)?;
+        sync_state::commit_cursor(
+            &tx,
+            "zendesk",
+            "tickets",
+            next.as_deref(),
+            (ups.len() + dels.len()) as i64,
+            &now,
+        )?;
+        tx.commit()?;
+        cursor = next;
+        if export.end_of_stream {
+            break;
+        }
+    }
+    Ok((records, t.elapsed().as_secs_f64()))
+}
+
+async fn sandboxed(
+    base: &str,
+    dir: &std::path::Path,
+    zendesk: &std::path::Path,
+) -> anyhow::Result<(usize, f64)> {
+    let text = format!(
+        r#"[server]
+data_dir = "data"
+[[connector]]
+id = "zendesk"
+component = "{}"
+[connector.settings]
+base_url = "{base}"
+[[grant]]
+connector = "zendesk"
+url = "{base}/api/v2/"
+allow_private = true
+auth = {{ type = "basic", username = "agent@example.com/token", password = "env:AIRLOCK_BENCH_ZD" }}
+"#,
+        zendesk.display()
+    );
+    let config = Config::parse(&text, &dir.join("airlock.toml"))?;
+    let a = Airlock::start(config, Scrubber::new(), StartOptions::default()).await?;
+    let t = Instant::now();
+    let r = airlock::sync::run_stream(&a, "zendesk", "tickets", true, |_| {}).await?;
+    let secs = t.elapsed().as_secs_f64();
+    a.flush();
+    Ok(((r.upserts + r.deletes) as usize, secs))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let zendesk = root.join("target/wasm32-wasip2/release/zendesk.wasm");
+    let fake_bin = root.join("target/release/fake-saas");
+    anyhow::ensure!(
+        zendesk.exists() && fake_bin.exists(),
+        "run `make bench` (it builds the connector and the fake)"
+    );
+    // SAFETY: set before any other thread reads the environment.
+    unsafe { std::env::set_var("AIRLOCK_BENCH_ZD", TOKEN) };
+    let mut child = std::process::Command::new(&fake_bin)
+        .args([
+            "zendesk",
+            "--listen",
+            "127.0.0.1:0",
+            "--tickets",
+            &TICKETS.to_string(),
+            "--recent-exclusion-secs",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _fake = Kill(child);
+    let base = line
+        .split_whitespace()
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("fake: {line}"))?
+        .to_string();
+
+    let mut best_native = f64::MAX;
+    let mut best_sandboxed = f64::MAX;
+    for round in 0..2 {
+        let d1 = tempfile::tempdir()?;
+        let (n, s) = native(&base, d1.path()).await?;
+        anyhow::ensure!(n == TICKETS, "native synced {n}");
+        let d2 = tempfile::tempdir()?;
+        let (m, t) = sandboxed(&base, d2.path(), &zendesk).await?;
+        anyhow::ensure!(m == TICKETS, "sandboxed synced {m}");
+        println!("  round {round}: native {s:.2}s, sandboxed {t:.2}s");
+        best_native = best_native.min(s);
+        best_sandboxed = best_sandboxed.min(t);
+    }
+    println!("sync of {TICKETS} Zendesk tickets into the store (best of 2)");
+    println!(
+        "  native baseline  {:>8.0} records/s",
+        TICKETS as f64 / best_native
+    );
+    println!(
+        "  sandboxed        {:>8.0} records/s",
+        TICKETS as f64 / best_sandboxed
+    );
+    println!(
+        "  ratio            {:>8.2}x   (goal <= 1.25x and >= 20000 records/s)",
+        best_sandboxed / best_native
+    );
+    Ok(())
+}
