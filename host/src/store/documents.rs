@@ -211,9 +211,9 @@ mod tests {
         )
         .unwrap();
         tx.commit().unwrap();
-        let q = |text: &str| {
+        let q = |c: &Connection, text: &str| {
             search(
-                &c,
+                c,
                 &Query {
                     text,
                     limit: 10,
@@ -225,15 +225,15 @@ mod tests {
             .map(|h| h.id)
             .collect::<Vec<_>>()
         };
-        assert_eq!(q("brown fox"), vec!["1"]);
+        assert_eq!(q(&c, "brown fox"), vec!["1"]);
         let tx = c.transaction().unwrap();
         apply_page(&tx, "c", &[doc("1", "Alpha", "now about cats")], &[], "t").unwrap();
         tx.commit().unwrap();
         assert!(
-            q("fox").is_empty(),
+            q(&c, "fox").is_empty(),
             "old text must leave the index on update"
         );
-        assert_eq!(q("cats"), vec!["1"]);
+        assert_eq!(q(&c, "cats"), vec!["1"]);
         let tx = c.transaction().unwrap();
         apply_page(
             &tx,
@@ -247,7 +247,7 @@ mod tests {
         )
         .unwrap();
         tx.commit().unwrap();
-        assert!(q("dog").is_empty());
+        assert!(q(&c, "dog").is_empty());
         assert!(get(&c, "c", "page", "2").unwrap().is_none());
     }
 
