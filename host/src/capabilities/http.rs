@@ -266,10 +266,10 @@ impl ConnectorGate {
         // Header values echoing a credential are scrubbed like bodies.
         if !self.scrubber.is_empty() {
             for v in rparts.headers.values_mut() {
-                if let Some(clean) = self.scrubber.scrub_bytes_if_needed(v.as_bytes()) {
-                    if let Ok(nv) = http::HeaderValue::from_bytes(&clean) {
-                        *v = nv;
-                    }
+                if let Some(clean) = self.scrubber.scrub_bytes_if_needed(v.as_bytes())
+                    && let Ok(nv) = http::HeaderValue::from_bytes(&clean)
+                {
+                    *v = nv;
                 }
             }
         }

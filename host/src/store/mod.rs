@@ -159,23 +159,6 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_apply_once_and_record_the_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = open(dir.path()).unwrap();
-        drop(c);
-        let c = open(dir.path()).unwrap();
-        let v: i64 = c
-            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(v as usize, MIGRATIONS.len());
-    }
-}
-
 /// A shared connection for the daemon's own reads and writes (sync commits, search). SQLite
 /// calls are blocking, so async callers go through [`Db::run`].
 pub struct Db {
@@ -204,5 +187,22 @@ impl Db {
         })
         .await
         .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_record_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path()).unwrap();
+        drop(c);
+        let c = open(dir.path()).unwrap();
+        let v: i64 = c
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
     }
 }
