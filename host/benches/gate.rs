@@ -113,8 +113,10 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         let pre = pre.clone();
         let ctx = ctx.clone();
         async move {
-            let mut store =
-                wasmtime::Store::new(pre.engine(), State::new(ctx, "bench".into(), 64 << 20));
+            let mut store = wasmtime::Store::new(
+                pre.engine(),
+                State::new(ctx, "bench".into(), 64 << 20, None),
+            );
             store.set_epoch_deadline(u64::MAX / 2);
             let w = pre.instantiate_async(&mut store).await?;
             let out = w

@@ -12,11 +12,12 @@ use crate::capabilities::auth::GrantAuth;
 use crate::capabilities::http::ConnectorGate;
 use crate::capabilities::net::Net;
 use crate::capabilities::secrets::resolve_all;
-use crate::config::Config;
+use crate::config::{Config, Route};
 use crate::runtime::connector::{ConnectorCtx, InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
 use crate::scrub::Scrubber;
 use crate::store::Db;
+use crate::store::audit::AuditEvent;
 use crate::store::audit::{AuditLog, AuditWriter};
 use crate::store::vault::Vault;
 use crate::sync::SyncLocks;
@@ -212,9 +213,80 @@ impl Airlock {
         }
     }
 
-    /// Runs an operation on a connector.
+    /// Runs an operation on a connector, or an action on a route.
     pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
+        if let Some(route) = self.config.route(id) {
+            return self.invoke_route(route, op).await;
+        }
         self.connector(id)?.invoke(op).await
+    }
+
+    /// Failover: tries each connector of the route in order until one answers, and reports which
+    /// one did and why the others failed. Invalid input stops at once (it would fail everywhere).
+    async fn invoke_route(&self, route: &Route, op: Op) -> Result<serde_json::Value, InvokeError> {
+        let input = match op {
+            Op::Action { name, input } if name == route.action => input,
+            _ => {
+                return Err(InvokeError::BadInput {
+                    message: format!(
+                        "route `{}` serves only the action `{}`",
+                        route.name, route.action
+                    ),
+                });
+            }
+        };
+        let mut failed = Vec::new();
+        for id in &route.connectors {
+            let attempt = match self.connector(id) {
+                Ok(c) => {
+                    c.invoke(Op::Action {
+                        name: route.action.clone(),
+                        input: input.clone(),
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(result) => {
+                    self.audit.record(AuditEvent {
+                        connector: route.name.clone(),
+                        invocation: ulid::Ulid::new().to_string(),
+                        event: "route".into(),
+                        decision: "ok".into(),
+                        reason: format!(
+                            "answered by `{id}` after {} failed attempt(s)",
+                            failed.len()
+                        ),
+                        ..Default::default()
+                    });
+                    return Ok(
+                        serde_json::json!({ "answered_by": id, "failed": failed, "result": result }),
+                    );
+                }
+                Err(e @ InvokeError::BadInput { .. }) => return Err(e),
+                Err(InvokeError::Connector(c)) if c.code == "invalid-input" => {
+                    return Err(InvokeError::Connector(c));
+                }
+                Err(e) => {
+                    failed.push(serde_json::json!({ "connector": id, "error": e.to_string() }))
+                }
+            }
+        }
+        let message = format!(
+            "route `{}`: every connector failed: {}",
+            route.name,
+            serde_json::Value::Array(failed)
+        );
+        self.audit.record(AuditEvent {
+            connector: route.name.clone(),
+            invocation: ulid::Ulid::new().to_string(),
+            event: "route".into(),
+            decision: "error".into(),
+            reason: message.clone(),
+            ..Default::default()
+        });
+        Err(InvokeError::Unavailable { message })
     }
 
     pub fn statuses(&self) -> Vec<ConnectorStatus> {

@@ -160,7 +160,18 @@ pub struct Grant {
     pub allow_private: bool,
     /// Whether the connector may read this grant's secrets through the `secret()` import.
     pub reveal: bool,
+    /// Whether actions marked `writes` may send write requests (POST, PUT, PATCH, DELETE)
+    /// through this grant. Off by default.
+    pub writes: bool,
     pub auth: AuthConfig,
+}
+
+/// `[[route]]`: an action served by the first connector instance in `connectors` that succeeds.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub action: String,
+    pub connectors: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +206,7 @@ pub struct Config {
     pub limits: Limits,
     pub connectors: Vec<ConnectorConfig>,
     pub grants: Vec<Grant>,
+    pub routes: Vec<Route>,
     /// Host name overrides (like curl's `--resolve`): name -> addresses.
     pub resolve: BTreeMap<String, Vec<IpAddr>>,
 }
@@ -212,6 +224,8 @@ struct RawFile {
     connectors: Vec<RawConnector>,
     #[serde(default, rename = "grant")]
     grants: Vec<RawGrant>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
     #[serde(default)]
     resolve: BTreeMap<String, OneOrMany>,
 }
@@ -267,7 +281,17 @@ struct RawGrant {
     allow_private: bool,
     #[serde(default)]
     reveal: bool,
+    #[serde(default)]
+    writes: bool,
     auth: Option<RawAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: String,
+    action: String,
+    connectors: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -427,6 +451,38 @@ impl Config {
             grants.push(build_grant(i, g, &base).map_err(|m| err(format!("{key}.{m}")))?);
         }
 
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let key = format!("route[{i}]");
+            validate_id(&r.name).map_err(|m| err(format!("{key}.name: {m}")))?;
+            if !ids.insert(r.name.clone()) {
+                return Err(err(format!(
+                    "{key}.name: `{}` is already a connector or route id",
+                    r.name
+                )));
+            }
+            if r.action.trim().is_empty() {
+                return Err(err(format!("{key}.action: must name an action")));
+            }
+            if r.connectors.is_empty() {
+                return Err(err(format!(
+                    "{key}.connectors: list at least one connector"
+                )));
+            }
+            for c in &r.connectors {
+                if !connectors.iter().any(|x: &ConnectorConfig| &x.id == c) {
+                    return Err(err(format!(
+                        "{key}.connectors: no connector with id `{c}` is configured"
+                    )));
+                }
+            }
+            routes.push(Route {
+                name: r.name,
+                action: r.action,
+                connectors: r.connectors,
+            });
+        }
+
         let mut resolve = BTreeMap::new();
         for (name, addrs) in raw.resolve {
             let list = match addrs {
@@ -452,8 +508,13 @@ impl Config {
             limits,
             connectors,
             grants,
+            routes,
             resolve,
         })
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
     }
 
     pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
@@ -638,6 +699,7 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
         path_prefix,
         allow_private: g.allow_private,
         reveal: g.reveal,
+        writes: g.writes,
         auth,
     })
 }

@@ -204,24 +204,26 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             input,
         } => {
             let config = load_config(&config)?;
-            if config.connector(&connector).is_none() {
-                bail!(
-                    "{}: no connector `{connector}` is configured (have: {})",
+            let only: Vec<String> = match (config.connector(&connector), config.route(&connector)) {
+                (Some(_), _) => vec![connector.clone()],
+                (None, Some(r)) => r.connectors.clone(),
+                (None, None) => bail!(
+                    "{}: no connector or route `{connector}` is configured (have: {})",
                     config.path.display(),
                     config
                         .connectors
                         .iter()
                         .map(|c| c.id.as_str())
+                        .chain(config.routes.iter().map(|r| r.name.as_str()))
                         .collect::<Vec<_>>()
                         .join(", ")
-                );
-            }
+                ),
+            };
             let input: serde_json::Value = match input.as_deref() {
                 None => serde_json::json!({}),
                 Some(s) => serde_json::from_str(s).context("INPUT is not valid JSON")?,
             };
             let op = Op::parse(&op, input)?;
-            let only = [connector.clone()];
             let a = Airlock::start(
                 config,
                 scrubber.clone(),

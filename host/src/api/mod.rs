@@ -34,7 +34,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn list_connectors(State(a): State<Arc<Airlock>>) -> Response {
-    Json(serde_json::json!({ "connectors": a.statuses() })).into_response()
+    let routes: Vec<_> = a
+        .config
+        .routes
+        .iter()
+        .map(|r| serde_json::json!({ "name": r.name, "action": r.action, "connectors": r.connectors }))
+        .collect();
+    Json(serde_json::json!({ "connectors": a.statuses(), "routes": routes })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -66,11 +72,11 @@ async fn invoke(
         Ok(op) => op,
         Err(e) => return invoke_error(&a, e),
     };
-    if !a.connectors.contains_key(&id) {
+    if !a.connectors.contains_key(&id) && a.config.route(&id).is_none() {
         return error_response(
             StatusCode::NOT_FOUND,
             "no-such-connector",
-            &format!("no connector `{id}` is configured"),
+            &format!("no connector or route `{id}` is configured"),
             None,
         );
     }

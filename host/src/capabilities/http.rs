@@ -76,10 +76,16 @@ impl ConnectorGate {
     }
 
     /// The hooks for one invocation's store.
-    pub fn hooks(self: &Arc<Self>, invocation: Arc<str>) -> InvocationHooks {
+    /// `writes_action`: the invocation runs an action marked `writes`.
+    pub fn hooks(
+        self: &Arc<Self>,
+        invocation: Arc<str>,
+        writes_action: Option<Arc<str>>,
+    ) -> InvocationHooks {
         InvocationHooks {
             gate: self.clone(),
             invocation,
+            writes_action,
         }
     }
 
@@ -129,6 +135,7 @@ impl ConnectorGate {
     async fn send(
         self: Arc<Self>,
         invocation: Arc<str>,
+        writes_action: Option<Arc<str>>,
         req: Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> SendResult {
@@ -173,6 +180,20 @@ impl ConnectorGate {
             Err(reason) => return Err(self.deny(ev, started, reason)),
         };
         let grant = &self.grants[idx];
+        // Write actions stay off by default: their write requests need a grant with writes.
+        if let Some(action) = &writes_action
+            && !matches!(
+                parts.method,
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            )
+            && !grant.writes
+        {
+            let reason = format!(
+                "action `{action}` writes, and grant[{}] does not allow writes (set writes = true on the grant)",
+                grant.index
+            );
+            return Err(self.deny(ev, started, reason));
+        }
         // Literal IPs never reach the resolver, so check them here.
         if let Ok(ip) = host.parse::<std::net::IpAddr>()
             && let Some(class) = check_ip(ip, grant.allow_private)
@@ -352,6 +373,8 @@ fn ms(d: Duration) -> f64 {
 pub struct InvocationHooks {
     gate: Arc<ConnectorGate>,
     invocation: Arc<str>,
+    /// The action's name when the invocation runs an action marked `writes`.
+    writes_action: Option<Arc<str>>,
 }
 
 impl WasiHttpHooks for InvocationHooks {
@@ -382,6 +405,6 @@ impl WasiHttpHooks for InvocationHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let gate = self.gate.clone();
         let invocation = self.invocation.clone();
-        Box::new(gate.send(invocation, request, options))
+        Box::new(gate.send(invocation, self.writes_action.clone(), request, options))
     }
 }

@@ -295,6 +295,7 @@ mod tests {
             path_prefix: PathPrefix::parse(prefix).unwrap(),
             allow_private: false,
             reveal: false,
+            writes: false,
             auth: AuthConfig::None,
         }
     }

@@ -402,10 +402,21 @@ impl LoadedConnector {
         let started = Instant::now();
         let timeout = self.limits.timeout;
         let deadline = started + timeout;
+        // An action marked `writes` may only write through grants that allow writes.
+        let writes_action: Option<Arc<str>> = label
+            .strip_prefix("action:")
+            .filter(|name| {
+                self.info
+                    .actions
+                    .iter()
+                    .any(|a| a.name == *name && a.writes)
+            })
+            .map(Arc::from);
         let state = State::new(
             self.ctx.clone(),
             invocation.clone(),
             self.limits.memory_bytes,
+            writes_action,
         );
         let memory_hit = state.limiter.hit.clone();
         let mut store = Store::new(self.pre.engine(), state);

@@ -27,7 +27,12 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(ctx: Arc<ConnectorCtx>, invocation: Arc<str>, memory_bytes: usize) -> State {
+    pub fn new(
+        ctx: Arc<ConnectorCtx>,
+        invocation: Arc<str>,
+        memory_bytes: usize,
+        writes_action: Option<Arc<str>>,
+    ) -> State {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -37,7 +42,7 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: ctx.gate.hooks(invocation.clone()),
+            hooks: ctx.gate.hooks(invocation.clone(), writes_action),
             limiter: MemoryLimiter::new(memory_bytes),
             ctx,
             invocation,

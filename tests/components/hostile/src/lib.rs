@@ -67,6 +67,11 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ),
     ("echo", "Return the input unchanged.", r#"{}"#),
     (
+        "write",
+        "Like `fetch`, but the action is marked `writes` (write actions need a write grant).",
+        r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"body":{"type":"string"}},"required":["url"]}"#,
+    ),
+    (
         "fetch-many",
         "GET `url` `count` times in sequence (benchmarks); returns how many answered 200.",
         r#"{"type":"object","properties":{"url":{"type":"string"},"count":{"type":"integer","minimum":1}},"required":["url","count"]}"#,
@@ -89,7 +94,7 @@ impl Guest for Hostile {
                     name: (*name).into(),
                     description: (*description).into(),
                     input_schema: (*schema).into(),
-                    writes: false,
+                    writes: *name == "write",
                 })
                 .collect(),
         }
@@ -147,6 +152,8 @@ impl Guest for Hostile {
             .map_err(|e| Error::InvalidInput(format!("input is not JSON: {e}")))?;
         let out = match action.as_str() {
             "fetch" => fetch(&v)?,
+            // The same raw request, from an action marked `writes`.
+            "write" => fetch(&v)?,
             "secret" => json!({ "value": host::secret(str_field(&v, "name")?)? }),
             "setting" => json!({ "value": host::setting(str_field(&v, "key")?) }),
             "log" => {
