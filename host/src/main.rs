@@ -158,6 +158,15 @@ enum AuditCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // CLI commands behave like other Unix tools when their output pipe closes (`| head`):
+    // exit quietly instead of panicking on EPIPE. The daemon keeps Rust's default (ignored).
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // SAFETY: called before any other thread exists; restores the default disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let scrubber = Scrubber::new();
     // `check` reports its own outcome; its load log would only repeat it.
     // The CLI commands print their own results: only the daemon logs at info by default.
