@@ -5,6 +5,8 @@
 //! 2. Outbound requests from a guest through the gate (grant match, auth injection, audit) to the
 //!    Confluence fake vs the same requests sent directly by the host's pooled client.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,47 +41,9 @@ fn us(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let hostile = root.join("target/wasm32-wasip2/release/hostile.wasm");
-    anyhow::ensure!(
-        hostile.exists(),
-        "{} missing: run `make bench`",
-        hostile.display()
-    );
-    // The fake runs as its own process, as an upstream would, so it does not share this
-    // process's async runtime with the code being measured.
-    let fake_bin = root.join("target/release/fake-saas");
-    anyhow::ensure!(
-        fake_bin.exists(),
-        "{} missing: run `make bench`",
-        fake_bin.display()
-    );
-    let mut fake_proc = std::process::Command::new(&fake_bin)
-        .args(["confluence", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let out = fake_proc
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        std::io::BufReader::new(out).read_line(&mut line)?;
-    }
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _fake = Kill(fake_proc);
-    let base_url = line
-        .split_whitespace()
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("fake did not start: {line}"))?
-        .to_string();
+    let hostile = common::artifact("wasm32-wasip2/release/hostile.wasm")?;
+    let fake = common::spawn_fake(&["confluence"])?;
+    let base_url = fake.base_url.clone();
     let dir = tempfile::tempdir()?;
     let text = format!(
         r#"[server]

@@ -3,6 +3,8 @@
 //! process) and the same SQLite writes (documents + FTS index + cursor, one transaction per
 //! page). Goals: sandboxed <= 1.25x the native time and >= 20,000 records/s.
 
+mod common;
+
 use std::time::Instant;
 
 use airlock::app::{Airlock, StartOptions};
@@ -169,49 +171,18 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "env:
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let zendesk = root.join("target/wasm32-wasip2/release/zendesk.wasm");
-    let fake_bin = root.join("target/release/fake-saas");
-    anyhow::ensure!(
-        zendesk.exists() && fake_bin.exists(),
-        "run `make bench` (it builds the connector and the fake)"
-    );
+    let zendesk = common::artifact("wasm32-wasip2/release/zendesk.wasm")?;
     // SAFETY: set before any other thread reads the environment.
     unsafe { std::env::set_var("AIRLOCK_BENCH_ZD", TOKEN) };
-    let mut child = std::process::Command::new(&fake_bin)
-        .args([
-            "zendesk",
-            "--listen",
-            "127.0.0.1:0",
-            "--tickets",
-            &TICKETS.to_string(),
-            "--recent-exclusion-secs",
-            "0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        std::io::BufReader::new(out).read_line(&mut line)?;
-    }
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _fake = Kill(child);
-    let base = line
-        .split_whitespace()
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("fake: {line}"))?
-        .to_string();
+    let tickets = TICKETS.to_string();
+    let fake = common::spawn_fake(&[
+        "zendesk",
+        "--tickets",
+        &tickets,
+        "--recent-exclusion-secs",
+        "0",
+    ])?;
+    let base = fake.base_url.clone();
 
     let mut best_native = f64::MAX;
     let mut best_sandboxed = f64::MAX;

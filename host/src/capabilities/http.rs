@@ -98,34 +98,32 @@ impl ConnectorGate {
         }
     }
 
-    fn deny(&self, mut ev: AuditEvent, started: Instant, reason: String) -> HttpError {
-        tracing::warn!(
-            connector = %self.connector,
-            invocation = %ev.invocation,
-            "outbound request denied: {}",
-            self.scrubber.scrub(&reason)
-        );
-        ev.decision = "deny".into();
-        ev.reason = reason;
-        ev.latency_ms = Some(ms(started.elapsed()));
-        self.audit.record(ev);
-        HttpError::HttpRequestDenied
+    /// A refused request: audited as `deny`, answered with HttpRequestDenied.
+    fn deny(&self, ev: AuditEvent, started: Instant, reason: String) -> HttpError {
+        self.reject(ev, started, "deny", reason, HttpError::HttpRequestDenied)
     }
 
-    fn fail(
+    /// An allowed request that failed upstream: audited as `error`.
+    fn fail(&self, ev: AuditEvent, started: Instant, reason: String, err: HttpError) -> HttpError {
+        self.reject(ev, started, "error", reason, err)
+    }
+
+    fn reject(
         &self,
         mut ev: AuditEvent,
         started: Instant,
+        decision: &str,
         reason: String,
         err: HttpError,
     ) -> HttpError {
         tracing::warn!(
             connector = %self.connector,
             invocation = %ev.invocation,
-            "outbound request failed: {}",
+            "outbound request {}: {}",
+            if decision == "deny" { "denied" } else { "failed" },
             self.scrubber.scrub(&reason)
         );
-        ev.decision = "error".into();
+        ev.decision = decision.into();
         ev.reason = reason;
         ev.latency_ms = Some(ms(started.elapsed()));
         self.audit.record(ev);
