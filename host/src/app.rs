@@ -51,6 +51,7 @@ pub struct Airlock {
     /// The daemon's store connection (sync commits, search).
     pub db: Arc<Db>,
     pub sync_locks: SyncLocks,
+    pub metrics: Arc<crate::metrics::Metrics>,
     writer: AuditWriter,
 }
 
@@ -111,6 +112,7 @@ impl Airlock {
             config.limits.connect_timeout,
         ));
 
+        let metrics = crate::metrics::Metrics::new();
         let mut connectors = BTreeMap::new();
         for c in config.connectors.iter().filter(|c| wanted(&c.id)) {
             let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
@@ -153,6 +155,7 @@ impl Airlock {
                 audit.clone(),
                 scrubber.clone(),
                 c.limits.clone(),
+                metrics.clone(),
             ));
             let ctx = Arc::new(ConnectorCtx {
                 id: c.id.clone(),
@@ -162,6 +165,7 @@ impl Airlock {
                 scrubber: scrubber.clone(),
                 grants,
                 secrets: values.clone(),
+                metrics: metrics.clone(),
             });
             let slot =
                 match LoadedConnector::load(&runtime, &c.component, c.limits.clone(), ctx).await {
@@ -192,6 +196,7 @@ impl Airlock {
         Ok(Airlock {
             db: Arc::new(Db::open(&data_dir)?),
             sync_locks: SyncLocks::default(),
+            metrics,
             config,
             runtime,
             connectors,

@@ -6,6 +6,7 @@ pub mod app;
 pub mod capabilities;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod runtime;
 pub mod scrub;
 pub mod search;

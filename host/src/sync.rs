@@ -236,6 +236,13 @@ pub async fn run_stream(
         let next = page.next_cursor.clone();
         // Commits stay strictly in order: page N+1 is committed only after page N.
         settle(&mut pending, &mut report, started, &mut on_progress).await?;
+        a.metrics
+            .sync_records
+            .get_or_create(&crate::metrics::StreamLabels {
+                connector: connector.to_string(),
+                stream: stream.to_string(),
+            })
+            .inc_by(ups + dels);
         let (cid, sid) = (connector.to_string(), stream.to_string());
         let db2 = db.clone();
         let commit = tokio::spawn(async move {

@@ -20,6 +20,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub fn router(airlock: Arc<Airlock>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/connectors", get(list_connectors))
         .route("/v1/connectors/{id}/invoke", post(invoke))
         .route("/v1/sync", get(sync_status))
@@ -31,6 +33,33 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// Ready when every configured connector loaded; otherwise 503 naming the ones that did not.
+async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
+    let failed: Vec<String> = a
+        .statuses()
+        .into_iter()
+        .filter(|s| s.status != "ready")
+        .map(|s| s.id)
+        .collect();
+    if failed.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let msg = format!("connectors not loaded: {}", failed.join(", "));
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", &msg, None)
+    }
+}
+
+async fn metrics(State(a): State<Arc<Airlock>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        a.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn list_connectors(State(a): State<Arc<Airlock>>) -> Response {

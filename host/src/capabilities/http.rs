@@ -41,6 +41,7 @@ pub struct ConnectorGate {
     audit: AuditLog,
     scrubber: Scrubber,
     limits: Limits,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Headers a guest may never set: credentials in general and each grant's auth header.
     credential_headers: Arc<HashSet<HeaderName>>,
 }
@@ -54,6 +55,7 @@ impl ConnectorGate {
         audit: AuditLog,
         scrubber: Scrubber,
         limits: Limits,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> ConnectorGate {
         let mut credential_headers: HashSet<HeaderName> = [
             header::AUTHORIZATION,
@@ -71,6 +73,7 @@ impl ConnectorGate {
             audit,
             scrubber,
             limits,
+            metrics,
             credential_headers: Arc::new(credential_headers),
         }
     }
@@ -123,11 +126,38 @@ impl ConnectorGate {
             if decision == "deny" { "denied" } else { "failed" },
             self.scrubber.scrub(&reason)
         );
+        self.count(
+            &ev,
+            if decision == "deny" {
+                "denied"
+            } else {
+                "error"
+            },
+        );
+        if decision == "deny" {
+            self.metrics
+                .denials
+                .get_or_create(&crate::metrics::ConnectorLabel {
+                    connector: self.connector.clone(),
+                })
+                .inc();
+        }
         ev.decision = decision.into();
         ev.reason = reason;
         ev.latency_ms = Some(ms(started.elapsed()));
         self.audit.record(ev);
         err
+    }
+
+    fn count(&self, ev: &AuditEvent, status: &str) {
+        self.metrics
+            .outbound
+            .get_or_create(&crate::metrics::OutboundLabels {
+                connector: self.connector.clone(),
+                host: ev.host.clone().unwrap_or_default(),
+                status: status.to_string(),
+            })
+            .inc();
     }
 
     async fn send(
@@ -337,6 +367,7 @@ impl ConnectorGate {
                 None => bytes,
             }
         };
+        self.count(&ev, rparts.status.as_str());
         ev.decision = "allow".into();
         ev.reason = if ev.reason.is_empty() {
             format!("grant[{}]", grant.index)

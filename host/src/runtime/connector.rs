@@ -39,6 +39,7 @@ pub struct ConnectorCtx {
     pub scrubber: Scrubber,
     pub grants: Vec<Grant>,
     pub secrets: SecretValues,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ConnectorCtx {
@@ -454,6 +455,22 @@ impl LoadedConnector {
             ..Default::default()
         };
         let result = result.map_err(|e| self.scrub_error(e));
+        let m = &self.ctx.metrics;
+        m.invocations
+            .get_or_create(&crate::metrics::InvokeLabels {
+                connector: self.id.clone(),
+                op: label.to_string(),
+                outcome: match &result {
+                    Ok(_) => "ok".into(),
+                    Err(e) => e.code().to_string(),
+                },
+            })
+            .inc();
+        m.invocation_seconds
+            .get_or_create(&crate::metrics::ConnectorLabel {
+                connector: self.id.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             ev.reason = format!("{label}: {e}");
             tracing::info!(connector = %self.id, invocation = %invocation, "{label} failed: {e}");

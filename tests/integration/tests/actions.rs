@@ -103,6 +103,20 @@ connectors = [\"first\", \"second\", \"third\"]
     let (status, v) = d.invoke("fetcher", "fetch", input).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["result"]["answered_by"], "second");
+    // What happened shows up in the metrics, and every connector loaded so the daemon is ready.
+    let (status, text) = http("GET", &format!("{}/metrics", d.base), None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap_or_default().to_string();
+    for needle in [
+        "airlock_invocations_total{connector=\"second\",op=\"action:fetch\",outcome=\"ok\"} 1",
+        "airlock_outbound_denials_total{connector=\"first\"} 1",
+        "airlock_outbound_requests_total{connector=\"second\",host=\"127.0.0.1\",status=\"200\"} 1",
+        "airlock_invocation_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    let (status, _) = http("GET", &format!("{}/readyz", d.base), None).await;
+    assert_eq!(status, 200);
     let rows = audit_rows(&env);
     assert!(rows.iter().any(|r| r.event.event == "route" && r.event.reason.contains("answered by `second`")));
 }
