@@ -12,13 +12,17 @@ trap 'kill $FAKE_PID 2>/dev/null || true' EXIT
 sleep 0.5
 
 # The fake's demo credential goes into the encrypted vault, read from stdin as an operator would.
-printf '%s' "demo-confluence-token" | "$AIRLOCK" secrets --config "$CONFIG" set confluence_token >/dev/null
-printf '%s' "demo-zendesk-token" | "$AIRLOCK" secrets --config "$CONFIG" set zendesk_token >/dev/null
+for pair in confluence_token:demo-confluence-token zendesk_token:demo-zendesk-token \
+            jira_token:demo-jira-token atera_key:demo-atera-key azure_secret:demo-azure-secret \
+            azure_openai_key:demo-azure-openai-key openai_key:demo-openai-key; do
+  printf '%s' "${pair#*:}" | "$AIRLOCK" secrets --config "$CONFIG" set "${pair%%:*}" >/dev/null
+done
 
 cat <<MSG
 
-Airlock demo: daemon on http://127.0.0.1:7700; fakes: Confluence on :8781, Zendesk on :8782.
-The daemon syncs both into its local store now and every 5 minutes.
+Airlock demo: daemon on http://127.0.0.1:7700; local fakes: Confluence :8781, Zendesk :8782,
+Jira SM :8783, Atera :8784, Azure :8785, OpenAI :8786, LM Studio :8787, Azure OpenAI :8788.
+The daemon syncs every stream into its local store now and every 5 minutes.
 Try, in another terminal:
   curl -s http://127.0.0.1:7700/v1/connectors | python3 -m json.tool
   curl -s -X POST http://127.0.0.1:7700/v1/connectors/confluence/invoke \\
@@ -26,6 +30,9 @@ Try, in another terminal:
   curl -s -X POST http://127.0.0.1:7700/v1/search -H 'content-type: application/json' \\
        -d '{"query":"zendesk planted canary phrase"}' | python3 -m json.tool
   $AIRLOCK search --config $CONFIG "quarterly airlock review"
+  $AIRLOCK invoke --config $CONFIG chat chat '{"messages":[{"role":"user","content":"hello"}]}'
+  $AIRLOCK invoke --config $CONFIG azure failed-provisions
+  curl -s http://127.0.0.1:7700/metrics | grep airlock_
   $AIRLOCK sync --config $CONFIG --status
   $AIRLOCK invoke --config $CONFIG confluence get '{"id":"1000117"}'
   $AIRLOCK audit --config $CONFIG tail

@@ -3,17 +3,28 @@
 //! deterministic data set built from a seed, and exposes its ground truth and mutation knobs both as
 //! Rust methods on [`RunningFake`] and as unauthenticated control routes under `/_fake/`.
 
+pub mod atera;
+pub mod azure;
 pub mod common;
 pub mod confluence;
+pub mod jira;
+pub mod openai;
 pub mod server;
 #[cfg(test)]
 mod testutil;
 pub mod zendesk;
 
+pub use atera::{
+    Atera, AteraMutation, AteraMutationReport, AteraOptions, AteraTruth, AteraTruthComment,
+    AteraTruthTicket, AteraWrite, spawn_atera,
+};
+pub use azure::{Azure, AzureOptions, AzureTruth, AzureTruthVm, spawn_azure};
 pub use confluence::{
     ConfluenceOptions, ConfluenceTruth, Mutation, MutationReport, TruthPage, TruthSpace,
     spawn_confluence,
 };
+pub use jira::{JiraMutation, JiraMutationReport, JiraOptions, JiraTruth, spawn_jira};
+pub use openai::{OpenAi, OpenAiMode, OpenAiOptions, OpenAiTruth, spawn_openai};
 pub use server::{RequestCounts, RunningFake, ServingFake};
 pub use zendesk::{
     TruthArticle, TruthComment, TruthTicket, Zendesk, ZendeskMutation, ZendeskMutationReport,

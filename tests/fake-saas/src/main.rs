@@ -5,8 +5,26 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use fake_saas::{ConfluenceOptions, ServingFake, ZendeskOptions, spawn_confluence, spawn_zendesk};
+use fake_saas::{JiraOptions, spawn_jira};
+use fake_saas::{OpenAiMode, OpenAiOptions, spawn_openai};
+
+use fake_saas::{AteraOptions, AzureOptions, spawn_atera, spawn_azure};
 
 type Fake = Box<dyn ServingFake>;
+
+async fn atera(listen: SocketAddr, opts: AteraOptions) -> std::io::Result<Fake> {
+    let fake = spawn_atera(listen, opts).await;
+    Ok(Box::new(
+        fake.map_err(|e| listen_error("atera", listen, e))?,
+    ))
+}
+
+async fn azure(listen: SocketAddr, opts: AzureOptions) -> std::io::Result<Fake> {
+    let fake = spawn_azure(listen, opts).await;
+    Ok(Box::new(
+        fake.map_err(|e| listen_error("azure", listen, e))?,
+    ))
+}
 
 fn listen_error(name: &str, listen: SocketAddr, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{name}: cannot listen on {listen}: {e}"))
@@ -23,6 +41,18 @@ async fn zendesk(listen: SocketAddr, opts: ZendeskOptions) -> std::io::Result<Fa
     let fake = spawn_zendesk(listen, opts).await;
     Ok(Box::new(
         fake.map_err(|e| listen_error("zendesk", listen, e))?,
+    ))
+}
+
+async fn jira(listen: SocketAddr, opts: JiraOptions) -> std::io::Result<Fake> {
+    let fake = spawn_jira(listen, opts).await;
+    Ok(Box::new(fake.map_err(|e| listen_error("jira", listen, e))?))
+}
+
+async fn openai(listen: SocketAddr, opts: OpenAiOptions) -> std::io::Result<Fake> {
+    let fake = spawn_openai(listen, opts).await;
+    Ok(Box::new(
+        fake.map_err(|e| listen_error("openai", listen, e))?,
     ))
 }
 
@@ -98,6 +128,91 @@ enum Command {
         #[arg(long, default_value_t = 60, value_name = "S")]
         recent_exclusion_secs: u64,
     },
+    /// Jira Cloud + Service Management: JQL search (`/rest/api/3/search/jql`), issues, JSM
+    /// requests, comments (read and add) and knowledge-base articles.
+    Jira {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8783")]
+        listen: SocketAddr,
+        /// Account email expected in HTTP Basic auth.
+        #[arg(long, default_value = "demo@example.com")]
+        email: String,
+        /// API token expected in HTTP Basic auth.
+        #[arg(long, default_value = "demo-jira-token", hide_default_value = true)]
+        api_token: String,
+        /// Number of seeded requests (issues).
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Number of seeded knowledge-base articles.
+        #[arg(long, default_value_t = 30)]
+        articles: usize,
+        /// Seed of the generated data set: the same seed gives the same data.
+        #[arg(long, default_value_t = 13)]
+        seed: u64,
+        /// Answer every N-th request with 429 + Retry-After (off unless given).
+        #[arg(long, value_name = "N")]
+        rate_limit_every: Option<u64>,
+    },
+    /// OpenAI-compatible chat completions: OpenAI (Bearer), Azure OpenAI (`api-key`) or LM Studio
+    /// (no auth), deterministic `echo: <last user message>` replies.
+    Openai {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8786")]
+        listen: SocketAddr,
+        /// Flavour to play: openai, azure or lmstudio.
+        #[arg(long, default_value = "openai")]
+        mode: OpenAiMode,
+        /// Expected Bearer token (openai) or `api-key` value (azure).
+        #[arg(long, default_value = "demo-openai-key", hide_default_value = true)]
+        api_key: String,
+    },
+    /// Atera API v3: tickets (paged, last-modified), ticket comments (read and add); `X-API-KEY`
+    /// or `Authorization: Bearer` with the same key.
+    Atera {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8784")]
+        listen: SocketAddr,
+        /// API key (`X-API-KEY: <key>` or `Authorization: Bearer <key>`).
+        #[arg(long, default_value = "demo-atera-key", hide_default_value = true)]
+        api_key: String,
+        /// Number of seeded tickets.
+        #[arg(long, default_value_t = 120)]
+        tickets: usize,
+        /// Seed of the generated data set: the same seed gives the same data.
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Answer every N-th request with 429 + Retry-After (off unless given).
+        #[arg(long, value_name = "N")]
+        rate_limit_every: Option<u64>,
+    },
+    /// Azure: the AD v2 client-credentials token endpoint (`/{tenant}/oauth2/v2.0/token`) and ARM's
+    /// virtual machine listing of one subscription.
+    Azure {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8785")]
+        listen: SocketAddr,
+        /// Tenant in the token endpoint's path.
+        #[arg(long, default_value = "demo-tenant")]
+        tenant: String,
+        /// Client id expected by the token endpoint.
+        #[arg(long, default_value = "demo-azure-client")]
+        client_id: String,
+        /// Client secret expected by the token endpoint.
+        #[arg(long, default_value = "demo-azure-secret", hide_default_value = true)]
+        client_secret: String,
+        /// Subscription id.
+        #[arg(long, default_value = "2f0e1d2c-3b4a-4958-8776-a5b4c3d2e1f0")]
+        subscription: String,
+        /// Number of seeded virtual machines.
+        #[arg(long, default_value_t = 57)]
+        vms: usize,
+        /// Seed of the generated data set: the same seed gives the same data.
+        #[arg(long, default_value_t = 23)]
+        seed: u64,
+        /// Answer every N-th ARM request with 429 + Retry-After (off unless given).
+        #[arg(long, value_name = "N")]
+        rate_limit_every: Option<u64>,
+    },
     /// Start every fake on its default port with demo credentials (used by `make run`).
     Demo,
 }
@@ -155,6 +270,74 @@ async fn run(cli: Cli) -> std::io::Result<()> {
             };
             vec![("zendesk", zendesk(listen, opts).await?)]
         }
+        Command::Jira {
+            listen,
+            email,
+            api_token,
+            requests,
+            articles,
+            seed,
+            rate_limit_every,
+        } => {
+            let opts = JiraOptions {
+                email,
+                api_token,
+                requests,
+                articles,
+                seed,
+                rate_limit_every,
+                ..JiraOptions::default()
+            };
+            vec![("jira", jira(listen, opts).await?)]
+        }
+        Command::Openai {
+            listen,
+            mode,
+            api_key,
+        } => {
+            let opts = OpenAiOptions {
+                mode,
+                api_key,
+                ..OpenAiOptions::default()
+            };
+            vec![("openai", openai(listen, opts).await?)]
+        }
+        Command::Atera {
+            listen,
+            api_key,
+            tickets,
+            seed,
+            rate_limit_every,
+        } => {
+            let opts = AteraOptions {
+                api_key,
+                tickets,
+                seed,
+                rate_limit_every,
+            };
+            vec![("atera", atera(listen, opts).await?)]
+        }
+        Command::Azure {
+            listen,
+            tenant,
+            client_id,
+            client_secret,
+            subscription,
+            vms,
+            seed,
+            rate_limit_every,
+        } => {
+            let opts = AzureOptions {
+                tenant,
+                client_id,
+                client_secret,
+                subscription,
+                vms,
+                seed,
+                rate_limit_every,
+            };
+            vec![("azure", azure(listen, opts).await?)]
+        }
         Command::Demo => {
             let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
             vec![
@@ -165,6 +348,42 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 (
                     "zendesk",
                     zendesk(localhost(8782), ZendeskOptions::default()).await?,
+                ),
+                ("jira", jira(localhost(8783), JiraOptions::default()).await?),
+                (
+                    "atera",
+                    atera(localhost(8784), AteraOptions::default()).await?,
+                ),
+                (
+                    "azure",
+                    azure(localhost(8785), AzureOptions::default()).await?,
+                ),
+                (
+                    "openai",
+                    openai(localhost(8786), OpenAiOptions::default()).await?,
+                ),
+                (
+                    "lmstudio",
+                    openai(
+                        localhost(8787),
+                        OpenAiOptions {
+                            mode: OpenAiMode::LmStudio,
+                            ..OpenAiOptions::default()
+                        },
+                    )
+                    .await?,
+                ),
+                (
+                    "azure-openai",
+                    openai(
+                        localhost(8788),
+                        OpenAiOptions {
+                            mode: OpenAiMode::Azure,
+                            api_key: "demo-azure-openai-key".into(),
+                            ..OpenAiOptions::default()
+                        },
+                    )
+                    .await?,
                 ),
             ]
         }

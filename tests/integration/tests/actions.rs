@@ -6,7 +6,10 @@ use airlock_tests::*;
 use serde_json::json;
 
 fn hostile(id: &str) -> String {
-    format!("[[connector]]\nid = \"{id}\"\ncomponent = \"{}\"\n", component("hostile").display())
+    format!(
+        "[[connector]]\nid = \"{id}\"\ncomponent = \"{}\"\n",
+        component("hostile").display()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,22 +37,50 @@ writes = true
     let env = Env::new(&body);
     let a = start_in_process(&env).await;
     let post = json!({"url": format!("http://127.0.0.1:{port}/tickets/1/comments"), "method": "POST", "body": "hello"});
-    let write = |id: &'static str, input: serde_json::Value| a.invoke(id, Op::Action { name: "write".into(), input });
+    let write = |id: &'static str, input: serde_json::Value| {
+        a.invoke(
+            id,
+            Op::Action {
+                name: "write".into(),
+                input,
+            },
+        )
+    };
 
     // Without `writes = true` the write never reaches the upstream.
     let r = write("readonly", post.clone()).await;
-    assert!(matches!(&r, Err(InvokeError::Connector(c)) if c.code == "forbidden"), "{r:?}");
+    assert!(
+        matches!(&r, Err(InvokeError::Connector(c)) if c.code == "forbidden"),
+        "{r:?}"
+    );
     // Reads from a write action, and writes from an ordinary action, follow `methods` as usual.
-    let r = write("readonly", json!({"url": format!("http://127.0.0.1:{port}/tickets/1")})).await.expect("GET from a write action");
+    let r = write(
+        "readonly",
+        json!({"url": format!("http://127.0.0.1:{port}/tickets/1")}),
+    )
+    .await
+    .expect("GET from a write action");
     assert_eq!(r["status"], 200);
     let r = a
-        .invoke("readonly", Op::Action { name: "fetch".into(), input: post.clone() })
+        .invoke(
+            "readonly",
+            Op::Action {
+                name: "fetch".into(),
+                input: post.clone(),
+            },
+        )
         .await
         .expect("POST from a read action is governed by methods");
     assert_eq!(r["status"], 200);
     // With it, the write goes through.
     let r = write("writer", post).await.expect("write grant");
-    assert!(r["body"].as_str().unwrap_or("").starts_with("POST /tickets/1/comments"), "{r}");
+    assert!(
+        r["body"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("POST /tickets/1/comments"),
+        "{r}"
+    );
 
     a.flush();
     let rows = audit_rows(&env);
@@ -85,13 +116,30 @@ connectors = [\"first\", \"second\", \"third\"]
     let env = Env::new(&body);
     let a = start_in_process(&env).await;
     let input = json!({"url": format!("http://127.0.0.1:{port}/v1/chat")});
-    let r = a.invoke("fetcher", Op::Action { name: "fetch".into(), input: input.clone() }).await.expect("route");
+    let r = a
+        .invoke(
+            "fetcher",
+            Op::Action {
+                name: "fetch".into(),
+                input: input.clone(),
+            },
+        )
+        .await
+        .expect("route");
     assert_eq!(r["answered_by"], "second", "{r}");
     assert_eq!(r["failed"][0]["connector"], "first");
     assert_eq!(r["result"]["status"], 200);
 
     // Only the route's action is served through it.
-    let r = a.invoke("fetcher", Op::Action { name: "echo".into(), input: json!({}) }).await;
+    let r = a
+        .invoke(
+            "fetcher",
+            Op::Action {
+                name: "echo".into(),
+                input: json!({}),
+            },
+        )
+        .await;
     assert!(matches!(r, Err(InvokeError::BadInput { .. })), "{r:?}");
 
     // The same over the API and the CLI: a route is usable wherever an action is.
@@ -118,14 +166,23 @@ connectors = [\"first\", \"second\", \"third\"]
     let (status, _) = http("GET", &format!("{}/readyz", d.base), None).await;
     assert_eq!(status, 200);
     let rows = audit_rows(&env);
-    assert!(rows.iter().any(|r| r.event.event == "route" && r.event.reason.contains("answered by `second`")));
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "route" && r.event.reason.contains("answered by `second`"))
+    );
 }
 
 #[test]
 fn route_config_errors_are_named() {
     for (body, key) in [
-        ("[[route]]\nname = \"r\"\naction = \"chat\"\nconnectors = [\"ghost\"]\n", "route[0].connectors"),
-        ("[[route]]\nname = \"r\"\naction = \"chat\"\nconnectors = []\n", "route[0].connectors"),
+        (
+            "[[route]]\nname = \"r\"\naction = \"chat\"\nconnectors = [\"ghost\"]\n",
+            "route[0].connectors",
+        ),
+        (
+            "[[route]]\nname = \"r\"\naction = \"chat\"\nconnectors = []\n",
+            "route[0].connectors",
+        ),
     ] {
         let env = Env::new(body);
         let out = env.airlock(&["sync", "--status"], None);

@@ -159,3 +159,36 @@ fn config_errors_name_the_file_and_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_config_loads_every_connector() {
+    let path = root().join("examples/demo.toml");
+    let mut config = airlock::config::Config::load(&path).expect("demo.toml parses");
+    let dir = tempfile::tempdir().expect("tmp");
+    config.server.data_dir = dir.path().to_path_buf();
+    let conn = airlock::store::open(dir.path()).expect("db");
+    let vault = airlock::store::vault::Vault::open(dir.path()).expect("vault");
+    for name in [
+        "confluence_token",
+        "zendesk_token",
+        "jira_token",
+        "atera_key",
+        "azure_secret",
+        "azure_openai_key",
+        "openai_key",
+    ] {
+        vault.set(&conn, name, "demo-value-123").expect("set");
+    }
+    let a =
+        airlock::app::Airlock::start(config, airlock::scrub::Scrubber::new(), Default::default())
+            .await
+            .expect("start");
+    for s in a.statuses() {
+        assert_eq!(s.status, "ready", "{}: {:?}", s.id, s.error);
+    }
+    assert!(
+        a.statuses().len() >= 8,
+        "every demo connector is configured"
+    );
+    assert!(a.config.route("chat").is_some());
+}

@@ -1,0 +1,207 @@
+//! One `openai.wasm` component as three connector instances (LM Studio, Azure OpenAI, OpenAI),
+//! chosen by settings alone, each against a fake playing that flavour: `chat` returns the fake's
+//! deterministic reply and usage, the gate injected the right kind of credential (Bearer, `api-key`,
+//! none), and wrong keys, rate limits and upstream failures map to the contract's errors.
+
+use airlock::runtime::connector::{InvokeError, Op};
+use airlock_tests::*;
+use fake_saas::openai::{AuthKind, OpenAi, OpenAiMode, OpenAiOptions};
+use fake_saas::{RunningFake, spawn_openai};
+use serde_json::json;
+
+const OPENAI_KEY: &str = "sk-test-openai";
+const AZURE_KEY: &str = "azure-test-key";
+
+async fn fake(mode: OpenAiMode, api_key: &str) -> RunningFake<OpenAi> {
+    let opts = OpenAiOptions {
+        mode,
+        api_key: api_key.into(),
+        ..OpenAiOptions::default()
+    };
+    spawn_openai("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("fake")
+}
+
+fn config(lm: &str, azure: &str, openai: &str) -> String {
+    let component = component("openai");
+    let c = component.display();
+    format!(
+        r#"
+[[connector]]
+id = "lmstudio"
+component = "{c}"
+[connector.settings]
+flavor = "lmstudio"
+base_url = "{lm}"
+
+[[grant]]
+connector = "lmstudio"
+url = "{lm}/v1/"
+methods = ["GET", "POST"]
+allow_private = true
+
+[[connector]]
+id = "azure-openai"
+component = "{c}"
+[connector.settings]
+flavor = "azure"
+base_url = "{azure}"
+deployment = "gpt-4o"
+api_version = "2024-10-21"
+
+[[grant]]
+connector = "azure-openai"
+url = "{azure}/openai/deployments/"
+methods = ["POST"]
+allow_private = true
+auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }}
+
+[[connector]]
+id = "openai"
+component = "{c}"
+[connector.settings]
+flavor = "openai"
+base_url = "{openai}/v1"
+model = "gpt-4o-mini"
+
+[[grant]]
+connector = "openai"
+url = "{openai}/v1/"
+methods = ["GET", "POST"]
+allow_private = true
+auth = {{ type = "bearer", token = "secret:openai_key" }}
+"#
+    )
+}
+
+fn chat(content: &str) -> Op {
+    Op::Action {
+        name: "chat".into(),
+        input: json!({"messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": content}]}),
+    }
+}
+
+fn code(r: &Result<serde_json::Value, InvokeError>) -> String {
+    match r {
+        Err(InvokeError::Connector(c)) => c.code.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_component_three_providers() {
+    let lm = fake(OpenAiMode::LmStudio, "").await;
+    let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
+    let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
+    let env = Env::new(&config(&lm.base_url, &az.base_url, &oa.base_url));
+    env.set_secret("openai_key", OPENAI_KEY);
+    env.set_secret("azure_openai_key", AZURE_KEY);
+    let a = start_in_process(&env).await;
+
+    let cases = [
+        ("lmstudio", &lm, "local-model", AuthKind::None),
+        ("azure-openai", &az, "gpt-4o-2024-08-06", AuthKind::ApiKey),
+        ("openai", &oa, "gpt-4o-mini", AuthKind::Bearer),
+    ];
+    for (id, f, model, auth) in cases {
+        let r = a
+            .invoke(id, chat(&format!("hello from {id}")))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(
+            r,
+            json!({"reply": format!("echo: hello from {id}"), "model": model,
+                   "finish_reason": "stop",
+                   "usage": {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}}),
+            "{id}"
+        );
+        let h = a.invoke(id, Op::Health).await.expect("health");
+        assert_eq!(h["ok"], true, "{id}: {h}");
+        let t = f.truth();
+        assert!(!t.requests.is_empty());
+        assert!(
+            t.requests.iter().all(|r| r.auth == auth && r.status == 200),
+            "{id}: {:?}",
+            t.requests
+        );
+        let r = a
+            .invoke(
+                id,
+                Op::Sync {
+                    stream: "anything".into(),
+                    cursor: None,
+                },
+            )
+            .await;
+        assert_eq!(code(&r), "invalid-input", "{id}: {r:?}");
+    }
+    // Only OpenAI got the model from the settings; Azure's deployment names it.
+    assert_eq!(oa.truth().requests[0].model.as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(az.truth().requests[0].model, None);
+    assert!(
+        az.truth().requests[0]
+            .path
+            .ends_with("/gpt-4o/chat/completions")
+    );
+
+    // Input options reach the upstream; a per-call model overrides the setting.
+    let r = a
+        .invoke(
+            "openai",
+            Op::Action {
+                name: "chat".into(),
+                input: json!({"messages": [{"role": "user", "content": "one two three four"}],
+                              "model": "gpt-4o", "temperature": 0.2, "max_completion_tokens": 2}),
+            },
+        )
+        .await
+        .expect("chat");
+    assert_eq!(
+        (&r["reply"], &r["model"], &r["finish_reason"]),
+        (&json!("echo: one"), &json!("gpt-4o"), &json!("length"))
+    );
+    let bad = a
+        .invoke(
+            "openai",
+            Op::Action {
+                name: "chat".into(),
+                input: json!({"messages": []}),
+            },
+        )
+        .await;
+    assert_eq!(code(&bad), "invalid-input");
+
+    // Upstream failures map through the SDK.
+    oa.fail_next(1, 429);
+    assert_eq!(code(&a.invoke("openai", chat("x")).await), "rate-limited");
+    az.fail_next(1, 500);
+    assert_eq!(code(&a.invoke("azure-openai", chat("x")).await), "upstream");
+    lm.fail_next(1, 503);
+    assert_eq!(code(&a.invoke("lmstudio", chat("x")).await), "upstream");
+    assert_eq!(
+        a.invoke("lmstudio", chat("again")).await.expect("chat")["reply"],
+        "echo: again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_are_unauthorized() {
+    let lm = fake(OpenAiMode::LmStudio, "").await;
+    let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
+    let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
+    let env = Env::new(&config(&lm.base_url, &az.base_url, &oa.base_url));
+    env.set_secret("openai_key", "sk-wrong");
+    env.set_secret("azure_openai_key", "wrong-azure-key");
+    let a = start_in_process(&env).await;
+    for id in ["openai", "azure-openai"] {
+        let r = a.invoke(id, chat("hi")).await;
+        assert_eq!(code(&r), "unauthorized", "{id}: {r:?}");
+        let r = a.invoke(id, Op::Health).await;
+        assert_eq!(code(&r), "unauthorized", "{id}: {r:?}");
+    }
+    assert_eq!(oa.truth().requests[0].auth, AuthKind::Bearer);
+    assert_eq!(az.truth().requests[0].auth, AuthKind::ApiKey);
+}
