@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capabilities::auth::GrantAuth;
-use crate::capabilities::http::ConnectorGate;
+use crate::capabilities::http::{ConnectorGate, GateDeps};
 use crate::capabilities::net::Net;
 use crate::capabilities::secrets::resolve_all;
 use crate::config::{Config, Route};
@@ -151,11 +151,13 @@ impl Airlock {
                 c.id.clone(),
                 grants.clone(),
                 auths,
-                net.clone(),
-                audit.clone(),
-                scrubber.clone(),
                 c.limits.clone(),
-                metrics.clone(),
+                GateDeps {
+                    net: net.clone(),
+                    audit: audit.clone(),
+                    scrubber: scrubber.clone(),
+                    metrics: metrics.clone(),
+                },
             ));
             let ctx = Arc::new(ConnectorCtx {
                 id: c.id.clone(),

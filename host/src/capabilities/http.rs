@@ -46,17 +46,29 @@ pub struct ConnectorGate {
     credential_headers: Arc<HashSet<HeaderName>>,
 }
 
+/// What every connector's gate shares: the pooled client and where decisions are reported.
+#[derive(Clone)]
+pub struct GateDeps {
+    pub net: Arc<Net>,
+    pub audit: AuditLog,
+    pub scrubber: Scrubber,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 impl ConnectorGate {
     pub fn new(
         connector: String,
         grants: Vec<Grant>,
         auths: Vec<GrantAuth>,
-        net: Arc<Net>,
-        audit: AuditLog,
-        scrubber: Scrubber,
         limits: Limits,
-        metrics: Arc<crate::metrics::Metrics>,
+        deps: GateDeps,
     ) -> ConnectorGate {
+        let GateDeps {
+            net,
+            audit,
+            scrubber,
+            metrics,
+        } = deps;
         let mut credential_headers: HashSet<HeaderName> = [
             header::AUTHORIZATION,
             header::COOKIE,
