@@ -205,3 +205,47 @@ async fn wrong_keys_are_unauthorized() {
     assert_eq!(oa.truth().requests[0].auth, AuthKind::Bearer);
     assert_eq!(az.truth().requests[0].auth, AuthKind::ApiKey);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_route_falls_over_to_the_next_provider_and_names_it() {
+    let lm = fake(OpenAiMode::LmStudio, "").await;
+    let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
+    let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
+    let body = format!(
+        "{}\n[[route]]\nname = \"chat\"\naction = \"chat\"\nconnectors = [\"lmstudio\", \"azure-openai\", \"openai\"]\n",
+        config(&lm.base_url, &az.base_url, &oa.base_url)
+    );
+    let env = Env::new(&body);
+    env.set_secret("openai_key", OPENAI_KEY);
+    env.set_secret("azure_openai_key", AZURE_KEY);
+    let a = start_in_process(&env).await;
+
+    // The local model is down (500): Azure OpenAI answers.
+    lm.fail_next(1, 500);
+    let r = a.invoke("chat", chat("first")).await.expect("route");
+    assert_eq!(r["answered_by"], "azure-openai", "{r}");
+    assert_eq!(r["failed"][0]["connector"], "lmstudio");
+    assert_eq!(r["result"]["reply"], "echo: first");
+    // Both fail (500, then 429): OpenAI answers.
+    lm.fail_next(1, 500);
+    az.fail_next(1, 429);
+    let r = a.invoke("chat", chat("second")).await.expect("route");
+    assert_eq!(r["answered_by"], "openai", "{r}");
+    assert_eq!(r["failed"].as_array().map(Vec::len), Some(2));
+    // Healthy again: the first provider answers.
+    let r = a.invoke("chat", chat("third")).await.expect("route");
+    assert_eq!(r["answered_by"], "lmstudio", "{r}");
+    // All down: one clear error naming every attempt.
+    lm.fail_next(1, 500);
+    az.fail_next(1, 500);
+    oa.fail_next(1, 500);
+    let r = a.invoke("chat", chat("fourth")).await;
+    match r {
+        Err(InvokeError::Unavailable { message }) => {
+            for id in ["lmstudio", "azure-openai", "openai"] {
+                assert!(message.contains(id), "{message}");
+            }
+        }
+        other => panic!("expected every provider to fail: {other:?}"),
+    }
+}
