@@ -362,3 +362,38 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "secr
         component("zendesk").display()
     )
 }
+
+/// Runs `airlock ARGS` `rounds` times, SIGKILLing each run after a seeded pseudo-random delay
+/// of `min_ms..min_ms+spread_ms` if it is still running; `between(round)` runs after each round
+/// (to change the upstream between crashes). Returns how many runs were actually killed.
+pub fn sync_with_random_kills(
+    env: &Env,
+    args: &[&str],
+    rounds: usize,
+    (min_ms, spread_ms): (u64, u64),
+    mut seed: u64,
+    mut between: impl FnMut(usize),
+) -> usize {
+    let mut kills = 0;
+    for round in 0..rounds {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = min_ms + (seed >> 33) % spread_ms;
+        let mut child = Command::new(airlock_bin())
+            .args(args)
+            .env("AIRLOCK_CONFIG", &env.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sync");
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+        between(round);
+    }
+    kills
+}

@@ -152,35 +152,23 @@ async fn sigkill_at_random_points_costs_nothing_but_time() {
     let env = Env::new(&body);
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     // Kill `airlock sync` at pseudo-random moments (seeded), restarting each time.
-    let mut seed: u64 = 0x5eed;
-    let mut kills = 0;
-    for round in 0..6 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = 150 + (seed >> 33) % 500;
-        let mut child = std::process::Command::new(airlock_bin())
-            .args(["sync", "confluence"])
-            .env("AIRLOCK_CONFIG", &env.config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sync");
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().expect("wait").is_none() {
-            child.kill().expect("SIGKILL");
-            kills += 1;
-        }
-        let _ = child.wait();
-        if round == 2 {
-            // Upstream changes between crashes too.
-            fake.mutate(fake_saas::Mutation {
-                update: 20,
-                delete: 10,
-                create: 5,
-            });
-        }
-    }
+    let kills = sync_with_random_kills(
+        &env,
+        &["sync", "confluence"],
+        6,
+        (150, 500),
+        0x5eed,
+        |round| {
+            if round == 2 {
+                // Upstream changes between crashes too.
+                fake.mutate(fake_saas::Mutation {
+                    update: 20,
+                    delete: 10,
+                    create: 5,
+                });
+            }
+        },
+    );
     assert!(
         kills >= 2,
         "the test must actually interrupt syncs (killed {kills} times)"

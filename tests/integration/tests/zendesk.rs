@@ -75,35 +75,23 @@ fn assert_tickets_equal_truth(env: &Env, f: &fake_saas::RunningFake<fake_saas::z
 async fn sync_of_100k_tickets_survives_sigkill_and_matches_ground_truth() {
     let f = fake(100_000).await;
     let env = env_for(&f.base_url, "");
-    let mut seed: u64 = 0xdecaf;
-    let mut kills = 0;
-    for round in 0..5 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = 300 + (seed >> 33) % 1500;
-        let mut child = std::process::Command::new(airlock_bin())
-            .args(["sync", "zendesk", "--stream", "tickets"])
-            .env("AIRLOCK_CONFIG", &env.config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sync");
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().expect("wait").is_none() {
-            child.kill().expect("SIGKILL");
-            kills += 1;
-        }
-        let _ = child.wait();
-        if round == 1 {
-            f.mutate(fake_saas::ZendeskMutation {
-                update: 500,
-                delete: 200,
-                create: 100,
-                comment: 0,
-            });
-        }
-    }
+    let kills = sync_with_random_kills(
+        &env,
+        &["sync", "zendesk", "--stream", "tickets"],
+        5,
+        (300, 1500),
+        0xdecaf,
+        |round| {
+            if round == 1 {
+                f.mutate(fake_saas::ZendeskMutation {
+                    update: 500,
+                    delete: 200,
+                    create: 100,
+                    comment: 0,
+                });
+            }
+        },
+    );
     assert!(
         kills >= 2,
         "the test must interrupt syncs (killed {kills} times)"
