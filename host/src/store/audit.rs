@@ -3,7 +3,7 @@
 //! background thread in batched transactions; the chain head is read inside each write
 //! transaction, so several processes (daemon and CLI) can append to the same log safely.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -339,16 +339,6 @@ pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
         rows: count,
         problems,
     })
-}
-
-/// Convenience for CLI commands: open the data dir's database.
-pub fn open_db(data_dir: &Path) -> anyhow::Result<Connection> {
-    super::open(data_dir)
-}
-
-/// Path of the database, for messages.
-pub fn db_file(data_dir: &Path) -> PathBuf {
-    super::db_path(data_dir)
 }
 
 #[cfg(test)]

@@ -91,15 +91,6 @@ pub fn all(
     rows.collect()
 }
 
-/// Document counts per (connector, kind).
-pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, String, i64)>> {
-    let mut stmt = conn.prepare(
-        "SELECT connector, kind, COUNT(*) FROM documents GROUP BY connector, kind ORDER BY 1, 2",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    rows.collect()
-}
-
 /// A local search hit.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
