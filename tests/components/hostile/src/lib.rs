@@ -317,18 +317,22 @@ fn fetch(v: &Value) -> Result<Value, Error> {
 
     let future = outgoing_handler::handle(request, None).map_err(code_error)?;
 
+    // A refused request closes the body stream, possibly before we write: the reason arrives
+    // through `future`, so a failed write only matters when the response says nothing else.
+    let mut write_failed = None;
     if let Some(body) = v.get("body").and_then(Value::as_str) {
         let stream = out_body
             .write()
             .map_err(|()| Error::Internal("no body stream".into()))?;
         for chunk in body.as_bytes().chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| Error::Upstream(format!("writing request body: {e:?}")))?;
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                write_failed = Some(format!("writing request body: {e:?}"));
+                break;
+            }
         }
         drop(stream);
     }
-    OutgoingBody::finish(out_body, None).map_err(code_error)?;
+    let finished = OutgoingBody::finish(out_body, None);
 
     let response = loop {
         match future.get() {
@@ -340,6 +344,10 @@ fn fetch(v: &Value) -> Result<Value, Error> {
             None => future.subscribe().block(),
         }
     };
+    if let Some(e) = write_failed {
+        return Err(Error::Upstream(e));
+    }
+    finished.map_err(code_error)?;
 
     let status = response.status();
     let headers: Vec<(String, String)> = response
