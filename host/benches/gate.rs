@@ -56,6 +56,9 @@ limits = {{ timeout = "300s" }}
 connector = "bench"
 url = "{}/wiki/"
 allow_private = true
+# The bench measures the gate's own cost, not a rate budget.
+rate = {{ per_second = 1000000 }}
+concurrency = 1024
 auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK_BENCH_TOKEN" }}
 "#,
         hostile.display(),
@@ -79,7 +82,13 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         async move {
             let mut store = wasmtime::Store::new(
                 pre.engine(),
-                State::new(ctx, "bench".into(), 64 << 20, None),
+                State::new(
+                    ctx,
+                    "bench".into(),
+                    64 << 20,
+                    None,
+                    std::time::Instant::now() + std::time::Duration::from_secs(3600),
+                ),
             );
             store.set_epoch_deadline(u64::MAX / 2);
             let w = pre.instantiate_async(&mut store).await?;

@@ -164,6 +164,46 @@ pub struct Grant {
     /// through this grant. Off by default.
     pub writes: bool,
     pub auth: AuthConfig,
+    /// Rate budget, retries, circuit breaker and response cache of this grant.
+    pub resilience: Resilience,
+}
+
+/// How the gate spends and protects one grant's upstream (see docs/configuration.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resilience {
+    /// Token bucket: sustained requests per second...
+    pub rate_per_second: f64,
+    /// ...and how many may go at once after a quiet spell.
+    pub burst: u32,
+    /// Requests in flight at once through this grant.
+    pub concurrency: u32,
+    /// Attempts per request in all (1 = no retries).
+    pub retry_attempts: u32,
+    /// First backoff ceiling; doubles per attempt, full jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Consecutive failures that open the breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before letting one probe through.
+    pub breaker_cooldown: Duration,
+    /// GET responses cached this long (None: no cache).
+    pub cache_ttl: Option<Duration>,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            rate_per_second: 50.0,
+            burst: 100,
+            concurrency: 16,
+            retry_attempts: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            cache_ttl: None,
+        }
+    }
 }
 
 /// `[[route]]`: an action served by the first connector instance in `connectors` that succeeds.
@@ -284,6 +324,33 @@ struct RawGrant {
     #[serde(default)]
     writes: bool,
     auth: Option<RawAuth>,
+    rate: Option<RawRate>,
+    concurrency: Option<u32>,
+    retry: Option<RawRetry>,
+    breaker: Option<RawBreaker>,
+    cache_ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    per_second: Option<f64>,
+    burst: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u32>,
+    backoff: Option<String>,
+    max_backoff: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    failures: Option<u32>,
+    cooldown: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -592,6 +659,7 @@ fn apply_limits(mut l: Limits, raw: &RawLimits, key: &str) -> Result<Limits, Str
 }
 
 fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> {
+    let resilience = build_resilience(&g)?;
     let (mut scheme, mut host, mut port, mut path) = (g.scheme, g.host, g.port, g.path_prefix);
     if let Some(u) = &g.url {
         if scheme.is_some() || host.is_some() || port.is_some() || path.is_some() {
@@ -701,7 +769,68 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
         reveal: g.reveal,
         writes: g.writes,
         auth,
+        resilience,
     })
+}
+
+fn build_resilience(g: &RawGrant) -> Result<Resilience, String> {
+    let mut r = Resilience::default();
+    if let Some(rate) = &g.rate {
+        if let Some(p) = rate.per_second {
+            if !(p.is_finite() && p > 0.0 && p <= 1_000_000.0) {
+                return Err(format!(
+                    "rate.per_second: {p} is out of range (0 < x <= 1000000)"
+                ));
+            }
+            r.rate_per_second = p;
+            // A lone rate gets a burst of one second's worth.
+            r.burst = (p.ceil() as u32).max(1);
+        }
+        if let Some(b) = rate.burst {
+            if b == 0 {
+                return Err("rate.burst: must be at least 1".into());
+            }
+            r.burst = b;
+        }
+    }
+    if let Some(c) = g.concurrency {
+        if !(1..=10_000).contains(&c) {
+            return Err(format!("concurrency: {c} is out of range (1..=10000)"));
+        }
+        r.concurrency = c;
+    }
+    if let Some(retry) = &g.retry {
+        if let Some(a) = retry.attempts {
+            if !(1..=10).contains(&a) {
+                return Err(format!("retry.attempts: {a} is out of range (1..=10)"));
+            }
+            r.retry_attempts = a;
+        }
+        if let Some(b) = &retry.backoff {
+            r.backoff = parse_duration(b, "retry.backoff")?;
+        }
+        if let Some(b) = &retry.max_backoff {
+            r.max_backoff = parse_duration(b, "retry.max_backoff")?;
+        }
+        if r.max_backoff < r.backoff {
+            return Err("retry.max_backoff: must not be shorter than retry.backoff".into());
+        }
+    }
+    if let Some(b) = &g.breaker {
+        if let Some(f) = b.failures {
+            if !(1..=1000).contains(&f) {
+                return Err(format!("breaker.failures: {f} is out of range (1..=1000)"));
+            }
+            r.breaker_failures = f;
+        }
+        if let Some(c) = &b.cooldown {
+            r.breaker_cooldown = parse_duration(c, "breaker.cooldown")?;
+        }
+    }
+    if let Some(t) = &g.cache_ttl {
+        r.cache_ttl = Some(parse_duration(t, "cache_ttl")?);
+    }
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! connector, host and status, denials, and synced records.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -37,6 +39,21 @@ pub struct StreamLabels {
     pub stream: String,
 }
 
+/// One grant of one connector (`grant` is its index in the config file).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    pub connector: String,
+    pub grant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantOutcomeLabels {
+    pub connector: String,
+    pub grant: String,
+    /// `hit`/`miss` for the cache; the new state for breaker transitions.
+    pub outcome: String,
+}
+
 type Buckets = fn() -> Histogram;
 
 pub struct Metrics {
@@ -46,6 +63,14 @@ pub struct Metrics {
     pub outbound: Family<OutboundLabels, Counter>,
     pub denials: Family<ConnectorLabel, Counter>,
     pub sync_records: Family<StreamLabels, Counter>,
+    pub retries: Family<GrantLabels, Counter>,
+    pub budget_wait_seconds: Family<GrantLabels, Counter<f64, AtomicU64>>,
+    pub grant_pauses: Family<GrantLabels, Counter>,
+    pub rate_limited: Family<GrantLabels, Counter>,
+    pub breaker_state: Family<GrantLabels, Gauge>,
+    pub breaker_transitions: Family<GrantOutcomeLabels, Counter>,
+    pub breaker_fail_fast: Family<GrantLabels, Counter>,
+    pub cache: Family<GrantOutcomeLabels, Counter>,
 }
 
 fn buckets() -> Histogram {
@@ -87,6 +112,54 @@ impl Metrics {
             "Records (upserts + deletes) committed by sync",
             sync_records.clone(),
         );
+        let retries = Family::<GrantLabels, Counter>::default();
+        let budget_wait_seconds = Family::<GrantLabels, Counter<f64, AtomicU64>>::default();
+        let grant_pauses = Family::<GrantLabels, Counter>::default();
+        let rate_limited = Family::<GrantLabels, Counter>::default();
+        let breaker_state = Family::<GrantLabels, Gauge>::default();
+        let breaker_transitions = Family::<GrantOutcomeLabels, Counter>::default();
+        let breaker_fail_fast = Family::<GrantLabels, Counter>::default();
+        let cache = Family::<GrantOutcomeLabels, Counter>::default();
+        registry.register(
+            "outbound_retries",
+            "Upstream requests the gate sent again after a transient failure",
+            retries.clone(),
+        );
+        registry.register(
+            "grant_budget_wait_seconds",
+            "Time requests waited for a grant's rate budget, concurrency slot or pause",
+            budget_wait_seconds.clone(),
+        );
+        registry.register(
+            "grant_pauses",
+            "Times an upstream's Retry-After or exhausted rate window paused a whole grant",
+            grant_pauses.clone(),
+        );
+        registry.register(
+            "grant_rate_limited",
+            "Requests answered rate-limited to the connector instead of waiting past its deadline",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "Circuit breaker state per grant: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes per grant, by new state",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_fail_fast",
+            "Requests failed fast because the grant's circuit was open",
+            breaker_fail_fast.clone(),
+        );
+        registry.register(
+            "response_cache",
+            "GET response cache lookups per grant, by hit or miss",
+            cache.clone(),
+        );
         Arc::new(Metrics {
             registry,
             invocations,
@@ -94,6 +167,14 @@ impl Metrics {
             outbound,
             denials,
             sync_records,
+            retries,
+            budget_wait_seconds,
+            grant_pauses,
+            rate_limited,
+            breaker_state,
+            breaker_transitions,
+            breaker_fail_fast,
+            cache,
         })
     }
 

@@ -21,8 +21,13 @@ use crate::scrub::Scrubber;
 use crate::store::audit::{AuditEvent, AuditLog};
 
 use super::auth::GrantAuth;
+use super::breaker::{Admit, Breaker, BreakerState};
+use super::budget::{GrantBudget, NotBefore};
+use super::cache::{self, ResponseCache};
 use super::net::{Net, check_ip, error_chain, find_address_denied};
 use super::policy::{Target, find_grant};
+use super::retry;
+use crate::metrics::{GrantLabels, GrantOutcomeLabels};
 
 type SendResult = Result<
     (
@@ -44,6 +49,8 @@ pub struct ConnectorGate {
     metrics: Arc<crate::metrics::Metrics>,
     /// Headers a guest may never set: credentials in general and each grant's auth header.
     credential_headers: Arc<HashSet<HeaderName>>,
+    /// Per grant (same order as `grants`): budget, breaker, cache.
+    states: Vec<GrantState>,
 }
 
 /// What every connector's gate shares: the pooled client and where decisions are reported.
@@ -77,7 +84,20 @@ impl ConnectorGate {
         .into_iter()
         .collect();
         credential_headers.extend(auths.iter().filter_map(GrantAuth::header_name));
+        let states = grants
+            .iter()
+            .map(|g| GrantState {
+                budget: GrantBudget::new(&g.resilience),
+                breaker: Breaker::new(g.resilience.breaker_failures, g.resilience.breaker_cooldown),
+                cache: g.resilience.cache_ttl.map(ResponseCache::new),
+                labels: GrantLabels {
+                    connector: connector.clone(),
+                    grant: g.index.to_string(),
+                },
+            })
+            .collect();
         ConnectorGate {
+            states,
             connector,
             grants,
             auths,
@@ -96,11 +116,13 @@ impl ConnectorGate {
         self: &Arc<Self>,
         invocation: Arc<str>,
         writes_action: Option<Arc<str>>,
+        deadline: Instant,
     ) -> InvocationHooks {
         InvocationHooks {
             gate: self.clone(),
             invocation,
             writes_action,
+            deadline,
         }
     }
 
@@ -176,6 +198,7 @@ impl ConnectorGate {
         self: Arc<Self>,
         invocation: Arc<str>,
         writes_action: Option<Arc<str>>,
+        deadline: Instant,
         req: Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> SendResult {
@@ -298,28 +321,250 @@ impl ConnectorGate {
             ));
         }
 
-        let upstream_req = Request::from_parts(parts, Full::new(body));
-        let response = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
+        self.send_with_resilience(
+            Outgoing {
+                deadline,
+                idx,
+                parts,
+                body,
+                timeout,
+                client,
+            },
+            ev,
+            started,
+        )
+        .await
+    }
+
+    /// Cache lookup, then attempts under the grant's breaker and budget, retrying transient
+    /// failures of idempotent requests while the invocation's deadline allows.
+    async fn send_with_resilience(
+        &self,
+        out: Outgoing<'_>,
+        ev: AuditEvent,
+        started: Instant,
+    ) -> SendResult {
+        let Outgoing {
+            deadline,
+            idx,
+            parts,
+            body,
+            timeout,
+            client,
+        } = out;
+        let grant = &self.grants[idx];
+        let state = &self.states[idx];
+        let r = &grant.resilience;
+        let labels = &state.labels;
+
+        let cache_key = match &state.cache {
+            Some(_) if parts.method == http::Method::GET => {
+                let names: Vec<&HeaderName> = self.credential_headers.iter().collect();
+                Some(cache::key(&parts.uri, &parts.headers, &names))
+            }
+            _ => None,
+        };
+        if let (Some(c), Some(k)) = (&state.cache, &cache_key) {
+            let hit = c.get(k);
+            self.metrics
+                .cache
+                .get_or_create(&labels.outcome(if hit.is_some() { "hit" } else { "miss" }))
+                .inc();
+            if let Some(hit) = hit {
+                let mut ev = ev;
+                ev.status = Some(hit.status.as_u16());
+                ev.bytes = Some(hit.body.len() as u64);
+                ev.decision = "allow".into();
+                ev.reason = format!("grant[{}]; served from the response cache", grant.index);
+                ev.latency_ms = Some(ms(started.elapsed()));
+                self.count(&ev, hit.status.as_str());
+                self.audit.record(ev);
+                return Ok(respond(hit.status, hit.headers, hit.body));
+            }
+        }
+
+        let retry_ok = retry::idempotent(&parts.method);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let attempt_started = Instant::now();
+            let mut ev = ev.clone();
+            if attempt > 1 {
+                ev.reason = format!("attempt {attempt}");
+            }
+            // An open circuit fails fast without spending budget.
+            let (admit, transition) = state.breaker.admit();
+            if let Some(t) = transition {
+                self.breaker_moved(state, t);
+            }
+            if let Admit::FailFast(wait) = admit {
+                self.metrics.breaker_fail_fast.get_or_create(labels).inc();
+                let reason = format!(
+                    "grant[{}] circuit is open after repeated upstream failures; failing fast for {}s",
+                    grant.index,
+                    secs_ceil(wait)
+                );
+                return Ok(self.synthetic(ev, started, 503, wait, "circuit-open", reason));
+            }
+            let mut waited = Duration::ZERO;
+            let permit = match state.budget.acquire(deadline, &mut waited).await {
+                Ok(p) => p,
+                Err(not_before) => {
+                    state.breaker.release_probe();
+                    self.metrics.rate_limited.get_or_create(labels).inc();
+                    let why = match not_before {
+                        NotBefore::Paused(_) => "is paused by the upstream's rate-limit signal",
+                        NotBefore::Budget(_) => "has no rate budget left",
+                    };
+                    let reason = format!(
+                        "grant[{}] {why} for {}s, past the invocation's deadline; answered rate-limited",
+                        grant.index,
+                        secs_ceil(not_before.wait())
+                    );
+                    return Ok(self.synthetic(
+                        ev,
+                        started,
+                        429,
+                        not_before.wait(),
+                        "rate-limited",
+                        reason,
+                    ));
+                }
+            };
+            if !waited.is_zero() {
+                self.metrics
+                    .budget_wait_seconds
+                    .get_or_create(labels)
+                    .inc_by(waited.as_secs_f64());
+            }
+            let req = build_request(&parts, body.clone());
+            let outcome = self.exchange(client, req, timeout).await;
+            drop(permit);
+            let can_retry = retry_ok && attempt < r.retry_attempts;
+            match outcome {
+                Ok((rparts, bytes, scrubbed)) => {
+                    let status = rparts.status.as_u16();
+                    let t = if retry::breaker_failure_status(status) {
+                        state.breaker.failure()
+                    } else {
+                        state.breaker.success()
+                    };
+                    if let Some(t) = t {
+                        self.breaker_moved(state, t);
+                    }
+                    let signalled = if matches!(status, 429 | 503) {
+                        retry::retry_after(&rparts.headers)
+                    } else {
+                        None
+                    }
+                    .or_else(|| retry::exhausted_window(&rparts.headers));
+                    if let Some(p) = signalled {
+                        state.budget.pause(p);
+                        self.metrics.grant_pauses.get_or_create(labels).inc();
+                    }
+                    self.count(&ev, rparts.status.as_str());
+                    ev.status = Some(status);
+                    ev.decision = "allow".into();
+                    let mut notes = vec![format!("grant[{}]", grant.index)];
+                    if !ev.reason.is_empty() {
+                        notes.push(std::mem::take(&mut ev.reason));
+                    }
+                    if scrubbed {
+                        notes.push("secret value removed from the response".into());
+                    }
+                    ev.reason = notes.join("; ");
+                    ev.bytes = Some(bytes.len() as u64);
+                    ev.latency_ms = Some(ms(attempt_started.elapsed()));
+                    self.audit.record(ev);
+
+                    if can_retry && retry::retryable_status(status) {
+                        // A signalled pause is waited out (or refused) by the budget on the next
+                        // attempt; otherwise back off with jitter.
+                        let wait = match signalled {
+                            Some(p) => p,
+                            None => retry::backoff(attempt, r.backoff, r.max_backoff),
+                        };
+                        if Instant::now() + wait <= deadline {
+                            if signalled.is_none() {
+                                tokio::time::sleep(wait).await;
+                            }
+                            self.metrics.retries.get_or_create(labels).inc();
+                            continue;
+                        }
+                    }
+                    if let (Some(c), Some(k)) = (&state.cache, cache_key) {
+                        c.put(
+                            k,
+                            cache::Cached {
+                                status: rparts.status,
+                                headers: rparts.headers.clone(),
+                                body: bytes.clone(),
+                            },
+                        );
+                    }
+                    return Ok(respond(rparts.status, rparts.headers, bytes));
+                }
+                Err(Failure::Denied(reason)) => {
+                    state.breaker.release_probe();
+                    let reason = format!("{reason}; grant[{}] does not allow it", grant.index);
+                    return Err(self.deny(ev, attempt_started, reason));
+                }
+                Err(Failure::Failed {
+                    reason,
+                    code,
+                    connection,
+                    status,
+                }) => {
+                    ev.status = status;
+                    if let Some(t) = state.breaker.failure() {
+                        self.breaker_moved(state, t);
+                    }
+                    let err = self.fail(ev, attempt_started, reason, code);
+                    if can_retry && connection {
+                        let wait = retry::backoff(attempt, r.backoff, r.max_backoff);
+                        if Instant::now() + wait <= deadline {
+                            tokio::time::sleep(wait).await;
+                            self.metrics.retries.get_or_create(labels).inc();
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// One upstream exchange: send, read the (capped) body, scrub echoed secrets.
+    async fn exchange(
+        &self,
+        client: &super::net::UpstreamClient,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(http::response::Parts, Bytes, bool), Failure> {
+        let response = match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => {
-                return Err(self.fail(
-                    ev,
-                    started,
-                    format!("no response headers within {timeout:?}"),
-                    HttpError::HttpResponseTimeout,
-                ));
+                return Err(Failure::Failed {
+                    reason: format!("no response headers within {timeout:?}"),
+                    code: HttpError::HttpResponseTimeout,
+                    connection: false,
+                    status: None,
+                });
             }
             Ok(Err(e)) => {
                 if let Some(d) = find_address_denied(&e) {
-                    let reason = format!("{d}; grant[{}] does not allow it", grant.index);
-                    return Err(self.deny(ev, started, reason));
+                    return Err(Failure::Denied(d.to_string()));
                 }
-                let reason = format!("connection failed: {}", error_chain(&e));
                 let code = if e.is_connect() {
                     HttpError::ConnectionRefused
                 } else {
                     HttpError::HttpProtocolError
                 };
-                return Err(self.fail(ev, started, reason, code));
+                return Err(Failure::Failed {
+                    reason: format!("connection failed: {}", error_chain(&e)),
+                    code,
+                    connection: true,
+                    status: None,
+                });
             }
             Ok(Ok(r)) => r,
         };
@@ -334,7 +579,6 @@ impl ConnectorGate {
                 }
             }
         }
-        ev.status = Some(rparts.status.as_u16());
         let max = self.limits.max_response_bytes;
         let bytes: Bytes =
             match tokio::time::timeout(self.limits.timeout, Limited::new(rbody, max).collect())
@@ -345,58 +589,215 @@ impl ConnectorGate {
                     let too_big = e
                         .downcast_ref::<http_body_util::LengthLimitError>()
                         .is_some();
-                    let (reason, code) = if too_big {
-                        (
-                            format!("response body larger than {max} bytes"),
-                            HttpError::HttpResponseBodySize(Some(max as u64)),
-                        )
+                    return Err(if too_big {
+                        Failure::Failed {
+                            reason: format!(
+                                "{} response body larger than {max} bytes",
+                                rparts.status.as_u16()
+                            ),
+                            code: HttpError::HttpResponseBodySize(Some(max as u64)),
+                            connection: false,
+                            status: Some(rparts.status.as_u16()),
+                        }
                     } else {
-                        (
-                            format!("response body failed: {e}"),
-                            HttpError::HttpResponseIncomplete,
-                        )
-                    };
-                    return Err(self.fail(ev, started, reason, code));
+                        // A connection cut mid-body is a connection error: worth a retry.
+                        Failure::Failed {
+                            reason: format!("{} response body failed: {e}", rparts.status.as_u16()),
+                            code: HttpError::HttpResponseIncomplete,
+                            connection: true,
+                            status: Some(rparts.status.as_u16()),
+                        }
+                    });
                 }
                 Err(_) => {
-                    return Err(self.fail(
-                        ev,
-                        started,
-                        "response body timed out".into(),
-                        HttpError::HttpResponseTimeout,
-                    ));
+                    return Err(Failure::Failed {
+                        reason: format!("{} response body timed out", rparts.status.as_u16()),
+                        code: HttpError::HttpResponseTimeout,
+                        connection: false,
+                        status: Some(rparts.status.as_u16()),
+                    });
                 }
             };
         // An upstream that echoes a credential back must not hand it to the connector.
-        let bytes = if self.scrubber.is_empty() {
-            bytes
-        } else {
-            match self.scrubber.scrub_bytes_if_needed(&bytes) {
-                Some(clean) => {
-                    ev.reason = "secret value removed from the response".into();
-                    Bytes::from(clean)
-                }
-                None => bytes,
-            }
-        };
-        self.count(&ev, rparts.status.as_str());
-        ev.decision = "allow".into();
-        ev.reason = if ev.reason.is_empty() {
-            format!("grant[{}]", grant.index)
-        } else {
-            format!("grant[{}]; {}", grant.index, ev.reason)
-        };
-        ev.bytes = Some(bytes.len() as u64);
+        if !self.scrubber.is_empty()
+            && let Some(clean) = self.scrubber.scrub_bytes_if_needed(&bytes)
+        {
+            return Ok((rparts, Bytes::from(clean), true));
+        }
+        Ok((rparts, bytes, false))
+    }
+
+    /// An answer the gate gives in the upstream's stead (rate-limited, circuit open), with a
+    /// `Retry-After` the SDK maps to `rate-limited(seconds)`. Audited with `decision`.
+    fn synthetic(
+        &self,
+        mut ev: AuditEvent,
+        started: Instant,
+        status: u16,
+        wait: Duration,
+        decision: &str,
+        reason: String,
+    ) -> (
+        Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) {
+        tracing::info!(connector = %self.connector, invocation = %ev.invocation, "{reason}");
+        self.count(&ev, decision);
+        ev.status = Some(status);
+        ev.decision = decision.into();
+        ev.reason = reason.clone();
         ev.latency_ms = Some(ms(started.elapsed()));
         self.audit.record(ev);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::RETRY_AFTER,
+            http::HeaderValue::from(secs_ceil(wait)),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-airlock-gate"),
+            http::HeaderValue::from_str(decision)
+                .unwrap_or(http::HeaderValue::from_static("limited")),
+        );
+        let body = serde_json::json!({"error": {"code": decision, "message": reason}}).to_string();
+        respond(
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
+            headers,
+            Bytes::from(body),
+        )
+    }
 
-        let body: WasiBody = Full::new(bytes)
-            .map_err(|never: std::convert::Infallible| match never {})
-            .boxed_unsync();
-        let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
-        Ok((Response::from_parts(rparts, body), io))
+    fn breaker_moved(&self, state: &GrantState, to: BreakerState) {
+        tracing::warn!(
+            connector = %self.connector,
+            grant = %state.labels.grant,
+            "circuit breaker {}",
+            to.as_str()
+        );
+        self.metrics
+            .breaker_state
+            .get_or_create(&state.labels)
+            .set(to.gauge());
+        self.metrics
+            .breaker_transitions
+            .get_or_create(&state.labels.outcome(to.as_str()))
+            .inc();
+    }
+
+    /// Breaker, budget and cache state of each grant, for the API and dashboard.
+    pub fn grant_status(&self) -> Vec<GrantStatus> {
+        self.grants
+            .iter()
+            .zip(&self.states)
+            .map(|(g, s)| GrantStatus {
+                grant: g.index,
+                breaker: s.breaker.state().as_str(),
+                paused_for_secs: s.budget.paused_for().map(|d| d.as_secs_f64()),
+                in_flight: s.budget.in_flight(),
+                rate_per_second: g.resilience.rate_per_second,
+                burst: g.resilience.burst,
+                concurrency: g.resilience.concurrency,
+                cache_ttl_secs: g.resilience.cache_ttl.map(|d| d.as_secs_f64()),
+            })
+            .collect()
     }
 }
+
+/// What `send` hands to the resilience loop once the request is allowed and credentialed.
+struct Outgoing<'a> {
+    deadline: Instant,
+    idx: usize,
+    parts: http::request::Parts,
+    body: Bytes,
+    timeout: Duration,
+    client: &'a super::net::UpstreamClient,
+}
+
+/// Why one exchange produced no response.
+enum Failure {
+    /// The resolved address is not allowed for the grant.
+    Denied(String),
+    Failed {
+        reason: String,
+        code: HttpError,
+        /// A connection error (refused, reset, cut mid-body): retryable for idempotent requests.
+        connection: bool,
+        /// The status, when headers arrived before the failure.
+        status: Option<u16>,
+    },
+}
+
+/// Grant state the gate keeps across invocations.
+struct GrantState {
+    budget: GrantBudget,
+    breaker: Breaker,
+    cache: Option<ResponseCache>,
+    labels: GrantLabels,
+}
+
+trait OutcomeLabel {
+    fn outcome(&self, o: &str) -> GrantOutcomeLabels;
+}
+
+impl OutcomeLabel for GrantLabels {
+    fn outcome(&self, o: &str) -> GrantOutcomeLabels {
+        GrantOutcomeLabels {
+            connector: self.connector.clone(),
+            grant: self.grant.clone(),
+            outcome: o.to_string(),
+        }
+    }
+}
+
+/// One grant's live resilience state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrantStatus {
+    pub grant: usize,
+    pub breaker: &'static str,
+    pub paused_for_secs: Option<f64>,
+    pub in_flight: u32,
+    pub rate_per_second: f64,
+    pub burst: u32,
+    pub concurrency: u32,
+    pub cache_ttl_secs: Option<f64>,
+}
+
+fn build_request(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+fn respond(
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    bytes: Bytes,
+) -> (
+    Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+) {
+    let body: WasiBody = Full::new(bytes)
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+    (resp, io)
+}
+
+fn secs_ceil(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Time left to a connector after the gate's last answer, to act on it before its deadline.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 fn first_byte_timeout(limits: &Limits, options: Option<&RequestOptions>) -> Duration {
     let guest = options.and_then(|o| o.first_byte_timeout);
@@ -416,6 +817,9 @@ pub struct InvocationHooks {
     invocation: Arc<str>,
     /// The action's name when the invocation runs an action marked `writes`.
     writes_action: Option<Arc<str>>,
+    /// When the invocation will be stopped; the gate never waits past it (less a margin for
+    /// the connector to act on the answer).
+    deadline: Instant,
 }
 
 impl WasiHttpHooks for InvocationHooks {
@@ -446,6 +850,16 @@ impl WasiHttpHooks for InvocationHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let gate = self.gate.clone();
         let invocation = self.invocation.clone();
-        Box::new(gate.send(invocation, self.writes_action.clone(), request, options))
+        let deadline = self
+            .deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(self.deadline);
+        Box::new(gate.send(
+            invocation,
+            self.writes_action.clone(),
+            deadline,
+            request,
+            options,
+        ))
     }
 }

@@ -1,7 +1,11 @@
 //! What the host lends a connector, one module per capability.
 
 pub mod auth;
+pub mod breaker;
+pub mod budget;
+pub mod cache;
 pub mod http;
 pub mod net;
 pub mod policy;
+pub mod retry;
 pub mod secrets;

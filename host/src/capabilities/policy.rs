@@ -297,6 +297,7 @@ mod tests {
             reveal: false,
             writes: false,
             auth: AuthConfig::None,
+            resilience: Default::default(),
         }
     }
 

@@ -418,6 +418,7 @@ impl LoadedConnector {
             invocation.clone(),
             self.limits.memory_bytes,
             writes_action,
+            deadline,
         );
         let memory_hit = state.limiter.hit.clone();
         let mut store = Store::new(self.pre.engine(), state);

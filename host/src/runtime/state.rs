@@ -32,6 +32,7 @@ impl State {
         invocation: Arc<str>,
         memory_bytes: usize,
         writes_action: Option<Arc<str>>,
+        deadline: std::time::Instant,
     ) -> State {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
@@ -42,7 +43,7 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: ctx.gate.hooks(invocation.clone(), writes_action),
+            hooks: ctx.gate.hooks(invocation.clone(), writes_action, deadline),
             limiter: MemoryLimiter::new(memory_bytes),
             ctx,
             invocation,
