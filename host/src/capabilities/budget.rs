@@ -172,7 +172,8 @@ mod tests {
         b.pause(Duration::from_millis(50));
         let mut waited = Duration::ZERO;
         let started = Instant::now();
-        b.acquire(Instant::now() + Duration::from_secs(5), &mut waited)
+        let _permit = b
+            .acquire(Instant::now() + Duration::from_secs(5), &mut waited)
             .await
             .expect("acquired after the pause");
         assert!(started.elapsed() >= Duration::from_millis(45));
@@ -195,7 +196,8 @@ mod tests {
             "second caller must not get a slot while the first holds it"
         );
         drop(first);
-        b.acquire(Instant::now() + Duration::from_secs(1), &mut waited)
+        let _permit = b
+            .acquire(Instant::now() + Duration::from_secs(1), &mut waited)
             .await
             .expect("slot freed");
     }

@@ -444,6 +444,26 @@ impl ConnectorGate {
             match outcome {
                 Ok((rparts, bytes, scrubbed)) => {
                     let status = rparts.status.as_u16();
+                    // A success that declares JSON but does not parse (cut short, or garbage from
+                    // a proxy) is an upstream fault; a GET can be asked again safely.
+                    if can_retry
+                        && rparts.status.is_success()
+                        && malformed_json(&rparts.headers, &bytes)
+                    {
+                        let wait = retry::backoff(attempt, r.backoff, r.max_backoff);
+                        if Instant::now() + wait <= deadline {
+                            ev.status = Some(status);
+                            let _ = self.fail(
+                                ev,
+                                attempt_started,
+                                format!("grant[{}]; {status} response declared JSON but is malformed or truncated", grant.index),
+                                HttpError::HttpProtocolError,
+                            );
+                            tokio::time::sleep(wait).await;
+                            self.metrics.retries.get_or_create(labels).inc();
+                            continue;
+                        }
+                    }
                     let t = if retry::breaker_failure_status(status) {
                         state.breaker.failure()
                     } else {
@@ -763,6 +783,24 @@ pub struct GrantStatus {
     pub burst: u32,
     pub concurrency: u32,
     pub cache_ttl_secs: Option<f64>,
+}
+
+/// Whether a body whose `Content-Type` says JSON fails to parse.
+fn malformed_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ct == "application/json" || ct.ends_with("+json")
+        })
+        .unwrap_or(false);
+    json && !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
 }
 
 fn build_request(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {

@@ -7,6 +7,7 @@ pub mod atera;
 pub mod azure;
 pub mod common;
 pub mod confluence;
+pub mod faults;
 pub mod jira;
 pub mod openai;
 pub mod server;
@@ -23,6 +24,7 @@ pub use confluence::{
     ConfluenceOptions, ConfluenceTruth, Mutation, MutationReport, TruthPage, TruthSpace,
     spawn_confluence,
 };
+pub use faults::{FaultKind, FaultPlan, FaultReport};
 pub use jira::{JiraMutation, JiraMutationReport, JiraOptions, JiraTruth, spawn_jira};
 pub use openai::{OpenAi, OpenAiMode, OpenAiOptions, OpenAiTruth, spawn_openai};
 pub use server::{RequestCounts, RunningFake, ServingFake};

@@ -24,6 +24,7 @@ pub struct RequestCounts {
 /// Per-fake bookkeeping that is the same for every upstream: counters, fault knobs, shutdown signal.
 pub struct Core {
     counts: Mutex<RequestCounts>,
+    faults: crate::faults::Faults,
     rate_limit_every: AtomicU64,
     seen: AtomicU64,
     stop: watch::Sender<bool>,
@@ -33,6 +34,7 @@ impl Core {
     pub fn new(rate_limit_every: Option<u64>) -> Self {
         Core {
             counts: Mutex::default(),
+            faults: crate::faults::Faults::default(),
             rate_limit_every: AtomicU64::new(rate_limit_every.unwrap_or(0)),
             seen: AtomicU64::new(0),
             stop: watch::channel(false).0,
@@ -43,12 +45,18 @@ impl Core {
     }
     /// Counts one upstream request and says whether the rate-limit knob wants it answered with 429.
     pub fn record(&self, path: &str) -> bool {
+        self.count(path);
+        let every = self.rate_limit_every.load(Ordering::Relaxed);
+        every > 0 && (self.seen.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(every)
+    }
+    /// Counts one upstream request without consulting the rate-limit knob.
+    pub fn count(&self, path: &str) {
         let mut c = self.lock();
         c.total += 1;
         *c.by_path.entry(path.to_owned()).or_default() += 1;
-        drop(c);
-        let every = self.rate_limit_every.load(Ordering::Relaxed);
-        every > 0 && (self.seen.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(every)
+    }
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.faults
     }
     pub fn counts(&self) -> RequestCounts {
         self.lock().clone()
@@ -99,6 +107,14 @@ impl<S: FakeState> RunningFake<S> {
     }
     pub fn set_rate_limit_every(&self, n: Option<u64>) {
         self.state.core().set_rate_limit_every(n)
+    }
+    /// Replaces the fault plan (see [`crate::faults`]); `FaultPlan::default()` turns faults off.
+    pub fn set_faults(&self, plan: crate::faults::FaultPlan) {
+        self.state.core().faults().set(plan)
+    }
+    /// Faults injected since the plan was set.
+    pub fn faults_injected(&self) -> crate::faults::FaultReport {
+        self.state.core().faults().report()
     }
     /// `base_url` + `path_and_query`.
     pub fn url(&self, path_and_query: &str) -> String {
@@ -172,6 +188,7 @@ pub fn start<S: FakeState>(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut stop = state.core().stop.subscribe();
+    let router = with_faults(router, state.clone());
     let task = tokio::spawn(async move {
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -189,4 +206,35 @@ pub fn start<S: FakeState>(
         state,
         task: tokio::sync::Mutex::new(Some(task)),
     }
+}
+
+/// Adds the fault middleware and its control route (`GET`/`POST /_fake/faults`).
+fn with_faults<S: FakeState>(router: Router, state: Arc<S>) -> Router {
+    use axum::routing::get;
+    let get_state = state.clone();
+    let post_state = state.clone();
+    router
+        .route(
+            "/_fake/faults",
+            get(move || {
+                let s = get_state.clone();
+                async move {
+                    let f = s.core().faults();
+                    axum::Json(serde_json::json!({"plan": f.plan(), "injected": f.report()}))
+                }
+            })
+            .post(
+                move |axum::Json(plan): axum::Json<crate::faults::FaultPlan>| {
+                    let s = post_state.clone();
+                    async move {
+                        s.core().faults().set(plan.clone());
+                        axum::Json(serde_json::json!({"plan": plan}))
+                    }
+                },
+            ),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::faults::inject::<S>,
+        ))
 }
