@@ -250,6 +250,15 @@ async fn sync_trigger(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    // Another tenant's connector answers like a missing one, whatever the body.
+    if !a.connectors.contains_key(&id) || !auth::may_use(&a, &p, &id) {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no-such-connector",
+            &format!("no connector `{id}` is configured"),
+            None,
+        );
+    }
     // An empty body means the defaults.
     let body: SyncBody = if body.iter().all(u8::is_ascii_whitespace) {
         SyncBody::default()
@@ -266,14 +275,6 @@ async fn sync_trigger(
             }
         }
     };
-    if !a.connectors.contains_key(&id) || !auth::may_use(&a, &p, &id) {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "no-such-connector",
-            &format!("no connector `{id}` is configured"),
-            None,
-        );
-    }
     let streams = match crate::sync::streams_of(&a, &id, body.stream.as_deref()) {
         Ok(s) => s,
         Err(e) => {
