@@ -420,15 +420,12 @@ struct AuditParams {
 }
 
 /// Normalises an RFC 3339 time to the form audit rows store (UTC, milliseconds).
-fn audit_time(name: &str, v: Option<&str>) -> Result<Option<String>, Response> {
+fn audit_time(name: &str, v: Option<&str>) -> Result<Option<String>, String> {
     let Some(v) = v else { return Ok(None) };
     match humantime::parse_rfc3339_weak(v) {
         Ok(t) => Ok(Some(humantime::format_rfc3339_millis(t).to_string())),
-        Err(_) => Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            &format!("`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
-            None,
+        Err(_) => Err(format!(
+            "`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z"
         )),
     }
 }
@@ -455,7 +452,9 @@ async fn audit_query(
         audit_time("until", q.until.as_deref()),
     ) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(m), _) | (_, Err(m)) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None);
+        }
     };
     let within = auth::tenant_ids(&a, &p);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
