@@ -222,7 +222,13 @@ pub struct ConnectorConfig {
     pub limits: Limits,
     /// Scheduled sync in `airlock serve` (none: only on demand).
     pub sync: Option<SyncSchedule>,
+    /// The tenant the instance belongs to (`default` unless set): only that tenant's
+    /// principals see it, its documents and its audit rows through the API.
+    pub tenant: String,
 }
+
+/// The tenant of a connector that does not name one.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// `[connector.sync]`: how often `airlock serve` syncs which streams.
 #[derive(Debug, Clone)]
@@ -298,6 +304,7 @@ struct RawConnector {
     #[serde(default)]
     limits: RawLimits,
     sync: Option<RawSync>,
+    tenant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -497,12 +504,16 @@ impl Config {
                     })
                 }
             };
+            let tenant = c.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+            crate::store::tokens::validate_name("tenant", tenant)
+                .map_err(|m| err(format!("{key}.tenant: {m}")))?;
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
                 settings,
                 limits,
                 sync,
+                tenant: tenant.to_string(),
             });
         }
 
@@ -586,6 +597,20 @@ impl Config {
 
     pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
         self.connectors.iter().find(|c| c.id == id)
+    }
+
+    /// The tenant of a connector, or of a route whose connectors all share one tenant (a route
+    /// spanning tenants belongs to none, so no principal may use it).
+    pub fn tenant_of(&self, id: &str) -> Option<&str> {
+        if let Some(c) = self.connector(id) {
+            return Some(&c.tenant);
+        }
+        let r = self.route(id)?;
+        let first = self.connector(r.connectors.first()?)?.tenant.as_str();
+        r.connectors
+            .iter()
+            .all(|c| self.connector(c).is_some_and(|c| c.tenant == first))
+            .then_some(first)
     }
 
     pub fn grants_for<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Grant> + 'a {
@@ -847,6 +872,38 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn connectors_default_to_the_default_tenant_and_routes_need_one_tenant() {
+        let c = parse(&format!(
+            r#"{BASE}
+[[connector]]
+id = "b1"
+component = "b.wasm"
+tenant = "beta"
+[[connector]]
+id = "b2"
+component = "b.wasm"
+tenant = "beta"
+[[route]]
+name = "rb"
+action = "chat"
+connectors = ["b1", "b2"]
+[[route]]
+name = "mixed"
+action = "chat"
+connectors = ["confluence", "b1"]
+"#
+        ))
+        .unwrap();
+        assert_eq!(c.tenant_of("confluence"), Some(DEFAULT_TENANT));
+        assert_eq!(c.tenant_of("b1"), Some("beta"));
+        assert_eq!(c.tenant_of("rb"), Some("beta"));
+        assert_eq!(c.tenant_of("mixed"), None);
+        assert_eq!(c.tenant_of("nothing"), None);
+        let e = parse(&format!("{BASE}tenant = \"a b\"\n")).unwrap_err();
+        assert!(e.to_string().contains("connector[0].tenant"), "{e}");
+    }
 
     #[test]
     fn unknown_key_is_named_with_the_file() {

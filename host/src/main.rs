@@ -17,7 +17,8 @@ use airlock::store::{audit, vault::Vault};
 /// Airlock runs integration connectors as sandboxed WebAssembly components. Each connector gets
 /// exactly the outbound HTTP destinations its grants allow; credentials are injected at the
 /// gate, so connector code never holds a secret. Every invocation and outbound decision is
-/// audited in a hash-chained log.
+/// audited in a hash-chained log. The daemon's `/v1` API needs a bearer token from
+/// `airlock tokens create`.
 #[derive(Parser)]
 #[command(name = "airlock", version, about, long_about = None)]
 struct Cli {
@@ -119,6 +120,15 @@ enum Command {
         #[command(subcommand)]
         action: SecretsCmd,
     },
+    /// Manage API tokens. Every `/v1` route of `airlock serve` needs `Authorization: Bearer
+    /// <token>`; a token names a principal, its tenant, its groups (matched against document
+    /// ACLs) and whether it is an admin (sync triggers, audit). Only a hash is stored.
+    Tokens {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: TokensCmd,
+    },
     /// Read and verify the audit log.
     Audit {
         #[command(flatten)]
@@ -136,6 +146,36 @@ enum SecretsCmd {
     List,
     /// Remove a secret.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokensCmd {
+    /// Create a token and print it once on stdout (it cannot be shown again; store it now).
+    Create {
+        /// The principal's name (matched against document ACLs).
+        #[arg(long)]
+        principal: String,
+        /// The tenant whose connectors, documents and audit rows the token may reach.
+        #[arg(long, default_value = airlock::config::DEFAULT_TENANT)]
+        tenant: String,
+        /// Groups of the principal, comma-separated (matched against document ACLs).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// May trigger syncs and read the audit log (of its tenant).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List tokens: id, principal, tenant, groups, admin, created, revoked (never the token).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (`tok_...`), or every token of a principal by its name.
+    Revoke {
+        #[arg(value_name = "ID|PRINCIPAL")]
+        target: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -301,6 +341,7 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 limit,
                 live,
                 live_timeout,
+                scope: None,
             };
             let r = airlock::search::search(&a, &req).await?;
             a.flush();
@@ -339,7 +380,83 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             let config = load_config(&config)?;
             audit_cmd(&config, action)
         }
+        Command::Tokens { config, action } => {
+            let config = load_config(&config)?;
+            tokens_cmd(&config, action)
+        }
     }
+}
+
+fn tokens_cmd(config: &Config, action: TokensCmd) -> anyhow::Result<ExitCode> {
+    use airlock::store::tokens;
+    let mut conn = airlock::store::open(&config.server.data_dir)?;
+    match action {
+        TokensCmd::Create {
+            principal,
+            tenant,
+            groups,
+            admin,
+        } => {
+            let groups: Vec<String> = groups
+                .into_iter()
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect();
+            if !config.connectors.iter().any(|c| c.tenant == tenant) {
+                eprintln!(
+                    "warning: no connector in {} belongs to tenant `{tenant}`",
+                    config.path.display()
+                );
+            }
+            let (info, token) = tokens::create(&mut conn, &principal, &tenant, &groups, admin)?;
+            eprintln!(
+                "created {} for principal `{}` in tenant `{}`{}{}; the token is shown only now:",
+                info.id,
+                info.principal,
+                info.tenant,
+                if info.groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(", groups {}", info.groups.join(","))
+                },
+                if info.admin { ", admin" } else { "" },
+            );
+            println!("{token}");
+        }
+        TokensCmd::List { json } => {
+            let list = tokens::list(&conn)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no tokens; create one with `airlock tokens create --principal NAME`");
+            } else {
+                for t in list {
+                    println!(
+                        "{}\t{}\ttenant={}\tgroups={}\t{}\tcreated {}{}",
+                        t.id,
+                        t.principal,
+                        t.tenant,
+                        t.groups.join(","),
+                        if t.admin { "admin" } else { "-" },
+                        t.created_at,
+                        t.revoked_at
+                            .map(|r| format!("\trevoked {r}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        TokensCmd::Revoke { target } => {
+            let ids = tokens::revoke(&mut conn, &target)?;
+            if ids.is_empty() {
+                bail!("no live token has the id or principal `{target}`");
+            }
+            for id in ids {
+                println!("revoked {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(

@@ -22,6 +22,16 @@ pub struct SearchRequest {
     pub live: bool,
     /// Per-connector timeout of the live fan-out.
     pub live_timeout: Duration,
+    /// Who asks (the API's principal); None: everything (the operator's CLI).
+    pub scope: Option<Scope>,
+}
+
+/// What a principal may reach: its tenant's connectors, and the names (the principal and its
+/// groups) a document's ACL must list unless the ACL is empty.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub connectors: Vec<String>,
+    pub readers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +59,8 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
                     connector: q.connector.as_deref(),
                     kind: q.kind.as_deref(),
                     limit: q.limit,
+                    connectors: q.scope.as_ref().map(|s| s.connectors.as_slice()),
+                    readers: q.scope.as_ref().map(|s| s.readers.as_slice()),
                 },
             )?)
         })
@@ -59,6 +71,11 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
             .connectors
             .iter()
             .filter(|(id, _)| req.connector.as_deref().is_none_or(|c| c == id.as_str()))
+            .filter(|(id, _)| {
+                req.scope
+                    .as_ref()
+                    .is_none_or(|s| s.connectors.iter().any(|c| c == *id))
+            })
             .collect();
         let calls = targets.iter().map(|(id, slot)| {
             let id = (*id).clone();
@@ -98,6 +115,11 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
                         serde_json::from_value(v["hits"].clone()).unwrap_or_default();
                     for d in docs {
                         if req.kind.as_deref().is_some_and(|k| k != d.kind) {
+                            continue;
+                        }
+                        if let Some(s) = &req.scope
+                            && !documents::acl_allows(&d.acl, &s.readers)
+                        {
                             continue;
                         }
                         if !seen.insert((id.clone(), d.kind.clone(), d.id.clone())) {

@@ -1,34 +1,70 @@
-//! The daemon's HTTP API on loopback: `/healthz`, `GET /v1/connectors`,
-//! `POST /v1/connectors/{id}/invoke`, `GET /v1/sync`, `POST /v1/sync/{id}`, `POST /v1/search`. Errors are JSON of one shape:
+//! The daemon's HTTP API on loopback: open `/healthz`, `/readyz`, `/metrics`, and under `/v1`
+//! (bearer token required, answers scoped to the principal's tenant) connectors, invoke, sync,
+//! search, documents, audit and the OpenAPI description. Errors are JSON of one shape:
 //! `{"error": {"code": "...", "message": "..."}}`.
+
+pub mod auth;
+pub mod errors;
+pub mod openapi;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use crate::app::Airlock;
 use crate::runtime::connector::{InvokeError, Op};
+use auth::{Access, Principal};
 
 /// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// Every route: method, path, who may call it, handler. The router is built from this table
+/// and a test checks the OpenAPI description against it, so neither can drift.
+pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>)> {
+    use Access::{Admin, Open, Principal as P};
+    vec![
+        (Method::GET, "/healthz", Open, get(healthz)),
+        (Method::GET, "/readyz", Open, get(readyz)),
+        (Method::GET, "/metrics", Open, get(metrics)),
+        (Method::GET, "/v1/openapi.json", P, get(openapi_json)),
+        (Method::GET, "/v1/connectors", P, get(list_connectors)),
+        (Method::POST, "/v1/connectors/{id}/invoke", P, post(invoke)),
+        (Method::GET, "/v1/sync", P, get(sync_status)),
+        (Method::POST, "/v1/sync/{id}", Admin, post(sync_trigger)),
+        (Method::POST, "/v1/search", P, post(search)),
+        (
+            Method::GET,
+            "/v1/documents/{connector}/{kind}/{id}",
+            P,
+            get(get_document),
+        ),
+        (Method::GET, "/v1/audit", Admin, get(audit_query)),
+    ]
+}
+
 pub fn router(airlock: Arc<Airlock>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/connectors", get(list_connectors))
-        .route("/v1/connectors/{id}/invoke", post(invoke))
-        .route("/v1/sync", get(sync_status))
-        .route("/v1/sync/{id}", post(sync_trigger))
-        .route("/v1/search", post(search))
+    let mut r = Router::new();
+    for (_, path, access, handler) in routes() {
+        let handler = handler.route_layer(axum::middleware::from_fn_with_state(
+            (airlock.clone(), access),
+            auth::require,
+        ));
+        r = r.route(path, handler);
+    }
+    r.fallback(errors::no_such_route)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(axum::middleware::map_response(errors::ensure_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(airlock)
+}
+
+async fn openapi_json() -> Response {
+    Json(openapi::spec()).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -62,14 +98,33 @@ async fn metrics(State(a): State<Arc<Airlock>>) -> Response {
         .into_response()
 }
 
-async fn list_connectors(State(a): State<Arc<Airlock>>) -> Response {
+async fn list_connectors(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
     let routes: Vec<_> = a
         .config
         .routes
         .iter()
+        .filter(|r| auth::may_use(&a, &p, &r.name))
         .map(|r| serde_json::json!({ "name": r.name, "action": r.action, "connectors": r.connectors }))
         .collect();
-    Json(serde_json::json!({ "connectors": a.statuses(), "routes": routes })).into_response()
+    let connectors: Vec<_> = a
+        .statuses()
+        .into_iter()
+        .filter(|s| auth::may_use(&a, &p, &s.id))
+        .collect();
+    Json(serde_json::json!({ "tenant": p.tenant, "connectors": connectors, "routes": routes }))
+        .into_response()
+}
+
+fn no_such_connector(id: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no-such-connector",
+        &format!("no connector or route `{id}` is configured"),
+        None,
+    )
 }
 
 #[derive(Deserialize)]
@@ -83,14 +138,17 @@ struct InvokeBody {
 
 async fn invoke(
     State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<InvokeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    // Another tenant's connector answers exactly like one that does not exist.
+    if !auth::may_use(&a, &p, &id) {
+        return no_such_connector(&id);
+    }
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => {
-            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
-        }
+        Err(e) => return errors::json_rejection(e),
     };
     let input = if body.input.is_null() {
         serde_json::json!({})
@@ -102,20 +160,55 @@ async fn invoke(
         Err(e) => return invoke_error(&a, e),
     };
     if !a.connectors.contains_key(&id) && a.config.route(&id).is_none() {
+        return no_such_connector(&id);
+    }
+    // `sync` pages carry every record regardless of ACLs: operators only.
+    if matches!(op, Op::Sync { .. }) && !p.admin {
         return error_response(
-            StatusCode::NOT_FOUND,
-            "no-such-connector",
-            &format!("no connector or route `{id}` is configured"),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the `sync` op needs an admin token",
             None,
         );
     }
+    let (is_get, is_search) = (
+        matches!(op, Op::Get { .. }),
+        matches!(op, Op::Search { .. }),
+    );
+    let readers = auth::readers(&p);
     match a.invoke(&id, op).await {
-        Ok(result) => Json(serde_json::json!({ "result": result })).into_response(),
+        Ok(mut result) => {
+            // Documents fetched live are ACL-checked like stored ones.
+            if is_get && !acl_allows_value(&result, &readers) {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "no such document",
+                    None,
+                );
+            }
+            if is_search && let Some(hits) = result["hits"].as_array_mut() {
+                hits.retain(|h| acl_allows_value(h, &readers));
+            }
+            Json(serde_json::json!({ "result": result })).into_response()
+        }
         Err(e) => invoke_error(&a, e),
     }
 }
 
-async fn sync_status(State(a): State<Arc<Airlock>>) -> Response {
+/// The ACL check of a document as JSON (a missing or empty `acl` lets every principal read it).
+fn acl_allows_value(doc: &serde_json::Value, readers: &[String]) -> bool {
+    let acl: Vec<String> = doc
+        .get("acl")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    crate::store::documents::acl_allows(&acl, readers)
+}
+
+async fn sync_status(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
     let states =
         a.db.run(|conn| Ok(crate::store::sync_state::all(conn)?))
             .await;
@@ -123,6 +216,7 @@ async fn sync_status(State(a): State<Arc<Airlock>>) -> Response {
         Ok(states) => {
             let streams: Vec<_> = states
                 .into_iter()
+                .filter(|s| auth::may_use(&a, &p, &s.connector))
                 .map(|s| {
                     let running = a.sync_locks.is_running(&s.connector, &s.stream);
                     let mut v = serde_json::to_value(&s).unwrap_or_default();
@@ -152,11 +246,12 @@ struct SyncBody {
 /// Starts runs in the background and answers at once with the streams started.
 async fn sync_trigger(
     State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    body: Option<Json<SyncBody>>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    if !a.connectors.contains_key(&id) {
+    // Another tenant's connector answers like a missing one, whatever the body.
+    if !a.connectors.contains_key(&id) || !auth::may_use(&a, &p, &id) {
         return error_response(
             StatusCode::NOT_FOUND,
             "no-such-connector",
@@ -164,6 +259,22 @@ async fn sync_trigger(
             None,
         );
     }
+    // An empty body means the defaults.
+    let body: SyncBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    &format!("the body is not a valid sync request: {e}"),
+                    None,
+                );
+            }
+        }
+    };
     let streams = match crate::sync::streams_of(&a, &id, body.stream.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -205,13 +316,12 @@ struct SearchBody {
 
 async fn search(
     State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(b) = match body {
         Ok(b) => b,
-        Err(e) => {
-            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
-        }
+        Err(e) => return errors::json_rejection(e),
     };
     if b.query.trim().is_empty() {
         return error_response(
@@ -230,6 +340,11 @@ async fn search(
         live_timeout: std::time::Duration::from_millis(
             b.live_timeout_ms.unwrap_or(10_000).clamp(1, 120_000),
         ),
+        // Local and live: only the tenant's connectors, only documents the ACL lets through.
+        scope: Some(crate::search::Scope {
+            connectors: auth::tenant_connectors(&a, &p),
+            readers: auth::readers(&p),
+        }),
     };
     match crate::search::search(&a, &req).await {
         Ok(mut r) => {
@@ -238,6 +353,131 @@ async fn search(
             }
             Json(r).into_response()
         }
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &a.scrubber.scrub(&e.to_string()),
+            None,
+        ),
+    }
+}
+
+/// One stored document, if the principal's tenant owns its connector and its ACL lets the
+/// principal read it; otherwise 404 either way (no hint that it exists).
+async fn get_document(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    Path((connector, kind, id)): Path<(String, String, String)>,
+) -> Response {
+    let not_found = || {
+        error_response(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("no document `{kind}/{id}` in connector `{connector}`"),
+            None,
+        )
+    };
+    if !auth::may_use(&a, &p, &connector) || a.config.connector(&connector).is_none() {
+        return not_found();
+    }
+    let (c, k, i) = (connector.clone(), kind.clone(), id.clone());
+    let found =
+        a.db.run(move |conn| Ok(crate::store::documents::get(conn, &c, &k, &i)?))
+            .await;
+    match found {
+        Ok(Some(d)) if crate::store::documents::acl_allows(&d.acl, &auth::readers(&p)) => {
+            let s = &a.scrubber;
+            Json(serde_json::json!({
+                "connector": connector,
+                "kind": d.kind,
+                "id": d.id,
+                "title": s.scrub(&d.title),
+                "body": s.scrub(&d.body),
+                "url": d.url,
+                "updated_at": d.updated_at,
+                "metadata": d.metadata,
+            }))
+            .into_response()
+        }
+        Ok(_) => not_found(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &a.scrubber.scrub(&e.to_string()),
+            None,
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    connector: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    decision: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Normalises an RFC 3339 time to the form audit rows store (UTC, milliseconds).
+fn audit_time(name: &str, v: Option<&str>) -> Result<Option<String>, String> {
+    let Some(v) = v else { return Ok(None) };
+    match humantime::parse_rfc3339_weak(v) {
+        Ok(t) => Ok(Some(humantime::format_rfc3339_millis(t).to_string())),
+        Err(_) => Err(format!(
+            "`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z"
+        )),
+    }
+}
+
+/// The latest audit rows of the principal's tenant (its connectors and routes), oldest first.
+async fn audit_query(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match params {
+        Ok(q) => q,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
+        }
+    };
+    if let Some(c) = &q.connector
+        && !auth::may_use(&a, &p, c)
+    {
+        return no_such_connector(c);
+    }
+    let (since, until) = match (
+        audit_time("since", q.since.as_deref()),
+        audit_time("until", q.until.as_deref()),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(m), _) | (_, Err(m)) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None);
+        }
+    };
+    let within = auth::tenant_ids(&a, &p);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    // Rows still queued in the writer belong in the answer.
+    let a2 = a.clone();
+    let _ = tokio::task::spawn_blocking(move || a2.flush()).await;
+    let rows =
+        a.db.run(move |conn| {
+            crate::store::audit::query(
+                conn,
+                &crate::store::audit::AuditQuery {
+                    within: Some(&within),
+                    connector: q.connector.as_deref(),
+                    since: since.as_deref(),
+                    until: until.as_deref(),
+                    decision: q.decision.as_deref(),
+                    limit,
+                },
+            )
+        })
+        .await;
+    match rows {
+        Ok(rows) => Json(serde_json::json!({ "rows": rows })).into_response(),
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

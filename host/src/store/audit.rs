@@ -273,6 +273,48 @@ pub fn tail(conn: &Connection, n: usize, connector: Option<&str>) -> anyhow::Res
     Ok(rows)
 }
 
+/// Filters of [`query`]. Times are RFC 3339 UTC with milliseconds, as the rows store them.
+#[derive(Debug, Default)]
+pub struct AuditQuery<'a> {
+    /// Only rows of these connectors and routes (None: every row).
+    pub within: Option<&'a [String]>,
+    pub connector: Option<&'a str>,
+    /// Rows at or after this time.
+    pub since: Option<&'a str>,
+    /// Rows before this time.
+    pub until: Option<&'a str>,
+    pub decision: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// The latest `limit` rows matching the filters, oldest first.
+pub fn query(conn: &Connection, q: &AuditQuery<'_>) -> anyhow::Result<Vec<AuditRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit
+         WHERE (?1 IS NULL OR connector IN (SELECT value FROM json_each(?1)))
+           AND (?2 IS NULL OR connector = ?2) AND (?3 IS NULL OR ts >= ?3)
+           AND (?4 IS NULL OR ts < ?4) AND (?5 IS NULL OR decision = ?5)
+         ORDER BY seq DESC LIMIT ?6"
+    );
+    let within = q.within.map(serde_json::to_string).transpose()?;
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows: Vec<AuditRow> = stmt
+        .query_map(
+            params![
+                within,
+                q.connector,
+                q.since,
+                q.until,
+                q.decision,
+                q.limit as i64
+            ],
+            read_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// Result of checking the chain.
 #[derive(Debug)]
 pub struct Verification {

@@ -117,6 +117,17 @@ pub struct Query<'a> {
     pub connector: Option<&'a str>,
     pub kind: Option<&'a str>,
     pub limit: usize,
+    /// Only documents of these connectors (None: every connector).
+    pub connectors: Option<&'a [String]>,
+    /// Only documents whose ACL is empty or lists one of these names (a principal and its
+    /// groups); None: no ACL filter (the operator's CLI).
+    pub readers: Option<&'a [String]>,
+}
+
+/// Whether a document's ACL lets one of `readers` (a principal and its groups) read it: an empty
+/// ACL means every principal of the tenant may.
+pub fn acl_allows(acl: &[String], readers: &[String]) -> bool {
+    acl.is_empty() || acl.iter().any(|a| readers.contains(a))
 }
 
 /// Turns user text into an FTS5 query: every word quoted (so punctuation and FTS syntax in
@@ -145,10 +156,23 @@ pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
          FROM documents_fts JOIN documents d ON d.rowid = documents_fts.rowid
          WHERE documents_fts MATCH ?1
            AND (?2 IS NULL OR d.connector = ?2) AND (?3 IS NULL OR d.kind = ?3)
+           AND (?5 IS NULL OR d.connector IN (SELECT value FROM json_each(?5)))
+           AND (?6 IS NULL OR d.acl = '[]' OR EXISTS (
+                SELECT 1 FROM json_each(d.acl) a WHERE a.value IN (SELECT value FROM json_each(?6))))
          ORDER BY bm25(documents_fts, 4.0, 1.0) LIMIT ?4",
     )?;
+    // The tenant and ACL filters run in SQL, before LIMIT, so a limit of N still returns up to
+    // N permitted hits.
+    let json = |l: Option<&[String]>| l.map(|l| serde_json::to_string(l).unwrap_or_default());
     let rows = stmt.query_map(
-        params![fts, q.connector, q.kind, q.limit.clamp(1, 1000) as i64],
+        params![
+            fts,
+            q.connector,
+            q.kind,
+            q.limit.clamp(1, 1000) as i64,
+            json(q.connectors),
+            json(q.readers)
+        ],
         |r| {
             let acl: String = r.get(8)?;
             Ok(Hit {
@@ -240,6 +264,58 @@ mod tests {
         tx.commit().unwrap();
         assert!(q(&c, "dog").is_empty());
         assert!(get(&c, "c", "page", "2").unwrap().is_none());
+    }
+
+    #[test]
+    fn acl_and_connector_filters_apply_before_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let mut docs = Vec::new();
+        // Ten best-ranked documents only `bob` may read, then two for the `ops` group and one
+        // open to all.
+        for i in 0..10 {
+            let mut d = doc(&format!("bob{i}"), "Runbook runbook", "runbook");
+            d.acl = vec!["bob".into()];
+            docs.push(d);
+        }
+        for i in 0..2 {
+            let mut d = doc(&format!("ops{i}"), "Other", "runbook");
+            d.acl = vec!["ops".into(), "carol".into()];
+            docs.push(d);
+        }
+        docs.push(doc("open", "Other", "runbook"));
+        let tx = c.transaction().unwrap();
+        apply_page(&tx, "c", &docs, &[], "t").unwrap();
+        apply_page(&tx, "other", &[doc("x", "Runbook", "runbook")], &[], "t").unwrap();
+        tx.commit().unwrap();
+        let ids = |readers: &[String], connectors: &[String]| {
+            let mut v: Vec<String> = search(
+                &c,
+                &Query {
+                    text: "runbook",
+                    limit: 3,
+                    readers: Some(readers),
+                    connectors: Some(connectors),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+            v.sort();
+            v
+        };
+        let only_c = ["c".to_string()];
+        assert_eq!(
+            ids(&["alice".into(), "ops".into()], &only_c),
+            vec!["open", "ops0", "ops1"]
+        );
+        assert_eq!(ids(&["alice".into()], &only_c), vec!["open"]);
+        assert_eq!(ids(&["bob".into()], &only_c).len(), 3);
+        assert_eq!(ids(&["alice".into()], &["other".into()]), vec!["x"]);
+        assert!(acl_allows(&[], &["anyone".into()]));
+        assert!(!acl_allows(&["bob".into()], &["alice".into()]));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The SQLite data directory: one database file (`airlock.db`) holding the audit log, the secret
-//! vault, the synced documents with their full-text index and the sync state, with numbered
-//! migrations.
+//! vault, the synced documents with their full-text index, the sync state and the API tokens,
+//! with numbered migrations.
 
 pub mod audit;
 pub mod documents;
 pub mod sync_state;
+pub mod tokens;
 pub mod vault;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +93,20 @@ const MIGRATIONS: &[&str] = &[
         records            INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (connector, stream)
     );
+    "#,
+    // 3: API tokens. Only the SHA-256 of each token is stored (see store/tokens.rs).
+    r#"
+    CREATE TABLE api_tokens (
+        id          TEXT PRIMARY KEY,
+        hash        TEXT NOT NULL UNIQUE,
+        principal   TEXT NOT NULL,
+        tenant      TEXT NOT NULL,
+        groups      TEXT NOT NULL,
+        admin       INTEGER NOT NULL,
+        created_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    CREATE INDEX api_tokens_principal ON api_tokens(principal);
     "#,
 ];
 

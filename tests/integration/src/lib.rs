@@ -107,8 +107,47 @@ impl Env {
         (out.status.success(), v, stderr)
     }
 
-    /// Starts `airlock serve` and waits until it listens.
+    /// `airlock tokens create`: a new API token (printed once by the CLI).
+    pub fn create_token(
+        &self,
+        principal: &str,
+        tenant: &str,
+        groups: &[&str],
+        admin: bool,
+    ) -> String {
+        let groups = groups.join(",");
+        let mut args = vec![
+            "tokens",
+            "create",
+            "--principal",
+            principal,
+            "--tenant",
+            tenant,
+        ];
+        if !groups.is_empty() {
+            args.extend(["--groups", groups.as_str()]);
+        }
+        if admin {
+            args.push("--admin");
+        }
+        let out = self.airlock(&args, None);
+        assert!(
+            out.status.success(),
+            "tokens create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// An admin token of the `default` tenant.
+    pub fn admin_token(&self) -> String {
+        self.create_token("test-admin", "default", &[], true)
+    }
+
+    /// Starts `airlock serve` and waits until it listens; the daemon carries an admin token of
+    /// the `default` tenant for its helpers.
     pub fn serve(&self) -> Daemon {
+        let token = self.admin_token();
         let mut child = Command::new(airlock_bin())
             .args(["serve", "--log-level", "debug"])
             .env("AIRLOCK_CONFIG", &self.config)
@@ -146,6 +185,7 @@ impl Env {
         Daemon {
             child,
             base: format!("http://{addr}"),
+            token,
             log,
         }
     }
@@ -155,6 +195,8 @@ impl Env {
 pub struct Daemon {
     pub child: Child,
     pub base: String,
+    /// An admin token of the `default` tenant.
+    pub token: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -172,9 +214,30 @@ impl Daemon {
         input: serde_json::Value,
     ) -> (u16, serde_json::Value) {
         let body = serde_json::json!({ "op": op, "input": input });
-        http(
+        self.post(
+            &format!("/v1/connectors/{connector}/invoke"),
+            &body.to_string(),
+        )
+        .await
+    }
+
+    /// GET `path` with the daemon's admin token.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        http_auth(
+            "GET",
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            None,
+        )
+        .await
+    }
+
+    /// POST `body` to `path` with the daemon's admin token.
+    pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        http_auth(
             "POST",
-            &format!("{}/v1/connectors/{connector}/invoke", self.base),
+            &format!("{}{path}", self.base),
+            Some(&self.token),
             Some(body.to_string()),
         )
         .await
@@ -205,14 +268,29 @@ impl Drop for Daemon {
     }
 }
 
-/// A minimal HTTP/1.1 JSON client: (status, parsed body or the text as a JSON string).
+/// A minimal HTTP/1.1 JSON client without a token: (status, parsed body or the text as a JSON
+/// string).
 pub async fn http(method: &str, url: &str, body: Option<String>) -> (u16, serde_json::Value) {
+    http_auth(method, url, None, body).await
+}
+
+/// Like [`http`], with `Authorization: Bearer TOKEN` when a token is given.
+pub async fn http_auth(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, serde_json::Value) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .expect("request");
     let resp = client.request(req).await.expect("http request");

@@ -287,11 +287,12 @@ async fn daemon_keeps_serving_others_while_a_connector_spins() {
     env.set_secret("hostile_pw", HOSTILE_PW);
     env.set_secret("hostile_revealable", REVEALABLE);
     let d = env.serve();
-    let base = d.base.clone();
+    let (base, token) = (d.base.clone(), d.token.clone());
     let spin = tokio::spawn(async move {
-        http(
+        http_auth(
             "POST",
             &format!("{base}/v1/connectors/hostile/invoke"),
+            Some(&token),
             Some(json!({"op": "spin", "input": {}}).to_string()),
         )
         .await
@@ -305,7 +306,7 @@ async fn daemon_keeps_serving_others_while_a_connector_spins() {
     let (status, v) = spin.await.expect("join");
     assert_eq!(status, 504, "{v}");
     assert_eq!(v["error"]["code"], "timeout");
-    let (status, v) = http("GET", &format!("{}/v1/connectors", d.base), None).await;
+    let (status, v) = d.get("/v1/connectors").await;
     assert_eq!(status, 200);
     assert_eq!(v["connectors"].as_array().map(Vec::len), Some(2));
 }

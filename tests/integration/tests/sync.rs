@@ -199,16 +199,11 @@ async fn search_is_local_and_live_with_partial_results() {
     let env = Env::new(&confluence_config(&fake.base_url));
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     let d = env.serve();
-    let (status, v) = http(
-        "POST",
-        &format!("{}/v1/sync/confluence", d.base),
-        Some("{}".into()),
-    )
-    .await;
+    let (status, v) = d.post("/v1/sync/confluence", "{}").await;
     assert_eq!(status, 202, "{v}");
     let mut done = false;
     for _ in 0..100 {
-        let (_, v) = http("GET", &format!("{}/v1/sync", d.base), None).await;
+        let (_, v) = d.get("/v1/sync").await;
         if v["streams"][0]["last_success_at"].is_string() && v["streams"][0]["running"] == false {
             assert_eq!(v["streams"][0]["records"], 120);
             done = true;
@@ -218,12 +213,12 @@ async fn search_is_local_and_live_with_partial_results() {
     }
     assert!(done, "triggered sync did not finish");
     let phrase = fake_saas::confluence::PLANTED_PHRASE;
-    let (status, v) = http(
-        "POST",
-        &format!("{}/v1/search", d.base),
-        Some(serde_json::json!({"query": phrase}).to_string()),
-    )
-    .await;
+    let (status, v) = d
+        .post(
+            "/v1/search",
+            &serde_json::json!({"query": phrase}).to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     let hits = v["hits"].as_array().expect("hits");
     assert_eq!(hits.len(), 3, "{v}");
@@ -234,14 +229,13 @@ async fn search_is_local_and_live_with_partial_results() {
 
     // Live: with the upstream down, local results still come back and the failure is named.
     fake.shutdown().await;
-    let (status, v) = http(
-        "POST",
-        &format!("{}/v1/search", d.base),
-        Some(
-            serde_json::json!({"query": phrase, "live": true, "live_timeout_ms": 3000}).to_string(),
-        ),
-    )
-    .await;
+    let (status, v) = d
+        .post(
+            "/v1/search",
+            &serde_json::json!({"query": phrase, "live": true, "live_timeout_ms": 3000})
+                .to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["partial"], true);
     assert_eq!(v["failed"][0]["connector"], "confluence");

@@ -1,0 +1,137 @@
+//! Bearer-token principals for `/v1`: the middleware that turns `Authorization: Bearer <token>`
+//! into a [`Principal`] (401 when missing, unknown or revoked; 403 when an admin route is called
+//! without an admin token), and what a principal may see (its tenant's connectors and routes; the
+//! names a document ACL must list).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error_response;
+use crate::app::Airlock;
+pub use crate::store::tokens::Principal;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token (health, readiness, metrics).
+    Open,
+    /// Any valid token; the answer is scoped to the principal's tenant.
+    Principal,
+    /// A valid admin token; still scoped to the principal's tenant.
+    Admin,
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = error_response(StatusCode::UNAUTHORIZED, "unauthenticated", message, None);
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// Authenticates the request and, for admin routes, checks the principal is an admin. The
+/// token itself never reaches a log line or an error message.
+pub async fn require(
+    State((a, access)): State<(Arc<Airlock>, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if access == Access::Open {
+        return next.run(req).await;
+    }
+    let Some(token) = bearer(req.headers()) else {
+        return unauthorized("this route needs an `Authorization: Bearer <token>` header");
+    };
+    let found =
+        a.db.run(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
+            .await;
+    let principal = match found {
+        Ok(Some(p)) => p,
+        Ok(None) => return unauthorized("the bearer token is not valid (unknown or revoked)"),
+        Err(e) => {
+            tracing::error!("token lookup failed: {e:#}");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "cannot check the token",
+                None,
+            );
+        }
+    };
+    if access == Access::Admin && !principal.admin {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route needs an admin token",
+            None,
+        );
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// Whether the principal may use a connector or route: it must belong to the principal's
+/// tenant (a route, all of its connectors).
+pub fn may_use(a: &Airlock, p: &Principal, id: &str) -> bool {
+    a.config.tenant_of(id) == Some(p.tenant.as_str())
+}
+
+/// The connectors of the principal's tenant.
+pub fn tenant_connectors(a: &Airlock, p: &Principal) -> Vec<String> {
+    a.config
+        .connectors
+        .iter()
+        .filter(|c| c.tenant == p.tenant)
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+/// The connectors and routes of the principal's tenant (audit rows name either).
+pub fn tenant_ids(a: &Airlock, p: &Principal) -> Vec<String> {
+    let mut ids = tenant_connectors(a, p);
+    ids.extend(
+        a.config
+            .routes
+            .iter()
+            .filter(|r| may_use(a, p, &r.name))
+            .map(|r| r.name.clone()),
+    );
+    ids
+}
+
+/// The names a document ACL may list to let the principal read it: its own and its groups'.
+pub fn readers(p: &Principal) -> Vec<String> {
+    std::iter::once(p.name.clone())
+        .chain(p.groups.iter().cloned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_bearer_headers_yield_a_token() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            bearer(&m)
+        };
+        assert_eq!(h("Bearer alk_x").as_deref(), Some("alk_x"));
+        assert_eq!(h("bearer  alk_x ").as_deref(), Some("alk_x"));
+        assert_eq!(h("Basic alk_x"), None);
+        assert_eq!(h("Bearer "), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}
