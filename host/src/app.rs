@@ -40,6 +40,9 @@ pub struct ConnectorStatus {
     pub contract: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info: Option<crate::runtime::model::ConnectorInfo>,
+    /// Each grant's breaker, rate budget, pause and cache state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<crate::capabilities::http::GrantStatus>,
 }
 
 pub struct Airlock {
@@ -307,6 +310,7 @@ impl Airlock {
                     error: None,
                     contract: Some(c.contract.clone()),
                     info: Some(c.info.clone()),
+                    grants: c.ctx.gate.grant_status(),
                 },
                 Slot::Failed { path, error } => ConnectorStatus {
                     id: id.clone(),
@@ -315,6 +319,7 @@ impl Airlock {
                     error: Some(error.clone()),
                     contract: None,
                     info: None,
+                    grants: Vec::new(),
                 },
             })
             .collect()

@@ -114,7 +114,7 @@ pub fn spec() -> Value {
                 "responses": { "200": ok_json("OpenAPI 3.1 document", any_object.clone()) }
             }), false) },
             "/v1/connectors": { "get": secured(json!({
-                "summary": "The tenant's connectors (status, contract, info) and routes",
+                "summary": "The tenant's connectors (status, contract, info, and per grant: breaker state, rate budget, pause, in-flight requests, cache) and routes",
                 "responses": { "200": ok_json("connectors and routes", json!({
                     "type": "object",
                     "properties": {

@@ -103,6 +103,9 @@ async fn rate_limited_run_ends_cleanly_and_resumes() {
     .expect("fake");
     let mut body = confluence_config(&fake.base_url);
     body = body.replace("base_url = ", "page_limit = \"25\"\nbase_url = ");
+    // The gate would wait a short Retry-After out and retry; with retries off the connector
+    // sees the 429, as it would for a wait longer than its deadline.
+    body.push_str("retry = { attempts = 1 }\n");
     let env = Env::new(&body);
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     let a = start_in_process(&env).await;
@@ -148,7 +151,11 @@ async fn sigkill_at_random_points_costs_nothing_but_time() {
     .await
     .expect("fake");
     let body = confluence_config(&fake.base_url)
-        .replace("base_url = ", "page_limit = \"10\"\nbase_url = ");
+        .replace("base_url = ", "page_limit = \"10\"\nbase_url = ")
+        // Crash safety is measured here, not the rate budget: at the default 50 requests/s the
+        // full pass outlasts the kill rounds and the mutation lands mid-pass (see the open note
+        // on issue 3 about pages changed during a slow full pass).
+        + "rate = { per_second = 100000 }\n";
     let env = Env::new(&body);
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     // Kill `airlock sync` at pseudo-random moments (seeded), restarting each time.
