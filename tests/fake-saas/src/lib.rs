@@ -8,6 +8,7 @@ pub mod azure;
 pub mod common;
 pub mod confluence;
 pub mod jira;
+pub mod msgraph;
 pub mod openai;
 pub mod server;
 #[cfg(test)]
@@ -24,6 +25,10 @@ pub use confluence::{
     spawn_confluence,
 };
 pub use jira::{JiraMutation, JiraMutationReport, JiraOptions, JiraTruth, spawn_jira};
+pub use msgraph::{
+    Change, ChangeReport, MsGraph, MsGraphMutation, MsGraphMutationReport, MsGraphOptions,
+    MsGraphTruth, spawn_msgraph,
+};
 pub use openai::{OpenAi, OpenAiMode, OpenAiOptions, OpenAiTruth, spawn_openai};
 pub use server::{RequestCounts, RunningFake, ServingFake};
 pub use zendesk::{
