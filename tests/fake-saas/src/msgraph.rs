@@ -1883,11 +1883,19 @@ impl RunningFake<MsGraph> {
     pub fn token_requests(&self) -> u64 {
         self.state.token_requests.load(Ordering::Relaxed)
     }
+    /// Every access token issued so far (for canary checks).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.tokens().keys().cloned().collect()
+    }
     /// `expires_in` of tokens issued from now on.
     pub fn set_token_lifetime_secs(&self, secs: u64) {
         self.state
             .token_lifetime_secs
             .store(secs, Ordering::Relaxed);
+    }
+    /// `Retry-After` seconds of 429 answers.
+    pub fn set_retry_after_secs(&self, secs: u64) {
+        self.state.retry_after_secs.store(secs, Ordering::Relaxed);
     }
     /// `{base_url}/{tenant}/oauth2/v2.0/token`.
     pub fn token_url(&self) -> String {
