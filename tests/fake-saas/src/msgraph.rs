@@ -715,7 +715,8 @@ fn decode_token(raw: &str) -> Option<Skip> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(raw.trim()).ok()?).ok()
 }
 
-fn top_of(q: &QueryParams, default: usize, max: usize) -> Result<usize, Response> {
+/// `$top`, or the error message for an invalid one.
+fn top_of(q: &QueryParams, default: usize, max: usize) -> Result<usize, String> {
     match q.one("$top") {
         None => Ok(default),
         Some(t) => t
@@ -723,9 +724,9 @@ fn top_of(q: &QueryParams, default: usize, max: usize) -> Result<usize, Response
             .ok()
             .filter(|n| (1..=max).contains(n))
             .ok_or_else(|| {
-                bad_request(format!(
+                format!(
                     "Invalid page size specified: '{t}'. Must be between 1 and {max} inclusive."
-                ))
+                )
             }),
     }
 }
@@ -800,7 +801,7 @@ impl MsGraph {
             },
             None => match top_of(q, default, max) {
                 Ok(t) => (t, 0),
-                Err(r) => return r,
+                Err(e) => return bad_request(e),
             },
         };
         let end = (offset + top).min(items.len());
@@ -819,16 +820,15 @@ impl MsGraph {
         Json(body).into_response()
     }
 
-    /// One page of a delta query over `coll` (`removed`: how a deleted record is shown).
+    /// One page of a delta query over `coll`: `default` page size, `what` for `@odata.context`,
+    /// `removed` the reason shown on deleted records.
     fn delta(
         &self,
         path: &str,
         q: &QueryParams,
-        seq_now: u64,
-        coll: &Coll,
+        (seq_now, coll): (u64, &Coll),
         default: usize,
-        what: &str,
-        removed: &str,
+        (what, removed): (&str, &str),
     ) -> Response {
         let link = |extra: (&str, &str)| {
             format!("{}{path}?{}", self.base_url, {
@@ -872,7 +872,7 @@ impl MsGraph {
                     },
                     false,
                 ),
-                Err(r) => return r,
+                Err(e) => return bad_request(e),
             }
         };
         let mut body = json!({"@odata.context": self.context(what), "value": []});
@@ -1031,7 +1031,7 @@ async fn list_users(State(g): State<Arc<MsGraph>>, uri: Uri, RawQuery(raw): RawQ
 async fn users_delta(State(g): State<Arc<MsGraph>>, uri: Uri, RawQuery(raw): RawQuery) -> Response {
     let q = QueryParams::parse(raw.as_deref());
     let d = g.data();
-    g.delta(uri.path(), &q, d.seq, &d.users, 100, "users", "changed")
+    g.delta(uri.path(), &q, (d.seq, &d.users), 100, ("users", "changed"))
 }
 
 async fn get_user(State(g): State<Arc<MsGraph>>, Path(key): Path<String>) -> Response {
@@ -1153,14 +1153,13 @@ async fn messages_delta(
     if !folder.eq_ignore_ascii_case("inbox") && folder != inbox_id {
         return item_not_found();
     }
+    let messages = (d.seq, &d.mail[m].coll);
     g.delta(
         uri.path(),
         &q,
-        d.seq,
-        &d.mail[m].coll,
+        messages,
         10,
-        "Collection(message)",
-        "deleted",
+        ("Collection(message)", "deleted"),
     )
 }
 
