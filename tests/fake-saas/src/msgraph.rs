@@ -562,7 +562,8 @@ fn generate(opts: &MsGraphOptions) -> Data {
     }
     let team = guid(&mut d.rng);
     for c in 0..opts.channels {
-        let channel = format!("19:{:032x}@thread.tacv2", d.rng.next_u64());
+        let (hi, lo) = (d.rng.next_u64(), d.rng.next_u64());
+        let channel = format!("19:{hi:016x}{lo:016x}@thread.tacv2");
         let key = format!("{team}/{channel}");
         let mut coll = Coll::default();
         for k in 0..opts.messages_per_channel {
