@@ -190,6 +190,8 @@ struct Data {
     ord: u64,
     rng: Rng,
     anchor_ms: i64,
+    /// Change number when the current mutation began: records changed since are not picked again.
+    mutation_start: u64,
     users: Coll,
     devices: Coll,
     managed: Vec<Value>,
@@ -474,6 +476,7 @@ fn generate(opts: &MsGraphOptions) -> Data {
         ord: 0,
         rng: Rng::new(opts.seed),
         anchor_ms: now_ms().div_euclid(DAY_MS) * DAY_MS,
+        mutation_start: 0,
         users: Coll::default(),
         devices: Coll::default(),
         managed: Vec::new(),
@@ -1436,10 +1439,12 @@ async fn search(State(g): State<Arc<MsGraph>>, body: Bytes) -> Response {
 // ---- Mutations -------------------------------------------------------------------------------
 
 impl Data {
-    /// `count` distinct live positions of `coll`, chosen by the seeded generator; `skip` first
-    /// positions are never chosen.
+    /// `count` distinct live positions of `coll` not changed by the mutation in progress, chosen
+    /// by the seeded generator; `skip` first positions are never chosen.
     fn pick_live(&mut self, items: &[Item], count: usize, skip: usize) -> Vec<usize> {
-        let live: Vec<usize> = (skip..items.len()).filter(|&i| !items[i].deleted).collect();
+        let live: Vec<usize> = (skip..items.len())
+            .filter(|&i| !items[i].deleted && items[i].seq <= self.mutation_start)
+            .collect();
         let mut chosen = Vec::new();
         let mut pool = live;
         while chosen.len() < count && !pool.is_empty() {
@@ -1451,6 +1456,8 @@ impl Data {
 
     fn mutate(&mut self, m: MsGraphMutation) -> MsGraphMutationReport {
         let now = now_ms();
+        // Every record is touched at most once per mutation (added, updated or deleted).
+        self.mutation_start = self.seq;
         let mut r = MsGraphMutationReport::default();
         // Users: new hires, title changes, leavers (never a mailbox owner).
         for _ in 0..m.users.add {
@@ -2018,6 +2025,12 @@ mod tests {
             },
             ..Default::default()
         });
+        let touched: std::collections::BTreeSet<&String> =
+            [&m.users.added, &m.users.updated, &m.users.deleted]
+                .into_iter()
+                .flatten()
+                .collect();
+        assert_eq!(touched.len(), 7, "each user is touched once: {m:?}");
         let first = call(&f, &auth, "GET", &delta, None).await.json();
         assert_eq!(
             first["value"].as_array().map(Vec::len),
