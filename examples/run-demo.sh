@@ -14,7 +14,8 @@ sleep 0.5
 # The fake's demo credential goes into the encrypted vault, read from stdin as an operator would.
 for pair in confluence_token:demo-confluence-token zendesk_token:demo-zendesk-token \
             jira_token:demo-jira-token atera_key:demo-atera-key azure_secret:demo-azure-secret \
-            azure_openai_key:demo-azure-openai-key openai_key:demo-openai-key; do
+            azure_openai_key:demo-azure-openai-key openai_key:demo-openai-key \
+            graph_secret:demo-graph-secret; do
   printf '%s' "${pair#*:}" | "$AIRLOCK" secrets --config "$CONFIG" set "${pair%%:*}" >/dev/null
 done
 
@@ -25,7 +26,8 @@ TOKEN=$("$AIRLOCK" tokens --config "$CONFIG" create --principal demo-admin --adm
 cat <<MSG
 
 Airlock demo: daemon on http://127.0.0.1:7700; local fakes: Confluence :8781, Zendesk :8782,
-Jira SM :8783, Atera :8784, Azure :8785, OpenAI :8786, LM Studio :8787, Azure OpenAI :8788.
+Jira SM :8783, Atera :8784, Azure :8785, OpenAI :8786, LM Studio :8787, Azure OpenAI :8788,
+Microsoft Graph :8789.
 The daemon syncs every stream into its local store now and every 5 minutes.
 Every /v1 route needs a bearer token. An admin token of the demo (tenant "default"; a new one
 each run, shown only now):
@@ -40,6 +42,7 @@ Try, in another terminal (after that export):
   $AIRLOCK search --config $CONFIG "quarterly airlock review"
   $AIRLOCK invoke --config $CONFIG chat chat '{"messages":[{"role":"user","content":"hello"}]}'
   $AIRLOCK invoke --config $CONFIG azure failed-provisions
+  $AIRLOCK invoke --config $CONFIG msgraph user-context '{"email":"ada.adams@contoso.com"}'
   curl -s http://127.0.0.1:7700/metrics | grep airlock_
   $AIRLOCK sync --config $CONFIG --status
   $AIRLOCK invoke --config $CONFIG confluence get '{"id":"1000117"}'

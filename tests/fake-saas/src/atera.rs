@@ -385,7 +385,7 @@ fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
 }
 
 /// `yyyy-MM-ddTHH:mm:ss[.fff][Z|±HH:MM]` (no zone: UTC) as milliseconds.
-fn parse_date_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
     let b = s.as_bytes();

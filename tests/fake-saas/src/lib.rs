@@ -9,6 +9,7 @@ pub mod common;
 pub mod confluence;
 pub mod faults;
 pub mod jira;
+pub mod msgraph;
 pub mod openai;
 pub mod server;
 #[cfg(test)]
@@ -26,6 +27,10 @@ pub use confluence::{
 };
 pub use faults::{FaultKind, FaultPlan, FaultReport};
 pub use jira::{JiraMutation, JiraMutationReport, JiraOptions, JiraTruth, spawn_jira};
+pub use msgraph::{
+    Change, ChangeReport, MsGraph, MsGraphMutation, MsGraphMutationReport, MsGraphOptions,
+    MsGraphTruth, spawn_msgraph,
+};
 pub use openai::{OpenAi, OpenAiMode, OpenAiOptions, OpenAiTruth, spawn_openai};
 pub use server::{RequestCounts, RunningFake, ServingFake};
 pub use zendesk::{

@@ -9,6 +9,7 @@ use fake_saas::{JiraOptions, spawn_jira};
 use fake_saas::{OpenAiMode, OpenAiOptions, spawn_openai};
 
 use fake_saas::{AteraOptions, AzureOptions, spawn_atera, spawn_azure};
+use fake_saas::{MsGraphOptions, spawn_msgraph};
 
 type Fake = Box<dyn ServingFake>;
 
@@ -23,6 +24,13 @@ async fn azure(listen: SocketAddr, opts: AzureOptions) -> std::io::Result<Fake> 
     let fake = spawn_azure(listen, opts).await;
     Ok(Box::new(
         fake.map_err(|e| listen_error("azure", listen, e))?,
+    ))
+}
+
+async fn msgraph(listen: SocketAddr, opts: MsGraphOptions) -> std::io::Result<Fake> {
+    let fake = spawn_msgraph(listen, opts).await;
+    Ok(Box::new(
+        fake.map_err(|e| listen_error("msgraph", listen, e))?,
     ))
 }
 
@@ -213,6 +221,38 @@ enum Command {
         #[arg(long, value_name = "N")]
         rate_limit_every: Option<u64>,
     },
+    /// Microsoft Graph v1.0: the Azure AD v2 token endpoint (`/{tenant}/oauth2/v2.0/token`),
+    /// users (with delta), devices, managed devices, mail (delta), calendarView, Teams chat and
+    /// channel messages, drive items and `POST /search/query`.
+    Msgraph {
+        /// Address to listen on; port 0 picks a free port (the real one is printed).
+        #[arg(long, default_value = "127.0.0.1:8789")]
+        listen: SocketAddr,
+        /// Tenant in the token endpoint's path.
+        #[arg(long, default_value = "demo-tenant")]
+        tenant: String,
+        /// Client id expected by the token endpoint.
+        #[arg(long, default_value = "demo-graph-client")]
+        client_id: String,
+        /// Client secret expected by the token endpoint.
+        #[arg(long, default_value = "demo-graph-secret", hide_default_value = true)]
+        client_secret: String,
+        /// Number of seeded users (the first three have mailboxes).
+        #[arg(long, default_value_t = 140)]
+        users: usize,
+        /// Number of seeded Entra devices.
+        #[arg(long, default_value_t = 75)]
+        devices: usize,
+        /// Seed of the generated data set: the same seed gives the same data.
+        #[arg(long, default_value_t = 29)]
+        seed: u64,
+        /// Lifetime (`expires_in`) of issued tokens, in seconds.
+        #[arg(long, default_value_t = 3599)]
+        token_lifetime_secs: u64,
+        /// Answer every N-th Graph request with 429 + Retry-After (off unless given).
+        #[arg(long, value_name = "N")]
+        rate_limit_every: Option<u64>,
+    },
     /// Start every fake on its default port with demo credentials (used by `make run`).
     Demo,
 }
@@ -338,6 +378,30 @@ async fn run(cli: Cli) -> std::io::Result<()> {
             };
             vec![("azure", azure(listen, opts).await?)]
         }
+        Command::Msgraph {
+            listen,
+            tenant,
+            client_id,
+            client_secret,
+            users,
+            devices,
+            seed,
+            token_lifetime_secs,
+            rate_limit_every,
+        } => {
+            let opts = MsGraphOptions {
+                tenant,
+                client_id,
+                client_secret,
+                users,
+                devices,
+                seed,
+                token_lifetime_secs,
+                rate_limit_every,
+                ..MsGraphOptions::default()
+            };
+            vec![("msgraph", msgraph(listen, opts).await?)]
+        }
         Command::Demo => {
             let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
             vec![
@@ -384,6 +448,10 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                         },
                     )
                     .await?,
+                ),
+                (
+                    "msgraph",
+                    msgraph(localhost(8789), MsGraphOptions::default()).await?,
                 ),
             ]
         }

@@ -176,6 +176,7 @@ async fn demo_config_loads_every_connector() {
         "azure_secret",
         "azure_openai_key",
         "openai_key",
+        "graph_secret",
     ] {
         vault.set(&conn, name, "demo-value-123").expect("set");
     }
