@@ -23,6 +23,9 @@
 //!   full run upserted after page m. The kit never changes the upstream, so every repeat is a
 //!   duplicate. (A call with the final cursor after `done` starts the *next* incremental run;
 //!   full-refresh streams legitimately return everything again there, so it is not checked.)
+//! - `search.well-formed`: `search(q, limit 5)` answers at most 5 well-formed documents, or
+//!   `invalid-input` (the SDK's answer of a connector without search). `q` is the longest word of
+//!   the first synced document's title (so there is something to find), or `test`.
 //! - `errors.unknown-stream`, `errors.unknown-action`, `errors.get-unknown-id`: the connector
 //!   answers with the contract's `invalid-input` or `not-found`, not a trap, `internal` or
 //!   `upstream`.
@@ -216,9 +219,12 @@ pub async fn run(
     report.check("info.well-formed", info_well_formed(&c.info));
     report.check("info.action-schemas", action_schemas(&c.info));
     report.check("health", health(&c).await);
+    let mut title = None;
     for s in &c.info.streams {
-        check_stream(&c, &s.name, opts, &mut report).await;
+        let t = check_stream(&c, &s.name, opts, &mut report).await;
+        title = title.or(t);
     }
+    report.check("search.well-formed", search(&c, &query_from(title)).await);
     check_errors(&c, &mut report).await;
     a.flush();
     report.check(
@@ -364,6 +370,58 @@ async fn health(c: &LoadedConnector) -> Result<String, String> {
     }
 }
 
+/// The longest alphanumeric word of `title`, or `test`.
+fn query_from(title: Option<String>) -> String {
+    title
+        .as_deref()
+        .unwrap_or("")
+        .split(|c: char| !c.is_alphanumeric())
+        .max_by_key(|w| w.chars().count())
+        .filter(|w| w.chars().count() >= 3)
+        .unwrap_or("test")
+        .to_string()
+}
+
+async fn search(c: &LoadedConnector, query: &str) -> Result<String, String> {
+    const LIMIT: u32 = 5;
+    let op = Op::Search {
+        query: query.into(),
+        limit: LIMIT,
+        cursor: None,
+    };
+    let v = match c.invoke(op).await {
+        Err(InvokeError::Connector(e)) if e.code == "invalid-input" => {
+            return Ok(format!("not supported (invalid-input: {})", e.message));
+        }
+        Err(e) => return Err(format!("search for {query:?} failed: {e}")),
+        Ok(v) => v,
+    };
+    let r: model::SearchResult = serde_json::from_value(v)
+        .map_err(|e| format!("search result does not have the contract's shape: {e}"))?;
+    let mut problems = Vec::new();
+    if r.hits.len() > LIMIT as usize {
+        problems.push(format!(
+            "{} hits for limit {LIMIT} (the limit is a maximum)",
+            r.hits.len()
+        ));
+    }
+    let page = SyncPage {
+        upserts: r.hits,
+        deletes: vec![],
+        next_cursor: None,
+        done: true,
+    };
+    document_problems(1, &page, &mut problems);
+    if problems.is_empty() {
+        Ok(format!(
+            "{} hit(s) for {query:?} (limit {LIMIT}), well-formed",
+            page.upserts.len()
+        ))
+    } else {
+        Err(summarize(&problems).replace("page 1: upsert", "hit"))
+    }
+}
+
 /// One sync page; a short `rate-limited` is waited out and the page retried, like the host's
 /// scheduler would.
 async fn page(
@@ -501,7 +559,13 @@ fn summarize(problems: &[String]) -> String {
     }
 }
 
-async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report: &mut Report) {
+/// Runs the sync rules of one stream; returns the title of its first upsert (a search query).
+async fn check_stream(
+    c: &LoadedConnector,
+    stream: &str,
+    opts: &Options,
+    report: &mut Report,
+) -> Option<String> {
     let terminates = format!("sync.terminates[{stream}]");
     let documents = format!("sync.documents[{stream}]");
     let resume = format!("sync.resume[{stream}]");
@@ -514,6 +578,7 @@ async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report:
     let mut duplicates = Vec::new();
     let (mut upserts, mut deletes) = (0usize, 0usize);
     let mut failure = None;
+    let mut first_title = None;
     loop {
         let page_no = cursors.len();
         if page_no > opts.max_pages {
@@ -535,6 +600,9 @@ async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report:
             }
         };
         document_problems(page_no, &p, &mut doc_problems);
+        if first_title.is_none() {
+            first_title = p.upserts.first().map(|d| d.title.clone());
+        }
         for d in &p.upserts {
             let v = version(d);
             match committed.get(&v) {
@@ -593,7 +661,7 @@ async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report:
                 Status::Skip,
                 format!("not checked: {terminates} failed"),
             );
-            return;
+            return first_title;
         }
         None => report.pass(
             &terminates,
@@ -612,7 +680,7 @@ async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report:
     );
     if !duplicates.is_empty() {
         report.fail(&resume, summarize(&duplicates));
-        return;
+        return first_title;
     }
     // (b) a fresh run from the middle cursor.
     let n = pages;
@@ -621,7 +689,7 @@ async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report:
             &resume,
             "one page: no cursor was committed mid-run, nothing repeated",
         );
-        return;
+        return first_title;
     }
     let m = n / 2;
     let before: BTreeSet<&Version> = committed
@@ -696,6 +764,7 @@ async fn check_stream(c: &LoadedConnector, stream: &str, opts: &Options, report:
             Err(summarize(&problems))
         },
     );
+    first_title
 }
 
 /// `Ok` when the call failed with one of `codes`.

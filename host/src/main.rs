@@ -139,7 +139,7 @@ enum Command {
     /// health, per stream sync.terminates (pages to `done` without a repeated cursor, within
     /// --max-pages), sync.documents, sync.resume (a page fetched with a committed cursor returns
     /// no record version already committed; resuming mid-run repeats and loses nothing),
-    /// errors.* (unknown stream/action/id and schema-violating input map to the contract's
+    /// search.well-formed, errors.* (unknown stream/action/id and schema-violating input map to the contract's
     /// error variants), grants.no-denied-requests (the gate denied nothing, per the audit log).
     /// Prints one PASS/FAIL/SKIP line per rule; exits 1 if any rule fails. Nothing is committed
     /// to the store. See docs/connector-guide.md.

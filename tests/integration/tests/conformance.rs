@@ -41,6 +41,7 @@ fn text(out: &Output) -> String {
 /// Exit 0, no FAIL line, and the rules that matter for this connector did run.
 fn assert_passes(out: &Output, expect_rules: &[&str]) {
     let t = text(out);
+    println!("{t}");
     assert!(out.status.success(), "conformance failed:\n{t}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("FAIL "), "{t}");
@@ -49,6 +50,7 @@ fn assert_passes(out: &Output, expect_rules: &[&str]) {
         "PASS info.well-formed:",
         "PASS info.action-schemas:",
         "PASS health:",
+        "PASS search.well-formed:",
         "PASS errors.unknown-stream:",
         "PASS errors.unknown-action:",
         "PASS errors.get-unknown-id:",
