@@ -131,18 +131,30 @@ enum Command {
         #[command(subcommand)]
         what: NewCmd,
     },
-    /// Check a connector component against the contract rules the host relies on.
+    /// Check a connector component against the contract rules the host relies on
     ///
     /// Loads FILE as the connector of --config (its settings, grants, limits and data directory
-    /// are used; its `component` is replaced by FILE) and runs it against the upstream that
-    /// config points at. Rules: load, info.well-formed, info.action-schemas (valid JSON Schema),
-    /// health, per stream sync.terminates (pages to `done` without a repeated cursor, within
-    /// --max-pages), sync.documents, sync.resume (a page fetched with a committed cursor returns
-    /// no record version already committed; resuming mid-run repeats and loses nothing),
-    /// search.well-formed, errors.* (unknown stream/action/id and schema-violating input map to the contract's
-    /// error variants), grants.no-denied-requests (the gate denied nothing, per the audit log).
-    /// Prints one PASS/FAIL/SKIP line per rule; exits 1 if any rule fails. Nothing is committed
-    /// to the store. See docs/connector-guide.md.
+    /// are used; its `component` is replaced by FILE) and runs it against the upstream that config
+    /// points at. Nothing is committed to the store; upstream requests are real and audited.
+    ///
+    /// Rules (one PASS/FAIL/SKIP line each; exit 1 if any fails):
+    ///   load                       a component of a supported contract version; info() answers
+    ///   info.well-formed           machine name, semver, descriptions, unique stream/action names
+    ///   info.action-schemas        every input-schema is a valid JSON Schema of an object
+    ///   health                     health() answers ok
+    ///   sync.terminates[S]         stream S pages to `done` within --max-pages, no cursor repeated
+    ///   sync.documents[S]          ids, kinds, titles, RFC 3339 updated-at, object metadata
+    ///   sync.resume[S]             a page fetched with a committed cursor returns no record version
+    ///                              already committed; resuming mid-run repeats and loses nothing
+    ///   search.well-formed         at most `limit` well-formed hits, or invalid-input if unsupported
+    ///   errors.unknown-stream      invalid-input or not-found
+    ///   errors.unknown-action      not-found or invalid-input
+    ///   errors.get-unknown-id      not-found or invalid-input
+    ///   errors.invalid-input[A]    action A rejects input its own schema rejects with invalid-input
+    ///   grants.no-denied-requests  the gate denied none of its requests (from the audit log)
+    ///
+    /// See docs/connector-guide.md.
+    #[command(verbatim_doc_comment)]
     Conformance {
         /// The connector component (.wasm, built for wasm32-wasip2).
         file: PathBuf,
