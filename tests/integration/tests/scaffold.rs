@@ -116,6 +116,11 @@ allow_private = true
     );
     assert!(stdout.contains("PASS sync.resume[notes]"), "{}", show(&out));
     assert!(
+        stdout.contains("PASS search.well-formed: 5 hit(s) for \"Note\""),
+        "{}",
+        show(&out)
+    );
+    assert!(
         stdout.contains("PASS errors.invalid-input[add-note]"),
         "{}",
         show(&out)
@@ -124,7 +129,8 @@ allow_private = true
 
 /// Seven notes (`n1`..`n7`, `n5` deleted) served the way the template's doc comment describes
 /// the upstream API: `GET /api/notes?limit&updated_since&page_token`, `/api/notes/search?q`,
-/// `/api/notes/{id}` (404 when unknown).
+/// `/api/notes/{id}` (404 when unknown). Search ignores `limit`, like some real upstreams: the
+/// connector must cap the hits itself (the kit's `search.well-formed` checks it).
 async fn spawn_notes_api() -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
