@@ -244,6 +244,10 @@ auth = {{ type = "bearer", token = "secret:openai_key" }}
 
 /// The `broken` component against an echo upstream, with `fault` selecting its bug.
 async fn broken(fault: &str) -> Output {
+    broken_with(fault, &[]).await
+}
+
+async fn broken_with(fault: &str, extra_args: &[&str]) -> Output {
     let echo = spawn_echo_server().await;
     let base = format!("http://{echo}");
     let env = Env::new(&format!(
@@ -263,7 +267,18 @@ allow_private = true
 "#,
         component("broken").display()
     ));
-    conformance(env, "broken", "broken").await.1
+    let wasm = component("broken").display().to_string();
+    let mut args: Vec<String> = ["conformance", &wasm, "--connector", "broken"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.airlock(&args, None)
+    })
+    .await
+    .expect("conformance task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,6 +303,23 @@ async fn a_cursor_loop_fails_sync_terminates() {
         "returns cursor \"page:2\" already given to page 2",
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("SKIP sync.resume[items]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_report_names_each_rule_with_its_status() {
+    let out = broken_with("cursor-loop", &["--json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(v["connector"], "broken");
+    let status = |rule: &str| {
+        v["outcomes"]
+            .as_array()
+            .and_then(|o| o.iter().find(|x| x["rule"] == rule))
+            .map(|x| x["status"].clone())
+    };
+    assert_eq!(status("sync.terminates[items]"), Some("FAIL".into()));
+    assert_eq!(status("sync.resume[items]"), Some("SKIP".into()));
+    assert_eq!(status("health"), Some("PASS".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
