@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip2
 RELEASE := target/release
 WASM_OUT := target/$(WASM_TARGET)/release
 CONNECTORS := confluence zendesk openai atera azure jira-servicedesk msgraph
-TEST_COMPONENTS := hostile wrong-world future-contract
+TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 

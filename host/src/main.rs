@@ -136,6 +136,73 @@ enum Command {
         #[command(subcommand)]
         action: AuditCmd,
     },
+    /// Generate a new project from a template (`airlock new connector NAME`).
+    New {
+        #[command(subcommand)]
+        what: NewCmd,
+    },
+    /// Check a connector component against the contract rules the host relies on
+    ///
+    /// Loads FILE as the connector of --config (its settings, grants, limits and data directory
+    /// are used; its `component` is replaced by FILE) and runs it against the upstream that config
+    /// points at. Nothing is committed to the store; upstream requests are real and audited.
+    ///
+    /// Rules (one PASS/FAIL/SKIP line each; exit 1 if any fails):
+    ///   load                       a component of a supported contract version; info() answers
+    ///   info.well-formed           machine name, semver, descriptions, unique stream/action names
+    ///   info.action-schemas        every input-schema is a valid JSON Schema of an object
+    ///   health                     health() answers ok
+    ///   sync.terminates[S]         stream S pages to `done` within --max-pages, no cursor repeated
+    ///   sync.documents[S]          ids, kinds, titles, RFC 3339 updated-at, object metadata
+    ///   sync.resume[S]             a page fetched with a committed cursor returns no record version
+    ///                              already committed; resuming mid-run repeats and loses nothing
+    ///   search.well-formed         at most `limit` well-formed hits, or invalid-input if unsupported
+    ///   errors.unknown-stream      invalid-input or not-found
+    ///   errors.unknown-action      not-found or invalid-input
+    ///   errors.get-unknown-id      not-found or invalid-input
+    ///   errors.invalid-input[A]    action A rejects input its own schema rejects with invalid-input
+    ///   grants.no-denied-requests  the gate denied none of its requests (from the audit log)
+    ///
+    /// See docs/connector-guide.md.
+    #[command(verbatim_doc_comment)]
+    Conformance {
+        /// The connector component (.wasm, built for wasm32-wasip2).
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The connector of the config to test as (needed when it configures several).
+        #[arg(long)]
+        connector: Option<String>,
+        /// Pages per stream before sync.terminates gives up.
+        #[arg(long, default_value_t = 1000)]
+        max_pages: usize,
+        /// Wait out a `rate-limited` answer up to this long, then retry the page.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        max_rate_limit_wait: std::time::Duration,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NewCmd {
+    /// Generate a connector crate: Cargo.toml (depends on airlock-sdk by path), src/lib.rs with
+    /// a synced stream with a cursor, search, get and a writing action, unit tests that pass
+    /// natively, a README and an example config. Never overwrites: fails if the directory exists.
+    ///
+    /// Then: `cd NAME && cargo test --release && cargo build --release --target wasm32-wasip2`.
+    Connector {
+        /// Connector name: lowercase letters, digits and hyphens (e.g. `acme-wiki`).
+        name: String,
+        /// Directory to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The `sdk` directory of an Airlock checkout to depend on (default: the one this
+        /// binary was built from).
+        #[arg(long, env = "AIRLOCK_SDK_PATH")]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -208,10 +275,10 @@ fn main() -> ExitCode {
         }
     }
     let scrubber = Scrubber::new();
-    // `check` reports its own outcome; its load log would only repeat it.
+    // `check` and `conformance` report their own outcome; their load log would only repeat it.
     // The CLI commands print their own results: only the daemon logs at info by default.
     let level = match cli.command {
-        Command::Check { .. } if cli.log_level == "info" => "off",
+        Command::Check { .. } | Command::Conformance { .. } if cli.log_level == "info" => "off",
         Command::Serve { .. } => cli.log_level.as_str(),
         _ if cli.log_level == "info" => "warn",
         _ => cli.log_level.as_str(),
@@ -384,6 +451,22 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             let config = load_config(&config)?;
             tokens_cmd(&config, action)
         }
+        Command::New { what } => new_cmd(what),
+        Command::Conformance {
+            file,
+            config,
+            connector,
+            max_pages,
+            max_rate_limit_wait,
+            json,
+        } => {
+            let config = load_config(&config)?;
+            let opts = airlock::conformance::Options {
+                max_pages,
+                max_rate_limit_wait,
+            };
+            conformance_cmd(config, &file, connector.as_deref(), &opts, json, scrubber).await
+        }
     }
 }
 
@@ -457,6 +540,73 @@ fn tokens_cmd(config: &Config, action: TokensCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn new_cmd(what: NewCmd) -> anyhow::Result<ExitCode> {
+    match what {
+        NewCmd::Connector {
+            name,
+            dir,
+            sdk_path,
+        } => {
+            let g = airlock::scaffold::new_connector(&name, dir.as_deref(), sdk_path.as_deref())?;
+            println!("created connector `{name}` in {}", g.dir.display());
+            for f in &g.files {
+                println!("  {}", f.display());
+            }
+            println!("  (airlock-sdk from {})", g.sdk_dependency);
+            println!("next:");
+            println!("  cd {}", g.dir.display());
+            println!("  cargo test --release");
+            println!("  cargo build --release --target wasm32-wasip2");
+            println!(
+                "  airlock check target/wasm32-wasip2/release/{}",
+                g.wasm_name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn conformance_cmd(
+    config: Config,
+    file: &Path,
+    connector: Option<&str>,
+    opts: &airlock::conformance::Options,
+    json: bool,
+    scrubber: Scrubber,
+) -> anyhow::Result<ExitCode> {
+    let report = airlock::conformance::run(config, file, connector, scrubber.clone(), opts).await?;
+    if json {
+        println!(
+            "{}",
+            scrubber.scrub(&serde_json::to_string_pretty(&report)?)
+        );
+    } else {
+        println!(
+            "conformance of {} as connector `{}`",
+            report.file, report.connector
+        );
+        for o in &report.outcomes {
+            println!("{}", scrubber.scrub(&o.to_string()));
+        }
+        let failed = report.failures().count();
+        let skipped = report
+            .outcomes
+            .iter()
+            .filter(|o| o.status == airlock::conformance::Status::Skip)
+            .count();
+        println!(
+            "{} rule(s): {} passed, {failed} failed, {skipped} skipped",
+            report.outcomes.len(),
+            report.outcomes.len() - failed - skipped
+        );
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn serve(

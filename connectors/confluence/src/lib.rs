@@ -134,9 +134,19 @@ impl Connector for Confluence {
         }
     }
 
-    fn invoke(action: String, _input: String) -> Result<String> {
+    fn invoke(action: String, input: String) -> Result<String> {
         if action != "spaces" {
             return Err(Error::not_found(format!("unknown action `{action}`")));
+        }
+        // The schema admits only `{}`: say so instead of ignoring what the caller meant.
+        match serde_json::from_str::<Value>(&input) {
+            Ok(Value::Object(o)) if o.is_empty() => {}
+            Ok(other) => {
+                return Err(Error::invalid_input(format!(
+                    "`spaces` takes no input (an empty object), got {other}"
+                )));
+            }
+            Err(e) => return Err(Error::invalid_input(format!("input is not JSON: {e}"))),
         }
         let cfg = Config::load()?;
         let first = Request::get(cfg.url("/wiki/api/v2/spaces")).query("limit", "250");

@@ -22,7 +22,7 @@ pub struct AuditEvent {
     pub invocation: String,
     /// `invoke`, `http`, `header`, `secret`, `oauth-token`.
     pub event: String,
-    /// `allow`, `deny`, `ok`, `error`.
+    /// `allow`, `deny`, `ok`, `error`, `rate-limited`, `circuit-open`.
     pub decision: String,
     pub reason: String,
     pub method: Option<String>,
@@ -313,6 +313,27 @@ pub fn query(conn: &Connection, q: &AuditQuery<'_>) -> anyhow::Result<Vec<AuditR
         .collect::<Result<_, _>>()?;
     rows.reverse();
     Ok(rows)
+}
+
+/// Every row after sequence number `seq`, oldest first, optionally for one connector.
+pub fn after(
+    conn: &Connection,
+    seq: i64,
+    connector: Option<&str>,
+) -> anyhow::Result<Vec<AuditRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit WHERE seq > ?1 AND (?2 IS NULL OR connector = ?2) ORDER BY seq"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(params![seq, connector], read_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The sequence number of the newest row (0 for an empty log).
+pub fn last_seq(conn: &Connection) -> anyhow::Result<i64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?)
 }
 
 /// Result of checking the chain.
