@@ -205,6 +205,50 @@ auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", cl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msgraph_passes_conformance_against_its_fake() {
+    let o = fake_saas::MsGraphOptions::default();
+    let f = fake_saas::spawn_msgraph(addr(), o.clone())
+        .await
+        .expect("fake");
+    let t = f.truth();
+    let list = |items: Vec<&String>| {
+        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let env = Env::new(&format!(
+        r#"
+[[connector]]
+id = "msgraph"
+component = "{component}"
+limits = {{ timeout = "60s" }}
+[connector.settings]
+base_url = "{base}"
+mailboxes = {mailboxes}
+chats = {chats}
+channels = {channels}
+page_size = 20
+
+[[grant]]
+connector = "msgraph"
+url = "{base}/v1.0/"
+methods = ["GET", "POST"]
+allow_private = true
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
+"#,
+        component = component("msgraph").display(),
+        base = f.base_url,
+        mailboxes = list(t.mailboxes.iter().collect()),
+        chats = list(t.chats.keys().collect()),
+        channels = list(t.channels.keys().collect()),
+        token_url = f.token_url(),
+        client = o.client_id,
+    ));
+    env.set_secret("graph_secret", &o.client_secret);
+    let (_env, out) = conformance(env, "msgraph", "msgraph").await;
+    assert_passes(&out, &["PASS sync.resume[users]:"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_passes_conformance_against_its_fake() {
     const KEY: &str = "sk-test-conformance";
     let f = spawn_openai(

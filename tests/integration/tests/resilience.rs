@@ -13,8 +13,9 @@ use airlock::sync::{RunEnd, run_stream, streams_of};
 use airlock_tests::*;
 use fake_saas::server::FakeState;
 use fake_saas::{
-    AteraOptions, AzureOptions, ConfluenceOptions, FaultKind, FaultPlan, JiraOptions, RunningFake,
-    ZendeskOptions, spawn_atera, spawn_azure, spawn_confluence, spawn_jira, spawn_zendesk,
+    AteraOptions, AzureOptions, ConfluenceOptions, FaultKind, FaultPlan, JiraOptions,
+    MsGraphOptions, RunningFake, ZendeskOptions, spawn_atera, spawn_azure, spawn_confluence,
+    spawn_jira, spawn_msgraph, spawn_zendesk,
 };
 use serde_json::{Value, json};
 
@@ -176,6 +177,46 @@ auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", cl
             client = o.client_id,
         ),
         secrets: vec![("azure_secret", o.client_secret)],
+        fake: Box::new(f),
+    });
+    let o = MsGraphOptions::default();
+    let f = spawn_msgraph(addr(), o.clone()).await.expect("msgraph");
+    let t = f.truth();
+    let list = |items: Vec<&String>| {
+        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    out.push(Case {
+        id: "msgraph",
+        config: format!(
+            r#"
+[[connector]]
+id = "msgraph"
+component = "{component}"
+limits = {{ timeout = "60s" }}
+[connector.settings]
+base_url = "{base}"
+mailboxes = {mailboxes}
+chats = {chats}
+channels = {channels}
+page_size = 20
+
+[[grant]]
+connector = "msgraph"
+url = "{base}/v1.0/"
+methods = ["GET", "POST"]
+allow_private = true
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
+"#,
+            component = component("msgraph").display(),
+            base = f.base_url,
+            mailboxes = list(t.mailboxes.iter().collect()),
+            chats = list(t.chats.keys().collect()),
+            channels = list(t.channels.keys().collect()),
+            token_url = f.token_url(),
+            client = o.client_id,
+        ),
+        secrets: vec![("graph_secret", o.client_secret)],
         fake: Box::new(f),
     });
     out

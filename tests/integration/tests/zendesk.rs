@@ -151,8 +151,23 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
         r.pages, 10,
         "ten requests per minute: ten pages committed before the limit"
     );
-    // Resume (the limit lifted instead of waiting a minute) from the committed cursor.
+    // The gate holds the whole grant for the upstream's Retry-After: an immediate retry sends
+    // nothing and ends rate-limited again.
     f.set_incremental_limit(None);
+    let sent = f.requests().total;
+    let again = run_stream(&a, "zendesk", "tickets", false, |_| {})
+        .await
+        .expect("rate limit is not an error");
+    assert!(matches!(again.end, RunEnd::RateLimited { .. }), "{again:?}");
+    assert_eq!(
+        f.requests().total,
+        sent,
+        "nothing sent while the grant is paused"
+    );
+    // Resume from the committed cursor in a new process (the pause lives in the daemon; the
+    // scheduler's `resume_after` is what survives a restart) instead of waiting a minute.
+    drop(a);
+    let a = start_in_process(&env).await;
     let r2 = run_stream(&a, "zendesk", "tickets", false, |_| {})
         .await
         .expect("resume");
