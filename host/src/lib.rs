@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod config;
 pub mod conformance;
 pub mod logging;
+pub mod mcp;
 pub mod metrics;
 pub mod runtime;
 pub mod scaffold;

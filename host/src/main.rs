@@ -49,6 +49,16 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for one token's principal: tools
+    /// `search`, `get_document`, `list_connectors` and one per action of the tenant's connectors
+    /// and routes (`CONNECTOR__ACTION`). The daemon serves the same at `/mcp` over HTTP.
+    Mcp {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// An API token (`airlock tokens create`); the tools see what it sees on REST.
+        #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Run one operation on a connector and print the JSON result.
     ///
     /// OP is info, health, search, get, check-permission, sync (one page) or an action name.
@@ -312,6 +322,11 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
         Command::Serve { config, listen } => {
             let config = load_config(&config)?;
             serve(config, listen, scrubber).await
+        }
+        Command::Mcp { config, token } => {
+            let config = load_config(&config)?;
+            airlock::mcp::serve_stdio(config, token, scrubber).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Invoke {
             config,

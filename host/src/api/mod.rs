@@ -56,6 +56,9 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
         ));
         r = r.route(path, handler);
     }
+    // MCP over streamable HTTP: a protocol endpoint, not a REST resource, so outside the route
+    // table and the OpenAPI description (docs/api.md describes it).
+    r = r.route("/mcp", crate::mcp::route(airlock.clone()));
     r.fallback(errors::no_such_route)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::ensure_json))
