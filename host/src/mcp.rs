@@ -424,7 +424,9 @@ pub fn route(a: Arc<Airlock>) -> axum::routing::MethodRouter<Arc<Airlock>> {
             Default::default(),
             config,
         );
-    axum::routing::any_service(service).route_layer(axum::middleware::from_fn_with_state(
+    // `layer`, not `route_layer`: an `any_service` router is all fallback, which `route_layer`
+    // would leave unauthenticated (axum refuses it).
+    axum::routing::any_service(service).layer(axum::middleware::from_fn_with_state(
         (a, crate::api::auth::Access::Principal),
         crate::api::auth::require,
     ))
