@@ -311,15 +311,8 @@ async fn chaos_syncs_of_every_stream_end_equal_to_a_clean_sync_with_bounded_ampl
         drop(clean);
 
         // The same data under 20% seeded faults of every kind, into a fresh store.
-        // Every fault kind but `duplicate`: repeated records across pages still lose Atera
-        // comments (ids derived from list position), an open bug noted on issue 5.
-        let kinds = FaultKind::ALL
-            .into_iter()
-            .filter(|k| *k != FaultKind::Duplicate)
-            .collect();
         case.fake.set_faults(FaultPlan {
             latency_ms: 50,
-            kinds,
             ..FaultPlan::chaos(1000 + n as u64, 0.2)
         });
         let chaos_env = env_with(&case);
