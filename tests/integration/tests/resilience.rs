@@ -159,70 +159,16 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
     let f = spawn_azure(addr(), o.clone()).await.expect("azure");
     out.push(Case {
         id: "azure",
-        config: format!(
-            r#"
-[[connector]]
-id = "azure"
-component = "{}"
-limits = {{ timeout = "60s" }}
-[connector.settings]
-base_url = "{base}"
-subscription_id = "{sub}"
-
-[[grant]]
-connector = "azure"
-url = "{base}/subscriptions/"
-methods = ["GET"]
-allow_private = true
-auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:azure_secret", scope = "https://management.azure.com/.default" }}
-"#,
-            component("azure").display(),
-            base = f.base_url,
-            sub = o.subscription,
-            token_url = f.token_url(),
-            client = o.client_id,
-        ),
+        config: azure_config(&f.base_url, &f.token_url(), &o.subscription, &o.client_id),
         secrets: vec![("azure_secret", o.client_secret)],
         fake: Box::new(f),
         synced_at_kinds: &[],
     });
     let o = MsGraphOptions::default();
     let f = spawn_msgraph(addr(), o.clone()).await.expect("msgraph");
-    let t = f.truth();
-    let list = |items: Vec<&String>| {
-        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-        format!("[{}]", quoted.join(", "))
-    };
     out.push(Case {
         id: "msgraph",
-        config: format!(
-            r#"
-[[connector]]
-id = "msgraph"
-component = "{component}"
-limits = {{ timeout = "60s" }}
-[connector.settings]
-base_url = "{base}"
-mailboxes = {mailboxes}
-chats = {chats}
-channels = {channels}
-page_size = 20
-
-[[grant]]
-connector = "msgraph"
-url = "{base}/v1.0/"
-methods = ["GET", "POST"]
-allow_private = true
-auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
-"#,
-            component = component("msgraph").display(),
-            base = f.base_url,
-            mailboxes = list(t.mailboxes.iter().collect()),
-            chats = list(t.chats.keys().collect()),
-            channels = list(t.channels.keys().collect()),
-            token_url = f.token_url(),
-            client = o.client_id,
-        ),
+        config: msgraph_config(&f, &o.client_id),
         secrets: vec![("graph_secret", o.client_secret)],
         fake: Box::new(f),
         synced_at_kinds: &["user"],
