@@ -87,6 +87,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
                     "bench".into(),
                     64 << 20,
                     None,
+                    true,
                     std::time::Instant::now() + std::time::Duration::from_secs(3600),
                 ),
             );

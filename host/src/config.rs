@@ -163,6 +163,8 @@ pub struct Grant {
     /// Whether actions marked `writes` may send write requests (POST, PUT, PATCH, DELETE)
     /// through this grant. Off by default.
     pub writes: bool,
+    /// Whether write actions through this grant run without an approval (`writes_preapproved`).
+    pub writes_preapproved: bool,
     pub auth: AuthConfig,
     /// Rate budget, retries, circuit breaker and response cache of this grant.
     pub resilience: Resilience,
@@ -330,6 +332,8 @@ struct RawGrant {
     reveal: bool,
     #[serde(default)]
     writes: bool,
+    #[serde(default)]
+    writes_preapproved: bool,
     auth: Option<RawAuth>,
     rate: Option<RawRate>,
     concurrency: Option<u32>,
@@ -779,6 +783,9 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
             }
         }
     };
+    if g.writes_preapproved && !g.writes {
+        return Err("writes_preapproved: needs `writes = true` on the same grant".into());
+    }
     if g.reveal && matches!(auth, AuthConfig::None) {
         return Err("reveal: `reveal = true` needs an `auth` with a secret to reveal".into());
     }
@@ -793,6 +800,7 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
         allow_private: g.allow_private,
         reveal: g.reveal,
         writes: g.writes,
+        writes_preapproved: g.writes_preapproved,
         auth,
         resilience,
     })

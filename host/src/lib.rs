@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod approvals;
 pub mod capabilities;
 pub mod config;
 pub mod conformance;

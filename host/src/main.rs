@@ -139,6 +139,15 @@ enum Command {
         #[command(subcommand)]
         action: TokensCmd,
     },
+    /// Write approvals: an action marked `writes`, asked for with `airlock invoke` or the API,
+    /// waits here until approved (it then runs once) or denied, unless its grant says
+    /// `writes_preapproved = true`.
+    Approvals {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: ApprovalsCmd,
+    },
     /// Read and verify the audit log.
     Audit {
         #[command(flatten)]
@@ -223,6 +232,23 @@ enum SecretsCmd {
     List,
     /// Remove a secret.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCmd {
+    /// List approvals, newest first: id, status, connector, action, who asked.
+    List {
+        /// Only this status: pending, denied, approved (running), executed, failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print JSON (with inputs and results).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending write action and run it once; prints the result.
+    Approve { id: String },
+    /// Deny a pending write action; it never runs.
+    Deny { id: String },
 }
 
 #[derive(Subcommand)]
@@ -364,11 +390,28 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
-            let result = a.invoke(&connector, op).await;
+            let tenant = a
+                .config
+                .tenant_of(&connector)
+                .unwrap_or(airlock::config::DEFAULT_TENANT)
+                .to_string();
+            let result =
+                airlock::approvals::request(&a, &cli_user(), &tenant, &connector, op).await;
             a.flush();
             match result {
-                Ok(v) => {
+                Ok(airlock::approvals::Requested::Done(v)) => {
                     println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&v)?));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(airlock::approvals::Requested::Pending(ap)) => {
+                    eprintln!(
+                        "`{}` writes: approval {} is pending; run `airlock approvals approve {}` (or deny) to decide",
+                        ap.action, ap.id, ap.id
+                    );
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({ "approval": ap }))?
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -462,6 +505,10 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             let config = load_config(&config)?;
             audit_cmd(&config, action)
         }
+        Command::Approvals { config, action } => {
+            let config = load_config(&config)?;
+            approvals_cmd(config, action, scrubber).await
+        }
         Command::Tokens { config, action } => {
             let config = load_config(&config)?;
             tokens_cmd(&config, action)
@@ -481,6 +528,95 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 max_rate_limit_wait,
             };
             conformance_cmd(config, &file, connector.as_deref(), &opts, json, scrubber).await
+        }
+    }
+}
+
+/// Who asks, when the CLI asks: the OS user.
+fn cli_user() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+async fn approvals_cmd(
+    config: Config,
+    action: ApprovalsCmd,
+    scrubber: Scrubber,
+) -> anyhow::Result<ExitCode> {
+    use airlock::approvals;
+    let show = |ap: &approvals::Approval| -> anyhow::Result<()> {
+        println!(
+            "{}",
+            scrubber.scrub(&serde_json::to_string_pretty(
+                &serde_json::json!({ "approval": ap })
+            )?)
+        );
+        Ok(())
+    };
+    let pending_connector = |id: &str| -> anyhow::Result<approvals::Approval> {
+        let conn = airlock::store::open(&config.server.data_dir)?;
+        approvals::get(&conn, id)?.ok_or_else(|| anyhow::anyhow!("no approval `{id}`"))
+    };
+    match action {
+        ApprovalsCmd::List { status, json } => {
+            let conn = airlock::store::open(&config.server.data_dir)?;
+            let list = approvals::list(&conn, None, status.as_deref())?;
+            if json {
+                println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&list)?));
+            } else if list.is_empty() {
+                println!("no approvals");
+            } else {
+                for ap in list {
+                    println!(
+                        "{}\t{}\t{}\t{}\tasked by {} at {}",
+                        ap.id, ap.status, ap.connector, ap.action, ap.requested_by, ap.created_at
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ApprovalsCmd::Approve { id } => {
+            let ap = pending_connector(&id)?;
+            let only: Vec<String> = match config.route(&ap.connector) {
+                Some(r) => r.connectors.clone(),
+                None => vec![ap.connector.clone()],
+            };
+            let a = Airlock::start(
+                config,
+                scrubber.clone(),
+                StartOptions {
+                    only: Some(&only),
+                    max_instances: 4,
+                },
+            )
+            .await?;
+            let r = approvals::approve(&a, &id, &cli_user()).await;
+            a.flush();
+            let ap = r?;
+            show(&ap)?;
+            Ok(if ap.status == "executed" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        ApprovalsCmd::Deny { id } => {
+            pending_connector(&id)?;
+            let a = Airlock::start(
+                config,
+                scrubber.clone(),
+                StartOptions {
+                    only: Some(&[]),
+                    max_instances: 1,
+                },
+            )
+            .await?;
+            let r = approvals::deny(&a, &id, &cli_user()).await;
+            a.flush();
+            show(&r?)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -252,16 +252,24 @@ fn sync_tickets(cfg: &Config, mut cursor: TicketCursor) -> Result<SyncPage> {
     })
 }
 
-/// `comments` cursor: the ticket listing page (1-based) and the index of the next ticket on it.
+/// `comments` cursor: the ticket listing page (1-based), the index of the next ticket on it, and
+/// the id of the last ticket done (preferred over the index: a listing that repeats a record
+/// from the previous page would shift the index and skip a ticket).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct CommentCursor {
     page: u32,
     index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<u64>,
 }
 
 impl Default for CommentCursor {
     fn default() -> Self {
-        CommentCursor { page: 1, index: 0 }
+        CommentCursor {
+            page: 1,
+            index: 0,
+            after: None,
+        }
     }
 }
 
@@ -271,12 +279,18 @@ fn sync_comments(cfg: &Config, cursor: CommentCursor) -> Result<SyncPage> {
         .query("itemsInPage", PAGE.to_string())
         .send()?
         .json()?;
-    let end = (cursor.index + TICKETS_PER_CALL).min(page.items.len());
+    let start = cursor
+        .after
+        .and_then(|id| page.items.iter().rposition(|t| t.ticket_id == id))
+        .map_or(cursor.index, |pos| pos + 1);
+    let end = (start + TICKETS_PER_CALL).min(page.items.len());
     let mut upserts = Vec::new();
-    for ticket in page.items.get(cursor.index..end).unwrap_or_default() {
+    let mut last = cursor.after;
+    for ticket in page.items.get(start..end).unwrap_or_default() {
         let comments = ticket_comments(cfg, ticket.ticket_id)?;
         let docs = comments.into_iter().enumerate();
         upserts.extend(docs.map(|(i, c)| c.document(ticket.ticket_id, i + 1, cfg)));
+        last = Some(ticket.ticket_id);
     }
     let more_pages = !page.next_link.as_deref().unwrap_or("").trim().is_empty();
     let (next, done) = if end < page.items.len() {
@@ -284,6 +298,7 @@ fn sync_comments(cfg: &Config, cursor: CommentCursor) -> Result<SyncPage> {
             CommentCursor {
                 page: cursor.page,
                 index: end,
+                after: last,
             },
             false,
         )
@@ -292,6 +307,7 @@ fn sync_comments(cfg: &Config, cursor: CommentCursor) -> Result<SyncPage> {
             CommentCursor {
                 page: cursor.page + 1,
                 index: 0,
+                after: None,
             },
             false,
         )
@@ -316,7 +332,13 @@ fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
         let page: Envelope<Comment> = request.send()?.json()?;
         let empty = page.items.is_empty();
         let next = cfg.next_link(&page)?;
-        out.extend(page.items);
+        // Comments have no id, so positions are their identity: a record the listing repeats
+        // (identical in every field) must not shift them.
+        for c in page.items {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
         match next {
             Some(next) if !empty => request = Request::get(next),
             _ => return Ok(out),
@@ -418,7 +440,7 @@ impl Ticket {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 struct Comment {
     date: Option<String>,

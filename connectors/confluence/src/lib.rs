@@ -258,12 +258,21 @@ fn strip_highlight(s: &str) -> String {
 // When a run ends (no next link, or an item older than `since - OVERLAP_MS`), the next cursor is
 // `{since: watermark}`, so the following run is incremental.
 //
+// A run longer than one request is no snapshot: a page saved while it was under way sorts in
+// front of the keyset cursor, behind us. Reporting `done` then would be a lie the host cannot
+// see through, most visibly when the host resumes, after a crash, a run that began long before
+// (the changes made in between are never reached, yet the stream is "caught up"). So a run that
+// took more than one request ends with a probe of the newest item: if it is newer than the
+// watermark, the page is not `done` and carries `{since: watermark}`, and the host goes straight
+// on to the incremental run that fetches those saves. A one-request run is its own snapshot.
+//
 // Why this is correct when pages change between or during runs:
 // - A page saved after the run started gets a `version.createdAt` newer than `watermark`; in the
-//   keyset-ordered listing it moves to the front, behind us, so this run may miss it, but the next
-//   run (which stops only at items older than `watermark`) sees it. The watermark is deliberately
-//   the value seen at the start, never the largest seen later, so nothing saved mid-run can be
-//   skipped by advancing past it.
+//   keyset-ordered listing it moves to the front, behind us, so this run may miss it, but the
+//   probe at its end notices and the next run (which stops only at items older than `watermark`)
+//   fetches it before the host hears `done`. The watermark is deliberately the value seen at the
+//   start, never the largest seen later, so nothing saved mid-run can be skipped by advancing
+//   past it.
 // - Items equal to the watermark and within OVERLAP_MS before it are fetched again (upserts are
 //   idempotent), covering equal timestamps and saves that commit out of timestamp order.
 // - Trashing bumps the page's version, so it surfaces like an edit and becomes a delete.
@@ -295,15 +304,17 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
                     "restarting pages run, Confluence rejected the stored cursor: {msg}"
                 );
                 state.watermark = None;
-                Request::get(first_page_url(cfg)?).send()?
+                Request::get(pages_url(cfg, cfg.page_limit, true)?).send()?
             }
             other => other?,
         },
         None => {
             state.watermark = None;
-            Request::get(first_page_url(cfg)?).send()?
+            Request::get(pages_url(cfg, cfg.page_limit, true)?).send()?
         }
     };
+    // The first page of a run is one upstream snapshot; a run that spans requests is not.
+    let first_of_run = state.watermark.is_none();
     let list: PageList = response.json()?;
     let stop_before = state
         .since
@@ -353,7 +364,9 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
             ..state
         },
         None => {
-            out.done = true;
+            // Saves made while this run was under way sort behind its keyset cursor: if there
+            // are any, go on with the incremental run that fetches them instead of ending.
+            out.done = first_of_run || !saved_since(cfg, state.watermark.as_deref())?;
             SyncCursor {
                 next: None,
                 watermark: None,
@@ -372,10 +385,30 @@ fn newest(a: Option<String>, b: Option<String>) -> Option<String> {
     if ms(&a) >= ms(&b) { a.or(b) } else { b }
 }
 
-fn first_page_url(cfg: &Config) -> Result<String> {
-    let mut request = Request::get(cfg.url("/wiki/api/v2/pages"))
-        .query("body-format", "storage")
-        .query("limit", cfg.page_limit.to_string())
+/// Whether the newest page (current or trashed) was saved after `watermark`: one request.
+fn saved_since(cfg: &Config, watermark: Option<&str>) -> Result<bool> {
+    let list: PageList = Request::get(pages_url(cfg, 1, false)?).send()?.json()?;
+    let newest = list
+        .results
+        .first()
+        .and_then(|p| p.version.created_at.as_deref())
+        .and_then(parse_rfc3339);
+    Ok(match (newest, watermark.and_then(parse_rfc3339)) {
+        (Some(newest), Some(watermark)) => newest > watermark,
+        // Nothing to compare with: ending is all that is safe (another run would be the same).
+        _ => false,
+    })
+}
+
+/// The first page of the newest-first listing the sync walks, `limit` items, with or without
+/// the storage body.
+fn pages_url(cfg: &Config, limit: u32, body: bool) -> Result<String> {
+    let mut request = Request::get(cfg.url("/wiki/api/v2/pages"));
+    if body {
+        request = request.query("body-format", "storage");
+    }
+    let mut request = request
+        .query("limit", limit.to_string())
         .query("sort", "-modified-date")
         .query("status", "current")
         .query("status", "trashed");

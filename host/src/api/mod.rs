@@ -44,6 +44,20 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
             get(get_document),
         ),
         (Method::GET, "/v1/audit", Admin, get(audit_query)),
+        (Method::GET, "/v1/approvals", P, get(list_approvals)),
+        (Method::GET, "/v1/approvals/{id}", P, get(get_approval)),
+        (
+            Method::POST,
+            "/v1/approvals/{id}/approve",
+            Admin,
+            post(approve_approval),
+        ),
+        (
+            Method::POST,
+            "/v1/approvals/{id}/deny",
+            Admin,
+            post(deny_approval),
+        ),
     ]
 }
 
@@ -179,8 +193,14 @@ async fn invoke(
         matches!(op, Op::Search { .. }),
     );
     let readers = auth::readers(&p);
-    match a.invoke(&id, op).await {
-        Ok(mut result) => {
+    let requested_by = format!("token:{}", p.name);
+    match crate::approvals::request(&a, &requested_by, &p.tenant, &id, op).await {
+        Ok(crate::approvals::Requested::Pending(approval)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "approval": approval })),
+        )
+            .into_response(),
+        Ok(crate::approvals::Requested::Done(mut result)) => {
             // Documents fetched live are ACL-checked like stored ones.
             if is_get && !acl_allows_value(&result, &readers) {
                 return error_response(
@@ -529,4 +549,123 @@ pub fn error_response(
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalFilter {
+    status: Option<String>,
+}
+
+async fn list_approvals(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    Query(f): Query<ApprovalFilter>,
+) -> Response {
+    let tenant = p.tenant.clone();
+    match a
+        .db
+        .run(move |conn| crate::approvals::list(conn, Some(&tenant), f.status.as_deref()))
+        .await
+    {
+        Ok(list) => Json(serde_json::json!({ "approvals": list })).into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("{e:#}"),
+            None,
+        ),
+    }
+}
+
+fn no_such_approval(id: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        &format!("no approval `{id}`"),
+        None,
+    )
+}
+
+/// The approval if it exists and belongs to the principal's tenant (else the same 404).
+async fn tenant_approval(
+    a: &Airlock,
+    p: &Principal,
+    id: &str,
+) -> Result<crate::approvals::Approval, Response> {
+    let id_owned = id.to_string();
+    match a
+        .db
+        .run(move |conn| crate::approvals::get(conn, &id_owned))
+        .await
+    {
+        Ok(Some(ap)) if ap.tenant == p.tenant => Ok(ap),
+        Ok(_) => Err(no_such_approval(id)),
+        Err(e) => Err(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("{e:#}"),
+            None,
+        )),
+    }
+}
+
+async fn get_approval(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match tenant_approval(&a, &p, &id).await {
+        Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
+        Err(r) => r,
+    }
+}
+
+fn approval_error(e: crate::approvals::ApprovalError) -> Response {
+    use crate::approvals::ApprovalError as E;
+    match e {
+        E::NotFound(id) => no_such_approval(&id),
+        e @ E::AlreadyDecided { .. } => error_response(
+            StatusCode::CONFLICT,
+            "already-decided",
+            &e.to_string(),
+            None,
+        ),
+        E::Store(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("{e:#}"),
+            None,
+        ),
+    }
+}
+
+async fn approve_approval(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = tenant_approval(&a, &p, &id).await {
+        return r;
+    }
+    let by = format!("token:{}", p.name);
+    match crate::approvals::approve(&a, &id, &by).await {
+        Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
+        Err(e) => approval_error(e),
+    }
+}
+
+async fn deny_approval(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = tenant_approval(&a, &p, &id).await {
+        return r;
+    }
+    let by = format!("token:{}", p.name);
+    match crate::approvals::deny(&a, &id, &by).await {
+        Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
+        Err(e) => approval_error(e),
+    }
 }

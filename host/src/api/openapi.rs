@@ -135,6 +135,7 @@ pub fn spec() -> Value {
                 }), true),
                 "responses": {
                     "200": ok_json("the result", json!({ "type": "object", "properties": { "result": {} } })),
+                    "202": ok_json("a write action now waits for approval (see /v1/approvals)", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
                     "400": err("bad input"),
                     "403": err("the connector refused, or `sync` without an admin token"),
                     "404": err("no such connector or route in the tenant, or no such document"),
@@ -230,6 +231,44 @@ pub fn spec() -> Value {
                     })),
                     "400": err("bad query parameter"),
                     "404": err("no such connector in the tenant")
+                }
+            }), true) },
+            "/v1/approvals": { "get": secured(json!({
+                "summary": "The tenant's write approvals, newest first",
+                "parameters": [
+                    query_param("status", "pending, denied, approved (running), executed or failed", json!({ "type": "string" }))
+                ],
+                "responses": {
+                    "200": ok_json("approvals", json!({
+                        "type": "object",
+                        "properties": { "approvals": { "type": "array", "items": any_object.clone() } }
+                    }))
+                }
+            }), false) },
+            "/v1/approvals/{id}": { "get": secured(json!({
+                "summary": "One approval of the tenant: who asked, which action, its input, the decision and the result",
+                "parameters": [path_param("id", "approval id (also the invocation id of the audit rows of its run)")],
+                "responses": {
+                    "200": ok_json("the approval", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "404": err("no such approval in the tenant")
+                }
+            }), false) },
+            "/v1/approvals/{id}/approve": { "post": secured(json!({
+                "summary": "Approve a pending write action and run it once (admin)",
+                "parameters": [path_param("id", "approval id")],
+                "responses": {
+                    "200": ok_json("the approval after its run (executed or failed)", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "404": err("no such approval in the tenant"),
+                    "409": err("already decided: an approval runs at most once")
+                }
+            }), true) },
+            "/v1/approvals/{id}/deny": { "post": secured(json!({
+                "summary": "Deny a pending write action; it never runs (admin)",
+                "parameters": [path_param("id", "approval id")],
+                "responses": {
+                    "200": ok_json("the denied approval", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "404": err("no such approval in the tenant"),
+                    "409": err("already decided")
                 }
             }), true) }
         }

@@ -116,12 +116,14 @@ impl ConnectorGate {
         self: &Arc<Self>,
         invocation: Arc<str>,
         writes_action: Option<Arc<str>>,
+        approved_writes: bool,
         deadline: Instant,
     ) -> InvocationHooks {
         InvocationHooks {
             gate: self.clone(),
             invocation,
             writes_action,
+            approved_writes,
             deadline,
         }
     }
@@ -198,6 +200,7 @@ impl ConnectorGate {
         self: Arc<Self>,
         invocation: Arc<str>,
         writes_action: Option<Arc<str>>,
+        approved_writes: bool,
         deadline: Instant,
         req: Request<WasiBody>,
         options: Option<RequestOptions>,
@@ -243,18 +246,15 @@ impl ConnectorGate {
             Err(reason) => return Err(self.deny(ev, started, reason)),
         };
         let grant = &self.grants[idx];
-        // Write actions stay off by default: their write requests need a grant with writes.
-        if let Some(action) = &writes_action
-            && !matches!(
-                parts.method,
-                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-            )
-            && !grant.writes
+        // Write actions stay off by default: their write requests need a grant with writes,
+        // and an approved invocation; a writes grant carries no other write.
+        let write_method = !matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        if write_method
+            && let Some(reason) = write_refusal(grant, writes_action.as_deref(), approved_writes)
         {
-            let reason = format!(
-                "action `{action}` writes, and grant[{}] does not allow writes (set writes = true on the grant)",
-                grant.index
-            );
             return Err(self.deny(ev, started, reason));
         }
         // Literal IPs never reach the resolver, so check them here.
@@ -785,6 +785,25 @@ pub struct GrantStatus {
     pub cache_ttl_secs: Option<f64>,
 }
 
+/// Why a write request (POST, PUT, PATCH, DELETE...) may not go through `grant`, if it may not.
+fn write_refusal(grant: &Grant, writes_action: Option<&str>, approved: bool) -> Option<String> {
+    match (writes_action, grant.writes) {
+        (Some(action), false) => Some(format!(
+            "action `{action}` writes, and grant[{}] does not allow writes (set writes = true on the grant)",
+            grant.index
+        )),
+        (Some(action), true) if !approved && !grant.writes_preapproved => Some(format!(
+            "action `{action}` writes and this invocation was not approved (see `airlock approvals`), and grant[{}] does not pre-approve writes",
+            grant.index
+        )),
+        (None, true) => Some(format!(
+            "grant[{}] allows writes only inside an approved write action",
+            grant.index
+        )),
+        _ => None,
+    }
+}
+
 /// Whether a body whose `Content-Type` says JSON fails to parse.
 fn malformed_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
     let json = headers
@@ -855,6 +874,8 @@ pub struct InvocationHooks {
     invocation: Arc<str>,
     /// The action's name when the invocation runs an action marked `writes`.
     writes_action: Option<Arc<str>>,
+    /// Whether a write action's writes were approved (or run by the operator's own code).
+    approved_writes: bool,
     /// When the invocation will be stopped; the gate never waits past it (less a margin for
     /// the connector to act on the answer).
     deadline: Instant,
@@ -895,6 +916,7 @@ impl WasiHttpHooks for InvocationHooks {
         Box::new(gate.send(
             invocation,
             self.writes_action.clone(),
+            self.approved_writes,
             deadline,
             request,
             options,

@@ -296,6 +296,7 @@ mod tests {
             allow_private: false,
             reveal: false,
             writes: false,
+            writes_preapproved: false,
             auth: AuthConfig::None,
             resilience: Default::default(),
         }

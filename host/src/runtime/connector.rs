@@ -399,7 +399,12 @@ impl LoadedConnector {
         label: &str,
         f: impl for<'a> FnOnce(&'a mut Store<State>, ConnectorWorld) -> CallFuture<'a, R> + Send,
     ) -> Result<R, InvokeError> {
-        let invocation: Arc<str> = ulid::Ulid::new().to_string().into();
+        let call = super::context::current();
+        let invocation: Arc<str> = call
+            .invocation
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::new().to_string())
+            .into();
         let started = Instant::now();
         let timeout = self.limits.timeout;
         let deadline = started + timeout;
@@ -418,6 +423,7 @@ impl LoadedConnector {
             invocation.clone(),
             self.limits.memory_bytes,
             writes_action,
+            call.approved_writes,
             deadline,
         );
         let memory_hit = state.limiter.hit.clone();

@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod connector;
+pub mod context;
 pub mod engine;
 pub mod model;
 pub mod state;

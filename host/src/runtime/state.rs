@@ -32,6 +32,7 @@ impl State {
         invocation: Arc<str>,
         memory_bytes: usize,
         writes_action: Option<Arc<str>>,
+        approved_writes: bool,
         deadline: std::time::Instant,
     ) -> State {
         let wasi = WasiCtx::builder()
@@ -43,7 +44,9 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: ctx.gate.hooks(invocation.clone(), writes_action, deadline),
+            hooks: ctx
+                .gate
+                .hooks(invocation.clone(), writes_action, approved_writes, deadline),
             limiter: MemoryLimiter::new(memory_bytes),
             ctx,
             invocation,

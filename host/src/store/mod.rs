@@ -108,6 +108,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_tokens_principal ON api_tokens(principal);
     "#,
+    // 4: write approvals (who asked for which write action with what input, and the decision).
+    r#"
+    CREATE TABLE approvals (
+        id            TEXT PRIMARY KEY,
+        created_at    TEXT NOT NULL,
+        requested_by  TEXT NOT NULL,
+        tenant        TEXT NOT NULL,
+        connector     TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        input         TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        decided_by    TEXT,
+        decided_at    TEXT,
+        result        TEXT,
+        error         TEXT
+    );
+    CREATE INDEX approvals_status ON approvals(tenant, status);
+    "#,
 ];
 
 /// The database file inside a data directory.

@@ -1,6 +1,7 @@
 //! Fault knobs every fake shares: a seeded plan decides, request by request, whether to answer
 //! with a 429 (with or without `Retry-After`), a 5xx, added latency, a connection cut mid-body,
-//! or a truncated or malformed JSON body. Applied as a middleware to every upstream route; `/_fake/` routes are exempt. Set
+//! a truncated or malformed JSON body, or a list page that repeats a record of the previous
+//! page of the same endpoint. Applied as a middleware to every upstream route; `/_fake/` routes are exempt. Set
 //! through `RunningFake::set_faults` or `POST /_fake/faults`; the same seed and request
 //! sequence give the same faults, so a failing test replays exactly.
 
@@ -38,10 +39,13 @@ pub enum FaultKind {
     Truncated,
     /// 200 with a body that is not JSON.
     Malformed,
+    /// The page's first list (a top-level array of objects) starts with a record repeated from
+    /// the previous page served on the same path (or its own first record).
+    Duplicate,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::RateLimited,
         FaultKind::RateLimitedBare,
         FaultKind::Unavailable,
@@ -51,6 +55,7 @@ impl FaultKind {
         FaultKind::ResetMidBody,
         FaultKind::Truncated,
         FaultKind::Malformed,
+        FaultKind::Duplicate,
     ];
 }
 
@@ -115,6 +120,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Faults {
     inner: Mutex<Inner>,
+    /// The last record of the last list page served, by path (for `duplicate`).
+    last_record: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 /// Faults injected so far, by kind.
@@ -212,6 +219,44 @@ fn error(status: StatusCode, retry_after: Option<u64>) -> Response {
     r
 }
 
+/// The first top-level array of objects in a JSON object body (the list of a list page).
+fn list_of(v: &mut serde_json::Value) -> Option<&mut Vec<serde_json::Value>> {
+    v.as_object_mut()?
+        .values_mut()
+        .filter_map(|x| x.as_array_mut())
+        .find(|a| a.first().is_some_and(serde_json::Value::is_object))
+}
+
+impl Faults {
+    /// Remembers the last record of a list page served on `path`.
+    fn remember(&self, path: &str, body: &[u8]) {
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        if let Some(last) = list_of(&mut v).and_then(|l| l.last().cloned()) {
+            self.last_record
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_owned(), last);
+        }
+    }
+
+    /// The body with a repeated record at the front of its list (unchanged if it has none).
+    fn duplicate(&self, path: &str, body: &[u8]) -> Option<Vec<u8>> {
+        let mut v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        let previous = self
+            .last_record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned();
+        let list = list_of(&mut v)?;
+        let dup = previous.or_else(|| list.first().cloned())?;
+        list.insert(0, dup);
+        serde_json::to_vec(&v).ok()
+    }
+}
+
 /// The middleware: draws a fault per upstream request and applies it.
 pub async fn inject<S: FakeState>(
     State(state): State<Arc<S>>,
@@ -222,8 +267,23 @@ pub async fn inject<S: FakeState>(
     if path.starts_with("/_fake/") {
         return next.run(req).await;
     }
-    let Some((kind, plan)) = state.core().faults().draw(&path) else {
-        return next.run(req).await;
+    let faults = state.core().faults();
+    let Some((kind, plan)) = faults.draw(&path) else {
+        let resp = next.run(req).await;
+        let plan = faults.plan();
+        if plan.rate > 0.0 && (plan.kinds.is_empty() || plan.kinds.contains(&FaultKind::Duplicate))
+        {
+            // Keep the page's last record for a later `duplicate` on this path.
+            let (parts, body) = resp.into_parts();
+            let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+                return Response::from_parts(parts, Body::empty());
+            };
+            if parts.status.is_success() {
+                faults.remember(&path, &bytes);
+            }
+            return Response::from_parts(parts, Body::from(bytes));
+        }
+        return resp;
     };
     // Answers made here never reach the fake's handler, so count them here.
     let short = |r: Response| {
@@ -245,6 +305,22 @@ pub async fn inject<S: FakeState>(
         FaultKind::Latency => {
             tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
             next.run(req).await
+        }
+        FaultKind::Duplicate => {
+            let resp = next.run(req).await;
+            let (mut parts, body) = resp.into_parts();
+            let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+                return Response::from_parts(parts, Body::empty());
+            };
+            if !parts.status.is_success() {
+                return Response::from_parts(parts, Body::from(bytes));
+            }
+            let out = faults
+                .duplicate(&path, &bytes)
+                .unwrap_or_else(|| bytes.to_vec());
+            faults.remember(&path, &bytes);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(out))
         }
         FaultKind::ResetMidBody | FaultKind::Truncated | FaultKind::Malformed => {
             let resp = next.run(req).await;
@@ -279,6 +355,29 @@ pub async fn inject<S: FakeState>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_repeats_the_previous_pages_last_record() {
+        let f = Faults::default();
+        let page1 = br#"{"meta":{"n":2},"results":[{"id":1},{"id":2}]}"#;
+        let page2 = br#"{"meta":{"n":2},"results":[{"id":3},{"id":4}]}"#;
+        // Without a previous page: the page's own first record twice.
+        let own: serde_json::Value =
+            serde_json::from_slice(&f.duplicate("/p", page1).expect("dup")).unwrap();
+        assert_eq!(
+            own["results"],
+            serde_json::json!([{"id":1},{"id":1},{"id":2}])
+        );
+        f.remember("/p", page1);
+        let next: serde_json::Value =
+            serde_json::from_slice(&f.duplicate("/p", page2).expect("dup")).unwrap();
+        assert_eq!(
+            next["results"],
+            serde_json::json!([{"id":2},{"id":3},{"id":4}])
+        );
+        assert_eq!(next["meta"]["n"], 2);
+        assert!(f.duplicate("/p", b"not json").is_none());
+    }
 
     fn draws(f: &Faults, n: usize) -> Vec<Option<FaultKind>> {
         (0..n).map(|_| f.draw("/x").map(|(k, _)| k)).collect()

@@ -475,3 +475,69 @@ pub fn sync_with_random_kills(
     }
     kills
 }
+
+/// Config for the Azure connector against a fake, with an OAuth2 grant whose client secret is
+/// the vault secret `azure_secret`.
+pub fn azure_config(
+    base_url: &str,
+    token_url: &str,
+    subscription: &str,
+    client_id: &str,
+) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "azure"
+component = "{}"
+limits = {{ timeout = "60s" }}
+[connector.settings]
+base_url = "{base_url}"
+subscription_id = "{subscription}"
+
+[[grant]]
+connector = "azure"
+url = "{base_url}/subscriptions/"
+methods = ["GET"]
+allow_private = true
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client_id}", client_secret = "secret:azure_secret", scope = "https://management.azure.com/.default" }}
+"#,
+        component("azure").display()
+    )
+}
+
+/// Config for the Graph connector against a fake, with every mailbox, chat and channel of its
+/// ground truth and an OAuth2 grant whose client secret is the vault secret `graph_secret`.
+pub fn msgraph_config(f: &fake_saas::RunningFake<fake_saas::MsGraph>, client_id: &str) -> String {
+    let t = f.truth();
+    let list = |items: Vec<&String>| {
+        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    format!(
+        r#"
+[[connector]]
+id = "msgraph"
+component = "{component}"
+limits = {{ timeout = "60s" }}
+[connector.settings]
+base_url = "{base}"
+mailboxes = {mailboxes}
+chats = {chats}
+channels = {channels}
+page_size = 20
+
+[[grant]]
+connector = "msgraph"
+url = "{base}/v1.0/"
+methods = ["GET", "POST"]
+allow_private = true
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client_id}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
+"#,
+        component = component("msgraph").display(),
+        base = f.base_url,
+        mailboxes = list(t.mailboxes.iter().collect()),
+        chats = list(t.chats.keys().collect()),
+        channels = list(t.channels.keys().collect()),
+        token_url = f.token_url(),
+    )
+}

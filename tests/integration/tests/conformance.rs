@@ -176,28 +176,11 @@ async fn azure_passes_conformance_against_its_fake() {
         .await
         .expect("fake");
     let o = AzureOptions::default();
-    let env = Env::new(&format!(
-        r#"
-[[connector]]
-id = "azure"
-component = "{}"
-limits = {{ timeout = "60s" }}
-[connector.settings]
-base_url = "{base}"
-subscription_id = "{sub}"
-
-[[grant]]
-connector = "azure"
-url = "{base}/subscriptions/"
-methods = ["GET"]
-allow_private = true
-auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:azure_secret", scope = "https://management.azure.com/.default" }}
-"#,
-        component("azure").display(),
-        base = f.base_url,
-        sub = o.subscription,
-        token_url = f.token_url(),
-        client = o.client_id,
+    let env = Env::new(&azure_config(
+        &f.base_url,
+        &f.token_url(),
+        &o.subscription,
+        &o.client_id,
     ));
     env.set_secret("azure_secret", &o.client_secret);
     let (_env, out) = conformance(env, "azure", "azure").await;
@@ -210,39 +193,7 @@ async fn msgraph_passes_conformance_against_its_fake() {
     let f = fake_saas::spawn_msgraph(addr(), o.clone())
         .await
         .expect("fake");
-    let t = f.truth();
-    let list = |items: Vec<&String>| {
-        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-        format!("[{}]", quoted.join(", "))
-    };
-    let env = Env::new(&format!(
-        r#"
-[[connector]]
-id = "msgraph"
-component = "{component}"
-limits = {{ timeout = "60s" }}
-[connector.settings]
-base_url = "{base}"
-mailboxes = {mailboxes}
-chats = {chats}
-channels = {channels}
-page_size = 20
-
-[[grant]]
-connector = "msgraph"
-url = "{base}/v1.0/"
-methods = ["GET", "POST"]
-allow_private = true
-auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
-"#,
-        component = component("msgraph").display(),
-        base = f.base_url,
-        mailboxes = list(t.mailboxes.iter().collect()),
-        chats = list(t.chats.keys().collect()),
-        channels = list(t.channels.keys().collect()),
-        token_url = f.token_url(),
-        client = o.client_id,
-    ));
+    let env = Env::new(&msgraph_config(&f, &o.client_id));
     env.set_secret("graph_secret", &o.client_secret);
     let (_env, out) = conformance(env, "msgraph", "msgraph").await;
     assert_passes(&out, &["PASS sync.resume[users]:"]);

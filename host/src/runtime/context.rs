@@ -1,0 +1,54 @@
+//! Who an invocation runs for, carried as a tokio task-local from the API or CLI down to the
+//! gate: whether its writes were approved, and the id its audit rows share (an approval's id).
+//! In-process callers that set nothing are the operator's own code and are trusted.
+
+use std::future::Future;
+
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// Write actions may send write requests (approved, or run by the operator's own code).
+    pub approved_writes: bool,
+    /// The invocation id to use instead of a fresh one (links audit rows to an approval).
+    pub invocation: Option<String>,
+}
+
+impl CallContext {
+    /// The context of in-process callers that set none.
+    pub fn trusted() -> CallContext {
+        CallContext {
+            approved_writes: true,
+            invocation: None,
+        }
+    }
+
+    /// A request from the API or CLI: writes only through an approval.
+    pub fn requested() -> CallContext {
+        CallContext {
+            approved_writes: false,
+            invocation: None,
+        }
+    }
+
+    /// The run of an approved write action; its audit rows carry the approval's id.
+    pub fn approved(approval: &str) -> CallContext {
+        CallContext {
+            approved_writes: true,
+            invocation: Some(approval.to_string()),
+        }
+    }
+}
+
+tokio::task_local! {
+    static CALL: CallContext;
+}
+
+/// The context of the current task.
+pub fn current() -> CallContext {
+    CALL.try_with(Clone::clone)
+        .unwrap_or_else(|_| CallContext::trusted())
+}
+
+/// Runs `f` with `ctx` as the current context.
+pub async fn with<F: Future>(ctx: CallContext, f: F) -> F::Output {
+    CALL.scope(ctx, f).await
+}
