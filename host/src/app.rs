@@ -4,15 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::capabilities::auth::GrantAuth;
 use crate::capabilities::http::{ConnectorGate, GateDeps};
 use crate::capabilities::net::Net;
-use crate::capabilities::secrets::resolve_all;
-use crate::config::{Config, Route};
+use crate::capabilities::secrets::{SecretValues, resolve_all};
+use crate::config::{Config, ConnectorConfig, Route};
 use crate::runtime::connector::{ConnectorCtx, InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
 use crate::scrub::Scrubber;
@@ -23,6 +25,7 @@ use crate::store::vault::Vault;
 use crate::sync::SyncLocks;
 
 /// A connector slot: loaded, or the reason it is not.
+#[derive(Clone)]
 pub enum Slot {
     Ready(Arc<LoadedConnector>),
     Failed { path: PathBuf, error: String },
@@ -43,12 +46,42 @@ pub struct ConnectorStatus {
     /// Each grant's breaker, rate budget, pause and cache state.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<crate::capabilities::http::GrantStatus>,
+    /// Bumped each time a reload replaces this connector's slot.
+    pub generation: u64,
+    /// Why the last reload could not replace the running version (which keeps serving).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
+}
+
+/// One configured connector: its slot and what it was built from.
+struct Entry {
+    slot: Slot,
+    /// Digest of the connector's config, grants and component bytes: unchanged means no reload.
+    print: String,
+    generation: u64,
+    reload_error: Option<String>,
+}
+
+/// What a reload did, connector by connector.
+#[derive(Debug, Default, Serialize)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub reloaded: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Connectors whose new version failed to load (the old one keeps serving), with why.
+    pub kept: Vec<(String, String)>,
+    /// Connectors that failed to load and had no running version.
+    pub failed: Vec<(String, String)>,
 }
 
 pub struct Airlock {
-    pub config: Config,
+    /// Swapped whole by a reload; read with [`Airlock::config`].
+    config: ArcSwap<Config>,
     pub runtime: Arc<Runtime>,
-    pub connectors: BTreeMap<String, Slot>,
+    /// Swapped per connector by a reload. Callers clone the `Arc` out, so an invocation in
+    /// flight finishes on the version it started with.
+    connectors: RwLock<BTreeMap<String, Entry>>,
     pub audit: AuditLog,
     pub scrubber: Scrubber,
     /// The daemon's store connection (sync commits, search).
@@ -56,6 +89,11 @@ pub struct Airlock {
     pub sync_locks: SyncLocks,
     pub metrics: Arc<crate::metrics::Metrics>,
     writer: AuditWriter,
+    net: Arc<Net>,
+    /// Only `airlock serve --only`-style narrowed starts keep this: a reload loads the same set.
+    only: Option<Vec<String>>,
+    generations: AtomicU64,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Options for [`Airlock::start`].
@@ -75,6 +113,126 @@ impl Default for StartOptions<'_> {
     }
 }
 
+/// What building a connector slot needs besides its config.
+struct Loader<'a> {
+    runtime: &'a Arc<Runtime>,
+    net: &'a Arc<Net>,
+    audit: &'a AuditLog,
+    scrubber: &'a Scrubber,
+    metrics: &'a Arc<crate::metrics::Metrics>,
+}
+
+impl Loader<'_> {
+    /// Builds the gate and loads the component of one connector; a failure becomes a `Failed`
+    /// slot with the reason, never an error for the whole host.
+    async fn slot(
+        &self,
+        config: &Config,
+        c: &ConnectorConfig,
+        values: &SecretValues,
+        secret_errors: &std::collections::HashMap<crate::config::SecretRef, String>,
+    ) -> Slot {
+        let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
+        let mut auths = Vec::new();
+        for g in &grants {
+            if let Some((r, e)) = g
+                .auth
+                .secret_refs()
+                .into_iter()
+                .find_map(|r| secret_errors.get(r).map(|e| (r, e)))
+            {
+                return self.failed(c, format!("grant[{}].auth: {r}: {e}", g.index));
+            }
+            match GrantAuth::build(&g.auth, values, self.scrubber) {
+                Ok(a) => auths.push(a),
+                Err(e) => return self.failed(c, format!("grant[{}].auth: {e}", g.index)),
+            }
+        }
+        let gate = Arc::new(ConnectorGate::new(
+            c.id.clone(),
+            grants.clone(),
+            auths,
+            c.limits.clone(),
+            GateDeps {
+                net: self.net.clone(),
+                audit: self.audit.clone(),
+                scrubber: self.scrubber.clone(),
+                metrics: self.metrics.clone(),
+            },
+        ));
+        let ctx = Arc::new(ConnectorCtx {
+            id: c.id.clone(),
+            settings: c.settings.clone(),
+            gate,
+            audit: self.audit.clone(),
+            scrubber: self.scrubber.clone(),
+            grants,
+            secrets: values.clone(),
+            metrics: self.metrics.clone(),
+        });
+        match LoadedConnector::load(self.runtime, &c.component, c.limits.clone(), ctx).await {
+            Ok(l) => {
+                tracing::info!(
+                    connector = %c.id,
+                    "loaded {} {} (contract {}, {} KiB, compiled in {:.0} ms{})",
+                    l.info.name,
+                    l.info.version,
+                    l.contract,
+                    l.compile.size_bytes / 1024,
+                    l.compile.millis,
+                    if l.compile.from_cache { ", from cache" } else { "" }
+                );
+                Slot::Ready(Arc::new(l))
+            }
+            Err(error) => self.failed(c, self.scrubber.scrub(&error)),
+        }
+    }
+
+    fn failed(&self, c: &ConnectorConfig, error: String) -> Slot {
+        tracing::error!(connector = %c.id, "not loaded: {error}");
+        Slot::Failed {
+            path: c.component.clone(),
+            error,
+        }
+    }
+}
+
+/// Resolves the secrets the grants of `ids` reference (values are registered with the scrubber).
+fn resolve_secrets(
+    config: &Config,
+    ids: &[&str],
+    scrubber: &Scrubber,
+) -> anyhow::Result<(
+    SecretValues,
+    std::collections::HashMap<crate::config::SecretRef, String>,
+)> {
+    let conn = crate::store::open(&config.server.data_dir)?;
+    let vault = Vault::open(&config.server.data_dir)?;
+    let refs: Vec<_> = config
+        .grants
+        .iter()
+        .filter(|g| ids.contains(&g.connector.as_str()))
+        .flat_map(|g| g.auth.secret_refs())
+        .collect();
+    Ok(resolve_all(refs, &vault, &conn, scrubber))
+}
+
+/// A digest of everything a connector's slot is built from, so a reload rebuilds only the
+/// connectors whose config, grants, tenant or component bytes changed.
+fn fingerprint(config: &Config, c: &ConnectorConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{c:?}").as_bytes());
+    for g in config.grants_for(&c.id) {
+        h.update(format!("{g:?}").as_bytes());
+    }
+    match std::fs::read(&c.component) {
+        Ok(bytes) => h.update(&bytes),
+        Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+    }
+    hex::encode(h.finalize())
+}
+
 impl Airlock {
     pub async fn start(
         config: Config,
@@ -82,18 +240,17 @@ impl Airlock {
         opts: StartOptions<'_>,
     ) -> anyhow::Result<Airlock> {
         let data_dir = config.server.data_dir.clone();
-        let conn = crate::store::open(&data_dir)?;
-        let vault = Vault::open(&data_dir)?;
-        let wanted = |id: &str| opts.only.is_none_or(|o| o.iter().any(|x| x == id));
-
-        let refs: Vec<_> = config
-            .grants
+        // Opens (and migrates) the store before anything else can fail half-way.
+        drop(crate::store::open(&data_dir)?);
+        let only = opts.only.map(<[String]>::to_vec);
+        let wanted = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
+        let ids: Vec<&str> = config
+            .connectors
             .iter()
-            .filter(|g| wanted(&g.connector))
-            .flat_map(|g| g.auth.secret_refs())
+            .map(|c| c.id.as_str())
+            .filter(|id| wanted(id))
             .collect();
-        let (values, secret_errors) = resolve_all(refs, &vault, &conn, &scrubber);
-        drop(conn);
+        let (values, secret_errors) = resolve_secrets(&config, &ids, &scrubber)?;
 
         let writer = AuditWriter::start(&data_dir, scrubber.clone())?;
         let audit = writer.log();
@@ -116,103 +273,73 @@ impl Airlock {
         ));
 
         let metrics = crate::metrics::Metrics::new();
+        let loader = Loader {
+            runtime: &runtime,
+            net: &net,
+            audit: &audit,
+            scrubber: &scrubber,
+            metrics: &metrics,
+        };
         let mut connectors = BTreeMap::new();
         for c in config.connectors.iter().filter(|c| wanted(&c.id)) {
-            let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
-            let mut auths = Vec::new();
-            let mut failure = None;
-            for g in &grants {
-                if let Some((r, e)) = g
-                    .auth
-                    .secret_refs()
-                    .into_iter()
-                    .find_map(|r| secret_errors.get(r).map(|e| (r, e)))
-                {
-                    failure = Some(format!("grant[{}].auth: {r}: {e}", g.index));
-                    break;
-                }
-                match GrantAuth::build(&g.auth, &values, &scrubber) {
-                    Ok(a) => auths.push(a),
-                    Err(e) => {
-                        failure = Some(format!("grant[{}].auth: {e}", g.index));
-                        break;
-                    }
-                }
-            }
-            if let Some(error) = failure {
-                tracing::error!(connector = %c.id, "not loaded: {error}");
-                connectors.insert(
-                    c.id.clone(),
-                    Slot::Failed {
-                        path: c.component.clone(),
-                        error,
-                    },
-                );
-                continue;
-            }
-            let gate = Arc::new(ConnectorGate::new(
-                c.id.clone(),
-                grants.clone(),
-                auths,
-                c.limits.clone(),
-                GateDeps {
-                    net: net.clone(),
-                    audit: audit.clone(),
-                    scrubber: scrubber.clone(),
-                    metrics: metrics.clone(),
-                },
-            ));
-            let ctx = Arc::new(ConnectorCtx {
-                id: c.id.clone(),
-                settings: c.settings.clone(),
-                gate,
-                audit: audit.clone(),
-                scrubber: scrubber.clone(),
-                grants,
-                secrets: values.clone(),
-                metrics: metrics.clone(),
-            });
-            let slot =
-                match LoadedConnector::load(&runtime, &c.component, c.limits.clone(), ctx).await {
-                    Ok(l) => {
-                        tracing::info!(
-                            connector = %c.id,
-                            "loaded {} {} (contract {}, {} KiB, compiled in {:.0} ms{})",
-                            l.info.name,
-                            l.info.version,
-                            l.contract,
-                            l.compile.size_bytes / 1024,
-                            l.compile.millis,
-                            if l.compile.from_cache { ", from cache" } else { "" }
-                        );
-                        Slot::Ready(Arc::new(l))
-                    }
-                    Err(error) => {
-                        let error = scrubber.scrub(&error);
-                        tracing::error!(connector = %c.id, "not loaded: {error}");
-                        Slot::Failed {
-                            path: c.component.clone(),
-                            error,
-                        }
-                    }
-                };
-            connectors.insert(c.id.clone(), slot);
+            let slot = loader.slot(&config, c, &values, &secret_errors).await;
+            let entry = Entry {
+                slot,
+                print: fingerprint(&config, c),
+                generation: 1,
+                reload_error: None,
+            };
+            connectors.insert(c.id.clone(), entry);
         }
         Ok(Airlock {
             db: Arc::new(Db::open(&data_dir)?),
             sync_locks: SyncLocks::default(),
             metrics,
-            config,
+            config: ArcSwap::from_pointee(config),
             runtime,
-            connectors,
+            connectors: RwLock::new(connectors),
             audit,
             scrubber,
             writer,
+            net,
+            only,
+            generations: AtomicU64::new(1),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn connector(&self, id: &str) -> Result<&Arc<LoadedConnector>, InvokeError> {
-        match self.connectors.get(id) {
+    /// The configuration in force (a reload swaps it whole).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// A connector's slot as it is now.
+    pub fn slot(&self, id: &str) -> Option<Slot> {
+        let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
+        map.get(id).map(|e| e.slot.clone())
+    }
+
+    /// Every configured connector's id and slot.
+    pub fn slots(&self) -> Vec<(String, Slot)> {
+        let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(id, e)| (id.clone(), e.slot.clone()))
+            .collect()
+    }
+
+    pub fn has_connector(&self, id: &str) -> bool {
+        let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
+        map.contains_key(id)
+    }
+
+    /// The reload generation of a connector's slot (None: not configured).
+    pub fn generation(&self, id: &str) -> Option<u64> {
+        let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
+        map.get(id).map(|e| e.generation)
+    }
+
+    pub fn connector(&self, id: &str) -> Result<Arc<LoadedConnector>, InvokeError> {
+        match self.slot(id) {
             Some(Slot::Ready(c)) => Ok(c),
             Some(Slot::Failed { error, .. }) => Err(InvokeError::Unavailable {
                 message: format!("connector `{id}` failed to load: {error}"),
@@ -223,9 +350,130 @@ impl Airlock {
         }
     }
 
+    /// Re-reads the config file and rebuilds only the connectors whose config, grants or
+    /// component changed. A connector whose new version fails to load keeps its running version
+    /// (and says why in its status); one whose config is broken as a whole changes nothing.
+    pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.config();
+        let mut new = Config::load(&old.path)
+            .map_err(|e| anyhow::anyhow!("{e}; the running configuration stays in force"))?;
+        if new.server.listen != old.server.listen || new.server.data_dir != old.server.data_dir {
+            tracing::warn!(
+                "config reload: [server] listen and data_dir take effect only on restart; keeping {} and {}",
+                old.server.listen,
+                old.server.data_dir.display()
+            );
+            new.server = old.server.clone();
+        }
+        let wanted = |id: &str| self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
+        let current: BTreeMap<String, String> = {
+            let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(id, e)| (id.clone(), e.print.clone()))
+                .collect()
+        };
+        let mut report = ReloadReport::default();
+        let mut changed = Vec::new();
+        for c in new.connectors.iter().filter(|c| wanted(&c.id)) {
+            let print = fingerprint(&new, c);
+            match current.get(&c.id) {
+                Some(p) if *p == print => report.unchanged.push(c.id.clone()),
+                _ => changed.push((c, print)),
+            }
+        }
+        let ids: Vec<&str> = changed.iter().map(|(c, _)| c.id.as_str()).collect();
+        let (values, secret_errors) = resolve_secrets(&new, &ids, &self.scrubber)?;
+        let loader = Loader {
+            runtime: &self.runtime,
+            net: &self.net,
+            audit: &self.audit,
+            scrubber: &self.scrubber,
+            metrics: &self.metrics,
+        };
+        let mut built = Vec::new();
+        for (c, print) in changed {
+            let slot = loader.slot(&new, c, &values, &secret_errors).await;
+            built.push((c.id.clone(), print, slot));
+        }
+
+        // Swap: the map and the config change together, under the write lock, so no caller sees
+        // a connector of the new config checked against the old one's tenants and routes.
+        let mut map = self.connectors.write().unwrap_or_else(|e| e.into_inner());
+        for (id, print, slot) in built {
+            let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+            match (map.get_mut(&id), slot) {
+                (Some(e), Slot::Failed { error, .. }) if matches!(e.slot, Slot::Ready(_)) => {
+                    tracing::error!(connector = %id, "reload failed, the running version keeps serving: {error}");
+                    e.reload_error = Some(error.clone());
+                    report.kept.push((id, error));
+                }
+                (Some(e), slot) => {
+                    if let Slot::Failed { error, .. } = &slot {
+                        report.failed.push((id.clone(), error.clone()));
+                    } else {
+                        report.reloaded.push(id.clone());
+                    }
+                    *e = Entry {
+                        slot,
+                        print,
+                        generation,
+                        reload_error: None,
+                    };
+                }
+                (None, slot) => {
+                    if let Slot::Failed { error, .. } = &slot {
+                        report.failed.push((id.clone(), error.clone()));
+                    } else {
+                        report.added.push(id.clone());
+                    }
+                    map.insert(
+                        id,
+                        Entry {
+                            slot,
+                            print,
+                            generation,
+                            reload_error: None,
+                        },
+                    );
+                }
+            }
+        }
+        let keep: Vec<&str> = new
+            .connectors
+            .iter()
+            .map(|c| c.id.as_str())
+            .filter(|id| wanted(id))
+            .collect();
+        map.retain(|id, _| {
+            let stays = keep.contains(&id.as_str());
+            if !stays {
+                report.removed.push(id.clone());
+            }
+            stays
+        });
+        self.config.store(Arc::new(new));
+        drop(map);
+        self.audit.record(AuditEvent {
+            connector: "airlock".into(),
+            invocation: ulid::Ulid::new().to_string(),
+            event: "reload".into(),
+            decision: if report.kept.is_empty() && report.failed.is_empty() {
+                "ok".into()
+            } else {
+                "error".into()
+            },
+            reason: report.summary(),
+            ..Default::default()
+        });
+        tracing::info!("config reload: {}", report.summary());
+        Ok(report)
+    }
+
     /// Runs an operation on a connector, or an action on a route.
     pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
-        if let Some(route) = self.config.route(id) {
+        let config = self.config();
+        if let Some(route) = config.route(id) {
             return self.invoke_route(route, op).await;
         }
         self.connector(id)?.invoke(op).await
@@ -300,9 +548,9 @@ impl Airlock {
     }
 
     pub fn statuses(&self) -> Vec<ConnectorStatus> {
-        self.connectors
-            .iter()
-            .map(|(id, slot)| match slot {
+        let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(id, e)| match &e.slot {
                 Slot::Ready(c) => ConnectorStatus {
                     id: id.clone(),
                     status: "ready",
@@ -311,6 +559,8 @@ impl Airlock {
                     contract: Some(c.contract.clone()),
                     info: Some(c.info.clone()),
                     grants: c.ctx.gate.grant_status(),
+                    generation: e.generation,
+                    reload_error: e.reload_error.clone(),
                 },
                 Slot::Failed { path, error } => ConnectorStatus {
                     id: id.clone(),
@@ -320,6 +570,8 @@ impl Airlock {
                     contract: None,
                     info: None,
                     grants: Vec::new(),
+                    generation: e.generation,
+                    reload_error: e.reload_error.clone(),
                 },
             })
             .collect()
@@ -328,5 +580,37 @@ impl Airlock {
     /// Makes every audit row queued so far durable.
     pub fn flush(&self) {
         self.writer.log().flush();
+    }
+}
+
+impl ReloadReport {
+    /// One line for the log and the audit row.
+    pub fn summary(&self) -> String {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let pairs = |v: &[(String, String)]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.iter()
+                    .map(|(id, e)| format!("{id} ({e})"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        };
+        format!(
+            "added {}; reloaded {}; removed {}; unchanged {}; kept running (new version failed) {}; failed {}",
+            list(&self.added),
+            list(&self.reloaded),
+            list(&self.removed),
+            self.unchanged.len(),
+            pairs(&self.kept),
+            pairs(&self.failed)
+        )
     }
 }

@@ -155,7 +155,7 @@ fn finish(
 
 /// Whether `action` of connector or route `id` writes (any connector of a route counts).
 pub fn action_writes(a: &Airlock, id: &str, action: &str) -> bool {
-    let ids: Vec<String> = match a.config.route(id) {
+    let ids: Vec<String> = match a.config().route(id) {
         Some(r) => r.connectors.clone(),
         None => vec![id.to_string()],
     };
@@ -167,12 +167,12 @@ pub fn action_writes(a: &Airlock, id: &str, action: &str) -> bool {
 
 /// Whether every connector behind `id` has a grant that pre-approves writes.
 fn preapproved(a: &Airlock, id: &str) -> bool {
-    let ids: Vec<String> = match a.config.route(id) {
+    let ids: Vec<String> = match a.config().route(id) {
         Some(r) => r.connectors.clone(),
         None => vec![id.to_string()],
     };
     ids.iter().all(|c| {
-        a.config
+        a.config()
             .grants
             .iter()
             .any(|g| g.connector == *c && g.writes && g.writes_preapproved)

@@ -244,6 +244,9 @@ pub struct SyncSchedule {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Drop-in directory: each `NAME.wasm` in it that no `[[connector]]` names is loaded as
+    /// connector `NAME` (default tenant, no settings, and only the grants that name it).
+    pub connectors_dir: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -283,6 +286,7 @@ struct RawFile {
 struct RawServer {
     listen: Option<String>,
     data_dir: Option<String>,
+    connectors_dir: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -521,6 +525,46 @@ impl Config {
             });
         }
 
+        let connectors_dir = raw.server.connectors_dir.as_deref().map(|d| base.join(d));
+        if let Some(dir) = &connectors_dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                err(format!(
+                    "server.connectors_dir: cannot read {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+                .collect();
+            found.sort();
+            for component in found {
+                let Some(id) = component.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if ids.contains(id) || connectors.iter().any(|c| c.component == component) {
+                    continue; // configured explicitly
+                }
+                if let Err(m) = validate_id(id) {
+                    tracing::warn!(
+                        "server.connectors_dir: skipping {}: {m}",
+                        component.display()
+                    );
+                    continue;
+                }
+                ids.insert(id.to_string());
+                connectors.push(ConnectorConfig {
+                    id: id.to_string(),
+                    component: component.clone(),
+                    settings: BTreeMap::new(),
+                    limits: limits.clone(),
+                    sync: None,
+                    tenant: DEFAULT_TENANT.to_string(),
+                });
+            }
+        }
+
         let mut grants = Vec::new();
         for (i, g) in raw.grants.into_iter().enumerate() {
             let key = format!("grant[{i}]");
@@ -586,7 +630,11 @@ impl Config {
 
         Ok(Config {
             path: path.to_path_buf(),
-            server: ServerConfig { listen, data_dir },
+            server: ServerConfig {
+                listen,
+                data_dir,
+                connectors_dir,
+            },
             limits,
             connectors,
             grants,

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
 pub mod scaffold;
 pub mod scrub;

@@ -391,7 +391,7 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let tenant = a
-                .config
+                .config()
                 .tenant_of(&connector)
                 .unwrap_or(airlock::config::DEFAULT_TENANT)
                 .to_string();
@@ -775,11 +775,12 @@ async fn serve(
     let local = listener.local_addr()?;
     tracing::info!(
         "airlock serving {} connector(s) ({} ready) from {} on http://{local}",
-        a.connectors.len(),
+        a.slots().len(),
         ready,
         path.display()
     );
     airlock::sync::spawn_scheduler(a.clone());
+    airlock::reload::spawn(a.clone());
     let app = airlock::api::router(a.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

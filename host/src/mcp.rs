@@ -401,7 +401,7 @@ impl ServerHandler for AirlockMcp {
 /// The hosts `/mcp` answers to (DNS-rebinding protection): loopback and the listen address.
 fn allowed_hosts(a: &Airlock) -> Vec<String> {
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    let ip = a.config.server.listen.ip();
+    let ip = a.config().server.listen.ip();
     if !ip.is_unspecified() {
         hosts.push(ip.to_string());
     }

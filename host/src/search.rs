@@ -68,23 +68,22 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
     let mut failed = Vec::new();
     if req.live {
         let targets: Vec<_> = a
-            .connectors
-            .iter()
+            .slots()
+            .into_iter()
             .filter(|(id, _)| req.connector.as_deref().is_none_or(|c| c == id.as_str()))
             .filter(|(id, _)| {
                 req.scope
                     .as_ref()
-                    .is_none_or(|s| s.connectors.iter().any(|c| c == *id))
+                    .is_none_or(|s| s.connectors.iter().any(|c| c == id))
             })
             .collect();
-        let calls = targets.iter().map(|(id, slot)| {
-            let id = (*id).clone();
+        let calls = targets.into_iter().map(|(id, slot)| {
             let query = req.query.clone();
             let limit = req.limit.clamp(1, 1000) as u32;
             let timeout = req.live_timeout;
             async move {
                 let c = match slot {
-                    Slot::Ready(c) => c.clone(),
+                    Slot::Ready(c) => c,
                     Slot::Failed { error, .. } => return (id, Err(format!("not loaded: {error}"))),
                 };
                 let op = Op::Search {

@@ -316,8 +316,19 @@ async fn settle(
 /// The scheduler of `airlock serve`: one task per scheduled (connector, stream). A
 /// rate-limited stream waits until its resume time; a failed run waits for the next interval.
 pub fn spawn_scheduler(a: Arc<Airlock>) {
-    for c in a.config.connectors.clone() {
+    let ids: Vec<String> = a.config().connectors.iter().map(|c| c.id.clone()).collect();
+    spawn_scheduler_for(a, &ids);
+}
+
+/// Schedules the given connectors (after a reload: the added and reloaded ones). A task ends
+/// by itself once a reload replaces or removes its connector, so schedules never double up.
+pub fn spawn_scheduler_for(a: Arc<Airlock>, ids: &[String]) {
+    let config = a.config();
+    for c in config.connectors.iter().filter(|c| ids.contains(&c.id)) {
         let Some(schedule) = c.sync.clone() else {
+            continue;
+        };
+        let Some(generation) = a.generation(&c.id) else {
             continue;
         };
         let streams = match streams_of(&a, &c.id, None) {
@@ -335,10 +346,14 @@ pub fn spawn_scheduler(a: Arc<Airlock>) {
             let id = c.id.clone();
             let interval = schedule.interval;
             tokio::spawn(async move {
+                let current = |a: &Airlock| a.generation(&id) == Some(generation);
                 loop {
                     let wait = resume_wait(&a, &id, &stream).await;
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
+                    }
+                    if !current(&a) {
+                        return;
                     }
                     match run_stream(&a, &id, &stream, false, |_| {}).await {
                         Ok(r) => {
@@ -353,6 +368,9 @@ pub fn spawn_scheduler(a: Arc<Airlock>) {
                         }
                     }
                     tokio::time::sleep(interval).await;
+                    if !current(&a) {
+                        return;
+                    }
                 }
             });
         }

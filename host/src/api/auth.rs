@@ -84,12 +84,12 @@ pub async fn require(
 /// Whether the principal may use a connector or route: it must belong to the principal's
 /// tenant (a route, all of its connectors).
 pub fn may_use(a: &Airlock, p: &Principal, id: &str) -> bool {
-    a.config.tenant_of(id) == Some(p.tenant.as_str())
+    a.config().tenant_of(id) == Some(p.tenant.as_str())
 }
 
 /// The connectors of the principal's tenant.
 pub fn tenant_connectors(a: &Airlock, p: &Principal) -> Vec<String> {
-    a.config
+    a.config()
         .connectors
         .iter()
         .filter(|c| c.tenant == p.tenant)
@@ -101,7 +101,7 @@ pub fn tenant_connectors(a: &Airlock, p: &Principal) -> Vec<String> {
 pub fn tenant_ids(a: &Airlock, p: &Principal) -> Vec<String> {
     let mut ids = tenant_connectors(a, p);
     ids.extend(
-        a.config
+        a.config()
             .routes
             .iter()
             .filter(|r| may_use(a, p, &r.name))

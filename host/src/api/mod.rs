@@ -120,7 +120,7 @@ async fn list_connectors(
     Extension(p): Extension<Principal>,
 ) -> Response {
     let routes: Vec<_> = a
-        .config
+        .config()
         .routes
         .iter()
         .filter(|r| auth::may_use(&a, &p, &r.name))
@@ -176,7 +176,7 @@ async fn invoke(
         Ok(op) => op,
         Err(e) => return invoke_error(&a, e),
     };
-    if !a.connectors.contains_key(&id) && a.config.route(&id).is_none() {
+    if !a.has_connector(&id) && a.config().route(&id).is_none() {
         return no_such_connector(&id);
     }
     // `sync` pages carry every record regardless of ACLs: operators only.
@@ -274,7 +274,7 @@ async fn sync_trigger(
     body: axum::body::Bytes,
 ) -> Response {
     // Another tenant's connector answers like a missing one, whatever the body.
-    if !a.connectors.contains_key(&id) || !auth::may_use(&a, &p, &id) {
+    if !a.has_connector(&id) || !auth::may_use(&a, &p, &id) {
         return error_response(
             StatusCode::NOT_FOUND,
             "no-such-connector",
@@ -400,7 +400,7 @@ async fn get_document(
             None,
         )
     };
-    if !auth::may_use(&a, &p, &connector) || a.config.connector(&connector).is_none() {
+    if !auth::may_use(&a, &p, &connector) || a.config().connector(&connector).is_none() {
         return not_found();
     }
     let (c, k, i) = (connector.clone(), kind.clone(), id.clone());

@@ -45,7 +45,7 @@ async fn each_bad_component_fails_alone_with_a_named_reason() {
         ("future", "airlock:connector@2.0.0"),
     ];
     for (id, reason) in expect {
-        match a.connectors.get(id) {
+        match a.slot(id) {
             Some(Slot::Failed { error, path }) => {
                 assert!(error.contains(reason), "{id}: {error}");
                 assert!(
@@ -57,7 +57,7 @@ async fn each_bad_component_fails_alone_with_a_named_reason() {
         }
     }
     assert!(
-        matches!(a.connectors.get("good"), Some(Slot::Ready(_))),
+        matches!(a.slot("good"), Some(Slot::Ready(_))),
         "the good connector must still load"
     );
     let r = a
@@ -102,13 +102,13 @@ fn check_command_reports_contract_and_rejects_bad_files() {
 async fn second_start_loads_from_the_compile_cache() {
     let env = Env::new(&connector("c", &component("hostile")));
     let first = start_in_process(&env).await;
-    let Some(Slot::Ready(c)) = first.connectors.get("c") else {
+    let Some(Slot::Ready(c)) = first.slot("c") else {
         panic!("load")
     };
     assert!(!c.compile.from_cache, "first load compiles");
     drop(first);
     let second = start_in_process(&env).await;
-    let Some(Slot::Ready(c)) = second.connectors.get("c") else {
+    let Some(Slot::Ready(c)) = second.slot("c") else {
         panic!("load")
     };
     assert!(c.compile.from_cache, "second load must come from the cache");
@@ -191,5 +191,5 @@ async fn demo_config_loads_every_connector() {
         a.statuses().len() >= 8,
         "every demo connector is configured"
     );
-    assert!(a.config.route("chat").is_some());
+    assert!(a.config().route("chat").is_some());
 }

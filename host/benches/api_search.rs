@@ -1,0 +1,306 @@
+//! `make bench`: 1,000 concurrent `POST /v1/search` requests against the real daemon
+//! (`target/release/airlock serve`) on loopback, each on its own connection, over 100,000
+//! documents. Reports errors, p50/p99/max latency and the daemon's peak memory, against two
+//! baselines measured in the same run: the same queries straight on the store, and one at a
+//! time through the API.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock::runtime::model::Document;
+use airlock::store::documents::{self, Query};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+const DOCS: usize = 100_000;
+const CONCURRENT: usize = 1000;
+const WORDS: [&str; 24] = [
+    "printer",
+    "vpn",
+    "laptop",
+    "password",
+    "invoice",
+    "outage",
+    "mailbox",
+    "calendar",
+    "teams",
+    "license",
+    "backup",
+    "firewall",
+    "router",
+    "onboarding",
+    "badge",
+    "monitor",
+    "keyboard",
+    "sharepoint",
+    "wifi",
+    "phone",
+    "server",
+    "disk",
+    "update",
+    "access",
+];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> usize {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        (z ^ (z >> 31)) as usize
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn query_text(rng: &mut Rng) -> String {
+    let n = 1 + rng.next() % 2;
+    (0..n)
+        .map(|_| WORDS[rng.next() % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+async fn search(c: &Client, url: &str, token: &str, q: &str) -> Result<usize, String> {
+    let body = serde_json::json!({ "query": q, "limit": 20 }).to_string();
+    let req = http::Request::post(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = c.request(req).await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(v["hits"].as_array().map_or(0, Vec::len))
+}
+
+fn main() -> anyhow::Result<()> {
+    let bin = root().join("target/release/airlock");
+    let component = root().join("target/wasm32-wasip2/release/zendesk.wasm");
+    anyhow::ensure!(
+        bin.exists() && component.exists(),
+        "run `make build` first ({} and {} are needed)",
+        bin.display(),
+        component.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut conn = airlock::store::open(&data)?;
+    let mut rng = Rng(7);
+    let t = Instant::now();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..DOCS {
+        let mut words = |n: usize| {
+            (0..n)
+                .map(|_| WORDS[rng.next() % WORDS.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        batch.push(Document {
+            id: i.to_string(),
+            kind: "ticket".into(),
+            title: words(5),
+            body: words(40),
+            url: None,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            metadata: serde_json::json!({}),
+            acl: vec![],
+        });
+        if batch.len() == 10_000 {
+            let tx = conn.transaction()?;
+            documents::apply_page(&tx, "zendesk", &batch, &[], "now")?;
+            tx.commit()?;
+            batch.clear();
+        }
+    }
+    let (_, token) = airlock::store::tokens::create(&mut conn, "bench", "default", &[], false)?;
+
+    // Baseline 1: the same kind of query straight on the store, one at a time.
+    let mut direct = Vec::with_capacity(CONCURRENT);
+    for _ in 0..CONCURRENT {
+        let q = query_text(&mut rng);
+        let t = Instant::now();
+        documents::search(
+            &conn,
+            &Query {
+                text: &q,
+                limit: 20,
+                connectors: Some(&["zendesk".to_string()]),
+                readers: Some(&["bench".to_string()]),
+                ..Default::default()
+            },
+        )?;
+        direct.push(t.elapsed());
+    }
+    drop(conn);
+    direct.sort();
+    println!(
+        "API search: {DOCS} documents loaded in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[[connector]]\nid = \"zendesk\"\ncomponent = {:?}\n",
+            component.display().to_string()
+        ),
+    )?;
+    let mut child = Command::new(&bin)
+        .args(["serve"])
+        .env("AIRLOCK_CONFIG", &config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stderr"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(pos) = line.find("on http://")
+                && let Some(t) = tx.take()
+            {
+                let _ = t.send(line[pos + 10..].trim().to_string());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            anyhow::bail!("the daemon did not start");
+        }
+    };
+    let url = format!("http://{addr}/v1/search");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        // Baseline 2: one at a time through the API (one kept-alive connection).
+        let c = client();
+        let mut sequential = Vec::with_capacity(CONCURRENT);
+        let mut rng = Rng(11);
+        for _ in 0..CONCURRENT {
+            let q = query_text(&mut rng);
+            let t = Instant::now();
+            search(&c, &url, &token, &q)
+                .await
+                .map_err(|e| anyhow::anyhow!("sequential search: {e}"))?;
+            sequential.push(t.elapsed());
+        }
+        sequential.sort();
+        let rss_before = peak_rss_mib(pid);
+
+        // 1,000 at once, each on its own connection, released together.
+        let barrier = Arc::new(tokio::sync::Barrier::new(CONCURRENT));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CONCURRENT)
+            .map(|i| {
+                let (barrier, url, token) = (barrier.clone(), url.clone(), token.clone());
+                let q = query_text(&mut Rng(1000 + i as u64));
+                tokio::spawn(async move {
+                    let c = client();
+                    barrier.wait().await;
+                    let t = Instant::now();
+                    let r = search(&c, &url, &token, &q).await;
+                    (t.elapsed(), r)
+                })
+            })
+            .collect();
+        let mut times = Vec::with_capacity(CONCURRENT);
+        let mut errors = Vec::new();
+        let mut hits = 0usize;
+        for t in tasks {
+            let (d, r) = t.await?;
+            times.push(d);
+            match r {
+                Ok(n) => hits += n,
+                Err(e) => errors.push(e),
+            }
+        }
+        let wall = started.elapsed();
+        times.sort();
+        anyhow::Ok((sequential, rss_before, times, errors, hits, wall))
+    });
+    let rss_after = peak_rss_mib(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    let (sequential, rss_before, times, errors, hits, wall) = result?;
+
+    println!(
+        "  baseline, store direct:        p50 {:.2} ms  p99 {:.2} ms",
+        percentile(&direct, 0.5),
+        percentile(&direct, 0.99)
+    );
+    println!(
+        "  baseline, API one at a time:   p50 {:.2} ms  p99 {:.2} ms",
+        percentile(&sequential, 0.5),
+        percentile(&sequential, 0.99)
+    );
+    println!(
+        "  {CONCURRENT} concurrent via API:    p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  wall {:.2}s ({:.0} req/s)  errors {}  avg hits {:.1}",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        percentile(&times, 1.0),
+        wall.as_secs_f64(),
+        CONCURRENT as f64 / wall.as_secs_f64(),
+        errors.len(),
+        hits as f64 / CONCURRENT as f64
+    );
+    println!("  daemon peak RSS: {rss_before:.0} MiB before the burst, {rss_after:.0} MiB after");
+    if let Some(e) = errors.first() {
+        anyhow::bail!(
+            "{} of {CONCURRENT} requests failed, first: {e}",
+            errors.len()
+        );
+    }
+    Ok(())
+}
