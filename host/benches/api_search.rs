@@ -15,46 +15,11 @@ use airlock::store::documents::{self, Query};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+mod common;
+use common::{Rng, VOCAB, word};
+
 const DOCS: usize = 100_000;
 const CONCURRENT: usize = 1000;
-const WORDS: [&str; 24] = [
-    "printer",
-    "vpn",
-    "laptop",
-    "password",
-    "invoice",
-    "outage",
-    "mailbox",
-    "calendar",
-    "teams",
-    "license",
-    "backup",
-    "firewall",
-    "router",
-    "onboarding",
-    "badge",
-    "monitor",
-    "keyboard",
-    "sharepoint",
-    "wifi",
-    "phone",
-    "server",
-    "disk",
-    "update",
-    "access",
-];
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> usize {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        (z ^ (z >> 31)) as usize
-    }
-}
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -75,10 +40,11 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn query_text(rng: &mut Rng) -> String {
+/// One or two words from the middle of the frequency range, as people search.
+fn query_text(words: &[String], rng: &mut Rng) -> String {
     let n = 1 + rng.next() % 2;
     (0..n)
-        .map(|_| WORDS[rng.next() % WORDS.len()])
+        .map(|_| words[50 + (rng.next() as usize) % 5000].as_str())
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -126,21 +92,22 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let mut conn = airlock::store::open(&data)?;
+    let words: Vec<String> = (0..VOCAB).map(word).collect();
     let mut rng = Rng(7);
     let t = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..DOCS {
-        let mut words = |n: usize| {
+        let mut text = |n: usize| {
             (0..n)
-                .map(|_| WORDS[rng.next() % WORDS.len()])
+                .map(|_| words[rng.word()].as_str())
                 .collect::<Vec<_>>()
                 .join(" ")
         };
         batch.push(Document {
             id: i.to_string(),
             kind: "ticket".into(),
-            title: words(5),
-            body: words(40),
+            title: text(4),
+            body: text(40),
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
             metadata: serde_json::json!({}),
@@ -153,12 +120,13 @@ fn main() -> anyhow::Result<()> {
             batch.clear();
         }
     }
+    let load = t.elapsed();
     let (_, token) = airlock::store::tokens::create(&mut conn, "bench", "default", &[], false)?;
 
     // Baseline 1: the same kind of query straight on the store, one at a time.
     let mut direct = Vec::with_capacity(CONCURRENT);
     for _ in 0..CONCURRENT {
-        let q = query_text(&mut rng);
+        let q = query_text(&words, &mut rng);
         let t = Instant::now();
         documents::search(
             &conn,
@@ -176,7 +144,7 @@ fn main() -> anyhow::Result<()> {
     direct.sort();
     println!(
         "API search: {DOCS} documents loaded in {:.1}s",
-        t.elapsed().as_secs_f64()
+        load.as_secs_f64()
     );
 
     let config = dir.path().join("airlock.toml");
@@ -229,7 +197,7 @@ fn main() -> anyhow::Result<()> {
         let mut sequential = Vec::with_capacity(CONCURRENT);
         let mut rng = Rng(11);
         for _ in 0..CONCURRENT {
-            let q = query_text(&mut rng);
+            let q = query_text(&words, &mut rng);
             let t = Instant::now();
             search(&c, &url, &token, &q)
                 .await
@@ -245,7 +213,7 @@ fn main() -> anyhow::Result<()> {
         let tasks: Vec<_> = (0..CONCURRENT)
             .map(|i| {
                 let (barrier, url, token) = (barrier.clone(), url.clone(), token.clone());
-                let q = query_text(&mut Rng(1000 + i as u64));
+                let q = query_text(&words, &mut Rng(1000 + i as u64));
                 tokio::spawn(async move {
                     let c = client();
                     barrier.wait().await;

@@ -51,7 +51,7 @@ pub struct SearchResponse {
 pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchResponse> {
     let q = req.clone();
     let mut hits =
-        a.db.run(move |conn| {
+        a.db.read(move |conn| {
             Ok(documents::search(
                 conn,
                 &documents::Query {

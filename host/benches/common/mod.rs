@@ -1,48 +1,39 @@
-//! Shared by the benchmarks: built artifacts and the fake upstream as its own process.
+//! Shared by the benches: a deterministic corpus of pronounceable words with a text-like
+//! (Zipf) frequency, so queries are as selective as people's.
 
-use std::path::PathBuf;
+/// Distinct words in the corpus.
+pub const VOCAB: usize = 30_000;
 
-/// A built artifact under the workspace's `target/` (made by `make bench`).
-pub fn artifact(rel: &str) -> anyhow::Result<PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target")
-        .join(rel);
-    anyhow::ensure!(p.exists(), "{} missing: run `make bench`", p.display());
-    Ok(p)
-}
-
-/// A fake upstream process, killed on drop.
-pub struct Fake {
-    child: std::process::Child,
-    pub base_url: String,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A small deterministic PRNG (splitmix64): the same corpus every run.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Roughly Zipf-distributed word rank: common words are much more frequent, like text.
+    pub fn word(&mut self) -> usize {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((VOCAB as f64).powf(u) as usize)
+            .saturating_sub(1)
+            .min(VOCAB - 1)
     }
 }
 
-/// Starts `fake-saas ARGS --listen 127.0.0.1:0` as its own process (so it does not share the
-/// measured process's async runtime) and waits for its "listening on URL" line.
-pub fn spawn_fake(args: &[&str]) -> anyhow::Result<Fake> {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(artifact("release/fake-saas")?)
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    let out = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("fake has no stdout"))?;
-    std::io::BufReader::new(out).read_line(&mut line)?;
-    let base_url = line
-        .split_whitespace()
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("fake did not start: {line}"))?
-        .to_string();
-    Ok(Fake { child, base_url })
+pub fn word(i: usize) -> String {
+    // Pronounceable, distinct words: base-20 syllables.
+    const SYL: [&str; 20] = [
+        "ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "be", "da", "fu", "ge", "ho", "ji", "pa",
+        "qu", "se", "ti", "wa", "zo",
+    ];
+    let mut n = i + 20;
+    let mut s = String::new();
+    while n > 0 {
+        s.push_str(SYL[n % 20]);
+        n /= 20;
+    }
+    s
 }

@@ -233,7 +233,7 @@ async fn sync_status(
     Extension(p): Extension<Principal>,
 ) -> Response {
     let states =
-        a.db.run(|conn| Ok(crate::store::sync_state::all(conn)?))
+        a.db.read(|conn| Ok(crate::store::sync_state::all(conn)?))
             .await;
     match states {
         Ok(states) => {
@@ -405,7 +405,7 @@ async fn get_document(
     }
     let (c, k, i) = (connector.clone(), kind.clone(), id.clone());
     let found =
-        a.db.run(move |conn| Ok(crate::store::documents::get(conn, &c, &k, &i)?))
+        a.db.read(move |conn| Ok(crate::store::documents::get(conn, &c, &k, &i)?))
             .await;
     match found {
         Ok(Some(d)) if crate::store::documents::acl_allows(&d.acl, &auth::readers(&p)) => {

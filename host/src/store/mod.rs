@@ -196,13 +196,64 @@ pub fn now_rfc3339() -> String {
 /// calls are blocking, so async callers go through [`Db::run`].
 pub struct Db {
     conn: std::sync::Mutex<Connection>,
+    /// Read-only connections for searches and gets, opened on demand: SQLite in WAL mode
+    /// serves readers in parallel with each other and with the writer.
+    readers: std::sync::Mutex<Vec<Connection>>,
+    reader_slots: tokio::sync::Semaphore,
+    path: PathBuf,
 }
+
+/// At most this many read connections (each with its own page cache).
+const READERS: usize = 4;
 
 impl Db {
     pub fn open(data_dir: &Path) -> anyhow::Result<Db> {
         Ok(Db {
             conn: std::sync::Mutex::new(open(data_dir)?),
+            readers: std::sync::Mutex::new(Vec::new()),
+            reader_slots: tokio::sync::Semaphore::new(READERS),
+            path: db_path(data_dir),
         })
+    }
+
+    fn open_reader(&self) -> anyhow::Result<Connection> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open database {}", self.path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "cache_size", -16384)?;
+        Ok(conn)
+    }
+
+    /// Runs a read-only `f` on one of the read connections, on the blocking pool.
+    pub async fn read<R: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&Connection) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("database readers closed: {e}"))?;
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = db.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => db.open_reader()?,
+            };
+            let result = f(&conn);
+            db.readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
     }
 
     /// Runs `f` with the connection on the blocking pool.
