@@ -67,7 +67,10 @@ fn assert_conformance_passes(out: &Output, stream: &str, action: &str) {
     println!("{t}");
     assert!(out.status.success(), "conformance failed:\n{t}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("FAIL ") && !stdout.contains("SKIP "), "{t}");
+    assert!(
+        !stdout.contains("FAIL ") && !stdout.contains("SKIP "),
+        "{t}"
+    );
     for rule in [
         "PASS load:".to_string(),
         "PASS info.well-formed:".into(),
@@ -119,7 +122,14 @@ fn always(kind: FaultKind, paths: &[&str]) -> FaultPlan {
 /// One connector entry and its grant. Retries are off so that an injected failure reaches the
 /// connector as the upstream sent it (the gate would otherwise retry 429/5xx first); the
 /// memory limit is raised because an interpreter's heap is larger than a Rust connector's.
-fn entry(id: &str, wasm: &str, settings: &str, grant_url: &str, methods: &str, auth: &str) -> String {
+fn entry(
+    id: &str,
+    wasm: &str,
+    settings: &str,
+    grant_url: &str,
+    methods: &str,
+    auth: &str,
+) -> String {
     format!(
         r#"
 [[connector]]
@@ -161,10 +171,24 @@ async fn python_zendesk_passes_conformance_syncs_runs_its_action_and_maps_errors
     };
     let env = Env::new(&format!(
         "{}{}{}",
-        entry("pyzd", &wasm, &settings, &api, "[\"GET\"]", &basic("zendesk_token")),
+        entry(
+            "pyzd",
+            &wasm,
+            &settings,
+            &api,
+            "[\"GET\"]",
+            &basic("zendesk_token")
+        ),
         // The same component with a credential the fake rejects, and with a grant that covers
         // single tickets only, so that search is refused by the gate.
-        entry("pyzd-badauth", &wasm, &settings, &api, "[\"GET\"]", &basic("wrong_token")),
+        entry(
+            "pyzd-badauth",
+            &wasm,
+            &settings,
+            &api,
+            "[\"GET\"]",
+            &basic("wrong_token")
+        ),
         entry(
             "pyzd-narrow",
             &wasm,
@@ -188,14 +212,29 @@ async fn python_zendesk_passes_conformance_syncs_runs_its_action_and_maps_errors
     let conn = airlock::store::open(&env.data_dir()).expect("db");
     let docs = documents::all(&conn, "pyzd", Some("ticket")).expect("docs");
     let truth = f.truth();
-    let stored: BTreeSet<(String, String, String)> = docs
+    let stored: BTreeSet<(String, String, String, String)> = docs
         .iter()
-        .map(|d| (d.id.clone(), d.title.clone(), d.updated_at.clone()))
+        .map(|d| {
+            (
+                d.id.clone(),
+                d.title.clone(),
+                d.updated_at.clone(),
+                norm(&d.body),
+            )
+        })
         .collect();
-    let expected: BTreeSet<(String, String, String)> = truth
+    let expected: BTreeSet<(String, String, String, String)> = truth
         .tickets
         .iter()
-        .map(|t| (t.id.to_string(), t.subject.clone(), t.updated_at.clone()))
+        .map(|t| {
+            let id = t.id.to_string();
+            (
+                id,
+                t.subject.clone(),
+                t.updated_at.clone(),
+                norm(&t.description),
+            )
+        })
         .collect();
     assert_eq!(stored.len(), docs.len(), "a ticket stored twice");
     assert_eq!(stored, expected);
@@ -217,7 +256,14 @@ async fn python_zendesk_passes_conformance_syncs_runs_its_action_and_maps_errors
 
     // Upstream failures become the contract's error variants.
     assert_invoke_error(&env, "pyzd", "get", r#"{"id": "999999"}"#, "not-found").await;
-    assert_invoke_error(&env, "pyzd", "get", r#"{"id": "../admin"}"#, "invalid-input").await;
+    assert_invoke_error(
+        &env,
+        "pyzd",
+        "get",
+        r#"{"id": "../admin"}"#,
+        "invalid-input",
+    )
+    .await;
     assert_invoke_error(&env, "pyzd-badauth", "health", "{}", "unauthorized").await;
     assert_invoke_error(&env, "pyzd-narrow", "health", "{}", "forbidden").await;
     let get = format!("{{\"id\": \"{}\"}}", ticket.id);
@@ -247,8 +293,22 @@ async fn javascript_confluence_passes_conformance_syncs_runs_its_action_and_maps
     let methods = "[\"GET\", \"POST\"]";
     let env = Env::new(&format!(
         "{}{}",
-        entry("jscf", &wasm, &settings, &wiki, methods, &basic("confluence_token")),
-        entry("jscf-badauth", &wasm, &settings, &wiki, methods, &basic("wrong_token")),
+        entry(
+            "jscf",
+            &wasm,
+            &settings,
+            &wiki,
+            methods,
+            &basic("confluence_token")
+        ),
+        entry(
+            "jscf-badauth",
+            &wasm,
+            &settings,
+            &wiki,
+            methods,
+            &basic("wrong_token")
+        ),
     ));
     env.set_secret("confluence_token", &opts.api_token);
     env.set_secret("wrong_token", "not-the-confluence-token");
