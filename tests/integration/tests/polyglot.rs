@@ -119,9 +119,9 @@ fn always(kind: FaultKind, paths: &[&str]) -> FaultPlan {
     }
 }
 
-/// One connector entry and its grant. Retries are off so that an injected failure reaches the
-/// connector as the upstream sent it (the gate would otherwise retry 429/5xx first); the
-/// memory limit is raised because an interpreter's heap is larger than a Rust connector's.
+/// One connector entry and its grant, with the default memory limit (64 MiB is enough for the
+/// interpreters at these page sizes) and the Rust connectors' generous test timeout. Retries are off so that an injected failure reaches
+/// the connector as the upstream sent it (the gate would otherwise retry 429/5xx first).
 fn entry(
     id: &str,
     wasm: &str,
@@ -135,7 +135,7 @@ fn entry(
 [[connector]]
 id = "{id}"
 component = "{wasm}"
-limits = {{ timeout = "120s", memory_mib = 256 }}
+limits = {{ timeout = "60s" }}
 [connector.settings]
 {settings}
 
@@ -346,6 +346,30 @@ async fn javascript_confluence_passes_conformance_syncs_runs_its_action_and_maps
         .collect();
     let want: BTreeSet<String> = truth.spaces.iter().map(|s| s.key.clone()).collect();
     assert_eq!(keys, want);
+
+    // check-permission is a POST (sent with fetch, through the gate): the fake's read
+    // restriction decides.
+    let restricted = truth
+        .pages
+        .iter()
+        .find(|p| !p.read_restricted_to.is_empty())
+        .expect("a restricted page");
+    for (principal, allowed) in [
+        (restricted.read_restricted_to[0].as_str(), true),
+        ("557058:not-a-reader", false),
+    ] {
+        let input = format!(
+            "{{\"principal\": \"{principal}\", \"id\": \"{}\"}}",
+            restricted.id
+        );
+        let (ok, v, err) = env.invoke("jscf", "check-permission", &input);
+        assert!(ok, "check-permission failed: {err}");
+        assert_eq!(
+            v["allowed"], allowed,
+            "{principal} on page {}",
+            restricted.id
+        );
+    }
 
     // Upstream failures become the contract's error variants.
     assert_invoke_error(&env, "jscf", "get", r#"{"id": "999999999"}"#, "not-found").await;
