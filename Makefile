@@ -60,6 +60,8 @@ $(POLYGLOT)/python_zendesk.wasm: $(COMPONENTIZE_PY) $(wildcard $(PY_DIR)/*.py) w
 	$(COMPONENTIZE_PY) --quiet -d wit -w $(WORLD) componentize -p $(PY_DIR) app -o $@
 
 # npm writes node_modules/.package-lock.json on every install: it marks an install of this lock.
+# (package.json names @bytecodealliance/preview2-shim itself: componentize-js 0.23.0 imports it
+# at run time but declares it only as a dev dependency, so `npm ci` would leave it out.)
 $(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
