@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components run test bench fmt clippy clean help
+.PHONY: all build host connectors test-components polyglot run test bench fmt clippy clean help
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -33,10 +33,48 @@ connectors: wasm-target
 test-components: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(TEST_COMPONENTS))
 
+# ---- Connectors in other languages (connectors/python-zendesk, connectors/js-confluence) ----
+# Each toolchain comes from its registry, pinned: componentize-py (requirements.txt) into a venv
+# under target/, componentize-js (package-lock.json) with `npm ci`. Both are installed only when
+# missing or when the pin changed, and each component is rebuilt only when its sources or the
+# contract changed. The world is named with its package and version so that other contract
+# versions beside wit/connector.wit never make the choice ambiguous.
+POLYGLOT := target/polyglot
+WORLD := airlock:connector/connector-world@0.1.0
+PY_DIR := connectors/python-zendesk
+PY_VENV := $(POLYGLOT)/venv
+COMPONENTIZE_PY := $(PY_VENV)/bin/componentize-py
+JS_DIR := connectors/js-confluence
+PYTHON ?= python3
+
+polyglot: $(POLYGLOT)/python_zendesk.wasm $(POLYGLOT)/js_confluence.wasm
+
+$(COMPONENTIZE_PY): $(PY_DIR)/requirements.txt
+	@mkdir -p $(POLYGLOT)
+	@test -x $(PY_VENV)/bin/pip || $(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_DIR)/requirements.txt
+	@touch $@
+
+$(POLYGLOT)/python_zendesk.wasm: $(COMPONENTIZE_PY) $(wildcard $(PY_DIR)/*.py) wit/connector.wit
+	cd $(PY_DIR) && $(CURDIR)/$(PY_VENV)/bin/python -m unittest --quiet
+	$(COMPONENTIZE_PY) --quiet -d wit -w $(WORLD) componentize -p $(PY_DIR) app -o $@
+
+# npm writes node_modules/.package-lock.json on every install: it marks an install of this lock.
+# (package.json names @bytecodealliance/preview2-shim itself: componentize-js 0.23.0 imports it
+# at run time but declares it only as a dev dependency, so `npm ci` would leave it out.)
+$(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(POLYGLOT)/js_confluence.wasm: $(JS_DIR)/node_modules/.package-lock.json $(wildcard $(JS_DIR)/*.js) wit/connector.wit
+	@mkdir -p $(POLYGLOT)
+	cd $(JS_DIR) && node --test
+	cd $(JS_DIR) && node_modules/.bin/componentize-js app.js -w ../../wit -n $(WORLD) -d fetch-event -o $(CURDIR)/$@
+
 run: build
 	@./examples/run-demo.sh
 
-test: build test-components
+test: build test-components polyglot
 	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests
 
 bench: build test-components
