@@ -171,6 +171,7 @@ impl Airlock {
                 grants,
                 secrets: values.clone(),
                 metrics: metrics.clone(),
+                progress: Default::default(),
             });
             let slot =
                 match LoadedConnector::load(&runtime, &c.component, c.limits.clone(), ctx).await {
