@@ -101,7 +101,10 @@ async fn one_daemon_serves_0_1_and_0_2_components_and_refuses_a_future_contract(
     // to the host's page counts (records) with no connector progress.
     let s1 = sync_and_wait(&d, "v1").await;
     assert_eq!(s1["records"], 2, "{s1}");
-    assert!(s1["progress"].is_null(), "a 0.1.0 component has no progress: {s1}");
+    assert!(
+        s1["progress"].is_null(),
+        "a 0.1.0 component has no progress: {s1}"
+    );
     let s2 = sync_and_wait(&d, "v2").await;
     assert_eq!(s2["records"], 6, "{s2}");
     assert_eq!(s2["progress"]["done"], 6, "{s2}");
@@ -116,7 +119,9 @@ async fn one_daemon_serves_0_1_and_0_2_components_and_refuses_a_future_contract(
     );
 
     // Local search finds both connectors' documents, and `get` answers through either version.
-    let (status, v) = d.post("/v1/search", &json!({"query": "item"}).to_string()).await;
+    let (status, v) = d
+        .post("/v1/search", &json!({"query": "item"}).to_string())
+        .await;
     assert_eq!(status, 200, "{v}");
     let hits: Vec<String> = v["hits"]
         .as_array()
@@ -151,7 +156,10 @@ async fn a_chatty_connector_cannot_flood_the_log_with_progress() {
     let d = env.serve();
     // 3 pages × 1000 reports, plus one report per page for a stream it is not syncing.
     let s = sync_and_wait(&d, "chatty").await;
-    assert_eq!(s["progress"]["done"], 6, "the status keeps the latest report: {s}");
+    assert_eq!(
+        s["progress"]["done"], 6,
+        "the status keeps the latest report: {s}"
+    );
     let (_, all) = d.get("/v1/sync").await;
     assert!(
         !all.to_string().contains("not-this-stream"),
@@ -177,7 +185,10 @@ fn check_reports_each_components_contract_version() {
         ("hostile", "airlock:connector@0.1.0"),
         ("broken", "airlock:connector@0.2.0"),
     ] {
-        let out = env.airlock(&["check", component(wasm).to_str().unwrap_or_default()], None);
+        let out = env.airlock(
+            &["check", component(wasm).to_str().unwrap_or_default()],
+            None,
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
