@@ -110,9 +110,14 @@ impl State {
         if self.sync_stream.as_deref() != Some(stream.as_str()) {
             // Outside a sync call, or another stream's name: the board stays bounded by the
             // connector's own streams and a status never shows a report nobody is running.
-            tracing::debug!(connector = %id, invocation = %inv, "progress for `{}` ignored: not the stream this call syncs", self.ctx.scrubber.scrub(&stream));
+            // Trace level: a connector repeating a wrong report must not flood a debug log.
+            tracing::trace!(connector = %id, invocation = %inv, "progress for `{}` ignored: not the stream this call syncs", self.ctx.scrubber.scrub(&stream));
             return;
         }
+        // Cut before scrubbing so a huge message costs nothing per report, with slack so a
+        // secret straddling the first cut lies past the final one anyway.
+        let mut message = message;
+        Self::cap(&mut message, PROGRESS_MESSAGE_MAX * 4);
         let mut message = self.ctx.scrubber.scrub(&message);
         Self::cap(&mut message, PROGRESS_MESSAGE_MAX);
         let report = ReportedProgress {
