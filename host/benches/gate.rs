@@ -74,7 +74,10 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         .clone();
 
     // ---- 1. invocation latency ----------------------------------------------------------------
-    let pre = c.instance_pre().clone();
+    // The hostile fixture is built against the frozen 0.1.0 contract.
+    let airlock::runtime::connector::ContractPre::V0_1(pre) = c.instance_pre().clone() else {
+        anyhow::bail!("the bench fixture must be a contract 0.1.0 component");
+    };
     let ctx = c.ctx.clone();
     let bare = || {
         let pre = pre.clone();

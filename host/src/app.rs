@@ -169,6 +169,7 @@ impl Loader<'_> {
             grants,
             secrets: values.clone(),
             metrics: self.metrics.clone(),
+            progress: Default::default(),
         });
         match LoadedConnector::load(self.runtime, &c.component, c.limits.clone(), ctx).await {
             Ok(l) => {

@@ -85,13 +85,15 @@ pub fn spawn(a: Arc<Airlock>) {
 
 /// Creations, writes, renames and deletions; not reads.
 fn matters(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
-            true
-        }
-        _ => false,
-    }
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Remove(_)
+            | EventKind::Access(notify::event::AccessKind::Close(
+                notify::event::AccessMode::Write
+            ))
+    )
 }
 
 /// The files a reload depends on, and the directories watched for them (a directory, not the

@@ -147,6 +147,8 @@ pub async fn run_stream(
     streams_of(a, connector, Some(stream))?;
     let c = a.connector(connector)?.clone();
     let _guard = a.sync_locks.acquire(connector, stream)?;
+    // The status shows this run's `host.progress` reports, never the previous run's.
+    c.ctx.progress.clear(stream);
     let db = a.db.clone();
     let (conn_id, stream_id) = (connector.to_string(), stream.to_string());
     let mut cursor = db

@@ -1,4 +1,5 @@
-//! What the host lends besides `wasi:http`: logging, settings and (rarely) secrets.
+//! What the host lends besides `wasi:http`: logging, settings, sync progress and (rarely)
+//! secrets.
 //!
 //! Log with the macros `airlock_sdk::log::info!("synced {n}")` (also at the crate root:
 //! `airlock_sdk::info!`). The host tags each line with the connector and invocation and scrubs
@@ -30,6 +31,29 @@ pub fn require_setting(key: &str) -> Result<String> {
 /// injects credentials into outbound requests itself.
 pub fn secret(name: &str) -> Result<String> {
     imports::secret(name)
+}
+
+/// Report how far the current `sync` call has got (contract 0.2.0): `done` records (or upstream
+/// items) covered so far in this run, and the upstream's `total` when it tells you. Use it in a
+/// page that takes a while (one upstream request per record, a slow export); the host shows the
+/// latest report in the stream's sync status and logs at most one report every few seconds, so
+/// calling it per record is fine. Reports for another stream than the one being synced are
+/// ignored.
+///
+/// ```ignore
+/// for (i, ticket) in tickets.iter().enumerate() {
+///     airlock_sdk::progress("comments", start + i as u64 + 1, None);
+///     // ... fetch the ticket's comments
+/// }
+/// ```
+pub fn progress(stream: &str, done: u64, total: Option<u64>) {
+    imports::progress(stream, done, total, "");
+}
+
+/// [`progress`] with a short human-readable note (scrubbed of secrets and cut to 256 bytes by the
+/// host), e.g. which record the connector is on.
+pub fn progress_with_message(stream: &str, done: u64, total: Option<u64>, message: &str) {
+    imports::progress(stream, done, total, message);
 }
 
 /// Log at `trace` level with `format!` syntax.

@@ -480,7 +480,15 @@ fn sync_comments(cfg: &Config, cursor: StartCursor) -> Result<SyncPage> {
         .send()?
         .json()?;
     let mut upserts = Vec::new();
-    for request in &page.values {
+    // One page costs one comments listing (or more) per request, so a page of 50 busy requests
+    // can take a while: tell the host which request the run is on (the host rate-limits logging).
+    for (i, request) in page.values.iter().enumerate() {
+        airlock_sdk::progress_with_message(
+            "comments",
+            u64::from(cursor.start) + i as u64 + 1,
+            None,
+            &format!("requests covered; comments of {}", request.issue_key),
+        );
         for c in request_comments(cfg, &request.issue_key)? {
             upserts.push(c.document(&request.issue_key, cfg));
         }

@@ -242,8 +242,15 @@ async fn sync_status(
                 .filter(|s| auth::may_use(&a, &p, &s.connector))
                 .map(|s| {
                     let running = a.sync_locks.is_running(&s.connector, &s.stream);
+                    // What the connector itself last reported about the current (or last) run
+                    // of this stream; only 0.2.0 connectors report, older ones show null.
+                    let reported = a
+                        .connector(&s.connector)
+                        .ok()
+                        .and_then(|c| c.ctx.progress.latest(&s.stream));
                     let mut v = serde_json::to_value(&s).unwrap_or_default();
                     v["running"] = running.into();
+                    v["progress"] = serde_json::to_value(reported).unwrap_or_default();
                     v
                 })
                 .collect();

@@ -14,8 +14,7 @@ use serde::Serialize;
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::types::{Error as WitError, SearchRequest};
-use super::bindings::{ConnectorWorld, ConnectorWorldPre};
+use super::bindings::{v0_1, v0_2};
 use super::engine::Runtime;
 use super::model::{self, ConnectorError};
 use super::state::State;
@@ -28,7 +27,178 @@ use crate::store::audit::{AuditEvent, AuditLog};
 /// The contract package this host implements, and the versions it accepts.
 pub const CONTRACT_PACKAGE: &str = "airlock:connector";
 pub const CONTRACT_INTERFACE: &str = "airlock:connector/connector";
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The newest contract version this host implements (what the SDK targets).
+pub const CONTRACT_VERSION: &str = "0.2.0";
+/// Every minor version this host loads, oldest first, for error messages.
+pub const SUPPORTED_CONTRACTS: &str = "airlock:connector@0.1.x and airlock:connector@0.2.x";
+
+/// A contract minor version this host speaks. Minor versions only add items, so each newer one
+/// can do everything an older one can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractVersion {
+    /// `airlock:connector@0.1.x`: the original contract.
+    V0_1,
+    /// `airlock:connector@0.2.x`: adds `host.progress`.
+    V0_2,
+}
+
+impl ContractVersion {
+    /// The version a component declares (the `@version` of its `connector` export), if this
+    /// host supports it: same major, and (for 0.x, where the minor is the breaking part) a minor
+    /// this host has bindings for.
+    pub fn of(version: &str) -> Option<ContractVersion> {
+        let mut parts = version.split('.');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("0"), Some("1"), Some(patch), None) if patch.parse::<u32>().is_ok() => {
+                Some(ContractVersion::V0_1)
+            }
+            (Some("0"), Some("2"), Some(patch), None) if patch.parse::<u32>().is_ok() => {
+                Some(ContractVersion::V0_2)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether components of this version can report sync progress (`host.progress`).
+    pub fn has_progress(self) -> bool {
+        self >= ContractVersion::V0_2
+    }
+}
+
+impl PartialOrd for ContractVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ContractVersion {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (*self as u8).cmp(&(*other as u8))
+    }
+}
+
+/// A component linked against its own contract version's bindings. Everything above this module
+/// (sync, search, API, conformance, MCP) only sees [`LoadedConnector`] and `model` types.
+#[derive(Clone)]
+pub enum ContractPre {
+    V0_1(v0_1::ConnectorWorldPre<State>),
+    V0_2(v0_2::ConnectorWorldPre<State>),
+}
+
+/// One live instance, of either version.
+pub enum ContractInstance {
+    V0_1(v0_1::ConnectorWorld),
+    V0_2(v0_2::ConnectorWorld),
+}
+
+impl ContractPre {
+    /// Links `component` with the linker of `version` and checks its exports against that
+    /// version's `connector` interface.
+    fn new(
+        runtime: &Runtime,
+        component: &Component,
+        version: ContractVersion,
+    ) -> Result<ContractPre, String> {
+        let linker = match version {
+            ContractVersion::V0_1 => &runtime.linker_v0_1,
+            ContractVersion::V0_2 => &runtime.linker_v0_2,
+        };
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("imports something Airlock does not provide: {e:#}"))?;
+        let mismatch = |e: wasmtime::Error| format!("exports do not match the contract: {e:#}");
+        Ok(match version {
+            ContractVersion::V0_1 => {
+                ContractPre::V0_1(v0_1::ConnectorWorldPre::new(pre).map_err(mismatch)?)
+            }
+            ContractVersion::V0_2 => {
+                ContractPre::V0_2(v0_2::ConnectorWorldPre::new(pre).map_err(mismatch)?)
+            }
+        })
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            ContractPre::V0_1(p) => p.engine(),
+            ContractPre::V0_2(p) => p.engine(),
+        }
+    }
+
+    pub async fn instantiate_async(
+        &self,
+        store: &mut Store<State>,
+    ) -> wasmtime::Result<ContractInstance> {
+        Ok(match self {
+            ContractPre::V0_1(p) => ContractInstance::V0_1(p.instantiate_async(store).await?),
+            ContractPre::V0_2(p) => ContractInstance::V0_2(p.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// Calls one export of the `connector` interface on an instance of either version and converts
+/// the answer into `model` types, so callers never see a version's generated types.
+macro_rules! call_export {
+    ($instance:expr, $store:expr, $method:ident($($arg:expr),*)) => {
+        match $instance {
+            ContractInstance::V0_1(w) => w
+                .airlock_connector_connector()
+                .$method($store $(, $arg)*)
+                .await
+                .map(|r| r.map(Into::into).map_err(Into::into)),
+            ContractInstance::V0_2(w) => w
+                .airlock_connector_connector()
+                .$method($store $(, $arg)*)
+                .await
+                .map(|r| r.map(Into::into).map_err(Into::into)),
+        }
+    };
+}
+
+impl ContractInstance {
+    async fn info(self, s: &mut Store<State>) -> wasmtime::Result<model::ConnectorInfo> {
+        match self {
+            ContractInstance::V0_1(w) => w
+                .airlock_connector_connector()
+                .call_info(s)
+                .await
+                .map(Into::into),
+            ContractInstance::V0_2(w) => w
+                .airlock_connector_connector()
+                .call_info(s)
+                .await
+                .map(Into::into),
+        }
+    }
+
+    async fn search(
+        self,
+        s: &mut Store<State>,
+        query: String,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> CallResult<model::SearchResult> {
+        match self {
+            ContractInstance::V0_1(w) => {
+                let req = v0_1::types::SearchRequest {
+                    query,
+                    limit,
+                    cursor,
+                };
+                let r = w.airlock_connector_connector().call_search(s, &req).await?;
+                Ok(r.map(Into::into).map_err(Into::into))
+            }
+            ContractInstance::V0_2(w) => {
+                let req = v0_2::types::SearchRequest {
+                    query,
+                    limit,
+                    cursor,
+                };
+                let r = w.airlock_connector_connector().call_search(s, &req).await?;
+                Ok(r.map(Into::into).map_err(Into::into))
+            }
+        }
+    }
+}
 
 /// What every invocation of one connector shares.
 pub struct ConnectorCtx {
@@ -40,6 +210,8 @@ pub struct ConnectorCtx {
     pub grants: Vec<Grant>,
     pub secrets: SecretValues,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The latest `host.progress` report per stream (contract 0.2.0 and later).
+    pub progress: super::progress::ProgressBoard,
 }
 
 impl ConnectorCtx {
@@ -204,7 +376,9 @@ pub struct LoadedConnector {
     pub limits: Limits,
     pub ctx: Arc<ConnectorCtx>,
     pub compile: CompileReport,
-    pre: ConnectorWorldPre<State>,
+    /// The contract minor version the component was built against (picks its bindings).
+    pub version: ContractVersion,
+    pre: ContractPre,
 }
 
 /// How the component got compiled (for `check` and the log).
@@ -215,8 +389,10 @@ pub struct CompileReport {
     pub size_bytes: usize,
 }
 
-type CallFuture<'a, R> =
-    Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, WitError>>> + Send + 'a>>;
+/// A call's outcome: a trap (outer) or the connector's own answer (inner).
+type CallResult<R> = wasmtime::Result<Result<R, ConnectorError>>;
+
+type CallFuture<'a, R> = Pin<Box<dyn Future<Output = CallResult<R>> + Send + 'a>>;
 
 impl LoadedConnector {
     /// Reads, compiles and checks a component; the error names the file and the reason.
@@ -229,12 +405,11 @@ impl LoadedConnector {
         let shown = path.display();
         let (component, compile) = compile_component(runtime, path)?;
         let contract = check_contract(runtime, &component).map_err(|m| format!("{shown}: {m}"))?;
-        let pre = runtime
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("{shown}: imports something Airlock does not provide: {e:#}"))?;
-        let pre = ConnectorWorldPre::new(pre).map_err(|e| {
-            format!("{shown}: exports do not match contract {CONTRACT_PACKAGE}@{CONTRACT_VERSION}: {e:#}")
+        let version = ContractVersion::of(&contract).ok_or_else(|| {
+            format!("{shown}: contract {CONTRACT_PACKAGE}@{contract} is not supported")
+        })?;
+        let pre = ContractPre::new(runtime, &component, version).map_err(|m| {
+            format!("{shown}: built against {CONTRACT_PACKAGE}@{contract}, but {m}")
         })?;
         let mut loaded = LoadedConnector {
             id: ctx.id.clone(),
@@ -250,20 +425,16 @@ impl LoadedConnector {
             limits,
             ctx,
             compile,
+            version,
             pre,
         };
         let info = loaded
             .call_raw("info", |store, w| {
-                Box::pin(async move {
-                    w.airlock_connector_connector()
-                        .call_info(store)
-                        .await
-                        .map(Ok)
-                })
+                Box::pin(async move { w.info(store).await.map(Ok) })
             })
             .await
             .map_err(|e| format!("{shown}: info() failed: {e}"))?;
-        loaded.info = info.into();
+        loaded.info = info;
         Ok(loaded)
     }
 
@@ -287,62 +458,44 @@ impl LoadedConnector {
             Op::Info => {
                 let r = self
                     .call_raw(&label, |s, w| {
-                        Box::pin(async move {
-                            w.airlock_connector_connector().call_info(s).await.map(Ok)
-                        })
+                        Box::pin(async move { w.info(s).await.map(Ok) })
                     })
                     .await?;
-                to_json(serde_json::to_value(model::ConnectorInfo::from(r)))
+                to_json(serde_json::to_value(r))
             }
             Op::Health => {
-                let r = self
+                let r: model::HealthStatus = self
                     .call_raw(&label, |s, w| {
-                        Box::pin(
-                            async move { w.airlock_connector_connector().call_health(s).await },
-                        )
+                        Box::pin(async move { call_export!(w, s, call_health()) })
                     })
                     .await?;
-                to_json(serde_json::to_value(model::HealthStatus {
-                    ok: r.ok,
-                    message: r.message,
-                }))
+                to_json(serde_json::to_value(r))
             }
             Op::Search {
                 query,
                 limit,
                 cursor,
             } => {
-                let req = SearchRequest {
-                    query,
-                    limit,
-                    cursor,
-                };
                 let r = self
                     .call_raw(&label, move |s, w| {
-                        Box::pin(async move {
-                            w.airlock_connector_connector().call_search(s, &req).await
-                        })
+                        Box::pin(async move { w.search(s, query, limit, cursor).await })
                     })
                     .await?;
-                to_json(serde_json::to_value(model::SearchResult::from(r)))
+                to_json(serde_json::to_value(r))
             }
             Op::Get { id } => {
-                let r = self
+                let r: model::Document = self
                     .call_raw(&label, move |s, w| {
-                        Box::pin(
-                            async move { w.airlock_connector_connector().call_get(s, &id).await },
-                        )
+                        Box::pin(async move { call_export!(w, s, call_get(&id)) })
                     })
                     .await?;
-                to_json(serde_json::to_value(model::Document::from(r)))
+                to_json(serde_json::to_value(r))
             }
             Op::CheckPermission { principal, id } => {
-                let r = self
+                let r: bool = self
                     .call_raw(&label, move |s, w| {
                         Box::pin(async move {
-                            w.airlock_connector_connector()
-                                .call_check_permission(s, &principal, &id)
-                                .await
+                            call_export!(w, s, call_check_permission(&principal, &id))
                         })
                     })
                     .await?;
@@ -354,13 +507,9 @@ impl LoadedConnector {
             }
             Op::Action { name, input } => {
                 let input = input.to_string();
-                let r = self
+                let r: String = self
                     .call_raw(&label, move |s, w| {
-                        Box::pin(async move {
-                            w.airlock_connector_connector()
-                                .call_invoke(s, &name, &input)
-                                .await
-                        })
+                        Box::pin(async move { call_export!(w, s, call_invoke(&name, &input)) })
                     })
                     .await?;
                 Ok(serde_json::from_str(&r).unwrap_or(serde_json::Value::String(r)))
@@ -369,7 +518,7 @@ impl LoadedConnector {
     }
 
     /// The pre-linked component (benchmarks compare against a bare instantiate-and-call).
-    pub fn instance_pre(&self) -> &ConnectorWorldPre<State> {
+    pub fn instance_pre(&self) -> &ContractPre {
         &self.pre
     }
 
@@ -380,16 +529,10 @@ impl LoadedConnector {
         cursor: Option<String>,
     ) -> Result<model::SyncPage, InvokeError> {
         let stream_owned = stream.to_string();
-        let r = self
-            .call_raw(&format!("sync:{stream}"), move |s, w| {
-                Box::pin(async move {
-                    w.airlock_connector_connector()
-                        .call_sync(s, &stream_owned, cursor.as_deref())
-                        .await
-                })
-            })
-            .await?;
-        Ok(r.into())
+        self.call_raw(&format!("sync:{stream}"), move |s, w| {
+            Box::pin(async move { call_export!(w, s, call_sync(&stream_owned, cursor.as_deref())) })
+        })
+        .await
     }
 
     /// Instantiates a fresh Store + instance, runs `f` under the deadline and memory limit, and
@@ -397,7 +540,7 @@ impl LoadedConnector {
     async fn call_raw<R: Send + 'static>(
         &self,
         label: &str,
-        f: impl for<'a> FnOnce(&'a mut Store<State>, ConnectorWorld) -> CallFuture<'a, R> + Send,
+        f: impl for<'a> FnOnce(&'a mut Store<State>, ContractInstance) -> CallFuture<'a, R> + Send,
     ) -> Result<R, InvokeError> {
         let call = super::context::current();
         let invocation: Arc<str> = call
@@ -425,7 +568,8 @@ impl LoadedConnector {
             writes_action,
             call.approved_writes,
             deadline,
-        );
+        )
+        .with_sync_stream(label.strip_prefix("sync:").map(Arc::from));
         let memory_hit = state.limiter.hit.clone();
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -449,7 +593,7 @@ impl LoadedConnector {
                 secs: timeout.as_secs_f64(),
             }),
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(InvokeError::Connector(e.into())),
+            Ok(Ok(Err(e))) => Err(InvokeError::Connector(e)),
             Ok(Err(trap)) => Err(self.classify_trap(trap, &memory_hit, deadline)),
         };
         let mut ev = AuditEvent {
@@ -562,7 +706,8 @@ pub fn compile_component(
     ))
 }
 
-/// Finds the contract export and checks its version: same major, and for 0.x the same minor.
+/// Finds the contract export and checks that its version is one this host has bindings for
+/// (0.1.x or 0.2.x); a component from a future or foreign major is refused naming both.
 pub fn check_contract(runtime: &Runtime, component: &Component) -> Result<String, String> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
@@ -578,21 +723,16 @@ pub fn check_contract(runtime: &Runtime, component: &Component) -> Result<String
             exports.join(", ")
         };
         return Err(format!(
-            "is a component of another world: it exports {list}, not {CONTRACT_INTERFACE}@{CONTRACT_VERSION}"
+            "is a component of another world: it exports {list}, not {CONTRACT_INTERFACE} (this host supports {SUPPORTED_CONTRACTS})"
         ));
     };
     let version = name.split_once('@').map(|(_, v)| v).unwrap_or("");
-    if !compatible(version) {
+    if ContractVersion::of(version).is_none() {
         return Err(format!(
-            "was built against contract {CONTRACT_PACKAGE}@{version}, which this host does not support (it supports {CONTRACT_PACKAGE}@0.1.x)"
+            "was built against contract {CONTRACT_PACKAGE}@{version}, which this host does not support (it supports {SUPPORTED_CONTRACTS}); rebuild it against one of those"
         ));
     }
     Ok(version.to_string())
-}
-
-fn compatible(version: &str) -> bool {
-    let mut parts = version.split('.');
-    matches!((parts.next(), parts.next()), (Some("0"), Some("1")))
 }
 
 #[cfg(test)]
@@ -600,12 +740,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contract_versions() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("2.0.0"));
-        assert!(!compatible(""));
+    fn every_supported_minor_loads_and_unknown_versions_are_refused() {
+        use ContractVersion::*;
+        assert_eq!(ContractVersion::of("0.1.0"), Some(V0_1));
+        assert_eq!(ContractVersion::of("0.1.7"), Some(V0_1));
+        assert_eq!(ContractVersion::of("0.2.0"), Some(V0_2));
+        assert_eq!(ContractVersion::of("0.2.3"), Some(V0_2));
+        for unknown in [
+            "0.3.0",
+            "0.9.0",
+            "1.0.0",
+            "2.0.0",
+            "",
+            "0.2",
+            "0.2.x",
+            "0.2.0-rc1",
+        ] {
+            assert_eq!(ContractVersion::of(unknown), None, "{unknown}");
+        }
+        assert!(V0_2.has_progress() && !V0_1.has_progress());
     }
 
     #[test]

@@ -6,4 +6,5 @@ pub mod connector;
 pub mod context;
 pub mod engine;
 pub mod model;
+pub mod progress;
 pub mod state;

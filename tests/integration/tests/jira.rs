@@ -101,6 +101,36 @@ fn assert_store_equals_truth(env: &Env, f: &RunningFake<Jira>) {
     }
 }
 
+/// Contract 0.2.0: the `comments` stream (one comments listing per request) reports which request
+/// it is on through `host.progress`; the host keeps the latest report for the sync status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_sync_reports_progress_per_request() {
+    let f = fake().await;
+    let env = env_for(&config("jira", &f.base_url, false));
+    let a = start_in_process(&env).await;
+    let c = a.connector("jira").expect("jira loaded").clone();
+    assert_eq!(c.contract, "0.2.0", "SDK connectors target contract 0.2.0");
+    let r = run_stream(&a, "jira", "comments", false, |_| {})
+        .await
+        .expect("comments");
+    assert_eq!(r.end, RunEnd::Done);
+    let p = c
+        .ctx
+        .progress
+        .latest("comments")
+        .expect("progress reported");
+    let requests = f.truth().requests.len() as u64;
+    assert_eq!(p.done, requests, "{p:?}");
+    let key = p
+        .message
+        .strip_prefix("requests covered; comments of ")
+        .unwrap_or_default();
+    assert!(
+        f.truth().requests.iter().any(|r| r.key == key),
+        "the message names a request: {p:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_match_ground_truth_and_incremental_runs_fetch_changes() {
     let f = fake().await;

@@ -8,7 +8,12 @@
 //!   `{base_url}/api/` grant, and ignores the gate's refusal;
 //! - `resume-duplicates`: each page after the first repeats the last record of the page before
 //!   (an inclusive-boundary bug), so resuming from a committed cursor returns a committed record;
-//! - `wrong-error`: an unknown action answers `internal` instead of `not-found`.
+//! - `wrong-error`: an unknown action answers `internal` instead of `not-found`;
+//! - `chatty-progress`: every `sync` page reports progress 1000 times (and once for a stream it
+//!   is not syncing), to prove the host's progress log rate limit and stream check.
+//!
+//! Being an SDK connector, it targets the SDK's contract (0.2.0) and reports `host.progress`
+//! once per `items` page: `done` = items so far, `total` = all items, message `page N of 3`.
 //!
 //! Setting `base_url` is where it sends its (allowed) requests: `GET {base_url}/api/health` and
 //! `GET {base_url}/api/items?page=N`; any 200 answer will do.
@@ -122,6 +127,17 @@ impl Connector for Broken {
         let mut upserts: Vec<Document> = (first..first + PER_PAGE).map(doc).collect();
         if fault == "resume-duplicates" && page > 1 {
             upserts.insert(0, doc(first - 1));
+        }
+        let done = u64::from(first + PER_PAGE - 1);
+        let total = Some(u64::from(PAGES * PER_PAGE));
+        let note = format!("page {page} of {PAGES}");
+        if fault == "chatty-progress" {
+            airlock_sdk::progress_with_message("not-this-stream", done, total, "ignored");
+            for _ in 0..1000 {
+                airlock_sdk::progress_with_message("items", done, total, &note);
+            }
+        } else {
+            airlock_sdk::progress_with_message("items", done, total, &note);
         }
         let next = if fault == "cursor-loop" && page == 2 {
             page
