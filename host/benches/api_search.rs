@@ -5,7 +5,6 @@
 //! time through the API.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +19,6 @@ use common::{Rng, VOCAB, word};
 
 const DOCS: usize = 100_000;
 const CONCURRENT: usize = 1000;
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
@@ -81,14 +77,8 @@ async fn search(c: &Client, url: &str, token: &str, q: &str) -> Result<usize, St
 }
 
 fn main() -> anyhow::Result<()> {
-    let bin = root().join("target/release/airlock");
-    let component = root().join("target/wasm32-wasip2/release/zendesk.wasm");
-    anyhow::ensure!(
-        bin.exists() && component.exists(),
-        "run `make build` first ({} and {} are needed)",
-        bin.display(),
-        component.display()
-    );
+    let bin = common::artifact("release/airlock")?;
+    let component = common::artifact("wasm32-wasip2/release/zendesk.wasm")?;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let mut conn = airlock::store::open(&data)?;
