@@ -86,10 +86,17 @@ impl Airlock {
         let vault = Vault::open(&data_dir)?;
         let wanted = |id: &str| opts.only.is_none_or(|o| o.iter().any(|x| x == id));
 
+        // A replaying connector sends nothing upstream, so it needs no secret: replay works
+        // where the credentials are not (a connector's CI).
+        let replaying = |id: &str| {
+            config.connector(id).is_some_and(|c| {
+                matches!(c.cassette, Some(crate::cassette::CassetteMode::Replay(_)))
+            })
+        };
         let refs: Vec<_> = config
             .grants
             .iter()
-            .filter(|g| wanted(&g.connector))
+            .filter(|g| wanted(&g.connector) && !replaying(&g.connector))
             .flat_map(|g| g.auth.secret_refs())
             .collect();
         let (values, secret_errors) = resolve_all(refs, &vault, &conn, &scrubber);
@@ -121,7 +128,30 @@ impl Airlock {
             let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
             let mut auths = Vec::new();
             let mut failure = None;
+            let cassette = match &c.cassette {
+                None => None,
+                Some(crate::cassette::CassetteMode::Record(r)) => {
+                    Some(crate::cassette::GateCassette::Record(r.clone()))
+                }
+                Some(crate::cassette::CassetteMode::Replay(path)) => {
+                    match crate::cassette::Replay::load(path) {
+                        Ok(r) => Some(crate::cassette::GateCassette::Replay(Arc::new(r))),
+                        Err(e) => {
+                            failure = Some(format!("replay: {e}"));
+                            None
+                        }
+                    }
+                }
+            };
+            let replay = matches!(cassette, Some(crate::cassette::GateCassette::Replay(_)));
             for g in &grants {
+                if failure.is_some() {
+                    break;
+                }
+                if replay {
+                    auths.push(GrantAuth::withheld(&g.auth));
+                    continue;
+                }
                 if let Some((r, e)) = g
                     .auth
                     .secret_refs()
@@ -150,18 +180,21 @@ impl Airlock {
                 );
                 continue;
             }
-            let gate = Arc::new(ConnectorGate::new(
-                c.id.clone(),
-                grants.clone(),
-                auths,
-                c.limits.clone(),
-                GateDeps {
-                    net: net.clone(),
-                    audit: audit.clone(),
-                    scrubber: scrubber.clone(),
-                    metrics: metrics.clone(),
-                },
-            ));
+            let gate = Arc::new(
+                ConnectorGate::new(
+                    c.id.clone(),
+                    grants.clone(),
+                    auths,
+                    c.limits.clone(),
+                    GateDeps {
+                        net: net.clone(),
+                        audit: audit.clone(),
+                        scrubber: scrubber.clone(),
+                        metrics: metrics.clone(),
+                    },
+                )
+                .with_cassette(cassette),
+            );
             let ctx = Arc::new(ConnectorCtx {
                 id: c.id.clone(),
                 settings: c.settings.clone(),

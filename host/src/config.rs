@@ -227,6 +227,9 @@ pub struct ConnectorConfig {
     /// The tenant the instance belongs to (`default` unless set): only that tenant's
     /// principals see it, its documents and its audit rows through the API.
     pub tenant: String,
+    /// Record the connector's upstream exchanges, or answer them from a cassette file
+    /// (`replay = "FILE"`, or `--replay FILE` on the CLI); see [`crate::cassette`].
+    pub cassette: Option<crate::cassette::CassetteMode>,
 }
 
 /// The tenant of a connector that does not name one.
@@ -307,6 +310,7 @@ struct RawConnector {
     limits: RawLimits,
     sync: Option<RawSync>,
     tenant: Option<String>,
+    replay: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -511,6 +515,13 @@ impl Config {
             let tenant = c.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
             crate::store::tokens::validate_name("tenant", tenant)
                 .map_err(|m| err(format!("{key}.tenant: {m}")))?;
+            let cassette = match c.replay.as_deref() {
+                None => None,
+                Some(f) if f.trim().is_empty() => {
+                    return Err(err(format!("{key}.replay: must name a cassette file")));
+                }
+                Some(f) => Some(crate::cassette::CassetteMode::Replay(base.join(f))),
+            };
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
@@ -518,6 +529,7 @@ impl Config {
                 limits,
                 sync,
                 tenant: tenant.to_string(),
+                cassette,
             });
         }
 
