@@ -29,8 +29,9 @@ pub const VERSION: u32 = 1;
 /// Status of the gate's answer to a request the cassette has no recording for.
 pub const NO_RECORDING_STATUS: u16 = 599;
 
-/// Headers never written to a cassette: credentials (whoever set them), and framing or clock
-/// headers that only make re-recordings differ.
+/// Headers never written to a cassette: credentials (whoever set them), and framing headers
+/// (the replayed body carries its own length). `Date` stays: connectors use it as the upstream's
+/// clock (watermarks, `updated-at` of snapshot records).
 const DROPPED_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -39,7 +40,6 @@ const DROPPED_HEADERS: &[&str] = &[
     "x-api-key",
     "api-key",
     "x-auth-token",
-    "date",
     "content-length",
     "transfer-encoding",
     "connection",
