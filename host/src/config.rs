@@ -894,6 +894,28 @@ settings = { base_url = "http://127.0.0.1:8781" }
 "#;
 
     #[test]
+    fn replay_names_a_cassette_relative_to_the_config_file() {
+        let c = parse(&format!("{BASE}replay = \"tests/cassettes/c.json\"\n")).expect("config");
+        match &c.connectors[0].cassette {
+            Some(crate::cassette::CassetteMode::Replay(p)) => {
+                assert_eq!(p, Path::new("/etc/airlock/tests/cassettes/c.json"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(BASE).expect("config").connectors[0]
+                .cassette
+                .is_none()
+        );
+        let e = parse(&format!("{BASE}replay = \" \"\n")).expect_err("empty");
+        assert!(
+            e.to_string()
+                .contains("connector[0].replay: must name a cassette file"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn connectors_default_to_the_default_tenant_and_routes_need_one_tenant() {
         let c = parse(&format!(
             r#"{BASE}
