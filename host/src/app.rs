@@ -14,6 +14,7 @@ use crate::capabilities::auth::GrantAuth;
 use crate::capabilities::http::{ConnectorGate, GateDeps};
 use crate::capabilities::net::Net;
 use crate::capabilities::secrets::{SecretValues, resolve_all};
+use crate::cassette::{CassetteMode, GateCassette};
 use crate::config::{Config, ConnectorConfig, Route};
 use crate::runtime::connector::{ConnectorCtx, InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
@@ -133,8 +134,21 @@ impl Loader<'_> {
         secret_errors: &std::collections::HashMap<crate::config::SecretRef, String>,
     ) -> Slot {
         let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
+        let cassette = match &c.cassette {
+            None => None,
+            Some(CassetteMode::Record(r)) => Some(GateCassette::Record(r.clone())),
+            Some(CassetteMode::Replay(path)) => match crate::cassette::Replay::load(path) {
+                Ok(r) => Some(GateCassette::Replay(Arc::new(r))),
+                Err(e) => return self.failed(c, format!("replay: {e}")),
+            },
+        };
+        let replay = matches!(cassette, Some(GateCassette::Replay(_)));
         let mut auths = Vec::new();
         for g in &grants {
+            if replay {
+                auths.push(GrantAuth::withheld(&g.auth));
+                continue;
+            }
             if let Some((r, e)) = g
                 .auth
                 .secret_refs()
@@ -148,18 +162,21 @@ impl Loader<'_> {
                 Err(e) => return self.failed(c, format!("grant[{}].auth: {e}", g.index)),
             }
         }
-        let gate = Arc::new(ConnectorGate::new(
-            c.id.clone(),
-            grants.clone(),
-            auths,
-            c.limits.clone(),
-            GateDeps {
-                net: self.net.clone(),
-                audit: self.audit.clone(),
-                scrubber: self.scrubber.clone(),
-                metrics: self.metrics.clone(),
-            },
-        ));
+        let gate = Arc::new(
+            ConnectorGate::new(
+                c.id.clone(),
+                grants.clone(),
+                auths,
+                c.limits.clone(),
+                GateDeps {
+                    net: self.net.clone(),
+                    audit: self.audit.clone(),
+                    scrubber: self.scrubber.clone(),
+                    metrics: self.metrics.clone(),
+                },
+            )
+            .with_cassette(cassette),
+        );
         let ctx = Arc::new(ConnectorCtx {
             id: c.id.clone(),
             settings: c.settings.clone(),
@@ -209,10 +226,17 @@ fn resolve_secrets(
 )> {
     let conn = crate::store::open(&config.server.data_dir)?;
     let vault = Vault::open(&config.server.data_dir)?;
+    // A replaying connector sends nothing upstream, so it needs no secret: replay works where
+    // the credentials are not (a connector's CI).
+    let replaying = |id: &str| {
+        config
+            .connector(id)
+            .is_some_and(|c| matches!(c.cassette, Some(CassetteMode::Replay(_))))
+    };
     let refs: Vec<_> = config
         .grants
         .iter()
-        .filter(|g| ids.contains(&g.connector.as_str()))
+        .filter(|g| ids.contains(&g.connector.as_str()) && !replaying(&g.connector))
         .flat_map(|g| g.auth.secret_refs())
         .collect();
     Ok(resolve_all(refs, &vault, &conn, scrubber))

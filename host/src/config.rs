@@ -227,6 +227,9 @@ pub struct ConnectorConfig {
     /// The tenant the instance belongs to (`default` unless set): only that tenant's
     /// principals see it, its documents and its audit rows through the API.
     pub tenant: String,
+    /// Record the connector's upstream exchanges, or answer them from a cassette file
+    /// (`replay = "FILE"`, or `--replay FILE` on the CLI); see [`crate::cassette`].
+    pub cassette: Option<crate::cassette::CassetteMode>,
 }
 
 /// The tenant of a connector that does not name one.
@@ -311,6 +314,7 @@ struct RawConnector {
     limits: RawLimits,
     sync: Option<RawSync>,
     tenant: Option<String>,
+    replay: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -515,6 +519,13 @@ impl Config {
             let tenant = c.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
             crate::store::tokens::validate_name("tenant", tenant)
                 .map_err(|m| err(format!("{key}.tenant: {m}")))?;
+            let cassette = match c.replay.as_deref() {
+                None => None,
+                Some(f) if f.trim().is_empty() => {
+                    return Err(err(format!("{key}.replay: must name a cassette file")));
+                }
+                Some(f) => Some(crate::cassette::CassetteMode::Replay(base.join(f))),
+            };
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
@@ -522,6 +533,7 @@ impl Config {
                 limits,
                 sync,
                 tenant: tenant.to_string(),
+                cassette,
             });
         }
 
@@ -561,6 +573,7 @@ impl Config {
                     limits: limits.clone(),
                     sync: None,
                     tenant: DEFAULT_TENANT.to_string(),
+                    cassette: None,
                 });
             }
         }
@@ -928,6 +941,28 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn replay_names_a_cassette_relative_to_the_config_file() {
+        let c = parse(&format!("{BASE}replay = \"tests/cassettes/c.json\"\n")).expect("config");
+        match &c.connectors[0].cassette {
+            Some(crate::cassette::CassetteMode::Replay(p)) => {
+                assert_eq!(p, Path::new("/etc/airlock/tests/cassettes/c.json"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(BASE).expect("config").connectors[0]
+                .cassette
+                .is_none()
+        );
+        let e = parse(&format!("{BASE}replay = \" \"\n")).expect_err("empty");
+        assert!(
+            e.to_string()
+                .contains("connector[0].replay: must name a cassette file"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn connectors_default_to_the_default_tenant_and_routes_need_one_tenant() {

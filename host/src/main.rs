@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use airlock::app::{Airlock, StartOptions};
+use airlock::cassette::{CassetteMode, Recorder, Replay};
 use airlock::config::Config;
 use airlock::runtime::connector::{self, Op};
 use airlock::scrub::{MIN_SECRET_LEN, Scrubber};
@@ -71,6 +72,10 @@ enum Command {
         connector: String,
         op: String,
         input: Option<String>,
+        /// Answer the connector's upstream requests from this cassette (`airlock record`)
+        /// instead of the network; grants still apply, no secret is needed.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
     },
     /// Sync streams into the local store (all connectors and streams unless narrowed), or show
     /// sync status with --status. A run resumes from the last committed page.
@@ -91,6 +96,48 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Answer the upstream requests from this cassette instead of the network.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
+    },
+    /// Record a connector's upstream exchanges to a cassette, for offline tests (`--replay`).
+    ///
+    /// Runs the connector against the upstream its config points at: health, a full sync of
+    /// every stream (from no cursor; nothing is committed to the store), then each --search,
+    /// --get and --invoke in that order. Every exchange the connector saw is written to --out as
+    /// JSON with every credential header and every secret value the config or the vault knows
+    /// removed; the gate's own OAuth token requests are not recorded at all.
+    /// Replay it with `airlock invoke|sync|conformance --replay FILE` or `replay = "FILE"`.
+    Record {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The connector to record.
+        #[arg(long)]
+        connector: String,
+        /// The cassette file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Sync only this stream (repeatable; default: every stream).
+        #[arg(long = "stream", value_name = "S")]
+        streams: Vec<String>,
+        /// Record no sync.
+        #[arg(long)]
+        no_sync: bool,
+        /// Run this action, for real (writes included) (repeatable).
+        #[arg(long = "invoke", value_name = "ACTION")]
+        invokes: Vec<String>,
+        /// JSON input of the --invoke at the same position (default `{}`).
+        #[arg(long = "input", value_name = "JSON")]
+        inputs: Vec<String>,
+        /// Run a live search for this query (repeatable).
+        #[arg(long = "search", value_name = "Q")]
+        searches: Vec<String>,
+        /// Fetch this record with `get` (repeatable).
+        #[arg(long = "get", value_name = "ID")]
+        gets: Vec<String>,
+        /// Pages per stream before the sync gives up.
+        #[arg(long, default_value_t = 1000)]
+        max_pages: usize,
     },
     /// Search the local store across every connector (bm25-ranked, with snippets).
     Search {
@@ -201,6 +248,14 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Answer the connector's upstream requests from this cassette instead of the network
+        /// (record one with --record).
+        #[arg(long, value_name = "FILE", conflicts_with = "record")]
+        replay: Option<PathBuf>,
+        /// Record every upstream exchange of the run to this cassette (secrets removed), so
+        /// `--replay FILE` repeats the run offline.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
     },
 }
 
@@ -359,8 +414,9 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             connector,
             op,
             input,
+            replay,
         } => {
-            let config = load_config(&config)?;
+            let mut config = load_config(&config)?;
             let only: Vec<String> = match (config.connector(&connector), config.route(&connector)) {
                 (Some(_), _) => vec![connector.clone()],
                 (None, Some(r)) => r.connectors.clone(),
@@ -381,6 +437,9 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 Some(s) => serde_json::from_str(s).context("INPUT is not valid JSON")?,
             };
             let op = Op::parse(&op, input)?;
+            if let Some(file) = replay {
+                replay_from(&mut config, &only, &file)?;
+            }
             let a = Airlock::start(
                 config,
                 scrubber.clone(),
@@ -428,10 +487,18 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             full,
             status,
             json,
+            replay,
         } => {
-            let config = load_config(&config)?;
+            let mut config = load_config(&config)?;
             if status {
                 return sync_status(&config, json);
+            }
+            if let Some(file) = replay {
+                let ids: Vec<String> = match &connector {
+                    Some(c) => vec![c.clone()],
+                    None => config.connectors.iter().map(|c| c.id.clone()).collect(),
+                };
+                replay_from(&mut config, &ids, &file)?;
             }
             sync_cmd(config, connector, stream, full, json, scrubber).await
         }
@@ -521,13 +588,72 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             max_pages,
             max_rate_limit_wait,
             json,
+            replay,
+            record,
         } => {
-            let config = load_config(&config)?;
+            let mut config = load_config(&config)?;
             let opts = airlock::conformance::Options {
                 max_pages,
                 max_rate_limit_wait,
             };
-            conformance_cmd(config, &file, connector.as_deref(), &opts, json, scrubber).await
+            // The cassette goes on the connector under test, or on every one when the kit is
+            // left to pick (only the one it tests is loaded).
+            let ids: Vec<String> = match &connector {
+                Some(c) => vec![c.clone()],
+                None => config.connectors.iter().map(|c| c.id.clone()).collect(),
+            };
+            if let Some(f) = replay {
+                replay_from(&mut config, &ids, &f)?;
+            }
+            let recorder = match &record {
+                Some(_) => {
+                    learn_all_secrets(&config, &scrubber)?;
+                    let rec = Arc::new(Recorder::new(scrubber.clone()));
+                    set_cassette(&mut config, &ids, CassetteMode::Record(rec.clone()));
+                    Some(rec)
+                }
+                None => None,
+            };
+            let (code, tested) = conformance_cmd(
+                config,
+                &file,
+                connector.as_deref(),
+                &opts,
+                json,
+                scrubber.clone(),
+            )
+            .await?;
+            if let (Some(out), Some(rec)) = (record, recorder) {
+                let n = rec.save(&out, &tested).map_err(anyhow::Error::msg)?;
+                eprintln!("recorded {n} exchanges to {}", out.display());
+            }
+            Ok(code)
+        }
+        Command::Record {
+            config,
+            connector,
+            out,
+            streams,
+            no_sync,
+            invokes,
+            inputs,
+            searches,
+            gets,
+            max_pages,
+        } => {
+            let config = load_config(&config)?;
+            let plan = RecordPlan {
+                connector,
+                out,
+                streams,
+                no_sync,
+                invokes,
+                inputs,
+                searches,
+                gets,
+                max_pages,
+            };
+            record_cmd(config, plan, scrubber).await
         }
     }
 }
@@ -726,7 +852,7 @@ async fn conformance_cmd(
     opts: &airlock::conformance::Options,
     json: bool,
     scrubber: Scrubber,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(ExitCode, String)> {
     let report = airlock::conformance::run(config, file, connector, scrubber.clone(), opts).await?;
     if json {
         println!(
@@ -753,10 +879,193 @@ async fn conformance_cmd(
             report.outcomes.len() - failed - skipped
         );
     }
-    Ok(if report.passed() {
+    let code = if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    };
+    Ok((code, report.connector))
+}
+
+/// Points `ids` at a cassette to replay, after checking it reads (a CLI path is relative to the
+/// working directory).
+fn replay_from(config: &mut Config, ids: &[String], file: &Path) -> anyhow::Result<()> {
+    let file =
+        std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
+    Replay::load(&file).map_err(anyhow::Error::msg)?;
+    set_cassette(config, ids, CassetteMode::Replay(file));
+    Ok(())
+}
+
+fn set_cassette(config: &mut Config, ids: &[String], mode: CassetteMode) {
+    for c in config.connectors.iter_mut().filter(|c| ids.contains(&c.id)) {
+        c.cassette = Some(mode.clone());
+    }
+}
+
+/// Teaches the scrubber every secret the config references and every vault secret, so a
+/// cassette holds none of them, whichever connector used it.
+fn learn_all_secrets(config: &Config, scrubber: &Scrubber) -> anyhow::Result<()> {
+    let dir = &config.server.data_dir;
+    let conn = airlock::store::open(dir)?;
+    let vault = Vault::open(dir)?;
+    let refs = config.grants.iter().flat_map(|g| g.auth.secret_refs());
+    // Unresolvable references fail the connector's own load later, with the reason.
+    let _ = airlock::capabilities::secrets::resolve_all(refs, &vault, &conn, scrubber);
+    for (name, _) in Vault::list(&conn)? {
+        if let Ok(Some(v)) = vault.get(&conn, &name) {
+            scrubber.add(&v);
+        }
+    }
+    Ok(())
+}
+
+/// What `airlock record` runs.
+struct RecordPlan {
+    connector: String,
+    out: PathBuf,
+    streams: Vec<String>,
+    no_sync: bool,
+    invokes: Vec<String>,
+    inputs: Vec<String>,
+    searches: Vec<String>,
+    gets: Vec<String>,
+    max_pages: usize,
+}
+
+async fn record_cmd(
+    mut config: Config,
+    plan: RecordPlan,
+    scrubber: Scrubber,
+) -> anyhow::Result<ExitCode> {
+    let id = plan.connector.clone();
+    if config.connector(&id).is_none() {
+        bail!(
+            "{}: no connector `{id}` is configured",
+            config.path.display()
+        );
+    }
+    if plan.inputs.len() > plan.invokes.len() {
+        bail!(
+            "--input given {} times but --invoke only {}: each --input belongs to the --invoke at its position",
+            plan.inputs.len(),
+            plan.invokes.len()
+        );
+    }
+    // Parse every operation first: a typo should not cost a recording.
+    let mut ops: Vec<(String, Op)> = Vec::new();
+    for q in &plan.searches {
+        ops.push((
+            format!("search {q:?}"),
+            Op::parse("search", serde_json::json!({ "query": q }))?,
+        ));
+    }
+    for g in &plan.gets {
+        ops.push((
+            format!("get {g}"),
+            Op::parse("get", serde_json::json!({ "id": g }))?,
+        ));
+    }
+    for (i, action) in plan.invokes.iter().enumerate() {
+        let input: serde_json::Value = match plan.inputs.get(i) {
+            Some(s) => serde_json::from_str(s)
+                .with_context(|| format!("--input of --invoke {action} is not valid JSON"))?,
+            None => serde_json::json!({}),
+        };
+        ops.push((format!("invoke {action}"), Op::parse(action, input)?));
+    }
+    learn_all_secrets(&config, &scrubber)?;
+    let rec = Arc::new(Recorder::new(scrubber.clone()));
+    set_cassette(
+        &mut config,
+        std::slice::from_ref(&id),
+        CassetteMode::Record(rec.clone()),
+    );
+    let only = [id.clone()];
+    let a = Airlock::start(
+        config,
+        scrubber.clone(),
+        StartOptions {
+            only: Some(&only),
+            max_instances: 4,
+        },
+    )
+    .await?;
+    let c = a
+        .connector(&id)
+        .map_err(|e| anyhow::anyhow!(scrubber.scrub(&e.to_string())))?
+        .clone();
+    let mut failures = 0;
+    eprintln!("recording {id}: health");
+    if let Err(e) = c.invoke(Op::Health).await {
+        eprintln!("  health: {}", scrubber.scrub(&e.to_string()));
+    }
+    if !plan.no_sync {
+        let all: Vec<String> = c.info.streams.iter().map(|s| s.name.clone()).collect();
+        for s in &plan.streams {
+            if !all.contains(s) {
+                bail!(
+                    "connector `{id}` has no stream `{s}` (it has: {})",
+                    all.join(", ")
+                );
+            }
+        }
+        let streams = if plan.streams.is_empty() {
+            all
+        } else {
+            plan.streams.clone()
+        };
+        for s in &streams {
+            // Page by page from no cursor, committing nothing: `sync --replay` into an empty
+            // store then asks exactly these requests.
+            let (mut cursor, mut pages, mut records) = (None::<String>, 0usize, 0usize);
+            loop {
+                match c.sync_page(s, cursor.clone()).await {
+                    Ok(p) => {
+                        pages += 1;
+                        records += p.upserts.len() + p.deletes.len();
+                        eprintln!("recording {id}/{s}: page {pages}, {records} records");
+                        if p.done {
+                            break;
+                        }
+                        if p.next_cursor.is_none() || p.next_cursor == cursor {
+                            eprintln!(
+                                "error: {id}/{s}: page is not done but has no new cursor; stopped"
+                            );
+                            failures += 1;
+                            break;
+                        }
+                        if pages >= plan.max_pages {
+                            eprintln!("error: {id}/{s}: not done after {pages} pages; stopped");
+                            failures += 1;
+                            break;
+                        }
+                        cursor = p.next_cursor;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {id}/{s}: {}", scrubber.scrub(&e.to_string()));
+                        failures += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // Explicit operations may fail on purpose (recording an error path): reported, not fatal.
+    for (label, op) in ops {
+        eprintln!("recording {id}: {label}");
+        if let Err(e) = c.invoke(op).await {
+            eprintln!("  {label}: {}", scrubber.scrub(&e.to_string()));
+        }
+    }
+    a.flush();
+    let n = rec.save(&plan.out, &id).map_err(anyhow::Error::msg)?;
+    println!("recorded {n} exchanges to {}", plan.out.display());
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("the sync did not finish: the cassette covers only what ran");
+        ExitCode::from(2)
     })
 }
 

@@ -28,6 +28,9 @@ pub enum GrantAuth {
         value: HeaderValue,
     },
     OAuth2(OAuth2),
+    /// Replay: no secret is resolved and nothing is injected (no request leaves the host), but
+    /// the header stays forbidden to the connector exactly as live.
+    Withheld(Option<HeaderName>),
 }
 
 pub struct OAuth2 {
@@ -123,10 +126,20 @@ impl GrantAuth {
         })
     }
 
+    /// The credentials of `auth` for replay: never resolved, never sent.
+    pub fn withheld(auth: &AuthConfig) -> GrantAuth {
+        GrantAuth::Withheld(match auth {
+            AuthConfig::None => None,
+            AuthConfig::Header { name, .. } => Some(name.clone()),
+            _ => Some(header::AUTHORIZATION),
+        })
+    }
+
     /// The header this grant's credentials travel in (guests may not set it).
     pub fn header_name(&self) -> Option<HeaderName> {
         match self {
             GrantAuth::None => None,
+            GrantAuth::Withheld(name) => name.clone(),
             GrantAuth::Static { name, .. } => Some(name.clone()),
             GrantAuth::OAuth2(_) => Some(header::AUTHORIZATION),
         }
@@ -143,7 +156,7 @@ impl GrantAuth {
         on_fetch: impl FnOnce(TokenFetch),
     ) -> Result<(), String> {
         match self {
-            GrantAuth::None => Ok(()),
+            GrantAuth::None | GrantAuth::Withheld(_) => Ok(()),
             GrantAuth::Static { name, value } => {
                 headers.insert(name.clone(), value.clone());
                 Ok(())

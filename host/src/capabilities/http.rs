@@ -16,6 +16,7 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+use crate::cassette::{self, GateCassette};
 use crate::config::{Grant, Limits};
 use crate::scrub::Scrubber;
 use crate::store::audit::{AuditEvent, AuditLog};
@@ -51,6 +52,8 @@ pub struct ConnectorGate {
     credential_headers: Arc<HashSet<HeaderName>>,
     /// Per grant (same order as `grants`): budget, breaker, cache.
     states: Vec<GrantState>,
+    /// Record every exchange, or answer from a cassette instead of the network.
+    cassette: Option<GateCassette>,
 }
 
 /// What every connector's gate shares: the pooled client and where decisions are reported.
@@ -107,7 +110,14 @@ impl ConnectorGate {
             limits,
             metrics,
             credential_headers: Arc::new(credential_headers),
+            cassette: None,
         }
+    }
+
+    /// Records into, or replays from, a cassette (see [`crate::cassette`]).
+    pub fn with_cassette(mut self, cassette: Option<GateCassette>) -> ConnectorGate {
+        self.cassette = cassette;
+        self
     }
 
     /// The hooks for one invocation's store.
@@ -286,6 +296,22 @@ impl ConnectorGate {
         for name in self.credential_headers.iter() {
             parts.headers.remove(name);
         }
+        let recording = match &self.cassette {
+            // Replay answers once the grant allowed the request, without credentials, budget,
+            // breaker, cache or retries: the answer depends on the request alone.
+            Some(GateCassette::Replay(r)) => {
+                return self.replay(r, &parts, &body, grant.index, ev, started);
+            }
+            // The connector's own request, taken before any credential goes in.
+            Some(GateCassette::Record(r)) => Some((
+                r.clone(),
+                parts.method.to_string(),
+                parts.uri.to_string(),
+                parts.headers.clone(),
+                body.clone(),
+            )),
+            None => None,
+        };
         let client = self.net.client(grant.allow_private);
         let timeout = first_byte_timeout(&self.limits, options.as_ref());
         let audit = self.audit.clone();
@@ -321,19 +347,111 @@ impl ConnectorGate {
             ));
         }
 
-        self.send_with_resilience(
-            Outgoing {
-                deadline,
-                idx,
-                parts,
+        let result = self
+            .send_with_resilience(
+                Outgoing {
+                    deadline,
+                    idx,
+                    parts,
+                    body,
+                    timeout,
+                    client,
+                },
+                ev,
+                started,
+            )
+            .await;
+        match recording {
+            Some((rec, method, url, headers, body)) => {
+                let creds: Vec<HeaderName> = self.credential_headers.iter().cloned().collect();
+                record(result, |outcome| {
+                    rec.record(&method, &url, headers, body, outcome, creds)
+                })
+                .await
+            }
+            None => result,
+        }
+    }
+
+    /// The answer a cassette recorded for this request, or a 599 `no-recording` when it has none;
+    /// audited like a live answer, with the cassette in the reason.
+    fn replay(
+        &self,
+        replay: &cassette::Replay,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        grant: usize,
+        mut ev: AuditEvent,
+        started: Instant,
+    ) -> SendResult {
+        let url = parts.uri.to_string();
+        let Some(served) = replay.next(parts.method.as_str(), &url, body) else {
+            let with_body = if body.is_empty() {
+                String::new()
+            } else {
+                format!(" with this {}-byte body", body.len())
+            };
+            let message = format!(
+                "no recorded exchange for {} {url}{with_body} in cassette {}",
+                parts.method,
+                replay.path().display()
+            );
+            tracing::warn!(connector = %self.connector, invocation = %ev.invocation, "{message}");
+            self.count(&ev, "no-recording");
+            ev.status = Some(cassette::NO_RECORDING_STATUS);
+            ev.decision = "no-recording".into();
+            ev.reason = format!("grant[{grant}]; replay: {message}");
+            ev.latency_ms = Some(ms(started.elapsed()));
+            self.audit.record(ev);
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            headers.insert(
+                HeaderName::from_static("x-airlock-gate"),
+                http::HeaderValue::from_static("no-recording"),
+            );
+            let body = serde_json::json!({"error": {"code": "no-recording", "message": message}});
+            return Ok(respond(
+                http::StatusCode::from_u16(cassette::NO_RECORDING_STATUS)
+                    .unwrap_or(http::StatusCode::BAD_GATEWAY),
+                headers,
+                Bytes::from(body.to_string()),
+            ));
+        };
+        let reason = format!(
+            "grant[{grant}]; replayed exchanges[{}] of {}{}",
+            served.index,
+            replay.path().display(),
+            if served.repeat { " (again)" } else { "" }
+        );
+        match served.answer {
+            cassette::Answer::Response {
+                status,
+                headers,
                 body,
-                timeout,
-                client,
-            },
-            ev,
-            started,
-        )
-        .await
+            } => {
+                self.count(&ev, status.as_str());
+                ev.status = Some(status.as_u16());
+                ev.bytes = Some(body.len() as u64);
+                ev.decision = "allow".into();
+                ev.reason = reason;
+                ev.latency_ms = Some(ms(started.elapsed()));
+                self.audit.record(ev);
+                Ok(respond(*status, headers.clone(), body.clone()))
+            }
+            cassette::Answer::Error(kind) => {
+                let code = cassette::error_code(kind)
+                    .unwrap_or(HttpError::InternalError(Some(kind.clone())));
+                Err(self.fail(
+                    ev,
+                    started,
+                    format!("{reason}: recorded transport error `{kind}`"),
+                    code,
+                ))
+            }
+        }
     }
 
     /// Cache lookup, then attempts under the grant's breaker and budget, retrying transient
@@ -820,6 +938,27 @@ fn malformed_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
         })
         .unwrap_or(false);
     json && !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
+}
+
+/// Hands what the connector gets to the recorder, and passes it on unchanged.
+async fn record(result: SendResult, sink: impl FnOnce(cassette::Outcome)) -> SendResult {
+    match result {
+        Ok((resp, _io)) => {
+            let (rparts, body) = resp.into_parts();
+            // The gate's answers are in memory already; collecting them cannot block.
+            let bytes = body.collect().await?.to_bytes();
+            sink(cassette::Outcome::Response {
+                status: rparts.status,
+                headers: rparts.headers.clone(),
+                body: bytes.clone(),
+            });
+            Ok(respond(rparts.status, rparts.headers, bytes))
+        }
+        Err(e) => {
+            sink(cassette::Outcome::Error(cassette::error_name(&e).into()));
+            Err(e)
+        }
+    }
 }
 
 fn build_request(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {
