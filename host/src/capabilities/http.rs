@@ -115,6 +115,7 @@ impl ConnectorGate {
     pub fn hooks(
         self: &Arc<Self>,
         invocation: Arc<str>,
+        principal: Option<Arc<str>>,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
         deadline: Instant,
@@ -122,17 +123,21 @@ impl ConnectorGate {
         InvocationHooks {
             gate: self.clone(),
             invocation,
+            principal,
             writes_action,
             approved_writes,
             deadline,
         }
     }
 
-    fn event(&self, invocation: &str) -> AuditEvent {
+    /// An `http` row of an invocation; named explicitly with its principal, because the send
+    /// future may run outside the task that holds the call context.
+    fn event(&self, invocation: &str, principal: Option<&str>) -> AuditEvent {
         AuditEvent {
             connector: self.connector.clone(),
             invocation: invocation.to_string(),
             event: "http".into(),
+            principal: principal.map(str::to_string),
             ..Default::default()
         }
     }
@@ -199,6 +204,7 @@ impl ConnectorGate {
     async fn send(
         self: Arc<Self>,
         invocation: Arc<str>,
+        principal: Option<Arc<str>>,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
         deadline: Instant,
@@ -207,7 +213,7 @@ impl ConnectorGate {
     ) -> SendResult {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        let mut ev = self.event(&invocation);
+        let mut ev = self.event(&invocation, principal.as_deref());
         let scheme = parts
             .uri
             .scheme_str()
@@ -289,7 +295,7 @@ impl ConnectorGate {
         let client = self.net.client(grant.allow_private);
         let timeout = first_byte_timeout(&self.limits, options.as_ref());
         let audit = self.audit.clone();
-        let token_event = self.event(&invocation);
+        let token_event = self.event(&invocation, principal.as_deref());
         if let Err(e) = self.auths[idx]
             .apply(
                 &mut parts.headers,
@@ -872,6 +878,8 @@ fn ms(d: Duration) -> f64 {
 pub struct InvocationHooks {
     gate: Arc<ConnectorGate>,
     invocation: Arc<str>,
+    /// Who asked for the invocation (named in its audit rows).
+    principal: Option<Arc<str>>,
     /// The action's name when the invocation runs an action marked `writes`.
     writes_action: Option<Arc<str>>,
     /// Whether a write action's writes were approved (or run by the operator's own code).
@@ -886,9 +894,10 @@ impl WasiHttpHooks for InvocationHooks {
         let creds = self.gate.credential_headers.clone();
         let gate = self.gate.clone();
         let invocation = self.invocation.clone();
+        let principal = self.principal.clone();
         Arc::new(move |name: &HeaderName| {
             if creds.contains(name) {
-                let mut ev = gate.event(&invocation);
+                let mut ev = gate.event(&invocation, principal.as_deref());
                 ev.event = "header".into();
                 ev.decision = "deny".into();
                 ev.reason = format!(
@@ -915,6 +924,7 @@ impl WasiHttpHooks for InvocationHooks {
             .unwrap_or(self.deadline);
         Box::new(gate.send(
             invocation,
+            self.principal.clone(),
             self.writes_action.clone(),
             self.approved_writes,
             deadline,

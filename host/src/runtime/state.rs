@@ -24,12 +24,14 @@ pub struct State {
     pub(crate) limiter: MemoryLimiter,
     ctx: Arc<ConnectorCtx>,
     invocation: Arc<str>,
+    principal: Option<Arc<str>>,
 }
 
 impl State {
     pub fn new(
         ctx: Arc<ConnectorCtx>,
         invocation: Arc<str>,
+        principal: Option<Arc<str>>,
         memory_bytes: usize,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
@@ -44,12 +46,17 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: ctx
-                .gate
-                .hooks(invocation.clone(), writes_action, approved_writes, deadline),
+            hooks: ctx.gate.hooks(
+                invocation.clone(),
+                principal.clone(),
+                writes_action,
+                approved_writes,
+                deadline,
+            ),
             limiter: MemoryLimiter::new(memory_bytes),
             ctx,
             invocation,
+            principal,
         }
     }
 }
@@ -108,6 +115,7 @@ impl host::Host for State {
             connector: self.ctx.id.clone(),
             invocation: self.invocation.to_string(),
             event: "secret".into(),
+            principal: self.principal.as_deref().map(str::to_string),
             ..Default::default()
         };
         match answer {
