@@ -46,7 +46,9 @@ pub async fn no_such_route() -> Response {
     )
 }
 
-/// Fallback for a known path called with a method it does not serve.
+/// Fallback for a known path called with a method it does not serve. axum adds the `Allow`
+/// header (the route's methods, as RFC 9110 requires) around this answer, outside every layer,
+/// so the handler cannot name them itself.
 pub async fn method_not_allowed() -> Response {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -56,42 +58,9 @@ pub async fn method_not_allowed() -> Response {
     )
 }
 
-/// A 405 names the methods the route serves, in the message as in the `Allow` header (which
-/// axum sets from the route's method router; RFC 9110 requires it on every 405).
-fn name_allowed_methods(resp: Response) -> Response {
-    let allow = resp
-        .headers()
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.replace(',', ", "));
-    let message = match &allow {
-        Some(methods) if !methods.is_empty() => {
-            format!("this route serves only {methods}; GET /v1/openapi.json describes the API")
-        }
-        _ => "this route does not serve that method; GET /v1/openapi.json describes the API"
-            .to_string(),
-    };
-    let (parts, _) = resp.into_parts();
-    let mut out = error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        &message,
-        None,
-    );
-    for (k, v) in parts.headers.iter() {
-        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
-            out.headers_mut().insert(k.clone(), v.clone());
-        }
-    }
-    out
-}
-
 /// Rewrites any plain-text error response (from an extractor or a layer) into the JSON shape.
 pub async fn ensure_json(resp: Response) -> Response {
     let status = resp.status();
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        return name_allowed_methods(resp);
-    }
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)

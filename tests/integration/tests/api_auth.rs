@@ -552,8 +552,9 @@ async fn every_405_names_the_allowed_methods_in_an_allow_header() {
             );
         }
         let v: Value = serde_json::from_str(&body).expect("JSON error");
-        assert_eq!(v["error"]["code"], "method-not-allowed", "{body}");
-        let message = v["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(methods[0].as_str()), "{message}");
+        assert_eq!(
+            v["error"]["code"], "method-not-allowed",
+            "{wrong} {path}: {body}"
+        );
     }
 }

@@ -190,7 +190,7 @@
         const tr = el('tr', null,
           td('#' + text(g.grant)),
           td(badge(text(g.breaker), (BREAKER[g.breaker] || 'warn') + ' breaker')),
-          td(`${text(g.rate_per_second)}/s, burst ${text(g.burst)}`),
+          td(`${text(g.rate_per_second)}/s (burst ${text(g.burst)})`),
           td(`${text(g.in_flight)} / ${text(g.concurrency)}`),
           td(g.paused_for_secs > 0 ? 'paused ' + Math.ceil(g.paused_for_secs) + ' s' : '—'),
           td(g.cache_ttl_secs ? text(g.cache_ttl_secs) + ' s' : '—'));
@@ -290,7 +290,10 @@
     box.replaceChildren(head, table(['status', 'action', 'requested by', 'asked', 'input', 'decision'], rows));
   }
 
-  const DECISION = { allow: 'ok', ok: 'ok', deny: 'bad', error: 'bad', 'rate-limited': 'warn', 'circuit-open': 'bad' };
+  const DECISION = {
+    allow: 'ok', ok: 'ok', deny: 'bad', error: 'bad', 'rate-limited': 'warn', 'circuit-open': 'bad',
+    pending: 'warn', approved: 'info', denied: 'muted', created: 'info', revoked: 'muted',
+  };
 
   function renderAudit(r) {
     const box = $('audit');
