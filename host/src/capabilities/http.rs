@@ -203,8 +203,10 @@ impl ConnectorGate {
 
     async fn send(
         self: Arc<Self>,
-        invocation: Arc<str>,
-        principal: Option<Arc<str>>,
+        Caller {
+            invocation,
+            principal,
+        }: Caller,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
         deadline: Instant,
@@ -874,6 +876,12 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
+/// Which invocation a request belongs to and who asked for it (both named in its audit rows).
+struct Caller {
+    invocation: Arc<str>,
+    principal: Option<Arc<str>>,
+}
+
 /// The `WasiHttpHooks` of one invocation.
 pub struct InvocationHooks {
     gate: Arc<ConnectorGate>,
@@ -922,9 +930,12 @@ impl WasiHttpHooks for InvocationHooks {
             .deadline
             .checked_sub(DEADLINE_MARGIN)
             .unwrap_or(self.deadline);
-        Box::new(gate.send(
+        let caller = Caller {
             invocation,
-            self.principal.clone(),
+            principal: self.principal.clone(),
+        };
+        Box::new(gate.send(
+            caller,
             self.writes_action.clone(),
             self.approved_writes,
             deadline,
