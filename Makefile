@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot run test bench fmt clippy clean help
+.PHONY: all build host connectors test-components polyglot chromium run test bench fmt clippy clean help
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -23,6 +23,10 @@ build: host connectors
 # The wasm target is installed on demand so a fresh machine needs nothing else.
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -q '^$(WASM_TARGET)$$' || rustup target add $(WASM_TARGET)
+
+# The dashboard test drives Debian's chromium headless; installed on demand like the wasm target.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 host:
 	$(CARGO) build --release -p airlock -p fake-saas
@@ -74,7 +78,7 @@ $(POLYGLOT)/js_confluence.wasm: $(JS_DIR)/node_modules/.package-lock.json $(wild
 run: build
 	@./examples/run-demo.sh
 
-test: build test-components polyglot
+test: build test-components polyglot chromium
 	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests
 
 bench: build test-components

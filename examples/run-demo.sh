@@ -29,6 +29,9 @@ Airlock demo: daemon on http://127.0.0.1:7700; local fakes: Confluence :8781, Ze
 Jira SM :8783, Atera :8784, Azure :8785, OpenAI :8786, LM Studio :8787, Azure OpenAI :8788,
 Microsoft Graph :8789.
 The daemon syncs every stream into its local store now and every 5 minutes.
+Dashboard (connectors, sync, approvals, audit; the token is in the fragment, which the browser
+keeps to itself and the page moves into session storage):
+  http://127.0.0.1:7700/#token=$TOKEN
 Every /v1 route needs a bearer token. An admin token of the demo (tenant "default"; a new one
 each run, shown only now):
   export AIRLOCK_TOKEN=$TOKEN

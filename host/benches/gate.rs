@@ -88,6 +88,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
                 State::new(
                     ctx,
                     "bench".into(),
+                    None,
                     64 << 20,
                     None,
                     true,

@@ -179,13 +179,15 @@ fn preapproved(a: &Airlock, id: &str) -> bool {
     })
 }
 
-fn audit(a: &Airlock, approval: &Approval, decision: &str, reason: String) {
+/// An `approval` row; `by` is who asked (`pending`) or who decided (the rest).
+fn audit(a: &Airlock, approval: &Approval, by: &str, decision: &str, reason: String) {
     a.audit.record(AuditEvent {
         connector: approval.connector.clone(),
         invocation: approval.id.clone(),
         event: "approval".into(),
         decision: decision.into(),
         reason,
+        principal: Some(by.to_string()),
         ..Default::default()
     });
 }
@@ -204,7 +206,7 @@ pub async fn request(
     {
         if preapproved(a, id) {
             let v = context::with(
-                CallContext::approved(&ulid::Ulid::new().to_string()),
+                CallContext::approved(&ulid::Ulid::new().to_string()).by(requested_by),
                 a.invoke(id, op),
             )
             .await?;
@@ -235,12 +237,13 @@ pub async fn request(
         audit(
             a,
             &approval,
+            requested_by,
             "pending",
             format!("`{requested_by}` asked to run write action `{name}`"),
         );
         return Ok(Requested::Pending(Box::new(approval)));
     }
-    let v = context::with(CallContext::requested(), a.invoke(id, op)).await?;
+    let v = context::with(CallContext::requested().by(requested_by), a.invoke(id, op)).await?;
     Ok(Requested::Done(v))
 }
 
@@ -250,13 +253,14 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
     let approval =
         a.db.run(move |conn| Ok(decide(conn, &id_owned, "approved", &by_owned)))
             .await??;
-    audit(a, &approval, "approved", format!("approved by `{by}`"));
+    audit(a, &approval, by, "approved", format!("approved by `{by}`"));
     let op = Op::Action {
         name: approval.action.clone(),
         input: approval.input.clone(),
     };
+    // The run is the decider's doing: its rows name who approved it.
     let outcome = context::with(
-        CallContext::approved(&approval.id),
+        CallContext::approved(&approval.id).by(by),
         a.invoke(&approval.connector, op),
     )
     .await
@@ -264,10 +268,11 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
     let (id_owned, o) = (approval.id.clone(), outcome.clone());
     a.db.run(move |conn| finish(conn, &id_owned, &o)).await?;
     match &outcome {
-        Ok(_) => audit(a, &approval, "ok", "the approved action ran".into()),
+        Ok(_) => audit(a, &approval, by, "ok", "the approved action ran".into()),
         Err(e) => audit(
             a,
             &approval,
+            by,
             "error",
             format!("the approved action failed: {e}"),
         ),
@@ -284,7 +289,7 @@ pub async fn deny(a: &Airlock, id: &str, by: &str) -> Result<Approval, ApprovalE
     let approval =
         a.db.run(move |conn| Ok(decide(conn, &id_owned, "denied", &by_owned)))
             .await??;
-    audit(a, &approval, "denied", format!("denied by `{by}`"));
+    audit(a, &approval, by, "denied", format!("denied by `{by}`"));
     Ok(approval)
 }
 

@@ -12,6 +12,7 @@ use airlock::app::{Airlock, StartOptions};
 use airlock::cassette::{CassetteMode, Recorder, Replay};
 use airlock::config::Config;
 use airlock::runtime::connector::{self, Op};
+use airlock::runtime::context::CallContext;
 use airlock::scrub::{MIN_SECRET_LEN, Scrubber};
 use airlock::store::{audit, vault::Vault};
 
@@ -578,7 +579,7 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
         }
         Command::Tokens { config, action } => {
             let config = load_config(&config)?;
-            tokens_cmd(&config, action)
+            tokens_cmd(&config, action, scrubber)
         }
         Command::New { what } => new_cmd(what),
         Command::Conformance {
@@ -747,9 +748,33 @@ async fn approvals_cmd(
     }
 }
 
-fn tokens_cmd(config: &Config, action: TokensCmd) -> anyhow::Result<ExitCode> {
+/// A `token` audit row, written by the CLI user: which token (id, principal, tenant, admin),
+/// never its value.
+fn token_audit(log: &audit::AuditLog, decision: &str, t: &airlock::store::tokens::TokenInfo) {
+    log.record(audit::AuditEvent {
+        // Tokens belong to no connector.
+        connector: String::new(),
+        invocation: t.id.clone(),
+        event: "token".into(),
+        decision: decision.into(),
+        reason: format!(
+            "token {} {decision} for principal `{}` in tenant `{}` (admin: {}, groups: [{}])",
+            t.id,
+            t.principal,
+            t.tenant,
+            t.admin,
+            t.groups.join(",")
+        ),
+        principal: Some(cli_user()),
+        ..Default::default()
+    });
+}
+
+fn tokens_cmd(config: &Config, action: TokensCmd, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
     use airlock::store::tokens;
     let mut conn = airlock::store::open(&config.server.data_dir)?;
+    // Dropped at the end of the command, which flushes the rows.
+    let writer = audit::AuditWriter::start(&config.server.data_dir, scrubber)?;
     match action {
         TokensCmd::Create {
             principal,
@@ -769,6 +794,7 @@ fn tokens_cmd(config: &Config, action: TokensCmd) -> anyhow::Result<ExitCode> {
                 );
             }
             let (info, token) = tokens::create(&mut conn, &principal, &tenant, &groups, admin)?;
+            token_audit(&writer.log(), "created", &info);
             eprintln!(
                 "created {} for principal `{}` in tenant `{}`{}{}; the token is shown only now:",
                 info.id,
@@ -811,7 +837,11 @@ fn tokens_cmd(config: &Config, action: TokensCmd) -> anyhow::Result<ExitCode> {
             if ids.is_empty() {
                 bail!("no live token has the id or principal `{target}`");
             }
+            let all = tokens::list(&conn)?;
             for id in ids {
+                if let Some(info) = all.iter().find(|t| t.id == id) {
+                    token_audit(&writer.log(), "revoked", info);
+                }
                 println!("revoked {id}");
             }
         }
@@ -1266,7 +1296,7 @@ async fn sync_cmd(
                 pb
             });
             let mut last_line = std::time::Instant::now();
-            let result = airlock::sync::run_stream(&a, id, &s, full, |p| {
+            let run = airlock::sync::run_stream(&a, id, &s, full, |p| {
                 let msg = format!(
                     "{}/{}: {} pages, {} records, {:.0} records/s",
                     p.connector,
@@ -1284,8 +1314,9 @@ async fn sync_cmd(
                     }
                     None => {}
                 }
-            })
-            .await;
+            });
+            let ctx = CallContext::trusted().by(&cli_user());
+            let result = airlock::runtime::context::with(ctx, run).await;
             if let Some(pb) = bar {
                 pb.finish_and_clear();
             }
@@ -1440,8 +1471,13 @@ fn audit_cmd(config: &Config, action: AuditCmd) -> anyhow::Result<ExitCode> {
                         .map(|l| format!(" {l:.1}ms"))
                         .unwrap_or_default();
                     let bytes = e.bytes.map(|b| format!(" {b}B")).unwrap_or_default();
+                    let by = e
+                        .principal
+                        .as_deref()
+                        .map(|p| format!("  [by {p}]"))
+                        .unwrap_or_default();
                     println!(
-                        "{:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}",
+                        "{:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}{by}",
                         r.seq, r.ts, e.connector, e.event, e.decision, e.reason
                     );
                 }

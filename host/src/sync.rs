@@ -357,7 +357,10 @@ pub fn spawn_scheduler_for(a: Arc<Airlock>, ids: &[String]) {
                     if !current(&a) {
                         return;
                     }
-                    match run_stream(&a, &id, &stream, false, |_| {}).await {
+                    let ctx =
+                        crate::runtime::context::CallContext::trusted().by("daemon:scheduler");
+                    let run = run_stream(&a, &id, &stream, false, |_| {});
+                    match crate::runtime::context::with(ctx, run).await {
                         Ok(r) => {
                             tracing::info!(connector = %id, stream = %stream, "sync run: {} pages, {} upserts, {} deletes in {:.1}s ({:?})", r.pages, r.upserts, r.deletes, r.seconds, r.end);
                             if matches!(r.end, RunEnd::RateLimited { .. }) {

@@ -46,7 +46,9 @@ pub async fn no_such_route() -> Response {
     )
 }
 
-/// Fallback for a known path called with a method it does not serve.
+/// Fallback for a known path called with a method it does not serve. axum adds the `Allow`
+/// header (the route's methods, as RFC 9110 requires) around this answer, outside every layer,
+/// so the handler cannot name them itself.
 pub async fn method_not_allowed() -> Response {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,

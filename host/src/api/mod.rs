@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 pub mod auth;
+pub mod dashboard;
 pub mod errors;
 pub mod openapi;
 
@@ -73,6 +74,9 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
     // MCP over streamable HTTP: a protocol endpoint, not a REST resource, so outside the route
     // table and the OpenAPI description (docs/api.md describes it).
     r = r.route("/mcp", crate::mcp::route(airlock.clone()));
+    // The dashboard: static, open pages that call /v1 from the browser with the user's token;
+    // not API resources, so outside the route table and the OpenAPI description too.
+    r = r.merge(dashboard::routes());
     r.fallback(errors::no_such_route)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::ensure_json))
@@ -318,8 +322,11 @@ async fn sync_trigger(
         }
         started.push(s.clone());
         let (a, id, full) = (a.clone(), id.clone(), body.full);
+        // The run's audit rows name the admin who triggered it.
+        let ctx = crate::runtime::context::CallContext::trusted().by(&format!("token:{}", p.name));
         tokio::spawn(async move {
-            if let Err(e) = crate::sync::run_stream(&a, &id, &s, full, |_| {}).await {
+            let run = crate::sync::run_stream(&a, &id, &s, full, |_| {});
+            if let Err(e) = crate::runtime::context::with(ctx, run).await {
                 tracing::warn!(connector = %id, stream = %s, "triggered sync failed: {e}");
             }
         });
@@ -446,6 +453,7 @@ struct AuditParams {
     since: Option<String>,
     until: Option<String>,
     decision: Option<String>,
+    principal: Option<String>,
     limit: Option<usize>,
 }
 
@@ -501,6 +509,7 @@ async fn audit_query(
                     since: since.as_deref(),
                     until: until.as_deref(),
                     decision: q.decision.as_deref(),
+                    principal: q.principal.as_deref(),
                     limit,
                 },
             )

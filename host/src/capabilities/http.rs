@@ -125,6 +125,7 @@ impl ConnectorGate {
     pub fn hooks(
         self: &Arc<Self>,
         invocation: Arc<str>,
+        principal: Option<Arc<str>>,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
         deadline: Instant,
@@ -132,17 +133,21 @@ impl ConnectorGate {
         InvocationHooks {
             gate: self.clone(),
             invocation,
+            principal,
             writes_action,
             approved_writes,
             deadline,
         }
     }
 
-    fn event(&self, invocation: &str) -> AuditEvent {
+    /// An `http` row of an invocation; named explicitly with its principal, because the send
+    /// future may run outside the task that holds the call context.
+    fn event(&self, invocation: &str, principal: Option<&str>) -> AuditEvent {
         AuditEvent {
             connector: self.connector.clone(),
             invocation: invocation.to_string(),
             event: "http".into(),
+            principal: principal.map(str::to_string),
             ..Default::default()
         }
     }
@@ -208,7 +213,10 @@ impl ConnectorGate {
 
     async fn send(
         self: Arc<Self>,
-        invocation: Arc<str>,
+        Caller {
+            invocation,
+            principal,
+        }: Caller,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
         deadline: Instant,
@@ -217,7 +225,7 @@ impl ConnectorGate {
     ) -> SendResult {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        let mut ev = self.event(&invocation);
+        let mut ev = self.event(&invocation, principal.as_deref());
         let scheme = parts
             .uri
             .scheme_str()
@@ -315,7 +323,7 @@ impl ConnectorGate {
         let client = self.net.client(grant.allow_private);
         let timeout = first_byte_timeout(&self.limits, options.as_ref());
         let audit = self.audit.clone();
-        let token_event = self.event(&invocation);
+        let token_event = self.event(&invocation, principal.as_deref());
         if let Err(e) = self.auths[idx]
             .apply(
                 &mut parts.headers,
@@ -1007,10 +1015,18 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
+/// Which invocation a request belongs to and who asked for it (both named in its audit rows).
+struct Caller {
+    invocation: Arc<str>,
+    principal: Option<Arc<str>>,
+}
+
 /// The `WasiHttpHooks` of one invocation.
 pub struct InvocationHooks {
     gate: Arc<ConnectorGate>,
     invocation: Arc<str>,
+    /// Who asked for the invocation (named in its audit rows).
+    principal: Option<Arc<str>>,
     /// The action's name when the invocation runs an action marked `writes`.
     writes_action: Option<Arc<str>>,
     /// Whether a write action's writes were approved (or run by the operator's own code).
@@ -1025,9 +1041,10 @@ impl WasiHttpHooks for InvocationHooks {
         let creds = self.gate.credential_headers.clone();
         let gate = self.gate.clone();
         let invocation = self.invocation.clone();
+        let principal = self.principal.clone();
         Arc::new(move |name: &HeaderName| {
             if creds.contains(name) {
-                let mut ev = gate.event(&invocation);
+                let mut ev = gate.event(&invocation, principal.as_deref());
                 ev.event = "header".into();
                 ev.decision = "deny".into();
                 ev.reason = format!(
@@ -1052,8 +1069,12 @@ impl WasiHttpHooks for InvocationHooks {
             .deadline
             .checked_sub(DEADLINE_MARGIN)
             .unwrap_or(self.deadline);
-        Box::new(gate.send(
+        let caller = Caller {
             invocation,
+            principal: self.principal.clone(),
+        };
+        Box::new(gate.send(
+            caller,
             self.writes_action.clone(),
             self.approved_writes,
             deadline,

@@ -564,6 +564,7 @@ impl LoadedConnector {
         let state = State::new(
             self.ctx.clone(),
             invocation.clone(),
+            call.principal.as_deref().map(Arc::from),
             self.limits.memory_bytes,
             writes_action,
             call.approved_writes,
@@ -603,6 +604,7 @@ impl LoadedConnector {
             decision: if result.is_ok() { "ok" } else { "error" }.into(),
             reason: label.to_string(),
             latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            principal: call.principal.clone(),
             ..Default::default()
         };
         let result = result.map_err(|e| self.scrub_error(e));

@@ -1,6 +1,7 @@
 //! Who an invocation runs for, carried as a tokio task-local from the API or CLI down to the
-//! gate: whether its writes were approved, and the id its audit rows share (an approval's id).
-//! In-process callers that set nothing are the operator's own code and are trusted.
+//! gate: whether its writes were approved, the id its audit rows share (an approval's id), and
+//! the principal who asked (named in every audit row of the invocation). In-process callers that
+//! set nothing are the operator's own code and are trusted.
 
 use std::future::Future;
 
@@ -10,6 +11,9 @@ pub struct CallContext {
     pub approved_writes: bool,
     /// The invocation id to use instead of a fresh one (links audit rows to an approval).
     pub invocation: Option<String>,
+    /// Who asked: `token:NAME` (API or MCP), `cli:USER`, `daemon:scheduler`; None for in-process
+    /// callers that did not say.
+    pub principal: Option<String>,
 }
 
 impl CallContext {
@@ -18,6 +22,7 @@ impl CallContext {
         CallContext {
             approved_writes: true,
             invocation: None,
+            principal: None,
         }
     }
 
@@ -26,6 +31,7 @@ impl CallContext {
         CallContext {
             approved_writes: false,
             invocation: None,
+            principal: None,
         }
     }
 
@@ -34,7 +40,14 @@ impl CallContext {
         CallContext {
             approved_writes: true,
             invocation: Some(approval.to_string()),
+            principal: None,
         }
+    }
+
+    /// The same context, asked for by `principal`.
+    pub fn by(mut self, principal: &str) -> CallContext {
+        self.principal = Some(principal.to_string());
+        self
     }
 }
 
@@ -46,6 +59,11 @@ tokio::task_local! {
 pub fn current() -> CallContext {
     CALL.try_with(Clone::clone)
         .unwrap_or_else(|_| CallContext::trusted())
+}
+
+/// The principal of the current task's context, if any (cheaper than cloning the context).
+pub fn current_principal() -> Option<String> {
+    CALL.try_with(|c| c.principal.clone()).ok().flatten()
 }
 
 /// Runs `f` with `ctx` as the current context.

@@ -25,6 +25,8 @@ pub struct State {
     pub(crate) limiter: MemoryLimiter,
     ctx: Arc<ConnectorCtx>,
     invocation: Arc<str>,
+    /// Who asked for this invocation (audit rows name it).
+    principal: Option<Arc<str>>,
     /// The stream this invocation syncs, if it is a `sync` call: the only stream it may report
     /// progress for.
     sync_stream: Option<Arc<str>>,
@@ -34,6 +36,7 @@ impl State {
     pub fn new(
         ctx: Arc<ConnectorCtx>,
         invocation: Arc<str>,
+        principal: Option<Arc<str>>,
         memory_bytes: usize,
         writes_action: Option<Arc<str>>,
         approved_writes: bool,
@@ -48,12 +51,17 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: ctx
-                .gate
-                .hooks(invocation.clone(), writes_action, approved_writes, deadline),
+            hooks: ctx.gate.hooks(
+                invocation.clone(),
+                principal.clone(),
+                writes_action,
+                approved_writes,
+                deadline,
+            ),
             limiter: MemoryLimiter::new(memory_bytes),
             ctx,
             invocation,
+            principal,
             sync_stream: None,
         }
     }
@@ -83,6 +91,7 @@ impl State {
             connector: self.ctx.id.clone(),
             invocation: self.invocation.to_string(),
             event: "secret".into(),
+            principal: self.principal.as_deref().map(str::to_string),
             ..Default::default()
         };
         match answer {

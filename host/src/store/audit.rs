@@ -34,6 +34,10 @@ pub struct AuditEvent {
     pub status: Option<u16>,
     pub latency_ms: Option<f64>,
     pub bytes: Option<u64>,
+    /// Who asked for the work the row records: `token:NAME` (API or MCP), `cli:USER`,
+    /// `daemon:scheduler`. None on rows written before the column existed, and for work nobody
+    /// named. Filled from the task's call context when the recorder leaves it empty.
+    pub principal: Option<String>,
 }
 
 /// A stored row.
@@ -99,6 +103,9 @@ impl Drop for AuditWriter {
 impl AuditLog {
     /// Queues a row. Text fields are scrubbed of secret values first.
     pub fn record(&self, mut e: AuditEvent) {
+        if e.principal.is_none() {
+            e.principal = crate::runtime::context::current_principal();
+        }
         let s = &self.scrubber;
         s.scrub_in_place(&mut e.reason);
         for field in [&mut e.path, &mut e.host].into_iter().flatten() {
@@ -173,8 +180,9 @@ fn append(conn: &mut Connection, batch: &[(String, Box<AuditEvent>)]) -> rusqlit
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO audit (seq, ts, connector, invocation, event, decision, reason, method,
-               scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+               scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash, principal)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+               ?18)",
         )?;
         for (ts, e) in batch {
             seq += 1;
@@ -196,7 +204,8 @@ fn append(conn: &mut Connection, batch: &[(String, Box<AuditEvent>)]) -> rusqlit
                 e.latency_ms,
                 e.bytes.map(|b| b as i64),
                 prev,
-                hash
+                hash,
+                e.principal
             ])?;
             prev = hash;
         }
@@ -209,9 +218,10 @@ fn append(conn: &mut Connection, batch: &[(String, Box<AuditEvent>)]) -> rusqlit
     tx.commit()
 }
 
-/// The hash covers every column and the previous row's hash.
+/// The hash covers every column and the previous row's hash. The principal joins the hashed
+/// columns only when set, so rows written before it existed still verify unchanged.
 fn row_hash(seq: i64, ts: &str, e: &AuditEvent, prev: &str) -> String {
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         seq,
         ts,
         e.connector,
@@ -229,6 +239,9 @@ fn row_hash(seq: i64, ts: &str, e: &AuditEvent, prev: &str) -> String {
         e.bytes,
         prev
     ]);
+    if let (Some(p), Some(items)) = (&e.principal, canonical.as_array_mut()) {
+        items.push(p.as_str().into());
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -250,6 +263,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
             status: r.get(12)?,
             latency_ms: r.get(13)?,
             bytes: r.get::<_, Option<i64>>(14)?.map(|b| b as u64),
+            principal: r.get(17)?,
         },
         prev_hash: r.get(15)?,
         hash: r.get(16)?,
@@ -258,7 +272,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 
 const COLUMNS: &str =
     "seq, ts, connector, invocation, event, decision, reason, method, scheme, host,
-    port, path, status, latency_ms, bytes, prev_hash, hash";
+    port, path, status, latency_ms, bytes, prev_hash, hash, principal";
 
 /// The last `n` rows, oldest first, optionally for one connector.
 pub fn tail(conn: &Connection, n: usize, connector: Option<&str>) -> anyhow::Result<Vec<AuditRow>> {
@@ -284,6 +298,8 @@ pub struct AuditQuery<'a> {
     /// Rows before this time.
     pub until: Option<&'a str>,
     pub decision: Option<&'a str>,
+    /// Only rows of this principal (`token:alice`, `cli:root`, ...).
+    pub principal: Option<&'a str>,
     pub limit: usize,
 }
 
@@ -294,6 +310,7 @@ pub fn query(conn: &Connection, q: &AuditQuery<'_>) -> anyhow::Result<Vec<AuditR
          WHERE (?1 IS NULL OR connector IN (SELECT value FROM json_each(?1)))
            AND (?2 IS NULL OR connector = ?2) AND (?3 IS NULL OR ts >= ?3)
            AND (?4 IS NULL OR ts < ?4) AND (?5 IS NULL OR decision = ?5)
+           AND (?7 IS NULL OR principal = ?7)
          ORDER BY seq DESC LIMIT ?6"
     );
     let within = q.within.map(serde_json::to_string).transpose()?;
@@ -306,7 +323,8 @@ pub fn query(conn: &Connection, q: &AuditQuery<'_>) -> anyhow::Result<Vec<AuditR
                 q.since,
                 q.until,
                 q.decision,
-                q.limit as i64
+                q.limit as i64,
+                q.principal
             ],
             read_row,
         )?
@@ -482,12 +500,69 @@ mod tests {
         c.execute("UPDATE audit SET seq = seq + 1 WHERE seq = 3", [])
             .unwrap();
         c.execute(
-            "INSERT INTO audit SELECT 3, ts, connector, invocation, event, decision, 'forged', method, scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash FROM audit WHERE seq = 2",
+            "INSERT INTO audit SELECT 3, ts, connector, invocation, event, decision, 'forged', method, scheme, host, port, path, status, latency_ms, bytes, prev_hash, hash, principal FROM audit WHERE seq = 2",
             [],
         )
         .unwrap();
         let v = verify(&c).unwrap();
         assert!(!v.problems.is_empty());
+    }
+
+    #[test]
+    fn the_principal_is_stored_hashed_and_filterable() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = AuditWriter::start(dir.path(), Scrubber::new()).unwrap();
+        let mut e = ev(0);
+        e.principal = Some("token:alice".into());
+        w.log().record(e);
+        w.log().record(ev(1));
+        w.log().flush();
+        let c = crate::store::open(dir.path()).unwrap();
+        let rows = query(
+            &c,
+            &AuditQuery {
+                principal: Some("token:alice"),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].event.principal.as_deref(), Some("token:alice"));
+        assert!(verify(&c).unwrap().problems.is_empty());
+        // Rewriting who asked breaks the chain like any other edit.
+        c.execute(
+            "UPDATE audit SET principal = 'token:mallory' WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        assert!(!verify(&c).unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn rows_without_a_principal_hash_as_before_the_column_existed() {
+        // The canonical form of the first four migrations' rows: no principal in it.
+        let e = ev(7);
+        let old = serde_json::json!([
+            1,
+            "t",
+            e.connector,
+            e.invocation,
+            e.event,
+            e.decision,
+            e.reason,
+            e.method,
+            e.scheme,
+            e.host,
+            e.port,
+            e.path,
+            e.status,
+            e.latency_ms,
+            e.bytes,
+            GENESIS
+        ]);
+        let old = hex::encode(Sha256::digest(old.to_string().as_bytes()));
+        assert_eq!(row_hash(1, "t", &e, GENESIS), old);
     }
 
     #[test]

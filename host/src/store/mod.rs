@@ -126,6 +126,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX approvals_status ON approvals(tenant, status);
     "#,
+    // 5: audit rows name who asked (token principal, CLI user, scheduler); NULL on older rows,
+    // whose hashes therefore stay valid (see store/audit.rs `row_hash`).
+    r#"
+    ALTER TABLE audit ADD COLUMN principal TEXT;
+    CREATE INDEX audit_principal ON audit(principal, seq);
+    "#,
 ];
 
 /// The database file inside a data directory.

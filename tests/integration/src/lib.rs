@@ -303,6 +303,36 @@ pub async fn http_auth(
     )
 }
 
+/// One request without a JSON body: (status, response headers with lowercase names, body text),
+/// for tests that look at headers (`Allow`, `Content-Security-Policy`, ...).
+pub async fn http_raw(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+) -> (u16, std::collections::BTreeMap<String, String>, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(Bytes::new())).expect("request");
+    let resp = client.request(req).await.expect("http request");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).to_string(),
+            )
+        })
+        .collect();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).to_string())
+}
+
 /// Every file under `dir`, read as bytes (for canary greps).
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

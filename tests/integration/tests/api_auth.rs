@@ -509,3 +509,52 @@ async fn every_error_has_the_one_json_shape() {
         assert!(v["error"]["message"].is_string(), "{v}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_405_names_the_allowed_methods_in_an_allow_header() {
+    let env = Env::new(&config());
+    let d = env.serve();
+    // Every route the OpenAPI description lists, plus the ones it does not (MCP, dashboard).
+    let (_, spec) = d.get("/v1/openapi.json").await;
+    let mut routes: Vec<(String, Vec<String>)> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(path, ops)| {
+            let methods = ops
+                .as_object()
+                .expect("ops")
+                .keys()
+                .map(|m| m.to_uppercase())
+                .collect();
+            (path.replace('{', "x").replace('}', ""), methods)
+        })
+        .collect();
+    routes.push(("/mcp".into(), vec!["POST".into()]));
+    routes.push(("/".into(), vec!["GET".into()]));
+    routes.push(("/dashboard/app.js".into(), vec!["GET".into()]));
+    assert!(routes.len() > 10, "{routes:?}");
+    for (path, methods) in routes {
+        let wrong = ["PUT", "DELETE", "PATCH"]
+            .into_iter()
+            .find(|m| !methods.iter().any(|x| x == m))
+            .expect("a method the route does not serve");
+        let (status, headers, body) =
+            http_raw(wrong, &format!("{}{path}", d.base), Some(&d.token)).await;
+        assert_eq!(status, 405, "{wrong} {path}: {body}");
+        let allow = headers
+            .get("allow")
+            .unwrap_or_else(|| panic!("{wrong} {path}: no Allow"));
+        for m in &methods {
+            assert!(
+                allow.split(',').any(|a| a.trim() == m),
+                "{wrong} {path}: Allow `{allow}` lacks {m}"
+            );
+        }
+        let v: Value = serde_json::from_str(&body).expect("JSON error");
+        assert_eq!(
+            v["error"]["code"], "method-not-allowed",
+            "{wrong} {path}: {body}"
+        );
+    }
+}

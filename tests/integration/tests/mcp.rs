@@ -333,3 +333,42 @@ fn mcp_over_stdio_refuses_a_bad_or_missing_token() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tool_calls_are_audited_under_the_tokens_principal() {
+    let (env, alice, bea) = setup();
+    let d = env.serve();
+    let c = http_client(&d, &alice).await.expect("alice connects");
+    let r = call(&c, "a1__echo", json!({"x": 1})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let _ = c.cancel().await;
+    let c = http_client(&d, &bea).await.expect("bea connects");
+    let r = call(&c, "rb__echo", json!({"y": 2})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let _ = c.cancel().await;
+    d.stop();
+
+    let rows = audit_rows(&env);
+    let by = |connector: &str, event: &str, reason: &str| {
+        rows.iter()
+            .find(|r| {
+                r.event.connector == connector
+                    && r.event.event == event
+                    && r.event.reason.contains(reason)
+            })
+            .and_then(|r| r.event.principal.clone())
+    };
+    assert_eq!(
+        by("a1", "invoke", "action:echo").as_deref(),
+        Some("token:alice")
+    );
+    assert_eq!(
+        by("b1", "invoke", "action:echo").as_deref(),
+        Some("token:bea")
+    );
+    assert_eq!(
+        by("rb", "route", "answered by").as_deref(),
+        Some("token:bea"),
+        "{rows:#?}"
+    );
+}

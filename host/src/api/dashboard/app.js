@@ -1,0 +1,395 @@
+// Airlock dashboard: polls the /v1 API every 2 s with the user's bearer token and renders what it
+// answers. Every value from the API may come from a connector or an upstream and is hostile:
+// it is only ever placed with textContent / append(string) / dataset, never parsed as HTML.
+'use strict';
+
+(() => {
+  const POLL_MS = 2000;
+  const KEY = 'airlock.token';
+  const AUDIT_ROWS = 50;
+  let token = null;
+  let timer = null;
+  let lastOk = null;
+
+  const $ = (id) => document.getElementById(id);
+
+  /// An element with a class and children (strings become text nodes, never markup).
+  function el(tag, cls, ...kids) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    for (const k of kids) {
+      if (k === null || k === undefined || k === false) continue;
+      e.append(k instanceof Node ? k : String(k));
+    }
+    return e;
+  }
+
+  const text = (v) => (v === null || v === undefined ? '' : String(v));
+
+  /// At most `n` characters, the whole value in the tooltip.
+  function clip(v, n) {
+    const s = text(v);
+    const span = el('span', null, s.length > n ? s.slice(0, n) + '…' : s);
+    if (s.length > n) span.title = s;
+    return span;
+  }
+
+  const badge = (label, kind) => el('span', 'badge ' + kind, label);
+
+  function ago(ts) {
+    if (!ts) return '—';
+    const t = Date.parse(ts);
+    if (Number.isNaN(t)) return text(ts);
+    const s = Math.round((Date.now() - t) / 1000);
+    if (s < -5) return 'in ' + dur(-s);
+    if (s < 5) return 'just now';
+    return dur(s) + ' ago';
+  }
+
+  function dur(s) {
+    if (s < 90) return s + ' s';
+    if (s < 5400) return Math.round(s / 60) + ' min';
+    if (s < 172800) return Math.round(s / 3600) + ' h';
+    return Math.round(s / 86400) + ' d';
+  }
+
+  function table(headers, rows, cls) {
+    const t = el('table', cls || null);
+    t.append(el('thead', null, el('tr', null, ...headers.map((h) => el('th', null, h)))));
+    t.append(el('tbody', null, ...rows));
+    return el('div', 'scroll', t);
+  }
+
+  const td = (...kids) => el('td', null, ...kids);
+
+  // ---- the token --------------------------------------------------------------------------
+
+  /// A token handed over in the URL fragment (`/#token=...`, never sent to the server); the
+  /// fragment is then removed from the address bar and history.
+  function tokenFromFragment() {
+    const h = location.hash.replace(/^#/, '');
+    if (!h) return null;
+    const t = new URLSearchParams(h).get('token');
+    history.replaceState(null, '', location.pathname + location.search);
+    return t && t.trim() ? t.trim() : null;
+  }
+
+  function setToken(t) {
+    token = t;
+    try {
+      if (t) sessionStorage.setItem(KEY, t);
+      else sessionStorage.removeItem(KEY);
+    } catch (_) {
+      // Storage may be disabled; the token then lasts as long as the page.
+    }
+  }
+
+  // ---- the API ----------------------------------------------------------------------------
+
+  class Unreachable extends Error {}
+
+  async function api(path, init) {
+    const opts = Object.assign({}, init || {});
+    opts.headers = { Authorization: 'Bearer ' + token };
+    if (opts.body) opts.headers['Content-Type'] = 'application/json';
+    opts.cache = 'no-store';
+    opts.credentials = 'omit';
+    let resp;
+    try {
+      resp = await fetch(path, opts);
+    } catch (_) {
+      throw new Unreachable();
+    }
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch (_) {
+      body = null;
+    }
+    return { status: resp.status, body };
+  }
+
+  /// What a failed answer says, for a section.
+  function sectionError(r) {
+    if (r.status === 403) return el('p', 'note admin-only', 'admin only — this token may not see this');
+    const e = (r.body && r.body.error) || {};
+    return el('p', 'error', `${text(e.code) || 'error'}: ${text(e.message)} (HTTP ${r.status})`);
+  }
+
+  // ---- states -----------------------------------------------------------------------------
+
+  function showState(kind) {
+    const s = $('state');
+    const live = $('live');
+    s.hidden = kind === 'ok';
+    s.className = 'banner ' + kind;
+    document.body.dataset.state = kind;
+    if (kind === 'ok') {
+      lastOk = new Date();
+      live.className = 'pill ok';
+      live.textContent = 'live · updated ' + lastOk.toLocaleTimeString();
+    } else if (kind === 'no-token') {
+      live.className = 'pill';
+      live.textContent = 'not connected';
+      s.textContent = 'No token. Paste an API token above (airlock tokens create --principal NAME), or open this page as /#token=alk_…';
+    } else if (kind === 'bad-token') {
+      live.className = 'pill bad';
+      live.textContent = 'token refused';
+      s.textContent = 'The daemon refused this token (401: unknown or revoked). Paste a valid token above.';
+    } else if (kind === 'bad-format') {
+      live.className = 'pill bad';
+      live.textContent = 'not connected';
+      s.textContent = 'That is not a token: a token is one word of printable characters (alk_…).';
+    } else if (kind === 'unreachable') {
+      live.className = 'pill bad';
+      live.textContent = 'daemon unreachable';
+      s.textContent = `Cannot reach the Airlock daemon at ${location.origin}; retrying every ${POLL_MS / 1000} s.` +
+        (lastOk ? ` The data below is from ${lastOk.toLocaleTimeString()}.` : '');
+    }
+    document.querySelector('main').classList.toggle('stale', kind === 'unreachable');
+  }
+
+  function clearData() {
+    for (const id of ['connectors', 'sync', 'approvals', 'audit']) $(id).replaceChildren();
+    $('tenant').textContent = '';
+  }
+
+  // ---- sections ---------------------------------------------------------------------------
+
+  function health(c) {
+    if (c.status !== 'ready') return ['failed', 'bad'];
+    const gs = Array.isArray(c.grants) ? c.grants : [];
+    if (gs.some((g) => g.breaker === 'open')) return ['degraded', 'bad'];
+    if (gs.some((g) => g.breaker === 'half-open' || g.paused_for_secs > 0)) return ['recovering', 'warn'];
+    return ['healthy', 'ok'];
+  }
+
+  const BREAKER = { closed: 'ok', 'half-open': 'warn', open: 'bad' };
+
+  function connectorCard(c) {
+    const [h, kind] = health(c);
+    const info = c.info || {};
+    const card = el('article', 'card');
+    card.dataset.connector = text(c.id);
+    card.append(el('div', 'card-head', el('strong', 'name', text(c.id)), badge(h, kind + ' health')));
+    const about = [info.name, info.version && 'v' + info.version, c.contract && 'contract ' + c.contract]
+      .filter(Boolean).map(text).join(' · ');
+    if (about) card.append(el('div', 'muted small', about));
+    if (c.error) card.append(el('p', 'error small', clip(c.error, 400)));
+    const streams = Array.isArray(info.streams) ? info.streams.map((s) => text(s.name)) : [];
+    const actions = Array.isArray(info.actions) ? info.actions : [];
+    if (streams.length || actions.length) {
+      card.append(el('div', 'small',
+        el('span', 'muted', 'streams '), streams.join(', ') || '—',
+        el('span', 'muted', ' · actions '),
+        actions.map((a) => text(a.name) + (a.writes ? ' (writes)' : '')).join(', ') || '—'));
+    }
+    const grants = Array.isArray(c.grants) ? c.grants : [];
+    if (grants.length) {
+      const rows = grants.map((g) => {
+        const tr = el('tr', null,
+          td('#' + text(g.grant)),
+          td(badge(text(g.breaker), (BREAKER[g.breaker] || 'warn') + ' breaker')),
+          td(`${text(g.rate_per_second)}/s (burst ${text(g.burst)})`),
+          td(`${text(g.in_flight)} / ${text(g.concurrency)}`),
+          td(g.paused_for_secs > 0 ? 'paused ' + Math.ceil(g.paused_for_secs) + ' s' : '—'),
+          td(g.cache_ttl_secs ? text(g.cache_ttl_secs) + ' s' : '—'));
+        return tr;
+      });
+      card.append(table(['grant', 'breaker', 'rate', 'in flight', 'pause', 'cache'], rows, 'grants'));
+    }
+    return card;
+  }
+
+  function renderConnectors(r) {
+    const box = $('connectors');
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    $('tenant').textContent = 'tenant ' + text(r.body.tenant);
+    const list = Array.isArray(r.body.connectors) ? r.body.connectors : [];
+    if (!list.length) return box.replaceChildren(el('p', 'empty', 'No connectors in this tenant.'));
+    box.replaceChildren(...list.map(connectorCard));
+  }
+
+  function syncState(s) {
+    if (s.running) return badge('syncing', 'info');
+    if (s.resume_after && Date.parse(s.resume_after) > Date.now()) {
+      return badge('rate-limited, resumes ' + ago(s.resume_after), 'warn');
+    }
+    if (s.last_error && (!s.last_success_at || text(s.last_error_at) > text(s.last_success_at))) {
+      return badge('failed', 'bad');
+    }
+    if (s.last_success_at) return badge('up to date', 'ok');
+    return badge('never synced', 'warn');
+  }
+
+  function renderSync(r) {
+    const box = $('sync');
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    const list = Array.isArray(r.body.streams) ? r.body.streams : [];
+    if (!list.length) return box.replaceChildren(el('p', 'empty', 'No stream has synced yet.'));
+    const rows = list.map((s) => {
+      const tr = el('tr', null,
+        td(text(s.connector)),
+        td(text(s.stream)),
+        td(el('span', 'num records', text(s.records))),
+        td(syncState(s)),
+        td(ago(s.last_success_at)),
+        td(ago(s.cursor_updated_at)),
+        td(s.last_error ? el('span', 'error', clip(s.last_error, 200)) : '—'));
+      tr.dataset.stream = text(s.connector) + '/' + text(s.stream);
+      return tr;
+    });
+    box.replaceChildren(table(['connector', 'stream', 'records', 'state', 'last success', 'cursor moved', 'last error'], rows));
+  }
+
+  const STATUS = { pending: 'warn', approved: 'info', executed: 'ok', denied: 'muted', failed: 'bad' };
+
+  let isAdmin = false;
+
+  async function decide(id, verb) {
+    if (!window.confirm(`${verb} approval ${id}?`)) return;
+    try {
+      const r = await api(`/v1/approvals/${encodeURIComponent(id)}/${verb}`, { method: 'POST', body: '{}' });
+      if (r.status !== 200) window.alert(sectionError(r).textContent);
+    } catch (_) {
+      showState('unreachable');
+    }
+    refresh();
+  }
+
+  function renderApprovals(r) {
+    const box = $('approvals');
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    const list = Array.isArray(r.body.approvals) ? r.body.approvals : [];
+    const pending = list.filter((a) => a.status === 'pending');
+    // Pending first, then the most recent decisions.
+    const shown = pending.concat(list.filter((a) => a.status !== 'pending').slice(0, 10));
+    const head = el('p', 'small', el('strong', 'pending-count', String(pending.length)), ' pending');
+    if (!shown.length) return box.replaceChildren(head, el('p', 'empty', 'No approvals.'));
+    const rows = shown.map((a) => {
+      const cell = td();
+      if (a.status === 'pending' && isAdmin) {
+        const yes = el('button', 'approve', 'Approve');
+        const no = el('button', 'deny', 'Deny');
+        yes.addEventListener('click', () => decide(text(a.id), 'approve'));
+        no.addEventListener('click', () => decide(text(a.id), 'deny'));
+        cell.append(yes, ' ', no);
+      } else if (a.decided_by) {
+        cell.append(el('span', 'small', 'by ' + text(a.decided_by)));
+      }
+      const tr = el('tr', null,
+        td(badge(text(a.status), STATUS[a.status] || 'warn')),
+        td(el('strong', null, text(a.connector)), ' / ', text(a.action)),
+        td(text(a.requested_by)),
+        td(ago(a.created_at)),
+        td(el('code', null, clip(JSON.stringify(a.input), 160))),
+        cell);
+      tr.dataset.approval = text(a.id);
+      return tr;
+    });
+    box.replaceChildren(head, table(['status', 'action', 'requested by', 'asked', 'input', 'decision'], rows));
+  }
+
+  const DECISION = {
+    allow: 'ok', ok: 'ok', deny: 'bad', error: 'bad', 'rate-limited': 'warn', 'circuit-open': 'bad',
+    pending: 'warn', approved: 'info', denied: 'muted', created: 'info', revoked: 'muted',
+  };
+
+  function renderAudit(r) {
+    const box = $('audit');
+    isAdmin = r.status === 200;
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    const list = Array.isArray(r.body.rows) ? r.body.rows.slice().reverse() : [];
+    if (!list.length) return box.replaceChildren(el('p', 'empty', 'No audit rows yet.'));
+    const rows = list.map((a) => {
+      const target = a.method ? `${text(a.method)} ${text(a.host)}${text(a.path)}` +
+        (a.status ? ' → ' + text(a.status) : '') : '';
+      const tr = el('tr', null,
+        td(el('span', 'num', text(a.seq))),
+        td(el('span', 'nowrap', ago(a.ts))),
+        td(text(a.connector) || '—'),
+        td(text(a.event)),
+        td(badge(text(a.decision), DECISION[a.decision] || 'muted')),
+        td(text(a.principal) || '—'),
+        td(el('span', 'target', clip(target, 120))),
+        td(clip(a.reason, 240)));
+      tr.dataset.seq = text(a.seq);
+      tr.title = text(a.ts);
+      return tr;
+    });
+    box.replaceChildren(table(['#', 'when', 'connector', 'event', 'decision', 'principal', 'request', 'reason'], rows, 'audit'));
+  }
+
+  // ---- the loop ---------------------------------------------------------------------------
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, POLL_MS);
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    if (!token) {
+      clearData();
+      return showState('no-token');
+    }
+    let answers;
+    try {
+      answers = await Promise.all([
+        api('/v1/connectors'),
+        api('/v1/sync'),
+        api('/v1/audit?limit=' + AUDIT_ROWS),
+        api('/v1/approvals'),
+      ]);
+    } catch (e) {
+      if (!(e instanceof Unreachable)) throw e;
+      showState('unreachable');
+      return schedule();
+    }
+    const [c, s, au, ap] = answers;
+    if (answers.some((r) => r.status === 401)) {
+      // Polling with a refused token is pointless; wait for a new one.
+      clearData();
+      return showState('bad-token');
+    }
+    showState('ok');
+    renderConnectors(c);
+    renderSync(s);
+    renderAudit(au);
+    renderApprovals(ap);
+    schedule();
+  }
+
+  function start() {
+    let stored = null;
+    try {
+      stored = sessionStorage.getItem(KEY);
+    } catch (_) {
+      stored = null;
+    }
+    const t = tokenFromFragment() || stored;
+    if (t) setToken(t);
+    $('token-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const input = $('token-input');
+      const v = input.value.trim();
+      input.value = '';
+      // A header value cannot hold spaces or control characters; fetch would throw.
+      if (!/^[\x21-\x7e]+$/.test(v)) {
+        setToken(null);
+        clearData();
+        return showState(v ? 'bad-format' : 'no-token');
+      }
+      setToken(v);
+      refresh();
+    });
+    $('forget').addEventListener('click', () => {
+      setToken(null);
+      refresh();
+    });
+    refresh();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
