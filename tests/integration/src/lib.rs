@@ -571,3 +571,28 @@ auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client_id}",
         token_url = f.token_url(),
     )
 }
+
+/// A page document with an ACL (empty: any principal of the tenant), for stocking the store.
+pub fn doc(id: &str, title: &str, body: &str, acl: &[&str]) -> airlock::runtime::model::Document {
+    airlock::runtime::model::Document {
+        id: id.into(),
+        kind: "page".into(),
+        title: title.into(),
+        body: body.into(),
+        url: None,
+        updated_at: "2026-01-01T00:00:00Z".into(),
+        metadata: serde_json::json!({}),
+        acl: acl.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Stores documents for a connector, as a sync would.
+pub fn store_docs(env: &Env, connector: &str, docs: &[airlock::runtime::model::Document]) {
+    let mut conn = airlock::store::open(&env.data_dir()).expect("db");
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .expect("tx");
+    airlock::store::documents::apply_page(&tx, connector, docs, &[], "2026-01-01T00:00:00Z")
+        .expect("apply");
+    tx.commit().expect("commit");
+}

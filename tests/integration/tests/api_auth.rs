@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use airlock::runtime::model::Document;
 use airlock_tests::*;
 use serde_json::{Value, json};
 
@@ -79,30 +78,6 @@ async fn sync_and_wait(d: &Daemon, admin: &str, connector: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("sync of {connector} did not finish");
-}
-
-fn doc(id: &str, title: &str, body: &str, acl: &[&str]) -> Document {
-    Document {
-        id: id.into(),
-        kind: "page".into(),
-        title: title.into(),
-        body: body.into(),
-        url: None,
-        updated_at: "2026-01-01T00:00:00Z".into(),
-        metadata: json!({}),
-        acl: acl.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-/// Stores documents with ACLs for a connector, as a sync would.
-fn store_docs(env: &Env, connector: &str, docs: &[Document]) {
-    let mut conn = airlock::store::open(&env.data_dir()).expect("db");
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .expect("tx");
-    airlock::store::documents::apply_page(&tx, connector, docs, &[], "2026-01-01T00:00:00Z")
-        .expect("apply");
-    tx.commit().expect("commit");
 }
 
 /// A daemon with a1 (acme) and b1 (beta) synced, plus ACL'd acme documents and an open beta

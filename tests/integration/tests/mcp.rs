@@ -2,7 +2,6 @@
 //! `airlock serve` (`/mcp`) and over stdio by spawning `airlock mcp`. Two tenants' connectors
 //! (the `hostile` test component), tokens made by the CLI, documents stored as a sync would.
 
-use airlock::runtime::model::Document;
 use airlock_tests::*;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
 use rmcp::service::RunningService;
@@ -32,30 +31,6 @@ connectors = ["b1"]
 "#,
         h = hostile.display()
     )
-}
-
-fn doc(id: &str, title: &str, body: &str, acl: &[&str]) -> Document {
-    Document {
-        id: id.into(),
-        kind: "page".into(),
-        title: title.into(),
-        body: body.into(),
-        url: None,
-        updated_at: "2026-01-01T00:00:00Z".into(),
-        metadata: json!({}),
-        acl: acl.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-/// Stores documents for a connector, as a sync would.
-fn store_docs(env: &Env, connector: &str, docs: &[Document]) {
-    let mut conn = airlock::store::open(&env.data_dir()).expect("db");
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .expect("tx");
-    airlock::store::documents::apply_page(&tx, connector, docs, &[], "2026-01-01T00:00:00Z")
-        .expect("apply");
-    tx.commit().expect("commit");
 }
 
 /// An env with acme's and beta's documents about zeppelins, and a token of each tenant.
