@@ -53,8 +53,9 @@ pub async fn require(
     let Some(token) = bearer(req.headers()) else {
         return unauthorized("this route needs an `Authorization: Bearer <token>` header");
     };
+    // A read connection: token checks must not queue behind sync commits or each other.
     let found =
-        a.db.run(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
+        a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
             .await;
     let principal = match found {
         Ok(Some(p)) => p,
