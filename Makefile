@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium run test bench fmt clippy clean help
+.PHONY: all build host connectors test-components polyglot chromium python-mcp run test bench fmt clippy clean help
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -75,10 +75,18 @@ $(POLYGLOT)/js_confluence.wasm: $(JS_DIR)/node_modules/.package-lock.json $(wild
 	cd $(JS_DIR) && node --test
 	cd $(JS_DIR) && node_modules/.bin/componentize-js app.js -w ../../wit -n $(WORLD) -d fetch-event -o $(CURDIR)/$@
 
+# The official Python MCP SDK, an independent client for the MCP test (same venv, own pin).
+MCP_REQ := tests/integration/python/requirements.txt
+python-mcp: $(PY_VENV)/.mcp-installed
+
+$(PY_VENV)/.mcp-installed: $(COMPONENTIZE_PY) $(MCP_REQ)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(MCP_REQ)
+	@touch $@
+
 run: build
 	@./examples/run-demo.sh
 
-test: build test-components polyglot chromium
+test: build test-components polyglot chromium python-mcp
 	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests
 
 bench: build test-components

@@ -347,3 +347,50 @@ async fn mcp_tool_calls_are_audited_under_the_tokens_principal() {
         "{rows:#?}"
     );
 }
+
+/// The official Python MCP SDK (PyPI `mcp`, installed by `make test` into target/polyglot/venv)
+/// as an independent client: it lists the tools and calls search and an action over /mcp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_mcp_sdk_lists_tools_and_calls_search_and_an_action() {
+    let python = root().join("target/polyglot/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run `make test` (it installs the Python MCP SDK)",
+        python.display()
+    );
+    let (env, alice, _) = setup();
+    let d = env.serve();
+    let out = tokio::process::Command::new(&python)
+        .arg(root().join("tests/integration/python/mcp_client.py"))
+        .args([
+            &format!("{}/mcp", d.base),
+            &alice,
+            "zeppelin",
+            "a1__echo",
+            r#"{"x": 1}"#,
+        ])
+        .output()
+        .await
+        .expect("run the Python client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python client failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("client JSON");
+    let tools: Vec<&str> = v["tools"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for t in ["search", "get_document", "list_connectors", "a1__echo"] {
+        assert!(tools.contains(&t), "{t} missing from {tools:?}");
+    }
+    assert!(!tools.iter().any(|t| t.starts_with("b1__")), "{tools:?}");
+    assert_eq!(v["search_is_error"], false, "{v}");
+    let search: Value = serde_json::from_str(v["search"][0].as_str().unwrap_or("null"))
+        .expect("search result JSON");
+    assert_eq!(hit_ids(&search), vec!["a1/plan"], "{v}");
+    assert_eq!(v["action_is_error"], false, "{v}");
+    let action: Value = serde_json::from_str(v["action"][0].as_str().unwrap_or("null"))
+        .expect("action result JSON");
+    assert_eq!(action["result"], json!({"x": 1}), "{v}");
+    // The token never shows up in what the daemon logged.
+    assert!(!d.log().contains(&alice));
+}
