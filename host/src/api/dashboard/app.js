@@ -222,6 +222,14 @@
     return badge('never synced', 'warn');
   }
 
+  // A contract 0.2.0 connector's latest `host.progress` report (null for 0.1.0 connectors).
+  function progressText(p) {
+    if (!p || typeof p !== 'object') return '—';
+    const done = text(p.done);
+    const of = p.total === null || p.total === undefined ? '' : ' / ' + text(p.total);
+    return el('span', 'progress', done + of, p.message ? ' · ' : null, p.message ? clip(p.message, 80) : null);
+  }
+
   function renderSync(r) {
     const box = $('sync');
     if (r.status !== 200) return box.replaceChildren(sectionError(r));
@@ -233,13 +241,14 @@
         td(text(s.stream)),
         td(el('span', 'num records', text(s.records))),
         td(syncState(s)),
+        td(progressText(s.progress)),
         td(ago(s.last_success_at)),
         td(ago(s.cursor_updated_at)),
         td(s.last_error ? el('span', 'error', clip(s.last_error, 200)) : '—'));
       tr.dataset.stream = text(s.connector) + '/' + text(s.stream);
       return tr;
     });
-    box.replaceChildren(table(['connector', 'stream', 'records', 'state', 'last success', 'cursor moved', 'last error'], rows));
+    box.replaceChildren(table(['connector', 'stream', 'records', 'state', 'progress', 'last success', 'cursor moved', 'last error'], rows));
   }
 
   const STATUS = { pending: 'warn', approved: 'info', executed: 'ok', denied: 'muted', failed: 'bad' };
