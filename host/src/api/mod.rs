@@ -260,12 +260,7 @@ async fn sync_status(
                 .collect();
             Json(serde_json::json!({ "streams": streams })).into_response()
         }
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-            None,
-        ),
+        Err(e) => internal_error(&a, &e),
     }
 }
 
@@ -390,12 +385,7 @@ async fn search(
             }
             Json(r).into_response()
         }
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &a.scrubber.scrub(&e.to_string()),
-            None,
-        ),
+        Err(e) => internal_error(&a, &e),
     }
 }
 
@@ -437,12 +427,7 @@ async fn get_document(
             .into_response()
         }
         Ok(_) => not_found(),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &a.scrubber.scrub(&e.to_string()),
-            None,
-        ),
+        Err(e) => internal_error(&a, &e),
     }
 }
 
@@ -517,12 +502,7 @@ async fn audit_query(
         .await;
     match rows {
         Ok(rows) => Json(serde_json::json!({ "rows": rows })).into_response(),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &a.scrubber.scrub(&e.to_string()),
-            None,
-        ),
+        Err(e) => internal_error(&a, &e),
     }
 }
 
@@ -548,6 +528,16 @@ fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
 }
 
 /// The one error shape of the API.
+/// A 500 in the one error shape, its message scrubbed of every known secret value.
+fn internal_error(a: &Airlock, e: &dyn std::fmt::Display) -> Response {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        &a.scrubber.scrub(&format!("{e:#}")),
+        None,
+    )
+}
+
 pub fn error_response(
     status: StatusCode,
     code: &str,
@@ -585,12 +575,7 @@ async fn list_approvals(
         .await
     {
         Ok(list) => Json(serde_json::json!({ "approvals": list })).into_response(),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &format!("{e:#}"),
-            None,
-        ),
+        Err(e) => internal_error(&a, &e),
     }
 }
 
@@ -617,12 +602,7 @@ async fn tenant_approval(
     {
         Ok(Some(ap)) if ap.tenant == p.tenant => Ok(ap),
         Ok(_) => Err(no_such_approval(id)),
-        Err(e) => Err(error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &format!("{e:#}"),
-            None,
-        )),
+        Err(e) => Err(internal_error(a, &e)),
     }
 }
 
@@ -637,7 +617,7 @@ async fn get_approval(
     }
 }
 
-fn approval_error(e: crate::approvals::ApprovalError) -> Response {
+fn approval_error(a: &Airlock, e: crate::approvals::ApprovalError) -> Response {
     use crate::approvals::ApprovalError as E;
     match e {
         E::NotFound(id) => no_such_approval(&id),
@@ -647,12 +627,7 @@ fn approval_error(e: crate::approvals::ApprovalError) -> Response {
             &e.to_string(),
             None,
         ),
-        E::Store(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &format!("{e:#}"),
-            None,
-        ),
+        E::Store(e) => internal_error(a, &e),
     }
 }
 
@@ -667,7 +642,7 @@ async fn approve_approval(
     let by = format!("token:{}", p.name);
     match crate::approvals::approve(&a, &id, &by).await {
         Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
-        Err(e) => approval_error(e),
+        Err(e) => approval_error(&a, e),
     }
 }
 
@@ -682,6 +657,6 @@ async fn deny_approval(
     let by = format!("token:{}", p.name);
     match crate::approvals::deny(&a, &id, &by).await {
         Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
-        Err(e) => approval_error(e),
+        Err(e) => approval_error(&a, e),
     }
 }

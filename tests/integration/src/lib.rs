@@ -596,3 +596,27 @@ pub fn store_docs(env: &Env, connector: &str, docs: &[airlock::runtime::model::D
         .expect("apply");
     tx.commit().expect("commit");
 }
+
+/// Two tenants' connectors of the hostile component: `a1` (acme) and `b1` (beta), plus beta's
+/// route `rb` (action `echo`).
+pub fn two_tenant_config() -> String {
+    format!(
+        r#"
+[[connector]]
+id = "a1"
+component = "{h}"
+tenant = "acme"
+
+[[connector]]
+id = "b1"
+component = "{h}"
+tenant = "beta"
+
+[[route]]
+name = "rb"
+action = "echo"
+connectors = ["b1"]
+"#,
+        h = component("hostile").display()
+    )
+}

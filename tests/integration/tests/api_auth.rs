@@ -9,29 +9,6 @@ use serde_json::{Value, json};
 
 const DOCS_SEARCH: &str = "/v1/search";
 
-fn config() -> String {
-    let hostile = component("hostile");
-    format!(
-        r#"
-[[connector]]
-id = "a1"
-component = "{h}"
-tenant = "acme"
-
-[[connector]]
-id = "b1"
-component = "{h}"
-tenant = "beta"
-
-[[route]]
-name = "rb"
-action = "echo"
-connectors = ["b1"]
-"#,
-        h = hostile.display()
-    )
-}
-
 struct Tokens {
     /// acme admin, no groups.
     ann: String,
@@ -83,7 +60,7 @@ async fn sync_and_wait(d: &Daemon, admin: &str, connector: &str) {
 /// A daemon with a1 (acme) and b1 (beta) synced, plus ACL'd acme documents and an open beta
 /// one, all mentioning `zeppelin`.
 async fn setup() -> (Env, Daemon, Tokens) {
-    let env = Env::new(&config());
+    let env = Env::new(&two_tenant_config());
     let t = Tokens {
         ann: env.create_token("ann", "acme", &[], true),
         alice: env.create_token("alice", "acme", &["eng"], false),
@@ -353,7 +330,7 @@ async fn non_admins_cannot_trigger_syncs_read_audit_or_page_raw_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_invalid_and_revoked_tokens_get_401_and_tokens_are_not_stored_in_clear() {
-    let env = Env::new(&config());
+    let env = Env::new(&two_tenant_config());
     let carol = env.create_token("carol", "acme", &[], false);
     let d = env.serve();
 
@@ -437,7 +414,7 @@ async fn missing_invalid_and_revoked_tokens_get_401_and_tokens_are_not_stored_in
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_has_the_one_json_shape() {
-    let env = Env::new(&config());
+    let env = Env::new(&two_tenant_config());
     let d = env.serve();
     let big = format!("{{\"query\": \"{}\"}}", "x".repeat(2 << 20));
     for (method, path, body, want, code) in [
@@ -487,7 +464,7 @@ async fn every_error_has_the_one_json_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_405_names_the_allowed_methods_in_an_allow_header() {
-    let env = Env::new(&config());
+    let env = Env::new(&two_tenant_config());
     let d = env.serve();
     // Every route the OpenAPI description lists, plus the ones it does not (MCP, dashboard).
     let (_, spec) = d.get("/v1/openapi.json").await;

@@ -10,32 +10,9 @@ use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioC
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-fn config() -> String {
-    let hostile = component("hostile");
-    format!(
-        r#"
-[[connector]]
-id = "a1"
-component = "{h}"
-tenant = "acme"
-
-[[connector]]
-id = "b1"
-component = "{h}"
-tenant = "beta"
-
-[[route]]
-name = "rb"
-action = "echo"
-connectors = ["b1"]
-"#,
-        h = hostile.display()
-    )
-}
-
 /// An env with acme's and beta's documents about zeppelins, and a token of each tenant.
 fn setup() -> (Env, String, String) {
-    let env = Env::new(&config());
+    let env = Env::new(&two_tenant_config());
     let alice = env.create_token("alice", "acme", &["eng"], false);
     let bea = env.create_token("bea", "beta", &[], false);
     store_docs(
