@@ -9,12 +9,13 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium python-mcp run test bench fmt clippy clean help
+.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt clippy clean help
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
 	@echo "make test   build everything and run every test"
 	@echo "make bench  run the benchmarks (ratios against in-run baselines)"
+	@echo "make fuzz   run every cargo-fuzz target for FUZZ_SECONDS each (default 60)"
 
 all: build
 
@@ -83,14 +84,30 @@ $(PY_VENV)/.mcp-installed: $(COMPONENTIZE_PY) $(MCP_REQ)
 	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(MCP_REQ)
 	@touch $@
 
+# Schemathesis (PyPI, pinned) against a running daemon's /v1/openapi.json, in a venv of its own.
+ST_REQ := tests/integration/schemathesis/requirements.txt
+ST_VENV := target/schemathesis/venv
+schemathesis: $(ST_VENV)/.installed
+
+$(ST_VENV)/.installed: $(ST_REQ)
+	@test -x $(ST_VENV)/bin/pip || $(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(ST_REQ)
+	@touch $@
+
 run: build
 	@./examples/run-demo.sh
 
-test: build test-components polyglot chromium python-mcp
-	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests
+# The connectors' own unit tests run natively, in the same cargo run as the host's.
+test: build test-components polyglot chromium python-mcp schemathesis
+	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests $(addprefix -p ,$(CONNECTORS))
 
 bench: build test-components
 	$(CARGO) bench -p airlock
+
+# cargo-fuzz targets (fuzz/, a workspace of its own) on the stable toolchain; see fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -59,6 +59,7 @@ allow_private = true
 # The bench measures the gate's own cost, not a rate budget.
 rate = {{ per_second = 1000000 }}
 concurrency = 1024
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK_BENCH_TOKEN" }}
 "#,
         hostile.display(),

@@ -121,13 +121,17 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
         let next = export.after_cursor.clone();
         let now = airlock::store::now_rfc3339();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        documents::apply_page(&tx, "zendesk", &ups, &dels, &now)?;
+        documents::apply_stream_page(&tx, "zendesk", Some("tickets"), &ups, &dels, &now)?;
         sync_state::commit_cursor(
             &tx,
             "zendesk",
             "tickets",
             next.as_deref(),
-            (ups.len() + dels.len()) as i64,
+            sync_state::PageCounts {
+                upserts: ups.len() as i64,
+                deletes: dels.len() as i64,
+                first: false,
+            },
             &now,
         )?;
         tx.commit()?;
@@ -156,6 +160,7 @@ base_url = "{base}"
 connector = "zendesk"
 url = "{base}/api/v2/"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "agent@example.com/token", password = "env:AIRLOCK_BENCH_ZD" }}
 "#,
         zendesk.display()

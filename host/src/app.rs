@@ -188,7 +188,20 @@ impl Loader<'_> {
             metrics: self.metrics.clone(),
             progress: Default::default(),
         });
-        match LoadedConnector::load(self.runtime, &c.component, c.limits.clone(), ctx).await {
+        let integrity = crate::integrity::Integrity {
+            connector: c.id.clone(),
+            sha256: c.sha256.clone(),
+            trust: config.trust.clone(),
+        };
+        match LoadedConnector::load(
+            self.runtime,
+            &c.component,
+            c.limits.clone(),
+            ctx,
+            &integrity,
+        )
+        .await
+        {
             Ok(l) => {
                 tracing::info!(
                     connector = %c.id,
@@ -248,12 +261,23 @@ fn fingerprint(config: &Config, c: &ConnectorConfig) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(format!("{c:?}").as_bytes());
+    // By content, not position: a grant that only moved in the file (another connector's
+    // grant was removed above it) must not rebuild this connector and reset its budgets.
     for g in config.grants_for(&c.id) {
+        let mut g = g.clone();
+        g.index = 0;
         h.update(format!("{g:?}").as_bytes());
     }
-    match std::fs::read(&c.component) {
-        Ok(bytes) => h.update(&bytes),
-        Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+    h.update(format!("{:?}", config.trust).as_bytes());
+    // The component and its signature: a new signature (or one removed) is a change too.
+    for f in [
+        c.component.clone(),
+        crate::integrity::signature_path(&c.component),
+    ] {
+        match std::fs::read(&f) {
+            Ok(bytes) => h.update(&bytes),
+            Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+        }
     }
     hex::encode(h.finalize())
 }
@@ -277,7 +301,7 @@ impl Airlock {
             .collect();
         let (values, secret_errors) = resolve_secrets(&config, &ids, &scrubber)?;
 
-        let writer = AuditWriter::start(&data_dir, scrubber.clone())?;
+        let writer = AuditWriter::start_with(&data_dir, scrubber.clone(), &config.audit)?;
         let audit = writer.log();
         let max_memory = config
             .connectors
@@ -425,6 +449,16 @@ impl Airlock {
         // Swap: the map and the config change together, under the write lock, so no caller sees
         // a connector of the new config checked against the old one's tenants and routes.
         let mut map = self.connectors.write().unwrap_or_else(|e| e.into_inner());
+        // A connector back at the version that is serving (the broken file or config was put
+        // back as it was) has nothing left to report.
+        for id in &report.unchanged {
+            if let Some(e) = map.get_mut(id)
+                && e.print == current.get(id).cloned().unwrap_or_default()
+                && e.reload_error.take().is_some()
+            {
+                tracing::info!(connector = %id, "reload: back to the running version; the earlier reload error is cleared");
+            }
+        }
         for (id, print, slot) in built {
             let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
             match (map.get_mut(&id), slot) {
@@ -605,6 +639,11 @@ impl Airlock {
     /// Makes every audit row queued so far durable.
     pub fn flush(&self) {
         self.writer.log().flush();
+    }
+
+    /// Like [`Airlock::flush`], then signs the audit chain's head (a clean stop does this).
+    pub fn flush_and_checkpoint(&self) {
+        self.writer.log().flush_and_checkpoint();
     }
 }
 

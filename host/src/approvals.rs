@@ -1,6 +1,8 @@
 //! Write approvals: an action marked `writes`, asked for through the API or CLI, becomes a
-//! pending approval (who asked, which action, its input) unless its connector's writes grant
-//! says `writes_preapproved = true`. Approving runs it once, with the approval's id as the
+//! pending approval (who asked, which action, its input) unless every writes grant of its
+//! connector says `writes_preapproved = true`; even then the run itself is not approved, so the
+//! gate lets its writes through only the grants that pre-approve them. Whoever asked may not
+//! approve their own request unless `[approvals] allow_self_approval = true`. Approving runs it once, with the approval's id as the
 //! invocation id, so the approval, its decision and the audit rows of the calls it made share one
 //! id. A decision is taken atomically (`pending` → `approved`/`denied`), so replaying an
 //! approval never runs the action twice.
@@ -11,6 +13,7 @@ use serde::Serialize;
 use crate::app::Airlock;
 use crate::runtime::connector::{InvokeError, Op};
 use crate::runtime::context::{self, CallContext};
+use crate::runtime::model::ConnectorError;
 use crate::store::audit::AuditEvent;
 use crate::store::now_rfc3339;
 
@@ -46,6 +49,10 @@ pub enum ApprovalError {
     NotFound(String),
     #[error("approval `{id}` was already decided ({status}); it does not run again")]
     AlreadyDecided { id: String, status: String },
+    #[error(
+        "`{by}` asked for approval `{id}` and may not approve it; another admin must (or set `[approvals] allow_self_approval = true`)"
+    )]
+    SelfApproval { id: String, by: String },
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -112,20 +119,33 @@ fn insert(conn: &mut Connection, a: &Approval) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `pending` → `to`, atomically; anything else is [`ApprovalError::AlreadyDecided`].
-fn decide(conn: &mut Connection, id: &str, to: &str, by: &str) -> Result<Approval, ApprovalError> {
+/// `pending` → `to`, atomically; anything else is [`ApprovalError::AlreadyDecided`]. With
+/// `not_by_requester`, the one who asked cannot take the decision ([`ApprovalError::SelfApproval`]).
+fn decide(
+    conn: &mut Connection,
+    id: &str,
+    to: &str,
+    by: &str,
+    not_by_requester: bool,
+) -> Result<Approval, ApprovalError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(anyhow::Error::from)?;
     let n = tx
         .execute(
             "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4
-             WHERE id = ?1 AND status = 'pending'",
-            params![id, to, by, now_rfc3339()],
+             WHERE id = ?1 AND status = 'pending' AND (?5 = 0 OR requested_by != ?3)",
+            params![id, to, by, now_rfc3339(), not_by_requester],
         )
         .map_err(anyhow::Error::from)?;
     tx.commit().map_err(anyhow::Error::from)?;
     let a = get(conn, id)?.ok_or_else(|| ApprovalError::NotFound(id.into()))?;
+    if n == 0 && a.status == "pending" {
+        return Err(ApprovalError::SelfApproval {
+            id: id.into(),
+            by: by.into(),
+        });
+    }
     if n == 0 {
         return Err(ApprovalError::AlreadyDecided {
             id: id.into(),
@@ -165,17 +185,38 @@ pub fn action_writes(a: &Airlock, id: &str, action: &str) -> bool {
     })
 }
 
-/// Whether every connector behind `id` has a grant that pre-approves writes.
+/// The connectors behind `id` that have no grant with `writes = true`: a write action of
+/// theirs could never write, so asking an admin to approve it would only waste a decision.
+fn without_write_grant(a: &Airlock, id: &str) -> Vec<String> {
+    let config = a.config();
+    let ids: Vec<String> = match config.route(id) {
+        Some(r) => r.connectors.clone(),
+        None => vec![id.to_string()],
+    };
+    ids.into_iter()
+        .filter(|c| !config.grants.iter().any(|g| g.connector == *c && g.writes))
+        .collect()
+}
+
+/// Whether the action may skip the approval queue: every connector behind `id` has writes
+/// grants and every one of them pre-approves writes. One pre-approved grant says nothing about
+/// the others, so a connector that mixes them queues for approval.
 fn preapproved(a: &Airlock, id: &str) -> bool {
-    let ids: Vec<String> = match a.config().route(id) {
+    let config = a.config();
+    let ids: Vec<String> = match config.route(id) {
         Some(r) => r.connectors.clone(),
         None => vec![id.to_string()],
     };
     ids.iter().all(|c| {
-        a.config()
+        let mut writes = config
             .grants
             .iter()
-            .any(|g| g.connector == *c && g.writes && g.writes_preapproved)
+            .filter(|g| g.connector == *c && g.writes);
+        let mut any = false;
+        writes.all(|g| {
+            any = true;
+            g.writes_preapproved
+        }) && any
     })
 }
 
@@ -204,12 +245,36 @@ pub async fn request(
     if let Op::Action { name, input } = &op
         && action_writes(a, id, name)
     {
+        let cannot = without_write_grant(a, id);
+        if !cannot.is_empty() {
+            let message = format!(
+                "action `{name}` writes, and no grant of {} allows writes (add a grant with `writes = true`); nothing was queued for approval",
+                cannot
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            a.audit.record(AuditEvent {
+                connector: id.to_string(),
+                invocation: ulid::Ulid::new().to_string(),
+                event: "approval".into(),
+                decision: "deny".into(),
+                reason: message.clone(),
+                principal: Some(requested_by.to_string()),
+                ..Default::default()
+            });
+            return Err(InvokeError::Connector(ConnectorError {
+                code: "forbidden".into(),
+                message,
+                retry_after: None,
+            }));
+        }
         if preapproved(a, id) {
-            let v = context::with(
-                CallContext::approved(&ulid::Ulid::new().to_string()).by(requested_by),
-                a.invoke(id, op),
-            )
-            .await?;
+            // Not an approved run: the gate checks `writes_preapproved` on the grant each write
+            // goes through.
+            let v =
+                context::with(CallContext::requested().by(requested_by), a.invoke(id, op)).await?;
             return Ok(Requested::Done(v));
         }
         let mut input = input.clone();
@@ -250,8 +315,9 @@ pub async fn request(
 /// Approves a pending approval and runs its action once. Returns the approval as it ended.
 pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, ApprovalError> {
     let (id_owned, by_owned) = (id.to_string(), by.to_string());
+    let not_self = !a.config().approvals.allow_self_approval;
     let approval =
-        a.db.run(move |conn| Ok(decide(conn, &id_owned, "approved", &by_owned)))
+        a.db.run(move |conn| Ok(decide(conn, &id_owned, "approved", &by_owned, not_self)))
             .await??;
     audit(a, &approval, by, "approved", format!("approved by `{by}`"));
     let op = Op::Action {
@@ -286,8 +352,9 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
 /// Denies a pending approval: its action never runs.
 pub async fn deny(a: &Airlock, id: &str, by: &str) -> Result<Approval, ApprovalError> {
     let (id_owned, by_owned) = (id.to_string(), by.to_string());
+    // Withdrawing one's own request is fine.
     let approval =
-        a.db.run(move |conn| Ok(decide(conn, &id_owned, "denied", &by_owned)))
+        a.db.run(move |conn| Ok(decide(conn, &id_owned, "denied", &by_owned, false)))
             .await??;
     audit(a, &approval, by, "denied", format!("denied by `{by}`"));
     Ok(approval)
@@ -316,26 +383,57 @@ mod tests {
             error: None,
         };
         insert(&mut conn, &a).expect("insert");
-        let got = decide(&mut conn, "01TEST", "approved", "alice").expect("first decision");
+        let got = decide(&mut conn, "01TEST", "approved", "alice", true).expect("first decision");
         assert_eq!(
             (got.status.as_str(), got.decided_by.as_deref()),
             ("approved", Some("alice"))
         );
         assert!(matches!(
-            decide(&mut conn, "01TEST", "approved", "alice"),
+            decide(&mut conn, "01TEST", "approved", "alice", true),
             Err(ApprovalError::AlreadyDecided { .. })
         ));
         assert!(matches!(
-            decide(&mut conn, "01TEST", "denied", "bob"),
+            decide(&mut conn, "01TEST", "denied", "bob", false),
             Err(ApprovalError::AlreadyDecided { .. })
         ));
         assert!(matches!(
-            decide(&mut conn, "nope", "denied", "bob"),
+            decide(&mut conn, "nope", "denied", "bob", false),
             Err(ApprovalError::NotFound(_))
         ));
         finish(&mut conn, "01TEST", &Ok(serde_json::json!({"ok": true}))).expect("finish");
         let listed = list(&conn, Some("default"), Some("executed")).expect("list");
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].input, serde_json::json!({"x": 1}));
+    }
+
+    #[test]
+    fn the_requester_cannot_approve_their_own_request_unless_allowed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = crate::store::open(dir.path()).expect("db");
+        let mk = |id: &str| Approval {
+            id: id.into(),
+            created_at: now_rfc3339(),
+            requested_by: "token:alice".into(),
+            tenant: "default".into(),
+            connector: "c".into(),
+            action: "write".into(),
+            input: serde_json::json!({}),
+            status: "pending".into(),
+            decided_by: None,
+            decided_at: None,
+            result: None,
+            error: None,
+        };
+        insert(&mut conn, &mk("01SELF")).expect("insert");
+        let e = decide(&mut conn, "01SELF", "approved", "token:alice", true).unwrap_err();
+        assert!(matches!(e, ApprovalError::SelfApproval { .. }), "{e}");
+        assert_eq!(
+            get(&conn, "01SELF").expect("get").expect("row").status,
+            "pending"
+        );
+        let ok = decide(&mut conn, "01SELF", "approved", "token:bob", true).expect("bob");
+        assert_eq!(ok.decided_by.as_deref(), Some("token:bob"));
+        insert(&mut conn, &mk("01SELF2")).expect("insert");
+        decide(&mut conn, "01SELF2", "approved", "token:alice", false).expect("allowed by config");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::capabilities::policy::{HostPattern, MethodSet, PathPrefix};
+use crate::capabilities::policy::{ExactPaths, HostPattern, MethodSet, PathPrefix};
 
 /// A configuration error. The message always names the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response headers arrive.
     pub first_byte_timeout: Duration,
+    /// Denied outbound requests one invocation may make; past it the invocation is stopped.
+    pub denial_budget: u32,
 }
 
 impl Default for Limits {
@@ -103,6 +105,7 @@ impl Default for Limits {
             max_request_bytes: 4 << 20,
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(30),
+            denial_budget: 100,
         }
     }
 }
@@ -150,6 +153,9 @@ impl AuthConfig {
 pub struct Grant {
     /// Position in the file (`grant[N]`), for messages.
     pub index: usize,
+    /// The operator's name for the grant (`name = "graph-read"`, default `grant-N`, N counting the connector's own grants): unique per
+    /// connector, and the only grant label in metrics, audit reasons and the API.
+    pub name: String,
     pub connector: String,
     pub scheme: String,
     pub host: HostPattern,
@@ -165,6 +171,9 @@ pub struct Grant {
     pub writes: bool,
     /// Whether write actions through this grant run without an approval (`writes_preapproved`).
     pub writes_preapproved: bool,
+    /// Where write methods (anything but GET, HEAD, OPTIONS) may go through this grant; required
+    /// when a grant without `writes` lists a write method (`exact_paths`).
+    pub exact_paths: Option<ExactPaths>,
     pub auth: AuthConfig,
     /// Rate budget, retries, circuit breaker and response cache of this grant.
     pub resilience: Resilience,
@@ -230,6 +239,8 @@ pub struct ConnectorConfig {
     /// Record the connector's upstream exchanges, or answer them from a cassette file
     /// (`replay = "FILE"`, or `--replay FILE` on the CLI); see [`crate::cassette`].
     pub cassette: Option<crate::cassette::CassetteMode>,
+    /// The SHA-256 the component must have (lowercase hex); anything else is refused.
+    pub sha256: Option<String>,
 }
 
 /// The tenant of a connector that does not name one.
@@ -246,6 +257,9 @@ pub struct SyncSchedule {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// `metrics_token`: a bearer value `/metrics` requires (an admin API token works too). Unset:
+    /// open on a loopback `listen`, admin token required otherwise.
+    pub metrics_token: Option<SecretRef>,
     pub data_dir: PathBuf,
     /// Drop-in directory: each `NAME.wasm` in it that no `[[connector]]` names is loaded as
     /// connector `NAME` (default tenant, no settings, and only the grants that name it).
@@ -263,6 +277,18 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Host name overrides (like curl's `--resolve`): name -> addresses.
     pub resolve: BTreeMap<String, Vec<IpAddr>>,
+    /// `[trust]`: the keys components may be signed with, and whether they must be.
+    pub trust: crate::integrity::Trust,
+    /// `[audit]`: the writer's queue and the chain's signed checkpoints.
+    pub audit: crate::store::audit::AuditSettings,
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`: who may decide a pending write.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalsConfig {
+    /// Whether the principal who asked for a write may approve it (off: a second person must).
+    pub allow_self_approval: bool,
 }
 
 // ---- raw (as written in the file) -------------------------------------------------------------
@@ -282,6 +308,37 @@ struct RawFile {
     routes: Vec<RawRoute>,
     #[serde(default)]
     resolve: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    trust: RawTrust,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    require_signature: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    queue_rows: Option<usize>,
+    checkpoint_rows: Option<u64>,
+    checkpoint_interval: Option<String>,
+    checkpoint_sink: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    #[serde(default)]
+    allow_self_approval: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -290,6 +347,7 @@ struct RawServer {
     listen: Option<String>,
     data_dir: Option<String>,
     connectors_dir: Option<String>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -301,6 +359,7 @@ struct RawLimits {
     max_request_bytes: Option<u64>,
     connect_timeout: Option<String>,
     first_byte_timeout: Option<String>,
+    denial_budget: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +374,7 @@ struct RawConnector {
     sync: Option<RawSync>,
     tenant: Option<String>,
     replay: Option<String>,
+    sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -328,6 +388,7 @@ struct RawSync {
 #[serde(deny_unknown_fields)]
 struct RawGrant {
     connector: String,
+    name: Option<String>,
     url: Option<String>,
     scheme: Option<String>,
     host: Option<String>,
@@ -342,6 +403,11 @@ struct RawGrant {
     writes: bool,
     #[serde(default)]
     writes_preapproved: bool,
+    exact_paths: Option<Vec<String>>,
+    #[serde(default)]
+    allow_wildcard_credentials: bool,
+    #[serde(default)]
+    allow_insecure: bool,
     auth: Option<RawAuth>,
     rate: Option<RawRate>,
     concurrency: Option<u32>,
@@ -526,6 +592,13 @@ impl Config {
                 }
                 Some(f) => Some(crate::cassette::CassetteMode::Replay(base.join(f))),
             };
+            let sha256 = match c.sha256.as_deref() {
+                None => None,
+                Some(d) => Some(
+                    crate::integrity::parse_sha256(d)
+                        .map_err(|m| err(format!("{key}.sha256: {m}")))?,
+                ),
+            };
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
@@ -534,6 +607,7 @@ impl Config {
                 sync,
                 tenant: tenant.to_string(),
                 cassette,
+                sha256,
             });
         }
 
@@ -574,11 +648,15 @@ impl Config {
                     sync: None,
                     tenant: DEFAULT_TENANT.to_string(),
                     cassette: None,
+                    sha256: None,
                 });
             }
         }
 
         let mut grants = Vec::new();
+        // A default name counts the connector's own grants, so it stays put when another
+        // connector's grants are added or removed (names are metric labels and reload keys).
+        let mut per_connector: BTreeMap<String, usize> = BTreeMap::new();
         for (i, g) in raw.grants.into_iter().enumerate() {
             let key = format!("grant[{i}]");
             if !ids.contains(&g.connector) {
@@ -587,7 +665,21 @@ impl Config {
                     g.connector
                 )));
             }
-            grants.push(build_grant(i, g, &base).map_err(|m| err(format!("{key}.{m}")))?);
+            let nth = per_connector.entry(g.connector.clone()).or_insert(0);
+            let default_name = format!("grant-{nth}");
+            *nth += 1;
+            grants.push(
+                build_grant(i, &default_name, g, &base).map_err(|m| err(format!("{key}.{m}")))?,
+            );
+        }
+        let mut names = HashSet::new();
+        for g in &grants {
+            if !names.insert((g.connector.as_str(), g.name.as_str())) {
+                return Err(err(format!(
+                    "grant[{}].name: connector `{}` already has a grant named `{}`",
+                    g.index, g.connector, g.name
+                )));
+            }
         }
 
         let mut routes = Vec::new();
@@ -641,9 +733,21 @@ impl Config {
             resolve.insert(name.to_ascii_lowercase(), ips);
         }
 
+        let trust = build_trust(&raw.trust, &base).map_err(&err)?;
+        let metrics_token = raw
+            .server
+            .metrics_token
+            .as_deref()
+            .map(|t| SecretRef::parse(t, &base))
+            .transpose()
+            .map_err(|m| err(format!("server.metrics_token: {m}")))?;
+        let audit = build_audit(&raw.audit).map_err(|m| err(format!("audit.{m}")))?;
+
         Ok(Config {
+            audit,
             path: path.to_path_buf(),
             server: ServerConfig {
+                metrics_token,
                 listen,
                 data_dir,
                 connectors_dir,
@@ -653,6 +757,10 @@ impl Config {
             grants,
             routes,
             resolve,
+            trust,
+            approvals: ApprovalsConfig {
+                allow_self_approval: raw.approvals.allow_self_approval,
+            },
         })
     }
 
@@ -681,6 +789,31 @@ impl Config {
     pub fn grants_for<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Grant> + 'a {
         self.grants.iter().filter(move |g| g.connector == id)
     }
+}
+
+/// `[trust]`: each key is a minisign public key, inline (`RW...`) or `file:PATH` to a `.pub`.
+fn build_trust(raw: &RawTrust, base: &Path) -> Result<crate::integrity::Trust, String> {
+    use crate::integrity::TrustedKey;
+    let mut keys = Vec::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let key = format!("trust.keys[{i}]");
+        let text = match k.strip_prefix("file:") {
+            Some(f) => std::fs::read_to_string(base.join(f))
+                .map_err(|e| format!("{key}: cannot read {}: {e}", base.join(f).display()))?,
+            None => k.clone(),
+        };
+        keys.push(TrustedKey::parse(&text).map_err(|m| format!("{key}: `{k}` {m}"))?);
+    }
+    if raw.require_signature && keys.is_empty() {
+        return Err(
+            "trust.require_signature: needs at least one key in `trust.keys` to check against"
+                .into(),
+        );
+    }
+    Ok(crate::integrity::Trust {
+        keys,
+        require_signature: raw.require_signature,
+    })
 }
 
 /// toml's message already carries the line, column, the offending key and a snippet.
@@ -745,11 +878,80 @@ fn apply_limits(mut l: Limits, raw: &RawLimits, key: &str) -> Result<Limits, Str
     if let Some(t) = &raw.first_byte_timeout {
         l.first_byte_timeout = parse_duration(t, &format!("{key}.first_byte_timeout"))?;
     }
+    if let Some(n) = raw.denial_budget {
+        if n == 0 {
+            return Err(format!("{key}.denial_budget: must be at least 1"));
+        }
+        l.denial_budget = n;
+    }
     Ok(l)
 }
 
-fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> {
+/// `[audit]` with its defaults.
+fn build_audit(a: &RawAudit) -> Result<crate::store::audit::AuditSettings, String> {
+    let mut c = crate::store::audit::AuditSettings::default();
+    if let Some(n) = a.queue_rows {
+        if !(16..=10_000_000).contains(&n) {
+            return Err("queue_rows: must be 16..=10000000".into());
+        }
+        c.queue_rows = n;
+    }
+    if let Some(n) = a.checkpoint_rows {
+        if n == 0 {
+            return Err("checkpoint_rows: must be at least 1".into());
+        }
+        c.checkpoint_rows = n;
+    }
+    if let Some(t) = &a.checkpoint_interval {
+        let d = parse_duration(t, "checkpoint_interval")?;
+        if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) {
+            return Err("checkpoint_interval: must be between 100ms and 24h".into());
+        }
+        c.checkpoint_interval = d;
+    }
+    if let Some(s) = &a.checkpoint_sink {
+        c.checkpoint_sink = crate::store::checkpoint::Sink::parse(s).ok_or_else(|| {
+            format!("checkpoint_sink: `{s}` is not one of `log`, `stdout`, `none`")
+        })?;
+    }
+    Ok(c)
+}
+
+/// Checks a grant name: lowercase letters, digits, `-`, `_`, `.`, starting with a letter or
+/// digit, at most 64 characters (it becomes a metric label).
+fn validate_grant_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name: `{name}` must be 1-64 of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit"
+        ))
+    }
+}
+
+fn build_grant(
+    index: usize,
+    default_name: &str,
+    g: RawGrant,
+    base: &Path,
+) -> Result<Grant, String> {
     let resilience = build_resilience(&g)?;
+    let name = match &g.name {
+        Some(n) => {
+            validate_grant_name(n)?;
+            n.clone()
+        }
+        None => default_name.to_string(),
+    };
     let (mut scheme, mut host, mut port, mut path) = (g.scheme, g.host, g.port, g.path_prefix);
     if let Some(u) = &g.url {
         if scheme.is_some() || host.is_some() || port.is_some() || path.is_some() {
@@ -793,6 +995,13 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
     }
     let host = host.ok_or("host: missing (give `url` or `host`)")?;
     let host = HostPattern::parse(&host).map_err(|m| format!("host: {m}"))?;
+    if let HostPattern::Exact(h) = &host
+        && crate::capabilities::address::is_metadata_host(h)
+    {
+        return Err(format!(
+            "host: `{h}` is a cloud metadata service; grant its address instead if you mean it"
+        ));
+    }
     let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
     if port == 0 {
         return Err("port: must be 1..=65535".into());
@@ -847,11 +1056,18 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
     if g.writes_preapproved && !g.writes {
         return Err("writes_preapproved: needs `writes = true` on the same grant".into());
     }
+    let exact_paths = write_paths(g.exact_paths.as_deref(), g.writes, &methods, &path_prefix)?;
+    let reach = Reach {
+        allow_wildcard_credentials: g.allow_wildcard_credentials,
+        allow_insecure: g.allow_insecure,
+    };
+    check_credential_reach(reach, &scheme, &host, &auth)?;
     if g.reveal && matches!(auth, AuthConfig::None) {
         return Err("reveal: `reveal = true` needs an `auth` with a secret to reveal".into());
     }
     Ok(Grant {
         index,
+        name,
         connector: g.connector,
         scheme,
         host,
@@ -862,9 +1078,91 @@ fn build_grant(index: usize, g: RawGrant, base: &Path) -> Result<Grant, String> 
         reveal: g.reveal,
         writes: g.writes,
         writes_preapproved: g.writes_preapproved,
+        exact_paths,
         auth,
         resilience,
     })
+}
+
+/// A grant without `writes` whose `methods` allow a write method must name the exact paths for
+/// it: a prefix would let any action POST anywhere under it (Graph's `/v1.0/` holds `sendMail`).
+fn write_paths(
+    exact_paths: Option<&[String]>,
+    writes_grant: bool,
+    methods: &MethodSet,
+    prefix: &PathPrefix,
+) -> Result<Option<ExactPaths>, String> {
+    let writes: Vec<String> = match methods {
+        MethodSet::Any => vec!["*".into()],
+        MethodSet::Only(set) => set
+            .iter()
+            .filter(|m| {
+                http::Method::from_bytes(m.as_bytes())
+                    .is_ok_and(|m| crate::capabilities::policy::is_write_method(&m))
+            })
+            .cloned()
+            .collect(),
+    };
+    match exact_paths {
+        None if !writes.is_empty() && !writes_grant => Err(format!(
+            "methods: {} on a grant without `writes = true` must be limited to exact paths; list them in `exact_paths = [\"{}…\"]` (the prefix {} is too broad), or set `writes = true` for write actions",
+            writes.join(", "),
+            prefix.as_str(),
+            prefix.as_str()
+        )),
+        None => Ok(None),
+        Some(_) if writes.is_empty() => {
+            Err("exact_paths: limits write methods, and this grant's `methods` has none".into())
+        }
+        Some(list) => ExactPaths::parse(list, prefix)
+            .map(Some)
+            .map_err(|m| format!("exact_paths: {m}")),
+    }
+}
+
+/// The grant keys that let credentials go further than the default.
+#[derive(Clone, Copy)]
+struct Reach {
+    allow_wildcard_credentials: bool,
+    allow_insecure: bool,
+}
+
+/// Credentials go only where the operator can see them going: not to every subdomain of a
+/// wildcard, not in clear text, unless the grant says so.
+fn check_credential_reach(
+    g: Reach,
+    scheme: &str,
+    host: &HostPattern,
+    auth: &AuthConfig,
+) -> Result<(), String> {
+    if matches!(auth, AuthConfig::None) {
+        return Ok(());
+    }
+    if let HostPattern::Suffix(suffix) = host
+        && !g.allow_wildcard_credentials
+    {
+        return Err(format!(
+            "auth: a wildcard host (`*{suffix}`) would send these credentials to every subdomain; name the host, or set `allow_wildcard_credentials = true` on the grant"
+        ));
+    }
+    if g.allow_insecure {
+        return Ok(());
+    }
+    if scheme == "http" {
+        return Err(
+            "auth: credentials over plain `http` are refused; use https, or set `allow_insecure = true` on the grant (local fakes only)"
+                .into(),
+        );
+    }
+    if let AuthConfig::OAuth2 { token_url, .. } = auth
+        && token_url.scheme() == "http"
+    {
+        return Err(
+            "auth.token_url: the client secret over plain `http` is refused; use https, or set `allow_insecure = true` on the grant (local fakes only)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn build_resilience(g: &RawGrant) -> Result<Resilience, String> {
@@ -1005,6 +1303,28 @@ connectors = ["confluence", "b1"]
     }
 
     #[test]
+    fn an_unknown_method_is_a_config_error_naming_the_key() {
+        let grant = |methods: &str| {
+            format!(
+                "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://x.example.com/wiki/\"\nmethods = {methods}\n"
+            )
+        };
+        let e = parse(&grant(r#"["GET", "FETCH"]"#)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("grant[0].methods: `FETCH` is not an HTTP method"),
+            "{e}"
+        );
+        // Extension tokens that `http::Method` would take are refused too; real methods pass
+        // (write methods on a writes grant, which needs no exact paths).
+        assert!(parse(&grant(r#"["PROPFIND"]"#)).is_err());
+        let writes = |m: &str| format!("{}writes = true\n", grant(m));
+        assert!(parse(&writes(r#"["get", "Patch", "DELETE"]"#)).is_ok());
+        assert!(parse(&writes(r#"["*"]"#)).is_ok());
+        assert!(parse(&grant(r#"["get", "head", "options", "trace"]"#)).is_ok());
+    }
+
+    #[test]
     fn bad_duration_names_the_key() {
         let e = parse(&format!("{BASE}\n[limits]\ntimeout = \"soon\"\n")).unwrap_err();
         assert!(e.to_string().contains("limits.timeout"), "{e}");
@@ -1042,7 +1362,7 @@ connectors = ["confluence", "b1"]
     #[test]
     fn wildcard_url_grant_parses() {
         let c = parse(&format!(
-            "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://*.atlassian.net/wiki/\"\nmethods = [\"GET\", \"post\"]\nauth = {{ type = \"basic\", username = \"a@b.c\", password = \"secret:tok\" }}\n"
+            "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://*.atlassian.net/wiki/\"\nmethods = [\"GET\", \"post\"]\nexact_paths = [\"/wiki/rest/api/content/*/permission/check\"]\nallow_wildcard_credentials = true\nauth = {{ type = \"basic\", username = \"a@b.c\", password = \"secret:tok\" }}\n"
         ))
         .unwrap();
         let g = &c.grants[0];
@@ -1055,14 +1375,239 @@ connectors = ["confluence", "b1"]
     }
 
     #[test]
+    fn grants_are_named_by_the_operator_or_by_position_and_names_are_unique_per_connector() {
+        let grant = |extra: &str| {
+            format!(
+                "\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://x.example/\"\n{extra}"
+            )
+        };
+        let c = parse(&format!(
+            "{BASE}{}{}",
+            grant("name = \"graph-read\""),
+            grant("")
+        ))
+        .unwrap();
+        assert_eq!(c.grants[0].name, "graph-read");
+        assert_eq!(c.grants[1].name, "grant-1");
+        // Counted per connector: another connector's grant in between changes nothing.
+        let c = parse(&format!(
+            "{BASE}\n[[connector]]\nid = \"other\"\ncomponent = \"o.wasm\"\n{}\n[[grant]]\nconnector = \"other\"\nurl = \"https://o.example/\"\n{}",
+            grant(""),
+            grant("")
+        ))
+        .unwrap();
+        let names: Vec<(&str, &str)> = c
+            .grants
+            .iter()
+            .map(|g| (g.connector.as_str(), g.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("confluence", "grant-0"),
+                ("other", "grant-0"),
+                ("confluence", "grant-1")
+            ]
+        );
+        let e = parse(&format!(
+            "{BASE}{}{}",
+            grant("name = \"same\""),
+            grant("name = \"same\"")
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("grant[1].name"), "{e}");
+        for bad in [
+            "",
+            "Upper",
+            "has space",
+            "-lead",
+            "a\\u0000b",
+            &"x".repeat(65),
+        ] {
+            let e =
+                parse(&format!("{BASE}{}", grant(&format!("name = \"{bad}\"")))).expect_err(bad);
+            assert!(e.to_string().contains("grant[0].name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn audit_settings_metrics_token_and_denial_budget_parse_and_are_checked() {
+        let c = parse(&format!(
+            "[server]\nmetrics_token = \"env:METRICS\"\n[limits]\ndenial_budget = 5\n[audit]\nqueue_rows = 64\ncheckpoint_rows = 10\ncheckpoint_interval = \"5s\"\ncheckpoint_sink = \"stdout\"\n{BASE}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.server.metrics_token,
+            Some(SecretRef::Env("METRICS".into()))
+        );
+        assert_eq!(c.limits.denial_budget, 5);
+        assert_eq!(c.connectors[0].limits.denial_budget, 5);
+        assert_eq!(c.audit.queue_rows, 64);
+        assert_eq!(c.audit.checkpoint_rows, 10);
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(
+            c.audit.checkpoint_sink,
+            crate::store::checkpoint::Sink::Stdout
+        );
+        assert_eq!(parse(BASE).unwrap().limits.denial_budget, 100);
+        for (bad, key) in [
+            (
+                "[audit]\ncheckpoint_sink = \"webhook\"",
+                "audit.checkpoint_sink",
+            ),
+            ("[audit]\ncheckpoint_rows = 0", "audit.checkpoint_rows"),
+            ("[audit]\nqueue_rows = 1", "audit.queue_rows"),
+            ("[limits]\ndenial_budget = 0", "limits.denial_budget"),
+            (
+                "[server]\nmetrics_token = \"plain\"",
+                "server.metrics_token",
+            ),
+        ] {
+            let e = parse(&format!("{bad}\n{BASE}")).expect_err(bad);
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn duplicate_connector_ids_are_an_error() {
         let e = parse(&format!("{BASE}{BASE}")).unwrap_err();
         assert!(e.to_string().contains("duplicate connector id"), "{e}");
     }
 
     #[test]
+    fn a_pinned_digest_and_trust_keys_are_validated() {
+        let d = "AB".repeat(32);
+        let c = parse(&format!("{BASE}sha256 = \"{d}\"\n")).expect("config");
+        assert_eq!(
+            c.connectors[0].sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        let e = parse(&format!("{BASE}sha256 = \"abc\"\n")).unwrap_err();
+        assert!(e.to_string().contains("connector[0].sha256"), "{e}");
+
+        let (_, _, line, id) = crate::integrity::generate("").unwrap();
+        let c = parse(&format!(
+            "{BASE}\n[trust]\nkeys = [\"{line}\"]\nrequire_signature = true\n"
+        ))
+        .expect("config");
+        assert!(c.trust.require_signature);
+        assert_eq!(c.trust.keys[0].id(), id);
+        let e = parse(&format!("{BASE}\n[trust]\nrequire_signature = true\n")).unwrap_err();
+        assert!(e.to_string().contains("trust.require_signature"), "{e}");
+        let e = parse(&format!("{BASE}\n[trust]\nkeys = [\"RWQbogus\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("trust.keys[0]"), "{e}");
+    }
+
+    #[test]
     fn bad_resolve_address_is_named() {
         let e = parse(&format!("{BASE}\n[resolve]\n\"meta.test\" = \"nope\"\n")).unwrap_err();
         assert!(e.to_string().contains("resolve.meta.test"), "{e}");
+    }
+
+    fn grant(body: &str) -> Result<Config, ConfigError> {
+        parse(&format!(
+            "{BASE}\n[[grant]]\nconnector = \"confluence\"\n{body}\n"
+        ))
+    }
+
+    #[test]
+    fn write_methods_on_a_grant_without_writes_need_exact_paths() {
+        let e = grant("url = \"https://graph.example.com/v1.0/\"\nmethods = [\"GET\", \"POST\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("grant[0].methods: POST on a grant without `writes = true`"),
+            "{e}"
+        );
+        assert!(e.contains("exact_paths"), "{e}");
+        let e = grant("url = \"https://graph.example.com/v1.0/\"\nmethods = [\"*\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grant[0].methods"), "{e}");
+        let c = grant(
+            "url = \"https://graph.example.com/v1.0/\"\nmethods = [\"GET\", \"POST\"]\nexact_paths = [\"/v1.0/search/query\"]",
+        )
+        .expect("exact paths");
+        assert!(c.grants[0].exact_paths.is_some());
+        // A writes grant keeps its prefix (its writes need a write action and an approval).
+        grant("url = \"https://graph.example.com/v1.0/\"\nmethods = [\"POST\"]\nwrites = true")
+            .expect("writes grant");
+        let e = grant(
+            "url = \"https://graph.example.com/v1.0/\"\nexact_paths = [\"/v1.0/search/query\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("grant[0].exact_paths: limits write methods"),
+            "{e}"
+        );
+        let e = grant(
+            "url = \"https://graph.example.com/v1.0/\"\nmethods = [\"POST\"]\nexact_paths = [\"/v1.0/\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("grant[0].exact_paths: `/v1.0/` ends with `/`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wildcard_hosts_carry_credentials_only_when_the_grant_says_so() {
+        let auth = "auth = { type = \"bearer\", token = \"secret:t\" }";
+        let e = grant(&format!("url = \"https://*.atlassian.net/\"\n{auth}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("grant[0].auth: a wildcard host (`*.atlassian.net`)"),
+            "{e}"
+        );
+        assert!(e.contains("allow_wildcard_credentials = true"), "{e}");
+        grant(&format!(
+            "url = \"https://*.atlassian.net/\"\nallow_wildcard_credentials = true\n{auth}"
+        ))
+        .expect("allowed on purpose");
+        grant("url = \"https://*.atlassian.net/\"").expect("no credentials, no question");
+    }
+
+    #[test]
+    fn credentials_over_plain_http_need_allow_insecure() {
+        let e = grant(
+            "url = \"http://wiki.example.com/\"\nauth = { type = \"basic\", username = \"u\", password = \"secret:p\" }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("grant[0].auth: credentials over plain `http`"),
+            "{e}"
+        );
+        let oauth = "auth = { type = \"oauth2\", token_url = \"http://login.example.com/token\", client_id = \"c\", client_secret = \"secret:s\" }";
+        let e = grant(&format!("url = \"https://graph.example.com/\"\n{oauth}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grant[0].auth.token_url"), "{e}");
+        grant(&format!(
+            "url = \"https://graph.example.com/\"\nallow_insecure = true\n{oauth}"
+        ))
+        .expect("allowed on purpose");
+        grant("url = \"http://wiki.example.com/\"").expect("no credentials, no question");
+    }
+
+    #[test]
+    fn metadata_host_names_cannot_be_granted() {
+        let e = grant("url = \"http://metadata.google.internal/\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grant[0].host"), "{e}");
+    }
+
+    #[test]
+    fn self_approval_is_off_unless_configured() {
+        assert!(!parse(BASE).expect("config").approvals.allow_self_approval);
+        let c = parse(&format!(
+            "{BASE}\n[approvals]\nallow_self_approval = true\n"
+        ))
+        .expect("config");
+        assert!(c.approvals.allow_self_approval);
     }
 }

@@ -10,7 +10,8 @@
 //!   stream and action names non-empty and unique; descriptions non-empty.
 //! - `info.action-schemas`: each action's `input-schema` is JSON, an object with
 //!   `"type": "object"`, valid against its JSON Schema metaschema, and compiles.
-//! - `health`: `health()` answers `ok = true`.
+//! - `health`: `health()` answers `ok = true`. The SDK's default answer (`ok`, no request) passes,
+//!   and the rule's message says that reachability and credentials were not checked.
 //! - `sync.terminates[S]`: from no cursor, stream S reaches `done` within the page cap; a page
 //!   that is not done carries a next cursor that was not handed to any earlier page of the run.
 //! - `sync.documents[S]`: every upsert has a non-empty id, kind and title, an RFC 3339
@@ -24,7 +25,8 @@
 //!   duplicate. (A call with the final cursor after `done` starts the *next* incremental run;
 //!   full-refresh streams legitimately return everything again there, so it is not checked.)
 //! - `search.well-formed`: `search(q, limit 5)` answers at most 5 well-formed documents, or
-//!   `invalid-input` (the SDK's answer of a connector without search). `q` is the longest word of
+//!   the SDK's `invalid-input` "does not support `search`" of a connector without search (then
+//!   the rule says it checked nothing); any other `invalid-input` fails. `q` is the longest word of
 //!   the first synced document's title (so there is something to find), or `test`.
 //! - `errors.unknown-stream`, `errors.unknown-action`, `errors.get-unknown-id`: the connector
 //!   answers with the contract's `invalid-input` or `not-found`, not a trap, `internal` or
@@ -356,12 +358,24 @@ fn action_schemas(i: &model::ConnectorInfo) -> Result<String, String> {
     }
 }
 
+/// What the SDK's default `health()` answers: `ok` without asking the upstream anything.
+const SDK_DEFAULT_HEALTH: &str = "ok";
+
 async fn health(c: &LoadedConnector) -> Result<String, String> {
     match c.invoke(Op::Health).await {
-        Ok(v) if v.get("ok") == Some(&Value::Bool(true)) => Ok(format!(
-            "ok: {}",
-            v.get("message").and_then(Value::as_str).unwrap_or("")
-        )),
+        Ok(v) if v.get("ok") == Some(&Value::Bool(true)) => {
+            let message = v.get("message").and_then(Value::as_str).unwrap_or("");
+            if message == SDK_DEFAULT_HEALTH {
+                // The rule can only check the answer; say what it did not check.
+                Ok(format!(
+                    "ok: `{message}`, the SDK's default answer, which asks the upstream nothing \
+                     (not checked: reachability and credentials; implement health() with a cheap \
+                     authenticated request)"
+                ))
+            } else {
+                Ok(format!("ok: {message}"))
+            }
+        }
         Ok(v) => Err(format!(
             "health answered not ok: {}",
             v.get("message").and_then(Value::as_str).unwrap_or("")
@@ -390,8 +404,21 @@ async fn search(c: &LoadedConnector, query: &str) -> Result<String, String> {
         cursor: None,
     };
     let v = match c.invoke(op).await {
+        // Only the SDK's "does not support" answer means the connector has no search; any
+        // other invalid-input to a plain word is a search that does not work.
+        Err(InvokeError::Connector(e))
+            if e.code == "invalid-input" && e.message.contains("does not support") =>
+        {
+            return Ok(format!(
+                "not checked: the connector has no live search (invalid-input: {})",
+                e.message
+            ));
+        }
         Err(InvokeError::Connector(e)) if e.code == "invalid-input" => {
-            return Ok(format!("not supported (invalid-input: {})", e.message));
+            return Err(format!(
+                "search for the plain word {query:?} answered invalid-input: {}",
+                e.message
+            ));
         }
         Err(e) => return Err(format!("search for {query:?} failed: {e}")),
         Ok(v) => v,

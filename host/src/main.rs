@@ -24,9 +24,11 @@ use airlock::store::{audit, vault::Vault};
 #[derive(Parser)]
 #[command(name = "airlock", version, about, long_about = None)]
 struct Cli {
-    /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "info", env = "AIRLOCK_LOG")]
-    log_level: String,
+    /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it. Default:
+    /// `info` for `serve`, `warn` for the other commands (they print their own
+    /// results), `off` for `check` and `conformance` (their report says it all).
+    #[arg(long, global = true, env = "AIRLOCK_LOG")]
+    log_level: Option<String>,
     /// Write logs as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -57,9 +59,14 @@ enum Command {
     Mcp {
         #[command(flatten)]
         config: ConfigArg,
-        /// An API token (`airlock tokens create`); the tools see what it sees on REST.
-        #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
-        token: String,
+        /// A file holding the API token (`airlock tokens create`), or give the token in the
+        /// AIRLOCK_TOKEN environment variable; the tools see what it sees on REST. Never on the
+        /// command line, where every local user can read it in the process list.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Removed: refused with a pointer to AIRLOCK_TOKEN and --token-file.
+        #[arg(long, hide = true)]
+        token: Option<String>,
     },
     /// Run one operation on a connector and print the JSON result.
     ///
@@ -163,6 +170,35 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Sign a component with a minisign (Ed25519) secret key: writes FILE.minisig beside it,
+    /// which `[trust] keys` / `require_signature` check at load. `--generate-key KEY` makes a key
+    /// pair instead (KEY, mode 0600, and KEY.pub; encrypted when AIRLOCK_SIGN_PASSWORD is set).
+    /// Keys and signatures are minisign's format: `minisign -S`/`-V` work on them too.
+    Sign {
+        /// The secret key file (an encrypted one needs its password in AIRLOCK_SIGN_PASSWORD).
+        #[arg(long, value_name = "KEY", required_unless_present = "generate_key")]
+        key: Option<PathBuf>,
+        /// Make a new key pair at KEY and KEY.pub, and print the public key for `[trust] keys`.
+        #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "file"])]
+        generate_key: Option<PathBuf>,
+        /// The component to sign.
+        #[arg(required_unless_present = "generate_key")]
+        file: Option<PathBuf>,
+    },
+    /// Verify a component as `airlock serve` will: its FILE.minisig against --key (or the
+    /// config's `[trust] keys`), and the `sha256` pin of each configured connector that loads
+    /// this file (or --sha256). Exits non-zero when it would be refused.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
+        /// A trusted public key: the `RW...` line or a minisign .pub file (repeatable).
+        #[arg(long = "key", value_name = "KEY")]
+        keys: Vec<String>,
+        /// The digest the file must have.
+        #[arg(long)]
+        sha256: Option<String>,
     },
     /// Check that a .wasm file is a loadable connector: contract version, streams, actions.
     Check {
@@ -351,8 +387,20 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain; exits non-zero if a row was edited, inserted or deleted.
-    Verify,
+    /// Check the hash chain and its signed checkpoints. Exit codes: 0 intact, 3 chain broken
+    /// (a row edited, inserted or deleted inside it), 4 truncated (rows cut from the tail), 5
+    /// rewritten (a row differs from a signed checkpoint or --expect, or a checkpoint is forged),
+    /// 6 checkpoint missing. The most serious finding decides the code.
+    Verify {
+        /// A head kept elsewhere (`SEQ:HASH`, e.g. from the checkpoint log line): the log must
+        /// still hold row SEQ with this hash.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = audit::parse_expected_head)]
+        expect: Option<(i64, String)>,
+        /// The checkpoint public key (hex, as in audit-signing.pub) kept elsewhere; without
+        /// it the data directory's own key is trusted.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -369,11 +417,12 @@ fn main() -> ExitCode {
     let scrubber = Scrubber::new();
     // `check` and `conformance` report their own outcome; their load log would only repeat it.
     // The CLI commands print their own results: only the daemon logs at info by default.
-    let level = match cli.command {
-        Command::Check { .. } | Command::Conformance { .. } if cli.log_level == "info" => "off",
-        Command::Serve { .. } => cli.log_level.as_str(),
-        _ if cli.log_level == "info" => "warn",
-        _ => cli.log_level.as_str(),
+    // A level given on the command line (or AIRLOCK_LOG) is always honoured.
+    let level = match (&cli.log_level, &cli.command) {
+        (Some(level), _) => level.as_str(),
+        (None, Command::Check { .. } | Command::Conformance { .. }) => "off",
+        (None, Command::Serve { .. }) => "info",
+        (None, _) => "warn",
     };
     airlock::logging::init(level, cli.log_json, scrubber.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -395,6 +444,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The token of `airlock mcp`: from `--token-file` or AIRLOCK_TOKEN, never from argv.
+fn mcp_token(file: Option<&Path>, on_argv: bool) -> anyhow::Result<String> {
+    if on_argv {
+        bail!(
+            "--token is no longer accepted: a token on the command line is visible to every local user; put it in AIRLOCK_TOKEN or in a file given with --token-file"
+        );
+    }
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the token file {}", f.display()))?,
+        None => std::env::var("AIRLOCK_TOKEN").unwrap_or_default(),
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        bail!(
+            "no token: set AIRLOCK_TOKEN or give --token-file FILE (make a token with `airlock tokens create`)"
+        );
+    }
+    Ok(token)
+}
+
 fn load_config(c: &ConfigArg) -> anyhow::Result<Config> {
     Ok(Config::load(&c.config)?)
 }
@@ -405,7 +475,12 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             let config = load_config(&config)?;
             serve(config, listen, scrubber).await
         }
-        Command::Mcp { config, token } => {
+        Command::Mcp {
+            config,
+            token_file,
+            token,
+        } => {
+            let token = mcp_token(token_file.as_deref(), token.is_some())?;
             let config = load_config(&config)?;
             airlock::mcp::serve_stdio(config, token, scrubber).await?;
             Ok(ExitCode::SUCCESS)
@@ -481,6 +556,43 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Check { file, json } => check(&file, json, scrubber).await,
+        Command::Sign {
+            key,
+            generate_key,
+            file,
+        } => {
+            use airlock::integrity_cli;
+            if let Some(k) = generate_key {
+                let line = integrity_cli::generate_key(&k)?;
+                println!("[trust]\nkeys = [\"{line}\"]");
+            } else if let (Some(k), Some(f)) = (key, file) {
+                let out = integrity_cli::sign(&k, &f)?;
+                eprintln!("signed {}: {}", f.display(), out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            config,
+            file,
+            keys,
+            sha256,
+        } => {
+            // The config is optional when keys are given on the command line.
+            let config = if keys.is_empty() || config.config.exists() {
+                Some(load_config(&config)?)
+            } else {
+                None
+            };
+            let v =
+                airlock::integrity_cli::verify(&file, &keys, sha256.as_deref(), config.as_ref())?;
+            println!(
+                "{}: signature OK (key {}), sha256 {}",
+                file.display(),
+                v.signer,
+                v.sha256
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync {
             config,
             connector,
@@ -536,7 +648,8 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 live_timeout,
                 scope: None,
             };
-            let r = airlock::search::search(&a, &req).await?;
+            let ctx = CallContext::requested().by(&cli_user());
+            let r = airlock::runtime::context::with(ctx, airlock::search::search(&a, &req)).await?;
             a.flush();
             if json {
                 println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&r)?));
@@ -615,13 +728,17 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let (code, tested) = conformance_cmd(
-                config,
-                &file,
-                connector.as_deref(),
-                &opts,
-                json,
-                scrubber.clone(),
+            // The operator's own check: named in the audit, no writes (a context is required).
+            let (code, tested) = airlock::runtime::context::with(
+                CallContext::requested().by(&cli_user()),
+                conformance_cmd(
+                    config,
+                    &file,
+                    connector.as_deref(),
+                    &opts,
+                    json,
+                    scrubber.clone(),
+                ),
             )
             .await?;
             if let (Some(out), Some(rec)) = (record, recorder) {
@@ -654,17 +771,54 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 gets,
                 max_pages,
             };
-            record_cmd(config, plan, scrubber).await
+            // The operator recording their own connector: trusted, writes included.
+            airlock::runtime::context::with(
+                CallContext::trusted().by(&cli_user()),
+                record_cmd(config, plan, scrubber),
+            )
+            .await
         }
     }
 }
 
-/// Who asks, when the CLI asks: the OS user.
+/// Who asks, when the CLI asks: the OS user running the process (from the user database, not
+/// `$USER`, which the caller can set to anything and which is unset under sudo, cron or
+/// systemd); `uid:N` when the user database has no name for it.
 fn cli_user() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    format!("cli:{}", os_user_name())
+}
+
+#[cfg(unix)]
+fn os_user_name() -> String {
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0u8; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes only into `pwd` and `buf` (whose length it is given) and sets
+    // `found` to `&pwd` on success; the name is read before either goes out of scope.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        if let Ok(n) = name.to_str()
+            && !n.is_empty()
+        {
+            return n.to_string();
+        }
+    }
+    format!("uid:{uid}")
+}
+
+#[cfg(not(unix))]
+fn os_user_name() -> String {
+    std::env::var("USERNAME").unwrap_or_else(|_| "unknown".into())
 }
 
 async fn approvals_cmd(
@@ -774,7 +928,7 @@ fn tokens_cmd(config: &Config, action: TokensCmd, scrubber: Scrubber) -> anyhow:
     use airlock::store::tokens;
     let mut conn = airlock::store::open(&config.server.data_dir)?;
     // Dropped at the end of the command, which flushes the rows.
-    let writer = audit::AuditWriter::start(&config.server.data_dir, scrubber)?;
+    let writer = audit::AuditWriter::start_with(&config.server.data_dir, scrubber, &config.audit)?;
     match action {
         TokensCmd::Create {
             principal,
@@ -1120,7 +1274,10 @@ async fn serve(
     );
     airlock::sync::spawn_scheduler(a.clone());
     airlock::reload::spawn(a.clone());
-    let app = airlock::api::router(a.clone());
+    // The address really listened on (`--listen` overrides the config) decides whether
+    // `/metrics` may stay open.
+    let app = airlock::api::router(a.clone())
+        .layer(axum::Extension(airlock::api::auth::Listening(local)));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
@@ -1142,7 +1299,8 @@ async fn serve(
         })
         .await?;
     tracing::info!("shutting down");
-    a.flush();
+    // A clean stop anchors the newest rows with a signed checkpoint.
+    a.flush_and_checkpoint();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1368,10 +1526,12 @@ fn sync_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     }
     for s in states {
         println!(
-            "{}/{}: {} records, last success {}, cursor age {}{}{}",
+            "{}/{}: {} records stored (last run: {} upserts, {} deletes), last success {}, cursor age {}{}{}",
             s.connector,
             s.stream,
             s.records,
+            s.last_run_upserts,
+            s.last_run_deletes,
             s.last_success_at.as_deref().unwrap_or("never"),
             age(s.cursor_updated_at.as_deref()),
             s.last_error
@@ -1483,20 +1643,54 @@ fn audit_cmd(config: &Config, action: AuditCmd) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AuditCmd::Verify => {
+        AuditCmd::Verify { expect, public_key } => {
+            let pinned = public_key
+                .as_deref()
+                .map(airlock::store::checkpoint::parse_public_key)
+                .transpose()
+                .context("--public-key")?;
             let v = audit::verify(&conn)?;
-            if v.problems.is_empty() {
+            let anchor = audit::check_anchor(
+                &conn,
+                &config.server.data_dir,
+                pinned,
+                expect.as_ref().map(|(s, h)| (*s, h.as_str())),
+            )?;
+            let mut problems: Vec<(audit::Tamper, String)> = v
+                .problems
+                .iter()
+                .map(|p| (audit::Tamper::ChainBroken, p.clone()))
+                .collect();
+            problems.extend(anchor.problems.iter().cloned());
+            if problems.is_empty() {
                 println!("audit log intact: {} rows verified", v.rows);
+                if let Some(cp) = &anchor.newest {
+                    println!(
+                        "anchored: {} valid checkpoint(s); the newest signs row {} ({}) at {}; {} row(s) since",
+                        anchor.valid_checkpoints, cp.seq, cp.hash, cp.time, anchor.unanchored_rows
+                    );
+                }
             } else {
-                for p in &v.problems {
-                    println!("TAMPERED: {p}");
+                for (kind, p) in &problems {
+                    let tag = match kind {
+                        audit::Tamper::ChainBroken => "TAMPERED",
+                        audit::Tamper::Truncated => "TRUNCATED",
+                        audit::Tamper::Rewritten => "REWRITTEN",
+                        audit::Tamper::CheckpointMissing => "UNANCHORED",
+                    };
+                    println!("{tag}: {p}");
                 }
                 eprintln!(
                     "audit log verification FAILED: {} problem(s) in {} rows",
-                    v.problems.len(),
+                    problems.len(),
                     v.rows
                 );
-                return Ok(ExitCode::from(3));
+                let worst = problems
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .max()
+                    .unwrap_or(audit::Tamper::ChainBroken);
+                return Ok(ExitCode::from(worst.exit_code()));
             }
         }
     }

@@ -1,5 +1,10 @@
 //! Prometheus metrics (`GET /metrics`): invocations and their durations, outbound requests by
-//! connector, host and status, denials, and synced records.
+//! connector, grant and status, denials, and synced records.
+//!
+//! Every label value comes from the configuration or a fixed set: connector ids, grant names,
+//! the contract's operations with the action and stream names the connector declares, status
+//! codes. Nothing a guest (a host name it asks for) or a caller (an op name it sends) chooses
+//! becomes a label, so neither can grow the series without bound nor plant text in them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -14,7 +19,8 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InvokeLabels {
     pub connector: String,
-    /// `info`, `search`, `sync:STREAM`, `action:NAME`, ...
+    /// `info`, `search`, `sync:STREAM`, `action:NAME`, ... with only declared streams and
+    /// actions named (`action:undeclared` otherwise).
     pub op: String,
     /// `ok` or the error code.
     pub outcome: String,
@@ -28,7 +34,8 @@ pub struct ConnectorLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutboundLabels {
     pub connector: String,
-    pub host: String,
+    /// The grant's configured name; `none` for requests no grant matched.
+    pub grant: String,
     /// The HTTP status, or `denied` / `error`.
     pub status: String,
 }
@@ -39,7 +46,7 @@ pub struct StreamLabels {
     pub stream: String,
 }
 
-/// One grant of one connector (`grant` is its index in the config file).
+/// One grant of one connector (`grant` is its configured name).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantLabels {
     pub connector: String,
@@ -71,6 +78,8 @@ pub struct Metrics {
     pub breaker_transitions: Family<GrantOutcomeLabels, Counter>,
     pub breaker_fail_fast: Family<GrantLabels, Counter>,
     pub cache: Family<GrantOutcomeLabels, Counter>,
+    /// Invocations stopped because they spent their denial budget.
+    pub denial_budget_stops: Family<ConnectorLabel, Counter>,
 }
 
 fn buckets() -> Histogram {
@@ -99,7 +108,7 @@ impl Metrics {
         );
         registry.register(
             "outbound_requests",
-            "Outbound requests by connector, host and status",
+            "Outbound requests by connector, grant and status",
             outbound.clone(),
         );
         registry.register(
@@ -160,7 +169,14 @@ impl Metrics {
             "GET response cache lookups per grant, by hit or miss",
             cache.clone(),
         );
+        let denial_budget_stops = Family::<ConnectorLabel, Counter>::default();
+        registry.register(
+            "denial_budget_stops",
+            "Invocations stopped after too many denied outbound requests",
+            denial_budget_stops.clone(),
+        );
         Arc::new(Metrics {
+            denial_budget_stops,
             registry,
             invocations,
             invocation_seconds,

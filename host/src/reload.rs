@@ -110,6 +110,10 @@ impl Watched {
     fn is_relevant(&self, p: &Path) -> bool {
         p == self.config
             || self.components.contains(p)
+            // A component's signature (`NAME.wasm.minisig`) next to it.
+            || p.to_str()
+                .and_then(|s| s.strip_suffix(".minisig"))
+                .is_some_and(|c| self.components.contains(Path::new(c)))
             || (p.extension().is_some_and(|x| x == "wasm")
                 && self
                     .drop_in
@@ -180,6 +184,8 @@ mod tests {
         };
         assert!(w.is_relevant(Path::new("/etc/airlock/airlock.toml")));
         assert!(w.is_relevant(Path::new("/build/zendesk.wasm")));
+        assert!(w.is_relevant(Path::new("/build/zendesk.wasm.minisig")));
+        assert!(!w.is_relevant(Path::new("/build/other.wasm.minisig")));
         assert!(w.is_relevant(Path::new("/srv/connectors/new.wasm")));
         assert!(!w.is_relevant(Path::new("/build/zendesk.d")));
         assert!(!w.is_relevant(Path::new("/build/other.wasm")));

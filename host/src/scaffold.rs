@@ -92,6 +92,19 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// The SDK path as the new crate's manifest names it: relative when the crate is inside the
+/// checkout the SDK belongs to (the directory holding `sdk/`), so the checkout can move as a
+/// whole; absolute otherwise (a crate elsewhere that shares only `/home` with the checkout
+/// would break as soon as either moved).
+fn sdk_dependency_path(crate_dir: &Path, sdk: &Path) -> PathBuf {
+    match sdk.parent() {
+        Some(checkout) if crate_dir.starts_with(checkout) => {
+            relative(crate_dir, sdk).unwrap_or_else(|| sdk.to_path_buf())
+        }
+        _ => sdk.to_path_buf(),
+    }
+}
+
 /// `to` relative to `from`, when both share a prefix below the filesystem root.
 fn relative(from: &Path, to: &Path) -> Option<PathBuf> {
     let f: Vec<_> = from.components().collect();
@@ -156,10 +169,7 @@ pub fn new_connector(
             sdk.display()
         );
     }
-    let sdk_dependency = relative(&dir, &sdk)
-        .unwrap_or_else(|| sdk.clone())
-        .display()
-        .to_string();
+    let sdk_dependency = sdk_dependency_path(&dir, &sdk).display().to_string();
     let crate_name = name.replace('-', "_");
     let fill = |t: &str| {
         t.replace("{{name}}", name)
@@ -233,6 +243,24 @@ mod tests {
             Some(PathBuf::from("../../sdk"))
         );
         assert_eq!(relative(Path::new("/tmp/demo"), Path::new("/r/sdk")), None);
+    }
+
+    #[test]
+    fn a_crate_outside_the_checkout_names_the_sdk_by_absolute_path() {
+        let sdk = Path::new("/home/u/airlock/sdk");
+        assert_eq!(
+            sdk_dependency_path(Path::new("/home/u/airlock/connectors/acme"), sdk),
+            PathBuf::from("../../sdk")
+        );
+        // Shares `/home/u` with the checkout, but is not inside it.
+        assert_eq!(
+            sdk_dependency_path(Path::new("/home/u/projects/acme"), sdk),
+            PathBuf::from("/home/u/airlock/sdk")
+        );
+        assert_eq!(
+            sdk_dependency_path(Path::new("/tmp/acme"), sdk),
+            PathBuf::from("/home/u/airlock/sdk")
+        );
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub async fn run_stream(
         end: RunEnd::Done,
     };
     let mut pending: Option<Pending> = None;
+    let mut first_page = true;
     loop {
         // The previous page's commit (if any) runs while this page is fetched.
         let fetched = c.sync_page(stream, cursor.clone()).await;
@@ -247,6 +248,11 @@ pub async fn run_stream(
             .inc_by(ups + dels);
         let (cid, sid) = (connector.to_string(), stream.to_string());
         let db2 = db.clone();
+        let counts = sync_state::PageCounts {
+            upserts: ups as i64,
+            deletes: dels as i64,
+            first: std::mem::take(&mut first_page),
+        };
         let commit = tokio::spawn(async move {
             db2.run(move |conn| {
                 let now = now_rfc3339();
@@ -254,14 +260,20 @@ pub async fn run_stream(
                 // deferred transaction that upgrades from read to write fails at once when
                 // another connection (the audit writer) committed in between.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                documents::apply_page(&tx, &cid, &page.upserts, &page.deletes, &now)?;
-                let records = (page.upserts.len() + page.deletes.len()) as i64;
+                documents::apply_stream_page(
+                    &tx,
+                    &cid,
+                    Some(&sid),
+                    &page.upserts,
+                    &page.deletes,
+                    &now,
+                )?;
                 sync_state::commit_cursor(
                     &tx,
                     &cid,
                     &sid,
                     page.next_cursor.as_deref(),
-                    records,
+                    counts,
                     &now,
                 )?;
                 if page.done {

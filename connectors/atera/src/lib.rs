@@ -2,7 +2,9 @@
 //! ticket comments, `get` by ticket id and a writing `add-comment` action. Holds no credentials:
 //! the host's gate injects `X-API-KEY: <key>` or `Authorization: Bearer <token>`.
 //!
-//! Settings: `base_url` (e.g. `https://app.atera.com`; a trailing `/api/v3` is ignored).
+//! Settings: `base_url` (e.g. `https://app.atera.com`; a trailing `/api/v3` is ignored) and, for
+//! `add-comment`, `technician_email` (the Atera technician its comments are written as: Atera
+//! refuses a technician comment that names no technician).
 
 use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::text::parse_rfc3339;
@@ -117,8 +119,9 @@ impl Connector for Atera {
             Some(_) => return Err(Error::invalid_input("`is_internal` must be a boolean")),
         };
         let cfg = Config::load()?;
+        let technician = technician_email()?;
         let body = json!({"CommentText": comment,
-            "TechnicianCommentDetails": {"IsInternal": internal}});
+            "TechnicianCommentDetails": {"TechnicianEmail": technician, "IsInternal": internal}});
         let reply = Request::post(cfg.api(&format!("/tickets/{ticket}/comments")))
             .json(&body)
             .send()?;
@@ -129,6 +132,19 @@ impl Connector for Atera {
             .to_string(),
         )
     }
+}
+
+/// The `technician_email` setting: Atera needs the technician a comment is written as.
+fn technician_email() -> Result<String> {
+    airlock_sdk::setting("technician_email")
+        .map(|e| e.trim().to_owned())
+        .filter(|e| e.contains('@'))
+        .ok_or_else(|| {
+            Error::invalid_input(
+                "add-comment needs the connector setting `technician_email` (the Atera \
+                 technician the comment is written as)",
+            )
+        })
 }
 
 /// Connector settings, read from the host on every call (instances are stateless).

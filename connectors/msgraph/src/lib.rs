@@ -922,6 +922,26 @@ fn sync_page(cfg: &Config, kind: Kind, mut cursor: Cursor) -> Result<SyncPage> {
         if kind.mode() == Mode::Snapshot {
             cursor.seen.push(id.to_owned());
         }
+        // A delta round may send an updated user as only its changed properties: read the whole
+        // record instead of indexing the partial one (which would blank the other fields).
+        let full;
+        let item = match kind {
+            Kind::Users if !removed && is_partial_user(item) => match whole_user(cfg, id)? {
+                Some(user) => {
+                    full = user;
+                    &full
+                }
+                None => {
+                    // Gone between the delta page and the read: a delete.
+                    deletes.push(DocumentRef {
+                        kind: kind.name().into(),
+                        id: kind.doc_id(&scope.parts, id),
+                    });
+                    continue;
+                }
+            },
+            _ => item,
+        };
         if removed {
             deletes.push(DocumentRef {
                 kind: kind.name().into(),
@@ -988,6 +1008,23 @@ fn sync_page(cfg: &Config, kind: Kind, mut cursor: Cursor) -> Result<SyncPage> {
 }
 
 // ---- Upstream shapes and helpers -----------------------------------------------------------
+
+/// A delta item that lacks one of the selected user properties: Graph sends an updated user as
+/// its `id` plus at least the changed properties (only those under `Prefer: return=minimal`).
+fn is_partial_user(item: &Value) -> bool {
+    USER_FIELDS
+        .split(',')
+        .any(|field| item.get(field.trim()).is_none())
+}
+
+/// The whole user (`GET /users/{id}?$select=…`), `None` when Graph no longer has it.
+fn whole_user(cfg: &Config, id: &str) -> Result<Option<Value>> {
+    match Request::get(Ref::User(id.to_owned()).api_url(cfg)).send() {
+        Ok(reply) => reply.json().map(Some),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// A Graph collection: `value`, `@odata.nextLink`, `@odata.deltaLink`.
 #[derive(Deserialize)]
@@ -1128,6 +1165,19 @@ fn rfc3339_of_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_user_missing_a_selected_property_is_partial() {
+        let whole: Value = serde_json::from_str(
+            r#"{"id":"u1","displayName":"Ada Adams","givenName":"Ada","surname":"Adams",
+            "userPrincipalName":"ada@contoso.com","mail":"ada@contoso.com","jobTitle":null,
+            "department":"IT","officeLocation":"Berlin","mobilePhone":null,"accountEnabled":true}"#,
+        )
+        .unwrap_or_default();
+        assert!(!is_partial_user(&whole), "nulls are values, not gaps");
+        let changed = json!({"id": "u1", "jobTitle": "Senior Program Manager"});
+        assert!(is_partial_user(&changed));
+    }
 
     #[test]
     fn refs_round_trip_and_reject_path_tricks() {

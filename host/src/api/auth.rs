@@ -40,6 +40,70 @@ fn unauthorized(message: &str) -> Response {
     r
 }
 
+/// The address the daemon listens on (set by `airlock serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct Listening(pub std::net::SocketAddr);
+
+/// Who may read `/metrics`: anyone on a loopback listener when no `metrics_token` is set;
+/// otherwise a bearer that is the metrics token or an admin API token. Fails closed when the
+/// token cannot be resolved.
+pub async fn metrics_access(
+    a: &Arc<Airlock>,
+    listen: std::net::SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let config = a.config();
+    let token_ref = config.server.metrics_token.clone();
+    if token_ref.is_none() && listen.ip().is_loopback() {
+        return Ok(());
+    }
+    let Some(given) = bearer(headers) else {
+        return Err(unauthorized(
+            "/metrics needs an `Authorization: Bearer <token>` header (the metrics token or an admin token)",
+        ));
+    };
+    if let Some(r) = token_ref {
+        let data_dir = config.server.data_dir.clone();
+        let expected =
+            a.db.read(move |c| {
+                let vault = crate::store::vault::Vault::open(&data_dir)?;
+                Ok(crate::capabilities::secrets::resolve(&r, &vault, c))
+            })
+            .await;
+        match expected {
+            Ok(Ok(v)) if same_secret(&v, &given) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(m)) => tracing::error!("server.metrics_token cannot be resolved: {m}"),
+            Err(e) => tracing::error!("server.metrics_token cannot be resolved: {e:#}"),
+        }
+    }
+    let found =
+        a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &given)?))
+            .await;
+    match found {
+        Ok(Some(p)) if p.admin => Ok(()),
+        Ok(Some(_)) => Err(error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "/metrics needs the metrics token or an admin token",
+            None,
+        )),
+        _ => Err(unauthorized(
+            "the bearer token is neither the metrics token nor a valid admin token",
+        )),
+    }
+}
+
+/// Compares two secrets in time independent of where they differ (digests of equal length).
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
 /// Authenticates the request and, for admin routes, checks the principal is an admin. The
 /// token itself never reaches a log line or an error message.
 pub async fn require(

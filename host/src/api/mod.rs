@@ -108,7 +108,15 @@ async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
     }
 }
 
-async fn metrics(State(a): State<Arc<Airlock>>) -> Response {
+async fn metrics(
+    State(a): State<Arc<Airlock>>,
+    listening: Option<Extension<auth::Listening>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let listen = listening.map_or(a.config().server.listen, |Extension(l)| l.0);
+    if let Err(refused) = auth::metrics_access(&a, listen, &headers).await {
+        return refused;
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -223,12 +231,16 @@ async fn invoke(
     }
 }
 
-/// The ACL check of a document as JSON (a missing or empty `acl` lets every principal read it).
+/// The ACL check of a document as JSON: a missing or empty `acl` lets every principal read it;
+/// one that is not a list of names lets nobody (fail closed).
 fn acl_allows_value(doc: &serde_json::Value, readers: &[String]) -> bool {
-    let acl: Vec<String> = doc
-        .get("acl")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
+    let acl: Vec<String> = match doc.get("acl") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(v) => match serde_json::from_value(v.clone()) {
+            Ok(acl) => acl,
+            Err(_) => return false,
+        },
+    };
     crate::store::documents::acl_allows(&acl, readers)
 }
 
@@ -378,7 +390,9 @@ async fn search(
             readers: auth::readers(&p),
         }),
     };
-    match crate::search::search(&a, &req).await {
+    // Live searches run connectors: their rows name the token, and no write is possible.
+    let ctx = crate::runtime::context::CallContext::requested().by(&format!("token:{}", p.name));
+    match crate::runtime::context::with(ctx, crate::search::search(&a, &req)).await {
         Ok(mut r) => {
             for h in &mut r.hits {
                 a.scrubber.scrub_in_place(&mut h.snippet);
@@ -517,6 +531,8 @@ fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         },
         InvokeError::BadInput { .. } => (StatusCode::BAD_REQUEST, None),
+        // The connector kept asking for what it may not have: refused, like each request was.
+        InvokeError::DenialBudget { .. } => (StatusCode::FORBIDDEN, None),
         InvokeError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
         InvokeError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, None),
         InvokeError::MemoryLimit { .. } | InvokeError::Trap { .. } => {
@@ -627,6 +643,9 @@ fn approval_error(a: &Airlock, e: crate::approvals::ApprovalError) -> Response {
             &e.to_string(),
             None,
         ),
+        e @ E::SelfApproval { .. } => {
+            error_response(StatusCode::FORBIDDEN, "forbidden", &e.to_string(), None)
+        }
         E::Store(e) => internal_error(a, &e),
     }
 }

@@ -107,7 +107,12 @@ pub fn spec() -> Value {
             })) },
             "/metrics": { "get": open(json!({
                 "summary": "Prometheus metrics",
-                "responses": { "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+                "description": "Open on a loopback listener unless `[server] metrics_token` is set; otherwise needs `Authorization: Bearer` with the metrics token or an admin API token.",
+                "responses": {
+                    "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } },
+                    "401": err("no bearer, or neither the metrics token nor a valid token"),
+                    "403": err("a token that is not an admin token")
+                }
             })) },
             "/v1/openapi.json": { "get": secured(json!({
                 "summary": "This description",

@@ -1,23 +1,37 @@
 //! Credential injection at the gate: HTTP Basic, Bearer, a custom header (`X-API-KEY`,
-//! `api-key`, ...) and OAuth2 client-credentials with a cached token that one caller at a time
-//! refreshes shortly before it expires. Connectors never see any of these values.
+//! `api-key`, ...) and OAuth2 client-credentials with a cached token refreshed shortly before it
+//! expires. Connectors never see any of these values.
+//!
+//! The token endpoint is the identity provider of the whole organisation, so a connector must
+//! not be able to hammer it through the gate: one fetch is in flight per credential (others
+//! wait for its result, and it finishes even if the invocation that started it ends), it runs
+//! under the host's own timeout (never the guest's), it spends the grant's rate budget, and
+//! after a failure further fetches wait out an exponential backoff instead of re-posting the
+//! client secret on every request.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::config::AuthConfig;
 use crate::scrub::Scrubber;
 
+use super::budget::GrantBudget;
 use super::net::UpstreamClient;
 use super::secrets::SecretValues;
 
 /// Refresh this long before the token's stated expiry.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+/// The first wait after a failed token fetch; it doubles with each further failure.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// A grant's credentials, ready to inject.
 pub enum GrantAuth {
@@ -34,10 +48,28 @@ pub enum GrantAuth {
 }
 
 pub struct OAuth2 {
+    endpoint: Arc<TokenEndpoint>,
+    state: Arc<tokio::sync::Mutex<TokenState>>,
+}
+
+/// Where and how a token is asked for.
+struct TokenEndpoint {
     token_url: http::Uri,
     form: String,
-    cached: tokio::sync::Mutex<Option<CachedToken>>,
     scrubber: Scrubber,
+}
+
+/// The answer every caller waiting on one fetch shares.
+type TokenResult = Result<HeaderValue, String>;
+
+#[derive(Default)]
+struct TokenState {
+    cached: Option<CachedToken>,
+    /// The fetch in flight, which callers join instead of starting their own.
+    in_flight: Option<Shared<BoxFuture<'static, TokenResult>>>,
+    /// Failures in a row, and until when no fetch is tried (with the last error).
+    failures: u32,
+    backoff: Option<(Instant, String)>,
 }
 
 struct CachedToken {
@@ -51,6 +83,14 @@ pub struct TokenFetch {
     pub status: Option<u16>,
     pub latency: Duration,
     pub error: Option<String>,
+}
+
+/// What bounds a token fetch: the host's own timeout, and the grant's budget (spent by the
+/// fetch, waited for no later than `deadline`).
+pub struct TokenLimits<'a> {
+    pub timeout: Duration,
+    pub budget: &'a GrantBudget,
+    pub deadline: Instant,
 }
 
 impl GrantAuth {
@@ -114,13 +154,15 @@ impl GrantAuth {
                     form.append_pair("scope", s);
                 }
                 GrantAuth::OAuth2(OAuth2 {
-                    token_url: token_url
-                        .as_str()
-                        .parse()
-                        .map_err(|_| "auth.token_url is not a valid URI".to_string())?,
-                    form: form.finish(),
-                    cached: tokio::sync::Mutex::new(None),
-                    scrubber: scrubber.clone(),
+                    endpoint: Arc::new(TokenEndpoint {
+                        token_url: token_url
+                            .as_str()
+                            .parse()
+                            .map_err(|_| "auth.token_url is not a valid URI".to_string())?,
+                        form: form.finish(),
+                        scrubber: scrubber.clone(),
+                    }),
+                    state: Arc::default(),
                 })
             }
         })
@@ -145,15 +187,21 @@ impl GrantAuth {
         }
     }
 
-    /// Sets the credentials on `headers`. For OAuth2 this may fetch a token first; the fetch is
-    /// reported through `on_fetch` for auditing.
+    /// Whether requests through this grant carry a credential the gate injects (their answers
+    /// may echo it back).
+    pub fn injects(&self) -> bool {
+        matches!(self, GrantAuth::Static { .. } | GrantAuth::OAuth2(_))
+    }
+
+    /// Sets the credentials on `headers`. For OAuth2 this may fetch a token first, within
+    /// `limits`; the fetch is reported through `on_fetch` for auditing.
     pub async fn apply(
         &self,
         headers: &mut HeaderMap,
         client: &UpstreamClient,
         allow_private: bool,
-        timeout: Duration,
-        on_fetch: impl FnOnce(TokenFetch),
+        limits: TokenLimits<'_>,
+        on_fetch: impl FnOnce(TokenFetch) + Send + 'static,
     ) -> Result<(), String> {
         match self {
             GrantAuth::None | GrantAuth::Withheld(_) => Ok(()),
@@ -162,7 +210,7 @@ impl GrantAuth {
                 Ok(())
             }
             GrantAuth::OAuth2(o) => {
-                let v = o.token(client, allow_private, timeout, on_fetch).await?;
+                let v = o.token(client, allow_private, limits, on_fetch).await?;
                 headers.insert(header::AUTHORIZATION, v);
                 Ok(())
             }
@@ -171,41 +219,124 @@ impl GrantAuth {
 }
 
 impl OAuth2 {
-    /// The cached token, or a fresh one. The mutex makes concurrent callers wait for one fetch
-    /// instead of each fetching.
+    /// The cached token, or the result of the one fetch in flight, or of a new fetch when none
+    /// is in flight and no backoff is in force.
     async fn token(
         &self,
         client: &UpstreamClient,
         allow_private: bool,
-        timeout: Duration,
-        on_fetch: impl FnOnce(TokenFetch),
-    ) -> Result<HeaderValue, String> {
-        let mut guard = self.cached.lock().await;
-        if let Some(t) = guard.as_ref()
-            && Instant::now() < t.refresh_at
-        {
-            return Ok(t.header.clone());
-        }
-        let started = Instant::now();
-        let result = self.fetch(client, allow_private, timeout).await;
-        let (status, error) = match &result {
-            Ok((_, s)) => (Some(*s), None),
-            Err((s, e)) => (*s, Some(e.clone())),
+        limits: TokenLimits<'_>,
+        on_fetch: impl FnOnce(TokenFetch) + Send + 'static,
+    ) -> TokenResult {
+        let shared = {
+            let mut st = self.state.lock().await;
+            let now = Instant::now();
+            if let Some(t) = &st.cached
+                && now < t.refresh_at
+            {
+                return Ok(t.header.clone());
+            }
+            match st.in_flight.clone() {
+                Some(f) => f,
+                None => {
+                    if let Some((until, error)) = &st.backoff
+                        && now < *until
+                    {
+                        return Err(format!(
+                            "{error}; token requests paused for {}s after {} failure(s)",
+                            until.duration_since(now).as_secs() + 1,
+                            st.failures
+                        ));
+                    }
+                    // The fetch spends the grant's budget like any request (held while it runs).
+                    let mut waited = Duration::ZERO;
+                    let permit = limits
+                        .budget
+                        .acquire(limits.deadline, &mut waited)
+                        .await
+                        .map_err(|nb| {
+                            format!(
+                                "no rate budget left for a token request for {}s",
+                                nb.wait().as_secs() + 1
+                            )
+                        })?;
+                    let f = self.spawn_fetch(
+                        client.clone(),
+                        allow_private,
+                        limits.timeout,
+                        permit,
+                        on_fetch,
+                    );
+                    st.in_flight = Some(f.clone());
+                    f
+                }
+            }
         };
-        on_fetch(TokenFetch {
-            url: self.token_url.clone(),
-            status,
-            latency: started.elapsed(),
-            error,
-        });
-        let (tok, _) = result.map_err(|(_, e)| e)?;
-        *guard = Some(tok);
-        Ok(guard
-            .as_ref()
-            .map(|t| t.header.clone())
-            .unwrap_or_else(|| HeaderValue::from_static("")))
+        shared.await
     }
 
+    /// Runs one fetch on its own task (it completes, and its result is kept, even when the
+    /// invocation that started it is stopped) and records its outcome before callers see it.
+    fn spawn_fetch(
+        &self,
+        client: UpstreamClient,
+        allow_private: bool,
+        timeout: Duration,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        on_fetch: impl FnOnce(TokenFetch) + Send + 'static,
+    ) -> Shared<BoxFuture<'static, TokenResult>> {
+        let endpoint = self.endpoint.clone();
+        let state = self.state.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let result = endpoint.fetch(&client, allow_private, timeout).await;
+            drop(permit);
+            let (status, error) = match &result {
+                Ok((_, s)) => (Some(*s), None),
+                Err((s, e)) => (*s, Some(e.clone())),
+            };
+            on_fetch(TokenFetch {
+                url: endpoint.token_url.clone(),
+                status,
+                latency: started.elapsed(),
+                error,
+            });
+            let mut st = state.lock().await;
+            st.in_flight = None;
+            match result {
+                Ok((tok, _)) => {
+                    let header = tok.header.clone();
+                    st.cached = Some(tok);
+                    st.failures = 0;
+                    st.backoff = None;
+                    Ok(header)
+                }
+                Err((_, e)) => {
+                    st.failures = st.failures.saturating_add(1);
+                    let wait = backoff(st.failures);
+                    st.backoff = Some((Instant::now() + wait, e.clone()));
+                    Err(e)
+                }
+            }
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(format!("token request did not complete: {e}")))
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+/// How long to wait before the next token fetch after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << doublings)
+        .min(MAX_BACKOFF)
+}
+
+impl TokenEndpoint {
     async fn fetch(
         &self,
         client: &UpstreamClient,
@@ -312,5 +443,19 @@ impl OAuth2 {
             },
             status,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_two_seconds_up_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(2), Duration::from_secs(4));
+        assert_eq!(backoff(5), Duration::from_secs(32));
+        assert_eq!(backoff(9), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 }

@@ -1,6 +1,9 @@
-//! Opt-in GET response cache of one grant (`cache_ttl`). Keys include a digest of the credentials
-//! the gate injected, so two credentials never share an entry; only 200 answers up to a size cap
-//! are kept, and the map is bounded.
+//! Opt-in GET response cache of one grant (`cache_ttl`). A key covers the URI and every request
+//! header as sent, the injected credentials included: the gate cannot know which headers an
+//! upstream answers differently for (`Accept-Language`, `Prefer`, a tenant header...), so two
+//! requests share an entry only when they are the same request. That also honours any `Vary`;
+//! an answer with `Vary: *` or `Cache-Control: no-store` is not kept. Only 200 answers up to a
+//! size cap are kept, and the map is bounded.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,27 +30,35 @@ pub struct ResponseCache {
     map: Mutex<HashMap<CacheKey, (Instant, Cached)>>,
 }
 
-/// The key of a request: its URI, `Accept`, and every credential header the gate injected.
-pub fn key(
-    uri: &http::Uri,
-    headers: &HeaderMap,
-    credential_headers: &[&http::HeaderName],
-) -> CacheKey {
+/// The key of a request: its URI and every header (names sorted, each value in order).
+pub fn key(uri: &http::Uri, headers: &HeaderMap) -> CacheKey {
     let mut h = Sha256::new();
     h.update(uri.to_string().as_bytes());
-    h.update([0]);
-    if let Some(a) = headers.get(http::header::ACCEPT) {
-        h.update(a.as_bytes());
-    }
-    for name in credential_headers {
+    let mut names: Vec<&http::HeaderName> = headers.keys().collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    for name in names {
         h.update([0]);
         h.update(name.as_str().as_bytes());
-        for v in headers.get_all(*name) {
+        for v in headers.get_all(name) {
             h.update([1]);
+            h.update((v.len() as u64).to_le_bytes());
             h.update(v.as_bytes());
         }
     }
     h.finalize().into()
+}
+
+/// Whether the answer says it may not be reused: `Vary: *` (it depends on more than the
+/// request) or `Cache-Control: no-store`.
+fn not_reusable(headers: &HeaderMap) -> bool {
+    let listed = |name: http::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    listed(http::header::VARY, "*") || listed(http::header::CACHE_CONTROL, "no-store")
 }
 
 impl ResponseCache {
@@ -75,7 +86,7 @@ impl ResponseCache {
     }
 
     pub fn put(&self, key: CacheKey, c: Cached) {
-        if c.status != StatusCode::OK || c.body.len() > MAX_BODY {
+        if c.status != StatusCode::OK || c.body.len() > MAX_BODY || not_reusable(&c.headers) {
             return;
         }
         let now = Instant::now();
@@ -113,8 +124,8 @@ mod tests {
         a.insert(&auth, "Bearer one".parse().unwrap());
         let mut b = HeaderMap::new();
         b.insert(&auth, "Bearer two".parse().unwrap());
-        let ka = key(&uri, &a, &[&auth]);
-        let kb = key(&uri, &b, &[&auth]);
+        let ka = key(&uri, &a);
+        let kb = key(&uri, &b);
         assert_ne!(ka, kb);
         let c = ResponseCache::new(Duration::from_secs(60));
         c.put(ka, ok("for one"));
@@ -129,7 +140,7 @@ mod tests {
     fn entries_expire_and_errors_are_not_kept() {
         let c = ResponseCache::new(Duration::from_millis(10));
         let uri: http::Uri = "http://h/x".parse().unwrap();
-        let k = key(&uri, &HeaderMap::new(), &[]);
+        let k = key(&uri, &HeaderMap::new());
         c.put(k, ok("x"));
         assert!(c.get(&k).is_some());
         std::thread::sleep(Duration::from_millis(20));
@@ -138,5 +149,48 @@ mod tests {
         err.status = StatusCode::INTERNAL_SERVER_ERROR;
         c.put(k, err);
         assert!(c.get(&k).is_none());
+    }
+
+    #[test]
+    fn any_request_header_that_differs_makes_a_different_entry() {
+        let uri: http::Uri = "http://h/x".parse().unwrap();
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
+            h.insert(name, value.parse().unwrap());
+            key(&uri, &h)
+        };
+        assert_ne!(with("accept-language", "de"), with("accept-language", "fr"));
+        assert_ne!(
+            with("prefer", "return=minimal"),
+            with("prefer", "return=full")
+        );
+        assert_ne!(with("x-tenant", "a"), with("x-other", "a"));
+        assert_eq!(with("accept-language", "de"), with("accept-language", "de"));
+        let mut plain = HeaderMap::new();
+        plain.insert(http::header::ACCEPT, "application/json".parse().unwrap());
+        assert_ne!(key(&uri, &plain), with("accept-language", "de"));
+    }
+
+    #[test]
+    fn vary_star_and_no_store_answers_are_not_kept() {
+        let uri: http::Uri = "http://h/x".parse().unwrap();
+        let k = key(&uri, &HeaderMap::new());
+        let c = ResponseCache::new(Duration::from_secs(60));
+        for (name, value) in [
+            ("vary", "*"),
+            ("vary", "Accept, *"),
+            ("cache-control", "private, no-store"),
+        ] {
+            let mut answer = ok("x");
+            answer.headers.insert(name, value.parse().unwrap());
+            c.put(k, answer);
+            assert!(c.get(&k).is_none(), "{name}: {value}");
+        }
+        let mut vary = ok("x");
+        vary.headers
+            .insert("vary", "Accept-Language".parse().unwrap());
+        c.put(k, vary);
+        assert!(c.get(&k).is_some());
     }
 }

@@ -5,10 +5,12 @@
 //! to the connector, never followed here.
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{HeaderName, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime_wasi_http::{
@@ -21,12 +23,16 @@ use crate::config::{Grant, Limits};
 use crate::scrub::Scrubber;
 use crate::store::audit::{AuditEvent, AuditLog};
 
-use super::auth::GrantAuth;
+use super::address::is_metadata_host;
+use super::auth::{GrantAuth, TokenLimits};
 use super::breaker::{Admit, Breaker, BreakerState};
 use super::budget::{GrantBudget, NotBefore};
 use super::cache::{self, ResponseCache};
-use super::net::{Net, check_ip, error_chain, find_address_denied};
-use super::policy::{Target, find_grant};
+use super::decode;
+use super::denials::{self, DenialBudget, Spend};
+use super::net::{Net, check_literal_ip, error_chain, find_address_denied};
+use super::path::{method_override_param, normalize};
+use super::policy::{HostPattern, Target, find_grant, is_write_method};
 use super::retry;
 use crate::metrics::{GrantLabels, GrantOutcomeLabels};
 
@@ -95,7 +101,7 @@ impl ConnectorGate {
                 cache: g.resilience.cache_ttl.map(ResponseCache::new),
                 labels: GrantLabels {
                     connector: connector.clone(),
-                    grant: g.index.to_string(),
+                    grant: g.name.clone(),
                 },
             })
             .collect();
@@ -137,6 +143,7 @@ impl ConnectorGate {
             writes_action,
             approved_writes,
             deadline,
+            denials: Arc::new(DenialBudget::new(self.limits.denial_budget)),
         }
     }
 
@@ -170,6 +177,14 @@ impl ConnectorGate {
         reason: String,
         err: HttpError,
     ) -> HttpError {
+        // Past the invocation's denial budget a denial costs no row (nor a log line): the
+        // invocation is being stopped and its summary row counts these.
+        if decision == "deny"
+            && let Some(budget) = denials::current()
+            && budget.spend() == Spend::Suppress
+        {
+            return err;
+        }
         tracing::warn!(
             connector = %self.connector,
             invocation = %ev.invocation,
@@ -205,7 +220,8 @@ impl ConnectorGate {
             .outbound
             .get_or_create(&crate::metrics::OutboundLabels {
                 connector: self.connector.clone(),
-                host: ev.host.clone().unwrap_or_default(),
+                // Never the requested host: a guest could mint a series per name it asks for.
+                grant: ev.grant.clone().unwrap_or_else(|| "none".into()),
                 status: status.to_string(),
             })
             .inc();
@@ -242,15 +258,28 @@ impl ConnectorGate {
             .uri
             .port_u16()
             .unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let path = parts.uri.path().to_string();
+        let raw_path = parts.uri.path().to_string();
         ev.method = Some(parts.method.to_string());
         ev.scheme = Some(scheme.clone());
         ev.host = Some(host.clone());
         ev.port = Some(port);
-        ev.path = Some(path.clone());
+        ev.path = Some(raw_path.clone());
 
         if host.is_empty() {
             return Err(self.deny(ev, started, "request has no host".into()));
+        }
+        if is_metadata_host(&host) {
+            let reason = format!("{host} is a cloud metadata host name; never reachable");
+            return Err(self.deny(ev, started, reason));
+        }
+        // One normal form: matched against the grants, audited and sent.
+        let path = match normalize(&raw_path) {
+            Ok(p) => p,
+            Err(reason) => return Err(self.deny(ev, started, format!("path refused: {reason}"))),
+        };
+        ev.path = Some(path.clone());
+        if let Some(reason) = method_override(&parts) {
+            return Err(self.deny(ev, started, reason));
         }
         let target = Target {
             method: &parts.method,
@@ -264,23 +293,28 @@ impl ConnectorGate {
             Err(reason) => return Err(self.deny(ev, started, reason)),
         };
         let grant = &self.grants[idx];
+        ev.grant = Some(grant.name.clone());
         // Write actions stay off by default: their write requests need a grant with writes,
         // and an approved invocation; a writes grant carries no other write.
-        let write_method = !matches!(
-            parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-        );
+        let write_method = is_write_method(&parts.method);
         if write_method
             && let Some(reason) = write_refusal(grant, writes_action.as_deref(), approved_writes)
         {
             return Err(self.deny(ev, started, reason));
         }
         // Literal IPs never reach the resolver, so check them here.
-        if let Ok(ip) = host.parse::<std::net::IpAddr>()
-            && let Some(class) = check_ip(ip, grant.allow_private)
-        {
-            let reason = format!("{ip} is {class}; grant[{}] does not allow it", grant.index);
-            return Err(self.deny(ev, started, reason));
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            let named = matches!(&grant.host, HostPattern::Exact(h) if h.parse() == Ok(ip));
+            if let Some(class) = check_literal_ip(ip, grant.allow_private, named) {
+                let reason = format!("{ip} is {class}; grant[{}] does not allow it", grant.index);
+                return Err(self.deny(ev, started, reason));
+            }
+        }
+        if path != raw_path {
+            match with_path(&parts.uri, &path) {
+                Ok(uri) => parts.uri = uri,
+                Err(reason) => return Err(self.deny(ev, started, reason)),
+            }
         }
 
         // Buffer the body (bounded): it makes the size limit exact and keeps the request
@@ -320,17 +354,30 @@ impl ConnectorGate {
             )),
             None => None,
         };
+        // A credentialed request is one whose answer may echo the credential: the gate decides
+        // how that answer is encoded, so the scrubber sees it whole and decoded.
+        let credentialed = self.auths[idx].injects();
+        if credentialed {
+            prepare_credentialed(&mut parts.headers);
+        }
         let client = self.net.client(grant.allow_private);
         let timeout = first_byte_timeout(&self.limits, options.as_ref());
         let audit = self.audit.clone();
         let token_event = self.event(&invocation, principal.as_deref());
+        // The token fetch runs under the host's own timeout: a guest's tiny first-byte timeout
+        // must not make every request re-post the client secret.
+        let token_limits = TokenLimits {
+            timeout: self.limits.first_byte_timeout,
+            budget: &self.states[idx].budget,
+            deadline,
+        };
         if let Err(e) = self.auths[idx]
             .apply(
                 &mut parts.headers,
                 client,
                 grant.allow_private,
-                timeout,
-                |f| {
+                token_limits,
+                move |f| {
                     let mut t = token_event;
                     t.event = "oauth-token".into();
                     t.method = Some("POST".into());
@@ -364,6 +411,7 @@ impl ConnectorGate {
                     body,
                     timeout,
                     client,
+                    credentialed,
                 },
                 ev,
                 started,
@@ -477,6 +525,7 @@ impl ConnectorGate {
             body,
             timeout,
             client,
+            credentialed,
         } = out;
         let grant = &self.grants[idx];
         let state = &self.states[idx];
@@ -485,8 +534,7 @@ impl ConnectorGate {
 
         let cache_key = match &state.cache {
             Some(_) if parts.method == http::Method::GET => {
-                let names: Vec<&HeaderName> = self.credential_headers.iter().collect();
-                Some(cache::key(&parts.uri, &parts.headers, &names))
+                Some(cache::key(&parts.uri, &parts.headers))
             }
             _ => None,
         };
@@ -564,7 +612,7 @@ impl ConnectorGate {
                     .inc_by(waited.as_secs_f64());
             }
             let req = build_request(&parts, body.clone());
-            let outcome = self.exchange(client, req, timeout).await;
+            let outcome = self.exchange(client, req, timeout, credentialed).await;
             drop(permit);
             let can_retry = retry_ok && attempt < r.retry_attempts;
             match outcome {
@@ -577,7 +625,7 @@ impl ConnectorGate {
                         && malformed_json(&rparts.headers, &bytes)
                     {
                         let wait = retry::backoff(attempt, r.backoff, r.max_backoff);
-                        if Instant::now() + wait <= deadline {
+                        if fits_before(wait, deadline) {
                             ev.status = Some(status);
                             let _ = self.fail(
                                 ev,
@@ -611,7 +659,7 @@ impl ConnectorGate {
                     self.count(&ev, rparts.status.as_str());
                     ev.status = Some(status);
                     ev.decision = "allow".into();
-                    let mut notes = vec![format!("grant[{}]", grant.index)];
+                    let mut notes = vec![format!("grant[{}] {}", grant.index, grant.name)];
                     if !ev.reason.is_empty() {
                         notes.push(std::mem::take(&mut ev.reason));
                     }
@@ -630,7 +678,7 @@ impl ConnectorGate {
                             Some(p) => p,
                             None => retry::backoff(attempt, r.backoff, r.max_backoff),
                         };
-                        if Instant::now() + wait <= deadline {
+                        if fits_before(wait, deadline) {
                             if signalled.is_none() {
                                 tokio::time::sleep(wait).await;
                             }
@@ -655,6 +703,22 @@ impl ConnectorGate {
                     let reason = format!("{reason}; grant[{}] does not allow it", grant.index);
                     return Err(self.deny(ev, attempt_started, reason));
                 }
+                Err(Failure::Withheld {
+                    reason,
+                    code,
+                    status,
+                }) => {
+                    if let Some(t) = state.breaker.success() {
+                        self.breaker_moved(state, t);
+                    }
+                    ev.status = Some(status);
+                    return Err(self.fail(
+                        ev,
+                        attempt_started,
+                        format!("grant[{}]; {reason}", grant.index),
+                        code,
+                    ));
+                }
                 Err(Failure::Failed {
                     reason,
                     code,
@@ -668,7 +732,7 @@ impl ConnectorGate {
                     let err = self.fail(ev, attempt_started, reason, code);
                     if can_retry && connection {
                         let wait = retry::backoff(attempt, r.backoff, r.max_backoff);
-                        if Instant::now() + wait <= deadline {
+                        if fits_before(wait, deadline) {
                             tokio::time::sleep(wait).await;
                             self.metrics.retries.get_or_create(labels).inc();
                             continue;
@@ -680,12 +744,15 @@ impl ConnectorGate {
         }
     }
 
-    /// One upstream exchange: send, read the (capped) body, scrub echoed secrets.
+    /// One upstream exchange: send, read the (capped) body, decode it when the request carried
+    /// a credential (`credentialed`), scrub echoed secrets, and withhold an answer that still
+    /// reveals one under some encoding.
     async fn exchange(
         &self,
         client: &super::net::UpstreamClient,
         req: Request<Full<Bytes>>,
         timeout: Duration,
+        credentialed: bool,
     ) -> Result<(http::response::Parts, Bytes, bool), Failure> {
         let response = match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => {
@@ -764,13 +831,68 @@ impl ConnectorGate {
                     });
                 }
             };
-        // An upstream that echoes a credential back must not hand it to the connector.
-        if !self.scrubber.is_empty()
-            && let Some(clean) = self.scrubber.scrub_bytes_if_needed(&bytes)
-        {
-            return Ok((rparts, Bytes::from(clean), true));
+        let status = rparts.status.as_u16();
+        // Compressed, the echo of a credential would pass the scrubber untouched: decode first,
+        // and refuse a coding the gate cannot decode rather than pass it through.
+        let bytes = if credentialed {
+            match decode::decode_body(&mut rparts.headers, bytes, max) {
+                Ok(b) => b,
+                Err(e) => {
+                    let code = match &e {
+                        decode::DecodeError::TooLarge(_) => {
+                            HttpError::HttpResponseBodySize(Some(max as u64))
+                        }
+                        decode::DecodeError::Unsupported(c) | decode::DecodeError::Corrupt(c) => {
+                            HttpError::HttpResponseContentCoding(Some(c.clone()))
+                        }
+                    };
+                    return Err(Failure::Withheld {
+                        reason: format!("{status} response refused by the gate: {e}"),
+                        code,
+                        status,
+                    });
+                }
+            }
+        } else {
+            bytes
+        };
+        if self.scrubber.is_empty() {
+            return Ok((rparts, bytes, false));
         }
-        Ok((rparts, bytes, false))
+        // An upstream that echoes a credential back must not hand it to the connector.
+        let (bytes, scrubbed) = match self.scrubber.scrub_bytes_if_needed(&bytes) {
+            Some(clean) => (Bytes::from(clean), true),
+            None => (bytes, false),
+        };
+        // What is left may still reveal the injected credential under an encoding that cannot
+        // be redacted in place (JSON `\u` escapes, percent-encoding, quoted-printable...):
+        // withhold it. (Without an injected credential there is nothing to reflect.)
+        let revealed = credentialed
+            .then(|| {
+                rparts
+                    .headers
+                    .values()
+                    .find_map(|v| self.scrubber.reveals(v.as_bytes()))
+                    .or_else(|| self.scrubber.reveals(&bytes))
+            })
+            .flatten();
+        if let Some(how) = revealed {
+            return Err(Failure::Withheld {
+                reason: format!(
+                    "{status} response withheld by the gate: it reveals a secret value ({how})"
+                ),
+                code: HttpError::InternalError(Some(
+                    "response withheld by the gate: it reveals a secret value".into(),
+                )),
+                status,
+            });
+        }
+        if scrubbed && rparts.headers.contains_key(header::CONTENT_LENGTH) {
+            rparts
+                .headers
+                .insert(header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+        }
+        Ok((rparts, bytes, scrubbed))
     }
 
     /// An answer the gate gives in the upstream's stead (rate-limited, circuit open), with a
@@ -840,6 +962,7 @@ impl ConnectorGate {
             .zip(&self.states)
             .map(|(g, s)| GrantStatus {
                 grant: g.index,
+                name: g.name.clone(),
                 breaker: s.breaker.state().as_str(),
                 paused_for_secs: s.budget.paused_for().map(|d| d.as_secs_f64()),
                 in_flight: s.budget.in_flight(),
@@ -860,6 +983,8 @@ struct Outgoing<'a> {
     body: Bytes,
     timeout: Duration,
     client: &'a super::net::UpstreamClient,
+    /// The grant injected a credential: the answer is decoded before it is scrubbed.
+    credentialed: bool,
 }
 
 /// Why one exchange produced no response.
@@ -873,6 +998,13 @@ enum Failure {
         connection: bool,
         /// The status, when headers arrived before the failure.
         status: Option<u16>,
+    },
+    /// The upstream answered, but the gate will not hand the answer over (a coding it cannot
+    /// decode, or a secret it cannot redact). Not an upstream failure: the breaker is not fed.
+    Withheld {
+        reason: String,
+        code: HttpError,
+        status: u16,
     },
 }
 
@@ -901,7 +1033,10 @@ impl OutcomeLabel for GrantLabels {
 /// One grant's live resilience state.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GrantStatus {
+    /// Position in the config file (`grant[N]`).
     pub grant: usize,
+    /// The configured name (`name = "..."`, default `grant-N`).
+    pub name: String,
     pub breaker: &'static str,
     pub paused_for_secs: Option<f64>,
     pub in_flight: u32,
@@ -909,6 +1044,44 @@ pub struct GrantStatus {
     pub burst: u32,
     pub concurrency: u32,
     pub cache_ttl_secs: Option<f64>,
+}
+
+/// Headers that ask the upstream (or a proxy in front of it) to treat the request as another
+/// method: a GET or a permitted POST could then act as a DELETE the grant never allowed.
+const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Why a request asking for another method is refused, if it does.
+fn method_override(parts: &http::request::Parts) -> Option<String> {
+    if let Some(h) = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .find(|h| parts.headers.contains_key(**h))
+    {
+        return Some(format!(
+            "header `{h}` is refused: the request's method is the one the grant checks"
+        ));
+    }
+    let param = method_override_param(parts.uri.query()?)?;
+    Some(format!(
+        "query parameter `{param}` is refused: the request's method is the one the grant checks"
+    ))
+}
+
+/// `uri` with its path replaced by the normalised one (the query kept as sent).
+fn with_path(uri: &http::Uri, path: &str) -> Result<http::Uri, String> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut p = uri.clone().into_parts();
+    p.path_and_query = Some(
+        pq.parse()
+            .map_err(|e| format!("normalised path is not a valid URI path: {e}"))?,
+    );
+    http::Uri::from_parts(p).map_err(|e| format!("normalised URI is invalid: {e}"))
 }
 
 /// Why a write request (POST, PUT, PATCH, DELETE...) may not go through `grant`, if it may not.
@@ -928,6 +1101,20 @@ fn write_refusal(grant: &Grant, writes_action: Option<&str>, approved: bool) -> 
         )),
         _ => None,
     }
+}
+
+/// Readies a request that will carry an injected credential against reflection: the gate, not
+/// the connector, picks the answer's encoding (`identity`: nothing the scrubber cannot read),
+/// and a `Range` slice, which could cut an echoed credential into pieces too short to
+/// recognise, is never asked for. `TE` would let the upstream add transfer codings.
+fn prepare_credentialed(headers: &mut http::HeaderMap) {
+    headers.remove(header::RANGE);
+    headers.remove(header::IF_RANGE);
+    headers.remove(header::TE);
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("identity"),
+    );
 }
 
 /// Whether a body whose `Content-Type` says JSON fails to parse.
@@ -996,6 +1183,13 @@ fn respond(
     (resp, io)
 }
 
+/// Whether a wait starting now ends by `deadline` (an overflowing wait does not).
+fn fits_before(wait: Duration, deadline: Instant) -> bool {
+    Instant::now()
+        .checked_add(wait)
+        .is_some_and(|end| end <= deadline)
+}
+
 fn secs_ceil(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -1034,6 +1228,15 @@ pub struct InvocationHooks {
     /// When the invocation will be stopped; the gate never waits past it (less a margin for
     /// the connector to act on the answer).
     deadline: Instant,
+    /// How many more denials this invocation may cause before it is stopped.
+    denials: Arc<DenialBudget>,
+}
+
+impl InvocationHooks {
+    /// The invocation's denial budget (the runtime stops the invocation once it is spent).
+    pub fn denials(&self) -> Arc<DenialBudget> {
+        self.denials.clone()
+    }
 }
 
 impl WasiHttpHooks for InvocationHooks {
@@ -1042,8 +1245,16 @@ impl WasiHttpHooks for InvocationHooks {
         let gate = self.gate.clone();
         let invocation = self.invocation.clone();
         let principal = self.principal.clone();
+        let denials = self.denials.clone();
         Arc::new(move |name: &HeaderName| {
             if creds.contains(name) {
+                if denials.stopped() {
+                    denials.refuse();
+                    return true;
+                }
+                if denials.spend() == Spend::Suppress {
+                    return true;
+                }
                 let mut ev = gate.event(&invocation, principal.as_deref());
                 ev.event = "header".into();
                 ev.decision = "deny".into();
@@ -1073,13 +1284,127 @@ impl WasiHttpHooks for InvocationHooks {
             invocation,
             principal: self.principal.clone(),
         };
-        Box::new(gate.send(
+        let seen = Seen::of(&request);
+        let send = gate.clone().send(
             caller,
             self.writes_action.clone(),
             self.approved_writes,
             deadline,
             request,
             options,
-        ))
+        );
+        let (invocation, principal) = (self.invocation.clone(), self.principal.clone());
+        let budget = self.denials.clone();
+        if budget.stopped() {
+            // The invocation spent its denial budget: refuse everything, without a row.
+            budget.refuse();
+            return Box::new(std::future::ready::<SendResult>(Err(
+                HttpError::HttpRequestDenied,
+            )));
+        }
+        let send = denials::CURRENT.scope(budget, send);
+        Box::new(async move {
+            // Dropped before it finished (the invocation timed out or was stopped while the
+            // request was in flight): the guard still writes its row.
+            let mut guard = Unfinished {
+                gate: gate.clone(),
+                invocation: invocation.clone(),
+                principal: principal.clone(),
+                seen: Some(seen),
+            };
+            // Nothing an upstream sends may take the host down or lose the audit row: a panic
+            // anywhere in the gate becomes an audited `error` and a failed request.
+            let outcome = AssertUnwindSafe(send).catch_unwind().await;
+            let seen = guard.seen.take();
+            match outcome {
+                Ok(result) => result,
+                Err(panic) => Err(gate.panicked(
+                    &invocation,
+                    principal.as_deref(),
+                    seen,
+                    &format!("internal error in the gate ({})", panic_text(&*panic)),
+                )),
+            }
+        })
+    }
+}
+
+/// Writes the row of a request whose handling was dropped before it finished.
+struct Unfinished {
+    gate: Arc<ConnectorGate>,
+    invocation: Arc<str>,
+    principal: Option<Arc<str>>,
+    /// Taken when the handling finished (or panicked, which writes its own row).
+    seen: Option<Seen>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(seen) = self.seen.take() {
+            let _ = self.gate.panicked(
+                &self.invocation,
+                self.principal.as_deref(),
+                Some(seen),
+                "request abandoned before the gate finished it (the invocation ended or the connector dropped it)",
+            );
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// What the gate knew of a request before sending it, for the row of a request that panicked.
+struct Seen {
+    method: String,
+    scheme: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    path: String,
+}
+
+impl Seen {
+    fn of(req: &Request<WasiBody>) -> Seen {
+        let uri = req.uri();
+        Seen {
+            method: req.method().to_string(),
+            scheme: uri.scheme_str().map(str::to_ascii_lowercase),
+            host: uri.host().map(str::to_ascii_lowercase),
+            port: uri.port_u16(),
+            path: uri.path().to_string(),
+        }
+    }
+}
+
+impl ConnectorGate {
+    /// The audit row and error of a request whose handling did not finish: it panicked (a bug,
+    /// never expected) or was dropped. The upstream may have seen the request, so the row says so.
+    fn panicked(
+        &self,
+        invocation: &str,
+        principal: Option<&str>,
+        seen: Option<Seen>,
+        what: &str,
+    ) -> HttpError {
+        let mut ev = self.event(invocation, principal);
+        if let Some(seen) = seen {
+            ev.method = Some(seen.method);
+            ev.scheme = seen.scheme;
+            ev.host = seen.host;
+            ev.port = seen.port;
+            ev.path = Some(seen.path);
+        }
+        let reason = format!("{what}; the request may have reached the upstream");
+        tracing::error!(connector = %self.connector, invocation, "{}", self.scrubber.scrub(&reason));
+        self.count(&ev, "error");
+        ev.decision = "error".into();
+        ev.reason = reason;
+        self.audit.record(ev);
+        HttpError::InternalError(Some("internal error in the gate".into()))
     }
 }

@@ -1,11 +1,15 @@
 //! What the host lends a connector, one module per capability.
 
+pub mod address;
 pub mod auth;
 pub mod breaker;
 pub mod budget;
 pub mod cache;
+pub mod decode;
+pub mod denials;
 pub mod http;
 pub mod net;
+pub mod path;
 pub mod policy;
 pub mod retry;
 pub mod secrets;

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 
-use super::policy::{is_metadata, restricted_address};
+use super::address::{Class, classify};
 
 /// The client type the gate sends with (request bodies are buffered, see the gate).
 pub type UpstreamClient =
@@ -72,6 +72,7 @@ impl tower_service::Service<Name> for GateResolver {
             let mut allowed = Vec::new();
             let mut first_denied = None;
             for ip in ips {
+                // A name never counts as naming a sensitive address on purpose.
                 match check_ip(ip, this.allow_private) {
                     None => allowed.push(SocketAddr::new(ip, 0)),
                     Some(class) => {
@@ -96,15 +97,25 @@ impl tower_service::Service<Name> for GateResolver {
     }
 }
 
-/// Why `ip` may not be contacted under this grant, if it may not.
+/// Why `ip`, reached through a name, may not be contacted under this grant, if it may not. A name
+/// never counts as naming a link-local or metadata address on purpose.
 pub fn check_ip(ip: IpAddr, allow_private: bool) -> Option<&'static str> {
-    if is_metadata(ip) {
-        return Some("a cloud metadata address (never reachable)");
-    }
-    if allow_private {
-        None
-    } else {
-        restricted_address(ip)
+    check_literal_ip(ip, allow_private, false)
+}
+
+/// Why `ip` may not be contacted under this grant, if it may not. `named_exactly`: the grant's
+/// host is this very IP literal, the one way to reach a link-local or metadata address (and then
+/// only with `allow_private`).
+pub fn check_literal_ip(
+    ip: IpAddr,
+    allow_private: bool,
+    named_exactly: bool,
+) -> Option<&'static str> {
+    match classify(ip) {
+        Class::Public => None,
+        Class::Private(why) => (!allow_private).then_some(why),
+        Class::Sensitive(_) if allow_private && named_exactly => None,
+        Class::Sensitive(why) => Some(why),
     }
 }
 
@@ -231,5 +242,51 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn resolver_refuses_link_local_and_embedded_metadata_even_with_allow_private() {
+        let mut overrides = BTreeMap::new();
+        for (name, ip) in [
+            ("ll.test", "169.254.7.7"),
+            ("ll6.test", "fe80::1"),
+            ("ecs.test", "169.254.170.2"),
+            ("wire.test", "168.63.129.16"),
+            ("nat64.test", "64:ff9b::a9fe:a9fe"),
+            ("sixtofour.test", "2002:a9fe:a9fe::1"),
+            ("imds6.test", "fd00:ec2::254"),
+        ] {
+            overrides.insert(name.to_string(), vec![ip.parse().unwrap()]);
+        }
+        let mut private = GateResolver {
+            overrides: Arc::new(overrides),
+            allow_private: true,
+        };
+        for host in [
+            "ll.test",
+            "ll6.test",
+            "ecs.test",
+            "wire.test",
+            "nat64.test",
+            "sixtofour.test",
+            "imds6.test",
+        ] {
+            let e = private
+                .call(Name::from_str(host).unwrap())
+                .await
+                .expect_err(host);
+            assert!(find_address_denied(&e).is_some(), "{host}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sensitive_address_is_reachable_only_when_named_exactly_with_allow_private() {
+        let ecs: IpAddr = "169.254.170.2".parse().unwrap();
+        assert!(check_literal_ip(ecs, true, true).is_none());
+        assert!(check_literal_ip(ecs, false, true).is_some());
+        assert!(check_literal_ip(ecs, true, false).is_some());
+        let private: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(check_literal_ip(private, true, false).is_none());
+        assert!(check_literal_ip(private, false, true).is_some());
     }
 }

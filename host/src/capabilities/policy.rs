@@ -1,11 +1,13 @@
-//! Grant matching: scheme, host (exact or `*.suffix`), port, method and path prefix; and the
-//! address classes a destination may not resolve to unless a grant allows private addresses.
+//! Grant matching: scheme, host (exact or `*.suffix`), port, method, path prefix (against the
+//! normalised path, see [`super::path`]) and, for write methods on a grant without `writes`, the
+//! exact paths the operator named. Address classes live in [`super::address`].
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use http::Method;
 
+use super::path::normalize;
 use crate::config::Grant;
 
 /// A grant's host: an exact name (or IP literal) or `*.suffix` for any subdomain of suffix.
@@ -58,6 +60,11 @@ fn check_host_chars(s: &str) -> Result<(), String> {
     }
 }
 
+/// The methods RFC 9110 and RFC 5789 (PATCH) define; a grant may list only these.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
 /// The methods a grant allows; `*` allows all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MethodSet {
@@ -76,8 +83,13 @@ impl MethodSet {
                 return Ok(MethodSet::Any);
             }
             let up = m.to_ascii_uppercase();
-            if Method::from_bytes(up.as_bytes()).is_err() || up.is_empty() {
-                return Err(format!("`{m}` is not an HTTP method"));
+            // Only the methods HTTP defines: `Method::from_bytes` takes any token, so a typo
+            // like `FETCH` would load and then silently deny every request.
+            if !KNOWN_METHODS.contains(&up.as_str()) {
+                return Err(format!(
+                    "`{m}` is not an HTTP method (one of {}, or \"*\")",
+                    KNOWN_METHODS.join(", ")
+                ));
             }
             set.insert(up);
         }
@@ -93,19 +105,13 @@ impl MethodSet {
 }
 
 /// A path prefix matched at segment boundaries: `/wiki/` matches `/wiki` and `/wiki/x`, never
-/// `/wikipedia`.
+/// `/wikipedia`. Always in normal form (see [`super::path::normalize`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPrefix(String);
 
 impl PathPrefix {
     pub fn parse(s: &str) -> Result<PathPrefix, String> {
-        if !s.starts_with('/') {
-            return Err(format!("`{s}` must start with `/`"));
-        }
-        if let Some(reason) = unsafe_path(s) {
-            return Err(format!("`{s}`: {reason}"));
-        }
-        let mut p = s.to_string();
+        let mut p = normal_form(s)?;
         if !p.ends_with('/') {
             p.push('/');
         }
@@ -121,19 +127,83 @@ impl PathPrefix {
     }
 }
 
-/// Paths that an upstream could normalize to somewhere outside the granted prefix.
-fn unsafe_path(path: &str) -> Option<&'static str> {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
-        return Some("encoded `.`, `/` or `\\` are not allowed in paths");
+/// A configured path must already be what the gate would send: no dot segments, `;`, encoded
+/// separators and so on, so what the operator reads is what is matched.
+fn normal_form(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("`{s}` must start with `/`"));
     }
-    if path.contains('\\') {
-        return Some("backslashes are not allowed in paths");
+    let n = normalize(s).map_err(|reason| format!("`{s}`: {reason}"))?;
+    if n != s {
+        return Err(format!("`{s}` is not in normal form; write it as `{n}`"));
     }
-    if path.split('/').any(|seg| seg == "." || seg == "..") {
-        return Some("`.` and `..` segments are not allowed in paths");
+    Ok(n)
+}
+
+/// Whether a method may change state (anything but the safe GET, HEAD, OPTIONS and TRACE).
+pub fn is_write_method(m: &Method) -> bool {
+    // RFC 9110's safe methods; TRACE changes nothing upstream (what it reflects back passes
+    // the gate's reflection checks like any answer).
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// `exact_paths`: where a grant without `writes` may use its write methods. Each entry is a whole
+/// path; a segment that is exactly `*` stands for one non-empty segment (an id), nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExactPaths(Vec<String>);
+
+impl ExactPaths {
+    /// Each path must be in normal form and inside `prefix`.
+    pub fn parse(list: &[String], prefix: &PathPrefix) -> Result<ExactPaths, String> {
+        if list.is_empty() {
+            return Err("list at least one path".into());
+        }
+        let mut out = Vec::new();
+        for p in list {
+            // `*` is not a valid path byte to refuse, so check the form with it swapped out.
+            let n = normal_form(&p.replace("/*", "/x"))?;
+            if n.ends_with('/') && n.len() > 1 {
+                return Err(format!(
+                    "`{p}` ends with `/`: exact paths are whole paths, not prefixes"
+                ));
+            }
+            if p.split('/').any(|seg| seg.contains('*') && seg != "*") {
+                return Err(format!(
+                    "`{p}`: `*` may only stand for a whole segment (`/content/*/permission/check`)"
+                ));
+            }
+            if !prefix.matches(p) {
+                return Err(format!(
+                    "`{p}` is outside the grant's path prefix {}",
+                    prefix.as_str()
+                ));
+            }
+            out.push(p.clone());
+        }
+        Ok(ExactPaths(out))
     }
-    None
+
+    /// `path` must be normalised.
+    pub fn matches(&self, path: &str) -> bool {
+        self.0.iter().any(|pat| {
+            let (mut a, mut b) = (pat.split('/'), path.split('/'));
+            loop {
+                match (a.next(), b.next()) {
+                    (None, None) => return true,
+                    (Some("*"), Some(seg)) if !seg.is_empty() => {}
+                    (Some(x), Some(y)) if x == y => {}
+                    _ => return false,
+                }
+            }
+        })
+    }
+
+    pub fn list(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// What an outbound request asks for.
@@ -147,10 +217,15 @@ pub struct Target<'a> {
 }
 
 /// Finds the grant that allows `t`, or explains the closest miss.
-/// Returns the index of the matching grant in `grants`.
+/// Returns the index of the matching grant in `grants`. `t.path` must be normalised (the gate
+/// sends what it matched); anything else is refused.
 pub fn find_grant(grants: &[Grant], t: &Target<'_>) -> Result<usize, String> {
-    if let Some(reason) = unsafe_path(t.path) {
-        return Err(format!("path refused: {reason}"));
+    match normalize(t.path) {
+        Err(reason) => return Err(format!("path refused: {reason}")),
+        Ok(n) if n != t.path => {
+            return Err(format!("path refused: `{}` is not normalised", t.path));
+        }
+        Ok(_) => {}
     }
     // Depth of the best partial match, for a precise reason: 1 host, 2 scheme+port, 3 path.
     let mut best: (u8, String) = (
@@ -204,78 +279,27 @@ pub fn find_grant(grants: &[Grant], t: &Target<'_>) -> Result<usize, String> {
             }
             continue;
         }
+        if is_write_method(t.method)
+            && let Some(exact) = &g.exact_paths
+            && !exact.matches(t.path)
+        {
+            if best.0 < 4 {
+                best = (
+                    4,
+                    format!(
+                        "{} {} is not one of the exact paths grant[{}] allows it on ({})",
+                        t.method,
+                        t.path,
+                        g.index,
+                        exact.list().join(", ")
+                    ),
+                );
+            }
+            continue;
+        }
         return Ok(i);
     }
     Err(best.1)
-}
-
-/// Why an address may not be contacted without `allow_private`, or None when it is public.
-pub fn restricted_address(ip: IpAddr) -> Option<&'static str> {
-    if is_metadata(ip) {
-        return Some("a cloud metadata address");
-    }
-    match ip {
-        IpAddr::V4(v4) => restricted_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return restricted_v4(v4);
-            }
-            restricted_v6(v6)
-        }
-    }
-}
-
-/// Cloud metadata services are never reachable, whatever the grant says.
-pub fn is_metadata(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4 == Ipv4Addr::new(169, 254, 169, 254)
-                || v4 == Ipv4Addr::new(169, 254, 170, 2)
-                || v4 == Ipv4Addr::new(100, 100, 100, 200)
-        }
-        IpAddr::V6(v6) => {
-            v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_metadata(IpAddr::V4(v4)))
-        }
-    }
-}
-
-fn restricted_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let o = ip.octets();
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_private() {
-        Some("a private address")
-    } else if ip.is_link_local() {
-        Some("a link-local address")
-    } else if ip.is_unspecified() || o[0] == 0 {
-        Some("an unspecified address")
-    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
-        Some("a shared (carrier-grade NAT) address")
-    } else if ip.is_broadcast() || ip.is_multicast() || o[0] >= 240 {
-        Some("a broadcast, multicast or reserved address")
-    } else {
-        None
-    }
-}
-
-fn restricted_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let s = ip.segments();
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_unspecified() {
-        Some("an unspecified address")
-    } else if (s[0] & 0xfe00) == 0xfc00 {
-        Some("a private (unique local) address")
-    } else if (s[0] & 0xffc0) == 0xfe80 {
-        Some("a link-local address")
-    } else if ip.is_multicast() {
-        Some("a multicast address")
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
@@ -286,6 +310,7 @@ mod tests {
     fn grant(url_host: &str, scheme: &str, port: u16, prefix: &str, methods: &[&str]) -> Grant {
         Grant {
             index: 0,
+            name: "grant-0".into(),
             connector: "c".into(),
             scheme: scheme.into(),
             host: HostPattern::parse(url_host).unwrap(),
@@ -297,6 +322,7 @@ mod tests {
             reveal: false,
             writes: false,
             writes_preapproved: false,
+            exact_paths: None,
             auth: AuthConfig::None,
             resilience: Default::default(),
         }
@@ -331,16 +357,81 @@ mod tests {
     }
 
     #[test]
-    fn traversal_and_encoded_separators_are_refused() {
+    fn unnormalised_or_ambiguous_paths_are_refused() {
         let g = [grant("a.example.com", "https", 443, "/wiki/", &["GET"])];
         for p in [
             "/wiki/../admin",
             "/wiki/%2e%2e/admin",
             "/wiki/a%2Fb",
             "/wiki/./x",
+            "/wiki/..;/admin",
+            "/wiki//x",
         ] {
             let e = find_grant(&g, &target(&Method::GET, "a.example.com", p)).unwrap_err();
             assert!(e.starts_with("path refused"), "{p}: {e}");
+        }
+    }
+
+    #[test]
+    fn prefixes_must_be_in_normal_form() {
+        for p in [
+            "/api/../x/",
+            "/api/%2e%2e/",
+            "/api;x/",
+            "/a//b/",
+            "/a/%7Eb/",
+        ] {
+            assert!(PathPrefix::parse(p).is_err(), "{p}");
+        }
+        assert!(PathPrefix::parse("/a/~b/").is_ok());
+    }
+
+    #[test]
+    fn write_methods_on_a_grant_with_exact_paths_stay_on_those_paths() {
+        let mut g = grant(
+            "graph.example.com",
+            "https",
+            443,
+            "/v1.0/",
+            &["GET", "POST"],
+        );
+        g.exact_paths = Some(
+            ExactPaths::parse(
+                &["/v1.0/search/query".into(), "/v1.0/items/*/check".into()],
+                &g.path_prefix,
+            )
+            .unwrap(),
+        );
+        let g = [g];
+        let host = "graph.example.com";
+        assert!(find_grant(&g, &target(&Method::POST, host, "/v1.0/search/query")).is_ok());
+        assert!(find_grant(&g, &target(&Method::POST, host, "/v1.0/items/42/check")).is_ok());
+        assert!(find_grant(&g, &target(&Method::GET, host, "/v1.0/users/u1")).is_ok());
+        for p in [
+            "/v1.0/users/u1/sendMail",
+            "/v1.0/search/query/x",
+            "/v1.0/search",
+            "/v1.0/items/check",
+            "/v1.0/items/42/43/check",
+        ] {
+            let e = find_grant(&g, &target(&Method::POST, host, p)).unwrap_err();
+            assert!(e.contains("not one of the exact paths"), "{p}: {e}");
+        }
+        let e = find_grant(&g, &target(&Method::DELETE, host, "/v1.0/search/query")).unwrap_err();
+        assert!(e.contains("method DELETE is not granted"), "{e}");
+    }
+
+    #[test]
+    fn exact_paths_are_whole_paths_inside_the_prefix() {
+        let prefix = PathPrefix::parse("/v1.0/").unwrap();
+        for (p, want) in [
+            ("/v2/search/query", "outside the grant's path prefix"),
+            ("/v1.0/search/", "not prefixes"),
+            ("/v1.0/sea*", "whole segment"),
+            ("/v1.0/../x", "normal form"),
+        ] {
+            let e = ExactPaths::parse(&[p.to_string()], &prefix).unwrap_err();
+            assert!(e.contains(want), "{p}: {e}");
         }
     }
 
@@ -358,28 +449,5 @@ mod tests {
         };
         let e = find_grant(&g, &t).unwrap_err();
         assert!(e.contains("granted only as https"), "{e}");
-    }
-
-    #[test]
-    fn address_classes() {
-        for (ip, want) in [
-            ("127.0.0.1", Some("a loopback address")),
-            ("10.1.2.3", Some("a private address")),
-            ("192.168.0.1", Some("a private address")),
-            ("172.20.0.1", Some("a private address")),
-            ("169.254.169.254", Some("a cloud metadata address")),
-            ("169.254.1.1", Some("a link-local address")),
-            ("::1", Some("a loopback address")),
-            ("::ffff:127.0.0.1", Some("a loopback address")),
-            ("fd12::1", Some("a private (unique local) address")),
-            ("fe80::1", Some("a link-local address")),
-            ("0.0.0.0", Some("an unspecified address")),
-            ("100.64.0.1", Some("a shared (carrier-grade NAT) address")),
-            ("93.184.216.34", None),
-            ("2606:4700::1111", None),
-        ] {
-            assert_eq!(restricted_address(ip.parse().unwrap()), want, "{ip}");
-        }
-        assert!(is_metadata("::ffff:169.254.169.254".parse().unwrap()));
     }
 }

@@ -59,6 +59,18 @@ pub fn resolve_all<'a>(
                     errors.insert(r.clone(), format!("{r} is empty"));
                     continue;
                 }
+                // The scrubber cannot tell a value this short from ordinary text, so it could
+                // never keep it out of logs: refuse it rather than use it unprotected.
+                if v.chars().count() < crate::scrub::MIN_SECRET_LEN {
+                    errors.insert(
+                        r.clone(),
+                        format!(
+                            "{r} is shorter than {} characters, the minimum for any secret (too short to keep out of logs)",
+                            crate::scrub::MIN_SECRET_LEN
+                        ),
+                    );
+                    continue;
+                }
                 scrubber.add(&v);
                 out.values.insert(r.clone(), v);
             }
@@ -68,4 +80,34 @@ pub fn resolve_all<'a>(
         }
     }
     (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_and_file_secrets_shorter_than_the_minimum_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = crate::store::open(dir.path()).expect("store");
+        let vault = Vault::open(dir.path()).expect("vault");
+        let short = dir.path().join("short");
+        std::fs::write(&short, "abc12\n").expect("write");
+        let long = dir.path().join("long");
+        std::fs::write(&long, "abcdef-long-enough\n").expect("write");
+        let refs = [
+            SecretRef::File(short.clone()),
+            SecretRef::File(long.clone()),
+        ];
+        let scrubber = Scrubber::new();
+        let (values, errors) = resolve_all(refs.iter(), &vault, &conn, &scrubber);
+        let e = &errors[&SecretRef::File(short)];
+        assert!(e.contains("shorter than 6 characters"), "{e}");
+        assert!(!e.contains("abc12"), "the error never names the value: {e}");
+        assert_eq!(
+            values.get(&SecretRef::File(long)),
+            Some("abcdef-long-enough")
+        );
+        assert_eq!(scrubber.scrub("x abcdef-long-enough y"), "x [REDACTED] y");
+    }
 }

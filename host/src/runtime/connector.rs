@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde::Serialize;
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
@@ -21,6 +22,7 @@ use super::state::State;
 use crate::capabilities::http::ConnectorGate;
 use crate::capabilities::secrets::SecretValues;
 use crate::config::{Grant, Limits};
+use crate::integrity::Integrity;
 use crate::scrub::Scrubber;
 use crate::store::audit::{AuditEvent, AuditLog};
 
@@ -261,6 +263,8 @@ pub enum InvokeError {
     Unavailable { message: String },
     #[error("invalid input: {message}")]
     BadInput { message: String },
+    #[error("connector made more than {limit} denied requests and was stopped")]
+    DenialBudget { limit: u32 },
 }
 
 impl InvokeError {
@@ -272,6 +276,7 @@ impl InvokeError {
             InvokeError::Trap { .. } => "trap",
             InvokeError::Unavailable { .. } => "unavailable",
             InvokeError::BadInput { .. } => "bad-input",
+            InvokeError::DenialBudget { .. } => "denial-budget",
         }
     }
 }
@@ -401,9 +406,10 @@ impl LoadedConnector {
         path: &Path,
         limits: Limits,
         ctx: Arc<ConnectorCtx>,
+        integrity: &Integrity,
     ) -> Result<LoadedConnector, String> {
         let shown = path.display();
-        let (component, compile) = compile_component(runtime, path)?;
+        let (component, compile) = compile_component(runtime, path, Some(integrity))?;
         let contract = check_contract(runtime, &component).map_err(|m| format!("{shown}: {m}"))?;
         let version = ContractVersion::of(&contract).ok_or_else(|| {
             format!("{shown}: contract {CONTRACT_PACKAGE}@{contract} is not supported")
@@ -529,10 +535,19 @@ impl LoadedConnector {
         cursor: Option<String>,
     ) -> Result<model::SyncPage, InvokeError> {
         let stream_owned = stream.to_string();
-        self.call_raw(&format!("sync:{stream}"), move |s, w| {
-            Box::pin(async move { call_export!(w, s, call_sync(&stream_owned, cursor.as_deref())) })
-        })
-        .await
+        let mut page: model::SyncPage = self
+            .call_raw(&format!("sync:{stream}"), move |s, w| {
+                Box::pin(
+                    async move { call_export!(w, s, call_sync(&stream_owned, cursor.as_deref())) },
+                )
+            })
+            .await?;
+        // Pages are stored, then served by search and get: a connector that may `reveal` a
+        // secret (or relays an upstream's echo) must not get it into the store.
+        if scrub_page(&self.ctx.scrubber, &mut page) {
+            tracing::warn!(connector = %self.id, stream, "secret value removed from a synced page");
+        }
+        Ok(page)
     }
 
     /// Instantiates a fresh Store + instance, runs `f` under the deadline and memory limit, and
@@ -572,11 +587,14 @@ impl LoadedConnector {
         )
         .with_sync_stream(label.strip_prefix("sync:").map(Arc::from));
         let memory_hit = state.limiter.hit.clone();
+        let denials = state.denials();
+        let stop_on_denials = denials.clone();
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            // A spent denial budget stops the guest like its deadline does.
+            if Instant::now() >= deadline || stop_on_denials.stopped() {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Yield so the tokio timeout and other tasks get a turn.
@@ -588,14 +606,30 @@ impl LoadedConnector {
             let w = pre.instantiate_async(&mut store).await?;
             f(&mut store, w).await
         };
+        // A panic in the host (a bug reached through the guest's imports) ends this invocation
+        // with an error and its audit row, not the task that serves it.
+        let run = std::panic::AssertUnwindSafe(run).catch_unwind();
         let outcome = tokio::time::timeout(timeout, run).await;
         let result = match outcome {
             Err(_) => Err(InvokeError::Timeout {
                 secs: timeout.as_secs_f64(),
             }),
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(InvokeError::Connector(e)),
-            Ok(Err(trap)) => Err(self.classify_trap(trap, &memory_hit, deadline)),
+            Ok(Err(panic)) => Err(InvokeError::Trap {
+                message: format!("internal error in the host: {}", panic_text(&*panic)),
+            }),
+            Ok(Ok(Ok(Ok(v)))) => Ok(v),
+            Ok(Ok(Ok(Err(e)))) => Err(InvokeError::Connector(e)),
+            Ok(Ok(Err(trap))) => Err(self.classify_trap(trap, &memory_hit, deadline)),
+        };
+        // However the guest ended, a spent denial budget is the reason: one summary row for
+        // every denial that was not audited on its own.
+        let result = if denials.stopped() {
+            self.denials_spent(&invocation, call.principal.clone(), &denials);
+            Err(InvokeError::DenialBudget {
+                limit: denials.limit(),
+            })
+        } else {
+            result
         };
         let mut ev = AuditEvent {
             connector: self.id.clone(),
@@ -612,7 +646,7 @@ impl LoadedConnector {
         m.invocations
             .get_or_create(&crate::metrics::InvokeLabels {
                 connector: self.id.clone(),
-                op: label.to_string(),
+                op: self.metric_op(label),
                 outcome: match &result {
                     Ok(_) => "ok".into(),
                     Err(e) => e.code().to_string(),
@@ -630,6 +664,50 @@ impl LoadedConnector {
         }
         self.ctx.audit.record(ev);
         result
+    }
+
+    /// The summary row of an invocation stopped by its denial budget.
+    fn denials_spent(
+        &self,
+        invocation: &str,
+        principal: Option<String>,
+        denials: &crate::capabilities::denials::DenialBudget,
+    ) {
+        self.ctx
+            .metrics
+            .denial_budget_stops
+            .get_or_create(&crate::metrics::ConnectorLabel {
+                connector: self.id.clone(),
+            })
+            .inc();
+        self.ctx.audit.record(AuditEvent {
+            connector: self.id.clone(),
+            invocation: invocation.to_string(),
+            event: "http".into(),
+            decision: "deny".into(),
+            reason: format!(
+                "denial budget of {} spent: invocation stopped; {} further requests were refused without a row each",
+                denials.limit(),
+                denials.suppressed()
+            ),
+            principal,
+            ..Default::default()
+        });
+    }
+
+    /// The op as a metric label: streams and actions the connector declares by name, any other
+    /// name a caller sent folded into `undeclared` (callers must not mint label values).
+    fn metric_op(&self, label: &str) -> String {
+        let declared = match label.split_once(':') {
+            None => return label.to_string(),
+            Some(("action", name)) => self.info.actions.iter().any(|a| a.name == name),
+            Some(("sync", name)) => self.info.streams.iter().any(|s| s.name == name),
+            Some(_) => false,
+        };
+        match label.split_once(':') {
+            Some((kind, _)) if !declared => format!("{kind}:undeclared"),
+            _ => label.to_string(),
+        }
     }
 
     fn classify_trap(
@@ -671,14 +749,28 @@ impl LoadedConnector {
     }
 }
 
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Reads and compiles a component (through the on-disk cache), with clear errors for files that
-/// are not wasm or are core modules.
+/// are not wasm or are core modules. `integrity` (digest pin, signature) is checked on the bytes
+/// read here, the ones compiled, before anything else looks at them.
 pub fn compile_component(
     runtime: &Runtime,
     path: &Path,
+    integrity: Option<&Integrity>,
 ) -> Result<(Component, CompileReport), String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    if let Some(i) = integrity {
+        i.check(path, &bytes)?;
+    }
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
         return Err(format!(
             "{shown}: not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2"
@@ -706,6 +798,39 @@ pub fn compile_component(
             size_bytes: bytes.len(),
         },
     ))
+}
+
+/// Removes known secret values from every text of a sync page (documents, deleted ids, the
+/// cursor the host stores). True when something was removed.
+fn scrub_page(scrubber: &Scrubber, page: &mut model::SyncPage) -> bool {
+    if scrubber.is_empty() {
+        return false;
+    }
+    let before = serde_json::to_string(&*page).unwrap_or_default();
+    for d in &mut page.upserts {
+        for text in [
+            &mut d.id,
+            &mut d.kind,
+            &mut d.title,
+            &mut d.body,
+            &mut d.updated_at,
+        ] {
+            scrubber.scrub_in_place(text);
+        }
+        if let Some(url) = &mut d.url {
+            scrubber.scrub_in_place(url);
+        }
+        d.acl.iter_mut().for_each(|a| scrubber.scrub_in_place(a));
+        scrubber.scrub_json(&mut d.metadata);
+    }
+    for r in &mut page.deletes {
+        scrubber.scrub_in_place(&mut r.id);
+        scrubber.scrub_in_place(&mut r.kind);
+    }
+    if let Some(c) = &mut page.next_cursor {
+        scrubber.scrub_in_place(c);
+    }
+    serde_json::to_string(&*page).unwrap_or_default() != before
 }
 
 /// Finds the contract export and checks that its version is one this host has bindings for
@@ -777,5 +902,34 @@ mod tests {
             Op::Action { name, .. } => assert_eq!(name, "fetch"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn sync_pages_lose_secret_values_in_every_field() {
+        let scrubber = Scrubber::new();
+        scrubber.add("revealed-Secret-99");
+        let secret = "revealed-Secret-99";
+        let mut page = model::SyncPage {
+            upserts: vec![model::Document {
+                id: format!("id-{secret}"),
+                kind: "page".into(),
+                title: format!("title {secret}"),
+                body: format!("the token is {secret}."),
+                url: Some(format!("https://x/?t={secret}")),
+                updated_at: "2026-01-01T00:00:00Z".into(),
+                metadata: serde_json::json!({"nested": [secret]}),
+                acl: vec![secret.to_string()],
+            }],
+            deletes: vec![model::DocumentRef {
+                kind: "page".into(),
+                id: secret.into(),
+            }],
+            next_cursor: Some(secret.into()),
+            done: false,
+        };
+        assert!(scrub_page(&scrubber, &mut page));
+        let text = serde_json::to_string(&page).unwrap();
+        assert!(!text.contains(secret), "{text}");
+        assert!(!scrub_page(&scrubber, &mut page), "nothing left to remove");
     }
 }

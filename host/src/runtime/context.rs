@@ -1,7 +1,8 @@
 //! Who an invocation runs for, carried as a tokio task-local from the API or CLI down to the
 //! gate: whether its writes were approved, the id its audit rows share (an approval's id), and
-//! the principal who asked (named in every audit row of the invocation). In-process callers that
-//! set nothing are the operator's own code and are trusted.
+//! the principal who asked (named in every audit row of the invocation). A call that reaches a
+//! connector without a context fails closed: no writes, principal `unknown`. Callers that are
+//! the operator's own code say so with [`CallContext::trusted`].
 
 use std::future::Future;
 
@@ -16,13 +17,25 @@ pub struct CallContext {
     pub principal: Option<String>,
 }
 
+/// The principal of a call that arrived without a context.
+pub const UNKNOWN_PRINCIPAL: &str = "unknown";
+
 impl CallContext {
-    /// The context of in-process callers that set none.
+    /// The operator's own code (scheduler, CLI, admin-triggered syncs): writes allowed.
     pub fn trusted() -> CallContext {
         CallContext {
             approved_writes: true,
             invocation: None,
             principal: None,
+        }
+    }
+
+    /// What a call without a context gets: no writes, principal `unknown`.
+    pub fn unknown() -> CallContext {
+        CallContext {
+            approved_writes: false,
+            invocation: None,
+            principal: Some(UNKNOWN_PRINCIPAL.to_string()),
         }
     }
 
@@ -55,10 +68,10 @@ tokio::task_local! {
     static CALL: CallContext;
 }
 
-/// The context of the current task.
+/// The context of the current task; without one, [`CallContext::unknown`] (fail closed).
 pub fn current() -> CallContext {
     CALL.try_with(Clone::clone)
-        .unwrap_or_else(|_| CallContext::trusted())
+        .unwrap_or_else(|_| CallContext::unknown())
 }
 
 /// The principal of the current task's context, if any (cheaper than cloning the context).
@@ -69,4 +82,19 @@ pub fn current_principal() -> Option<String> {
 /// Runs `f` with `ctx` as the current context.
 pub async fn with<F: Future>(ctx: CallContext, f: F) -> F::Output {
     CALL.scope(ctx, f).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_context_means_no_writes_and_an_unknown_principal() {
+        let c = current();
+        assert!(!c.approved_writes);
+        assert_eq!(c.principal.as_deref(), Some(UNKNOWN_PRINCIPAL));
+        let inside = with(CallContext::trusted().by("cli:op"), async { current() }).await;
+        assert!(inside.approved_writes);
+        assert_eq!(inside.principal.as_deref(), Some("cli:op"));
+    }
 }

@@ -66,6 +66,11 @@ impl State {
         }
     }
 
+    /// The invocation's denial budget, shared with its gate hooks.
+    pub fn denials(&self) -> Arc<crate::capabilities::denials::DenialBudget> {
+        self.hooks.denials()
+    }
+
     /// Marks the invocation as a `sync` call of `stream` (progress reports are accepted for it).
     pub fn with_sync_stream(mut self, stream: Option<Arc<str>>) -> State {
         self.sync_stream = stream;
@@ -120,7 +125,7 @@ impl State {
             // Outside a sync call, or another stream's name: the board stays bounded by the
             // connector's own streams and a status never shows a report nobody is running.
             // Trace level: a connector repeating a wrong report must not flood a debug log.
-            tracing::trace!(connector = %id, invocation = %inv, "progress for `{}` ignored: not the stream this call syncs", self.ctx.scrubber.scrub(&stream));
+            tracing::trace!(connector = %id, invocation = %inv, "progress for `{}` ignored: not the stream this call syncs", crate::untrusted_text::log_line(&self.ctx.scrubber.scrub(&stream)));
             return;
         }
         // Cut before scrubbing so a huge message costs nothing per report, with slack so a
@@ -142,7 +147,9 @@ impl State {
             } else {
                 String::new()
             };
-            tracing::info!(connector = %id, invocation = %inv, stream = %stream, "sync progress {done}/{total}: {}{quiet}", report.message);
+            let stream = crate::untrusted_text::log_line(&stream);
+            let message = crate::untrusted_text::log_line(&report.message);
+            tracing::info!(connector = %id, invocation = %inv, stream = %stream, "sync progress {done}/{total}: {message}{quiet}");
         }
     }
 }
@@ -172,9 +179,11 @@ macro_rules! host_0_1_items {
     ($v:ident) => {
         async fn log(&mut self, level: $v::types::LogLevel, message: String) {
             use $v::types::LogLevel;
-            // Guests could flood the log; cap each line.
+            // Guests could flood the log; cap each line. Controls are escaped so one call is
+            // one line: no forged log line, no terminal escape sequence.
             let mut message = self.ctx.scrubber.scrub(&message);
             State::cap(&mut message, 4096);
+            let message = crate::untrusted_text::log_line(&message);
             let id = &self.ctx.id;
             let inv = &*self.invocation;
             match level {

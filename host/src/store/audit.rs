@@ -2,6 +2,10 @@
 //! previous row, so `verify` finds an edited, inserted or deleted row. Rows are written by one
 //! background thread in batched transactions; the chain head is read inside each write
 //! transaction, so several processes (daemon and CLI) can append to the same log safely.
+//!
+//! The queue to the writer is bounded: when it is full, `record` waits (backpressure) rather
+//! than drop a row or grow without limit. The writer signs the chain head into the checkpoint
+//! file (see [`super::checkpoint`]) every N rows or T seconds, at start and on a clean stop.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -11,6 +15,10 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use ed25519_dalek::VerifyingKey;
+use rusqlite::OptionalExtension;
+
+use super::checkpoint::{self, Checkpoint, CheckpointSigner, Sink};
 use crate::scrub::Scrubber;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -38,6 +46,10 @@ pub struct AuditEvent {
     /// `daemon:scheduler`. None on rows written before the column existed, and for work nobody
     /// named. Filled from the task's call context when the recorder leaves it empty.
     pub principal: Option<String>,
+    /// The configured name of the grant that matched (metrics label only; not stored, not
+    /// hashed: the reason names the grant in stored rows).
+    #[serde(skip)]
+    pub grant: Option<String>,
 }
 
 /// A stored row.
@@ -53,14 +65,40 @@ pub struct AuditRow {
 
 enum Msg {
     Event(String, Box<AuditEvent>),
-    Flush(mpsc::Sender<()>),
+    /// Commit what is queued; with `true`, also sign the head now.
+    Flush(mpsc::Sender<()>, bool),
+}
+
+/// How the writer queues rows and anchors the chain (`[audit]` in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    /// Rows the queue holds before `record` waits for the writer.
+    pub queue_rows: usize,
+    /// Sign the head after this many new rows...
+    pub checkpoint_rows: u64,
+    /// ...or this long after the last checkpoint, whichever comes first (if rows were added).
+    pub checkpoint_interval: std::time::Duration,
+    pub checkpoint_sink: Sink,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            queue_rows: 10_000,
+            checkpoint_rows: 1000,
+            checkpoint_interval: std::time::Duration::from_secs(60),
+            checkpoint_sink: Sink::Log,
+        }
+    }
 }
 
 /// Handle for appending rows; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     scrubber: Scrubber,
+    /// Times `record` found the queue full and waited (for metrics and tests).
+    waits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Owns the writer thread; dropping it flushes and stops the thread.
@@ -71,13 +109,32 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     pub fn start(data_dir: &Path, scrubber: Scrubber) -> anyhow::Result<AuditWriter> {
+        Self::start_with(data_dir, scrubber, &AuditSettings::default())
+    }
+
+    /// Starts the writer; fails when the checkpoint signing key is unusable (e.g. too open).
+    pub fn start_with(
+        data_dir: &Path,
+        scrubber: Scrubber,
+        settings: &AuditSettings,
+    ) -> anyhow::Result<AuditWriter> {
         let conn = super::open(data_dir)?;
-        let (tx, rx) = mpsc::channel();
+        let signer = CheckpointSigner::open(data_dir, settings.checkpoint_sink)?;
+        let (tx, rx) = mpsc::sync_channel(settings.queue_rows.max(1));
+        let anchor = Anchor {
+            signer,
+            every_rows: settings.checkpoint_rows.max(1),
+            interval: settings.checkpoint_interval,
+        };
         let thread = std::thread::Builder::new()
             .name("airlock-audit".into())
-            .spawn(move || writer_loop(conn, rx))?;
+            .spawn(move || writer_loop(conn, rx, anchor))?;
         Ok(AuditWriter {
-            log: AuditLog { tx, scrubber },
+            log: AuditLog {
+                tx,
+                scrubber,
+                waits: Default::default(),
+            },
             thread: Some(thread),
         })
     }
@@ -89,7 +146,8 @@ impl AuditWriter {
 
 impl Drop for AuditWriter {
     fn drop(&mut self) {
-        self.log.flush();
+        // A clean stop signs the head, so the newest rows are anchored too.
+        self.log.flush_and_checkpoint();
         // The thread ends when every sender is gone; other clones may outlive us, so do not join
         // unconditionally (that could hang); the flush above already made our rows durable.
         if let Some(t) = self.thread.take()
@@ -111,14 +169,56 @@ impl AuditLog {
         for field in [&mut e.path, &mut e.host].into_iter().flatten() {
             s.scrub_in_place(field);
         }
-        let _ = self.tx.send(Msg::Event(super::now_rfc3339(), Box::new(e)));
+        let msg = Msg::Event(super::now_rfc3339(), Box::new(e));
+        // Backpressure, never a silent drop: a full queue makes the recorder wait.
+        let sent = match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(msg)) => {
+                self.waits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.tx.send(msg).map_err(|_| ())
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_err() {
+            tracing::error!("audit writer has stopped; an audit row was not recorded");
+        }
+    }
+
+    /// How many times a recorder found the queue full and waited.
+    pub fn queue_full_waits(&self) -> u64 {
+        self.waits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Blocks until every row queued so far is committed.
     pub fn flush(&self) {
+        self.flush_inner(false)
+    }
+
+    /// Like [`AuditLog::flush`], then signs the chain head into the checkpoint file.
+    pub fn flush_and_checkpoint(&self) {
+        self.flush_inner(true)
+    }
+
+    fn flush_inner(&self, checkpoint: bool) {
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
+        if self.tx.send(Msg::Flush(tx, checkpoint)).is_ok() {
             let _ = rx.recv();
+        }
+    }
+}
+
+/// The writer's checkpoint schedule.
+struct Anchor {
+    signer: CheckpointSigner,
+    every_rows: u64,
+    interval: std::time::Duration,
+}
+
+impl Anchor {
+    fn sign(&self, head: &(i64, String)) {
+        if let Err(e) = self.signer.checkpoint(head.0, &head.1) {
+            tracing::error!("audit checkpoint of row {} failed: {e:#}", head.0);
         }
     }
 }
@@ -128,16 +228,47 @@ impl AuditLog {
 /// saves a futex wake and a context switch per row.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
-    while let Ok(first) = rx.recv() {
-        if !matches!(first, Msg::Flush(_)) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, anchor: Anchor) {
+    use std::time::Instant;
+    // The head this writer last committed, and rows committed since its last checkpoint.
+    let mut head: Option<(i64, String)> = read_head(&conn);
+    let mut unsigned: u64 = 0;
+    let mut last_signed = Instant::now();
+    // Anchor what is already there (a log from before checkpoints), unless the newest
+    // checkpoint already does.
+    if let Some(h) = &head
+        && anchor.signer.newest().as_ref() != Some(h)
+    {
+        anchor.sign(h);
+    }
+    loop {
+        let wait = anchor.interval.saturating_sub(last_signed.elapsed());
+        let first = match rx.recv_timeout(wait.max(std::time::Duration::from_millis(10))) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if unsigned > 0
+                    && let Some(h) = &head
+                {
+                    anchor.sign(h);
+                    unsigned = 0;
+                }
+                last_signed = Instant::now();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if !matches!(first, Msg::Flush(..)) {
             std::thread::sleep(BATCH_WINDOW);
         }
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
+        let mut sign_now = false;
         let mut push = |m: Msg, batch: &mut Vec<(String, Box<AuditEvent>)>| match m {
             Msg::Event(ts, e) => batch.push((ts, e)),
-            Msg::Flush(done) => flushes.push(done),
+            Msg::Flush(done, checkpoint) => {
+                sign_now |= checkpoint;
+                flushes.push(done)
+            }
         };
         push(first, &mut batch);
         while batch.len() < 5000 {
@@ -151,7 +282,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
             let mut attempt = 0;
             loop {
                 match append(&mut conn, &batch) {
-                    Ok(()) => break,
+                    Ok(h) => {
+                        head = Some(h);
+                        unsigned += batch.len() as u64;
+                        break;
+                    }
                     Err(e) if attempt < 5 => {
                         attempt += 1;
                         tracing::warn!("audit write failed (attempt {attempt}): {e}");
@@ -164,13 +299,40 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
                 }
             }
         }
+        let due = unsigned >= anchor.every_rows || last_signed.elapsed() >= anchor.interval;
+        if (sign_now || due)
+            && unsigned > 0
+            && let Some(h) = &head
+        {
+            anchor.sign(h);
+            unsigned = 0;
+            last_signed = Instant::now();
+        }
         for f in flushes {
             let _ = f.send(());
         }
     }
+    // Every sender is gone: a last checkpoint for rows not yet anchored.
+    if unsigned > 0
+        && let Some(h) = &head
+    {
+        anchor.sign(h);
+    }
 }
 
-fn append(conn: &mut Connection, batch: &[(String, Box<AuditEvent>)]) -> rusqlite::Result<()> {
+/// The stored chain head, if any row was ever written.
+fn read_head(conn: &Connection) -> Option<(i64, String)> {
+    conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .ok()
+}
+
+/// Appends a batch; returns the new head.
+fn append(
+    conn: &mut Connection,
+    batch: &[(String, Box<AuditEvent>)],
+) -> rusqlite::Result<(i64, String)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let (mut seq, mut prev): (i64, String) = tx
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
@@ -215,7 +377,8 @@ fn append(conn: &mut Connection, batch: &[(String, Box<AuditEvent>)]) -> rusqlit
          ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2",
         params![seq, prev],
     )?;
-    tx.commit()
+    tx.commit()?;
+    Ok((seq, prev))
 }
 
 /// The hash covers every column and the previous row's hash. The principal joins the hashed
@@ -264,6 +427,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
             latency_ms: r.get(13)?,
             bytes: r.get::<_, Option<i64>>(14)?.map(|b| b as u64),
             principal: r.get(17)?,
+            grant: None,
         },
         prev_hash: r.get(15)?,
         hash: r.get(16)?,
@@ -422,6 +586,173 @@ pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
     })
 }
 
+/// What a failed verification found, ordered by how much it says: the exit code of `audit
+/// verify` is the most serious one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tamper {
+    /// No checkpoint file, no valid checkpoint in it, or no key to check them with.
+    CheckpointMissing,
+    /// A row edited, inserted or deleted inside the chain, or the head out of step.
+    ChainBroken,
+    /// The log ends before a row a signed checkpoint (or `--expect`) records.
+    Truncated,
+    /// A row's hash differs from what a signed checkpoint (or `--expect`) records, or a
+    /// checkpoint's signature does not verify.
+    Rewritten,
+}
+
+impl Tamper {
+    /// `audit verify` exit codes (docs/security.md): 3 chain broken, 4 truncated, 5 rewritten,
+    /// 6 checkpoint missing.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Tamper::ChainBroken => 3,
+            Tamper::Truncated => 4,
+            Tamper::Rewritten => 5,
+            Tamper::CheckpointMissing => 6,
+        }
+    }
+}
+
+/// The log against its signed checkpoints and an optional head kept elsewhere.
+#[derive(Debug, Default)]
+pub struct AnchorCheck {
+    /// Checkpoints whose signature verifies.
+    pub valid_checkpoints: usize,
+    pub newest: Option<Checkpoint>,
+    /// Rows after the newest valid checkpoint (written since; not yet anchored).
+    pub unanchored_rows: i64,
+    pub problems: Vec<(Tamper, String)>,
+}
+
+/// Checks the log against every checkpoint in the data directory (signatures under `pinned`,
+/// or the directory's own key) and against `expect` (`(seq, hash)` kept elsewhere).
+pub fn check_anchor(
+    conn: &Connection,
+    data_dir: &Path,
+    pinned: Option<VerifyingKey>,
+    expect: Option<(i64, &str)>,
+) -> anyhow::Result<AnchorCheck> {
+    let mut out = AnchorCheck::default();
+    let last = last_seq(conn)?;
+    let row_hash_at = |seq: i64| -> anyhow::Result<Option<String>> {
+        Ok(conn
+            .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+            .optional()?)
+    };
+    let compare = |seq: i64, hash: &str, source: &str, out: &mut AnchorCheck| {
+        if seq <= 0 {
+            return Ok::<(), anyhow::Error>(());
+        }
+        if seq > last {
+            out.problems.push((
+                Tamper::Truncated,
+                format!(
+                    "{source} records row {seq}, but the log ends at row {last}: rows {}..={seq} were cut from the tail",
+                    last + 1
+                ),
+            ));
+            return Ok(());
+        }
+        match row_hash_at(seq)? {
+            Some(h) if h == hash => {}
+            Some(_) => out.problems.push((
+                Tamper::Rewritten,
+                format!("row {seq} does not have the hash {source} records: the log was rewritten"),
+            )),
+            // A gap inside the chain: the chain check reports it.
+            None => {}
+        }
+        Ok(())
+    };
+    let key = match pinned {
+        Some(k) => Some(k),
+        None => checkpoint::local_public_key(data_dir)?,
+    };
+    match key {
+        None if last > 0 => out.problems.push((
+            Tamper::CheckpointMissing,
+            format!(
+                "no checkpoint signing key ({}) to check checkpoints with; pass --public-key",
+                checkpoint::KEY_FILE
+            ),
+        )),
+        None => {}
+        Some(key) => match checkpoint::read_all(data_dir, &key)? {
+            None if last > 0 => out.problems.push((
+                Tamper::CheckpointMissing,
+                format!(
+                    "the checkpoint file {} is missing",
+                    checkpoint::CHECKPOINT_FILE
+                ),
+            )),
+            None => {}
+            Some((all, bad_lines)) => {
+                for n in bad_lines {
+                    out.problems.push((
+                        Tamper::Rewritten,
+                        format!("checkpoint file line {n} is not a checkpoint"),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (cp, ok) in all {
+                    if !ok {
+                        out.problems.push((
+                            Tamper::Rewritten,
+                            format!(
+                                "the checkpoint of row {} signed at {} does not verify under key {} (forged or edited)",
+                                cp.seq,
+                                cp.time,
+                                checkpoint::key_id(&key)
+                            ),
+                        ));
+                        continue;
+                    }
+                    out.valid_checkpoints += 1;
+                    if seen.insert((cp.seq, cp.hash.clone())) {
+                        compare(
+                            cp.seq,
+                            &cp.hash,
+                            &format!("the checkpoint signed at {}", cp.time),
+                            &mut out,
+                        )?;
+                    }
+                    if out.newest.as_ref().is_none_or(|n| cp.seq > n.seq) {
+                        out.newest = Some(cp);
+                    }
+                }
+                if out.valid_checkpoints == 0 && last > 0 {
+                    out.problems.push((
+                        Tamper::CheckpointMissing,
+                        "the checkpoint file holds no valid checkpoint".into(),
+                    ));
+                }
+            }
+        },
+    }
+    if let Some((seq, hash)) = expect {
+        compare(seq, hash, "the expected head (--expect)", &mut out)?;
+    }
+    out.unanchored_rows = (last - out.newest.as_ref().map_or(0, |n| n.seq)).max(0);
+    Ok(out)
+}
+
+/// Parses `SEQ:HASH` (as `--expect` takes it).
+pub fn parse_expected_head(s: &str) -> Result<(i64, String), String> {
+    let (seq, hash) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not SEQ:HASH"))?;
+    let seq: i64 = seq
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{seq}` is not a row number"))?;
+    let hash = hash.trim().to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{hash}` is not a SHA-256 hex hash"));
+    }
+    Ok((seq, hash))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +894,181 @@ mod tests {
         ]);
         let old = hex::encode(Sha256::digest(old.to_string().as_bytes()));
         assert_eq!(row_hash(1, "t", &e, GENESIS), old);
+    }
+
+    /// Rewrites row `seq`'s reason and recomputes the whole chain and head, as an attacker with
+    /// the database but not the signing key would.
+    fn rewrite_and_rechain(c: &Connection, seq: i64) {
+        c.execute(
+            "UPDATE audit SET reason = 'nothing to see' WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+        let rows = after(c, 0, None).unwrap();
+        let mut prev = GENESIS.to_string();
+        for r in rows {
+            let h = row_hash(r.seq, &r.ts, &r.event, &prev);
+            c.execute(
+                "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                params![prev, h, r.seq],
+            )
+            .unwrap();
+            prev = h;
+        }
+        c.execute("UPDATE audit_head SET hash = ?1 WHERE id = 1", [&prev])
+            .unwrap();
+    }
+
+    fn kinds(a: &AnchorCheck) -> Vec<Tamper> {
+        a.problems.iter().map(|(k, _)| *k).collect()
+    }
+
+    #[test]
+    fn a_clean_stop_signs_the_head_and_an_untouched_log_is_anchored() {
+        let (d, c) = logged(6);
+        let a = check_anchor(&c, d.path(), None, None).unwrap();
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        assert_eq!(a.newest.as_ref().map(|n| n.seq), Some(6));
+        assert_eq!(a.unanchored_rows, 0);
+    }
+
+    #[test]
+    fn rows_cut_from_the_tail_with_the_head_updated_are_reported_as_truncation() {
+        let (d, c) = logged(6);
+        let h4: String = c
+            .query_row("SELECT hash FROM audit WHERE seq = 4", [], |r| r.get(0))
+            .unwrap();
+        c.execute("DELETE FROM audit WHERE seq > 4", []).unwrap();
+        c.execute(
+            "UPDATE audit_head SET seq = 4, hash = ?1 WHERE id = 1",
+            [&h4],
+        )
+        .unwrap();
+        // The chain alone cannot see it...
+        assert!(verify(&c).unwrap().problems.is_empty());
+        // ...the signed checkpoint can.
+        let a = check_anchor(&c, d.path(), None, None).unwrap();
+        assert_eq!(kinds(&a), vec![Tamper::Truncated], "{:?}", a.problems);
+        assert!(a.problems[0].1.contains("rows 5..=6"), "{:?}", a.problems);
+    }
+
+    #[test]
+    fn a_rewritten_and_rechained_log_is_reported_as_rewritten() {
+        let (d, c) = logged(6);
+        rewrite_and_rechain(&c, 2);
+        assert!(verify(&c).unwrap().problems.is_empty());
+        let a = check_anchor(&c, d.path(), None, None).unwrap();
+        assert_eq!(kinds(&a), vec![Tamper::Rewritten], "{:?}", a.problems);
+        // Re-signing needs the key: an edited checkpoint line does not verify.
+        let file = d.path().join(checkpoint::CHECKPOINT_FILE);
+        let new_head: String = c
+            .query_row("SELECT hash FROM audit_head", [], |r| r.get(0))
+            .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let old_head = a.newest.unwrap().hash;
+        std::fs::write(&file, text.replace(&old_head, &new_head)).unwrap();
+        let a = check_anchor(&c, d.path(), None, None).unwrap();
+        assert!(
+            a.problems
+                .iter()
+                .any(|(k, m)| *k == Tamper::Rewritten && m.contains("does not verify")),
+            "{:?}",
+            a.problems
+        );
+    }
+
+    #[test]
+    fn a_deleted_checkpoint_file_or_key_is_reported_as_missing() {
+        let (d, c) = logged(3);
+        std::fs::remove_file(d.path().join(checkpoint::CHECKPOINT_FILE)).unwrap();
+        let a = check_anchor(&c, d.path(), None, None).unwrap();
+        assert_eq!(kinds(&a), vec![Tamper::CheckpointMissing]);
+        std::fs::remove_file(d.path().join(checkpoint::KEY_FILE)).unwrap();
+        let a = check_anchor(&c, d.path(), None, None).unwrap();
+        assert_eq!(kinds(&a), vec![Tamper::CheckpointMissing]);
+    }
+
+    #[test]
+    fn a_key_swapped_in_the_data_dir_fails_against_a_pinned_public_key() {
+        let (d, c) = logged(3);
+        let pinned = checkpoint::local_public_key(d.path()).unwrap().unwrap();
+        // An attacker replaces key and checkpoints with their own.
+        std::fs::remove_file(d.path().join(checkpoint::KEY_FILE)).unwrap();
+        std::fs::remove_file(d.path().join(checkpoint::CHECKPOINT_FILE)).unwrap();
+        let forger = CheckpointSigner::open(d.path(), Sink::None).unwrap();
+        let (seq, hash) = read_head(&c).unwrap();
+        forger.checkpoint(seq, &hash).unwrap();
+        assert!(
+            check_anchor(&c, d.path(), None, None)
+                .unwrap()
+                .problems
+                .is_empty()
+        );
+        let a = check_anchor(&c, d.path(), Some(pinned), None).unwrap();
+        assert!(kinds(&a).contains(&Tamper::Rewritten), "{:?}", a.problems);
+    }
+
+    #[test]
+    fn an_expected_head_kept_elsewhere_catches_truncation_and_rewrites() {
+        let (d, c) = logged(4);
+        let (seq, hash) = read_head(&c).unwrap();
+        let ok = check_anchor(&c, d.path(), None, Some((seq, &hash))).unwrap();
+        assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+        let a = check_anchor(&c, d.path(), None, Some((seq, &"0".repeat(64)))).unwrap();
+        assert_eq!(kinds(&a), vec![Tamper::Rewritten]);
+        let a = check_anchor(&c, d.path(), None, Some((seq + 3, &hash))).unwrap();
+        assert_eq!(kinds(&a), vec![Tamper::Truncated]);
+        assert!(parse_expected_head("4:zz").is_err());
+        assert_eq!(
+            parse_expected_head(&format!("{seq}:{hash}")).unwrap(),
+            (seq, hash)
+        );
+    }
+
+    #[test]
+    fn the_writer_signs_every_n_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            checkpoint_rows: 5,
+            checkpoint_sink: Sink::None,
+            ..AuditSettings::default()
+        };
+        let w = AuditWriter::start_with(dir.path(), Scrubber::new(), &settings).unwrap();
+        for i in 0..12 {
+            w.log().record(ev(i));
+            // One row per batch, so the count crosses N at a known row.
+            w.log().flush();
+        }
+        let key = checkpoint::local_public_key(dir.path()).unwrap().unwrap();
+        let (all, _) = checkpoint::read_all(dir.path(), &key).unwrap().unwrap();
+        let seqs: Vec<i64> = all.iter().map(|(c, _)| c.seq).collect();
+        assert_eq!(seqs, vec![5, 10]);
+        drop(w);
+        let (all, _) = checkpoint::read_all(dir.path(), &key).unwrap().unwrap();
+        assert_eq!(
+            all.last().map(|(c, _)| c.seq),
+            Some(12),
+            "a clean stop signs the head"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_recorder_wait_and_loses_no_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            queue_rows: 4,
+            checkpoint_sink: Sink::None,
+            ..AuditSettings::default()
+        };
+        let w = AuditWriter::start_with(dir.path(), Scrubber::new(), &settings).unwrap();
+        let log = w.log();
+        for i in 0..500 {
+            log.record(ev(i));
+        }
+        log.flush();
+        assert!(log.queue_full_waits() > 0, "the queue never filled");
+        let c = crate::store::open(dir.path()).unwrap();
+        assert_eq!(verify(&c).unwrap().rows, 500);
     }
 
     #[test]

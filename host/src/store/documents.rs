@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::runtime::model::{Document, DocumentRef};
 
-/// Applies one sync page (upserts, then deletes) inside the caller's transaction.
+/// Applies one page (upserts, then deletes) of no particular stream inside the caller's
+/// transaction (imports and tests; sync uses [`apply_stream_page`]).
 pub fn apply_page(
     tx: &Transaction<'_>,
     connector: &str,
@@ -14,13 +15,26 @@ pub fn apply_page(
     deletes: &[DocumentRef],
     now: &str,
 ) -> rusqlite::Result<()> {
+    apply_stream_page(tx, connector, None, upserts, deletes, now)
+}
+
+/// Applies one sync page of `stream` (upserts, then deletes) inside the caller's transaction;
+/// upserted documents are counted as the stream's stored records.
+pub fn apply_stream_page(
+    tx: &Transaction<'_>,
+    connector: &str,
+    stream: Option<&str>,
+    upserts: &[Document],
+    deletes: &[DocumentRef],
+    now: &str,
+) -> rusqlite::Result<()> {
     let mut up = tx.prepare_cached(
-        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at, stream)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (connector, kind, id) DO UPDATE SET
            title = excluded.title, body = excluded.body, url = excluded.url,
            updated_at = excluded.updated_at, metadata = excluded.metadata, acl = excluded.acl,
-           synced_at = excluded.synced_at",
+           synced_at = excluded.synced_at, stream = COALESCE(excluded.stream, documents.stream)",
     )?;
     for d in upserts {
         let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
@@ -34,7 +48,8 @@ pub fn apply_page(
             d.updated_at,
             d.metadata.to_string(),
             acl,
-            now
+            now,
+            stream
         ])?;
     }
     let mut del =
@@ -73,7 +88,7 @@ fn row_document(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
         url: r.get(4)?,
         updated_at: r.get(5)?,
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
-        acl: serde_json::from_str(&acl).unwrap_or_default(),
+        acl: parse_acl(&acl),
     })
 }
 
@@ -102,7 +117,8 @@ pub struct Hit {
     pub updated_at: String,
     /// Matching text with the terms wrapped in `[` `]`.
     pub snippet: String,
-    /// bm25 score (lower is better), or None for a live hit.
+    /// bm25 score (lower is better); absent for a live hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     /// `local` or `live`.
     pub source: &'static str,
@@ -122,6 +138,16 @@ pub struct Query<'a> {
     /// Only documents whose ACL is empty or lists one of these names (a principal and its
     /// groups); None: no ACL filter (the operator's CLI).
     pub readers: Option<&'a [String]>,
+}
+
+/// An ACL that no principal or group can match: what a stored ACL that does not parse becomes.
+/// (Principal and group names never contain NUL.)
+pub const UNREADABLE_ACL: &str = "\u{0}unreadable-acl";
+
+/// A stored ACL. One that does not parse as a list of names fails closed: it lets nobody read
+/// the document, where an empty list would let everybody.
+pub fn parse_acl(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_else(|_| vec![UNREADABLE_ACL.to_string()])
 }
 
 /// Whether a document's ACL lets one of `readers` (a principal and its groups) read it: an empty
@@ -157,8 +183,8 @@ pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
          WHERE documents_fts MATCH ?1
            AND (?2 IS NULL OR d.connector = ?2) AND (?3 IS NULL OR d.kind = ?3)
            AND (?5 IS NULL OR d.connector IN (SELECT value FROM json_each(?5)))
-           AND (?6 IS NULL OR d.acl = '[]' OR EXISTS (
-                SELECT 1 FROM json_each(d.acl) a WHERE a.value IN (SELECT value FROM json_each(?6))))
+           AND (?6 IS NULL OR (json_valid(d.acl) AND json_type(d.acl) = 'array' AND (d.acl = '[]' OR EXISTS (
+                SELECT 1 FROM json_each(d.acl) a WHERE a.value IN (SELECT value FROM json_each(?6))))))
          ORDER BY bm25(documents_fts, 4.0, 1.0) LIMIT ?4",
     )?;
     // The tenant and ACL filters run in SQL, before LIMIT, so a limit of N still returns up to
@@ -185,7 +211,7 @@ pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
                 snippet: r.get(6)?,
                 score: Some(r.get(7)?),
                 source: "local",
-                acl: serde_json::from_str(&acl).unwrap_or_default(),
+                acl: parse_acl(&acl),
             })
         },
     )?;
@@ -264,6 +290,58 @@ mod tests {
         tx.commit().unwrap();
         assert!(q(&c, "dog").is_empty());
         assert!(get(&c, "c", "page", "2").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unparseable_stored_acl_lets_nobody_read_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let tx = c.transaction().unwrap();
+        apply_page(
+            &tx,
+            "c",
+            &[
+                doc("bad", "Runbook", "runbook"),
+                doc("ok", "Runbook", "runbook"),
+            ],
+            &[],
+            "t",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        // A row damaged outside Airlock (or by an older writer): not JSON, or not a list.
+        c.execute("UPDATE documents SET acl = 'bob' WHERE id = 'bad'", [])
+            .unwrap();
+        let alice = ["alice".to_string()];
+        let hits = search(
+            &c,
+            &Query {
+                text: "runbook",
+                limit: 10,
+                readers: Some(&alice),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, vec!["ok"], "the damaged ACL is not read as empty");
+        let d = get(&c, "c", "page", "bad").unwrap().expect("stored");
+        assert!(!acl_allows(&d.acl, &alice));
+        for text in ["bob", "{\"a\": 1}", "[1, 2]", ""] {
+            assert!(!acl_allows(&parse_acl(text), &alice), "{text}");
+        }
+        assert!(acl_allows(&parse_acl("[]"), &alice));
+        // The operator's own (unfiltered) search still finds it.
+        let all = search(
+            &c,
+            &Query {
+                text: "runbook",
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

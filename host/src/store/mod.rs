@@ -3,6 +3,7 @@
 //! with numbered migrations.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod documents;
 pub mod sync_state;
 pub mod tokens;
@@ -132,6 +133,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN principal TEXT;
     CREATE INDEX audit_principal ON audit(principal, seq);
     "#,
+    // 6: documents remember the stream that synced them, so a stream's status counts the
+    // records it has stored (`records` counted upserts over time); the last run's upserts and
+    // deletes are kept apart. Older rows of a connector with a single stream are attributed
+    // to it; the others are attributed as their streams sync them again.
+    r#"
+    ALTER TABLE documents ADD COLUMN stream TEXT;
+    CREATE INDEX documents_stream ON documents(connector, stream);
+    UPDATE documents SET stream = (
+        SELECT s.stream FROM sync_state s WHERE s.connector = documents.connector)
+      WHERE (SELECT COUNT(*) FROM sync_state s WHERE s.connector = documents.connector) = 1;
+    ALTER TABLE sync_state ADD COLUMN last_run_upserts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sync_state ADD COLUMN last_run_deletes INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The database file inside a data directory.
@@ -139,24 +153,101 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("airlock.db")
 }
 
-/// Creates the data directory (mode 0700) if needed.
+/// Creates the data directory if needed and makes it private to the daemon's user (0700),
+/// whoever created it and with whatever umask: it holds the database, the vault key and the
+/// compile cache.
+/// Refuses a key file that anyone but its owner may read: a key others could have copied is no
+/// longer secret, so it is not used (and not quietly narrowed either).
+pub fn require_owner_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{} has mode {mode:04o}; it must be readable by its owner only (chmod 600)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn ensure_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     if !data_dir.exists() {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    restrict(data_dir, 0o700)
+}
+
+/// Narrows a file's or directory's mode to `mode` when it grants more (a group or world bit).
+/// Not being able to is an error: the daemon does not run on files others can read.
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        };
+        let now = meta.permissions().mode() & 0o777;
+        if now & !mode != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(
+                || {
+                    format!(
+                        "{} has mode {now:04o} and cannot be narrowed to {mode:04o}",
+                        path.display()
+                    )
+                },
+            )?;
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
     Ok(())
+}
+
+/// The database and the files SQLite keeps beside it in WAL mode.
+fn db_files(data_dir: &Path) -> [PathBuf; 3] {
+    let db = db_path(data_dir);
+    let side = |suffix: &str| {
+        let mut s = db.clone().into_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    [side("-wal"), side("-shm"), db]
 }
 
 /// Opens (creating and migrating if needed) the database of a data directory.
 pub fn open(data_dir: &Path) -> anyhow::Result<Connection> {
     ensure_data_dir(data_dir)?;
     let path = db_path(data_dir);
+    // Created 0600 before SQLite sees it: SQLite gives its -wal and -shm files the database's
+    // mode, so all three stay owner-only. Files made earlier (another umask, another tool) are
+    // narrowed here.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+        }
+    }
+    for f in db_files(data_dir) {
+        restrict(&f, 0o600)?;
+    }
     let mut conn = Connection::open(&path)
         .with_context(|| format!("cannot open database {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -165,6 +256,9 @@ pub fn open(data_dir: &Path) -> anyhow::Result<Connection> {
     // A bigger page cache keeps the FTS index's hot b-tree pages in memory during sync bursts.
     conn.pragma_update(None, "cache_size", -65536)?;
     migrate(&mut conn).with_context(|| format!("cannot migrate database {}", path.display()))?;
+    for f in db_files(data_dir) {
+        restrict(&f, 0o600)?;
+    }
     Ok(conn)
 }
 
@@ -294,5 +388,47 @@ mod tests {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_and_database_files_are_made_owner_only_whoever_created_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        // Made by someone else with a permissive umask: a world-readable directory and files.
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        set(&dir, 0o755);
+        let db = db_path(&dir);
+        let c = Connection::open(&db).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let [wal, shm, _] = db_files(&dir);
+        for f in [&db, &wal, &shm] {
+            set(f, 0o644);
+        }
+        let conn = open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for f in [&db, &wal, &shm] {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        drop((c, conn));
+
+        // A fresh data directory under a permissive umask: owner-only from the start.
+        let fresh = tmp.path().join("fresh");
+        let conn = open(&fresh).unwrap();
+        conn.execute_batch("CREATE TABLE u (x); INSERT INTO u VALUES (1);")
+            .unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        for f in db_files(&fresh) {
+            if f.exists() {
+                assert_eq!(mode(&f), 0o600, "{}", f.display());
+            }
+        }
     }
 }

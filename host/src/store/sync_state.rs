@@ -15,12 +15,18 @@ pub struct SyncState {
     pub last_error_at: Option<String>,
     /// Set after a `rate-limited` answer: the scheduler waits until then.
     pub resume_after: Option<String>,
-    /// Upserts plus deletes applied, over all runs.
+    /// Documents of this stream in the store now.
     pub records: i64,
+    /// Upserts and deletes the latest run applied (counted from its first committed page).
+    pub last_run_upserts: i64,
+    pub last_run_deletes: i64,
 }
 
 const COLUMNS: &str = "connector, stream, cursor, cursor_updated_at, last_success_at, last_error,
-    last_error_at, resume_after, records";
+    last_error_at, resume_after,
+    (SELECT COUNT(*) FROM documents d WHERE d.connector = sync_state.connector
+       AND d.stream = sync_state.stream),
+    last_run_upserts, last_run_deletes";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncState> {
     Ok(SyncState {
@@ -33,6 +39,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncState> {
         last_error_at: r.get(6)?,
         resume_after: r.get(7)?,
         records: r.get(8)?,
+        last_run_upserts: r.get(9)?,
+        last_run_deletes: r.get(10)?,
     })
 }
 
@@ -65,20 +73,39 @@ fn ensure(conn: &Connection, connector: &str, stream: &str) -> rusqlite::Result<
     Ok(())
 }
 
+/// What one committed page applied; `first` marks the first page of a run, which restarts the
+/// run's counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageCounts {
+    pub upserts: i64,
+    pub deletes: i64,
+    pub first: bool,
+}
+
 /// Records a page's cursor inside the same transaction as its documents.
 pub fn commit_cursor(
     tx: &Transaction<'_>,
     connector: &str,
     stream: &str,
     cursor: Option<&str>,
-    records: i64,
+    counts: PageCounts,
     now: &str,
 ) -> rusqlite::Result<()> {
     ensure(tx, connector, stream)?;
     tx.execute(
-        "UPDATE sync_state SET cursor = ?3, cursor_updated_at = ?4, records = records + ?5
+        "UPDATE sync_state SET cursor = ?3, cursor_updated_at = ?4,
+           last_run_upserts = CASE WHEN ?7 THEN ?5 ELSE last_run_upserts + ?5 END,
+           last_run_deletes = CASE WHEN ?7 THEN ?6 ELSE last_run_deletes + ?6 END
          WHERE connector = ?1 AND stream = ?2",
-        params![connector, stream, cursor, now, records],
+        params![
+            connector,
+            stream,
+            cursor,
+            now,
+            counts.upserts,
+            counts.deletes,
+            counts.first
+        ],
     )?;
     Ok(())
 }

@@ -115,17 +115,7 @@ fn load_master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     super::ensure_data_dir(data_dir)?;
     let path = data_dir.join(KEY_FILE);
     if path.exists() {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                bail!(
-                    "{} has mode {mode:04o}; it must be readable by its owner only (chmod 600)",
-                    path.display()
-                );
-            }
-        }
+        super::require_owner_only(&path)?;
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         return parse_key(text.trim())

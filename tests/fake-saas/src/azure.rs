@@ -3,10 +3,11 @@
 //! token endpoint, pages of 20 with `nextLink`, instance view with `statusOnly=true` or
 //! `$expand=instanceView`), ARM error bodies and the shared 429 knob.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -18,6 +19,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::aad::{ARM_SCOPE, aad_error, check_scope};
 use crate::common::{QueryParams, Rng, json_reply, rfc3339_secs, set_header, utc_ms};
 use crate::server::{self, Core, FakeState, RunningFake};
 
@@ -42,6 +44,8 @@ pub struct AzureOptions {
     pub seed: u64,
     /// Answer every N-th ARM request with 429 + Retry-After.
     pub rate_limit_every: Option<u64>,
+    /// `expires_in` of issued tokens; ARM refuses a token after it (`ExpiredAuthenticationToken`).
+    pub token_lifetime_secs: u64,
 }
 
 impl Default for AzureOptions {
@@ -54,6 +58,7 @@ impl Default for AzureOptions {
             vms: 57,
             seed: 23,
             rate_limit_every: None,
+            token_lifetime_secs: 3599,
         }
     }
 }
@@ -147,7 +152,8 @@ pub struct Azure {
     opts: AzureOptions,
     base_url: String,
     vms: Vec<AzureTruthVm>,
-    tokens: Mutex<HashSet<String>>,
+    tokens: Mutex<HashMap<String, Instant>>,
+    token_lifetime_secs: AtomicU64,
     token_requests: AtomicU64,
 }
 
@@ -162,17 +168,8 @@ fn arm_error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     json_reply(status, json!({"error": {"code": code, "message": message}}))
 }
 
-fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
-    let description = format!("AADSTS{code}: {description}");
-    json_reply(
-        status,
-        json!({"error": error, "error_description": description, "error_codes": [code],
-            "timestamp": "2026-01-01 00:00:00Z", "trace_id": "fake", "correlation_id": "fake"}),
-    )
-}
-
 impl Azure {
-    fn tokens(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn tokens(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -241,22 +238,18 @@ async fn token(State(a): State<Arc<Azure>>, Path(tenant): Path<String>, body: By
             "Invalid client secret provided.",
         );
     }
-    if !field("scope").ends_with("/.default") {
-        return aad_error(
-            bad,
-            "invalid_scope",
-            1002012,
-            &format!(
-                "The provided value for scope {} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
-                field("scope")
-            ),
-        );
+    if let Some(refused) = check_scope(field("scope"), ARM_SCOPE) {
+        return refused;
     }
     let n = a.token_requests.load(Ordering::Relaxed);
+    let lifetime = a.token_lifetime_secs.load(Ordering::Relaxed);
     let access_token = format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.fake-arm-{n}.sig");
-    a.tokens().insert(access_token.clone());
+    a.tokens().insert(
+        access_token.clone(),
+        Instant::now() + Duration::from_secs(lifetime),
+    );
     Json(
-        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+        json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
         "access_token": access_token}),
     )
     .into_response()
@@ -368,9 +361,13 @@ async fn gate(State(a): State<Arc<Azure>>, req: Request, next: Next) -> Response
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is missing.",
         ),
-        Some(t) if !a.tokens().contains(t) => {
+        Some(t) if !a.tokens().contains_key(t) => {
             ("InvalidAuthenticationToken", "The access token is invalid.")
         }
+        Some(t) if a.tokens().get(t).is_some_and(|exp| Instant::now() >= *exp) => (
+            "ExpiredAuthenticationToken",
+            "The access token expiry UTC time is earlier than current UTC time.",
+        ),
         Some(_) => {
             let mut resp = next.run(req).await;
             set_header(
@@ -458,6 +455,7 @@ pub async fn spawn_azure(
     let state = Arc::new(Azure {
         core: Core::new(opts.rate_limit_every),
         vms: generate(&opts),
+        token_lifetime_secs: AtomicU64::new(opts.token_lifetime_secs),
         opts,
         base_url: base_url.clone(),
         tokens: Mutex::default(),
@@ -479,6 +477,12 @@ impl RunningFake<Azure> {
     /// Requests to the token endpoint so far.
     pub fn token_requests(&self) -> u64 {
         self.state.token_requests.load(Ordering::Relaxed)
+    }
+    /// `expires_in` of tokens issued from now on.
+    pub fn set_token_lifetime_secs(&self, secs: u64) {
+        self.state
+            .token_lifetime_secs
+            .store(secs, Ordering::Relaxed);
     }
     /// `{base_url}/{tenant}/oauth2/v2.0/token`.
     pub fn token_url(&self) -> String {
@@ -624,5 +628,58 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(r.status, 401);
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_refuses_other_resources_and_tokens_expire() {
+        let o = AzureOptions::default();
+        let f = spawn_azure(SocketAddr::from(([127, 0, 0, 1], 0)), o.clone())
+            .await
+            .expect("fake");
+        let token_path = format!("/{}/oauth2/v2.0/token", o.tenant);
+        let ct = [("Content-Type", "application/x-www-form-urlencoded")];
+        let ask = |scope: &str| {
+            let body = format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
+                o.client_id,
+                o.client_secret,
+                form_urlencoded::byte_serialize(scope.as_bytes()).collect::<String>()
+            );
+            let (addr, path) = (f.addr, token_path.clone());
+            async move {
+                http_with(addr, "POST", &path, &ct, Some(&body))
+                    .await
+                    .unwrap()
+            }
+        };
+        let r = ask("https://graph.microsoft.com/.default").await;
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("invalid_scope")),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.json()["error_description"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("AADSTS70011: ")
+        );
+
+        f.set_token_lifetime_secs(0);
+        let r = ask(ARM_SCOPE).await;
+        assert_eq!(r.json()["expires_in"].as_u64(), Some(0));
+        let auth = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+        let list = format!(
+            "/subscriptions/{}/providers/Microsoft.Compute/virtualMachines?api-version=2024-07-01",
+            o.subscription
+        );
+        let r = http_with(f.addr, "GET", &list, &[("Authorization", &auth)], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (401, Some("ExpiredAuthenticationToken"))
+        );
     }
 }

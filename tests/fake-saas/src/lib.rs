@@ -3,6 +3,7 @@
 //! deterministic data set built from a seed, and exposes its ground truth and mutation knobs both as
 //! Rust methods on [`RunningFake`] and as unauthenticated control routes under `/_fake/`.
 
+pub mod aad;
 pub mod atera;
 pub mod azure;
 pub mod common;

@@ -307,6 +307,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 seed,
                 incremental_limit_per_minute: incremental_limit,
                 recent_exclusion_secs,
+                ..ZendeskOptions::default()
             };
             vec![("zendesk", zendesk(listen, opts).await?)]
         }
@@ -375,6 +376,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 vms,
                 seed,
                 rate_limit_every,
+                ..AzureOptions::default()
             };
             vec![("azure", azure(listen, opts).await?)]
         }

@@ -27,6 +27,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::aad::{GRAPH_SCOPE, aad_error, check_scope};
 use crate::atera::parse_date_time;
 use crate::common::{QueryParams, Rng, json_reply, now_ms, rfc3339_ms, set_header, utc_ms};
 use crate::server::{self, Core, FakeState, RunningFake};
@@ -150,18 +151,41 @@ pub struct MsGraphMutationReport {
 // ---- Data ------------------------------------------------------------------------------------
 
 /// One record with its change bookkeeping: `ord` is its fixed place in listings, `seq` the global
-/// change number of its last change (what delta queries compare).
+/// change number of its last change (what delta queries compare), `created` the change number
+/// that added it and `changed` the change number of each property's last update (so a delta
+/// round can send an updated record as only the properties changed since its token).
 #[derive(Clone, Debug)]
 struct Item {
     json: Value,
     ord: u64,
     seq: u64,
+    created: u64,
+    changed: BTreeMap<String, u64>,
     deleted: bool,
 }
 
 impl Item {
     fn id(&self) -> &str {
         self.json["id"].as_str().unwrap_or("")
+    }
+
+    /// Sets one property as change number `seq`.
+    fn set(&mut self, key: &str, value: Value, seq: u64) {
+        self.json[key] = value;
+        self.changed.insert(key.to_owned(), seq);
+        self.seq = seq;
+    }
+
+    /// What a delta round since change `since` shows of this updated record: its `id` and the
+    /// properties changed after `since` (Graph's `Prefer: return=minimal` shape, the least the
+    /// delta contract promises for an update).
+    fn changes_since(&self, since: u64) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert("id".into(), json!(self.id()));
+        for (key, _) in self.changed.iter().filter(|(_, at)| **at > since) {
+            out.insert(key.clone(), self.json[key.as_str()].clone());
+        }
+        Value::Object(out)
     }
 }
 
@@ -306,6 +330,8 @@ impl Data {
             json,
             ord: self.ord,
             seq,
+            created: seq,
+            changed: BTreeMap::new(),
             deleted: false,
         }
     }
@@ -688,15 +714,6 @@ fn not_found(what: &str) -> Response {
     )
 }
 
-fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
-    let description = format!("AADSTS{code}: {description}");
-    json_reply(
-        status,
-        json!({"error": error, "error_description": description, "error_codes": [code],
-            "timestamp": "2026-01-01 00:00:00Z", "trace_id": "fake", "correlation_id": "fake"}),
-    )
-}
-
 /// Position in a listing carried by `$skiptoken`, opaque to clients.
 #[derive(Debug, Serialize, Deserialize)]
 struct Skip {
@@ -825,14 +842,15 @@ impl MsGraph {
     }
 
     /// One page of a delta query over `coll`: `default` page size, `what` for `@odata.context`,
-    /// `removed` the reason shown on deleted records.
+    /// `removed` the reason shown on deleted records; `partial`: records updated (not created)
+    /// since the round's token arrive as their changed properties only.
     fn delta(
         &self,
         path: &str,
         q: &QueryParams,
         (seq_now, coll): (u64, &Coll),
         default: usize,
-        (what, removed): (&str, &str),
+        (what, removed, partial): (&str, &str, bool),
     ) -> Response {
         let link = |extra: (&str, &str)| {
             format!("{}{path}?{}", self.base_url, {
@@ -907,12 +925,10 @@ impl MsGraph {
         let page = &page[..page.len().min(skip.top)];
         let value: Vec<Value> = page
             .iter()
-            .map(|i| {
-                if i.deleted {
-                    json!({"id": i.id(), "@removed": {"reason": removed}})
-                } else {
-                    i.json.clone()
-                }
+            .map(|i| match skip.since {
+                _ if i.deleted => json!({"id": i.id(), "@removed": {"reason": removed}}),
+                Some(since) if partial && i.created <= since => i.changes_since(since),
+                _ => i.json.clone(),
             })
             .collect();
         body["value"] = json!(value);
@@ -972,12 +988,8 @@ async fn token(State(g): State<Arc<MsGraph>>, Path(tenant): Path<String>, body: 
         let msg = "Invalid client secret provided.";
         return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, msg);
     }
-    if !field("scope").ends_with("/.default") {
-        let msg = format!(
-            "The provided value for scope {} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
-            field("scope")
-        );
-        return aad_error(bad, "invalid_scope", 1002012, &msg);
+    if let Some(refused) = check_scope(field("scope"), GRAPH_SCOPE) {
+        return refused;
     }
     let lifetime = g.token_lifetime_secs.load(Ordering::Relaxed);
     let access_token = format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.fake-graph-{n}.sig");
@@ -1035,7 +1047,13 @@ async fn list_users(State(g): State<Arc<MsGraph>>, uri: Uri, RawQuery(raw): RawQ
 async fn users_delta(State(g): State<Arc<MsGraph>>, uri: Uri, RawQuery(raw): RawQuery) -> Response {
     let q = QueryParams::parse(raw.as_deref());
     let d = g.data();
-    g.delta(uri.path(), &q, (d.seq, &d.users), 100, ("users", "changed"))
+    g.delta(
+        uri.path(),
+        &q,
+        (d.seq, &d.users),
+        100,
+        ("users", "changed", true),
+    )
 }
 
 async fn get_user(State(g): State<Arc<MsGraph>>, Path(key): Path<String>) -> Response {
@@ -1163,7 +1181,8 @@ async fn messages_delta(
         &q,
         messages,
         10,
-        ("Collection(message)", "deleted"),
+        // Outlook's message delta sends updated messages whole.
+        ("Collection(message)", "deleted", false),
     )
 }
 
@@ -1474,9 +1493,8 @@ impl Data {
         for i in upd {
             let seq = self.tick();
             let u = &mut self.users.items[i];
-            u.json["jobTitle"] = json!("Senior Program Manager");
-            u.json["officeLocation"] = json!("Building 7");
-            u.seq = seq;
+            u.set("jobTitle", json!("Senior Program Manager"), seq);
+            u.set("officeLocation", json!("Building 7"), seq);
             r.users.updated.push(u.id().into());
         }
         let items = std::mem::take(&mut self.users.items);
@@ -1998,8 +2016,14 @@ mod tests {
                 .unwrap()
                 .starts_with("AADSTS1002012")
         );
+        // Another resource's `/.default` (here ARM's) is not Graph's scope.
+        let r = token(&f, "https%3A%2F%2Fmanagement.azure.com%2F.default").await;
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("invalid_scope"))
+        );
         let auth = bearer_for(&f).await;
-        assert_eq!(f.token_requests(), 2);
+        assert_eq!(f.token_requests(), 3);
 
         let truth = f.truth();
         let (users, last) = walk(&f, &auth, "/v1.0/users?$top=50").await;
@@ -2052,6 +2076,21 @@ mod tests {
                 .all(|d| removed.contains(&d.as_str()))
         );
         assert_eq!(changes.len(), 7);
+        // Updated users carry only `id` and the changed properties; new users arrive whole.
+        for c in &changes {
+            let id = c["id"].as_str().unwrap_or("");
+            let keys: std::collections::BTreeSet<&str> =
+                c.as_object().unwrap().keys().map(String::as_str).collect();
+            if m.users.updated.iter().any(|u| u == id) {
+                assert_eq!(
+                    keys,
+                    ["id", "jobTitle", "officeLocation"].into(),
+                    "partial update: {c}"
+                );
+            } else if m.users.added.iter().any(|u| u == id) {
+                assert!(keys.contains("userPrincipalName"), "created in full: {c}");
+            }
+        }
 
         // Mailboxes: messages delta and calendarView window.
         let upn = &truth.mailboxes[0];

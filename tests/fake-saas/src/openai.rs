@@ -56,8 +56,11 @@ pub struct OpenAiOptions {
     pub mode: OpenAiMode,
     /// Expected Bearer token (openai) or `api-key` value (azure); unused for lmstudio.
     pub api_key: String,
-    /// Models listed by `GET /v1/models`.
+    /// Models listed by `GET /v1/models`; a chat naming another model is refused (404
+    /// `model_not_found`).
     pub models: Vec<String>,
+    /// Azure deployment names; a chat on another deployment is a 404 `DeploymentNotFound`.
+    pub deployments: Vec<String>,
 }
 
 impl Default for OpenAiOptions {
@@ -66,6 +69,7 @@ impl Default for OpenAiOptions {
             mode: OpenAiMode::OpenAi,
             api_key: "demo-openai-key".into(),
             models: vec!["gpt-4o-mini".into(), "gpt-4o".into()],
+            deployments: vec!["gpt-4o".into()],
         }
     }
 }
@@ -114,6 +118,7 @@ pub struct OpenAi {
     core: Core,
     api_key: String,
     models: Vec<String>,
+    deployments: Vec<String>,
     knobs: Mutex<Knobs>,
 }
 
@@ -180,14 +185,31 @@ fn words(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
-/// Validates a chat request and builds the deterministic completion.
-fn complete(mode: OpenAiMode, model_required: bool, body: &[u8], default_model: &str) -> Response {
+/// Validates a chat request and builds the deterministic completion. `known_models`: the models
+/// a named `model` must be one of (`None` where the body's model is ignored, as on Azure).
+fn complete(
+    mode: OpenAiMode,
+    model_required: bool,
+    body: &[u8],
+    (default_model, known_models): (&str, Option<&[String]>),
+) -> Response {
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return invalid("We could not parse the JSON body of your request.", None);
     };
     let model = req.get("model").and_then(Value::as_str);
     if model_required && model.is_none() {
         return invalid("you must provide a model parameter", Some("model"));
+    }
+    if let (Some(m), Some(known)) = (model, known_models)
+        && !known.iter().any(|k| k == m)
+    {
+        return oa_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            &format!("The model `{m}` does not exist or you do not have access to it."),
+            None,
+            Some("model_not_found"),
+        );
     }
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return invalid("Missing required parameter: 'messages'.", Some("messages"));
@@ -267,7 +289,12 @@ fn complete(mode: OpenAiMode, model_required: bool, body: &[u8], default_model: 
 
 async fn v1_chat(State(s): State<Arc<OpenAi>>, body: Bytes) -> Response {
     let mode = s.mode();
-    complete(mode, mode == OpenAiMode::OpenAi, &body, LMSTUDIO_MODEL)
+    let mut known = s.models.clone();
+    if mode == OpenAiMode::LmStudio {
+        known.push(LMSTUDIO_MODEL.into());
+    }
+    let models = (LMSTUDIO_MODEL, Some(known.as_slice()));
+    complete(mode, mode == OpenAiMode::OpenAi, &body, models)
 }
 
 async fn v1_models(State(s): State<Arc<OpenAi>>) -> Response {
@@ -280,10 +307,17 @@ async fn v1_models(State(s): State<Arc<OpenAi>>) -> Response {
 }
 
 async fn azure_chat(
-    Path(_deployment): Path<String>,
+    State(s): State<Arc<OpenAi>>,
+    Path(deployment): Path<String>,
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
+    if !s.deployments.iter().any(|d| *d == deployment) {
+        return json_reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}}),
+        );
+    }
     match QueryParams::parse(raw.as_deref()).one("api-version") {
         None => json_reply(
             StatusCode::BAD_REQUEST,
@@ -293,7 +327,8 @@ async fn azure_chat(
             StatusCode::BAD_REQUEST,
             json!({"error": {"code": "BadRequest", "message": format!("API version not supported: {v}")}}),
         ),
-        Some(_) => complete(OpenAiMode::Azure, false, &body, AZURE_MODEL),
+        // Azure ignores a `model` in the body: the deployment names the model.
+        Some(_) => complete(OpenAiMode::Azure, false, &body, (AZURE_MODEL, None)),
     }
 }
 
@@ -524,6 +559,7 @@ pub async fn spawn_openai(
         core: Core::new(None),
         api_key: opts.api_key,
         models: opts.models,
+        deployments: opts.deployments,
         knobs: Mutex::new(Knobs {
             mode: opts.mode,
             fail_status: 500,
@@ -641,7 +677,7 @@ mod tests {
     async fn azure_and_lmstudio_modes() {
         let f = fake(OpenAiMode::Azure).await;
         let key = [("api-key", "demo-openai-key")];
-        let path = "/openai/deployments/gpt4o/chat/completions";
+        let path = "/openai/deployments/gpt-4o/chat/completions";
         let body = r#"{"messages":[{"role":"user","content":"a b"}],"max_completion_tokens":2}"#;
         let r = http_with(
             f.addr,
@@ -699,5 +735,45 @@ mod tests {
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["model"], LMSTUDIO_MODEL);
         assert_eq!(f.truth().requests[0].auth, AuthKind::None);
+    }
+
+    #[tokio::test]
+    async fn unknown_models_and_deployments_are_refused() {
+        let f = fake(OpenAiMode::OpenAi).await;
+        let auth = [("Authorization", "Bearer demo-openai-key")];
+        let body = r#"{"model":"gpt-9-turbo","messages":[{"role":"user","content":"x"}]}"#;
+        let r = http_with(f.addr, "POST", "/v1/chat/completions", &auth, Some(body))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (404, Some("model_not_found")),
+            "{}",
+            r.body
+        );
+        let f = fake(OpenAiMode::LmStudio).await;
+        let r = http_with(f.addr, "POST", "/v1/chat/completions", &[], Some(body))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404, "{}", r.body);
+
+        let f = fake(OpenAiMode::Azure).await;
+        let key = [("api-key", "demo-openai-key")];
+        let body = r#"{"messages":[{"role":"user","content":"x"}]}"#;
+        let r = http_with(
+            f.addr,
+            "POST",
+            "/openai/deployments/not-deployed/chat/completions?api-version=2024-10-21",
+            &key,
+            Some(body),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (404, Some("DeploymentNotFound")),
+            "{}",
+            r.body
+        );
     }
 }

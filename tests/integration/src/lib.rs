@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+pub mod reflect;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -405,6 +407,99 @@ pub async fn spawn_echo_server() -> std::net::SocketAddr {
     addr
 }
 
+/// How a lenient Java server (Tomcat, Jetty) finds the resource for a request target: drop the
+/// query, strip `;params` from every segment, percent-decode, read `\\` as `/`, then resolve `.`
+/// and `..`. Deliberately more lenient than Tomcat's defaults, so that a path the gate lets
+/// through and this still routes inside the prefix is safe on the real thing too.
+pub fn tomcat_route(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or_default();
+    let stripped: Vec<&str> = path
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or_default())
+        .collect();
+    let joined = stripped.join("/");
+    let mut bytes = Vec::new();
+    let b = joined.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            )
+        {
+            bytes.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        bytes.push(b[i]);
+        i += 1;
+    }
+    let decoded = String::from_utf8_lossy(&bytes).replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// A loopback server that routes like [`tomcat_route`] and answers `routed: PATH`; the paths it
+/// routed are kept for the test.
+pub async fn spawn_tomcat_like_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind tomcat-like");
+    let addr = listener.local_addr().expect("addr");
+    let routed = Arc::new(Mutex::new(Vec::new()));
+    let seen = routed.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let target = head
+                        .lines()
+                        .next()
+                        .and_then(|l| l.split(' ').nth(1))
+                        .unwrap_or("/")
+                        .to_string();
+                    let route = tomcat_route(&target);
+                    seen.lock().expect("routed").push(route.clone());
+                    let body = format!("routed: {route}");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, routed)
+}
+
 /// Loads a config in-process (the library, not the binary).
 pub async fn start_in_process(env: &Env) -> airlock::app::Airlock {
     let config = airlock::config::Config::load(&env.config).expect("config");
@@ -434,7 +529,9 @@ base_url = "{base_url}"
 connector = "confluence"
 url = "{base_url}/wiki/"
 methods = ["GET", "POST"]
+exact_paths = ["/wiki/rest/api/content/*/permission/check"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "secret:confluence_token" }}
 "#,
         component("confluence").display()
@@ -465,6 +562,7 @@ connector = "zendesk"
 url = "{base_url}/api/v2/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "agent@example.com/token", password = "secret:zendesk_token" }}
 "#,
         component("zendesk").display()
@@ -529,6 +627,7 @@ connector = "azure"
 url = "{base_url}/subscriptions/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client_id}", client_secret = "secret:azure_secret", scope = "https://management.azure.com/.default" }}
 "#,
         component("azure").display()
@@ -560,7 +659,9 @@ page_size = 20
 connector = "msgraph"
 url = "{base}/v1.0/"
 methods = ["GET", "POST"]
+exact_paths = ["/v1.0/search/query"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client_id}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
 "#,
         component = component("msgraph").display(),
@@ -619,4 +720,64 @@ connectors = ["b1"]
 "#,
         h = component("hostile").display()
     )
+}
+
+/// The lines of the first ```sh block after `heading`, continuation lines joined, comments and
+/// blank lines dropped.
+pub fn shell_block(markdown: &str, heading: &str) -> Vec<String> {
+    let start = markdown
+        .find(heading)
+        .unwrap_or_else(|| panic!("no `{heading}` in the document"));
+    let rest = &markdown[start..];
+    let open = rest.find("```sh\n").expect("a ```sh block") + "```sh\n".len();
+    let body = &rest[open..];
+    let body = &body[..body.find("```").expect("the block ends")];
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for raw in body.lines() {
+        let line = strip_comment(raw);
+        let line = line.trim_end();
+        if let Some(cont) = line.strip_suffix('\\') {
+            current.push_str(cont);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(line);
+        let done = std::mem::take(&mut current);
+        if !done.trim().is_empty() {
+            lines.push(done.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    lines
+}
+
+/// `line` without a trailing `# comment` (a `#` outside quotes, after whitespace).
+pub fn strip_comment(line: &str) -> &str {
+    let (mut single, mut double) = (false, false);
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && prev_space => return &line[..i],
+            _ => {}
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
+/// Every ```sh block of `markdown`, each as `shell_block` reads it.
+pub fn shell_blocks(markdown: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rest = markdown;
+    while let Some(i) = rest.find("```sh\n") {
+        out.push(shell_block(rest, "```sh\n"));
+        rest = &rest[i + "```sh\n".len()..];
+        match rest.find("```") {
+            Some(j) => rest = &rest[j + 3..],
+            None => break,
+        }
+    }
+    out
 }

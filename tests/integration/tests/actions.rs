@@ -2,6 +2,7 @@
 //! `[[route]]` fails over from a failing connector instance to the next, reporting who answered.
 
 use airlock::runtime::connector::{InvokeError, Op};
+use airlock::runtime::context::{self, CallContext};
 use airlock_tests::*;
 use serde_json::json;
 
@@ -22,6 +23,7 @@ async fn write_action_needs_a_write_grant_and_is_audited() {
 connector = \"readonly\"
 url = \"http://127.0.0.1:{port}/\"
 methods = [\"GET\", \"POST\"]
+exact_paths = [\"/tickets/1/comments\"]
 allow_private = true
 
 [[grant]]
@@ -72,8 +74,16 @@ writes = true
         .await
         .expect("POST from a read action is governed by methods");
     assert_eq!(r["status"], 200);
-    // With it, the write goes through.
-    let r = write("writer", post).await.expect("write grant");
+    // A call without a context fails closed: not approved, so the write grant refuses it.
+    let r = write("writer", post.clone()).await;
+    assert!(
+        matches!(&r, Err(InvokeError::Connector(c)) if c.code == "forbidden"),
+        "{r:?}"
+    );
+    // With a grant that allows writes and a trusted caller, the write goes through.
+    let r = context::with(CallContext::trusted(), write("writer", post))
+        .await
+        .expect("write grant");
     assert!(
         r["body"]
             .as_str()
@@ -90,6 +100,13 @@ writes = true
             && r.event.method.as_deref() == Some("POST")
             && r.event.reason.contains("action `write` writes")),
         "no audit row for the refused write"
+    );
+    assert!(
+        rows.iter().any(|r| r.event.connector == "writer"
+            && r.event.decision == "deny"
+            && r.event.principal.as_deref() == Some("unknown")
+            && r.event.reason.contains("was not approved")),
+        "no audit row naming the unknown principal"
     );
 }
 
@@ -127,7 +144,15 @@ connectors = [\"first\", \"second\", \"third\"]
         .await
         .expect("route");
     assert_eq!(r["answered_by"], "second", "{r}");
-    assert_eq!(r["failed"][0]["connector"], "first");
+    let failed: Vec<&str> = r["failed"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|x| x["connector"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        failed,
+        vec!["first"],
+        "tried first, answered by second, never third: {r}"
+    );
     assert_eq!(r["result"]["status"], 200);
 
     // Only the route's action is served through it.
@@ -158,11 +183,14 @@ connectors = [\"first\", \"second\", \"third\"]
     for needle in [
         "airlock_invocations_total{connector=\"second\",op=\"action:fetch\",outcome=\"ok\"} 1",
         "airlock_outbound_denials_total{connector=\"first\"} 1",
-        "airlock_outbound_requests_total{connector=\"second\",host=\"127.0.0.1\",status=\"200\"} 1",
+        "airlock_outbound_requests_total{connector=\"second\",grant=\"grant-0\",status=\"200\"} 1",
+        "airlock_outbound_requests_total{connector=\"first\",grant=\"none\",status=\"denied\"} 1",
         "airlock_invocation_duration_seconds_bucket",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+    // Labels come from the configuration: never a requested host.
+    assert!(!text.contains("host=\""), "{text}");
     let (status, _) = http("GET", &format!("{}/readyz", d.base), None).await;
     assert_eq!(status, 200);
     let rows = audit_rows(&env);

@@ -136,6 +136,9 @@ async fn a_principal_of_one_tenant_gets_nothing_of_another_through_any_route() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    // Every word must match: no acme document has both, and beta's are never searched.
+    assert_eq!(ids(&v), Vec::<String>::new(), "{v}");
+    assert_eq!(v["partial"], false, "{v}");
     let (_, v) = call(
         &d,
         &t.alice,
@@ -509,4 +512,127 @@ async fn every_405_names_the_allowed_methods_in_an_allow_header() {
             "{wrong} {path}: {body}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_search_and_invoked_get_and_search_are_filtered_by_each_documents_acl() {
+    let (_env, d, t) = setup().await;
+    // The hostile connector answers the query `acl-test` live with `open` (no ACL), `acl=bob`
+    // (bob only) and `acl=ops+carol` (group ops or carol).
+    let live = |token: String| {
+        let d = &d;
+        async move {
+            let (status, v) = call(
+                d,
+                &token,
+                "POST",
+                DOCS_SEARCH,
+                Some(json!({"query": "acl-test", "connector": "a1", "live": true})),
+            )
+            .await;
+            assert_eq!(status, 200, "{v}");
+            assert!(
+                v["hits"].as_array().is_some_and(|h| h
+                    .iter()
+                    .all(|h| h["source"] == "live" && h.get("score").is_none())),
+                "live hits carry no score: {v}"
+            );
+            ids(&v)
+        }
+    };
+    assert_eq!(live(t.bob.clone()).await, vec!["a1/acl=bob", "a1/open"]);
+    assert_eq!(live(t.alice.clone()).await, vec!["a1/open"]);
+    assert_eq!(live(t.ann.clone()).await, vec!["a1/open"]);
+
+    let invoke = |token: String, op: &'static str, input: Value| {
+        let d = &d;
+        async move {
+            call(
+                d,
+                &token,
+                "POST",
+                "/v1/connectors/a1/invoke",
+                Some(json!({"op": op, "input": input})),
+            )
+            .await
+        }
+    };
+    let (status, v) = invoke(t.bob.clone(), "search", json!({"query": "acl-test"})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut got: Vec<&str> = v["result"]["hits"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|h| h["id"].as_str()).collect())
+        .unwrap_or_default();
+    got.sort();
+    assert_eq!(got, vec!["acl=bob", "open"], "{v}");
+    let (status, v) = invoke(t.alice.clone(), "search", json!({"query": "acl-test"})).await;
+    assert_eq!(status, 200, "{v}");
+    let got: Vec<&str> = v["result"]["hits"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|h| h["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(got, vec!["open"], "{v}");
+
+    for (token, id, want) in [
+        (&t.bob, "acl=bob", 200),
+        (&t.alice, "acl=bob", 404),
+        (&t.ann, "acl=bob", 404),
+        (&t.alice, "acl=ops+carol", 404),
+        (&t.alice, "open", 200),
+    ] {
+        let (status, v) = invoke(token.clone(), "get", json!({"id": id})).await;
+        assert_eq!(status, want, "{id}: {v}");
+        if status == 404 {
+            assert!(!v.to_string().contains("Body of hostile"), "{v}");
+        } else {
+            assert_eq!(v["result"]["id"], id, "{v}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_approval_cannot_be_listed_read_approved_or_denied() {
+    // a1 (acme) may write through one grant, so its `write` action waits for an approval.
+    let env = Env::new(&format!(
+        "{}\n[[grant]]\nconnector = \"a1\"\nurl = \"http://127.0.0.1:9/w/\"\nmethods = [\"POST\"]\nwrites = true\nallow_private = true\n",
+        two_tenant_config()
+    ));
+    let ann = env.create_token("ann", "acme", &[], true);
+    let bea = env.create_token("bea", "beta", &[], true);
+    let d = env.serve();
+    let (status, v) = call(
+        &d,
+        &ann,
+        "POST",
+        "/v1/connectors/a1/invoke",
+        Some(json!({"op": "write", "input": {"url": "http://127.0.0.1:9/w/x", "method": "POST"}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["approval"]["id"]
+        .as_str()
+        .expect("approval id")
+        .to_string();
+
+    let (status, v) = call(&d, &bea, "GET", "/v1/approvals", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["approvals"].as_array().map(Vec::len), Some(0), "{v}");
+    for (method, path) in [
+        ("GET", format!("/v1/approvals/{id}")),
+        ("POST", format!("/v1/approvals/{id}/approve")),
+        ("POST", format!("/v1/approvals/{id}/deny")),
+    ] {
+        let (status, v) = call(&d, &bea, method, &path, None).await;
+        assert_eq!(status, 404, "{method} {path}: {v}");
+        assert!(
+            !v.to_string().contains("a1"),
+            "nothing of acme's leaks: {v}"
+        );
+    }
+    let (status, v) = call(&d, &ann, "GET", &format!("/v1/approvals/{id}"), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["approval"]["status"], "pending",
+        "beta's attempts changed nothing: {v}"
+    );
 }

@@ -15,6 +15,7 @@ id = "atera"
 component = "{}"
 [connector.settings]
 base_url = "{base}"
+technician_email = "api.technician@msp.example"
 
 [[grant]]
 connector = "atera"
@@ -22,6 +23,7 @@ url = "{base}/api/v3/"
 methods = ["GET", "POST"]
 allow_private = true
 writes = true
+allow_insecure = true
 auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
 {extra}
 "#,
@@ -71,9 +73,23 @@ async fn an_approved_write_runs_once_and_a_replay_or_a_denied_one_changes_nothin
     assert_eq!(status, 403);
     assert!(f.truth().writes.is_empty());
 
-    // Approved: it runs once.
+    // Whoever asked may not approve it (no `allow_self_approval`): another admin must.
     let (status, body) = d.post(&format!("/v1/approvals/{id}/approve"), "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("may not approve"),
+        "{body}"
+    );
+    assert!(f.truth().writes.is_empty());
+    let carol = env.create_token("carol", "default", &[], true);
+
+    // Approved by a second admin: it runs once.
+    let (status, body) = http_auth("POST", &url, Some(&carol), None).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["approval"]["decided_by"], "token:carol", "{body}");
     assert_eq!(body["approval"]["status"], "executed", "{body}");
     assert_eq!(body["approval"]["result"]["added"], true, "{body}");
     assert_eq!(f.truth().writes.len(), 1);
@@ -160,6 +176,17 @@ writes = true
     let id = v["approval"]["id"].as_str().expect("id").to_string();
     let out = env.airlock(&["approvals", "list", "--status", "pending"], None);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    // ...which its own requester may not give, unless the config allows self-approval...
+    let out = env.airlock(&["approvals", "approve", &id], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("may not approve"), "{stderr}");
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &env.config,
+        format!("{text}\n[approvals]\nallow_self_approval = true\n"),
+    )
+    .expect("config");
     // ...and runs once approved.
     let out = env.airlock(&["approvals", "approve", &id], None);
     assert!(
@@ -205,5 +232,78 @@ async fn a_grant_that_pre_approves_writes_runs_them_at_once() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["added"], true, "{body}");
     assert_eq!(f.truth().writes.len(), 1);
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_approval_belongs_to_the_grant_that_says_so() {
+    let echo = spawn_echo_server().await;
+    let port = echo.port();
+    let env = Env::new(&format!(
+        r#"
+[[connector]]
+id = "probe"
+component = "{}"
+
+[[grant]]
+connector = "probe"
+url = "http://127.0.0.1:{port}/pre/"
+methods = ["POST"]
+allow_private = true
+writes = true
+writes_preapproved = true
+
+[[grant]]
+connector = "probe"
+url = "http://127.0.0.1:{port}/other/"
+methods = ["POST"]
+allow_private = true
+writes = true
+"#,
+        component("hostile").display()
+    ));
+    let d = env.serve();
+    let write = |path: &str| {
+        json!({"op": "write", "input": {"url": format!("http://127.0.0.1:{port}{path}"), "method": "POST", "body": "x"}})
+            .to_string()
+    };
+    // The other writes grant does not pre-approve: the write waits for a decision.
+    let (status, body) = d
+        .post("/v1/connectors/probe/invoke", &write("/other/x"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["approval"]["status"], "pending", "{body}");
+    d.stop();
+    let rows = audit_rows(&env);
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.event.event == "http" && r.event.path.as_deref() == Some("/other/x")),
+        "nothing was sent before an approval"
+    );
+
+    // With only pre-approving writes grants the action runs at once, and only through them.
+    let env = Env::new(&format!(
+        r#"
+[[connector]]
+id = "probe"
+component = "{}"
+
+[[grant]]
+connector = "probe"
+url = "http://127.0.0.1:{port}/pre/"
+methods = ["POST"]
+allow_private = true
+writes = true
+writes_preapproved = true
+"#,
+        component("hostile").display()
+    ));
+    let d = env.serve();
+    let (status, body) = d
+        .post("/v1/connectors/probe/invoke", &write("/pre/x"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["status"], 200, "{body}");
     d.stop();
 }

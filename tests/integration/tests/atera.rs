@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use airlock::runtime::connector::{InvokeError, Op};
+use airlock::runtime::context::{self, CallContext};
 use airlock::store::documents;
 use airlock::sync::{RunEnd, run_stream};
 use airlock_tests::*;
@@ -24,7 +25,20 @@ async fn fake(tickets: usize) -> RunningFake<Atera> {
         .expect("fake")
 }
 
+/// The technician the connector's comments are written as (one the fake knows).
+const TECHNICIAN: &str = fake_saas::atera::API_TECHNICIAN_EMAIL;
+
 fn env_for(base_url: &str, auth: &str, methods: &str) -> Env {
+    env_with_settings(
+        base_url,
+        auth,
+        methods,
+        &format!("technician_email = \"{TECHNICIAN}\""),
+    )
+}
+
+/// [`env_for`] with `settings` (TOML lines) after `base_url`.
+fn env_with_settings(base_url: &str, auth: &str, methods: &str, settings: &str) -> Env {
     let env = Env::new(&format!(
         r#"
 [[connector]]
@@ -33,6 +47,7 @@ component = "{}"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
+{settings}
 
 [[grant]]
 connector = "atera"
@@ -40,6 +55,7 @@ url = "{base_url}/api/v3/"
 methods = {methods}
 allow_private = true
 writes = {writes}
+allow_insecure = true
 auth = {auth}
 "#,
         component("atera").display(),
@@ -226,16 +242,19 @@ async fn bearer_grant_syncs_and_add_comment_lands_with_post_allowed() {
     let id = f.truth().tickets[2].id;
     let input =
         serde_json::json!({"ticket_id": id, "comment": "Rebooted the router", "is_internal": true});
-    let out = a
-        .invoke(
+    // In-process calls need a context to write (none fails closed).
+    let out = context::with(
+        CallContext::trusted(),
+        a.invoke(
             "atera",
             Op::Action {
                 name: "add-comment".into(),
                 input,
             },
-        )
-        .await
-        .expect("add-comment");
+        ),
+    )
+    .await
+    .expect("add-comment");
     assert_eq!(out["added"], true, "{out}");
     let truth = f.truth();
     assert_eq!(truth.writes.len(), 1);
@@ -246,8 +265,11 @@ async fn bearer_grant_syncs_and_add_comment_lands_with_post_allowed() {
     );
     let t = truth.tickets.iter().find(|t| t.id == id).expect("ticket");
     assert_eq!(
-        t.comments.last().map(|c| c.comment.as_str()),
-        Some("Rebooted the router")
+        t.comments
+            .last()
+            .map(|c| (c.comment.as_str(), c.email.as_str(), c.by_technician)),
+        Some(("Rebooted the router", TECHNICIAN, true)),
+        "written as the configured technician"
     );
 
     // The next incremental run picks the commented ticket up.
@@ -277,4 +299,51 @@ async fn wrong_key_is_unauthorized() {
     let (ok, _, err) = env.invoke("atera", "health", "{}");
     assert!(!ok, "{err}");
     assert!(err.contains("unauthorized"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_action_without_a_writes_grant_is_refused_before_any_approval_is_queued() {
+    let f = fake(5).await;
+    let env = env_for(&f.base_url, KEY_GRANT, r#"["GET"]"#);
+    let id = f.truth().tickets[0].id.to_string();
+    let input = format!(r#"{{"ticket_id": {id}, "comment": "no writes grant"}}"#);
+    let (ok, out, err) = env.invoke("atera", "add-comment", &input);
+    assert!(!ok, "refused: {out} {err}");
+    assert!(err.contains("forbidden"), "{err}");
+    assert!(err.contains("no grant of `atera` allows writes"), "{err}");
+    let list = env.airlock(&["approvals", "list", "--json"], None);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(!text.contains("add-comment"), "nothing queued: {text}");
+    let rows = audit_rows(&env);
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "approval" && r.event.decision == "deny"),
+        "the refusal is audited"
+    );
+    assert!(f.truth().writes.is_empty());
+}
+
+/// Atera refuses a technician comment that names no technician, so without the
+/// `technician_email` setting `add-comment` fails before anything is sent upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_comment_without_a_technician_setting_is_refused_before_any_request() {
+    let f = fake(5).await;
+    let env = env_with_settings(&f.base_url, KEY_GRANT, r#"["GET", "POST"]"#, "");
+    let a = start_in_process(&env).await;
+    let id = f.truth().tickets[0].id;
+    f.reset_requests();
+    let r = a
+        .invoke(
+            "atera",
+            Op::Action {
+                name: "add-comment".into(),
+                input: serde_json::json!({"ticket_id": id, "comment": "hello"}),
+            },
+        )
+        .await;
+    assert_eq!(code(&r), "invalid-input");
+    let message = format!("{:?}", r.err());
+    assert!(message.contains("technician_email"), "{message}");
+    assert_eq!(f.requests().total, 0, "nothing sent upstream");
+    assert!(f.truth().writes.is_empty());
 }

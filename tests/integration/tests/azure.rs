@@ -36,6 +36,7 @@ connector = "azure"
 url = "{base}/subscriptions/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:azure_secret", scope = "{scope}" }}
 "#,
         component("azure").display(),
@@ -150,7 +151,32 @@ async fn a_scope_without_default_is_refused_by_the_token_endpoint() {
             },
         )
         .await;
-    assert!(r.is_err(), "{r:?}");
+    // The gate's credential failure reaches the connector as a refused request, and the
+    // token endpoint's own reason is in the audit row of the token fetch.
+    let e = r.expect_err("no token, no answer");
+    assert!(
+        matches!(e.code(), "upstream" | "unauthorized" | "forbidden"),
+        "{e}"
+    );
+    a.flush();
+    let rows = audit_rows(&env);
+    let token_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.event.event == "oauth-token")
+        .collect();
+    assert!(!token_rows.is_empty(), "the token fetch is audited");
+    for t in &token_rows {
+        assert_eq!(t.event.decision, "error", "{:?}", t.event);
+        assert_eq!(t.event.status, Some(400), "{:?}", t.event);
+        assert!(
+            t.event.reason.contains("AADSTS1002012") && t.event.reason.contains("/.default"),
+            "the reason names the bad scope: {:?}",
+            t.event
+        );
+    }
+    assert!(rows.iter().any(|r| r.event.event == "http"
+        && r.event.decision == "error"
+        && r.event.reason.contains("credentials for grant")));
     assert!(f.token_requests() >= 1);
     assert_eq!(
         f.requests_to(&format!(
@@ -160,4 +186,67 @@ async fn a_scope_without_default_is_refused_by_the_token_endpoint() {
         0,
         "no ARM request without a token"
     );
+}
+
+/// The token endpoint hands out ARM tokens only for ARM's own scope: Graph's `/.default` is
+/// refused with AAD's `invalid_scope`, the guest's request fails with "credentials unavailable"
+/// (the endpoint's reason stays with the host), and no ARM request is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_resources_scope_is_refused_and_nothing_reaches_arm() {
+    let f = fake().await;
+    let env = env_for(&f, "https://graph.microsoft.com/.default");
+    let a = start_in_process(&env).await;
+    let r = a
+        .invoke(
+            "azure",
+            Op::Action {
+                name: "failed-provisions".into(),
+                input: serde_json::json!({}),
+            },
+        )
+        .await;
+    let message = format!("{r:?}");
+    assert!(r.is_err(), "{message}");
+    assert!(message.contains("credentials unavailable"), "{message}");
+    assert_eq!(f.token_requests(), 1);
+    assert_eq!(
+        f.requests_to(&format!(
+            "/subscriptions/{}/providers/Microsoft.Compute/virtualMachines",
+            AzureOptions::default().subscription
+        )),
+        0,
+        "no ARM request without a token"
+    );
+}
+
+/// ARM tokens expire (`expires_in`, here 3 s): the host fetches a new one after expiry and the
+/// call succeeds, one token request per lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_arm_token_is_replaced_by_a_fresh_one() {
+    let f = spawn_azure(
+        "127.0.0.1:0".parse().expect("addr"),
+        AzureOptions {
+            token_lifetime_secs: 3,
+            ..AzureOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    let env = env_for(&f, "https://management.azure.com/.default");
+    let a = start_in_process(&env).await;
+    let call = || {
+        a.invoke(
+            "azure",
+            Op::Action {
+                name: "failed-provisions".into(),
+                input: serde_json::json!({}),
+            },
+        )
+    };
+    call().await.expect("first call");
+    call().await.expect("second call, same token");
+    assert_eq!(f.token_requests(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
+    call().await.expect("after expiry");
+    assert_eq!(f.token_requests(), 2, "one new token after expiry");
 }

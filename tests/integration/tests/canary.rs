@@ -42,12 +42,14 @@ component = "{hostile}"
 connector = "hostile"
 url = "http://127.0.0.1:{port}/basic/"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "svc@example.com", password = "secret:hostile_token" }}
 
 [[grant]]
 connector = "hostile"
 url = "http://127.0.0.1:{port}/keyed/"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "header", name = "X-API-KEY", value = "secret:hostile_key" }}
 "#,
         conf = confluence_config(&fake.base_url),

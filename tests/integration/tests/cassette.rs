@@ -124,12 +124,14 @@ component = "{hostile}"
 connector = "hostile"
 url = "http://127.0.0.1:{echo}/basic/"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "svc@example.com", password = "secret:hostile_token" }}
 
 [[grant]]
 connector = "hostile"
 url = "http://127.0.0.1:{echo}/keyed/"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "header", name = "X-API-KEY", value = "secret:hostile_key" }}
 "#,
         zendesk = zendesk_config(base_url, "page_size = \"25\""),

@@ -132,6 +132,7 @@ connector = "jira"
 url = "{base}/rest/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
 "#,
         component("jira_servicedesk").display()
@@ -161,6 +162,7 @@ connector = "atera"
 url = "{base}/api/v3/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
 "#,
         component("atera").display()
@@ -227,7 +229,9 @@ model = "gpt-4o-mini"
 connector = "openai"
 url = "{base}/v1/"
 methods = ["GET", "POST"]
+exact_paths = ["/v1/chat/completions"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "bearer", token = "secret:openai_key" }}
 "#,
         component("openai").display()
@@ -364,4 +368,36 @@ fn conformance_with_an_unknown_connector_id_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no connector `nope` is configured"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kit_says_what_a_default_health_and_a_missing_search_leave_unchecked() {
+    let out = broken("sdk-health").await;
+    let stdout = text(&out);
+    assert!(
+        stdout.contains("PASS health: ok: `ok`, the SDK's default answer")
+            && stdout.contains("not checked: reachability and credentials"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS search.well-formed: not checked: the connector has no live search"),
+        "{stdout}"
+    );
+    // A connected health check says nothing of the kind.
+    let out = broken("none").await;
+    assert!(
+        text(&out).contains("PASS health: ok: reachable"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_that_refuses_a_plain_word_fails_search_well_formed() {
+    let out = broken("search-refuses").await;
+    assert_fails(
+        &out,
+        "search.well-formed",
+        "answered invalid-input: query syntax not accepted",
+    );
 }

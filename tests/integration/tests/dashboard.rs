@@ -118,6 +118,7 @@ id = "atera"
 component = "{}"
 [connector.settings]
 base_url = "{base}"
+technician_email = "api.technician@msp.example"
 
 [[grant]]
 connector = "atera"
@@ -125,6 +126,7 @@ url = "{base}/api/v3/"
 methods = ["GET", "POST"]
 allow_private = true
 writes = true
+allow_insecure = true
 auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
 "#,
         confluence_config(&confluence.base_url),

@@ -372,8 +372,9 @@ fn oauth_config(token: &Server, upstream: &Server) -> String {
 [[grant]]
 connector = "hostile"
 url = "{graph}"
-methods = ["GET", "POST"]
+methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "cid", client_secret = "secret:graph_secret", scope = "{GRAPH_SCOPE}" }}
 "#,
         connector = connector(""),
@@ -712,12 +713,14 @@ async fn redirects_are_returned_not_followed() {
 connector = "hostile"
 url = "{}"
 methods = ["GET", "POST"]
+exact_paths = ["/r/307"]
 allow_private = true
 
 [[grant]]
 connector = "hostile"
 url = "{}"
 methods = ["GET", "POST"]
+exact_paths = ["/secret-place"]
 allow_private = true
 "#,
         connector(""),
@@ -851,12 +854,14 @@ async fn bearer_and_custom_header_auth_are_injected() {
 connector = "hostile"
 url = "{}"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "bearer", token = "secret:b" }}
 
 [[grant]]
 connector = "hostile"
 url = "{}"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "header", name = "api-key", value = "secret:k" }}
 
 [[grant]]
@@ -966,12 +971,14 @@ connect_timeout = "1s"
 [[grant]]
 connector = "hostile"
 url = "http://api.test/public/"
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "cid", client_secret = "secret:graph_secret" }}
 
 [[grant]]
 connector = "hostile"
 url = "{private}"
 allow_private = true
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "cid", client_secret = "secret:graph_secret" }}
 "#,
         connector = connector(""),

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use airlock::runtime::connector::{InvokeError, Op};
+use airlock::runtime::context::{self, CallContext};
 use airlock::store::documents;
 use airlock::sync::{RunEnd, run_stream};
 use airlock_tests::*;
@@ -36,14 +37,17 @@ connector = "{id}"
 url = "{base_url}/rest/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
 
 [[grant]]
 connector = "{id}"
 url = "{base_url}/rest/servicedeskapi/request/"
 methods = ["POST"]
+exact_paths = ["/rest/servicedeskapi/request/*/comment"]
 allow_private = true
 writes = {writes}
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
 "#,
         component("jira_servicedesk").display()
@@ -274,7 +278,10 @@ async fn search_get_and_add_comment() {
         t.comments,
         "no write without a write grant"
     );
-    let r = a.invoke("jira", action(input)).await.expect("add-comment");
+    // In-process calls need a context to write (none fails closed).
+    let r = context::with(CallContext::trusted(), a.invoke("jira", action(input)))
+        .await
+        .expect("add-comment");
     assert_eq!(r["issue"], t.key.as_str());
     let after = f.truth().requests[4].comments.clone();
     assert_eq!(after.len(), t.comments.len() + 1);

@@ -128,7 +128,8 @@ async fn acme_sees_its_tools_search_and_actions(c: &Client) {
         sleep
             .description
             .as_deref()
-            .is_some_and(|d| d.contains("Block inside a host call")),
+            .is_some_and(|d| d.starts_with("[connector-provided] ")
+                && d.contains("Block inside a host call")),
         "{sleep:?}"
     );
 
@@ -272,18 +273,33 @@ async fn mcp_over_stdio_acts_as_the_tokens_principal() {
 #[test]
 fn mcp_over_stdio_refuses_a_bad_or_missing_token() {
     let (env, _, _) = setup();
-    let out = env.airlock(&["mcp", "--token", "alk_bogus"], Some(""));
+    let file = env.dir.path().join("mcp-token");
+    std::fs::write(&file, "alk_bogus\n").expect("token file");
+    let file = file.to_string_lossy().to_string();
+    let out = env.airlock(&["mcp", "--token-file", &file], Some(""));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not valid"), "{err}");
     assert!(out.stdout.is_empty(), "nothing on the protocol stream");
     let out = env.airlock(&["mcp"], Some(""));
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--token"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("AIRLOCK_TOKEN") && err.contains("--token-file"),
+        "{err}"
     );
+}
+
+#[test]
+fn mcp_refuses_a_token_on_the_command_line() {
+    let (env, alice, _) = setup();
+    // Even a valid token: argv is readable by every local user (ps, /proc/PID/cmdline).
+    let out = env.airlock(&["mcp", "--token", &alice], Some(""));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--token is no longer accepted"), "{err}");
+    assert!(!err.contains(&alice), "the token is not echoed: {err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,7 +70,9 @@ page_size = 40
 connector = "msgraph"
 url = "{base}/v1.0/"
 methods = ["GET", "POST"]
+exact_paths = ["/v1.0/search/query"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
 {extra}
 "#,
@@ -364,6 +366,69 @@ async fn every_stream_equals_truth_then_an_incremental_run_applies_changes_and_d
         1,
         "one client-credentials token serves two runs of six streams"
     );
+}
+
+/// Graph may send an updated user in a delta round as only its changed properties (`id`,
+/// `jobTitle`, `officeLocation` here): the connector reads the whole user instead of storing a
+/// record with a blank name; new users arrive whole and are not read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_user_in_a_delta_round_is_read_whole_and_keeps_its_other_fields() {
+    let opts = MsGraphOptions {
+        users: 30,
+        ..MsGraphOptions::default()
+    };
+    let f = fake(opts.clone()).await;
+    let env = env_for(&f, &opts);
+    let a = start_in_process(&env).await;
+    let r = run_stream(&a, "msgraph", "users", false, |_| {})
+        .await
+        .expect("full");
+    assert_eq!((r.end, r.upserts), (RunEnd::Done, 30));
+    let m = f.mutate(MsGraphMutation {
+        users: Change {
+            add: 1,
+            update: 3,
+            delete: 0,
+        },
+        ..MsGraphMutation::default()
+    });
+    f.reset_requests();
+    let r = run_stream(&a, "msgraph", "users", false, |_| {})
+        .await
+        .expect("incremental");
+    assert_eq!((r.end, r.upserts, r.deletes), (RunEnd::Done, 4, 0));
+    let t = f.truth();
+    let users = stored(&env, "user");
+    for id in &m.users.updated {
+        let u = t.users.iter().find(|u| &id_of(u) == id).expect("in truth");
+        let d = &users[&format!("user:{id}")];
+        assert_eq!(d.title, s(u, "displayName"), "{id} kept its name");
+        assert_eq!(d.metadata["jobTitle"], json!("Senior Program Manager"));
+        assert_eq!(d.metadata["userPrincipalName"], u["userPrincipalName"]);
+        assert_eq!(d.metadata["department"], u["department"]);
+        assert_eq!(
+            f.requests_to(&format!("/v1.0/users/{id}")),
+            1,
+            "updated user {id} read once"
+        );
+    }
+    for id in &m.users.added {
+        assert_eq!(
+            f.requests_to(&format!("/v1.0/users/{id}")),
+            0,
+            "a new user arrives whole"
+        );
+    }
+    assert_streams_equal_truth_users(&users, &t);
+}
+
+fn assert_streams_equal_truth_users(users: &BTreeMap<String, Document>, t: &MsGraphTruth) {
+    assert_eq!(users.len(), t.users.len());
+    for u in &t.users {
+        let d = &users[&format!("user:{}", id_of(u))];
+        assert_eq!(d.title, s(u, "displayName"));
+        assert_eq!(d.metadata["officeLocation"], u["officeLocation"]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,7 @@ base_url = "{lm}"
 connector = "lmstudio"
 url = "{lm}/v1/"
 methods = ["GET", "POST"]
+exact_paths = ["/v1/chat/completions"]
 allow_private = true
 
 [[connector]]
@@ -54,7 +55,9 @@ api_version = "2024-10-21"
 connector = "azure-openai"
 url = "{azure}/openai/deployments/"
 methods = ["POST"]
+exact_paths = ["/openai/deployments/*/chat/completions"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }}
 
 [[connector]]
@@ -69,7 +72,9 @@ model = "gpt-4o-mini"
 connector = "openai"
 url = "{openai}/v1/"
 methods = ["GET", "POST"]
+exact_paths = ["/v1/chat/completions"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "bearer", token = "secret:openai_key" }}
 "#
     )
@@ -224,17 +229,19 @@ async fn chat_route_falls_over_to_the_next_provider_and_names_it() {
     lm.fail_next(1, 500);
     let r = a.invoke("chat", chat("first")).await.expect("route");
     assert_eq!(r["answered_by"], "azure-openai", "{r}");
-    assert_eq!(r["failed"][0]["connector"], "lmstudio");
+    assert_eq!(tried(&r), vec!["lmstudio"], "{r}");
+    assert_eq!(oa.truth().requests.len(), 0, "openai was never asked");
     assert_eq!(r["result"]["reply"], "echo: first");
     // Both fail (500, then 429): OpenAI answers.
     lm.fail_next(1, 500);
     az.fail_next(1, 429);
     let r = a.invoke("chat", chat("second")).await.expect("route");
     assert_eq!(r["answered_by"], "openai", "{r}");
-    assert_eq!(r["failed"].as_array().map(Vec::len), Some(2));
+    assert_eq!(tried(&r), vec!["lmstudio", "azure-openai"], "{r}");
     // Healthy again: the first provider answers.
     let r = a.invoke("chat", chat("third")).await.expect("route");
     assert_eq!(r["answered_by"], "lmstudio", "{r}");
+    assert_eq!(tried(&r), Vec::<String>::new(), "{r}");
     // All down: one clear error naming every attempt.
     lm.fail_next(1, 500);
     az.fail_next(1, 500);
@@ -248,4 +255,65 @@ async fn chat_route_falls_over_to_the_next_provider_and_names_it() {
         }
         other => panic!("expected every provider to fail: {other:?}"),
     }
+}
+
+/// The providers a route tried and gave up on, in order.
+fn tried(r: &serde_json::Value) -> Vec<String> {
+    r["failed"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|x| x["connector"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Azure answers a deployment it does not have with 404 `DeploymentNotFound`, OpenAI a model it
+/// does not serve with 404 `model_not_found`: a misnamed deployment or model is a `not-found`
+/// naming the upstream's reason, not a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_deployment_or_model_is_not_found() {
+    let lm = fake(OpenAiMode::LmStudio, "").await;
+    let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
+    let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
+    let body = config(&lm.base_url, &az.base_url, &oa.base_url)
+        .replace(r#"deployment = "gpt-4o""#, r#"deployment = "gpt-4o-typo""#);
+    let env = Env::new(&body);
+    env.set_secret("openai_key", OPENAI_KEY);
+    env.set_secret("azure_openai_key", AZURE_KEY);
+    let a = start_in_process(&env).await;
+
+    let r = a.invoke("azure-openai", chat("hi")).await;
+    assert_eq!(code(&r), "not-found", "{r:?}");
+    assert!(
+        format!("{r:?}").contains("deployment for this resource does not exist"),
+        "{r:?}"
+    );
+    let t = az.truth();
+    assert_eq!(t.requests.len(), 1);
+    assert!(
+        t.requests[0]
+            .path
+            .ends_with("/gpt-4o-typo/chat/completions")
+    );
+    assert_eq!(t.requests[0].status, 404);
+
+    let r = a
+        .invoke(
+            "openai",
+            Op::Action {
+                name: "chat".into(),
+                input: json!({"messages": [{"role": "user", "content": "hi"}],
+                              "model": "gpt-9-turbo"}),
+            },
+        )
+        .await;
+    assert_eq!(code(&r), "not-found", "{r:?}");
+    assert!(
+        format!("{r:?}").contains("`gpt-9-turbo` does not exist"),
+        "{r:?}"
+    );
+    assert_eq!(oa.truth().requests[0].model.as_deref(), Some("gpt-9-turbo"));
+    assert_eq!(oa.truth().requests[0].status, 404);
 }

@@ -145,6 +145,7 @@ url = "{grant_url}"
 methods = {methods}
 allow_private = true
 retry = {{ attempts = 1 }}
+allow_insecure = true
 auth = {auth}
 "#
     )
@@ -290,7 +291,9 @@ async fn javascript_confluence_passes_conformance_syncs_runs_its_action_and_maps
             opts.email
         )
     };
-    let methods = "[\"GET\", \"POST\"]";
+    // check-permission is its only POST.
+    let methods =
+        "[\"GET\", \"POST\"]\nexact_paths = [\"/wiki/rest/api/content/*/permission/check\"]";
     let env = Env::new(&format!(
         "{}{}",
         entry(

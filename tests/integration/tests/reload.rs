@@ -203,3 +203,162 @@ async fn config_edits_sighup_and_drop_in_components_reload_the_affected_connecto
     let log = d.stop();
     assert!(log.contains("removed extra"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_the_serving_file_clears_the_reload_error_and_moved_grants_rebuild_nothing() {
+    let grant = |id: &str| {
+        format!(
+            "[[grant]]\nconnector = \"{id}\"\nurl = \"http://127.0.0.1:9/{id}/\"\nallow_private = true\n"
+        )
+    };
+    let connectors_toml = "[[connector]]\nid = \"a\"\ncomponent = \"conn/a.wasm\"\n\
+                           [[connector]]\nid = \"b\"\ncomponent = \"conn/b.wasm\"\n";
+    let env = Env::new(&format!("{connectors_toml}{}{}", grant("a"), grant("b")));
+    let dir = env.dir.path().join("conn");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let hostile = std::fs::read(component("hostile")).expect("hostile");
+    std::fs::write(dir.join("a.wasm"), &hostile).expect("a");
+    std::fs::write(dir.join("b.wasm"), &hostile).expect("b");
+    let d = env.serve();
+    let generation = |l: &[Value], id: &str| find(l, id).expect(id)["generation"].clone();
+    let before = connectors(&d).await;
+
+    // A broken file, then the very bytes that are serving put back: the error goes away.
+    replace_file(b"not a component", &dir.join("a.wasm"));
+    wait_for(&d, "a reload error on `a`", |l| {
+        find(l, "a").is_some_and(|a| a["reload_error"].is_string())
+    })
+    .await;
+    replace_file(&hostile, &dir.join("a.wasm"));
+    let list = wait_for(&d, "the reload error on `a` to clear", |l| {
+        find(l, "a").is_some_and(|a| a["reload_error"].is_null())
+    })
+    .await;
+    assert_eq!(
+        generation(&list, "a"),
+        generation(&before, "a"),
+        "the serving version was never replaced"
+    );
+    assert!(d.log().contains("the earlier reload error is cleared"));
+
+    // Removing `a`'s grant moves `b`'s from grant[1] to grant[0]: only `a` is rebuilt.
+    replace_file(
+        format!("{connectors_toml}{}", grant("b")).as_bytes(),
+        &env.config,
+    );
+    let list = wait_for(&d, "`a` rebuilt without its grant", |l| {
+        find(l, "a").is_some_and(|a| a["generation"] != generation(&before, "a"))
+    })
+    .await;
+    assert_eq!(
+        generation(&list, "b"),
+        generation(&before, "b"),
+        "b's grant only moved in the file; b keeps its budgets and breakers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_connector_starts_with_a_fresh_budget_and_a_removed_ones_call_finishes() {
+    let f = fake_saas::spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        fake_saas::ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
+    let hostile = component("hostile").display().to_string();
+    let part = |id: &str, settings: &str| {
+        format!(
+            "[[connector]]\nid = \"{id}\"\ncomponent = \"{hostile}\"\n{settings}\n\
+             [[grant]]\nconnector = \"{id}\"\nurl = \"{}/wiki/\"\nallow_private = true\n",
+            f.base_url
+        )
+    };
+    let env = Env::new(&format!("{}{}", part("a", ""), part("b", "")));
+    let d = env.serve();
+    // One 429 with Retry-After: 600 each pauses both grants for ten minutes.
+    f.set_faults(fake_saas::FaultPlan {
+        rate: 1.0,
+        kinds: vec![fake_saas::FaultKind::RateLimited],
+        retry_after_secs: 600,
+        ..fake_saas::FaultPlan::default()
+    });
+    for id in ["a", "b"] {
+        let (status, v) = d
+            .invoke(id, "fetch", json!({"url": f.url("/wiki/api/v2/spaces")}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["result"]["status"], 429, "{v}");
+    }
+    f.set_faults(fake_saas::FaultPlan::default());
+    let paused = |l: &[Value], id: &str| {
+        find(l, id).expect(id)["grants"][0]["paused_for_secs"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let list = connectors(&d).await;
+    assert!(
+        paused(&list, "a") > 500.0 && paused(&list, "b") > 500.0,
+        "{list:#?}"
+    );
+    let a_generation = find(&list, "a").expect("a")["generation"].clone();
+
+    // A settings change rebuilds `a`: its gate, budget and pause are new; `b` keeps its pause.
+    replace_file(
+        format!(
+            "{}{}",
+            part("a", "[connector.settings]\nnote = \"rebuilt\"\n"),
+            part("b", "")
+        )
+        .as_bytes(),
+        &env.config,
+    );
+    let list = wait_for(&d, "`a` rebuilt", |l| {
+        find(l, "a").is_some_and(|a| a["generation"] != a_generation)
+    })
+    .await;
+    assert_eq!(paused(&list, "a"), 0.0, "a fresh budget: {list:#?}");
+    assert!(paused(&list, "b") > 500.0, "b was not rebuilt: {list:#?}");
+    let sent = f.requests().total;
+    let (status, v) = d
+        .invoke("a", "fetch", json!({"url": f.url("/wiki/api/v2/spaces")}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_ne!(v["result"]["status"], 429, "not paused any more: {v}");
+    assert_eq!(f.requests().total, sent + 1, "the request went upstream");
+
+    // `b` removed while a call of it runs: the call finishes, then `b` is gone.
+    let (base, token) = (d.base.clone(), d.token.clone());
+    let sleeper = tokio::spawn(async move {
+        airlock_tests::http_auth(
+            "POST",
+            &format!("{base}/v1/connectors/b/invoke"),
+            Some(&token),
+            Some(json!({"op": "sleep", "input": {"secs": 5}}).to_string()),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replace_file(
+        part("a", "[connector.settings]\nnote = \"rebuilt\"\n").as_bytes(),
+        &env.config,
+    );
+    wait_for(&d, "`b` removed", |l| find(l, "b").is_none()).await;
+    assert!(!sleeper.is_finished(), "the removal landed during the call");
+    let (status, body) = sleeper.await.expect("join");
+    assert_eq!(status, 200, "the removed connector's call finishes: {body}");
+    assert_eq!(body["result"]["slept_secs"], 5, "{body}");
+    let (status, _) = d.invoke("b", "echo", json!({})).await;
+    assert_ne!(status, 200, "`b` no longer answers");
+
+    // Every reload is audited with what it did.
+    let log = d.stop();
+    let rows = airlock_tests::audit_rows(&env);
+    let reloads: Vec<_> = rows.iter().filter(|r| r.event.event == "reload").collect();
+    assert!(reloads.len() >= 2, "{log}");
+    assert!(
+        reloads.iter().any(|r| r.event.reason.contains("removed b")),
+        "{:?}",
+        reloads.iter().map(|r| &r.event.reason).collect::<Vec<_>>()
+    );
+    assert!(reloads.iter().all(|r| r.event.decision == "ok"));
+}

@@ -111,6 +111,7 @@ connector = "jira"
 url = "{base}/rest/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
 "#,
             component("jira_servicedesk").display(),
@@ -142,6 +143,7 @@ connector = "atera"
 url = "{base}/api/v3/"
 methods = ["GET"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
 "#,
             component("atera").display(),
@@ -325,7 +327,9 @@ component = "{}"
 connector = "probe"
 url = "{base}/wiki/"
 methods = ["GET", "POST"]
+exact_paths = ["/wiki/api/v2/spaces"]
 allow_private = true
+allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "secret:confluence_token" }}
 {grant_extra}
 "#,
@@ -465,7 +469,7 @@ async fn the_breaker_opens_on_a_dead_upstream_fails_fast_and_closes_after_recove
     assert_eq!(f.requests().total, 3);
     let metrics = a.metrics.render();
     assert!(
-        metrics.contains(r#"airlock_breaker_state{connector="probe",grant="0"} 1"#),
+        metrics.contains(r#"airlock_breaker_state{connector="probe",grant="grant-0"} 1"#),
         "{metrics}"
     );
 
@@ -481,7 +485,7 @@ async fn the_breaker_opens_on_a_dead_upstream_fails_fast_and_closes_after_recove
     for to in ["open", "half-open", "closed"] {
         assert!(
             metrics.contains(&format!(
-                r#"airlock_breaker_transitions_total{{connector="probe",grant="0",outcome="{to}"}} 1"#
+                r#"airlock_breaker_transitions_total{{connector="probe",grant="grant-0",outcome="{to}"}} 1"#
             )),
             "{to}: {metrics}"
         );
@@ -535,7 +539,7 @@ async fn only_idempotent_requests_are_retried_and_only_on_transient_failures() {
     assert_eq!(f.requests().total, 1);
     let metrics = a.metrics.render();
     assert!(
-        metrics.contains(r#"airlock_outbound_retries_total{connector="probe",grant="0"}"#),
+        metrics.contains(r#"airlock_outbound_retries_total{connector="probe",grant="grant-0"}"#),
         "{metrics}"
     );
 }
@@ -562,9 +566,103 @@ async fn cached_gets_are_served_by_the_gate_per_credential() {
             .any(|r| r.event.reason.contains("served from the response cache")),
         "cache hits are audited"
     );
-    assert!(
-        a.metrics.render().contains(
-            r#"airlock_response_cache_total{connector="probe",grant="0",outcome="hit"} 1"#
-        )
+    assert!(a.metrics.render().contains(
+        r#"airlock_response_cache_total{connector="probe",grant="grant-0",outcome="hit"} 1"#
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_get_is_not_served_under_another_credential() {
+    let f = fake_saas::spawn_msgraph(
+        "127.0.0.1:0".parse().expect("addr"),
+        fake_saas::MsGraphOptions::default(),
+    )
+    .await
+    .expect("msgraph");
+    // Every token lives one second: the gate fetches a new one, a new credential, for the
+    // third request.
+    f.set_token_lifetime_secs(1);
+    let o = fake_saas::MsGraphOptions::default();
+    let env = Env::new(&format!(
+        r#"
+[[connector]]
+id = "probe"
+component = "{}"
+
+[[grant]]
+connector = "probe"
+url = "{base}/v1.0/"
+methods = ["GET"]
+allow_private = true
+allow_insecure = true
+cache_ttl = "60s"
+auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client}", client_secret = "secret:graph_secret", scope = "https://graph.microsoft.com/.default" }}
+"#,
+        component("hostile").display(),
+        base = f.base_url,
+        token_url = f.token_url(),
+        client = o.client_id,
+    ));
+    env.set_secret("graph_secret", &o.client_secret);
+    let a = start_in_process(&env).await;
+    let url = format!("{}/v1.0/users", f.base_url);
+    let one = fetch(&a, json!({ "url": url })).await;
+    let two = fetch(&a, json!({ "url": url })).await;
+    assert_eq!(one["status"], 200, "{one}");
+    assert_eq!(one["body"], two["body"]);
+    assert_eq!(
+        f.requests_to("/v1.0/users"),
+        1,
+        "the second GET came from the cache"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let three = fetch(&a, json!({ "url": url })).await;
+    assert_eq!(three["status"], 200, "{three}");
+    assert_eq!(f.token_requests(), 2, "a new token for the third request");
+    assert_eq!(
+        f.requests_to("/v1.0/users"),
+        2,
+        "the answer cached under the old token is not served under the new one"
+    );
+}
+
+/// Issue: a sync run was seen making fewer attempts under `429 + Retry-After` than an action.
+/// Both go through the same gate with the same deadline: the attempts must be the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_page_and_an_action_make_the_same_attempts_under_a_retry_after() {
+    let f = confluence().await;
+    let env = Env::new(&format!(
+        "{}\n{}",
+        confluence_config(&f.base_url),
+        hostile_against(&f.base_url, "")
+    ));
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    let a = start_in_process(&env).await;
+    let plan = FaultPlan {
+        rate: 1.0,
+        kinds: vec![FaultKind::RateLimited],
+        paths: vec!["/wiki/api/v2/pages".into()],
+        retry_after_secs: 2,
+        ..FaultPlan::default()
+    };
+
+    f.set_faults(plan.clone());
+    f.reset_requests();
+    let r = fetch(&a, json!({ "url": f.url("/wiki/api/v2/pages") })).await;
+    assert_eq!(r["status"], 429, "{r}");
+    let action_attempts = f.requests().total;
+
+    f.set_faults(plan);
+    f.reset_requests();
+    let run = run_stream(&a, "confluence", "pages", false, |_| {})
+        .await
+        .expect("a rate limit is not an error");
+    assert!(matches!(run.end, RunEnd::RateLimited { .. }), "{run:?}");
+    let sync_attempts = f.requests().total;
+
+    assert_eq!(action_attempts, 3, "the documented default: 3 attempts");
+    assert_eq!(
+        sync_attempts, action_attempts,
+        "a sync page gets the same retries as an action"
     );
 }

@@ -252,3 +252,67 @@ fn new_connector_rejects_a_bad_name_and_a_missing_sdk() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no airlock-sdk crate at"));
     assert!(!tmp.path().join("demo").exists());
 }
+
+/// The generated README's commands and the example config's comment, run by bash as written
+/// (with `airlock` on PATH and the example config pointed at the local notes API), so the
+/// scaffold's instructions cannot drift from what works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_readme_and_config_comments_run_as_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = new_connector(tmp.path(), &["demo"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let dir = tmp.path().join("demo");
+    // The README's paths are relative to the crate; its build goes to the shared test target.
+    let target = root().join("target/scaffold-test");
+    std::fs::create_dir_all(&target).expect("target dir");
+    std::os::unix::fs::symlink(&target, dir.join("target")).expect("symlink target");
+
+    let notes = spawn_notes_api().await;
+    let example = dir.join("airlock.example.toml");
+    let config = std::fs::read_to_string(&example).expect("example config");
+    let mut lines: Vec<String> = config
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("# Store the token first: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "the config's secret command: {config}");
+    // The example points at a made-up https upstream; here it is the local notes server.
+    let local = config
+        .replace("https://notes.example.com", &format!("http://{notes}"))
+        .replace(
+            "\n[[grant]]\n",
+            "\n[[grant]]\nallow_private = true\nallow_insecure = true\n",
+        );
+    std::fs::write(&example, local).expect("write config");
+
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
+    for block in shell_blocks(&readme) {
+        lines.extend(block);
+    }
+    assert!(lines.len() >= 6, "{lines:#?}");
+    let path = format!(
+        "{}:{}",
+        airlock_bin().parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for line in &lines {
+        let (dir, line, path) = (dir.clone(), line.clone(), path.clone());
+        let target = target.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("bash")
+                .args(["-c", &line])
+                .current_dir(&dir)
+                .env("PATH", path)
+                .env("CARGO_TARGET_DIR", target)
+                .env("TOKEN", "notes-api-token-1234")
+                .env_remove("AIRLOCK_CONFIG")
+                .output()
+                .map(|o| (line, o))
+        })
+        .await
+        .expect("join")
+        .expect("bash");
+        assert!(out.1.status.success(), "`{}`:\n{}", out.0, show(&out.1));
+    }
+    assert!(dir.join("tests/cassettes/conformance.json").is_file());
+}

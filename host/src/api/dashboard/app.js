@@ -188,7 +188,7 @@
     if (grants.length) {
       const rows = grants.map((g) => {
         const tr = el('tr', null,
-          td('#' + text(g.grant)),
+          td(g.name ? text(g.name) : '#' + text(g.grant)),
           td(badge(text(g.breaker), (BREAKER[g.breaker] || 'warn') + ' breaker')),
           td(`${text(g.rate_per_second)}/s (burst ${text(g.burst)})`),
           td(`${text(g.in_flight)} / ${text(g.concurrency)}`),

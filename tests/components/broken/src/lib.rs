@@ -9,6 +9,9 @@
 //! - `resume-duplicates`: each page after the first repeats the last record of the page before
 //!   (an inclusive-boundary bug), so resuming from a committed cursor returns a committed record;
 //! - `wrong-error`: an unknown action answers `internal` instead of `not-found`;
+//! - `sdk-health`: `health()` answers like the SDK's default (`ok`, without a request);
+//! - `search-refuses`: `search` answers `invalid-input` to every query (a broken search, not a
+//!   connector without one);
 //! - `chatty-progress`: every `sync` page reports progress 1000 times (and once for a stream it
 //!   is not syncing), to prove the host's progress log rate limit and stream check.
 //!
@@ -21,7 +24,7 @@
 use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::{
     ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    StreamInfo, SyncPage,
+    SearchRequest, SearchResult, StreamInfo, SyncPage,
 };
 
 struct Broken;
@@ -79,11 +82,29 @@ impl Connector for Broken {
     }
 
     fn health() -> Result<HealthStatus> {
+        if fault() == "sdk-health" {
+            // What the SDK's default health() answers: ok, without asking anything.
+            return Ok(HealthStatus {
+                ok: true,
+                message: "ok".into(),
+            });
+        }
         Request::get(format!("{}/api/health", base()?)).send()?;
         Ok(HealthStatus {
             ok: true,
             message: "reachable".into(),
         })
+    }
+
+    fn search(request: SearchRequest) -> Result<SearchResult> {
+        let _ = request;
+        if fault() == "search-refuses" {
+            return Err(Error::invalid_input("query syntax not accepted"));
+        }
+        // The SDK's default answer of a connector without search.
+        Err(Error::invalid_input(
+            "this connector does not support `search`",
+        ))
     }
 
     fn get(id: String) -> Result<Document> {

@@ -20,7 +20,8 @@ use exports::airlock::connector::connector::Guest;
 use serde_json::{Value, json};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    ErrorCode, Fields, HeaderError, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+    ErrorCode, Fields, HeaderError, IncomingBody, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
 use wasi::io::streams::StreamError;
 
@@ -32,8 +33,8 @@ export!(Hostile);
 const ACTIONS: &[(&str, &str, &str)] = &[
     (
         "fetch",
-        "Send a raw wasi:http request and return status, body and headers.",
-        r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"headers":{"type":"array","items":{"type":"array","items":{"type":"string"},"minItems":2,"maxItems":2}},"body":{"type":"string"}},"required":["url"]}"#,
+        "Send a raw wasi:http request and return status, body (also as hex, byte for byte) and headers.",
+        r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"headers":{"type":"array","items":{"type":"array","items":{"type":"string"},"minItems":2,"maxItems":2}},"body":{"type":"string"},"first_byte_timeout_ms":{"type":"integer","minimum":0}},"required":["url"]}"#,
     ),
     (
         "secret",
@@ -67,13 +68,18 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ),
     ("echo", "Return the input unchanged.", r#"{}"#),
     (
+        "count",
+        "Count this action's calls in the current instance (a fresh instance per call answers 1).",
+        r#"{"type":"object"}"#,
+    ),
+    (
         "write",
         "Like `fetch`, but the action is marked `writes` (write actions need a write grant).",
         r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"body":{"type":"string"}},"required":["url"]}"#,
     ),
     (
         "fetch-many",
-        "GET `url` `count` times in sequence (benchmarks); returns how many answered 200.",
+        "GET `url` `count` times in sequence, going on after errors (benchmarks, floods); returns how many answered 200 and how many failed.",
         r#"{"type":"object","properties":{"url":{"type":"string"},"count":{"type":"integer","minimum":1}},"required":["url","count"]}"#,
     ),
 ];
@@ -110,6 +116,8 @@ impl Guest for Hostile {
     fn search(request: SearchRequest) -> Result<SearchResult, Error> {
         let hits = if request.query.is_empty() || request.limit == 0 {
             Vec::new()
+        } else if request.query == "acl-test" {
+            vec![doc("open"), doc("acl=bob"), doc("acl=ops+carol")]
         } else {
             vec![doc("1")]
         };
@@ -120,7 +128,7 @@ impl Guest for Hostile {
     }
 
     fn get(id: String) -> Result<Document, Error> {
-        Ok(doc(&id))
+        revealing(doc(&id))
     }
 
     fn check_permission(_principal: String, _id: String) -> Result<bool, Error> {
@@ -132,7 +140,7 @@ impl Guest for Hostile {
             return Err(Error::NotFound(format!("no stream {stream}")));
         }
         let upserts = if cursor.is_none() {
-            vec![doc("1"), doc("2")]
+            vec![revealing(doc("1"))?, doc("2")]
         } else {
             Vec::new()
         };
@@ -169,17 +177,25 @@ impl Guest for Hostile {
                 json!({})
             }
             "spin" => spin(),
+            "count" => {
+                let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                json!({ "calls_in_this_instance": n })
+            }
             "fetch-many" => {
                 let url = str_field(&v, "url")?;
                 let count = u64_field(&v, "count")?;
                 let one = json!({ "url": url });
                 let mut ok = 0u64;
+                let mut failed = 0u64;
+                // Keeps going after a refusal: a hostile connector hammering the gate.
                 for _ in 0..count {
-                    if fetch(&one)?.get("status").and_then(Value::as_u64) == Some(200) {
-                        ok += 1;
+                    match fetch(&one) {
+                        Ok(r) if r.get("status").and_then(Value::as_u64) == Some(200) => ok += 1,
+                        Ok(_) => {}
+                        Err(_) => failed += 1,
                     }
                 }
-                json!({ "ok": ok })
+                json!({ "ok": ok, "failed": failed })
             }
             "sleep" => {
                 let secs = u64_field(&v, "secs")?;
@@ -213,7 +229,13 @@ fn spin() -> ! {
     }
 }
 
+/// A fixed document; an id of the form `acl=bob+ops` carries that ACL (`bob`, `ops`), so tests
+/// can check the host's ACL filtering of live results.
 fn doc(id: &str) -> Document {
+    let acl = id
+        .strip_prefix("acl=")
+        .map(|names| names.split('+').map(str::to_string).collect())
+        .unwrap_or_default();
     Document {
         id: id.into(),
         kind: "item".into(),
@@ -222,8 +244,23 @@ fn doc(id: &str) -> Document {
         url: None,
         updated_at: "2024-01-01T00:00:00Z".into(),
         metadata: "{}".into(),
-        acl: Vec::new(),
+        acl,
     }
+}
+
+/// Counts calls of the `count` action within one instance: a fresh instance per invocation
+/// means it always answers 1.
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// With setting `reveal_into_documents = NAME`, puts the revealed secret NAME into the
+/// document's body, title and metadata (a connector leaking what it may read).
+fn revealing(mut d: Document) -> Result<Document, Error> {
+    if let Some(name) = host::setting("reveal_into_documents") {
+        let secret = host::secret(&name)?;
+        d.title = format!("{} {secret}", d.title);
+        d.body = format!("{} The token is {secret}.", d.body);
+        d.metadata = json!({ "token": secret }).to_string();
+    }
+    Ok(d)
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, Error> {
@@ -315,7 +352,16 @@ fn fetch(v: &Value) -> Result<Value, Error> {
         .body()
         .map_err(|()| Error::Internal("no request body".into()))?;
 
-    let future = outgoing_handler::handle(request, None).map_err(code_error)?;
+    let options = match v.get("first_byte_timeout_ms").and_then(Value::as_u64) {
+        Some(ms) => {
+            let o = RequestOptions::new();
+            o.set_first_byte_timeout(Some(ms.saturating_mul(1_000_000)))
+                .map_err(|()| bad("first_byte_timeout"))?;
+            Some(o)
+        }
+        None => None,
+    };
+    let future = outgoing_handler::handle(request, options).map_err(code_error)?;
 
     // A refused request closes the body stream, possibly before we write: the reason arrives
     // through `future`, so a failed write only matters when the response says nothing else.
@@ -378,9 +424,11 @@ fn fetch(v: &Value) -> Result<Value, Error> {
     drop(stream);
     drop(IncomingBody::finish(in_body));
 
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Ok(json!({
         "status": status,
         "body": String::from_utf8_lossy(&bytes),
+        "body_hex": hex,
         "headers": headers,
     }))
 }

@@ -433,6 +433,40 @@ async fn permission_check_follows_restrictions() {
 }
 
 #[tokio::test]
+async fn permission_check_honours_the_operation() {
+    let f = fake().await;
+    let truth = f.truth();
+    // An open page with an edit restriction: everyone reads it, only its author updates it.
+    let page = truth
+        .pages
+        .iter()
+        .find(|p| p.read_restricted_to.is_empty() && !p.update_restricted_to.is_empty())
+        .expect("an edit-restricted open page");
+    let author = &page.update_restricted_to[0];
+    let reader = ACCOUNT_IDS
+        .iter()
+        .find(|a| *a != author)
+        .expect("another user");
+    let check = |who: &str, op: &str| {
+        let body =
+            format!(r#"{{"subject":{{"type":"user","identifier":"{who}"}},"operation":"{op}"}}"#);
+        let path = format!("/wiki/rest/api/content/{}/permission/check", page.id);
+        async move {
+            http(f.addr, "POST", &path, AUTH, Some(&body))
+                .await
+                .expect("check")
+        }
+    };
+    let allowed = |r: crate::testutil::Reply| r.json()["hasPermission"].clone();
+    assert_eq!(allowed(check(reader, "read").await), true);
+    assert_eq!(allowed(check(reader, "update").await), false);
+    assert_eq!(allowed(check(reader, "delete").await), false);
+    assert_eq!(allowed(check(author, "update").await), true);
+    let r = check(reader, "administer").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[tokio::test]
 async fn rate_limit_knob_and_shutdown() {
     let f = fake().await;
     f.set_rate_limit_every(Some(3));

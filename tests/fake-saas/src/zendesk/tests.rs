@@ -112,11 +112,23 @@ fn assert_ticket_matches(got: &Value, want: &TruthTicket) {
 }
 
 #[tokio::test]
-async fn auth_accepts_basic_token_and_bearer_only() {
+async fn auth_accepts_basic_token_and_oauth_bearer_only() {
     let f = fake_with(opts()).await;
     let path = "/api/v2/tickets/1.json";
     assert_eq!(get(&f, path).await.status, 200);
-    let bearer = format!("Bearer {TOKEN}");
+    // The API token is Basic-only: as a Bearer token Zendesk refuses it.
+    let api_token_as_bearer = format!("Bearer {TOKEN}");
+    let r = http_with(
+        f.addr,
+        "GET",
+        path,
+        &[("Authorization", &api_token_as_bearer)],
+        None,
+    )
+    .await
+    .expect("request");
+    assert_eq!(r.status, 401, "{}", r.body);
+    let bearer = format!("Bearer {}", ZendeskOptions::default().oauth_access_token);
     let r = http_with(f.addr, "GET", path, &[("Authorization", &bearer)], None)
         .await
         .expect("request");
@@ -151,7 +163,7 @@ async fn auth_accepts_basic_token_and_bearer_only() {
         .expect("truth");
     assert_eq!(truth.status, 200);
     assert_eq!(truth.json()["tickets"].as_array().map(Vec::len), Some(500));
-    assert_eq!(f.requests_to(path), 7);
+    assert_eq!(f.requests_to(path), 8);
     let me = get_ok(&f, "/api/v2/users/me.json").await;
     assert_eq!(me["user"]["email"], "agent@example.com");
     let missing = get(&f, "/api/v2/nope.json").await;
