@@ -168,7 +168,7 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "env:
     let config = Config::parse(&text, &dir.join("airlock.toml"))?;
     let a = Airlock::start(config, Scrubber::new(), StartOptions::default()).await?;
     let t = Instant::now();
-    let r = airlock::sync::run_stream(&a, "zendesk", "tickets", true, |_| {}).await?;
+    let r = a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
     let secs = t.elapsed().as_secs_f64();
     a.flush();
     Ok(((r.upserts + r.deletes) as usize, secs))

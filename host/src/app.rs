@@ -16,14 +16,15 @@ use crate::capabilities::net::Net;
 use crate::capabilities::secrets::{SecretValues, resolve_all};
 use crate::cassette::{CassetteMode, GateCassette};
 use crate::config::{Config, ConnectorConfig, Route};
-use crate::runtime::connector::{ConnectorCtx, InvokeError, LoadedConnector, Op};
+use crate::runtime::connector::{InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
+use crate::runtime::shared::ConnectorCtx;
 use crate::scrub::Scrubber;
 use crate::store::Db;
 use crate::store::audit::AuditEvent;
 use crate::store::audit::{AuditLog, AuditWriter};
 use crate::store::vault::Vault;
-use crate::sync::SyncLocks;
+use crate::sync::{Progress, RunReport, SyncError, Syncer};
 
 /// A connector slot: loaded, or the reason it is not.
 #[derive(Clone)]
@@ -43,7 +44,7 @@ pub struct ConnectorStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contract: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub info: Option<crate::runtime::model::ConnectorInfo>,
+    pub info: Option<crate::model::ConnectorInfo>,
     /// Each grant's breaker, rate budget, pause and cache state.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<crate::capabilities::http::GrantStatus>,
@@ -87,7 +88,8 @@ pub struct Airlock {
     pub scrubber: Scrubber,
     /// The daemon's store connection (sync commits, search).
     pub db: Arc<Db>,
-    pub sync_locks: SyncLocks,
+    /// Host-owned sync into the store, one run per stream at a time.
+    pub syncer: Syncer,
     pub metrics: Arc<crate::metrics::Metrics>,
     writer: AuditWriter,
     net: Arc<Net>,
@@ -340,9 +342,10 @@ impl Airlock {
             };
             connectors.insert(c.id.clone(), entry);
         }
+        let db = Arc::new(Db::open(&data_dir)?);
         Ok(Airlock {
-            db: Arc::new(Db::open(&data_dir)?),
-            sync_locks: SyncLocks::default(),
+            syncer: Syncer::new(db.clone(), metrics.clone()),
+            db,
             metrics,
             config: ArcSwap::from_pointee(config),
             runtime,
@@ -376,6 +379,22 @@ impl Airlock {
             .collect()
     }
 
+    /// Searches the store and, with `req.live`, every loaded connector (see [`crate::search`]).
+    pub async fn search(
+        &self,
+        req: &crate::search::SearchRequest,
+    ) -> anyhow::Result<crate::search::SearchResponse> {
+        let live = self
+            .slots()
+            .into_iter()
+            .map(|(id, slot)| match slot {
+                Slot::Ready(c) => (id, Ok(c)),
+                Slot::Failed { error, .. } => (id, Err(error)),
+            })
+            .collect();
+        crate::search::search(&self.db, live, req).await
+    }
+
     pub fn has_connector(&self, id: &str) -> bool {
         let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
         map.contains_key(id)
@@ -397,6 +416,27 @@ impl Airlock {
                 message: format!("no connector `{id}` is configured"),
             }),
         }
+    }
+
+    /// The streams of a connector (all of them when `only` is None).
+    pub fn streams_of(
+        &self,
+        connector: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<String>, SyncError> {
+        crate::sync::streams_of(self.connector(connector)?.as_ref(), only)
+    }
+
+    /// Runs one stream of a loaded connector until it is caught up, rate-limited or fails.
+    pub async fn sync_stream(
+        &self,
+        connector: &str,
+        stream: &str,
+        full: bool,
+        on_progress: impl FnMut(&Progress<'_>),
+    ) -> Result<RunReport, SyncError> {
+        let c = self.connector(connector)?;
+        self.syncer.run_stream(&c, stream, full, on_progress).await
     }
 
     /// Re-reads the config file and rebuilds only the connectors whose config, grants or
@@ -523,6 +563,7 @@ impl Airlock {
                 "error".into()
             },
             reason: report.summary(),
+            principal: crate::runtime::context::current_principal(),
             ..Default::default()
         });
         tracing::info!("config reload: {}", report.summary());
@@ -531,11 +572,29 @@ impl Airlock {
 
     /// Runs an operation on a connector, or an action on a route.
     pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
+        self.check_input(id, &op)?;
         let config = self.config();
         if let Some(route) = config.route(id) {
             return self.invoke_route(route, op).await;
         }
         self.connector(id)?.invoke(op).await
+    }
+
+    /// An action's input against the schema its connector declares (for a route: the first of
+    /// its connectors that is loaded); other operations pass.
+    pub fn check_input(&self, id: &str, op: &Op) -> Result<(), InvokeError> {
+        let Op::Action { name, input } = op else {
+            return Ok(());
+        };
+        let config = self.config();
+        let candidates: Vec<String> = match config.route(id) {
+            Some(route) => route.connectors.clone(),
+            None => vec![id.to_string()],
+        };
+        match candidates.iter().find_map(|c| self.connector(c).ok()) {
+            Some(c) => crate::runtime::input::check(&c.info, name, input),
+            None => Ok(()),
+        }
     }
 
     /// Failover: tries each connector of the route in order until one answers, and reports which
@@ -575,6 +634,7 @@ impl Airlock {
                             "answered by `{id}` after {} failed attempt(s)",
                             failed.len()
                         ),
+                        principal: crate::runtime::context::current_principal(),
                         ..Default::default()
                     });
                     return Ok(
@@ -601,6 +661,7 @@ impl Airlock {
             event: "route".into(),
             decision: "error".into(),
             reason: message.clone(),
+            principal: crate::runtime::context::current_principal(),
             ..Default::default()
         });
         Err(InvokeError::Unavailable { message })

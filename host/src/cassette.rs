@@ -46,7 +46,7 @@ const DROPPED_HEADERS: &[&str] = &[
     "keep-alive",
 ];
 
-/// How a connector's gate uses a cassette (set on [`crate::config::ConnectorConfig`]).
+/// How a connector's gate uses a cassette (chosen per connector when the daemon starts).
 #[derive(Clone)]
 pub enum CassetteMode {
     /// Send upstream as usual and hand every exchange to this recorder.

@@ -2,14 +2,18 @@
 //! error names the file and the offending key.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::capabilities::policy::{ExactPaths, HostPattern, MethodSet, PathPrefix};
+use crate::capabilities::grant::{
+    BasicPart, ExactPaths, HostPattern, MethodSet, PathPrefix, looks_like_reference,
+};
+// Each part owns the types of its section; this module parses the file into them.
+pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
+pub use crate::limits::Limits;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -17,204 +21,6 @@ use crate::capabilities::policy::{ExactPaths, HostPattern, MethodSet, PathPrefix
 pub struct ConfigError {
     pub file: String,
     pub message: String,
-}
-
-/// Where a credential comes from. Never holds the value itself.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub enum SecretRef {
-    /// A secret in the encrypted vault (`airlock secrets set NAME`).
-    Vault(String),
-    /// An environment variable of the daemon.
-    Env(String),
-    /// A file whose contents (trailing newline removed) is the value.
-    File(PathBuf),
-}
-
-impl SecretRef {
-    /// Parses `secret:NAME`, `env:VAR` or `file:PATH` (relative paths against `base`).
-    pub fn parse(s: &str, base: &Path) -> Result<SecretRef, String> {
-        let (kind, rest) = s.split_once(':').ok_or_else(|| {
-            "must be a secret reference: `secret:NAME`, `env:VAR` or `file:PATH`".to_string()
-        })?;
-        if rest.is_empty() {
-            return Err(format!("`{kind}:` reference has an empty name"));
-        }
-        match kind {
-            "secret" => {
-                crate::store::vault::validate_name(rest)?;
-                Ok(SecretRef::Vault(rest.to_string()))
-            }
-            "env" => Ok(SecretRef::Env(rest.to_string())),
-            "file" => Ok(SecretRef::File(base.join(rest))),
-            other => Err(format!(
-                "unknown reference kind `{other}:`; use `secret:NAME`, `env:VAR` or `file:PATH`"
-            )),
-        }
-    }
-
-    /// The vault name, when this is a vault reference.
-    pub fn vault_name(&self) -> Option<&str> {
-        match self {
-            SecretRef::Vault(n) => Some(n),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretRef::Vault(n) => write!(f, "secret:{n}"),
-            SecretRef::Env(n) => write!(f, "env:{n}"),
-            SecretRef::File(p) => write!(f, "file:{}", p.display()),
-        }
-    }
-}
-
-impl fmt::Debug for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Per-invocation and outbound limits. Every field can be overridden per connector.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Wall-clock deadline of one invocation (epoch interruption + tokio timeout).
-    pub timeout: Duration,
-    /// Linear-memory limit of one instance.
-    pub memory_bytes: usize,
-    /// Largest upstream response body handed to a connector.
-    pub max_response_bytes: usize,
-    /// Largest request body a connector may send.
-    pub max_request_bytes: usize,
-    /// TCP (+TLS) connect timeout for upstream connections.
-    pub connect_timeout: Duration,
-    /// Time allowed until the upstream's response headers arrive.
-    pub first_byte_timeout: Duration,
-    /// Denied outbound requests one invocation may make; past it the invocation is stopped.
-    pub denial_budget: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: Duration::from_secs(30),
-            memory_bytes: 64 << 20,
-            max_response_bytes: 16 << 20,
-            max_request_bytes: 4 << 20,
-            connect_timeout: Duration::from_secs(5),
-            first_byte_timeout: Duration::from_secs(30),
-            denial_budget: 100,
-        }
-    }
-}
-
-/// Authentication the gate injects for a grant.
-#[derive(Debug, Clone)]
-pub enum AuthConfig {
-    None,
-    Basic {
-        username: String,
-        password: SecretRef,
-    },
-    Bearer {
-        token: SecretRef,
-    },
-    /// A custom header such as `X-API-KEY` or `api-key`.
-    Header {
-        name: http::HeaderName,
-        value: SecretRef,
-    },
-    /// OAuth2 client-credentials: the host fetches and caches the token.
-    OAuth2 {
-        token_url: url::Url,
-        client_id: String,
-        client_secret: SecretRef,
-        scope: Option<String>,
-    },
-}
-
-impl AuthConfig {
-    /// Every secret reference this auth needs.
-    pub fn secret_refs(&self) -> Vec<&SecretRef> {
-        match self {
-            AuthConfig::None => vec![],
-            AuthConfig::Basic { password, .. } => vec![password],
-            AuthConfig::Bearer { token } => vec![token],
-            AuthConfig::Header { value, .. } => vec![value],
-            AuthConfig::OAuth2 { client_secret, .. } => vec![client_secret],
-        }
-    }
-}
-
-/// One outbound permission of a connector.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    /// Position in the file (`grant[N]`), for messages.
-    pub index: usize,
-    /// The operator's name for the grant (`name = "graph-read"`, default `grant-N`, N counting the connector's own grants): unique per
-    /// connector, and the only grant label in metrics, audit reasons and the API.
-    pub name: String,
-    pub connector: String,
-    pub scheme: String,
-    pub host: HostPattern,
-    pub port: u16,
-    pub methods: MethodSet,
-    pub path_prefix: PathPrefix,
-    /// Whether the destination may resolve to loopback/private/link-local addresses.
-    pub allow_private: bool,
-    /// Whether the connector may read this grant's secrets through the `secret()` import.
-    pub reveal: bool,
-    /// Whether actions marked `writes` may send write requests (POST, PUT, PATCH, DELETE)
-    /// through this grant. Off by default.
-    pub writes: bool,
-    /// Whether write actions through this grant run without an approval (`writes_preapproved`).
-    pub writes_preapproved: bool,
-    /// Where write methods (anything but GET, HEAD, OPTIONS) may go through this grant; required
-    /// when a grant without `writes` lists a write method (`exact_paths`).
-    pub exact_paths: Option<ExactPaths>,
-    pub auth: AuthConfig,
-    /// Rate budget, retries, circuit breaker and response cache of this grant.
-    pub resilience: Resilience,
-}
-
-/// How the gate spends and protects one grant's upstream (see docs/configuration.md).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resilience {
-    /// Token bucket: sustained requests per second...
-    pub rate_per_second: f64,
-    /// ...and how many may go at once after a quiet spell.
-    pub burst: u32,
-    /// Requests in flight at once through this grant.
-    pub concurrency: u32,
-    /// Attempts per request in all (1 = no retries).
-    pub retry_attempts: u32,
-    /// First backoff ceiling; doubles per attempt, full jitter.
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    /// Consecutive failures that open the breaker.
-    pub breaker_failures: u32,
-    /// How long an open breaker fails fast before letting one probe through.
-    pub breaker_cooldown: Duration,
-    /// GET responses cached this long (None: no cache).
-    pub cache_ttl: Option<Duration>,
-}
-
-impl Default for Resilience {
-    fn default() -> Self {
-        Resilience {
-            rate_per_second: 50.0,
-            burst: 100,
-            concurrency: 16,
-            retry_attempts: 3,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            breaker_failures: 5,
-            breaker_cooldown: Duration::from_secs(30),
-            cache_ttl: None,
-        }
-    }
 }
 
 /// `[[route]]`: an action served by the first connector instance in `connectors` that succeeds.
@@ -560,6 +366,14 @@ impl Config {
                         )));
                     }
                 };
+                // Settings reach the connector as written: a credential there would be in the
+                // guest's hands (and `secret:x` sent literally). Credentials go in a grant's auth.
+                if looks_like_reference(&s) {
+                    return Err(err(format!(
+                        "{key}.settings.{k}: `{s}` looks like a secret reference, but settings are \
+                         handed to the connector as written; put the credential in a grant's `auth`"
+                    )));
+                }
                 settings.insert(k.clone(), s);
             }
             let limits =
@@ -1019,10 +833,21 @@ fn build_grant(
         |field: &str, v: &str| SecretRef::parse(v, base).map_err(|m| format!("auth.{field}: {m}"));
     let auth = match g.auth {
         None | Some(RawAuth::None) => AuthConfig::None,
-        Some(RawAuth::Basic { username, password }) => AuthConfig::Basic {
-            username,
-            password: secret("password", &password)?,
-        },
+        Some(RawAuth::Basic { username, password }) => {
+            let part = |field: &str, v: &str| {
+                BasicPart::parse(v, base).map_err(|m| format!("auth.{field}: {m}"))
+            };
+            let (username, password) = (part("username", &username)?, part("password", &password)?);
+            if username.secret().is_none() && password.secret().is_none() {
+                return Err(
+                    "auth: basic needs a secret reference (`secret:NAME`, `env:VAR` or \
+                            `file:PATH`) as its password or its username; a credential written \
+                            in the file is read by whoever reads the file"
+                        .into(),
+                );
+            }
+            AuthConfig::Basic { username, password }
+        }
         Some(RawAuth::Bearer { token }) => AuthConfig::Bearer {
             token: secret("token", &token)?,
         },
@@ -1044,6 +869,16 @@ fn build_grant(
                 .map_err(|e| format!("auth.token_url: `{token_url}` is not a URL ({e})"))?;
             if !matches!(token_url.scheme(), "http" | "https") {
                 return Err("auth.token_url: must be http or https".into());
+            }
+            for (field, v) in [("client_id", Some(&client_id)), ("scope", scope.as_ref())] {
+                if let Some(v) = v
+                    && looks_like_reference(v)
+                {
+                    return Err(format!(
+                        "auth.{field}: `{v}` looks like a secret reference, but {field} is sent as \
+                         written; only client_secret takes a reference"
+                    ));
+                }
             }
             AuthConfig::OAuth2 {
                 token_url,
@@ -1098,7 +933,7 @@ fn write_paths(
             .iter()
             .filter(|m| {
                 http::Method::from_bytes(m.as_bytes())
-                    .is_ok_and(|m| crate::capabilities::policy::is_write_method(&m))
+                    .is_ok_and(|m| crate::capabilities::grant::is_write_method(&m))
             })
             .cloned()
             .collect(),
@@ -1239,6 +1074,49 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn basic_auth_takes_a_secret_reference_in_the_username_or_the_password() {
+        let with = |auth: &str| {
+            parse(&format!(
+                "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://api.example.com/\"\nauth = {auth}\n"
+            ))
+        };
+        let c = with(r#"{ type = "basic", username = "secret:fd_key", password = "X" }"#)
+            .expect("the API key as the user name");
+        match &c.grants[0].auth {
+            AuthConfig::Basic { username, password } => {
+                assert_eq!(
+                    username,
+                    &BasicPart::Secret(SecretRef::Vault("fd_key".into()))
+                );
+                assert_eq!(password, &BasicPart::Literal("X".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.grants[0].auth.secret_refs().len(), 1);
+        let e = with(r#"{ type = "basic", username = "me", password = "hunter2" }"#)
+            .expect_err("no secret at all");
+        assert!(
+            e.to_string().contains("basic needs a secret reference"),
+            "{e}"
+        );
+        let e = with(r#"{ type = "basic", username = "secret:", password = "secret:pw" }"#)
+            .expect_err("an empty reference");
+        assert!(e.to_string().contains("auth.username"), "{e}");
+    }
+
+    #[test]
+    fn a_literal_that_looks_like_a_secret_reference_is_refused_where_it_would_be_sent_as_is() {
+        let e = parse("[[connector]]\nid = \"c\"\ncomponent = \"c.wasm\"\nsettings = { api_key = \"secret:k\" }\n")
+            .expect_err("a reference in settings");
+        assert!(e.to_string().contains("settings.api_key"), "{e}");
+        let e = parse(&format!(
+            "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://login.example.com/\"\nauth = {{ type = \"oauth2\", token_url = \"https://login.example.com/t\", client_id = \"env:ID\", client_secret = \"secret:cs\" }}\n"
+        ))
+        .expect_err("a reference as client_id");
+        assert!(e.to_string().contains("auth.client_id"), "{e}");
+    }
 
     #[test]
     fn replay_names_a_cassette_relative_to_the_config_file() {

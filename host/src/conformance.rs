@@ -50,8 +50,8 @@ use serde_json::{Value, json};
 
 use crate::app::{Airlock, StartOptions};
 use crate::config::Config;
+use crate::model::{self, Stall, SyncPage};
 use crate::runtime::connector::{CONTRACT_PACKAGE, InvokeError, LoadedConnector, Op};
-use crate::runtime::model::{self, SyncPage};
 use crate::scrub::Scrubber;
 use crate::store::audit;
 
@@ -649,21 +649,21 @@ async fn check_stream(
             cursors.push(p.next_cursor);
             break;
         }
-        match &p.next_cursor {
-            None => {
+        match p.stall(|c| given.contains_key(&Some(c.to_string()))) {
+            None => {}
+            Some(Stall::NoCursor) => {
                 failure = Some(format!(
                     "page {page_no} is not done but has no next cursor (the host could not continue)"
                 ));
                 break;
             }
-            Some(_) => {
-                if let Some(first) = given.get(&p.next_cursor) {
-                    failure = Some(format!(
-                        "page {page_no} is not done but returns cursor {} already given to page {first}: the run would never end",
-                        cursor_text(&p.next_cursor)
-                    ));
-                    break;
-                }
+            Some(Stall::RepeatedCursor) => {
+                let first = given.get(&p.next_cursor).copied().unwrap_or(0);
+                failure = Some(format!(
+                    "page {page_no} is not done but returns cursor {} already given to page {first}: the run would never end",
+                    cursor_text(&p.next_cursor)
+                ));
+                break;
             }
         }
         given.insert(p.next_cursor.clone(), page_no + 1);
@@ -766,12 +766,15 @@ async fn check_stream(
         if p.done {
             break;
         }
-        if p.next_cursor.is_none() || !seen_cursors.insert(p.next_cursor.clone()) {
+        if p.stall(|c| seen_cursors.contains(&Some(c.to_string())))
+            .is_some()
+        {
             problems.push(format!(
                 "resuming from the cursor committed after page {m}: page {resumed_pages} is not done but its next cursor is missing or repeated"
             ));
             break;
         }
+        seen_cursors.insert(p.next_cursor.clone());
         cursor = p.next_cursor;
     }
     if problems.is_empty() && !missing.is_empty() {

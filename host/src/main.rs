@@ -649,7 +649,7 @@ async fn run(cmd: Command, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
                 scope: None,
             };
             let ctx = CallContext::requested().by(&cli_user());
-            let r = airlock::runtime::context::with(ctx, airlock::search::search(&a, &req)).await?;
+            let r = airlock::runtime::context::with(ctx, a.search(&req)).await?;
             a.flush();
             if json {
                 println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&r)?));
@@ -1212,7 +1212,7 @@ async fn record_cmd(
                         if p.done {
                             break;
                         }
-                        if p.next_cursor.is_none() || p.next_cursor == cursor {
+                        if p.stall(|c| cursor.as_deref() == Some(c)).is_some() {
                             eprintln!(
                                 "error: {id}/{s}: page is not done but has no new cursor; stopped"
                             );
@@ -1272,11 +1272,11 @@ async fn serve(
         ready,
         path.display()
     );
-    airlock::sync::spawn_scheduler(a.clone());
+    airlock::scheduler::spawn_scheduler(a.clone());
     airlock::reload::spawn(a.clone());
     // The address really listened on (`--listen` overrides the config) decides whether
     // `/metrics` may stay open.
-    let app = airlock::api::router(a.clone())
+    let app = airlock::server::router(a.clone())
         .layer(axum::Extension(airlock::api::auth::Listening(local)));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -1435,7 +1435,7 @@ async fn sync_cmd(
     let tty = std::io::stderr().is_terminal();
     let mut failures = 0;
     for id in &ids {
-        let streams = match airlock::sync::streams_of(&a, id, stream.as_deref()) {
+        let streams = match a.streams_of(id, stream.as_deref()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {}", scrubber.scrub(&e.to_string()));
@@ -1454,7 +1454,7 @@ async fn sync_cmd(
                 pb
             });
             let mut last_line = std::time::Instant::now();
-            let run = airlock::sync::run_stream(&a, id, &s, full, |p| {
+            let run = a.sync_stream(id, &s, full, |p| {
                 let msg = format!(
                     "{}/{}: {} pages, {} records, {:.0} records/s",
                     p.connector,

@@ -8,7 +8,7 @@
 //! REST, not a copy of them. A REST error comes back as an MCP tool error carrying its code and
 //! message.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -40,13 +40,13 @@ pub const SEPARATOR: &str = "__";
 #[derive(Clone)]
 pub struct AirlockMcp {
     airlock: Arc<Airlock>,
-    /// The REST router, built on first use (it also mounts `/mcp`, so not at construction).
-    rest: Arc<OnceLock<Router>>,
+    /// The REST API, called in-process as the caller (so every check of the API applies).
+    rest: Router,
     token: Option<String>,
 }
 
 impl AirlockMcp {
-    fn new(airlock: Arc<Airlock>, rest: Arc<OnceLock<Router>>, token: Option<String>) -> Self {
+    fn new(airlock: Arc<Airlock>, rest: Router, token: Option<String>) -> Self {
         AirlockMcp {
             airlock,
             rest,
@@ -89,11 +89,7 @@ impl AirlockMcp {
         let req = req.body(body).map_err(|e| {
             ErrorData::internal_error(format!("cannot build the request: {e}"), None)
         })?;
-        let router = self
-            .rest
-            .get_or_init(|| crate::api::router(self.airlock.clone()))
-            .clone();
-        let resp = match tower_service::Service::call(&mut router.clone(), req).await {
+        let resp = match tower_service::Service::call(&mut self.rest.clone(), req).await {
             Ok(r) => r,
             Err(e) => match e {},
         };
@@ -416,7 +412,7 @@ fn allowed_hosts(a: &Airlock) -> Vec<String> {
 /// `/mcp` for the daemon's router: streamable HTTP, stateless (every POST carries its bearer
 /// token and is answered on its own), behind the API's token middleware.
 pub fn route(a: Arc<Airlock>) -> axum::routing::MethodRouter<Arc<Airlock>> {
-    let rest = Arc::new(OnceLock::new());
+    let rest = crate::api::router(a.clone());
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -468,7 +464,7 @@ pub async fn serve_stdio(config: Config, token: String, scrubber: Scrubber) -> a
     );
     let server = AirlockMcp::new(
         a.clone(),
-        Arc::new(OnceLock::new()),
+        crate::api::router(a.clone()),
         Some(token.trim().to_string()),
     );
     let running = server

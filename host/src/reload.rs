@@ -72,7 +72,7 @@ pub fn spawn(a: Arc<Airlock>) {
                 Ok(report) => {
                     let mut ids = report.added.clone();
                     ids.extend(report.reloaded.iter().cloned());
-                    crate::sync::spawn_scheduler_for(a.clone(), &ids);
+                    crate::scheduler::spawn_scheduler_for(a.clone(), &ids);
                 }
                 Err(e) => tracing::error!("hot reload failed: {e:#}"),
             }

@@ -3,13 +3,18 @@
 //! partial results naming the connectors that failed.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::app::{Airlock, Slot};
-use crate::runtime::connector::Op;
+use crate::model::SearchResult;
+use crate::runtime::connector::{LoadedConnector, Op};
+use crate::store::Db;
 use crate::store::documents::{self, Hit};
+
+/// A connector the live fan-out may ask: loaded, or why it is not.
+pub type LiveTarget = (String, Result<Arc<LoadedConnector>, String>);
 
 /// A search request (CLI and API share it).
 #[derive(Debug, Clone)]
@@ -48,10 +53,16 @@ pub struct SearchResponse {
     pub partial: bool,
 }
 
-pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchResponse> {
+/// Searches the store and, with `req.live`, asks each of `live` (filtered by the request's
+/// connector and scope) at once.
+pub async fn search(
+    db: &Arc<Db>,
+    live: Vec<LiveTarget>,
+    req: &SearchRequest,
+) -> anyhow::Result<SearchResponse> {
     let q = req.clone();
-    let mut hits =
-        a.db.read(move |conn| {
+    let mut hits = db
+        .read(move |conn| {
             Ok(documents::search(
                 conn,
                 &documents::Query {
@@ -67,8 +78,7 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
         .await?;
     let mut failed = Vec::new();
     if req.live {
-        let targets: Vec<_> = a
-            .slots()
+        let targets: Vec<_> = live
             .into_iter()
             .filter(|(id, _)| req.connector.as_deref().is_none_or(|c| c == id.as_str()))
             .filter(|(id, _)| {
@@ -83,8 +93,8 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
             let timeout = req.live_timeout;
             async move {
                 let c = match slot {
-                    Slot::Ready(c) => c,
-                    Slot::Failed { error, .. } => return (id, Err(format!("not loaded: {error}"))),
+                    Ok(c) => c,
+                    Err(error) => return (id, Err(format!("not loaded: {error}"))),
                 };
                 let op = Op::Search {
                     query,
@@ -94,7 +104,12 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
                 match tokio::time::timeout(timeout, c.invoke(op)).await {
                     Err(_) => (id, Err(format!("no answer within {timeout:?}"))),
                     Ok(Err(e)) => (id, Err(e.to_string())),
-                    Ok(Ok(v)) => (id, Ok(v)),
+                    // An answer that is not a search result is a failure to report, never an
+                    // empty list.
+                    Ok(Ok(v)) => match serde_json::from_value::<SearchResult>(v) {
+                        Ok(r) => (id, Ok(r)),
+                        Err(e) => (id, Err(format!("not a search result: {e}"))),
+                    },
                 }
             }
         });
@@ -109,10 +124,8 @@ pub async fn search(a: &Airlock, req: &SearchRequest) -> anyhow::Result<SearchRe
                     connector: id,
                     error,
                 }),
-                Ok(v) => {
-                    let docs: Vec<crate::runtime::model::Document> =
-                        serde_json::from_value(v["hits"].clone()).unwrap_or_default();
-                    for d in docs {
+                Ok(result) => {
+                    for d in result.hits {
                         if req.kind.as_deref().is_some_and(|k| k != d.kind) {
                             continue;
                         }

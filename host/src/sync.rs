@@ -1,6 +1,7 @@
 //! Host-owned incremental sync: the page loop (each page's upserts, deletes and next cursor are
 //! committed in one SQLite transaction, so a crash anywhere resumes from the last committed
-//! page), one run per stream at a time, the scheduler of `airlock serve`, and progress reports.
+//! page), one run per stream at a time, and progress reports. [`Syncer`] is owned by
+//! [`crate::app::Airlock`]; the schedule of `airlock serve` lives in [`crate::scheduler`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::TransactionBehavior;
 use serde::Serialize;
 
-use crate::app::Airlock;
-use crate::runtime::connector::InvokeError;
-use crate::store::{documents, now_rfc3339, sync_state};
+use crate::metrics::{Metrics, StreamLabels};
+use crate::model::Stall;
+use crate::runtime::connector::{InvokeError, LoadedConnector};
+use crate::store::{Db, documents, now_rfc3339, sync_state};
 
 /// How a run ended (errors are `Err`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -114,18 +116,13 @@ impl SyncLocks {
 }
 
 /// The streams of a connector (all of them when `only` is None).
-pub fn streams_of(
-    a: &Airlock,
-    connector: &str,
-    only: Option<&str>,
-) -> Result<Vec<String>, SyncError> {
-    let c = a.connector(connector)?;
+pub fn streams_of(c: &LoadedConnector, only: Option<&str>) -> Result<Vec<String>, SyncError> {
     let all: Vec<String> = c.info.streams.iter().map(|s| s.name.clone()).collect();
     match only {
         None => Ok(all),
         Some(s) if all.iter().any(|x| x == s) => Ok(vec![s.to_string()]),
         Some(s) => Err(SyncError::UnknownStream {
-            connector: connector.into(),
+            connector: c.id.clone(),
             stream: s.into(),
             available: if all.is_empty() {
                 "none".into()
@@ -136,160 +133,208 @@ pub fn streams_of(
     }
 }
 
-/// Runs one stream until it is caught up, rate-limited or fails.
-pub async fn run_stream(
-    a: &Airlock,
-    connector: &str,
-    stream: &str,
-    full: bool,
-    mut on_progress: impl FnMut(&Progress<'_>),
-) -> Result<RunReport, SyncError> {
-    streams_of(a, connector, Some(stream))?;
-    let c = a.connector(connector)?.clone();
-    let _guard = a.sync_locks.acquire(connector, stream)?;
-    // The status shows this run's `host.progress` reports, never the previous run's.
-    c.ctx.progress.clear(stream);
-    let db = a.db.clone();
-    let (conn_id, stream_id) = (connector.to_string(), stream.to_string());
-    let mut cursor = db
-        .run(move |conn| {
-            if full {
-                write(conn, |tx| {
-                    sync_state::reset_cursor(tx, &conn_id, &stream_id)
-                })?;
-            }
-            Ok(sync_state::get(conn, &conn_id, &stream_id)?.and_then(|s| s.cursor))
-        })
-        .await?;
-    let started = Instant::now();
-    let mut report = RunReport {
-        connector: connector.into(),
-        stream: stream.into(),
-        pages: 0,
-        upserts: 0,
-        deletes: 0,
-        seconds: 0.0,
-        end: RunEnd::Done,
-    };
-    let mut pending: Option<Pending> = None;
-    let mut first_page = true;
-    loop {
-        // The previous page's commit (if any) runs while this page is fetched.
-        let fetched = c.sync_page(stream, cursor.clone()).await;
-        if fetched.is_err() {
-            settle(&mut pending, &mut report, started, &mut on_progress).await?;
+/// Runs the sync of every connector of one daemon: the store it commits to, the metrics it
+/// counts in, and the lock that keeps one run per (connector, stream).
+pub struct Syncer {
+    db: Arc<Db>,
+    metrics: Arc<Metrics>,
+    locks: SyncLocks,
+}
+
+impl Syncer {
+    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>) -> Syncer {
+        Syncer {
+            db,
+            metrics,
+            locks: SyncLocks::default(),
         }
-        let page = match fetched {
-            Ok(p) => p,
-            Err(InvokeError::Connector(e)) if e.code == "rate-limited" => {
-                let secs = e.retry_after.unwrap_or(60).max(1);
-                let resume = humantime::format_rfc3339_seconds(
-                    SystemTime::now() + Duration::from_secs(secs.into()),
-                )
-                .to_string();
-                let (cid, sid) = (connector.to_string(), stream.to_string());
+    }
+
+    /// Whether a run of this stream is in progress.
+    pub fn is_running(&self, connector: &str, stream: &str) -> bool {
+        self.locks.is_running(connector, stream)
+    }
+
+    /// How long until a rate-limited stream may run again (zero when it may run now).
+    pub async fn resume_wait(&self, connector: &str, stream: &str) -> Duration {
+        let (cid, sid) = (connector.to_string(), stream.to_string());
+        let resume = self
+            .db
+            .run(move |conn| Ok(sync_state::get(conn, &cid, &sid)?.and_then(|s| s.resume_after)))
+            .await
+            .ok()
+            .flatten();
+        resume
+            .and_then(|r| humantime::parse_rfc3339(&r).ok())
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .unwrap_or(Duration::ZERO)
+    }
+    /// Runs one stream until it is caught up, rate-limited or fails.
+    pub async fn run_stream(
+        &self,
+        c: &LoadedConnector,
+        stream: &str,
+        full: bool,
+        on_progress: impl FnMut(&Progress<'_>),
+    ) -> Result<RunReport, SyncError> {
+        streams_of(c, Some(stream))?;
+        let _guard = self.locks.acquire(&c.id, stream)?;
+        // The status shows this run's `host.progress` reports, never the previous run's.
+        c.ctx.progress.clear(stream);
+        self.page_loop(c, stream, full, on_progress).await
+    }
+
+    async fn page_loop(
+        &self,
+        c: &LoadedConnector,
+        stream: &str,
+        full: bool,
+        mut on_progress: impl FnMut(&Progress<'_>),
+    ) -> Result<RunReport, SyncError> {
+        let connector = c.id.as_str();
+        let db = self.db.clone();
+        let (conn_id, stream_id) = (connector.to_string(), stream.to_string());
+        let mut cursor = db
+            .run(move |conn| {
+                if full {
+                    write(conn, |tx| {
+                        sync_state::reset_cursor(tx, &conn_id, &stream_id)
+                    })?;
+                }
+                Ok(sync_state::get(conn, &conn_id, &stream_id)?.and_then(|s| s.cursor))
+            })
+            .await?;
+        let started = Instant::now();
+        let mut report = RunReport {
+            connector: connector.into(),
+            stream: stream.into(),
+            pages: 0,
+            upserts: 0,
+            deletes: 0,
+            seconds: 0.0,
+            end: RunEnd::Done,
+        };
+        let mut pending: Option<Pending> = None;
+        let mut first_page = true;
+        loop {
+            // The previous page's commit (if any) runs while this page is fetched.
+            let fetched = c.sync_page(stream, cursor.clone()).await;
+            if fetched.is_err() {
+                settle(&mut pending, &mut report, started, &mut on_progress).await?;
+            }
+            let page = match fetched {
+                Ok(p) => p,
+                Err(InvokeError::Connector(e)) if e.code == "rate-limited" => {
+                    let secs = e.retry_after.unwrap_or(60).max(1);
+                    let resume = humantime::format_rfc3339_seconds(
+                        SystemTime::now() + Duration::from_secs(secs.into()),
+                    )
+                    .to_string();
+                    let (cid, sid) = (connector.to_string(), stream.to_string());
+                    db.run(move |conn| {
+                        write(conn, |tx| {
+                            sync_state::record_rate_limited(tx, &cid, &sid, &resume)
+                        })
+                    })
+                    .await?;
+                    tracing::info!(
+                        connector,
+                        stream,
+                        "rate-limited; the run stops and resumes in {secs}s"
+                    );
+                    report.end = RunEnd::RateLimited {
+                        retry_after_secs: secs,
+                    };
+                    report.seconds = started.elapsed().as_secs_f64();
+                    return Ok(report);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let (cid, sid) = (connector.to_string(), stream.to_string());
+                    db.run(move |conn| {
+                        write(conn, |tx| {
+                            sync_state::record_error(tx, &cid, &sid, &msg, &now_rfc3339())
+                        })
+                    })
+                    .await?;
+                    return Err(e.into());
+                }
+            };
+            if let Some(stall) = page.stall(|c| cursor.as_deref() == Some(c)) {
+                settle(&mut pending, &mut report, started, &mut on_progress).await?;
+                let msg = match stall {
+                Stall::NoCursor => "page is not done but has no next cursor".to_string(),
+                Stall::RepeatedCursor => {
+                    "page is not done but repeats the cursor it was given (the run would never end)"
+                        .to_string()
+                }
+            };
+                let (cid, sid, m) = (connector.to_string(), stream.to_string(), msg.clone());
                 db.run(move |conn| {
                     write(conn, |tx| {
-                        sync_state::record_rate_limited(tx, &cid, &sid, &resume)
+                        sync_state::record_error(tx, &cid, &sid, &m, &now_rfc3339())
                     })
                 })
                 .await?;
-                tracing::info!(
-                    connector,
-                    stream,
-                    "rate-limited; the run stops and resumes in {secs}s"
-                );
-                report.end = RunEnd::RateLimited {
-                    retry_after_secs: secs,
-                };
+                return Err(SyncError::Contract(msg));
+            }
+            let (ups, dels) = (page.upserts.len() as u64, page.deletes.len() as u64);
+            let done = page.done;
+            let next = page.next_cursor.clone();
+            // Commits stay strictly in order: page N+1 is committed only after page N.
+            settle(&mut pending, &mut report, started, &mut on_progress).await?;
+            self.metrics
+                .sync_records
+                .get_or_create(&StreamLabels {
+                    connector: connector.to_string(),
+                    stream: stream.to_string(),
+                })
+                .inc_by(ups + dels);
+            let (cid, sid) = (connector.to_string(), stream.to_string());
+            let db2 = db.clone();
+            let counts = sync_state::PageCounts {
+                upserts: ups as i64,
+                deletes: dels as i64,
+                first: std::mem::take(&mut first_page),
+            };
+            let commit = tokio::spawn(async move {
+                db2.run(move |conn| {
+                    let now = now_rfc3339();
+                    // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
+                    // deferred transaction that upgrades from read to write fails at once when
+                    // another connection (the audit writer) committed in between.
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    documents::apply_stream_page(
+                        &tx,
+                        &cid,
+                        Some(&sid),
+                        &page.upserts,
+                        &page.deletes,
+                        &now,
+                    )?;
+                    sync_state::commit_cursor(
+                        &tx,
+                        &cid,
+                        &sid,
+                        page.next_cursor.as_deref(),
+                        counts,
+                        &now,
+                    )?;
+                    if page.done {
+                        sync_state::record_success(&tx, &cid, &sid, &now)?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+            });
+            pending = Some(Pending { commit, ups, dels });
+            cursor = next;
+            if done {
+                settle(&mut pending, &mut report, started, &mut on_progress).await?;
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
-            Err(e) => {
-                let msg = e.to_string();
-                let (cid, sid) = (connector.to_string(), stream.to_string());
-                db.run(move |conn| {
-                    write(conn, |tx| {
-                        sync_state::record_error(tx, &cid, &sid, &msg, &now_rfc3339())
-                    })
-                })
-                .await?;
-                return Err(e.into());
-            }
-        };
-        if !page.done && (page.next_cursor.is_none() || page.next_cursor == cursor) {
-            settle(&mut pending, &mut report, started, &mut on_progress).await?;
-            let msg = if page.next_cursor.is_none() {
-                "page is not done but has no next cursor".to_string()
-            } else {
-                "page is not done but repeats the cursor it was given (the run would never end)"
-                    .to_string()
-            };
-            let (cid, sid, m) = (connector.to_string(), stream.to_string(), msg.clone());
-            db.run(move |conn| {
-                write(conn, |tx| {
-                    sync_state::record_error(tx, &cid, &sid, &m, &now_rfc3339())
-                })
-            })
-            .await?;
-            return Err(SyncError::Contract(msg));
-        }
-        let (ups, dels) = (page.upserts.len() as u64, page.deletes.len() as u64);
-        let done = page.done;
-        let next = page.next_cursor.clone();
-        // Commits stay strictly in order: page N+1 is committed only after page N.
-        settle(&mut pending, &mut report, started, &mut on_progress).await?;
-        a.metrics
-            .sync_records
-            .get_or_create(&crate::metrics::StreamLabels {
-                connector: connector.to_string(),
-                stream: stream.to_string(),
-            })
-            .inc_by(ups + dels);
-        let (cid, sid) = (connector.to_string(), stream.to_string());
-        let db2 = db.clone();
-        let counts = sync_state::PageCounts {
-            upserts: ups as i64,
-            deletes: dels as i64,
-            first: std::mem::take(&mut first_page),
-        };
-        let commit = tokio::spawn(async move {
-            db2.run(move |conn| {
-                let now = now_rfc3339();
-                // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
-                // deferred transaction that upgrades from read to write fails at once when
-                // another connection (the audit writer) committed in between.
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                documents::apply_stream_page(
-                    &tx,
-                    &cid,
-                    Some(&sid),
-                    &page.upserts,
-                    &page.deletes,
-                    &now,
-                )?;
-                sync_state::commit_cursor(
-                    &tx,
-                    &cid,
-                    &sid,
-                    page.next_cursor.as_deref(),
-                    counts,
-                    &now,
-                )?;
-                if page.done {
-                    sync_state::record_success(&tx, &cid, &sid, &now)?;
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-        });
-        pending = Some(Pending { commit, ups, dels });
-        cursor = next;
-        if done {
-            settle(&mut pending, &mut report, started, &mut on_progress).await?;
-            report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
         }
     }
 }
@@ -327,73 +372,6 @@ async fn settle(
     Ok(())
 }
 
-/// The scheduler of `airlock serve`: one task per scheduled (connector, stream). A
-/// rate-limited stream waits until its resume time; a failed run waits for the next interval.
-pub fn spawn_scheduler(a: Arc<Airlock>) {
-    let ids: Vec<String> = a.config().connectors.iter().map(|c| c.id.clone()).collect();
-    spawn_scheduler_for(a, &ids);
-}
-
-/// Schedules the given connectors (after a reload: the added and reloaded ones). A task ends
-/// by itself once a reload replaces or removes its connector, so schedules never double up.
-pub fn spawn_scheduler_for(a: Arc<Airlock>, ids: &[String]) {
-    let config = a.config();
-    for c in config.connectors.iter().filter(|c| ids.contains(&c.id)) {
-        let Some(schedule) = c.sync.clone() else {
-            continue;
-        };
-        let Some(generation) = a.generation(&c.id) else {
-            continue;
-        };
-        let streams = match streams_of(&a, &c.id, None) {
-            Ok(all) => match &schedule.streams {
-                Some(only) => only.iter().filter(|s| all.contains(s)).cloned().collect(),
-                None => all,
-            },
-            Err(e) => {
-                tracing::warn!(connector = %c.id, "not scheduling sync: {e}");
-                continue;
-            }
-        };
-        for stream in streams {
-            let a = a.clone();
-            let id = c.id.clone();
-            let interval = schedule.interval;
-            tokio::spawn(async move {
-                let current = |a: &Airlock| a.generation(&id) == Some(generation);
-                loop {
-                    let wait = resume_wait(&a, &id, &stream).await;
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
-                    if !current(&a) {
-                        return;
-                    }
-                    let ctx =
-                        crate::runtime::context::CallContext::trusted().by("daemon:scheduler");
-                    let run = run_stream(&a, &id, &stream, false, |_| {});
-                    match crate::runtime::context::with(ctx, run).await {
-                        Ok(r) => {
-                            tracing::info!(connector = %id, stream = %stream, "sync run: {} pages, {} upserts, {} deletes in {:.1}s ({:?})", r.pages, r.upserts, r.deletes, r.seconds, r.end);
-                            if matches!(r.end, RunEnd::RateLimited { .. }) {
-                                continue; // resume_wait sleeps until the upstream allows it
-                            }
-                        }
-                        Err(SyncError::AlreadyRunning(..)) => {}
-                        Err(e) => {
-                            tracing::warn!(connector = %id, stream = %stream, "sync run failed: {e}")
-                        }
-                    }
-                    tokio::time::sleep(interval).await;
-                    if !current(&a) {
-                        return;
-                    }
-                }
-            });
-        }
-    }
-}
-
 /// Runs `f` in an IMMEDIATE transaction and commits it.
 fn write(
     conn: &mut rusqlite::Connection,
@@ -403,18 +381,4 @@ fn write(
     f(&tx)?;
     tx.commit()?;
     Ok(())
-}
-
-/// How long until a rate-limited stream may run again (zero when it may run now).
-async fn resume_wait(a: &Airlock, connector: &str, stream: &str) -> Duration {
-    let (cid, sid) = (connector.to_string(), stream.to_string());
-    let resume =
-        a.db.run(move |conn| Ok(sync_state::get(conn, &cid, &sid)?.and_then(|s| s.resume_after)))
-            .await
-            .ok()
-            .flatten();
-    resume
-        .and_then(|r| humantime::parse_rfc3339(&r).ok())
-        .and_then(|t| t.duration_since(SystemTime::now()).ok())
-        .unwrap_or(Duration::ZERO)
 }

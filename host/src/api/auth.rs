@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::error_response;
+use super::errors::error_response;
 use crate::app::Airlock;
 pub use crate::store::tokens::Principal;
 

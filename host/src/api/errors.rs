@@ -2,11 +2,10 @@
 //! routes, wrong methods, extractor rejections (bad JSON, wrong content type, body too large,
 //! bad path parameters) and anything else axum answers with a plain-text error.
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{StatusCode, header};
-use axum::response::Response;
-
-use super::error_response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 /// The code of an error status the handlers do not name themselves.
 fn code_of(status: StatusCode) -> &'static str {
@@ -87,4 +86,24 @@ pub async fn ensure_json(resp: Response) -> Response {
         }
     }
     out
+}
+
+/// An error in the API's one shape, with `Retry-After` when the caller should wait.
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    retry_after: Option<u32>,
+) -> Response {
+    let mut body = serde_json::json!({ "error": { "code": code, "message": message } });
+    if let Some(s) = retry_after {
+        body["error"]["retry_after"] = s.into();
+    }
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(s) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }

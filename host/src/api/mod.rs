@@ -11,7 +11,7 @@ pub mod openapi;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Json, Router};
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::app::Airlock;
 use crate::runtime::connector::{InvokeError, Op};
 use auth::{Access, Principal};
+pub use errors::error_response;
 
 /// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -62,7 +63,15 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
     ]
 }
 
+/// The REST API (route table, dashboard) without `/mcp`: what MCP's tools call in-process.
+/// The daemon serves [`crate::server::router`], which adds `/mcp` beside it.
 pub fn router(airlock: Arc<Airlock>) -> Router {
+    finish(routes_router(&airlock), airlock)
+}
+
+/// The route table with each route's access check, and the dashboard; no fallback or state yet,
+/// so a caller can add routes (`/mcp`) under the same error shape and body limit.
+pub fn routes_router(airlock: &Arc<Airlock>) -> Router<Arc<Airlock>> {
     let mut r = Router::new();
     for (_, path, access, handler) in routes() {
         let handler = handler.route_layer(axum::middleware::from_fn_with_state(
@@ -71,12 +80,14 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
         ));
         r = r.route(path, handler);
     }
-    // MCP over streamable HTTP: a protocol endpoint, not a REST resource, so outside the route
-    // table and the OpenAPI description (docs/api.md describes it).
-    r = r.route("/mcp", crate::mcp::route(airlock.clone()));
     // The dashboard: static, open pages that call /v1 from the browser with the user's token;
     // not API resources, so outside the route table and the OpenAPI description too.
-    r = r.merge(dashboard::routes());
+    r.merge(dashboard::routes())
+}
+
+/// The one error shape for unknown routes, wrong methods and plain-text answers, the body
+/// limit, and the state.
+pub fn finish(r: Router<Arc<Airlock>>, airlock: Arc<Airlock>) -> Router {
     r.fallback(errors::no_such_route)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::ensure_json))
@@ -257,7 +268,7 @@ async fn sync_status(
                 .into_iter()
                 .filter(|s| auth::may_use(&a, &p, &s.connector))
                 .map(|s| {
-                    let running = a.sync_locks.is_running(&s.connector, &s.stream);
+                    let running = a.syncer.is_running(&s.connector, &s.stream);
                     // What the connector itself last reported about the current (or last) run
                     // of this stream; only 0.2.0 connectors report, older ones show null.
                     let reported = a
@@ -316,7 +327,7 @@ async fn sync_trigger(
             }
         }
     };
-    let streams = match crate::sync::streams_of(&a, &id, body.stream.as_deref()) {
+    let streams = match a.streams_of(&id, body.stream.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.to_string(), None);
@@ -324,7 +335,7 @@ async fn sync_trigger(
     };
     let mut started = Vec::new();
     for s in streams {
-        if a.sync_locks.is_running(&id, &s) {
+        if a.syncer.is_running(&id, &s) {
             continue;
         }
         started.push(s.clone());
@@ -332,7 +343,7 @@ async fn sync_trigger(
         // The run's audit rows name the admin who triggered it.
         let ctx = crate::runtime::context::CallContext::trusted().by(&format!("token:{}", p.name));
         tokio::spawn(async move {
-            let run = crate::sync::run_stream(&a, &id, &s, full, |_| {});
+            let run = a.sync_stream(&id, &s, full, |_| {});
             if let Err(e) = crate::runtime::context::with(ctx, run).await {
                 tracing::warn!(connector = %id, stream = %s, "triggered sync failed: {e}");
             }
@@ -392,7 +403,7 @@ async fn search(
     };
     // Live searches run connectors: their rows name the token, and no write is possible.
     let ctx = crate::runtime::context::CallContext::requested().by(&format!("token:{}", p.name));
-    match crate::runtime::context::with(ctx, crate::search::search(&a, &req)).await {
+    match crate::runtime::context::with(ctx, a.search(&req)).await {
         Ok(mut r) => {
             for h in &mut r.hits {
                 a.scrubber.scrub_in_place(&mut h.snippet);
@@ -552,25 +563,6 @@ fn internal_error(a: &Airlock, e: &dyn std::fmt::Display) -> Response {
         &a.scrubber.scrub(&format!("{e:#}")),
         None,
     )
-}
-
-pub fn error_response(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    retry_after: Option<u32>,
-) -> Response {
-    let mut body = serde_json::json!({ "error": { "code": code, "message": message } });
-    if let Some(s) = retry_after {
-        body["error"]["retry_after"] = s.into();
-    }
-    let mut resp = (status, Json(body)).into_response();
-    if let Some(s) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&s.to_string())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
 }
 
 #[derive(Deserialize)]

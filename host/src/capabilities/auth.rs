@@ -19,7 +19,7 @@ use futures::future::{BoxFuture, Shared};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 
-use crate::config::AuthConfig;
+use super::grant::{AuthConfig, BasicPart};
 use crate::scrub::Scrubber;
 
 use super::budget::GrantBudget;
@@ -113,8 +113,17 @@ impl GrantAuth {
         Ok(match auth {
             AuthConfig::None => GrantAuth::None,
             AuthConfig::Basic { username, password } => {
-                let password = get(password)?;
-                scrubber.add_basic(username, &password);
+                let part = |p: &BasicPart| -> Result<String, String> {
+                    match p {
+                        BasicPart::Literal(v) => Ok(v.clone()),
+                        BasicPart::Secret(r) => secrets
+                            .get(r)
+                            .map(str::to_string)
+                            .ok_or_else(|| format!("{r} could not be resolved")),
+                    }
+                };
+                let (username, password) = (part(username)?, part(password)?);
+                scrubber.add_basic(&username, &password);
                 let enc = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{password}"));
                 GrantAuth::Static {

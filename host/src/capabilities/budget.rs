@@ -10,7 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Resilience;
+use super::grant::Resilience;
 
 /// The longest pause an upstream can impose on a grant (a lying `Retry-After` must not park a
 /// grant for days).

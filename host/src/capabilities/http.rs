@@ -18,8 +18,9 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+use super::grant::Grant;
 use crate::cassette::{self, GateCassette};
-use crate::config::{Grant, Limits};
+use crate::limits::Limits;
 use crate::scrub::Scrubber;
 use crate::store::audit::{AuditEvent, AuditLog};
 

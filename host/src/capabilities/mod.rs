@@ -7,6 +7,7 @@ pub mod budget;
 pub mod cache;
 pub mod decode;
 pub mod denials;
+pub mod grant;
 pub mod http;
 pub mod net;
 pub mod path;

@@ -2,7 +2,6 @@
 //! invocation path (a fresh Store per call, memory limit, epoch deadline plus tokio timeout,
 //! audit row per invocation).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -17,14 +16,13 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{v0_1, v0_2};
 use super::engine::Runtime;
-use super::model::{self, ConnectorError};
+use super::shared::ConnectorCtx;
 use super::state::State;
-use crate::capabilities::http::ConnectorGate;
-use crate::capabilities::secrets::SecretValues;
-use crate::config::{Grant, Limits};
+use crate::config::Limits;
 use crate::integrity::Integrity;
+use crate::model::{self, ConnectorError};
 use crate::scrub::Scrubber;
-use crate::store::audit::{AuditEvent, AuditLog};
+use crate::store::audit::AuditEvent;
 
 /// The contract package this host implements, and the versions it accepts.
 pub const CONTRACT_PACKAGE: &str = "airlock:connector";
@@ -202,50 +200,6 @@ impl ContractInstance {
     }
 }
 
-/// What every invocation of one connector shares.
-pub struct ConnectorCtx {
-    pub id: String,
-    pub settings: BTreeMap<String, String>,
-    pub gate: Arc<ConnectorGate>,
-    pub audit: AuditLog,
-    pub scrubber: Scrubber,
-    pub grants: Vec<Grant>,
-    pub secrets: SecretValues,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The latest `host.progress` report per stream (contract 0.2.0 and later).
-    pub progress: super::progress::ProgressBoard,
-}
-
-impl ConnectorCtx {
-    /// The value for `secret(name)`: only a vault secret that one of this connector's grants
-    /// references with `reveal = true`.
-    pub fn revealable(&self, name: &str) -> Result<String, String> {
-        let mut referenced = false;
-        for g in &self.grants {
-            for r in g.auth.secret_refs() {
-                if r.vault_name() == Some(name) {
-                    referenced = true;
-                    if g.reveal {
-                        return self
-                            .secrets
-                            .get(r)
-                            .map(str::to_string)
-                            .ok_or_else(|| format!("secret `{name}` could not be resolved"));
-                    }
-                }
-            }
-        }
-        Err(if referenced {
-            format!("secret `{name}` is not revealable: its grant does not set reveal = true")
-        } else {
-            format!(
-                "secret `{name}` is not referenced by any grant of connector `{}`",
-                self.id
-            )
-        })
-    }
-}
-
 /// A failed invocation.
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "kebab-case")]
@@ -308,17 +262,50 @@ pub enum Op {
     },
 }
 
-impl Op {
+/// Which export a call runs: what the invocation path decides by (a write action's grants, a
+/// sync's stream, the metric and audit label), kept typed rather than parsed back from a label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Export {
+    Info,
+    Health,
+    Search,
+    Get,
+    CheckPermission,
+    Sync(String),
+    Action(String),
+}
+
+impl Export {
+    /// `info`, `sync:STREAM`, `action:NAME`, ...: the audit reason and the op label.
     pub fn label(&self) -> String {
         match self {
-            Op::Info => "info".into(),
-            Op::Health => "health".into(),
-            Op::Search { .. } => "search".into(),
-            Op::Get { .. } => "get".into(),
-            Op::CheckPermission { .. } => "check-permission".into(),
-            Op::Sync { stream, .. } => format!("sync:{stream}"),
-            Op::Action { name, .. } => format!("action:{name}"),
+            Export::Info => "info".into(),
+            Export::Health => "health".into(),
+            Export::Search => "search".into(),
+            Export::Get => "get".into(),
+            Export::CheckPermission => "check-permission".into(),
+            Export::Sync(stream) => format!("sync:{stream}"),
+            Export::Action(name) => format!("action:{name}"),
         }
+    }
+}
+
+impl Op {
+    /// The export this operation calls.
+    pub fn export(&self) -> Export {
+        match self {
+            Op::Info => Export::Info,
+            Op::Health => Export::Health,
+            Op::Search { .. } => Export::Search,
+            Op::Get { .. } => Export::Get,
+            Op::CheckPermission { .. } => Export::CheckPermission,
+            Op::Sync { stream, .. } => Export::Sync(stream.clone()),
+            Op::Action { name, .. } => Export::Action(name.clone()),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        self.export().label()
     }
 
     /// Builds an op from its name and JSON input (CLI and API share this).
@@ -435,7 +422,7 @@ impl LoadedConnector {
             pre,
         };
         let info = loaded
-            .call_raw("info", |store, w| {
+            .call_raw(Export::Info, |store, w| {
                 Box::pin(async move { w.info(store).await.map(Ok) })
             })
             .await
@@ -454,7 +441,7 @@ impl LoadedConnector {
     }
 
     async fn invoke_unscrubbed(&self, op: Op) -> Result<serde_json::Value, InvokeError> {
-        let label = op.label();
+        let export = op.export();
         let to_json = |v: Result<serde_json::Value, serde_json::Error>| {
             v.map_err(|e| InvokeError::Trap {
                 message: format!("result not serializable: {e}"),
@@ -463,7 +450,7 @@ impl LoadedConnector {
         match op {
             Op::Info => {
                 let r = self
-                    .call_raw(&label, |s, w| {
+                    .call_raw(export, |s, w| {
                         Box::pin(async move { w.info(s).await.map(Ok) })
                     })
                     .await?;
@@ -471,7 +458,7 @@ impl LoadedConnector {
             }
             Op::Health => {
                 let r: model::HealthStatus = self
-                    .call_raw(&label, |s, w| {
+                    .call_raw(export, |s, w| {
                         Box::pin(async move { call_export!(w, s, call_health()) })
                     })
                     .await?;
@@ -483,7 +470,7 @@ impl LoadedConnector {
                 cursor,
             } => {
                 let r = self
-                    .call_raw(&label, move |s, w| {
+                    .call_raw(export, move |s, w| {
                         Box::pin(async move { w.search(s, query, limit, cursor).await })
                     })
                     .await?;
@@ -491,7 +478,7 @@ impl LoadedConnector {
             }
             Op::Get { id } => {
                 let r: model::Document = self
-                    .call_raw(&label, move |s, w| {
+                    .call_raw(export, move |s, w| {
                         Box::pin(async move { call_export!(w, s, call_get(&id)) })
                     })
                     .await?;
@@ -499,7 +486,7 @@ impl LoadedConnector {
             }
             Op::CheckPermission { principal, id } => {
                 let r: bool = self
-                    .call_raw(&label, move |s, w| {
+                    .call_raw(export, move |s, w| {
                         Box::pin(async move {
                             call_export!(w, s, call_check_permission(&principal, &id))
                         })
@@ -514,7 +501,7 @@ impl LoadedConnector {
             Op::Action { name, input } => {
                 let input = input.to_string();
                 let r: String = self
-                    .call_raw(&label, move |s, w| {
+                    .call_raw(export, move |s, w| {
                         Box::pin(async move { call_export!(w, s, call_invoke(&name, &input)) })
                     })
                     .await?;
@@ -536,7 +523,7 @@ impl LoadedConnector {
     ) -> Result<model::SyncPage, InvokeError> {
         let stream_owned = stream.to_string();
         let mut page: model::SyncPage = self
-            .call_raw(&format!("sync:{stream}"), move |s, w| {
+            .call_raw(Export::Sync(stream.to_string()), move |s, w| {
                 Box::pin(
                     async move { call_export!(w, s, call_sync(&stream_owned, cursor.as_deref())) },
                 )
@@ -554,7 +541,7 @@ impl LoadedConnector {
     /// audits the outcome.
     async fn call_raw<R: Send + 'static>(
         &self,
-        label: &str,
+        export: Export,
         f: impl for<'a> FnOnce(&'a mut Store<State>, ContractInstance) -> CallFuture<'a, R> + Send,
     ) -> Result<R, InvokeError> {
         let call = super::context::current();
@@ -567,15 +554,23 @@ impl LoadedConnector {
         let timeout = self.limits.timeout;
         let deadline = started + timeout;
         // An action marked `writes` may only write through grants that allow writes.
-        let writes_action: Option<Arc<str>> = label
-            .strip_prefix("action:")
-            .filter(|name| {
-                self.info
+        let writes_action: Option<Arc<str>> = match &export {
+            Export::Action(name)
+                if self
+                    .info
                     .actions
                     .iter()
-                    .any(|a| a.name == *name && a.writes)
-            })
-            .map(Arc::from);
+                    .any(|a| &a.name == name && a.writes) =>
+            {
+                Some(Arc::from(name.as_str()))
+            }
+            _ => None,
+        };
+        let sync_stream: Option<Arc<str>> = match &export {
+            Export::Sync(stream) => Some(Arc::from(stream.as_str())),
+            _ => None,
+        };
+        let label = export.label();
         let state = State::new(
             self.ctx.clone(),
             invocation.clone(),
@@ -585,7 +580,7 @@ impl LoadedConnector {
             call.approved_writes,
             deadline,
         )
-        .with_sync_stream(label.strip_prefix("sync:").map(Arc::from));
+        .with_sync_stream(sync_stream);
         let memory_hit = state.limiter.hit.clone();
         let denials = state.denials();
         let stop_on_denials = denials.clone();
@@ -646,7 +641,7 @@ impl LoadedConnector {
         m.invocations
             .get_or_create(&crate::metrics::InvokeLabels {
                 connector: self.id.clone(),
-                op: self.metric_op(label),
+                op: self.metric_op(&export),
                 outcome: match &result {
                     Ok(_) => "ok".into(),
                     Err(e) => e.code().to_string(),
@@ -697,16 +692,15 @@ impl LoadedConnector {
 
     /// The op as a metric label: streams and actions the connector declares by name, any other
     /// name a caller sent folded into `undeclared` (callers must not mint label values).
-    fn metric_op(&self, label: &str) -> String {
-        let declared = match label.split_once(':') {
-            None => return label.to_string(),
-            Some(("action", name)) => self.info.actions.iter().any(|a| a.name == name),
-            Some(("sync", name)) => self.info.streams.iter().any(|s| s.name == name),
-            Some(_) => false,
-        };
-        match label.split_once(':') {
-            Some((kind, _)) if !declared => format!("{kind}:undeclared"),
-            _ => label.to_string(),
+    fn metric_op(&self, export: &Export) -> String {
+        match export {
+            Export::Action(name) if !self.info.actions.iter().any(|a| &a.name == name) => {
+                "action:undeclared".into()
+            }
+            Export::Sync(name) if !self.info.streams.iter().any(|s| &s.name == name) => {
+                "sync:undeclared".into()
+            }
+            other => other.label(),
         }
     }
 

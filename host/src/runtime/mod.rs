@@ -5,6 +5,10 @@ pub mod bindings;
 pub mod connector;
 pub mod context;
 pub mod engine;
-pub mod model;
+pub mod input;
 pub mod progress;
+pub mod shared;
 pub mod state;
+
+// The model moved below the store (`crate::model`); the old path still names it.
+pub use crate::model;

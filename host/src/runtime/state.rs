@@ -12,8 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{v0_1, v0_2};
-use super::connector::ConnectorCtx;
 use super::progress::{PROGRESS_MESSAGE_MAX, ReportedProgress};
+use super::shared::ConnectorCtx;
 use crate::capabilities::http::InvocationHooks;
 use crate::store::audit::AuditEvent;
 

@@ -159,11 +159,9 @@ impl Drop for AuditWriter {
 }
 
 impl AuditLog {
-    /// Queues a row. Text fields are scrubbed of secret values first.
+    /// Queues a row. Text fields are scrubbed of secret values first. The caller names the
+    /// principal in the event: the store knows nothing of who is calling.
     pub fn record(&self, mut e: AuditEvent) {
-        if e.principal.is_none() {
-            e.principal = crate::runtime::context::current_principal();
-        }
         let s = &self.scrubber;
         s.scrub_in_place(&mut e.reason);
         for field in [&mut e.path, &mut e.host].into_iter().flatten() {

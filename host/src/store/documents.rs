@@ -4,7 +4,7 @@
 use rusqlite::{Connection, Transaction, params};
 use serde::Serialize;
 
-use crate::runtime::model::{Document, DocumentRef};
+use crate::model::{Document, DocumentRef};
 
 /// Applies one page (upserts, then deletes) of no particular stream inside the caller's
 /// transaction (imports and tests; sync uses [`apply_stream_page`]).

@@ -2,6 +2,7 @@
 //! vault, the synced documents with their full-text index, the sync state and the API tokens,
 //! with numbered migrations.
 
+pub mod approvals;
 pub mod audit;
 pub mod checkpoint;
 pub mod documents;

@@ -1,0 +1,37 @@
+//! Per-connector resource limits: what one invocation may spend in time and memory, and what the
+//! gate lets through in bytes, time and denied requests. Set in `[limits]` and per connector.
+
+use std::time::Duration;
+
+/// Per-invocation and outbound limits. Every field can be overridden per connector.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock deadline of one invocation (epoch interruption + tokio timeout).
+    pub timeout: Duration,
+    /// Linear-memory limit of one instance.
+    pub memory_bytes: usize,
+    /// Largest upstream response body handed to a connector.
+    pub max_response_bytes: usize,
+    /// Largest request body a connector may send.
+    pub max_request_bytes: usize,
+    /// TCP (+TLS) connect timeout for upstream connections.
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive.
+    pub first_byte_timeout: Duration,
+    /// Denied outbound requests one invocation may make; past it the invocation is stopped.
+    pub denial_budget: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            max_response_bytes: 16 << 20,
+            max_request_bytes: 4 << 20,
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(30),
+            denial_budget: 100,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Action input checked against the JSON Schema the connector declares for it, by the host,
+//! before the action runs or is queued for approval: a write that could never run is refused at
+//! once (`invalid-input`), not approved and then failed.
+
+use serde_json::Value;
+
+use super::connector::InvokeError;
+use crate::model::{ConnectorError, ConnectorInfo};
+
+/// `Ok` when `action` is not declared (the connector answers for itself), its schema is not a
+/// usable JSON Schema (conformance reports that), or `input` matches it.
+pub fn check(info: &ConnectorInfo, action: &str, input: &Value) -> Result<(), InvokeError> {
+    let Some(declared) = info.actions.iter().find(|a| a.name == action) else {
+        return Ok(());
+    };
+    let Ok(validator) = jsonschema::validator_for(&declared.input_schema) else {
+        return Ok(());
+    };
+    let problems: Vec<String> = validator
+        .iter_errors(input)
+        .take(3)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(InvokeError::Connector(ConnectorError {
+        code: "invalid-input".into(),
+        message: format!(
+            "input of action `{action}` does not match its schema: {}",
+            problems.join("; ")
+        ),
+        retry_after: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ActionInfo;
+    use serde_json::json;
+
+    fn info() -> ConnectorInfo {
+        ConnectorInfo {
+            name: "t".into(),
+            version: "1".into(),
+            description: String::new(),
+            streams: vec![],
+            actions: vec![ActionInfo {
+                name: "add-comment".into(),
+                description: String::new(),
+                input_schema: json!({
+                    "type": "object",
+                    "required": ["id", "body"],
+                    "properties": { "id": { "type": "string" }, "body": { "type": "string" } }
+                }),
+                writes: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn input_that_fails_the_declared_schema_is_invalid_input_naming_the_field() {
+        let e = check(&info(), "add-comment", &json!({ "id": 7, "body": "x" })).unwrap_err();
+        match e {
+            InvokeError::Connector(c) => {
+                assert_eq!(c.code, "invalid-input");
+                assert!(c.message.contains("/id"), "{}", c.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(check(&info(), "add-comment", &json!({ "id": "1", "body": "x" })).is_ok());
+        // Undeclared actions are the connector's to answer.
+        assert!(check(&info(), "other", &json!(42)).is_ok());
+    }
+}

@@ -1,0 +1,34 @@
+//! What every invocation of one loaded connector shares: its id, settings, gate, grants,
+//! resolved secrets, audit log, metrics and progress board.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::progress::ProgressBoard;
+use crate::capabilities::http::ConnectorGate;
+use crate::capabilities::secrets::SecretValues;
+use crate::config::Grant;
+use crate::scrub::Scrubber;
+use crate::store::audit::AuditLog;
+
+/// What every invocation of one connector shares.
+pub struct ConnectorCtx {
+    pub id: String,
+    pub settings: BTreeMap<String, String>,
+    pub gate: Arc<ConnectorGate>,
+    pub audit: AuditLog,
+    pub scrubber: Scrubber,
+    pub grants: Vec<Grant>,
+    pub secrets: SecretValues,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The latest `host.progress` report per stream (contract 0.2.0 and later).
+    pub progress: ProgressBoard,
+}
+
+impl ConnectorCtx {
+    /// The value for `secret(name)`: only a vault secret that one of this connector's grants
+    /// references with `reveal = true`.
+    pub fn revealable(&self, name: &str) -> Result<String, String> {
+        crate::capabilities::secrets::revealable(&self.id, &self.grants, &self.secrets, name)
+    }
+}
