@@ -13,6 +13,7 @@ pub mod integrity_cli;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;
+pub mod record;
 pub mod reload;
 pub mod runtime;
 pub mod scaffold;
