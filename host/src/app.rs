@@ -14,7 +14,7 @@ use crate::capabilities::auth::GrantAuth;
 use crate::capabilities::http::{ConnectorGate, GateDeps};
 use crate::capabilities::net::Net;
 use crate::capabilities::secrets::{SecretValues, resolve_all};
-use crate::cassette::{CassetteMode, GateCassette};
+use crate::cassette::{CassetteMode, Cassettes, GateCassette};
 use crate::config::{Config, ConnectorConfig, Route};
 use crate::runtime::connector::{InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
@@ -97,6 +97,8 @@ pub struct Airlock {
     only: Option<Vec<String>>,
     generations: AtomicU64,
     reloading: tokio::sync::Mutex<()>,
+    /// The start's cassette choices, kept so a reload rebuilds a connector on the same one.
+    cassettes: Cassettes,
 }
 
 /// Options for [`Airlock::start`].
@@ -105,6 +107,9 @@ pub struct StartOptions<'a> {
     pub only: Option<&'a [String]>,
     /// Instances that may be alive at once.
     pub max_instances: u32,
+    /// Connectors that record to, or replay from, a cassette (the CLI's `--record` and
+    /// `--replay`); they keep it across reloads. Others use their config's `replay`.
+    pub cassettes: Cassettes,
 }
 
 impl Default for StartOptions<'_> {
@@ -112,8 +117,17 @@ impl Default for StartOptions<'_> {
         StartOptions {
             only: None,
             max_instances: 256,
+            cassettes: Cassettes::new(),
         }
     }
+}
+
+/// The cassette a connector uses: the start's choice, else its config's `replay`.
+fn cassette_of(cassettes: &Cassettes, c: &ConnectorConfig) -> Option<CassetteMode> {
+    cassettes
+        .get(&c.id)
+        .cloned()
+        .or_else(|| c.replay.clone().map(CassetteMode::Replay))
 }
 
 /// What building a connector slot needs besides its config.
@@ -123,6 +137,7 @@ struct Loader<'a> {
     audit: &'a AuditLog,
     scrubber: &'a Scrubber,
     metrics: &'a Arc<crate::metrics::Metrics>,
+    cassettes: &'a Cassettes,
 }
 
 impl Loader<'_> {
@@ -136,10 +151,10 @@ impl Loader<'_> {
         secret_errors: &std::collections::HashMap<crate::config::SecretRef, String>,
     ) -> Slot {
         let grants: Vec<_> = config.grants_for(&c.id).cloned().collect();
-        let cassette = match &c.cassette {
+        let cassette = match cassette_of(self.cassettes, c) {
             None => None,
-            Some(CassetteMode::Record(r)) => Some(GateCassette::Record(r.clone())),
-            Some(CassetteMode::Replay(path)) => match crate::cassette::Replay::load(path) {
+            Some(CassetteMode::Record(r)) => Some(GateCassette::Record(r)),
+            Some(CassetteMode::Replay(path)) => match crate::cassette::Replay::load(&path) {
                 Ok(r) => Some(GateCassette::Replay(Arc::new(r))),
                 Err(e) => return self.failed(c, format!("replay: {e}")),
             },
@@ -234,6 +249,7 @@ impl Loader<'_> {
 fn resolve_secrets(
     config: &Config,
     ids: &[&str],
+    cassettes: &Cassettes,
     scrubber: &Scrubber,
 ) -> anyhow::Result<(
     SecretValues,
@@ -246,7 +262,7 @@ fn resolve_secrets(
     let replaying = |id: &str| {
         config
             .connector(id)
-            .is_some_and(|c| matches!(c.cassette, Some(CassetteMode::Replay(_))))
+            .is_some_and(|c| matches!(cassette_of(cassettes, c), Some(CassetteMode::Replay(_))))
     };
     let refs: Vec<_> = config
         .grants
@@ -301,7 +317,7 @@ impl Airlock {
             .map(|c| c.id.as_str())
             .filter(|id| wanted(id))
             .collect();
-        let (values, secret_errors) = resolve_secrets(&config, &ids, &scrubber)?;
+        let (values, secret_errors) = resolve_secrets(&config, &ids, &opts.cassettes, &scrubber)?;
 
         let writer = AuditWriter::start_with(&data_dir, scrubber.clone(), &config.audit)?;
         let audit = writer.log();
@@ -330,6 +346,7 @@ impl Airlock {
             audit: &audit,
             scrubber: &scrubber,
             metrics: &metrics,
+            cassettes: &opts.cassettes,
         };
         let mut connectors = BTreeMap::new();
         for c in config.connectors.iter().filter(|c| wanted(&c.id)) {
@@ -357,6 +374,7 @@ impl Airlock {
             only,
             generations: AtomicU64::new(1),
             reloading: tokio::sync::Mutex::new(()),
+            cassettes: opts.cassettes,
         })
     }
 
@@ -472,13 +490,14 @@ impl Airlock {
             }
         }
         let ids: Vec<&str> = changed.iter().map(|(c, _)| c.id.as_str()).collect();
-        let (values, secret_errors) = resolve_secrets(&new, &ids, &self.scrubber)?;
+        let (values, secret_errors) = resolve_secrets(&new, &ids, &self.cassettes, &self.scrubber)?;
         let loader = Loader {
             runtime: &self.runtime,
             net: &self.net,
             audit: &self.audit,
             scrubber: &self.scrubber,
             metrics: &self.metrics,
+            cassettes: &self.cassettes,
         };
         let mut built = Vec::new();
         for (c, print) in changed {

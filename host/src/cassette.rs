@@ -64,6 +64,15 @@ impl fmt::Debug for CassetteMode {
     }
 }
 
+/// The cassette each connector uses, chosen when the daemon starts (the CLI's `--record` and
+/// `--replay`); a connector absent here uses its config's `replay = "FILE"`, if any.
+pub type Cassettes = std::collections::BTreeMap<String, CassetteMode>;
+
+/// Every connector of `ids` on the cassette `mode`.
+pub fn for_each(ids: &[String], mode: &CassetteMode) -> Cassettes {
+    ids.iter().map(|id| (id.clone(), mode.clone())).collect()
+}
+
 /// What the gate holds: a recorder, or a loaded cassette.
 pub enum GateCassette {
     Record(Arc<Recorder>),

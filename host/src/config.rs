@@ -42,9 +42,10 @@ pub struct ConnectorConfig {
     /// The tenant the instance belongs to (`default` unless set): only that tenant's
     /// principals see it, its documents and its audit rows through the API.
     pub tenant: String,
-    /// Record the connector's upstream exchanges, or answer them from a cassette file
-    /// (`replay = "FILE"`, or `--replay FILE` on the CLI); see [`crate::cassette`].
-    pub cassette: Option<crate::cassette::CassetteMode>,
+    /// Answer the connector's upstream requests from this cassette file (`replay = "FILE"`)
+    /// instead of the network; the CLI's `--replay`/`--record` choose at start instead (see
+    /// [`crate::app::StartOptions`]).
+    pub replay: Option<PathBuf>,
     /// The SHA-256 the component must have (lowercase hex); anything else is refused.
     pub sha256: Option<String>,
 }
@@ -399,12 +400,12 @@ impl Config {
             let tenant = c.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
             crate::store::tokens::validate_name("tenant", tenant)
                 .map_err(|m| err(format!("{key}.tenant: {m}")))?;
-            let cassette = match c.replay.as_deref() {
+            let replay = match c.replay.as_deref() {
                 None => None,
                 Some(f) if f.trim().is_empty() => {
                     return Err(err(format!("{key}.replay: must name a cassette file")));
                 }
-                Some(f) => Some(crate::cassette::CassetteMode::Replay(base.join(f))),
+                Some(f) => Some(base.join(f)),
             };
             let sha256 = match c.sha256.as_deref() {
                 None => None,
@@ -420,7 +421,7 @@ impl Config {
                 limits,
                 sync,
                 tenant: tenant.to_string(),
-                cassette,
+                replay,
                 sha256,
             });
         }
@@ -461,7 +462,7 @@ impl Config {
                     limits: limits.clone(),
                     sync: None,
                     tenant: DEFAULT_TENANT.to_string(),
-                    cassette: None,
+                    replay: None,
                     sha256: None,
                 });
             }
@@ -1121,17 +1122,11 @@ settings = { base_url = "http://127.0.0.1:8781" }
     #[test]
     fn replay_names_a_cassette_relative_to_the_config_file() {
         let c = parse(&format!("{BASE}replay = \"tests/cassettes/c.json\"\n")).expect("config");
-        match &c.connectors[0].cassette {
-            Some(crate::cassette::CassetteMode::Replay(p)) => {
-                assert_eq!(p, Path::new("/etc/airlock/tests/cassettes/c.json"))
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            parse(BASE).expect("config").connectors[0]
-                .cassette
-                .is_none()
+        assert_eq!(
+            c.connectors[0].replay.as_deref(),
+            Some(Path::new("/etc/airlock/tests/cassettes/c.json"))
         );
+        assert!(parse(BASE).expect("config").connectors[0].replay.is_none());
         let e = parse(&format!("{BASE}replay = \" \"\n")).expect_err("empty");
         assert!(
             e.to_string()

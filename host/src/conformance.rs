@@ -63,6 +63,8 @@ pub struct Options {
     /// A `rate-limited` answer asking to wait at most this long is waited out and retried;
     /// a longer one fails the rule.
     pub max_rate_limit_wait: Duration,
+    /// Connectors that record to, or replay from, a cassette during the run.
+    pub cassettes: crate::cassette::Cassettes,
 }
 
 impl Default for Options {
@@ -70,6 +72,7 @@ impl Default for Options {
         Options {
             max_pages: 1000,
             max_rate_limit_wait: Duration::from_secs(60),
+            cassettes: Default::default(),
         }
     }
 }
@@ -195,6 +198,7 @@ pub async fn run(
         StartOptions {
             only: Some(&only),
             max_instances: 8,
+            cassettes: opts.cassettes.clone(),
         },
     )
     .await?;

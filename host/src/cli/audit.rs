@@ -1,0 +1,165 @@
+//! `airlock audit`: show the latest audit rows, and verify the hash chain and its signed
+//! checkpoints (the exit code says the most serious finding).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use rusqlite::Connection;
+
+use airlock::config::Config;
+use airlock::store::audit;
+
+use super::common::ConfigArg;
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    action: AuditCmd,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Show the latest rows.
+    Tail {
+        /// How many rows.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Only rows of this connector.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain and its signed checkpoints. Exit codes: 0 intact, 3 chain broken
+    /// (a row edited, inserted or deleted inside it), 4 truncated (rows cut from the tail), 5
+    /// rewritten (a row differs from a signed checkpoint or --expect, or a checkpoint is forged),
+    /// 6 checkpoint missing. The most serious finding decides the code.
+    Verify {
+        /// A head kept elsewhere (`SEQ:HASH`, e.g. from the checkpoint log line): the log must
+        /// still hold row SEQ with this hash.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = audit::parse_expected_head)]
+        expect: Option<(i64, String)>,
+        /// The checkpoint public key (hex, as in audit-signing.pub) kept elsewhere; without
+        /// it the data directory's own key is trusted.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+}
+
+impl AuditArgs {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.config.load()?;
+        let conn = airlock::store::open(&config.server.data_dir)?;
+        match self.action {
+            AuditCmd::Tail {
+                lines,
+                connector,
+                json,
+            } => {
+                tail(&conn, lines, connector.as_deref(), json)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCmd::Verify { expect, public_key } => {
+                verify(&config, &conn, expect, public_key.as_deref())
+            }
+        }
+    }
+}
+
+fn tail(
+    conn: &Connection,
+    lines: usize,
+    connector: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    for r in audit::tail(conn, lines, connector)? {
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+            continue;
+        }
+        let e = &r.event;
+        let target = match (&e.method, &e.host, &e.path) {
+            (Some(m), Some(h), Some(p)) => format!(
+                " {m} {}://{h}{}{p}",
+                e.scheme.as_deref().unwrap_or("?"),
+                e.port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        let status = e.status.map(|s| format!(" -> {s}")).unwrap_or_default();
+        let latency = e
+            .latency_ms
+            .map(|l| format!(" {l:.1}ms"))
+            .unwrap_or_default();
+        let bytes = e.bytes.map(|b| format!(" {b}B")).unwrap_or_default();
+        let by = e
+            .principal
+            .as_deref()
+            .map(|p| format!("  [by {p}]"))
+            .unwrap_or_default();
+        println!(
+            "{:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}{by}",
+            r.seq, r.ts, e.connector, e.event, e.decision, e.reason
+        );
+    }
+    Ok(())
+}
+
+fn verify(
+    config: &Config,
+    conn: &Connection,
+    expect: Option<(i64, String)>,
+    public_key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let pinned = public_key
+        .map(airlock::store::checkpoint::parse_public_key)
+        .transpose()
+        .context("--public-key")?;
+    let v = audit::verify(conn)?;
+    let anchor = audit::check_anchor(
+        conn,
+        &config.server.data_dir,
+        pinned,
+        expect.as_ref().map(|(s, h)| (*s, h.as_str())),
+    )?;
+    let mut problems: Vec<(audit::Tamper, String)> = v
+        .problems
+        .iter()
+        .map(|p| (audit::Tamper::ChainBroken, p.clone()))
+        .collect();
+    problems.extend(anchor.problems.iter().cloned());
+    if problems.is_empty() {
+        println!("audit log intact: {} rows verified", v.rows);
+        if let Some(cp) = &anchor.newest {
+            println!(
+                "anchored: {} valid checkpoint(s); the newest signs row {} ({}) at {}; {} row(s) since",
+                anchor.valid_checkpoints, cp.seq, cp.hash, cp.time, anchor.unanchored_rows
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (kind, p) in &problems {
+        let tag = match kind {
+            audit::Tamper::ChainBroken => "TAMPERED",
+            audit::Tamper::Truncated => "TRUNCATED",
+            audit::Tamper::Rewritten => "REWRITTEN",
+            audit::Tamper::CheckpointMissing => "UNANCHORED",
+        };
+        println!("{tag}: {p}");
+    }
+    eprintln!(
+        "audit log verification FAILED: {} problem(s) in {} rows",
+        problems.len(),
+        v.rows
+    );
+    let worst = problems
+        .iter()
+        .map(|(k, _)| *k)
+        .max()
+        .unwrap_or(audit::Tamper::ChainBroken);
+    Ok(ExitCode::from(worst.exit_code()))
+}

@@ -1,0 +1,150 @@
+//! The `airlock` command line: the top-level parser and one module per subcommand, each with its
+//! arguments and its `run`.
+
+mod approvals;
+mod audit;
+mod check;
+mod common;
+mod conformance;
+mod invoke;
+mod mcp;
+mod new;
+mod record;
+mod search;
+mod secrets;
+mod serve;
+mod sign;
+mod sync;
+mod tokens;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use airlock::scrub::Scrubber;
+
+/// Airlock runs integration connectors as sandboxed WebAssembly components. Each connector gets
+/// exactly the outbound HTTP destinations its grants allow; credentials are injected at the
+/// gate, so connector code never holds a secret. Every invocation and outbound decision is
+/// audited in a hash-chained log. The daemon's `/v1` API needs a bearer token from
+/// `airlock tokens create`.
+#[derive(Parser)]
+#[command(name = "airlock", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it. Default:
+    /// `info` for `serve`, `warn` for the other commands (they print their own
+    /// results), `off` for `check` and `conformance` (their report says it all).
+    #[arg(long, global = true, env = "AIRLOCK_LOG")]
+    pub log_level: Option<String>,
+    /// Write logs as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// The doc comment of each variant is its `--help` text; the arguments live in its module.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon: load every connector and serve the HTTP API on loopback.
+    Serve(serve::ServeArgs),
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for one token's principal: tools
+    /// `search`, `get_document`, `list_connectors` and one per action of the tenant's connectors
+    /// and routes (`CONNECTOR__ACTION`). The daemon serves the same at `/mcp` over HTTP.
+    Mcp(mcp::McpArgs),
+    /// Run one operation on a connector and print the JSON result.
+    ///
+    /// OP is info, health, search, get, check-permission, sync (one page) or an action name.
+    /// INPUT is a JSON object: search {"query": "...", "limit": 20}, get {"id": "..."},
+    /// check-permission {"principal": "...", "id": "..."}, sync {"stream": "...", "cursor": null},
+    /// or the action's input.
+    Invoke(invoke::InvokeArgs),
+    /// Sync streams into the local store (all connectors and streams unless narrowed), or show
+    /// sync status with --status. A run resumes from the last committed page.
+    Sync(sync::SyncArgs),
+    /// Record a connector's upstream exchanges to a cassette, for offline tests (`--replay`).
+    ///
+    /// Runs the connector against the upstream its config points at: health, a full sync of
+    /// every stream (from no cursor; nothing is committed to the store), then each --search,
+    /// --get and --invoke in that order. Every exchange the connector saw is written to --out as
+    /// JSON with every credential header and every secret value the config or the vault knows
+    /// removed; the gate's own OAuth token requests are not recorded at all.
+    /// Replay it with `airlock invoke|sync|conformance --replay FILE` or `replay = "FILE"`.
+    Record(record::RecordArgs),
+    /// Search the local store across every connector (bm25-ranked, with snippets).
+    Search(search::SearchArgs),
+    /// Sign a component with a minisign (Ed25519) secret key: writes FILE.minisig beside it,
+    /// which `[trust] keys` / `require_signature` check at load. `--generate-key KEY` makes a key
+    /// pair instead (KEY, mode 0600, and KEY.pub; encrypted when AIRLOCK_SIGN_PASSWORD is set).
+    /// Keys and signatures are minisign's format: `minisign -S`/`-V` work on them too.
+    Sign(sign::SignArgs),
+    /// Verify a component as `airlock serve` will: its FILE.minisig against --key (or the
+    /// config's `[trust] keys`), and the `sha256` pin of each configured connector that loads
+    /// this file (or --sha256). Exits non-zero when it would be refused.
+    Verify(verify::VerifyArgs),
+    /// Check that a .wasm file is a loadable connector: contract version, streams, actions.
+    Check(check::CheckArgs),
+    /// Manage the encrypted secret vault (values are read from stdin, never from arguments).
+    Secrets(secrets::SecretsArgs),
+    /// Manage API tokens. Every `/v1` route of `airlock serve` needs `Authorization: Bearer
+    /// <token>`; a token names a principal, its tenant, its groups (matched against document
+    /// ACLs) and whether it is an admin (sync triggers, audit). Only a hash is stored.
+    Tokens(tokens::TokensArgs),
+    /// Write approvals: an action marked `writes`, asked for with `airlock invoke` or the API,
+    /// waits here until approved (it then runs once) or denied, unless its grant says
+    /// `writes_preapproved = true`.
+    Approvals(approvals::ApprovalsArgs),
+    /// Read and verify the audit log.
+    Audit(audit::AuditArgs),
+    /// Generate a new project from a template (`airlock new connector NAME`).
+    New(new::NewArgs),
+    /// Check a connector component against the contract rules the host relies on
+    ///
+    /// Loads FILE as the connector of --config (its settings, grants, limits and data directory
+    /// are used; its `component` is replaced by FILE) and runs it against the upstream that config
+    /// points at. Nothing is committed to the store; upstream requests are real and audited.
+    ///
+    /// Rules (one PASS/FAIL/SKIP line each; exit 1 if any fails):
+    ///   load                       a component of a supported contract version; info() answers
+    ///   info.well-formed           machine name, semver, descriptions, unique stream/action names
+    ///   info.action-schemas        every input-schema is a valid JSON Schema of an object
+    ///   health                     health() answers ok
+    ///   sync.terminates[S]         stream S pages to `done` within --max-pages, no cursor repeated
+    ///   sync.documents[S]          ids, kinds, titles, RFC 3339 updated-at, object metadata
+    ///   sync.resume[S]             a page fetched with a committed cursor returns no record version
+    ///                              already committed; resuming mid-run repeats and loses nothing
+    ///   search.well-formed         at most `limit` well-formed hits, or invalid-input if unsupported
+    ///   errors.unknown-stream      invalid-input or not-found
+    ///   errors.unknown-action      not-found or invalid-input
+    ///   errors.get-unknown-id      not-found or invalid-input
+    ///   errors.invalid-input[A]    action A rejects input its own schema rejects with invalid-input
+    ///   grants.no-denied-requests  the gate denied none of its requests (from the audit log)
+    ///
+    /// See docs/connector-guide.md.
+    #[command(verbatim_doc_comment)]
+    Conformance(conformance::ConformanceArgs),
+}
+
+impl Command {
+    /// Runs the command; an error is printed (scrubbed) by the caller, with exit code 1.
+    pub async fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Serve(args) => args.run(scrubber).await,
+            Command::Mcp(args) => args.run(scrubber).await,
+            Command::Invoke(args) => args.run(scrubber).await,
+            Command::Sync(args) => args.run(scrubber).await,
+            Command::Record(args) => args.run(scrubber).await,
+            Command::Search(args) => args.run(scrubber).await,
+            Command::Sign(args) => args.run(),
+            Command::Verify(args) => args.run(),
+            Command::Check(args) => args.run(scrubber).await,
+            Command::Secrets(args) => args.run(),
+            Command::Tokens(args) => args.run(scrubber),
+            Command::Approvals(args) => args.run(scrubber).await,
+            Command::Audit(args) => args.run(),
+            Command::New(args) => args.run(),
+            Command::Conformance(args) => args.run(scrubber).await,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `airlock secrets`: set, list and remove secrets of the encrypted vault (values from stdin).
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+use airlock::scrub::MIN_SECRET_LEN;
+use airlock::store::vault::Vault;
+
+use super::common::ConfigArg;
+
+#[derive(Args)]
+pub struct SecretsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    action: SecretsCmd,
+}
+
+#[derive(Subcommand)]
+enum SecretsCmd {
+    /// Store a secret; the value is read from stdin (e.g. `printf %s "$TOKEN" | airlock secrets set NAME`).
+    Set { name: String },
+    /// List secret names (never values).
+    List,
+    /// Remove a secret.
+    Rm { name: String },
+}
+
+impl SecretsArgs {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.config.load()?;
+        let dir = &config.server.data_dir;
+        let conn = airlock::store::open(dir)?;
+        match self.action {
+            SecretsCmd::Set { name } => {
+                airlock::store::vault::validate_name(&name).map_err(anyhow::Error::msg)?;
+                let vault = Vault::open(dir)?;
+                let value = read_value(&name)?;
+                vault.set(&conn, &name, &value)?;
+                println!(
+                    "stored secret `{name}` in {}",
+                    airlock::store::db_path(dir).display()
+                );
+            }
+            SecretsCmd::List => {
+                for (name, updated) in Vault::list(&conn)? {
+                    println!("{name}\t{updated}");
+                }
+            }
+            SecretsCmd::Rm { name } => {
+                if Vault::remove(&conn, &name)? {
+                    println!("removed secret `{name}`");
+                } else {
+                    bail!("no secret named `{name}`");
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The value of secret `name` from stdin, without its final line break; refused when too short
+/// to be a credential.
+fn read_value(name: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "Enter the value for `{name}` and press Ctrl-D (it is read from stdin, not echoed to logs):"
+        );
+    }
+    let mut value = String::new();
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .context("cannot read the value from stdin")?;
+    let value = value.trim_end_matches(['\r', '\n']);
+    if value.len() < MIN_SECRET_LEN {
+        bail!("the value is too short to be a credential (at least {MIN_SECRET_LEN} characters)");
+    }
+    Ok(value.to_string())
+}

@@ -1,0 +1,74 @@
+//! `airlock serve`: the daemon, serving the HTTP API until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use airlock::app::{Airlock, StartOptions};
+use airlock::scrub::Scrubber;
+
+use super::common::ConfigArg;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Listen address (overrides `server.listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    pub async fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
+        let config = self.config.load()?;
+        let addr = self.listen.unwrap_or(config.server.listen);
+        let path = config.path.clone();
+        let a = Arc::new(Airlock::start(config, scrubber, StartOptions::default()).await?);
+        let ready = a.statuses().iter().filter(|s| s.status == "ready").count();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(
+            "airlock serving {} connector(s) ({} ready) from {} on http://{local}",
+            a.slots().len(),
+            ready,
+            path.display()
+        );
+        airlock::scheduler::spawn_scheduler(a.clone());
+        airlock::reload::spawn(a.clone());
+        // The address really listened on (`--listen` overrides the config) decides whether
+        // `/metrics` may stay open.
+        let app = airlock::server::router(a.clone())
+            .layer(axum::Extension(airlock::api::auth::Listening(local)));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("shutting down");
+        // A clean stop anchors the newest rows with a signed checkpoint.
+        a.flush_and_checkpoint();
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Resolves at Ctrl-C, or at SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,175 @@
+//! `airlock tokens`: create, list and revoke API tokens; creating and revoking are audited.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use rusqlite::Connection;
+
+use airlock::config::Config;
+use airlock::scrub::Scrubber;
+use airlock::store::audit;
+use airlock::store::tokens::{self, TokenInfo};
+
+use super::common::{ConfigArg, cli_user};
+
+#[derive(Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    action: TokensCmd,
+}
+
+#[derive(Subcommand)]
+enum TokensCmd {
+    /// Create a token and print it once on stdout (it cannot be shown again; store it now).
+    Create {
+        /// The principal's name (matched against document ACLs).
+        #[arg(long)]
+        principal: String,
+        /// The tenant whose connectors, documents and audit rows the token may reach.
+        #[arg(long, default_value = airlock::config::DEFAULT_TENANT)]
+        tenant: String,
+        /// Groups of the principal, comma-separated (matched against document ACLs).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// May trigger syncs and read the audit log (of its tenant).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List tokens: id, principal, tenant, groups, admin, created, revoked (never the token).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (`tok_...`), or every token of a principal by its name.
+    Revoke {
+        #[arg(value_name = "ID|PRINCIPAL")]
+        target: String,
+    },
+}
+
+impl TokensArgs {
+    pub fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
+        let config = self.config.load()?;
+        let mut conn = airlock::store::open(&config.server.data_dir)?;
+        // Dropped at the end of the command, which flushes the rows.
+        let writer =
+            audit::AuditWriter::start_with(&config.server.data_dir, scrubber, &config.audit)?;
+        match self.action {
+            TokensCmd::Create {
+                principal,
+                tenant,
+                groups,
+                admin,
+            } => create(
+                &config, &mut conn, &writer, &principal, &tenant, groups, admin,
+            )?,
+            TokensCmd::List { json } => list(&conn, json)?,
+            TokensCmd::Revoke { target } => revoke(&mut conn, &writer, &target)?,
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn create(
+    config: &Config,
+    conn: &mut Connection,
+    writer: &audit::AuditWriter,
+    principal: &str,
+    tenant: &str,
+    groups: Vec<String>,
+    admin: bool,
+) -> anyhow::Result<()> {
+    let groups: Vec<String> = groups
+        .into_iter()
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if !config.connectors.iter().any(|c| c.tenant == tenant) {
+        eprintln!(
+            "warning: no connector in {} belongs to tenant `{tenant}`",
+            config.path.display()
+        );
+    }
+    let (info, token) = tokens::create(conn, principal, tenant, &groups, admin)?;
+    token_audit(&writer.log(), "created", &info);
+    eprintln!(
+        "created {} for principal `{}` in tenant `{}`{}{}; the token is shown only now:",
+        info.id,
+        info.principal,
+        info.tenant,
+        if info.groups.is_empty() {
+            String::new()
+        } else {
+            format!(", groups {}", info.groups.join(","))
+        },
+        if info.admin { ", admin" } else { "" },
+    );
+    println!("{token}");
+    Ok(())
+}
+
+fn list(conn: &Connection, json: bool) -> anyhow::Result<()> {
+    let list = tokens::list(conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!("no tokens; create one with `airlock tokens create --principal NAME`");
+    } else {
+        for t in list {
+            println!(
+                "{}\t{}\ttenant={}\tgroups={}\t{}\tcreated {}{}",
+                t.id,
+                t.principal,
+                t.tenant,
+                t.groups.join(","),
+                if t.admin { "admin" } else { "-" },
+                t.created_at,
+                t.revoked_at
+                    .map(|r| format!("\trevoked {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn revoke(conn: &mut Connection, writer: &audit::AuditWriter, target: &str) -> anyhow::Result<()> {
+    let ids = tokens::revoke(conn, target)?;
+    if ids.is_empty() {
+        bail!("no live token has the id or principal `{target}`");
+    }
+    let all = tokens::list(conn)?;
+    for id in ids {
+        if let Some(info) = all.iter().find(|t| t.id == id) {
+            token_audit(&writer.log(), "revoked", info);
+        }
+        println!("revoked {id}");
+    }
+    Ok(())
+}
+
+/// A `token` audit row, written by the CLI user: which token (id, principal, tenant, admin),
+/// never its value.
+fn token_audit(log: &audit::AuditLog, decision: &str, t: &TokenInfo) {
+    log.record(audit::AuditEvent {
+        // Tokens belong to no connector.
+        connector: String::new(),
+        invocation: t.id.clone(),
+        event: "token".into(),
+        decision: decision.into(),
+        reason: format!(
+            "token {} {decision} for principal `{}` in tenant `{}` (admin: {}, groups: [{}])",
+            t.id,
+            t.principal,
+            t.tenant,
+            t.admin,
+            t.groups.join(",")
+        ),
+        principal: Some(cli_user()),
+        ..Default::default()
+    });
+}
