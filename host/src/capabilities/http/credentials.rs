@@ -1,0 +1,87 @@
+//! Credentials at the gate: whatever credential headers the connector set are dropped (the
+//! wasi:http header filter already refuses them; this is the second line), and the grant's own
+//! credential goes in, on a request readied against reflection of it. An OAuth token fetch is
+//! audited as its own `oauth-token` row.
+
+use std::time::Instant;
+
+use http::header;
+
+use super::super::auth::TokenLimits;
+use super::super::net::UpstreamClient;
+use super::{Caller, ConnectorGate, ms};
+
+impl ConnectorGate {
+    /// Drops every credential header the connector set.
+    pub(super) fn strip_guest_credentials(&self, headers: &mut http::HeaderMap) {
+        for name in self.credential_headers.iter() {
+            headers.remove(name);
+        }
+    }
+
+    /// Puts grant `idx`'s credential on the request. Returns whether one went in (the answer is
+    /// then decoded and checked for reflection), or why the credential is unavailable.
+    pub(super) async fn inject(
+        &self,
+        caller: &Caller,
+        idx: usize,
+        headers: &mut http::HeaderMap,
+        client: &UpstreamClient,
+        deadline: Instant,
+    ) -> Result<bool, String> {
+        let grant = &self.grants[idx];
+        // A credentialed request is one whose answer may echo the credential: the gate decides
+        // how that answer is encoded, so the scrubber sees it whole and decoded.
+        let credentialed = self.auths[idx].injects();
+        if credentialed {
+            prepare_credentialed(headers);
+        }
+        let audit = self.audit.clone();
+        let token_event = self.event(&caller.invocation, caller.principal.as_deref());
+        // The token fetch runs under the host's own timeout: a guest's tiny first-byte timeout
+        // must not make every request re-post the client secret.
+        let token_limits = TokenLimits {
+            timeout: self.limits.first_byte_timeout,
+            budget: &self.states[idx].budget,
+            deadline,
+        };
+        self.auths[idx]
+            .apply(
+                headers,
+                client,
+                grant.allow_private,
+                token_limits,
+                move |f| {
+                    let mut t = token_event;
+                    t.event = "oauth-token".into();
+                    t.method = Some("POST".into());
+                    t.scheme = f.url.scheme_str().map(str::to_string);
+                    t.host = f.url.host().map(str::to_string);
+                    t.port = f.url.port_u16();
+                    t.path = Some(f.url.path().to_string());
+                    t.status = f.status;
+                    t.latency_ms = Some(ms(f.latency));
+                    t.decision = if f.error.is_some() { "error" } else { "ok" }.into();
+                    t.reason = f.error.unwrap_or_else(|| "token fetched".into());
+                    audit.record(t);
+                },
+            )
+            .await
+            .map_err(|e| format!("credentials for grant[{}] unavailable: {e}", grant.index))?;
+        Ok(credentialed)
+    }
+}
+
+/// Readies a request that will carry an injected credential against reflection: the gate, not
+/// the connector, picks the answer's encoding (`identity`: nothing the scrubber cannot read),
+/// and a `Range` slice, which could cut an echoed credential into pieces too short to
+/// recognise, is never asked for. `TE` would let the upstream add transfer codings.
+fn prepare_credentialed(headers: &mut http::HeaderMap) {
+    headers.remove(header::RANGE);
+    headers.remove(header::IF_RANGE);
+    headers.remove(header::TE);
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("identity"),
+    );
+}
