@@ -15,7 +15,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,6 +26,7 @@ use crate::common::{
     QueryParams, Rng, atlassian_rate_limited, basic_auth_ok, json_reply, now_ms, parse_date_minute,
     rfc3339_ms, utc_ms,
 };
+use crate::control::{self, Control, Mutate, RateLimitBody};
 use crate::server::{self, Core, FakeState, RunningFake};
 
 /// Phrase planted in exactly three request descriptions and two knowledge-base articles.
@@ -876,7 +877,7 @@ async fn kb_articles(State(j): State<Arc<Jira>>, RawQuery(raw): RawQuery) -> Res
 
 async fn gate(State(j): State<Arc<Jira>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/_fake/") {
+    if crate::control::is_control(&path) {
         return next.run(req).await;
     }
     if j.core.record(&path) {
@@ -897,31 +898,22 @@ async fn gate(State(j): State<Arc<Jira>>, req: Request, next: Next) -> Response 
     next.run(req).await
 }
 
-async fn fake_mutate(State(j): State<Arc<Jira>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<JiraMutation>(&body) {
-        Ok(m) => Json(j.data().mutate(m)).into_response(),
-        Err(e) => json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("expected {{\"update\":N,\"create\":N,\"comment\":N}}: {e}")}),
-        ),
+impl Control for Jira {
+    type Truth = JiraTruth;
+    fn ground_truth(&self) -> JiraTruth {
+        self.truth()
+    }
+    fn configure(&self, body: &[u8]) -> Response {
+        control::configure_rate_limit(&self.core, body, RateLimitBody::Strict)
     }
 }
 
-async fn fake_config(State(j): State<Arc<Jira>>, body: Bytes) -> Response {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Config {
-        rate_limit_every: Option<u64>,
-    }
-    match serde_json::from_slice::<Config>(&body) {
-        Ok(c) => {
-            j.core.set_rate_limit_every(c.rate_limit_every);
-            Json(json!({"rate_limit_every": j.core.rate_limit_every()})).into_response()
-        }
-        Err(e) => json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("expected {{\"rate_limit_every\":N|null}}: {e}")}),
-        ),
+impl Mutate for Jira {
+    type Mutation = JiraMutation;
+    type Report = JiraMutationReport;
+    const EXPECTED: &'static str = "{\"update\":N,\"create\":N,\"comment\":N}";
+    fn apply_mutation(&self, m: JiraMutation) -> JiraMutationReport {
+        self.data().mutate(m)
     }
 }
 
@@ -940,33 +932,7 @@ fn router(state: Arc<Jira>) -> Router {
             "/rest/servicedeskapi/knowledgebase/article",
             get(kb_articles),
         )
-        .route(
-            "/_fake/truth",
-            get(|State(j): State<Arc<Jira>>| async move { Json(j.truth()) }),
-        )
-        .route("/_fake/mutate", post(fake_mutate))
-        .route(
-            "/_fake/requests",
-            get(|State(j): State<Arc<Jira>>| async move { Json(j.core.counts()) }).delete(
-                |State(j): State<Arc<Jira>>| async move {
-                    j.core.reset_counts();
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .route(
-            "/_fake/config",
-            post(fake_config).get(|State(j): State<Arc<Jira>>| async move {
-                Json(json!({"rate_limit_every": j.core.rate_limit_every()}))
-            }),
-        )
-        .route(
-            "/_fake/shutdown",
-            post(|State(j): State<Arc<Jira>>| async move {
-                j.core.request_shutdown();
-                StatusCode::ACCEPTED
-            }),
-        )
+        .merge(control::routes_with_mutate::<Jira>())
         .fallback(|| async { jira_errors(StatusCode::NOT_FOUND, "Not found") })
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)

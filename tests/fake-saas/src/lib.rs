@@ -8,6 +8,7 @@ pub mod atera;
 pub mod azure;
 pub mod common;
 pub mod confluence;
+pub mod control;
 pub mod faults;
 pub mod jira;
 pub mod msgraph;
