@@ -3,7 +3,7 @@
 use super::*;
 use crate::testutil::{Reply, http_with};
 
-pub(super) async fn fake() -> RunningFake<MsGraph> {
+async fn fake() -> RunningFake<MsGraph> {
     spawn_msgraph(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         MsGraphOptions::default(),
@@ -12,7 +12,7 @@ pub(super) async fn fake() -> RunningFake<MsGraph> {
     .expect("fake starts")
 }
 
-pub(super) async fn token(f: &RunningFake<MsGraph>, scope: &str) -> Reply {
+async fn token(f: &RunningFake<MsGraph>, scope: &str) -> Reply {
     let o = MsGraphOptions::default();
     let form = format!(
         "grant_type=client_credentials&client_id={}&client_secret={}&scope={scope}",
@@ -30,7 +30,7 @@ pub(super) async fn token(f: &RunningFake<MsGraph>, scope: &str) -> Reply {
     .expect("token request")
 }
 
-pub(super) async fn bearer_for(f: &RunningFake<MsGraph>) -> String {
+async fn bearer_for(f: &RunningFake<MsGraph>) -> String {
     let r = token(f, "https%3A%2F%2Fgraph.microsoft.com%2F.default").await;
     assert_eq!(r.status, 200, "{}", r.body);
     format!(
@@ -39,7 +39,7 @@ pub(super) async fn bearer_for(f: &RunningFake<MsGraph>) -> String {
     )
 }
 
-pub(super) async fn call(
+async fn call(
     f: &RunningFake<MsGraph>,
     auth: &str,
     method: &str,
@@ -52,7 +52,7 @@ pub(super) async fn call(
 }
 
 /// Follows `@odata.nextLink` from `first`; returns the items and the final page.
-pub(super) async fn walk(f: &RunningFake<MsGraph>, auth: &str, first: &str) -> (Vec<Value>, Value) {
+async fn walk(f: &RunningFake<MsGraph>, auth: &str, first: &str) -> (Vec<Value>, Value) {
     let (mut out, mut path) = (Vec::new(), first.to_owned());
     loop {
         let r = call(f, auth, "GET", &path, None).await;
@@ -67,7 +67,7 @@ pub(super) async fn walk(f: &RunningFake<MsGraph>, auth: &str, first: &str) -> (
 }
 
 #[tokio::test]
-pub(super) async fn msgraph_tokens_auth_paging_delta_and_errors() {
+async fn msgraph_tokens_auth_paging_delta_and_errors() {
     let f = fake().await;
     let r = call(&f, "Bearer nope", "GET", "/v1.0/users", None).await;
     assert_eq!(
