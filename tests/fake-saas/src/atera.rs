@@ -11,7 +11,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -20,6 +20,7 @@ use crate::common::{
     QueryParams, Rng, bearer_auth_ok, days_from_civil, html_escape, now_ms, rfc3339_secs,
     set_header, utc_ms,
 };
+use crate::control::{self, Control, Mutate, RateLimitBody};
 use crate::server::{self, Core, FakeState, RunningFake};
 
 /// Atera's largest page (`itemsInPage`, unsure) and its default.
@@ -582,7 +583,7 @@ fn comment_body(v: &Value, technicians: &[&str]) -> Result<(String, Author), Str
         Some(_) => return Err("CommentText must be a string.".into()),
     };
     if let Some(ts) = v.get("CommentTimestampUTC")
-        && !ts.as_str().is_some_and(|t| parse_date_time(t).is_some())
+        && ts.as_str().is_none_or(|t| parse_date_time(t).is_none())
     {
         return Err("CommentTimestampUTC is not a valid date-time.".into());
     }
@@ -707,7 +708,7 @@ async fn add_comment(State(a): State<Arc<Atera>>, Path(id): Path<String>, body: 
 /// Counts, applies the 429 knob, then checks `X-API-KEY` or `Bearer`. `/_fake/` skips all of it.
 async fn gate(State(a): State<Arc<Atera>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/_fake/") {
+    if crate::control::is_control(&path) {
         return next.run(req).await;
     }
     if a.core.record(&path) {
@@ -724,19 +725,23 @@ async fn gate(State(a): State<Arc<Atera>>, req: Request, next: Next) -> Response
     next.run(req).await
 }
 
-async fn fake_config(State(a): State<Arc<Atera>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("rate_limit_every").cloned())
-    {
-        Some(Value::Null) => a.core.set_rate_limit_every(None),
-        Some(v) if v.as_u64().is_some() => a.core.set_rate_limit_every(v.as_u64()),
-        _ => {
-            let error = "expected {\"rate_limit_every\":N|null}";
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response();
-        }
+impl Control for Atera {
+    type Truth = AteraTruth;
+    fn ground_truth(&self) -> AteraTruth {
+        self.truth()
     }
-    Json(json!({"rate_limit_every": a.core.rate_limit_every()})).into_response()
+    fn configure(&self, body: &[u8]) -> Response {
+        control::configure_rate_limit(&self.core, body, RateLimitBody::Required)
+    }
+}
+
+impl Mutate for Atera {
+    type Mutation = AteraMutation;
+    type Report = AteraMutationReport;
+    const EXPECTED: &'static str = "{\"update\":N,\"comment\":N,\"create\":N}";
+    fn apply_mutation(&self, m: AteraMutation) -> AteraMutationReport {
+        self.data().mutate(m)
+    }
 }
 
 fn router(state: Arc<Atera>) -> Router {
@@ -748,46 +753,7 @@ fn router(state: Arc<Atera>) -> Router {
             "/api/v3/tickets/{id}/comments",
             get(list_comments).post(add_comment),
         )
-        .route(
-            "/_fake/truth",
-            get(|State(a): State<Arc<Atera>>| async move { Json(a.truth()) }),
-        )
-        .route(
-            "/_fake/mutate",
-            post(|State(a): State<Arc<Atera>>, body: Bytes| async move {
-                match serde_json::from_slice::<AteraMutation>(&body) {
-                    Ok(m) => Json(a.data().mutate(m)).into_response(),
-                    Err(e) => (
-                        StatusCode::BAD_REQUEST,
-                        Json(json!({"error": format!(
-                        "expected {{\"update\":N,\"comment\":N,\"create\":N}}: {e}")})),
-                    )
-                        .into_response(),
-                }
-            }),
-        )
-        .route(
-            "/_fake/requests",
-            get(|State(a): State<Arc<Atera>>| async move { Json(a.core.counts()) }).delete(
-                |State(a): State<Arc<Atera>>| async move {
-                    a.core.reset_counts();
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .route(
-            "/_fake/config",
-            post(fake_config).get(|State(a): State<Arc<Atera>>| async move {
-                Json(json!({"rate_limit_every": a.core.rate_limit_every()}))
-            }),
-        )
-        .route(
-            "/_fake/shutdown",
-            post(|State(a): State<Arc<Atera>>| async move {
-                a.core.request_shutdown();
-                StatusCode::ACCEPTED
-            }),
-        )
+        .merge(control::routes_with_mutate::<Atera>())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "Not found") })
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state)

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::aad::{ARM_SCOPE, aad_error, check_scope};
 use crate::common::{QueryParams, Rng, json_reply, rfc3339_secs, set_header, utc_ms};
+use crate::control::{self, Control, RateLimitBody};
 use crate::server::{self, Core, FakeState, RunningFake};
 
 /// VMs per page of the listing.
@@ -335,7 +336,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// the checks (the token endpoint is still counted).
 async fn gate(State(a): State<Arc<Azure>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/_fake/") {
+    if crate::control::is_control(&path) {
         return next.run(req).await;
     }
     let limited = a.core.record(&path);
@@ -387,6 +388,20 @@ async fn gate(State(a): State<Arc<Azure>>, req: Request, next: Next) -> Response
     resp
 }
 
+impl Control for Azure {
+    type Truth = AzureTruth;
+    fn ground_truth(&self) -> AzureTruth {
+        self.truth()
+    }
+    /// The token requests are reset with the request counts.
+    fn reset_own_counters(&self) {
+        self.token_requests.store(0, Ordering::Relaxed);
+    }
+    fn configure(&self, body: &[u8]) -> Response {
+        control::configure_rate_limit(&self.core, body, RateLimitBody::Required)
+    }
+}
+
 fn router(state: Arc<Azure>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -394,47 +409,7 @@ fn router(state: Arc<Azure>) -> Router {
             "/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines",
             get(list_vms),
         )
-        .route(
-            "/_fake/truth",
-            get(|State(a): State<Arc<Azure>>| async move { Json(a.truth()) }),
-        )
-        .route(
-            "/_fake/requests",
-            get(|State(a): State<Arc<Azure>>| async move { Json(a.core.counts()) }).delete(
-                |State(a): State<Arc<Azure>>| async move {
-                    a.core.reset_counts();
-                    a.token_requests.store(0, Ordering::Relaxed);
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .route(
-            "/_fake/config",
-            post(|State(a): State<Arc<Azure>>, body: Bytes| async move {
-                let v: Option<Value> = serde_json::from_slice(&body).ok();
-                match v.as_ref().and_then(|v| v.get("rate_limit_every")) {
-                    Some(Value::Null) => a.core.set_rate_limit_every(None),
-                    Some(n) if n.as_u64().is_some() => a.core.set_rate_limit_every(n.as_u64()),
-                    _ => {
-                        return json_reply(
-                            StatusCode::BAD_REQUEST,
-                            json!({"error": "expected {\"rate_limit_every\":N|null}"}),
-                        );
-                    }
-                }
-                Json(json!({"rate_limit_every": a.core.rate_limit_every()})).into_response()
-            })
-            .get(|State(a): State<Arc<Azure>>| async move {
-                Json(json!({"rate_limit_every": a.core.rate_limit_every()}))
-            }),
-        )
-        .route(
-            "/_fake/shutdown",
-            post(|State(a): State<Arc<Azure>>| async move {
-                a.core.request_shutdown();
-                StatusCode::ACCEPTED
-            }),
-        )
+        .merge(control::routes::<Azure>())
         .fallback(|| async {
             arm_error(
                 StatusCode::NOT_FOUND,

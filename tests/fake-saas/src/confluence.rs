@@ -20,6 +20,7 @@ use crate::common::{
     QueryParams, Rng, atlassian_rate_limited, basic_auth_ok, html_to_text, json_reply, now_ms,
     rfc3339_ms, set_header, utc_ms,
 };
+use crate::control::{self, Control, Mutate, RateLimitBody};
 use crate::server::{self, Core, FakeState, RunningFake};
 
 mod cql;
@@ -876,7 +877,7 @@ fn search_result(c: &Confluence, d: &Data, p: &Page, word: &str) -> Value {
 fn update_restricted(p: &Page) -> Vec<String> {
     if !p.restricted.is_empty() {
         p.restricted.clone()
-    } else if (p.id / 4) % 4 == 0 {
+    } else if (p.id / 4).is_multiple_of(4) {
         vec![p.author.to_owned()]
     } else {
         Vec::new()
@@ -933,7 +934,7 @@ async fn permission_check(
 /// Counts the request, applies the rate-limit knob, then checks Basic auth (control routes skip all three).
 async fn gate(State(c): State<Arc<Confluence>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/_fake/") {
+    if crate::control::is_control(&path) {
         return next.run(req).await;
     }
     if c.core.record(&path) {
@@ -954,30 +955,24 @@ async fn gate(State(c): State<Arc<Confluence>>, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-async fn fake_mutate(State(c): State<Arc<Confluence>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Mutation>(&body) {
-        Ok(m) => Json(c.data().mutate(m)).into_response(),
-        Err(e) => json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("expected {{\"update\":N,\"delete\":M,\"create\":K}}: {e}")}),
-        ),
+impl Control for Confluence {
+    type Truth = ConfluenceTruth;
+    fn ground_truth(&self) -> ConfluenceTruth {
+        self.data().truth()
+    }
+    /// Confluence's `/_fake/config` is `POST` only.
+    const SERVES_CONFIG_GET: bool = false;
+    fn configure(&self, body: &[u8]) -> Response {
+        control::configure_rate_limit(&self.core, body, RateLimitBody::Lenient)
     }
 }
 
-async fn fake_config(State(c): State<Arc<Confluence>>, body: Bytes) -> Response {
-    #[derive(Deserialize)]
-    struct Config {
-        rate_limit_every: Option<u64>,
-    }
-    match serde_json::from_slice::<Config>(&body) {
-        Ok(cfg) => {
-            c.core.set_rate_limit_every(cfg.rate_limit_every);
-            Json(json!({"rate_limit_every": c.core.rate_limit_every()})).into_response()
-        }
-        Err(e) => json_reply(
-            StatusCode::BAD_REQUEST,
-            json!({"error": format!("expected {{\"rate_limit_every\":N|null}}: {e}")}),
-        ),
+impl Mutate for Confluence {
+    type Mutation = Mutation;
+    type Report = MutationReport;
+    const EXPECTED: &'static str = "{\"update\":N,\"delete\":M,\"create\":K}";
+    fn apply_mutation(&self, m: Mutation) -> MutationReport {
+        self.data().mutate(m)
     }
 }
 
@@ -991,28 +986,7 @@ fn router(state: Arc<Confluence>) -> Router {
             "/wiki/rest/api/content/{id}/permission/check",
             post(permission_check),
         )
-        .route(
-            "/_fake/truth",
-            get(|State(c): State<Arc<Confluence>>| async move { Json(c.data().truth()) }),
-        )
-        .route("/_fake/mutate", post(fake_mutate))
-        .route(
-            "/_fake/requests",
-            get(|State(c): State<Arc<Confluence>>| async move { Json(c.core.counts()) }).delete(
-                |State(c): State<Arc<Confluence>>| async move {
-                    c.core.reset_counts();
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .route("/_fake/config", post(fake_config))
-        .route(
-            "/_fake/shutdown",
-            post(|State(c): State<Arc<Confluence>>| async move {
-                c.core.request_shutdown();
-                StatusCode::ACCEPTED
-            }),
-        )
+        .merge(control::routes_with_mutate::<Confluence>())
         .fallback(|| async {
             v2_error(
                 StatusCode::NOT_FOUND,

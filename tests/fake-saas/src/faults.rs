@@ -264,7 +264,7 @@ pub async fn inject<S: FakeState>(
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/_fake/") {
+    if crate::control::is_control(&path) {
         return next.run(req).await;
     }
     let faults = state.core().faults();

@@ -1,13 +1,15 @@
 //! Local fakes of the SaaS APIs Airlock connectors talk to. Each fake is faithful where a connector
 //! can tell the difference (URL shapes, auth, envelopes, cursors, errors, rate limits), serves a
 //! deterministic data set built from a seed, and exposes its ground truth and mutation knobs both as
-//! Rust methods on [`RunningFake`] and as unauthenticated control routes under `/_fake/`.
+//! Rust methods on [`RunningFake`] and as unauthenticated control routes under `/_fake/`, one
+//! shared layer ([`control`]) that every fake mounts.
 
 pub mod aad;
 pub mod atera;
 pub mod azure;
 pub mod common;
 pub mod confluence;
+pub mod control;
 pub mod faults;
 pub mod jira;
 pub mod msgraph;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::common::{MinuteWindow, QueryParams, bearer_auth_ok, json_reply, now_ms, set_header};
+use crate::control::{self, Control};
 use crate::server::{self, Core, FakeState, RunningFake};
 
 /// Requests per minute advertised in `x-ratelimit-limit-requests` (not enforced).
@@ -312,7 +313,7 @@ async fn azure_chat(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    if !s.deployments.iter().any(|d| *d == deployment) {
+    if !s.deployments.contains(&deployment) {
         return json_reply(
             StatusCode::NOT_FOUND,
             json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}}),
@@ -335,7 +336,7 @@ async fn azure_chat(
 /// Routes by mode, applies the fail knobs and auth, adds rate-limit headers and logs the request.
 async fn gate(State(s): State<Arc<OpenAi>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/_fake/") {
+    if crate::control::is_control(&path) {
         return next.run(req).await;
     }
     let method = req.method().to_string();
@@ -469,8 +470,8 @@ mod double_option {
     }
 }
 
-async fn fake_config(State(s): State<Arc<OpenAi>>, body: Bytes) -> Response {
-    let c = match serde_json::from_slice::<ConfigBody>(&body) {
+fn configure(s: &OpenAi, body: &[u8]) -> Response {
+    let c = match serde_json::from_slice::<ConfigBody>(body) {
         Ok(c) => c,
         Err(e) => {
             return json_reply(
@@ -499,7 +500,24 @@ async fn fake_config(State(s): State<Arc<OpenAi>>, body: Bytes) -> Response {
     if let Some(every) = c.rate_limit_every {
         s.core.set_rate_limit_every(every);
     }
-    Json(config_json(&s)).into_response()
+    Json(config_json(s)).into_response()
+}
+
+impl Control for OpenAi {
+    type Truth = OpenAiTruth;
+    fn ground_truth(&self) -> OpenAiTruth {
+        self.truth()
+    }
+    /// The request log is cleared with the request counts.
+    fn reset_own_counters(&self) {
+        self.knobs().log.clear();
+    }
+    fn config_body(&self) -> Value {
+        config_json(self)
+    }
+    fn configure(&self, body: &[u8]) -> Response {
+        configure(self, body)
+    }
 }
 
 fn router(state: Arc<OpenAi>) -> Router {
@@ -510,32 +528,7 @@ fn router(state: Arc<OpenAi>) -> Router {
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat),
         )
-        .route(
-            "/_fake/truth",
-            get(|State(s): State<Arc<OpenAi>>| async move { Json(s.truth()) }),
-        )
-        .route(
-            "/_fake/requests",
-            get(|State(s): State<Arc<OpenAi>>| async move { Json(s.core.counts()) }).delete(
-                |State(s): State<Arc<OpenAi>>| async move {
-                    s.core.reset_counts();
-                    s.knobs().log.clear();
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .route(
-            "/_fake/config",
-            post(fake_config)
-                .get(|State(s): State<Arc<OpenAi>>| async move { Json(config_json(&s)) }),
-        )
-        .route(
-            "/_fake/shutdown",
-            post(|State(s): State<Arc<OpenAi>>| async move {
-                s.core.request_shutdown();
-                StatusCode::ACCEPTED
-            }),
-        )
+        .merge(control::routes::<OpenAi>())
         .fallback(|| async {
             oa_error(
                 StatusCode::NOT_FOUND,

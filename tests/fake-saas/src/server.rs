@@ -208,31 +208,11 @@ pub fn start<S: FakeState>(
     }
 }
 
-/// Adds the fault middleware and its control route (`GET`/`POST /_fake/faults`).
+/// Adds the fault middleware and its control route (`GET`/`POST /_fake/faults`, see
+/// [`crate::control::fault_routes`]).
 fn with_faults<S: FakeState>(router: Router, state: Arc<S>) -> Router {
-    use axum::routing::get;
-    let get_state = state.clone();
-    let post_state = state.clone();
     router
-        .route(
-            "/_fake/faults",
-            get(move || {
-                let s = get_state.clone();
-                async move {
-                    let f = s.core().faults();
-                    axum::Json(serde_json::json!({"plan": f.plan(), "injected": f.report()}))
-                }
-            })
-            .post(
-                move |axum::Json(plan): axum::Json<crate::faults::FaultPlan>| {
-                    let s = post_state.clone();
-                    async move {
-                        s.core().faults().set(plan.clone());
-                        axum::Json(serde_json::json!({"plan": plan}))
-                    }
-                },
-            ),
-        )
+        .merge(crate::control::fault_routes::<S>().with_state(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::faults::inject::<S>,

@@ -3,6 +3,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::params::{
+    decode_comment_cursor, decode_export_cursor, encode_comment_cursor, encode_export_cursor,
+    time_page,
+};
 use super::*;
 use crate::common::parse_date_minute;
 use crate::testutil::{Reply, http, http_with};
