@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use airlock::runtime::connector::{InvokeError, Op};
 use airlock::runtime::context::{self, CallContext};
 use airlock::store::documents;
-use airlock::sync::{RunEnd, run_stream};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::{Atera, AteraMutation, AteraOptions, AteraTruthTicket, RunningFake, spawn_atera};
 
@@ -132,7 +132,8 @@ async fn streams_equal_truth_incrementally_with_the_api_key_grant() {
     let f = fake(130).await;
     let env = env_for(&f.base_url, KEY_GRANT, r#"["GET"]"#);
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "atera", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("atera", "tickets", false, |_| {})
         .await
         .expect("tickets");
     assert_eq!((r.end, r.upserts, r.pages), (RunEnd::Done, 130, 3));
@@ -152,7 +153,8 @@ async fn streams_equal_truth_incrementally_with_the_api_key_grant() {
     changed.sort_unstable();
     changed.dedup();
     f.reset_requests();
-    let r = run_stream(&a, "atera", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("atera", "tickets", false, |_| {})
         .await
         .expect("incremental");
     assert_eq!(r.end, RunEnd::Done);
@@ -161,7 +163,8 @@ async fn streams_equal_truth_incrementally_with_the_api_key_grant() {
     assert_eq!(f.requests_to("/api/v3/tickets"), 0);
     assert_tickets_equal_truth(&env, &f);
 
-    let r = run_stream(&a, "atera", "comments", false, |_| {})
+    let r = a
+        .sync_stream("atera", "comments", false, |_| {})
         .await
         .expect("comments");
     assert_eq!(r.end, RunEnd::Done);
@@ -233,7 +236,8 @@ async fn bearer_grant_syncs_and_add_comment_lands_with_post_allowed() {
     let f = fake(40).await;
     let env = env_for(&f.base_url, BEARER_GRANT, r#"["GET", "POST"]"#);
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "atera", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("atera", "tickets", false, |_| {})
         .await
         .expect("tickets");
     assert_eq!((r.end, r.upserts), (RunEnd::Done, 40));
@@ -273,7 +277,8 @@ async fn bearer_grant_syncs_and_add_comment_lands_with_post_allowed() {
     );
 
     // The next incremental run picks the commented ticket up.
-    let r = run_stream(&a, "atera", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("atera", "tickets", false, |_| {})
         .await
         .expect("incremental");
     assert_eq!((r.end, r.upserts), (RunEnd::Done, 1));

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use airlock::runtime::connector::Op;
 use airlock::store::documents;
-use airlock::sync::{RunEnd, run_stream};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::{Azure, AzureOptions, RunningFake, spawn_azure};
 
@@ -54,7 +54,8 @@ async fn vms_equal_truth_and_failed_provisions_with_one_token() {
     let f = fake().await;
     let env = env_for(&f, "https://management.azure.com/.default");
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "azure", "virtual-machines", false, |_| {})
+    let r = a
+        .sync_stream("azure", "virtual-machines", false, |_| {})
         .await
         .expect("sync");
     let truth = f.truth();

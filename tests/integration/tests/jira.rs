@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use airlock::runtime::connector::{InvokeError, Op};
 use airlock::runtime::context::{self, CallContext};
 use airlock::store::documents;
-use airlock::sync::{RunEnd, run_stream};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::jira::{Jira, PLANTED_PHRASE};
 use fake_saas::{JiraMutation, JiraOptions, RunningFake, spawn_jira};
@@ -114,7 +114,8 @@ async fn comments_sync_reports_progress_per_request() {
     let a = start_in_process(&env).await;
     let c = a.connector("jira").expect("jira loaded").clone();
     assert_eq!(c.contract, "0.2.0", "SDK connectors target contract 0.2.0");
-    let r = run_stream(&a, "jira", "comments", false, |_| {})
+    let r = a
+        .sync_stream("jira", "comments", false, |_| {})
         .await
         .expect("comments");
     assert_eq!(r.end, RunEnd::Done);
@@ -141,7 +142,7 @@ async fn streams_match_ground_truth_and_incremental_runs_fetch_changes() {
     let env = env_for(&config("jira", &f.base_url, false));
     let a = start_in_process(&env).await;
     for s in ["requests", "comments", "articles"] {
-        let r = run_stream(&a, "jira", s, false, |_| {}).await.expect(s);
+        let r = a.sync_stream("jira", s, false, |_| {}).await.expect(s);
         assert_eq!(r.end, RunEnd::Done, "{s}");
     }
     assert_eq!(
@@ -157,7 +158,8 @@ async fn streams_match_ground_truth_and_incremental_runs_fetch_changes() {
         comment: 2,
     });
     f.reset_requests();
-    let r = run_stream(&a, "jira", "requests", false, |_| {})
+    let r = a
+        .sync_stream("jira", "requests", false, |_| {})
         .await
         .expect("incremental");
     assert_eq!(r.end, RunEnd::Done);
@@ -176,7 +178,7 @@ async fn streams_match_ground_truth_and_incremental_runs_fetch_changes() {
     );
     assert_eq!(f.requests().total, 1, "one JQL page");
     for s in ["comments", "articles"] {
-        run_stream(&a, "jira", s, false, |_| {}).await.expect(s);
+        a.sync_stream("jira", s, false, |_| {}).await.expect(s);
     }
     assert_store_equals_truth(&env, &f);
     assert_eq!(f.requests_to("/rest/api/3/search"), 0, "the 410 endpoint");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use airlock::runtime::connector::{InvokeError, Op};
 use airlock::runtime::model::Document;
 use airlock::store::documents;
-use airlock::sync::{RunEnd, run_stream};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::common::{now_ms, rfc3339_ms};
 use fake_saas::msgraph::search_matches;
@@ -272,7 +272,8 @@ async fn every_stream_equals_truth_then_an_incremental_run_applies_changes_and_d
     let started = Instant::now();
     let mut reports = BTreeMap::new();
     for stream in STREAMS {
-        let r = run_stream(&a, "msgraph", stream, false, |_| {})
+        let r = a
+            .sync_stream("msgraph", stream, false, |_| {})
             .await
             .unwrap_or_else(|e| panic!("{stream}: {e}"));
         assert_eq!(r.end, RunEnd::Done, "{stream}");
@@ -328,7 +329,8 @@ async fn every_stream_equals_truth_then_an_incremental_run_applies_changes_and_d
     f.reset_requests();
     let mut reports = BTreeMap::new();
     for stream in STREAMS {
-        let r = run_stream(&a, "msgraph", stream, false, |_| {})
+        let r = a
+            .sync_stream("msgraph", stream, false, |_| {})
             .await
             .unwrap_or_else(|e| panic!("incremental {stream}: {e}"));
         assert_eq!(r.end, RunEnd::Done, "{stream}");
@@ -380,7 +382,8 @@ async fn a_partial_user_in_a_delta_round_is_read_whole_and_keeps_its_other_field
     let f = fake(opts.clone()).await;
     let env = env_for(&f, &opts);
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "msgraph", "users", false, |_| {})
+    let r = a
+        .sync_stream("msgraph", "users", false, |_| {})
         .await
         .expect("full");
     assert_eq!((r.end, r.upserts), (RunEnd::Done, 30));
@@ -393,7 +396,8 @@ async fn a_partial_user_in_a_delta_round_is_read_whole_and_keeps_its_other_field
         ..MsGraphMutation::default()
     });
     f.reset_requests();
-    let r = run_stream(&a, "msgraph", "users", false, |_| {})
+    let r = a
+        .sync_stream("msgraph", "users", false, |_| {})
         .await
         .expect("incremental");
     assert_eq!((r.end, r.upserts, r.deletes), (RunEnd::Done, 4, 0));
@@ -651,7 +655,8 @@ async fn a_429_ends_the_run_with_retry_after_and_the_next_run_resumes_to_the_tru
     assert_eq!(health["ok"], true, "{health}");
     f.set_retry_after_secs(2);
     f.set_rate_limit_every(Some(2));
-    let r = run_stream(&a, "msgraph", "users", false, |_| {})
+    let r = a
+        .sync_stream("msgraph", "users", false, |_| {})
         .await
         .expect("run");
     assert_eq!(
@@ -667,7 +672,8 @@ async fn a_429_ends_the_run_with_retry_after_and_the_next_run_resumes_to_the_tru
     );
     f.set_rate_limit_every(None);
     f.reset_requests();
-    let r = run_stream(&a, "msgraph", "users", false, |_| {})
+    let r = a
+        .sync_stream("msgraph", "users", false, |_| {})
         .await
         .expect("resume");
     assert_eq!(r.end, RunEnd::Done);

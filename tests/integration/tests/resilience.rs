@@ -9,7 +9,7 @@ use std::time::Duration;
 use airlock::app::Airlock;
 use airlock::runtime::connector::Op;
 use airlock::store::documents;
-use airlock::sync::{RunEnd, run_stream, streams_of};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::server::FakeState;
 use fake_saas::{
@@ -207,11 +207,11 @@ fn snapshot(env: &Env, connector: &str, synced_at_kinds: &[&str]) -> Snapshot {
 /// resumes from the last committed cursor). Returns (runs, failed runs, rate-limited runs).
 async fn sync_until_done(a: &Airlock, connector: &str) -> (u32, u32, u32) {
     let (mut runs, mut failed, mut limited) = (0, 0, 0);
-    for stream in streams_of(a, connector, None).expect("streams") {
+    for stream in a.streams_of(connector, None).expect("streams") {
         let mut done = false;
         for _ in 0..200 {
             runs += 1;
-            match run_stream(a, connector, &stream, false, |_| {}).await {
+            match a.sync_stream(connector, &stream, false, |_| {}).await {
                 Ok(r) if r.end == RunEnd::Done => {
                     done = true;
                     break;
@@ -417,7 +417,8 @@ async fn a_60s_retry_after_pauses_the_whole_grant_for_every_invocation_and_sync(
         max_faults: 1,
         ..FaultPlan::default()
     });
-    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("sync ends cleanly");
     assert!(
@@ -654,7 +655,8 @@ async fn a_sync_page_and_an_action_make_the_same_attempts_under_a_retry_after() 
 
     f.set_faults(plan);
     f.reset_requests();
-    let run = run_stream(&a, "confluence", "pages", false, |_| {})
+    let run = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("a rate limit is not an error");
     assert!(matches!(run.end, RunEnd::RateLimited { .. }), "{run:?}");

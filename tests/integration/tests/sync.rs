@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use airlock::store::{documents, sync_state};
-use airlock::sync::{RunEnd, run_stream};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::{ConfluenceOptions, spawn_confluence};
 
@@ -48,7 +48,8 @@ async fn full_then_incremental_sync_match_ground_truth() {
     let env = Env::new(&confluence_config(&fake.base_url));
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("full run");
     assert_eq!(r.end, RunEnd::Done);
@@ -61,7 +62,8 @@ async fn full_then_incremental_sync_match_ground_truth() {
         create: 3,
     });
     fake.reset_requests();
-    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("incremental run");
     assert_store_equals_truth(&env, &fake);
@@ -84,7 +86,7 @@ async fn full_then_incremental_sync_match_ground_truth() {
     assert!(st.last_success_at.is_some() && st.last_error.is_none() && st.cursor.is_some());
 
     // --full starts over but converges to the same store.
-    run_stream(&a, "confluence", "pages", true, |_| {})
+    a.sync_stream("confluence", "pages", true, |_| {})
         .await
         .expect("full again");
     assert_store_equals_truth(&env, &fake);
@@ -110,7 +112,8 @@ async fn rate_limited_run_ends_cleanly_and_resumes() {
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     let a = start_in_process(&env).await;
     fake.set_rate_limit_every(Some(4));
-    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("a rate limit is not an error");
     assert!(
@@ -128,7 +131,8 @@ async fn rate_limited_run_ends_cleanly_and_resumes() {
         "a rate limit is not recorded as a failure"
     );
     fake.set_rate_limit_every(None);
-    let r2 = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r2 = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("resume");
     assert_eq!(r2.end, RunEnd::Done);
@@ -170,13 +174,14 @@ async fn pages_changed_during_a_run_are_stored_when_it_reports_done() {
     let a = start_in_process(&env).await;
     // Change the upstream after the 3rd of 30 pages: most changed pages are still ahead of the
     // keyset cursor and jump behind it, the created ones appear behind it.
-    let r = run_stream(&a, "confluence", "pages", false, |p| {
-        if p.pages == 3 {
-            fake.mutate(MID_PASS);
-        }
-    })
-    .await
-    .expect("run");
+    let r = a
+        .sync_stream("confluence", "pages", false, |p| {
+            if p.pages == 3 {
+                fake.mutate(MID_PASS);
+            }
+        })
+        .await
+        .expect("run");
     assert_eq!(r.end, RunEnd::Done);
     assert_store_equals_truth(&env, &fake);
 }
@@ -188,7 +193,8 @@ async fn a_resumed_run_includes_changes_made_since_the_interrupted_one() {
     let (fake, env) = paged_fake("retry = { attempts = 1 }\n").await;
     let a = start_in_process(&env).await;
     fake.set_rate_limit_every(Some(5));
-    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("run");
     assert!(
@@ -200,7 +206,8 @@ async fn a_resumed_run_includes_changes_made_since_the_interrupted_one() {
     // A new process (the grant's Retry-After pause lives in the old one), as after a crash.
     drop(a);
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "confluence", "pages", false, |_| {})
+    let r = a
+        .sync_stream("confluence", "pages", false, |_| {})
         .await
         .expect("resume");
     assert_eq!(r.end, RunEnd::Done);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use airlock::store::documents;
-use airlock::sync::{RunEnd, run_stream};
+use airlock::sync::RunEnd;
 use airlock_tests::*;
 use fake_saas::{ConfluenceOptions, ZendeskOptions, spawn_confluence, spawn_zendesk};
 
@@ -113,7 +113,8 @@ async fn sync_of_100k_tickets_survives_sigkill_and_matches_ground_truth() {
     });
     f.reset_requests();
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("incremental");
     assert_eq!(r.end, RunEnd::Done);
@@ -151,7 +152,8 @@ async fn changes_held_back_as_recent_arrive_in_a_later_run_and_the_store_converg
     .expect("fake");
     let env = env_for(&f.base_url, "");
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("full");
     assert_eq!(
@@ -175,7 +177,8 @@ async fn changes_held_back_as_recent_arrive_in_a_later_run_and_the_store_converg
         .chain(&m.commented)
         .copied()
         .collect();
-    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("run inside the window");
     assert_eq!(r.end, RunEnd::Done);
@@ -186,7 +189,8 @@ async fn changes_held_back_as_recent_arrive_in_a_later_run_and_the_store_converg
     );
 
     tokio::time::sleep(std::time::Duration::from_secs(WINDOW_SECS + 1)).await;
-    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("run after the window");
     assert_eq!(r.end, RunEnd::Done);
@@ -208,7 +212,8 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     f.set_incremental_limit(Some(10));
     let env = env_for(&f.base_url, "page_size = \"200\"");
     let a = start_in_process(&env).await;
-    let r = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("rate limit is not an error");
     match r.end {
@@ -225,7 +230,8 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     // nothing and ends rate-limited again.
     f.set_incremental_limit(None);
     let sent = f.requests().total;
-    let again = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let again = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("rate limit is not an error");
     assert!(matches!(again.end, RunEnd::RateLimited { .. }), "{again:?}");
@@ -238,7 +244,8 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     // scheduler's `resume_after` is what survives a restart) instead of waiting a minute.
     drop(a);
     let a = start_in_process(&env).await;
-    let r2 = run_stream(&a, "zendesk", "tickets", false, |_| {})
+    let r2 = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
         .await
         .expect("resume");
     assert_eq!(r2.end, RunEnd::Done);
@@ -256,7 +263,7 @@ async fn comments_and_articles_streams_match_ground_truth() {
     let env = env_for(&f.base_url, "");
     let a = start_in_process(&env).await;
     for s in ["comments", "articles"] {
-        let r = run_stream(&a, "zendesk", s, false, |_| {}).await.expect(s);
+        let r = a.sync_stream("zendesk", s, false, |_| {}).await.expect(s);
         assert_eq!(r.end, RunEnd::Done, "{s}");
     }
     let truth = f.truth();

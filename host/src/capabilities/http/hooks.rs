@@ -64,7 +64,11 @@ impl WasiHttpHooks for InvocationHooks {
             let reason = format!(
                 "connector tried to set credential header `{name}`; the host injects credentials"
             );
-            gate.settle(ev, Instant::now(), Outcome::new(Decision::HeaderRefused, reason));
+            gate.settle(
+                ev,
+                Instant::now(),
+                Outcome::new(Decision::HeaderRefused, reason),
+            );
             true
         })
     }
@@ -186,7 +190,11 @@ impl ConnectorGate {
             ev.path = Some(seen.path);
         }
         let reason = format!("{what}; the request may have reached the upstream");
-        self.settle(ev, Instant::now(), Outcome::new(Decision::Abandoned, reason));
+        self.settle(
+            ev,
+            Instant::now(),
+            Outcome::new(Decision::Abandoned, reason),
+        );
         HttpError::InternalError(Some("internal error in the gate".into()))
     }
 }

@@ -116,7 +116,14 @@ impl ConnectorGate {
                 "grant[{index}] circuit is open after repeated upstream failures; failing fast for {}s",
                 secs_ceil(wait)
             );
-            let answer = self.synthetic(ev.clone(), started, 503, wait, Decision::CircuitOpen, reason);
+            let answer = self.synthetic(
+                ev.clone(),
+                started,
+                503,
+                wait,
+                Decision::CircuitOpen,
+                reason,
+            );
             return Err(Ok(answer));
         }
         let mut waited = Duration::ZERO;
@@ -142,7 +149,14 @@ impl ConnectorGate {
                     "grant[{index}] {why} for {}s, past the invocation's deadline; answered rate-limited",
                     secs_ceil(wait)
                 );
-                let answer = self.synthetic(ev.clone(), started, 429, wait, Decision::RateLimited, reason);
+                let answer = self.synthetic(
+                    ev.clone(),
+                    started,
+                    429,
+                    wait,
+                    Decision::RateLimited,
+                    reason,
+                );
                 Err(Ok(answer))
             }
         }
@@ -209,9 +223,14 @@ impl ConnectorGate {
             // A signalled pause is waited out (or refused) by the budget on the next attempt;
             // otherwise back off with jitter.
             let r = &grant.resilience;
-            let wait = signalled.unwrap_or_else(|| retry::backoff(at.number, r.backoff, r.max_backoff));
+            let wait =
+                signalled.unwrap_or_else(|| retry::backoff(at.number, r.backoff, r.max_backoff));
             if fits_before(wait, out.deadline) {
-                return Step::Again(if signalled.is_none() { Some(wait) } else { None });
+                return Step::Again(if signalled.is_none() {
+                    Some(wait)
+                } else {
+                    None
+                });
             }
         }
         self.to_cache(state, cache_key.clone(), &rparts, &bytes);
@@ -220,7 +239,13 @@ impl ConnectorGate {
 
     /// No answer: a refused address is a denial; a withheld answer is the gate's, not the
     /// upstream's, fault; a failure feeds the breaker and is retried when it was the connection.
-    fn failed(&self, state: &GrantState, out: &Outgoing<'_>, at: Attempt, failure: Failure) -> Step {
+    fn failed(
+        &self,
+        state: &GrantState,
+        out: &Outgoing<'_>,
+        at: Attempt,
+        failure: Failure,
+    ) -> Step {
         let grant = &self.grants[out.idx];
         match failure {
             Failure::Denied(reason) => {
@@ -288,7 +313,11 @@ impl ConnectorGate {
     ) {
         let code = decision.as_str();
         let body = serde_json::json!({"error": {"code": code, "message": reason}}).to_string();
-        self.settle(ev, started, Outcome::new(decision, reason).status(Some(status)));
+        self.settle(
+            ev,
+            started,
+            Outcome::new(decision, reason).status(Some(status)),
+        );
         let mut headers = http::HeaderMap::new();
         headers.insert(
             header::RETRY_AFTER,

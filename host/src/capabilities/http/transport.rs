@@ -76,7 +76,10 @@ impl ConnectorGate {
         let read = tokio::time::timeout(self.limits.timeout, Limited::new(rbody, max).collect());
         match read.await {
             Ok(Ok(b)) => Ok((rparts, b.to_bytes())),
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
                 Err(Failure::Failed {
                     reason: format!("{status} response body larger than {max} bytes"),
                     code: HttpError::HttpResponseBodySize(Some(max as u64)),
