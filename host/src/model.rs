@@ -1,5 +1,5 @@
 //! Serializable mirrors of the contract's records (documents, pages, search results, connector info,
-//! errors), shared by every layer; `runtime::bindings` converts each contract version into them.
+//! errors), shared by every layer; `runtime::contract` converts each contract version into them.
 
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,11 @@ use serde::Serialize;
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{v0_1, v0_2};
+use super::contract::CallResult;
+pub use super::contract::{
+    CONTRACT_INTERFACE, CONTRACT_PACKAGE, CONTRACT_VERSION, ContractInstance, ContractPre,
+    ContractVersion, SUPPORTED_CONTRACTS,
+};
 use super::engine::Runtime;
 use super::shared::ConnectorCtx;
 use super::state::State;
@@ -23,182 +27,6 @@ use crate::integrity::Integrity;
 use crate::model::{self, ConnectorError};
 use crate::scrub::Scrubber;
 use crate::store::audit::AuditEvent;
-
-/// The contract package this host implements, and the versions it accepts.
-pub const CONTRACT_PACKAGE: &str = "airlock:connector";
-pub const CONTRACT_INTERFACE: &str = "airlock:connector/connector";
-/// The newest contract version this host implements (what the SDK targets).
-pub const CONTRACT_VERSION: &str = "0.2.0";
-/// Every minor version this host loads, oldest first, for error messages.
-pub const SUPPORTED_CONTRACTS: &str = "airlock:connector@0.1.x and airlock:connector@0.2.x";
-
-/// A contract minor version this host speaks. Minor versions only add items, so each newer one
-/// can do everything an older one can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContractVersion {
-    /// `airlock:connector@0.1.x`: the original contract.
-    V0_1,
-    /// `airlock:connector@0.2.x`: adds `host.progress`.
-    V0_2,
-}
-
-impl ContractVersion {
-    /// The version a component declares (the `@version` of its `connector` export), if this
-    /// host supports it: same major, and (for 0.x, where the minor is the breaking part) a minor
-    /// this host has bindings for.
-    pub fn of(version: &str) -> Option<ContractVersion> {
-        let mut parts = version.split('.');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("0"), Some("1"), Some(patch), None) if patch.parse::<u32>().is_ok() => {
-                Some(ContractVersion::V0_1)
-            }
-            (Some("0"), Some("2"), Some(patch), None) if patch.parse::<u32>().is_ok() => {
-                Some(ContractVersion::V0_2)
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether components of this version can report sync progress (`host.progress`).
-    pub fn has_progress(self) -> bool {
-        self >= ContractVersion::V0_2
-    }
-}
-
-impl PartialOrd for ContractVersion {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ContractVersion {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (*self as u8).cmp(&(*other as u8))
-    }
-}
-
-/// A component linked against its own contract version's bindings. Everything above this module
-/// (sync, search, API, conformance, MCP) only sees [`LoadedConnector`] and `model` types.
-#[derive(Clone)]
-pub enum ContractPre {
-    V0_1(v0_1::ConnectorWorldPre<State>),
-    V0_2(v0_2::ConnectorWorldPre<State>),
-}
-
-/// One live instance, of either version.
-pub enum ContractInstance {
-    V0_1(v0_1::ConnectorWorld),
-    V0_2(v0_2::ConnectorWorld),
-}
-
-impl ContractPre {
-    /// Links `component` with the linker of `version` and checks its exports against that
-    /// version's `connector` interface.
-    fn new(
-        runtime: &Runtime,
-        component: &Component,
-        version: ContractVersion,
-    ) -> Result<ContractPre, String> {
-        let linker = match version {
-            ContractVersion::V0_1 => &runtime.linker_v0_1,
-            ContractVersion::V0_2 => &runtime.linker_v0_2,
-        };
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(|e| format!("imports something Airlock does not provide: {e:#}"))?;
-        let mismatch = |e: wasmtime::Error| format!("exports do not match the contract: {e:#}");
-        Ok(match version {
-            ContractVersion::V0_1 => {
-                ContractPre::V0_1(v0_1::ConnectorWorldPre::new(pre).map_err(mismatch)?)
-            }
-            ContractVersion::V0_2 => {
-                ContractPre::V0_2(v0_2::ConnectorWorldPre::new(pre).map_err(mismatch)?)
-            }
-        })
-    }
-
-    pub fn engine(&self) -> &wasmtime::Engine {
-        match self {
-            ContractPre::V0_1(p) => p.engine(),
-            ContractPre::V0_2(p) => p.engine(),
-        }
-    }
-
-    pub async fn instantiate_async(
-        &self,
-        store: &mut Store<State>,
-    ) -> wasmtime::Result<ContractInstance> {
-        Ok(match self {
-            ContractPre::V0_1(p) => ContractInstance::V0_1(p.instantiate_async(store).await?),
-            ContractPre::V0_2(p) => ContractInstance::V0_2(p.instantiate_async(store).await?),
-        })
-    }
-}
-
-/// Calls one export of the `connector` interface on an instance of either version and converts
-/// the answer into `model` types, so callers never see a version's generated types.
-macro_rules! call_export {
-    ($instance:expr, $store:expr, $method:ident($($arg:expr),*)) => {
-        match $instance {
-            ContractInstance::V0_1(w) => w
-                .airlock_connector_connector()
-                .$method($store $(, $arg)*)
-                .await
-                .map(|r| r.map(Into::into).map_err(Into::into)),
-            ContractInstance::V0_2(w) => w
-                .airlock_connector_connector()
-                .$method($store $(, $arg)*)
-                .await
-                .map(|r| r.map(Into::into).map_err(Into::into)),
-        }
-    };
-}
-
-impl ContractInstance {
-    async fn info(self, s: &mut Store<State>) -> wasmtime::Result<model::ConnectorInfo> {
-        match self {
-            ContractInstance::V0_1(w) => w
-                .airlock_connector_connector()
-                .call_info(s)
-                .await
-                .map(Into::into),
-            ContractInstance::V0_2(w) => w
-                .airlock_connector_connector()
-                .call_info(s)
-                .await
-                .map(Into::into),
-        }
-    }
-
-    async fn search(
-        self,
-        s: &mut Store<State>,
-        query: String,
-        limit: u32,
-        cursor: Option<String>,
-    ) -> CallResult<model::SearchResult> {
-        match self {
-            ContractInstance::V0_1(w) => {
-                let req = v0_1::types::SearchRequest {
-                    query,
-                    limit,
-                    cursor,
-                };
-                let r = w.airlock_connector_connector().call_search(s, &req).await?;
-                Ok(r.map(Into::into).map_err(Into::into))
-            }
-            ContractInstance::V0_2(w) => {
-                let req = v0_2::types::SearchRequest {
-                    query,
-                    limit,
-                    cursor,
-                };
-                let r = w.airlock_connector_connector().call_search(s, &req).await?;
-                Ok(r.map(Into::into).map_err(Into::into))
-            }
-        }
-    }
-}
 
 /// A failed invocation.
 #[derive(Debug, Clone, Serialize, thiserror::Error)]
@@ -381,9 +209,6 @@ pub struct CompileReport {
     pub size_bytes: usize,
 }
 
-/// A call's outcome: a trap (outer) or the connector's own answer (inner).
-type CallResult<R> = wasmtime::Result<Result<R, ConnectorError>>;
-
 type CallFuture<'a, R> = Pin<Box<dyn Future<Output = CallResult<R>> + Send + 'a>>;
 
 impl LoadedConnector {
@@ -401,7 +226,7 @@ impl LoadedConnector {
         let version = ContractVersion::of(&contract).ok_or_else(|| {
             format!("{shown}: contract {CONTRACT_PACKAGE}@{contract} is not supported")
         })?;
-        let pre = ContractPre::new(runtime, &component, version).map_err(|m| {
+        let pre = ContractPre::new(&runtime.linkers, &component, version).map_err(|m| {
             format!("{shown}: built against {CONTRACT_PACKAGE}@{contract}, but {m}")
         })?;
         let mut loaded = LoadedConnector {
@@ -458,9 +283,7 @@ impl LoadedConnector {
             }
             Op::Health => {
                 let r: model::HealthStatus = self
-                    .call_raw(export, |s, w| {
-                        Box::pin(async move { call_export!(w, s, call_health()) })
-                    })
+                    .call_raw(export, |s, w| Box::pin(async move { w.health(s).await }))
                     .await?;
                 to_json(serde_json::to_value(r))
             }
@@ -479,7 +302,7 @@ impl LoadedConnector {
             Op::Get { id } => {
                 let r: model::Document = self
                     .call_raw(export, move |s, w| {
-                        Box::pin(async move { call_export!(w, s, call_get(&id)) })
+                        Box::pin(async move { w.get(s, &id).await })
                     })
                     .await?;
                 to_json(serde_json::to_value(r))
@@ -487,9 +310,7 @@ impl LoadedConnector {
             Op::CheckPermission { principal, id } => {
                 let r: bool = self
                     .call_raw(export, move |s, w| {
-                        Box::pin(async move {
-                            call_export!(w, s, call_check_permission(&principal, &id))
-                        })
+                        Box::pin(async move { w.check_permission(s, &principal, &id).await })
                     })
                     .await?;
                 Ok(serde_json::json!({ "allowed": r }))
@@ -502,7 +323,7 @@ impl LoadedConnector {
                 let input = input.to_string();
                 let r: String = self
                     .call_raw(export, move |s, w| {
-                        Box::pin(async move { call_export!(w, s, call_invoke(&name, &input)) })
+                        Box::pin(async move { w.invoke(s, &name, &input).await })
                     })
                     .await?;
                 Ok(serde_json::from_str(&r).unwrap_or(serde_json::Value::String(r)))
@@ -524,9 +345,7 @@ impl LoadedConnector {
         let stream_owned = stream.to_string();
         let mut page: model::SyncPage = self
             .call_raw(Export::Sync(stream.to_string()), move |s, w| {
-                Box::pin(
-                    async move { call_export!(w, s, call_sync(&stream_owned, cursor.as_deref())) },
-                )
+                Box::pin(async move { w.sync(s, &stream_owned, cursor.as_deref()).await })
             })
             .await?;
         // Pages are stored, then served by search and get: a connector that may `reveal` a
@@ -828,7 +647,8 @@ fn scrub_page(scrubber: &Scrubber, page: &mut model::SyncPage) -> bool {
 }
 
 /// Finds the contract export and checks that its version is one this host has bindings for
-/// (0.1.x or 0.2.x); a component from a future or foreign major is refused naming both.
+/// ([`SUPPORTED_CONTRACTS`]); a component from a future minor or a foreign major is refused naming
+/// both.
 pub fn check_contract(runtime: &Runtime, component: &Component) -> Result<String, String> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
@@ -859,28 +679,6 @@ pub fn check_contract(runtime: &Runtime, component: &Component) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_supported_minor_loads_and_unknown_versions_are_refused() {
-        use ContractVersion::*;
-        assert_eq!(ContractVersion::of("0.1.0"), Some(V0_1));
-        assert_eq!(ContractVersion::of("0.1.7"), Some(V0_1));
-        assert_eq!(ContractVersion::of("0.2.0"), Some(V0_2));
-        assert_eq!(ContractVersion::of("0.2.3"), Some(V0_2));
-        for unknown in [
-            "0.3.0",
-            "0.9.0",
-            "1.0.0",
-            "2.0.0",
-            "",
-            "0.2",
-            "0.2.x",
-            "0.2.0-rc1",
-        ] {
-            assert_eq!(ContractVersion::of(unknown), None, "{unknown}");
-        }
-        assert!(V0_2.has_progress() && !V0_1.has_progress());
-    }
 
     #[test]
     fn op_parse_validates_input() {

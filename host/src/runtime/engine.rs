@@ -1,17 +1,15 @@
 //! The wasmtime Engine: pooling allocator, epoch interruption (a ticker thread) and the on-disk
-//! compile cache; plus one Linker per supported contract version.
+//! compile cache; plus the linkers of every supported contract version (`contract::Linkers`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
-use super::bindings::{v0_1, v0_2};
-use super::state::State;
+use super::contract::Linkers;
 
 /// How often the epoch advances; deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -28,10 +26,8 @@ pub struct EngineOptions<'a> {
 
 pub struct Runtime {
     pub engine: Engine,
-    /// Links components of contract 0.1.x: WASI, `wasi:http` and `airlock:connector/host@0.1.0`.
-    pub linker_v0_1: Linker<State>,
-    /// Links components of contract 0.2.x: the same plus `airlock:connector/host@0.2.0`.
-    pub linker_v0_2: Linker<State>,
+    /// One linker per supported contract version.
+    pub linkers: Linkers,
     cache: Option<Cache>,
 }
 
@@ -77,19 +73,10 @@ impl Runtime {
                 }
             })?;
 
-        // One linker per version, each with only its own `host` interface, so a component that
-        // mixes versions (imports host@0.1.0 but exports connector@0.2.0) fails to link instead
-        // of running against a host it was not built for.
-        let mut linker_v0_1 = wasi_linker(&engine)?;
-        v0_1::host::add_to_linker::<State, HasSelf<State>>(&mut linker_v0_1, |s| s)?;
-        v0_1::types::add_to_linker::<State, HasSelf<State>>(&mut linker_v0_1, |s| s)?;
-        let mut linker_v0_2 = wasi_linker(&engine)?;
-        v0_2::host::add_to_linker::<State, HasSelf<State>>(&mut linker_v0_2, |s| s)?;
-        v0_2::types::add_to_linker::<State, HasSelf<State>>(&mut linker_v0_2, |s| s)?;
+        let linkers = Linkers::new(&engine)?;
         Ok(Runtime {
             engine,
-            linker_v0_1,
-            linker_v0_2,
+            linkers,
             cache,
         })
     }
@@ -100,13 +87,4 @@ impl Runtime {
             .as_ref()
             .map(|c| (c.cache_hits(), c.cache_misses()))
     }
-}
-
-/// wasi:cli/clocks/random/io etc. for the guest's std; sockets and filesystem stay empty because
-/// the WasiCtx grants nothing. All network access is wasi:http.
-fn wasi_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    Ok(linker)
 }

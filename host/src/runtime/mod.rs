@@ -1,12 +1,11 @@
-//! Running connector components: the engine, the bindings, per-invocation state and the loaded
-//! connector with its invocation path.
+//! Running connector components: the engine, the contract (one file per version, `contract/`),
+//! per-invocation state and the loaded connector with its invocation path.
 
-pub mod bindings;
 pub mod connector;
 pub mod context;
+pub mod contract;
 pub mod engine;
 pub mod input;
-pub mod progress;
 pub mod shared;
 pub mod state;
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::progress::ProgressBoard;
 use crate::capabilities::http::ConnectorGate;
+use crate::capabilities::progress::ProgressBoard;
 use crate::capabilities::secrets::SecretValues;
 use crate::config::Grant;
 use crate::scrub::Scrubber;
@@ -23,12 +23,4 @@ pub struct ConnectorCtx {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The latest `host.progress` report per stream (contract 0.2.0 and later).
     pub progress: ProgressBoard,
-}
-
-impl ConnectorCtx {
-    /// The value for `secret(name)`: only a vault secret that one of this connector's grants
-    /// references with `reveal = true`.
-    pub fn revealable(&self, name: &str) -> Result<String, String> {
-        crate::capabilities::secrets::revealable(&self.id, &self.grants, &self.secrets, name)
-    }
 }

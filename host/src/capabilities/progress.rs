@@ -1,6 +1,7 @@
-//! Progress a connector reports during a long `sync` call (`host.progress`, contract 0.2.0):
-//! the latest report per stream, shown in the sync status, and the log rate limit that keeps a
-//! chatty connector from flooding the log.
+//! The progress board behind `host.progress` (contract 0.2.0): what a connector reports during a
+//! long `sync` call, the latest report per stream, shown in the sync status, and the log rate
+//! limit that keeps a chatty connector from flooding the log. The import itself is in
+//! `host_imports.rs`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
