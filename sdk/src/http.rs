@@ -183,6 +183,14 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `Link` header's `rel="next"` target, resolved against this response's URL, when it
+    /// stays on the same origin (scheme, host and port): a next link elsewhere is not followed.
+    pub fn next_link(&self) -> Option<String> {
+        let link = crate::paging::link_header_next(self.header("link")?)?;
+        let next = url::resolve(&self.url, &link);
+        url::same_origin(&self.url, &next).then_some(next)
+    }
+
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -460,6 +468,34 @@ mod transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_link(url: &str, link: &str) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("Link".into(), link.into())],
+            body: vec![],
+            method: Method::Get,
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    fn next_link_resolves_the_link_header_and_stays_on_the_origin() {
+        let r = with_link(
+            "https://x.example.com/api/v2/items?page=1",
+            r#"<https://x.example.com/api/v2/items?page=1>; rel="prev", </api/v2/items?page=2>; rel="next""#,
+        );
+        assert_eq!(
+            r.next_link().as_deref(),
+            Some("https://x.example.com/api/v2/items?page=2")
+        );
+        let away = with_link(
+            "https://x.example.com/api/items",
+            r#"<https://evil.example.net/items?page=2>; rel="next""#,
+        );
+        assert_eq!(away.next_link(), None);
+        assert_eq!(with_link("https://x.example.com/a", "").next_link(), None);
+    }
     use crate::bindings::wasi::http::types::ErrorCode;
 
     fn err(status: u16, retry: Option<&str>, body: &str) -> Option<Error> {

@@ -3,8 +3,9 @@
 //! What an Airlock connector author depends on: the bindings of the `airlock:connector` WIT
 //! contract (0.2.0), the [`export_connector!`] macro, host helpers ([`setting`], [`secret`],
 //! [`progress`], logging macros), a blocking HTTP client over `wasi:http` ([`http`]),
-//! pagination helpers ([`paging`]), and text helpers ([`html_to_text`],
-//! [`text::parse_rfc3339`]).
+//! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
+//! incremental watermark with tie handling ([`Watermark`]), a [`Document`] builder, and text
+//! helpers ([`html_to_text`], [`text::parse_rfc3339`]).
 //!
 //! ```ignore
 //! use airlock_sdk::{Connector, ConnectorInfo, HealthStatus, Request, Result};
@@ -46,6 +47,8 @@ pub mod bindings {
     });
 }
 
+pub mod cursor;
+mod document;
 pub mod host;
 /// Logging to the host: `airlock_sdk::log::info!("...")` and friends, or [`log::write`].
 pub mod log {
@@ -56,6 +59,7 @@ pub mod http;
 pub mod paging;
 pub mod text;
 pub mod url;
+pub mod watermark;
 
 pub use bindings::airlock::connector::types::{
     ActionInfo, ConnectorInfo, Document, DocumentRef, Error, HealthStatus, LogLevel, SearchRequest,
@@ -66,6 +70,7 @@ pub use http::{Method, Request, Response};
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
 pub use serde_json;
 pub use text::html_to_text;
+pub use watermark::Watermark;
 
 /// `Result` with the contract's [`Error`] as the default error type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -75,6 +75,17 @@ pub fn resolve(base: &str, link: &str) -> String {
     format!("{origin}{dir}{link}")
 }
 
+/// Whether two absolute URLs share scheme, host and port (a next link that leaves the API's
+/// origin is not one to follow).
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (split(a), split(b)) {
+        (Some(x), Some(y)) => {
+            x.scheme.eq_ignore_ascii_case(y.scheme) && x.authority.eq_ignore_ascii_case(y.authority)
+        }
+        _ => false,
+    }
+}
+
 /// The path of `url` without scheme, host, query or fragment (used in error messages so that
 /// query values, which may hold user input, never leak into logs).
 pub fn path(url: &str) -> &str {

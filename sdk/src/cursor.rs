@@ -1,0 +1,60 @@
+//! Cursors as typed values: a connector keeps its position in a struct of its own and the SDK
+//! turns it into the opaque string the host stores, and back. A cursor the connector did not
+//! issue (edited, from another connector, from an older version) is `invalid-input`, never a
+//! panic or a silent restart.
+//!
+//! ```ignore
+//! #[derive(serde::Serialize, serde::Deserialize, Default)]
+//! struct Position { next: Option<String>, since: Option<String> }
+//! let pos: Position = airlock_sdk::cursor::decode(cursor.as_deref())?.unwrap_or_default();
+//! let next = airlock_sdk::cursor::encode(&pos);
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+
+/// The cursor string for `position` (compact JSON: the host treats it as opaque).
+pub fn encode<T: Serialize>(position: &T) -> String {
+    serde_json::to_string(position).unwrap_or_default()
+}
+
+/// The position in `cursor`; `None` when there is no cursor (the first page of a full run).
+pub fn decode<T: DeserializeOwned>(cursor: Option<&str>) -> Result<Option<T>> {
+    let Some(text) = cursor.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        Error::invalid_input(format!(
+            "cursor is not one this connector issued ({e}); run a full sync to start over"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Default)]
+    struct Pos {
+        page: u32,
+        since: Option<String>,
+    }
+
+    #[test]
+    fn a_position_round_trips_and_a_foreign_cursor_is_invalid_input() {
+        let p = Pos {
+            page: 3,
+            since: Some("2024-01-01T00:00:00Z".into()),
+        };
+        let c = encode(&p);
+        assert_eq!(decode::<Pos>(Some(&c)).unwrap(), Some(p));
+        assert_eq!(decode::<Pos>(None).unwrap(), None);
+        assert_eq!(decode::<Pos>(Some("  ")).unwrap(), None);
+        match decode::<Pos>(Some("page:3")) {
+            Err(Error::InvalidInput(m)) => assert!(m.contains("not one this connector issued")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
