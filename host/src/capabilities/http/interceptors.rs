@@ -151,7 +151,7 @@ impl ConnectorGate {
 
     /// The cache key of a GET through a grant with a cache, and the answer it holds, if any
     /// (audited as served from the cache).
-    pub(super) fn from_cache(
+    pub(super) fn cached_answer(
         &self,
         state: &GrantState,
         parts: &http::request::Parts,
@@ -184,7 +184,7 @@ impl ConnectorGate {
     }
 
     /// Keeps a final answer for the cache key, when the grant caches.
-    pub(super) fn to_cache(
+    pub(super) fn keep_in_cache(
         &self,
         state: &GrantState,
         key: Option<cache::CacheKey>,

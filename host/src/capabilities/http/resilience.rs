@@ -50,7 +50,7 @@ impl ConnectorGate {
     ) -> SendResult {
         let state = &self.states[out.idx];
         let index = self.grants[out.idx].index;
-        let cache_key = match self.from_cache(state, &out.parts, index, &ev, started) {
+        let cache_key = match self.cached_answer(state, &out.parts, index, &ev, started) {
             Intercept::Complete(answer) => return answer,
             Intercept::Continue(key) => key,
         };
@@ -233,7 +233,7 @@ impl ConnectorGate {
                 });
             }
         }
-        self.to_cache(state, cache_key.clone(), &rparts, &bytes);
+        self.keep_in_cache(state, *cache_key, &rparts, &bytes);
         Step::Done(Ok(respond(rparts.status, rparts.headers, bytes)))
     }
 
