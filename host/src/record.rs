@@ -286,7 +286,7 @@ mod tests {
             inputs: vec!["{}".into()],
             ..plan()
         };
-        let e = p.operations().err().expect("refused").to_string();
+        let e = p.operations().expect_err("refused").to_string();
         assert!(
             e.contains("--input given 1 times but --invoke only 0"),
             "{e}"
@@ -300,7 +300,7 @@ mod tests {
             inputs: vec!["{title".into()],
             ..plan()
         };
-        let e = format!("{:#}", p.operations().err().expect("refused"));
+        let e = format!("{:#}", p.operations().expect_err("refused"));
         assert!(
             e.starts_with("--input of --invoke create is not valid JSON"),
             "{e}"
@@ -314,13 +314,13 @@ mod tests {
             invokes: vec!["sync".into()],
             ..plan()
         };
-        let e = p.operations().err().expect("refused").to_string();
+        let e = p.operations().expect_err("refused").to_string();
         assert!(e.contains("`sync` needs a string field `stream`"), "{e}");
         let p = RecordPlan {
             invokes: vec![String::new()],
             ..plan()
         };
-        let e = p.operations().err().expect("refused").to_string();
+        let e = p.operations().expect_err("refused").to_string();
         assert!(e.contains("empty action name"), "{e}");
     }
 }

@@ -487,7 +487,7 @@ mod tests {
         let s = scrubber();
         let body = mixed(SECRET, |c| {
             let h = format!("%{:02x}", c as u32);
-            if (c as u32) % 2 == 0 {
+            if (c as u32).is_multiple_of(2) {
                 h
             } else {
                 h.to_ascii_uppercase()

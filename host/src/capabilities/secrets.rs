@@ -82,6 +82,35 @@ pub fn resolve_all<'a>(
     (out, errors)
 }
 
+/// The value for the `secret(name)` import: only a vault secret that one of the connector's
+/// grants references with `reveal = true`; every other name is refused with the reason.
+pub fn revealable(
+    connector: &str,
+    grants: &[Grant],
+    secrets: &SecretValues,
+    name: &str,
+) -> Result<String, String> {
+    let mut referenced = false;
+    for g in grants {
+        for r in g.auth.secret_refs() {
+            if r.vault_name() == Some(name) {
+                referenced = true;
+                if g.reveal {
+                    return secrets
+                        .get(r)
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("secret `{name}` could not be resolved"));
+                }
+            }
+        }
+    }
+    Err(if referenced {
+        format!("secret `{name}` is not revealable: its grant does not set reveal = true")
+    } else {
+        format!("secret `{name}` is not referenced by any grant of connector `{connector}`")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,33 +139,4 @@ mod tests {
         );
         assert_eq!(scrubber.scrub("x abcdef-long-enough y"), "x [REDACTED] y");
     }
-}
-
-/// The value for the `secret(name)` import: only a vault secret that one of the connector's
-/// grants references with `reveal = true`; every other name is refused with the reason.
-pub fn revealable(
-    connector: &str,
-    grants: &[Grant],
-    secrets: &SecretValues,
-    name: &str,
-) -> Result<String, String> {
-    let mut referenced = false;
-    for g in grants {
-        for r in g.auth.secret_refs() {
-            if r.vault_name() == Some(name) {
-                referenced = true;
-                if g.reveal {
-                    return secrets
-                        .get(r)
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("secret `{name}` could not be resolved"));
-                }
-            }
-        }
-    }
-    Err(if referenced {
-        format!("secret `{name}` is not revealable: its grant does not set reveal = true")
-    } else {
-        format!("secret `{name}` is not referenced by any grant of connector `{connector}`")
-    })
 }

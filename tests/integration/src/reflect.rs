@@ -184,7 +184,7 @@ fn answer(head: &str) -> (String, Vec<(String, String)>, Vec<u8>) {
                 head,
                 |c| {
                     let h = format!("%{:02x}", c as u32);
-                    if (c as u32) % 3 == 0 {
+                    if (c as u32).is_multiple_of(3) {
                         h.to_uppercase()
                     } else {
                         h
