@@ -32,7 +32,7 @@ pub struct Checkpoint {
     pub hash: String,
     /// RFC 3339 UTC, when it was signed.
     pub time: String,
-    /// Hex Ed25519 signature of [`signed_message`].
+    /// Hex Ed25519 signature of `signed_message`.
     pub signature: String,
     /// First 16 hex digits of SHA-256 of the public key.
     pub key_id: String,

@@ -1,15 +1,15 @@
 //! The outbound gate: every `wasi:http` request a connector makes arrives here
-//! (`WasiHttpHooks::send_request`, in [`hooks`]) and runs one straight line. Deny by default:
+//! (`WasiHttpHooks::send_request`, in `hooks`) and runs one straight line. Deny by default:
 //!
-//! 1. [`admission`]: match a grant and check the target (path normal form, method overrides,
+//! 1. `admission`: match a grant and check the target (path normal form, method overrides,
 //!    writes, literal addresses), buffer the body;
-//! 2. [`credentials`]: drop guest-set credential headers, inject the grant's own;
-//! 3. [`interceptors`]: a cassette may answer (replay) or watch (record); the cache may answer;
-//! 4. [`resilience`]: breaker, rate budget and retries around each attempt;
-//! 5. [`transport`]: one exchange on the pooled client, with timeouts and a response-size cap,
+//! 2. `credentials`: drop guest-set credential headers, inject the grant's own;
+//! 3. `interceptors`: a cassette may answer (replay) or watch (record); the cache may answer;
+//! 4. `resilience`: breaker, rate budget and retries around each attempt;
+//! 5. `transport`: one exchange on the pooled client, with timeouts and a response-size cap,
 //!    whose answer is decoded, scrubbed or withheld before the connector sees it;
 //!
-//! and every path ends in [`outcome`], which writes the audit row and the metrics in one place.
+//! and every path ends in `outcome`, which writes the audit row and the metrics in one place.
 //! Redirects are returned to the connector, never followed here.
 
 mod admission;
