@@ -611,7 +611,7 @@ impl Airlock {
             None => vec![id.to_string()],
         };
         match candidates.iter().find_map(|c| self.connector(c).ok()) {
-            Some(c) => crate::runtime::input::check(&c.info, name, input),
+            Some(c) => c.check_input(name, input),
             None => Ok(()),
         }
     }

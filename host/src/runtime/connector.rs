@@ -199,6 +199,8 @@ pub struct LoadedConnector {
     /// The contract minor version the component was built against (picks its bindings).
     pub version: ContractVersion,
     pre: ContractPre,
+    /// The actions' input schemas, compiled on first use (not per call).
+    inputs: std::sync::OnceLock<super::input::InputSchemas>,
 }
 
 /// How the component got compiled (for `check` and the log).
@@ -245,6 +247,7 @@ impl LoadedConnector {
             compile,
             version,
             pre,
+            inputs: std::sync::OnceLock::new(),
         };
         let info = loaded
             .call_raw(Export::Info, |store, w| {
@@ -254,6 +257,14 @@ impl LoadedConnector {
             .map_err(|e| format!("{shown}: info() failed: {e}"))?;
         loaded.info = info;
         Ok(loaded)
+    }
+
+    /// Action `name`'s input against the schema the connector declares for it (see
+    /// [`super::input`]); the schemas are compiled once per loaded connector.
+    pub fn check_input(&self, name: &str, input: &serde_json::Value) -> Result<(), InvokeError> {
+        self.inputs
+            .get_or_init(|| super::input::InputSchemas::of(&self.info))
+            .check(name, input)
     }
 
     /// Runs one operation and returns its result as JSON.
@@ -429,7 +440,10 @@ impl LoadedConnector {
                 secs: timeout.as_secs_f64(),
             }),
             Ok(Err(panic)) => Err(InvokeError::Trap {
-                message: format!("internal error in the host: {}", panic_text(&*panic)),
+                message: format!(
+                    "internal error in the host: {}",
+                    crate::capabilities::http::panic_text(&*panic)
+                ),
             }),
             Ok(Ok(Ok(Ok(v)))) => Ok(v),
             Ok(Ok(Ok(Err(e)))) => Err(InvokeError::Connector(e)),
@@ -563,14 +577,6 @@ impl LoadedConnector {
 }
 
 /// The message of a caught panic.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
 /// Reads and compiles a component (through the on-disk cache), with clear errors for files that
 /// are not wasm or are core modules. `integrity` (digest pin, signature) is checked on the bytes
 /// read here, the ones compiled, before anything else looks at them.

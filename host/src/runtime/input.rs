@@ -2,20 +2,51 @@
 //! before the action runs or is queued for approval: a write that could never run is refused at
 //! once (`invalid-input`), not approved and then failed.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::connector::InvokeError;
 use crate::model::{ConnectorError, ConnectorInfo};
 
-/// `Ok` when `action` is not declared (the connector answers for itself), its schema is not a
-/// usable JSON Schema (conformance reports that), or `input` matches it.
+/// The compiled input schema of each declared action whose schema is a usable JSON Schema.
+pub struct InputSchemas(BTreeMap<String, jsonschema::Validator>);
+
+impl InputSchemas {
+    /// Compiles every action's schema once; one that does not compile is left out (the
+    /// conformance kit reports it).
+    pub fn of(info: &ConnectorInfo) -> InputSchemas {
+        InputSchemas(
+            info.actions
+                .iter()
+                .filter_map(|a| {
+                    let v = jsonschema::validator_for(&a.input_schema).ok()?;
+                    Some((a.name.clone(), v))
+                })
+                .collect(),
+        )
+    }
+
+    /// `Ok` when `action` is not declared (the connector answers for itself), has no usable
+    /// schema, or `input` matches it.
+    pub fn check(&self, action: &str, input: &Value) -> Result<(), InvokeError> {
+        match self.0.get(action) {
+            Some(validator) => against(validator, action, input),
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`InputSchemas::check`] for one call, compiling the schemas on the spot.
 pub fn check(info: &ConnectorInfo, action: &str, input: &Value) -> Result<(), InvokeError> {
-    let Some(declared) = info.actions.iter().find(|a| a.name == action) else {
-        return Ok(());
-    };
-    let Ok(validator) = jsonschema::validator_for(&declared.input_schema) else {
-        return Ok(());
-    };
+    InputSchemas::of(info).check(action, input)
+}
+
+fn against(
+    validator: &jsonschema::Validator,
+    action: &str,
+    input: &Value,
+) -> Result<(), InvokeError> {
     let problems: Vec<String> = validator
         .iter_errors(input)
         .take(3)

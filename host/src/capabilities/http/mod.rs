@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderName, Request, Response, header};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-pub use hooks::InvocationHooks;
+pub use hooks::{InvocationHooks, panic_text};
 
 use super::auth::GrantAuth;
 use super::breaker::Breaker;

@@ -96,9 +96,9 @@ impl ConnectorGate {
                 tracing::warn!(%connector, %invocation, "outbound request failed: {}", reason())
             }
             Decision::RateLimited | Decision::CircuitOpen => {
-                tracing::info!(%connector, %invocation, "{}", o.reason)
+                tracing::info!(%connector, %invocation, "{}", reason())
             }
-            Decision::NoRecording => tracing::warn!(%connector, %invocation, "{}", o.reason),
+            Decision::NoRecording => tracing::warn!(%connector, %invocation, "{}", reason()),
             Decision::Abandoned => tracing::error!(%connector, %invocation, "{}", reason()),
             Decision::Allow | Decision::HeaderRefused => {}
         }
