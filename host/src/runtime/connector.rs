@@ -265,6 +265,7 @@ impl LoadedConnector {
         self.inputs
             .get_or_init(|| super::input::InputSchemas::of(&self.info))
             .check(name, input)
+            .map_err(InvokeError::Connector)
     }
 
     /// Runs one operation and returns its result as JSON.

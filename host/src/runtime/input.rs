@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::connector::InvokeError;
 use crate::model::{ConnectorError, ConnectorInfo};
 
 /// The compiled input schema of each declared action whose schema is a usable JSON Schema.
@@ -29,7 +28,7 @@ impl InputSchemas {
 
     /// `Ok` when `action` is not declared (the connector answers for itself), has no usable
     /// schema, or `input` matches it.
-    pub fn check(&self, action: &str, input: &Value) -> Result<(), InvokeError> {
+    pub fn check(&self, action: &str, input: &Value) -> Result<(), ConnectorError> {
         match self.0.get(action) {
             Some(validator) => against(validator, action, input),
             None => Ok(()),
@@ -38,7 +37,7 @@ impl InputSchemas {
 }
 
 /// [`InputSchemas::check`] for one call, compiling the schemas on the spot.
-pub fn check(info: &ConnectorInfo, action: &str, input: &Value) -> Result<(), InvokeError> {
+pub fn check(info: &ConnectorInfo, action: &str, input: &Value) -> Result<(), ConnectorError> {
     InputSchemas::of(info).check(action, input)
 }
 
@@ -46,7 +45,7 @@ fn against(
     validator: &jsonschema::Validator,
     action: &str,
     input: &Value,
-) -> Result<(), InvokeError> {
+) -> Result<(), ConnectorError> {
     let problems: Vec<String> = validator
         .iter_errors(input)
         .take(3)
@@ -62,14 +61,14 @@ fn against(
     if problems.is_empty() {
         return Ok(());
     }
-    Err(InvokeError::Connector(ConnectorError {
+    Err(ConnectorError {
         code: "invalid-input".into(),
         message: format!(
             "input of action `{action}` does not match its schema: {}",
             problems.join("; ")
         ),
         retry_after: None,
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -99,14 +98,9 @@ mod tests {
 
     #[test]
     fn input_that_fails_the_declared_schema_is_invalid_input_naming_the_field() {
-        let e = check(&info(), "add-comment", &json!({ "id": 7, "body": "x" })).unwrap_err();
-        match e {
-            InvokeError::Connector(c) => {
-                assert_eq!(c.code, "invalid-input");
-                assert!(c.message.contains("/id"), "{}", c.message);
-            }
-            other => panic!("{other:?}"),
-        }
+        let c = check(&info(), "add-comment", &json!({ "id": 7, "body": "x" })).unwrap_err();
+        assert_eq!(c.code, "invalid-input");
+        assert!(c.message.contains("/id"), "{}", c.message);
         assert!(check(&info(), "add-comment", &json!({ "id": "1", "body": "x" })).is_ok());
         // Undeclared actions are the connector's to answer.
         assert!(check(&info(), "other", &json!(42)).is_ok());
