@@ -2,7 +2,9 @@
 //!
 //! What an Airlock connector author depends on: the bindings of the `airlock:connector` WIT
 //! contract (0.2.0), the [`export_connector!`] macro, host helpers ([`setting`], [`secret`],
-//! [`progress`], logging macros), a blocking HTTP client over `wasi:http` ([`http`]),
+//! [`progress`], logging macros), typed settings ([`settings::load`], [`BaseUrl`]), `info()`
+//! builders with action input schemas derived from the input type ([`info`]), a blocking HTTP
+//! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
 //! incremental watermark with tie handling ([`Watermark`]), a [`Document`] builder, and text
 //! helpers ([`html_to_text`], [`text::parse_rfc3339`]).
@@ -56,7 +58,9 @@ pub mod log {
     pub use crate::{debug, error, info, trace, warn};
 }
 pub mod http;
+pub mod info;
 pub mod paging;
+pub mod settings;
 pub mod text;
 pub mod url;
 pub mod watermark;
@@ -67,8 +71,12 @@ pub use bindings::airlock::connector::types::{
 };
 pub use host::{progress, progress_with_message, require_setting, secret, setting};
 pub use http::{Method, Request, Response};
+pub use info::input;
+/// Re-exported so an action's input type can `#[derive(airlock_sdk::schemars::JsonSchema)]`.
+pub use schemars;
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
 pub use serde_json;
+pub use settings::{BaseUrl, List};
 pub use text::html_to_text;
 pub use watermark::Watermark;
 

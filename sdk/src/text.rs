@@ -186,6 +186,22 @@ fn entity(name: &str) -> Option<char> {
     })
 }
 
+/// An HTTP date (`Wed, 25 Nov 2026 23:18:39 GMT`, RFC 9110 IMF-fixdate, as in a `Date` header)
+/// as RFC 3339 (`2026-11-25T23:18:39Z`); `None` for anything else.
+pub fn http_date_to_rfc3339(value: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? + 1;
+    let (day, year): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
+    let out = format!("{year:04}-{month:02}-{day:02}T{time}Z");
+    parse_rfc3339(&out).map(|_| out)
+}
+
 /// Parse an RFC 3339 / ISO 8601 timestamp (`2024-01-15T10:20:30.123Z`, `...+02:00`, `...+0000`)
 /// into milliseconds since the Unix epoch. Compare timestamps with this, not as strings: the
 /// number of fractional digits varies.
@@ -239,6 +255,21 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_date_becomes_rfc3339_and_anything_else_none() {
+        assert_eq!(
+            http_date_to_rfc3339("Wed, 25 Nov 2026 23:18:39 GMT").as_deref(),
+            Some("2026-11-25T23:18:39Z")
+        );
+        for bad in [
+            "yesterday",
+            "Wed, 25 Foo 2026 23:18:39 GMT",
+            "Wed, 25 Nov 2026 25:00:00 GMT",
+        ] {
+            assert_eq!(http_date_to_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn html() {

@@ -1,0 +1,143 @@
+//! Builders for what `info()` returns, so a connector lists its streams and actions in a line
+//! each, and an action's input is one Rust type: its JSON Schema (what the host checks input
+//! against before running or queueing the action) is derived from the same struct the action
+//! parses with [`input`].
+//!
+//! ```ignore
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct AddComment {
+//!     #[schemars(range(min = 1))]
+//!     ticket_id: u64,
+//!     #[schemars(length(min = 1))]
+//!     comment: String,
+//! }
+//!
+//! ConnectorInfo::new("atera", env!("CARGO_PKG_VERSION"), "Atera tickets")
+//!     .stream("tickets", "Tickets, one page per call")
+//!     .action(ActionInfo::new::<AddComment>("add-comment", "Comment on a ticket").writes())
+//! // in invoke():
+//! let input: AddComment = airlock_sdk::info::input(&input)?;
+//! ```
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::{ActionInfo, ConnectorInfo, Error, Result, StreamInfo};
+
+impl ConnectorInfo {
+    /// A connector called `name` at `version` (usually `env!("CARGO_PKG_VERSION")`).
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        ConnectorInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            streams: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Adds a sync stream.
+    pub fn stream(mut self, name: &str, description: &str) -> Self {
+        self.streams.push(StreamInfo::new(name, description));
+        self
+    }
+
+    /// Adds an action.
+    pub fn action(mut self, action: ActionInfo) -> Self {
+        self.actions.push(action);
+        self
+    }
+}
+
+impl StreamInfo {
+    /// A stream called `name`.
+    pub fn new(name: &str, description: &str) -> Self {
+        StreamInfo {
+            name: name.into(),
+            description: description.into(),
+        }
+    }
+}
+
+impl ActionInfo {
+    /// A read-only action whose input is `I` (its JSON Schema is derived from the type).
+    pub fn new<I: JsonSchema>(name: &str, description: &str) -> Self {
+        ActionInfo {
+            name: name.into(),
+            description: description.into(),
+            input_schema: schema_of::<I>(),
+            writes: false,
+        }
+    }
+
+    /// Marks the action as one that changes the upstream (it then needs a grant with `writes`
+    /// and may need an approval).
+    pub fn writes(mut self) -> Self {
+        self.writes = true;
+        self
+    }
+}
+
+/// The JSON Schema of `I`, as the string the contract carries.
+pub fn schema_of<I: JsonSchema>() -> String {
+    let mut schema = schemars::schema_for!(I);
+    // The title is the Rust type's name: noise to a caller reading the action list.
+    schema.remove("title");
+    schema.as_value().to_string()
+}
+
+/// An action's JSON `input` parsed into `I`; `invalid-input` naming what is wrong otherwise.
+pub fn input<I: DeserializeOwned>(input: &str) -> Result<I> {
+    serde_json::from_str(input).map_err(|e| Error::invalid_input(format!("invalid input: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    /// Comment on a ticket.
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct AddComment {
+        #[schemars(range(min = 1))]
+        ticket_id: u64,
+        #[schemars(length(min = 1))]
+        comment: String,
+        #[serde(default)]
+        is_internal: bool,
+    }
+
+    #[test]
+    fn an_action_schema_comes_from_the_type_its_input_parses_into() {
+        let info = ConnectorInfo::new("x", "1.0.0", "X")
+            .stream("tickets", "Tickets")
+            .action(ActionInfo::new::<AddComment>("add-comment", "Comment").writes());
+        assert_eq!(info.streams[0].name, "tickets");
+        let a = &info.actions[0];
+        assert!(a.writes);
+        let schema: Value = serde_json::from_str(&a.input_schema).unwrap();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["required"], json!(["ticket_id", "comment"]));
+        assert_eq!(schema["properties"]["ticket_id"]["minimum"], 1);
+        assert_eq!(schema["properties"]["comment"]["minLength"], 1);
+        assert!(schema.get("title").is_none());
+
+        let ok: AddComment = input(r#"{"ticket_id": 7, "comment": "hi"}"#).unwrap();
+        assert_eq!((ok.ticket_id, ok.is_internal), (7, false));
+        for bad in [
+            r#"{"ticket_id": "x", "comment": "hi"}"#,
+            r#"{"comment": "hi"}"#,
+            "nope",
+        ] {
+            assert!(
+                matches!(input::<AddComment>(bad), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Typed connector settings: a connector declares its `[connector.settings]` as a struct and the
+//! SDK reads each field from the host, parses it (numbers, booleans, `Option`s, defaults) and
+//! reports a missing or malformed value as `invalid-input` naming the key.
+//!
+//! ```ignore
+//! #[derive(serde::Deserialize)]
+//! struct Settings {
+//!     base_url: BaseUrl,              // http(s) only, trailing `/` dropped
+//!     #[serde(default)]
+//!     space_keys: List,               // "ENG, OPS" -> ["ENG", "OPS"]
+//!     page_size: Option<u32>,
+//! }
+//! let s: Settings = airlock_sdk::settings::load()?;
+//! Request::get(s.base_url.join("/rest/api/space")).send()?;
+//! ```
+//!
+//! Parsing string values into typed fields is the [`envy`] crate's (it does the same for
+//! environment variables); the SDK only asks the host for the struct's own field names, so
+//! `#[serde(flatten)]` is not supported.
+
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, url};
+
+/// Reads the struct `T` from the host's settings: one `setting(field)` per field.
+pub fn load<T: DeserializeOwned>() -> Result<T> {
+    from_lookup(crate::host::setting)
+}
+
+/// [`load`] over any lookup, so mapping code can be unit-tested natively.
+pub fn from_lookup<T: DeserializeOwned>(lookup: impl Fn(&str) -> Option<String>) -> Result<T> {
+    let present = field_names::<T>()
+        .iter()
+        .filter_map(|&key| lookup(key).map(|value| (key.to_owned(), value)));
+    envy::from_iter(present).map_err(|e| match e {
+        envy::Error::MissingValue(key) => {
+            Error::invalid_input(format!("setting `{key}` is required but not set"))
+        }
+        envy::Error::Custom(message) => {
+            Error::invalid_input(format!("invalid connector settings: {message}"))
+        }
+    })
+}
+
+/// The field names serde uses for `T` (a struct), asked of its `Deserialize` impl.
+fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Names<'a>(&'a mut &'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names read")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> Deserializer<'de> for Names<'_> {
+        type Error = Stop;
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> std::result::Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Names(&mut fields));
+    fields
+}
+
+/// An `http`/`https` base URL from a setting, without a trailing `/`, query or fragment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    /// `value` checked: scheme `http` or `https`, a host, no query or fragment.
+    pub fn parse(value: &str) -> std::result::Result<BaseUrl, String> {
+        let value = value.trim();
+        let parts = url::split(value).filter(|p| matches!(p.scheme, "http" | "https"));
+        match parts {
+            Some(p) if !p.authority.is_empty() && !value.contains(['?', '#']) => {
+                Ok(BaseUrl(value.trim_end_matches('/').to_owned()))
+            }
+            _ => Err(format!("`{value}` is not an http(s) base URL")),
+        }
+    }
+
+    /// The URL as configured, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same URL without a trailing `suffix` an operator may have pasted (e.g. `/api/v3`).
+    pub fn without_suffix(self, suffix: &str) -> BaseUrl {
+        match self.0.strip_suffix(suffix) {
+            Some(rest) if url::split(rest).is_some() => BaseUrl(rest.to_owned()),
+            _ => self,
+        }
+    }
+
+    /// `path` (starting with `/`) under this base.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+
+    /// A link the upstream handed out (absolute, or relative to `path` under this base),
+    /// resolved and accepted only when it stays under this base: a reply must not steer the
+    /// connector to another host or outside the configured site. `upstream` error otherwise.
+    pub fn follow(&self, path: &str, link: &str) -> Result<String> {
+        let resolved = url::resolve(&self.join(path), link.trim());
+        let inside = resolved
+            .strip_prefix(&self.0)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']));
+        if inside {
+            Ok(resolved)
+        } else {
+            Err(Error::upstream(format!(
+                "a next link leaves {}: {}",
+                self.0,
+                url::path(&resolved)
+            )))
+        }
+    }
+}
+
+impl std::fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        BaseUrl::parse(&value).map_err(de::Error::custom)
+    }
+}
+
+/// A comma-separated setting (`"ENG, OPS"`) as its trimmed, non-empty items.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct List(pub Vec<String>);
+
+impl List {
+    /// The items, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Whether the setting named no item.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for List {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        let items = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+        Ok(List(items.map(str::to_owned).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    struct Settings {
+        base_url: BaseUrl,
+        #[serde(default)]
+        spaces: List,
+        page_size: Option<u32>,
+        #[serde(default = "yes")]
+        follow: bool,
+    }
+
+    fn yes() -> bool {
+        true
+    }
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn settings_are_typed_defaulted_and_checked_by_field() {
+        let s: Settings = from_lookup(lookup(&[
+            ("base_url", "https://x.example.com/"),
+            ("spaces", " ENG, ,OPS "),
+            ("page_size", "50"),
+            ("unrelated", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.base_url.as_str(), "https://x.example.com");
+        assert_eq!(s.spaces.iter().collect::<Vec<_>>(), ["ENG", "OPS"]);
+        assert_eq!((s.page_size, s.follow), (Some(50), true));
+
+        let Err(Error::InvalidInput(m)) = from_lookup::<Settings>(lookup(&[])) else {
+            panic!("a missing base URL must be refused")
+        };
+        assert_eq!(m, "setting `base_url` is required but not set");
+        let Err(Error::InvalidInput(m)) =
+            from_lookup::<Settings>(lookup(&[("base_url", "http://h"), ("page_size", "fifty")]))
+        else {
+            panic!("a non-number page size must be refused")
+        };
+        assert!(m.contains("page_size"), "{m}");
+    }
+
+    #[test]
+    fn a_base_url_is_http_without_query_and_links_must_stay_under_it() {
+        for bad in [
+            "ftp://h",
+            "h.example.com",
+            "https://",
+            "https://h/?a=1",
+            "https://h/#x",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+        let Err(Error::InvalidInput(m)) =
+            from_lookup::<Settings>(lookup(&[("base_url", "file:///etc")]))
+        else {
+            panic!("a file URL must be refused")
+        };
+        assert!(m.contains("file:///etc"), "{m}");
+
+        let base = BaseUrl::parse("https://h.example.com/api/v3/").unwrap();
+        let base = base.without_suffix("/api/v3");
+        assert_eq!(
+            base.join("/api/v3/tickets"),
+            "https://h.example.com/api/v3/tickets"
+        );
+        assert_eq!(
+            base.follow("/api/v3/tickets", "?page=2").unwrap(),
+            "https://h.example.com/api/v3/tickets?page=2"
+        );
+        assert_eq!(
+            base.follow("/", "https://h.example.com/api/v3/x?page=2")
+                .unwrap(),
+            "https://h.example.com/api/v3/x?page=2"
+        );
+        for bad in [
+            "https://evil.example.com/api/v3/x",
+            "https://h.example.com.evil/x",
+        ] {
+            assert!(
+                matches!(base.follow("/", bad), Err(Error::Upstream(_))),
+                "{bad}"
+            );
+        }
+        let sub = BaseUrl::parse("https://h.example.com/wiki").unwrap();
+        assert!(sub.follow("/", "/other/x").is_err());
+        assert!(sub.follow("/", "/wiki-evil/x").is_err());
+        assert!(
+            sub.follow("/rest/api/content", "/wiki/rest/api/content?start=25")
+                .is_ok()
+        );
+    }
+}
