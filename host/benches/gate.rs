@@ -1,10 +1,13 @@
 //! `make bench`: each figure is a ratio against a baseline measured in the same run.
 //!
 //! 1. Fresh-instance invocation of a trivial export (`echo`) through Airlock (new Store, limiter,
-//!    deadline, audit row) vs a bare wasmtime instantiate-and-call of the same component.
+//!    deadline, audit row) vs instantiate-and-call of the same component in a plain wasmtime
+//!    embedding that shares nothing with Airlock (`gate/bare.rs`).
 //! 2. Outbound requests from a guest through the gate (grant match, auth injection, audit) to the
 //!    Confluence fake vs the same requests sent directly by the host's pooled client.
 
+#[path = "gate/bare.rs"]
+mod bare;
 mod common;
 
 use std::sync::Arc;
@@ -14,7 +17,6 @@ use airlock::app::{Airlock, StartOptions};
 use airlock::capabilities::net::Net;
 use airlock::config::Config;
 use airlock::runtime::connector::Op;
-use airlock::runtime::state::State;
 use airlock::scrub::Scrubber;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -75,37 +77,10 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         .clone();
 
     // ---- 1. invocation latency ----------------------------------------------------------------
+    // The baseline: the same component in a plain wasmtime embedding of its own (`gate/bare.rs`).
     // The hostile fixture is built against the frozen 0.1.0 contract.
-    let airlock::runtime::connector::ContractPre::V0_1(pre) = c.instance_pre().clone() else {
-        anyhow::bail!("the bench fixture must be a contract 0.1.0 component");
-    };
-    let ctx = c.ctx.clone();
-    let bare = || {
-        let pre = pre.clone();
-        let ctx = ctx.clone();
-        async move {
-            let mut store = wasmtime::Store::new(
-                pre.engine(),
-                State::new(
-                    ctx,
-                    "bench".into(),
-                    None,
-                    64 << 20,
-                    None,
-                    true,
-                    std::time::Instant::now() + std::time::Duration::from_secs(3600),
-                ),
-            );
-            store.set_epoch_deadline(u64::MAX / 2);
-            let w = pre.instantiate_async(&mut store).await?;
-            let out = w
-                .airlock_connector_connector()
-                .call_invoke(&mut store, "echo", "{}")
-                .await?;
-            anyhow::ensure!(out.is_ok(), "echo failed");
-            anyhow::Ok(())
-        }
-    };
+    let plain = bare::Bare::load(&hostile, "airlock:connector/connector@0.1.0")?;
+    let bare = || plain.invoke("echo", "{}");
     for _ in 0..300 {
         bare().await?;
         c.invoke(echo()).await?;

@@ -633,13 +633,7 @@ impl Airlock {
         let mut failed = Vec::new();
         for id in &route.connectors {
             let attempt = match self.connector(id) {
-                Ok(c) => {
-                    c.invoke(Op::Action {
-                        name: route.action.clone(),
-                        input: input.clone(),
-                    })
-                    .await
-                }
+                Ok(c) => c.action(route.action.clone(), input.clone()).await,
                 Err(e) => Err(e),
             };
             match attempt {

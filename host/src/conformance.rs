@@ -51,7 +51,7 @@ use serde_json::{Value, json};
 use crate::app::{Airlock, StartOptions};
 use crate::config::Config;
 use crate::model::{self, Stall, SyncPage};
-use crate::runtime::connector::{CONTRACT_PACKAGE, InvokeError, LoadedConnector, Op};
+use crate::runtime::connector::{CONTRACT_PACKAGE, InvokeError, LoadedConnector};
 use crate::scrub::Scrubber;
 use crate::store::audit;
 
@@ -366,9 +366,9 @@ fn action_schemas(i: &model::ConnectorInfo) -> Result<String, String> {
 const SDK_DEFAULT_HEALTH: &str = "ok";
 
 async fn health(c: &LoadedConnector) -> Result<String, String> {
-    match c.invoke(Op::Health).await {
-        Ok(v) if v.get("ok") == Some(&Value::Bool(true)) => {
-            let message = v.get("message").and_then(Value::as_str).unwrap_or("");
+    match c.health().await {
+        Ok(h) if h.ok => {
+            let message = h.message;
             if message == SDK_DEFAULT_HEALTH {
                 // The rule can only check the answer; say what it did not check.
                 Ok(format!(
@@ -380,10 +380,7 @@ async fn health(c: &LoadedConnector) -> Result<String, String> {
                 Ok(format!("ok: {message}"))
             }
         }
-        Ok(v) => Err(format!(
-            "health answered not ok: {}",
-            v.get("message").and_then(Value::as_str).unwrap_or("")
-        )),
+        Ok(h) => Err(format!("health answered not ok: {}", h.message)),
         Err(e) => Err(format!("health failed: {e}")),
     }
 }
@@ -402,12 +399,7 @@ fn query_from(title: Option<String>) -> String {
 
 async fn search(c: &LoadedConnector, query: &str) -> Result<String, String> {
     const LIMIT: u32 = 5;
-    let op = Op::Search {
-        query: query.into(),
-        limit: LIMIT,
-        cursor: None,
-    };
-    let v = match c.invoke(op).await {
+    let r = match c.search(query.into(), LIMIT, None).await {
         // Only the SDK's "does not support" answer means the connector has no search; any
         // other invalid-input to a plain word is a search that does not work.
         Err(InvokeError::Connector(e))
@@ -425,10 +417,8 @@ async fn search(c: &LoadedConnector, query: &str) -> Result<String, String> {
             ));
         }
         Err(e) => return Err(format!("search for {query:?} failed: {e}")),
-        Ok(v) => v,
+        Ok(r) => r,
     };
-    let r: model::SearchResult = serde_json::from_value(v)
-        .map_err(|e| format!("search result does not have the contract's shape: {e}"))?;
     let mut problems = Vec::new();
     if r.hits.len() > LIMIT as usize {
         problems.push(format!(
@@ -804,13 +794,13 @@ async fn check_stream(
 /// `Ok` when the call failed with one of `codes`.
 fn expect_codes(
     what: &str,
-    result: Result<Value, InvokeError>,
+    result: Result<impl serde::Serialize, InvokeError>,
     codes: &[&str],
 ) -> Result<String, String> {
     let wanted = codes.join(" or ");
     match result {
         Ok(v) => {
-            let mut text = v.to_string();
+            let mut text = serde_json::to_string(&v).unwrap_or_default();
             if text.len() > 120 {
                 text = format!("{}…", text.chars().take(120).collect::<String>());
             }
@@ -832,12 +822,7 @@ fn expect_codes(
 const UNKNOWN: &str = "airlock-conformance-unknown";
 
 async fn check_errors(c: &LoadedConnector, report: &mut Report) {
-    let r = c
-        .invoke(Op::Sync {
-            stream: UNKNOWN.into(),
-            cursor: None,
-        })
-        .await;
+    let r = c.sync_page(UNKNOWN, None).await;
     report.check(
         "errors.unknown-stream",
         expect_codes(
@@ -846,12 +831,7 @@ async fn check_errors(c: &LoadedConnector, report: &mut Report) {
             &["invalid-input", "not-found"],
         ),
     );
-    let r = c
-        .invoke(Op::Action {
-            name: UNKNOWN.into(),
-            input: json!({}),
-        })
-        .await;
+    let r = c.action(UNKNOWN.into(), json!({})).await;
     report.check(
         "errors.unknown-action",
         expect_codes(
@@ -860,7 +840,7 @@ async fn check_errors(c: &LoadedConnector, report: &mut Report) {
             &["not-found", "invalid-input"],
         ),
     );
-    let r = c.invoke(Op::Get { id: UNKNOWN.into() }).await;
+    let r = c.get(UNKNOWN.into()).await;
     report.check(
         "errors.get-unknown-id",
         expect_codes(
@@ -892,12 +872,7 @@ async fn check_errors(c: &LoadedConnector, report: &mut Report) {
             report.pass(rule, "the schema accepts any input: nothing to reject");
             continue;
         };
-        let r = c
-            .invoke(Op::Action {
-                name: a.name.clone(),
-                input: bad.clone(),
-            })
-            .await;
+        let r = c.action(a.name.clone(), bad.clone()).await;
         report.check(
             rule,
             expect_codes(

@@ -116,7 +116,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!(scrubber.scrub(&e.to_string())))?
         .clone();
     say(&format!("recording {id}: health"));
-    if let Err(e) = c.invoke(Op::Health).await {
+    if let Err(e) = c.health().await {
         say(&format!("  health: {}", scrubber.scrub(&e.to_string())));
     }
     let sync_failures = if plan.no_sync {

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::SearchResult;
-use crate::runtime::connector::{LoadedConnector, Op};
+use crate::runtime::connector::LoadedConnector;
 use crate::store::Db;
 use crate::store::documents::{self, Hit};
 
@@ -96,20 +95,10 @@ pub async fn search(
                     Ok(c) => c,
                     Err(error) => return (id, Err(format!("not loaded: {error}"))),
                 };
-                let op = Op::Search {
-                    query,
-                    limit,
-                    cursor: None,
-                };
-                match tokio::time::timeout(timeout, c.invoke(op)).await {
+                match tokio::time::timeout(timeout, c.search(query, limit, None)).await {
                     Err(_) => (id, Err(format!("no answer within {timeout:?}"))),
                     Ok(Err(e)) => (id, Err(e.to_string())),
-                    // An answer that is not a search result is a failure to report, never an
-                    // empty list.
-                    Ok(Ok(v)) => match serde_json::from_value::<SearchResult>(v) {
-                        Ok(r) => (id, Ok(r)),
-                        Err(e) => (id, Err(format!("not a search result: {e}"))),
-                    },
+                    Ok(Ok(r)) => (id, Ok(r)),
                 }
             }
         });

@@ -268,84 +268,121 @@ impl LoadedConnector {
             .map_err(InvokeError::Connector)
     }
 
-    /// Runs one operation and returns its result as JSON.
+    /// Runs one operation and returns its result as JSON: the API, MCP and CLI edge over the
+    /// typed calls below (which the host's own code uses).
     pub async fn invoke(&self, op: Op) -> Result<serde_json::Value, InvokeError> {
-        let mut v = self.invoke_unscrubbed(op).await?;
-        // A connector allowed to `reveal` a secret, or one relaying an upstream's echo, must
-        // still not put a secret value into a response.
-        self.ctx.scrubber.scrub_json(&mut v);
-        Ok(v)
-    }
-
-    async fn invoke_unscrubbed(&self, op: Op) -> Result<serde_json::Value, InvokeError> {
-        let export = op.export();
-        let to_json = |v: Result<serde_json::Value, serde_json::Error>| {
-            v.map_err(|e| InvokeError::Trap {
-                message: format!("result not serializable: {e}"),
-            })
-        };
-        match op {
-            Op::Info => {
-                let r = self
-                    .call_raw(export, |s, w| {
-                        Box::pin(async move { w.info(s).await.map(Ok) })
-                    })
-                    .await?;
-                to_json(serde_json::to_value(r))
-            }
-            Op::Health => {
-                let r: model::HealthStatus = self
-                    .call_raw(export, |s, w| Box::pin(async move { w.health(s).await }))
-                    .await?;
-                to_json(serde_json::to_value(r))
-            }
+        let v = match op {
+            Op::Info => to_json(self.call_info().await?),
+            Op::Health => to_json(self.health().await?),
             Op::Search {
                 query,
                 limit,
                 cursor,
-            } => {
-                let r = self
-                    .call_raw(export, move |s, w| {
-                        Box::pin(async move { w.search(s, query, limit, cursor).await })
-                    })
-                    .await?;
-                to_json(serde_json::to_value(r))
-            }
-            Op::Get { id } => {
-                let r: model::Document = self
-                    .call_raw(export, move |s, w| {
-                        Box::pin(async move { w.get(s, &id).await })
-                    })
-                    .await?;
-                to_json(serde_json::to_value(r))
-            }
+            } => to_json(self.search(query, limit, cursor).await?),
+            Op::Get { id } => to_json(self.get(id).await?),
             Op::CheckPermission { principal, id } => {
-                let r: bool = self
-                    .call_raw(export, move |s, w| {
-                        Box::pin(async move { w.check_permission(s, &principal, &id).await })
-                    })
-                    .await?;
-                Ok(serde_json::json!({ "allowed": r }))
+                let allowed = self.check_permission(principal, id).await?;
+                Ok(serde_json::json!({ "allowed": allowed }))
             }
-            Op::Sync { stream, cursor } => {
-                let page = self.sync_page(&stream, cursor).await?;
-                to_json(serde_json::to_value(page))
-            }
-            Op::Action { name, input } => {
-                let input = input.to_string();
-                let r: String = self
-                    .call_raw(export, move |s, w| {
-                        Box::pin(async move { w.invoke(s, &name, &input).await })
-                    })
-                    .await?;
-                Ok(serde_json::from_str(&r).unwrap_or(serde_json::Value::String(r)))
-            }
-        }
+            Op::Sync { stream, cursor } => to_json(self.sync_page(&stream, cursor).await?),
+            Op::Action { name, input } => return self.action(name, input).await,
+        };
+        let mut v = v?;
+        // The typed calls scrubbed every string they return; the JSON edge checks once more,
+        // so no future field can slip through unscrubbed.
+        self.ctx.scrubber.scrub_json(&mut v);
+        Ok(v)
     }
 
-    /// The pre-linked component (benchmarks compare against a bare instantiate-and-call).
-    pub fn instance_pre(&self) -> &ContractPre {
-        &self.pre
+    /// `info()`, called afresh (the loaded connector keeps the answer it gave at load in
+    /// [`LoadedConnector::info`]).
+    pub async fn call_info(&self) -> Result<model::ConnectorInfo, InvokeError> {
+        let info = self
+            .call_raw(Export::Info, |s, w| {
+                Box::pin(async move { w.info(s).await.map(Ok) })
+            })
+            .await?;
+        let mut v = to_json(info)?;
+        self.ctx.scrubber.scrub_json(&mut v);
+        serde_json::from_value(v).map_err(|e| InvokeError::Trap {
+            message: format!("info not readable after scrubbing: {e}"),
+        })
+    }
+
+    /// `health()`.
+    pub async fn health(&self) -> Result<model::HealthStatus, InvokeError> {
+        let mut status: model::HealthStatus = self
+            .call_raw(Export::Health, |s, w| {
+                Box::pin(async move { w.health(s).await })
+            })
+            .await?;
+        self.ctx.scrubber.scrub_in_place(&mut status.message);
+        Ok(status)
+    }
+
+    /// Live `search()` upstream; at most `limit` hits are the connector's promise (callers
+    /// check it).
+    pub async fn search(
+        &self,
+        query: String,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<model::SearchResult, InvokeError> {
+        let mut result: model::SearchResult = self
+            .call_raw(Export::Search, move |s, w| {
+                Box::pin(async move { w.search(s, query, limit, cursor).await })
+            })
+            .await?;
+        let scrubber = &self.ctx.scrubber;
+        result
+            .hits
+            .iter_mut()
+            .for_each(|d| scrub_document(scrubber, d));
+        if let Some(c) = &mut result.next_cursor {
+            scrubber.scrub_in_place(c);
+        }
+        Ok(result)
+    }
+
+    /// `get(id)`: one record.
+    pub async fn get(&self, id: String) -> Result<model::Document, InvokeError> {
+        let mut doc: model::Document = self
+            .call_raw(Export::Get, move |s, w| {
+                Box::pin(async move { w.get(s, &id).await })
+            })
+            .await?;
+        scrub_document(&self.ctx.scrubber, &mut doc);
+        Ok(doc)
+    }
+
+    /// `check-permission(principal, id)`: whether the upstream lets `principal` read `id`.
+    pub async fn check_permission(
+        &self,
+        principal: String,
+        id: String,
+    ) -> Result<bool, InvokeError> {
+        self.call_raw(Export::CheckPermission, move |s, w| {
+            Box::pin(async move { w.check_permission(s, &principal, &id).await })
+        })
+        .await
+    }
+
+    /// Runs action `name`: its answer is JSON by contract (a string that is not JSON comes
+    /// back as a JSON string).
+    pub async fn action(
+        &self,
+        name: String,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeError> {
+        let input = input.to_string();
+        let r: String = self
+            .call_raw(Export::Action(name.clone()), move |s, w| {
+                Box::pin(async move { w.invoke(s, &name, &input).await })
+            })
+            .await?;
+        let mut v = serde_json::from_str(&r).unwrap_or(serde_json::Value::String(r));
+        self.ctx.scrubber.scrub_json(&mut v);
+        Ok(v)
     }
 
     /// One page of a stream (the sync loop's unit of work).
@@ -622,26 +659,40 @@ pub fn compile_component(
 
 /// Removes known secret values from every text of a sync page (documents, deleted ids, the
 /// cursor the host stores). True when something was removed.
+/// Every string of `d` with secret values replaced.
+fn scrub_document(scrubber: &Scrubber, d: &mut model::Document) {
+    if scrubber.is_empty() {
+        return;
+    }
+    for text in [
+        &mut d.id,
+        &mut d.kind,
+        &mut d.title,
+        &mut d.body,
+        &mut d.updated_at,
+    ] {
+        scrubber.scrub_in_place(text);
+    }
+    if let Some(url) = &mut d.url {
+        scrubber.scrub_in_place(url);
+    }
+    d.acl.iter_mut().for_each(|a| scrubber.scrub_in_place(a));
+    scrubber.scrub_json(&mut d.metadata);
+}
+
+fn to_json(v: impl serde::Serialize) -> Result<serde_json::Value, InvokeError> {
+    serde_json::to_value(v).map_err(|e| InvokeError::Trap {
+        message: format!("result not serializable: {e}"),
+    })
+}
+
 fn scrub_page(scrubber: &Scrubber, page: &mut model::SyncPage) -> bool {
     if scrubber.is_empty() {
         return false;
     }
     let before = serde_json::to_string(&*page).unwrap_or_default();
     for d in &mut page.upserts {
-        for text in [
-            &mut d.id,
-            &mut d.kind,
-            &mut d.title,
-            &mut d.body,
-            &mut d.updated_at,
-        ] {
-            scrubber.scrub_in_place(text);
-        }
-        if let Some(url) = &mut d.url {
-            scrubber.scrub_in_place(url);
-        }
-        d.acl.iter_mut().for_each(|a| scrubber.scrub_in_place(a));
-        scrubber.scrub_json(&mut d.metadata);
+        scrub_document(scrubber, d);
     }
     for r in &mut page.deletes {
         scrubber.scrub_in_place(&mut r.id);
