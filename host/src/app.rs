@@ -361,7 +361,7 @@ impl Airlock {
         }
         let db = Arc::new(Db::open(&data_dir)?);
         Ok(Airlock {
-            syncer: Syncer::new(db.clone(), metrics.clone()),
+            syncer: Syncer::new(db.clone(), metrics.clone(), audit.clone()),
             db,
             metrics,
             config: ArcSwap::from_pointee(config),
@@ -592,11 +592,38 @@ impl Airlock {
     /// Runs an operation on a connector, or an action on a route.
     pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
         self.check_input(id, &op)?;
+        let action = matches!(op, Op::Action { .. });
         let config = self.config();
-        if let Some(route) = config.route(id) {
-            return self.invoke_route(route, op).await;
+        let result = match config.route(id) {
+            Some(route) => self.invoke_route(route, op).await,
+            None => self.connector(id)?.invoke(op).await,
+        };
+        if action {
+            // An action's result goes back only once the rows of what it did are durable.
+            self.audit_durable().await?;
         }
-        self.connector(id)?.invoke(op).await
+        result
+    }
+
+    /// Whether the audit log can be written (otherwise the gate refuses every request).
+    pub fn audit_available(&self) -> bool {
+        self.audit.available()
+    }
+
+    /// Waits until every audit row queued so far is committed; `unavailable` when the audit
+    /// log cannot be written.
+    pub async fn audit_durable(&self) -> Result<(), InvokeError> {
+        let audit = self.audit.clone();
+        let durable = tokio::task::spawn_blocking(move || audit.flush_durable()).await;
+        match durable {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(InvokeError::Unavailable {
+                message: e.to_string(),
+            }),
+            Err(e) => Err(InvokeError::Unavailable {
+                message: format!("audit flush: {e}"),
+            }),
+        }
     }
 
     /// An action's input against the schema its connector declares (for a route: the first of

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::metrics::{Metrics, StreamLabels};
 use crate::model::Stall;
 use crate::runtime::connector::{InvokeError, LoadedConnector};
+use crate::store::audit::AuditLog;
 use crate::store::{Db, documents, now_rfc3339, sync_state};
 
 /// How a run ended (errors are `Err`).
@@ -139,14 +140,17 @@ pub struct Syncer {
     db: Arc<Db>,
     metrics: Arc<Metrics>,
     locks: SyncLocks,
+    /// A page is committed only once the rows of the requests that fetched it are durable.
+    audit: AuditLog,
 }
 
 impl Syncer {
-    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>) -> Syncer {
+    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>, audit: AuditLog) -> Syncer {
         Syncer {
             db,
             metrics,
             locks: SyncLocks::default(),
+            audit,
         }
     }
 
@@ -297,7 +301,13 @@ impl Syncer {
                 deletes: dels as i64,
                 first: std::mem::take(&mut first_page),
             };
+            let audit = self.audit.clone();
             let commit = tokio::spawn(async move {
+                // Write-ahead: the rows of the requests behind this page first, so a crash
+                // never keeps a page whose requests have no audit row.
+                tokio::task::spawn_blocking(move || audit.flush_durable())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
                 db2.run(move |conn| {
                     let now = now_rfc3339();
                     // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a

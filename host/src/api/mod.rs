@@ -103,7 +103,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when every configured connector loaded; otherwise 503 naming the ones that did not.
+/// Ready when the audit log can be written and every configured connector loaded; otherwise
+/// 503 saying which.
 async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
     let failed: Vec<String> = a
         .statuses()
@@ -111,7 +112,11 @@ async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
         .filter(|s| s.status != "ready")
         .map(|s| s.id)
         .collect();
-    if failed.is_empty() {
+    if !a.audit_available() {
+        let msg =
+            "audit unavailable: the audit log cannot be written (outbound requests are refused)";
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", msg, None)
+    } else if failed.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         let msg = format!("connectors not loaded: {}", failed.join(", "));

@@ -65,8 +65,9 @@ pub struct AuditRow {
 
 enum Msg {
     Event(String, Box<AuditEvent>),
-    /// Commit what is queued; with `true`, also sign the head now.
-    Flush(mpsc::Sender<()>, bool),
+    /// Commit what is queued; with `true`, also sign the head now. The answer says whether the
+    /// rows are committed.
+    Flush(mpsc::Sender<bool>, bool),
 }
 
 /// How the writer queues rows and anchors the chain (`[audit]` in the config).
@@ -99,7 +100,19 @@ pub struct AuditLog {
     scrubber: Scrubber,
     /// Times `record` found the queue full and waited (for metrics and tests).
     waits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the writer's last commit succeeded. While it cannot write (disk full, I/O error,
+    /// a lock held past every retry) the gate lets no request leave and syncs commit nothing.
+    available: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The audit log cannot be written: what needs its rows durable must not go ahead.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("audit unavailable: {0}")]
+pub struct AuditUnavailable(pub String);
+
+/// How long [`AuditLog::flush_durable`] waits for the writer before it reports the log
+/// unavailable.
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Owns the writer thread; dropping it flushes and stops the thread.
 pub struct AuditWriter {
@@ -121,6 +134,8 @@ impl AuditWriter {
         let conn = super::open(data_dir)?;
         let signer = CheckpointSigner::open(data_dir, settings.checkpoint_sink)?;
         let (tx, rx) = mpsc::sync_channel(settings.queue_rows.max(1));
+        let available = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer_available = available.clone();
         let anchor = Anchor {
             signer,
             every_rows: settings.checkpoint_rows.max(1),
@@ -128,12 +143,13 @@ impl AuditWriter {
         };
         let thread = std::thread::Builder::new()
             .name("airlock-audit".into())
-            .spawn(move || writer_loop(conn, rx, anchor))?;
+            .spawn(move || writer_loop(conn, rx, anchor, writer_available))?;
         Ok(AuditWriter {
             log: AuditLog {
                 tx,
                 scrubber,
                 waits: Default::default(),
+                available,
             },
             thread: Some(thread),
         })
@@ -204,6 +220,33 @@ impl AuditLog {
             let _ = rx.recv();
         }
     }
+
+    /// Whether the audit log can be written now (the writer's last commit succeeded).
+    pub fn available(&self) -> bool {
+        self.available.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Blocks until every row queued so far is committed, or reports that it cannot be: a sync
+    /// page is committed, and an action's result returned, only after the rows of the requests
+    /// behind them are durable (a crash then loses no row of anything it kept).
+    pub fn flush_durable(&self) -> Result<(), AuditUnavailable> {
+        let down = || AuditUnavailable("the audit log cannot be written".into());
+        if !self.available() {
+            return Err(down());
+        }
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::Flush(tx, false))
+            .map_err(|_| AuditUnavailable("the audit writer has stopped".into()))?;
+        match rx.recv_timeout(DURABLE_WAIT) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(down()),
+            Err(_) => Err(AuditUnavailable(format!(
+                "the audit writer did not commit within {}s",
+                DURABLE_WAIT.as_secs()
+            ))),
+        }
+    }
 }
 
 /// The writer's checkpoint schedule.
@@ -226,7 +269,16 @@ impl Anchor {
 /// saves a futex wake and a context switch per row.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, anchor: Anchor) {
+/// Longest pause between attempts to write rows the log could not take.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Msg>,
+    anchor: Anchor,
+    available: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
     use std::time::Instant;
     // The head this writer last committed, and rows committed since its last checkpoint.
     let mut head: Option<(i64, String)> = read_head(&conn);
@@ -276,23 +328,38 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, anchor: Anchor) {
             }
         }
         if !batch.is_empty() {
-            // Retry a busy database a few times; audit rows must not be dropped silently.
-            let mut attempt = 0;
+            // Rows are never dropped: a batch the database does not take is retried until it
+            // does. Meanwhile the log is marked unavailable (the gate refuses requests, syncs
+            // commit nothing, /readyz is unready) and waiting flushes are told so; the queue
+            // behind this batch makes recorders wait.
+            let mut attempt: u32 = 0;
             loop {
                 match append(&mut conn, &batch) {
                     Ok(h) => {
                         head = Some(h);
                         unsigned += batch.len() as u64;
+                        if !available.swap(true, Ordering::AcqRel) {
+                            tracing::warn!("audit log writable again; outbound requests resume");
+                        }
                         break;
-                    }
-                    Err(e) if attempt < 5 => {
-                        attempt += 1;
-                        tracing::warn!("audit write failed (attempt {attempt}): {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
                     }
                     Err(e) => {
-                        tracing::error!("audit rows lost after retries: {e}");
-                        break;
+                        attempt += 1;
+                        if attempt == 3 && available.swap(false, Ordering::AcqRel) {
+                            tracing::error!(
+                                "audit log cannot be written ({e}); no outbound request \
+                                 leaves and no sync page is committed until it can"
+                            );
+                        } else {
+                            tracing::warn!("audit write failed (attempt {attempt}): {e}");
+                        }
+                        if attempt >= 3 {
+                            for f in flushes.drain(..) {
+                                let _ = f.send(false);
+                            }
+                        }
+                        let pause = std::time::Duration::from_millis(50 * u64::from(attempt));
+                        std::thread::sleep(pause.min(RETRY_MAX));
                     }
                 }
             }
@@ -307,7 +374,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, anchor: Anchor) {
             last_signed = Instant::now();
         }
         for f in flushes {
-            let _ = f.send(());
+            let _ = f.send(true);
         }
     }
     // Every sender is gone: a last checkpoint for rows not yet anchored.
@@ -1048,6 +1115,42 @@ mod tests {
             Some(12),
             "a clean stop signs the head"
         );
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_is_unavailable_keeps_its_rows_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            checkpoint_sink: Sink::None,
+            ..AuditSettings::default()
+        };
+        let w = AuditWriter::start_with(dir.path(), Scrubber::new(), &settings).unwrap();
+        let log = w.log();
+        log.record(ev(0));
+        log.flush_durable().expect("a writable log");
+        // Every insert now fails, as on a full disk.
+        let c = crate::store::open(dir.path()).unwrap();
+        c.execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON audit BEGIN SELECT RAISE(FAIL, 'disk is full'); END;",
+        )
+        .unwrap();
+        log.record(ev(1));
+        let e = log
+            .flush_durable()
+            .expect_err("rows that cannot be written are not durable");
+        assert!(e.to_string().contains("audit unavailable"), "{e}");
+        assert!(!log.available());
+        assert!(log.flush_durable().is_err(), "still unavailable");
+        // Space is back: the writer recovers by itself and the held-back row is written.
+        c.execute_batch("DROP TRIGGER full;").unwrap();
+        let t = std::time::Instant::now();
+        while !log.available() && t.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(log.available(), "the log did not recover");
+        log.flush_durable().expect("durable again");
+        let v = verify(&c).unwrap();
+        assert_eq!(v.rows, 2, "no row lost");
     }
 
     #[test]

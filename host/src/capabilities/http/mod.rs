@@ -191,6 +191,13 @@ impl ConnectorGate {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let mut ev = self.event(&caller.invocation, caller.principal.as_deref());
+        if !self.audit.available() {
+            // Fail closed: a request whose row cannot be written does not leave. (Its refusal
+            // row waits in the queue and is written when the log recovers.)
+            let reason = "audit unavailable: the audit log cannot be written".to_string();
+            self.settle(ev, started, Outcome::new(Decision::Error, reason));
+            return Err(HttpError::InternalError(Some("audit unavailable".into())));
+        }
         let writes = WriteScope {
             action: writes_action.as_deref(),
             approved: approved_writes,
