@@ -17,23 +17,24 @@ fn sent_rows(env: &Env) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_syncs_loses_no_audit_row_behind_a_committed_page() {
-    let fake = spawn_confluence(
-        "127.0.0.1:0".parse().expect("addr"),
-        ConfluenceOptions::default(),
-    )
-    .await
-    .expect("fake");
+    let options = ConfluenceOptions {
+        pages: 3000,
+        ..ConfluenceOptions::default()
+    };
+    let fake = spawn_confluence("127.0.0.1:0".parse().expect("addr"), options)
+        .await
+        .expect("fake");
     // Small pages: many requests, many commits for the kills to land between.
-    let body =
-        confluence_config(&fake.base_url).replace("base_url = ", "page_limit = \"5\"\nbase_url = ");
+    let body = confluence_config(&fake.base_url)
+        .replace("base_url = ", "page_limit = \"10\"\nbase_url = ");
     let env = Env::new(&body);
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     fake.reset_requests();
     let kills = sync_with_random_kills(
         &env,
-        &["sync", "confluence", "--stream", "pages"],
+        &["sync", "confluence", "--stream", "pages", "--full"],
         20,
-        (120, 400),
+        (300, 2500),
         0xa0d17,
         |_| {},
     );
