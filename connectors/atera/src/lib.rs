@@ -7,11 +7,9 @@
 //! refuses a technician comment that names no technician).
 
 use airlock_sdk::serde_json::{self, Value, json};
-use airlock_sdk::text::parse_rfc3339;
-use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    StreamInfo, SyncPage, html_to_text, url,
-};
+use airlock_sdk::text::{http_date_to_rfc3339, parse_rfc3339};
+use airlock_sdk::{ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus};
+use airlock_sdk::{Request, Result, SyncPage, cursor, html_to_text};
 use serde::{Deserialize, Serialize};
 
 struct Atera;
@@ -19,77 +17,64 @@ struct Atera;
 airlock_sdk::export_connector!(Atera);
 
 /// Atera's largest page (`itemsInPage`).
-const PAGE: u32 = 50;
+const PAGE: &str = "50";
 /// Tickets whose comments one `comments` sync call fetches.
 const TICKETS_PER_CALL: usize = 10;
 /// Upper bound on comment pages fetched for one ticket.
 const MAX_COMMENT_PAGES: usize = 40;
 
+/// A technician comment on a ticket. (The host checks `add-comment` input against the schema
+/// derived from this type before the action runs or is queued.)
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AddComment {
+    /// The Atera ticket id.
+    #[schemars(range(min = 1))]
+    ticket_id: u64,
+    /// The comment text (not blank).
+    #[schemars(length(min = 1))]
+    comment: String,
+    /// Internal (technicians only) rather than visible to the end user.
+    #[serde(default)]
+    is_internal: bool,
+}
+
 impl Connector for Atera {
     fn info() -> ConnectorInfo {
-        let stream = |name: &str, description: &str| StreamInfo {
-            name: name.into(),
-            description: description.into(),
-        };
-        ConnectorInfo {
-            name: "atera".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Atera RMM/PSA tickets and their comments".into(),
-            streams: vec![
-                stream(
-                    "tickets",
-                    "Tickets (title, first and last comments). Full listing on the first run, then \
-                     tickets modified since the last run; one page per call.",
-                ),
-                stream(
-                    "comments",
-                    "Comments of every ticket (a full pass each run, ten tickets per call).",
-                ),
-            ],
-            actions: vec![ActionInfo {
-                name: "add-comment".into(),
-                description: "Add a technician comment to a ticket (internal when `is_internal`)."
-                    .into(),
-                input_schema: json!({"type": "object", "required": ["ticket_id", "comment"],
-                    "properties": {"ticket_id": {"type": "integer", "minimum": 1},
-                        "comment": {"type": "string", "minLength": 1},
-                        "is_internal": {"type": "boolean", "default": false}},
-                    "additionalProperties": false})
-                .to_string(),
-                writes: true,
-            }],
-        }
+        let about = "Atera RMM/PSA tickets and their comments";
+        let tickets = "Tickets (title, first and last comments). Full listing on the first run, \
+                       then tickets modified since the last run; one page per call.";
+        let comments = "Comments of every ticket (a full pass each run, ten tickets per call).";
+        let add = "Add a technician comment to a ticket (internal when `is_internal`).";
+        ConnectorInfo::new("atera", env!("CARGO_PKG_VERSION"), about)
+            .stream("tickets", tickets)
+            .stream("comments", comments)
+            .action(ActionInfo::new::<AddComment>("add-comment", add).writes())
     }
 
     fn health() -> Result<HealthStatus> {
         let cfg = Config::load()?;
-        Request::get(cfg.api("/tickets"))
-            .query("page", "1")
-            .query("itemsInPage", "1")
-            .send()?;
-        let message = format!("Atera at {} accepted the credentials", cfg.base);
+        let probe = Request::get(cfg.api("/tickets")).query("page", "1");
+        probe.query("itemsInPage", "1").send()?;
+        let message = format!("Atera at {} accepted the credentials", cfg.base_url);
         Ok(HealthStatus { ok: true, message })
     }
 
     fn get(id: String) -> Result<Document> {
-        let cfg = Config::load()?;
-        let id = id.trim();
-        let id = numeric(id.strip_prefix("ticket:").unwrap_or(id))?;
-        let ticket: Ticket = Request::get(cfg.api(&format!("/tickets/{id}")))
-            .send()?
-            .json()?;
-        Ok(ticket.document(&cfg))
+        let (cfg, id) = (Config::load()?, ticket_id(&id)?);
+        let url = cfg.api(&format!("/tickets/{id}"));
+        Ok(Request::get(url).send()?.json::<Ticket>()?.document(&cfg))
     }
 
     fn check_permission(_principal: String, id: String) -> Result<bool> {
-        numeric(id.trim().strip_prefix("ticket:").unwrap_or(id.trim())).map(|_| true)
+        ticket_id(&id).map(|_| true)
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
-        let cfg = Config::load()?;
+        let (cfg, cursor) = (Config::load()?, cursor.as_deref());
         match stream.as_str() {
-            "tickets" => sync_tickets(&cfg, decode(cursor.as_deref())?),
-            "comments" => sync_comments(&cfg, decode(cursor.as_deref())?),
+            "tickets" => sync_tickets(&cfg, cursor::decode(cursor)?.unwrap_or_default()),
+            "comments" => sync_comments(&cfg, cursor::decode(cursor)?.unwrap_or_default()),
             _ => Err(Error::invalid_input(format!(
                 "unknown stream `{stream}` (this connector has `tickets`, `comments`)"
             ))),
@@ -100,121 +85,82 @@ impl Connector for Atera {
         if action != "add-comment" {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
-        let input: Value = serde_json::from_str(&input)
-            .map_err(|e| Error::invalid_input(format!("input is not JSON: {e}")))?;
-        let ticket = match input.get("ticket_id") {
-            Some(Value::Number(n)) => numeric(&n.to_string())?,
-            Some(Value::String(s)) => numeric(s)?,
-            _ => return Err(Error::invalid_input("`ticket_id` (integer) is required")),
-        };
-        let comment = input.get("comment").and_then(Value::as_str).unwrap_or("");
-        if comment.trim().is_empty() {
-            return Err(Error::invalid_input(
-                "`comment` (non-empty string) is required",
-            ));
+        let input: AddComment = airlock_sdk::input(&input)?;
+        if input.comment.trim().is_empty() {
+            return Err(Error::invalid_input("`comment` must not be blank"));
         }
-        let internal = match input.get("is_internal") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(Error::invalid_input("`is_internal` must be a boolean")),
-        };
         let cfg = Config::load()?;
-        let technician = technician_email()?;
-        let body = json!({"CommentText": comment,
+        let Some(technician) = cfg.technician_email.as_ref().filter(|e| e.contains('@')) else {
+            return Err(Error::invalid_input(
+                "add-comment needs the connector setting `technician_email` (the Atera \
+                 technician the comment is written as)",
+            ));
+        };
+        let (ticket, internal) = (input.ticket_id, input.is_internal);
+        let body = json!({"CommentText": input.comment,
             "TechnicianCommentDetails": {"TechnicianEmail": technician, "IsInternal": internal}});
-        let reply = Request::post(cfg.api(&format!("/tickets/{ticket}/comments")))
-            .json(&body)
-            .send()?;
+        let url = cfg.api(&format!("/tickets/{ticket}/comments"));
+        let reply = Request::post(url).json(&body).send()?;
         let upstream: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        Ok(
-            json!({"ticket_id": ticket, "added": true, "is_internal": internal,
-            "upstream": upstream})
-            .to_string(),
-        )
+        let out = json!({"ticket_id": ticket, "added": true, "is_internal": internal,
+            "upstream": upstream});
+        Ok(out.to_string())
     }
 }
 
-/// The `technician_email` setting: Atera needs the technician a comment is written as.
-fn technician_email() -> Result<String> {
-    airlock_sdk::setting("technician_email")
-        .map(|e| e.trim().to_owned())
-        .filter(|e| e.contains('@'))
-        .ok_or_else(|| {
-            Error::invalid_input(
-                "add-comment needs the connector setting `technician_email` (the Atera \
-                 technician the comment is written as)",
-            )
-        })
-}
-
 /// Connector settings, read from the host on every call (instances are stateless).
+#[derive(Deserialize)]
 struct Config {
-    /// Site root without a trailing slash or `/api/v3`.
-    base: String,
+    /// Site root (without `/api/v3`).
+    base_url: BaseUrl,
+    technician_email: Option<String>,
 }
 
 impl Config {
     fn load() -> Result<Config> {
-        let base = airlock_sdk::require_setting("base_url")?;
-        if url::split(&base).is_none_or(|p| !matches!(p.scheme, "http" | "https")) {
-            return Err(Error::invalid_input(format!(
-                "setting `base_url` is not an http(s) URL: {base}"
-            )));
-        }
-        let base = base.trim_end_matches('/');
-        let base = base.strip_suffix("/api/v3").unwrap_or(base).to_owned();
-        Ok(Config { base })
+        let mut cfg: Config = airlock_sdk::settings::load()?;
+        cfg.base_url = cfg.base_url.without_suffix("/api/v3");
+        Ok(cfg)
     }
 
     fn api(&self, path: &str) -> String {
-        format!("{}/api/v3{path}", self.base)
+        self.base_url.join(&format!("/api/v3{path}"))
     }
 
-    fn ticket_url(&self, id: u64) -> String {
-        format!("{}/new/ticket/{id}", self.base)
+    /// One page of the listing at `path` (`date` first, as `/tickets/lastmodified` wants it).
+    fn list(&self, path: &str, date: Option<&str>, page: &str) -> Request {
+        let request = Request::get(self.api(path)).query_opt("date", date);
+        request.query("page", page).query("itemsInPage", PAGE)
     }
 
-    /// A `nextLink` from the upstream, accepted only on the configured site (so a reply cannot
-    /// steer the connector elsewhere); `None` when empty.
-    fn next_link(&self, page: &Envelope<impl Sized>) -> Result<Option<String>> {
+    /// A `nextLink` from the upstream, accepted only under the site's `/api/v3` (so a reply
+    /// cannot steer the connector elsewhere); `None` when empty.
+    fn next_link<T>(&self, page: &Envelope<T>) -> Result<Option<String>> {
         let link = page.next_link.as_deref().map(str::trim).unwrap_or("");
-        if link.is_empty() {
-            return Ok(None);
-        }
-        let link = url::resolve(&self.api("/"), link);
-        if !link.starts_with(&format!("{}/api/v3/", self.base)) {
-            return Err(Error::upstream(format!(
-                "nextLink leaves {}: {}",
-                self.base,
-                url::path(&link)
-            )));
-        }
-        Ok(Some(link))
+        let api = BaseUrl::parse(&self.api("")).map_err(Error::invalid_input)?;
+        let link = (!link.is_empty()).then_some(link);
+        link.map(|link| api.follow("/", link)).transpose()
     }
 }
 
-/// Only digits, so ids cannot smuggle path segments or query strings into URLs.
-fn numeric(s: &str) -> Result<u64> {
-    let s = s.trim();
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid_input(format!(
-            "not a numeric ticket id: {s:?}"
-        )));
-    }
-    s.parse()
-        .map_err(|_| Error::invalid_input(format!("ticket id out of range: {s}")))
+/// A ticket id (`7` or `ticket:7`): only digits, so ids cannot smuggle path segments or query
+/// strings into URLs.
+fn ticket_id(id: &str) -> Result<u64> {
+    let id = id.trim();
+    let id = id.strip_prefix("ticket:").unwrap_or(id).trim();
+    let digits = id.bytes().all(|b| b.is_ascii_digit());
+    let n = id.parse().ok().filter(|_| digits);
+    n.ok_or_else(|| Error::invalid_input(format!("not a numeric ticket id: {id:?}")))
 }
 
-fn decode<T: Default + for<'de> Deserialize<'de>>(cursor: Option<&str>) -> Result<T> {
-    match cursor.map(str::trim).filter(|c| !c.is_empty()) {
-        None => Ok(T::default()),
-        Some(c) => serde_json::from_str(c)
-            .map_err(|e| Error::invalid_input(format!("invalid cursor {c:?}: {e}"))),
+fn sync_page(upserts: Vec<Document>, next: &impl Serialize, done: bool) -> SyncPage {
+    let next_cursor = Some(cursor::encode(next));
+    SyncPage {
+        upserts,
+        deletes: Vec::new(),
+        next_cursor,
+        done,
     }
-}
-
-fn encode(cursor: &impl Serialize) -> Result<String> {
-    serde_json::to_string(cursor).map_err(|e| Error::internal(format!("cursor: {e}")))
 }
 
 /// `tickets` cursor. `next` is the nextLink of the run in progress (it carries the run's own
@@ -229,43 +175,20 @@ struct TicketCursor {
 }
 
 fn sync_tickets(cfg: &Config, mut cursor: TicketCursor) -> Result<SyncPage> {
-    let reply = match cursor.next.take() {
-        Some(next) => Request::get(next).send()?,
-        None => {
-            let request = match &cursor.watermark {
-                None => Request::get(cfg.api("/tickets")),
-                Some(w) => Request::get(cfg.api("/tickets/lastmodified")).query("date", w),
-            };
-            let reply = request
-                .query("page", "1")
-                .query("itemsInPage", PAGE.to_string())
-                .send()?;
-            if let Some(now) = reply.header("date").and_then(http_date_to_rfc3339) {
-                cursor.watermark = Some(now);
-            }
-            reply
-        }
-    };
+    let (fresh, since) = (cursor.next.is_none(), cursor.watermark.as_deref());
+    let path = since.map_or("/tickets", |_| "/tickets/lastmodified");
+    let first = || cfg.list(path, since, "1");
+    let reply = cursor.next.take().map_or_else(first, Request::get).send()?;
+    let now = reply.header("date").and_then(http_date_to_rfc3339);
+    cursor.watermark = now.filter(|_| fresh).or(cursor.watermark);
     let page: Envelope<Ticket> = reply.json()?;
-    cursor.next = cfg.next_link(&page)?;
-    if cursor.watermark.is_none() {
-        // No Date header: fall back to the newest date seen (safe, may refetch a little).
-        cursor.watermark = page
-            .items
-            .iter()
-            .filter_map(Ticket::updated_at)
-            .max_by_key(|d| parse_rfc3339(d).unwrap_or(i64::MIN));
-    }
-    let done = cursor.next.is_none() || page.items.is_empty();
-    if done {
-        cursor.next = None;
-    }
-    Ok(SyncPage {
-        upserts: page.items.into_iter().map(|t| t.document(cfg)).collect(),
-        deletes: Vec::new(),
-        next_cursor: Some(encode(&cursor)?),
-        done,
-    })
+    cursor.next = cfg.next_link(&page)?.filter(|_| !page.items.is_empty());
+    // No Date header: fall back to the newest date seen (safe, may refetch a little).
+    let dates = page.items.iter().flat_map(Ticket::dates);
+    cursor.watermark = cursor.watermark.or_else(|| newest(dates));
+    let done = cursor.next.is_none();
+    let upserts = page.items.into_iter().map(|t| t.document(cfg)).collect();
+    Ok(sync_page(upserts, &cursor, done))
 }
 
 /// `comments` cursor: the ticket listing page (1-based), the index of the next ticket on it, and
@@ -281,73 +204,41 @@ struct CommentCursor {
 
 impl Default for CommentCursor {
     fn default() -> Self {
-        CommentCursor {
-            page: 1,
-            index: 0,
-            after: None,
-        }
+        let (page, index, after) = (1, 0, None);
+        CommentCursor { page, index, after }
     }
 }
 
-fn sync_comments(cfg: &Config, cursor: CommentCursor) -> Result<SyncPage> {
-    let page: Envelope<Ticket> = Request::get(cfg.api("/tickets"))
-        .query("page", cursor.page.max(1).to_string())
-        .query("itemsInPage", PAGE.to_string())
-        .send()?
-        .json()?;
-    let start = cursor
-        .after
-        .and_then(|id| page.items.iter().rposition(|t| t.ticket_id == id))
-        .map_or(cursor.index, |pos| pos + 1);
-    let end = (start + TICKETS_PER_CALL).min(page.items.len());
-    let mut upserts = Vec::new();
-    let mut last = cursor.after;
-    for ticket in page.items.get(start..end).unwrap_or_default() {
-        let comments = ticket_comments(cfg, ticket.ticket_id)?;
-        let docs = comments.into_iter().enumerate();
-        upserts.extend(docs.map(|(i, c)| c.document(ticket.ticket_id, i + 1, cfg)));
-        last = Some(ticket.ticket_id);
+fn sync_comments(cfg: &Config, at: CommentCursor) -> Result<SyncPage> {
+    let list = cfg.list("/tickets", None, &at.page.max(1).to_string());
+    let page: Envelope<Ticket> = list.send()?.json()?;
+    let items = &page.items;
+    let position = |id| items.iter().rposition(|t: &Ticket| t.ticket_id == id);
+    let start = at.after.and_then(position).map_or(at.index, |pos| pos + 1);
+    let end = (start + TICKETS_PER_CALL).min(items.len());
+    let (mut upserts, mut last) = (Vec::new(), at.after);
+    for t in items.get(start..end).unwrap_or_default() {
+        let comments = ticket_comments(cfg, t.ticket_id)?.into_iter().enumerate();
+        upserts.extend(comments.map(|(i, c)| c.document(t.ticket_id, i + 1, cfg)));
+        last = Some(t.ticket_id);
     }
-    let more_pages = !page.next_link.as_deref().unwrap_or("").trim().is_empty();
-    let (next, done) = if end < page.items.len() {
-        (
-            CommentCursor {
-                page: cursor.page,
-                index: end,
-                after: last,
-            },
-            false,
-        )
-    } else if more_pages && !page.items.is_empty() {
-        (
-            CommentCursor {
-                page: cursor.page + 1,
-                index: 0,
-                after: None,
-            },
-            false,
-        )
-    } else {
-        (CommentCursor::default(), true) // the next run makes a fresh pass
-    };
-    Ok(SyncPage {
-        upserts,
-        deletes: Vec::new(),
-        next_cursor: Some(encode(&next)?),
-        done,
-    })
+    let more = !page.next_link.as_deref().unwrap_or("").trim().is_empty();
+    let (more, mut next) = (more && !items.is_empty(), CommentCursor::default());
+    if end < items.len() {
+        (next.page, next.index, next.after) = (at.page, end, last);
+    } else if more {
+        next.page = at.page + 1;
+    } // else the next run makes a fresh pass
+    Ok(sync_page(upserts, &next, end >= items.len() && !more))
 }
 
 /// All comments of `ticket`, oldest first, following nextLink.
 fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
-    let mut request = Request::get(cfg.api(&format!("/tickets/{ticket}/comments")))
-        .query("page", "1")
-        .query("itemsInPage", PAGE.to_string());
+    let mut request = cfg.list(&format!("/tickets/{ticket}/comments"), None, "1");
     let mut out = Vec::new();
     for _ in 0..MAX_COMMENT_PAGES {
         let page: Envelope<Comment> = request.send()?.json()?;
-        let empty = page.items.is_empty();
-        let next = cfg.next_link(&page)?;
+        let next = cfg.next_link(&page)?.filter(|_| !page.items.is_empty());
         // Comments have no id, so positions are their identity: a record the listing repeats
         // (identical in every field) must not shift them.
         for c in page.items {
@@ -355,28 +246,17 @@ fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
                 out.push(c);
             }
         }
-        match next {
-            Some(next) if !empty => request = Request::get(next),
-            _ => return Ok(out),
-        }
+        let Some(next) = next else { return Ok(out) };
+        request = Request::get(next);
     }
     airlock_sdk::log::warn!("ticket {ticket}: stopped after {MAX_COMMENT_PAGES} comment pages");
     Ok(out)
 }
 
-/// `Wed, 25 Nov 2026 23:18:39 GMT` (RFC 9110 IMF-fixdate) as `2026-11-25T23:18:39Z`.
-fn http_date_to_rfc3339(value: &str) -> Option<String> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts[..] else {
-        return None;
-    };
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? + 1;
-    let (day, year): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
-    let out = format!("{year:04}-{month:02}-{day:02}T{time}Z");
-    parse_rfc3339(&out).map(|_| out)
+/// The newest of `dates` (compared as instants; unparseable ones skipped), as sent.
+fn newest<'a>(dates: impl Iterator<Item = &'a String>) -> Option<String> {
+    let dated = dates.filter_map(|d| Some((parse_rfc3339(d)?, d)));
+    dated.max_by_key(|(ms, _)| *ms).map(|(_, d)| d.clone())
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing or null) -----------------
@@ -409,29 +289,21 @@ struct Ticket {
 }
 
 impl Ticket {
-    /// The newest of the ticket's dates (created, resolved, last comments), as sent.
-    fn updated_at(&self) -> Option<String> {
-        [
-            &self.ticket_created_date,
-            &self.ticket_resolved_date,
+    /// The ticket's dates: created, resolved, last end-user and technician comments.
+    fn dates(&self) -> impl Iterator<Item = &String> {
+        let created = [&self.ticket_created_date, &self.ticket_resolved_date];
+        let commented = [
             &self.last_end_user_comment_timestamp,
             &self.last_technician_comment_timestamp,
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|d| Some((parse_rfc3339(d)?, d)))
-        .max_by_key(|(ms, _)| *ms)
-        .map(|(_, d)| d.clone())
+        ];
+        created.into_iter().chain(commented).flatten()
     }
 
     /// First comment, then the last end-user and technician comments when they differ from it.
     fn body(&self) -> String {
+        let (first, user) = (&self.first_comment, &self.last_end_user_comment);
+        let comments = [first, user, &self.last_technician_comment];
         let mut parts: Vec<&str> = Vec::new();
-        let comments = [
-            &self.first_comment,
-            &self.last_end_user_comment,
-            &self.last_technician_comment,
-        ];
         for c in comments.into_iter().flatten().map(|c| c.trim()) {
             if !c.is_empty() && !parts.contains(&c) {
                 parts.push(c);
@@ -443,16 +315,12 @@ impl Ticket {
     fn document(self, cfg: &Config) -> Document {
         let meta = json!({"status": self.ticket_status, "priority": self.ticket_priority,
             "customer": self.customer_name, "technician": self.technician_email});
-        Document {
-            id: self.ticket_id.to_string(),
-            kind: "ticket".into(),
-            body: self.body(),
-            updated_at: self.updated_at().unwrap_or_default(),
-            title: self.ticket_title.unwrap_or_default(),
-            url: Some(cfg.ticket_url(self.ticket_id)),
-            metadata: meta.to_string(),
-            acl: Vec::new(),
-        }
+        let (id, title) = (self.ticket_id, self.ticket_title.as_deref().unwrap_or(""));
+        Document::new("ticket", id.to_string(), title)
+            .body(self.body())
+            .url(cfg.base_url.join(&format!("/new/ticket/{id}")))
+            .updated_at(newest(self.dates()).unwrap_or_default())
+            .metadata(meta)
     }
 }
 
@@ -473,27 +341,18 @@ impl Comment {
     /// Comments have no id upstream: the document id is `{ticket}-{position}` (1-based, oldest
     /// first), stable because comments are only ever appended.
     fn document(self, ticket: u64, position: usize, cfg: &Config) -> Document {
-        let author = [self.first_name.as_deref(), self.last_name.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let names = [self.first_name.as_deref(), self.last_name.as_deref()];
+        let author = names.into_iter().flatten().collect::<Vec<_>>().join(" ");
         let meta = json!({"ticket_id": ticket, "is_internal": self.is_internal,
             "email": self.email, "author": author});
-        let body = match self.comment.filter(|c| !c.trim().is_empty()) {
-            Some(c) => c,
-            None => html_to_text(self.comment_html.as_deref().unwrap_or("")),
-        };
-        Document {
-            id: format!("{ticket}-{position}"),
-            kind: "comment".into(),
-            title: format!("Comment on ticket {ticket}"),
-            body,
-            url: Some(cfg.ticket_url(ticket)),
-            updated_at: self.date.unwrap_or_default(),
-            metadata: meta.to_string(),
-            acl: Vec::new(),
-        }
+        let html = self.comment_html.as_deref().unwrap_or("");
+        let text = self.comment.filter(|c| !c.trim().is_empty());
+        let id = format!("{ticket}-{position}");
+        Document::new("comment", id, format!("Comment on ticket {ticket}"))
+            .body(text.unwrap_or_else(|| html_to_text(html)))
+            .url(cfg.base_url.join(&format!("/new/ticket/{ticket}")))
+            .updated_at(self.date.unwrap_or_default())
+            .metadata(meta)
     }
 }
 
@@ -502,8 +361,12 @@ mod tests {
     use super::*;
 
     fn cfg() -> Config {
-        let base = "http://127.0.0.1:8784".into();
-        Config { base }
+        let base_url = BaseUrl::parse("http://127.0.0.1:8784").unwrap();
+        let technician_email = None;
+        Config {
+            base_url,
+            technician_email,
+        }
     }
 
     #[test]
@@ -535,20 +398,19 @@ mod tests {
 
     #[test]
     fn cursors_links_and_dates() {
-        assert_eq!(
-            decode::<TicketCursor>(None).unwrap(),
-            TicketCursor::default()
-        );
+        let decode = |c| cursor::decode::<TicketCursor>(c).map(Option::unwrap_or_default);
+        assert_eq!(decode(None).unwrap(), TicketCursor::default());
         let c = TicketCursor {
             watermark: Some("2025-01-01T00:00:00Z".into()),
             next: None,
         };
         assert_eq!(
-            encode(&c).unwrap(),
+            cursor::encode(&c),
             r#"{"watermark":"2025-01-01T00:00:00Z"}"#
         );
-        assert_eq!(decode::<CommentCursor>(None).unwrap().page, 1);
-        assert!(decode::<TicketCursor>(Some("x")).is_err());
+        let comments = cursor::decode::<CommentCursor>(None).unwrap();
+        assert_eq!(comments.unwrap_or_default().page, 1);
+        assert!(matches!(decode(Some("x")), Err(Error::InvalidInput(_))));
         assert_eq!(
             http_date_to_rfc3339("Wed, 25 Nov 2026 23:18:39 GMT").as_deref(),
             Some("2026-11-25T23:18:39Z")
@@ -562,8 +424,46 @@ mod tests {
         assert!(next.unwrap().is_some());
         assert!(cfg().next_link(&page("")).unwrap().is_none());
         assert!(cfg().next_link(&page("https://evil/api/v3/x")).is_err());
-        for bad in ["", "1/2", "-1", "a"] {
-            assert!(numeric(bad).is_err(), "{bad}");
+        assert_eq!(ticket_id(" ticket:42 ").unwrap(), 42);
+        for bad in ["", "1/2", "-1", "+1", "a", "99999999999999999999"] {
+            assert!(ticket_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn add_comment_schema_and_input() {
+        let info = Atera::info();
+        let action = &info.actions[0];
+        assert_eq!((action.name.as_str(), action.writes), ("add-comment", true));
+        let schema: Value = serde_json::from_str(&action.input_schema).unwrap();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["required"], json!(["ticket_id", "comment"]));
+        assert_eq!(schema["additionalProperties"], false);
+        let props = &schema["properties"];
+        assert_eq!(
+            (&props["ticket_id"]["type"], &props["ticket_id"]["minimum"]),
+            (&json!("integer"), &json!(1))
+        );
+        assert_eq!(
+            (&props["comment"]["type"], &props["comment"]["minLength"]),
+            (&json!("string"), &json!(1))
+        );
+        assert_eq!(
+            (
+                &props["is_internal"]["type"],
+                &props["is_internal"]["default"]
+            ),
+            (&json!("boolean"), &json!(false))
+        );
+        let streams: Vec<_> = info.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(streams, ["tickets", "comments"]);
+        let input: AddComment = airlock_sdk::input(r#"{"ticket_id": 7, "comment": "hi"}"#).unwrap();
+        assert_eq!((input.ticket_id, input.is_internal), (7, false));
+        for bad in [
+            r#"{"ticket_id": 7}"#,
+            r#"{"ticket_id": 7, "comment": "a", "x": 1}"#,
+        ] {
+            assert!(airlock_sdk::input::<AddComment>(bad).is_err(), "{bad}");
         }
     }
 }
