@@ -419,11 +419,8 @@ fn issue_docs(page: &JqlPage, cfg: &Settings) -> Result<Vec<Document>> {
 }
 
 fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
-    let (id, key, f) = (
-        required(issue, "id")?,
-        required(issue, "key")?,
-        &issue["fields"],
-    );
+    let (id, key) = (required(issue, "id")?, required(issue, "key")?);
+    let f = &issue["fields"];
     let time = |field: &str| f[field].as_str().map(rfc3339);
     let (reporter, created) = (&f["reporter"], time("created"));
     let meta = json!({"issue_id": id, "status": f["status"]["name"],
@@ -442,18 +439,17 @@ fn comment_doc(c: &Value, key: &str, cfg: &Settings) -> Result<Document> {
     let (id, author) = (required(c, "id")?, &c["author"]);
     let meta = json!({"issue": key, "public": c["public"].as_bool().unwrap_or(true),
         "author": author["displayName"], "author_account_id": author["accountId"]});
-    let (title, at) = (
+    let path = format!("/browse/{key}?focusedCommentId={id}");
+    let at = c["created"]["iso8601"].as_str().map(rfc3339);
+    let doc = Document::new(
+        "comment",
+        format!("{key}/{id}"),
         format!("Comment on {key}"),
-        c["created"]["iso8601"].as_str(),
-    );
-    let doc = Document::new("comment", format!("{key}/{id}"), title)
-        .body(c["body"].as_str().unwrap_or_default())
-        .url(
-            cfg.base_url
-                .join(&format!("/browse/{key}?focusedCommentId={id}")),
-        )
-        .updated_at(at.map(rfc3339).unwrap_or_default())
-        .metadata(meta);
+    )
+    .body(c["body"].as_str().unwrap_or_default())
+    .url(cfg.base_url.join(&path))
+    .updated_at(at.unwrap_or_default())
+    .metadata(meta);
     Ok(doc)
 }
 
