@@ -7,12 +7,11 @@
 //! project key), `page_size` (1..=100, default 50) and `kb_query` (knowledge-base query used by the
 //! `articles` stream, default `a`).
 
-use airlock_sdk::serde_json::{self, Value, json};
+use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    SearchRequest, SearchResult, StreamInfo, SyncPage, html_to_text, text, url,
+    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
+    SearchRequest, SearchResult, SyncPage, cursor, html_to_text, text,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 struct Jira;
@@ -26,109 +25,81 @@ const EPOCH_WATERMARK: &str = "1970/01/01 00:00";
 /// Upper bound on comment pages fetched for one request (100 comments each).
 const MAX_COMMENT_PAGES: usize = 50;
 
+/// Add a comment to a service-desk request.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AddComment {
+    /// Issue key of the request, e.g. `SD-12`.
+    #[schemars(pattern(r"^[A-Z][A-Z0-9]+-[0-9]+$"))]
+    issue: String,
+    /// The comment's text.
+    #[schemars(length(min = 1))]
+    body: String,
+    /// Visible to the customer (`false`: an internal note).
+    #[serde(default = "yes")]
+    public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl Connector for Jira {
     fn info() -> ConnectorInfo {
-        let stream = |name: &str, description: &str| StreamInfo {
-            name: name.into(),
-            description: description.into(),
-        };
-        ConnectorInfo {
-            name: "jira-servicedesk".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Jira Service Management requests, request comments and knowledge base"
-                .into(),
-            streams: vec![
-                stream(
-                    "requests",
-                    "Requests (issues) by JQL `updated >= watermark ORDER BY updated ASC`, one \
-                     page per call; incremental by update time (minute granularity).",
-                ),
-                stream(
-                    "comments",
-                    "Comments of every service-desk request (full pass over all requests).",
-                ),
-                stream(
-                    "articles",
-                    "Knowledge-base articles matching the `kb_query` setting (full pass).",
-                ),
-            ],
-            actions: vec![ActionInfo {
-                name: "add-comment".into(),
-                description: "Add a comment to a service-desk request (public or internal).".into(),
-                input_schema: json!({"type": "object", "required": ["issue", "body"],
-                    "properties": {
-                        "issue": {"type": "string", "pattern": "^[A-Z][A-Z0-9]+-[0-9]+$"},
-                        "body": {"type": "string", "minLength": 1},
-                        "public": {"type": "boolean", "default": true}},
-                    "additionalProperties": false})
-                .to_string(),
-                writes: true,
-            }],
-        }
+        let about = "Jira Service Management requests, request comments and knowledge base";
+        let requests = "Requests (issues) by JQL `updated >= watermark`, oldest first";
+        let comments = "Comments of every service-desk request (full pass).";
+        let articles = "Knowledge-base articles matching the `kb_query` setting (full pass).";
+        let add = "Add a comment to a service-desk request (public or internal).";
+        ConnectorInfo::new("jira-servicedesk", env!("CARGO_PKG_VERSION"), about)
+            .stream("requests", requests)
+            .stream("comments", comments)
+            .stream("articles", articles)
+            .action(ActionInfo::new::<AddComment>("add-comment", add).writes())
     }
 
     fn health() -> Result<HealthStatus> {
-        let cfg = Config::load()?;
-        let me: Value = Request::get(cfg.url("/rest/api/3/myself")).send()?.json()?;
+        let cfg = Settings::load()?;
+        let me: Value = cfg.get("/rest/api/3/myself").send()?.json()?;
         let who = me["displayName"].as_str().unwrap_or("the API user");
-        Ok(HealthStatus {
-            ok: true,
-            message: format!("Jira at {} accepted the credentials of {who}", cfg.base),
-        })
+        let message = format!("Jira at {} accepted the credentials of {who}", cfg.base_url);
+        Ok(HealthStatus { ok: true, message })
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
-        let query = request.query.trim();
+        let (cfg, query, n) = (Settings::load()?, request.query.trim(), request.limit);
         if query.is_empty() {
             return Err(Error::invalid_input("search query is empty"));
         }
-        let limit = if request.limit == 0 {
-            20
-        } else {
-            request.limit.min(100)
-        };
-        let cursor = match request.cursor.as_deref() {
-            None => SearchCursor::default(),
-            Some(c) => decode(Some(c))?,
-        };
+        let limit = if n > 0 { n.min(100) } else { 20 };
+        // No cursor: both sources open, JQL at its first page (`""`), articles at offset 0.
+        let given = request.cursor.as_deref().filter(|c| !c.trim().is_empty());
+        let cur: SearchCursor = decode(Some(given.unwrap_or(r#"{"r":"","a":0}"#)))?;
         // Split the limit between the sources still open; with limit 1 articles wait their turn.
-        let r_limit = if cursor.a.is_some() {
-            limit.div_ceil(2)
-        } else {
-            limit
-        };
-        let a_limit = limit - if cursor.r.is_some() { r_limit } else { 0 };
-        let mut hits = Vec::new();
-        let mut next = SearchCursor {
-            r: None,
-            a: cursor.a.filter(|_| a_limit == 0),
-        };
-        if let Some(token) = cursor.r {
+        let r_limit = cur.a.map_or(limit, |_| limit.div_ceil(2));
+        let a_limit = limit - cur.r.as_ref().map_or(0, |_| r_limit);
+        let (mut hits, mut r, mut a) = (Vec::new(), None, cur.a.filter(|_| a_limit == 0));
+        if let Some(token) = cur.r {
             let jql = format!("{}text ~ \"{}\"", cfg.project_clause(), jql_escape(query));
-            let page = cfg.jql(&jql, Some(&token).filter(|t| !t.is_empty()), r_limit)?;
-            hits.extend(page.issues.into_iter().map(|i| i.document(&cfg)));
-            next.r = page.next_page_token.filter(|_| !page.is_last);
+            let page = cfg.jql(&jql, Some(token).filter(|t| !t.is_empty()), r_limit)?;
+            hits = issue_docs(&page, &cfg)?;
+            r = page.next_page_token.filter(|_| !page.is_last);
         }
-        if let Some(start) = cursor.a.filter(|_| a_limit > 0) {
-            let page = cfg.articles(query, start, a_limit)?;
-            hits.extend(page.values.into_iter().filter_map(|a| a.document()));
-            next.a = (!page.is_last_page).then(|| start + page.size.max(1));
+        if let Some(start) = cur.a.filter(|_| a_limit > 0) {
+            let page = cfg.jsm("knowledgebase/article", Some(query), start, a_limit)?;
+            hits.extend(page.values.iter().filter_map(article_doc));
+            a = (!page.is_last_page).then(|| start + page.size.max(1));
         }
-        let next_cursor = (next.r.is_some() || next.a.is_some())
-            .then(|| encode(&next))
-            .transpose()?;
+        let more = r.is_some() || a.is_some();
+        let next_cursor = more.then(|| cursor::encode(&SearchCursor { r, a }));
         Ok(SearchResult { hits, next_cursor })
     }
 
     fn get(id: String) -> Result<Document> {
-        let cfg = Config::load()?;
-        let key = issue_key(&id)?;
-        let issue: Issue = Request::get(cfg.url(&format!("/rest/api/3/issue/{key}")))
-            .query("fields", FIELDS)
-            .send()?
-            .json()?;
-        Ok(issue.document(&cfg))
+        let cfg = Settings::load()?;
+        let path = format!("/rest/api/3/issue/{}", issue_key(&id)?);
+        let issue: Value = cfg.get(&path).query("fields", FIELDS).send()?.json()?;
+        issue_doc(&issue, &cfg)
     }
 
     /// No per-user read check is offered to an API client; every valid key is readable by every
@@ -138,10 +109,10 @@ impl Connector for Jira {
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
+        let cursor = cursor.as_deref();
         match stream.as_str() {
-            "requests" => sync_requests(&Config::load()?, decode(cursor.as_deref())?),
-            "comments" => sync_comments(&Config::load()?, decode(cursor.as_deref())?),
-            "articles" => sync_articles(&Config::load()?, decode(cursor.as_deref())?),
+            "requests" => sync_requests(&Settings::load()?, decode(cursor)?),
+            "comments" | "articles" => sync_listing(&Settings::load()?, &stream, decode(cursor)?),
             _ => Err(Error::invalid_input(format!(
                 "unknown stream `{stream}` (this connector has `requests`, `comments`, `articles`)"
             ))),
@@ -152,89 +123,55 @@ impl Connector for Jira {
         if action != "add-comment" {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Input {
-            issue: String,
-            body: String,
-            #[serde(default = "yes")]
-            public: bool,
-        }
-        fn yes() -> bool {
-            true
-        }
-        let input: Input = serde_json::from_str(&input)
-            .map_err(|e| Error::invalid_input(format!("invalid input: {e}")))?;
+        let input: AddComment = airlock_sdk::input(&input)?;
         let key = issue_key(&input.issue)?;
         if input.body.trim().is_empty() {
             return Err(Error::invalid_input("`body` is empty"));
         }
-        let cfg = Config::load()?;
         let path = format!("/rest/servicedeskapi/request/{key}/comment");
-        let c: JsmComment = Request::post(cfg.url(&path))
-            .json(&json!({"body": input.body, "public": input.public}))
-            .send()?
-            .json()?;
-        let created = c.created.as_ref().map(|d| rfc3339(&d.iso8601));
-        Ok(json!({"issue": key, "id": c.id, "public": c.public, "created": created}).to_string())
+        let url = Settings::load()?.base_url.join(&path);
+        let body = json!({"body": input.body, "public": input.public});
+        let c: Value = Request::post(url).json(&body).send()?.json()?;
+        let (id, public) = (required(&c, "id")?, c["public"].as_bool().unwrap_or(true));
+        let created = c["created"]["iso8601"].as_str().map(rfc3339);
+        Ok(json!({"issue": key, "id": id, "public": public, "created": created}).to_string())
     }
 }
 
 /// Connector settings, read from the host on every call (instances are stateless).
-struct Config {
-    /// Site root without a trailing slash.
-    base: String,
+#[derive(Deserialize)]
+struct Settings {
+    base_url: BaseUrl,
     project: Option<String>,
-    page_size: u32,
-    kb_query: String,
+    page_size: Option<u32>,
+    kb_query: Option<String>,
 }
 
-impl Config {
-    fn load() -> Result<Config> {
-        let base = airlock_sdk::require_setting("base_url")?;
-        if url::split(&base).is_none_or(|p| !matches!(p.scheme, "http" | "https")) {
-            return Err(Error::invalid_input(format!(
-                "setting `base_url` is not an http(s) URL: {base}"
-            )));
+impl Settings {
+    fn load() -> Result<Settings> {
+        let s: Settings = airlock_sdk::settings::load()?;
+        if let Some(p) = s.project.as_deref().filter(|p| !is_key(p, true)) {
+            let message = format!("setting `project` is not a Jira project key: {p}");
+            return Err(Error::invalid_input(message));
         }
-        let project = airlock_sdk::setting("project");
-        if let Some(p) = &project
-            && !is_project_key(p)
-        {
-            return Err(Error::invalid_input(format!(
-                "setting `project` is not a Jira project key: {p}"
-            )));
-        }
-        let page_size = match airlock_sdk::setting("page_size") {
-            None => 50,
-            Some(v) => v
-                .parse::<u32>()
-                .map_err(|_| {
-                    Error::invalid_input(format!("setting `page_size` is not a number: {v}"))
-                })?
-                .clamp(1, 100),
-        };
-        Ok(Config {
-            base: base.trim_end_matches('/').to_owned(),
-            project,
-            page_size,
-            kb_query: airlock_sdk::setting("kb_query").unwrap_or_else(|| "a".into()),
-        })
+        Ok(s)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    fn page_size(&self) -> u32 {
+        self.page_size.unwrap_or(50).clamp(1, 100)
     }
 
     fn project_clause(&self) -> String {
-        match &self.project {
-            Some(p) => format!("project = \"{p}\" AND "),
-            None => String::new(),
-        }
+        let p = self.project.as_ref();
+        p.map_or_else(String::new, |p| format!("project = \"{p}\" AND "))
     }
 
-    fn jql(&self, jql: &str, token: Option<&String>, max: u32) -> Result<JqlPage> {
-        Request::get(self.url("/rest/api/3/search/jql"))
+    fn get(&self, path: &str) -> Request {
+        Request::get(self.base_url.join(path))
+    }
+
+    fn jql(&self, jql: &str, token: Option<String>, max: u32) -> Result<JqlPage> {
+        self.get("/rest/api/3/search/jql")
             .query("jql", jql)
             .query_opt("nextPageToken", token)
             .query("maxResults", max.to_string())
@@ -243,9 +180,10 @@ impl Config {
             .json()
     }
 
-    fn articles(&self, query: &str, start: u32, limit: u32) -> Result<JsmPage<KbArticle>> {
-        Request::get(self.url("/rest/servicedeskapi/knowledgebase/article"))
-            .query("query", query)
+    /// One page of a JSM offset listing under `/rest/servicedeskapi/`.
+    fn jsm(&self, path: &str, query: Option<&str>, start: u32, limit: u32) -> Result<JsmPage> {
+        self.get(&format!("/rest/servicedeskapi/{path}"))
+            .query_opt("query", query)
             .query("start", start.to_string())
             .query("limit", limit.to_string())
             .send()?
@@ -253,26 +191,26 @@ impl Config {
     }
 }
 
-fn is_project_key(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 2
-        && b[0].is_ascii_uppercase()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+/// A project key: an uppercase letter, then uppercase letters and digits (and `_` if allowed).
+fn is_key(s: &str, underscore: bool) -> bool {
+    let tail = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || (underscore && c == b'_');
+    s.len() >= 2 && s.as_bytes()[0].is_ascii_uppercase() && s.bytes().skip(1).all(tail)
 }
 
 /// An issue key `[A-Z][A-Z0-9]+-\d+`; anything else (paths, queries) is `invalid-input`.
 fn issue_key(id: &str) -> Result<&str> {
     let id = id.trim();
-    let ok = id.split_once('-').is_some_and(|(p, n)| {
-        is_project_key(p)
-            && !p.contains('_')
-            && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
-    });
-    ok.then_some(id)
-        .ok_or_else(|| Error::invalid_input(format!("not a Jira issue key: {id:?}")))
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    let key = |(p, n): (&str, &str)| is_key(p, false) && digits(n);
+    let bad = || Error::invalid_input(format!("not a Jira issue key: {id:?}"));
+    let ok = id.split_once('-').is_some_and(key);
+    ok.then_some(id).ok_or_else(bad)
+}
+
+/// A string field a record cannot do without; its absence is an `upstream` error.
+fn required<'a>(record: &'a Value, key: &str) -> Result<&'a str> {
+    let missing = || Error::upstream(format!("a Jira record without `{key}`"));
+    record[key].as_str().ok_or_else(missing)
 }
 
 /// Escapes a JQL string literal's content.
@@ -282,33 +220,26 @@ fn jql_escape(s: &str) -> String {
 
 /// Jira's `2026-01-02T03:04:05.000+0000` as RFC 3339 (`...+00:00`); other text unchanged.
 fn rfc3339(s: &str) -> String {
-    let b = s.as_bytes();
-    let n = b.len();
-    let offset = n > 5
-        && matches!(b[n - 5], b'+' | b'-')
-        && b[n - 4..].iter().all(u8::is_ascii_digit)
-        && b.get(n.saturating_sub(8)) != Some(&b'T');
-    if offset {
-        format!("{}:{}", &s[..n - 2], &s[n - 2..])
-    } else {
-        s.to_owned()
+    let (b, n) = (s.as_bytes(), s.len());
+    let digits = n > 5 && b[n - 4..].iter().all(u8::is_ascii_digit);
+    if digits && matches!(b[n - 5], b'+' | b'-') && b.get(n.saturating_sub(8)) != Some(&b'T') {
+        return format!("{}:{}", &s[..n - 2], &s[n - 2..]);
     }
+    s.to_owned()
 }
 
 /// The minute (UTC) of an epoch-milliseconds time, as JQL wants it: `yyyy/MM/dd HH:mm`.
 fn jql_minute(ms: i64) -> String {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     // H. Hinnant's civil_from_days.
-    let z = days + 719_468;
+    let (z, (h, mi)) = (days + 719_468, (rem / 3_600_000, rem / 60_000 % 60));
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let (d, m) = (doy - (153 * mp + 2) / 5 + 1, (mp + 2) % 12 + 1);
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, mi) = (rem / 3_600_000, rem / 60_000 % 60);
     format!("{y:04}/{m:02}/{d:02} {h:02}:{mi:02}")
 }
 
@@ -316,228 +247,139 @@ fn jql_minute(ms: i64) -> String {
 /// their own lines, `hardBreak` as a newline, mentions and emoji by their text.
 fn adf_to_text(node: &Value) -> String {
     fn walk(node: &Value, out: &mut String) {
-        match node {
-            Value::Array(items) => items.iter().for_each(|n| walk(n, out)),
-            Value::String(s) => out.push_str(s),
-            Value::Object(o) => {
-                let kind = o.get("type").and_then(Value::as_str).unwrap_or("");
-                match kind {
-                    "text" => out.push_str(o.get("text").and_then(Value::as_str).unwrap_or("")),
-                    "hardBreak" => out.push('\n'),
-                    "mention" | "emoji" | "status" | "date" => {
-                        let attrs = o.get("attrs");
-                        let t = attrs.and_then(|a| a.get("text")).and_then(Value::as_str);
-                        out.push_str(t.unwrap_or(""));
-                    }
-                    "inlineCard" | "blockCard" => {
-                        let attrs = o.get("attrs");
-                        let t = attrs.and_then(|a| a.get("url")).and_then(Value::as_str);
-                        out.push_str(t.unwrap_or(""));
-                    }
-                    _ => {
-                        let block = !matches!(kind, "doc" | "");
-                        if block && !out.is_empty() && !out.ends_with('\n') {
-                            out.push('\n');
-                        }
-                        if let Some(c) = o.get("content") {
-                            walk(c, out);
-                        }
-                        if block && !out.ends_with('\n') {
-                            out.push('\n');
-                        }
-                    }
-                }
+        let kind = node["type"].as_str().unwrap_or("");
+        let attr = |key: &str| node["attrs"][key].as_str().unwrap_or("");
+        let text = match (node, kind) {
+            (Value::Array(items), _) => return items.iter().for_each(|n| walk(n, out)),
+            (Value::String(s), _) => s.as_str(),
+            (_, "text") => node["text"].as_str().unwrap_or(""),
+            (_, "hardBreak") => "\n",
+            (_, "mention" | "emoji" | "status" | "date") => attr("text"),
+            (_, "inlineCard" | "blockCard") => attr("url"),
+            (Value::Object(_), "doc" | "") => return walk(&node["content"], out),
+            // Blocks on lines of their own (empty lines this leaves are dropped below).
+            (Value::Object(_), _) => {
+                out.push('\n');
+                walk(&node["content"], out);
+                "\n"
             }
-            _ => {}
-        }
+            _ => "",
+        };
+        out.push_str(text);
     }
     let mut out = String::new();
     walk(node, &mut out);
-    let lines: Vec<&str> = out
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines.join("\n")
+    let lines = out.lines().map(str::trim_end).filter(|l| !l.is_empty());
+    lines.collect::<Vec<_>>().join("\n")
 }
 
 // ---- Cursors ------------------------------------------------------------------------------------
 
-fn decode<T: DeserializeOwned + Default>(cursor: Option<&str>) -> Result<T> {
-    match cursor {
-        None => Ok(T::default()),
-        Some(c) => serde_json::from_str(c)
-            .map_err(|e| Error::invalid_input(format!("invalid cursor {c:?}: {e}"))),
-    }
-}
-
-fn encode(value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
+/// A stored cursor (absent: the first page of a full run); a foreign one is `invalid-input`.
+fn decode<T: serde::de::DeserializeOwned + Default>(c: Option<&str>) -> Result<T> {
+    Ok(cursor::decode(c)?.unwrap_or_default())
 }
 
 /// `requests`: the JQL watermark of this run (fixed while paging, since `nextPageToken` belongs
 /// to one query), the token of the next page, and the newest `updated` seen (epoch ms), which
 /// becomes the next run's watermark.
-#[derive(Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestsCursor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     watermark: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_page_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     high: Option<i64>,
 }
 
 /// `comments` and `articles`: offset into the JSM listing.
-#[derive(Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct StartCursor {
-    #[serde(default)]
     start: u32,
 }
 
 /// `search`: `r` is the next JQL page token (`""`: first page), `a` the next knowledge-base
 /// offset; an absent field means that source is exhausted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct SearchCursor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     r: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     a: Option<u32>,
-}
-
-impl Default for SearchCursor {
-    fn default() -> Self {
-        SearchCursor {
-            r: Some(String::new()),
-            a: Some(0),
-        }
-    }
 }
 
 // ---- Sync ---------------------------------------------------------------------------------------
 //
 // Every call fetches one upstream page; the host commits it together with the returned cursor.
 
-fn sync_requests(cfg: &Config, cursor: RequestsCursor) -> Result<SyncPage> {
-    let watermark = cursor
-        .watermark
-        .clone()
-        .unwrap_or_else(|| EPOCH_WATERMARK.into());
-    let jql = format!(
-        "{}updated >= \"{watermark}\" ORDER BY updated ASC",
-        cfg.project_clause()
-    );
-    let page = cfg.jql(&jql, cursor.next_page_token.as_ref(), cfg.page_size)?;
+fn sync_requests(cfg: &Settings, cursor: RequestsCursor) -> Result<SyncPage> {
+    let mark = cursor.watermark.as_deref().unwrap_or(EPOCH_WATERMARK);
+    let jql = format!("updated >= \"{mark}\" ORDER BY updated ASC");
+    let token = cursor.next_page_token.clone();
+    let page = cfg.jql(&(cfg.project_clause() + &jql), token, cfg.page_size())?;
     requests_page(page, cfg, cursor)
 }
 
-fn requests_page(page: JqlPage, cfg: &Config, cursor: RequestsCursor) -> Result<SyncPage> {
-    let mut high = cursor.high;
-    let upserts: Vec<Document> = page
-        .issues
-        .into_iter()
-        .map(|i| {
-            let ms = i.fields.updated.as_deref().and_then(text::parse_rfc3339);
-            high = high.max(ms);
-            i.document(cfg)
-        })
-        .collect();
+fn requests_page(page: JqlPage, cfg: &Settings, mut cursor: RequestsCursor) -> Result<SyncPage> {
+    let updated = |i: &Value| text::parse_rfc3339(i["fields"]["updated"].as_str()?);
+    cursor.high = page.issues.iter().map(updated).fold(cursor.high, Ord::max);
+    let upserts = issue_docs(&page, cfg)?;
     let token = page.next_page_token.filter(|t| !t.is_empty());
     // A page that is not the last but carries no token cannot be continued: end the run.
     let done = page.is_last || token.is_none() || token == cursor.next_page_token;
-    let next = if done {
-        // Next run: everything updated in or after the newest minute seen (the boundary minute is
-        // fetched again; upserts are idempotent).
-        RequestsCursor {
-            watermark: Some(high.map_or_else(
-                || cursor.watermark.unwrap_or_else(|| EPOCH_WATERMARK.into()),
-                jql_minute,
-            )),
-            next_page_token: None,
-            high,
-        }
-    } else {
-        RequestsCursor {
-            next_page_token: token,
-            high,
-            ..cursor
-        }
-    };
-    let (deletes, next_cursor) = (Vec::new(), Some(encode(&next)?));
-    Ok(SyncPage {
+    cursor.next_page_token = token.filter(|_| !done);
+    // Next run: everything updated in or after the newest minute seen (the boundary minute is
+    // fetched again; upserts are idempotent).
+    if done {
+        let mark = cursor.high.map(jql_minute).or(cursor.watermark);
+        cursor.watermark = mark.or_else(|| Some(EPOCH_WATERMARK.into()));
+    }
+    Ok(sync_page(upserts, &cursor, done))
+}
+
+fn sync_page(upserts: Vec<Document>, next: &impl Serialize, done: bool) -> SyncPage {
+    let (deletes, next_cursor) = (Vec::new(), Some(cursor::encode(next)));
+    SyncPage {
         upserts,
         deletes,
         next_cursor,
         done,
-    })
+    }
 }
 
-fn sync_comments(cfg: &Config, cursor: StartCursor) -> Result<SyncPage> {
-    let page: JsmPage<JsmRequest> = Request::get(cfg.url("/rest/servicedeskapi/request"))
-        .query("start", cursor.start.to_string())
-        .query("limit", cfg.page_size.to_string())
-        .send()?
-        .json()?;
-    let mut upserts = Vec::new();
+/// `comments` (of each request in a page of requests) or `articles`: one page of an offset
+/// listing; a finished pass starts over from 0 on the next run.
+fn sync_listing(cfg: &Settings, stream: &str, cursor: StartCursor) -> Result<SyncPage> {
+    let (kb_query, start) = (cfg.kb_query.as_deref().unwrap_or("a"), cursor.start);
+    let (path, query) = match stream {
+        "comments" => ("request", None),
+        _ => ("knowledgebase/article", Some(kb_query)),
+    };
+    let page = cfg.jsm(path, query, start, cfg.page_size())?;
+    let articles = page.values.iter().filter(|_| query.is_some());
+    let mut upserts: Vec<_> = articles.filter_map(article_doc).collect();
     // One page costs one comments listing (or more) per request, so a page of 50 busy requests
     // can take a while: tell the host which request the run is on (the host rate-limits logging).
-    for (i, request) in page.values.iter().enumerate() {
-        airlock_sdk::progress_with_message(
-            "comments",
-            u64::from(cursor.start) + i as u64 + 1,
-            None,
-            &format!("requests covered; comments of {}", request.issue_key),
-        );
-        for c in request_comments(cfg, &request.issue_key)? {
-            upserts.push(c.document(&request.issue_key, cfg));
+    for (i, request) in page.values.iter().enumerate().filter(|_| query.is_none()) {
+        let (key, done) = (required(request, "issueKey")?, u64::from(start) + i as u64);
+        let message = format!("requests covered; comments of {key}");
+        airlock_sdk::progress_with_message("comments", done + 1, None, &message);
+        for c in request_comments(cfg, key)? {
+            upserts.push(comment_doc(&c, key, cfg)?);
         }
     }
-    start_page(upserts, &page, cursor)
-}
-
-fn sync_articles(cfg: &Config, cursor: StartCursor) -> Result<SyncPage> {
-    let page = cfg.articles(&cfg.kb_query, cursor.start, cfg.page_size)?;
-    let upserts = page
-        .values
-        .iter()
-        .cloned()
-        .filter_map(KbArticle::document)
-        .collect();
-    start_page(upserts, &page, cursor)
-}
-
-/// One page of an offset listing; a finished pass starts over from 0 on the next run.
-fn start_page<T>(
-    upserts: Vec<Document>,
-    page: &JsmPage<T>,
-    cursor: StartCursor,
-) -> Result<SyncPage> {
     let done = page.is_last_page || page.values.is_empty();
-    let start = if done {
-        0
-    } else {
-        cursor.start + page.size.max(1)
-    };
-    Ok(SyncPage {
-        upserts,
-        deletes: Vec::new(),
-        next_cursor: Some(encode(&StartCursor { start })?),
-        done,
-    })
+    let start = if done { 0 } else { start + page.size.max(1) };
+    Ok(sync_page(upserts, &StartCursor { start }, done))
 }
 
-fn request_comments(cfg: &Config, key: &str) -> Result<Vec<JsmComment>> {
-    let key = issue_key(key)?;
-    let mut out = Vec::new();
-    let mut start = 0;
+fn request_comments(cfg: &Settings, key: &str) -> Result<Vec<Value>> {
+    let (key, mut out, mut start) = (issue_key(key)?, Vec::new(), 0);
     for _ in 0..MAX_COMMENT_PAGES {
-        let page: JsmPage<JsmComment> =
-            Request::get(cfg.url(&format!("/rest/servicedeskapi/request/{key}/comment")))
-                .query("start", start.to_string())
-                .query("limit", "100")
-                .send()?
-                .json()?;
+        let page = cfg.jsm(&format!("request/{key}/comment"), None, start, 100)?;
         let n = page.size.max(page.values.len() as u32);
         out.extend(page.values);
         if page.is_last_page || n == 0 {
@@ -555,193 +397,90 @@ fn request_comments(cfg: &Config, key: &str) -> Result<Vec<JsmComment>> {
 #[serde(rename_all = "camelCase")]
 struct JqlPage {
     #[serde(default)]
-    issues: Vec<Issue>,
+    issues: Vec<Value>,
     next_page_token: Option<String>,
     #[serde(default)]
     is_last: bool,
 }
 
 #[derive(Deserialize)]
-struct Issue {
-    id: String,
-    key: String,
-    #[serde(default)]
-    fields: IssueFields,
-}
-
-#[derive(Default, Deserialize)]
-struct IssueFields {
-    summary: Option<String>,
-    description: Option<Value>,
-    status: Option<Named>,
-    issuetype: Option<Named>,
-    updated: Option<String>,
-    created: Option<String>,
-    reporter: Option<User>,
-}
-
-#[derive(Clone, Deserialize)]
-struct Named {
-    name: Option<String>,
-}
-
-#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct User {
-    account_id: Option<String>,
-    display_name: Option<String>,
-}
-
-impl Issue {
-    fn document(self, cfg: &Config) -> Document {
-        let f = self.fields;
-        let name = |n: Option<Named>| n.and_then(|n| n.name);
-        let meta = json!({
-            "issue_id": self.id,
-            "status": name(f.status),
-            "issuetype": name(f.issuetype),
-            "reporter": f.reporter.as_ref().and_then(|r| r.display_name.clone()),
-            "reporter_account_id": f.reporter.and_then(|r| r.account_id),
-            "created": f.created.as_deref().map(rfc3339),
-        });
-        Document {
-            url: Some(cfg.url(&format!("/browse/{}", self.key))),
-            id: self.key,
-            kind: "request".into(),
-            title: f.summary.unwrap_or_default(),
-            body: f.description.as_ref().map(adf_to_text).unwrap_or_default(),
-            updated_at: f
-                .updated
-                .or(f.created)
-                .as_deref()
-                .map(rfc3339)
-                .unwrap_or_default(),
-            metadata: meta.to_string(),
-            acl: Vec::new(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsmPage<T> {
+struct JsmPage {
     #[serde(default)]
     size: u32,
     #[serde(default = "yes")]
     is_last_page: bool,
-    #[serde(default = "Vec::new")]
-    values: Vec<T>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsmRequest {
-    issue_key: String,
-}
-
-#[derive(Deserialize)]
-struct JsmDate {
-    iso8601: String,
-}
-
-#[derive(Deserialize)]
-struct JsmComment {
-    id: String,
     #[serde(default)]
-    body: String,
-    #[serde(default = "yes")]
-    public: bool,
-    author: Option<User>,
-    created: Option<JsmDate>,
+    values: Vec<Value>,
 }
 
-impl JsmComment {
-    fn document(self, key: &str, cfg: &Config) -> Document {
-        let author = self.author.as_ref();
-        let meta = json!({"issue": key, "public": self.public,
-            "author": author.and_then(|a| a.display_name.clone()),
-            "author_account_id": author.and_then(|a| a.account_id.clone())});
-        Document {
-            url: Some(cfg.url(&format!("/browse/{key}?focusedCommentId={}", self.id))),
-            id: format!("{key}/{}", self.id),
-            kind: "comment".into(),
-            title: format!("Comment on {key}"),
-            body: self.body,
-            updated_at: self
-                .created
-                .map(|c| rfc3339(&c.iso8601))
-                .unwrap_or_default(),
-            metadata: meta.to_string(),
-            acl: Vec::new(),
-        }
-    }
+fn issue_docs(page: &JqlPage, cfg: &Settings) -> Result<Vec<Document>> {
+    page.issues.iter().map(|i| issue_doc(i, cfg)).collect()
 }
 
-#[derive(Clone, Deserialize)]
-struct KbArticle {
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    excerpt: String,
-    source: Option<KbSource>,
-    content: Option<KbContent>,
+fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
+    let (id, key) = (required(issue, "id")?, required(issue, "key")?);
+    let f = &issue["fields"];
+    let time = |field: &str| f[field].as_str().map(rfc3339);
+    let (reporter, created) = (&f["reporter"], time("created"));
+    let meta = json!({"issue_id": id, "status": f["status"]["name"],
+        "issuetype": f["issuetype"]["name"], "reporter": reporter["displayName"],
+        "reporter_account_id": reporter["accountId"], "created": created});
+    let title = f["summary"].as_str().unwrap_or_default();
+    let doc = Document::new("request", key, title)
+        .body(adf_to_text(&f["description"]))
+        .url(cfg.base_url.join(&format!("/browse/{key}")))
+        .updated_at(time("updated").or(created).unwrap_or_default())
+        .metadata(meta);
+    Ok(doc)
 }
 
-#[derive(Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct KbSource {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    page_id: Option<String>,
-    space_key: Option<String>,
+fn comment_doc(c: &Value, key: &str, cfg: &Settings) -> Result<Document> {
+    let (id, author) = (required(c, "id")?, &c["author"]);
+    let meta = json!({"issue": key, "public": c["public"].as_bool().unwrap_or(true),
+        "author": author["displayName"], "author_account_id": author["accountId"]});
+    let path = format!("/browse/{key}?focusedCommentId={id}");
+    let at = c["created"]["iso8601"].as_str().map(rfc3339);
+    let doc = Document::new(
+        "comment",
+        format!("{key}/{id}"),
+        format!("Comment on {key}"),
+    )
+    .body(c["body"].as_str().unwrap_or_default())
+    .url(cfg.base_url.join(&path))
+    .updated_at(at.unwrap_or_default())
+    .metadata(meta);
+    Ok(doc)
 }
 
-#[derive(Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct KbContent {
-    iframe_src: Option<String>,
-}
-
-impl KbArticle {
-    /// Articles without a page id cannot be identified and are skipped.
-    fn document(self) -> Option<Document> {
-        let source = self.source?;
-        let id = source.page_id?;
-        let meta = json!({"source_type": source.kind, "space_key": source.space_key});
-        Some(Document {
-            id,
-            kind: "article".into(),
-            // The excerpt may carry highlight markup (`@@@hl@@@`, HTML); keep the text.
-            title: html_to_text(&self.title),
-            body: html_to_text(
-                &self
-                    .excerpt
-                    .replace("@@@hl@@@", "")
-                    .replace("@@@endhl@@@", ""),
-            ),
-            url: self.content.and_then(|c| c.iframe_src),
-            // The API reports no modification time for articles.
-            updated_at: "1970-01-01T00:00:00Z".into(),
-            metadata: meta.to_string(),
-            acl: Vec::new(),
-        })
-    }
+/// Articles without a page id cannot be identified and are skipped.
+fn article_doc(article: &Value) -> Option<Document> {
+    let source = &article["source"];
+    let meta = json!({"source_type": source["type"], "space_key": source["spaceKey"]});
+    // The excerpt may carry highlight markup (`@@@hl@@@`, HTML); keep the text.
+    let excerpt = article["excerpt"].as_str().unwrap_or_default();
+    let excerpt = excerpt.replace("@@@hl@@@", "").replace("@@@endhl@@@", "");
+    let title = html_to_text(article["title"].as_str().unwrap_or_default());
+    let doc = Document::new("article", source["pageId"].as_str()?, title)
+        .body(html_to_text(&excerpt))
+        // The API reports no modification time for articles.
+        .updated_at("1970-01-01T00:00:00Z")
+        .metadata(meta);
+    let url = article["content"]["iframeSrc"].as_str().map(str::to_owned);
+    Some(Document { url, ..doc })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_sdk::serde_json;
 
-    fn cfg() -> Config {
-        Config {
-            base: "http://127.0.0.1:8783".into(),
+    fn cfg() -> Settings {
+        Settings {
+            base_url: BaseUrl::parse("http://127.0.0.1:8783").unwrap(),
             project: None,
-            page_size: 50,
-            kb_query: "a".into(),
+            page_size: None,
+            kb_query: None,
         }
     }
 
@@ -819,16 +558,16 @@ mod tests {
 
     #[test]
     fn articles_and_search_cursor() {
-        let a: KbArticle = serde_json::from_value(json!({"title": "T", "excerpt":
+        let a = json!({"title": "T", "excerpt":
             "a @@@hl@@@b@@@endhl@@@ &amp; c", "source": {"type": "confluence", "pageId": "9",
-            "spaceKey": "KB"}, "content": {"iframeSrc": "http://x/view/9"}}))
-        .unwrap();
-        let d = a.document().unwrap();
+            "spaceKey": "KB"}, "content": {"iframeSrc": "http://x/view/9"}});
+        let d = article_doc(&a).unwrap();
         assert_eq!((d.id.as_str(), d.body.as_str()), ("9", "a b & c"));
-        assert_eq!(
-            encode(&SearchCursor::default()).unwrap(),
-            r#"{"r":"","a":0}"#
-        );
+        let first = SearchCursor {
+            r: Some(String::new()),
+            a: Some(0),
+        };
+        assert_eq!(cursor::encode(&first), r#"{"r":"","a":0}"#);
         let c: SearchCursor = decode(Some(r#"{"a":5}"#)).unwrap();
         assert_eq!((c.r, c.a), (None, Some(5)));
     }
