@@ -88,11 +88,7 @@ fn ids(key: &str, list: &List, segments: usize) -> Result<Vec<Vec<String>>> {
         let parts: Vec<String> = item.split('/').map(str::to_owned).collect();
         let ok = parts.len() == segments && parts.iter().all(|p| safe_segment(p));
         ok.then_some(parts).ok_or_else(|| {
-            let want = if segments == 2 {
-                "`teamId/channelId`"
-            } else {
-                "an id"
-            };
+            let want = ["an id", "`teamId/channelId`"][segments - 1];
             Error::invalid_input(format!("setting `{key}`: expected {want}, got {item:?}"))
         })
     };
@@ -101,11 +97,10 @@ fn ids(key: &str, list: &List, segments: usize) -> Result<Vec<Vec<String>>> {
 
 fn number(key: &str, value: Option<i64>, default: i64, range: RangeInclusive<i64>) -> Result<i64> {
     let n = value.unwrap_or(default);
-    range.contains(&n).then_some(n).ok_or_else(|| {
-        Error::invalid_input(format!(
-            "setting `{key}` must be a whole number in {}..={}: {n}",
-            range.start(),
-            range.end()
-        ))
-    })
+    let (min, max) = range.clone().into_inner();
+    let bad = format!("setting `{key}` must be a whole number in {min}..={max}: {n}");
+    range
+        .contains(&n)
+        .then_some(n)
+        .ok_or(Error::invalid_input(bad))
 }

@@ -179,8 +179,8 @@ impl Ref {
         if !parts.iter().all(|p| safe_segment(p)) {
             return Err(bad("empty or unusable path segment"));
         }
-        let fits =
-            |k: &&(Kind, &str, &str)| k.1 == name && k.2.matches("{}").count() == parts.len();
+        let n = parts.len();
+        let fits = |k: &&(Kind, &str, &str)| k.1 == name && k.2.matches("{}").count() == n;
         match KINDS.iter().find(fits) {
             Some(&(kind, ..)) => Ok(Ref(kind, parts)),
             None => Err(bad("unknown kind or wrong number of segments")),
@@ -217,9 +217,7 @@ pub fn fill(template: &str, parts: &[String]) -> String {
     let mut pieces = template.split("{}");
     let head = pieces.next().unwrap_or_default().to_owned();
     let parts = parts.iter().map(|p| url::encode(p));
-    parts
-        .zip(pieces)
-        .fold(head, |out, (part, piece)| out + &part + piece)
+    parts.zip(pieces).fold(head, |s, (p, q)| s + &p + q)
 }
 
 /// `keys` (comma-separated) of `item`, missing ones as null, merged with the object `extra`.
@@ -248,10 +246,8 @@ pub fn text(v: &Value, pointer: &str) -> String {
 
 /// The items of the array at `pointer` (none when missing or not an array).
 pub fn array<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> + Clone {
-    v.pointer(pointer)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let list = v.pointer(pointer).and_then(Value::as_array);
+    list.into_iter().flatten()
 }
 
 /// The first non-blank of the `|`-separated pointers in `item`, else `""`.
@@ -262,32 +258,24 @@ fn first(item: &Value, pointers: &str) -> String {
 
 /// `value`, or `fallback` when `value` is blank.
 fn or(value: String, fallback: impl Into<String>) -> String {
-    if value.trim().is_empty() {
-        fallback.into()
-    } else {
-        value
-    }
+    let blank = value.trim().is_empty();
+    if blank { fallback.into() } else { value }
 }
 
-/// The non-blank values of the `|`-separated pointers in `item`, trimmed, joined with `sep`.
+/// The non-blank values of the `|`-separated pointers in `item`, joined with `sep`.
 fn join(item: &Value, pointers: &str, sep: &str) -> String {
     let values: Vec<String> = pointers.split('|').map(|p| text(item, p)).collect();
-    let values: Vec<&str> = values
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
-    values.join(sep)
+    joined(&values, sep)
 }
 
 /// The non-blank `parts`, trimmed, one per line.
 pub fn lines(parts: &[String]) -> String {
-    let parts: Vec<&str> = parts
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
-    parts.join("\n")
+    joined(parts, "\n")
+}
+
+fn joined(parts: &[String], sep: &str) -> String {
+    let parts = parts.iter().map(|s| s.trim()).filter(|s| !s.is_empty());
+    parts.collect::<Vec<_>>().join(sep)
 }
 
 /// `body.content` as plain text (HTML when `body.contentType` is `html`).

@@ -18,6 +18,7 @@ mod sync;
 use std::collections::BTreeMap;
 
 use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::text::http_date_to_rfc3339;
 use airlock_sdk::{
     ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Response, Result,
     SearchRequest, SearchResult, SyncPage, html_to_text, url,
@@ -42,8 +43,9 @@ const MAX_DEVICE_PAGES: usize = 20;
 const SEARCH_MAX_SIZE: u32 = 100;
 
 // The input of `user-context`.
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, airlock_sdk::schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(crate = "airlock_sdk::schemars")]
 struct UserContext {
     /// User principal name or primary mail address
     #[schemars(email, length(min = 3))]
@@ -81,10 +83,9 @@ impl Connector for MsGraph {
         if query.is_empty() {
             return Err(Error::invalid_input("search query is empty"));
         }
-        let size = if request.limit == 0 {
-            25
-        } else {
-            request.limit.min(SEARCH_MAX_SIZE)
+        let size = match request.limit {
+            0 => 25,
+            n => n.min(SEARCH_MAX_SIZE),
         };
         let from = match request.cursor.as_deref().map(str::trim) {
             None | Some("") => 0,
@@ -94,10 +95,8 @@ impl Connector for MsGraph {
         };
         let body = json!({"requests": [{"entityTypes": ["driveItem"],
             "query": {"queryString": query}, "from": from, "size": size, "region": cfg.region}]});
-        let reply: Value = Request::post(cfg.api("/search/query"))
-            .json(&body)
-            .send()?
-            .json()?;
+        let request = Request::post(cfg.api("/search/query")).json(&body);
+        let reply: Value = request.send()?.json()?;
         let containers = array(&reply, "/value/0/hitsContainers");
         let more_flag = |c: &Value| c.get("moreResultsAvailable").and_then(Value::as_bool);
         let more = containers.clone().any(|c| more_flag(c).unwrap_or(false));
@@ -106,10 +105,8 @@ impl Connector for MsGraph {
             doc.body = lines(&[doc.body, html_to_text(&text(hit, "/summary"))]);
             Some(doc)
         };
-        let hits: Vec<Document> = containers
-            .flat_map(|c| array(c, "/hits"))
-            .filter_map(hit)
-            .collect();
+        let hits = containers.flat_map(|c| array(c, "/hits"));
+        let hits: Vec<Document> = hits.filter_map(hit).collect();
         let returned = u32::try_from(hits.len()).unwrap_or(u32::MAX);
         let next_cursor = (more && returned > 0).then(|| from.saturating_add(returned).to_string());
         Ok(SearchResult { hits, next_cursor })
@@ -121,9 +118,8 @@ impl Connector for MsGraph {
         let reply = Request::get(reference.api_url(&cfg)).send()?;
         let observed = observed_at(&reply);
         let unusable = || Error::upstream(format!("Graph returned an unusable record for {id}"));
-        reference
-            .document(&reply.json()?, &observed)
-            .ok_or_else(unusable)
+        let doc = reference.document(&reply.json()?, &observed);
+        doc.ok_or_else(unusable)
     }
 
     /// Mail and calendar documents are readable by their mailbox's owner only; everything else
@@ -164,25 +160,22 @@ impl Connector for MsGraph {
         let no_id = || Error::upstream("Graph returned a user without a usable id");
         let user_id = id_of(&user).ok_or_else(no_id)?;
         let devices = managed_devices(&cfg, user_id)?;
-        let state = |d: &Value| {
-            d["complianceState"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_owned()
-        };
+
         let mut compliance: BTreeMap<String, u64> = BTreeMap::new();
         for d in &devices {
-            *compliance.entry(state(d)).or_default() += 1;
+            *compliance.entry(state(d).to_owned()).or_default() += 1;
         }
         let all_compliant = !devices.is_empty() && devices.iter().all(|d| state(d) == "compliant");
-        let devices: Vec<Value> = devices
-            .iter()
-            .map(|d| pick(d, DEVICE_FIELDS, json!({})))
-            .collect();
+        let picked = |d: &Value| pick(d, DEVICE_FIELDS, json!({}));
+        let devices: Vec<Value> = devices.iter().map(picked).collect();
         let out = json!({"user": pick(&user, USER_FIELDS, json!({})), "managedDevices": devices,
             "deviceCount": devices.len(), "compliance": compliance, "allCompliant": all_compliant});
         Ok(out.to_string())
     }
+}
+
+fn state(device: &Value) -> &str {
+    device["complianceState"].as_str().unwrap_or("unknown")
 }
 
 /// The user with this UPN (`/users/{upn}`), else the one whose `mail` matches.
@@ -225,9 +218,7 @@ fn get_opt(url: String) -> Result<Option<Value>> {
 /// When the upstream answered (its `Date` header) as RFC 3339, else `""`. Used as `updated-at`
 /// of records Graph gives no modification time (users, some devices).
 fn observed_at(reply: &Response) -> String {
-    let date = reply
-        .header("date")
-        .and_then(airlock_sdk::text::http_date_to_rfc3339);
+    let date = reply.header("date").and_then(http_date_to_rfc3339);
     date.unwrap_or_default()
 }
 
@@ -246,7 +237,6 @@ struct Collection {
 mod tests {
     use super::*;
     use airlock_sdk::cursor;
-    use airlock_sdk::text::http_date_to_rfc3339;
     use sync::{Cursor, is_partial_user, rfc3339_of_ms};
 
     fn parts(p: &[&str]) -> Vec<String> {
@@ -340,6 +330,33 @@ mod tests {
             (d.id.as_str(), d.body.as_str()),
             ("drive-item:d1/i1", "Plan.docx\nthe plan")
         );
+    }
+
+    #[test]
+    fn info_lists_the_streams_and_the_user_context_schema() {
+        let info = MsGraph::info();
+        let names: Vec<&str> = info.streams.iter().map(|s| s.name.as_str()).collect();
+        let want = [
+            "users",
+            "devices",
+            "messages",
+            "events",
+            "chat-messages",
+            "channel-messages",
+        ];
+        assert_eq!(names, want);
+        let schema: Value =
+            airlock_sdk::serde_json::from_str(&info.actions[0].input_schema).unwrap();
+        assert_eq!(schema["required"], json!(["email"]));
+        assert_eq!(schema["additionalProperties"], false);
+        let email = &schema["properties"]["email"];
+        assert_eq!(
+            (email["type"].as_str(), email["format"].as_str()),
+            (Some("string"), Some("email"))
+        );
+        assert_eq!(email["minLength"], 3);
+        assert!(!info.actions[0].writes);
+        assert_eq!(Kind::of_stream("drive-items"), None);
     }
 
     #[test]

@@ -19,25 +19,21 @@ const DAY_MS: i64 = 86_400_000;
 /// `delta` keeps each finished scope's deltaLink (delta streams); `known` keeps each scope's ids
 /// of the last complete pass and `seen` the ids of the pass in progress (snapshot streams).
 #[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Cursor {
-    #[serde(default)]
     pub scope: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     delta: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     known: BTreeMap<String, Vec<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     seen: Vec<String>,
 }
 
 /// One listing a stream walks: a key (stable across runs), its path segments and first URL.
-struct Scope {
-    key: String,
-    parts: Vec<String>,
-    first: String,
-}
+struct Scope(String, Vec<String>, String);
 
 fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
     let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
@@ -48,31 +44,23 @@ fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
     let messages = format!("/users/{{}}/mailFolders/{folder}/messages/delta");
     let window = format!("startDateTime={start}&endDateTime={end}&$top={top}");
     let (whole, teams) = (vec![Vec::new()], "$top=50"); // Graph's largest `$top` for Teams
+    let channels = "/teams/{}/channels/{}/messages";
     let (lists, path, query) = match kind {
         Kind::Users => (&whole, "/users/delta", format!("$select={USER_FIELDS}")),
         Kind::Devices => (&whole, "/devices", format!("$top={top}")),
         Kind::Messages => (&cfg.mailboxes, messages.as_str(), String::new()),
         Kind::Events => (&cfg.mailboxes, "/users/{}/calendarView", window),
         Kind::ChatMessages => (&cfg.chats, "/chats/{}/messages", teams.into()),
-        Kind::ChannelMessages => (
-            &cfg.channels,
-            "/teams/{}/channels/{}/messages",
-            teams.into(),
-        ),
+        Kind::ChannelMessages => (&cfg.channels, channels, teams.into()),
         Kind::DriveItems => return Vec::new(),
     };
     let scope = |parts: &Vec<String>| {
         let pairs = query.split('&').filter_map(|q| q.split_once('='));
-        let first = pairs.fold(cfg.api(&fill(path, parts)), |u, (k, v)| {
-            url::with_query(&u, k, v)
-        });
+        let url = cfg.api(&fill(path, parts));
+        let first = pairs.fold(url, |u, (k, v)| url::with_query(&u, k, v));
         let key = Some(parts.join("/")).filter(|k| !k.is_empty());
         let key = key.unwrap_or_else(|| format!("{}s", kind.name()));
-        Scope {
-            key,
-            first,
-            parts: parts.clone(),
-        }
+        Scope(key, parts.clone(), first)
     };
     lists.iter().map(scope).collect()
 }
@@ -99,16 +87,8 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         (cur.scope, cur.next) = (0, None);
         cur.seen.clear();
     }
-    let delta = cur
-        .delta
-        .get(&scope.key)
-        .filter(|_| kind.is_delta())
-        .cloned();
-    let link = cur
-        .next
-        .take()
-        .or(delta)
-        .unwrap_or_else(|| scope.first.clone());
+    let delta = cur.delta.get(&scope.0).filter(|_| kind.is_delta()).cloned();
+    let link = cur.next.take().or(delta).unwrap_or_else(|| scope.2.clone());
     let link = cfg.link(Some(&link))?;
     let link = link.ok_or_else(|| Error::invalid_input("cursor holds an empty link"))?;
     let reply = Request::get(link).send()?;
@@ -116,7 +96,7 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
     let page: Collection = reply.json()?;
 
     let gone = |id: &str| {
-        let (kind, id) = (kind.name().into(), kind.doc_id(&scope.parts, id));
+        let (kind, id) = (kind.name().into(), kind.doc_id(&scope.1, id));
         DocumentRef { kind, id }
     };
     let mut skipped = 0;
@@ -132,16 +112,13 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         // A delta round may send an updated user as only its changed properties: read the whole
         // record instead of indexing the partial one (which would blank the other fields).
         let partial = kind == Kind::Users && !removed && is_partial_user(item);
-        let whole = if partial {
-            get_opt(Ref::user(id).api_url(cfg))?
-        } else {
-            None
-        };
+        let read = || get_opt(Ref::user(id).api_url(cfg));
+        let whole = if partial { read()? } else { None };
         let item = whole.as_ref().unwrap_or(item);
         if removed || partial && whole.is_none() {
             // Deleted, or gone between the delta page and the read.
             deletes.push(gone(id));
-        } else if let Some(doc) = kind.document(&scope.parts, item, &observed) {
+        } else if let Some(doc) = kind.document(&scope.1, item, &observed) {
             upserts.push(doc);
         }
     }
@@ -161,15 +138,15 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
                     "delta page for {name} has neither @odata.nextLink nor @odata.deltaLink"
                 ))
             })?;
-            cur.delta.insert(scope.key.clone(), delta);
+            cur.delta.insert(scope.0.clone(), delta);
         }
         None => {
             let seen: BTreeSet<String> = std::mem::take(&mut cur.seen).into_iter().collect();
-            let known = cur.known.remove(&scope.key).unwrap_or_default();
+            let known = cur.known.remove(&scope.0).unwrap_or_default();
             let vanished = known.iter().filter(|id| !seen.contains(*id));
             deletes.extend(vanished.map(|id| gone(id)));
-            cur.known
-                .insert(scope.key.clone(), seen.into_iter().collect());
+            let seen = seen.into_iter().collect();
+            cur.known.insert(scope.0.clone(), seen);
         }
     }
     if cur.next.is_none() {
@@ -177,7 +154,7 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         cur.scope = if done { 0 } else { cur.scope + 1 };
     }
     if done {
-        let keys: BTreeSet<&String> = scopes.iter().map(|s| &s.key).collect();
+        let keys: BTreeSet<&String> = scopes.iter().map(|s| &s.0).collect();
         cur.delta.retain(|k, _| keys.contains(k));
         cur.known.retain(|k, _| keys.contains(k));
     }
