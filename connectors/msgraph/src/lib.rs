@@ -126,20 +126,18 @@ impl Connector for MsGraph {
     /// by every principal of the tenant (Graph offers an application no per-user read check).
     fn check_permission(principal: String, id: String) -> Result<bool> {
         let Ref(kind, parts) = Ref::parse(&id)?;
-        let owner = &parts[0];
-        Ok(!matches!(kind, Kind::Messages | Kind::Events)
-            || owner.eq_ignore_ascii_case(principal.trim()))
+        let owner = parts[0].eq_ignore_ascii_case(principal.trim());
+        Ok(owner || !matches!(kind, Kind::Messages | Kind::Events))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         let cfg = Config::load()?;
-        let kind = Kind::of_stream(&stream).ok_or_else(|| {
-            let names: Vec<String> = KINDS[..6].iter().map(|k| format!("`{}s`", k.1)).collect();
-            let names = names.join(", ");
-            Error::invalid_input(format!(
-                "unknown stream `{stream}` (this connector has {names})"
-            ))
-        })?;
+        let names: Vec<String> = KINDS[..6].iter().map(|k| format!("`{}s`", k.1)).collect();
+        let unknown = format!(
+            "unknown stream `{stream}` (this connector has {})",
+            names.join(", ")
+        );
+        let kind = Kind::of_stream(&stream).ok_or(Error::invalid_input(unknown))?;
         sync::page(&cfg, kind, cursor.as_deref())
     }
 
