@@ -37,18 +37,14 @@ pub const KINDS: [(Kind, &str, &str); 7] = [
 
 /// The descriptions of the sync streams, in `Kind` order.
 pub const STREAMS: [&str; 6] = [
-    "Directory users through the /users/delta query: the first run lists everyone, later runs \
-     only changes; deleted users become deletes.",
+    "Directory users by the /users/delta query: all, later only changes; deleted users: deletes.",
     "Entra ID devices: a full listing each run; devices gone since the last run become deletes.",
-    "Mail of every configured mailbox (setting `mailboxes`) in `mail_folder` (default inbox), \
-     through the mail-folder delta query; deletions arrive as deletes.",
-    "Calendar events of every configured mailbox between `events_past_days` ago and \
-     `events_future_days` ahead (calendarView); a full pass each run, events gone from the \
-     window become deletes.",
-    "Messages of the configured Teams chats (setting `chats`); a full pass each run, deleted \
-     messages become deletes.",
-    "Top-level messages of the configured Teams channels (setting `channels`, \
-     `teamId/channelId`); a full pass each run, deleted messages become deletes.",
+    "Mail of each mailbox (`mailboxes`) in `mail_folder` (inbox) by delta query; deletes included.",
+    "Calendar events of each mailbox, `events_past_days` ago to `events_future_days` ahead \
+     (calendarView); a full pass each run, events gone from the window become deletes.",
+    "Messages of the Teams chats in `chats`; a full pass each run, deleted ones become deletes.",
+    "Top-level messages of the Teams channels in `channels` (`teamId/channelId`); a full pass \
+     each run, deleted ones become deletes.",
 ];
 
 impl Kind {
