@@ -1,0 +1,206 @@
+//! One sync page of a stream. Delta streams (users, messages) follow nextLink until a deltaLink
+//! and keep it, deletions carry `@removed`; the others list everything each run and delete the
+//! ids missing since the previous complete pass. A stream walks one listing (scope) per
+//! mailbox, chat or channel, in turn.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use airlock_sdk::serde_json::Value;
+use airlock_sdk::{DocumentRef, Error, Request, Result, SyncPage, cursor, url};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::documents::{Kind, Ref, fill, id_of};
+use crate::{Collection, USER_FIELDS, get_opt, observed_at};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Sync cursor, the same shape for every stream. `scope` and `next` locate the page to fetch;
+/// `delta` keeps each finished scope's deltaLink (delta streams); `known` keeps each scope's ids
+/// of the last complete pass and `seen` the ids of the pass in progress (snapshot streams).
+#[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cursor {
+    pub scope: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    delta: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    known: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<String>,
+}
+
+/// One listing a stream walks: a key (stable across runs), its path segments and first URL.
+struct Scope(String, Vec<String>, String);
+
+fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
+    let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
+    let start = rfc3339_of_ms(today - cfg.past_days * DAY_MS);
+    let end = rfc3339_of_ms(today + DAY_MS + cfg.future_days * DAY_MS);
+    let top = cfg.page_size.to_string();
+    let folder = url::encode(&cfg.mail_folder);
+    let messages = format!("/users/{{}}/mailFolders/{folder}/messages/delta");
+    let window = format!("startDateTime={start}&endDateTime={end}&$top={top}");
+    let (whole, teams) = (vec![Vec::new()], "$top=50"); // Graph's largest `$top` for Teams
+    let channels = "/teams/{}/channels/{}/messages";
+    let (lists, path, query) = match kind {
+        Kind::Users => (&whole, "/users/delta", format!("$select={USER_FIELDS}")),
+        Kind::Devices => (&whole, "/devices", format!("$top={top}")),
+        Kind::Messages => (&cfg.mailboxes, messages.as_str(), String::new()),
+        Kind::Events => (&cfg.mailboxes, "/users/{}/calendarView", window),
+        Kind::ChatMessages => (&cfg.chats, "/chats/{}/messages", teams.into()),
+        Kind::ChannelMessages => (&cfg.channels, channels, teams.into()),
+        Kind::DriveItems => return Vec::new(),
+    };
+    let scope = |parts: &Vec<String>| {
+        let pairs = query.split('&').filter_map(|q| q.split_once('='));
+        let url = cfg.api(&fill(path, parts));
+        let first = pairs.fold(url, |u, (k, v)| url::with_query(&u, k, v));
+        let key = Some(parts.join("/")).filter(|k| !k.is_empty());
+        let key = key.unwrap_or_else(|| format!("{}s", kind.name()));
+        Scope(key, parts.clone(), first)
+    };
+    lists.iter().map(scope).collect()
+}
+
+pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> {
+    let mut cur: Cursor = cursor::decode(cursor)?.unwrap_or_default();
+    let scopes = scopes(kind, cfg, now_ms());
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    let Some(scope) = scopes.get(cur.scope).or(scopes.first()) else {
+        let name = kind.name();
+        airlock_sdk::log::info!(
+            "stream of {name}s: nothing configured (see the connector's settings)"
+        );
+        let next_cursor = Some(cursor::encode(&Cursor::default()));
+        return Ok(SyncPage {
+            upserts,
+            deletes,
+            next_cursor,
+            done: true,
+        });
+    };
+    if cur.scope >= scopes.len() {
+        // The settings changed under a run in progress: start the pass over.
+        (cur.scope, cur.next) = (0, None);
+        cur.seen.clear();
+    }
+    let delta = cur.delta.get(&scope.0).filter(|_| kind.is_delta()).cloned();
+    let link = cur.next.take().or(delta).unwrap_or_else(|| scope.2.clone());
+    let link = cfg.link(Some(&link))?;
+    let link = link.ok_or_else(|| Error::invalid_input("cursor holds an empty link"))?;
+    let reply = Request::get(link).send()?;
+    let observed = observed_at(&reply);
+    let page: Collection = reply.json()?;
+
+    let gone = |id: &str| {
+        let (kind, id) = (kind.name().into(), kind.doc_id(&scope.1, id));
+        DocumentRef { kind, id }
+    };
+    let mut skipped = 0;
+    for item in &page.value {
+        let Some(id) = id_of(item) else {
+            skipped += 1;
+            continue;
+        };
+        let removed = item.get("@removed").is_some() || !item["deletedDateTime"].is_null();
+        if !kind.is_delta() {
+            cur.seen.push(id.to_owned());
+        }
+        // A delta round may send an updated user as only its changed properties: read the whole
+        // record instead of indexing the partial one (which would blank the other fields).
+        let partial = kind == Kind::Users && !removed && is_partial_user(item);
+        let read = || get_opt(Ref::user(id).api_url(cfg));
+        let whole = if partial { read()? } else { None };
+        let item = whole.as_ref().unwrap_or(item);
+        if removed || partial && whole.is_none() {
+            // Deleted, or gone between the delta page and the read.
+            deletes.push(gone(id));
+        } else if let Some(doc) = kind.document(&scope.1, item, &observed) {
+            upserts.push(doc);
+        }
+    }
+    if skipped > 0 {
+        let name = kind.name();
+        airlock_sdk::log::warn!("skipped {skipped} {name} records without a usable id");
+    }
+
+    let next = cfg.link(page.next_link.as_deref())?;
+    let done = next.is_none() && cur.scope + 1 == scopes.len();
+    match next {
+        Some(next) => cur.next = Some(next),
+        None if kind.is_delta() => {
+            let delta = cfg.link(page.delta_link.as_deref())?.ok_or_else(|| {
+                let name = kind.name();
+                Error::upstream(format!(
+                    "delta page for {name} has neither @odata.nextLink nor @odata.deltaLink"
+                ))
+            })?;
+            cur.delta.insert(scope.0.clone(), delta);
+        }
+        None => {
+            let seen: BTreeSet<String> = std::mem::take(&mut cur.seen).into_iter().collect();
+            let known = cur.known.remove(&scope.0).unwrap_or_default();
+            let vanished = known.iter().filter(|id| !seen.contains(*id));
+            deletes.extend(vanished.map(|id| gone(id)));
+            let seen = seen.into_iter().collect();
+            cur.known.insert(scope.0.clone(), seen);
+        }
+    }
+    if cur.next.is_none() {
+        // This scope's pass is complete: on to the next, or the run is.
+        cur.scope = if done { 0 } else { cur.scope + 1 };
+    }
+    if done {
+        let keys: BTreeSet<&String> = scopes.iter().map(|s| &s.0).collect();
+        cur.delta.retain(|k, _| keys.contains(k));
+        cur.known.retain(|k, _| keys.contains(k));
+    }
+    let next_cursor = Some(cursor::encode(&cur));
+    Ok(SyncPage {
+        upserts,
+        deletes,
+        next_cursor,
+        done,
+    })
+}
+
+impl Kind {
+    /// Whether the stream is a Graph delta query (else a full listing each run).
+    fn is_delta(self) -> bool {
+        matches!(self, Kind::Users | Kind::Messages)
+    }
+}
+
+/// A delta item that lacks one of the selected user properties: Graph sends an updated user as
+/// its `id` plus at least the changed properties (only those under `Prefer: return=minimal`).
+pub fn is_partial_user(item: &Value) -> bool {
+    USER_FIELDS
+        .split(',')
+        .any(|field| item.get(field.trim()).is_none())
+}
+
+/// Wall-clock milliseconds since the epoch (`wasi:clocks` through std).
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `2026-01-02T03:04:05Z` for milliseconds since the epoch (UTC, whole seconds).
+pub fn rfc3339_of_ms(ms: i64) -> String {
+    let (days, secs) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS) / 1000);
+    // Civil from days (H. Hinnant).
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, min, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
+}
