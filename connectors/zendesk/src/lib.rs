@@ -33,36 +33,23 @@ struct CommentsInput {
 impl Connector for Zendesk {
     fn info() -> ConnectorInfo {
         let about = "Zendesk Support tickets and comments, Help Center articles";
-        let comments = ActionInfo::new::<CommentsInput>(
-            "ticket-comments",
-            "All comments of one \
-            ticket (id, author_id, public, created_at, body).",
-        );
+        let tickets = "Tickets (subject, description); deleted tickets become deletes. \
+                       Cursor-based incremental export, one page per call.";
+        let comments = "Ticket comments from the incremental ticket events export (time-based).";
+        let articles = "Help Center articles as plain text, incremental by update time.";
+        let action = "All comments of one ticket (id, author_id, public, created_at, body).";
         ConnectorInfo::new("zendesk", env!("CARGO_PKG_VERSION"), about)
-            .stream(
-                "tickets",
-                "Tickets (subject, description); deleted tickets become deletes. \
-                Cursor-based incremental export, one page per call.",
-            )
-            .stream(
-                "comments",
-                "Ticket comments from the incremental ticket events export \
-                (time-based).",
-            )
-            .stream(
-                "articles",
-                "Help Center articles as plain text, incremental by update time.",
-            )
-            .action(comments)
+            .stream("tickets", tickets)
+            .stream("comments", comments)
+            .stream("articles", articles)
+            .action(ActionInfo::new::<CommentsInput>("ticket-comments", action))
     }
 
     fn health() -> Result<HealthStatus> {
         let cfg = Config::load()?;
         // Search always requires authentication (public Help Center listings do not).
-        cfg.get::<Value>(
-            "/search.json",
-            &[("query", "type:ticket"), ("per_page", "1")],
-        )?;
+        let probe = [("query", "type:ticket"), ("per_page", "1")];
+        cfg.get("/search.json", &probe).send()?;
         let message = format!("Zendesk at {} accepted the credentials", cfg.base_url);
         Ok(HealthStatus { ok: true, message })
     }
@@ -73,32 +60,21 @@ impl Connector for Zendesk {
         if query.is_empty() {
             return Err(Error::invalid_input("search query is empty"));
         }
-        let per_page = if request.limit == 0 {
-            25
-        } else {
-            request.limit.min(100)
-        };
-        let bad = |c: &str| Error::invalid_input(format!("invalid search cursor: {c:?}"));
-        let page = match request.cursor.as_deref() {
-            Some(c) => c
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|p| *p >= 1)
-                .ok_or_else(|| bad(c))?,
-            None => 1,
-        };
+        let limit = request.limit;
+        let per_page = if limit == 0 { 25 } else { limit.min(100) };
+        let raw = request.cursor.as_deref();
+        let page = raw.map_or(Some(1), |c| c.trim().parse().ok().filter(|p| *p >= 1));
+        let bad =
+            || Error::invalid_input(format!("invalid search cursor: {:?}", raw.unwrap_or("")));
+        let page: u32 = page.ok_or_else(bad)?;
         let (mut hits, mut next_cursor) = (Vec::new(), None);
         if page.saturating_mul(per_page) <= SEARCH_MAX {
             let (n, p) = (per_page.to_string(), page.to_string());
             let query = [("query", query), ("per_page", &n), ("page", &p)];
-            let reply: Page<SearchItem> = cfg.get("/search.json", &query)?;
+            let reply: Page<SearchItem> = cfg.get("/search.json", &query).send()?.json()?;
             let more = reply.next_page.is_some() && !reply.items.is_empty();
-            hits = reply
-                .items
-                .into_iter()
-                .filter_map(|i| i.document(&cfg))
-                .collect();
+            let items = reply.items.into_iter();
+            hits = items.filter_map(|i| i.document(&cfg)).collect();
             next_cursor = next_search_page(page, per_page, more).map(|p| p.to_string());
         }
         Ok(SearchResult { hits, next_cursor })
@@ -108,12 +84,13 @@ impl Connector for Zendesk {
         let cfg = Config::load()?;
         match parse_ref(&id)? {
             Ref::Ticket(id) => {
-                let reply: One<Ticket> = cfg.get(&format!("/tickets/{id}.json"), &[])?;
-                Ok(reply.item.document(&cfg))
+                let reply = cfg.get(&format!("/tickets/{id}.json"), &[]).send()?;
+                Ok(reply.json::<One<Ticket>>()?.item.document(&cfg))
             }
             Ref::Article(id) => {
                 let path = format!("/help_center/articles/{id}.json");
-                Ok(cfg.get::<One<Article>>(&path, &[])?.item.document())
+                let reply = cfg.get(&path, &[]).send()?;
+                Ok(reply.json::<One<Article>>()?.item.document())
             }
             Ref::Comment(ticket, id) => ticket_comments(&cfg, ticket)?
                 .into_iter()
@@ -131,23 +108,16 @@ impl Connector for Zendesk {
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         let position: SyncCursor = cursor::decode(cursor.as_deref())?.unwrap_or_default();
-        let start = position.start_time.unwrap_or(0);
-        let since = start.to_string();
+        let (cfg, start) = (Config::load()?, position.start_time.unwrap_or(0));
         match stream.as_str() {
-            "tickets" => sync_tickets(&Config::load()?, position),
+            "tickets" => sync_tickets(&cfg, position),
             "comments" => {
-                let (cfg, path) = (Config::load()?, "/incremental/ticket_events.json");
-                let query = [("include", "comment_events"), ("start_time", &since)];
-                time_sync(&cfg, path, &query, start, true, |e: TicketEvent| {
-                    e.documents(&cfg)
-                })
+                let path = "/incremental/ticket_events.json?include=comment_events";
+                time_sync(&cfg, path, start, true, |e: TicketEvent| e.documents(&cfg))
             }
             "articles" => {
-                let (cfg, path) = (Config::load()?, "/help_center/incremental/articles.json");
-                let query = [("start_time", since.as_str())];
-                time_sync(&cfg, path, &query, start, false, |a: Article| {
-                    vec![a.document()]
-                })
+                let path = "/help_center/incremental/articles.json";
+                time_sync(&cfg, path, start, false, |a: Article| vec![a.document()])
             }
             _ => Err(Error::invalid_input(format!(
                 "unknown stream `{stream}` (this connector has `tickets`, `comments`, `articles`)"
@@ -160,13 +130,12 @@ impl Connector for Zendesk {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
         let CommentsInput { ticket_id } = airlock_sdk::input(&input)?;
-        let comments: Vec<Value> = ticket_comments(&Config::load()?, ticket_id)?
-            .into_iter()
-            .map(|c| {
-                json!({"id": c.id, "author_id": c.author_id, "public": c.public,
-                       "created_at": c.created_at, "body": c.plain_body.or(c.body)})
-            })
-            .collect();
+        let summary = |c: Comment| {
+            json!({"id": c.id, "author_id": c.author_id, "public": c.public,
+            "created_at": c.created_at, "body": c.plain_body.or(c.body)})
+        };
+        let comments = ticket_comments(&Config::load()?, ticket_id)?;
+        let comments: Vec<Value> = comments.into_iter().map(summary).collect();
         Ok(json!({"ticket_id": ticket_id, "comments": comments}).to_string())
     }
 }
@@ -196,11 +165,10 @@ impl Config {
         self.base_url.join(&format!("/agent/tickets/{id}"))
     }
 
-    /// The JSON reply to a GET of the API `path` with `query`.
-    fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
+    /// A GET of the API `path` with the parameters `query`.
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Request {
         let add = |request: Request, &(key, value): &(&str, &str)| request.query(key, value);
-        let request = query.iter().fold(Request::get(self.api(path)), add);
-        request.send()?.json()
+        query.iter().fold(Request::get(self.api(path)), add)
     }
 }
 
@@ -217,12 +185,11 @@ enum Ref {
 /// so ids cannot smuggle path segments or query strings into URLs.
 fn parse_ref(id: &str) -> Result<Ref> {
     let id = id.trim();
-    let implied = if id.contains('-') {
-        "comment"
-    } else {
-        "ticket"
+    let (kind, n) = match id.split_once(':') {
+        Some(pair) => pair,
+        None if id.contains('-') => ("comment", id),
+        None => ("ticket", id),
     };
-    let (kind, n) = id.split_once(':').unwrap_or((implied, id));
     match (kind, n.split_once('-')) {
         ("ticket", _) => numeric(n).map(Ref::Ticket),
         ("article", _) => numeric(n).map(Ref::Article),
@@ -270,90 +237,82 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
         Some(c) => ("cursor", c.as_str()),
         None => ("start_time", start.as_str()),
     };
-    let export = cfg.get(
-        "/incremental/tickets/cursor.json",
-        &[("per_page", &per_page), at],
-    )?;
+    let query = [("per_page", per_page.as_str()), at];
+    let export = cfg
+        .get("/incremental/tickets/cursor.json", &query)
+        .send()?
+        .json()?;
     Ok(ticket_page(export, cfg, position))
 }
 
 fn ticket_page(export: Page<Ticket>, cfg: &Config, previous: SyncCursor) -> SyncPage {
-    let (deleted, live): (Vec<_>, Vec<_>) =
-        (export.items.into_iter()).partition(|t| t.status.as_deref() == Some("deleted"));
-    let deleted = deleted
-        .iter()
-        .map(|t| (t.id.to_string(), "ticket".to_owned()));
-    // An empty page may carry no cursor: keep ours so the next run does not start over.
-    let next = match export.after_cursor.filter(|c| !c.is_empty()) {
-        Some(c) => SyncCursor {
-            c: Some(c),
-            start_time: None,
-        },
-        None => previous.clone(),
-    };
-    SyncPage {
-        upserts: live.into_iter().map(|t| t.document(cfg)).collect(),
-        deletes: deleted.map(|(id, kind)| DocumentRef { kind, id }).collect(),
-        next_cursor: Some(cursor::encode(&next)),
-        // Without a new cursor the next call would fetch the same page again: end the run instead.
-        done: export.end_of_stream || next == previous,
-    }
-}
-
-/// One page of a time-based export (`query` holds its `start_time`, `start`), items mapped by
-/// `documents`; `end_of_stream` says whether the export's flag of that name ends the run. Zendesk
-/// refuses a `start_time` less than a minute old ("Too recent start_time"): nothing is new yet,
-/// so the run ends with the cursor unchanged.
-fn time_sync<T: DeserializeOwned>(
-    cfg: &Config,
-    path: &str,
-    query: &[(&str, &str)],
-    start: i64,
-    end_of_stream: bool,
-    documents: impl Fn(T) -> Vec<Document>,
-) -> Result<SyncPage> {
-    let export: Page<T> = match cfg.get(path, query) {
-        Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
-            return Ok(time_page(Vec::new(), None, None, start, false));
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    for ticket in export.items {
+        if ticket.status.as_deref() == Some("deleted") {
+            let (kind, id) = ("ticket".into(), ticket.id.to_string());
+            deletes.push(DocumentRef { kind, id });
+        } else {
+            upserts.push(ticket.document(cfg));
         }
-        export => export?,
-    };
-    let more = !(end_of_stream && export.end_of_stream) && !export.items.is_empty();
-    let upserts = export.items.into_iter().flat_map(documents).collect();
-    let next_page = export.next_page.as_deref();
-    Ok(time_page(upserts, next_page, export.end_time, start, more))
-}
-
-/// A time-based export page: the run goes on while the reply has a `next_page` that starts later
-/// than this one (so a stuck upstream cannot loop) and `more` holds.
-fn time_page(
-    upserts: Vec<Document>,
-    next_page: Option<&str>,
-    end_time: Option<i64>,
-    start: i64,
-    more: bool,
-) -> SyncPage {
-    let next = next_start(next_page, end_time, start);
-    let position = cursor::encode(&SyncCursor {
-        c: None,
-        start_time: Some(next),
-    });
-    let done = !more || next_page.is_none() || next <= start;
+    }
+    // An empty page may carry no cursor: keep ours so the next run does not start over.
+    let mut next = previous.clone();
+    if let Some(c) = export.after_cursor.filter(|c| !c.is_empty()) {
+        (next.c, next.start_time) = (Some(c), None);
+    }
+    // Without a new cursor the next call would fetch the same page again: end the run instead.
+    let done = export.end_of_stream || next == previous;
+    let next_cursor = Some(cursor::encode(&next));
     SyncPage {
         upserts,
-        deletes: Vec::new(),
-        next_cursor: Some(position),
+        deletes,
+        next_cursor,
         done,
     }
 }
 
-/// Start time of the next time-based export page: `start_time` of `next_page` when present, else
-/// the reply's `end_time`, never earlier than the current start.
-fn next_start(next_page: Option<&str>, end_time: Option<i64>, start: i64) -> i64 {
-    next_page
-        .and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok())
-        .or(end_time)
-        .map_or(start, |t| t.max(start))
+/// One page of a time-based export from `start`. Zendesk refuses a `start_time` less than a
+/// minute old ("Too recent start_time"): nothing is new yet, so the run ends unchanged.
+fn time_sync<T: DeserializeOwned + Default>(
+    cfg: &Config,
+    path: &str,
+    start: i64,
+    heed_end: bool,
+    documents: impl Fn(T) -> Vec<Document>,
+) -> Result<SyncPage> {
+    let export = match cfg.get(path, &[("start_time", &start.to_string())]).send() {
+        Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
+            Page::default()
+        }
+        reply => reply?.json()?,
+    };
+    Ok(time_page(export, start, heed_end, documents))
+}
+
+/// A time-based export page, its items mapped by `documents`. The next page starts at the
+/// `start_time` of `next_page` when present, else at the reply's `end_time`, never earlier than
+/// `start`. The run goes on while the reply has a `next_page` that starts later than this one
+/// (so a stuck upstream cannot loop), items, and (where `heed_end`) no `end_of_stream`.
+fn time_page<T>(
+    export: Page<T>,
+    start: i64,
+    heed_end: bool,
+    documents: impl Fn(T) -> Vec<Document>,
+) -> SyncPage {
+    let more = !(heed_end && export.end_of_stream) && !export.items.is_empty();
+    let link = export.next_page.as_deref();
+    let linked = link.and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok());
+    let next = linked.or(export.end_time).unwrap_or(start).max(start);
+    let (c, start_time) = (None, Some(next));
+    let next_cursor = Some(cursor::encode(&SyncCursor { c, start_time }));
+    let done = !more || link.is_none() || next <= start;
+    let upserts = export.items.into_iter().flat_map(documents).collect();
+    SyncPage {
+        upserts,
+        deletes: Vec::new(),
+        next_cursor,
+        done,
+    }
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing or null) -----------------
@@ -361,18 +320,16 @@ fn next_start(next_page: Option<&str>, end_time: Option<i64>, start: i64) -> i64
 /// A list reply: the items under the endpoint's own key, and the paging fields the endpoint has
 /// (`after_cursor`/`end_of_stream`: tickets export; `next_page`/`end_time`: time-based exports
 /// and search; `meta`: comments).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct Page<T> {
-    #[serde(default = "Vec::new")]
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
     #[serde(alias = "results", alias = "comments")]
     items: Vec<T>,
     after_cursor: Option<String>,
-    #[serde(default)]
     end_of_stream: bool,
     next_page: Option<String>,
     end_time: Option<i64>,
-    #[serde(default)]
     meta: CommentMeta,
 }
 
@@ -390,7 +347,7 @@ struct One<T> {
     item: T,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Ticket {
     id: u64,
     subject: Option<String>,
@@ -413,19 +370,16 @@ impl Ticket {
         let meta = json!({"status": self.status, "priority": self.priority, "type": self.kind,
             "requester_id": self.requester_id, "assignee_id": self.assignee_id,
             "organization_id": self.organization_id, "tags": self.tags});
-        Document::new(
-            "ticket",
-            self.id.to_string(),
-            self.subject.unwrap_or_default(),
-        )
-        .body(self.description.unwrap_or_default())
-        .url(cfg.ticket_url(self.id))
-        .updated_at(self.updated_at.or(self.created_at).unwrap_or_default())
-        .metadata(meta)
+        let (id, title) = (self.id.to_string(), self.subject.unwrap_or_default());
+        Document::new("ticket", id, title)
+            .body(self.description.unwrap_or_default())
+            .url(cfg.ticket_url(self.id))
+            .updated_at(self.updated_at.or(self.created_at).unwrap_or_default())
+            .metadata(meta)
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct TicketEvent {
     ticket_id: u64,
     created_at: Option<String>,
@@ -436,16 +390,15 @@ struct TicketEvent {
 impl TicketEvent {
     fn documents(self, cfg: &Config) -> Vec<Document> {
         let (ticket, at) = (self.ticket_id, self.created_at.as_deref());
+        let document = |c: Comment| c.document(ticket, at, cfg);
         let comments = self.child_events.into_iter().filter(Comment::is_comment);
-        comments
-            .filter_map(|c| c.document(ticket, at, cfg))
-            .collect()
+        comments.filter_map(document).collect()
     }
 }
 
 /// A comment from the comments API, or a child event of the ticket events export (which marks
 /// its type in `event_type`, the comments API in `type`).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Comment {
     id: Option<u64>,
     event_type: Option<String>,
@@ -465,18 +418,14 @@ impl Comment {
 
     fn document(self, ticket: u64, at: Option<&str>, cfg: &Config) -> Option<Document> {
         let meta = json!({"ticket_id": ticket, "public": self.public, "author_id": self.author_id});
-        let (id, title) = (
-            format!("{ticket}-{}", self.id?),
-            format!("Comment on ticket {ticket}"),
-        );
+        let id = format!("{ticket}-{}", self.id?);
         let updated_at = self
             .created_at
             .or(at.map(str::to_owned))
             .unwrap_or_default();
         let body = self.plain_body.or(self.body).unwrap_or_default();
-        let doc = Document::new("comment", id, title)
-            .body(body)
-            .url(cfg.ticket_url(ticket));
+        let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"));
+        let doc = doc.body(body).url(cfg.ticket_url(ticket));
         Some(doc.updated_at(updated_at).metadata(meta))
     }
 }
@@ -488,7 +437,7 @@ fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
     for _ in 0..MAX_COMMENT_PAGES {
         let at = after.as_deref().map(|a| ("page[after]", a));
         let query: Vec<_> = [("page[size]", "100")].into_iter().chain(at).collect();
-        let page: Page<Comment> = cfg.get(&path, &query)?;
+        let page: Page<Comment> = cfg.get(&path, &query).send()?.json()?;
         out.extend(page.items);
         match page.meta.after_cursor {
             Some(c) if page.meta.has_more && after.as_ref() != Some(&c) => after = Some(c),
@@ -499,7 +448,7 @@ fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
     Ok(out)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Article {
     id: u64,
     title: Option<String>,
@@ -532,12 +481,13 @@ impl Article {
 }
 
 /// A search result: tickets and articles become documents, other result types are skipped.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(tag = "result_type", rename_all = "lowercase")]
 enum SearchItem {
     Ticket(Ticket),
     Article(Article),
     #[serde(other)]
+    #[default]
     Other,
 }
 
@@ -585,15 +535,31 @@ mod tests {
         assert_eq!(cursor::encode(&at(17)), r#"{"start_time":17}"#);
         assert!(matches!(decode(Some("x")), Err(Error::InvalidInput(_))));
         let next = "https://a.zendesk.com/api/v2/incremental/ticket_events.json?start_time=90";
-        assert_eq!(next_start(Some(next), Some(80), 10), 90);
-        assert_eq!(next_start(None, Some(80), 10), 80);
-        assert_eq!(next_start(None, None, 10), 10);
-        let page = time_page(vec![], Some(next), Some(80), 10, true);
-        assert!(!page.done);
-        assert_eq!(page.next_cursor.as_deref(), Some(r#"{"start_time":90}"#));
-        assert!(time_page(vec![], None, Some(80), 10, true).done);
-        assert!(time_page(vec![], Some(next), Some(80), 10, false).done);
-        assert!(time_page(vec![], Some(next), None, 90, true).done); // no progress
+        let start_at = |t: i64| cursor::encode(&at(t));
+        // The next start: `start_time` of next_page, else end_time, else the current start.
+        assert_eq!(time(Some(next), Some(80), 10, true).0, start_at(90));
+        assert_eq!(time(None, Some(80), 10, true).0, start_at(80));
+        assert_eq!(time(None, None, 10, true).0, start_at(10));
+        let (cursor, done) = time(Some(next), Some(80), 10, true);
+        assert!(!done);
+        assert_eq!(cursor, r#"{"start_time":90}"#);
+        assert!(time(None, Some(80), 10, true).1);
+        assert!(time(Some(next), Some(80), 10, false).1);
+        assert!(time(Some(next), None, 90, true).1); // no progress
+        // `end_of_stream` ends a run only where the export is said to have one.
+        let page = |v: Value| serde_json::from_value::<Page<Value>>(v).unwrap();
+        let eos = json!({"articles": [{}], "next_page": next, "end_of_stream": true});
+        assert!(time_page(page(eos.clone()), 10, true, |_| vec![]).done);
+        assert!(!time_page(page(eos), 10, false, |_| vec![]).done);
+    }
+
+    /// `time_page` over a reply with one item (`more`) or none: (next cursor, done).
+    fn time(link: Option<&str>, end_time: Option<i64>, start: i64, more: bool) -> (String, bool) {
+        let items = if more { vec![json!({})] } else { vec![] };
+        let reply = json!({"ticket_events": items, "next_page": link, "end_time": end_time});
+        let page: Page<Value> = serde_json::from_value(reply).unwrap();
+        let page = time_page(page, start, true, |_| vec![]);
+        (page.next_cursor.unwrap(), page.done)
     }
 
     fn export(v: Value) -> Page<Ticket> {
