@@ -299,7 +299,7 @@ fn time_page<T>(
     heed_end: bool,
     documents: impl Fn(T) -> Vec<Document>,
 ) -> SyncPage {
-    let more = !(heed_end && export.end_of_stream) && !export.items.is_empty();
+    let more = !export.items.is_empty() && (!heed_end || !export.end_of_stream);
     let link = export.next_page.as_deref();
     let linked = link.and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok());
     let next = linked.or(export.end_time).unwrap_or(start).max(start);
