@@ -9,8 +9,9 @@ use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::text::parse_rfc3339;
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    List, Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, url,
+    List, Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, log, url,
 };
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer, Serialize};
 
 struct Confluence;
@@ -31,8 +32,7 @@ struct NoInput {}
 impl Connector for Confluence {
     fn info() -> ConnectorInfo {
         let about = "Confluence Cloud pages: sync, live CQL search, permission checks";
-        let pages = "Current pages with storage body as text; trashed pages become deletes. \
-                     Incremental by version.createdAt.";
+        let pages = "Current pages as text, trashed as deletes, incremental by version.createdAt";
         let spaces = "List the spaces the credentials can see (id, key, name, type, status).";
         ConnectorInfo::new("confluence", env!("CARGO_PKG_VERSION"), about)
             .stream("pages", pages)
@@ -40,7 +40,7 @@ impl Connector for Confluence {
     }
 
     fn health() -> Result<HealthStatus> {
-        let cfg = Config::load()?;
+        let cfg = config()?;
         let url = cfg.base_url.join(SPACES);
         Request::get(url).query("limit", "1").send()?;
         let message = format!("Confluence at {} accepted the credentials", cfg.base_url);
@@ -48,7 +48,7 @@ impl Connector for Confluence {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
+        let cfg = config()?;
         let query = request.query.trim();
         if query.is_empty() {
             return Err(Error::invalid_input("search query is empty"));
@@ -58,52 +58,39 @@ impl Connector for Confluence {
             let keys: Vec<String> = cfg.space_keys.iter().map(cql_string).collect();
             cql.push_str(&format!(" AND space in ({})", keys.join(", ")));
         }
-        let limit = match request.limit {
-            0 => 25,
-            n => n.min(100),
-        };
-        let reply: Results<SearchHit> = Request::get(cfg.base_url.join("/wiki/rest/api/search"))
+        let limit = Some(request.limit).filter(|&n| n > 0);
+        let reply: Results<Value> = Request::get(cfg.base_url.join("/wiki/rest/api/search"))
             .query("cql", &cql)
-            .query("limit", limit.to_string())
+            .query("limit", limit.map_or(25, |n| n.min(100)).to_string())
             .query_opt("cursor", request.cursor.as_deref())
             .send()?
             .json()?;
-        let hits: Vec<Document> = reply
-            .results
-            .into_iter()
-            .filter_map(|h| h.document(&cfg))
-            .collect();
+        let hits: Vec<Document> = reply.results.iter().filter_map(|h| hit(h, &cfg)).collect();
         // v1 `next` is relative to `_links.base`; only its cursor matters, the query is re-sent.
-        let next = reply
-            .links
-            .next
-            .and_then(|n| url::query_param(&n, "cursor"));
-        let next_cursor = next.filter(|_| !hits.is_empty());
+        let next = reply.links.next.filter(|_| !hits.is_empty());
+        let next_cursor = next.and_then(|n| url::query_param(&n, "cursor"));
         Ok(SearchResult { hits, next_cursor })
     }
 
     fn get(id: String) -> Result<Document> {
-        let cfg = Config::load()?;
+        let cfg = config()?;
         let url = cfg.base_url.join(&format!("{PAGES}/{}", content_id(&id)?));
         let request = Request::get(url).query("body-format", "storage");
         Ok(request.send()?.json::<Page>()?.document(&cfg))
     }
 
     fn check_permission(principal: String, id: String) -> Result<bool> {
-        let cfg = Config::load()?;
         if principal.trim().is_empty() {
             return Err(Error::invalid_input("principal is empty"));
         }
         let body =
             json!({"subject": {"type": "user", "identifier": principal}, "operation": "read"});
         let id = content_id(&id)?;
-        let url = cfg
-            .base_url
-            .join(&format!("/wiki/rest/api/content/{id}/permission/check"));
+        let path = format!("/wiki/rest/api/content/{id}/permission/check");
+        let url = config()?.base_url.join(&path);
         let reply: Value = Request::post(url).json(&body).send()?.json()?;
-        reply["hasPermission"]
-            .as_bool()
-            .ok_or_else(|| Error::upstream("permission check: no `hasPermission` in the reply"))
+        let allowed = reply["hasPermission"].as_bool();
+        allowed.ok_or_else(|| Error::upstream("permission check: no `hasPermission` in the reply"))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -111,7 +98,7 @@ impl Connector for Confluence {
             let msg = format!("unknown stream `{stream}` (this connector has `pages`)");
             return Err(Error::invalid_input(msg));
         }
-        sync_pages(&Config::load()?, cursor.as_deref())
+        sync_pages(&config()?, cursor.as_deref())
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
@@ -119,18 +106,12 @@ impl Connector for Confluence {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
         let NoInput {} = airlock_sdk::input(&input)?;
-        let cfg = Config::load()?;
-        let first = Request::get(cfg.base_url.join(SPACES)).query("limit", "250");
-        let keys = ["id", "key", "name", "type", "status"];
-        let mut spaces = Vec::new();
-        for page in Pages::new(first, Next::BodyLink("/_links/next")).take(40) {
-            for s in page?["results"].as_array().into_iter().flatten() {
-                spaces.push(Value::Object(
-                    keys.iter().map(|&k| (k.into(), s[k].clone())).collect(),
-                ));
-            }
-        }
-        Ok(Value::Array(spaces).to_string())
+        let spaces: Vec<Value> = spaces(&config()?, None, 40)?;
+        let pick = |s: Value| {
+            json!({"id": s["id"], "key": s["key"], "name": s["name"],
+                                     "type": s["type"], "status": s["status"]})
+        };
+        Ok(Value::Array(spaces.into_iter().map(pick).collect()).to_string())
     }
 }
 
@@ -144,42 +125,32 @@ struct Config {
     page_limit: Option<u32>,
 }
 
-impl Config {
-    fn load() -> Result<Config> {
-        let mut cfg: Config = airlock_sdk::settings::load()?;
-        cfg.base_url = cfg.base_url.without_suffix("/wiki");
-        Ok(cfg)
-    }
+fn config() -> Result<Config> {
+    let mut cfg: Config = airlock_sdk::settings::load()?;
+    cfg.base_url = cfg.base_url.without_suffix("/wiki");
+    Ok(cfg)
+}
 
-    /// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
-    fn web_url(&self, webui: &str) -> String {
-        match webui {
-            w if w.starts_with("http://") || w.starts_with("https://") => w.to_owned(),
-            w if w.starts_with("/wiki/") => self.base_url.join(w),
-            w => self.base_url.join(&format!("/wiki{w}")),
-        }
+/// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
+fn web_url(cfg: &Config, webui: &str) -> String {
+    match webui {
+        w if w.starts_with("http://") || w.starts_with("https://") => w.to_owned(),
+        w if w.starts_with("/wiki/") => cfg.base_url.join(w),
+        w => cfg.base_url.join(&format!("/wiki{w}")),
     }
 }
 
 /// Content ids are numeric; checking keeps ids from smuggling path segments into URLs.
 fn content_id(id: &str) -> Result<&str> {
     let id = id.trim();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid_input(format!(
-            "not a Confluence content id: {id:?}"
-        )));
-    }
-    Ok(id)
+    let numeric = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    let err = || Error::invalid_input(format!("not a Confluence content id: {id:?}"));
+    numeric.then_some(id).ok_or_else(err)
 }
 
 /// A CQL string literal.
 fn cql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Search excerpts and titles mark matches with `@@@hl@@@`...`@@@endhl@@@`.
-fn strip_highlight(s: &str) -> String {
-    s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "")
 }
 
 // ---- Sync -------------------------------------------------------------------------------------
@@ -230,33 +201,24 @@ struct SyncCursor {
 
 fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     let mut state: SyncCursor = cursor::decode(cursor)?.unwrap_or_default();
-    let limit = cfg.page_limit.unwrap_or(100).clamp(1, 250);
     let mut resumed = None;
     if let Some(next) = state.next.take() {
         match Request::get(cfg.base_url.follow(PAGES, &next)?).send() {
-            Err(Error::InvalidInput(msg)) => airlock_sdk::log::warn!(
-                "restarting pages run, Confluence rejected the stored cursor: {msg}"
-            ),
+            Err(Error::InvalidInput(m)) => log::warn!("restarting the run, stale cursor: {m}"),
             other => resumed = Some(other?),
         }
     }
-    if resumed.is_none() {
-        state.watermark = None;
-    }
-    // The first page of a run is one upstream snapshot; a run that spans requests is not.
-    let first_of_run = state.watermark.is_none();
-    let response = resumed.map_or_else(|| pages_request(cfg, limit, true)?.send(), Ok)?;
+    // The first page of a run is one upstream snapshot; a run that spans requests is not. Its
+    // watermark is (re)computed below.
+    let first_of_run = resumed.is_none() || state.watermark.is_none();
+    let response = resumed.map_or_else(|| pages_request(cfg, cfg.page_limit, true)?.send(), Ok)?;
     let list: Results<Page> = response.json()?;
     if first_of_run {
-        let first = list.results.first().and_then(Page::modified_at);
-        state.watermark = newest(first, state.since.as_deref()).map(str::to_owned);
+        let first = list.results.first().map(|p| &p.version.created_at);
+        state.watermark = newest(first.cloned().flatten(), state.since.clone());
     }
-    let stop_before = at(&state.since).map(|ms| ms - OVERLAP_MS);
-    let stale = |p: &Page| {
-        at(&p.version.created_at)
-            .zip(stop_before)
-            .is_some_and(|(m, s)| m < s)
-    };
+    let stop_before = at(&state.since).map_or(i64::MIN, |ms| ms - OVERLAP_MS);
+    let stale = |p: &Page| at(&p.version.created_at).is_some_and(|m| m < stop_before);
     let reached_since = list.results.iter().any(stale);
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for page in list.results.into_iter().take_while(|p| !stale(p)) {
@@ -276,11 +238,10 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     // Saves made while this run was under way sort behind its keyset cursor: if there are any, go
     // on with the incremental run that fetches them instead of ending.
     let done = state.next.is_none() && (first_of_run || !saved_since(cfg, &state.since)?);
-    let next_cursor = Some(cursor::encode(&state));
     Ok(SyncPage {
         upserts,
         deletes,
-        next_cursor,
+        next_cursor: Some(cursor::encode(&state)),
         done,
     })
 }
@@ -291,29 +252,28 @@ fn at(t: &Option<String>) -> Option<i64> {
 }
 
 /// The later of two RFC 3339 timestamps (an unparseable one loses).
-fn newest<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
-    let ms = |t: Option<&str>| t.and_then(parse_rfc3339);
-    if ms(a) >= ms(b) { a.or(b) } else { b }
+fn newest(a: Option<String>, b: Option<String>) -> Option<String> {
+    if at(&a) >= at(&b) { a.or(b) } else { b }
 }
 
 /// Whether the newest page (current or trashed) was saved after `watermark`: one request. With
 /// nothing to compare, ending is all that is safe (another run would be the same).
 fn saved_since(cfg: &Config, watermark: &Option<String>) -> Result<bool> {
-    let list: Results<Page> = pages_request(cfg, 1, false)?.send()?.json()?;
+    let list: Results<Page> = pages_request(cfg, Some(1), false)?.send()?.json()?;
     let newest = list.results.first().and_then(|p| at(&p.version.created_at));
     Ok(newest.zip(at(watermark)).is_some_and(|(n, w)| n > w))
 }
 
 /// The first page of the newest-first listing the sync walks, `limit` items, with or without
 /// the storage body.
-fn pages_request(cfg: &Config, limit: u32, body: bool) -> Result<Request> {
+fn pages_request(cfg: &Config, limit: Option<u32>, body: bool) -> Result<Request> {
     let spaces = match cfg.space_keys.is_empty() {
         true => None,
         false => Some(space_ids(cfg)?.join(",")),
     };
     Ok(Request::get(cfg.base_url.join(PAGES))
         .query_opt("body-format", body.then_some("storage"))
-        .query("limit", limit.to_string())
+        .query("limit", limit.unwrap_or(100).clamp(1, 250).to_string())
         .query("sort", "-modified-date")
         .query("status", "current")
         .query("status", "trashed")
@@ -322,24 +282,29 @@ fn pages_request(cfg: &Config, limit: u32, body: bool) -> Result<Request> {
 
 /// Resolve `space_keys` to the numeric ids v2 filters by; an unknown key is an error.
 fn space_ids(cfg: &Config) -> Result<Vec<String>> {
-    let first = Request::get(cfg.base_url.join(SPACES))
-        .query("keys", cfg.space_keys.0.join(","))
-        .query("limit", "250");
-    let mut found: Vec<Space> = Vec::new();
-    for page in Pages::new(first, Next::BodyLink("/_links/next")).take(10) {
-        let spaces: Results<Space> = serde_json::from_value(page?)
-            .map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
-        found.extend(spaces.results);
-    }
+    let found: Vec<Space> = spaces(cfg, Some(cfg.space_keys.0.join(",")), 10)?;
     let known = |k: &&str| found.iter().any(|s| s.key.eq_ignore_ascii_case(k));
     let missing: Vec<&str> = cfg.space_keys.iter().filter(|k| !known(k)).collect();
     if !missing.is_empty() {
-        return Err(Error::invalid_input(format!(
-            "setting `space_keys`: no visible space with key {}",
-            missing.join(", ")
-        )));
+        let missing = missing.join(", ");
+        let msg = format!("setting `space_keys`: no visible space with key {missing}");
+        return Err(Error::invalid_input(msg));
     }
     Ok(found.into_iter().map(|s| s.id).collect())
+}
+
+/// The spaces the credentials can see (only those with `keys`, if given), at most `pages` pages.
+fn spaces<T: DeserializeOwned>(cfg: &Config, keys: Option<String>, pages: usize) -> Result<Vec<T>> {
+    let first = Request::get(cfg.base_url.join(SPACES))
+        .query_opt("keys", keys)
+        .query("limit", "250");
+    let mut found = Vec::new();
+    for page in Pages::new(first, Next::BodyLink("/_links/next")).take(pages) {
+        let page: Results<T> = serde_json::from_value(page?)
+            .map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
+        found.extend(page.results);
+    }
+    Ok(found)
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing) -------------------------
@@ -347,7 +312,6 @@ fn space_ids(cfg: &Config) -> Result<Vec<String>> {
 #[derive(Deserialize, Default)]
 struct Links {
     next: Option<String>,
-    webui: Option<String>,
 }
 
 /// A v1 or v2 listing: `results` and `_links.next`.
@@ -366,8 +330,7 @@ struct Page {
     id: String,
     #[serde(default)]
     status: String,
-    #[serde(default)]
-    title: String,
+    title: Option<String>,
     space_id: Option<Value>,
     parent_id: Option<Value>,
     author_id: Option<String>,
@@ -377,7 +340,7 @@ struct Page {
     #[serde(default)]
     body: Value,
     #[serde(default, rename = "_links")]
-    links: Links,
+    links: Value,
 }
 
 #[derive(Deserialize, Default)]
@@ -388,24 +351,17 @@ struct Version {
 }
 
 impl Page {
-    fn modified_at(&self) -> Option<&str> {
-        self.version.created_at.as_deref()
-    }
-
     fn document(self, cfg: &Config) -> Document {
         let storage = self.body.pointer("/storage/value").and_then(Value::as_str);
-        let metadata = json!({
-            "spaceId": self.space_id, "status": self.status, "version": self.version.number,
-            "authorId": self.author_id, "parentId": self.parent_id,
-        });
         let updated = self.version.created_at.or(self.created_at);
-        Document {
-            url: self.links.webui.map(|w| cfg.web_url(&w)),
-            ..Document::new("page", self.id, self.title)
-                .body(html_to_text(storage.unwrap_or("")))
-                .updated_at(updated.unwrap_or_default())
-                .metadata(metadata)
-        }
+        let mut doc = Document::new("page", self.id, self.title.unwrap_or_default())
+            .body(html_to_text(storage.unwrap_or("")))
+            .updated_at(updated.unwrap_or_default())
+            .metadata(json!({"spaceId": self.space_id, "status": self.status,
+                "version": self.version.number, "authorId": self.author_id,
+                "parentId": self.parent_id}));
+        doc.url = self.links["webui"].as_str().map(|w| web_url(cfg, w));
+        doc
     }
 }
 
@@ -417,44 +373,27 @@ struct Space {
     key: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SearchHit {
-    content: Option<Value>,
-    title: Option<String>,
-    excerpt: Option<String>,
-    url: Option<String>,
-    last_modified: Option<String>,
-    space: Option<Value>,
-}
-
-impl SearchHit {
-    /// A document for a page hit; `None` for results that are not content (users, spaces).
-    fn document(self, cfg: &Config) -> Option<Document> {
-        let content = self.content?;
-        let id = string_or_number(content.get("id")?.clone()).ok()?;
-        let text = |pointer| Some(content.pointer(pointer)?.as_str()?.to_owned());
-        let title = self.title.or_else(|| text("/title")).unwrap_or_default();
-        let webui = self.url.or_else(|| text("/_links/webui"));
-        let space_key = self.space.as_ref().and_then(|s| s.get("key"));
-        let excerpt = strip_highlight(self.excerpt.as_deref().unwrap_or(""));
-        Some(Document {
-            url: webui.map(|w| cfg.web_url(&w)),
-            ..Document::new("page", id, strip_highlight(&title))
-                .body(html_to_text(&excerpt))
-                .updated_at(self.last_modified.unwrap_or_default())
-                .metadata(json!({"spaceKey": space_key, "status": content.get("status")}))
-        })
-    }
+/// A document for a v1 search hit; `None` for results that are not content (users, spaces).
+fn hit(hit: &Value, cfg: &Config) -> Option<Document> {
+    // Excerpts and titles mark matches with `@@@hl@@@`...`@@@endhl@@@`.
+    let strip_highlight = |s: &str| s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "");
+    let id = string_or_number(hit.pointer("/content/id")?.clone()).ok()?;
+    let text = |v: &Value, pointer| Some(v.pointer(pointer)?.as_str()?.to_owned());
+    let title = text(hit, "/title").or_else(|| text(hit, "/content/title"));
+    let webui = text(hit, "/url").or_else(|| text(hit, "/content/_links/webui"));
+    let excerpt = strip_highlight(hit["excerpt"].as_str().unwrap_or(""));
+    let mut doc = Document::new("page", id, strip_highlight(&title.unwrap_or_default()))
+        .body(html_to_text(&excerpt))
+        .updated_at(text(hit, "/lastModified").unwrap_or_default())
+        .metadata(json!({"spaceKey": hit["space"]["key"], "status": hit["content"]["status"]}));
+    doc.url = webui.map(|w| web_url(cfg, &w));
+    Some(doc)
 }
 
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> core::result::Result<String, D::Error> {
     match Value::deserialize(d)? {
-        Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected an id, got {other}"
-        ))),
+        other => String::deserialize(other).map_err(de::Error::custom),
     }
 }
 
@@ -476,18 +415,17 @@ mod tests {
         assert!(content_id("../1").is_err() && content_id("").is_err());
         assert_eq!(content_id(" 123 ").ok(), Some("123"));
         assert_eq!(
-            cfg().web_url("/spaces/ENG/pages/1/X"),
+            web_url(&cfg(), "/spaces/ENG/pages/1/X"),
             "http://127.0.0.1:8781/wiki/spaces/ENG/pages/1/X"
         );
-        assert_eq!(cfg().web_url("/wiki/x"), "http://127.0.0.1:8781/wiki/x");
-        assert_eq!(strip_highlight("a @@@hl@@@b@@@endhl@@@"), "a b");
+        assert_eq!(web_url(&cfg(), "/wiki/x"), "http://127.0.0.1:8781/wiki/x");
         let (old, new) = (
             Some("2025-01-01T00:00:00Z".to_owned()),
             Some("2025-01-01T00:00:00.5Z".to_owned()),
         );
-        assert_eq!(newest(old.as_deref(), new.as_deref()), new.as_deref());
-        assert_eq!(newest(new.as_deref(), old.as_deref()), new.as_deref());
-        assert_eq!(newest(None, old.as_deref()), old.as_deref());
+        assert_eq!(newest(old.clone(), new.clone()), new);
+        assert_eq!(newest(new.clone(), old.clone()), new);
+        assert_eq!(newest(None, old.clone()), old);
     }
 
     #[test]
@@ -513,12 +451,28 @@ mod tests {
             meta,
             json!({"spaceId": "7", "status": "current", "version": 3, "authorId": "a", "parentId": null})
         );
-        let hit: SearchHit = serde_json::from_value(json!({
+        let hit = json!({
             "content": {"id": "9", "type": "page"}, "title": "@@@hl@@@X@@@endhl@@@", "excerpt": "a &lt;b&gt;",
             "url": "/spaces/A/pages/9", "lastModified": "2025-01-01T00:00:00.000Z"
-        }))
-        .unwrap();
-        let doc = hit.document(&cfg()).unwrap();
+        });
+        let doc = super::hit(&hit, &cfg()).unwrap();
         assert_eq!((doc.title.as_str(), doc.body.as_str()), ("X", "a <b>"));
+        // Highlight marks are stripped from excerpts too.
+        let hit = json!({"content": {"id": 9}, "excerpt": "a @@@hl@@@b@@@endhl@@@"});
+        let doc = super::hit(&hit, &cfg()).unwrap();
+        assert_eq!((doc.id.as_str(), doc.body.as_str()), ("9", "a b"));
+    }
+
+    #[test]
+    fn spaces_takes_only_an_empty_object() {
+        let info = Confluence::info();
+        let schema: Value = serde_json::from_str(&info.actions[0].input_schema).unwrap();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["additionalProperties"], false);
+        assert!(airlock_sdk::input::<NoInput>("{}").is_ok());
+        for bad in [r#"{"x": 1}"#, "nope", ""] {
+            let r = airlock_sdk::input::<NoInput>(bad);
+            assert!(matches!(r, Err(Error::InvalidInput(_))), "{bad}");
+        }
     }
 }
