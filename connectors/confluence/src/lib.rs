@@ -109,7 +109,7 @@ impl Connector for Confluence {
         let spaces: Vec<Value> = spaces(&config()?, None, 40)?;
         let pick = |s: Value| {
             json!({"id": s["id"], "key": s["key"], "name": s["name"],
-                                     "type": s["type"], "status": s["status"]})
+                   "type": s["type"], "status": s["status"]})
         };
         Ok(Value::Array(spaces.into_iter().map(pick).collect()).to_string())
     }
