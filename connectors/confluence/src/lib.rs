@@ -105,7 +105,9 @@ impl Connector for Confluence {
         if action != "spaces" {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
-        let NoInput {} = airlock_sdk::input(&input)?;
+        // An object first: serde would also read `[]` as the empty struct.
+        let object: serde_json::Map<String, Value> = airlock_sdk::input(&input)?;
+        let NoInput {} = airlock_sdk::input(&Value::Object(object).to_string())?;
         let spaces: Vec<Value> = spaces(&config()?, None, 40)?;
         let pick = |s: Value| {
             json!({"id": s["id"], "key": s["key"], "name": s["name"],
@@ -470,8 +472,8 @@ mod tests {
         assert_eq!(schema["type"], "object");
         assert_eq!(schema["additionalProperties"], false);
         assert!(airlock_sdk::input::<NoInput>("{}").is_ok());
-        for bad in [r#"{"x": 1}"#, "nope", ""] {
-            let r = airlock_sdk::input::<NoInput>(bad);
+        for bad in [r#"{"x": 1}"#, "[]", "nope", ""] {
+            let r = Confluence::invoke("spaces".into(), bad.into());
             assert!(matches!(r, Err(Error::InvalidInput(_))), "{bad}");
         }
     }
