@@ -8,9 +8,10 @@ use airlock_sdk::paging::{Next, Pages};
 use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::text::parse_rfc3339;
 use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus, Request,
-    Result, SearchRequest, SearchResult, StreamInfo, SyncPage, html_to_text, url,
+    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
+    List, Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, log, url,
 };
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer, Serialize};
 
 struct Confluence;
@@ -20,230 +21,138 @@ airlock_sdk::export_connector!(Confluence);
 /// Pages modified up to this long before the previous run's watermark are fetched again, so a
 /// save whose timestamp precedes one we already saw but which became visible later is not lost.
 const OVERLAP_MS: i64 = 5 * 60 * 1000;
+const PAGES: &str = "/wiki/api/v2/pages";
+const SPACES: &str = "/wiki/api/v2/spaces";
+
+/// `spaces` takes no input: an empty object.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoInput {}
 
 impl Connector for Confluence {
     fn info() -> ConnectorInfo {
-        ConnectorInfo {
-            name: "confluence".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Confluence Cloud pages: sync, live CQL search, permission checks".into(),
-            streams: vec![StreamInfo {
-                name: "pages".into(),
-                description:
-                    "Current pages with storage body as text; trashed pages become deletes. \
-                              Incremental by version.createdAt."
-                        .into(),
-            }],
-            actions: vec![ActionInfo {
-                name: "spaces".into(),
-                description:
-                    "List the spaces the credentials can see (id, key, name, type, status).".into(),
-                input_schema:
-                    json!({"type": "object", "properties": {}, "additionalProperties": false})
-                        .to_string(),
-                writes: false,
-            }],
-        }
+        let about = "Confluence Cloud pages: sync, live CQL search, permission checks";
+        let pages = "Current pages as text, trashed as deletes, incremental by version.createdAt";
+        let spaces = "List the spaces the credentials can see (id, key, name, type, status).";
+        ConnectorInfo::new("confluence", env!("CARGO_PKG_VERSION"), about)
+            .stream("pages", pages)
+            .action(ActionInfo::new::<NoInput>("spaces", spaces))
     }
 
     fn health() -> Result<HealthStatus> {
-        let cfg = Config::load()?;
-        Request::get(cfg.url("/wiki/api/v2/spaces"))
-            .query("limit", "1")
-            .send()?;
-        Ok(HealthStatus {
-            ok: true,
-            message: format!("Confluence at {} accepted the credentials", cfg.base),
-        })
+        let cfg = config()?;
+        let url = cfg.base_url.join(SPACES);
+        Request::get(url).query("limit", "1").send()?;
+        let message = format!("Confluence at {} accepted the credentials", cfg.base_url);
+        Ok(HealthStatus { ok: true, message })
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
+        let cfg = config()?;
         let query = request.query.trim();
         if query.is_empty() {
             return Err(Error::invalid_input("search query is empty"));
         }
         let mut cql = format!("type = page AND text ~ {}", cql_string(query));
         if !cfg.space_keys.is_empty() {
-            let keys: Vec<String> = cfg.space_keys.iter().map(|k| cql_string(k)).collect();
+            let keys: Vec<String> = cfg.space_keys.iter().map(cql_string).collect();
             cql.push_str(&format!(" AND space in ({})", keys.join(", ")));
         }
-        let limit = if request.limit == 0 {
-            25
-        } else {
-            request.limit.min(100)
-        };
-        let reply: SearchReply = Request::get(cfg.url("/wiki/rest/api/search"))
+        let limit = Some(request.limit).filter(|&n| n > 0);
+        let reply: Results<Value> = Request::get(cfg.base_url.join("/wiki/rest/api/search"))
             .query("cql", &cql)
-            .query("limit", limit.to_string())
+            .query("limit", limit.map_or(25, |n| n.min(100)).to_string())
             .query_opt("cursor", request.cursor.as_deref())
             .send()?
             .json()?;
-        let hits: Vec<Document> = reply
-            .results
-            .into_iter()
-            .filter_map(|hit| hit.document(&cfg))
-            .collect();
+        let hits: Vec<Document> = reply.results.iter().filter_map(|h| hit(h, &cfg)).collect();
         // v1 `next` is relative to `_links.base`; only its cursor matters, the query is re-sent.
-        let next_cursor = reply
-            .links
-            .next
-            .and_then(|next| url::query_param(&next, "cursor"));
-        Ok(SearchResult {
-            next_cursor: next_cursor.filter(|_| !hits.is_empty()),
-            hits,
-        })
+        let next = reply.links.next.filter(|_| !hits.is_empty());
+        let next_cursor = next.and_then(|n| url::query_param(&n, "cursor"));
+        Ok(SearchResult { hits, next_cursor })
     }
 
     fn get(id: String) -> Result<Document> {
-        let cfg = Config::load()?;
-        let path = format!("/wiki/api/v2/pages/{}", content_id(&id)?);
-        let page: Page = Request::get(cfg.url(&path))
-            .query("body-format", "storage")
-            .send()?
-            .json()?;
-        Ok(page.document(&cfg))
+        let cfg = config()?;
+        let url = cfg.base_url.join(&format!("{PAGES}/{}", content_id(&id)?));
+        let request = Request::get(url).query("body-format", "storage");
+        Ok(request.send()?.json::<Page>()?.document(&cfg))
     }
 
     fn check_permission(principal: String, id: String) -> Result<bool> {
-        let cfg = Config::load()?;
         if principal.trim().is_empty() {
             return Err(Error::invalid_input("principal is empty"));
         }
-        #[derive(Deserialize)]
-        struct Reply {
-            #[serde(rename = "hasPermission")]
-            has_permission: bool,
-        }
         let body =
             json!({"subject": {"type": "user", "identifier": principal}, "operation": "read"});
-        let path = format!(
-            "/wiki/rest/api/content/{}/permission/check",
-            content_id(&id)?
-        );
-        let reply: Reply = Request::post(cfg.url(&path)).json(&body).send()?.json()?;
-        Ok(reply.has_permission)
+        let id = content_id(&id)?;
+        let path = format!("/wiki/rest/api/content/{id}/permission/check");
+        let url = config()?.base_url.join(&path);
+        let reply: Value = Request::post(url).json(&body).send()?.json()?;
+        let allowed = reply["hasPermission"].as_bool();
+        allowed.ok_or_else(|| Error::upstream("permission check: no `hasPermission` in the reply"))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
-        match stream.as_str() {
-            "pages" => sync_pages(&Config::load()?, cursor.as_deref()),
-            _ => Err(Error::invalid_input(format!(
-                "unknown stream `{stream}` (this connector has `pages`)"
-            ))),
+        if stream != "pages" {
+            let msg = format!("unknown stream `{stream}` (this connector has `pages`)");
+            return Err(Error::invalid_input(msg));
         }
+        sync_pages(&config()?, cursor.as_deref())
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
         if action != "spaces" {
             return Err(Error::not_found(format!("unknown action `{action}`")));
         }
-        // The schema admits only `{}`: say so instead of ignoring what the caller meant.
-        match serde_json::from_str::<Value>(&input) {
-            Ok(Value::Object(o)) if o.is_empty() => {}
-            Ok(other) => {
-                return Err(Error::invalid_input(format!(
-                    "`spaces` takes no input (an empty object), got {other}"
-                )));
-            }
-            Err(e) => return Err(Error::invalid_input(format!("input is not JSON: {e}"))),
-        }
-        let cfg = Config::load()?;
-        let first = Request::get(cfg.url("/wiki/api/v2/spaces")).query("limit", "250");
-        let mut spaces = Vec::new();
-        for page in Pages::new(first, Next::BodyLink("/_links/next")).take(40) {
-            let page = page?;
-            let results = page
-                .get("results")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten();
-            spaces.extend(results.map(|s| {
-                json!({"id": s.get("id"), "key": s.get("key"), "name": s.get("name"),
-                       "type": s.get("type"), "status": s.get("status")})
-            }));
-        }
-        Ok(Value::Array(spaces).to_string())
+        // An object first: serde would also read `[]` as the empty struct.
+        let object: serde_json::Map<String, Value> = airlock_sdk::input(&input)?;
+        let NoInput {} = airlock_sdk::input(&Value::Object(object).to_string())?;
+        let spaces: Vec<Value> = spaces(&config()?, None, 40)?;
+        let pick = |s: Value| {
+            json!({"id": s["id"], "key": s["key"], "name": s["name"],
+                   "type": s["type"], "status": s["status"]})
+        };
+        Ok(Value::Array(spaces.into_iter().map(pick).collect()).to_string())
     }
 }
 
 /// Connector settings, read from the host on every call (instances are stateless).
+#[derive(Deserialize)]
 struct Config {
     /// Site root without a trailing slash or `/wiki`.
-    base: String,
-    space_keys: Vec<String>,
-    page_limit: u32,
+    base_url: BaseUrl,
+    #[serde(default)]
+    space_keys: List,
+    page_limit: Option<u32>,
 }
 
-impl Config {
-    fn load() -> Result<Config> {
-        let base = airlock_sdk::require_setting("base_url")?;
-        if url::split(&base).is_none_or(|p| !matches!(p.scheme, "http" | "https")) {
-            return Err(Error::invalid_input(format!(
-                "setting `base_url` is not an http(s) URL: {base}"
-            )));
-        }
-        let base = base.trim_end_matches('/');
-        let base = base.strip_suffix("/wiki").unwrap_or(base).to_owned();
-        let space_keys = airlock_sdk::setting("space_keys")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let page_limit = match airlock_sdk::setting("page_limit") {
-            None => 100,
-            Some(v) => v
-                .parse::<u32>()
-                .map_err(|_| {
-                    Error::invalid_input(format!("setting `page_limit` is not a number: {v}"))
-                })?
-                .clamp(1, 250),
-        };
-        Ok(Config {
-            base,
-            space_keys,
-            page_limit,
-        })
-    }
+fn config() -> Result<Config> {
+    let mut cfg: Config = airlock_sdk::settings::load()?;
+    cfg.base_url = cfg.base_url.without_suffix("/wiki");
+    Ok(cfg)
+}
 
-    /// An absolute URL for `path` (which starts with `/wiki/`).
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
-    fn web_url(&self, webui: &str) -> String {
-        match webui {
-            w if w.starts_with("http://") || w.starts_with("https://") => w.to_owned(),
-            w if w.starts_with("/wiki/") => format!("{}{w}", self.base),
-            w => format!("{}/wiki{w}", self.base),
-        }
+/// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
+fn web_url(cfg: &Config, webui: &str) -> String {
+    match webui {
+        w if w.starts_with("http://") || w.starts_with("https://") => w.to_owned(),
+        w if w.starts_with("/wiki/") => cfg.base_url.join(w),
+        w => cfg.base_url.join(&format!("/wiki{w}")),
     }
 }
 
 /// Content ids are numeric; checking keeps ids from smuggling path segments into URLs.
 fn content_id(id: &str) -> Result<&str> {
     let id = id.trim();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid_input(format!(
-            "not a Confluence content id: {id:?}"
-        )));
-    }
-    Ok(id)
+    let numeric = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    let err = || Error::invalid_input(format!("not a Confluence content id: {id:?}"));
+    numeric.then_some(id).ok_or_else(err)
 }
 
 /// A CQL string literal.
 fn cql_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Search excerpts and titles mark matches with `@@@hl@@@`...`@@@endhl@@@`.
-fn strip_highlight(s: &str) -> String {
-    s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "")
 }
 
 // ---- Sync -------------------------------------------------------------------------------------
@@ -282,166 +191,122 @@ fn strip_highlight(s: &str) -> String {
 //   run (no cursor) reflects them, and only if the host reconciles what a full run did not return.
 
 #[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
 struct SyncCursor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     watermark: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<String>,
 }
 
 fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
-    let mut state: SyncCursor = match cursor {
-        Some(c) => serde_json::from_str(c)
-            .map_err(|e| Error::invalid_input(format!("invalid pages cursor: {e}")))?,
-        None => SyncCursor::default(),
-    };
-    let response = match state.next.take() {
-        Some(next) => match Request::get(url::resolve(&cfg.base, &next)).send() {
-            Err(Error::InvalidInput(msg)) => {
-                airlock_sdk::log::warn!(
-                    "restarting pages run, Confluence rejected the stored cursor: {msg}"
-                );
-                state.watermark = None;
-                Request::get(pages_url(cfg, cfg.page_limit, true)?).send()?
-            }
-            other => other?,
-        },
-        None => {
-            state.watermark = None;
-            Request::get(pages_url(cfg, cfg.page_limit, true)?).send()?
+    let mut state: SyncCursor = cursor::decode(cursor)?.unwrap_or_default();
+    let mut resumed = None;
+    if let Some(next) = state.next.take() {
+        match Request::get(cfg.base_url.follow(PAGES, &next)?).send() {
+            Err(Error::InvalidInput(m)) => log::warn!("restarting the run, stale cursor: {m}"),
+            other => resumed = Some(other?),
         }
-    };
-    // The first page of a run is one upstream snapshot; a run that spans requests is not.
-    let first_of_run = state.watermark.is_none();
-    let list: PageList = response.json()?;
-    let stop_before = state
-        .since
-        .as_deref()
-        .and_then(parse_rfc3339)
-        .map(|ms| ms - OVERLAP_MS);
-    if state.watermark.is_none() {
-        let first = list
-            .results
-            .first()
-            .and_then(|p| p.version.created_at.clone());
-        state.watermark = newest(first, state.since.clone());
     }
-    let mut out = SyncPage {
-        upserts: Vec::new(),
-        deletes: Vec::new(),
-        next_cursor: None,
-        done: false,
-    };
-    let mut reached_since = false;
-    for page in list.results {
-        let modified = page.version.created_at.as_deref().and_then(parse_rfc3339);
-        if let (Some(modified), Some(stop)) = (modified, stop_before)
-            && modified < stop
-        {
-            reached_since = true;
-            break;
-        }
+    // The first page of a run is one upstream snapshot; a run that spans requests is not. Its
+    // watermark is (re)computed below.
+    let first_of_run = resumed.is_none() || state.watermark.is_none();
+    let response = resumed.map_or_else(|| pages_request(cfg, cfg.page_limit, true)?.send(), Ok)?;
+    let list: Results<Page> = response.json()?;
+    if first_of_run {
+        let first = list.results.first().map(|p| &p.version.created_at);
+        state.watermark = newest(first.cloned().flatten(), state.since.clone());
+    }
+    let stop_before = at(&state.since).map_or(i64::MIN, |ms| ms - OVERLAP_MS);
+    let stale = |p: &Page| at(&p.version.created_at).is_some_and(|m| m < stop_before);
+    let reached_since = list.results.iter().any(stale);
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    for page in list.results.into_iter().take_while(|p| !stale(p)) {
         match page.status.as_str() {
-            "current" | "archived" => out.upserts.push(page.document(cfg)),
-            _ => out.deletes.push(DocumentRef {
+            "current" | "archived" => upserts.push(page.document(cfg)),
+            _ => deletes.push(DocumentRef {
                 kind: "page".into(),
                 id: page.id,
             }),
         }
     }
-    let next = if reached_since {
-        None
-    } else {
-        list.links.next.or(response
-            .header("link")
-            .and_then(airlock_sdk::paging::link_header_next))
-    };
-    let cursor = match next {
-        Some(next) => SyncCursor {
-            next: Some(next),
-            ..state
-        },
-        None => {
-            // Saves made while this run was under way sort behind its keyset cursor: if there
-            // are any, go on with the incremental run that fetches them instead of ending.
-            out.done = first_of_run || !saved_since(cfg, state.watermark.as_deref())?;
-            SyncCursor {
-                next: None,
-                watermark: None,
-                since: state.watermark,
-            }
-        }
-    };
-    out.next_cursor =
-        Some(serde_json::to_string(&cursor).map_err(|e| Error::internal(e.to_string()))?);
-    Ok(out)
+    let next = list.links.next.or_else(|| response.next_link());
+    state.next = next.filter(|_| !reached_since);
+    if state.next.is_none() {
+        state.since = state.watermark.take();
+    }
+    // Saves made while this run was under way sort behind its keyset cursor: if there are any, go
+    // on with the incremental run that fetches them instead of ending.
+    let done = state.next.is_none() && (first_of_run || !saved_since(cfg, &state.since)?);
+    Ok(SyncPage {
+        upserts,
+        deletes,
+        next_cursor: Some(cursor::encode(&state)),
+        done,
+    })
+}
+
+/// Milliseconds since the epoch of an RFC 3339 timestamp.
+fn at(t: &Option<String>) -> Option<i64> {
+    t.as_deref().and_then(parse_rfc3339)
 }
 
 /// The later of two RFC 3339 timestamps (an unparseable one loses).
 fn newest(a: Option<String>, b: Option<String>) -> Option<String> {
-    let ms = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339);
-    if ms(&a) >= ms(&b) { a.or(b) } else { b }
+    if at(&a) >= at(&b) { a.or(b) } else { b }
 }
 
-/// Whether the newest page (current or trashed) was saved after `watermark`: one request.
-fn saved_since(cfg: &Config, watermark: Option<&str>) -> Result<bool> {
-    let list: PageList = Request::get(pages_url(cfg, 1, false)?).send()?.json()?;
-    let newest = list
-        .results
-        .first()
-        .and_then(|p| p.version.created_at.as_deref())
-        .and_then(parse_rfc3339);
-    Ok(match (newest, watermark.and_then(parse_rfc3339)) {
-        (Some(newest), Some(watermark)) => newest > watermark,
-        // Nothing to compare with: ending is all that is safe (another run would be the same).
-        _ => false,
-    })
+/// Whether the newest page (current or trashed) was saved after `watermark`: one request. With
+/// nothing to compare, ending is all that is safe (another run would be the same).
+fn saved_since(cfg: &Config, watermark: &Option<String>) -> Result<bool> {
+    let list: Results<Page> = pages_request(cfg, Some(1), false)?.send()?.json()?;
+    let newest = list.results.first().and_then(|p| at(&p.version.created_at));
+    Ok(newest.zip(at(watermark)).is_some_and(|(n, w)| n > w))
 }
 
 /// The first page of the newest-first listing the sync walks, `limit` items, with or without
 /// the storage body.
-fn pages_url(cfg: &Config, limit: u32, body: bool) -> Result<String> {
-    let mut request = Request::get(cfg.url("/wiki/api/v2/pages"));
-    if body {
-        request = request.query("body-format", "storage");
-    }
-    let mut request = request
-        .query("limit", limit.to_string())
+fn pages_request(cfg: &Config, limit: Option<u32>, body: bool) -> Result<Request> {
+    let spaces = match cfg.space_keys.is_empty() {
+        true => None,
+        false => Some(space_ids(cfg)?.join(",")),
+    };
+    Ok(Request::get(cfg.base_url.join(PAGES))
+        .query_opt("body-format", body.then_some("storage"))
+        .query("limit", limit.unwrap_or(100).clamp(1, 250).to_string())
         .query("sort", "-modified-date")
         .query("status", "current")
-        .query("status", "trashed");
-    if !cfg.space_keys.is_empty() {
-        request = request.query("space-id", space_ids(cfg)?.join(","));
-    }
-    Ok(request.url().to_owned())
+        .query("status", "trashed")
+        .query_opt("space-id", spaces))
 }
 
 /// Resolve `space_keys` to the numeric ids v2 filters by; an unknown key is an error.
 fn space_ids(cfg: &Config) -> Result<Vec<String>> {
-    let first = Request::get(cfg.url("/wiki/api/v2/spaces"))
-        .query("keys", cfg.space_keys.join(","))
-        .query("limit", "250");
-    let mut found: Vec<(String, String)> = Vec::new();
-    for page in Pages::new(first, Next::BodyLink("/_links/next")).take(10) {
-        let spaces: Spaces = serde_json::from_value(page?)
-            .map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
-        found.extend(spaces.results.into_iter().map(|s| (s.key, s.id)));
-    }
-    let missing: Vec<&str> = cfg
-        .space_keys
-        .iter()
-        .filter(|k| !found.iter().any(|(key, _)| key.eq_ignore_ascii_case(k)))
-        .map(String::as_str)
-        .collect();
+    let found: Vec<Space> = spaces(cfg, Some(cfg.space_keys.0.join(",")), 10)?;
+    let known = |k: &&str| found.iter().any(|s| s.key.eq_ignore_ascii_case(k));
+    let missing: Vec<&str> = cfg.space_keys.iter().filter(|k| !known(k)).collect();
     if !missing.is_empty() {
-        return Err(Error::invalid_input(format!(
-            "setting `space_keys`: no visible space with key {}",
-            missing.join(", ")
-        )));
+        let missing = missing.join(", ");
+        let msg = format!("setting `space_keys`: no visible space with key {missing}");
+        return Err(Error::invalid_input(msg));
     }
-    Ok(found.into_iter().map(|(_, id)| id).collect())
+    Ok(found.into_iter().map(|s| s.id).collect())
+}
+
+/// The spaces the credentials can see (only those with `keys`, if given), at most `pages` pages.
+fn spaces<T: DeserializeOwned>(cfg: &Config, keys: Option<String>, pages: usize) -> Result<Vec<T>> {
+    let first = Request::get(cfg.base_url.join(SPACES))
+        .query_opt("keys", keys)
+        .query("limit", "250");
+    let mut found = Vec::new();
+    for page in Pages::new(first, Next::BodyLink("/_links/next")).take(pages) {
+        let page: Results<T> = serde_json::from_value(page?)
+            .map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
+        found.extend(page.results);
+    }
+    Ok(found)
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing) -------------------------
@@ -449,13 +314,13 @@ fn space_ids(cfg: &Config) -> Result<Vec<String>> {
 #[derive(Deserialize, Default)]
 struct Links {
     next: Option<String>,
-    webui: Option<String>,
 }
 
+/// A v1 or v2 listing: `results` and `_links.next`.
 #[derive(Deserialize)]
-struct PageList {
-    #[serde(default)]
-    results: Vec<Page>,
+struct Results<T> {
+    #[serde(default = "Vec::new")]
+    results: Vec<T>,
     #[serde(default, rename = "_links")]
     links: Links,
 }
@@ -467,17 +332,17 @@ struct Page {
     id: String,
     #[serde(default)]
     status: String,
-    #[serde(default)]
-    title: String,
+    title: Option<String>,
     space_id: Option<Value>,
     parent_id: Option<Value>,
     author_id: Option<String>,
     created_at: Option<String>,
     #[serde(default)]
     version: Version,
-    body: Option<Value>,
+    #[serde(default)]
+    body: Value,
     #[serde(default, rename = "_links")]
-    links: Links,
+    links: Value,
 }
 
 #[derive(Deserialize, Default)]
@@ -489,37 +354,17 @@ struct Version {
 
 impl Page {
     fn document(self, cfg: &Config) -> Document {
-        let storage = self
-            .body
-            .as_ref()
-            .and_then(|b| b.pointer("/storage/value"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let metadata = json!({
-            "spaceId": self.space_id, "status": self.status, "version": self.version.number,
-            "authorId": self.author_id, "parentId": self.parent_id,
-        });
-        Document {
-            kind: "page".into(),
-            title: self.title,
-            body: html_to_text(storage),
-            url: self.links.webui.as_deref().map(|w| cfg.web_url(w)),
-            updated_at: self
-                .version
-                .created_at
-                .or(self.created_at)
-                .unwrap_or_default(),
-            metadata: metadata.to_string(),
-            acl: Vec::new(),
-            id: self.id,
-        }
+        let storage = self.body.pointer("/storage/value").and_then(Value::as_str);
+        let updated = self.version.created_at.or(self.created_at);
+        let mut doc = Document::new("page", self.id, self.title.unwrap_or_default())
+            .body(html_to_text(storage.unwrap_or("")))
+            .updated_at(updated.unwrap_or_default())
+            .metadata(json!({"spaceId": self.space_id, "status": self.status,
+                "version": self.version.number, "authorId": self.author_id,
+                "parentId": self.parent_id}));
+        doc.url = self.links["webui"].as_str().map(|w| web_url(cfg, w));
+        doc
     }
-}
-
-#[derive(Deserialize)]
-struct Spaces {
-    #[serde(default)]
-    results: Vec<Space>,
 }
 
 #[derive(Deserialize)]
@@ -530,65 +375,27 @@ struct Space {
     key: String,
 }
 
-#[derive(Deserialize)]
-struct SearchReply {
-    #[serde(default)]
-    results: Vec<SearchHit>,
-    #[serde(default, rename = "_links")]
-    links: Links,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SearchHit {
-    content: Option<Value>,
-    title: Option<String>,
-    excerpt: Option<String>,
-    url: Option<String>,
-    last_modified: Option<String>,
-    space: Option<Value>,
-}
-
-impl SearchHit {
-    /// A document for a page hit; `None` for results that are not content (users, spaces).
-    fn document(self, cfg: &Config) -> Option<Document> {
-        let content = self.content?;
-        let id = match content.get("id")? {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => return None,
-        };
-        let title = self
-            .title
-            .or_else(|| content.get("title")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let webui = self.url.or_else(|| {
-            content
-                .pointer("/_links/webui")?
-                .as_str()
-                .map(str::to_owned)
-        });
-        let space_key = self.space.as_ref().and_then(|s| s.get("key")).cloned();
-        Some(Document {
-            id,
-            kind: "page".into(),
-            title: strip_highlight(&title),
-            body: html_to_text(&strip_highlight(self.excerpt.as_deref().unwrap_or(""))),
-            url: webui.as_deref().map(|w| cfg.web_url(w)),
-            updated_at: self.last_modified.unwrap_or_default(),
-            metadata: json!({"spaceKey": space_key, "status": content.get("status")}).to_string(),
-            acl: Vec::new(),
-        })
-    }
+/// A document for a v1 search hit; `None` for results that are not content (users, spaces).
+fn hit(hit: &Value, cfg: &Config) -> Option<Document> {
+    // Excerpts and titles mark matches with `@@@hl@@@`...`@@@endhl@@@`.
+    let strip_highlight = |s: &str| s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "");
+    let id = string_or_number(hit.pointer("/content/id")?.clone()).ok()?;
+    let text = |v: &Value, pointer| Some(v.pointer(pointer)?.as_str()?.to_owned());
+    let title = text(hit, "/title").or_else(|| text(hit, "/content/title"));
+    let webui = text(hit, "/url").or_else(|| text(hit, "/content/_links/webui"));
+    let excerpt = strip_highlight(hit["excerpt"].as_str().unwrap_or(""));
+    let mut doc = Document::new("page", id, strip_highlight(&title.unwrap_or_default()))
+        .body(html_to_text(&excerpt))
+        .updated_at(text(hit, "/lastModified").unwrap_or_default())
+        .metadata(json!({"spaceKey": hit["space"]["key"], "status": hit["content"]["status"]}));
+    doc.url = webui.map(|w| web_url(cfg, &w));
+    Some(doc)
 }
 
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> core::result::Result<String, D::Error> {
     match Value::deserialize(d)? {
-        Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected an id, got {other}"
-        ))),
+        other => String::deserialize(other).map_err(de::Error::custom),
     }
 }
 
@@ -598,9 +405,9 @@ mod tests {
 
     fn cfg() -> Config {
         Config {
-            base: "http://127.0.0.1:8781".into(),
-            space_keys: vec![],
-            page_limit: 100,
+            base_url: BaseUrl::parse("http://127.0.0.1:8781").unwrap(),
+            space_keys: List::default(),
+            page_limit: None,
         }
     }
 
@@ -610,11 +417,10 @@ mod tests {
         assert!(content_id("../1").is_err() && content_id("").is_err());
         assert_eq!(content_id(" 123 ").ok(), Some("123"));
         assert_eq!(
-            cfg().web_url("/spaces/ENG/pages/1/X"),
+            web_url(&cfg(), "/spaces/ENG/pages/1/X"),
             "http://127.0.0.1:8781/wiki/spaces/ENG/pages/1/X"
         );
-        assert_eq!(cfg().web_url("/wiki/x"), "http://127.0.0.1:8781/wiki/x");
-        assert_eq!(strip_highlight("a @@@hl@@@b@@@endhl@@@"), "a b");
+        assert_eq!(web_url(&cfg(), "/wiki/x"), "http://127.0.0.1:8781/wiki/x");
         let (old, new) = (
             Some("2025-01-01T00:00:00Z".to_owned()),
             Some("2025-01-01T00:00:00.5Z".to_owned()),
@@ -647,12 +453,28 @@ mod tests {
             meta,
             json!({"spaceId": "7", "status": "current", "version": 3, "authorId": "a", "parentId": null})
         );
-        let hit: SearchHit = serde_json::from_value(json!({
+        let hit = json!({
             "content": {"id": "9", "type": "page"}, "title": "@@@hl@@@X@@@endhl@@@", "excerpt": "a &lt;b&gt;",
             "url": "/spaces/A/pages/9", "lastModified": "2025-01-01T00:00:00.000Z"
-        }))
-        .unwrap();
-        let doc = hit.document(&cfg()).unwrap();
+        });
+        let doc = super::hit(&hit, &cfg()).unwrap();
         assert_eq!((doc.title.as_str(), doc.body.as_str()), ("X", "a <b>"));
+        // Highlight marks are stripped from excerpts too.
+        let hit = json!({"content": {"id": 9}, "excerpt": "a @@@hl@@@b@@@endhl@@@"});
+        let doc = super::hit(&hit, &cfg()).unwrap();
+        assert_eq!((doc.id.as_str(), doc.body.as_str()), ("9", "a b"));
+    }
+
+    #[test]
+    fn spaces_takes_only_an_empty_object() {
+        let info = Confluence::info();
+        let schema: Value = serde_json::from_str(&info.actions[0].input_schema).unwrap();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["additionalProperties"], false);
+        assert!(airlock_sdk::input::<NoInput>("{}").is_ok());
+        for bad in [r#"{"x": 1}"#, "[]", "nope", ""] {
+            let r = Confluence::invoke("spaces".into(), bad.into());
+            assert!(matches!(r, Err(Error::InvalidInput(_))), "{bad}");
+        }
     }
 }
