@@ -139,6 +139,7 @@ struct RawAudit {
     checkpoint_rows: Option<u64>,
     checkpoint_interval: Option<String>,
     checkpoint_sink: Option<String>,
+    durability: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -729,6 +730,10 @@ fn build_audit(a: &RawAudit) -> Result<crate::store::audit::AuditSettings, Strin
             format!("checkpoint_sink: `{s}` is not one of `log`, `stdout`, `none`")
         })?;
     }
+    if let Some(d) = &a.durability {
+        c.durability = crate::store::audit::Durability::parse(d)
+            .ok_or_else(|| format!("durability: `{d}` is not one of `normal`, `fsync`"))?;
+    }
     Ok(c)
 }
 
@@ -1306,7 +1311,7 @@ connectors = ["confluence", "b1"]
     #[test]
     fn audit_settings_metrics_token_and_denial_budget_parse_and_are_checked() {
         let c = parse(&format!(
-            "[server]\nmetrics_token = \"env:METRICS\"\n[limits]\ndenial_budget = 5\n[audit]\nqueue_rows = 64\ncheckpoint_rows = 10\ncheckpoint_interval = \"5s\"\ncheckpoint_sink = \"stdout\"\n{BASE}"
+            "[server]\nmetrics_token = \"env:METRICS\"\n[limits]\ndenial_budget = 5\n[audit]\nqueue_rows = 64\ncheckpoint_rows = 10\ncheckpoint_interval = \"5s\"\ncheckpoint_sink = \"stdout\"\ndurability = \"fsync\"\n{BASE}"
         ))
         .unwrap();
         assert_eq!(
@@ -1317,6 +1322,7 @@ connectors = ["confluence", "b1"]
         assert_eq!(c.connectors[0].limits.denial_budget, 5);
         assert_eq!(c.audit.queue_rows, 64);
         assert_eq!(c.audit.checkpoint_rows, 10);
+        assert_eq!(c.audit.durability, crate::store::audit::Durability::Fsync);
         assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(5));
         assert_eq!(
             c.audit.checkpoint_sink,
@@ -1330,6 +1336,7 @@ connectors = ["confluence", "b1"]
             ),
             ("[audit]\ncheckpoint_rows = 0", "audit.checkpoint_rows"),
             ("[audit]\nqueue_rows = 1", "audit.queue_rows"),
+            ("[audit]\ndurability = \"always\"", "audit.durability"),
             ("[limits]\ndenial_budget = 0", "limits.denial_budget"),
             (
                 "[server]\nmetrics_token = \"plain\"",

@@ -80,6 +80,39 @@ pub struct AuditSettings {
     /// ...or this long after the last checkpoint, whichever comes first (if rows were added).
     pub checkpoint_interval: std::time::Duration,
     pub checkpoint_sink: Sink,
+    pub durability: Durability,
+}
+
+/// When a committed audit row is on disk (`[audit] durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// SQLite WAL with `synchronous = NORMAL`: a committed row survives a process crash; a power
+    /// loss may drop the last commits the OS had not written out.
+    #[default]
+    Normal,
+    /// `synchronous = FULL` on the writer's connection: every commit is fsynced before a flush
+    /// returns, so rows survive a power loss too (at the cost of one fsync per batch).
+    Fsync,
+}
+
+impl Durability {
+    /// `normal` or `fsync`.
+    pub fn parse(s: &str) -> Option<Durability> {
+        match s {
+            "normal" => Some(Durability::Normal),
+            "fsync" => Some(Durability::Fsync),
+            _ => None,
+        }
+    }
+}
+
+/// The writer's own connection, with the durability the operator asked for.
+fn writer_connection(data_dir: &Path, durability: Durability) -> anyhow::Result<Connection> {
+    let conn = super::open(data_dir)?;
+    if durability == Durability::Fsync {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    Ok(conn)
 }
 
 impl Default for AuditSettings {
@@ -89,6 +122,7 @@ impl Default for AuditSettings {
             checkpoint_rows: 1000,
             checkpoint_interval: std::time::Duration::from_secs(60),
             checkpoint_sink: Sink::Log,
+            durability: Durability::Normal,
         }
     }
 }
@@ -131,7 +165,7 @@ impl AuditWriter {
         scrubber: Scrubber,
         settings: &AuditSettings,
     ) -> anyhow::Result<AuditWriter> {
-        let conn = super::open(data_dir)?;
+        let conn = writer_connection(data_dir, settings.durability)?;
         let signer = CheckpointSigner::open(data_dir, settings.checkpoint_sink)?;
         let (tx, rx) = mpsc::sync_channel(settings.queue_rows.max(1));
         let available = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -1115,6 +1149,18 @@ mod tests {
             Some(12),
             "a clean stop signs the head"
         );
+    }
+
+    #[test]
+    fn fsync_durability_makes_the_writer_sync_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let level = |d| -> i64 {
+            let c = writer_connection(dir.path(), d).unwrap();
+            c.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap()
+        };
+        // SQLite's levels: 1 = NORMAL, 2 = FULL.
+        assert_eq!(level(Durability::Normal), 1);
+        assert_eq!(level(Durability::Fsync), 2);
     }
 
     #[test]
