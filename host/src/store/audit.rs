@@ -1156,7 +1156,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let level = |d| -> i64 {
             let c = writer_connection(dir.path(), d).unwrap();
-            c.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap()
+            c.pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
         };
         // SQLite's levels: 1 = NORMAL, 2 = FULL.
         assert_eq!(level(Durability::Normal), 1);
