@@ -255,7 +255,7 @@ fn builtin_tools() -> Vec<Tool> {
                     "kind": {"type": "string", "description": "Only documents of this kind."},
                     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Most hits to return (default 20)."},
                     "live": {"type": "boolean", "description": "Also ask each connector's live search (slower)."},
-                    "live_timeout_ms": {"type": "integer", "minimum": 1, "description": "Per-connector timeout of the live search."}
+                    "live_timeout_ms": {"type": "integer", "minimum": 1, "maximum": 120000, "description": "Per-connector timeout of the live search."}
                 },
                 "required": ["query"],
                 "additionalProperties": false

@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 pub mod auth;
+pub mod body;
 pub mod dashboard;
 pub mod errors;
 pub mod openapi;
@@ -24,6 +25,50 @@ pub use errors::error_response;
 
 /// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Most rows or hits one answer holds (`limit` of search and audit).
+pub const MAX_LIMIT: u64 = 1000;
+
+/// Every `decision` an audit row can hold: the gate's, an invocation's, an approval's.
+pub const AUDIT_DECISIONS: &[&str] = &[
+    "allow",
+    "deny",
+    "ok",
+    "error",
+    "rate-limited",
+    "circuit-open",
+    "no-recording",
+    "pending",
+    "approved",
+    "denied",
+];
+
+/// Every status an approval can have.
+pub const APPROVAL_STATUSES: &[&str] = &["pending", "denied", "approved", "executed", "failed"];
+
+/// `v` within `min..=max`, or the message a 400 gives.
+fn in_range(name: &str, v: u64, min: u64, max: u64) -> Result<u64, String> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{name}` must be between {min} and {max}"))
+    }
+}
+
+/// `v` (when given) one of `allowed`, or the message a 400 gives.
+fn one_of(name: &str, v: Option<&str>, allowed: &[&str]) -> Result<(), String> {
+    match v {
+        Some(v) if !allowed.contains(&v) => {
+            Err(format!("`{name}` must be one of {}", allowed.join(", ")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The schema's `pattern` for a string that must not be blank: one character that is not ASCII
+/// white space (spelt out: regex engines disagree on which Unicode characters `\s` covers, and
+/// the published schema is what validation runs, see `api/body.rs`).
+pub const NONBLANK_PATTERN: &str = r"[^\t\n\x0B\x0C\r ]";
 
 /// Every route: method, path, who may call it, handler. The router is built from this table
 /// and a test checks the OpenAPI description against it, so neither can drift.
@@ -185,15 +230,15 @@ async fn invoke(
     State(a): State<Arc<Airlock>>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    body: Result<Json<InvokeBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     // Another tenant's connector answers exactly like one that does not exist.
     if !auth::may_use(&a, &p, &id) {
         return no_such_connector(&id);
     }
-    let Json(body) = match body {
+    let body: InvokeBody = match self::body::parse("POST", "/v1/connectors/{id}/invoke", body) {
         Ok(b) => b,
-        Err(e) => return errors::json_rejection(e),
+        Err(r) => return r,
     };
     let input = if body.input.is_null() {
         serde_json::json!({})
@@ -316,27 +361,35 @@ async fn sync_trigger(
             None,
         );
     }
-    // An empty body means the defaults.
+    // An empty body means the defaults; any other is JSON of the published shape.
     let body: SyncBody = if body.iter().all(u8::is_ascii_whitespace) {
         SyncBody::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
+        let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) => v,
             Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    &format!("the body is not a valid sync request: {e}"),
-                    None,
-                );
+                let m = format!("the body is not JSON: {e}");
+                return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None);
             }
+        };
+        match self::body::parse("POST", "/v1/sync/{id}", Ok(Json(value))) {
+            Ok(b) => b,
+            Err(r) => return r,
         }
     };
     let streams = match a.streams_of(&id, body.stream.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.to_string(), None);
+        // A stream is a resource of the connector: one it does not have is not found.
+        Err(e @ crate::sync::SyncError::UnknownStream { .. }) => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "no-such-stream",
+                &e.to_string(),
+                None,
+            );
         }
+        Err(crate::sync::SyncError::Invoke(e)) => return invoke_error(&a, e),
+        Err(e) => return internal_error(&a, &e),
     };
     let mut started = Vec::new();
     for s in streams {
@@ -367,7 +420,7 @@ struct SearchBody {
     query: String,
     connector: Option<String>,
     kind: Option<String>,
-    limit: Option<usize>,
+    limit: Option<u64>,
     #[serde(default)]
     live: bool,
     /// Per-connector timeout of the live fan-out, in milliseconds.
@@ -377,29 +430,21 @@ struct SearchBody {
 async fn search(
     State(a): State<Arc<Airlock>>,
     Extension(p): Extension<Principal>,
-    body: Result<Json<SearchBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Json(b) = match body {
+    let b: SearchBody = match self::body::parse("POST", "/v1/search", body) {
         Ok(b) => b,
-        Err(e) => return errors::json_rejection(e),
+        Err(r) => return r,
     };
-    if b.query.trim().is_empty() {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "`query` is empty",
-            None,
-        );
-    }
+    // The published schema (checked above) holds both within their ranges.
+    let (limit, live_timeout_ms) = (b.limit.unwrap_or(20), b.live_timeout_ms.unwrap_or(10_000));
     let req = crate::search::SearchRequest {
         query: b.query,
         connector: b.connector,
         kind: b.kind,
-        limit: b.limit.unwrap_or(20).clamp(1, 1000),
+        limit: limit as usize,
         live: b.live,
-        live_timeout: std::time::Duration::from_millis(
-            b.live_timeout_ms.unwrap_or(10_000).clamp(1, 120_000),
-        ),
+        live_timeout: std::time::Duration::from_millis(live_timeout_ms),
         // Local and live: only the tenant's connectors, only documents the ACL lets through.
         scope: Some(crate::search::Scope {
             connectors: auth::tenant_connectors(&a, &p),
@@ -469,14 +514,17 @@ struct AuditParams {
     until: Option<String>,
     decision: Option<String>,
     principal: Option<String>,
-    limit: Option<usize>,
+    limit: Option<u64>,
 }
 
 /// Normalises an RFC 3339 time to the form audit rows store (UTC, milliseconds).
 fn audit_time(name: &str, v: Option<&str>) -> Result<Option<String>, String> {
     let Some(v) = v else { return Ok(None) };
-    match humantime::parse_rfc3339_weak(v) {
-        Ok(t) => Ok(Some(humantime::format_rfc3339_millis(t).to_string())),
+    match chrono::DateTime::parse_from_rfc3339(v) {
+        Ok(t) => Ok(Some(
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )),
         Err(_) => Err(format!(
             "`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z"
         )),
@@ -509,8 +557,15 @@ async fn audit_query(
             return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None);
         }
     };
+    let checked = in_range("limit", q.limit.unwrap_or(100), 1, MAX_LIMIT).and_then(|limit| {
+        one_of("decision", q.decision.as_deref(), AUDIT_DECISIONS)?;
+        Ok(limit as usize)
+    });
+    let limit = match checked {
+        Ok(l) => l,
+        Err(m) => return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None),
+    };
     let within = auth::tenant_ids(&a, &p);
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     // Rows still queued in the writer belong in the answer.
     let a2 = a.clone();
     let _ = tokio::task::spawn_blocking(move || a2.flush()).await;
@@ -579,8 +634,17 @@ struct ApprovalFilter {
 async fn list_approvals(
     State(a): State<Arc<Airlock>>,
     Extension(p): Extension<Principal>,
-    Query(f): Query<ApprovalFilter>,
+    filter: Result<Query<ApprovalFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let f = match filter {
+        Ok(Query(f)) => f,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
+        }
+    };
+    if let Err(m) = one_of("status", f.status.as_deref(), APPROVAL_STATUSES) {
+        return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None);
+    }
     let tenant = p.tenant.clone();
     match a
         .db

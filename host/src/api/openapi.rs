@@ -32,6 +32,25 @@ fn body(schema: Value, required: bool) -> Value {
     json!({ "required": required, "content": { "application/json": { "schema": schema } } })
 }
 
+/// The answers every JSON body can get before its handler runs: too big (413), not declared as
+/// JSON (415; the sync trigger reads any body as JSON and never answers it).
+fn body_errors(op: &mut Value, checks_type: bool) {
+    op["responses"]["413"] = err("the body is larger than 1 MiB");
+    if checks_type {
+        op["responses"]["415"] = err("the body is not sent as `Content-Type: application/json`");
+    }
+}
+
+/// A 500 for the routes that read the store: its message says what failed (no secret).
+fn store_error(op: &mut Value) {
+    op["responses"]["500"] = err("the store could not be read or written");
+}
+
+/// An OpenAPI link: `operation_id`'s `parameters` filled from this answer (runtime expressions).
+fn link(operation_id: &str, parameters: Value) -> Value {
+    json!({ "operationId": operation_id, "parameters": parameters })
+}
+
 /// An operation behind a bearer token: adds the security requirement and the 401 answer (and
 /// 403 for admin-only operations).
 fn secured(mut op: Value, admin: bool) -> Value {
@@ -44,6 +63,22 @@ fn secured(mut op: Value, admin: bool) -> Value {
         op["x-airlock-access"] = json!("principal");
     }
     op
+}
+
+/// An answer with OpenAPI links to the operations that take what it holds.
+fn with_links(mut response: Value, links: Value) -> Value {
+    response["links"] = links;
+    response
+}
+
+/// Links from an answer holding an approval (its id at `pointer`) to the approval's routes.
+fn approval_links(pointer: &str) -> Value {
+    let id = json!({ "id": format!("$response.body{pointer}") });
+    json!({
+        "GetApproval": link("getApproval", id.clone()),
+        "Approve": link("approve", id.clone()),
+        "Deny": link("deny", id)
+    })
 }
 
 fn open(mut op: Value) -> Value {
@@ -66,6 +101,21 @@ pub fn spec() -> Value {
         }
     });
     let any_object = json!({ "type": "object" });
+    let approval = json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string" }, "status": { "enum": super::APPROVAL_STATUSES },
+            "connector": { "type": "string" }, "action": { "type": "string" }
+        }
+    });
+    let with_body_errors = |mut op: Value, checks_type: bool| {
+        body_errors(&mut op, checks_type);
+        op
+    };
+    let with_store_error = |mut op: Value| {
+        store_error(&mut op);
+        op
+    };
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -99,10 +149,10 @@ pub fn spec() -> Value {
                 "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } }
             })) },
             "/readyz": { "get": open(json!({
-                "summary": "Readiness: 200 when every configured connector loaded",
+                "summary": "Readiness: 200 when every configured connector loaded and the audit log can be written",
                 "responses": {
                     "200": { "description": "ready", "content": { "text/plain": { "schema": { "type": "string" } } } },
-                    "503": err("connectors that did not load are named")
+                    "503": err("connectors that did not load are named, or the audit log cannot be written")
                 }
             })) },
             "/metrics": { "get": open(json!({
@@ -119,45 +169,66 @@ pub fn spec() -> Value {
                 "responses": { "200": ok_json("OpenAPI 3.1 document", any_object.clone()) }
             }), false) },
             "/v1/connectors": { "get": secured(json!({
+                "operationId": "listConnectors",
                 "summary": "The tenant's connectors (status, contract, info, and per grant: breaker state, rate budget, pause, in-flight requests, cache) and routes",
-                "responses": { "200": ok_json("connectors and routes", json!({
+                "responses": { "200": with_links(ok_json("connectors and routes", json!({
                     "type": "object",
                     "properties": {
                         "tenant": { "type": "string" },
-                        "connectors": { "type": "array", "items": any_object.clone() },
-                        "routes": { "type": "array", "items": any_object.clone() }
+                        "connectors": { "type": "array", "items": {
+                            "type": "object", "properties": { "id": { "type": "string" } } } },
+                        "routes": { "type": "array", "items": {
+                            "type": "object", "properties": { "name": { "type": "string" } } } }
                     }
+                })), json!({
+                    "InvokeConnector": link("invoke", json!({ "id": "$response.body#/connectors/0/id" })),
+                    "InvokeRoute": link("invoke", json!({ "id": "$response.body#/routes/0/name" })),
+                    "SyncConnector": link("startSync", json!({ "id": "$response.body#/connectors/0/id" }))
                 })) }
             }), false) },
-            "/v1/connectors/{id}/invoke": { "post": secured(json!({
+            "/v1/connectors/{id}/invoke": { "post": secured(with_body_errors(json!({
+                "operationId": "invoke",
                 "summary": "Run an op or action on a connector (or an action on a route) of the tenant",
                 "description": "`op` is info, health, search, get, check-permission, sync (admin only) or an action name. `get` and `search` results are ACL-filtered.",
                 "parameters": [path_param("id", "connector or route id")],
                 "requestBody": body(json!({
                     "type": "object", "required": ["op"],
-                    "properties": { "op": { "type": "string" }, "input": {} },
+                    "properties": {
+                        "op": { "type": "string", "minLength": 1, "pattern": super::NONBLANK_PATTERN },
+                        "input": { "description": "the op's input: for an action, what the action's `input_schema` (from `info`) says; checked by the host and then by the connector, which answers 400 for input it cannot use" }
+                    },
                     "additionalProperties": false
                 }), true),
                 "responses": {
                     "200": ok_json("the result", json!({ "type": "object", "properties": { "result": {} } })),
-                    "202": ok_json("a write action now waits for approval (see /v1/approvals)", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "202": with_links(ok_json("a write action now waits for approval (see /v1/approvals)", json!({ "type": "object", "properties": { "approval": approval.clone() } })), approval_links("#/approval/id")),
                     "400": err("bad input"),
                     "403": err("the connector refused, or `sync` without an admin token"),
                     "404": err("no such connector or route in the tenant, or no such document"),
                     "429": err("rate-limited (Retry-After)"),
+                    "500": err("the connector trapped, ran out of memory, or the store failed"),
                     "502": err("the upstream refused or failed"),
-                    "503": err("the connector did not load"),
+                    "503": err("the connector did not load, or the audit log cannot be written"),
                     "504": err("the invocation timed out")
                 }
-            }), false) },
-            "/v1/sync": { "get": secured(json!({
+            }), true), false) },
+            "/v1/sync": { "get": secured(with_store_error(json!({
+                "operationId": "syncStatus",
                 "summary": "Sync state of the tenant's streams",
-                "responses": { "200": ok_json("streams", json!({
+                "responses": { "200": with_links(ok_json("streams", json!({
                     "type": "object",
-                    "properties": { "streams": { "type": "array", "items": any_object.clone() } }
+                    "properties": { "streams": { "type": "array", "items": {
+                        "type": "object",
+                        "properties": { "connector": { "type": "string" }, "stream": { "type": "string" } }
+                    } } }
+                })), json!({
+                    "SyncConnector": link("startSync", json!({
+                        "id": "$response.body#/streams/0/connector"
+                    }))
                 })) }
-            }), false) },
-            "/v1/sync/{id}": { "post": secured(json!({
+            })), false) },
+            "/v1/sync/{id}": { "post": secured(with_body_errors(json!({
+                "operationId": "startSync",
                 "summary": "Start sync runs of a connector in the background (admin)",
                 "parameters": [path_param("id", "connector id")],
                 "requestBody": body(json!({
@@ -170,37 +241,48 @@ pub fn spec() -> Value {
                         "type": "object",
                         "properties": { "started": { "type": "array", "items": { "type": "string" } } }
                     })),
-                    "400": err("bad body or unknown stream"),
-                    "404": err("no such connector in the tenant")
+                    "400": err("the body is not JSON of this shape"),
+                    "404": err("no such connector in the tenant, or no such stream in the connector"),
+                    "500": err("the store could not be read or written"),
+                    "503": err("the connector did not load")
                 }
-            }), true) },
-            "/v1/search": { "post": secured(json!({
+            }), false), true) },
+            "/v1/search": { "post": secured(with_store_error(with_body_errors(json!({
+                "operationId": "search",
                 "summary": "Search the tenant's documents (local index, optionally live), ACL-filtered",
                 "requestBody": body(json!({
                     "type": "object", "required": ["query"],
                     "properties": {
-                        "query": { "type": "string" },
+                        "query": { "type": "string", "minLength": 1, "pattern": super::NONBLANK_PATTERN,
+                                   "description": "words to find; not blank" },
                         "connector": { "type": "string" },
                         "kind": { "type": "string" },
-                        "limit": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 20 },
+                        "limit": { "type": "integer", "minimum": 1, "maximum": super::MAX_LIMIT, "default": 20 },
                         "live": { "type": "boolean", "default": false },
-                        "live_timeout_ms": { "type": "integer", "default": 10000 }
+                        "live_timeout_ms": { "type": "integer", "minimum": 1, "maximum": 120000, "default": 10000 }
                     },
                     "additionalProperties": false
                 }), true),
                 "responses": {
-                    "200": ok_json("hits", json!({
+                    "200": with_links(ok_json("hits", json!({
                         "type": "object",
                         "properties": {
                             "hits": { "type": "array", "items": doc_hit },
                             "failed": { "type": "array", "items": any_object.clone() },
                             "partial": { "type": "boolean" }
                         }
+                    })), json!({
+                        "GetDocument": link("getDocument", json!({
+                            "connector": "$response.body#/hits/0/connector",
+                            "kind": "$response.body#/hits/0/kind",
+                            "id": "$response.body#/hits/0/id"
+                        }))
                     })),
-                    "400": err("bad body or empty query")
+                    "400": err("bad body: a blank query, or a number out of its range")
                 }
-            }), false) },
-            "/v1/documents/{connector}/{kind}/{id}": { "get": secured(json!({
+            }), true)), false) },
+            "/v1/documents/{connector}/{kind}/{id}": { "get": secured(with_store_error(json!({
+                "operationId": "getDocument",
                 "summary": "One stored document, if the tenant owns the connector and the ACL allows",
                 "parameters": [
                     path_param("connector", "connector id"),
@@ -219,63 +301,70 @@ pub fn spec() -> Value {
                     })),
                     "404": err("no such document, or not readable by the principal")
                 }
-            }), false) },
-            "/v1/audit": { "get": secured(json!({
+            })), false) },
+            "/v1/audit": { "get": secured(with_store_error(json!({
+                "operationId": "audit",
                 "summary": "The latest audit rows of the tenant's connectors and routes (admin)",
                 "parameters": [
                     query_param("connector", "only this connector or route", json!({ "type": "string" })),
                     query_param("since", "rows at or after this RFC 3339 time", json!({ "type": "string", "format": "date-time" })),
                     query_param("until", "rows before this RFC 3339 time", json!({ "type": "string", "format": "date-time" })),
-                    query_param("decision", "allow, deny, ok or error", json!({ "type": "string" })),
-                    query_param("limit", "at most this many rows (newest), oldest first", json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }))
+                    query_param("decision", "the gate's allow, deny, error, rate-limited, circuit-open or no-recording; an invocation's ok or error; an approval's pending, approved or denied", json!({ "enum": super::AUDIT_DECISIONS })),
+                    query_param("principal", "only rows of work this principal asked for (`token:NAME`, `cli:USER`, `daemon:scheduler`)", json!({ "type": "string" })),
+                    query_param("limit", "at most this many rows (newest), oldest first", json!({ "type": "integer", "minimum": 1, "maximum": super::MAX_LIMIT, "default": 100 }))
                 ],
                 "responses": {
                     "200": ok_json("rows", json!({
                         "type": "object",
                         "properties": { "rows": { "type": "array", "items": any_object } }
                     })),
-                    "400": err("bad query parameter"),
+                    "400": err("an unknown query parameter, or one out of its range or enum"),
                     "404": err("no such connector in the tenant")
                 }
-            }), true) },
-            "/v1/approvals": { "get": secured(json!({
+            })), true) },
+            "/v1/approvals": { "get": secured(with_store_error(json!({
+                "operationId": "listApprovals",
                 "summary": "The tenant's write approvals, newest first",
                 "parameters": [
-                    query_param("status", "pending, denied, approved (running), executed or failed", json!({ "type": "string" }))
+                    query_param("status", "pending, denied, approved (running), executed or failed", json!({ "enum": super::APPROVAL_STATUSES }))
                 ],
                 "responses": {
-                    "200": ok_json("approvals", json!({
+                    "200": with_links(ok_json("approvals", json!({
                         "type": "object",
-                        "properties": { "approvals": { "type": "array", "items": any_object.clone() } }
-                    }))
+                        "properties": { "approvals": { "type": "array", "items": approval.clone() } }
+                    })), approval_links("#/approvals/0/id")),
+                    "400": err("an unknown query parameter, or a status that is not one of the enum")
                 }
-            }), false) },
-            "/v1/approvals/{id}": { "get": secured(json!({
+            })), false) },
+            "/v1/approvals/{id}": { "get": secured(with_store_error(json!({
+                "operationId": "getApproval",
                 "summary": "One approval of the tenant: who asked, which action, its input, the decision and the result",
                 "parameters": [path_param("id", "approval id (also the invocation id of the audit rows of its run)")],
                 "responses": {
-                    "200": ok_json("the approval", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "200": ok_json("the approval", json!({ "type": "object", "properties": { "approval": approval.clone() } })),
                     "404": err("no such approval in the tenant")
                 }
-            }), false) },
-            "/v1/approvals/{id}/approve": { "post": secured(json!({
+            })), false) },
+            "/v1/approvals/{id}/approve": { "post": secured(with_store_error(json!({
+                "operationId": "approve",
                 "summary": "Approve a pending write action and run it once (admin)",
                 "parameters": [path_param("id", "approval id")],
                 "responses": {
-                    "200": ok_json("the approval after its run (executed or failed)", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "200": ok_json("the approval after its run (executed or failed)", json!({ "type": "object", "properties": { "approval": approval.clone() } })),
                     "404": err("no such approval in the tenant"),
                     "409": err("already decided: an approval runs at most once")
                 }
-            }), true) },
-            "/v1/approvals/{id}/deny": { "post": secured(json!({
+            })), true) },
+            "/v1/approvals/{id}/deny": { "post": secured(with_store_error(json!({
+                "operationId": "deny",
                 "summary": "Deny a pending write action; it never runs (admin)",
                 "parameters": [path_param("id", "approval id")],
                 "responses": {
-                    "200": ok_json("the denied approval", json!({ "type": "object", "properties": { "approval": any_object.clone() } })),
+                    "200": ok_json("the denied approval", json!({ "type": "object", "properties": { "approval": approval } })),
                     "404": err("no such approval in the tenant"),
                     "409": err("already decided")
                 }
-            }), true) }
+            })), true) }
         }
     })
 }
@@ -316,5 +405,50 @@ mod tests {
             }
         }
         assert_eq!(spec["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn every_link_names_an_operation_that_takes_the_parameters_it_fills() {
+        let spec = spec();
+        let mut ops = std::collections::HashMap::new();
+        for (_, methods) in spec["paths"].as_object().expect("paths") {
+            for (_, op) in methods.as_object().expect("ops") {
+                if let Some(id) = op["operationId"].as_str() {
+                    assert!(
+                        ops.insert(id.to_string(), op.clone()).is_none(),
+                        "{id} twice"
+                    );
+                }
+            }
+        }
+        let mut links = 0;
+        for (_, methods) in spec["paths"].as_object().expect("paths") {
+            for (_, op) in methods.as_object().expect("ops") {
+                for (_, response) in op["responses"].as_object().expect("responses") {
+                    let Some(ls) = response["links"].as_object() else {
+                        continue;
+                    };
+                    for (name, l) in ls {
+                        links += 1;
+                        let target = l["operationId"].as_str().expect("operationId");
+                        let t = ops
+                            .get(target)
+                            .unwrap_or_else(|| panic!("{name}: {target}?"));
+                        for (p, expr) in l["parameters"].as_object().expect("parameters") {
+                            let params = t["parameters"].as_array().expect("params");
+                            assert!(
+                                params.iter().any(|q| q["name"] == p.as_str()),
+                                "{name}: {p}"
+                            );
+                            assert!(
+                                expr.as_str()
+                                    .is_some_and(|e| e.starts_with("$response.body#/"))
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(links >= 8, "{links} links");
     }
 }

@@ -1,16 +1,19 @@
 //! Schemathesis (PyPI, installed by `make test` into target/schemathesis/venv) against the
 //! served `/v1/openapi.json` of a running daemon with a demo-like config and an admin token:
-//! generated valid and invalid requests to every operation; no 5xx, and every error answer in
-//! the API's one shape `{"error": {"code", "message"}}` (tests/integration/schemathesis).
+//! generated valid and invalid requests to every operation, and stateful runs along the
+//! document's links, under every check Schemathesis has (`--checks all`: no 5xx, only documented
+//! status codes and content types, answers that match their schemas, valid requests accepted and
+//! invalid ones refused, ...) plus the API's own: every error answer in the one shape
+//! `{"error": {"code", "message"}}` (tests/integration/schemathesis).
 
-use airlock_tests::{Env, doc, root, store_docs, zendesk_config};
-use fake_saas::{ZendeskOptions, spawn_zendesk};
+use airlock_tests::{Env, component, doc, root, store_docs, zendesk_config};
+use fake_saas::{AteraOptions, ZendeskOptions, spawn_atera, spawn_zendesk};
 
 /// Examples per operation: enough to reach every parameter and body shape, bounded for CI.
 const MAX_EXAMPLES: &str = "25";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schemathesis_finds_no_server_error_and_every_error_has_the_one_shape() {
+async fn the_api_keeps_its_openapi_contract_under_every_schemathesis_check() {
     let st = root().join("target/schemathesis/venv/bin/schemathesis");
     assert!(
         st.exists(),
@@ -26,14 +29,32 @@ async fn schemathesis_finds_no_server_error_and_every_error_has_the_one_shape() 
     )
     .await
     .expect("fake");
-    let env = Env::new(&zendesk_config(&fake.base_url, ""));
+    // Atera has a write action: the approvals routes get a real approval to follow links to.
+    let atera = spawn_atera(
+        "127.0.0.1:0".parse().expect("addr"),
+        AteraOptions::default(),
+    )
+    .await
+    .expect("fake");
+    let env = Env::new(&format!(
+        "{}{}",
+        zendesk_config(&fake.base_url, ""),
+        atera_config(&atera.base_url)
+    ));
     env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
+    env.set_secret("atera_key", &AteraOptions::default().api_key);
     store_docs(
         &env,
         "zendesk",
         &[doc("t1", "Printer on fire", "the printer is on fire", &[])],
     );
     let d = env.serve();
+    let ticket = atera.truth().tickets[0].id;
+    let ask = serde_json::json!({"op": "add-comment", "input": {"ticket_id": ticket, "comment": "Reboot"}});
+    let (status, body) = d
+        .post("/v1/connectors/atera/invoke", &ask.to_string())
+        .await;
+    assert_eq!(status, 202, "a pending approval to test with: {body}");
     let out = tokio::process::Command::new(&st)
         .current_dir(root().join("tests/integration/schemathesis"))
         .env("SCHEMATHESIS_HOOKS", "airlock_checks")
@@ -43,7 +64,7 @@ async fn schemathesis_finds_no_server_error_and_every_error_has_the_one_shape() 
             "--header",
             &format!("Authorization: Bearer {}", d.token),
             "--checks",
-            "not_a_server_error,airlock_error_shape",
+            "all",
             "--max-examples",
             MAX_EXAMPLES,
             "--seed",
@@ -70,6 +91,38 @@ async fn schemathesis_finds_no_server_error_and_every_error_has_the_one_shape() 
         !stdout.contains("No operations"),
         "nothing was tested:\n{stdout}"
     );
+    // The stateful phase went from lists to items along the document's links.
+    let covered = stdout
+        .split("API Links:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(covered >= 3, "only {covered} links followed:\n{stdout}");
+    eprintln!("{stdout}");
+}
+
+fn atera_config(base: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "atera"
+component = "{}"
+[connector.settings]
+base_url = "{base}"
+technician_email = "api.technician@msp.example"
+
+[[grant]]
+connector = "atera"
+url = "{base}/api/v3/"
+methods = ["GET", "POST"]
+allow_private = true
+writes = true
+allow_insecure = true
+auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
+"#,
+        component("atera").display()
+    )
 }
 
 fn tail(s: &str, lines: usize) -> String {
