@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::metrics::{Metrics, StreamLabels};
 use crate::model::Stall;
 use crate::runtime::connector::{InvokeError, LoadedConnector};
+use crate::runtime::context::{self, CallContext};
 use crate::store::audit::AuditLog;
 use crate::store::{Db, documents, now_rfc3339, sync_state};
 
@@ -221,8 +222,15 @@ impl Syncer {
         let mut pending: Option<Pending> = None;
         let mut first_page = true;
         loop {
-            // The previous page's commit (if any) runs while this page is fetched.
-            let fetched = c.sync_page(stream, cursor.clone()).await;
+            // The previous page's commit (if any) runs while this page is fetched. The page's
+            // invocation id is chosen here: what it commits names the call whose audit rows
+            // fetched it, for `audit verify` to check.
+            let invocation = ulid::Ulid::new().to_string();
+            let call = CallContext {
+                invocation: Some(invocation.clone()),
+                ..context::current()
+            };
+            let fetched = context::with(call, c.sync_page(stream, cursor.clone())).await;
             if fetched.is_err() {
                 settle(&mut pending, &mut report, started, &mut on_progress).await?;
             }
@@ -318,6 +326,7 @@ impl Syncer {
                         &tx,
                         &cid,
                         Some(&sid),
+                        Some(&invocation),
                         &page.upserts,
                         &page.deletes,
                         &now,
@@ -327,6 +336,7 @@ impl Syncer {
                         &cid,
                         &sid,
                         page.next_cursor.as_deref(),
+                        Some(&invocation),
                         counts,
                         &now,
                     )?;

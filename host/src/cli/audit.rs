@@ -37,7 +37,8 @@ enum AuditCmd {
     /// Check the hash chain and its signed checkpoints. Exit codes: 0 intact, 3 chain broken
     /// (a row edited, inserted or deleted inside it), 4 truncated (rows cut from the tail), 5
     /// rewritten (a row differs from a signed checkpoint or --expect, or a checkpoint is forged),
-    /// 6 checkpoint missing. The most serious finding decides the code.
+    /// 6 checkpoint missing, 7 unaudited data (a synced page in the store whose requests have
+    /// no audit row). The most serious finding decides the code.
     Verify {
         /// A head kept elsewhere (`SEQ:HASH`, e.g. from the checkpoint log line): the log must
         /// still hold row SEQ with this hash.
@@ -132,6 +133,12 @@ fn verify(
         .map(|p| (audit::Tamper::ChainBroken, p.clone()))
         .collect();
     problems.extend(anchor.problems.iter().cloned());
+    let unaudited = audit::unaudited_data(conn)?;
+    problems.extend(
+        unaudited
+            .iter()
+            .map(|p| (audit::Tamper::Unaudited, p.clone())),
+    );
     if problems.is_empty() {
         println!("audit log intact: {} rows verified", v.rows);
         if let Some(cp) = &anchor.newest {
@@ -148,6 +155,7 @@ fn verify(
             audit::Tamper::Truncated => "TRUNCATED",
             audit::Tamper::Rewritten => "REWRITTEN",
             audit::Tamper::CheckpointMissing => "UNANCHORED",
+            audit::Tamper::Unaudited => "UNAUDITED",
         };
         println!("{tag}: {p}");
     }

@@ -685,12 +685,74 @@ pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
     })
 }
 
+/// Data the store committed from a sync page whose audit rows are not in the log: what a page
+/// commit names as the invocation that fetched it (documents, a stream's cursor) has no
+/// `invoke` row. Writers commit a page only after its rows are durable, and the `invoke` row is
+/// the invocation's last (the writer keeps order), so each finding is a lost or removed row.
+/// Data committed before the store recorded invocations is not checked.
+pub fn unaudited_data(conn: &Connection) -> anyhow::Result<Vec<String>> {
+    let mut invoked = std::collections::HashSet::new();
+    let mut stmt = conn.prepare("SELECT DISTINCT invocation FROM audit WHERE event = 'invoke'")?;
+    for id in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        invoked.insert(id?);
+    }
+    let mut problems = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT invocation, connector, COALESCE(stream, '?'), COUNT(*), MAX(synced_at)
+         FROM documents WHERE invocation IS NOT NULL GROUP BY invocation ORDER BY 5",
+    )?;
+    let pages = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    for page in pages {
+        let (invocation, connector, stream, n, at) = page?;
+        if !invoked.contains(&invocation) {
+            problems.push(format!(
+                "{connector}/{stream}: {n} document(s) committed at {} by sync call {invocation}, \
+                 which has no audit row (the requests that fetched them are not in the log)",
+                at.unwrap_or_default()
+            ));
+        }
+    }
+    let mut stmt = conn.prepare(
+        "SELECT cursor_invocation, connector, stream, cursor_updated_at FROM sync_state
+         WHERE cursor_invocation IS NOT NULL",
+    )?;
+    let cursors = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for c in cursors {
+        let (invocation, connector, stream, at) = c?;
+        if !invoked.contains(&invocation) {
+            problems.push(format!(
+                "{connector}/{stream}: the cursor committed at {} came from sync call \
+                 {invocation}, which has no audit row",
+                at.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// What a failed verification found, ordered by how much it says: the exit code of `audit
 /// verify` is the most serious one's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tamper {
     /// No checkpoint file, no valid checkpoint in it, or no key to check them with.
     CheckpointMissing,
+    /// Synced data whose audit rows are not in the log ([`unaudited_data`]).
+    Unaudited,
     /// A row edited, inserted or deleted inside the chain, or the head out of step.
     ChainBroken,
     /// The log ends before a row a signed checkpoint (or `--expect`) records.
@@ -709,6 +771,7 @@ impl Tamper {
             Tamper::Truncated => 4,
             Tamper::Rewritten => 5,
             Tamper::CheckpointMissing => 6,
+            Tamper::Unaudited => 7,
         }
     }
 }
@@ -879,6 +942,65 @@ mod tests {
         w.log().flush();
         let conn = crate::store::open(dir.path()).unwrap();
         (dir, conn)
+    }
+
+    #[test]
+    fn synced_data_whose_invocation_has_no_invoke_row_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = AuditWriter::start(dir.path(), Scrubber::new()).unwrap();
+        w.log().record(AuditEvent {
+            event: "invoke".into(),
+            decision: "ok".into(),
+            ..ev(1)
+        });
+        w.log().flush();
+        let mut conn = crate::store::open(dir.path()).unwrap();
+        let doc = |id: &str| crate::model::Document {
+            id: id.into(),
+            kind: "page".into(),
+            title: "t".into(),
+            body: String::new(),
+            url: None,
+            updated_at: String::new(),
+            metadata: serde_json::json!({}),
+            acl: Vec::new(),
+        };
+        let commit = |conn: &mut Connection, inv: &str, id: &str| {
+            let tx = conn.transaction().unwrap();
+            crate::store::documents::apply_stream_page(
+                &tx,
+                "c",
+                Some("pages"),
+                Some(inv),
+                &[doc(id)],
+                &[],
+                "2026-12-03T00:00:00.000Z",
+            )
+            .unwrap();
+            let counts = crate::store::sync_state::PageCounts::default();
+            crate::store::sync_state::commit_cursor(
+                &tx,
+                "c",
+                "pages",
+                Some("k"),
+                Some(inv),
+                counts,
+                "t",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        };
+        commit(&mut conn, "inv1", "a");
+        assert!(unaudited_data(&conn).unwrap().is_empty());
+        // Documents committed before invocations were recorded are not judged.
+        conn.execute("INSERT INTO documents (connector, kind, id, title, body, acl, metadata, updated_at, synced_at) VALUES ('c', 'page', 'old', '', '', '[]', '{}', '', '')", [])
+            .unwrap();
+        assert!(unaudited_data(&conn).unwrap().is_empty());
+        commit(&mut conn, "inv9", "b");
+        let found = unaudited_data(&conn).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("c/pages: 1 document(s)") && found[0].contains("inv9"));
+        assert!(found[1].contains("cursor") && found[1].contains("inv9"));
     }
 
     #[test]

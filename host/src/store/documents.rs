@@ -15,26 +15,29 @@ pub fn apply_page(
     deletes: &[DocumentRef],
     now: &str,
 ) -> rusqlite::Result<()> {
-    apply_stream_page(tx, connector, None, upserts, deletes, now)
+    apply_stream_page(tx, connector, None, None, upserts, deletes, now)
 }
 
 /// Applies one sync page of `stream` (upserts, then deletes) inside the caller's transaction;
 /// upserted documents are counted as the stream's stored records.
+/// `invocation` is the sync call that fetched the page: `audit verify` checks that its rows exist.
 pub fn apply_stream_page(
     tx: &Transaction<'_>,
     connector: &str,
     stream: Option<&str>,
+    invocation: Option<&str>,
     upserts: &[Document],
     deletes: &[DocumentRef],
     now: &str,
 ) -> rusqlite::Result<()> {
     let mut up = tx.prepare_cached(
-        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at, stream)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at, stream, invocation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (connector, kind, id) DO UPDATE SET
            title = excluded.title, body = excluded.body, url = excluded.url,
            updated_at = excluded.updated_at, metadata = excluded.metadata, acl = excluded.acl,
-           synced_at = excluded.synced_at, stream = COALESCE(excluded.stream, documents.stream)",
+           synced_at = excluded.synced_at, stream = COALESCE(excluded.stream, documents.stream),
+           invocation = excluded.invocation",
     )?;
     for d in upserts {
         let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
@@ -49,7 +52,8 @@ pub fn apply_stream_page(
             d.metadata.to_string(),
             acl,
             now,
-            stream
+            stream,
+            invocation
         ])?;
     }
     let mut del =

@@ -147,6 +147,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sync_state ADD COLUMN last_run_upserts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sync_state ADD COLUMN last_run_deletes INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 7: what a sync page committed names the invocation that fetched it, so `audit verify`
+    // can find data whose audit rows are missing (NULL on rows committed before).
+    r#"
+    ALTER TABLE documents ADD COLUMN invocation TEXT;
+    ALTER TABLE sync_state ADD COLUMN cursor_invocation TEXT;
+    "#,
 ];
 
 /// The database file inside a data directory.

@@ -83,11 +83,13 @@ pub struct PageCounts {
 }
 
 /// Records a page's cursor inside the same transaction as its documents.
+/// `invocation` is the sync call whose page brought the cursor (`audit verify` checks its rows).
 pub fn commit_cursor(
     tx: &Transaction<'_>,
     connector: &str,
     stream: &str,
     cursor: Option<&str>,
+    invocation: Option<&str>,
     counts: PageCounts,
     now: &str,
 ) -> rusqlite::Result<()> {
@@ -95,7 +97,8 @@ pub fn commit_cursor(
     tx.execute(
         "UPDATE sync_state SET cursor = ?3, cursor_updated_at = ?4,
            last_run_upserts = CASE WHEN ?7 THEN ?5 ELSE last_run_upserts + ?5 END,
-           last_run_deletes = CASE WHEN ?7 THEN ?6 ELSE last_run_deletes + ?6 END
+           last_run_deletes = CASE WHEN ?7 THEN ?6 ELSE last_run_deletes + ?6 END,
+           cursor_invocation = ?8
          WHERE connector = ?1 AND stream = ?2",
         params![
             connector,
@@ -104,7 +107,8 @@ pub fn commit_cursor(
             now,
             counts.upserts,
             counts.deletes,
-            counts.first
+            counts.first,
+            invocation
         ],
     )?;
     Ok(())
