@@ -257,16 +257,39 @@ pub fn open(data_dir: &Path) -> anyhow::Result<Connection> {
     }
     let mut conn = Connection::open(&path)
         .with_context(|| format!("cannot open database {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // A bigger page cache keeps the FTS index's hot b-tree pages in memory during sync bursts.
-    conn.pragma_update(None, "cache_size", -65536)?;
+    configure(&conn).map_err(|e| unusable(&path, e))?;
     migrate(&mut conn).with_context(|| format!("cannot migrate database {}", path.display()))?;
     for f in db_files(data_dir) {
         restrict(&f, 0o600)?;
     }
     Ok(conn)
+}
+
+/// The connection settings every user of the store shares. The first statement is the first
+/// read of the file, so a file that is not a database fails here.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A bigger page cache keeps the FTS index's hot b-tree pages in memory during sync bursts.
+    conn.pragma_update(None, "cache_size", -65536)
+}
+
+/// Why the database file cannot be used, naming it and what to do; the file is left as it is.
+fn unusable(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+    let corrupt = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    );
+    if corrupt {
+        anyhow::anyhow!(
+            "database {} is not a usable SQLite database ({e}); nothing was changed: restore it \
+             from a backup, or move it aside to start with an empty store",
+            path.display()
+        )
+    } else {
+        anyhow::anyhow!("cannot use database {}: {e}", path.display())
+    }
 }
 
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
