@@ -410,7 +410,12 @@ impl Airlock {
                 Slot::Failed { error, .. } => (id, Err(error)),
             })
             .collect();
-        crate::search::search(&self.db, live, req).await
+        let found = crate::search::search(&self.db, live, req).await?;
+        // Live hits came from connectors: they leave only once those calls' rows are durable.
+        if req.live {
+            self.audit_durable().await?;
+        }
+        Ok(found)
     }
 
     pub fn has_connector(&self, id: &str) -> bool {
@@ -592,16 +597,15 @@ impl Airlock {
     /// Runs an operation on a connector, or an action on a route.
     pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
         self.check_input(id, &op)?;
-        let action = matches!(op, Op::Action { .. });
         let config = self.config();
         let result = match config.route(id) {
             Some(route) => self.invoke_route(route, op).await,
             None => self.connector(id)?.invoke(op).await,
         };
-        if action {
-            // An action's result goes back only once the rows of what it did are durable.
-            self.audit_durable().await?;
-        }
+        // A result (an action's outcome, data fetched live, an error naming what failed) leaves
+        // the host only once the rows of what produced it are durable. Callers waiting together
+        // share one commit of the writer (group commit).
+        self.audit_durable().await?;
         result
     }
 

@@ -196,6 +196,10 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
             format!("the approved action failed: {e}"),
         ),
     }
+    // The approval's answer leaves only once its rows (the run's and its outcome's) are durable.
+    a.audit_durable()
+        .await
+        .map_err(|e| ApprovalError::Store(e.into()))?;
     let id_owned = approval.id.clone();
     a.db.run(move |conn| get(conn, &id_owned))
         .await?

@@ -460,7 +460,11 @@ async fn search(
             }
             Json(r).into_response()
         }
-        Err(e) => internal_error(&a, &e),
+        Err(e) => match e.downcast::<InvokeError>() {
+            // The audit log cannot be written: 503 like every call that would need it.
+            Ok(e) => invoke_error(&a, e),
+            Err(e) => internal_error(&a, &e),
+        },
     }
 }
 

@@ -278,7 +278,8 @@ pub fn spec() -> Value {
                             "id": "$response.body#/hits/0/id"
                         }))
                     })),
-                    "400": err("bad body: a blank query, or a number out of its range")
+                    "400": err("bad body: a blank query, or a number out of its range"),
+                    "503": err("a live search while the audit log cannot be written")
                 }
             }), true)), false) },
             "/v1/documents/{connector}/{kind}/{id}": { "get": secured(with_store_error(json!({

@@ -62,6 +62,28 @@ async fn sigkill_during_syncs_loses_no_audit_row_behind_a_committed_page() {
         "{requests} requests upstream, {rows} audit rows, {kills} kills: rows were lost behind \
          committed pages"
     );
+    // Every committed page names the sync call that fetched it: that call has its `invoke` row
+    // and the `http` row of its request (Confluence fetches a page with one GET).
+    let rows = audit_rows(&env);
+    let mut pages: Vec<String> = conn
+        .prepare("SELECT DISTINCT invocation FROM documents WHERE connector = 'confluence'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("page invocations");
+    pages.sort();
+    assert!(pages.len() >= 10, "{} pages committed", pages.len());
+    for inv in &pages {
+        let of = |event: &str| {
+            rows.iter()
+                .filter(|r| &r.event.invocation == inv && r.event.event == event)
+                .count()
+        };
+        assert!(
+            of("invoke") == 1 && of("http") >= 1,
+            "committed page of sync call {inv} lacks its rows (invoke {}, http {})",
+            of("invoke"),
+            of("http")
+        );
+    }
     let out = env.airlock(&["audit", "verify"], None);
     assert!(
         out.status.success(),
