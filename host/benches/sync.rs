@@ -121,12 +121,16 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
         let next = export.after_cursor.clone();
         let now = airlock::store::now_rfc3339();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        documents::apply_stream_page(&tx, "zendesk", Some("tickets"), &ups, &dels, &now)?;
+        // Each page names its sync call, as the host's sync loop does.
+        let call = Some(format!("bench-{records}"));
+        let call = call.as_deref();
+        documents::apply_stream_page(&tx, "zendesk", Some("tickets"), call, &ups, &dels, &now)?;
         sync_state::commit_cursor(
             &tx,
             "zendesk",
             "tickets",
             next.as_deref(),
+            call,
             sync_state::PageCounts {
                 upserts: ups.len() as i64,
                 deletes: dels.len() as i64,

@@ -229,6 +229,7 @@ struct RawGrant {
 struct RawRate {
     per_second: Option<f64>,
     burst: Option<u32>,
+    background_share: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -1025,6 +1026,14 @@ fn build_resilience(g: &RawGrant) -> Result<Resilience, String> {
             }
             r.burst = b;
         }
+        if let Some(s) = rate.background_share {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(format!(
+                    "rate.background_share: {s} is out of range (0 <= x <= 1)"
+                ));
+            }
+            r.background_share = s;
+        }
     }
     if let Some(c) = g.concurrency {
         if !(1..=10_000).contains(&c) {
@@ -1080,6 +1089,23 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn a_grants_background_share_is_read_and_held_to_zero_through_one() {
+        let with = |rate: &str| {
+            parse(&format!(
+                "{BASE}\n[[grant]]\nconnector = \"confluence\"\nurl = \"https://api.example.com/\"\nrate = {rate}\n"
+            ))
+        };
+        let c = with("{ per_second = 10, background_share = 0.5 }").expect("valid");
+        assert_eq!(c.grants[0].resilience.background_share, 0.5);
+        let c = with("{ per_second = 10 }").expect("valid");
+        assert_eq!(c.grants[0].resilience.background_share, 0.2, "the default");
+        for bad in ["1.5", "-0.1"] {
+            let e = with(&format!("{{ background_share = {bad} }}")).expect_err(bad);
+            assert!(e.to_string().contains("rate.background_share"), "{e}");
+        }
+    }
 
     #[test]
     fn basic_auth_takes_a_secret_reference_in_the_username_or_the_password() {

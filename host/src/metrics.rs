@@ -80,6 +80,18 @@ pub struct Metrics {
     pub cache: Family<GrantOutcomeLabels, Counter>,
     /// Invocations stopped because they spent their denial budget.
     pub denial_budget_stops: Family<ConnectorLabel, Counter>,
+    /// Callers waiting for a turn at a grant's budget, by class (set when scraped).
+    pub budget_queue: Family<GrantClassLabels, Gauge>,
+    /// How long the longest-waiting caller of a grant has waited (set when scraped).
+    pub budget_oldest_wait: Family<GrantLabels, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantClassLabels {
+    pub connector: String,
+    pub grant: String,
+    /// `interactive` or `background`.
+    pub class: String,
 }
 
 fn buckets() -> Histogram {
@@ -175,7 +187,21 @@ impl Metrics {
             "Invocations stopped after too many denied outbound requests",
             denial_budget_stops.clone(),
         );
+        let budget_queue = Family::<GrantClassLabels, Gauge>::default();
+        registry.register(
+            "grant_budget_queue",
+            "Callers waiting for a turn at a grant's rate budget, by class",
+            budget_queue.clone(),
+        );
+        let budget_oldest_wait = Family::<GrantLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "grant_budget_oldest_wait_seconds",
+            "How long the longest-waiting caller of a grant has waited for its turn",
+            budget_oldest_wait.clone(),
+        );
         Arc::new(Metrics {
+            budget_queue,
+            budget_oldest_wait,
             denial_budget_stops,
             registry,
             invocations,

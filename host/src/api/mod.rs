@@ -178,6 +178,29 @@ async fn metrics(
     if let Err(refused) = auth::metrics_access(&a, listen, &headers).await {
         return refused;
     }
+    // The budget queues are read when scraped (they change with every request).
+    for s in a.statuses() {
+        for g in &s.grants {
+            let labels = |class: &str| crate::metrics::GrantClassLabels {
+                connector: s.id.clone(),
+                grant: g.name.clone(),
+                class: class.into(),
+            };
+            let m = &a.metrics;
+            m.budget_queue
+                .get_or_create(&labels("interactive"))
+                .set(g.queued_interactive as i64);
+            m.budget_queue
+                .get_or_create(&labels("background"))
+                .set(g.queued_background as i64);
+            m.budget_oldest_wait
+                .get_or_create(&crate::metrics::GrantLabels {
+                    connector: s.id.clone(),
+                    grant: g.name.clone(),
+                })
+                .set(g.oldest_wait_secs.unwrap_or(0.0));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -257,11 +257,18 @@ impl OAuth2 {
                             st.failures
                         ));
                     }
-                    // The fetch spends the grant's budget like any request (held while it runs).
+                    // The fetch spends the grant's budget like any request (held while it
+                    // runs); it unblocks every caller of the grant, so it does not queue as
+                    // background work even when a sync needs it.
                     let mut waited = Duration::ZERO;
                     let permit = limits
                         .budget
-                        .acquire(limits.deadline, &mut waited)
+                        .acquire(
+                            super::budget::Class::Interactive,
+                            "oauth-token",
+                            limits.deadline,
+                            &mut waited,
+                        )
                         .await
                         .map_err(|nb| {
                             format!(

@@ -196,6 +196,9 @@ pub struct Resilience {
     pub breaker_cooldown: Duration,
     /// GET responses cached this long (None: no cache).
     pub cache_ttl: Option<Duration>,
+    /// The part of the grant's turns that background work (syncs) keeps while interactive
+    /// work waits too (0..=1).
+    pub background_share: f64,
 }
 
 impl Default for Resilience {
@@ -210,6 +213,7 @@ impl Default for Resilience {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
             cache_ttl: None,
+            background_share: 0.2,
         }
     }
 }

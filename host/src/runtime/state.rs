@@ -70,7 +70,11 @@ impl State {
     }
 
     /// Marks the invocation as a `sync` call of `stream` (progress reports are accepted for it).
+    /// A sync's requests are background work at the grants' budgets.
     pub fn with_sync_stream(mut self, stream: Option<Arc<str>>) -> State {
+        if stream.is_some() {
+            self.hooks.background();
+        }
         self.sync_stream = stream;
         self
     }

@@ -668,3 +668,49 @@ async fn a_sync_page_and_an_action_make_the_same_attempts_under_a_retry_after() 
         "a sync page gets the same retries as an action"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syncs_requests_wait_for_their_turns_as_background_work() {
+    let f = spawn_confluence(
+        addr(),
+        ConfluenceOptions {
+            pages: 60,
+            ..ConfluenceOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    // A slow grant (4/s, no burst) and small pages: each page's request queues for its turn.
+    let body = confluence_config(&f.base_url)
+        .replace(
+            "allow_private = true",
+            "allow_private = true\nrate = { per_second = 4, burst = 1 }",
+        )
+        .replace("base_url = ", "page_limit = \"10\"\nbase_url = ");
+    let env = Env::new(&body);
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    let a = std::sync::Arc::new(start_in_process(&env).await);
+    let syncing = {
+        let a = a.clone();
+        tokio::spawn(async move { a.sync_stream("confluence", "pages", false, |_| {}).await })
+    };
+    let (mut background, mut interactive) = (0, 0);
+    while !syncing.is_finished() {
+        for s in a.statuses() {
+            for g in &s.grants {
+                background = background.max(g.queued_background);
+                interactive = interactive.max(g.queued_interactive);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    syncing.await.expect("task").expect("sync");
+    assert!(
+        background >= 1,
+        "the sync's requests never queued as background work"
+    );
+    assert_eq!(
+        interactive, 0,
+        "a sync's request queued as interactive work"
+    );
+}

@@ -41,6 +41,12 @@ impl InvocationHooks {
     pub fn denials(&self) -> Arc<DenialBudget> {
         self.denials.clone()
     }
+
+    /// Marks the invocation's requests as background work (a sync): interactive callers of the
+    /// same grant get their turns first (see `capabilities/budget.rs`).
+    pub fn background(&mut self) {
+        self.caller.class = crate::capabilities::budget::Class::Background;
+    }
 }
 
 impl WasiHttpHooks for InvocationHooks {

@@ -31,7 +31,7 @@ pub use hooks::{InvocationHooks, panic_text};
 
 use super::auth::GrantAuth;
 use super::breaker::Breaker;
-use super::budget::GrantBudget;
+use super::budget::{Class, GrantBudget};
 use super::cache::ResponseCache;
 use super::denials::DenialBudget;
 use super::grant::Grant;
@@ -86,6 +86,8 @@ pub struct GateDeps {
 struct Caller {
     invocation: Arc<str>,
     principal: Option<Arc<str>>,
+    /// Whose turn comes first at the grant's budget (syncs are background).
+    class: Class,
 }
 
 impl ConnectorGate {
@@ -158,6 +160,7 @@ impl ConnectorGate {
             caller: Caller {
                 invocation,
                 principal,
+                class: Class::Interactive,
             },
             writes_action,
             approved_writes,
@@ -240,6 +243,7 @@ impl ConnectorGate {
             timeout: first_byte_timeout(&self.limits, options.as_ref()),
             client,
             credentialed,
+            caller: &caller,
         };
         let result = self.send_with_resilience(out, ev, started).await;
         match recording {
@@ -253,16 +257,23 @@ impl ConnectorGate {
         self.grants
             .iter()
             .zip(&self.states)
-            .map(|(g, s)| GrantStatus {
-                grant: g.index,
-                name: g.name.clone(),
-                breaker: s.breaker.state().as_str(),
-                paused_for_secs: s.budget.paused_for().map(|d| d.as_secs_f64()),
-                in_flight: s.budget.in_flight(),
-                rate_per_second: g.resilience.rate_per_second,
-                burst: g.resilience.burst,
-                concurrency: g.resilience.concurrency,
-                cache_ttl_secs: g.resilience.cache_ttl.map(|d| d.as_secs_f64()),
+            .map(|(g, s)| {
+                let queue = s.budget.queue();
+                GrantStatus {
+                    grant: g.index,
+                    name: g.name.clone(),
+                    breaker: s.breaker.state().as_str(),
+                    paused_for_secs: s.budget.paused_for().map(|d| d.as_secs_f64()),
+                    in_flight: s.budget.in_flight(),
+                    queued_interactive: queue.interactive,
+                    queued_background: queue.background,
+                    oldest_wait_secs: queue.oldest_wait.map(|d| d.as_secs_f64()),
+                    rate_per_second: g.resilience.rate_per_second,
+                    background_share: g.resilience.background_share,
+                    burst: g.resilience.burst,
+                    concurrency: g.resilience.concurrency,
+                    cache_ttl_secs: g.resilience.cache_ttl.map(|d| d.as_secs_f64()),
+                }
             })
             .collect()
     }
@@ -295,7 +306,13 @@ pub struct GrantStatus {
     pub breaker: &'static str,
     pub paused_for_secs: Option<f64>,
     pub in_flight: u32,
+    /// Callers waiting for a turn at the budget, by class.
+    pub queued_interactive: usize,
+    pub queued_background: usize,
+    /// How long the longest-waiting caller has waited, in seconds.
+    pub oldest_wait_secs: Option<f64>,
     pub rate_per_second: f64,
+    pub background_share: f64,
     pub burst: u32,
     pub concurrency: u32,
     pub cache_ttl_secs: Option<f64>,

@@ -31,6 +31,8 @@ pub(super) struct Outgoing<'a> {
     pub client: &'a UpstreamClient,
     /// The grant injected a credential: the answer is decoded before it is scrubbed.
     pub credentialed: bool,
+    /// Who asks (their class and principal decide their turn at the budget).
+    pub caller: &'a super::Caller,
 }
 
 /// After one attempt: ask again (after this sleep, if any), or this is the answer.
@@ -127,7 +129,12 @@ impl ConnectorGate {
             return Err(Ok(answer));
         }
         let mut waited = Duration::ZERO;
-        match state.budget.acquire(out.deadline, &mut waited).await {
+        let caller = out.caller.principal.as_deref().unwrap_or("unknown");
+        match state
+            .budget
+            .acquire(out.caller.class, caller, out.deadline, &mut waited)
+            .await
+        {
             Ok(permit) => {
                 if !waited.is_zero() {
                     self.metrics
