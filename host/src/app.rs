@@ -361,7 +361,12 @@ impl Airlock {
         }
         let db = Arc::new(Db::open(&data_dir)?);
         Ok(Airlock {
-            syncer: Syncer::new(db.clone(), metrics.clone(), audit.clone()),
+            syncer: Syncer::new(
+                db.clone(),
+                metrics.clone(),
+                audit.clone(),
+                config.changes.retention,
+            ),
             db,
             metrics,
             config: ArcSwap::from_pointee(config),

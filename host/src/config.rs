@@ -89,6 +89,21 @@ pub struct Config {
     /// `[audit]`: the writer's queue and the chain's signed checkpoints.
     pub audit: crate::store::audit::AuditSettings,
     pub approvals: ApprovalsConfig,
+    pub changes: ChangesConfig,
+}
+
+/// `[changes]`: how long the change feed keeps what it recorded.
+#[derive(Debug, Clone)]
+pub struct ChangesConfig {
+    pub retention: Duration,
+}
+
+impl Default for ChangesConfig {
+    fn default() -> Self {
+        ChangesConfig {
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// `[approvals]`: who may decide a pending write.
@@ -121,6 +136,14 @@ struct RawFile {
     audit: RawAudit,
     #[serde(default)]
     approvals: RawApprovals,
+    #[serde(default)]
+    changes: RawChanges,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawChanges {
+    retention: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -559,6 +582,10 @@ impl Config {
             .transpose()
             .map_err(|m| err(format!("server.metrics_token: {m}")))?;
         let audit = build_audit(&raw.audit).map_err(|m| err(format!("audit.{m}")))?;
+        let mut changes = ChangesConfig::default();
+        if let Some(r) = &raw.changes.retention {
+            changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
+        }
 
         Ok(Config {
             audit,
@@ -578,6 +605,7 @@ impl Config {
             approvals: ApprovalsConfig {
                 allow_self_approval: raw.approvals.allow_self_approval,
             },
+            changes,
         })
     }
 

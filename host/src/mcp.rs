@@ -279,6 +279,23 @@ fn builtin_tools() -> Vec<Tool> {
         )
         .with_annotations(read_only()),
         Tool::new(
+            "changes",
+            "What changed in your tenant's synced documents: upserts and deletes after a \
+             sequence, in commit order. Start with after = 0, then pass the answer's `next` to \
+             get only what changed since.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "after": {"type": "integer", "minimum": 0, "description": "The previous answer's `next` (0: from the start)."},
+                    "connector": {"type": "string", "description": "Only this connector."},
+                    "kind": {"type": "string", "description": "Only documents of this kind."},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Most changes to return (default 100)."}
+                },
+                "additionalProperties": false
+            })),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
             "list_connectors",
             "Your tenant's connectors (status, streams, actions) and routes.",
             schema(json!({"type": "object", "properties": {}, "additionalProperties": false})),
@@ -381,6 +398,27 @@ impl ServerHandler for AirlockMcp {
                 self.rest(&ctx, Method::GET, &path, None).await?
             }
             "list_connectors" => self.rest(&ctx, Method::GET, "/v1/connectors", None).await?,
+            "changes" => {
+                // The arguments become the query of GET /v1/changes, which checks them.
+                const ARGS: [&str; 4] = ["after", "connector", "kind", "limit"];
+                if let Some(k) = args.keys().find(|k| !ARGS.contains(&k.as_str())) {
+                    return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "bad-request: `changes` takes {}, not `{k}`",
+                        ARGS.join(", ")
+                    ))])
+                    .into());
+                }
+                let query: Vec<String> = ARGS
+                    .iter()
+                    .filter_map(|k| {
+                        let v = args.get(*k)?;
+                        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        Some(format!("{k}={}", segment(&v)))
+                    })
+                    .collect();
+                let path = format!("/v1/changes?{}", query.join("&"));
+                self.rest(&ctx, Method::GET, &path, None).await?
+            }
             name => {
                 let tools = self.action_tools(&ctx).await?;
                 let Some(t) = tools.iter().find(|t| t.tool.name == name) else {

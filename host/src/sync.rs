@@ -15,7 +15,7 @@ use crate::model::Stall;
 use crate::runtime::connector::{InvokeError, LoadedConnector};
 use crate::runtime::context::{self, CallContext};
 use crate::store::audit::AuditLog;
-use crate::store::{Db, documents, now_rfc3339, sync_state};
+use crate::store::{Db, changes, documents, now_rfc3339, sync_state};
 
 /// How a run ended (errors are `Err`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -143,16 +143,41 @@ pub struct Syncer {
     locks: SyncLocks,
     /// A page is committed only once the rows of the requests that fetched it are durable.
     audit: AuditLog,
+    /// How long the change feed keeps its rows, and when this process last pruned it.
+    changes_retention: Duration,
+    last_prune: Mutex<Option<Instant>>,
 }
 
+/// How often a syncing process prunes the change feed (in a page's own transaction).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 impl Syncer {
-    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>, audit: AuditLog) -> Syncer {
+    pub fn new(
+        db: Arc<Db>,
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+        changes_retention: Duration,
+    ) -> Syncer {
         Syncer {
             db,
             metrics,
             locks: SyncLocks::default(),
             audit,
+            changes_retention,
+            last_prune: Mutex::new(None),
         }
+    }
+
+    /// The cut-off time (RFC 3339) when the change feed is due for pruning, at most every
+    /// [`PRUNE_EVERY`] per process.
+    fn prune_due(&self) -> Option<String> {
+        let mut last = self.last_prune.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        let cut = SystemTime::now().checked_sub(self.changes_retention)?;
+        Some(humantime::format_rfc3339_millis(cut).to_string())
     }
 
     /// Whether a run of this stream is in progress.
@@ -310,6 +335,8 @@ impl Syncer {
                 first: std::mem::take(&mut first_page),
             };
             let audit = self.audit.clone();
+            let notify = db.clone();
+            let prune_before = self.prune_due();
             let commit = tokio::spawn(async move {
                 // Write-ahead: the rows of the requests behind this page first, so a crash
                 // never keeps a page whose requests have no audit row.
@@ -343,10 +370,15 @@ impl Syncer {
                     if page.done {
                         sync_state::record_success(&tx, &cid, &sid, &now)?;
                     }
+                    if let Some(before) = prune_before {
+                        changes::prune(&tx, &before)?;
+                    }
                     tx.commit()?;
                     Ok(())
                 })
-                .await
+                .await?;
+                notify.notify_committed();
+                Ok(())
             });
             pending = Some(Pending { commit, ups, dels });
             cursor = next;

@@ -91,6 +91,7 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
             get(get_document),
         ),
         (Method::GET, "/v1/audit", Admin, get(audit_query)),
+        (Method::GET, "/v1/changes", P, get(list_changes)),
         (Method::GET, "/v1/approvals", P, get(list_approvals)),
         (Method::GET, "/v1/approvals/{id}", P, get(get_approval)),
         (
@@ -615,6 +616,88 @@ async fn audit_query(
     match rows {
         Ok(rows) => Json(serde_json::json!({ "rows": rows })).into_response(),
         Err(e) => internal_error(&a, &e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesParams {
+    after: Option<u64>,
+    connector: Option<String>,
+    kind: Option<String>,
+    limit: Option<u64>,
+    /// Seconds to wait for a change when there is none yet (long poll).
+    wait: Option<u64>,
+}
+
+/// Longest long poll of the change feed, in seconds.
+pub const MAX_CHANGES_WAIT: u64 = 60;
+
+/// The change feed of the principal's tenant: committed upserts and deletes after `after`, in
+/// commit order, filtered by each document's ACL; with `wait`, held open until one arrives.
+async fn list_changes(
+    State(a): State<Arc<Airlock>>,
+    Extension(p): Extension<Principal>,
+    params: Result<Query<ChangesParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match params {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "bad-request", &e.body_text(), None);
+        }
+    };
+    let checked = in_range("limit", q.limit.unwrap_or(100), 1, MAX_LIMIT).and_then(|limit| {
+        let wait = in_range("wait", q.wait.unwrap_or(0), 0, MAX_CHANGES_WAIT)?;
+        let after = in_range("after", q.after.unwrap_or(0), 0, i64::MAX as u64)?;
+        Ok((limit as usize, wait, after as i64))
+    });
+    let (limit, wait, mut after) = match checked {
+        Ok(v) => v,
+        Err(m) => return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None),
+    };
+    if let Some(c) = &q.connector
+        && !auth::may_use(&a, &p, c)
+    {
+        return no_such_connector(c);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let (within, readers) = (auth::tenant_connectors(&a, &p), auth::readers(&p));
+    loop {
+        let (within, readers) = (within.clone(), readers.clone());
+        let (connector, kind) = (q.connector.clone(), q.kind.clone());
+        let found =
+            a.db.read(move |conn| {
+                let visible = |acl: &[String]| crate::store::documents::acl_allows(acl, &readers);
+                let follow = crate::store::changes::Follow {
+                    after,
+                    within: Some(&within),
+                    connector: connector.as_deref(),
+                    kind: kind.as_deref(),
+                    limit,
+                    visible: &visible,
+                };
+                Ok(crate::store::changes::read(conn, &follow)?)
+            })
+            .await;
+        let page = match found {
+            Ok(Ok(page)) => page,
+            Ok(Err(first)) => {
+                let m = format!(
+                    "changes after {after} are no longer kept (the feed starts at {first}, see                      [changes] retention): read the current documents, then follow from {}",
+                    first - 1
+                );
+                return error_response(StatusCode::GONE, "changes-expired", &m, None);
+            }
+            Err(e) => return internal_error(&a, &e),
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !page.changes.is_empty() || left.is_zero() {
+            return Json(page).into_response();
+        }
+        after = page.next;
+        // This process's commits wake the poll at once; others' (a CLI sync) within a second.
+        a.db.committed_within(left.min(std::time::Duration::from_secs(1)))
+            .await;
     }
 }
 

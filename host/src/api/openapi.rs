@@ -108,6 +108,23 @@ pub fn spec() -> Value {
             "connector": { "type": "string" }, "action": { "type": "string" }
         }
     });
+    let change = json!({
+        "type": "object",
+        "properties": {
+            "seq": { "type": "integer" }, "connector": { "type": "string" },
+            "stream": { "type": ["string", "null"] }, "kind": { "type": "string" },
+            "id": { "type": "string" }, "op": { "enum": ["upsert", "delete"] },
+            "committed_at": { "type": "string" }
+        }
+    });
+    let changes_page = json!({
+        "type": "object",
+        "required": ["changes", "next"],
+        "properties": {
+            "changes": { "type": "array", "items": change },
+            "next": { "type": "integer", "description": "past every change looked at, also those the caller may not see" }
+        }
+    });
     let with_body_errors = |mut op: Value, checks_type: bool| {
         body_errors(&mut op, checks_type);
         op
@@ -323,6 +340,23 @@ pub fn spec() -> Value {
                     "404": err("no such connector in the tenant")
                 }
             })), true) },
+            "/v1/changes": { "get": secured(with_store_error(json!({
+                "operationId": "changes",
+                "summary": "The change feed: committed upserts and deletes (tombstones) of the tenant's documents after a sequence, in commit order, ACL-filtered; long poll with `wait`",
+                "parameters": [
+                    query_param("after", "changes with a sequence above this one (the previous answer's `next`); 0 from the start", json!({ "type": "integer", "minimum": 0, "default": 0 })),
+                    query_param("connector", "only this connector", json!({ "type": "string" })),
+                    query_param("kind", "only this document kind", json!({ "type": "string" })),
+                    query_param("limit", "at most this many changes", json!({ "type": "integer", "minimum": 1, "maximum": super::MAX_LIMIT, "default": 100 })),
+                    query_param("wait", "seconds to hold the request open until a change arrives", json!({ "type": "integer", "minimum": 0, "maximum": super::MAX_CHANGES_WAIT, "default": 0 }))
+                ],
+                "responses": {
+                    "200": ok_json("changes, and the sequence to ask after next", changes_page),
+                    "400": err("an unknown query parameter, or one out of its range"),
+                    "404": err("no such connector in the tenant"),
+                    "410": err("changes after `after` were pruned (see [changes] retention); the message says where the feed starts")
+                }
+            })), false) },
             "/v1/approvals": { "get": secured(with_store_error(json!({
                 "operationId": "listApprovals",
                 "summary": "The tenant's write approvals, newest first",

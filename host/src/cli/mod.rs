@@ -3,6 +3,7 @@
 
 mod approvals;
 mod audit;
+mod changes;
 mod check;
 mod common;
 mod conformance;
@@ -97,6 +98,10 @@ pub enum Command {
     Approvals(approvals::ApprovalsArgs),
     /// Read and verify the audit log.
     Audit(audit::AuditArgs),
+    /// Print the change feed of the local store (every committed upsert and delete, in commit
+    /// order) as JSON lines; `--follow` keeps waiting for new ones. The API serves the same,
+    /// filtered by the caller's tenant and ACLs, at `GET /v1/changes`.
+    Changes(changes::ChangesArgs),
     /// Generate a new project from a template (`airlock new connector NAME`).
     New(new::NewArgs),
     /// Check a connector component against the contract rules the host relies on
@@ -143,6 +148,7 @@ impl Command {
             Command::Tokens(args) => args.run(scrubber),
             Command::Approvals(args) => args.run(scrubber).await,
             Command::Audit(args) => args.run(),
+            Command::Changes(args) => args.run().await,
             Command::New(args) => args.run(),
             Command::Conformance(args) => args.run(scrubber).await,
         }

@@ -1,7 +1,7 @@
 //! Synced documents keyed by (connector, kind, id), the FTS5 index over title and body, and
 //! bm25-ranked search with highlighted snippets.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use crate::model::{Document, DocumentRef};
@@ -55,11 +55,19 @@ pub fn apply_stream_page(
             stream,
             invocation
         ])?;
+        super::changes::upserted(tx, connector, stream, d, &acl, now)?;
     }
-    let mut del =
-        tx.prepare_cached("DELETE FROM documents WHERE connector = ?1 AND kind = ?2 AND id = ?3")?;
+    let mut del = tx.prepare_cached(
+        "DELETE FROM documents WHERE connector = ?1 AND kind = ?2 AND id = ?3 RETURNING acl",
+    )?;
     for r in deletes {
-        del.execute(params![connector, r.kind, r.id])?;
+        // Only a document that was there is a change; its tombstone keeps its ACL.
+        let gone: Option<String> = del
+            .query_row(params![connector, r.kind, r.id], |row| row.get(0))
+            .optional()?;
+        if let Some(acl) = gone {
+            super::changes::deleted(tx, connector, stream, (&r.kind, &r.id), &acl, now)?;
+        }
     }
     Ok(())
 }
@@ -71,7 +79,6 @@ pub fn get(
     kind: &str,
     id: &str,
 ) -> rusqlite::Result<Option<Document>> {
-    use rusqlite::OptionalExtension;
     conn.query_row(
         "SELECT id, kind, title, body, url, updated_at, metadata, acl FROM documents
          WHERE connector = ?1 AND kind = ?2 AND id = ?3",

@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod changes;
 pub mod checkpoint;
 pub mod documents;
 pub mod sync_state;
@@ -152,6 +153,22 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE documents ADD COLUMN invocation TEXT;
     ALTER TABLE sync_state ADD COLUMN cursor_invocation TEXT;
+    "#,
+    // 8: the change feed, one row per committed upsert and delete (store/changes.rs); the
+    // sequence never repeats (AUTOINCREMENT), and how far it was pruned is remembered.
+    r#"
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        connector TEXT NOT NULL,
+        stream TEXT,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        acl TEXT NOT NULL DEFAULT '[]',
+        committed_at TEXT NOT NULL
+    );
+    CREATE INDEX changes_committed ON changes(committed_at);
+    CREATE TABLE changes_meta (id INTEGER PRIMARY KEY CHECK (id = 1), pruned_through INTEGER NOT NULL);
     "#,
 ];
 
@@ -331,6 +348,8 @@ pub struct Db {
     readers: std::sync::Mutex<Vec<Connection>>,
     reader_slots: tokio::sync::Semaphore,
     path: PathBuf,
+    /// Woken after each committed sync page: change-feed readers waiting for news (long poll).
+    committed: tokio::sync::Notify,
 }
 
 /// At most this many read connections (each with its own page cache).
@@ -343,7 +362,19 @@ impl Db {
             readers: std::sync::Mutex::new(Vec::new()),
             reader_slots: tokio::sync::Semaphore::new(READERS),
             path: db_path(data_dir),
+            committed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Tells change-feed readers of this process that a page was committed.
+    pub fn notify_committed(&self) {
+        self.committed.notify_waiters();
+    }
+
+    /// Waits until this process commits a page, or `within` passes (commits of other
+    /// processes, such as the CLI, are seen by polling again after it).
+    pub async fn committed_within(&self, within: std::time::Duration) {
+        let _ = tokio::time::timeout(within, self.committed.notified()).await;
     }
 
     fn open_reader(&self) -> anyhow::Result<Connection> {

@@ -106,6 +106,7 @@ async fn acme_sees_its_tools_search_and_actions(c: &Client) {
     for want in [
         "search",
         "get_document",
+        "changes",
         "list_connectors",
         "a1__echo",
         "a1__sleep",
@@ -137,6 +138,24 @@ async fn acme_sees_its_tools_search_and_actions(c: &Client) {
     let r = call(c, "search", json!({"query": "zeppelin"})).await;
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     assert_eq!(hit_ids(&json_of(&r)), vec!["a1/plan"], "{}", text_of(&r));
+
+    // The change feed: acme's changes only, and only those the ACL lets alice see.
+    let r = call(c, "changes", json!({"after": 0})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let feed = json_of(&r);
+    let changed: Vec<&str> = feed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or("?"))
+        .collect();
+    assert!(changed.contains(&"plan"), "{feed}");
+    assert!(
+        !changed.contains(&"beta") && !changed.contains(&"secret"),
+        "{feed}"
+    );
+    let r = call(c, "changes", json!({"since": 0})).await;
+    assert_eq!(r.is_error, Some(true), "an unknown argument is refused");
 
     // A document of another tenant, or one the ACL hides, is simply not found.
     let r = call(
