@@ -48,6 +48,9 @@ pub struct ConnectorConfig {
     pub replay: Option<PathBuf>,
     /// The SHA-256 the component must have (lowercase hex); anything else is refused.
     pub sha256: Option<String>,
+    /// `/readyz` answers 503 while this connector is not loaded (`required = true`); the others
+    /// are named in its answer but do not make the daemon unready.
+    pub required: bool,
 }
 
 /// The tenant of a connector that does not name one.
@@ -206,6 +209,8 @@ struct RawConnector {
     tenant: Option<String>,
     replay: Option<String>,
     sha256: Option<String>,
+    #[serde(default)]
+    required: bool,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +453,7 @@ impl Config {
                 tenant: tenant.to_string(),
                 replay,
                 sha256,
+                required: c.required,
             });
         }
 
@@ -489,6 +495,7 @@ impl Config {
                     tenant: DEFAULT_TENANT.to_string(),
                     replay: None,
                     sha256: None,
+                    required: false,
                 });
             }
         }

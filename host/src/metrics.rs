@@ -84,7 +84,20 @@ pub struct Metrics {
     pub budget_queue: Family<GrantClassLabels, Gauge>,
     /// How long the longest-waiting caller of a grant has waited (set when scraped).
     pub budget_oldest_wait: Family<GrantLabels, Gauge<f64, AtomicU64>>,
+    /// 1 for a connector that is loaded and serving, 0 for one that failed (set when scraped).
+    pub connector_loaded: Family<ConnectorLabel, Gauge>,
+    /// When each stream last synced to the end, Unix seconds (set when scraped).
+    pub sync_last_success: Family<StreamLabels, Gauge<f64, AtomicU64>>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The content type of [`Metrics::render`]: the OpenMetrics text format, which is what the
+/// encoder writes (with its `# EOF`).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantClassLabels {
@@ -199,7 +212,32 @@ impl Metrics {
             "How long the longest-waiting caller of a grant has waited for its turn",
             budget_oldest_wait.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "The running airlock's version (always 1)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        let connector_loaded = Family::<ConnectorLabel, Gauge>::default();
+        registry.register(
+            "connector_loaded",
+            "1 when the connector is loaded and serving, 0 when it failed to load",
+            connector_loaded.clone(),
+        );
+        let sync_last_success = Family::<StreamLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "sync_last_success_timestamp_seconds",
+            "When the stream last synced to the end (Unix time)",
+            sync_last_success.clone(),
+        );
         Arc::new(Metrics {
+            connector_loaded,
+            sync_last_success,
             budget_queue,
             budget_oldest_wait,
             denial_budget_stops,

@@ -149,24 +149,36 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the audit log can be written and every configured connector loaded; otherwise
-/// 503 saying which.
+/// Ready when the audit log can be written and every connector marked `required` loaded;
+/// otherwise 503 saying which. Other connectors that did not load are named in the answer but
+/// do not take the whole daemon out of service.
 async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
-    let failed: Vec<String> = a
+    let config = a.config();
+    let required = |id: &str| config.connector(id).is_some_and(|c| c.required);
+    let (failed_required, failed_optional): (Vec<String>, Vec<String>) = a
         .statuses()
         .into_iter()
         .filter(|s| s.status != "ready")
         .map(|s| s.id)
-        .collect();
+        .partition(|id| required(id));
     if !a.audit_available() {
         let msg =
             "audit unavailable: the audit log cannot be written (outbound requests are refused)";
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", msg, None)
-    } else if failed.is_empty() {
+    } else if !failed_required.is_empty() {
+        let msg = format!(
+            "required connectors not loaded: {}",
+            failed_required.join(", ")
+        );
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", &msg, None)
+    } else if failed_optional.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let msg = format!("connectors not loaded: {}", failed.join(", "));
-        error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", &msg, None)
+        let body = format!(
+            "ready; not loaded (not required): {}\n",
+            failed_optional.join(", ")
+        );
+        (StatusCode::OK, body).into_response()
     }
 }
 
@@ -179,15 +191,30 @@ async fn metrics(
     if let Err(refused) = auth::metrics_access(&a, listen, &headers).await {
         return refused;
     }
-    // The budget queues are read when scraped (they change with every request).
+    refresh_scraped_gauges(&a).await;
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        a.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The gauges read when scraped: state that changes without an event to count (budget queues,
+/// which connectors are loaded, when each stream last synced to the end).
+async fn refresh_scraped_gauges(a: &Arc<Airlock>) {
+    let m = &a.metrics;
     for s in a.statuses() {
+        m.connector_loaded
+            .get_or_create(&crate::metrics::ConnectorLabel {
+                connector: s.id.clone(),
+            })
+            .set(i64::from(s.status == "ready"));
         for g in &s.grants {
             let labels = |class: &str| crate::metrics::GrantClassLabels {
                 connector: s.id.clone(),
                 grant: g.name.clone(),
                 class: class.into(),
             };
-            let m = &a.metrics;
             m.budget_queue
                 .get_or_create(&labels("interactive"))
                 .set(g.queued_interactive as i64);
@@ -202,14 +229,26 @@ async fn metrics(
                 .set(g.oldest_wait_secs.unwrap_or(0.0));
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        a.metrics.render(),
-    )
-        .into_response()
+    let states =
+        a.db.read(|conn| Ok(crate::store::sync_state::all(conn)?))
+            .await
+            .unwrap_or_default();
+    for st in states {
+        let Some(at) = st
+            .last_success_at
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        else {
+            continue;
+        };
+        m.sync_last_success
+            .get_or_create(&crate::metrics::StreamLabels {
+                connector: st.connector,
+                stream: st.stream,
+            })
+            .set(at.as_secs_f64());
+    }
 }
 
 async fn list_connectors(

@@ -166,17 +166,17 @@ pub fn spec() -> Value {
                 "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } }
             })) },
             "/readyz": { "get": open(json!({
-                "summary": "Readiness: 200 when every configured connector loaded and the audit log can be written",
+                "summary": "Readiness: 200 when the audit log can be written and every connector marked `required` loaded (others that did not load are named in the answer)",
                 "responses": {
                     "200": { "description": "ready", "content": { "text/plain": { "schema": { "type": "string" } } } },
-                    "503": err("connectors that did not load are named, or the audit log cannot be written")
+                    "503": err("required connectors that did not load are named, or the audit log cannot be written")
                 }
             })) },
             "/metrics": { "get": open(json!({
-                "summary": "Prometheus metrics",
+                "summary": "Metrics in the OpenMetrics text format (Prometheus scrapes it)",
                 "description": "Open on a loopback listener unless `[server] metrics_token` is set; otherwise needs `Authorization: Bearer` with the metrics token or an admin API token.",
                 "responses": {
-                    "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } },
+                    "200": { "description": "OpenMetrics text format", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } },
                     "401": err("no bearer, or neither the metrics token nor a valid token"),
                     "403": err("a token that is not an admin token")
                 }

@@ -242,6 +242,29 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
     )
     .await;
 
+    // The finished run is in the metrics too, as a timestamp of the last success.
+    let (status, text) = http("GET", &format!("{}/metrics", d.base), None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap_or_default().to_string();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "airlock_sync_last_success_timestamp_seconds{connector=\"confluence\",stream=\"pages\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("no last-success gauge for confluence/pages:\n{text}"));
+    let at: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!((now - at).abs() < 600.0, "{line}");
+
     // A new pending approval and its audit row appear without a reload. Its input is hostile
     // markup, which must show as text and run nothing.
     let before = js(&page, "Math.max(0, ...[...document.querySelectorAll('#audit tr[data-seq]')].map(r => +r.dataset.seq))").await;

@@ -193,3 +193,43 @@ async fn demo_config_loads_every_connector() {
     );
     assert!(a.config().route("chat").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_only_for_required_connectors_and_metrics_show_which_loaded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("missing.wasm");
+    let base = [
+        connector("good", &component("hostile")),
+        connector("gone", &missing),
+    ]
+    .join("\n");
+    // An optional connector that did not load is named, but the daemon serves.
+    let env = Env::new(&base);
+    let d = env.serve();
+    let (status, body) = http("GET", &format!("{}/readyz", d.base), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.as_str().is_some_and(|b| b.contains("gone")), "{body}");
+    let (status, text) = http("GET", &format!("{}/metrics", d.base), None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap_or_default().to_string();
+    for needle in [
+        "airlock_connector_loaded{connector=\"good\"} 1",
+        "airlock_connector_loaded{connector=\"gone\"} 0",
+        "airlock_build_info{version=\"",
+        "# EOF",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    drop(d);
+
+    // Marked required, it keeps the daemon unready, and says so.
+    let env = Env::new(&base.replace("id = \"gone\"", "id = \"gone\"\nrequired = true"));
+    let d = env.serve();
+    let (status, body) = http("GET", &format!("{}/readyz", d.base), None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.to_string()
+            .contains("required connectors not loaded: gone"),
+        "{body}"
+    );
+}
