@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     // A level given on the command line (or AIRLOCK_LOG) is always honoured.
     let level = match (&cli.log_level, &cli.command) {
         (Some(level), _) => level.as_str(),
-        (None, Command::Check(_) | Command::Conformance(_)) => "off",
+        (None, Command::Check(_) | Command::Conformance(_) | Command::Config(_)) => "off",
         (None, Command::Serve(_)) => "info",
         (None, _) => "warn",
     };

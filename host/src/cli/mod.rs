@@ -6,6 +6,7 @@ mod audit;
 mod changes;
 mod check;
 mod common;
+mod config_check;
 mod conformance;
 mod invoke;
 mod mcp;
@@ -35,7 +36,7 @@ use airlock::scrub::Scrubber;
 pub struct Cli {
     /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it. Default:
     /// `info` for `serve`, `warn` for the other commands (they print their own
-    /// results), `off` for `check` and `conformance` (their report says it all).
+    /// results), `off` for `check`, `config check` and `conformance` (their report says it all).
     #[arg(long, global = true, env = "AIRLOCK_LOG")]
     pub log_level: Option<String>,
     /// Write logs as JSON lines instead of human-readable text.
@@ -86,6 +87,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Check that a .wasm file is a loadable connector: contract version, streams, actions.
     Check(check::CheckArgs),
+    /// Check a configuration as `serve` would load it (`airlock config check`): the file, its
+    /// secret references (by name) and every component, all problems at once; exit 1 if any.
+    Config(config_check::ConfigArgs),
     /// Manage the encrypted secret vault (values are read from stdin, never from arguments).
     Secrets(secrets::SecretsArgs),
     /// Manage API tokens. Every `/v1` route of `airlock serve` needs `Authorization: Bearer
@@ -144,6 +148,7 @@ impl Command {
             Command::Sign(args) => args.run(),
             Command::Verify(args) => args.run(),
             Command::Check(args) => args.run(scrubber).await,
+            Command::Config(args) => args.run(scrubber).await,
             Command::Secrets(args) => args.run(),
             Command::Tokens(args) => args.run(scrubber),
             Command::Approvals(args) => args.run(scrubber).await,

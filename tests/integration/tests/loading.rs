@@ -233,3 +233,45 @@ async fn readiness_waits_only_for_required_connectors_and_metrics_show_which_loa
         "{body}"
     );
 }
+
+#[test]
+fn config_check_reports_every_problem_at_once_and_never_a_secret_value() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("missing.wasm");
+    let body = format!(
+        "{}{}",
+        confluence_config("http://127.0.0.1:9"),
+        connector("gone", &missing)
+    );
+    let env = Env::new(&body);
+    let out = env.airlock(&["config", "check"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL connector gone:") && stdout.contains("cannot read"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL connector confluence:") && stdout.contains("confluence_token"),
+        "the missing secret is named: {stdout}"
+    );
+    // With the secret stored and the broken connector gone, it passes and prints no value.
+    let canary = "canary-config-check-7f3a";
+    env.set_secret("confluence_token", canary);
+    let env2 = Env::new(&confluence_config("http://127.0.0.1:9"));
+    env2.set_secret("confluence_token", canary);
+    let out = env2.airlock(&["config", "check"], None);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("ok   connector confluence:") && all.contains("config check passed"));
+    assert!(!all.contains(canary), "a secret value was printed: {all}");
+    // A file that does not parse is one clear finding.
+    let bad = Env::new("[[connector]\n");
+    let out = bad.airlock(&["config", "check"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("FAIL config "));
+}
