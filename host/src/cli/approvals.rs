@@ -72,7 +72,7 @@ fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Approves and runs it once, with only its connector (or its route's) loaded; exit 2 unless
+/// Approves and runs it once, with only its connector (or its route's) loaded; exit 1 unless
 /// it executed.
 async fn approve(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
     let ap = find(&config, id)?;
@@ -97,7 +97,7 @@ async fn approve(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result
     Ok(if ap.status == "executed" {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(2)
+        super::exit::FAILED
     })
 }
 

@@ -83,7 +83,8 @@ fn connectors_of(config: &Config, name: &str) -> anyhow::Result<Vec<String>> {
     })
 }
 
-/// Prints the result, or the pending approval; an invocation error exits 2.
+/// Prints the result, or the pending approval (exit 10: nothing ran yet); an invocation error
+/// exits 1.
 fn print_result(
     result: Result<Requested, InvokeError>,
     scrubber: &Scrubber,
@@ -106,11 +107,11 @@ fn print_result(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "approval": ap }))?
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(super::exit::pending_approval())
         }
         Err(e) => {
             eprintln!("error: {}", scrubber.scrub(&e.to_string()));
-            Ok(ExitCode::from(2))
+            Ok(super::exit::FAILED)
         }
     }
 }

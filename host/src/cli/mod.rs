@@ -22,6 +22,20 @@ mod verify;
 
 use std::process::ExitCode;
 
+/// The exit codes every command shares (README "Exit codes"); clap exits 2 on a usage error,
+/// and `audit verify` uses 3..=7 for what it found (see `store::audit::Tamper`).
+pub mod exit {
+    use std::process::ExitCode;
+
+    /// The command, or the operation it ran, failed.
+    pub const FAILED: ExitCode = ExitCode::FAILURE;
+
+    /// A write action was queued for approval: nothing ran yet.
+    pub fn pending_approval() -> ExitCode {
+        ExitCode::from(10)
+    }
+}
+
 use clap::{Parser, Subcommand};
 
 use airlock::scrub::Scrubber;

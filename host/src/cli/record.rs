@@ -76,7 +76,7 @@ impl RecordArgs {
             ExitCode::SUCCESS
         } else {
             eprintln!("the sync did not finish: the cassette covers only what ran");
-            ExitCode::from(2)
+            super::exit::FAILED
         })
     }
 }

@@ -99,7 +99,7 @@ impl SyncArgs {
         Ok(if failures == 0 {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(2)
+            super::exit::FAILED
         })
     }
 
