@@ -321,7 +321,35 @@ impl Config {
             file: path.display().to_string(),
             message: format!("cannot read config: {e}"),
         })?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.apply_env_overrides()?;
+        Ok(config)
+    }
+
+    /// `AIRLOCK_LISTEN` and `AIRLOCK_DATA_DIR` override `[server] listen` and `data_dir` (for
+    /// containers and service managers); applied on every load, so a reload keeps them.
+    fn apply_env_overrides(&mut self) -> Result<(), ConfigError> {
+        let err = |message: String| ConfigError {
+            file: self.path.display().to_string(),
+            message,
+        };
+        if let Ok(v) = std::env::var("AIRLOCK_LISTEN") {
+            self.server.listen = v.parse().map_err(|_| {
+                err(format!(
+                    "AIRLOCK_LISTEN: `{v}` is not an address like 127.0.0.1:7700"
+                ))
+            })?;
+        }
+        if let Some(v) = std::env::var_os("AIRLOCK_DATA_DIR").filter(|v| !v.is_empty()) {
+            let dir = PathBuf::from(v);
+            self.server.data_dir = std::path::absolute(&dir).map_err(|e| {
+                err(format!(
+                    "AIRLOCK_DATA_DIR: cannot resolve {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// Parses config text; `path` is used for messages and to resolve relative paths.

@@ -54,7 +54,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AIRLOCK_LOG")]
     pub log_level: Option<String>,
     /// Write logs as JSON lines instead of human-readable text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "AIRLOCK_LOG_JSON")]
     pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,

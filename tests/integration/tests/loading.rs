@@ -1,6 +1,8 @@
 //! Bad components and bad config get a clear error naming the file and the reason, and never
 //! stop the other connectors from loading.
 
+use std::process::{Command, Stdio};
+
 use airlock::app::Slot;
 use airlock_tests::*;
 
@@ -274,4 +276,39 @@ fn config_check_reports_every_problem_at_once_and_never_a_secret_value() {
     let out = bad.airlock(&["config", "check"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("FAIL config "));
+}
+
+#[test]
+fn the_environment_overrides_the_data_directory_and_listen_address() {
+    let env = Env::new("");
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let out = Command::new(airlock_bin())
+        .args(["tokens", "create", "--principal", "env-test"])
+        .env("AIRLOCK_CONFIG", &env.config)
+        .env("AIRLOCK_DATA_DIR", elsewhere.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        elsewhere.path().join("airlock.db").is_file(),
+        "the store went elsewhere"
+    );
+    assert!(
+        !env.data_dir().join("airlock.db").exists(),
+        "the config's data_dir was used"
+    );
+    let out = Command::new(airlock_bin())
+        .args(["config", "check"])
+        .env("AIRLOCK_CONFIG", &env.config)
+        .env("AIRLOCK_LISTEN", "not-an-address")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AIRLOCK_LISTEN: `not-an-address`"), "{text}");
 }
