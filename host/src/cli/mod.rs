@@ -6,6 +6,7 @@ mod audit;
 mod changes;
 mod check;
 mod common;
+mod completions;
 mod config_check;
 mod conformance;
 mod invoke;
@@ -122,6 +123,9 @@ pub enum Command {
     Changes(changes::ChangesArgs),
     /// Generate a new project from a template (`airlock new connector NAME`).
     New(new::NewArgs),
+    /// Print the shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`
+    /// (or zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
     /// Check a connector component against the contract rules the host relies on
     ///
     /// Loads FILE as the connector of --config (its settings, grants, limits and data directory
@@ -169,6 +173,7 @@ impl Command {
             Command::Audit(args) => args.run(),
             Command::Changes(args) => args.run().await,
             Command::New(args) => args.run(),
+            Command::Completions(args) => args.run(),
             Command::Conformance(args) => args.run(scrubber).await,
         }
     }

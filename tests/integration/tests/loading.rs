@@ -312,3 +312,47 @@ fn the_environment_overrides_the_data_directory_and_listen_address() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("AIRLOCK_LISTEN: `not-an-address`"), "{text}");
 }
+
+#[test]
+fn the_bash_completion_script_is_valid_bash_and_completes_every_command() {
+    let out = Command::new(airlock_bin())
+        .args(["completions", "bash"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    for command in [
+        "serve",
+        "invoke",
+        "sync",
+        "changes",
+        "config",
+        "audit",
+        "completions",
+    ] {
+        assert!(
+            script.contains(command),
+            "{command} missing from the script"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("airlock.bash");
+    std::fs::write(&file, &script).expect("write");
+    // Sourced by bash, it registers a completion for `airlock` and completes a subcommand.
+    let probe = format!(
+        "source {} && complete -p airlock >/dev/null && COMP_WORDS=(airlock cha) && \
+         COMP_CWORD=1 && _airlock airlock cha airlock && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &probe])
+        .output()
+        .expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.lines().any(|l| l == "changes"), "{text}");
+}
