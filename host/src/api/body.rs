@@ -44,17 +44,7 @@ pub fn problems(method: &str, path: &str, body: &Value) -> Vec<String> {
     let Some(v) = validators().get(&(method.to_string(), path.to_string())) else {
         return vec![format!("no body schema for {method} {path}")];
     };
-    v.iter_errors(body)
-        .take(3)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("{at}: {e}")
-            }
-        })
-        .collect()
+    crate::runtime::input::schema_problems(v, body)
 }
 
 /// The body of `method path` as `T`: a JSON rejection as the API's error (400, 413, 415), a body

@@ -41,13 +41,10 @@ pub fn check(info: &ConnectorInfo, action: &str, input: &Value) -> Result<(), Co
     InputSchemas::of(info).check(action, input)
 }
 
-fn against(
-    validator: &jsonschema::Validator,
-    action: &str,
-    input: &Value,
-) -> Result<(), ConnectorError> {
-    let problems: Vec<String> = validator
-        .iter_errors(input)
+/// The first three problems of `value` against `validator`, each prefixed with where it is.
+pub fn schema_problems(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
+    validator
+        .iter_errors(value)
         .take(3)
         .map(|e| {
             let at = e.instance_path().to_string();
@@ -57,7 +54,15 @@ fn against(
                 format!("{at}: {e}")
             }
         })
-        .collect();
+        .collect()
+}
+
+fn against(
+    validator: &jsonschema::Validator,
+    action: &str,
+    input: &Value,
+) -> Result<(), ConnectorError> {
+    let problems = schema_problems(validator, input);
     if problems.is_empty() {
         return Ok(());
     }

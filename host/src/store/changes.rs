@@ -6,8 +6,6 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::model::Document;
-
 /// One committed change. A delete is a tombstone: the document's reference only.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Change {
@@ -25,38 +23,46 @@ pub struct Change {
     pub acl: Vec<String>,
 }
 
-/// Records an upsert of `d` (inside the page's transaction).
-pub fn upserted(
+/// Records that `(kind, id)` of `connector` was upserted or deleted (`op`), inside the page's
+/// transaction; `acl_json` is who may see the change (a tombstone keeps the deleted document's).
+pub fn record(
     tx: &Transaction<'_>,
-    connector: &str,
-    stream: Option<&str>,
-    d: &Document,
-    acl_json: &str,
-    now: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO changes (connector, stream, kind, id, op, acl, committed_at)
-         VALUES (?1, ?2, ?3, ?4, 'upsert', ?5, ?6)",
-    )?
-    .execute(params![connector, stream, d.kind, d.id, acl_json, now])?;
-    Ok(())
-}
-
-/// Records the delete of a document that existed with `acl_json` (inside the page's transaction).
-pub fn deleted(
-    tx: &Transaction<'_>,
-    connector: &str,
-    stream: Option<&str>,
+    (connector, stream): (&str, Option<&str>),
+    op: Op,
     (kind, id): (&str, &str),
     acl_json: &str,
     now: &str,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO changes (connector, stream, kind, id, op, acl, committed_at)
-         VALUES (?1, ?2, ?3, ?4, 'delete', ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![connector, stream, kind, id, acl_json, now])?;
+    .execute(params![
+        connector,
+        stream,
+        kind,
+        id,
+        op.as_str(),
+        acl_json,
+        now
+    ])?;
     Ok(())
+}
+
+/// What happened to a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Upsert,
+    Delete,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        }
+    }
 }
 
 /// Which changes a reader asks for.
@@ -172,7 +178,7 @@ pub fn prune(tx: &Transaction<'_>, before: &str) -> rusqlite::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DocumentRef;
+    use crate::model::{Document, DocumentRef};
     use crate::store::documents::apply_stream_page;
 
     fn doc(id: &str, acl: &[&str]) -> Document {

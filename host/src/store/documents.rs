@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use super::changes::Op::{Delete, Upsert};
 use crate::model::{Document, DocumentRef};
 
 /// Applies one page (upserts, then deletes) of no particular stream inside the caller's
@@ -55,7 +56,8 @@ pub fn apply_stream_page(
             stream,
             invocation
         ])?;
-        super::changes::upserted(tx, connector, stream, d, &acl, now)?;
+        let at = (connector, stream);
+        super::changes::record(tx, at, Upsert, (&d.kind, &d.id), &acl, now)?;
     }
     let mut del = tx.prepare_cached(
         "DELETE FROM documents WHERE connector = ?1 AND kind = ?2 AND id = ?3 RETURNING acl",
@@ -66,7 +68,8 @@ pub fn apply_stream_page(
             .query_row(params![connector, r.kind, r.id], |row| row.get(0))
             .optional()?;
         if let Some(acl) = gone {
-            super::changes::deleted(tx, connector, stream, (&r.kind, &r.id), &acl, now)?;
+            let at = (connector, stream);
+            super::changes::record(tx, at, Delete, (&r.kind, &r.id), &acl, now)?;
         }
     }
     Ok(())

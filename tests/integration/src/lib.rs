@@ -514,6 +514,39 @@ pub fn audit_rows(env: &Env) -> Vec<airlock::store::audit::AuditRow> {
     airlock::store::audit::tail(&conn, 100_000, None).expect("tail")
 }
 
+/// `http` rows the gate wrote for requests it sent upstream (flush the writer first).
+pub fn sent_rows(env: &Env) -> usize {
+    audit_rows(env)
+        .iter()
+        .filter(|r| r.event.event == "http" && r.event.status.is_some())
+        .count()
+}
+
+/// Config for the Atera connector against a fake at `base`, with a writes grant (its write
+/// actions wait for approval) using vault secret `atera_key`.
+pub fn atera_config(base: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "atera"
+component = "{}"
+[connector.settings]
+base_url = "{base}"
+technician_email = "api.technician@msp.example"
+
+[[grant]]
+connector = "atera"
+url = "{base}/api/v3/"
+methods = ["GET", "POST"]
+allow_private = true
+writes = true
+allow_insecure = true
+auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
+"#,
+        component("atera").display()
+    )
+}
+
 /// Config for the Confluence connector against a fake at `base_url`, using vault secret
 /// `confluence_token`.
 pub fn confluence_config(base_url: &str) -> String {

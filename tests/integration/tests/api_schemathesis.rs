@@ -6,7 +6,7 @@
 //! invalid ones refused, ...) plus the API's own: every error answer in the one shape
 //! `{"error": {"code", "message"}}` (tests/integration/schemathesis).
 
-use airlock_tests::{Env, component, doc, root, store_docs, zendesk_config};
+use airlock_tests::{Env, atera_config, doc, root, store_docs, zendesk_config};
 use fake_saas::{AteraOptions, ZendeskOptions, spawn_atera, spawn_zendesk};
 
 /// Examples per operation: enough to reach every parameter and body shape, bounded for CI.
@@ -100,29 +100,6 @@ async fn the_api_keeps_its_openapi_contract_under_every_schemathesis_check() {
         .unwrap_or(0);
     assert!(covered >= 3, "only {covered} links followed:\n{stdout}");
     eprintln!("{stdout}");
-}
-
-fn atera_config(base: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "atera"
-component = "{}"
-[connector.settings]
-base_url = "{base}"
-technician_email = "api.technician@msp.example"
-
-[[grant]]
-connector = "atera"
-url = "{base}/api/v3/"
-methods = ["GET", "POST"]
-allow_private = true
-writes = true
-allow_insecure = true
-auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
-"#,
-        component("atera").display()
-    )
 }
 
 fn tail(s: &str, lines: usize) -> String {

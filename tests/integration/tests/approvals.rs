@@ -8,27 +8,7 @@ use fake_saas::{AteraOptions, spawn_atera};
 use serde_json::json;
 
 fn atera_env(base: &str, extra: &str) -> Env {
-    let env = Env::new(&format!(
-        r#"
-[[connector]]
-id = "atera"
-component = "{}"
-[connector.settings]
-base_url = "{base}"
-technician_email = "api.technician@msp.example"
-
-[[grant]]
-connector = "atera"
-url = "{base}/api/v3/"
-methods = ["GET", "POST"]
-allow_private = true
-writes = true
-allow_insecure = true
-auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
-{extra}
-"#,
-        component("atera").display()
-    ));
+    let env = Env::new(&format!("{}{extra}\n", atera_config(base)));
     env.set_secret("atera_key", &AteraOptions::default().api_key);
     env
 }

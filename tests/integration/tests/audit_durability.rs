@@ -7,14 +7,6 @@ use airlock::store::documents;
 use airlock_tests::*;
 use fake_saas::{ConfluenceOptions, spawn_confluence};
 
-/// `http` rows the gate wrote for requests it sent upstream.
-fn sent_rows(env: &Env) -> usize {
-    audit_rows(env)
-        .iter()
-        .filter(|r| r.event.event == "http" && r.event.status.is_some())
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_syncs_loses_no_audit_row_behind_a_committed_page() {
     let options = ConfluenceOptions {

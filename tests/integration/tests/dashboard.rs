@@ -112,27 +112,10 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
         .await
         .expect("atera fake");
     let env = Env::new(&format!(
-        r#"{}{}
-[[connector]]
-id = "atera"
-component = "{}"
-[connector.settings]
-base_url = "{base}"
-technician_email = "api.technician@msp.example"
-
-[[grant]]
-connector = "atera"
-url = "{base}/api/v3/"
-methods = ["GET", "POST"]
-allow_private = true
-writes = true
-allow_insecure = true
-auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
-"#,
+        "{}{}{}",
         confluence_config(&confluence.base_url),
         zendesk_config(&zendesk.base_url, ""),
-        component("atera").display(),
-        base = atera.base_url,
+        atera_config(&atera.base_url),
     ));
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);

@@ -157,14 +157,6 @@ impl Drop for Mounted<'_> {
     }
 }
 
-/// `http` rows the gate wrote for requests it sent upstream.
-fn sent_rows(env: &Env) -> usize {
-    audit_rows(env)
-        .iter()
-        .filter(|r| r.event.event == "http" && r.event.status.is_some())
-        .count()
-}
-
 async fn wait_available(a: &airlock::app::Airlock) {
     let t = Instant::now();
     while !a.audit_available() && t.elapsed() < Duration::from_secs(30) {
