@@ -274,12 +274,21 @@ struct Envelope<T> {
 struct Ticket {
     #[serde(rename = "TicketID")]
     ticket_id: u64,
+    ticket_number: Option<Value>,
     ticket_title: Option<String>,
     ticket_status: Option<String>,
     ticket_priority: Option<String>,
+    ticket_type: Option<String>,
     ticket_created_date: Option<String>,
     ticket_resolved_date: Option<String>,
+    #[serde(rename = "CustomerID")]
+    customer_id: Option<Value>,
     customer_name: Option<String>,
+    #[serde(rename = "EndUserID")]
+    end_user_id: Option<Value>,
+    end_user_email: Option<String>,
+    end_user_first_name: Option<String>,
+    end_user_last_name: Option<String>,
     technician_email: Option<String>,
     first_comment: Option<String>,
     last_end_user_comment: Option<String>,
@@ -312,14 +321,26 @@ impl Ticket {
         parts.join("\n\n")
     }
 
+    /// Metadata keeps what an application needs to act on a ticket without another call: who
+    /// raised it (the end user's email is the key for a directory lookup), its number and type,
+    /// the customer, and when it was created and last changed. Atera has no modified-date field;
+    /// `modified_at` is the newest of the ticket's dates, the same instant as `updated_at`.
     fn document(self, cfg: &Config) -> Document {
+        let modified = newest(self.dates());
+        let names = [&self.end_user_first_name, &self.end_user_last_name];
+        let name = names.into_iter().flatten().map(|n| n.trim());
+        let name = name.filter(|n| !n.is_empty()).collect::<Vec<_>>().join(" ");
         let meta = json!({"status": self.ticket_status, "priority": self.ticket_priority,
-            "customer": self.customer_name, "technician": self.technician_email});
+            "customer": self.customer_name, "technician": self.technician_email,
+            "ticket_number": self.ticket_number, "ticket_type": self.ticket_type,
+            "customer_id": self.customer_id, "end_user_id": self.end_user_id,
+            "end_user_email": self.end_user_email, "end_user_name": (!name.is_empty()).then_some(name),
+            "created_at": self.ticket_created_date, "modified_at": modified});
         let (id, title) = (self.ticket_id, self.ticket_title.as_deref().unwrap_or(""));
         Document::new("ticket", id.to_string(), title)
             .body(self.body())
             .url(cfg.base_url.join(&format!("/new/ticket/{id}")))
-            .updated_at(newest(self.dates()).unwrap_or_default())
+            .updated_at(modified.unwrap_or_default())
             .metadata(meta)
     }
 }
@@ -374,6 +395,8 @@ mod tests {
         let t: Ticket = serde_json::from_value(json!({
             "TicketID": 7, "TicketTitle": "VPN down", "TicketStatus": "Open",
             "TicketPriority": "High", "TicketCreatedDate": "2025-01-02T03:04:05Z",
+            "TicketNumber": 1007, "TicketType": "Problem", "CustomerID": 12, "EndUserID": 40,
+            "EndUserEmail": "ann@acme.example", "EndUserFirstName": "Ann", "EndUserLastName": "Lee",
             "TicketResolvedDate": null, "CustomerName": "Acme", "TechnicianEmail": "t@x",
             "FirstComment": "It broke", "LastEndUserComment": "Still broken",
             "LastTechnicianComment": "It broke", "LastEndUserCommentTimestamp": "2025-02-01T00:00:00Z",
@@ -386,7 +409,10 @@ mod tests {
         let meta: Value = serde_json::from_str(&d.metadata).unwrap();
         assert_eq!(
             meta,
-            json!({"status": "Open", "priority": "High", "customer": "Acme", "technician": "t@x"})
+            json!({"status": "Open", "priority": "High", "customer": "Acme", "technician": "t@x",
+                "ticket_number": 1007, "ticket_type": "Problem", "customer_id": 12,
+                "end_user_id": 40, "end_user_email": "ann@acme.example", "end_user_name": "Ann Lee",
+                "created_at": "2025-01-02T03:04:05Z", "modified_at": "2025-02-01T00:00:00Z"})
         );
         let c: Comment = serde_json::from_value(json!({"Date": "2025-01-01T00:00:00Z",
             "Comment": "", "CommentHtml": "<p>a &amp; b</p>", "IsInternal": true,

@@ -76,6 +76,9 @@ pub struct AteraTruthTicket {
     pub resolved: Option<String>,
     pub customer_id: u64,
     pub customer_name: String,
+    pub end_user_id: u64,
+    pub end_user_first_name: String,
+    pub end_user_last_name: String,
     pub end_user_email: String,
     pub technician_email: String,
     pub first_comment: String,
@@ -213,7 +216,8 @@ fn refresh(t: &mut AteraTruthTicket) {
 impl Data {
     fn new_ticket(&mut self, id: u64, created: i64) -> (AteraTruthTicket, i64) {
         let rng = &mut self.rng;
-        let (uf, ul) = rng.pick(&USERS);
+        let user = rng.below(USERS.len() as u64);
+        let (uf, ul) = USERS[user as usize];
         let (tf, tl) = rng.pick(&TECHS);
         let customer = rng.below(CUSTOMERS.len() as u64);
         let mut t = AteraTruthTicket {
@@ -231,6 +235,9 @@ impl Data {
             resolved: None,
             customer_id: 100 + customer,
             customer_name: CUSTOMERS[customer as usize].into(),
+            end_user_id: 500 + user,
+            end_user_first_name: uf.into(),
+            end_user_last_name: ul.into(),
             end_user_email: email(uf, ul, "customer.example"),
             technician_email: email(tf, tl, "msp.example"),
             first_comment: String::new(),
@@ -361,7 +368,9 @@ fn ticket_json(t: &AteraTruthTicket) -> Value {
         "TicketStatus": t.status, "TicketPriority": t.priority, "TicketType": t.ticket_type,
         "TicketCreatedDate": t.created, "TicketResolvedDate": t.resolved,
         "CustomerID": t.customer_id, "CustomerName": t.customer_name,
-        "EndUserEmail": t.end_user_email, "TechnicianEmail": t.technician_email,
+        "EndUserID": t.end_user_id, "EndUserEmail": t.end_user_email,
+        "EndUserFirstName": t.end_user_first_name, "EndUserLastName": t.end_user_last_name,
+        "TechnicianEmail": t.technician_email,
         "FirstComment": t.first_comment, "LastEndUserComment": t.last_end_user_comment,
         "LastTechnicianComment": t.last_technician_comment,
         "LastEndUserCommentTimestamp": t.last_end_user_comment_timestamp,
@@ -869,7 +878,10 @@ mod tests {
             "TicketResolvedDate",
             "CustomerID",
             "CustomerName",
+            "EndUserID",
             "EndUserEmail",
+            "EndUserFirstName",
+            "EndUserLastName",
             "TechnicianEmail",
             "FirstComment",
             "LastEndUserComment",

@@ -113,7 +113,12 @@ fn assert_tickets_equal_truth(env: &Env, f: &RunningFake<Atera>) {
         assert_eq!(
             d.metadata,
             serde_json::json!({"status": t.status, "priority": t.priority,
-                "customer": t.customer_name, "technician": t.technician_email}),
+                "customer": t.customer_name, "technician": t.technician_email,
+                "ticket_number": t.number, "ticket_type": t.ticket_type,
+                "customer_id": t.customer_id, "end_user_id": t.end_user_id,
+                "end_user_email": t.end_user_email,
+                "end_user_name": format!("{} {}", t.end_user_first_name, t.end_user_last_name),
+                "created_at": t.created, "modified_at": updated}),
             "ticket {}",
             t.id
         );
