@@ -178,12 +178,19 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
         input: approval.input.clone(),
     };
     // The run is the decider's doing: its rows name who approved it.
-    let outcome = context::with(
-        CallContext::approved(&approval.id).by(by),
-        a.invoke(&approval.connector, op),
-    )
-    .await
-    .map_err(|e| e.to_string());
+    let outcome = if approval.action == crate::proxy::APPROVAL_ACTION {
+        // A write a caller sent through the egress proxy: sent now, once.
+        crate::proxy::run_approved(a, &approval, by)
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        context::with(
+            CallContext::approved(&approval.id).by(by),
+            a.invoke(&approval.connector, op),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
     let (id_owned, o) = (approval.id.clone(), outcome.clone());
     a.db.run(move |conn| finish(conn, &id_owned, &o)).await?;
     match &outcome {

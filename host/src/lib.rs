@@ -15,6 +15,7 @@ pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod model;
+pub mod proxy;
 pub mod record;
 pub mod reload;
 pub mod runtime;

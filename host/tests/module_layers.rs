@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "services over the daemon",
         &[
             "approvals",
+            "proxy",
             "conformance",
             "scheduler",
             "reload",

@@ -57,8 +57,16 @@ pub async fn method_not_allowed() -> Response {
     )
 }
 
+/// Marks an upstream's answer through the egress proxy, so [`ensure_json`] leaves it as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarded;
+
 /// Rewrites any plain-text error response (from an extractor or a layer) into the JSON shape.
 pub async fn ensure_json(resp: Response) -> Response {
+    // An upstream's answer through the egress proxy is the upstream's, errors included.
+    if resp.extensions().get::<Forwarded>().is_some() {
+        return resp;
+    }
     let status = resp.status();
     let is_json = resp
         .headers()

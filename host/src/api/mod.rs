@@ -8,13 +8,14 @@ pub mod body;
 pub mod dashboard;
 pub mod errors;
 pub mod openapi;
+pub mod proxy;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
@@ -74,7 +75,7 @@ pub const NONBLANK_PATTERN: &str = r"[^\t\n\x0B\x0C\r ]";
 /// and a test checks the OpenAPI description against it, so neither can drift.
 pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>)> {
     use Access::{Admin, Open, Principal as P};
-    vec![
+    let mut table = vec![
         (Method::GET, "/healthz", Open, get(healthz)),
         (Method::GET, "/readyz", Open, get(readyz)),
         (Method::GET, "/metrics", Open, get(metrics)),
@@ -106,8 +107,25 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
             Admin,
             post(deny_approval),
         ),
-    ]
+    ];
+    // The egress proxy answers every method a grant can allow.
+    for (method, filter) in PROXY_METHODS {
+        table.push((method.clone(), PROXY_PATH, P, on(*filter, proxy::proxy)));
+    }
+    table
 }
+
+/// The egress proxy's route (`{*path}`: the rest of the path, slashes included).
+pub const PROXY_PATH: &str = "/v1/proxy/{connector}/{*path}";
+
+/// The methods the egress proxy forwards.
+pub const PROXY_METHODS: &[(Method, MethodFilter)] = &[
+    (Method::GET, MethodFilter::GET),
+    (Method::POST, MethodFilter::POST),
+    (Method::PUT, MethodFilter::PUT),
+    (Method::PATCH, MethodFilter::PATCH),
+    (Method::DELETE, MethodFilter::DELETE),
+];
 
 /// The REST API (route table, dashboard) without `/mcp`: what MCP's tools call in-process.
 /// The daemon serves [`crate::server::router`], which adds `/mcp` beside it.
@@ -740,7 +758,7 @@ async fn list_changes(
     }
 }
 
-fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
+pub(crate) fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
     let (status, retry) = match &e {
         InvokeError::Connector(c) => match c.code.as_str() {
             "invalid-input" => (StatusCode::BAD_REQUEST, None),

@@ -133,7 +133,9 @@ pub fn spec() -> Value {
         store_error(&mut op);
         op
     };
-    json!({
+    let approval_answer =
+        json!({ "type": "object", "properties": { "approval": approval.clone() } });
+    let mut spec = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Airlock API",
@@ -401,7 +403,51 @@ pub fn spec() -> Value {
                 }
             })), true) }
         }
-    })
+    });
+    spec["paths"][spec_path(super::PROXY_PATH)] = proxy_operations(approval_answer);
+    spec
+}
+
+/// A route path as OpenAPI writes it: the router's catch-all `{*rest}` is a plain `{rest}`.
+pub fn spec_path(route: &str) -> String {
+    route.replace("{*", "{")
+}
+
+/// The egress proxy, one operation per method it forwards.
+fn proxy_operations(approval: Value) -> Value {
+    let mut ops = serde_json::Map::new();
+    for (method, _) in super::PROXY_METHODS {
+        let m = method.as_str().to_lowercase();
+        let mut op = secured(
+            json!({
+                "operationId": format!("proxy{}{}", &method.as_str()[..1], &m[1..]),
+                "summary": format!("Send a {method} request upstream through the connector's gate (tokens with the `proxy` scope for it)"),
+                "description": "Forwarded to the connector's `base_url` joined with `path` (slashes included) and the query, under the connector's grants: credentials injected, path and method rules, budgets, retries, breaker, audit rows naming the caller. The upstream's answer comes back as sent (any status, any content type), with `x-airlock-invocation` naming its audit rows; hop-by-hop headers and cookies are not forwarded either way. A write (a write method through a grant with `writes = true`) that the grant does not pre-approve waits for an approval (202).",
+                "parameters": [
+                    path_param("connector", "connector id (of the token's tenant, in its `proxy` scope)"),
+                    path_param("path", "the path below the connector's `base_url`")
+                ],
+                "responses": {
+                    "200": { "description": "the upstream's answer (its own status, headers and body)" },
+                    "202": ok_json("a write waiting for an approval", approval.clone()),
+                    "400": err("the connector has no `base_url`, or the target is not a valid URL"),
+                    "403": err("the token has no `proxy` scope for the connector, or the gate refused the request (the reason is its audit row's)"),
+                    "404": err("no such connector in the tenant"),
+                    "502": err("the upstream failed or the gate withheld its answer"),
+                    "503": err("the connector is not loaded, or the audit log cannot be written"),
+                    "504": err("the upstream did not answer in time")
+                }
+            }),
+            false,
+        );
+        if method != http::Method::GET && method != http::Method::DELETE {
+            op["requestBody"] =
+                json!({ "required": false, "content": { "*/*": { "schema": {} } } });
+            body_errors(&mut op, false);
+        }
+        ops.insert(m, op);
+    }
+    Value::Object(ops)
 }
 
 #[cfg(test)]
@@ -416,7 +462,7 @@ mod tests {
         let routes = crate::api::routes();
         for (method, path, access, _) in &routes {
             let m = method.as_str().to_lowercase();
-            let op = &spec["paths"][path][&m];
+            let op = &spec["paths"][spec_path(path)][&m];
             assert!(op.is_object(), "{method} {path} is not in the OpenAPI spec");
             let (want, security) = match access {
                 Access::Open => ("open", json!([])),
@@ -432,9 +478,8 @@ mod tests {
         for (path, ops) in paths {
             for m in ops.as_object().expect("ops").keys() {
                 assert!(
-                    routes
-                        .iter()
-                        .any(|(rm, rp, _, _)| rp == path && rm.as_str().eq_ignore_ascii_case(m)),
+                    routes.iter().any(|(rm, rp, _, _)| spec_path(rp) == *path
+                        && rm.as_str().eq_ignore_ascii_case(m)),
                     "the spec describes {m} {path}, which the router does not serve"
                 );
             }

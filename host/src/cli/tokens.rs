@@ -37,6 +37,10 @@ enum TokensCmd {
         /// May trigger syncs and read the audit log (of its tenant).
         #[arg(long)]
         admin: bool,
+        /// Give the token the `proxy` scope for these connectors (comma-separated or repeated):
+        /// it may send its own requests through their grants at `/v1/proxy/CONNECTOR/...`.
+        #[arg(long, value_delimiter = ',', value_name = "CONNECTOR")]
+        proxy: Vec<String>,
     },
     /// List tokens: id, principal, tenant, groups, admin, created, revoked (never the token).
     List {
@@ -64,14 +68,33 @@ impl TokensArgs {
                 tenant,
                 groups,
                 admin,
-            } => create(
-                &config, &mut conn, &writer, &principal, &tenant, groups, admin,
-            )?,
+                proxy,
+            } => {
+                let scope = Scope {
+                    groups,
+                    admin,
+                    proxy,
+                };
+                create(&config, &mut conn, &writer, &principal, &tenant, scope)?
+            }
             TokensCmd::List { json } => list(&conn, json)?,
             TokensCmd::Revoke { target } => revoke(&mut conn, &writer, &target)?,
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// What a new token may do beyond reading its tenant.
+struct Scope {
+    groups: Vec<String>,
+    admin: bool,
+    proxy: Vec<String>,
+}
+
+/// The non-blank entries of a comma-separated option, trimmed.
+fn names(list: Vec<String>) -> Vec<String> {
+    let list = list.into_iter().map(|g| g.trim().to_string());
+    list.filter(|g| !g.is_empty()).collect()
 }
 
 fn create(
@@ -80,21 +103,30 @@ fn create(
     writer: &audit::AuditWriter,
     principal: &str,
     tenant: &str,
-    groups: Vec<String>,
-    admin: bool,
+    scope: Scope,
 ) -> anyhow::Result<()> {
-    let groups: Vec<String> = groups
-        .into_iter()
-        .map(|g| g.trim().to_string())
-        .filter(|g| !g.is_empty())
-        .collect();
+    let (groups, proxy, admin) = (names(scope.groups), names(scope.proxy), scope.admin);
     if !config.connectors.iter().any(|c| c.tenant == tenant) {
         eprintln!(
             "warning: no connector in {} belongs to tenant `{tenant}`",
             config.path.display()
         );
     }
-    let (info, token) = tokens::create(conn, principal, tenant, &groups, admin)?;
+    // A proxy scope for a connector the token could never reach is a mistake, not a no-op.
+    for c in &proxy {
+        match config.connectors.iter().find(|x| &x.id == c) {
+            None => bail!(
+                "--proxy {c}: no connector `{c}` in {}",
+                config.path.display()
+            ),
+            Some(x) if x.tenant != tenant => bail!(
+                "--proxy {c}: connector `{c}` belongs to tenant `{}`, not `{tenant}`",
+                x.tenant
+            ),
+            Some(_) => {}
+        }
+    }
+    let (info, token) = tokens::create_scoped(conn, principal, tenant, &groups, admin, &proxy)?;
     token_audit(&writer.log(), "created", &info);
     eprintln!(
         "created {} for principal `{}` in tenant `{}`{}{}; the token is shown only now:",
@@ -108,6 +140,9 @@ fn create(
         },
         if info.admin { ", admin" } else { "" },
     );
+    if !info.proxy.is_empty() {
+        eprintln!("proxy scope: {}", info.proxy.join(","));
+    }
     println!("{token}");
     Ok(())
 }
@@ -121,12 +156,13 @@ fn list(conn: &Connection, json: bool) -> anyhow::Result<()> {
     } else {
         for t in list {
             println!(
-                "{}\t{}\ttenant={}\tgroups={}\t{}\tcreated {}{}",
+                "{}\t{}\ttenant={}\tgroups={}\t{}\tproxy={}\tcreated {}{}",
                 t.id,
                 t.principal,
                 t.tenant,
                 t.groups.join(","),
                 if t.admin { "admin" } else { "-" },
+                t.proxy.join(","),
                 t.created_at,
                 t.revoked_at
                     .map(|r| format!("\trevoked {r}"))
@@ -162,12 +198,13 @@ fn token_audit(log: &audit::AuditLog, decision: &str, t: &TokenInfo) {
         event: "token".into(),
         decision: decision.into(),
         reason: format!(
-            "token {} {decision} for principal `{}` in tenant `{}` (admin: {}, groups: [{}])",
+            "token {} {decision} for principal `{}` in tenant `{}` (admin: {}, groups: [{}], proxy: [{}])",
             t.id,
             t.principal,
             t.tenant,
             t.admin,
-            t.groups.join(",")
+            t.groups.join(","),
+            t.proxy.join(",")
         ),
         principal: Some(cli_user()),
         ..Default::default()

@@ -137,6 +137,10 @@ pub struct AuditLog {
     /// Whether the writer's last commit succeeded. While it cannot write (disk full, I/O error,
     /// a lock held past every retry) the gate lets no request leave and syncs commit nothing.
     available: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The writer thread, woken from its batching nap when someone waits for a commit...
+    writer: std::thread::Thread,
+    /// ...and told so here (the wake alone can be taken by the channel's own parking).
+    flush_wanted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The audit log cannot be written: what needs its rows durable must not go ahead.
@@ -170,6 +174,8 @@ impl AuditWriter {
         let (tx, rx) = mpsc::sync_channel(settings.queue_rows.max(1));
         let available = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let writer_available = available.clone();
+        let flush_wanted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wanted = flush_wanted.clone();
         let anchor = Anchor {
             signer,
             every_rows: settings.checkpoint_rows.max(1),
@@ -177,13 +183,15 @@ impl AuditWriter {
         };
         let thread = std::thread::Builder::new()
             .name("airlock-audit".into())
-            .spawn(move || writer_loop(conn, rx, anchor, writer_available))?;
+            .spawn(move || writer_loop(conn, rx, anchor, writer_available, wanted))?;
         Ok(AuditWriter {
             log: AuditLog {
                 tx,
                 scrubber,
                 waits: Default::default(),
                 available,
+                writer: thread.thread().clone(),
+                flush_wanted,
             },
             thread: Some(thread),
         })
@@ -272,6 +280,10 @@ impl AuditLog {
         self.tx
             .send(Msg::Flush(tx, false))
             .map_err(|_| AuditUnavailable("the audit writer has stopped".into()))?;
+        // Someone waits: the writer commits now instead of finishing its batching nap.
+        self.flush_wanted
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.writer.unpark();
         match rx.recv_timeout(DURABLE_WAIT) {
             Ok(true) => Ok(()),
             Ok(false) => Err(down()),
@@ -300,7 +312,8 @@ impl Anchor {
 
 /// How long the writer lets rows accumulate after the first one arrives. Senders never block;
 /// while the writer naps, a send does not have to wake a parked thread, which on a busy gate
-/// saves a futex wake and a context switch per row.
+/// saves a futex wake and a context switch per row. A caller waiting for durable rows
+/// ([`AuditLog::flush_durable`]) cuts the nap short, so an answer never waits for the window.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Longest pause between attempts to write rows the log could not take.
@@ -311,6 +324,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Msg>,
     anchor: Anchor,
     available: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    flush_wanted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     use std::sync::atomic::Ordering;
     use std::time::Instant;
@@ -342,7 +356,14 @@ fn writer_loop(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         if !matches!(first, Msg::Flush(..)) {
-            std::thread::sleep(BATCH_WINDOW);
+            let until = Instant::now() + BATCH_WINDOW;
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() || flush_wanted.swap(false, Ordering::AcqRel) {
+                    break;
+                }
+                std::thread::park_timeout(left);
+            }
         }
         let mut batch = Vec::new();
         let mut flushes = Vec::new();
@@ -610,6 +631,25 @@ pub fn after(
         .query_map(params![seq, connector], read_row)?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// The decision and reason of the newest row of `invocation` among the connector's latest
+/// 1,000 rows (a caller that just wrote it finds it there without an index on invocations).
+pub fn latest_of(
+    conn: &Connection,
+    connector: &str,
+    invocation: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    let row = conn
+        .query_row(
+            "SELECT decision, reason FROM (SELECT seq, decision, reason, invocation FROM audit
+               WHERE connector = ?1 ORDER BY seq DESC LIMIT 1000)
+             WHERE invocation = ?2 ORDER BY seq DESC LIMIT 1",
+            params![connector, invocation],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row)
 }
 
 /// The sequence number of the newest row (0 for an empty log).

@@ -170,6 +170,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX changes_committed ON changes(committed_at);
     CREATE TABLE changes_meta (id INTEGER PRIMARY KEY CHECK (id = 1), pruned_through INTEGER NOT NULL);
     "#,
+    // 9: a token's `proxy` scope, the connectors whose grants it may send its own requests
+    // through (`/v1/proxy/{connector}/...`), as a JSON list; none by default.
+    r#"
+    ALTER TABLE api_tokens ADD COLUMN proxy TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// The database file inside a data directory.

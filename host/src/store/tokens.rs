@@ -20,6 +20,15 @@ pub struct Principal {
     pub tenant: String,
     pub groups: Vec<String>,
     pub admin: bool,
+    /// Connectors whose grants the token may send its own requests through (the `proxy` scope).
+    pub proxy: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the token has the `proxy` scope for `connector`.
+    pub fn may_proxy(&self, connector: &str) -> bool {
+        self.proxy.iter().any(|c| c == connector)
+    }
 }
 
 /// A token as `tokens list` shows it: never the token itself.
@@ -30,6 +39,8 @@ pub struct TokenInfo {
     pub tenant: String,
     pub groups: Vec<String>,
     pub admin: bool,
+    /// The `proxy` scope: connectors the token may send its own requests through.
+    pub proxy: Vec<String>,
     pub created_at: String,
     pub revoked_at: Option<String>,
 }
@@ -73,10 +84,25 @@ pub fn create(
     groups: &[String],
     admin: bool,
 ) -> anyhow::Result<(TokenInfo, String)> {
+    create_scoped(conn, principal, tenant, groups, admin, &[])
+}
+
+/// [`create`], with the `proxy` scope for the connectors in `proxy`.
+pub fn create_scoped(
+    conn: &mut Connection,
+    principal: &str,
+    tenant: &str,
+    groups: &[String],
+    admin: bool,
+    proxy: &[String],
+) -> anyhow::Result<(TokenInfo, String)> {
     validate_name("principal", principal).map_err(anyhow::Error::msg)?;
     validate_name("tenant", tenant).map_err(anyhow::Error::msg)?;
     for g in groups {
         validate_name("group", g).map_err(anyhow::Error::msg)?;
+    }
+    for c in proxy {
+        validate_name("proxy connector", c).map_err(anyhow::Error::msg)?;
     }
     let token = new_token();
     let info = TokenInfo {
@@ -85,13 +111,14 @@ pub fn create(
         tenant: tenant.to_string(),
         groups: groups.to_vec(),
         admin,
+        proxy: proxy.to_vec(),
         created_at: super::now_rfc3339(),
         revoked_at: None,
     };
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
-        "INSERT INTO api_tokens (id, hash, principal, tenant, groups, admin, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO api_tokens (id, hash, principal, tenant, groups, admin, created_at, proxy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             info.id,
             hash_token(&token),
@@ -99,7 +126,8 @@ pub fn create(
             info.tenant,
             serde_json::to_string(&info.groups)?,
             info.admin,
-            info.created_at
+            info.created_at,
+            serde_json::to_string(&info.proxy)?
         ],
     )?;
     tx.commit()?;
@@ -112,17 +140,19 @@ pub fn authenticate(conn: &Connection, token: &str) -> rusqlite::Result<Option<P
         return Ok(None);
     }
     conn.prepare_cached(
-        "SELECT id, principal, tenant, groups, admin FROM api_tokens
+        "SELECT id, principal, tenant, groups, admin, proxy FROM api_tokens
          WHERE hash = ?1 AND revoked_at IS NULL",
     )?
     .query_row([hash_token(token)], |r| {
-        let groups: String = r.get(3)?;
+        let (groups, proxy): (String, String) = (r.get(3)?, r.get(5)?);
         Ok(Principal {
             token_id: r.get(0)?,
             name: r.get(1)?,
             tenant: r.get(2)?,
             groups: serde_json::from_str(&groups).unwrap_or_default(),
             admin: r.get(4)?,
+            // Unreadable scope: none (fail closed).
+            proxy: serde_json::from_str(&proxy).unwrap_or_default(),
         })
     })
     .optional()
@@ -131,17 +161,18 @@ pub fn authenticate(conn: &Connection, token: &str) -> rusqlite::Result<Option<P
 /// Every token, oldest first (revoked ones included, marked).
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
     let mut stmt = conn.prepare(
-        "SELECT id, principal, tenant, groups, admin, created_at, revoked_at FROM api_tokens
-         ORDER BY created_at, id",
+        "SELECT id, principal, tenant, groups, admin, created_at, revoked_at, proxy
+         FROM api_tokens ORDER BY created_at, id",
     )?;
     let rows = stmt.query_map([], |r| {
-        let groups: String = r.get(3)?;
+        let (groups, proxy): (String, String) = (r.get(3)?, r.get(7)?);
         Ok(TokenInfo {
             id: r.get(0)?,
             principal: r.get(1)?,
             tenant: r.get(2)?,
             groups: serde_json::from_str(&groups).unwrap_or_default(),
             admin: r.get(4)?,
+            proxy: serde_json::from_str(&proxy).unwrap_or_default(),
             created_at: r.get(5)?,
             revoked_at: r.get(6)?,
         })
@@ -188,6 +219,15 @@ mod tests {
             ("alice", "acme", false)
         );
         assert_eq!(p.groups, vec!["ops".to_string()]);
+        assert!(
+            p.proxy.is_empty() && !p.may_proxy("atera"),
+            "no proxy scope by default"
+        );
+        let (_, scoped) =
+            create_scoped(&mut c, "svc", "acme", &[], false, &["atera".into()]).unwrap();
+        let s = authenticate(&c, &scoped).unwrap().unwrap();
+        assert!(s.may_proxy("atera") && !s.may_proxy("zendesk"));
+        assert!(create_scoped(&mut c, "svc", "acme", &[], false, &["a/b".into()]).is_err());
         let stored: String = c
             .query_row("SELECT hash FROM api_tokens", [], |r| r.get(0))
             .unwrap();
@@ -195,7 +235,10 @@ mod tests {
         assert!(authenticate(&c, "alk_wrong").unwrap().is_none());
         assert_eq!(revoke(&mut c, &info.id).unwrap(), vec![info.id.clone()]);
         assert!(authenticate(&c, &token).unwrap().is_none());
-        assert!(list(&c).unwrap()[0].revoked_at.is_some());
+        let all = list(&c).unwrap();
+        let by = |name: &str| all.iter().find(|t| t.principal == name).unwrap();
+        assert!(by("alice").revoked_at.is_some());
+        assert_eq!(by("svc").proxy, vec!["atera".to_string()]);
     }
 
     #[test]

@@ -94,6 +94,30 @@ impl ConnectorGate {
         })
     }
 
+    /// The grant a request with this method and URI would go through, if any (what the egress
+    /// proxy reads to tell a write that needs approval from a request that may go at once; the
+    /// request itself is admitted by [`ConnectorGate::admit`] like any other).
+    pub fn grant_for(&self, method: &http::Method, uri: &http::Uri) -> Option<&Grant> {
+        let (parts, ()) = http::Request::builder()
+            .method(method.clone())
+            .uri(uri.clone())
+            .body(())
+            .ok()?
+            .into_parts();
+        let aim = aim(&parts, &mut AuditEvent::default());
+        let path = normalize(&aim.raw_path).ok()?;
+        let target = Target {
+            method,
+            scheme: &aim.scheme,
+            host: &aim.host,
+            port: aim.port,
+            path: &path,
+        };
+        find_grant(&self.grants, &target)
+            .ok()
+            .map(|i| &self.grants[i])
+    }
+
     /// The whole body, bounded: it makes the size limit exact and keeps the request replayable
     /// for retries.
     async fn buffer(&self, body: WasiBody) -> Result<Bytes, String> {
