@@ -614,6 +614,12 @@ impl Airlock {
         result
     }
 
+    /// The pooled outbound clients (with the gate's address rules), for the host's own
+    /// deliveries such as webhooks.
+    pub fn net(&self) -> &Arc<Net> {
+        &self.net
+    }
+
     /// Whether the audit log can be written (otherwise the gate refuses every request).
     pub fn audit_available(&self) -> bool {
         self.audit.available()

@@ -27,3 +27,4 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod untrusted_text;
+pub mod webhooks;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "approvals",
             "proxy",
+            "webhooks",
             "conformance",
             "scheduler",
             "reload",

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod errors;
 pub mod openapi;
 pub mod proxy;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -106,6 +107,19 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
             "/v1/approvals/{id}/deny",
             Admin,
             post(deny_approval),
+        ),
+        (Method::GET, "/v1/webhooks", Admin, get(webhooks::list)),
+        (
+            Method::GET,
+            "/v1/webhooks/{name}/deliveries",
+            Admin,
+            get(webhooks::deliveries),
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks/{name}/deliveries/{id}/retry",
+            Admin,
+            post(webhooks::retry),
         ),
     ];
     // The egress proxy answers every method a grant can allow.
@@ -783,7 +797,7 @@ pub(crate) fn invoke_error(a: &Airlock, e: InvokeError) -> Response {
 
 /// The one error shape of the API.
 /// A 500 in the one error shape, its message scrubbed of every known secret value.
-fn internal_error(a: &Airlock, e: &dyn std::fmt::Display) -> Response {
+pub(crate) fn internal_error(a: &Airlock, e: &dyn std::fmt::Display) -> Response {
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",

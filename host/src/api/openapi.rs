@@ -405,7 +405,82 @@ pub fn spec() -> Value {
         }
     });
     spec["paths"][spec_path(super::PROXY_PATH)] = proxy_operations(approval_answer);
+    for (path, ops) in webhook_operations() {
+        spec["paths"][path] = ops;
+    }
     spec
+}
+
+/// The webhook delivery routes (admin).
+fn webhook_operations() -> Vec<(&'static str, Value)> {
+    let delivery = json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string", "description": "the message id, sent as `webhook-id`" },
+            "webhook": { "type": "string" }, "connector": { "type": "string" },
+            "change_seq": { "type": "integer" },
+            "status": { "enum": super::webhooks::DELIVERY_STATUSES },
+            "attempts": { "type": "integer" }, "next_attempt_ms": { "type": "integer" },
+            "last_status": { "type": ["integer", "null"] }, "last_error": { "type": ["string", "null"] },
+            "created_at": { "type": "string" }, "delivered_at": { "type": ["string", "null"] }
+        }
+    });
+    let hook = json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string" }, "url": { "type": "string" },
+            "pending": { "type": "integer" }, "delivered": { "type": "integer" }, "dead": { "type": "integer" },
+            "cursor": { "type": ["integer", "null"], "description": "the last change sequence fanned out" },
+            "last_error": { "type": ["string", "null"] }, "last_delivered_at": { "type": ["string", "null"] }
+        }
+    });
+    let name = path_param("name", "webhook name (`[[webhook]] name`)");
+    let with_store = |mut op: Value| {
+        store_error(&mut op);
+        op
+    };
+    vec![
+        (
+            "/v1/webhooks",
+            json!({ "get": secured(with_store(json!({
+            "operationId": "listWebhooks",
+            "summary": "The tenant's webhooks and their delivery state (admin)",
+            "responses": {
+                "200": with_links(ok_json("the webhooks", json!({ "type": "object", "properties": {
+                    "webhooks": { "type": "array", "items": hook } } })),
+                    json!({ "Deliveries": link("listDeliveries", json!({ "name": "$response.body#/webhooks/0/name" })) }))
+            }
+        })), true) }),
+        ),
+        (
+            "/v1/webhooks/{name}/deliveries",
+            json!({ "get": secured(with_store(json!({
+            "operationId": "listDeliveries",
+            "summary": "A webhook's deliveries, newest change first (admin)",
+            "parameters": [name.clone(),
+                query_param("status", "only deliveries with this status", json!({ "enum": super::webhooks::DELIVERY_STATUSES })),
+                query_param("limit", "most deliveries to return", json!({ "type": "integer", "minimum": 1, "maximum": super::MAX_LIMIT, "default": 100 }))],
+            "responses": {
+                "200": ok_json("the deliveries", json!({ "type": "object", "properties": {
+                    "deliveries": { "type": "array", "items": delivery } } })),
+                "400": err("an unknown query parameter, a status not in the enum, or a limit out of range"),
+                "404": err("no such webhook in the tenant")
+            }
+        })), true) }),
+        ),
+        (
+            "/v1/webhooks/{name}/deliveries/{id}/retry",
+            json!({ "post": secured(with_store(json!({
+            "operationId": "retryDelivery",
+            "summary": "Send a dead-lettered delivery again (admin)",
+            "parameters": [name, path_param("id", "delivery id")],
+            "responses": {
+                "202": ok_json("queued again, due now", json!({ "type": "object", "properties": { "retrying": { "type": "string" } } })),
+                "404": err("no such webhook in the tenant, or no dead delivery with this id")
+            }
+        })), true) }),
+        ),
+    ]
 }
 
 /// A route path as OpenAPI writes it: the router's catch-all `{*rest}` is a plain `{rest}`.

@@ -40,6 +40,7 @@ impl ServeArgs {
         );
         airlock::scheduler::spawn_scheduler(a.clone());
         airlock::reload::spawn(a.clone());
+        airlock::webhooks::start(a.clone()).await?;
         // The address really listened on (`--listen` overrides the config) decides whether
         // `/metrics` may stay open.
         let app = airlock::server::router(a.clone())

@@ -163,9 +163,16 @@ pub fn prune(tx: &Transaction<'_>, before: &str) -> rusqlite::Result<usize> {
         [before],
         |r| r.get(0),
     )?;
-    let Some(through) = through else {
+    let Some(mut through) = through else {
         return Ok(0);
     };
+    // A webhook that has not fanned out yet keeps its changes (store/webhooks.rs owns the
+    // cursors; read here directly so the feed does not depend on its consumer).
+    let held: Option<i64> =
+        tx.query_row("SELECT MIN(cursor) FROM webhook_cursors", [], |r| r.get(0))?;
+    if let Some(held) = held {
+        through = through.min(held);
+    }
     let n = tx.execute("DELETE FROM changes WHERE seq <= ?1", [through])?;
     tx.execute(
         "INSERT INTO changes_meta (id, pruned_through) VALUES (1, ?1)

@@ -10,6 +10,7 @@ pub mod documents;
 pub mod sync_state;
 pub mod tokens;
 pub mod vault;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -174,6 +175,27 @@ const MIGRATIONS: &[&str] = &[
     // through (`/v1/proxy/{connector}/...`), as a JSON list; none by default.
     r#"
     ALTER TABLE api_tokens ADD COLUMN proxy TEXT NOT NULL DEFAULT '[]';
+    "#,
+    // 10: the webhook outbox (store/webhooks.rs): how far each webhook's fan-out has read the
+    // change feed, and one row per delivery with its own retry state.
+    r#"
+    CREATE TABLE webhook_cursors (webhook TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        webhook TEXT NOT NULL,
+        connector TEXT NOT NULL,
+        change_seq INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_ms);
+    CREATE INDEX webhook_deliveries_of ON webhook_deliveries(webhook, change_seq);
     "#,
 ];
 

@@ -14,6 +14,9 @@ use crate::capabilities::grant::{
 // Each part owns the types of its section; this module parses the file into them.
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
+pub use webhook::Webhook;
+
+mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,8 @@ pub struct Config {
     pub audit: crate::store::audit::AuditSettings,
     pub approvals: ApprovalsConfig,
     pub changes: ChangesConfig,
+    /// `[[webhook]]`: receivers the change feed is pushed to.
+    pub webhooks: Vec<Webhook>,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -141,6 +146,8 @@ struct RawFile {
     approvals: RawApprovals,
     #[serde(default)]
     changes: RawChanges,
+    #[serde(default, rename = "webhook")]
+    webhooks: Vec<webhook::RawWebhook>,
 }
 
 #[derive(Deserialize, Default)]
@@ -621,6 +628,21 @@ impl Config {
         if let Some(r) = &raw.changes.retention {
             changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
         }
+        let mut webhooks: Vec<Webhook> = Vec::new();
+        let tenant_of = |id: &str| {
+            let c = connectors.iter().find(|c: &&ConnectorConfig| c.id == id);
+            c.map(|c| c.tenant.clone())
+        };
+        for (i, w) in raw.webhooks.into_iter().enumerate() {
+            let w = webhook::build(w, &format!("webhook[{i}]"), &base, tenant_of).map_err(&err)?;
+            if webhooks.iter().any(|x| x.name == w.name) {
+                return Err(err(format!(
+                    "webhook[{i}].name: `{}` is used twice",
+                    w.name
+                )));
+            }
+            webhooks.push(w);
+        }
 
         Ok(Config {
             audit,
@@ -641,6 +663,7 @@ impl Config {
                 allow_self_approval: raw.approvals.allow_self_approval,
             },
             changes,
+            webhooks,
         })
     }
 
@@ -1152,6 +1175,43 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn webhooks_are_checked_for_scheme_secret_connectors_and_unique_names() {
+        let hook = |extra: &str| {
+            parse(&format!(
+                "{BASE}\n[[webhook]]\nname = \"tz\"\nurl = \"https://hooks.example.com/in\"\nsecret = \"secret:tz\"\n{extra}\n"
+            ))
+        };
+        let c = hook("connectors = [\"confluence\"]\nbackoff = \"2s\"").expect("valid");
+        let w = &c.webhooks[0];
+        assert_eq!((w.tenant.as_str(), w.max_attempts), (DEFAULT_TENANT, 10));
+        assert_eq!(w.backoff, Duration::from_secs(2));
+        assert!(!w.allow_private, "private addresses need allowing");
+        let error = |extra: &str| hook(extra).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error("connectors = [\"nope\"]").contains("no connector `nope`"));
+        assert!(error("max_attempts = 0").contains("max_attempts"));
+        assert!(
+            error("secret2 = 1").contains("secret2"),
+            "unknown keys are refused"
+        );
+        let dup = format!(
+            "{BASE}\n[[webhook]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"env:S\"\n\n[[webhook]]\nname = \"a\"\nurl = \"https://y/\"\nsecret = \"env:S\"\n"
+        );
+        assert!(parse(&dup).unwrap_err().to_string().contains("used twice"));
+        let plain =
+            format!("{BASE}\n[[webhook]]\nname = \"a\"\nurl = \"http://x/\"\nsecret = \"env:S\"\n");
+        assert!(
+            parse(&plain)
+                .unwrap_err()
+                .to_string()
+                .contains("allow_insecure")
+        );
+        let literal = format!(
+            "{BASE}\n[[webhook]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"whsec_abc\"\n"
+        );
+        assert!(parse(&literal).is_err(), "a literal secret is refused");
+    }
 
     #[test]
     fn a_grants_background_share_is_read_and_held_to_zero_through_one() {
