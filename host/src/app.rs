@@ -659,7 +659,9 @@ impl Airlock {
     }
 
     /// Failover: tries each connector of the route in order until one answers, and reports which
-    /// one did and why the others failed. Invalid input stops at once (it would fail everywhere).
+    /// one did and why each earlier one was skipped. A caller's error (input the action refuses)
+    /// stops at once: it would fail everywhere. Everything else moves on: timeouts, connection
+    /// and server errors, rate limits, a provider's content-filter refusal, an empty reply.
     async fn invoke_route(&self, route: &Route, op: Op) -> Result<serde_json::Value, InvokeError> {
         let input = match op {
             Op::Action { name, input } if name == route.action => input,
@@ -674,20 +676,43 @@ impl Airlock {
         };
         let mut failed = Vec::new();
         for id in &route.connectors {
+            let started = std::time::Instant::now();
             let attempt = match self.connector(id) {
                 Ok(c) => c.action(route.action.clone(), input.clone()).await,
                 Err(e) => Err(e),
             };
+            let provider = crate::metrics::RouteProviderLabels {
+                route: route.name.clone(),
+                connector: id.clone(),
+            };
+            self.metrics
+                .route_attempt_seconds
+                .get_or_create(&provider)
+                .observe(started.elapsed().as_secs_f64());
+            let outcome = match &attempt {
+                Ok(_) => "ok",
+                Err(e) => failover_reason(e),
+            };
+            self.metrics
+                .route_attempts
+                .get_or_create(&crate::metrics::RouteLabels {
+                    route: route.name.clone(),
+                    connector: id.clone(),
+                    outcome: outcome.into(),
+                })
+                .inc();
             match attempt {
                 Ok(result) => {
+                    self.count_tokens(id, &result);
                     self.audit.record(AuditEvent {
                         connector: route.name.clone(),
                         invocation: ulid::Ulid::new().to_string(),
                         event: "route".into(),
                         decision: "ok".into(),
                         reason: format!(
-                            "answered by `{id}` after {} failed attempt(s)",
-                            failed.len()
+                            "answered by `{id}` after {} skipped: {}",
+                            failed.len(),
+                            serde_json::Value::Array(failed.clone())
                         ),
                         principal: crate::runtime::context::current_principal(),
                         ..Default::default()
@@ -700,9 +725,9 @@ impl Airlock {
                 Err(InvokeError::Connector(c)) if c.code == "invalid-input" => {
                     return Err(InvokeError::Connector(c));
                 }
-                Err(e) => {
-                    failed.push(serde_json::json!({ "connector": id, "error": e.to_string() }))
-                }
+                Err(e) => failed.push(
+                    serde_json::json!({ "connector": id, "reason": outcome, "error": e.to_string() }),
+                ),
             }
         }
         let message = format!(
@@ -720,6 +745,22 @@ impl Airlock {
             ..Default::default()
         });
         Err(InvokeError::Unavailable { message })
+    }
+
+    /// Counts the tokens an answer reports (`usage.prompt_tokens`, `usage.completion_tokens`).
+    fn count_tokens(&self, connector: &str, result: &serde_json::Value) {
+        for (kind, field) in [
+            ("prompt", "prompt_tokens"),
+            ("completion", "completion_tokens"),
+        ] {
+            if let Some(n) = result["usage"][field].as_u64() {
+                let labels = crate::metrics::TokenLabels {
+                    connector: connector.to_string(),
+                    kind: kind.into(),
+                };
+                self.metrics.llm_tokens.get_or_create(&labels).inc_by(n);
+            }
+        }
     }
 
     pub fn statuses(&self) -> Vec<ConnectorStatus> {
@@ -792,5 +833,29 @@ impl ReloadReport {
             pairs(&self.kept),
             pairs(&self.failed)
         )
+    }
+}
+
+/// Why a route moved past a provider, for its answer and metrics. Connectors mark a content
+/// filter's refusal and an empty reply by starting their `upstream` message with
+/// `content-filter:` or `empty-reply:` (the OpenAI-compatible connector does).
+fn failover_reason(e: &InvokeError) -> &'static str {
+    match e {
+        InvokeError::Timeout { .. } => "timeout",
+        InvokeError::Unavailable { .. } => "unavailable",
+        InvokeError::Connector(c) => match c.code.as_str() {
+            "rate-limited" => "rate-limited",
+            "unauthorized" => "unauthorized",
+            "forbidden" => "forbidden",
+            "upstream" if c.message.starts_with("content-filter:") => "content-filter",
+            "upstream" if c.message.starts_with("empty-reply:") => "empty-reply",
+            "upstream" if c.message.contains("Timeout") || c.message.contains("timed out") => {
+                "timeout"
+            }
+            "upstream" if c.message.contains("HTTP 5") => "server-error",
+            "upstream" => "upstream",
+            _ => "error",
+        },
+        _ => "error",
     }
 }

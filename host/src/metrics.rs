@@ -88,6 +88,33 @@ pub struct Metrics {
     pub connector_loaded: Family<ConnectorLabel, Gauge>,
     /// When each stream last synced to the end, Unix seconds (set when scraped).
     pub sync_last_success: Family<StreamLabels, Gauge<f64, AtomicU64>>,
+    /// Each provider a route tried, by outcome (`ok` or why it was skipped).
+    pub route_attempts: Family<RouteLabels, Counter>,
+    /// Wall time of each provider's attempt within a route.
+    pub route_attempt_seconds: Family<RouteProviderLabels, Histogram, Buckets>,
+    /// Tokens a provider reported in answers it gave through a route (`usage`).
+    pub llm_tokens: Family<TokenLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub connector: String,
+    /// `ok`, or why the route moved on: `timeout`, `rate-limited`, `content-filter`, ...
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteProviderLabels {
+    pub route: String,
+    pub connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub connector: String,
+    /// `prompt` or `completion`.
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -235,7 +262,31 @@ impl Metrics {
             "When the stream last synced to the end (Unix time)",
             sync_last_success.clone(),
         );
+        let route_attempts = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "route_attempts",
+            "Providers a route tried, by outcome (ok, or why it moved on)",
+            route_attempts.clone(),
+        );
+        let route_attempt_seconds =
+            Family::<RouteProviderLabels, Histogram, Buckets>::new_with_constructor(
+                buckets as Buckets,
+            );
+        registry.register(
+            "route_attempt_duration_seconds",
+            "Wall time of each provider's attempt within a route",
+            route_attempt_seconds.clone(),
+        );
+        let llm_tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "llm_tokens",
+            "Tokens providers reported (usage) in answers given through a route",
+            llm_tokens.clone(),
+        );
         Arc::new(Metrics {
+            route_attempts,
+            route_attempt_seconds,
+            llm_tokens,
             connector_loaded,
             sync_last_success,
             budget_queue,

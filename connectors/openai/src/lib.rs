@@ -71,10 +71,18 @@ impl Connector for OpenAi {
         }
         let cfg = Config::load()?;
         let body = chat_body(&cfg, &input)?;
-        let reply: Completion = Request::post(cfg.completions_url())
+        let reply = Request::post(cfg.completions_url())
             .json(&body)
-            .send()?
-            .json()?;
+            .send_raw()?;
+        // A content filter's refusal is the provider's policy, not the caller's mistake:
+        // another provider may answer (a route moves on; see `failover_reason` in the host).
+        if reply.status == 400 && content_filtered(&reply.body) {
+            return Err(Error::upstream(format!(
+                "content-filter: {} refused the prompt with its content filter (HTTP 400 content_filter)",
+                cfg.flavor.name()
+            )));
+        }
+        let reply: Completion = reply.error_for_status()?.json()?;
         Ok(chat_output(reply)?.to_string())
     }
 }
@@ -281,13 +289,39 @@ struct ChoiceMessage {
     content: Option<String>,
 }
 
-/// The action's output for an upstream completion.
+/// Whether an error body is a content filter's refusal: Azure OpenAI answers 400 with
+/// `error.code = "content_filter"` (and `innererror.code = "ResponsibleAIPolicyViolation"`).
+fn content_filtered(body: &[u8]) -> bool {
+    let Ok(v) = airlock_sdk::serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let e = &v["error"];
+    e["code"] == "content_filter" || e["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+}
+
+/// The action's output for an upstream completion. A reply withheld by the provider's content
+/// filter (`finish_reason: content_filter`) or one with no text is an upstream failure marked
+/// `content-filter:` / `empty-reply:`, so a route tries the next provider rather than handing
+/// nothing to the caller.
 fn chat_output(c: Completion) -> Result<Value> {
     let choice = c
         .choices
         .into_iter()
         .next()
-        .ok_or_else(|| Error::upstream("completion has no choices"))?;
+        .ok_or_else(|| Error::upstream("empty-reply: completion has no choices"))?;
+    if choice.finish_reason.as_deref() == Some("content_filter") {
+        return Err(Error::upstream(
+            "content-filter: the provider withheld the reply (finish_reason content_filter)",
+        ));
+    }
+    if choice
+        .message
+        .content
+        .as_deref()
+        .is_none_or(|t| t.trim().is_empty())
+    {
+        return Err(Error::upstream("empty-reply: the completion has no text"));
+    }
     Ok(json!({
         "reply": choice.message.content,
         "usage": c.usage.unwrap_or(Value::Null),
@@ -375,5 +409,21 @@ mod tests {
         );
         let empty: Completion = airlock_sdk::serde_json::from_str(r#"{"choices":[]}"#).unwrap();
         assert!(matches!(chat_output(empty), Err(Error::Upstream(_))));
+        let marked =
+            |body: &str| match chat_output(airlock_sdk::serde_json::from_str(body).unwrap()) {
+                Err(Error::Upstream(m)) => m.split(':').next().unwrap_or("").to_string(),
+                other => format!("{other:?}"),
+            };
+        let filtered =
+            r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#;
+        assert_eq!(marked(filtered), "content-filter");
+        let blank = r#"{"choices":[{"message":{"content":"  "},"finish_reason":"stop"}]}"#;
+        assert_eq!(marked(blank), "empty-reply");
+        let azure = br#"{"error":{"code":"content_filter","innererror":{"code":"ResponsibleAIPolicyViolation"}}}"#;
+        assert!(content_filtered(azure));
+        assert!(!content_filtered(
+            br#"{"error":{"code":"invalid_request_error"}}"#
+        ));
+        assert!(!content_filtered(b"not json"));
     }
 }

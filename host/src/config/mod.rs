@@ -32,6 +32,9 @@ pub struct Route {
     pub name: String,
     pub action: String,
     pub connectors: Vec<String>,
+    /// Every connector of the route reaches only local addresses (checked at load), so what
+    /// is sent to the route never leaves the machine or its private network.
+    pub local_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +291,8 @@ struct RawRoute {
     name: String,
     action: String,
     connectors: Vec<String>,
+    #[serde(default)]
+    local_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -589,10 +594,29 @@ impl Config {
                     )));
                 }
             }
+            if r.local_only {
+                for c in &r.connectors {
+                    let mine = grants.iter().filter(|g: &&Grant| &g.connector == c);
+                    if let Some(g) = mine.clone().find(|g| !is_local_host(&g.host)) {
+                        return Err(err(format!(
+                            "{key}.local_only: connector `{c}` has grant[{}] to {}, which is not a \
+                             local address (a local-only route's connectors may reach only \
+                             localhost and loopback or private IP literals)",
+                            g.index,
+                            match &g.host {
+                                crate::capabilities::grant::HostPattern::Exact(h) => h.clone(),
+                                crate::capabilities::grant::HostPattern::Suffix(s) =>
+                                    format!("*{s}"),
+                            }
+                        )));
+                    }
+                }
+            }
             routes.push(Route {
                 name: r.name,
                 action: r.action,
                 connectors: r.connectors,
+                local_only: r.local_only,
             });
         }
 
@@ -737,6 +761,21 @@ fn validate_id(id: &str) -> Result<(), String> {
         Err(format!(
             "`{id}` is not a valid id (lowercase letters, digits, '-' and '_', starting with a letter, at most 64)"
         ))
+    }
+}
+
+/// Whether a grant's host is certainly local: `localhost`, or a loopback or private IP literal
+/// (a name could resolve anywhere, so no other name counts).
+fn is_local_host(host: &crate::capabilities::grant::HostPattern) -> bool {
+    use crate::capabilities::grant::HostPattern;
+    match host {
+        HostPattern::Exact(h) if h == "localhost" || h.ends_with(".localhost") => true,
+        HostPattern::Exact(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| crate::capabilities::net::check_ip(ip, false).is_some()),
+        HostPattern::Suffix(_) => false,
     }
 }
 

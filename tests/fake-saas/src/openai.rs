@@ -112,6 +112,10 @@ struct Knobs {
     fail_status: u16,
     window: MinuteWindow,
     log: Vec<LoggedRequest>,
+    /// Answer 200 with an empty reply (a model that says nothing).
+    empty_reply: bool,
+    /// Wait this long before answering a chat (a slow local model).
+    delay_ms: u64,
 }
 
 /// Shared state of a running OpenAI-compatible fake.
@@ -188,11 +192,34 @@ fn words(s: &str) -> u64 {
 
 /// Validates a chat request and builds the deterministic completion. `known_models`: the models
 /// a named `model` must be one of (`None` where the body's model is ignored, as on Azure).
+/// A user message containing this trips the provider's content filter: Azure answers 400
+/// `content_filter` (as its content management policy does), OpenAI 200 with
+/// `finish_reason: "content_filter"` and no content; LM Studio has no filter.
+pub const FLAGGED: &str = "[flagged]";
+
+/// How a chat should go wrong on purpose (the `/_fake/config` knobs).
+#[derive(Clone, Copy, Default)]
+struct Behaviour {
+    empty_reply: bool,
+    delay_ms: u64,
+}
+
+impl OpenAi {
+    fn behaviour(&self) -> Behaviour {
+        let k = self.knobs();
+        Behaviour {
+            empty_reply: k.empty_reply,
+            delay_ms: k.delay_ms,
+        }
+    }
+}
+
 fn complete(
     mode: OpenAiMode,
     model_required: bool,
     body: &[u8],
     (default_model, known_models): (&str, Option<&[String]>),
+    behaviour: Behaviour,
 ) -> Response {
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return invalid("We could not parse the JSON body of your request.", None);
@@ -262,9 +289,22 @@ fn complete(
             }
         },
     };
+    let flagged = last_user.is_some_and(|u| u.contains(FLAGGED));
+    if flagged && mode == OpenAiMode::Azure {
+        return json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry.",
+                "type": null, "param": "prompt", "code": "content_filter", "status": 400,
+                "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+                    "hate": {"filtered": false, "severity": "safe"},
+                    "violence": {"filtered": true, "severity": "high"}}}}}),
+        );
+    }
     let full = format!("echo: {}", last_user.unwrap_or(""));
     let all: Vec<&str> = full.split_whitespace().collect();
     let (content, finish) = match limit {
+        _ if flagged && mode == OpenAiMode::OpenAi => (String::new(), "content_filter"),
+        _ if behaviour.empty_reply => (String::new(), "stop"),
         Some(n) if n < all.len() => (all[..n].join(" "), "length"),
         _ => (all.join(" "), "stop"),
     };
@@ -295,7 +335,9 @@ async fn v1_chat(State(s): State<Arc<OpenAi>>, body: Bytes) -> Response {
         known.push(LMSTUDIO_MODEL.into());
     }
     let models = (LMSTUDIO_MODEL, Some(known.as_slice()));
-    complete(mode, mode == OpenAiMode::OpenAi, &body, models)
+    let behaviour = s.behaviour();
+    tokio::time::sleep(std::time::Duration::from_millis(behaviour.delay_ms)).await;
+    complete(mode, mode == OpenAiMode::OpenAi, &body, models, behaviour)
 }
 
 async fn v1_models(State(s): State<Arc<OpenAi>>) -> Response {
@@ -329,7 +371,17 @@ async fn azure_chat(
             json!({"error": {"code": "BadRequest", "message": format!("API version not supported: {v}")}}),
         ),
         // Azure ignores a `model` in the body: the deployment names the model.
-        Some(_) => complete(OpenAiMode::Azure, false, &body, (AZURE_MODEL, None)),
+        Some(_) => {
+            let behaviour = s.behaviour();
+            tokio::time::sleep(std::time::Duration::from_millis(behaviour.delay_ms)).await;
+            complete(
+                OpenAiMode::Azure,
+                false,
+                &body,
+                (AZURE_MODEL, None),
+                behaviour,
+            )
+        }
     }
 }
 
@@ -449,16 +501,20 @@ fn authorized(s: &OpenAi, mode: OpenAiMode, h: &HeaderMap) -> bool {
 fn config_json(s: &OpenAi) -> Value {
     let k = s.knobs();
     json!({"mode": k.mode, "fail_next": k.fail_next, "fail_status": k.fail_status,
-           "rate_limit_every": s.core.rate_limit_every()})
+           "rate_limit_every": s.core.rate_limit_every(), "empty_reply": k.empty_reply,
+           "delay_ms": k.delay_ms})
 }
 
-/// `POST /_fake/config`: any subset of `{"mode", "fail_next", "fail_status", "rate_limit_every"}`.
+/// `POST /_fake/config`: any subset of `{"mode", "fail_next", "fail_status", "rate_limit_every",
+/// "empty_reply", "delay_ms"}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigBody {
     mode: Option<OpenAiMode>,
     fail_next: Option<u32>,
     fail_status: Option<u16>,
+    empty_reply: Option<bool>,
+    delay_ms: Option<u64>,
     #[serde(default, with = "double_option")]
     rate_limit_every: Option<Option<u64>>,
 }
@@ -476,7 +532,7 @@ fn configure(s: &OpenAi, body: &[u8]) -> Response {
         Err(e) => {
             return json_reply(
                 StatusCode::BAD_REQUEST,
-                json!({"error": format!("expected {{\"mode\":\"openai|azure|lmstudio\",\"fail_next\":N,\"fail_status\":500|429,\"rate_limit_every\":N|null}} (any subset): {e}")}),
+                json!({"error": format!("expected {{\"mode\":\"openai|azure|lmstudio\",\"fail_next\":N,\"fail_status\":500|429,\"rate_limit_every\":N|null,\"empty_reply\":bool,\"delay_ms\":N}} (any subset): {e}")}),
             );
         }
     };
@@ -495,6 +551,12 @@ fn configure(s: &OpenAi, body: &[u8]) -> Response {
         }
         if let Some(n) = c.fail_next {
             k.fail_next = n;
+        }
+        if let Some(e) = c.empty_reply {
+            k.empty_reply = e;
+        }
+        if let Some(d) = c.delay_ms {
+            k.delay_ms = d;
         }
     }
     if let Some(every) = c.rate_limit_every {
@@ -580,6 +642,14 @@ impl RunningFake<OpenAi> {
         let mut k = self.state.knobs();
         k.fail_next = n;
         k.fail_status = status;
+    }
+    /// Chats answer 200 with an empty reply (`true`) or normally again.
+    pub fn set_empty_reply(&self, empty: bool) {
+        self.state.knobs().empty_reply = empty;
+    }
+    /// Chats wait this long before answering (a slow local model).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state.knobs().delay_ms = delay.as_millis() as u64;
     }
     /// Clears the request log and counters.
     pub fn clear_log(&self) {

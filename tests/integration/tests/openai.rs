@@ -317,3 +317,131 @@ async fn an_unknown_deployment_or_model_is_not_found() {
     assert_eq!(oa.truth().requests[0].model.as_deref(), Some("gpt-9-turbo"));
     assert_eq!(oa.truth().requests[0].status, 404);
 }
+
+/// The failover a help desk can trust: Azure's content filter (400 `content_filter`) and an empty
+/// reply move the route on like an outage does; a slow local model gets its own (longer)
+/// deadline while a cloud one keeps a short one; a caller's bad input stops the route at once;
+/// the answer says why each provider was skipped; metrics count attempts and tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_fail_over_on_content_filters_empty_replies_and_timeouts_but_not_caller_errors() {
+    let lm = fake(OpenAiMode::LmStudio, "").await;
+    let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
+    let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
+    // Per-provider deadlines: the local model may take 5 s, Azure only 1 s.
+    let body = config(&lm.base_url, &az.base_url, &oa.base_url)
+        .replace(
+            "id = \"lmstudio\"\n",
+            "id = \"lmstudio\"\nlimits = { timeout = \"5s\" }\n",
+        )
+        .replace(
+            "id = \"azure-openai\"\n",
+            "id = \"azure-openai\"\nlimits = { timeout = \"1s\" }\n",
+        );
+    let body = format!(
+        "{body}\n[[route]]\nname = \"chat\"\naction = \"chat\"\nconnectors = [\"azure-openai\", \"openai\", \"lmstudio\"]\n"
+    );
+    let env = Env::new(&body);
+    env.set_secret("openai_key", OPENAI_KEY);
+    env.set_secret("azure_openai_key", AZURE_KEY);
+    let a = start_in_process(&env).await;
+    let reasons = |r: &serde_json::Value| -> Vec<(String, String)> {
+        r["failed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let s = |k: &str| f[k].as_str().unwrap_or("?").to_string();
+                (s("connector"), s("reason"))
+            })
+            .collect()
+    };
+
+    // Azure's content filter refuses the prompt (400), OpenAI's answers 200 with
+    // `finish_reason: content_filter` and no text: both are skipped, the local model answers.
+    let r = a
+        .invoke("chat", chat("tell me about [flagged] things"))
+        .await
+        .expect("route");
+    assert_eq!(r["answered_by"], "lmstudio", "{r}");
+    let skipped = vec![
+        ("azure-openai".to_string(), "content-filter".to_string()),
+        ("openai".to_string(), "content-filter".to_string()),
+    ];
+    assert_eq!(reasons(&r), skipped, "{r}");
+
+    // An empty reply is not an answer.
+    az.set_empty_reply(true);
+    let r = a.invoke("chat", chat("hello")).await.expect("route");
+    assert_eq!(r["answered_by"], "openai", "{r}");
+    assert_eq!(
+        reasons(&r),
+        vec![("azure-openai".to_string(), "empty-reply".to_string())]
+    );
+    az.set_empty_reply(false);
+
+    // Azure slower than its 1 s deadline: skipped as a timeout. The local model takes 2 s,
+    // within its own 5 s: it answers.
+    az.set_delay(std::time::Duration::from_millis(1500));
+    oa.fail_next(1, 503);
+    lm.set_delay(std::time::Duration::from_secs(2));
+    let r = a.invoke("chat", chat("slow")).await.expect("route");
+    assert_eq!(r["answered_by"], "lmstudio", "{r}");
+    let why: Vec<String> = reasons(&r).into_iter().map(|(_, w)| w).collect();
+    assert_eq!(why, ["timeout", "server-error"], "{r}");
+    az.set_delay(std::time::Duration::ZERO);
+    lm.set_delay(std::time::Duration::ZERO);
+
+    // A caller's error (input the action's schema refuses) stops at the first provider.
+    let before = (az.truth().requests.len(), oa.truth().requests.len());
+    let bad = Op::Action {
+        name: "chat".into(),
+        input: json!({"messages": "not a list"}),
+    };
+    let r = a.invoke("chat", bad).await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        (az.truth().requests.len(), oa.truth().requests.len()),
+        before
+    );
+
+    // Attempts, their outcomes and the tokens of answers are in the metrics.
+    let m = a.metrics.render();
+    for line in [
+        "airlock_route_attempts_total{route=\"chat\",connector=\"azure-openai\",outcome=\"content-filter\"} 1",
+        "airlock_route_attempts_total{route=\"chat\",connector=\"azure-openai\",outcome=\"timeout\"} 1",
+        "airlock_route_attempts_total{route=\"chat\",connector=\"lmstudio\",outcome=\"ok\"} 2",
+    ] {
+        assert!(m.contains(line), "{line} missing from\n{m}");
+    }
+    assert!(m.contains("airlock_llm_tokens_total{connector=\"lmstudio\",kind=\"completion\"}"));
+    assert!(m.contains("airlock_route_attempt_duration_seconds_bucket{"));
+}
+
+/// A route marked `local_only` may hold only connectors whose grants reach local addresses, so
+/// sensitive text sent to it never leaves the machine; the config says which grant is not.
+#[test]
+fn a_local_only_route_refuses_a_connector_that_reaches_a_public_host() {
+    let body = config(
+        "http://127.0.0.1:1234",
+        "https://acme.openai.azure.com",
+        "https://api.openai.com",
+    );
+    let route = |connectors: &str| {
+        format!(
+            "{body}\n[[route]]\nname = \"private\"\naction = \"chat\"\nlocal_only = true\nconnectors = [{connectors}]\n"
+        )
+    };
+    let env = Env::new(&route("\"lmstudio\""));
+    let out = env.airlock(&["config", "check"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("local_only"), "{stderr}");
+    let env = Env::new(&route("\"lmstudio\", \"azure-openai\""));
+    let out = env.airlock(&["config", "check"], None);
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("local_only") && stderr.contains("acme.openai.azure.com"),
+        "{stderr}"
+    );
+}
