@@ -138,13 +138,18 @@ const CUSTOMERS: [&str; 6] = [
     "Wayne Foods",
 ];
 const TECHS: [(&str, &str); 3] = [("Tara", "Nguyen"), ("Omar", "Haddad"), ("Lena", "Vogel")];
+/// End users: the first five people of the Microsoft Graph fake's directory (same names, same
+/// `contoso.com` mail), as an MSP's customer and its Microsoft 365 tenant share them, so a
+/// ticket's end user can be looked up in Graph by email.
 const USERS: [(&str, &str); 5] = [
-    ("Bob", "Miller"),
-    ("Ana", "Costa"),
-    ("Yuki", "Sato"),
-    ("Ravi", "Patel"),
-    ("Eve", "Stone"),
+    ("Ada", "Adams"),
+    ("Ben", "Adams"),
+    ("Chloe", "Adams"),
+    ("Dev", "Adams"),
+    ("Emma", "Adams"),
 ];
+/// The end users' mail domain (the Graph fake's).
+const USER_DOMAIN: &str = "contoso.com";
 #[rustfmt::skip]
 const WORDS: &[&str] = &[
     "printer", "vpn", "laptop", "outlook", "backup", "firewall", "server", "disk", "agent", "patch",
@@ -182,7 +187,7 @@ fn comment(rng: &mut Rng, at: i64, tech: bool, t: &AteraTruthTicket) -> AteraTru
         let (f, l) = USERS
             .iter()
             .copied()
-            .find(|(f, l)| email(f, l, "customer.example") == mail)
+            .find(|(f, l)| email(f, l, USER_DOMAIN) == mail)
             .unwrap_or(USERS[0]);
         (f, l, mail)
     };
@@ -238,7 +243,7 @@ impl Data {
             end_user_id: 500 + user,
             end_user_first_name: uf.into(),
             end_user_last_name: ul.into(),
-            end_user_email: email(uf, ul, "customer.example"),
+            end_user_email: email(uf, ul, USER_DOMAIN),
             technician_email: email(tf, tl, "msp.example"),
             first_comment: String::new(),
             last_end_user_comment: String::new(),

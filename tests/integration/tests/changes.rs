@@ -44,7 +44,7 @@ async fn a_follower_resuming_across_sigkilled_syncs_gets_every_change_once_in_or
         &env,
         &["sync", "confluence", "--stream", "pages", "--full"],
         20,
-        (200, 1200),
+        (60, 500),
         0xfeed,
         |_| {
             for c in changes_after(&env, last) {
