@@ -94,6 +94,14 @@ pub struct Metrics {
     pub route_attempt_seconds: Family<RouteProviderLabels, Histogram, Buckets>,
     /// Tokens a provider reported in answers it gave through a route (`usage`).
     pub llm_tokens: Family<TokenLabels, Counter>,
+    /// Webhook delivery attempts by outcome: `delivered`, `retry` or `dead`.
+    pub webhook_attempts: Family<WebhookLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: String,
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,7 +291,14 @@ impl Metrics {
             "Tokens providers reported (usage) in answers given through a route",
             llm_tokens.clone(),
         );
+        let webhook_attempts = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retry, dead)",
+            webhook_attempts.clone(),
+        );
         Arc::new(Metrics {
+            webhook_attempts,
             route_attempts,
             route_attempt_seconds,
             llm_tokens,

@@ -135,6 +135,16 @@ async fn attempt(a: Arc<Airlock>, w: Webhook, d: Delivery) {
         }
     };
     let decision = if error.is_none() { "allow" } else { "error" };
+    let outcome = match (&error, retry_at) {
+        (None, _) => "delivered",
+        (Some(_), Some(_)) => "retry",
+        (Some(_), None) => "dead",
+    };
+    let labels = crate::metrics::WebhookLabels {
+        webhook: w.name.clone(),
+        outcome: outcome.into(),
+    };
+    a.metrics.webhook_attempts.get_or_create(&labels).inc();
     let reason = match (&error, retry_at) {
         (None, _) => format!(
             "webhook `{}` delivery {} (attempt {attempts}) accepted",

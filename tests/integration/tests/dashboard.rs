@@ -188,6 +188,12 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
         &format!("{}.includes('admin only')", text_of("#audit")),
     )
     .await;
+    until(
+        &page,
+        "admin only on the webhooks",
+        &format!("{}.includes('admin only')", text_of("#webhooks")),
+    )
+    .await;
     page.close().await.expect("close");
 
     // The admin. The token is taken from the fragment, which then leaves the address bar.

@@ -282,6 +282,14 @@ async fn failing_deliveries_are_dead_lettered_and_private_addresses_need_allowin
     // A retry puts it back in line; it fails again (the receiver is still down) and is dead
     // again after its attempts.
     let id = one["id"].as_str().expect("id");
+    let (_, _, text) = http_raw("GET", &format!("{}/metrics", d.base), None).await;
+    for line in [
+        "airlock_webhook_attempts_total{webhook=\"down\",outcome=\"dead\"}",
+        "airlock_webhook_attempts_total{webhook=\"down\",outcome=\"retry\"}",
+        "airlock_webhook_attempts_total{webhook=\"blocked\",outcome=\"dead\"}",
+    ] {
+        assert!(text.contains(line), "{line} missing");
+    }
     let (status, body) = d
         .post(&format!("/v1/webhooks/down/deliveries/{id}/retry"), "")
         .await;

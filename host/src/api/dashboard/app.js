@@ -150,7 +150,7 @@
   }
 
   function clearData() {
-    for (const id of ['connectors', 'sync', 'approvals', 'audit']) $(id).replaceChildren();
+    for (const id of ['connectors', 'sync', 'approvals', 'webhooks', 'audit']) $(id).replaceChildren();
     $('tenant').textContent = '';
   }
 
@@ -299,6 +299,23 @@
     box.replaceChildren(head, table(['status', 'action', 'requested by', 'asked', 'input', 'decision'], rows));
   }
 
+  // Delivery state per webhook (admin only, like the audit log).
+  function renderWebhooks(r) {
+    const box = $('webhooks');
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    const list = Array.isArray(r.body.webhooks) ? r.body.webhooks : [];
+    if (!list.length) return box.replaceChildren(el('p', 'empty', 'No webhooks configured.'));
+    const rows = list.map((w) => el('tr', null,
+      td(text(w.name)),
+      td(el('span', 'target', clip(w.url, 80))),
+      td(el('span', 'num', text(w.delivered))),
+      td(w.pending ? badge(text(w.pending), 'warn') : el('span', 'num', '0')),
+      td(w.dead ? badge(text(w.dead), 'bad') : el('span', 'num', '0')),
+      td(w.last_delivered_at ? ago(w.last_delivered_at) : '—'),
+      td(clip(w.last_error, 160) || '—')));
+    box.replaceChildren(table(['webhook', 'url', 'delivered', 'pending', 'dead', 'last delivery', 'last error'], rows));
+  }
+
   const DECISION = {
     allow: 'ok', ok: 'ok', deny: 'bad', error: 'bad', 'rate-limited': 'warn', 'circuit-open': 'bad',
     pending: 'warn', approved: 'info', denied: 'muted', created: 'info', revoked: 'muted',
@@ -349,13 +366,14 @@
         api('/v1/sync'),
         api('/v1/audit?limit=' + AUDIT_ROWS),
         api('/v1/approvals'),
+        api('/v1/webhooks'),
       ]);
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
       showState('unreachable');
       return schedule();
     }
-    const [c, s, au, ap] = answers;
+    const [c, s, au, ap, wh] = answers;
     if (answers.some((r) => r.status === 401)) {
       // Polling with a refused token is pointless; wait for a new one.
       clearData();
@@ -366,6 +384,7 @@
     renderSync(s);
     renderAudit(au);
     renderApprovals(ap);
+    renderWebhooks(wh);
     schedule();
   }
 
