@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cassette;
 pub mod config;
 pub mod conformance;
+pub mod inbound;
 pub mod integrity;
 pub mod integrity_cli;
 pub mod limits;

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "approvals",
             "proxy",
             "webhooks",
+            "inbound",
             "conformance",
             "scheduler",
             "reload",

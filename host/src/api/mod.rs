@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod dashboard;
 pub mod errors;
+pub mod hooks;
 pub mod openapi;
 pub mod proxy;
 pub mod webhooks;
@@ -107,6 +108,12 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
             "/v1/approvals/{id}/deny",
             Admin,
             post(deny_approval),
+        ),
+        (
+            Method::POST,
+            "/v1/hooks/{connector}",
+            Open,
+            post(hooks::receive),
         ),
         (Method::GET, "/v1/webhooks", Admin, get(webhooks::list)),
         (

@@ -405,6 +405,20 @@ pub fn spec() -> Value {
         }
     });
     spec["paths"][spec_path(super::PROXY_PATH)] = proxy_operations(approval_answer);
+    spec["paths"]["/v1/hooks/{connector}"] = json!({ "post": open(json!({
+        "operationId": "receiveHook",
+        "summary": "Where an upstream pushes change notifications (Zendesk, Jira, Microsoft Graph): verified with the connector's hook secret, then its streams sync",
+        "parameters": [path_param("connector", "connector id (with `hook = {...}` in its config)")],
+        "requestBody": { "required": false, "content": { "*/*": { "schema": {} } } },
+        "responses": {
+            "200": { "description": "Graph's subscription handshake: the validationToken, as text/plain", "content": { "text/plain": { "schema": { "type": "string" } } } },
+            "202": ok_json("verified: an incremental sync of these streams started (or follows the running one)", json!({ "type": "object", "properties": { "syncing": { "type": "array", "items": { "type": "string" } } } })),
+            "401": err("the notification does not verify (signature, timestamp or clientState)"),
+            "404": err("no hook is configured for this connector"),
+            "413": err("the body is larger than 1 MiB"),
+            "503": err("the hook's secret cannot be read, or the audit log cannot be written")
+        }
+    })) });
     for (path, ops) in webhook_operations() {
         spec["paths"][path] = ops;
     }

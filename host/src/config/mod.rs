@@ -14,8 +14,10 @@ use crate::capabilities::grant::{
 // Each part owns the types of its section; this module parses the file into them.
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
+pub use hook::{HookKind, InboundHook};
 pub use webhook::Webhook;
 
+mod hook;
 mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
@@ -57,6 +59,8 @@ pub struct ConnectorConfig {
     /// `/readyz` answers 503 while this connector is not loaded (`required = true`); the others
     /// are named in its answer but do not make the daemon unready.
     pub required: bool,
+    /// `hook = {...}`: the upstream pushes change notifications (webhooks in).
+    pub hook: Option<InboundHook>,
 }
 
 /// The tenant of a connector that does not name one.
@@ -221,6 +225,7 @@ struct RawConnector {
     sha256: Option<String>,
     #[serde(default)]
     required: bool,
+    hook: Option<hook::RawHook>,
 }
 
 #[derive(Deserialize)]
@@ -484,6 +489,12 @@ impl Config {
                         .map_err(|m| err(format!("{key}.sha256: {m}")))?,
                 ),
             };
+            let hook = c
+                .hook
+                .as_ref()
+                .map(|h| hook::build(h, &format!("{key}.hook"), &base))
+                .transpose()
+                .map_err(&err)?;
             connectors.push(ConnectorConfig {
                 id: c.id.clone(),
                 component: base.join(&c.component),
@@ -494,6 +505,7 @@ impl Config {
                 replay,
                 sha256,
                 required: c.required,
+                hook,
             });
         }
 
@@ -536,6 +548,7 @@ impl Config {
                     replay: None,
                     sha256: None,
                     required: false,
+                    hook: None,
                 });
             }
         }

@@ -353,7 +353,13 @@ async fn missing_invalid_and_revoked_tokens_get_401_and_tokens_are_not_stored_in
             let url = format!("{}{url_path}", d.base);
             if op["security"] == json!([]) {
                 let (status, v) = http(&method, &url, None).await;
-                assert_eq!(status, 200, "{method} {path} is open: {v}");
+                // The hook route is open but answers only connectors that have a hook.
+                let want = if path.starts_with("/v1/hooks/") {
+                    404
+                } else {
+                    200
+                };
+                assert_eq!(status, want, "{method} {path} is open: {v}");
                 continue;
             }
             for token in [None, Some("alk_not-a-real-token"), Some("garbage")] {
