@@ -614,6 +614,26 @@ impl Airlock {
         result
     }
 
+    /// Resolves a secret reference now (vault or environment), so a rotation takes effect at
+    /// once, and registers the value with the scrubber. The error names the reference, never
+    /// a value.
+    pub async fn resolve_secret(
+        &self,
+        r: &crate::capabilities::grant::SecretRef,
+    ) -> Result<String, String> {
+        let (r, data_dir) = (r.clone(), self.config().server.data_dir.clone());
+        let value = self
+            .db
+            .read(move |c| {
+                let vault = crate::store::vault::Vault::open(&data_dir)?;
+                Ok(crate::capabilities::secrets::resolve(&r, &vault, c))
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))??;
+        self.scrubber.add(&value);
+        Ok(value)
+    }
+
     /// The pooled outbound clients (with the gate's address rules), for the host's own
     /// deliveries such as webhooks.
     pub fn net(&self) -> &Arc<Net> {

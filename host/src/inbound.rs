@@ -199,17 +199,9 @@ pub async fn receive(
 }
 
 async fn secret(a: &Airlock, hook: &InboundHook) -> Result<String, HookError> {
-    let (r, data_dir) = (hook.secret.clone(), a.config().server.data_dir.clone());
-    let value =
-        a.db.read(move |c| {
-            let vault = crate::store::vault::Vault::open(&data_dir)?;
-            Ok(crate::capabilities::secrets::resolve(&r, &vault, c))
-        })
+    a.resolve_secret(&hook.secret)
         .await
-        .map_err(|e| HookError::Internal(format!("hook secret unavailable: {e:#}")))?
-        .map_err(|e| HookError::Internal(format!("hook secret unavailable: {e}")))?;
-    a.scrubber.add(&value);
-    Ok(value)
+        .map_err(|e| HookError::Internal(format!("hook secret unavailable: {e}")))
 }
 
 /// Runs started by hooks, per stream: present while a run goes, `true` when another

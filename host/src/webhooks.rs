@@ -259,15 +259,10 @@ async fn send(a: &Airlock, w: &Webhook, d: &Delivery) -> Result<u16, (Option<u16
 /// The webhook's secret, resolved now (a rotated secret takes effect on the next attempt) and
 /// decoded: `whsec_` followed by base64.
 async fn signing_key(a: &Airlock, w: &Webhook) -> Result<Vec<u8>, String> {
-    let (r, data_dir) = (w.secret.clone(), a.config().server.data_dir.clone());
-    let value =
-        a.db.read(move |c| {
-            let vault = crate::store::vault::Vault::open(&data_dir)?;
-            Ok(crate::capabilities::secrets::resolve(&r, &vault, c))
-        })
+    let value = a
+        .resolve_secret(&w.secret)
         .await
-        .map_err(|e| format!("signing secret unavailable: {e:#}"))??;
-    a.scrubber.add(&value);
+        .map_err(|e| format!("signing secret unavailable: {e}"))?;
     decode_secret(&value)
 }
 
