@@ -4,8 +4,6 @@
 //! baselines measured in the same run: the same queries straight on the store, and one at a
 //! time through the API.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,36 +143,8 @@ fn main() -> anyhow::Result<()> {
             component.display().to_string()
         ),
     )?;
-    let mut child = Command::new(&bin)
-        .args(["serve"])
-        .env("AIRLOCK_CONFIG", &config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let (mut child, addr) = common::serve(&bin, &config)?;
     let pid = child.id();
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("stderr"))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(pos) = line.find("on http://")
-                && let Some(t) = tx.take()
-            {
-                let _ = t.send(line[pos + 10..].trim().to_string());
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            anyhow::bail!("the daemon did not start");
-        }
-    };
     let url = format!("http://{addr}/v1/search");
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -7,8 +7,6 @@
 //! gate, one durable audit commit); a last run gives the upstream 20 ms of latency, as a SaaS
 //! API has, to show that cost where callers meet it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -114,32 +112,7 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
             component = component.display().to_string()
         ),
     )?;
-    let mut child = Command::new(&bin)
-        .args(["serve"])
-        .env("AIRLOCK_CONFIG", &config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("stderr"))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(pos) = line.find("on http://")
-                && let Some(t) = tx.take()
-            {
-                let _ = t.send(line[pos + 10..].trim().to_string());
-            }
-        }
-    });
-    let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
-        let _ = child.kill();
-        anyhow::bail!("the daemon did not start");
-    };
+    let (mut child, addr) = common::serve(&bin, &config)?;
     let path = "/api/v3/tickets?page=1&itemsInPage=1";
     let direct_url = format!("{base}{path}");
     let proxy_url = format!("http://{addr}/v1/proxy/atera{path}");

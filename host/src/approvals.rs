@@ -14,7 +14,6 @@ use crate::runtime::context::{self, CallContext};
 pub use crate::store::approvals::{Approval, ApprovalError, get, list};
 use crate::store::approvals::{decide, finish, insert};
 use crate::store::audit::AuditEvent;
-use crate::store::now_rfc3339;
 
 /// What asking for an operation produced.
 pub enum Requested {
@@ -132,20 +131,7 @@ pub async fn request(
         }
         let mut input = input.clone();
         a.scrubber.scrub_json(&mut input);
-        let approval = Approval {
-            id: ulid::Ulid::new().to_string(),
-            created_at: now_rfc3339(),
-            requested_by: requested_by.to_string(),
-            tenant: tenant.to_string(),
-            connector: id.to_string(),
-            action: name.clone(),
-            input,
-            status: "pending".into(),
-            decided_by: None,
-            decided_at: None,
-            result: None,
-            error: None,
-        };
+        let approval = Approval::pending(requested_by, tenant, id, name, input);
         let row = approval.clone();
         a.db.run(move |conn| insert(conn, &row))
             .await

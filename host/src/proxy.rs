@@ -23,7 +23,6 @@ use crate::capabilities::policy::is_write_method;
 use crate::runtime::connector::InvokeError;
 use crate::store::approvals::{Approval, insert};
 use crate::store::audit::AuditEvent;
-use crate::store::now_rfc3339;
 
 /// The `action` of an approval that holds a proxied write (not a connector action: the name
 /// cannot be one, actions are named without `@`).
@@ -301,20 +300,7 @@ async fn queue(
 ) -> Result<Proxied, ProxyError> {
     let mut input = to_json(req);
     a.scrubber.scrub_json(&mut input);
-    let approval = Approval {
-        id: ulid::Ulid::new().to_string(),
-        created_at: now_rfc3339(),
-        requested_by: principal.to_string(),
-        tenant: tenant.to_string(),
-        connector: connector.to_string(),
-        action: APPROVAL_ACTION.into(),
-        input,
-        status: "pending".into(),
-        decided_by: None,
-        decided_at: None,
-        result: None,
-        error: None,
-    };
+    let approval = Approval::pending(principal, tenant, connector, APPROVAL_ACTION, input);
     let row = approval.clone();
     a.db.run(move |conn| insert(conn, &row))
         .await

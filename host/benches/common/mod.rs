@@ -50,6 +50,47 @@ pub fn spawn_fake(args: &[&str]) -> anyhow::Result<Fake> {
     Ok(Fake { child, base_url })
 }
 
+/// Starts `airlock serve` with `config` and waits for its "on http://ADDR" line; returns the
+/// child (kill it when done) and the address.
+pub fn serve(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin)
+        .args(["serve"])
+        .env("AIRLOCK_CONFIG", config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stderr"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pos) = line.find("on http://")
+                && let Some(t) = tx.take()
+            {
+                let _ = t.send(line[pos + 10..].trim().to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(addr) => Ok((child, addr)),
+        Err(_) => {
+            let _ = child.kill();
+            anyhow::bail!("the daemon did not start")
+        }
+    }
+}
+
 // ---- A deterministic corpus of pronounceable words with a text-like (Zipf) frequency, so
 // queries are as selective as people's.
 

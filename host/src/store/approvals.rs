@@ -25,6 +25,32 @@ pub struct Approval {
     pub error: Option<String>,
 }
 
+impl Approval {
+    /// A new pending approval of `action` on `connector` (`input` already scrubbed).
+    pub fn pending(
+        requested_by: &str,
+        tenant: &str,
+        connector: &str,
+        action: &str,
+        input: serde_json::Value,
+    ) -> Approval {
+        Approval {
+            id: ulid::Ulid::new().to_string(),
+            created_at: now_rfc3339(),
+            requested_by: requested_by.to_string(),
+            tenant: tenant.to_string(),
+            connector: connector.to_string(),
+            action: action.to_string(),
+            input,
+            status: "pending".into(),
+            decided_by: None,
+            decided_at: None,
+            result: None,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
     #[error("no approval `{0}`")]

@@ -814,3 +814,63 @@ pub fn shell_blocks(markdown: &str) -> Vec<Vec<String>> {
     }
     out
 }
+
+/// Three instances of the OpenAI-compatible component: `lmstudio` (no auth), `azure-openai`
+/// (`api-key` from vault secret `azure_openai_key`) and `openai` (Bearer from `openai_key`),
+/// against providers at these base URLs.
+pub fn openai_config(lm: &str, azure: &str, openai: &str) -> String {
+    let component = component("openai");
+    let c = component.display();
+    format!(
+        r#"
+[[connector]]
+id = "lmstudio"
+component = "{c}"
+[connector.settings]
+flavor = "lmstudio"
+base_url = "{lm}"
+
+[[grant]]
+connector = "lmstudio"
+url = "{lm}/v1/"
+methods = ["GET", "POST"]
+exact_paths = ["/v1/chat/completions"]
+allow_private = true
+
+[[connector]]
+id = "azure-openai"
+component = "{c}"
+[connector.settings]
+flavor = "azure"
+base_url = "{azure}"
+deployment = "gpt-4o"
+api_version = "2024-10-21"
+
+[[grant]]
+connector = "azure-openai"
+url = "{azure}/openai/deployments/"
+methods = ["POST"]
+exact_paths = ["/openai/deployments/*/chat/completions"]
+allow_private = true
+allow_insecure = true
+auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }}
+
+[[connector]]
+id = "openai"
+component = "{c}"
+[connector.settings]
+flavor = "openai"
+base_url = "{openai}/v1"
+model = "gpt-4o-mini"
+
+[[grant]]
+connector = "openai"
+url = "{openai}/v1/"
+methods = ["GET", "POST"]
+exact_paths = ["/v1/chat/completions"]
+allow_private = true
+allow_insecure = true
+auth = {{ type = "bearer", token = "secret:openai_key" }}
+"#
+    )
+}

@@ -23,63 +23,6 @@ async fn fake(mode: OpenAiMode, api_key: &str) -> RunningFake<OpenAi> {
         .expect("fake")
 }
 
-fn config(lm: &str, azure: &str, openai: &str) -> String {
-    let component = component("openai");
-    let c = component.display();
-    format!(
-        r#"
-[[connector]]
-id = "lmstudio"
-component = "{c}"
-[connector.settings]
-flavor = "lmstudio"
-base_url = "{lm}"
-
-[[grant]]
-connector = "lmstudio"
-url = "{lm}/v1/"
-methods = ["GET", "POST"]
-exact_paths = ["/v1/chat/completions"]
-allow_private = true
-
-[[connector]]
-id = "azure-openai"
-component = "{c}"
-[connector.settings]
-flavor = "azure"
-base_url = "{azure}"
-deployment = "gpt-4o"
-api_version = "2024-10-21"
-
-[[grant]]
-connector = "azure-openai"
-url = "{azure}/openai/deployments/"
-methods = ["POST"]
-exact_paths = ["/openai/deployments/*/chat/completions"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }}
-
-[[connector]]
-id = "openai"
-component = "{c}"
-[connector.settings]
-flavor = "openai"
-base_url = "{openai}/v1"
-model = "gpt-4o-mini"
-
-[[grant]]
-connector = "openai"
-url = "{openai}/v1/"
-methods = ["GET", "POST"]
-exact_paths = ["/v1/chat/completions"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "bearer", token = "secret:openai_key" }}
-"#
-    )
-}
-
 fn chat(content: &str) -> Op {
     Op::Action {
         name: "chat".into(),
@@ -101,7 +44,7 @@ async fn one_component_three_providers() {
     let lm = fake(OpenAiMode::LmStudio, "").await;
     let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
     let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
-    let env = Env::new(&config(&lm.base_url, &az.base_url, &oa.base_url));
+    let env = Env::new(&openai_config(&lm.base_url, &az.base_url, &oa.base_url));
     env.set_secret("openai_key", OPENAI_KEY);
     env.set_secret("azure_openai_key", AZURE_KEY);
     let a = start_in_process(&env).await;
@@ -197,7 +140,7 @@ async fn wrong_keys_are_unauthorized() {
     let lm = fake(OpenAiMode::LmStudio, "").await;
     let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
     let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
-    let env = Env::new(&config(&lm.base_url, &az.base_url, &oa.base_url));
+    let env = Env::new(&openai_config(&lm.base_url, &az.base_url, &oa.base_url));
     env.set_secret("openai_key", "sk-wrong");
     env.set_secret("azure_openai_key", "wrong-azure-key");
     let a = start_in_process(&env).await;
@@ -218,7 +161,7 @@ async fn chat_route_falls_over_to_the_next_provider_and_names_it() {
     let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
     let body = format!(
         "{}\n[[route]]\nname = \"chat\"\naction = \"chat\"\nconnectors = [\"lmstudio\", \"azure-openai\", \"openai\"]\n",
-        config(&lm.base_url, &az.base_url, &oa.base_url)
+        openai_config(&lm.base_url, &az.base_url, &oa.base_url)
     );
     let env = Env::new(&body);
     env.set_secret("openai_key", OPENAI_KEY);
@@ -277,7 +220,7 @@ async fn an_unknown_deployment_or_model_is_not_found() {
     let lm = fake(OpenAiMode::LmStudio, "").await;
     let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
     let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
-    let body = config(&lm.base_url, &az.base_url, &oa.base_url)
+    let body = openai_config(&lm.base_url, &az.base_url, &oa.base_url)
         .replace(r#"deployment = "gpt-4o""#, r#"deployment = "gpt-4o-typo""#);
     let env = Env::new(&body);
     env.set_secret("openai_key", OPENAI_KEY);
@@ -328,7 +271,7 @@ async fn routes_fail_over_on_content_filters_empty_replies_and_timeouts_but_not_
     let az = fake(OpenAiMode::Azure, AZURE_KEY).await;
     let oa = fake(OpenAiMode::OpenAi, OPENAI_KEY).await;
     // Per-provider deadlines: the local model may take 5 s, Azure only 1 s.
-    let body = config(&lm.base_url, &az.base_url, &oa.base_url)
+    let body = openai_config(&lm.base_url, &az.base_url, &oa.base_url)
         .replace(
             "id = \"lmstudio\"\n",
             "id = \"lmstudio\"\nlimits = { timeout = \"5s\" }\n",
@@ -421,7 +364,7 @@ async fn routes_fail_over_on_content_filters_empty_replies_and_timeouts_but_not_
 /// sensitive text sent to it never leaves the machine; the config says which grant is not.
 #[test]
 fn a_local_only_route_refuses_a_connector_that_reaches_a_public_host() {
-    let body = config(
+    let body = openai_config(
         "http://127.0.0.1:1234",
         "https://acme.openai.azure.com",
         "https://api.openai.com",

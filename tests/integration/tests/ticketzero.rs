@@ -17,49 +17,11 @@ use serde_json::Value;
 
 const AZURE_KEY: &str = "azure-test-key";
 
+/// The three LLM instances and a `chat` route trying LM Studio, then Azure OpenAI (OpenAI's
+/// instance is configured but not on the route).
 fn llm_config(lm: &str, azure: &str) -> String {
-    let c = component("openai");
-    let c = c.display();
-    format!(
-        r#"
-[[connector]]
-id = "lmstudio"
-component = "{c}"
-limits = {{ timeout = "5s" }}
-[connector.settings]
-flavor = "lmstudio"
-base_url = "{lm}"
-
-[[grant]]
-connector = "lmstudio"
-url = "{lm}/v1/"
-methods = ["GET", "POST"]
-exact_paths = ["/v1/chat/completions"]
-allow_private = true
-
-[[connector]]
-id = "azure-openai"
-component = "{c}"
-[connector.settings]
-flavor = "azure"
-base_url = "{azure}"
-deployment = "gpt-4o"
-
-[[grant]]
-connector = "azure-openai"
-url = "{azure}/openai/deployments/"
-methods = ["POST"]
-exact_paths = ["/openai/deployments/*/chat/completions"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }}
-
-[[route]]
-name = "chat"
-action = "chat"
-connectors = ["lmstudio", "azure-openai"]
-"#
-    )
+    let route = "[[route]]\nname = \"chat\"\naction = \"chat\"\nconnectors = [\"lmstudio\", \"azure-openai\"]\n";
+    format!("{}\n{route}", openai_config(lm, azure, lm))
 }
 
 fn example(env: &Env, d: &Daemon, token: &str, idle_exit: &str) -> Child {
