@@ -126,7 +126,11 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     // ---- 2. gate throughput -------------------------------------------------------------------
     let path = "/wiki/api/v2/spaces?limit=1";
     let url = format!("{base_url}{path}");
-    let net = Arc::new(Net::new(Default::default(), Duration::from_secs(5)));
+    let net = Arc::new(Net::new(
+        Default::default(),
+        Duration::from_secs(5),
+        &Default::default(),
+    ));
     let client = net.client(true).clone();
     let auth = format!(
         "Basic {}",

@@ -337,6 +337,7 @@ impl Airlock {
         let net = Arc::new(Net::new(
             config.resolve.clone(),
             config.limits.connect_timeout,
+            &config.outbound,
         ));
 
         let metrics = crate::metrics::Metrics::new();
@@ -482,6 +483,15 @@ impl Airlock {
                 old.server.data_dir.display()
             );
             new.server = old.server.clone();
+        }
+        // The pools and the /mcp host list are built at start; say so rather than half-apply.
+        if new.outbound != old.outbound || new.server.public_hosts != old.server.public_hosts {
+            tracing::warn!(
+                "config reload: [outbound] and [server] public_hosts take effect only on restart; \
+                 keeping the running ones"
+            );
+            new.outbound = old.outbound.clone();
+            new.server.public_hosts = old.server.public_hosts.clone();
         }
         let wanted = |id: &str| self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
         let current: BTreeMap<String, String> = {

@@ -437,13 +437,16 @@ impl ServerHandler for AirlockMcp {
     }
 }
 
-/// The hosts `/mcp` answers to (DNS-rebinding protection): loopback and the listen address.
+/// The hosts `/mcp` answers to (DNS-rebinding protection): loopback, the listen address and
+/// the operator's `[server] public_hosts` (read at start, like `listen`).
 fn allowed_hosts(a: &Airlock) -> Vec<String> {
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    let ip = a.config().server.listen.ip();
+    let config = a.config();
+    let ip = config.server.listen.ip();
     if !ip.is_unspecified() {
         hosts.push(ip.to_string());
     }
+    hosts.extend(config.server.public_hosts.iter().cloned());
     hosts
 }
 

@@ -174,6 +174,9 @@ pub struct Grant {
     pub auth: AuthConfig,
     /// Rate budget, retries, circuit breaker and response cache of this grant.
     pub resilience: Resilience,
+    /// `tls = { ca_file }`: CA certificates trusted for this grant's destinations, besides the
+    /// daemon's roots (a private CA need not be trusted for every connector).
+    pub tls_ca: Option<super::trust::CaBundle>,
 }
 
 /// How the gate spends and protects one grant's upstream (see docs/configuration.md).

@@ -127,6 +127,7 @@ mod tests {
             exact_paths: None,
             auth: AuthConfig::None,
             resilience: Default::default(),
+            tls_ca: None,
         }
     }
 

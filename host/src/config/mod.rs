@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::capabilities::egress::ProxySettings;
 use crate::capabilities::grant::{
     BasicPart, ExactPaths, HostPattern, MethodSet, PathPrefix, looks_like_reference,
 };
+pub use crate::capabilities::net::OutboundSettings;
+use crate::capabilities::trust::{CaBundle, TrustSettings};
 // Each part owns the types of its section; this module parses the file into them.
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
@@ -84,6 +87,9 @@ pub struct ServerConfig {
     /// Drop-in directory: each `NAME.wasm` in it that no `[[connector]]` names is loaded as
     /// connector `NAME` (default tenant, no settings, and only the grants that name it).
     pub connectors_dir: Option<PathBuf>,
+    /// `public_hosts`: names `/mcp` answers to besides loopback and the listen address (the
+    /// `Host` a reverse proxy or a DNS name in front of the daemon sends).
+    pub public_hosts: Vec<String>,
 }
 
 /// The validated configuration.
@@ -105,6 +111,8 @@ pub struct Config {
     pub changes: ChangesConfig,
     /// `[[webhook]]`: receivers the change feed is pushed to.
     pub webhooks: Vec<Webhook>,
+    /// `[outbound]`: trusted CAs and the egress proxy, for every upstream connection.
+    pub outbound: OutboundSettings,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -155,6 +163,18 @@ struct RawFile {
     changes: RawChanges,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<webhook::RawWebhook>,
+    #[serde(default)]
+    outbound: RawOutbound,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    ca_file: Option<String>,
+    system_roots: Option<bool>,
+    proxy: Option<String>,
+    no_proxy: Option<Vec<String>>,
+    proxy_from_env: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,6 +216,8 @@ struct RawServer {
     data_dir: Option<String>,
     connectors_dir: Option<String>,
     metrics_token: Option<String>,
+    #[serde(default)]
+    public_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -265,6 +287,13 @@ struct RawGrant {
     retry: Option<RawRetry>,
     breaker: Option<RawBreaker>,
     cache_ttl: Option<String>,
+    tls: Option<RawGrantTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrantTls {
+    ca_file: String,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +385,11 @@ impl Config {
                     "AIRLOCK_LISTEN: `{v}` is not an address like 127.0.0.1:7700"
                 ))
             })?;
+        }
+        // The proxy environment is read here, not in `parse`, so the library's callers and
+        // tests that parse a text get only what it says.
+        if self.outbound.proxy_from_env && !self.outbound.proxy.is_set() {
+            self.outbound.proxy = ProxySettings::from_env().map_err(&err)?;
         }
         if let Some(v) = std::env::var_os("AIRLOCK_DATA_DIR").filter(|v| !v.is_empty()) {
             let dir = PathBuf::from(v);
@@ -661,6 +695,8 @@ impl Config {
             .transpose()
             .map_err(|m| err(format!("server.metrics_token: {m}")))?;
         let audit = build_audit(&raw.audit).map_err(|m| err(format!("audit.{m}")))?;
+        let outbound = build_outbound(&raw.outbound, &base).map_err(&err)?;
+        let public_hosts = build_public_hosts(&raw.server.public_hosts).map_err(&err)?;
         let mut changes = ChangesConfig::default();
         if let Some(r) = &raw.changes.retention {
             changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
@@ -689,6 +725,7 @@ impl Config {
                 listen,
                 data_dir,
                 connectors_dir,
+                public_hosts,
             },
             limits,
             connectors,
@@ -701,6 +738,7 @@ impl Config {
             },
             changes,
             webhooks,
+            outbound,
         })
     }
 
@@ -729,6 +767,52 @@ impl Config {
     pub fn grants_for<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Grant> + 'a {
         self.grants.iter().filter(move |g| g.connector == id)
     }
+}
+
+/// `[outbound]`: the CA file is read and checked now; the proxy URL is validated now (the
+/// environment's, when no `proxy` is set, at load).
+fn build_outbound(raw: &RawOutbound, base: &Path) -> Result<OutboundSettings, String> {
+    let ca = raw
+        .ca_file
+        .as_deref()
+        .map(|f| CaBundle::load(&base.join(f)).map_err(|m| format!("outbound.ca_file: {m}")))
+        .transpose()?;
+    let no_proxy = raw.no_proxy.clone().unwrap_or_default();
+    let proxy = match raw.proxy.as_deref() {
+        Some(p) => ProxySettings::from_config(p, &no_proxy)?,
+        None if !no_proxy.is_empty() => {
+            return Err("outbound.no_proxy: needs `outbound.proxy` (the environment's proxy                         takes NO_PROXY from the environment too)"
+                .into());
+        }
+        None => ProxySettings::default(),
+    };
+    Ok(OutboundSettings {
+        trust: TrustSettings {
+            system_roots: raw.system_roots.unwrap_or(true),
+            ca,
+        },
+        proxy,
+        proxy_from_env: raw.proxy_from_env.unwrap_or(true),
+    })
+}
+
+/// `[server] public_hosts`: bare host names or `host:port`, as a `Host` header carries them.
+fn build_public_hosts(raw: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, h) in raw.iter().enumerate() {
+        let key = format!("server.public_hosts[{i}]");
+        let h = h.trim().to_ascii_lowercase();
+        let ok = !h.is_empty()
+            && !h.contains(['/', '@', '*', ' '])
+            && h.parse::<http::uri::Authority>().is_ok();
+        if !ok {
+            return Err(format!(
+                "{key}: `{h}` is not a host name like airlock.example.com (or host:port); no                  scheme, path or wildcard"
+            ));
+        }
+        out.push(h);
+    }
+    Ok(out)
 }
 
 /// `[trust]`: each key is a minisign public key, inline (`RW...`) or `file:PATH` to a `.pub`.
@@ -1045,6 +1129,18 @@ fn build_grant(
     if g.reveal && matches!(auth, AuthConfig::None) {
         return Err("reveal: `reveal = true` needs an `auth` with a secret to reveal".into());
     }
+    let tls_ca = match &g.tls {
+        None => None,
+        Some(t) if scheme != "https" => {
+            return Err(format!(
+                "tls.ca_file: `{}` is for https grants; this grant is {scheme}",
+                t.ca_file
+            ));
+        }
+        Some(t) => {
+            Some(CaBundle::load(&base.join(&t.ca_file)).map_err(|m| format!("tls.ca_file: {m}"))?)
+        }
+    };
     Ok(Grant {
         index,
         name,
@@ -1061,6 +1157,7 @@ fn build_grant(
         exact_paths,
         auth,
         resilience,
+        tls_ca,
     })
 }
 

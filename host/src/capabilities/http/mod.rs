@@ -222,7 +222,9 @@ impl ConnectorGate {
             Intercept::Complete(answer) => return answer,
             Intercept::Continue(go_on) => go_on,
         };
-        let client = self.net.client(grant.allow_private);
+        let client = &self
+            .net
+            .client_for(grant.allow_private, grant.tls_ca.as_ref());
         let credentialed = match self
             .inject(&caller, idx, &mut parts.headers, client, deadline)
             .await

@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::super::decode;
 use super::super::net::{UpstreamClient, error_chain, find_address_denied};
+use super::super::trust::find_certificate_error;
 use super::ConnectorGate;
 
 /// Why one exchange produced no response.
@@ -200,6 +201,30 @@ impl ConnectorGate {
 fn connection_failure(e: &hyper_util::client::legacy::Error) -> Failure {
     if let Some(d) = find_address_denied(e) {
         return Failure::Denied(d.to_string());
+    }
+    if let Some(tls) = find_certificate_error(e) {
+        // Named plainly, with the settings that fix it: the usual cause is a private CA.
+        let (code, hint) = match tls {
+            rustls::Error::InvalidCertificate(_) => (
+                HttpError::TlsCertificateError,
+                "; if the upstream's certificate comes from a private CA, name its PEM file in \
+                 [outbound] ca_file or the grant's tls = { ca_file = \"...\" }",
+            ),
+            rustls::Error::AlertReceived(_) => (
+                HttpError::TlsAlertReceived {
+                    alert_id: None,
+                    alert_message: None,
+                },
+                "",
+            ),
+            _ => (HttpError::TlsProtocolError, ""),
+        };
+        return Failure::Failed {
+            reason: format!("TLS failed: {tls}{hint}"),
+            code,
+            connection: false,
+            status: None,
+        };
     }
     let code = if e.is_connect() {
         HttpError::ConnectionRefused
