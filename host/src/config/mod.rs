@@ -14,7 +14,7 @@ use crate::capabilities::grant::{
 // Each part owns the types of its section; this module parses the file into them.
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
-pub use hook::{HookKind, InboundHook};
+pub use hook::{HookKind, InboundHook, Subscribe};
 pub use webhook::Webhook;
 
 mod hook;
@@ -492,7 +492,7 @@ impl Config {
             let hook = c
                 .hook
                 .as_ref()
-                .map(|h| hook::build(h, &format!("{key}.hook"), &base))
+                .map(|h| hook::build(h, &format!("{key}.hook"), &c.id, &base))
                 .transpose()
                 .map_err(&err)?;
             connectors.push(ConnectorConfig {
