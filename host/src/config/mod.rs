@@ -15,9 +15,11 @@ use crate::capabilities::grant::{
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
 pub use hook::{HookKind, InboundHook, Subscribe};
+pub use oauth::{OAuth, SCOPES as OAUTH_SCOPES};
 pub use webhook::Webhook;
 
 mod hook;
+mod oauth;
 mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
@@ -105,6 +107,8 @@ pub struct Config {
     pub changes: ChangesConfig,
     /// `[[webhook]]`: receivers the change feed is pushed to.
     pub webhooks: Vec<Webhook>,
+    /// `[oauth]`: access tokens from the company's identity provider (MCP authorization).
+    pub oauth: Option<OAuth>,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -155,6 +159,7 @@ struct RawFile {
     changes: RawChanges,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<webhook::RawWebhook>,
+    oauth: Option<oauth::RawOAuth>,
 }
 
 #[derive(Deserialize, Default)]
@@ -681,7 +686,14 @@ impl Config {
             webhooks.push(w);
         }
 
+        let oauth = raw
+            .oauth
+            .map(|o| oauth::build(o, DEFAULT_TENANT))
+            .transpose()
+            .map_err(&err)?;
+
         Ok(Config {
+            oauth,
             audit,
             path: path.to_path_buf(),
             server: ServerConfig {

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod jira;
 pub mod msgraph;
 pub mod notify;
+pub mod oidc;
 pub mod openai;
 pub mod server;
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub use msgraph::{
     MsGraphTruth, Subscription, spawn_msgraph,
 };
 pub use notify::Delivery;
+pub use oidc::{Oidc, spawn_oidc};
 pub use openai::{OpenAi, OpenAiMode, OpenAiOptions, OpenAiTruth, spawn_openai};
 pub use server::{RequestCounts, RunningFake, ServingFake};
 pub use zendesk::{
