@@ -48,7 +48,9 @@ use airlock::scrub::Scrubber;
 /// audited in a hash-chained log. The daemon's `/v1` API needs a bearer token from
 /// `airlock tokens create`.
 #[derive(Parser)]
-#[command(name = "airlock", version, about, long_about = None)]
+// `about` is the crate description (`-h`); `long_about` the text above (`--help`, and the man
+// page's DESCRIPTION).
+#[command(name = "airlock", version, about, long_about)]
 pub struct Cli {
     /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it. Default:
     /// `info` for `serve`, `warn` for the other commands (they print their own

@@ -398,6 +398,8 @@ fn the_man_page_is_roff_naming_every_subcommand() {
         );
     }
     assert!(page.contains("AIRLOCK_MASTER_KEY_FILE"));
+    // DESCRIPTION is the long text of `--help`, not the one-line summary again.
+    assert!(page.contains("hash\\-chained"), "{page}");
 
     let dir = tempfile::tempdir().expect("tmp");
     let out = Command::new(airlock_bin())
