@@ -9,13 +9,15 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt clippy clean help
+.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
 	@echo "make test   build everything and run every test"
 	@echo "make bench  run the benchmarks (ratios against in-run baselines)"
 	@echo "make fuzz   run every cargo-fuzz target for FUZZ_SECONDS each (default 60)"
+	@echo "make lint   rustfmt, clippy (-D warnings) and cargo deny, as CI runs them before the tests"
+	@echo "make dist   the release archive target/dist/airlock-VERSION-TRIPLE.tar.gz"
 
 all: build
 
@@ -112,8 +114,33 @@ fuzz:
 fmt:
 	$(CARGO) fmt --all
 
-clippy:
-	$(CARGO) clippy --workspace --release -- -D warnings
+# CI runs `make lint` before `make test`, so a formatting, clippy or cargo deny finding fails in
+# minutes with its own message instead of after the whole test run.
+lint: fmt-check clippy deny
+
+fmt-check:
+	@$(CARGO) fmt --all --check || { echo "lint: formatting differs (above); run \`make fmt\`"; exit 1; }
+
+# The native crates with their tests and benches (release, like every other build here), then the
+# connectors for the target they ship for.
+clippy: wasm-target
+	@$(CARGO) clippy --release -p airlock -p airlock-tests -p fake-saas --all-targets -- -D warnings \
+		|| { echo "lint: clippy findings in the host crates (above)"; exit 1; }
+	@$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(CONNECTORS)) -- -D warnings \
+		|| { echo "lint: clippy findings in the connectors (above)"; exit 1; }
+
+# Licenses and banned crates (deny.toml), offline: the advisory database would need the network.
+# Skipped with a note where cargo-deny is not installed (.ci/run installs it).
+deny:
+	@if command -v cargo-deny >/dev/null; then \
+		$(CARGO) deny --offline check licenses bans \
+			|| { echo "lint: cargo deny findings (above): a license or crate deny.toml does not allow"; exit 1; }; \
+	else echo "lint: cargo-deny not installed, licenses and bans not checked (cargo install --locked cargo-deny)"; fi
+
+# The release archive, packed by dist/build.sh from what `build` made (nothing is rebuilt there).
+DIST_OUT := target/dist
+dist: build
+	CONNECTORS="$(CONNECTORS)" ./dist/build.sh $(DIST_OUT)
 
 clean:
 	$(CARGO) clean

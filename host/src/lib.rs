@@ -26,6 +26,7 @@ pub mod scrub;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod subscriptions;
 pub mod sync;
 pub mod untrusted_text;
 pub mod webhooks;

@@ -136,6 +136,31 @@ pub async fn request(
     Ok(Proxied::Answered(answer))
 }
 
+/// A request the host makes itself under the connector's grants (keeping a push subscription
+/// alive, `crate::subscriptions`): the same gate, budgets and audit rows (under `principal`),
+/// never queued for approval because the operator configured it; the grants still decide.
+pub async fn host_request(
+    a: &Airlock,
+    principal: &str,
+    connector: &str,
+    req: ProxyRequest,
+) -> Result<ProxyAnswer, ProxyError> {
+    let uri = target(a, connector, &req)?;
+    // Through a grant that takes writes, the operator's config is the approval; through one
+    // without (`exact_paths`), it is an ordinary request.
+    let writes = match a
+        .connector(connector)?
+        .ctx
+        .gate
+        .grant_for(&req.method, &uri)
+    {
+        Some(g) if g.writes && is_write_method(&req.method) => Writes::Approved,
+        _ => Writes::No,
+    };
+    let invocation = ulid::Ulid::new().to_string();
+    send(a, connector, principal, &invocation, req, writes).await
+}
+
 /// Sends an approved write (see `crate::approvals::approve`); the result is what the approval
 /// keeps: `{status, headers, body}` (`body_base64` when the body is not UTF-8).
 pub async fn run_approved(

@@ -10,6 +10,11 @@ use crate::app::Airlock;
 /// REST, the dashboard and `/mcp`. MCP is a protocol endpoint, not a REST resource, so it
 /// stays outside the route table and the OpenAPI description (docs/api.md describes it).
 pub fn router(airlock: Arc<Airlock>) -> Router {
-    let r = crate::api::routes_router(&airlock).route("/mcp", crate::mcp::route(airlock.clone()));
+    // RFC 9728 metadata, at the root and at the path of `/mcp` (clients try both).
+    let metadata = axum::routing::get(crate::api::oauth::resource_metadata);
+    let r = crate::api::routes_router(&airlock)
+        .route("/mcp", crate::mcp::route(airlock.clone()))
+        .route("/.well-known/oauth-protected-resource", metadata.clone())
+        .route("/.well-known/oauth-protected-resource/mcp", metadata);
     crate::api::finish(r, airlock)
 }

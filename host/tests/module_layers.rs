@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "proxy",
             "webhooks",
             "inbound",
+            "subscriptions",
             "conformance",
             "scheduler",
             "reload",

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -38,6 +38,40 @@ fn unauthorized(message: &str) -> Response {
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
+}
+
+/// 401 (or 403 for a missing scope) that, with `[oauth]` configured, names the resource
+/// metadata so that an MCP client can start the sign-in (RFC 9728 §5.1, RFC 6750 §3).
+fn challenged(
+    a: &Airlock,
+    status: StatusCode,
+    error: Option<(&str, &str)>,
+    scope: Option<&str>,
+    message: &str,
+) -> Response {
+    let code = match status {
+        StatusCode::FORBIDDEN => "forbidden",
+        _ => "unauthenticated",
+    };
+    let mut r = error_response(status, code, message, None);
+    let value = match a.config().oauth.as_ref() {
+        Some(o) => super::oauth::challenge(o, error, scope),
+        None => HeaderValue::from_static("Bearer"),
+    };
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    r
+}
+
+/// 403 for an OAuth access token without `scope`.
+pub fn insufficient_scope(a: &Airlock, scope: &str) -> Response {
+    let message = format!("the access token lacks the `{scope}` scope");
+    challenged(
+        a,
+        StatusCode::FORBIDDEN,
+        Some(("insufficient_scope", &message)),
+        Some(scope),
+        &message,
+    )
 }
 
 /// The address the daemon listens on (set by `airlock serve`).
@@ -115,25 +149,81 @@ pub async fn require(
         return next.run(req).await;
     }
     let Some(token) = bearer(req.headers()) else {
-        return unauthorized("this route needs an `Authorization: Bearer <token>` header");
+        return challenged(
+            &a,
+            StatusCode::UNAUTHORIZED,
+            None,
+            None,
+            "this route needs an `Authorization: Bearer <token>` header",
+        );
     };
-    // A read connection: token checks must not queue behind sync commits or each other.
-    let found =
-        a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
-            .await;
-    let principal = match found {
-        Ok(Some(p)) => p,
-        Ok(None) => return unauthorized("the bearer token is not valid (unknown or revoked)"),
-        Err(e) => {
-            tracing::error!("token lookup failed: {e:#}");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "cannot check the token",
-                None,
-            );
+    let oauth = a.config().oauth.clone();
+    let principal = match oauth.filter(|_| super::oauth::is_jwt(&token)) {
+        // An access token from the identity provider.
+        Some(o) => match super::oauth::principal(&a, &o, &token).await {
+            Ok(p) => p,
+            Err(r) => {
+                let status = match r.error {
+                    "insufficient_scope" => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                return challenged(
+                    &a,
+                    status,
+                    Some((r.error, &r.description)),
+                    None,
+                    &r.description,
+                );
+            }
+        },
+        None => {
+            // A read connection: token checks must not queue behind sync commits or each other.
+            let found =
+                a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
+                    .await;
+            match found {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    return challenged(
+                        &a,
+                        StatusCode::UNAUTHORIZED,
+                        Some(("invalid_token", "unknown or revoked")),
+                        None,
+                        "the bearer token is not valid (unknown or revoked)",
+                    );
+                }
+                Err(e) => {
+                    tracing::error!("token lookup failed: {e:#}");
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "cannot check the token",
+                        None,
+                    );
+                }
+            }
         }
     };
+    if principal.scopes.is_some() {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_else(|| req.uri().path().to_string());
+        match super::oauth::needs(req.method(), &route) {
+            super::oauth::Needs::Any => {}
+            super::oauth::Needs::Scope(s) if principal.has_scope(s) => {}
+            super::oauth::Needs::Scope(s) => return insufficient_scope(&a, s),
+            super::oauth::Needs::Never => {
+                return error_response(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "OAuth access tokens cannot use this route; it needs an API token",
+                    None,
+                );
+            }
+        }
+    }
     if access == Access::Admin && !principal.admin {
         return error_response(
             StatusCode::FORBIDDEN,

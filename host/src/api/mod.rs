@@ -8,6 +8,7 @@ pub mod body;
 pub mod dashboard;
 pub mod errors;
 pub mod hooks;
+pub mod oauth;
 pub mod openapi;
 pub mod proxy;
 pub mod webhooks;
@@ -367,8 +368,14 @@ async fn invoke(
         matches!(op, Op::Get { .. }),
         matches!(op, Op::Search { .. }),
     );
+    if let Op::Action { name, .. } = &op
+        && !p.has_scope("writes")
+        && crate::approvals::action_writes(&a, &id, name)
+    {
+        return auth::insufficient_scope(&a, "writes");
+    }
     let readers = auth::readers(&p);
-    let requested_by = format!("token:{}", p.name);
+    let requested_by = p.label();
     match crate::approvals::request(&a, &requested_by, &p.tenant, &id, op).await {
         Ok(crate::approvals::Requested::Pending(approval)) => (
             StatusCode::ACCEPTED,
@@ -501,7 +508,7 @@ async fn sync_trigger(
         started.push(s.clone());
         let (a, id, full) = (a.clone(), id.clone(), body.full);
         // The run's audit rows name the admin who triggered it.
-        let ctx = crate::runtime::context::CallContext::trusted().by(&format!("token:{}", p.name));
+        let ctx = crate::runtime::context::CallContext::trusted().by(&p.label());
         tokio::spawn(async move {
             let run = a.sync_stream(&id, &s, full, |_| {});
             if let Err(e) = crate::runtime::context::with(ctx, run).await {
@@ -554,7 +561,7 @@ async fn search(
         }),
     };
     // Live searches run connectors: their rows name the token, and no write is possible.
-    let ctx = crate::runtime::context::CallContext::requested().by(&format!("token:{}", p.name));
+    let ctx = crate::runtime::context::CallContext::requested().by(&p.label());
     match crate::runtime::context::with(ctx, a.search(&req)).await {
         Ok(mut r) => {
             for h in &mut r.hits {
@@ -907,7 +914,7 @@ async fn approve_approval(
     if let Err(r) = tenant_approval(&a, &p, &id).await {
         return r;
     }
-    let by = format!("token:{}", p.name);
+    let by = p.label();
     match crate::approvals::approve(&a, &id, &by).await {
         Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
         Err(e) => approval_error(&a, e),
@@ -922,7 +929,7 @@ async fn deny_approval(
     if let Err(r) = tenant_approval(&a, &p, &id).await {
         return r;
     }
-    let by = format!("token:{}", p.name);
+    let by = p.label();
     match crate::approvals::deny(&a, &id, &by).await {
         Ok(ap) => Json(serde_json::json!({ "approval": ap })).into_response(),
         Err(e) => approval_error(&a, e),

@@ -60,7 +60,7 @@ pub async fn proxy(
         headers,
         body,
     };
-    let principal = format!("token:{}", p.name);
+    let principal = p.label();
     match crate::proxy::request(&a, &principal, &p.tenant, &connector, req).await {
         Ok(Proxied::Answered(answer)) => {
             let mut r = (answer.status, answer.headers, answer.body).into_response();

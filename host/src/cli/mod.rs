@@ -10,6 +10,7 @@ mod completions;
 mod config_check;
 mod conformance;
 mod invoke;
+mod man;
 mod mcp;
 mod new;
 mod record;
@@ -47,7 +48,9 @@ use airlock::scrub::Scrubber;
 /// audited in a hash-chained log. The daemon's `/v1` API needs a bearer token from
 /// `airlock tokens create`.
 #[derive(Parser)]
-#[command(name = "airlock", version, about, long_about = None)]
+// `about` is the crate description (`-h`); `long_about` the text above (`--help`, and the man
+// page's DESCRIPTION).
+#[command(name = "airlock", version, about, long_about)]
 pub struct Cli {
     /// Log filter (e.g. `info`, `debug`, `airlock=debug`); RUST_LOG overrides it. Default:
     /// `info` for `serve`, `warn` for the other commands (they print their own
@@ -126,6 +129,9 @@ pub enum Command {
     /// Print the shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`
     /// (or zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
+    /// Print the manual page airlock(1) as roff: `airlock man | man -l -`; `--out-dir DIR`
+    /// writes it with one page per subcommand (airlock-serve.1, ...).
+    Man(man::ManArgs),
     /// Check a connector component against the contract rules the host relies on
     ///
     /// Loads FILE as the connector of --config (its settings, grants, limits and data directory
@@ -174,6 +180,7 @@ impl Command {
             Command::Changes(args) => args.run().await,
             Command::New(args) => args.run(),
             Command::Completions(args) => args.run(),
+            Command::Man(args) => args.run(),
             Command::Conformance(args) => args.run(scrubber).await,
         }
     }

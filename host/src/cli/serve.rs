@@ -41,6 +41,7 @@ impl ServeArgs {
         airlock::scheduler::spawn_scheduler(a.clone());
         airlock::reload::spawn(a.clone());
         airlock::webhooks::start(a.clone()).await?;
+        airlock::subscriptions::start(a.clone());
         // The address really listened on (`--listen` overrides the config) decides whether
         // `/metrics` may stay open.
         let app = airlock::server::router(a.clone())

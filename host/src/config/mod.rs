@@ -17,10 +17,12 @@ use crate::capabilities::trust::{CaBundle, TrustSettings};
 // Each part owns the types of its section; this module parses the file into them.
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
-pub use hook::{HookKind, InboundHook};
+pub use hook::{HookKind, InboundHook, Subscribe};
+pub use oauth::{OAuth, SCOPES as OAUTH_SCOPES};
 pub use webhook::Webhook;
 
 mod hook;
+mod oauth;
 mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
@@ -113,6 +115,8 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     /// `[outbound]`: trusted CAs and the egress proxy, for every upstream connection.
     pub outbound: OutboundSettings,
+    /// `[oauth]`: access tokens from the company's identity provider (MCP authorization).
+    pub oauth: Option<OAuth>,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -165,6 +169,7 @@ struct RawFile {
     webhooks: Vec<webhook::RawWebhook>,
     #[serde(default)]
     outbound: RawOutbound,
+    oauth: Option<oauth::RawOAuth>,
 }
 
 #[derive(Deserialize, Default)]
@@ -526,7 +531,7 @@ impl Config {
             let hook = c
                 .hook
                 .as_ref()
-                .map(|h| hook::build(h, &format!("{key}.hook"), &base))
+                .map(|h| hook::build(h, &format!("{key}.hook"), &c.id, &base))
                 .transpose()
                 .map_err(&err)?;
             connectors.push(ConnectorConfig {
@@ -717,7 +722,14 @@ impl Config {
             webhooks.push(w);
         }
 
+        let oauth = raw
+            .oauth
+            .map(|o| oauth::build(o, DEFAULT_TENANT))
+            .transpose()
+            .map_err(&err)?;
+
         Ok(Config {
+            oauth,
             audit,
             path: path.to_path_buf(),
             server: ServerConfig {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod changes;
 pub mod checkpoint;
 pub mod documents;
+pub mod hook_subscriptions;
 pub mod sync_state;
 pub mod tokens;
 pub mod vault;
@@ -196,6 +197,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_ms);
     CREATE INDEX webhook_deliveries_of ON webhook_deliveries(webhook, change_seq);
+    "#,
+    // 11: push subscriptions Airlock keeps alive at upstreams (store/hook_subscriptions.rs), so
+    // a restart renews the one it made instead of making another.
+    r#"
+    CREATE TABLE hook_subscriptions (
+        connector TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        notification_url TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        renewed_at TEXT NOT NULL
+    );
     "#,
 ];
 

@@ -22,9 +22,29 @@ pub struct Principal {
     pub admin: bool,
     /// Connectors whose grants the token may send its own requests through (the `proxy` scope).
     pub proxy: Vec<String>,
+    /// What an OAuth access token may do (`search`, `read`, `actions`, `writes`); None for API
+    /// tokens, which are bounded by `admin` and `proxy` alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 impl Principal {
+    /// How audit rows and approvals name who asked: `token:NAME` for an API token,
+    /// `oauth:NAME` (the person's email or UPN) for an OAuth access token.
+    pub fn label(&self) -> String {
+        match self.scopes {
+            Some(_) => format!("oauth:{}", self.name),
+            None => format!("token:{}", self.name),
+        }
+    }
+
+    /// Whether an OAuth access token carries `scope` (API tokens carry them all).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == scope))
+    }
+
     /// Whether the token has the `proxy` scope for `connector`.
     pub fn may_proxy(&self, connector: &str) -> bool {
         self.proxy.iter().any(|c| c == connector)
@@ -153,6 +173,7 @@ pub fn authenticate(conn: &Connection, token: &str) -> rusqlite::Result<Option<P
             admin: r.get(4)?,
             // Unreadable scope: none (fail closed).
             proxy: serde_json::from_str(&proxy).unwrap_or_default(),
+            scopes: None,
         })
     })
     .optional()

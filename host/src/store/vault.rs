@@ -1,7 +1,8 @@
 //! The secret vault: values encrypted with AES-256-GCM (the secret's name is bound as associated
-//! data) under a master key from `AIRLOCK_MASTER_KEY` or a generated key file (mode 0600).
+//! data) under a master key from `AIRLOCK_MASTER_KEY`, a file named by `AIRLOCK_MASTER_KEY_FILE`
+//! or a generated key file in the data directory (mode 0600).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
@@ -11,7 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// Environment variable holding the master key (64 hex digits or base64 of 32 bytes).
 pub const MASTER_KEY_ENV: &str = "AIRLOCK_MASTER_KEY";
-/// Key file inside the data directory, used when the environment variable is unset.
+/// Environment variable naming a file that holds the master key: how a service manager hands
+/// it over without putting it in the environment (systemd `LoadCredential=`, container secrets).
+pub const MASTER_KEY_FILE_ENV: &str = "AIRLOCK_MASTER_KEY_FILE";
+/// Key file inside the data directory, used when neither environment variable is set.
 pub const KEY_FILE: &str = "master.key";
 
 /// Secret names: letters, digits, `_`, `-`, `.`; at most 128.
@@ -108,18 +112,39 @@ impl Vault {
 }
 
 fn load_master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
-    if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-        return parse_key(text.trim())
-            .with_context(|| format!("{MASTER_KEY_ENV} is not a valid key"));
+    let key = std::env::var(MASTER_KEY_ENV).ok();
+    let file = std::env::var_os(MASTER_KEY_FILE_ENV).map(PathBuf::from);
+    master_key_from(key, file, data_dir)
+}
+
+/// The key from the environment's value, else the file it names, else the data directory's key
+/// file (created on first use). Both variables at once is refused rather than guessed at.
+fn master_key_from(
+    key: Option<String>,
+    file: Option<PathBuf>,
+    data_dir: &Path,
+) -> anyhow::Result<[u8; 32]> {
+    match (key, file) {
+        (Some(_), Some(_)) => {
+            bail!("set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}, not both")
+        }
+        (Some(text), None) => {
+            return parse_key(text.trim())
+                .with_context(|| format!("{MASTER_KEY_ENV} is not a valid key"));
+        }
+        // The same rule as the data directory's key file: nobody else may read it.
+        (None, Some(path)) => {
+            super::require_owner_only(&path)
+                .with_context(|| format!("{MASTER_KEY_FILE_ENV}={}", path.display()))?;
+            return read_key_file(&path);
+        }
+        (None, None) => {}
     }
     super::ensure_data_dir(data_dir)?;
     let path = data_dir.join(KEY_FILE);
     if path.exists() {
         super::require_owner_only(&path)?;
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        return parse_key(text.trim())
-            .with_context(|| format!("{} is not a valid key", path.display()));
+        return read_key_file(&path);
     }
     let key: [u8; 32] = Aes256Gcm::generate_key(&mut OsRng).into();
     let mut opts = std::fs::OpenOptions::new();
@@ -136,6 +161,12 @@ fn load_master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     writeln!(f, "{}", hex::encode(key))?;
     f.sync_all()?;
     Ok(key)
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_key(text.trim()).with_context(|| format!("{} is not a valid key", path.display()))
 }
 
 fn parse_key(text: &str) -> anyhow::Result<[u8; 32]> {
@@ -189,6 +220,48 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Vault::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("0644"), "{e}");
+    }
+
+    /// A key file handed over by the service manager (`LoadCredential=`): used as given, never
+    /// written to the data directory; the env value and the file at once are refused.
+    #[cfg(unix)]
+    #[test]
+    fn the_master_key_file_variable_names_the_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let file = dir.path().join("master-key");
+        let hex_key = "ab".repeat(32);
+        std::fs::write(&file, format!("{hex_key}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let key = master_key_from(None, Some(file.clone()), &data).unwrap();
+        assert_eq!(key, [0xab; 32]);
+        assert!(!data.join(KEY_FILE).exists(), "a key file was generated");
+
+        let e = master_key_from(Some(hex_key.clone()), Some(file.clone()), &data).unwrap_err();
+        assert!(format!("{e:#}").contains("not both"), "{e:#}");
+
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = format!(
+            "{:#}",
+            master_key_from(None, Some(file.clone()), &data).unwrap_err()
+        );
+        assert!(e.contains(MASTER_KEY_FILE_ENV) && e.contains("0644"), "{e}");
+
+        let e = format!(
+            "{:#}",
+            master_key_from(None, Some(dir.path().join("absent")), &data).unwrap_err()
+        );
+        assert!(e.contains("absent"), "{e}");
+
+        // A bad key is named by its file, its content never shown.
+        std::fs::write(&file, "not-a-key-canary").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = format!(
+            "{:#}",
+            master_key_from(None, Some(file), &data).unwrap_err()
+        );
+        assert!(e.contains("master-key") && !e.contains("canary"), "{e}");
     }
 
     #[test]

@@ -78,6 +78,38 @@ pub fn rfc3339_secs(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// Parses a UTC RFC 3339 time (`2026-01-02T03:04:05Z`, any fraction, `Z` or `+00:00`) to
+/// milliseconds since the epoch.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let d: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = d.as_slice() else {
+        return None;
+    };
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<&str> = hms.split(':').collect();
+    let [hh, mm, ss] = t.as_slice() else {
+        return None;
+    };
+    let ms_frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}")[..3].parse().ok()?
+    };
+    let secs: i64 = ss.parse().ok()?;
+    Some(
+        utc_ms(
+            y.parse().ok()?,
+            m.parse().ok()?,
+            d.parse().ok()?,
+            hh.parse().ok()?,
+            mm.parse().ok()?,
+        ) + secs * 1000
+            + ms_frac,
+    )
+}
+
 /// Microseconds since the epoch (wall clock).
 pub fn now_us() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);

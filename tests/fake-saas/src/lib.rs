@@ -13,6 +13,8 @@ pub mod control;
 pub mod faults;
 pub mod jira;
 pub mod msgraph;
+pub mod notify;
+pub mod oidc;
 pub mod openai;
 pub mod server;
 #[cfg(test)]
@@ -32,8 +34,10 @@ pub use faults::{FaultKind, FaultPlan, FaultReport};
 pub use jira::{JiraMutation, JiraMutationReport, JiraOptions, JiraTruth, spawn_jira};
 pub use msgraph::{
     Change, ChangeReport, MsGraph, MsGraphMutation, MsGraphMutationReport, MsGraphOptions,
-    MsGraphTruth, spawn_msgraph,
+    MsGraphTruth, Subscription, spawn_msgraph,
 };
+pub use notify::Delivery;
+pub use oidc::{Oidc, spawn_oidc};
 pub use openai::{OpenAi, OpenAiMode, OpenAiOptions, OpenAiTruth, spawn_openai};
 pub use server::{RequestCounts, RunningFake, ServingFake};
 pub use zendesk::{

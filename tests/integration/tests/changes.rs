@@ -32,28 +32,70 @@ async fn a_follower_resuming_across_sigkilled_syncs_gets_every_change_once_in_or
     let fake = spawn_confluence("127.0.0.1:0".parse().expect("addr"), options)
         .await
         .expect("fake");
+    // Every page of the listing takes 10 ms, so a whole run (100 pages) outlasts each kill's delay.
+    fake.set_faults(fake_saas::FaultPlan {
+        rate: 1.0,
+        kinds: vec![fake_saas::FaultKind::Latency],
+        latency_ms: 10,
+        ..Default::default()
+    });
     let body = confluence_config(&fake.base_url)
         .replace("base_url = ", "page_limit = \"10\"\nbase_url = ");
     let env = Env::new(&body);
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
 
-    // The follower reads between the crashes, each time from the last sequence it saw.
+    // 20 rounds: the daemon starts a full run of the stream, and is SIGKILLed in the middle of
+    // it after a seeded pseudo-random delay; the upstream changes between rounds. The follower
+    // reads between the crashes, each time from the last sequence it saw.
     let mut seen: Vec<Value> = Vec::new();
     let mut last = 0i64;
-    let kills = sync_with_random_kills(
-        &env,
-        &["sync", "confluence", "--stream", "pages", "--full"],
-        20,
-        (60, 500),
-        0xfeed,
-        |_| {
-            for c in changes_after(&env, last) {
-                last = c["seq"].as_i64().expect("seq");
-                seen.push(c);
-            }
-        },
+    let mut seed = 0xfeed_u64;
+    let mut kills_mid_run = 0;
+    let mut rounds_with_changes = 0;
+    for _ in 0..20 {
+        let mut d = env.serve();
+        let (status, v) = http_auth(
+            "POST",
+            &format!("{}/v1/sync/confluence", d.base),
+            Some(&d.token),
+            Some(r#"{"stream": "pages", "full": true}"#.into()),
+        )
+        .await;
+        assert_eq!(status, 202, "{v}");
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(60 + (seed >> 33) % 500)).await;
+        let (_, state) = d.get("/v1/sync").await;
+        let running = state["streams"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["stream"] == "pages" && s["running"] == true)
+        });
+        d.child.kill().expect("SIGKILL");
+        let _ = d.child.wait();
+        kills_mid_run += usize::from(running);
+        let new = changes_after(&env, last);
+        rounds_with_changes += usize::from(!new.is_empty());
+        for c in new {
+            last = c["seq"].as_i64().expect("seq");
+            seen.push(c);
+        }
+        fake.mutate(fake_saas::Mutation {
+            update: 3,
+            create: 2,
+            ..Default::default()
+        });
+    }
+    assert_eq!(kills_mid_run, 20, "every kill must land in a running sync");
+    eprintln!(
+        "{rounds_with_changes} of 20 killed runs committed changes ({} in all)",
+        seen.len()
     );
-    assert!(kills >= 5, "the test must interrupt syncs ({kills} kills)");
+    assert!(
+        rounds_with_changes >= 10,
+        "the killed runs must commit changes ({rounds_with_changes} of 20 did)"
+    );
+    fake.set_faults(fake_saas::FaultPlan::default());
     let out = env.airlock(&["sync", "confluence", "--stream", "pages"], None);
     assert!(
         out.status.success(),

@@ -356,3 +356,81 @@ fn the_bash_completion_script_is_valid_bash_and_completes_every_command() {
     );
     assert!(text.lines().any(|l| l == "changes"), "{text}");
 }
+
+/// `airlock man` prints airlock(1) as roff naming every subcommand's page, and `--out-dir`
+/// writes those pages; `man` itself renders it when the machine has man.
+#[test]
+fn the_man_page_is_roff_naming_every_subcommand() {
+    let out = Command::new(airlock_bin())
+        .arg("man")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(page.contains(".TH airlock 1"), "no roff title:\n{page}");
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH SUBCOMMANDS",
+        ".SH ENVIRONMENT",
+    ] {
+        assert!(page.contains(section), "{section} missing");
+    }
+    assert!(page.contains(".SH \"EXIT STATUS\""), "exit codes missing");
+    for command in [
+        "serve",
+        "invoke",
+        "sync",
+        "config",
+        "secrets",
+        "audit",
+        "completions",
+        "man",
+    ] {
+        // roff escapes the hyphen of `airlock-serve(1)`.
+        assert!(
+            page.contains(&format!("airlock\\-{command}(1)")),
+            "{command} missing from the page"
+        );
+    }
+    assert!(page.contains("AIRLOCK_MASTER_KEY_FILE"));
+    // DESCRIPTION is the long text of `--help`, not the one-line summary again.
+    assert!(page.contains("hash\\-chained"), "{page}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(airlock_bin())
+        .args(["man", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    for file in [
+        "airlock.1",
+        "airlock-serve.1",
+        "airlock-config-check.1",
+        "airlock-secrets-set.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(file)).expect(file);
+        assert!(text.contains(".TH "), "{file} is not roff");
+    }
+    assert!(
+        !dir.path().join("airlock-help.1").exists(),
+        "clap's help has no page"
+    );
+    match Command::new("man")
+        .arg("-l")
+        .arg(dir.path().join("airlock.1"))
+        .env("MANWIDTH", "100")
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("EXIT STATUS"), "{text}");
+        }
+        _ => eprintln!("skipped rendering: no working `man` on this machine"),
+    }
+}

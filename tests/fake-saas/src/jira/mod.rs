@@ -14,6 +14,7 @@ mod servicedesk;
 mod shapes;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Router, middleware};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,7 @@ use self::servicedesk::{add_comment, kb_articles, list_comments, list_requests};
 use self::shapes::jira_errors;
 use crate::common::{atlassian_rate_limited, basic_auth_ok};
 use crate::control::{Control, Mutate, RateLimitBody};
+use crate::notify::{Delivery, Notifier};
 use crate::server::{Core, FakeState, RunningFake};
 use crate::{control, server};
 
@@ -155,11 +157,26 @@ pub struct Jira {
     api_token: String,
     base_url: String,
     data: Mutex<Data>,
+    webhooks: Mutex<Vec<webhooks::Webhook>>,
+    notifier: Notifier,
 }
 
 impl FakeState for Jira {
     fn core(&self) -> &Core {
         &self.core
+    }
+}
+
+impl Jira {
+    fn webhooks(&self) -> std::sync::MutexGuard<'_, Vec<webhooks::Webhook>> {
+        self.webhooks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a mutation, then pushes its events to the webhooks registered for them.
+    fn mutate(&self, m: JiraMutation) -> JiraMutationReport {
+        let report = self.data().mutate(m);
+        webhooks::notify(self, &report);
+        report
     }
 }
 
@@ -201,7 +218,7 @@ impl Mutate for Jira {
     type Report = JiraMutationReport;
     const EXPECTED: &'static str = "{\"update\":N,\"create\":N,\"comment\":N}";
     fn apply_mutation(&self, m: JiraMutation) -> JiraMutationReport {
-        self.data().mutate(m)
+        self.mutate(m)
     }
 }
 
@@ -220,6 +237,7 @@ fn router(state: Arc<Jira>) -> Router {
             "/rest/servicedeskapi/knowledgebase/article",
             get(kb_articles),
         )
+        .route("/rest/webhooks/1.0/webhook", post(webhooks::register))
         .merge(control::routes_with_mutate::<Jira>())
         .fallback(|| async { jira_errors(StatusCode::NOT_FOUND, "Not found") })
         .layer(middleware::from_fn_with_state(state.clone(), gate))
@@ -238,6 +256,8 @@ pub async fn spawn_jira(
         email: opts.email,
         api_token: opts.api_token,
         base_url: base_url.clone(),
+        webhooks: Mutex::default(),
+        notifier: Notifier::start(),
     });
     Ok(server::start(
         listener,
@@ -253,6 +273,10 @@ impl RunningFake<Jira> {
         self.state.truth()
     }
     pub fn mutate(&self, m: JiraMutation) -> JiraMutationReport {
-        self.state.data().mutate(m)
+        self.state.mutate(m)
+    }
+    /// Every webhook notification sent so far, in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.notifier.deliveries()
     }
 }

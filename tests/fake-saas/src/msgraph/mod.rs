@@ -19,6 +19,7 @@ mod mail;
 mod mutations;
 mod paging;
 mod sharepoint;
+mod subscriptions;
 mod teams;
 #[cfg(test)]
 mod tests;
@@ -32,7 +33,7 @@ use std::time::Instant;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router, middleware};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,10 +46,12 @@ use self::errors::graph_error;
 use self::generate::generate;
 use self::mail::{get_message, list_messages, messages_delta};
 use self::sharepoint::{drive_item, search};
+pub use self::subscriptions::Subscription;
 use self::teams::{channel_message, channel_messages, chat_message, chat_messages};
 use self::users::{get_user, list_users, users_delta};
 use crate::common::json_reply;
 use crate::control::{self, Control, Mutate};
+use crate::notify::{Delivery, Notifier};
 use crate::server;
 use crate::server::{Core, FakeState, RunningFake};
 
@@ -180,6 +183,8 @@ pub struct MsGraph {
     token_requests: AtomicU64,
     token_lifetime_secs: AtomicU64,
     retry_after_secs: AtomicU64,
+    subscriptions: Mutex<Vec<Subscription>>,
+    notifier: Notifier,
 }
 
 impl FakeState for MsGraph {
@@ -191,6 +196,17 @@ impl FakeState for MsGraph {
 impl MsGraph {
     fn data(&self) -> MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn subscriptions(&self) -> MutexGuard<'_, Vec<Subscription>> {
+        self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a mutation, then notifies the subscriptions that want its changes.
+    fn mutate(&self, m: MsGraphMutation) -> MsGraphMutationReport {
+        let report = self.data().mutate(m);
+        subscriptions::notify(self, &report);
+        report
     }
     fn tokens(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
@@ -303,7 +319,7 @@ impl Mutate for MsGraph {
     type Report = MsGraphMutationReport;
     const EXPECTED: &'static str = "{\"users\":{\"add\":N,\"update\":N,\"delete\":N}, \"devices\":.., \"messages\":.., \"events\":.., \"chat_messages\":.., \"channel_messages\":..}";
     fn apply_mutation(&self, m: MsGraphMutation) -> MsGraphMutationReport {
-        self.data().mutate(m)
+        self.mutate(m)
     }
 }
 
@@ -336,6 +352,14 @@ fn router(state: Arc<MsGraph>) -> Router {
         )
         .route("/v1.0/drives/{drive}/items/{item}", get(drive_item))
         .route("/v1.0/search/query", post(search))
+        .route(
+            "/v1.0/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/v1.0/subscriptions/{id}",
+            patch(subscriptions::renew).delete(subscriptions::delete),
+        )
         .merge(control::routes_with_mutate::<MsGraph>())
         .fallback(|uri: Uri| async move {
             graph_error(
@@ -366,6 +390,8 @@ pub async fn spawn_msgraph(
         base_url: base_url.clone(),
         tokens: Mutex::default(),
         token_requests: AtomicU64::new(0),
+        subscriptions: Mutex::default(),
+        notifier: Notifier::start(),
     });
     Ok(server::start(
         listener,
@@ -382,7 +408,15 @@ impl RunningFake<MsGraph> {
     }
     /// Adds, updates and deletes records; every change is visible to the next delta round.
     pub fn mutate(&self, m: MsGraphMutation) -> MsGraphMutationReport {
-        self.state.data().mutate(m)
+        self.state.mutate(m)
+    }
+    /// Every subscription made so far (expired ones too).
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.state.subscriptions().clone()
+    }
+    /// Every change notification sent so far, in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.notifier.deliveries()
     }
     /// Requests to the token endpoint so far (accepted or not).
     pub fn token_requests(&self) -> u64 {

@@ -17,6 +17,7 @@ mod shapes;
 mod tests;
 mod tickets;
 mod users;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -40,6 +41,7 @@ use self::tickets::{get_ticket, ticket_comments};
 use self::users::me;
 use crate::common::{basic_auth_ok, bearer_auth_ok, json_reply, now_us};
 use crate::control::{self, Control, Mutate};
+use crate::notify::{Delivery, Notifier};
 use crate::server;
 use crate::server::{Core, FakeState, RunningFake};
 
@@ -198,6 +200,8 @@ pub struct Zendesk {
     recent_exclusion_secs: AtomicU64,
     limits: Mutex<Limits>,
     data: Mutex<Data>,
+    webhooks: Mutex<Vec<webhooks::Webhook>>,
+    notifier: Notifier,
 }
 
 impl FakeState for Zendesk {
@@ -209,6 +213,17 @@ impl FakeState for Zendesk {
 impl Zendesk {
     fn data(&self) -> MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn webhooks(&self) -> MutexGuard<'_, Vec<webhooks::Webhook>> {
+        self.webhooks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a mutation, then pushes its events to the webhooks subscribed to them.
+    fn mutate(&self, m: ZendeskMutation, update_articles: usize) -> ZendeskMutationReport {
+        let report = self.data().mutate(m, update_articles);
+        webhooks::notify(self, &report);
+        report
     }
 
     fn limits(&self) -> MutexGuard<'_, Limits> {
@@ -256,7 +271,7 @@ impl Mutate for Zendesk {
     const EXPECTED: &'static str =
         "{\"update\":N,\"delete\":N,\"create\":N,\"comment\":N,\"update_articles\":N}";
     fn apply_mutation(&self, m: MutateBody) -> ZendeskMutationReport {
-        self.data().mutate(m.tickets, m.update_articles)
+        self.mutate(m.tickets, m.update_articles)
     }
 }
 
@@ -362,6 +377,11 @@ fn router(state: Arc<Zendesk>) -> Router {
             get(export_articles),
         )
         .route("/api/v2/search.json", get(search))
+        .route("/api/v2/webhooks", post(webhooks::create_webhook))
+        .route(
+            "/api/v2/webhooks/{id}/signing_secret",
+            get(webhooks::signing_secret),
+        )
         .merge(control::routes_with_mutate::<Zendesk>())
         .fallback(|| async { zd_error(StatusCode::NOT_FOUND, "InvalidEndpoint", "Not found") })
         .layer(middleware::from_fn_with_state(state.clone(), gate))
@@ -387,6 +407,8 @@ pub async fn spawn_zendesk(
         api_token: opts.api_token,
         oauth_access_token: opts.oauth_access_token,
         base_url: base_url.clone(),
+        webhooks: Mutex::default(),
+        notifier: Notifier::start(),
     });
     Ok(server::start(
         listener,
@@ -397,18 +419,21 @@ pub async fn spawn_zendesk(
 }
 
 impl RunningFake<Zendesk> {
+    /// Every webhook notification sent so far, in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state.notifier.deliveries()
+    }
     /// Live tickets with their comments, deleted ticket ids and articles, as they are now.
     pub fn truth(&self) -> ZendeskTruth {
         self.state.truth()
     }
     /// Updates, deletes (never a planted ticket), creates and comments on tickets; returns the ids.
     pub fn mutate(&self, m: ZendeskMutation) -> ZendeskMutationReport {
-        self.state.data().mutate(m, 0)
+        self.state.mutate(m, 0)
     }
     /// Edits `n` articles (title, body, `updated_at`); returns their ids.
     pub fn update_articles(&self, n: usize) -> Vec<u64> {
         self.state
-            .data()
             .mutate(ZendeskMutation::default(), n)
             .articles_updated
     }
