@@ -116,6 +116,7 @@ pub async fn request(
                 principal: Some(requested_by.to_string()),
                 ..Default::default()
             });
+            a.audit_durable().await?;
             return Err(InvokeError::Connector(ConnectorError {
                 code: "forbidden".into(),
                 message,
@@ -145,6 +146,9 @@ pub async fn request(
             "pending",
             format!("`{requested_by}` asked to run write action `{name}`"),
         );
+        // The 202 leaves only once the request's row is durable: a crash right after the
+        // answer must not leave an approval the audit trail never saw asked.
+        a.audit_durable().await?;
         return Ok(Requested::Pending(Box::new(approval)));
     }
     let v = context::with(CallContext::requested().by(requested_by), a.invoke(id, op)).await?;
