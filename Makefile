@@ -130,9 +130,12 @@ clippy: wasm-target
 		|| { echo "lint: clippy findings in the connectors (above)"; exit 1; }
 
 # Licenses and banned crates (deny.toml), offline: the advisory database would need the network.
-# Skipped with a note where cargo-deny is not installed (.ci/run installs it).
+# `cargo fetch` first: the license check reads every crate's sources, also those only other
+# platforms build (macOS's security-framework under rustls-native-certs), which a Linux build
+# never downloads. Skipped with a note where cargo-deny is not installed (.ci/run installs it).
 deny:
 	@if command -v cargo-deny >/dev/null; then \
+		$(CARGO) fetch --locked --quiet && \
 		$(CARGO) deny --offline check licenses bans \
 			|| { echo "lint: cargo deny findings (above): a license or crate deny.toml does not allow"; exit 1; }; \
 	else echo "lint: cargo-deny not installed, licenses and bans not checked (cargo install --locked cargo-deny)"; fi
