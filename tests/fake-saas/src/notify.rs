@@ -122,6 +122,17 @@ pub async fn post(
         .map_err(|_| format!("no answer within {deadline:?}"))?
 }
 
+/// The strings of a JSON array (a webhook's event list); anything else is none.
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// HMAC-SHA256 of `parts` (in order) with `key`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     use hmac::{Hmac, Mac};

@@ -602,6 +602,64 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "secr
     )
 }
 
+/// Config for the Jira Service Management connector (id `jira`) against a fake at `base_url`,
+/// read-only, using vault secret `jira_token` for the fake's default user.
+pub fn jira_config(base_url: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "jira"
+component = "{}"
+limits = {{ timeout = "60s" }}
+[connector.settings]
+base_url = "{base_url}"
+page_size = "40"
+
+[[grant]]
+connector = "jira"
+url = "{base_url}/rest/"
+methods = ["GET"]
+allow_private = true
+allow_insecure = true
+auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
+"#,
+        component("jira_servicedesk").display()
+    )
+}
+
+/// `config` (one connector, as the `*_config` helpers write it) with `hook = { ... }` added to
+/// its connector.
+pub fn with_hook(config: &str, hook: &str) -> String {
+    let out = config.replacen(
+        "limits = { timeout = \"60s\" }",
+        &format!("limits = {{ timeout = \"60s\" }}\nhook = {hook}"),
+        1,
+    );
+    assert!(
+        out.contains("hook = "),
+        "no connector limits line to add the hook after"
+    );
+    out
+}
+
+/// An rmcp client session on the daemon's `/mcp` with `Authorization: Bearer TOKEN`.
+pub async fn mcp_http_client(
+    d: &Daemon,
+    token: &str,
+) -> Result<rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig>, String> {
+    use rmcp::ServiceExt as _;
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            format!("{}/mcp", d.base),
+        )
+        .auth_header(token.to_string()),
+    );
+    rmcp::model::ClientConfig::default()
+        .serve(transport)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
 /// Runs `airlock ARGS` `rounds` times, SIGKILLing each run after a seeded pseudo-random delay
 /// of `min_ms..min_ms+spread_ms` if it is still running; `between(round)` runs after each round
 /// (to change the upstream between crashes). Returns how many runs were actually killed.

@@ -117,26 +117,7 @@ async fn jira_servicedesk_passes_conformance_against_its_fake() {
         .await
         .expect("fake");
     let base = &f.base_url;
-    let env = Env::new(&format!(
-        r#"
-[[connector]]
-id = "jira"
-component = "{}"
-limits = {{ timeout = "60s" }}
-[connector.settings]
-base_url = "{base}"
-page_size = "40"
-
-[[grant]]
-connector = "jira"
-url = "{base}/rest/"
-methods = ["GET"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
-"#,
-        component("jira_servicedesk").display()
-    ));
+    let env = Env::new(&jira_config(base));
     env.set_secret("jira_token", &JiraOptions::default().api_token);
     let (_env, out) = conformance(env, "jira_servicedesk", "jira").await;
     assert_passes(&out, &["PASS sync.resume["]);

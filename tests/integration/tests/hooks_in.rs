@@ -102,8 +102,13 @@ async fn wait_synced(d: &Daemon, stream: &str, since: &str, want: impl Fn(u64) -
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verified_zendesk_notification_syncs_at_once_and_a_forged_one_does_nothing() {
+/// A Zendesk fake with 30 tickets (exports hold back nothing) and a config whose connector has
+/// a zendesk hook (secret `zd_hook`) on the tickets stream.
+async fn zendesk_with_hook() -> (
+    ZendeskOptions,
+    fake_saas::RunningFake<fake_saas::Zendesk>,
+    String,
+) {
     let opts = ZendeskOptions {
         tickets: 30,
         recent_exclusion_secs: 0,
@@ -112,12 +117,16 @@ async fn a_verified_zendesk_notification_syncs_at_once_and_a_forged_one_does_not
     let f = spawn_zendesk("127.0.0.1:0".parse().expect("addr"), opts.clone())
         .await
         .expect("fake");
-    let config = zendesk_config(&f.base_url, "").replacen(
-        "limits = { timeout = \"60s\" }",
-        "limits = { timeout = \"60s\" }\nhook = { kind = \"zendesk\", secret = \"secret:zd_hook\", streams = [\"tickets\"] }",
-        1,
+    let config = with_hook(
+        &zendesk_config(&f.base_url, ""),
+        "{ kind = \"zendesk\", secret = \"secret:zd_hook\", streams = [\"tickets\"] }",
     );
-    assert!(config.contains("hook = "), "{config}");
+    (opts, f, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_zendesk_notification_syncs_at_once_and_a_forged_one_does_nothing() {
+    let (opts, f, config) = zendesk_with_hook().await;
     let env = Env::new(&config);
     env.set_secret("zendesk_token", &opts.api_token);
     env.set_secret("zd_hook", ZD_SECRET);
@@ -213,10 +222,9 @@ async fn graph_notifications_need_the_handshake_answer_and_the_client_state() {
     let f = spawn_msgraph("127.0.0.1:0".parse().expect("addr"), opts.clone())
         .await
         .expect("fake");
-    let config = msgraph_config(&f, &opts.client_id).replacen(
-        "limits = { timeout = \"60s\" }",
-        "limits = { timeout = \"60s\" }\nhook = { kind = \"graph\", secret = \"env:AIRLOCK_TEST_GRAPH_STATE\", streams = [\"users\"] }",
-        1,
+    let config = with_hook(
+        &msgraph_config(&f, &opts.client_id),
+        "{ kind = \"graph\", secret = \"env:AIRLOCK_TEST_GRAPH_STATE\", streams = [\"users\"] }",
     );
     let env = Env::new(&config);
     env.set_secret("graph_secret", &opts.client_secret);
@@ -303,19 +311,7 @@ async fn deliveries(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_zendesk_fake_pushes_signed_ticket_events_and_each_change_syncs() {
-    let opts = ZendeskOptions {
-        tickets: 30,
-        recent_exclusion_secs: 0,
-        ..ZendeskOptions::default()
-    };
-    let f = spawn_zendesk("127.0.0.1:0".parse().expect("addr"), opts.clone())
-        .await
-        .expect("fake");
-    let config = zendesk_config(&f.base_url, "").replacen(
-        "limits = { timeout = \"60s\" }",
-        "limits = { timeout = \"60s\" }\nhook = { kind = \"zendesk\", secret = \"secret:zd_hook\", streams = [\"tickets\"] }",
-        1,
-    );
+    let (opts, f, config) = zendesk_with_hook().await;
     let env = Env::new(&config);
     env.set_secret("zendesk_token", &opts.api_token);
     let base = listen_at(&env, free_port());
@@ -411,28 +407,9 @@ async fn the_jira_fake_pushes_signed_issue_events_and_a_wrong_secret_is_refused(
     let f = spawn_jira("127.0.0.1:0".parse().expect("addr"), opts.clone())
         .await
         .expect("fake");
-    let config = format!(
-        r#"
-[[connector]]
-id = "jira"
-component = "{}"
-limits = {{ timeout = "60s" }}
-hook = {{ kind = "jira", secret = "secret:jira_hook", streams = ["requests"] }}
-[connector.settings]
-base_url = "{base}"
-page_size = "40"
-
-[[grant]]
-connector = "jira"
-url = "{base}/rest/"
-methods = ["GET"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "basic", username = "{email}", password = "secret:jira_token" }}
-"#,
-        component("jira_servicedesk").display(),
-        base = f.base_url,
-        email = opts.email,
+    let config = with_hook(
+        &jira_config(&f.base_url),
+        "{ kind = \"jira\", secret = \"secret:jira_hook\", streams = [\"requests\"] }",
     );
     let env = Env::new(&config);
     env.set_secret("jira_token", &opts.api_token);
@@ -497,12 +474,11 @@ async fn airlock_keeps_a_graph_subscription_alive_and_its_notifications_sync_use
     // The port is chosen first: the subscription names the hook URL.
     let port = free_port();
     let hook_url = format!("http://127.0.0.1:{port}/v1/hooks/msgraph");
-    let config = msgraph_config(&f, &opts.client_id).replacen(
-        "limits = { timeout = \"60s\" }",
+    let config = with_hook(
+        &msgraph_config(&f, &opts.client_id),
         &format!(
-            "limits = {{ timeout = \"60s\" }}\nhook = {{ kind = \"graph\", secret = \"secret:graph_hook\", streams = [\"users\"], subscribe = {{ resource = \"users\", change_type = \"created,updated\", notification_url = \"{hook_url}\", lifetime = \"6s\" }} }}"
+            "{{ kind = \"graph\", secret = \"secret:graph_hook\", streams = [\"users\"], subscribe = {{ resource = \"users\", change_type = \"created,updated\", notification_url = \"{hook_url}\", lifetime = \"6s\" }} }}"
         ),
-        1,
     ) + &format!(
         r#"
 [[grant]]

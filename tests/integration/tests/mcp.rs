@@ -5,8 +5,7 @@
 use airlock_tests::*;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
 use rmcp::service::RunningService;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
@@ -35,14 +34,7 @@ fn setup() -> (Env, String, String) {
 type Client = RunningService<RoleClient, ClientConfig>;
 
 async fn http_client(d: &Daemon, token: &str) -> Result<Client, String> {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", d.base))
-            .auth_header(token.to_string()),
-    );
-    ClientConfig::default()
-        .serve(transport)
-        .await
-        .map_err(|e| format!("{e:#}"))
+    mcp_http_client(d, token).await
 }
 
 async fn tool_names(c: &Client) -> Vec<String> {

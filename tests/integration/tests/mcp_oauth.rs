@@ -9,9 +9,7 @@ use airlock_tests::*;
 use base64::Engine as _;
 use fake_saas::{Oidc, RunningFake, spawn_oidc};
 use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use rmcp::{RoleClient, service::RunningService};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "https://airlock.test/mcp";
@@ -53,14 +51,7 @@ async fn setup() -> (RunningFake<Oidc>, Env, Daemon) {
 }
 
 async fn mcp(d: &Daemon, token: &str) -> RunningService<RoleClient, ClientConfig> {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", d.base))
-            .auth_header(token.to_string()),
-    );
-    ClientConfig::default()
-        .serve(transport)
-        .await
-        .expect("MCP session")
+    mcp_http_client(d, token).await.expect("MCP session")
 }
 
 async fn call(c: &RunningService<RoleClient, ClientConfig>, name: &str, args: Value) -> Value {

@@ -96,27 +96,7 @@ async fn cases() -> Vec<Case> {
     let f = spawn_jira(addr(), o.clone()).await.expect("jira");
     out.push(Case {
         id: "jira",
-        config: format!(
-            r#"
-[[connector]]
-id = "jira"
-component = "{}"
-limits = {{ timeout = "60s" }}
-[connector.settings]
-base_url = "{base}"
-page_size = "40"
-
-[[grant]]
-connector = "jira"
-url = "{base}/rest/"
-methods = ["GET"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "basic", username = "demo@example.com", password = "secret:jira_token" }}
-"#,
-            component("jira_servicedesk").display(),
-            base = f.base_url
-        ),
+        config: jira_config(&f.base_url),
         secrets: vec![("jira_token", o.api_token)],
         fake: Box::new(f),
         synced_at_kinds: &[],

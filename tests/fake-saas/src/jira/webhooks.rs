@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Jira, JiraMutationReport, jira_errors};
 use crate::common::now_ms;
-use crate::notify::{Outgoing, hmac_sha256};
+use crate::notify::{Outgoing, hmac_sha256, strings};
 
 /// One registered webhook.
 #[derive(Clone, Debug)]
@@ -30,14 +30,7 @@ pub(super) async fn register(State(j): State<Arc<Jira>>, body: String) -> Respon
     let (Some(name), Some(url)) = (v["name"].as_str(), v["url"].as_str()) else {
         return jira_errors(StatusCode::BAD_REQUEST, "name and url are required.");
     };
-    let events: Vec<String> = v["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let events: Vec<String> = strings(&v["events"]);
     if events.is_empty() {
         return jira_errors(StatusCode::BAD_REQUEST, "events must not be empty.");
     }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::params::zd_error;
 use super::{Zendesk, ZendeskMutationReport};
 use crate::common::{now_us, rfc3339_secs};
-use crate::notify::{Outgoing, hmac_sha256};
+use crate::notify::{Outgoing, hmac_sha256, strings};
 
 /// One webhook as Zendesk keeps it.
 #[derive(Clone, Debug)]
@@ -69,14 +69,7 @@ pub(super) async fn create_webhook(State(z): State<Arc<Zendesk>>, body: String) 
     if w["http_method"].as_str() != Some("POST") || w["request_format"].as_str() != Some("json") {
         return invalid("event webhooks use http_method POST and request_format json");
     }
-    let subscriptions: Vec<String> = w["subscriptions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let subscriptions: Vec<String> = strings(&w["subscriptions"]);
     if subscriptions.is_empty() {
         return invalid("webhook.subscriptions must list at least one event type");
     }
