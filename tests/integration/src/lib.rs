@@ -61,6 +61,19 @@ impl Env {
         Env { dir, config }
     }
 
+    /// Makes `airlock serve` listen on `port` (known before it starts: an upstream or a client
+    /// is told the URL first); returns the daemon's base URL.
+    pub fn listen_at(&self, port: u16) -> String {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let text = text.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        );
+        std::fs::write(&self.config, text).expect("config");
+        format!("http://127.0.0.1:{port}")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -600,6 +613,15 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "secr
 "#,
         component("zendesk").display()
     )
+}
+
+/// A loopback port free now (the daemon takes it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Config for the Jira Service Management connector (id `jira`) against a fake at `base_url`,

@@ -267,28 +267,6 @@ fn basic(user: &str, password: &str) -> (&'static str, String) {
     ("authorization", format!("Basic {pair}"))
 }
 
-/// A loopback port free now (the daemon takes it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Makes the daemon listen on `port`, known before it starts (the upstream is told the hook URL
-/// first); returns its base URL.
-fn listen_at(env: &Env, port: u16) -> String {
-    let text = std::fs::read_to_string(&env.config).expect("config");
-    let text = text.replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-        1,
-    );
-    std::fs::write(&env.config, text).expect("config");
-    format!("http://127.0.0.1:{port}")
-}
-
 /// Waits until the fake has sent `n` notifications, and returns them.
 async fn deliveries(
     n: usize,
@@ -314,7 +292,7 @@ async fn the_zendesk_fake_pushes_signed_ticket_events_and_each_change_syncs() {
     let (opts, f, config) = zendesk_with_hook().await;
     let env = Env::new(&config);
     env.set_secret("zendesk_token", &opts.api_token);
-    let base = listen_at(&env, free_port());
+    let base = env.listen_at(free_port());
 
     // As an admin would: register Airlock's hook URL as a webhook through Zendesk's API, then copy
     // its signing secret into Airlock's vault.
@@ -415,7 +393,7 @@ async fn the_jira_fake_pushes_signed_issue_events_and_a_wrong_secret_is_refused(
     env.set_secret("jira_token", &opts.api_token);
     const JIRA_SECRET: &str = "jira-hook-secret-6b0e41c9";
     env.set_secret("jira_hook", JIRA_SECRET);
-    let base = listen_at(&env, free_port());
+    let base = env.listen_at(free_port());
     let d = env.serve();
 
     // Two webhooks to the same hook URL: one registered with Airlock's secret, one with another.
@@ -497,7 +475,7 @@ auth = {{ type = "oauth2", token_url = "{token_url}", client_id = "{client_id}",
     let env = Env::new(&config);
     env.set_secret("graph_secret", &opts.client_secret);
     env.set_secret("graph_hook", CLIENT_STATE);
-    listen_at(&env, port);
+    env.listen_at(port);
     let d = env.serve();
 
     // Airlock creates the subscription (the fake's validation request answered by the hook

@@ -3,7 +3,9 @@
 //! checked against the keys it publishes; a refused request points the client at the protected
 //! resource metadata (RFC 9728); the person, their groups and the token's scopes decide what
 //! they see and may do; tokens for another audience, expired, tampered, forged, symmetric or
-//! scope-less ones are refused with RFC 6750's errors. API tokens keep working beside them.
+//! scope-less ones are refused with RFC 6750's errors. API tokens keep working beside them. The
+//! official Python MCP SDK's OAuth client runs the whole flow (discovery, registration, the
+//! code flow with PKCE, a token bound to the resource) against the provider fake.
 
 use airlock_tests::*;
 use base64::Engine as _;
@@ -15,11 +17,24 @@ use serde_json::{Value, json};
 const RESOURCE: &str = "https://airlock.test/mcp";
 const ADA: &str = "ada.adams@contoso.com";
 
-fn config(issuer: &str) -> String {
+fn config(issuer: &str, resource: &str) -> String {
     format!(
-        "{}\n[oauth]\nissuer = \"{issuer}\"\nresource = \"{RESOURCE}\"\ntenant = \"acme\"\nallow_private = true\nallow_insecure = true\n",
+        "{}\n[oauth]\nissuer = \"{issuer}\"\nresource = \"{resource}\"\ntenant = \"acme\"\nallow_private = true\nallow_insecure = true\n",
         two_tenant_config()
     )
+}
+
+/// Acme's pages about zeppelins (one for group `eng`, one for Bob) and Beta's.
+fn stock(env: &Env) {
+    store_docs(
+        env,
+        "a1",
+        &[
+            doc("plan", "Zeppelin plan", "zeppelin zeppelin", &["eng"]),
+            doc("secret", "Zeppelin note", "only bob reads this", &["bob"]),
+        ],
+    );
+    store_docs(env, "b1", &[doc("beta", "Beta zeppelin", "zeppelin", &[])]);
 }
 
 fn now() -> i64 {
@@ -36,16 +51,8 @@ async fn setup() -> (RunningFake<Oidc>, Env, Daemon) {
     let idp = spawn_oidc("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("oidc fake");
-    let env = Env::new(&config(&idp.issuer()));
-    store_docs(
-        &env,
-        "a1",
-        &[
-            doc("plan", "Zeppelin plan", "zeppelin zeppelin", &["eng"]),
-            doc("secret", "Zeppelin note", "only bob reads this", &["bob"]),
-        ],
-    );
-    store_docs(&env, "b1", &[doc("beta", "Beta zeppelin", "zeppelin", &[])]);
+    let env = Env::new(&config(&idp.issuer(), RESOURCE));
+    stock(&env);
     let d = env.serve();
     (idp, env, d)
 }
@@ -225,4 +232,58 @@ async fn tokens_that_are_not_for_us_or_not_valid_or_lack_a_scope_are_refused_per
         "keys fetched at the first token and after the rotation only"
     );
     drop(env);
+}
+
+/// The official Python MCP SDK (PyPI `mcp`, in target/polyglot/venv) as a hosted assistant: it
+/// connects without a token, follows the 401 to the metadata, registers at the provider, signs
+/// Ada in with the code flow and PKCE, and searches and runs an action as her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_mcp_sdk_signs_in_with_oauth_and_works_as_the_person() {
+    let python = root().join("target/polyglot/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run `make test` (it installs the Python MCP SDK)",
+        python.display()
+    );
+    let idp = spawn_oidc("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("oidc fake");
+    // The resource is the URL the client connects to (the SDK checks they match).
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let env = Env::new(&config(&idp.issuer(), &resource));
+    env.listen_at(port);
+    stock(&env);
+    let d = env.serve();
+    let out = tokio::process::Command::new(&python)
+        .arg(root().join("tests/integration/python/mcp_oauth_client.py"))
+        .args([&resource, "zeppelin", "a1__echo", r#"{"x": 1}"#])
+        .output()
+        .await
+        .expect("run the Python client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python client failed: {stderr}");
+    let got: Value = serde_json::from_slice(&out.stdout).expect("the client's JSON");
+    assert_eq!(got["search_is_error"], false, "{got}");
+    let search = got["search"].to_string();
+    assert!(search.contains("plan"), "{got}");
+    assert!(
+        !search.contains("secret") && !search.contains("beta"),
+        "{got}"
+    );
+    assert_eq!(got["action_is_error"], false, "{got}");
+    assert_eq!(got["scope"], "search read actions writes", "{got}");
+    assert!(
+        got["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "a1__echo")),
+        "{got}"
+    );
+    let log = d.stop();
+    let ada = audit_rows(&env)
+        .into_iter()
+        .filter(|r| r.event.principal.as_deref() == Some("oauth:ada.adams@contoso.com"))
+        .count();
+    assert!(ada > 0, "the action's rows name the signed-in person");
+    assert!(!log.contains("eyJ"), "an access token in the daemon's log");
 }

@@ -1,0 +1,94 @@
+"""An MCP client on the official Python SDK that signs in with OAuth, as hosted assistants do:
+it connects to Airlock's /mcp with no token, follows the 401 to the protected resource metadata,
+discovers the authorization server, registers itself, runs the authorization code flow with PKCE
+(the "browser" is a plain HTTP GET of the authorization URL, whose redirect carries the code),
+exchanges the code for a token bound to the resource, and then lists the tools, searches and
+runs one action.
+Prints what it got as JSON on stdout.
+
+Usage: mcp_oauth_client.py MCP_URL QUERY ACTION ACTION_ARGS_JSON
+"""
+
+import asyncio
+import json
+import sys
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+from mcp import ClientSession
+from mcp.client.auth import OAuthClientProvider, TokenStorage
+from mcp.client.streamable_http import streamablehttp_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+REDIRECT = "http://127.0.0.1:1/callback"
+
+
+class Memory(TokenStorage):
+    def __init__(self):
+        self.tokens = None
+        self.client = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull):
+        self.client = client_info
+
+
+async def main(url, query, action, action_args):
+    redirected = {}
+
+    async def redirect_handler(authorization_url: str):
+        # The person's browser: the provider signs them in and redirects back with a code.
+        async with httpx.AsyncClient() as http:
+            r = await http.get(authorization_url, follow_redirects=False)
+        location = r.headers.get("location", "")
+        if r.status_code != 302 or not location.startswith(REDIRECT):
+            raise RuntimeError(f"authorization answered {r.status_code} {location!r}: {r.text}")
+        redirected.update({k: v[0] for k, v in parse_qs(urlparse(location).query).items()})
+
+    async def callback_handler():
+        return redirected["code"], redirected.get("state")
+
+    storage = Memory()
+    auth = OAuthClientProvider(
+        server_url=url,
+        client_metadata=OAuthClientMetadata(
+            client_name="airlock-test-assistant",
+            redirect_uris=[REDIRECT],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+        ),
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+    )
+    async with streamablehttp_client(url, auth=auth) as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = await session.list_tools()
+            search = await session.call_tool("search", {"query": query})
+            act = await session.call_tool(action, json.loads(action_args))
+            print(
+                json.dumps(
+                    {
+                        "tools": sorted(t.name for t in tools.tools),
+                        "search": [c.text for c in search.content if getattr(c, "type", "") == "text"],
+                        "search_is_error": bool(search.isError),
+                        "action_is_error": bool(act.isError),
+                        "scope": storage.tokens.scope if storage.tokens else None,
+                        "client_id": storage.client.client_id if storage.client else None,
+                    }
+                )
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:5]))
