@@ -194,6 +194,7 @@ impl Loader<'_> {
             )
             .with_cassette(cassette),
         );
+        let secrets = values.for_grants(&grants);
         let ctx = Arc::new(ConnectorCtx {
             id: c.id.clone(),
             settings: c.settings.clone(),
@@ -201,7 +202,7 @@ impl Loader<'_> {
             audit: self.audit.clone(),
             scrubber: self.scrubber.clone(),
             grants,
-            secrets: values.clone(),
+            secrets,
             metrics: self.metrics.clone(),
             progress: Default::default(),
         });
@@ -275,7 +276,7 @@ fn resolve_secrets(
 
 /// A digest of everything a connector's slot is built from, so a reload rebuilds only the
 /// connectors whose config, grants, tenant or component bytes changed.
-fn fingerprint(config: &Config, c: &ConnectorConfig) -> String {
+fn fingerprint(runtime: &Runtime, config: &Config, c: &ConnectorConfig) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(format!("{c:?}").as_bytes());
@@ -287,15 +288,15 @@ fn fingerprint(config: &Config, c: &ConnectorConfig) -> String {
         h.update(format!("{g:?}").as_bytes());
     }
     h.update(format!("{:?}", config.trust).as_bytes());
-    // The component and its signature: a new signature (or one removed) is a change too.
-    for f in [
-        c.component.clone(),
-        crate::integrity::signature_path(&c.component),
-    ] {
-        match std::fs::read(&f) {
-            Ok(bytes) => h.update(&bytes),
-            Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
-        }
+    // The component (by digest, read once per file version however many connectors use it)
+    // and its signature: a new signature (or one removed) is a change too.
+    match runtime.components.digest(&c.component) {
+        Ok(digest) => h.update(digest.as_bytes()),
+        Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+    }
+    match std::fs::read(crate::integrity::signature_path(&c.component)) {
+        Ok(bytes) => h.update(&bytes),
+        Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
     }
     hex::encode(h.finalize())
 }
@@ -354,7 +355,7 @@ impl Airlock {
             let slot = loader.slot(&config, c, &values, &secret_errors).await;
             let entry = Entry {
                 slot,
-                print: fingerprint(&config, c),
+                print: fingerprint(&runtime, &config, c),
                 generation: 1,
                 reload_error: None,
             };
@@ -503,7 +504,7 @@ impl Airlock {
         let mut report = ReloadReport::default();
         let mut changed = Vec::new();
         for c in new.connectors.iter().filter(|c| wanted(&c.id)) {
-            let print = fingerprint(&new, c);
+            let print = fingerprint(&self.runtime, &new, c);
             match current.get(&c.id) {
                 Some(p) if *p == print => report.unchanged.push(c.id.clone()),
                 _ => changed.push((c, print)),

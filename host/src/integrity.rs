@@ -99,10 +99,16 @@ impl Integrity {
     /// A signature file is read next to `path`. The error names the connector and, for a
     /// digest mismatch, both digests.
     pub fn check(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
+        self.check_digested(path, bytes, &sha256_hex(bytes))
+    }
+
+    /// [`Integrity::check`] with the digest of `bytes` (lower-case hex) already computed by
+    /// whoever read them.
+    pub fn check_digested(&self, path: &Path, bytes: &[u8], sha256: &str) -> Result<(), String> {
         let id = &self.connector;
         if let Some(expected) = &self.sha256 {
-            let actual = sha256_hex(bytes);
-            if &actual != expected {
+            let actual = sha256;
+            if actual != expected {
                 return Err(format!(
                     "connector `{id}`: {} does not match its pinned digest: expected sha256 {expected}, actual sha256 {actual}; refused",
                     path.display()

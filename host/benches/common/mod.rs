@@ -56,11 +56,22 @@ pub fn serve(
     bin: &std::path::Path,
     config: &std::path::Path,
 ) -> anyhow::Result<(std::process::Child, String)> {
+    serve_within(bin, config, std::time::Duration::from_secs(60), &[])
+}
+
+/// [`serve`] with a start-up deadline and extra environment variables.
+pub fn serve_within(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+    deadline: std::time::Duration,
+    env: &[(String, String)],
+) -> anyhow::Result<(std::process::Child, String)> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin)
         .args(["serve"])
         .env("AIRLOCK_CONFIG", config)
         .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
@@ -82,7 +93,7 @@ pub fn serve(
             }
         }
     });
-    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+    match rx.recv_timeout(deadline) {
         Ok(addr) => Ok((child, addr)),
         Err(_) => {
             let _ = child.kill();

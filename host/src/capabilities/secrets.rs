@@ -19,6 +19,17 @@ impl SecretValues {
     pub fn get(&self, r: &SecretRef) -> Option<&str> {
         self.values.get(r).map(String::as_str)
     }
+
+    /// Only the values `grants` reference: what one connector keeps (a connector must never
+    /// hold, or cost memory for, another tenant's secrets).
+    pub fn for_grants(&self, grants: &[Grant]) -> SecretValues {
+        let values = grants
+            .iter()
+            .flat_map(|g| g.auth.secret_refs())
+            .filter_map(|r| Some((r.clone(), self.values.get(r)?.clone())))
+            .collect();
+        SecretValues { values }
+    }
 }
 
 /// Resolves one reference.

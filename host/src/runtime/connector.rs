@@ -20,6 +20,8 @@ pub use super::contract::{
     ContractVersion, SUPPORTED_CONTRACTS,
 };
 use super::engine::Runtime;
+pub use super::linked::CompileReport;
+use super::linked::Linked;
 use super::shared::ConnectorCtx;
 use super::state::State;
 use crate::config::Limits;
@@ -198,17 +200,10 @@ pub struct LoadedConnector {
     pub compile: CompileReport,
     /// The contract minor version the component was built against (picks its bindings).
     pub version: ContractVersion,
-    pre: ContractPre,
+    /// The compiled, linked component (shared with every connector running the same bytes).
+    linked: Arc<Linked>,
     /// The actions' input schemas, compiled on first use (not per call).
     inputs: std::sync::OnceLock<super::input::InputSchemas>,
-}
-
-/// How the component got compiled (for `check` and the log).
-#[derive(Debug, Clone, Serialize)]
-pub struct CompileReport {
-    pub millis: f64,
-    pub from_cache: bool,
-    pub size_bytes: usize,
 }
 
 type CallFuture<'a, R> = Pin<Box<dyn Future<Output = CallResult<R>> + Send + 'a>>;
@@ -223,18 +218,15 @@ impl LoadedConnector {
         integrity: &Integrity,
     ) -> Result<LoadedConnector, String> {
         let shown = path.display();
-        let (component, compile) = compile_component(runtime, path, Some(integrity))?;
-        let contract = check_contract(runtime, &component).map_err(|m| format!("{shown}: {m}"))?;
-        let version = ContractVersion::of(&contract).ok_or_else(|| {
-            format!("{shown}: contract {CONTRACT_PACKAGE}@{contract} is not supported")
-        })?;
-        let pre = ContractPre::new(&runtime.linkers, &component, version).map_err(|m| {
-            format!("{shown}: built against {CONTRACT_PACKAGE}@{contract}, but {m}")
-        })?;
+        // The integrity checks run on the bytes that are compiled (or whose compiled code is
+        // shared), before anything else looks at them.
+        let file = runtime.components.read(path)?;
+        integrity.check_digested(path, &file.bytes, &file.sha256)?;
+        let (linked, compile) = runtime.components.link(runtime, path, &file)?;
         let mut loaded = LoadedConnector {
             id: ctx.id.clone(),
             path: path.to_path_buf(),
-            contract,
+            contract: linked.contract.clone(),
             info: model::ConnectorInfo {
                 name: String::new(),
                 version: String::new(),
@@ -245,8 +237,8 @@ impl LoadedConnector {
             limits,
             ctx,
             compile,
-            version,
-            pre,
+            version: linked.version,
+            linked,
             inputs: std::sync::OnceLock::new(),
         };
         let info = loaded
@@ -452,7 +444,7 @@ impl LoadedConnector {
         let memory_hit = state.limiter.hit.clone();
         let denials = state.denials();
         let stop_on_denials = denials.clone();
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(self.linked.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -464,7 +456,7 @@ impl LoadedConnector {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let pre = self.pre.clone();
+        let pre = self.linked.pre.clone();
         let run = async move {
             let w = pre.instantiate_async(&mut store).await?;
             f(&mut store, w).await
@@ -612,49 +604,6 @@ impl LoadedConnector {
             other => other,
         }
     }
-}
-
-/// The message of a caught panic.
-/// Reads and compiles a component (through the on-disk cache), with clear errors for files that
-/// are not wasm or are core modules. `integrity` (digest pin, signature) is checked on the bytes
-/// read here, the ones compiled, before anything else looks at them.
-pub fn compile_component(
-    runtime: &Runtime,
-    path: &Path,
-    integrity: Option<&Integrity>,
-) -> Result<(Component, CompileReport), String> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    if let Some(i) = integrity {
-        i.check(path, &bytes)?;
-    }
-    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
-        return Err(format!(
-            "{shown}: not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2"
-        ));
-    }
-    if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(format!(
-            "{shown}: is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
-        ));
-    }
-    let before = runtime.cache_stats();
-    let started = Instant::now();
-    let component = Component::new(&runtime.engine, &bytes)
-        .map_err(|e| format!("{shown}: not a valid component: {e:#}"))?;
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    let from_cache = match (before, runtime.cache_stats()) {
-        (Some((h0, _)), Some((h1, _))) => h1 > h0,
-        _ => false,
-    };
-    Ok((
-        component,
-        CompileReport {
-            millis,
-            from_cache,
-            size_bytes: bytes.len(),
-        },
-    ))
 }
 
 /// Removes known secret values from every text of a sync page (documents, deleted ids, the

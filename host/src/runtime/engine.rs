@@ -10,6 +10,7 @@ use wasmtime::{
 };
 
 use super::contract::Linkers;
+use super::linked::SharedComponents;
 
 /// How often the epoch advances; deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -28,6 +29,8 @@ pub struct Runtime {
     pub engine: Engine,
     /// One linker per supported contract version.
     pub linkers: Linkers,
+    /// Compiled components shared by content across connectors.
+    pub components: SharedComponents,
     cache: Option<Cache>,
 }
 
@@ -77,6 +80,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linkers,
+            components: SharedComponents::default(),
             cache,
         })
     }

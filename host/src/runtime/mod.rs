@@ -6,6 +6,7 @@ pub mod context;
 pub mod contract;
 pub mod engine;
 pub mod input;
+pub mod linked;
 pub mod shared;
 pub mod state;
 
