@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde::Serialize;
-use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::contract::CallResult;
@@ -222,7 +221,13 @@ impl LoadedConnector {
         // shared), before anything else looks at them.
         let file = runtime.components.read(path)?;
         integrity.check_digested(path, &file.bytes, &file.sha256)?;
-        let (linked, compile) = runtime.components.link(runtime, path, &file)?;
+        let (linked, compile) = runtime.components.link(
+            &runtime.engine,
+            &runtime.linkers,
+            runtime.cache(),
+            path,
+            &file,
+        )?;
         let mut loaded = LoadedConnector {
             id: ctx.id.clone(),
             path: path.to_path_buf(),
@@ -651,36 +656,6 @@ fn scrub_page(scrubber: &Scrubber, page: &mut model::SyncPage) -> bool {
         scrubber.scrub_in_place(c);
     }
     serde_json::to_string(&*page).unwrap_or_default() != before
-}
-
-/// Finds the contract export and checks that its version is one this host has bindings for
-/// ([`SUPPORTED_CONTRACTS`]); a component from a future minor or a foreign major is refused naming
-/// both.
-pub fn check_contract(runtime: &Runtime, component: &Component) -> Result<String, String> {
-    let ty = component.component_type();
-    let exports: Vec<String> = ty
-        .exports(&runtime.engine)
-        .map(|(n, _)| n.to_string())
-        .collect();
-    let Some(name) = exports.iter().find(|n| {
-        n.as_str() == CONTRACT_INTERFACE || n.starts_with(&format!("{CONTRACT_INTERFACE}@"))
-    }) else {
-        let list = if exports.is_empty() {
-            "nothing".to_string()
-        } else {
-            exports.join(", ")
-        };
-        return Err(format!(
-            "is a component of another world: it exports {list}, not {CONTRACT_INTERFACE} (this host supports {SUPPORTED_CONTRACTS})"
-        ));
-    };
-    let version = name.split_once('@').map(|(_, v)| v).unwrap_or("");
-    if ContractVersion::of(version).is_none() {
-        return Err(format!(
-            "was built against contract {CONTRACT_PACKAGE}@{version}, which this host does not support (it supports {SUPPORTED_CONTRACTS}); rebuild it against one of those"
-        ));
-    }
-    Ok(version.to_string())
 }
 
 #[cfg(test)]

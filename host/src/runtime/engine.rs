@@ -85,6 +85,11 @@ impl Runtime {
         })
     }
 
+    /// The on-disk compile cache, if enabled.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
     /// (hits, misses) of the compile cache since start.
     pub fn cache_stats(&self) -> Option<(usize, usize)> {
         self.cache

@@ -16,9 +16,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 use wasmtime::component::Component;
+use wasmtime::{Cache, Engine};
 
-use super::contract::{CONTRACT_PACKAGE, ContractPre, ContractVersion};
-use super::engine::Runtime;
+use super::contract::Linkers;
+use super::contract::{
+    CONTRACT_INTERFACE, CONTRACT_PACKAGE, ContractPre, ContractVersion, SUPPORTED_CONTRACTS,
+};
 
 /// The bytes of a component file and their SHA-256 (lower-case hex).
 pub struct ComponentFile {
@@ -118,7 +121,9 @@ impl SharedComponents {
     /// got it (compiled, from the disk cache, or shared with a connector that had).
     pub fn link(
         &self,
-        runtime: &Runtime,
+        engine: &Engine,
+        linkers: &Linkers,
+        cache: Option<&Cache>,
         path: &Path,
         file: &Arc<ComponentFile>,
     ) -> Result<(Arc<Linked>, CompileReport), String> {
@@ -132,7 +137,7 @@ impl SharedComponents {
             };
             return Ok((l, report));
         }
-        let linked = Arc::new(compile(runtime, path, file)?);
+        let linked = Arc::new(compile(engine, linkers, cache, path, file)?);
         if let Ok(mut map) = self.linked.lock() {
             map.retain(|_, w| w.strong_count() > 0);
             map.insert(file.sha256.clone(), Arc::downgrade(&linked));
@@ -152,7 +157,13 @@ impl SharedComponents {
 
 /// Compiles `file` (through the on-disk cache) with clear errors for files that are not wasm or
 /// are core modules, then checks and links it against the contract version it declares.
-fn compile(runtime: &Runtime, path: &Path, file: &Arc<ComponentFile>) -> Result<Linked, String> {
+fn compile(
+    engine: &Engine,
+    linkers: &Linkers,
+    cache: Option<&Cache>,
+    path: &Path,
+    file: &Arc<ComponentFile>,
+) -> Result<Linked, String> {
     let shown = path.display();
     let bytes = &file.bytes;
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
@@ -165,21 +176,21 @@ fn compile(runtime: &Runtime, path: &Path, file: &Arc<ComponentFile>) -> Result<
             "{shown}: is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
         ));
     }
-    let before = runtime.cache_stats();
+    let hits = || cache.map(Cache::cache_hits);
+    let before = hits();
     let started = Instant::now();
-    let component = Component::new(&runtime.engine, bytes)
+    let component = Component::new(engine, bytes)
         .map_err(|e| format!("{shown}: not a valid component: {e:#}"))?;
     let millis = started.elapsed().as_secs_f64() * 1000.0;
-    let from_cache = match (before, runtime.cache_stats()) {
-        (Some((h0, _)), Some((h1, _))) => h1 > h0,
+    let from_cache = match (before, hits()) {
+        (Some(h0), Some(h1)) => h1 > h0,
         _ => false,
     };
-    let contract = super::connector::check_contract(runtime, &component)
-        .map_err(|m| format!("{shown}: {m}"))?;
+    let contract = check_contract(engine, &component).map_err(|m| format!("{shown}: {m}"))?;
     let version = ContractVersion::of(&contract).ok_or_else(|| {
         format!("{shown}: contract {CONTRACT_PACKAGE}@{contract} is not supported")
     })?;
-    let pre = ContractPre::new(&runtime.linkers, &component, version)
+    let pre = ContractPre::new(linkers, &component, version)
         .map_err(|m| format!("{shown}: built against {CONTRACT_PACKAGE}@{contract}, but {m}"))?;
     Ok(Linked {
         file: file.clone(),
@@ -194,4 +205,31 @@ fn compile(runtime: &Runtime, path: &Path, file: &Arc<ComponentFile>) -> Result<
             size_bytes: bytes.len(),
         },
     })
+}
+
+/// Finds the contract export and checks that its version is one this host has bindings for
+/// ([`SUPPORTED_CONTRACTS`]); a component from a future minor or a foreign major is refused naming
+/// both.
+pub fn check_contract(engine: &Engine, component: &Component) -> Result<String, String> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let Some(name) = exports.iter().find(|n| {
+        n.as_str() == CONTRACT_INTERFACE || n.starts_with(&format!("{CONTRACT_INTERFACE}@"))
+    }) else {
+        let list = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
+        return Err(format!(
+            "is a component of another world: it exports {list}, not {CONTRACT_INTERFACE} (this host supports {SUPPORTED_CONTRACTS})"
+        ));
+    };
+    let version = name.split_once('@').map(|(_, v)| v).unwrap_or("");
+    if ContractVersion::of(version).is_none() {
+        return Err(format!(
+            "was built against contract {CONTRACT_PACKAGE}@{version}, which this host does not support (it supports {SUPPORTED_CONTRACTS}); rebuild it against one of those"
+        ));
+    }
+    Ok(version.to_string())
 }
