@@ -160,6 +160,11 @@ impl Loader<'_> {
             },
         };
         let replay = matches!(cassette, Some(GateCassette::Replay(_)));
+        // The connector's own scrubber: its answers are scanned for its own secrets only (and
+        // every value it learns, such as an OAuth token, is registered daemon-wide too).
+        let secrets = values.for_grants(&grants);
+        let scrubber = self.scrubber.scoped();
+        scrubber.add_all(secrets.values());
         let mut auths = Vec::new();
         for g in &grants {
             if replay {
@@ -174,7 +179,7 @@ impl Loader<'_> {
             {
                 return self.failed(c, format!("grant[{}].auth: {r}: {e}", g.index));
             }
-            match GrantAuth::build(&g.auth, values, self.scrubber) {
+            match GrantAuth::build(&g.auth, values, &scrubber) {
                 Ok(a) => auths.push(a),
                 Err(e) => return self.failed(c, format!("grant[{}].auth: {e}", g.index)),
             }
@@ -188,19 +193,18 @@ impl Loader<'_> {
                 GateDeps {
                     net: self.net.clone(),
                     audit: self.audit.clone(),
-                    scrubber: self.scrubber.clone(),
+                    scrubber: scrubber.clone(),
                     metrics: self.metrics.clone(),
                 },
             )
             .with_cassette(cassette),
         );
-        let secrets = values.for_grants(&grants);
         let ctx = Arc::new(ConnectorCtx {
             id: c.id.clone(),
             settings: c.settings.clone(),
             gate,
             audit: self.audit.clone(),
-            scrubber: self.scrubber.clone(),
+            scrubber,
             grants,
             secrets,
             metrics: self.metrics.clone(),

@@ -1,6 +1,7 @@
 //! Removes every secret value the host knows from text before it reaches a log line, an audit
 //! row, an error message or a response.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use aho_corasick::AhoCorasick;
@@ -14,20 +15,154 @@ pub const REDACTED: &str = "[REDACTED]";
 pub const MIN_SECRET_LEN: usize = 6;
 
 /// A shared, growable set of secret values (vault secrets, env/file secrets, OAuth tokens).
+///
+/// The daemon's scrubber holds every secret (log lines and audit rows may name any connector).
+/// Each connector gets a [`Scrubber::scoped`] one holding only its own secrets, which its
+/// responses, pages and errors are scanned for: with a thousand tenants a response is not
+/// scanned for the other 999 tenants' secrets, and a new secret rebuilds only small matchers.
 #[derive(Clone, Default)]
 pub struct Scrubber {
     inner: Arc<RwLock<Inner>>,
+    /// Where added values are registered too (the daemon-wide set of a scoped scrubber).
+    parent: Option<Box<Scrubber>>,
+}
+
+/// The values in levels of growing size, each with its own matcher: a new value rebuilds the
+/// smallest level only, and a level that outgrows its capacity is merged into the next one
+/// (like an LSM tree), so adding costs O(log n) amortised instead of a rebuild of every value.
+#[derive(Default)]
+struct Inner {
+    known: HashSet<String>,
+    levels: Vec<Level>,
 }
 
 #[derive(Default)]
-struct Inner {
+struct Level {
     values: Vec<String>,
     matcher: Option<AhoCorasick>,
 }
 
+/// Values the smallest level holds; each next level holds [`GROWTH`] times more.
+const FIRST_LEVEL: usize = 64;
+const GROWTH: usize = 8;
+
+impl Level {
+    fn rebuild(&mut self) {
+        // Standard semantics: every occurrence, overlapping ones too, is reported (see spans).
+        self.matcher = if self.values.is_empty() {
+            None
+        } else {
+            // A contiguous NFA, never a DFA: a DFA of a connector's few dozen forms costs
+            // ~300 KiB, which a thousand tenants' connectors would each pay; the NFA is a
+            // tenth of that and its prefilter keeps the common no-match scan fast.
+            AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::Standard)
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                .build(&self.values)
+                .ok()
+        };
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, new: Vec<String>) {
+        let mut pending: Vec<String> = new
+            .into_iter()
+            .filter(|f| f.len() >= MIN_SECRET_LEN && self.known.insert(f.clone()))
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let mut capacity = FIRST_LEVEL;
+        let mut i = 0;
+        loop {
+            if i == self.levels.len() {
+                self.levels.push(Level::default());
+            }
+            let level = &mut self.levels[i];
+            if level.values.len() + pending.len() <= capacity || i + 1 == MAX_LEVELS {
+                level.values.append(&mut pending);
+                level.rebuild();
+                return;
+            }
+            pending.append(&mut level.values);
+            level.matcher = None;
+            capacity = capacity.saturating_mul(GROWTH);
+            i += 1;
+        }
+    }
+
+    fn matchers(&self) -> impl Iterator<Item = &AhoCorasick> {
+        self.levels.iter().filter_map(|l| l.matcher.as_ref())
+    }
+
+    fn is_match(&self, haystack: &[u8]) -> bool {
+        self.matchers().any(|m| m.is_match(haystack))
+    }
+
+    /// The byte ranges to redact: every occurrence of every value in every level, overlapping
+    /// ones merged, so two secrets that overlap (or one inside another) are redacted whole,
+    /// never leaving the tail of one behind.
+    fn spans(&self, haystack: &[u8]) -> Vec<(usize, usize)> {
+        let mut spans: Vec<(usize, usize)> = self
+            .matchers()
+            .flat_map(|m| {
+                m.find_overlapping_iter(haystack)
+                    .map(|x| (x.start(), x.end()))
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+        for (start, end) in spans {
+            match merged.last_mut() {
+                Some(last) if start < last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
+    }
+
+    /// `haystack` with every span replaced by [`REDACTED`]; None when nothing matched.
+    fn redact(&self, haystack: &[u8]) -> Option<Vec<u8>> {
+        if !self.is_match(haystack) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(haystack.len());
+        let mut at = 0;
+        for (start, end) in self.spans(haystack) {
+            out.extend_from_slice(&haystack[at..start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            at = end;
+        }
+        out.extend_from_slice(&haystack[at..]);
+        Some(out)
+    }
+
+    fn redact_str(&self, text: &str) -> Option<String> {
+        // Spans start and end on pattern boundaries of UTF-8 patterns in UTF-8 text, so the
+        // result is UTF-8; the lossy conversion only guards that reasoning.
+        self.redact(text.as_bytes()).map(|b| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
+    }
+}
+
+/// Levels beyond this take everything (64 * 8^7 values: far more than any deployment has).
+const MAX_LEVELS: usize = 8;
+
 impl Scrubber {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A scrubber for one connector: it scans only for the values added to it, and registers
+    /// each of them with `self` too (so the daemon's logs and audit rows still lose them).
+    pub fn scoped(&self) -> Scrubber {
+        Scrubber {
+            inner: Arc::default(),
+            parent: Some(Box::new(self.clone())),
+        }
     }
 
     /// Registers a secret value and the encodings it commonly travels in: base64 (standard and
@@ -35,36 +170,37 @@ impl Scrubber {
     /// is found too), percent-encoding (form and RFC 3986 style) and hex. Other encodings are
     /// caught by [`Scrubber::reveals`], which scans decoded views.
     pub fn add(&self, value: &str) {
-        if value.len() < MIN_SECRET_LEN {
+        self.add_all([value]);
+    }
+
+    /// Registers many values at once (one rebuild, however many there are: a start with
+    /// thousands of tenants).
+    pub fn add_all<'a>(&self, values: impl IntoIterator<Item = &'a str>) {
+        let forms: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.len() >= MIN_SECRET_LEN)
+            .flat_map(encoded_forms)
+            .collect();
+        self.insert(forms);
+    }
+
+    fn insert(&self, forms: Vec<String>) {
+        if forms.is_empty() {
             return;
         }
-        let forms = encoded_forms(value);
-        let Ok(mut inner) = self.inner.write() else {
-            return;
-        };
-        let mut changed = false;
-        for f in forms {
-            if f.len() >= MIN_SECRET_LEN && !inner.values.contains(&f) {
-                inner.values.push(f);
-                changed = true;
-            }
+        if let Some(parent) = &self.parent {
+            parent.insert(forms.clone());
         }
-        if changed {
-            // Longest first so a value containing another is replaced whole.
-            inner.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-            inner.matcher = AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                .build(&inner.values)
-                .ok();
+        if let Ok(mut inner) = self.inner.write() {
+            inner.insert(forms);
         }
     }
 
     /// Registers the base64 form of HTTP Basic credentials, so an echoed header is scrubbed too.
     pub fn add_basic(&self, username: &str, password: &str) {
-        self.add(password);
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        self.add(&encoded);
+        self.add_all([password, encoded.as_str()]);
     }
 
     /// Returns `text` with every known secret replaced by [`REDACTED`].
@@ -72,13 +208,7 @@ impl Scrubber {
         let Ok(inner) = self.inner.read() else {
             return REDACTED.to_string();
         };
-        match &inner.matcher {
-            Some(m) if m.is_match(text) => {
-                let reps = vec![REDACTED; inner.values.len()];
-                m.replace_all(text, &reps)
-            }
-            _ => text.to_string(),
-        }
+        inner.redact_str(text).unwrap_or_else(|| text.to_string())
     }
 
     /// Scrubs `text` in place; no allocation when it holds no secret (the common case).
@@ -87,11 +217,8 @@ impl Scrubber {
             *text = REDACTED.to_string();
             return;
         };
-        if let Some(m) = &inner.matcher
-            && m.is_match(text.as_str())
-        {
-            let reps = vec![REDACTED; inner.values.len()];
-            *text = m.replace_all(text, &reps);
+        if let Some(clean) = inner.redact_str(text) {
+            *text = clean;
         }
     }
 
@@ -100,24 +227,13 @@ impl Scrubber {
         let Ok(inner) = self.inner.read() else {
             return REDACTED.as_bytes().to_vec();
         };
-        match &inner.matcher {
-            Some(m) if m.is_match(bytes) => {
-                let reps = vec![REDACTED.as_bytes(); inner.values.len()];
-                m.replace_all_bytes(bytes, &reps)
-            }
-            _ => bytes.to_vec(),
-        }
+        inner.redact(bytes).unwrap_or_else(|| bytes.to_vec())
     }
 
     /// Like [`Scrubber::scrub_bytes`], but None (no allocation) when nothing matches.
     pub fn scrub_bytes_if_needed(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let inner = self.inner.read().ok()?;
-        let m = inner.matcher.as_ref()?;
-        if !m.is_match(bytes) {
-            return None;
-        }
-        let reps = vec![REDACTED.as_bytes(); inner.values.len()];
-        Some(m.replace_all_bytes(bytes, &reps))
+        inner.redact(bytes)
     }
 
     /// Scrubs every string inside a JSON value, in place.
@@ -137,14 +253,16 @@ impl Scrubber {
     /// encoding is not reliable: the gate withholds such an answer instead.
     pub fn reveals(&self, bytes: &[u8]) -> Option<String> {
         let inner = self.inner.read().ok()?;
-        let m = inner.matcher.as_ref()?;
-        if m.is_match(bytes) {
+        if inner.levels.is_empty() {
+            return None;
+        }
+        if inner.is_match(bytes) {
             return Some("plain text".into());
         }
         let mut frontier: Vec<(String, Vec<u8>)> = Vec::new();
         for (name, decode) in DECODINGS {
             if let Some(d) = decode(bytes) {
-                if m.is_match(&d) {
+                if inner.is_match(&d) {
                     return Some((*name).into());
                 }
                 frontier.push(((*name).into(), d));
@@ -153,7 +271,7 @@ impl Scrubber {
         for (outer, view) in &frontier {
             for (name, decode) in DECODINGS {
                 if let Some(d) = decode(view)
-                    && m.is_match(&d)
+                    && inner.is_match(&d)
                 {
                     return Some(format!("{outer} then {name}"));
                 }
@@ -162,8 +280,9 @@ impl Scrubber {
         None
     }
 
+    /// How many values (with their encoded forms) this scrubber scans for.
     pub fn len(&self) -> usize {
-        self.inner.read().map(|i| i.values.len()).unwrap_or(0)
+        self.inner.read().map(|i| i.known.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -384,6 +503,55 @@ fn html_unescape(input: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scoped_scrubber_scans_only_its_own_secrets_and_registers_them_daemon_wide() {
+        let daemon = Scrubber::new();
+        daemon.add("tenant-one-secret-111");
+        let connector = daemon.scoped();
+        connector.add("tenant-two-secret-222");
+        assert_eq!(
+            connector.scrub("a tenant-two-secret-222 b tenant-one-secret-111"),
+            "a [REDACTED] b tenant-one-secret-111",
+            "a connector's output is scanned for its own secrets only"
+        );
+        assert!(connector.reveals(b"tenant-one-secret-111").is_none());
+        assert_eq!(
+            daemon.scrub("tenant-two-secret-222 tenant-one-secret-111"),
+            "[REDACTED] [REDACTED]",
+            "logs and audit rows still lose every connector's secrets"
+        );
+    }
+
+    #[test]
+    fn secrets_added_one_by_one_are_found_in_every_level_and_overlaps_redacted_whole() {
+        let s = Scrubber::new();
+        // Enough single additions to fill several levels (each adds ~15 encoded forms).
+        for i in 0..600 {
+            s.add(&format!("level-secret-{i:05}-x"));
+        }
+        assert!(s.inner.read().unwrap().levels.len() >= 3, "several levels");
+        for i in [0, 1, 63, 64, 300, 599] {
+            let secret = format!("level-secret-{i:05}-x");
+            assert_eq!(s.scrub(&format!("<{secret}>")), "<[REDACTED]>", "{secret}");
+            assert!(s.reveals(secret.as_bytes()).is_some());
+        }
+        // Secrets overlapping each other (in the same level and across levels): redacted as one
+        // span, so no tail of any survives.
+        s.add("overlap-AAAA-BBBB");
+        let text = "x level-secret-00007-xoverlap-AAAA-BBBB y";
+        s.add("-xoverlap-AAAA");
+        assert_eq!(s.scrub(text), "x [REDACTED] y");
+        assert_eq!(
+            String::from_utf8(s.scrub_bytes(text.as_bytes())).unwrap(),
+            "x [REDACTED] y"
+        );
+        for i in 0..100 {
+            s.add(&format!("filler-secret-{i:05}"));
+        }
+        s.add("AAAA-BBBB y");
+        assert_eq!(s.scrub(text), "x [REDACTED]");
+    }
 
     #[test]
     fn scrubs_plain_base64_and_percent_encoded_forms() {

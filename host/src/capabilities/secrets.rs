@@ -20,6 +20,11 @@ impl SecretValues {
         self.values.get(r).map(String::as_str)
     }
 
+    /// Every value.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.values().map(String::as_str)
+    }
+
     /// Only the values `grants` reference: what one connector keeps (a connector must never
     /// hold, or cost memory for, another tenant's secrets).
     pub fn for_grants(&self, grants: &[Grant]) -> SecretValues {
@@ -82,13 +87,18 @@ pub fn resolve_all<'a>(
                     );
                     continue;
                 }
-                scrubber.add(&v);
                 out.values.insert(r.clone(), v);
             }
             Err(e) => {
-                errors.insert(r.clone(), scrubber.scrub(&e));
+                errors.insert(r.clone(), e);
             }
         }
+    }
+    // One registration for all values (a start with thousands of tenants rebuilds the matcher
+    // once), before any error text is let out.
+    scrubber.add_all(out.values.values().map(String::as_str));
+    for e in errors.values_mut() {
+        *e = scrubber.scrub(e);
     }
     (out, errors)
 }

@@ -34,6 +34,12 @@ pub struct Runtime {
     cache: Option<Cache>,
 }
 
+/// The address space a memory slot reserves: the limit rounded up to whole wasm pages.
+fn reservation(max_memory_bytes: usize) -> u64 {
+    const PAGE: u64 = 64 * 1024;
+    (max_memory_bytes as u64).div_ceil(PAGE).max(1) * PAGE
+}
+
 impl Runtime {
     pub fn new(opts: EngineOptions<'_>) -> anyhow::Result<Runtime> {
         let mut cfg = Config::new();
@@ -49,6 +55,11 @@ impl Runtime {
         pool.max_tables_per_component(8);
         pool.max_memory_size(opts.max_memory_bytes);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Each pool slot reserves address space for the memory limit (plus the default guard),
+        // not wasmtime's 4 GiB default: 512 slots of 4 GiB were 2 TiB of virtual memory, which
+        // trips `ulimit -v`, container limits and monitoring. The price is explicit bounds
+        // checks in guest code (measured in `make bench`).
+        cfg.memory_reservation(reservation(opts.max_memory_bytes));
         let cache = match opts.cache_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
