@@ -31,18 +31,24 @@ pub fn apply_stream_page(
     deletes: &[DocumentRef],
     now: &str,
 ) -> rusqlite::Result<()> {
+    // An unchanged record (same digest, same stream) is left alone: no write, no FTS
+    // re-index, no change row. A permission change is a change: the ACL is in the digest.
     let mut up = tx.prepare_cached(
-        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at, stream, invocation)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at, stream, invocation, content_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (connector, kind, id) DO UPDATE SET
            title = excluded.title, body = excluded.body, url = excluded.url,
            updated_at = excluded.updated_at, metadata = excluded.metadata, acl = excluded.acl,
            synced_at = excluded.synced_at, stream = COALESCE(excluded.stream, documents.stream),
-           invocation = excluded.invocation",
+           invocation = excluded.invocation, content_hash = excluded.content_hash
+         WHERE documents.content_hash IS NOT excluded.content_hash
+            OR documents.stream IS NOT COALESCE(excluded.stream, documents.stream)",
     )?;
     for d in upserts {
         let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
-        up.execute(params![
+        let metadata = d.metadata.to_string();
+        let hash = content_hash(d, &metadata, &acl);
+        let written = up.execute(params![
             connector,
             d.kind,
             d.id,
@@ -50,14 +56,17 @@ pub fn apply_stream_page(
             d.body,
             d.url,
             d.updated_at,
-            d.metadata.to_string(),
+            metadata,
             acl,
             now,
             stream,
-            invocation
+            invocation,
+            hash
         ])?;
-        let at = (connector, stream);
-        super::changes::record(tx, at, Upsert, (&d.kind, &d.id), &acl, now)?;
+        if written > 0 {
+            let at = (connector, stream);
+            super::changes::record(tx, at, Upsert, (&d.kind, &d.id), &acl, now)?;
+        }
     }
     let mut del = tx.prepare_cached(
         "DELETE FROM documents WHERE connector = ?1 AND kind = ?2 AND id = ?3 RETURNING acl",
@@ -73,6 +82,27 @@ pub fn apply_stream_page(
         }
     }
     Ok(())
+}
+
+/// The digest of everything a stored document shows: kind, title, body, URL, update time,
+/// metadata and ACL, each length-prefixed so no two documents share an encoding.
+fn content_hash(d: &Document, metadata: &str, acl: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let url = d.url.as_deref().unwrap_or("\u{0}none");
+    for part in [
+        d.kind.as_str(),
+        &d.title,
+        &d.body,
+        url,
+        &d.updated_at,
+        metadata,
+        acl,
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// One stored document.
@@ -247,6 +277,46 @@ mod tests {
             metadata: serde_json::json!({}),
             acl: vec![],
         }
+    }
+
+    #[test]
+    fn an_unchanged_record_is_not_rewritten_but_a_content_or_permission_change_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let page = |c: &mut Connection, d: Document, now: &str| {
+            let tx = c.transaction().unwrap();
+            apply_stream_page(&tx, "c", Some("pages"), Some("inv"), &[d], &[], now).unwrap();
+            tx.commit().unwrap();
+        };
+        let state = |c: &Connection| -> (String, i64) {
+            let synced = c
+                .query_row("SELECT synced_at FROM documents WHERE id = '1'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            let changes = c
+                .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))
+                .unwrap();
+            (synced, changes)
+        };
+        page(&mut c, doc("1", "Alpha", "body"), "t1");
+        assert_eq!(state(&c), ("t1".into(), 1));
+        page(&mut c, doc("1", "Alpha", "body"), "t2");
+        assert_eq!(
+            state(&c),
+            ("t1".into(), 1),
+            "same content: no write, no change"
+        );
+        page(&mut c, doc("1", "Alpha", "new body"), "t3");
+        assert_eq!(state(&c), ("t3".into(), 2), "new content is a change");
+        let mut restricted = doc("1", "Alpha", "new body");
+        restricted.acl = vec!["group:finance".into()];
+        page(&mut c, restricted, "t4");
+        assert_eq!(
+            state(&c),
+            ("t4".into(), 3),
+            "a permission change is a change"
+        );
     }
 
     #[test]

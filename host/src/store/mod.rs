@@ -210,6 +210,12 @@ const MIGRATIONS: &[&str] = &[
         renewed_at TEXT NOT NULL
     );
     "#,
+    // 12: a digest of what a document shows (store/documents.rs `content_hash`): a re-sync that
+    // brings a record back unchanged writes nothing, re-indexes nothing and is no change in the
+    // feed. Rows stored before have none, so their first re-sync rewrites them once.
+    r#"
+    ALTER TABLE documents ADD COLUMN content_hash TEXT;
+    "#,
 ];
 
 /// The database file inside a data directory.
