@@ -90,6 +90,9 @@ pub struct Airlock {
     pub db: Arc<Db>,
     /// Host-owned sync into the store, one run per stream at a time.
     pub syncer: Syncer,
+    /// Slots for scheduled sync runs: capped on the node and per tenant, handed out to the
+    /// waiting tenants in turn.
+    pub sync_slots: Arc<crate::fair_slots::FairSlots>,
     pub metrics: Arc<crate::metrics::Metrics>,
     writer: AuditWriter,
     net: Arc<Net>,
@@ -278,6 +281,14 @@ fn resolve_secrets(
     Ok(resolve_all(refs, &vault, &conn, scrubber))
 }
 
+/// The scheduler's caps from `[scheduler]`.
+fn slot_caps(config: &Config) -> crate::fair_slots::Caps {
+    crate::fair_slots::Caps {
+        max_running: config.scheduler.max_running,
+        max_per_tenant: config.scheduler.max_running_per_tenant,
+    }
+}
+
 /// A digest of everything a connector's slot is built from, so a reload rebuilds only the
 /// connectors whose config, grants, tenant or component bytes changed.
 fn fingerprint(runtime: &Runtime, config: &Config, c: &ConnectorConfig) -> String {
@@ -366,7 +377,9 @@ impl Airlock {
             connectors.insert(c.id.clone(), entry);
         }
         let db = Arc::new(Db::open(&data_dir)?);
+        let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
         Ok(Airlock {
+            sync_slots,
             syncer: Syncer::new(
                 db.clone(),
                 metrics.clone(),
@@ -595,6 +608,7 @@ impl Airlock {
             }
             stays
         });
+        self.sync_slots.set_caps(slot_caps(&new));
         self.config.store(Arc::new(new));
         drop(map);
         self.audit.record(AuditEvent {

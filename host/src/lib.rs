@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cassette;
 pub mod config;
 pub mod conformance;
+pub mod fair_slots;
 pub mod inbound;
 pub mod integrity;
 pub mod integrity_cli;

@@ -1,5 +1,7 @@
-//! The sync schedule of `airlock serve`: one task per scheduled (connector, stream). A
-//! rate-limited stream waits until its resume time; a failed run waits for the next interval.
+//! The sync schedule of `airlock serve`: one task per scheduled (connector, stream). A due run
+//! waits for a slot (`crate::fair_slots`: capped on the node and per tenant, tenants served in
+//! turn). A rate-limited stream waits until its resume time; a failed run waits for the next
+//! interval.
 //! A task ends by itself once a reload replaces or removes its connector.
 
 use std::sync::Arc;
@@ -72,10 +74,23 @@ impl StreamTask {
             if !self.current() {
                 return;
             }
+            // A slot first: the node's and the tenant's caps, tenants served in turn.
+            let tenant = self
+                .a
+                .config()
+                .tenant_of(&self.id)
+                .unwrap_or_default()
+                .to_string();
+            let slot = self.a.sync_slots.acquire(&tenant).await;
+            if !self.current() {
+                return;
+            }
             let ctx = CallContext::trusted().by("daemon:scheduler");
             let run = self.a.sync_stream(&self.id, &self.stream, false, |_| {});
             let (id, stream) = (&self.id, &self.stream);
-            match context::with(ctx, run).await {
+            let outcome = context::with(ctx, run).await;
+            drop(slot);
+            match outcome {
                 Ok(r) => {
                     tracing::info!(connector = %id, stream = %stream, "sync run: {} pages, {} upserts, {} deletes in {:.1}s ({:?})", r.pages, r.upserts, r.deletes, r.seconds, r.end);
                     if matches!(r.end, RunEnd::RateLimited { .. }) {

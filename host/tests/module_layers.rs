@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "integrity",
             "logging",
             "limits",
+            "fair_slots",
             "model",
             "scaffold",
         ],

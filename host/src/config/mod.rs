@@ -19,10 +19,12 @@ pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
 pub use hook::{HookKind, InboundHook, Subscribe};
 pub use oauth::{OAuth, SCOPES as OAUTH_SCOPES};
+pub use scheduler::SchedulerConfig;
 pub use webhook::Webhook;
 
 mod hook;
 mod oauth;
+mod scheduler;
 mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
@@ -117,6 +119,8 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// `[oauth]`: access tokens from the company's identity provider (MCP authorization).
     pub oauth: Option<OAuth>,
+    /// `[scheduler]`: how many scheduled sync runs go at once.
+    pub scheduler: SchedulerConfig,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -165,6 +169,8 @@ struct RawFile {
     approvals: RawApprovals,
     #[serde(default)]
     changes: RawChanges,
+    #[serde(default)]
+    scheduler: scheduler::RawScheduler,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<webhook::RawWebhook>,
     #[serde(default)]
@@ -702,6 +708,7 @@ impl Config {
         let audit = build_audit(&raw.audit).map_err(|m| err(format!("audit.{m}")))?;
         let outbound = build_outbound(&raw.outbound, &base).map_err(&err)?;
         let public_hosts = build_public_hosts(&raw.server.public_hosts).map_err(&err)?;
+        let scheduler = scheduler::build(&raw.scheduler).map_err(&err)?;
         let mut changes = ChangesConfig::default();
         if let Some(r) = &raw.changes.retention {
             changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
@@ -749,6 +756,7 @@ impl Config {
                 allow_self_approval: raw.approvals.allow_self_approval,
             },
             changes,
+            scheduler,
             webhooks,
             outbound,
         })
