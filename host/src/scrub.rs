@@ -352,23 +352,12 @@ const DECODINGS: &[(&str, Decoding)] = &[
 /// Undoes JSON string escapes (`\uXXXX` with surrogate pairs, `\/`, `\n`, ...) wherever they
 /// appear; other text is kept as is.
 fn json_unescape(input: &[u8]) -> Option<Vec<u8>> {
-    if !input.contains(&b'\\') {
-        return None;
-    }
     let hex4 = |at: usize| -> Option<u32> {
         let s = std::str::from_utf8(input.get(at..at + 4)?).ok()?;
         u32::from_str_radix(s, 16).ok()
     };
-    let mut out = Vec::with_capacity(input.len());
-    let mut changed = false;
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] != b'\\' || i + 1 >= input.len() {
-            out.push(input[i]);
-            i += 1;
-            continue;
-        }
-        let simple = match input[i + 1] {
+    rewrite(input, b'\\', |i| {
+        let simple = match input.get(i + 1)? {
             b'"' => Some(b'"'),
             b'\\' => Some(b'\\'),
             b'/' => Some(b'/'),
@@ -380,36 +369,85 @@ fn json_unescape(input: &[u8]) -> Option<Vec<u8>> {
             _ => None,
         };
         if let Some(c) = simple {
-            out.push(c);
-            i += 2;
-            changed = true;
-            continue;
+            return Some((Piece::byte(c), 2));
         }
-        if input[i + 1] == b'u'
-            && let Some(hi) = hex4(i + 2)
+        if input[i + 1] != b'u' {
+            return None;
+        }
+        let hi = hex4(i + 2)?;
+        let mut used = 6;
+        let code = if (0xD800..0xDC00).contains(&hi)
+            && input.get(i + 6..i + 8) == Some(&b"\\u"[..])
+            && let Some(lo) = hex4(i + 8)
+            && (0xDC00..0xE000).contains(&lo)
         {
-            let mut used = 6;
-            let code = if (0xD800..0xDC00).contains(&hi)
-                && input.get(i + 6..i + 8) == Some(&b"\\u"[..])
-                && let Some(lo) = hex4(i + 8)
-                && (0xDC00..0xE000).contains(&lo)
-            {
-                used = 12;
-                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-            } else {
-                hi
-            };
-            let c = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            i += used;
-            changed = true;
-            continue;
+            used = 12;
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else {
+            hi
+        };
+        let c = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+        Some((Piece::char(c), used))
+    })
+}
+
+/// What one escape decodes to: at most one character.
+struct Piece {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Piece {
+    const NOTHING: Piece = Piece {
+        bytes: [0; 4],
+        len: 0,
+    };
+
+    fn byte(b: u8) -> Piece {
+        Piece {
+            bytes: [b, 0, 0, 0],
+            len: 1,
         }
-        out.push(input[i]);
-        i += 1;
     }
-    changed.then_some(out)
+
+    fn char(c: char) -> Piece {
+        let mut bytes = [0u8; 4];
+        let len = c.encode_utf8(&mut bytes).len();
+        Piece { bytes, len }
+    }
+}
+
+/// Decodes the escapes of one kind in `input`: `step(i)` looks at an occurrence of `trigger` at
+/// `i` and answers what it decodes to and how many bytes it used, or None to keep it as is.
+/// Runs between triggers are copied whole, and nothing is allocated for a text without a single
+/// escape (the common case: every upstream answer passes through here).
+fn rewrite(
+    input: &[u8],
+    trigger: u8,
+    step: impl Fn(usize) -> Option<(Piece, usize)>,
+) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(trigger, &input[from..]) {
+        let i = from + off;
+        match step(i) {
+            Some((piece, used)) => {
+                let o = out.get_or_insert_with(|| Vec::with_capacity(input.len()));
+                o.extend_from_slice(&input[copied..i]);
+                o.extend_from_slice(&piece.bytes[..piece.len]);
+                copied = i + used;
+                from = copied;
+            }
+            None => from = i + 1,
+        }
+        if from >= input.len() {
+            break;
+        }
+    }
+    let mut out = out?;
+    out.extend_from_slice(&input[copied..]);
+    Some(out)
 }
 
 /// Undoes `%XX` escapes, upper, lower or mixed case.
@@ -427,48 +465,22 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 /// because the decoders on crates.io reject or rewrite the rest of a text that is not a clean
 /// MIME part, and this one must leave everything else alone.
 fn quoted_printable_decode(input: &[u8]) -> Option<Vec<u8>> {
-    if !input.contains(&b'=') {
-        return None;
-    }
     let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(input.len());
-    let mut changed = false;
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'=' {
-            match (input.get(i + 1), input.get(i + 2)) {
-                (Some(b'\r'), Some(b'\n')) => {
-                    i += 3;
-                    changed = true;
-                    continue;
-                }
-                (Some(b'\n'), _) => {
-                    i += 2;
-                    changed = true;
-                    continue;
-                }
-                (Some(&a), Some(&b)) => {
-                    if let (Some(h), Some(l)) = (hex(a), hex(b)) {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        changed = true;
-                        continue;
-                    }
-                }
-                _ => {}
+    rewrite(input, b'=', |i| {
+        match (input.get(i + 1), input.get(i + 2)) {
+            (Some(b'\r'), Some(b'\n')) => Some((Piece::NOTHING, 3)),
+            (Some(b'\n'), _) => Some((Piece::NOTHING, 2)),
+            (Some(&a), Some(&b)) => {
+                let (h, l) = (hex(a)?, hex(b)?);
+                Some((Piece::byte((h * 16 + l) as u8), 3))
             }
+            _ => None,
         }
-        out.push(input[i]);
-        i += 1;
-    }
-    changed.then_some(out)
+    })
 }
 
 /// Undoes HTML numeric character references (`&#65;`, `&#x41;`) and the five XML entities.
 fn html_unescape(input: &[u8]) -> Option<Vec<u8>> {
-    if !input.contains(&b'&') {
-        return None;
-    }
     const NAMED: &[(&[u8], u8)] = &[
         (b"&amp;", b'&'),
         (b"&lt;", b'<'),
@@ -476,42 +488,25 @@ fn html_unescape(input: &[u8]) -> Option<Vec<u8>> {
         (b"&quot;", b'"'),
         (b"&apos;", b'\''),
     ];
-    let mut out = Vec::with_capacity(input.len());
-    let mut changed = false;
-    let mut i = 0;
-    'outer: while i < input.len() {
-        if input[i] == b'&' {
-            for (name, c) in NAMED {
-                if input[i..].starts_with(name) {
-                    out.push(*c);
-                    i += name.len();
-                    changed = true;
-                    continue 'outer;
-                }
-            }
-            if input.get(i + 1) == Some(&b'#')
-                && let Some(len) = input[i..].iter().take(12).position(|&b| b == b';')
-            {
-                let body = &input[i + 2..i + len];
-                let code = match body.first() {
-                    Some(b'x' | b'X') => std::str::from_utf8(&body[1..])
-                        .ok()
-                        .and_then(|s| u32::from_str_radix(s, 16).ok()),
-                    _ => std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()),
-                };
-                if let Some(c) = code.and_then(char::from_u32) {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    i += len + 1;
-                    changed = true;
-                    continue;
-                }
-            }
+    rewrite(input, b'&', |i| {
+        let rest = &input[i..];
+        if let Some((name, c)) = NAMED.iter().find(|(name, _)| rest.starts_with(name)) {
+            return Some((Piece::byte(*c), name.len()));
         }
-        out.push(input[i]);
-        i += 1;
-    }
-    changed.then_some(out)
+        if rest.get(1) != Some(&b'#') {
+            return None;
+        }
+        let len = rest.iter().take(12).position(|&b| b == b';')?;
+        let body = &rest[2..len];
+        let code = match body.first() {
+            Some(b'x' | b'X') => std::str::from_utf8(&body[1..])
+                .ok()
+                .and_then(|s| u32::from_str_radix(s, 16).ok()),
+            _ => std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()),
+        };
+        let c = code.and_then(char::from_u32)?;
+        Some((Piece::char(c), len + 1))
+    })
 }
 
 #[cfg(test)]
@@ -710,6 +705,25 @@ mod tests {
         assert_eq!(
             s.reveals(stacked.as_bytes()).as_deref(),
             Some("JSON escapes then percent-encoding")
+        );
+    }
+
+    #[test]
+    fn decoders_leave_text_without_escapes_alone_and_decode_only_escapes() {
+        assert_eq!(quoted_printable_decode(b"a=zz b= c="), None);
+        assert_eq!(json_unescape(b"x\\q y\\"), None);
+        assert_eq!(html_unescape(b"a & b &#; &#xZZ;"), None);
+        assert_eq!(
+            quoted_printable_decode(b"k=3D=\r\nv =x").as_deref(),
+            Some(&b"k=v =x"[..])
+        );
+        assert_eq!(
+            json_unescape(b"\\u0041\\n\\ud83d\\ude00 \\q").as_deref(),
+            Some("A\n\u{1F600} \\q".as_bytes())
+        );
+        assert_eq!(
+            html_unescape(b"&lt;&#65;&#x42;&amp &c").as_deref(),
+            Some(&b"<AB&amp &c"[..])
         );
     }
 
