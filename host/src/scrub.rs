@@ -225,15 +225,28 @@ impl Scrubber {
         inner.redact_str(text).unwrap_or_else(|| text.to_string())
     }
 
-    /// Scrubs `text` in place; no allocation when it holds no secret (the common case).
-    pub fn scrub_in_place(&self, text: &mut String) {
+    /// Scrubs `text` in place; no allocation when it holds no secret (the common case). True
+    /// when something was removed.
+    pub fn scrub_in_place(&self, text: &mut String) -> bool {
         let Ok(inner) = self.inner.read() else {
             *text = REDACTED.to_string();
-            return;
+            return true;
         };
-        if let Some(clean) = inner.redact_str(text) {
-            *text = clean;
+        match inner.redact_str(text) {
+            Some(clean) => {
+                *text = clean;
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Whether `text` holds a known secret.
+    pub fn finds(&self, text: &str) -> bool {
+        self.inner
+            .read()
+            .map(|i| i.is_match(text.as_bytes()))
+            .unwrap_or(true)
     }
 
     /// Scrubs bytes that may not be UTF-8 (log output); invalid sequences are kept as is.
@@ -250,13 +263,26 @@ impl Scrubber {
         inner.redact(bytes)
     }
 
-    /// Scrubs every string inside a JSON value, in place.
-    pub fn scrub_json(&self, v: &mut serde_json::Value) {
+    /// Scrubs every string inside a JSON value, object keys included, in place. True when
+    /// something was removed.
+    pub fn scrub_json(&self, v: &mut serde_json::Value) -> bool {
         match v {
             serde_json::Value::String(s) => self.scrub_in_place(s),
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_json(i)),
-            serde_json::Value::Object(map) => map.values_mut().for_each(|i| self.scrub_json(i)),
-            _ => {}
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, i| self.scrub_json(i) | changed),
+            serde_json::Value::Object(map) => {
+                let mut changed = map
+                    .values_mut()
+                    .fold(false, |changed, i| self.scrub_json(i) | changed);
+                if map.keys().any(|k| self.finds(k)) {
+                    let old = std::mem::take(map);
+                    *map = old.into_iter().map(|(k, v)| (self.scrub(&k), v)).collect();
+                    changed = true;
+                }
+                changed
+            }
+            _ => false,
         }
     }
 

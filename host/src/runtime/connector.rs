@@ -331,10 +331,9 @@ impl LoadedConnector {
             })
             .await?;
         let scrubber = &self.ctx.scrubber;
-        result
-            .hits
-            .iter_mut()
-            .for_each(|d| scrub_document(scrubber, d));
+        result.hits.iter_mut().for_each(|d| {
+            scrub_document(scrubber, d);
+        });
         if let Some(c) = &mut result.next_cursor {
             scrubber.scrub_in_place(c);
         }
@@ -613,11 +612,12 @@ impl LoadedConnector {
 
 /// Removes known secret values from every text of a sync page (documents, deleted ids, the
 /// cursor the host stores). True when something was removed.
-/// Every string of `d` with secret values replaced.
-fn scrub_document(scrubber: &Scrubber, d: &mut model::Document) {
+/// Every string of `d` with secret values replaced; true when something was removed.
+fn scrub_document(scrubber: &Scrubber, d: &mut model::Document) -> bool {
     if scrubber.is_empty() {
-        return;
+        return false;
     }
+    let mut changed = false;
     for text in [
         &mut d.id,
         &mut d.kind,
@@ -625,13 +625,15 @@ fn scrub_document(scrubber: &Scrubber, d: &mut model::Document) {
         &mut d.body,
         &mut d.updated_at,
     ] {
-        scrubber.scrub_in_place(text);
+        changed |= scrubber.scrub_in_place(text);
     }
     if let Some(url) = &mut d.url {
-        scrubber.scrub_in_place(url);
+        changed |= scrubber.scrub_in_place(url);
     }
-    d.acl.iter_mut().for_each(|a| scrubber.scrub_in_place(a));
-    scrubber.scrub_json(&mut d.metadata);
+    for a in &mut d.acl {
+        changed |= scrubber.scrub_in_place(a);
+    }
+    changed | scrubber.scrub_json(&mut d.metadata)
 }
 
 fn to_json(v: impl serde::Serialize) -> Result<serde_json::Value, InvokeError> {
@@ -644,18 +646,18 @@ fn scrub_page(scrubber: &Scrubber, page: &mut model::SyncPage) -> bool {
     if scrubber.is_empty() {
         return false;
     }
-    let before = serde_json::to_string(&*page).unwrap_or_default();
+    let mut changed = false;
     for d in &mut page.upserts {
-        scrub_document(scrubber, d);
+        changed |= scrub_document(scrubber, d);
     }
     for r in &mut page.deletes {
-        scrubber.scrub_in_place(&mut r.id);
-        scrubber.scrub_in_place(&mut r.kind);
+        changed |= scrubber.scrub_in_place(&mut r.id);
+        changed |= scrubber.scrub_in_place(&mut r.kind);
     }
     if let Some(c) = &mut page.next_cursor {
-        scrubber.scrub_in_place(c);
+        changed |= scrubber.scrub_in_place(c);
     }
-    serde_json::to_string(&*page).unwrap_or_default() != before
+    changed
 }
 
 #[cfg(test)]
@@ -691,7 +693,7 @@ mod tests {
                 body: format!("the token is {secret}."),
                 url: Some(format!("https://x/?t={secret}")),
                 updated_at: "2026-01-01T00:00:00Z".into(),
-                metadata: serde_json::json!({"nested": [secret]}),
+                metadata: serde_json::json!({"nested": [secret], secret: "as a key"}),
                 acl: vec![secret.to_string()],
             }],
             deletes: vec![model::DocumentRef {
