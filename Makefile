@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help
+.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -113,6 +113,10 @@ fuzz:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Each Rust connector's code lines (no blanks, comments or test modules): issue 12's line budget.
+connector-lines:
+	@sdk/count-lines.sh
 
 # CI runs `make lint` before `make test`, so a formatting, clippy or cargo deny finding fails in
 # minutes with its own message instead of after the whole test run.
