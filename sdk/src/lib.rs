@@ -6,8 +6,9 @@
 //! builders with action input schemas derived from the input type ([`info`]), a blocking HTTP
 //! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
-//! incremental watermark with tie handling ([`Watermark`]), a [`Document`] builder, and text
-//! helpers ([`html_to_text`], [`text::parse_rfc3339`]).
+//! incremental watermark with tie handling ([`Watermark`]), [`Document`] and [`SyncPage`]
+//! builders, and text helpers ([`html_to_text`], [`text::parse_rfc3339`],
+//! [`text::rfc3339_of_ms`]).
 //!
 //! ```ignore
 //! use airlock_sdk::{Connector, ConnectorInfo, HealthStatus, Request, Result};
@@ -59,6 +60,7 @@ pub mod log {
 }
 pub mod http;
 pub mod info;
+mod page;
 pub mod paging;
 pub mod settings;
 pub mod text;
@@ -71,7 +73,7 @@ pub use bindings::airlock::connector::types::{
 };
 pub use host::{progress, progress_with_message, require_setting, secret, setting};
 pub use http::{Method, Request, Response};
-pub use info::input;
+pub use info::{NoInput, input};
 /// Re-exported so an action's input type can `#[derive(airlock_sdk::schemars::JsonSchema)]`.
 pub use schemars;
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
