@@ -32,6 +32,11 @@ pub fn decode<T: DeserializeOwned>(cursor: Option<&str>) -> Result<Option<T>> {
     })
 }
 
+/// The position in `cursor`, or `T::default()` (the start of a full run) when there is none.
+pub fn position<T: DeserializeOwned + Default>(cursor: Option<&str>) -> Result<T> {
+    Ok(decode(cursor)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +57,9 @@ mod tests {
         assert_eq!(decode::<Pos>(Some(&c)).unwrap(), Some(p));
         assert_eq!(decode::<Pos>(None).unwrap(), None);
         assert_eq!(decode::<Pos>(Some("  ")).unwrap(), None);
+        assert_eq!(position::<Pos>(None).unwrap(), Pos::default());
+        assert_eq!(position::<Pos>(Some(&c)).unwrap().page, 3);
+        assert!(position::<Pos>(Some("[]")).is_err());
         match decode::<Pos>(Some("page:3")) {
             Err(Error::InvalidInput(m)) => assert!(m.contains("not one this connector issued")),
             other => panic!("{other:?}"),

@@ -73,7 +73,7 @@ pub use bindings::airlock::connector::types::{
 };
 pub use host::{progress, progress_with_message, require_setting, secret, setting};
 pub use http::{Method, Request, Response};
-pub use info::{NoInput, input};
+pub use info::{NoInput, action_input, input};
 /// Re-exported so an action's input type can `#[derive(airlock_sdk::schemars::JsonSchema)]`.
 pub use schemars;
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
@@ -109,6 +109,22 @@ impl Error {
     /// A bug or unexpected state inside the connector.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())
+    }
+    /// `invalid-input`: `stream` is none of the connector's `streams` (named in the message).
+    pub fn unknown_stream(
+        stream: &str,
+        streams: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Self {
+        let quoted = |s: &dyn AsRef<str>| format!("`{}`", s.as_ref());
+        let names: Vec<String> = streams.into_iter().map(|s| quoted(&s)).collect();
+        let has = names.join(", ");
+        Self::invalid_input(format!(
+            "unknown stream `{stream}` (this connector has {has})"
+        ))
+    }
+    /// `not-found`: the connector has no action called `action`.
+    pub fn unknown_action(action: &str) -> Self {
+        Self::not_found(format!("unknown action `{action}`"))
     }
 }
 
@@ -157,7 +173,7 @@ pub trait Connector {
     /// Run the action `action` with a JSON `input`; returns JSON.
     fn invoke(action: String, input: String) -> Result<String> {
         let _ = input;
-        Err(Error::not_found(format!("unknown action `{action}`")))
+        Err(Error::unknown_action(&action))
     }
 }
 

@@ -252,6 +252,17 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1000 + millis)
 }
 
+/// An ISO 8601 timestamp as RFC 3339: a `+hhmm`/`-hhmm` offset gets its colon (Atlassian's
+/// `2026-01-02T03:04:05.000+0000` becomes `...+00:00`); anything else is returned unchanged.
+pub fn rfc3339(s: &str) -> String {
+    let (b, n) = (s.as_bytes(), s.len());
+    let digits = n > 5 && b[n - 4..].iter().all(u8::is_ascii_digit);
+    if digits && matches!(b[n - 5], b'+' | b'-') && b.get(n.saturating_sub(8)) != Some(&b'T') {
+        return format!("{}:{}", &s[..n - 2], &s[n - 2..]);
+    }
+    s.to_owned()
+}
+
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC, whole seconds (`2026-01-02T03:04:05Z`):
 /// the inverse of [`parse_rfc3339`] for a time an upstream wants as text (a window, a watermark).
 pub fn rfc3339_of_ms(ms: i64) -> String {
@@ -334,6 +345,26 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2024-01-15T10:20:30"), None);
+    }
+
+    #[test]
+    fn an_offset_without_colon_gets_one_and_other_text_stays() {
+        assert_eq!(
+            rfc3339("2026-01-02T03:04:05.000+0000"),
+            "2026-01-02T03:04:05.000+00:00"
+        );
+        assert_eq!(
+            rfc3339("2026-01-02T03:04:05-0130"),
+            "2026-01-02T03:04:05-01:30"
+        );
+        for same in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05+01:00",
+            "2026-01-02",
+            "",
+        ] {
+            assert_eq!(rfc3339(same), same);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use airlock_sdk::serde_json::Value;
+use airlock_sdk::text::rfc3339_of_ms;
 use airlock_sdk::{DocumentRef, Error, Request, Result, SyncPage, cursor, url};
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +67,7 @@ fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
 }
 
 pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> {
-    let mut cur: Cursor = cursor::decode(cursor)?.unwrap_or_default();
+    let mut cur: Cursor = cursor::position(cursor)?;
     let scopes = scopes(kind, cfg, now_ms());
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     let Some(scope) = scopes.get(cur.scope).or(scopes.first()) else {
@@ -74,13 +75,7 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         airlock_sdk::log::info!(
             "stream of {name}s: nothing configured (see the connector's settings)"
         );
-        let next_cursor = Some(cursor::encode(&Cursor::default()));
-        return Ok(SyncPage {
-            upserts,
-            deletes,
-            next_cursor,
-            done: true,
-        });
+        return Ok(SyncPage::next(upserts, &Cursor::default()).done(true));
     };
     if cur.scope >= scopes.len() {
         // The settings changed under a run in progress: start the pass over.
@@ -158,13 +153,7 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         cur.delta.retain(|k, _| keys.contains(k));
         cur.known.retain(|k, _| keys.contains(k));
     }
-    let next_cursor = Some(cursor::encode(&cur));
-    Ok(SyncPage {
-        upserts,
-        deletes,
-        next_cursor,
-        done,
-    })
+    Ok(SyncPage::next(upserts, &cur).deletes(deletes).done(done))
 }
 
 impl Kind {
@@ -187,20 +176,4 @@ fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// `2026-01-02T03:04:05Z` for milliseconds since the epoch (UTC, whole seconds).
-pub fn rfc3339_of_ms(ms: i64) -> String {
-    let (days, secs) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS) / 1000);
-    // Civil from days (H. Hinnant).
-    let z = days + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, min, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
 }
