@@ -68,11 +68,8 @@ impl Connector for Jira {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let (cfg, query, n) = (Settings::load()?, request.query.trim(), request.limit);
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let limit = if n > 0 { n.min(100) } else { 20 };
+        let (cfg, query) = (Settings::load()?, request.query_text()?);
+        let limit = request.limit_or(20, 100);
         // No cursor: both sources open, JQL at its first page (`""`), articles at offset 0.
         let given = request.cursor.as_deref().filter(|c| !c.trim().is_empty());
         let cur: SearchCursor = cursor::position(Some(given.unwrap_or(r#"{"r":"","a":0}"#)))?;

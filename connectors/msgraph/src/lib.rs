@@ -78,21 +78,9 @@ impl Connector for MsGraph {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let size = match request.limit {
-            0 => 25,
-            n => n.min(SEARCH_MAX_SIZE),
-        };
-        let from = match request.cursor.as_deref().map(str::trim) {
-            None | Some("") => 0,
-            Some(c) => c
-                .parse::<u32>()
-                .map_err(|_| Error::invalid_input(format!("invalid search cursor: {c:?}")))?,
-        };
+        let (cfg, query) = (Config::load()?, request.query_text()?);
+        let size = request.limit_or(25, SEARCH_MAX_SIZE);
+        let from = airlock_sdk::cursor::number(request.cursor.as_deref(), 0)?;
         let body = json!({"requests": [{"entityTypes": ["driveItem"],
             "query": {"queryString": query}, "from": from, "size": size, "region": cfg.region}]});
         let request = Request::post(cfg.api("/search/query")).json(&body);

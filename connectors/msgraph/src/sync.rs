@@ -90,10 +90,7 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
     let observed = observed_at(&reply);
     let page: Collection = reply.json()?;
 
-    let gone = |id: &str| {
-        let (kind, id) = (kind.name().into(), kind.doc_id(&scope.1, id));
-        DocumentRef { kind, id }
-    };
+    let gone = |id: &str| DocumentRef::new(kind.name(), kind.doc_id(&scope.1, id));
     let mut skipped = 0;
     for item in &page.value {
         let Some(id) = id_of(item) else {

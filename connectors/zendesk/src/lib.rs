@@ -56,18 +56,9 @@ impl Connector for Zendesk {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let limit = request.limit;
-        let per_page = if limit == 0 { 25 } else { limit.min(100) };
-        let raw = request.cursor.as_deref();
-        let page = raw.map_or(Some(1), |c| c.trim().parse().ok().filter(|p| *p >= 1));
-        let bad =
-            || Error::invalid_input(format!("invalid search cursor: {:?}", raw.unwrap_or("")));
-        let page: u32 = page.ok_or_else(bad)?;
+        let (cfg, query) = (Config::load()?, request.query_text()?);
+        let per_page = request.limit_or(25, 100);
+        let page = cursor::number(request.cursor.as_deref(), 1)?;
         let (mut hits, mut next_cursor) = (Vec::new(), None);
         if page.saturating_mul(per_page) <= SEARCH_MAX {
             let (n, p) = (per_page.to_string(), page.to_string());
@@ -235,19 +226,15 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
         None => ("start_time", start.as_str()),
     };
     let query = [("per_page", per_page.as_str()), at];
-    let export = cfg
-        .get("/incremental/tickets/cursor.json", &query)
-        .send()?
-        .json()?;
-    Ok(ticket_page(export, cfg, position))
+    let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
+    Ok(ticket_page(reply.json()?, cfg, position))
 }
 
 fn ticket_page(export: Page<Ticket>, cfg: &Config, previous: SyncCursor) -> SyncPage {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for ticket in export.items {
         if ticket.status.as_deref() == Some("deleted") {
-            let (kind, id) = ("ticket".into(), ticket.id.to_string());
-            deletes.push(DocumentRef { kind, id });
+            deletes.push(DocumentRef::new("ticket", ticket.id.to_string()));
         } else {
             upserts.push(ticket.document(cfg));
         }
