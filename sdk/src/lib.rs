@@ -6,7 +6,8 @@
 //! builders with action input schemas derived from the input type ([`info`]), a blocking HTTP
 //! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
-//! incremental watermark with tie handling ([`Watermark`]), [`Document`] and [`SyncPage`]
+//! incremental watermark with tie handling ([`Watermark`]), a walk over several listings
+//! ([`scopes`]), [`Document`] and [`SyncPage`]
 //! builders, and text helpers ([`html_to_text`], [`text::parse_rfc3339`],
 //! [`text::rfc3339_of_ms`]).
 //!
@@ -62,6 +63,7 @@ pub mod http;
 pub mod info;
 mod page;
 pub mod paging;
+pub mod scopes;
 pub mod settings;
 pub mod text;
 pub mod url;
