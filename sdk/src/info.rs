@@ -98,6 +98,8 @@ pub fn input<I: DeserializeOwned>(input: &str) -> Result<I> {
 /// ```ignore
 /// fn invoke(action: String, input: String) -> Result<String> {
 ///     let input: AddComment = airlock_sdk::action_input(&action, "add-comment", &input)?;
+///     // ...
+/// }
 /// ```
 pub fn action_input<I: DeserializeOwned>(action: &str, name: &str, input: &str) -> Result<I> {
     if action != name {

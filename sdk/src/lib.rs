@@ -3,7 +3,7 @@
 //! What an Airlock connector author depends on: the bindings of the `airlock:connector` WIT
 //! contract (0.2.0), the [`export_connector!`] macro, host helpers ([`setting`], [`secret`],
 //! [`progress`], logging macros), typed settings ([`settings::load`], [`BaseUrl`]), `info()`
-//! builders with action input schemas derived from the input type ([`info`]), a blocking HTTP
+//! builders with action input schemas derived from the input type ([`mod@info`]), a blocking HTTP
 //! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
 //! incremental watermark with tie handling ([`Watermark`]), a walk over several listings
