@@ -18,6 +18,7 @@ help:
 	@echo "make fuzz   run every cargo-fuzz target for FUZZ_SECONDS each (default 60)"
 	@echo "make lint   rustfmt, clippy (-D warnings) and cargo deny, as CI runs them before the tests"
 	@echo "make dist   the release archive target/dist/airlock-VERSION-TRIPLE.tar.gz"
+	@echo "make connector-lines   each Rust connector's code lines (issue 12's line budget)"
 
 all: build
 
