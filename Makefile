@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help
+.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -18,6 +18,7 @@ help:
 	@echo "make fuzz   run every cargo-fuzz target for FUZZ_SECONDS each (default 60)"
 	@echo "make lint   rustfmt, clippy (-D warnings) and cargo deny, as CI runs them before the tests"
 	@echo "make dist   the release archive target/dist/airlock-VERSION-TRIPLE.tar.gz"
+	@echo "make connector-lines   each Rust connector's code lines (issue 12's line budget)"
 
 all: build
 
@@ -113,6 +114,10 @@ fuzz:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Each Rust connector's code lines (no blanks, comments or test modules): issue 12's line budget.
+connector-lines:
+	@sdk/count-lines.sh
 
 # CI runs `make lint` before `make test`, so a formatting, clippy or cargo deny finding fails in
 # minutes with its own message instead of after the whole test run.

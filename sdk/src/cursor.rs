@@ -32,6 +32,21 @@ pub fn decode<T: DeserializeOwned>(cursor: Option<&str>) -> Result<Option<T>> {
     })
 }
 
+/// The position in `cursor`, or `T::default()` (the start of a full run) when there is none.
+pub fn position<T: DeserializeOwned + Default>(cursor: Option<&str>) -> Result<T> {
+    Ok(decode(cursor)?.unwrap_or_default())
+}
+
+/// A page number or offset used as a cursor (live search): `first` when there is none or it is
+/// blank, `invalid-input` for anything that is not a whole number of at least `first`.
+pub fn number(cursor: Option<&str>, first: u32) -> Result<u32> {
+    let Some(text) = cursor.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(first);
+    };
+    let n = text.parse().ok().filter(|n| *n >= first);
+    n.ok_or_else(|| Error::invalid_input(format!("invalid search cursor: {text:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +67,20 @@ mod tests {
         assert_eq!(decode::<Pos>(Some(&c)).unwrap(), Some(p));
         assert_eq!(decode::<Pos>(None).unwrap(), None);
         assert_eq!(decode::<Pos>(Some("  ")).unwrap(), None);
+        assert_eq!(position::<Pos>(None).unwrap(), Pos::default());
+        assert_eq!(position::<Pos>(Some(&c)).unwrap().page, 3);
+        assert!(position::<Pos>(Some("[]")).is_err());
+        assert_eq!(
+            (number(None, 1).unwrap(), number(Some(" "), 0).unwrap()),
+            (1, 0)
+        );
+        assert_eq!(number(Some("40"), 1).unwrap(), 40);
+        for bad in ["0", "-1", "x", "1.5"] {
+            assert!(
+                matches!(number(Some(bad), 1), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
+        }
         match decode::<Pos>(Some("page:3")) {
             Err(Error::InvalidInput(m)) => assert!(m.contains("not one this connector issued")),
             other => panic!("{other:?}"),

@@ -39,6 +39,14 @@ impl Document {
         self
     }
 
+    /// Where a person opens the record, when the upstream says (a blank link counts as none).
+    pub fn url_opt(mut self, url: Option<impl Into<String>>) -> Self {
+        self.url = url
+            .map(Into::into)
+            .filter(|u: &String| !u.trim().is_empty());
+        self
+    }
+
     /// When the record last changed (RFC 3339).
     pub fn updated_at(mut self, updated_at: impl Into<String>) -> Self {
         self.updated_at = updated_at.into();
@@ -74,5 +82,16 @@ mod tests {
         assert_eq!(d.metadata, r#"{"status":"open"}"#);
         assert_eq!(d.acl, vec!["alice".to_string(), "group:it".into()]);
         assert_eq!(Document::new("page", "1", "t").metadata, "{}");
+        let d = Document::new("page", "1", "t");
+        assert_eq!(
+            d.clone().url_opt(Some("https://x/1")).url.as_deref(),
+            Some("https://x/1")
+        );
+        assert_eq!(
+            d.clone().url_opt(Some(" ")).url,
+            None,
+            "a blank link is no link"
+        );
+        assert_eq!(d.url_opt(None::<String>).url, None);
     }
 }

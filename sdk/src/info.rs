@@ -92,6 +92,48 @@ pub fn input<I: DeserializeOwned>(input: &str) -> Result<I> {
     serde_json::from_str(input).map_err(|e| Error::invalid_input(format!("invalid input: {e}")))
 }
 
+/// The input of the action `name`, parsed into `I`, for a connector with that one action:
+/// `not-found` when `action` is another, `invalid-input` when `input` does not parse.
+///
+/// ```ignore
+/// fn invoke(action: String, input: String) -> Result<String> {
+///     let input: AddComment = airlock_sdk::action_input(&action, "add-comment", &input)?;
+///     // ...
+/// }
+/// ```
+pub fn action_input<I: DeserializeOwned>(action: &str, name: &str, input: &str) -> Result<I> {
+    if action != name {
+        return Err(Error::unknown_action(action));
+    }
+    self::input(input)
+}
+
+/// The input of an action that takes none: the JSON object `{}`. Anything else (`[]`, `null`,
+/// a field) is `invalid-input`, which serde's derive for an empty struct would let through.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NoInput;
+
+impl<'de> serde::Deserialize<'de> for NoInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let fields = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        match fields.keys().next() {
+            None => Ok(NoInput),
+            Some(key) => Err(serde::de::Error::custom(format!(
+                "unknown field `{key}`: this action takes no input"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for NoInput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NoInput".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "object", "properties": {}, "additionalProperties": false })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +168,29 @@ mod tests {
         assert_eq!(schema["properties"]["ticket_id"]["minimum"], 1);
         assert_eq!(schema["properties"]["comment"]["minLength"], 1);
         assert!(schema.get("title").is_none());
+
+        let wrong = action_input::<AddComment>("delete-all", "add-comment", "{}");
+        assert!(matches!(wrong, Err(Error::NotFound(m)) if m == "unknown action `delete-all`"));
+        let right = action_input::<AddComment>("add-comment", "add-comment", "{}");
+        assert!(
+            matches!(right, Err(Error::InvalidInput(_))),
+            "then the input is checked"
+        );
+        let e = Error::unknown_stream("x", ["a", "b"]);
+        assert!(
+            matches!(e, Error::InvalidInput(m) if m == "unknown stream `x` (this connector has `a`, `b`)")
+        );
+
+        let none: Value = serde_json::from_str(&schema_of::<NoInput>()).unwrap();
+        assert_eq!(none["type"], "object");
+        assert_eq!(none["additionalProperties"], false);
+        assert_eq!(input::<NoInput>("{}").unwrap(), NoInput);
+        for bad in ["[]", "null", r#"{"x": 1}"#, "7"] {
+            assert!(
+                matches!(input::<NoInput>(bad), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
+        }
 
         let ok: AddComment = input(r#"{"ticket_id": 7, "comment": "hi"}"#).unwrap();
         assert_eq!((ok.ticket_id, ok.is_internal), (7, false));

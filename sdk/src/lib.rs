@@ -3,11 +3,13 @@
 //! What an Airlock connector author depends on: the bindings of the `airlock:connector` WIT
 //! contract (0.2.0), the [`export_connector!`] macro, host helpers ([`setting`], [`secret`],
 //! [`progress`], logging macros), typed settings ([`settings::load`], [`BaseUrl`]), `info()`
-//! builders with action input schemas derived from the input type ([`info`]), a blocking HTTP
+//! builders with action input schemas derived from the input type ([`mod@info`]), a blocking HTTP
 //! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
-//! incremental watermark with tie handling ([`Watermark`]), a [`Document`] builder, and text
-//! helpers ([`html_to_text`], [`text::parse_rfc3339`]).
+//! incremental watermark with tie handling ([`Watermark`]), a walk over several listings
+//! ([`scopes`]), [`Document`] and [`SyncPage`]
+//! builders, and text helpers ([`html_to_text`], [`text::parse_rfc3339`],
+//! [`text::rfc3339_of_ms`]).
 //!
 //! ```ignore
 //! use airlock_sdk::{Connector, ConnectorInfo, HealthStatus, Request, Result};
@@ -59,7 +61,9 @@ pub mod log {
 }
 pub mod http;
 pub mod info;
+mod page;
 pub mod paging;
+pub mod scopes;
 pub mod settings;
 pub mod text;
 pub mod url;
@@ -71,7 +75,7 @@ pub use bindings::airlock::connector::types::{
 };
 pub use host::{progress, progress_with_message, require_setting, secret, setting};
 pub use http::{Method, Request, Response};
-pub use info::input;
+pub use info::{NoInput, action_input, input};
 /// Re-exported so an action's input type can `#[derive(airlock_sdk::schemars::JsonSchema)]`.
 pub use schemars;
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
@@ -107,6 +111,22 @@ impl Error {
     /// A bug or unexpected state inside the connector.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())
+    }
+    /// `invalid-input`: `stream` is none of the connector's `streams` (named in the message).
+    pub fn unknown_stream(
+        stream: &str,
+        streams: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Self {
+        let quoted = |s: &dyn AsRef<str>| format!("`{}`", s.as_ref());
+        let names: Vec<String> = streams.into_iter().map(|s| quoted(&s)).collect();
+        let has = names.join(", ");
+        Self::invalid_input(format!(
+            "unknown stream `{stream}` (this connector has {has})"
+        ))
+    }
+    /// `not-found`: the connector has no action called `action`.
+    pub fn unknown_action(action: &str) -> Self {
+        Self::not_found(format!("unknown action `{action}`"))
     }
 }
 
@@ -155,7 +175,7 @@ pub trait Connector {
     /// Run the action `action` with a JSON `input`; returns JSON.
     fn invoke(action: String, input: String) -> Result<String> {
         let _ = input;
-        Err(Error::not_found(format!("unknown action `{action}`")))
+        Err(Error::unknown_action(&action))
     }
 }
 

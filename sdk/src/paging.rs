@@ -107,6 +107,57 @@ pub fn next_request(
     (request.url() != current.url()).then_some(request)
 }
 
+/// Every item of a listing read page by page within one call. `fetch(&at)` returns the items of
+/// the page at `at` (starting with `first`) and where the next page is (`None` on the last). It
+/// stops when the upstream points back at the page it just read (so it cannot loop), and after
+/// `max_pages` pages with a warning naming `what`: one record's comments must not hold a sync
+/// call forever. Items are typed, so a malformed record fails the call instead of vanishing.
+///
+/// ```ignore
+/// let comments: Vec<Comment> = paging::collect("comments of SD-1", 50, 0, |&start| {
+///     let page: JsmPage<Comment> = jsm(&path, start, 100)?;
+///     let next = paging::next_offset(start, page.size, page.is_last_page);
+///     Ok((page.values, next))
+/// })?;
+/// ```
+pub fn collect<T, P: PartialEq>(
+    what: &str,
+    max_pages: usize,
+    first: P,
+    fetch: impl FnMut(&P) -> Result<(Vec<T>, Option<P>)>,
+) -> Result<Vec<T>> {
+    let (items, complete) = walk(max_pages, first, fetch)?;
+    if !complete {
+        crate::log::warn!("{what}: stopped after {max_pages} pages");
+    }
+    Ok(items)
+}
+
+/// [`collect`] without the log line (the host's log is not there in native tests); also says
+/// whether the listing was read to its end.
+fn walk<T, P: PartialEq>(
+    max_pages: usize,
+    first: P,
+    mut fetch: impl FnMut(&P) -> Result<(Vec<T>, Option<P>)>,
+) -> Result<(Vec<T>, bool)> {
+    let (mut out, mut at) = (Vec::new(), first);
+    for _ in 0..max_pages {
+        let (items, next) = fetch(&at)?;
+        out.extend(items);
+        match next.filter(|next| *next != at) {
+            Some(next) => at = next,
+            None => return Ok((out, true)),
+        }
+    }
+    Ok((out, false))
+}
+
+/// The offset of the page after an offset/limit page (`start`, `limit`, `isLastPage` style) that
+/// began at `start` and held `count` items; `None` after the last page or an empty one.
+pub fn next_offset(start: u32, count: u32, last: bool) -> Option<u32> {
+    (!last && count > 0).then(|| start.saturating_add(count))
+}
+
 /// Iterator over the JSON bodies of a paged listing; stops after the last page or the first
 /// error (which it yields). Bound it with `.take(n)`.
 pub struct Pages {
@@ -176,6 +227,32 @@ mod tests {
         assert_eq!(cursor(&body, "/token").as_deref(), Some("t"));
         assert_eq!(cursor(&body, "/n").as_deref(), Some("5"));
         assert_eq!(cursor(&body, "/e"), None);
+    }
+
+    #[test]
+    fn collect_follows_pages_until_the_last_and_stops_at_a_repeat() {
+        // Offsets 0, 2, 4 hold two, two and one items; the third page is the last.
+        let pages = |&start: &u32| -> Result<(Vec<u32>, Option<u32>)> {
+            let items: Vec<u32> = (start..(start + 2).min(5)).collect();
+            let count = items.len() as u32;
+            Ok((items, next_offset(start, count, start + count >= 5)))
+        };
+        assert_eq!(collect("items", 10, 0, pages).unwrap(), vec![0, 1, 2, 3, 4]);
+        // A page cap keeps what was read (and `collect` logs that it stopped).
+        assert_eq!(walk(2, 0, pages).unwrap(), (vec![0, 1, 2, 3], false));
+        assert_eq!(walk(3, 0, pages).unwrap(), (vec![0, 1, 2, 3, 4], true));
+        // An upstream that points at the same page again ends the listing.
+        let stuck = |&at: &u32| -> Result<(Vec<u32>, Option<u32>)> { Ok((vec![at], Some(at))) };
+        assert_eq!(collect("items", 10, 7, stuck).unwrap(), vec![7]);
+        // An error is the caller's.
+        let failing =
+            |_: &u32| -> Result<(Vec<u32>, Option<u32>)> { Err(crate::Error::upstream("x")) };
+        assert!(collect("items", 10, 0, failing).is_err());
+        assert_eq!(
+            next_offset(0, 0, false),
+            None,
+            "an empty page ends the listing"
+        );
     }
 
     #[test]

@@ -120,6 +120,12 @@ impl BaseUrl {
         format!("{}{path}", self.0)
     }
 
+    /// The API root `path` (a constant such as `/api/v2`, starting with `/`) under this base: a
+    /// base of its own, so [`BaseUrl::follow`] keeps links under the API, not just the site.
+    pub fn under(&self, path: &str) -> BaseUrl {
+        BaseUrl(self.join(path.trim_end_matches('/')))
+    }
+
     /// A link the upstream handed out (absolute, or relative to `path` under this base),
     /// resolved and accepted only when it stays under this base: a reply must not steer the
     /// connector to another host or outside the configured site. `upstream` error otherwise.
@@ -137,6 +143,13 @@ impl BaseUrl {
                 url::path(&resolved)
             )))
         }
+    }
+
+    /// [`BaseUrl::follow`] for a link the upstream may leave out: `None` when it is absent or
+    /// blank (the last page), the resolved link when it stays under this base, else an error.
+    pub fn follow_opt(&self, path: &str, link: Option<&str>) -> Result<Option<String>> {
+        let link = link.map(str::trim).filter(|l| !l.is_empty());
+        link.map(|l| self.follow(path, l)).transpose()
     }
 }
 
@@ -261,6 +274,26 @@ mod tests {
             base.follow("/", "https://h.example.com/api/v3/x?page=2")
                 .unwrap(),
             "https://h.example.com/api/v3/x?page=2"
+        );
+        let api = base.under("/api/v3/");
+        assert_eq!(api.join("/x"), "https://h.example.com/api/v3/x");
+        assert!(
+            api.follow("/x", "/other/y").is_err(),
+            "a link must stay under the API root"
+        );
+        assert_eq!(
+            api.follow_opt("/x", Some("?page=3")).unwrap().as_deref(),
+            Some("https://h.example.com/api/v3/x?page=3")
+        );
+        assert_eq!(
+            api.follow_opt("/x", Some("  ")).unwrap(),
+            None,
+            "blank: no next page"
+        );
+        assert_eq!(api.follow_opt("/x", None).unwrap(), None);
+        assert!(
+            api.follow_opt("/x", Some("https://evil.example.com/"))
+                .is_err()
         );
         for bad in [
             "https://evil.example.com/api/v3/x",

@@ -252,6 +252,35 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1000 + millis)
 }
 
+/// An ISO 8601 timestamp as RFC 3339: a `+hhmm`/`-hhmm` offset gets its colon (Atlassian's
+/// `2026-01-02T03:04:05.000+0000` becomes `...+00:00`); anything else is returned unchanged.
+pub fn rfc3339(s: &str) -> String {
+    let (b, n) = (s.as_bytes(), s.len());
+    let digits = n > 5 && b[n - 4..].iter().all(u8::is_ascii_digit);
+    if digits && matches!(b[n - 5], b'+' | b'-') && b.get(n.saturating_sub(8)) != Some(&b'T') {
+        return format!("{}:{}", &s[..n - 2], &s[n - 2..]);
+    }
+    s.to_owned()
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC, whole seconds (`2026-01-02T03:04:05Z`):
+/// the inverse of [`parse_rfc3339`] for a time an upstream wants as text (a window, a watermark).
+pub fn rfc3339_of_ms(ms: i64) -> String {
+    const DAY_MS: i64 = 86_400_000;
+    let (days, secs) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS) / 1000);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, min, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +345,36 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2024-01-15T10:20:30"), None);
+    }
+
+    #[test]
+    fn an_offset_without_colon_gets_one_and_other_text_stays() {
+        assert_eq!(
+            rfc3339("2026-01-02T03:04:05.000+0000"),
+            "2026-01-02T03:04:05.000+00:00"
+        );
+        assert_eq!(
+            rfc3339("2026-01-02T03:04:05-0130"),
+            "2026-01-02T03:04:05-01:30"
+        );
+        for same in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05+01:00",
+            "2026-01-02",
+            "",
+        ] {
+            assert_eq!(rfc3339(same), same);
+        }
+    }
+
+    #[test]
+    fn milliseconds_become_rfc3339_and_parse_back_to_the_second() {
+        assert_eq!(rfc3339_of_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_of_ms(1_705_314_030_999), "2024-01-15T10:20:30Z");
+        assert_eq!(rfc3339_of_ms(1_709_168_400_000), "2024-02-29T01:00:00Z");
+        assert_eq!(rfc3339_of_ms(-1), "1969-12-31T23:59:59Z");
+        for ms in [0, 951_782_400_000, 4_107_542_399_000, -62_135_596_800_000] {
+            assert_eq!(parse_rfc3339(&rfc3339_of_ms(ms)), Some(ms), "{ms}");
+        }
     }
 }

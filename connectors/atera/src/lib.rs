@@ -73,19 +73,14 @@ impl Connector for Atera {
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         let (cfg, cursor) = (Config::load()?, cursor.as_deref());
         match stream.as_str() {
-            "tickets" => sync_tickets(&cfg, cursor::decode(cursor)?.unwrap_or_default()),
-            "comments" => sync_comments(&cfg, cursor::decode(cursor)?.unwrap_or_default()),
-            _ => Err(Error::invalid_input(format!(
-                "unknown stream `{stream}` (this connector has `tickets`, `comments`)"
-            ))),
+            "tickets" => sync_tickets(&cfg, cursor::position(cursor)?),
+            "comments" => sync_comments(&cfg, cursor::position(cursor)?),
+            _ => Err(Error::unknown_stream(&stream, ["tickets", "comments"])),
         }
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        if action != "add-comment" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
-        }
-        let input: AddComment = airlock_sdk::input(&input)?;
+        let input: AddComment = airlock_sdk::action_input(&action, "add-comment", &input)?;
         if input.comment.trim().is_empty() {
             return Err(Error::invalid_input("`comment` must not be blank"));
         }
@@ -153,16 +148,6 @@ fn ticket_id(id: &str) -> Result<u64> {
     n.ok_or_else(|| Error::invalid_input(format!("not a numeric ticket id: {id:?}")))
 }
 
-fn sync_page(upserts: Vec<Document>, next: &impl Serialize, done: bool) -> SyncPage {
-    let next_cursor = Some(cursor::encode(next));
-    SyncPage {
-        upserts,
-        deletes: Vec::new(),
-        next_cursor,
-        done,
-    }
-}
-
 /// `tickets` cursor. `next` is the nextLink of the run in progress (it carries the run's own
 /// `date`); `watermark` is where the next run's `/tickets/lastmodified?date=` starts, set when a
 /// run starts to the upstream's clock (its `Date` header), so changes during the run are caught.
@@ -188,7 +173,7 @@ fn sync_tickets(cfg: &Config, mut cursor: TicketCursor) -> Result<SyncPage> {
     cursor.watermark = cursor.watermark.or_else(|| newest(dates));
     let done = cursor.next.is_none();
     let upserts = page.items.into_iter().map(|t| t.document(cfg)).collect();
-    Ok(sync_page(upserts, &cursor, done))
+    Ok(SyncPage::next(upserts, &cursor).done(done))
 }
 
 /// `comments` cursor: the ticket listing page (1-based), the index of the next ticket on it, and
@@ -229,7 +214,7 @@ fn sync_comments(cfg: &Config, at: CommentCursor) -> Result<SyncPage> {
     } else if more {
         next.page = at.page + 1;
     } // else the next run makes a fresh pass
-    Ok(sync_page(upserts, &next, end >= items.len() && !more))
+    Ok(SyncPage::next(upserts, &next).done(end >= items.len() && !more))
 }
 
 /// All comments of `ticket`, oldest first, following nextLink.

@@ -54,16 +54,10 @@ impl Connector for Azure {
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         if stream != "virtual-machines" {
-            return Err(Error::invalid_input(format!(
-                "unknown stream `{stream}` (this connector has `virtual-machines`)"
-            )));
+            return Err(Error::unknown_stream(&stream, ["virtual-machines"]));
         }
         let cfg = Config::load()?;
-        let cursor: Cursor = match cursor.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-            None => Cursor::default(),
-            Some(c) => serde_json::from_str(c)
-                .map_err(|e| Error::invalid_input(format!("invalid cursor {c:?}: {e}")))?,
-        };
+        let cursor: Cursor = airlock_sdk::cursor::position(cursor.as_deref())?;
         let url = match cursor.next {
             Some(next) => cfg.checked(next)?,
             None => cfg.list_url(),
@@ -72,22 +66,19 @@ impl Connector for Azure {
         let next = page.next_link.filter(|l| !l.trim().is_empty());
         let next = next.map(|l| cfg.checked(l)).transpose()?;
         let done = next.is_none() || page.value.is_empty();
-        let next_cursor = Cursor {
-            next: next.filter(|_| !done),
-        };
-        Ok(SyncPage {
-            upserts: page.value.iter().map(Vm::document).collect(),
-            deletes: Vec::new(),
-            next_cursor: Some(
-                serde_json::to_string(&next_cursor).map_err(|e| Error::internal(e.to_string()))?,
-            ),
-            done,
-        })
+        let upserts = page.value.iter().map(Vm::document).collect();
+        Ok(SyncPage::next(
+            upserts,
+            &Cursor {
+                next: next.filter(|_| !done),
+            },
+        )
+        .done(done))
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
         if action != "failed-provisions" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
+            return Err(Error::unknown_action(&action));
         }
         let input: Value = serde_json::from_str(if input.trim().is_empty() {
             "{}"

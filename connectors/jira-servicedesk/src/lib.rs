@@ -10,7 +10,7 @@
 use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    SearchRequest, SearchResult, SyncPage, cursor, html_to_text, text,
+    SearchRequest, SearchResult, SyncPage, cursor, html_to_text, paging, text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,7 @@ airlock_sdk::export_connector!(Jira);
 const FIELDS: &str = "summary,description,status,updated,created,reporter,issuetype";
 /// The first run's watermark: bounded (the search refuses unbounded JQL) yet matching everything.
 const EPOCH_WATERMARK: &str = "1970/01/01 00:00";
+const STREAMS: [&str; 3] = ["requests", "comments", "articles"];
 /// Upper bound on comment pages fetched for one request (100 comments each).
 const MAX_COMMENT_PAGES: usize = 50;
 
@@ -67,14 +68,11 @@ impl Connector for Jira {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let (cfg, query, n) = (Settings::load()?, request.query.trim(), request.limit);
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let limit = if n > 0 { n.min(100) } else { 20 };
+        let (cfg, query) = (Settings::load()?, request.query_text()?);
+        let limit = request.limit_or(20, 100);
         // No cursor: both sources open, JQL at its first page (`""`), articles at offset 0.
         let given = request.cursor.as_deref().filter(|c| !c.trim().is_empty());
-        let cur: SearchCursor = decode(Some(given.unwrap_or(r#"{"r":"","a":0}"#)))?;
+        let cur: SearchCursor = cursor::position(Some(given.unwrap_or(r#"{"r":"","a":0}"#)))?;
         // Split the limit between the sources still open; with limit 1 articles wait their turn.
         let r_limit = cur.a.map_or(limit, |_| limit.div_ceil(2));
         let a_limit = limit - cur.r.as_ref().map_or(0, |_| r_limit);
@@ -82,13 +80,13 @@ impl Connector for Jira {
         if let Some(token) = cur.r {
             let jql = format!("{}text ~ \"{}\"", cfg.project_clause(), jql_escape(query));
             let page = cfg.jql(&jql, Some(token).filter(|t| !t.is_empty()), r_limit)?;
-            hits = issue_docs(&page, &cfg)?;
+            hits = page.documents(&cfg)?;
             r = page.next_page_token.filter(|_| !page.is_last);
         }
         if let Some(start) = cur.a.filter(|_| a_limit > 0) {
             let page = cfg.jsm("knowledgebase/article", Some(query), start, a_limit)?;
             hits.extend(page.values.iter().filter_map(article_doc));
-            a = (!page.is_last_page).then(|| start + page.size.max(1));
+            a = page.next(start);
         }
         let more = r.is_some() || a.is_some();
         let next_cursor = more.then(|| cursor::encode(&SearchCursor { r, a }));
@@ -109,21 +107,16 @@ impl Connector for Jira {
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
-        let cursor = cursor.as_deref();
+        let (cfg, cursor) = (Settings::load()?, cursor.as_deref());
         match stream.as_str() {
-            "requests" => sync_requests(&Settings::load()?, decode(cursor)?),
-            "comments" | "articles" => sync_listing(&Settings::load()?, &stream, decode(cursor)?),
-            _ => Err(Error::invalid_input(format!(
-                "unknown stream `{stream}` (this connector has `requests`, `comments`, `articles`)"
-            ))),
+            "requests" => sync_requests(&cfg, cursor::position(cursor)?),
+            "comments" | "articles" => sync_listing(&cfg, &stream, cursor::position(cursor)?),
+            _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        if action != "add-comment" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
-        }
-        let input: AddComment = airlock_sdk::input(&input)?;
+        let input: AddComment = airlock_sdk::action_input(&action, "add-comment", &input)?;
         let key = issue_key(&input.issue)?;
         if input.body.trim().is_empty() {
             return Err(Error::invalid_input("`body` is empty"));
@@ -133,7 +126,7 @@ impl Connector for Jira {
         let body = json!({"body": input.body, "public": input.public});
         let c: Value = Request::post(url).json(&body).send()?.json()?;
         let (id, public) = (required(&c, "id")?, c["public"].as_bool().unwrap_or(true));
-        let created = c["created"]["iso8601"].as_str().map(rfc3339);
+        let created = c["created"]["iso8601"].as_str().map(text::rfc3339);
         Ok(json!({"issue": key, "id": id, "public": public, "created": created}).to_string())
     }
 }
@@ -171,23 +164,20 @@ impl Settings {
     }
 
     fn jql(&self, jql: &str, token: Option<String>, max: u32) -> Result<JqlPage> {
-        self.get("/rest/api/3/search/jql")
-            .query("jql", jql)
+        let search = self.get("/rest/api/3/search/jql").query("jql", jql);
+        let search = search
             .query_opt("nextPageToken", token)
-            .query("maxResults", max.to_string())
-            .query("fields", FIELDS)
-            .send()?
-            .json()
+            .query("fields", FIELDS);
+        search.query("maxResults", max.to_string()).send()?.json()
     }
 
     /// One page of a JSM offset listing under `/rest/servicedeskapi/`.
     fn jsm(&self, path: &str, query: Option<&str>, start: u32, limit: u32) -> Result<JsmPage> {
-        self.get(&format!("/rest/servicedeskapi/{path}"))
+        let list = self.get(&format!("/rest/servicedeskapi/{path}"));
+        let list = list
             .query_opt("query", query)
-            .query("start", start.to_string())
-            .query("limit", limit.to_string())
-            .send()?
-            .json()
+            .query("start", start.to_string());
+        list.query("limit", limit.to_string()).send()?.json()
     }
 }
 
@@ -218,29 +208,10 @@ fn jql_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Jira's `2026-01-02T03:04:05.000+0000` as RFC 3339 (`...+00:00`); other text unchanged.
-fn rfc3339(s: &str) -> String {
-    let (b, n) = (s.as_bytes(), s.len());
-    let digits = n > 5 && b[n - 4..].iter().all(u8::is_ascii_digit);
-    if digits && matches!(b[n - 5], b'+' | b'-') && b.get(n.saturating_sub(8)) != Some(&b'T') {
-        return format!("{}:{}", &s[..n - 2], &s[n - 2..]);
-    }
-    s.to_owned()
-}
-
 /// The minute (UTC) of an epoch-milliseconds time, as JQL wants it: `yyyy/MM/dd HH:mm`.
 fn jql_minute(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // H. Hinnant's civil_from_days.
-    let (z, (h, mi)) = (days + 719_468, (rem / 3_600_000, rem / 60_000 % 60));
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let (d, m) = (doy - (153 * mp + 2) / 5 + 1, (mp + 2) % 12 + 1);
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}/{m:02}/{d:02} {h:02}:{mi:02}")
+    let t = text::rfc3339_of_ms(ms); // yyyy-MM-ddTHH:mm:ssZ
+    format!("{}/{}/{} {}", &t[..4], &t[5..7], &t[8..10], &t[11..16])
 }
 
 /// Plain text of an Atlassian Document Format node: `text` nodes concatenated, block nodes on
@@ -274,11 +245,6 @@ fn adf_to_text(node: &Value) -> String {
 }
 
 // ---- Cursors ------------------------------------------------------------------------------------
-
-/// A stored cursor (absent: the first page of a full run); a foreign one is `invalid-input`.
-fn decode<T: serde::de::DeserializeOwned + Default>(c: Option<&str>) -> Result<T> {
-    Ok(cursor::decode(c)?.unwrap_or_default())
-}
 
 /// `requests`: the JQL watermark of this run (fixed while paging, since `nextPageToken` belongs
 /// to one query), the token of the next page, and the newest `updated` seen (epoch ms), which
@@ -326,7 +292,7 @@ fn sync_requests(cfg: &Settings, cursor: RequestsCursor) -> Result<SyncPage> {
 fn requests_page(page: JqlPage, cfg: &Settings, mut cursor: RequestsCursor) -> Result<SyncPage> {
     let updated = |i: &Value| text::parse_rfc3339(i["fields"]["updated"].as_str()?);
     cursor.high = page.issues.iter().map(updated).fold(cursor.high, Ord::max);
-    let upserts = issue_docs(&page, cfg)?;
+    let upserts = page.documents(cfg)?;
     let token = page.next_page_token.filter(|t| !t.is_empty());
     // A page that is not the last but carries no token cannot be continued: end the run.
     let done = page.is_last || token.is_none() || token == cursor.next_page_token;
@@ -337,17 +303,7 @@ fn requests_page(page: JqlPage, cfg: &Settings, mut cursor: RequestsCursor) -> R
         let mark = cursor.high.map(jql_minute).or(cursor.watermark);
         cursor.watermark = mark.or_else(|| Some(EPOCH_WATERMARK.into()));
     }
-    Ok(sync_page(upserts, &cursor, done))
-}
-
-fn sync_page(upserts: Vec<Document>, next: &impl Serialize, done: bool) -> SyncPage {
-    let (deletes, next_cursor) = (Vec::new(), Some(cursor::encode(next)));
-    SyncPage {
-        upserts,
-        deletes,
-        next_cursor,
-        done,
-    }
+    Ok(SyncPage::next(upserts, &cursor).done(done))
 }
 
 /// `comments` (of each request in a page of requests) or `articles`: one page of an offset
@@ -371,24 +327,17 @@ fn sync_listing(cfg: &Settings, stream: &str, cursor: StartCursor) -> Result<Syn
             upserts.push(comment_doc(&c, key, cfg)?);
         }
     }
-    let done = page.is_last_page || page.values.is_empty();
-    let start = if done { 0 } else { start + page.size.max(1) };
-    Ok(sync_page(upserts, &StartCursor { start }, done))
+    let (next, start) = (page.next(start), page.next(start).unwrap_or(0));
+    Ok(SyncPage::next(upserts, &StartCursor { start }).done(next.is_none()))
 }
 
 fn request_comments(cfg: &Settings, key: &str) -> Result<Vec<Value>> {
-    let (key, mut out, mut start) = (issue_key(key)?, Vec::new(), 0);
-    for _ in 0..MAX_COMMENT_PAGES {
-        let page = cfg.jsm(&format!("request/{key}/comment"), None, start, 100)?;
-        let n = page.size.max(page.values.len() as u32);
-        out.extend(page.values);
-        if page.is_last_page || n == 0 {
-            return Ok(out);
-        }
-        start += n;
-    }
-    airlock_sdk::log::warn!("request {key}: stopped after {MAX_COMMENT_PAGES} comment pages");
-    Ok(out)
+    let path = format!("request/{}/comment", issue_key(key)?);
+    paging::collect(&path, MAX_COMMENT_PAGES, 0, |&start| {
+        let page = cfg.jsm(&path, None, start, 100)?;
+        let next = page.next(start);
+        Ok((page.values, next))
+    })
 }
 
 // ---- Upstream shapes ------------------------------------------------------------------------------
@@ -414,14 +363,24 @@ struct JsmPage {
     values: Vec<Value>,
 }
 
-fn issue_docs(page: &JqlPage, cfg: &Settings) -> Result<Vec<Document>> {
-    page.issues.iter().map(|i| issue_doc(i, cfg)).collect()
+impl JqlPage {
+    fn documents(&self, cfg: &Settings) -> Result<Vec<Document>> {
+        self.issues.iter().map(|i| issue_doc(i, cfg)).collect()
+    }
+}
+
+impl JsmPage {
+    /// The offset of the next page of a listing whose page began at `start`.
+    fn next(&self, start: u32) -> Option<u32> {
+        let count = self.size.max(self.values.len() as u32);
+        paging::next_offset(start, count, self.is_last_page)
+    }
 }
 
 fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
     let (id, key) = (required(issue, "id")?, required(issue, "key")?);
     let f = &issue["fields"];
-    let time = |field: &str| f[field].as_str().map(rfc3339);
+    let time = |field: &str| f[field].as_str().map(text::rfc3339);
     let (reporter, created) = (&f["reporter"], time("created"));
     let meta = json!({"issue_id": id, "status": f["status"]["name"],
         "issuetype": f["issuetype"]["name"], "reporter": reporter["displayName"],
@@ -440,17 +399,12 @@ fn comment_doc(c: &Value, key: &str, cfg: &Settings) -> Result<Document> {
     let meta = json!({"issue": key, "public": c["public"].as_bool().unwrap_or(true),
         "author": author["displayName"], "author_account_id": author["accountId"]});
     let path = format!("/browse/{key}?focusedCommentId={id}");
-    let at = c["created"]["iso8601"].as_str().map(rfc3339);
-    let doc = Document::new(
-        "comment",
-        format!("{key}/{id}"),
-        format!("Comment on {key}"),
-    )
-    .body(c["body"].as_str().unwrap_or_default())
-    .url(cfg.base_url.join(&path))
-    .updated_at(at.unwrap_or_default())
-    .metadata(meta);
-    Ok(doc)
+    let at = c["created"]["iso8601"].as_str().map(text::rfc3339);
+    let (id, title) = (format!("{key}/{id}"), format!("Comment on {key}"));
+    let doc = Document::new("comment", id, title);
+    let doc = doc.body(c["body"].as_str().unwrap_or_default());
+    let doc = doc.url(cfg.base_url.join(&path)).metadata(meta);
+    Ok(doc.updated_at(at.unwrap_or_default()))
 }
 
 /// Articles without a page id cannot be identified and are skipped.
@@ -463,11 +417,10 @@ fn article_doc(article: &Value) -> Option<Document> {
     let title = html_to_text(article["title"].as_str().unwrap_or_default());
     let doc = Document::new("article", source["pageId"].as_str()?, title)
         .body(html_to_text(&excerpt))
+        .url_opt(article["content"]["iframeSrc"].as_str())
         // The API reports no modification time for articles.
-        .updated_at("1970-01-01T00:00:00Z")
-        .metadata(meta);
-    let url = article["content"]["iframeSrc"].as_str().map(str::to_owned);
-    Some(Document { url, ..doc })
+        .updated_at("1970-01-01T00:00:00Z");
+    Some(doc.metadata(meta))
 }
 
 #[cfg(test)]
@@ -503,10 +456,13 @@ mod tests {
             );
         }
         assert_eq!(
-            rfc3339("2026-01-02T03:04:05.000+0000"),
+            text::rfc3339("2026-01-02T03:04:05.000+0000"),
             "2026-01-02T03:04:05.000+00:00"
         );
-        assert_eq!(rfc3339("2026-01-02T03:04:05Z"), "2026-01-02T03:04:05Z");
+        assert_eq!(
+            text::rfc3339("2026-01-02T03:04:05Z"),
+            "2026-01-02T03:04:05Z"
+        );
         assert_eq!(jql_minute(0), "1970/01/01 00:00");
         let ms = text::parse_rfc3339("2025-01-06T08:07:59.999+0000").unwrap();
         assert_eq!(jql_minute(ms), "2025/01/06 08:07");
@@ -545,7 +501,7 @@ mod tests {
         );
         assert_eq!(d.updated_at, "2025-01-06T08:07:30.000+00:00");
         assert_eq!(d.url.as_deref(), Some("http://127.0.0.1:8783/browse/SD-1"));
-        let c: RequestsCursor = decode(out.next_cursor.as_deref()).unwrap();
+        let c: RequestsCursor = cursor::position(out.next_cursor.as_deref()).unwrap();
         assert_eq!(c.next_page_token.as_deref(), Some("t1"));
         let last: JqlPage = serde_json::from_value(json!({"issues": [], "isLast": true})).unwrap();
         let out = requests_page(last, &cfg(), c).unwrap();
@@ -568,7 +524,7 @@ mod tests {
             a: Some(0),
         };
         assert_eq!(cursor::encode(&first), r#"{"r":"","a":0}"#);
-        let c: SearchCursor = decode(Some(r#"{"a":5}"#)).unwrap();
+        let c: SearchCursor = cursor::position(Some(r#"{"a":5}"#)).unwrap();
         assert_eq!((c.r, c.a), (None, Some(5)));
     }
 }

@@ -45,7 +45,7 @@ impl Config {
         let s: Settings = airlock_sdk::settings::load()?;
         let root = s.base_url.map_or_else(|| BaseUrl::parse(GRAPH), Ok);
         let base = root.map_err(Error::internal)?.without_suffix("/v1.0");
-        let api = BaseUrl::parse(&base.join("/v1.0")).map_err(Error::invalid_input)?;
+        let api = base.under("/v1.0");
         let mail_folder = s.mail_folder.unwrap_or_else(|| "inbox".into());
         if !safe_segment(&mail_folder) {
             return Err(Error::invalid_input(format!(
@@ -73,8 +73,7 @@ impl Config {
     /// A link from the upstream (`@odata.nextLink`/`@odata.deltaLink`), accepted only under the
     /// configured service root so a reply cannot steer the connector elsewhere; `None` if absent.
     pub fn link(&self, link: Option<&str>) -> Result<Option<String>> {
-        let link = link.map(str::trim).filter(|l| !l.is_empty());
-        link.map(|l| self.api.follow("/", l)).transpose()
+        self.api.follow_opt("/", link)
     }
 }
 

@@ -150,9 +150,8 @@ impl Kind {
         let private = matches!(self, Kind::Messages | Kind::Events);
         let acl = scope.first().filter(|_| private).cloned();
         let doc = Document::new(self.name(), self.doc_id(&path, id), title).body(body);
-        let doc = doc.updated_at(updated).metadata(meta).acl(acl);
-        let url = Some(t(link)).filter(|u| !link.is_empty() && !u.is_empty());
-        Some(Document { url, ..doc })
+        let url = Some(t(link)).filter(|_| !link.is_empty());
+        Some(doc.updated_at(updated).metadata(meta).acl(acl).url_opt(url))
     }
 }
 

@@ -21,7 +21,7 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::http_date_to_rfc3339;
 use airlock_sdk::{
     ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Response, Result,
-    SearchRequest, SearchResult, SyncPage, html_to_text, url,
+    SearchRequest, SearchResult, SyncPage, html_to_text, paging, url,
 };
 use config::Config;
 use documents::{KINDS, Kind, Ref, STREAMS, array, id_of, lines, pick, text};
@@ -78,21 +78,9 @@ impl Connector for MsGraph {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let size = match request.limit {
-            0 => 25,
-            n => n.min(SEARCH_MAX_SIZE),
-        };
-        let from = match request.cursor.as_deref().map(str::trim) {
-            None | Some("") => 0,
-            Some(c) => c
-                .parse::<u32>()
-                .map_err(|_| Error::invalid_input(format!("invalid search cursor: {c:?}")))?,
-        };
+        let (cfg, query) = (Config::load()?, request.query_text()?);
+        let size = request.limit_or(25, SEARCH_MAX_SIZE);
+        let from = airlock_sdk::cursor::number(request.cursor.as_deref(), 0)?;
         let body = json!({"requests": [{"entityTypes": ["driveItem"],
             "query": {"queryString": query}, "from": from, "size": size, "region": cfg.region}]});
         let request = Request::post(cfg.api("/search/query")).json(&body);
@@ -132,20 +120,13 @@ impl Connector for MsGraph {
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         let cfg = Config::load()?;
-        let names: Vec<String> = KINDS[..6].iter().map(|k| format!("`{}s`", k.1)).collect();
-        let unknown = format!(
-            "unknown stream `{stream}` (this connector has {})",
-            names.join(", ")
-        );
-        let kind = Kind::of_stream(&stream).ok_or(Error::invalid_input(unknown))?;
+        let names = KINDS[..6].iter().map(|k| format!("{}s", k.1));
+        let kind = Kind::of_stream(&stream).ok_or_else(|| Error::unknown_stream(&stream, names))?;
         sync::page(&cfg, kind, cursor.as_deref())
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        if action != "user-context" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
-        }
-        let input: UserContext = airlock_sdk::input(&input)?;
+        let input: UserContext = airlock_sdk::action_input(&action, "user-context", &input)?;
         let email = input.email.trim();
         let odd = |c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '\'' | '\\' | '"');
         if email.len() < 3 || !email.contains('@') || email.chars().any(odd) {
@@ -190,18 +171,11 @@ fn find_user(cfg: &Config, email: &str) -> Result<Value> {
 
 /// Every Intune managed device of the user, following `@odata.nextLink`.
 fn managed_devices(cfg: &Config, user_id: &str) -> Result<Vec<Value>> {
-    let mut link = cfg.api(&format!("/users/{}/managedDevices", url::encode(user_id)));
-    let mut out = Vec::new();
-    for _ in 0..MAX_DEVICE_PAGES {
+    let first = cfg.api(&format!("/users/{}/managedDevices", url::encode(user_id)));
+    paging::collect("managed devices", MAX_DEVICE_PAGES, first, |link| {
         let page: Collection = Request::get(link).send()?.json()?;
-        out.extend(page.value);
-        match cfg.link(page.next_link.as_deref())? {
-            Some(next) => link = next,
-            None => return Ok(out),
-        }
-    }
-    airlock_sdk::log::warn!("stopped after {MAX_DEVICE_PAGES} managed-device pages");
-    Ok(out)
+        Ok((page.value, cfg.link(page.next_link.as_deref())?))
+    })
 }
 
 /// The JSON record at `url`, `None` when Graph answers 404.
@@ -235,7 +209,8 @@ struct Collection {
 mod tests {
     use super::*;
     use airlock_sdk::cursor;
-    use sync::{Cursor, is_partial_user, rfc3339_of_ms};
+    use airlock_sdk::text::rfc3339_of_ms;
+    use sync::{Cursor, is_partial_user};
 
     fn parts(p: &[&str]) -> Vec<String> {
         p.iter().map(|s| (*s).to_owned()).collect()

@@ -3,11 +3,10 @@
 //! ids missing since the previous complete pass. A stream walks one listing (scope) per
 //! mailbox, chat or channel, in turn.
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use airlock_sdk::scopes::{End, Scopes};
 use airlock_sdk::serde_json::Value;
+use airlock_sdk::text::rfc3339_of_ms;
 use airlock_sdk::{DocumentRef, Error, Request, Result, SyncPage, cursor, url};
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::documents::{Kind, Ref, fill, id_of};
@@ -15,22 +14,10 @@ use crate::{Collection, USER_FIELDS, get_opt, observed_at};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Sync cursor, the same shape for every stream. `scope` and `next` locate the page to fetch;
-/// `delta` keeps each finished scope's deltaLink (delta streams); `known` keeps each scope's ids
-/// of the last complete pass and `seen` the ids of the pass in progress (snapshot streams).
-#[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Cursor {
-    pub scope: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    delta: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    known: BTreeMap<String, Vec<String>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    seen: Vec<String>,
-}
+/// Sync cursor, the same shape for every stream: the SDK's walk over the stream's scopes (which
+/// page of which scope is next; each delta scope's deltaLink; each listing's ids of its last
+/// complete pass).
+pub type Cursor = Scopes;
 
 /// One listing a stream walks: a key (stable across runs), its path segments and first URL.
 struct Scope(String, Vec<String>, String);
@@ -66,39 +53,25 @@ fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
 }
 
 pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> {
-    let mut cur: Cursor = cursor::decode(cursor)?.unwrap_or_default();
+    let mut cur: Cursor = cursor::position(cursor)?;
     let scopes = scopes(kind, cfg, now_ms());
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    let Some(scope) = scopes.get(cur.scope).or(scopes.first()) else {
+    let Some(scope) = cur.current(scopes.len()).map(|i| &scopes[i]) else {
         let name = kind.name();
         airlock_sdk::log::info!(
             "stream of {name}s: nothing configured (see the connector's settings)"
         );
-        let next_cursor = Some(cursor::encode(&Cursor::default()));
-        return Ok(SyncPage {
-            upserts,
-            deletes,
-            next_cursor,
-            done: true,
-        });
+        return Ok(SyncPage::next(upserts, &Cursor::default()).done(true));
     };
-    if cur.scope >= scopes.len() {
-        // The settings changed under a run in progress: start the pass over.
-        (cur.scope, cur.next) = (0, None);
-        cur.seen.clear();
-    }
-    let delta = cur.delta.get(&scope.0).filter(|_| kind.is_delta()).cloned();
-    let link = cur.next.take().or(delta).unwrap_or_else(|| scope.2.clone());
+    let link = cur.link(&scope.0, kind.is_delta());
+    let link = link.unwrap_or_else(|| scope.2.clone());
     let link = cfg.link(Some(&link))?;
     let link = link.ok_or_else(|| Error::invalid_input("cursor holds an empty link"))?;
     let reply = Request::get(link).send()?;
     let observed = observed_at(&reply);
     let page: Collection = reply.json()?;
 
-    let gone = |id: &str| {
-        let (kind, id) = (kind.name().into(), kind.doc_id(&scope.1, id));
-        DocumentRef { kind, id }
-    };
+    let gone = |id: &str| DocumentRef::new(kind.name(), kind.doc_id(&scope.1, id));
     let mut skipped = 0;
     for item in &page.value {
         let Some(id) = id_of(item) else {
@@ -107,7 +80,7 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         };
         let removed = item.get("@removed").is_some() || !item["deletedDateTime"].is_null();
         if !kind.is_delta() {
-            cur.seen.push(id.to_owned());
+            cur.saw(id);
         }
         // A delta round may send an updated user as only its changed properties: read the whole
         // record instead of indexing the partial one (which would blank the other fields).
@@ -127,44 +100,24 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         airlock_sdk::log::warn!("skipped {skipped} {name} records without a usable id");
     }
 
-    let next = cfg.link(page.next_link.as_deref())?;
-    let done = next.is_none() && cur.scope + 1 == scopes.len();
-    match next {
-        Some(next) => cur.next = Some(next),
+    let end = match cfg.link(page.next_link.as_deref())? {
+        Some(next) => End::Next(next),
         None if kind.is_delta() => {
-            let delta = cfg.link(page.delta_link.as_deref())?.ok_or_else(|| {
-                let name = kind.name();
-                Error::upstream(format!(
-                    "delta page for {name} has neither @odata.nextLink nor @odata.deltaLink"
-                ))
-            })?;
-            cur.delta.insert(scope.0.clone(), delta);
+            let name = kind.name();
+            let neither =
+                format!("delta page for {name} has neither @odata.nextLink nor @odata.deltaLink");
+            End::Delta(
+                cfg.link(page.delta_link.as_deref())?
+                    .ok_or(Error::upstream(neither))?,
+            )
         }
-        None => {
-            let seen: BTreeSet<String> = std::mem::take(&mut cur.seen).into_iter().collect();
-            let known = cur.known.remove(&scope.0).unwrap_or_default();
-            let vanished = known.iter().filter(|id| !seen.contains(*id));
-            deletes.extend(vanished.map(|id| gone(id)));
-            let seen = seen.into_iter().collect();
-            cur.known.insert(scope.0.clone(), seen);
-        }
-    }
-    if cur.next.is_none() {
-        // This scope's pass is complete: on to the next, or the run is.
-        cur.scope = if done { 0 } else { cur.scope + 1 };
-    }
-    if done {
-        let keys: BTreeSet<&String> = scopes.iter().map(|s| &s.0).collect();
-        cur.delta.retain(|k, _| keys.contains(k));
-        cur.known.retain(|k, _| keys.contains(k));
-    }
-    let next_cursor = Some(cursor::encode(&cur));
-    Ok(SyncPage {
-        upserts,
-        deletes,
-        next_cursor,
-        done,
-    })
+        None => End::Snapshot,
+    };
+    // Scope by scope; a finished plain listing deletes what its last pass had and this one not.
+    let keys: Vec<&str> = scopes.iter().map(|s| s.0.as_str()).collect();
+    let (done, vanished) = cur.finish(&keys, end);
+    deletes.extend(vanished.iter().map(|id| gone(id)));
+    Ok(SyncPage::next(upserts, &cur).deletes(deletes).done(done))
 }
 
 impl Kind {
@@ -187,20 +140,4 @@ fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// `2026-01-02T03:04:05Z` for milliseconds since the epoch (UTC, whole seconds).
-pub fn rfc3339_of_ms(ms: i64) -> String {
-    let (days, secs) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS) / 1000);
-    // Civil from days (H. Hinnant).
-    let z = days + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, min, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
 }

@@ -67,7 +67,7 @@ impl Connector for OpenAi {
 
     fn invoke(action: String, input: String) -> Result<String> {
         if action != "chat" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
+            return Err(Error::unknown_action(&action));
         }
         let cfg = Config::load()?;
         let body = chat_body(&cfg, &input)?;

@@ -8,7 +8,7 @@
 use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, url,
+    Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, paging, url,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ airlock_sdk::export_connector!(Zendesk);
 
 /// Zendesk search serves at most this many results per query and answers 422 beyond.
 const SEARCH_MAX: u32 = 1000;
+const STREAMS: [&str; 3] = ["tickets", "comments", "articles"];
 /// Upper bound on comment pages fetched for one ticket (100 comments each).
 const MAX_COMMENT_PAGES: usize = 100;
 
@@ -55,18 +56,9 @@ impl Connector for Zendesk {
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
-        let cfg = Config::load()?;
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let limit = request.limit;
-        let per_page = if limit == 0 { 25 } else { limit.min(100) };
-        let raw = request.cursor.as_deref();
-        let page = raw.map_or(Some(1), |c| c.trim().parse().ok().filter(|p| *p >= 1));
-        let bad =
-            || Error::invalid_input(format!("invalid search cursor: {:?}", raw.unwrap_or("")));
-        let page: u32 = page.ok_or_else(bad)?;
+        let (cfg, query) = (Config::load()?, request.query_text()?);
+        let per_page = request.limit_or(25, 100);
+        let page = cursor::number(request.cursor.as_deref(), 1)?;
         let (mut hits, mut next_cursor) = (Vec::new(), None);
         if page.saturating_mul(per_page) <= SEARCH_MAX {
             let (n, p) = (per_page.to_string(), page.to_string());
@@ -107,7 +99,7 @@ impl Connector for Zendesk {
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
-        let position: SyncCursor = cursor::decode(cursor.as_deref())?.unwrap_or_default();
+        let position: SyncCursor = cursor::position(cursor.as_deref())?;
         let (cfg, start) = (Config::load()?, position.start_time.unwrap_or(0));
         match stream.as_str() {
             "tickets" => sync_tickets(&cfg, position),
@@ -119,17 +111,13 @@ impl Connector for Zendesk {
                 let path = "/help_center/incremental/articles.json";
                 time_sync(&cfg, path, start, false, |a: Article| vec![a.document()])
             }
-            _ => Err(Error::invalid_input(format!(
-                "unknown stream `{stream}` (this connector has `tickets`, `comments`, `articles`)"
-            ))),
+            _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        if action != "ticket-comments" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
-        }
-        let CommentsInput { ticket_id } = airlock_sdk::input(&input)?;
+        let input = airlock_sdk::action_input(&action, "ticket-comments", &input);
+        let CommentsInput { ticket_id } = input?;
         let summary = |c: Comment| {
             json!({"id": c.id, "author_id": c.author_id, "public": c.public,
             "created_at": c.created_at, "body": c.plain_body.or(c.body)})
@@ -238,19 +226,15 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
         None => ("start_time", start.as_str()),
     };
     let query = [("per_page", per_page.as_str()), at];
-    let export = cfg
-        .get("/incremental/tickets/cursor.json", &query)
-        .send()?
-        .json()?;
-    Ok(ticket_page(export, cfg, position))
+    let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
+    Ok(ticket_page(reply.json()?, cfg, position))
 }
 
 fn ticket_page(export: Page<Ticket>, cfg: &Config, previous: SyncCursor) -> SyncPage {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for ticket in export.items {
         if ticket.status.as_deref() == Some("deleted") {
-            let (kind, id) = ("ticket".into(), ticket.id.to_string());
-            deletes.push(DocumentRef { kind, id });
+            deletes.push(DocumentRef::new("ticket", ticket.id.to_string()));
         } else {
             upserts.push(ticket.document(cfg));
         }
@@ -262,13 +246,7 @@ fn ticket_page(export: Page<Ticket>, cfg: &Config, previous: SyncCursor) -> Sync
     }
     // Without a new cursor the next call would fetch the same page again: end the run instead.
     let done = export.end_of_stream || next == previous;
-    let next_cursor = Some(cursor::encode(&next));
-    SyncPage {
-        upserts,
-        deletes,
-        next_cursor,
-        done,
-    }
+    SyncPage::next(upserts, &next).deletes(deletes).done(done)
 }
 
 /// One page of a time-based export from `start`. Zendesk refuses a `start_time` less than a
@@ -304,15 +282,9 @@ fn time_page<T>(
     let linked = link.and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok());
     let next = linked.or(export.end_time).unwrap_or(start).max(start);
     let (c, start_time) = (None, Some(next));
-    let next_cursor = Some(cursor::encode(&SyncCursor { c, start_time }));
     let done = !more || link.is_none() || next <= start;
     let upserts = export.items.into_iter().flat_map(documents).collect();
-    SyncPage {
-        upserts,
-        deletes: Vec::new(),
-        next_cursor,
-        done,
-    }
+    SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done)
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing or null) -----------------
@@ -419,33 +391,27 @@ impl Comment {
     fn document(self, ticket: u64, at: Option<&str>, cfg: &Config) -> Option<Document> {
         let meta = json!({"ticket_id": ticket, "public": self.public, "author_id": self.author_id});
         let id = format!("{ticket}-{}", self.id?);
-        let updated_at = self
-            .created_at
-            .or(at.map(str::to_owned))
-            .unwrap_or_default();
+        let updated_at = self.created_at.or(at.map(str::to_owned));
         let body = self.plain_body.or(self.body).unwrap_or_default();
         let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"));
         let doc = doc.body(body).url(cfg.ticket_url(ticket));
-        Some(doc.updated_at(updated_at).metadata(meta))
+        Some(
+            doc.updated_at(updated_at.unwrap_or_default())
+                .metadata(meta),
+        )
     }
 }
 
 /// All comments of `ticket`, following `meta.after_cursor` while `meta.has_more`.
 fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
     let path = format!("/tickets/{ticket}/comments.json");
-    let (mut out, mut after) = (Vec::new(), None::<String>);
-    for _ in 0..MAX_COMMENT_PAGES {
+    paging::collect(&path, MAX_COMMENT_PAGES, None, |after: &Option<String>| {
         let at = after.as_deref().map(|a| ("page[after]", a));
         let query: Vec<_> = [("page[size]", "100")].into_iter().chain(at).collect();
         let page: Page<Comment> = cfg.get(&path, &query).send()?.json()?;
-        out.extend(page.items);
-        match page.meta.after_cursor {
-            Some(c) if page.meta.has_more && after.as_ref() != Some(&c) => after = Some(c),
-            _ => return Ok(out),
-        }
-    }
-    airlock_sdk::log::warn!("ticket {ticket}: stopped after {MAX_COMMENT_PAGES} comment pages");
-    Ok(out)
+        let next = page.meta.after_cursor.filter(|_| page.meta.has_more);
+        Ok((page.items, next.map(Some)))
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -464,19 +430,14 @@ struct Article {
 
 impl Article {
     fn document(self) -> Document {
-        let meta =
-            json!({"section_id": self.section_id, "locale": self.locale, "draft": self.draft});
-        let doc = Document::new(
-            "article",
-            self.id.to_string(),
-            self.title.unwrap_or_default(),
-        )
-        .body(html_to_text(self.body.as_deref().unwrap_or("")))
-        .updated_at(self.updated_at.or(self.created_at).unwrap_or_default());
-        Document {
-            url: self.html_url,
-            ..doc.metadata(meta)
-        }
+        let meta = json!({"section_id": self.section_id, "locale": self.locale,
+            "draft": self.draft});
+        let (id, title) = (self.id.to_string(), self.title.unwrap_or_default());
+        Document::new("article", id, title)
+            .body(html_to_text(self.body.as_deref().unwrap_or("")))
+            .url_opt(self.html_url)
+            .updated_at(self.updated_at.or(self.created_at).unwrap_or_default())
+            .metadata(meta)
     }
 }
 
