@@ -34,13 +34,18 @@ fn main() -> anyhow::Result<()> {
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
             metadata: serde_json::json!({}),
-            acl: vec![],
+            // Ten groups; each document readable by one of them.
+            acl: vec![format!("group:g{}", i % 10)],
         });
         if batch.len() == 10_000 {
             let tx = conn.transaction()?;
             documents::apply_page(
                 &tx,
-                if i % 2 == 0 { "confluence" } else { "zendesk" },
+                if (i / 10_000) % 2 == 0 {
+                    "confluence"
+                } else {
+                    "zendesk"
+                },
                 &batch,
                 &[],
                 "now",
@@ -50,14 +55,63 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let load = t.elapsed();
-    conn.execute_batch("INSERT INTO documents_fts(documents_fts) VALUES ('optimize');")?;
     println!(
         "local search over {DOCS} documents (loaded in {:.1}s, {:.0} docs/s)",
         load.as_secs_f64(),
         DOCS as f64 / load.as_secs_f64()
     );
+    // What the daemon runs: a tenant's connectors and the caller's ACL readers, and no FTS
+    // `optimize` (the daemon never runs it); then the same after `optimize` for comparison.
+    let tenant = ["confluence".to_string()];
+    let readers = ["user:ada".to_string(), "group:g3".to_string()];
+    let filtered = Query {
+        limit: 20,
+        connectors: Some(&tenant),
+        readers: Some(&readers),
+        ..Default::default()
+    };
+    let unfiltered = Query {
+        limit: 20,
+        ..Default::default()
+    };
+    let mut rng_q = Rng(7);
+    run_queries(
+        &conn,
+        &words,
+        &mut rng_q,
+        &filtered,
+        "tenant + ACL filters, as stored",
+    )?;
+    let mut rng_q = Rng(7);
+    run_queries(
+        &conn,
+        &words,
+        &mut rng_q,
+        &unfiltered,
+        "no filters, as stored",
+    )?;
+    let t = Instant::now();
+    conn.execute_batch("INSERT INTO documents_fts(documents_fts) VALUES ('optimize');")?;
+    println!("  (FTS optimize took {:.1}s)", t.elapsed().as_secs_f64());
+    let mut rng_q = Rng(7);
+    run_queries(
+        &conn,
+        &words,
+        &mut rng_q,
+        &filtered,
+        "tenant + ACL filters, optimized",
+    )?;
+    Ok(())
+}
 
-    // Queries: one or two words from the middle of the frequency range, as people search.
+/// Runs the query set with `base`'s filters and prints its latency figures.
+fn run_queries(
+    conn: &rusqlite::Connection,
+    words: &[String],
+    rng: &mut Rng,
+    base: &Query<'_>,
+    label: &str,
+) -> anyhow::Result<()> {
     let mut times: Vec<Duration> = Vec::with_capacity(QUERIES);
     let mut total_hits = 0usize;
     for q in 0..QUERIES {
@@ -68,11 +122,10 @@ fn main() -> anyhow::Result<()> {
         let text = text.join(" ");
         let t = Instant::now();
         let hits = documents::search(
-            &conn,
+            conn,
             &Query {
                 text: &text,
-                limit: 20,
-                ..Default::default()
+                ..base.clone()
             },
         )?;
         times.push(t.elapsed());
@@ -81,13 +134,10 @@ fn main() -> anyhow::Result<()> {
     times.sort();
     let p = |x: f64| times[((times.len() - 1) as f64 * x) as usize].as_secs_f64() * 1000.0;
     println!(
-        "  {QUERIES} queries (1-2 words, top 20): p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms   (goal p50 <= 10 ms)",
+        "  {label}: {QUERIES} queries (1-2 words, top 20): p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms   average hits {:.1}   (goal p50 <= 10 ms, p99 <= 50 ms)",
         p(0.5),
         p(0.99),
-        p(1.0)
-    );
-    println!(
-        "  average hits returned {:.1}",
+        p(1.0),
         total_hits as f64 / QUERIES as f64
     );
     Ok(())
