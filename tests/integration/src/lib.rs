@@ -543,6 +543,7 @@ pub fn atera_config(base: &str) -> String {
 [[connector]]
 id = "atera"
 component = "{}"
+permissions = "tenant"
 [connector.settings]
 base_url = "{base}"
 technician_email = "api.technician@msp.example"
@@ -568,6 +569,7 @@ pub fn confluence_config(base_url: &str) -> String {
 [[connector]]
 id = "confluence"
 component = "{}"
+permissions = "tenant"
 [connector.settings]
 base_url = "{base_url}"
 
@@ -598,6 +600,7 @@ pub fn zendesk_config(base_url: &str, settings: &str) -> String {
 [[connector]]
 id = "zendesk"
 component = "{}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
@@ -632,6 +635,7 @@ pub fn jira_config(base_url: &str) -> String {
 [[connector]]
 id = "jira"
 component = "{}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
@@ -730,6 +734,7 @@ pub fn azure_config(
 [[connector]]
 id = "azure"
 component = "{}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
@@ -760,6 +765,7 @@ pub fn msgraph_config(f: &fake_saas::RunningFake<fake_saas::MsGraph>, client_id:
 [[connector]]
 id = "msgraph"
 component = "{component}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base}"
@@ -819,11 +825,13 @@ pub fn two_tenant_config() -> String {
 [[connector]]
 id = "a1"
 component = "{h}"
+permissions = "tenant"
 tenant = "acme"
 
 [[connector]]
 id = "b1"
 component = "{h}"
+permissions = "tenant"
 tenant = "beta"
 
 [[route]]
@@ -906,6 +914,7 @@ pub fn openai_config(lm: &str, azure: &str, openai: &str) -> String {
 [[connector]]
 id = "lmstudio"
 component = "{c}"
+permissions = "tenant"
 [connector.settings]
 flavor = "lmstudio"
 base_url = "{lm}"
@@ -920,6 +929,7 @@ allow_private = true
 [[connector]]
 id = "azure-openai"
 component = "{c}"
+permissions = "tenant"
 [connector.settings]
 flavor = "azure"
 base_url = "{azure}"
@@ -938,6 +948,7 @@ auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }
 [[connector]]
 id = "openai"
 component = "{c}"
+permissions = "tenant"
 [connector.settings]
 flavor = "openai"
 base_url = "{openai}/v1"
