@@ -562,16 +562,37 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
 }
 
 /// Config for the Confluence connector against a fake at `base_url`, using vault secret
-/// `confluence_token`.
+/// `confluence_token`, without permissions: the connector reads none (`permission_sync =
+/// "off"`, so the tests of sync mechanics count only the page requests) and its records are
+/// tenant-wide. [`confluence_permissions_config`] is the one with permissions.
 pub fn confluence_config(base_url: &str) -> String {
+    confluence_permissions_config(base_url)
+        .replacen("component = ", "permissions = \"tenant\"\ncomponent = ", 1)
+        .replacen(
+            "[connector.settings]\n",
+            "[connector.settings]\npermission_sync = \"off\"\n",
+            1,
+        )
+}
+
+/// Config for the Confluence connector with permissions, as an operator would run it: every
+/// page carries its ACL (`permission_sync` left at its default, `every-run`), records are
+/// per-record, and `[connector.users]` maps every seeded user's email to its accountId.
+pub fn confluence_permissions_config(base_url: &str) -> String {
+    let users: String = fake_saas::USER_EMAILS
+        .iter()
+        .zip(fake_saas::ACCOUNT_IDS)
+        .map(|(email, id)| format!("\"{email}\" = \"{id}\"\n"))
+        .collect();
     format!(
         r#"
 [[connector]]
 id = "confluence"
 component = "{}"
-permissions = "tenant"
 [connector.settings]
 base_url = "{base_url}"
+[connector.users]
+{users}
 
 [[grant]]
 connector = "confluence"

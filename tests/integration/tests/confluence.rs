@@ -180,9 +180,9 @@ async fn search_get_and_permission_match_the_fake() {
     let restricted = truth
         .pages
         .iter()
-        .find(|p| !p.read_restricted_to.is_empty())
+        .find(|p| !p.read_restricted_to.is_empty() && !p.readers.is_empty())
         .expect("a restricted page");
-    let allowed = &restricted.read_restricted_to[0];
+    let allowed = &restricted.readers[0];
     let r = a
         .invoke(
             "confluence",
