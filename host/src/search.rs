@@ -123,6 +123,13 @@ pub async fn search(
                     .is_none_or(|s| s.connectors.iter().any(|c| c == id))
             })
             .collect();
+        // Live hits already among the local ones (or of another kind) are dropped below anyway:
+        // no permission check is spent on them.
+        let local: HashSet<(String, String, String)> = hits
+            .iter()
+            .map(|h| (h.connector.clone(), h.kind.clone(), h.id.clone()))
+            .collect();
+        let local = &local;
         let calls = targets.into_iter().map(|(id, slot)| {
             let query = req.query.clone();
             let limit = req.limit.clamp(1, 1000) as u32;
@@ -136,6 +143,11 @@ pub async fn search(
                 let searched = tokio::time::timeout(timeout, async {
                     let mut r = c.search(query, limit, None).await?;
                     if let Some(s) = &req.scope {
+                        let kind = req.kind.as_deref();
+                        r.hits.retain(|d| {
+                            kind.is_none_or(|k| k == d.kind)
+                                && !local.contains(&(id.clone(), d.kind.clone(), d.id.clone()))
+                        });
                         r.hits = permitted_live(&c, &id, s, std::mem::take(&mut r.hits)).await;
                     }
                     Ok::<_, crate::runtime::connector::InvokeError>(r)
@@ -148,10 +160,7 @@ pub async fn search(
             }
         });
         let results = futures::future::join_all(calls).await;
-        let mut seen: HashSet<(String, String, String)> = hits
-            .iter()
-            .map(|h| (h.connector.clone(), h.kind.clone(), h.id.clone()))
-            .collect();
+        let mut seen = local.clone();
         for (id, r) in results {
             match r {
                 Err(error) => failed.push(Failure {

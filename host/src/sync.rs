@@ -329,7 +329,11 @@ impl Syncer {
                 .inc_by(ups + dels);
             let (cid, sid) = (connector.to_string(), stream.to_string());
             let db2 = db.clone();
-            let first = std::mem::take(&mut first_page);
+            let counts = sync_state::PageCounts {
+                upserts: ups as i64,
+                deletes: dels as i64,
+                first: std::mem::take(&mut first_page),
+            };
             let audit = self.audit.clone();
             let notify = db.clone();
             let prune_before = self.prune_due();
@@ -339,51 +343,44 @@ impl Syncer {
                 tokio::task::spawn_blocking(move || audit.flush_durable())
                     .await
                     .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
-                let written = db2
-                    .run(move |conn| {
-                        let now = now_rfc3339();
-                        // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
-                        // deferred transaction that upgrades from read to write fails at once when
-                        // another connection (the audit writer) committed in between.
-                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                        // Upserts that changed nothing stored are not counted as applied.
-                        let written = documents::apply_stream_page(
-                            &tx,
-                            &cid,
-                            Some(&sid),
-                            Some(&invocation),
-                            &page.upserts,
-                            &page.deletes,
-                            &now,
-                        )? as u64;
-                        let counts = sync_state::PageCounts {
-                            upserts: written as i64,
-                            deletes: dels as i64,
-                            first,
-                        };
-                        sync_state::commit_cursor(
-                            &tx,
-                            &cid,
-                            &sid,
-                            page.next_cursor.as_deref(),
-                            Some(&invocation),
-                            counts,
-                            &now,
-                        )?;
-                        if page.done {
-                            sync_state::record_success(&tx, &cid, &sid, &now)?;
-                        }
-                        if let Some(before) = prune_before {
-                            changes::prune(&tx, &before)?;
-                        }
-                        tx.commit()?;
-                        Ok(written)
-                    })
-                    .await?;
+                db2.run(move |conn| {
+                    let now = now_rfc3339();
+                    // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
+                    // deferred transaction that upgrades from read to write fails at once when
+                    // another connection (the audit writer) committed in between.
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    documents::apply_stream_page(
+                        &tx,
+                        &cid,
+                        Some(&sid),
+                        Some(&invocation),
+                        &page.upserts,
+                        &page.deletes,
+                        &now,
+                    )?;
+                    sync_state::commit_cursor(
+                        &tx,
+                        &cid,
+                        &sid,
+                        page.next_cursor.as_deref(),
+                        Some(&invocation),
+                        counts,
+                        &now,
+                    )?;
+                    if page.done {
+                        sync_state::record_success(&tx, &cid, &sid, &now)?;
+                    }
+                    if let Some(before) = prune_before {
+                        changes::prune(&tx, &before)?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await?;
                 notify.notify_committed();
-                Ok(written)
+                Ok(())
             });
-            pending = Some(Pending { commit, dels });
+            pending = Some(Pending { commit, ups, dels });
             cursor = next;
             if done {
                 settle(&mut pending, &mut report, started, &mut on_progress).await?;
@@ -396,8 +393,8 @@ impl Syncer {
 
 /// A page commit running while the next page is fetched.
 struct Pending {
-    /// Resolves to the upserts that changed a stored document.
-    commit: tokio::task::JoinHandle<anyhow::Result<u64>>,
+    commit: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ups: u64,
     dels: u64,
 }
 
@@ -411,12 +408,11 @@ async fn settle(
     let Some(p) = pending.take() else {
         return Ok(());
     };
-    let written = p
-        .commit
+    p.commit
         .await
         .map_err(|e| SyncError::Store(anyhow::anyhow!("commit task failed: {e}")))??;
     report.pages += 1;
-    report.upserts += written;
+    report.upserts += p.ups;
     report.deletes += p.dels;
     on_progress(&Progress {
         connector: &report.connector,

@@ -91,12 +91,19 @@ pub fn effective_readers(
     Ok(acl)
 }
 
+/// The site's groups: id -> name and name -> id.
+#[derive(Default)]
+struct Groups {
+    by_id: BTreeMap<String, String>,
+    by_name: BTreeMap<String, String>,
+}
+
 /// Upstream answers of one invocation, so that pages sharing a space, an ancestor or a group
 /// cost one request for all of them.
 #[derive(Default)]
 pub struct Permissions {
-    /// Group id -> name, and name -> id (`None` until listed).
-    groups: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+    /// `None` until listed.
+    groups: Option<Groups>,
     spaces: BTreeMap<String, Access>,
     restrictions: BTreeMap<String, Access>,
     members: BTreeMap<String, Vec<String>>,
@@ -122,24 +129,19 @@ impl Permissions {
                 sets.push(r);
             }
         }
-        let (this, cfg_ref) = (&mut *self, cfg);
-        effective_readers(&sets, |g| this.group_members(cfg_ref, g))
+        effective_readers(&sets, |g| self.group_members(cfg, g))
     }
 
-    fn group_names(
-        &mut self,
-        cfg: &Config,
-    ) -> Result<&(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    fn group_names(&mut self, cfg: &Config) -> Result<&Groups> {
         if self.groups.is_none() {
-            let mut by_id = BTreeMap::new();
-            let mut by_name = BTreeMap::new();
+            let mut groups = Groups::default();
             for g in v1_list(cfg, "/wiki/rest/api/group")? {
                 if let (Some(id), Some(name)) = (g["id"].as_str(), g["name"].as_str()) {
-                    by_id.insert(id.to_owned(), name.to_owned());
-                    by_name.insert(name.to_owned(), id.to_owned());
+                    groups.by_id.insert(id.to_owned(), name.to_owned());
+                    groups.by_name.insert(name.to_owned(), id.to_owned());
                 }
             }
-            self.groups = Some((by_id, by_name));
+            self.groups = Some(groups);
         }
         Ok(self.groups.get_or_insert_default())
     }
@@ -170,7 +172,7 @@ impl Permissions {
                     access.users.insert(id);
                 }
                 Some("group") => {
-                    if let Some(name) = self.group_names(cfg)?.0.get(&id) {
+                    if let Some(name) = self.group_names(cfg)?.by_id.get(&id) {
                         access.groups.insert(name.clone());
                     }
                 }
@@ -191,13 +193,22 @@ impl Permissions {
             numeric(id)?
         );
         let reply: Value = Request::get(cfg.base_url.join(&path))
+            .query("expand", "restrictions.user,restrictions.group")
             .query("limit", V1_LIMIT.to_string())
             .send()?
             .json()?;
         let r = &reply["restrictions"];
-        let list = |kind: &str| r[kind]["results"].as_array().cloned().unwrap_or_default();
-        let users = list("user");
-        let groups = list("group");
+        // A reply without both lists (not expanded, or another shape) must not read as "no
+        // restriction": that would open the page to the whole space.
+        let list = |kind: &str| {
+            r[kind]["results"].as_array().cloned().ok_or_else(|| {
+                Error::upstream(format!(
+                    "page {id}: the read restriction has no {kind} list"
+                ))
+            })
+        };
+        let users = list("user")?;
+        let groups = list("group")?;
         if [&r["user"], &r["group"]]
             .iter()
             .any(|l| l["size"].as_u64().unwrap_or(0) as usize >= V1_LIMIT)
@@ -227,7 +238,7 @@ impl Permissions {
             return Ok(m.clone());
         }
         // A group Confluence no longer lists has no members anyone can be granted through.
-        let id = self.group_names(cfg)?.1.get(name).cloned();
+        let id = self.group_names(cfg)?.by_name.get(name).cloned();
         let members: Vec<String> = match id {
             None => Vec::new(),
             Some(id) => {

@@ -16,12 +16,12 @@ pub fn apply_page(
     deletes: &[DocumentRef],
     now: &str,
 ) -> rusqlite::Result<()> {
-    apply_stream_page(tx, connector, None, None, upserts, deletes, now).map(|_| ())
+    apply_stream_page(tx, connector, None, None, upserts, deletes, now)
 }
 
 /// Applies one sync page of `stream` (upserts, then deletes) inside the caller's transaction;
-/// upserted documents are counted as the stream's stored records. Returns how many upserts
-/// changed a stored document (an identical one is skipped).
+/// upserted documents are counted as the stream's stored records. An upsert identical to
+/// the stored document writes nothing and is no change in the feed.
 /// `invocation` is the sync call that fetched the page: `audit verify` checks that its rows exist.
 pub fn apply_stream_page(
     tx: &Transaction<'_>,
@@ -31,8 +31,7 @@ pub fn apply_stream_page(
     upserts: &[Document],
     deletes: &[DocumentRef],
     now: &str,
-) -> rusqlite::Result<usize> {
-    let mut written_total = 0;
+) -> rusqlite::Result<()> {
     let mut up = tx.prepare_cached(
         "INSERT INTO documents (connector, kind, id, title, body, url, updated_at, metadata, acl, synced_at, stream, invocation)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -67,7 +66,6 @@ pub fn apply_stream_page(
         if written == 0 {
             continue;
         }
-        written_total += 1;
         let at = (connector, stream);
         super::changes::record(tx, at, Upsert, (&d.kind, &d.id), &acl, now)?;
     }
@@ -84,7 +82,7 @@ pub fn apply_stream_page(
             super::changes::record(tx, at, Delete, (&r.kind, &r.id), &acl, now)?;
         }
     }
-    Ok(written_total)
+    Ok(())
 }
 
 /// One stored document.

@@ -103,6 +103,7 @@ async fn incremental_sync_fetches_changes_and_deletions() {
         update: 3,
         delete: 2,
         create: 1,
+        ..Default::default()
     });
     let (docs, deletes, _, _) = full_sync(&a, Some(cursor)).await;
     let ids: std::collections::BTreeSet<_> = docs.iter().map(|d| d.id.clone()).collect();

@@ -221,6 +221,17 @@ async fn confluence_pages_reach_exactly_the_users_confluence_lets_read_them() {
     )
     .await;
     assert_eq!(status, 200, "Fay reads page {}", hers.id);
+    // `get` through `invoke` fetches the page live, with its ACL: the same answer.
+    for (token, ok) in [(&di, true), (&fay, false)] {
+        let (status, v) = http_auth(
+            "POST",
+            &format!("{}/v1/connectors/confluence/invoke", d.base),
+            Some(token),
+            Some(json!({"op": "get", "input": {"id": page.id}}).to_string()),
+        )
+        .await;
+        assert_eq!(status == 200, ok, "{v}");
+    }
     // No stored page is shown to someone Confluence would not show it to, nor hidden from
     // someone it would (Di and Fay, through get, page by page).
     for p in fake.truth().pages.iter().take(40) {
