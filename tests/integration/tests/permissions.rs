@@ -256,7 +256,14 @@ async fn confluence_pages_reach_exactly_the_users_confluence_lets_read_them() {
     // Until then the store still holds what Confluence said at the last sync.
     let stale = sight(&d, &di, &page.id).await;
     assert!(stale.get && stale.search, "{stale:?}");
+    fake.reset_requests();
     sync(&env);
+    // What an incremental run with the sweep costs upstream (docs/connectors/confluence.md):
+    // per page about one ancestors and one restriction request, plus listings.
+    let sent = fake.requests().total;
+    let pages = fake.truth().pages.len() as u64;
+    eprintln!("incremental run with permission sweep: {sent} requests for {pages} pages");
+    assert!(sent <= 3 * pages, "{sent} requests for {pages} pages");
     assert_eq!(
         sight(&d, &di, &page.id).await,
         Sight::all(false),
