@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::runtime::connector::LoadedConnector;
 use crate::store::Db;
-use crate::store::documents::{self, Hit};
+use crate::store::documents::{self, Hit, Readers};
 
 /// A connector the live fan-out may ask: loaded, or why it is not.
 pub type LiveTarget = (String, Result<Arc<LoadedConnector>, String>);
@@ -30,12 +30,49 @@ pub struct SearchRequest {
     pub scope: Option<Scope>,
 }
 
-/// What a principal may reach: its tenant's connectors, and the names (the principal and its
-/// groups) a document's ACL must list unless the ACL is empty.
+/// What a principal may reach: its tenant's connectors, the identities a document's ACL must
+/// list, and per connector its user id upstream (to check live hits that carry no ACL).
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub connectors: Vec<String>,
-    pub readers: Vec<String>,
+    pub readers: Readers,
+    pub upstream_users: std::collections::BTreeMap<String, String>,
+}
+
+/// Most live hits without an ACL checked upstream at once per connector.
+const CHECKS_AT_ONCE: usize = 8;
+
+/// Keeps the live `hits` of connector `id` the scope may read: by their ACL, or, for one
+/// without an ACL, when the connector is tenant-wide or its `check-permission` says yes for the
+/// principal's upstream user. Unknown (no upstream user, an error, a timeout) drops the hit.
+pub async fn permitted_live(
+    c: &LoadedConnector,
+    id: &str,
+    scope: &Scope,
+    hits: Vec<crate::model::Document>,
+) -> Vec<crate::model::Document> {
+    use futures::StreamExt as _;
+    let user = scope.upstream_users.get(id);
+    let checks = hits.into_iter().map(|d| async move {
+        if !d.acl.is_empty() || scope.readers.open.iter().any(|o| o == id) {
+            return scope.readers.allows(id, &d.acl).then_some(d);
+        }
+        let user = user?;
+        let allowed = c.check_permission(user.clone(), d.id.clone()).await;
+        match allowed {
+            Ok(true) => Some(d),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!("{id}: check-permission of a live hit failed, dropped: {e}");
+                None
+            }
+        }
+    });
+    futures::stream::iter(checks)
+        .buffered(CHECKS_AT_ONCE)
+        .filter_map(|d| async move { d })
+        .collect()
+        .await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +107,7 @@ pub async fn search(
                     kind: q.kind.as_deref(),
                     limit: q.limit,
                     connectors: q.scope.as_ref().map(|s| s.connectors.as_slice()),
-                    readers: q.scope.as_ref().map(|s| s.readers.as_slice()),
+                    readers: q.scope.as_ref().map(|s| &s.readers),
                 },
             )?)
         })
@@ -86,6 +123,13 @@ pub async fn search(
                     .is_none_or(|s| s.connectors.iter().any(|c| c == id))
             })
             .collect();
+        // Live hits already among the local ones (or of another kind) are dropped below anyway:
+        // no permission check is spent on them.
+        let local: HashSet<(String, String, String)> = hits
+            .iter()
+            .map(|h| (h.connector.clone(), h.kind.clone(), h.id.clone()))
+            .collect();
+        let local = &local;
         let calls = targets.into_iter().map(|(id, slot)| {
             let query = req.query.clone();
             let limit = req.limit.clamp(1, 1000) as u32;
@@ -95,7 +139,20 @@ pub async fn search(
                     Ok(c) => c,
                     Err(error) => return (id, Err(format!("not loaded: {error}"))),
                 };
-                match tokio::time::timeout(timeout, c.search(query, limit, None)).await {
+                // The permission checks of the hits share the search's time budget.
+                let searched = tokio::time::timeout(timeout, async {
+                    let mut r = c.search(query, limit, None).await?;
+                    if let Some(s) = &req.scope {
+                        let kind = req.kind.as_deref();
+                        r.hits.retain(|d| {
+                            kind.is_none_or(|k| k == d.kind)
+                                && !local.contains(&(id.clone(), d.kind.clone(), d.id.clone()))
+                        });
+                        r.hits = permitted_live(&c, &id, s, std::mem::take(&mut r.hits)).await;
+                    }
+                    Ok::<_, crate::runtime::connector::InvokeError>(r)
+                });
+                match searched.await {
                     Err(_) => (id, Err(format!("no answer within {timeout:?}"))),
                     Ok(Err(e)) => (id, Err(e.to_string())),
                     Ok(Ok(r)) => (id, Ok(r)),
@@ -103,10 +160,7 @@ pub async fn search(
             }
         });
         let results = futures::future::join_all(calls).await;
-        let mut seen: HashSet<(String, String, String)> = hits
-            .iter()
-            .map(|h| (h.connector.clone(), h.kind.clone(), h.id.clone()))
-            .collect();
+        let mut seen = local.clone();
         for (id, r) in results {
             match r {
                 Err(error) => failed.push(Failure {
@@ -116,11 +170,6 @@ pub async fn search(
                 Ok(result) => {
                     for d in result.hits {
                         if req.kind.as_deref().is_some_and(|k| k != d.kind) {
-                            continue;
-                        }
-                        if let Some(s) = &req.scope
-                            && !documents::acl_allows(&d.acl, &s.readers)
-                        {
                             continue;
                         }
                         if !seen.insert((id.clone(), d.kind.clone(), d.id.clone())) {

@@ -2,7 +2,13 @@
 //! checks. Holds no credentials: the host's gate injects HTTP Basic into every request.
 //!
 //! Settings: `base_url` (site root), optional `space_keys` (comma list), optional `page_limit`
-//! (sync page size, default 100, at most 250).
+//! (sync page size, default 100, at most 250), optional `permission_sync`: `every-run` (the
+//! default: every synced or fetched page carries its ACL, and every incremental run ends with a
+//! sweep that refreshes all ACLs, see "Permissions" below), `changed-pages` (ACLs only on pages
+//! whose content changed: a permission change alone is not seen) or `off` (no ACLs: the host
+//! shows the pages to nobody unless the connector is configured `permissions = "tenant"`).
+//!
+//! ACL entries are `user:ACCOUNT-ID` and `group:NAME` (see `permissions.rs`).
 
 use airlock_sdk::paging::{Next, Pages};
 use airlock_sdk::serde_json::{self, Value, json};
@@ -13,6 +19,8 @@ use airlock_sdk::{
 };
 use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer, Serialize};
+
+mod permissions;
 
 struct Confluence;
 
@@ -76,7 +84,8 @@ impl Connector for Confluence {
         let cfg = config()?;
         let url = cfg.base_url.join(&format!("{PAGES}/{}", content_id(&id)?));
         let request = Request::get(url).query("body-format", "storage");
-        Ok(request.send()?.json::<Page>()?.document(&cfg))
+        let page: Page = request.send()?.json()?;
+        page.document(&cfg, &mut permissions::Permissions::default())
     }
 
     fn check_permission(principal: String, id: String) -> Result<bool> {
@@ -125,6 +134,18 @@ struct Config {
     #[serde(default)]
     space_keys: List,
     page_limit: Option<u32>,
+    #[serde(default)]
+    permission_sync: PermissionSync,
+}
+
+/// `permission_sync`: which pages get ACLs, and whether permission changes alone are seen.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+enum PermissionSync {
+    #[default]
+    EveryRun,
+    ChangedPages,
+    Off,
 }
 
 fn config() -> Result<Config> {
@@ -190,6 +211,15 @@ fn cql_string(s: &str) -> String {
 // - Pages purged from the trash vanish without a trace and are not seen incrementally; only a full
 //   run (no cursor) reflects them, and only if the host reconciles what a full run did not return.
 
+//
+// Permissions. Confluence does not bump a page's version when its restrictions or its space's
+// permissions change, so the listing above never sees such a change. An incremental run
+// therefore ends with a sweep (with `permission_sync = "every-run"`): every current page again,
+// in id order, each with its ACL computed afresh. The host stores only the pages whose ACL (or
+// content) differ, so the sweep adds nothing to the change feed for unchanged pages. A full run
+// (no cursor) computes every ACL anyway and skips the sweep. The cursor's `sweep` is the next
+// link of the sweep under way ("" before its first page).
+
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
 struct SyncCursor {
@@ -199,10 +229,17 @@ struct SyncCursor {
     watermark: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<String>,
 }
 
 fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     let mut state: SyncCursor = cursor::decode(cursor)?.unwrap_or_default();
+    let mut perms = permissions::Permissions::default();
+    if let Some(at) = state.sweep.take() {
+        return sweep_page(cfg, state, &at, &mut perms);
+    }
+    let incremental = state.since.is_some();
     let mut resumed = None;
     if let Some(next) = state.next.take() {
         match Request::get(cfg.base_url.follow(PAGES, &next)?).send() {
@@ -225,7 +262,7 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for page in list.results.into_iter().take_while(|p| !stale(p)) {
         match page.status.as_str() {
-            "current" | "archived" => upserts.push(page.document(cfg)),
+            "current" | "archived" => upserts.push(page.document(cfg, &mut perms)?),
             _ => deletes.push(DocumentRef {
                 kind: "page".into(),
                 id: page.id,
@@ -239,12 +276,66 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     }
     // Saves made while this run was under way sort behind its keyset cursor: if there are any, go
     // on with the incremental run that fetches them instead of ending.
-    let done = state.next.is_none() && (first_of_run || !saved_since(cfg, &state.since)?);
+    let mut done = state.next.is_none() && (first_of_run || !saved_since(cfg, &state.since)?);
+    if done && incremental && cfg.permission_sync == PermissionSync::EveryRun {
+        state.sweep = Some(String::new());
+        done = false;
+    }
     Ok(SyncPage {
         upserts,
         deletes,
         next_cursor: Some(cursor::encode(&state)),
         done,
+    })
+}
+
+/// One page of the permission sweep: current pages in id order from `at` ("" = the first),
+/// each with its ACL; done after the last.
+fn sweep_page(
+    cfg: &Config,
+    mut state: SyncCursor,
+    at: &str,
+    perms: &mut permissions::Permissions,
+) -> Result<SyncPage> {
+    let first = || -> Result<Request> {
+        let spaces = match cfg.space_keys.is_empty() {
+            true => None,
+            false => Some(space_ids(cfg)?.join(",")),
+        };
+        Ok(Request::get(cfg.base_url.join(PAGES))
+            .query("body-format", "storage")
+            .query(
+                "limit",
+                cfg.page_limit.unwrap_or(100).clamp(1, 250).to_string(),
+            )
+            .query("sort", "id")
+            .query("status", "current")
+            .query_opt("space-id", spaces))
+    };
+    let response = match at {
+        "" => first()?.send()?,
+        link => match Request::get(cfg.base_url.follow(PAGES, link)?).send() {
+            // A cursor Confluence no longer takes: sweep again from the top (only re-upserts).
+            Err(Error::InvalidInput(m)) => {
+                log::warn!("restarting the permission sweep, stale cursor: {m}");
+                first()?.send()?
+            }
+            other => other?,
+        },
+    };
+    let list: Results<Page> = response.json()?;
+    let upserts = list
+        .results
+        .into_iter()
+        .filter(|p| p.status == "current")
+        .map(|p| p.document(cfg, perms))
+        .collect::<Result<Vec<_>>>()?;
+    state.sweep = list.links.next.or_else(|| response.next_link());
+    Ok(SyncPage {
+        upserts,
+        deletes: Vec::new(),
+        done: state.sweep.is_none(),
+        next_cursor: Some(cursor::encode(&state)),
     })
 }
 
@@ -353,7 +444,27 @@ struct Version {
 }
 
 impl Page {
-    fn document(self, cfg: &Config) -> Document {
+    /// The page as a document with its ACL (who may read it upstream now; none with
+    /// `permission_sync = "off"`).
+    fn document(self, cfg: &Config, perms: &mut permissions::Permissions) -> Result<Document> {
+        if cfg.permission_sync == PermissionSync::Off {
+            return Ok(self.document_without_acl(cfg));
+        }
+        let space = match &self.space_id {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let has_parent = self.parent_id.as_ref().is_some_and(|p| !p.is_null());
+        let acl = match space {
+            Some(space) => perms.acl(cfg, &self.id, &space, has_parent)?,
+            // Without its space nobody's access can be known: fail closed.
+            None => vec![permissions::NOBODY.to_owned()],
+        };
+        Ok(self.document_without_acl(cfg).acl(acl))
+    }
+
+    fn document_without_acl(self, cfg: &Config) -> Document {
         let storage = self.body.pointer("/storage/value").and_then(Value::as_str);
         let updated = self.version.created_at.or(self.created_at);
         let mut doc = Document::new("page", self.id, self.title.unwrap_or_default())
@@ -408,6 +519,7 @@ mod tests {
             base_url: BaseUrl::parse("http://127.0.0.1:8781").unwrap(),
             space_keys: List::default(),
             page_limit: None,
+            permission_sync: PermissionSync::EveryRun,
         }
     }
 
@@ -439,7 +551,7 @@ mod tests {
             "_links": {"webui": "/spaces/ENG/pages/42/T"}
         }))
         .unwrap();
-        let doc = page.document(&cfg());
+        let doc = page.document_without_acl(&cfg());
         assert_eq!(
             (doc.id.as_str(), doc.body.as_str(), doc.updated_at.as_str()),
             ("42", "Hello & bye", "2025-01-02T03:04:05.000Z")

@@ -12,6 +12,7 @@ use axum::response::Response;
 
 use super::errors::error_response;
 use crate::app::Airlock;
+pub use crate::store::documents::Readers;
 pub use crate::store::tokens::Principal;
 
 /// Who may call a route.
@@ -265,16 +266,104 @@ pub fn tenant_ids(a: &Airlock, p: &Principal) -> Vec<String> {
     ids
 }
 
-/// The names a document ACL may list to let the principal read it: its own and its groups'.
-pub fn readers(p: &Principal) -> Vec<String> {
-    std::iter::once(p.name.clone())
-        .chain(p.groups.iter().cloned())
-        .collect()
+/// ACL prefixes of namespaced identities: a principal's name that starts with one is not taken
+/// as an identity, and neither is a group that starts with `user:` or `nobody:`, so that a
+/// token or an identity-provider group called `user:X` cannot pose as upstream user X.
+const NAMESPACES: [&str; 3] = ["user:", "group:", "nobody:"];
+
+/// The principal's email: its name when that is one (an OAuth principal's email or UPN, or a
+/// token named after a person).
+pub fn email(p: &Principal) -> Option<String> {
+    let n = p.name.trim();
+    (n.contains('@') && !n.contains(':')).then(|| n.to_lowercase())
+}
+
+/// Whom a principal reads as: its name and groups for every connector of its tenant (a group
+/// both bare and as `group:NAME`), per connector the upstream user id its email maps to
+/// (`user:ID`), and the tenant's connectors whose records without an ACL are tenant-wide.
+pub fn readers(a: &Airlock, p: &Principal) -> Readers {
+    let mut r = Readers {
+        common: common_identities(p),
+        ..Readers::default()
+    };
+    let email = email(p);
+    for c in a
+        .config()
+        .connectors
+        .iter()
+        .filter(|c| c.tenant == p.tenant)
+    {
+        if c.permissions == crate::config::Permissions::Tenant {
+            r.open.push(c.id.clone());
+        }
+        if let Some(id) = email.as_ref().and_then(|e| c.users.get(e)) {
+            r.by_connector
+                .insert(c.id.clone(), vec![format!("user:{id}")]);
+        }
+    }
+    r
+}
+
+/// The identities a principal has for every connector: its name, and each group bare and as
+/// `group:NAME`; reserved prefixes are not taken from names (see [`NAMESPACES`]).
+fn common_identities(p: &Principal) -> Vec<String> {
+    let reserved = |n: &str| NAMESPACES.iter().any(|ns| n.starts_with(ns));
+    let mut common: Vec<String> = Vec::new();
+    if !reserved(&p.name) {
+        common.push(p.name.clone());
+    }
+    for g in &p.groups {
+        if g.starts_with("group:") {
+            // Already in ACL form.
+            common.push(g.clone());
+        } else if !reserved(g) {
+            common.push(g.clone());
+            common.push(format!("group:{g}"));
+        }
+    }
+    common.sort();
+    common.dedup();
+    common
+}
+
+/// The principal's user id upstream at `connector` (what `check-permission` is asked about).
+pub fn upstream_user(a: &Airlock, p: &Principal, connector: &str) -> Option<String> {
+    let e = email(p)?;
+    let config = a.config();
+    let c = config.connector(connector)?;
+    (c.tenant == p.tenant)
+        .then(|| c.users.get(&e).cloned())
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_groups_cannot_pose_as_upstream_users() {
+        let p = Principal {
+            token_id: "t".into(),
+            name: "user:557058:abc".into(),
+            tenant: "default".into(),
+            groups: vec![
+                "eng".into(),
+                "group:hr".into(),
+                "user:x".into(),
+                "nobody:".into(),
+            ],
+            admin: false,
+            proxy: vec![],
+            scopes: None,
+        };
+        assert_eq!(common_identities(&p), vec!["eng", "group:eng", "group:hr"]);
+        assert_eq!(email(&p), None);
+        let ada = Principal {
+            name: "Ada.Adams@Contoso.com".into(),
+            ..p
+        };
+        assert_eq!(email(&ada).as_deref(), Some("ada.adams@contoso.com"));
+    }
 
     #[test]
     fn only_well_formed_bearer_headers_yield_a_token() {

@@ -84,6 +84,7 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
         (Method::GET, "/metrics", Open, get(metrics)),
         (Method::GET, "/v1/openapi.json", P, get(openapi_json)),
         (Method::GET, "/v1/connectors", P, get(list_connectors)),
+        (Method::GET, "/v1/whoami", P, get(whoami)),
         (Method::POST, "/v1/connectors/{id}/invoke", P, post(invoke)),
         (Method::GET, "/v1/sync", P, get(sync_status)),
         (Method::POST, "/v1/sync/{id}", Admin, post(sync_trigger)),
@@ -374,7 +375,7 @@ async fn invoke(
     {
         return auth::insufficient_scope(&a, "writes");
     }
-    let readers = auth::readers(&p);
+    let scope = scope_of(&a, &p);
     let requested_by = p.label();
     match crate::approvals::request(&a, &requested_by, &p.tenant, &id, op).await {
         Ok(crate::approvals::Requested::Pending(approval)) => (
@@ -383,8 +384,12 @@ async fn invoke(
         )
             .into_response(),
         Ok(crate::approvals::Requested::Done(mut result)) => {
-            // Documents fetched live are ACL-checked like stored ones.
-            if is_get && !acl_allows_value(&result, &readers) {
+            // Documents fetched live are checked like live search hits (fail closed).
+            if is_get
+                && permitted_values(&a, &id, &scope, vec![result.clone()])
+                    .await
+                    .is_empty()
+            {
                 return error_response(
                     StatusCode::NOT_FOUND,
                     "not-found",
@@ -393,7 +398,7 @@ async fn invoke(
                 );
             }
             if is_search && let Some(hits) = result["hits"].as_array_mut() {
-                hits.retain(|h| acl_allows_value(h, &readers));
+                *hits = permitted_values(&a, &id, &scope, std::mem::take(hits)).await;
             }
             Json(serde_json::json!({ "result": result })).into_response()
         }
@@ -401,17 +406,70 @@ async fn invoke(
     }
 }
 
-/// The ACL check of a document as JSON: a missing or empty `acl` lets every principal read it;
-/// one that is not a list of names lets nobody (fail closed).
-fn acl_allows_value(doc: &serde_json::Value, readers: &[String]) -> bool {
-    let acl: Vec<String> = match doc.get("acl") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(v) => match serde_json::from_value(v.clone()) {
-            Ok(acl) => acl,
-            Err(_) => return false,
-        },
+/// What the principal may reach, for search and live results.
+fn scope_of(a: &Airlock, p: &Principal) -> crate::search::Scope {
+    let connectors = auth::tenant_connectors(a, p);
+    let upstream_users = connectors
+        .iter()
+        .filter_map(|c| Some((c.clone(), auth::upstream_user(a, p, c)?)))
+        .collect();
+    crate::search::Scope {
+        readers: auth::readers(a, p),
+        connectors,
+        upstream_users,
+    }
+}
+
+/// The documents (as JSON) of a live answer of `id` that the scope may read, checked like live
+/// search hits; one that is not a document is dropped (fail closed).
+async fn permitted_values(
+    a: &Airlock,
+    id: &str,
+    scope: &crate::search::Scope,
+    docs: Vec<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let docs: Vec<crate::model::Document> = docs
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d).ok())
+        .collect();
+    let kept = match a.connector(id) {
+        Ok(c) => crate::search::permitted_live(&c, id, scope, docs).await,
+        Err(_) => Vec::new(),
     };
-    crate::store::documents::acl_allows(&acl, readers)
+    kept.into_iter()
+        .filter_map(|d| serde_json::to_value(d).ok())
+        .collect()
+}
+
+/// Who the caller is and whom it reads as: its identities for every connector of its tenant
+/// (what document ACLs are matched against), and which connectors' records without an ACL are
+/// tenant-wide. For debugging permissions; no secret is in it.
+async fn whoami(State(a): State<Arc<Airlock>>, Extension(p): Extension<Principal>) -> Response {
+    let r = auth::readers(&a, &p);
+    let connectors: serde_json::Map<String, serde_json::Value> = auth::tenant_connectors(&a, &p)
+        .into_iter()
+        .map(|c| {
+            let mut identities = r.common.clone();
+            identities.extend(r.by_connector.get(&c).into_iter().flatten().cloned());
+            let open = r.open.contains(&c);
+            let v = serde_json::json!({
+                "permissions": if open { "tenant" } else { "per-record" },
+                "upstream_user": auth::upstream_user(&a, &p, &c),
+                "identities": identities,
+            });
+            (c, v)
+        })
+        .collect();
+    Json(serde_json::json!({
+        "name": p.name,
+        "label": p.label(),
+        "tenant": p.tenant,
+        "groups": p.groups,
+        "admin": p.admin,
+        "email": auth::email(&p),
+        "connectors": connectors,
+    }))
+    .into_response()
 }
 
 async fn sync_status(
@@ -555,10 +613,7 @@ async fn search(
         live: b.live,
         live_timeout: std::time::Duration::from_millis(live_timeout_ms),
         // Local and live: only the tenant's connectors, only documents the ACL lets through.
-        scope: Some(crate::search::Scope {
-            connectors: auth::tenant_connectors(&a, &p),
-            readers: auth::readers(&p),
-        }),
+        scope: Some(scope_of(&a, &p)),
     };
     // Live searches run connectors: their rows name the token, and no write is possible.
     let ctx = crate::runtime::context::CallContext::requested().by(&p.label());
@@ -600,7 +655,7 @@ async fn get_document(
         a.db.read(move |conn| Ok(crate::store::documents::get(conn, &c, &k, &i)?))
             .await;
     match found {
-        Ok(Some(d)) if crate::store::documents::acl_allows(&d.acl, &auth::readers(&p)) => {
+        Ok(Some(d)) if auth::readers(&a, &p).allows(&connector, &d.acl) => {
             let s = &a.scrubber;
             Json(serde_json::json!({
                 "connector": connector,
@@ -746,13 +801,13 @@ async fn list_changes(
         return no_such_connector(c);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
-    let (within, readers) = (auth::tenant_connectors(&a, &p), auth::readers(&p));
+    let (within, readers) = (auth::tenant_connectors(&a, &p), auth::readers(&a, &p));
     loop {
         let (within, readers) = (within.clone(), readers.clone());
         let (connector, kind) = (q.connector.clone(), q.kind.clone());
         let found =
             a.db.read(move |conn| {
-                let visible = |acl: &[String]| crate::store::documents::acl_allows(acl, &readers);
+                let visible = |c: &str, acl: &[String]| readers.allows(c, acl);
                 let follow = crate::store::changes::Follow {
                     after,
                     within: Some(&within),

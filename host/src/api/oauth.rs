@@ -54,6 +54,7 @@ pub fn needs(method: &Method, route: &str) -> Needs {
         (_, "/mcp") => Needs::Any,
         ("POST", "/v1/search") | ("GET", "/v1/changes") => Needs::Scope("search"),
         ("GET", "/v1/connectors")
+        | ("GET", "/v1/whoami")
         | ("GET", "/v1/sync")
         | ("GET", "/v1/openapi.json")
         | ("GET", "/v1/documents/{connector}/{kind}/{id}") => Needs::Scope("read"),

@@ -231,6 +231,30 @@ pub fn spec() -> Value {
                     "504": err("the invocation timed out")
                 }
             }), true), false) },
+            "/v1/whoami": { "get": secured(json!({
+                "operationId": "whoami",
+                "summary": "The caller and the identities its document ACLs are matched against, per connector",
+                "responses": { "200": ok_json("the principal", json!({
+                    "type": "object",
+                    "required": ["name", "tenant", "groups", "admin", "connectors"],
+                    "properties": {
+                        "name": { "type": "string" },
+                        "label": { "type": "string" },
+                        "tenant": { "type": "string" },
+                        "groups": { "type": "array", "items": { "type": "string" } },
+                        "admin": { "type": "boolean" },
+                        "email": { "type": ["string", "null"] },
+                        "connectors": { "type": "object", "additionalProperties": {
+                            "type": "object",
+                            "properties": {
+                                "permissions": { "type": "string", "enum": ["per-record", "tenant"] },
+                                "upstream_user": { "type": ["string", "null"] },
+                                "identities": { "type": "array", "items": { "type": "string" } }
+                            }
+                        } }
+                    }
+                })) }
+            }), false) },
             "/v1/sync": { "get": secured(with_store_error(json!({
                 "operationId": "syncStatus",
                 "summary": "Sync state of the tenant's streams",

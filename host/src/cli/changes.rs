@@ -33,7 +33,7 @@ impl ChangesArgs {
         let conn = airlock::store::open(&config.server.data_dir)?;
         let mut after = self.after;
         // The operator's view of the store: every change, whatever its ACL.
-        let everyone = |_: &[String]| true;
+        let everyone = |_: &str, _: &[String]| true;
         loop {
             let follow = Follow {
                 after,

@@ -68,6 +68,46 @@ pub struct ConnectorConfig {
     pub required: bool,
     /// `hook = {...}`: the upstream pushes change notifications (webhooks in).
     pub hook: Option<InboundHook>,
+    /// `permissions`: who may read the connector's records that carry no ACL.
+    pub permissions: Permissions,
+    /// `[connector.users]`: a principal's email (lowercase) -> its user id upstream (e.g. a
+    /// Confluence accountId); the principal then also reads records whose ACL lists
+    /// `user:<id>`, and live results are checked for that id.
+    pub users: BTreeMap<String, String>,
+}
+
+/// `permissions = "per-record" | "tenant"`: what a record without an ACL means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permissions {
+    /// Only the principals its ACL lists may read a record; one without an ACL is nobody's
+    /// (fail closed). Live results without an ACL are checked upstream or dropped.
+    #[default]
+    PerRecord,
+    /// Every principal of the tenant may read the records that carry no ACL: an explicit
+    /// opt-out for connectors whose upstream permissions are not modelled.
+    Tenant,
+}
+
+/// `[connector.users]` checked: emails as keys (kept lowercase), non-empty ids without spaces.
+fn users(raw: &BTreeMap<String, String>, key: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (email, id) in raw {
+        let email = email.trim().to_lowercase();
+        if !email.contains('@') || email.chars().any(char::is_whitespace) {
+            return Err(format!("{key}.users: `{email}` is not an email address"));
+        }
+        let id = id.trim();
+        if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{key}.users.\"{email}\": the upstream user id is empty or has spaces"
+            ));
+        }
+        if out.insert(email.clone(), id.to_string()).is_some() {
+            return Err(format!("{key}.users: `{email}` is listed twice"));
+        }
+    }
+    Ok(out)
 }
 
 /// The tenant of a connector that does not name one.
@@ -259,6 +299,10 @@ struct RawConnector {
     #[serde(default)]
     required: bool,
     hook: Option<hook::RawHook>,
+    #[serde(default)]
+    permissions: Permissions,
+    #[serde(default)]
+    users: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -551,6 +595,8 @@ impl Config {
                 sha256,
                 required: c.required,
                 hook,
+                permissions: c.permissions,
+                users: users(&c.users, &key).map_err(&err)?,
             });
         }
 
@@ -594,6 +640,8 @@ impl Config {
                     sha256: None,
                     required: false,
                     hook: None,
+                    permissions: Permissions::default(),
+                    users: BTreeMap::new(),
                 });
             }
         }

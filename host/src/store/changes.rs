@@ -75,8 +75,8 @@ pub struct Follow<'a> {
     pub kind: Option<&'a str>,
     /// Most changes to return.
     pub limit: usize,
-    /// Keeps a change when its ACL lets the reader see it.
-    pub visible: &'a dyn Fn(&[String]) -> bool,
+    /// Keeps a change of a connector when the ACL lets the reader see it.
+    pub visible: &'a dyn Fn(&str, &[String]) -> bool,
 }
 
 /// What a read found.
@@ -97,7 +97,13 @@ pub fn read(conn: &Connection, f: &Follow<'_>) -> rusqlite::Result<Result<Page, 
     }
     const BATCH: i64 = 500;
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, connector, stream, kind, id, op, committed_at, acl FROM changes
+        // An upsert is judged by the document's ACL now, not the one it had when committed: a
+        // reader whose access was removed upstream no longer sees even its past changes.
+        "SELECT seq, connector, stream, kind, id, op, committed_at,
+                COALESCE((SELECT d.acl FROM documents d WHERE op = 'upsert'
+                    AND d.connector = changes.connector AND d.kind = changes.kind
+                    AND d.id = changes.id), acl)
+         FROM changes
          WHERE seq > ?1 AND (?2 IS NULL OR connector = ?2) AND (?3 IS NULL OR kind = ?3)
          ORDER BY seq LIMIT ?4",
     )?;
@@ -127,7 +133,7 @@ pub fn read(conn: &Connection, f: &Follow<'_>) -> rusqlite::Result<Result<Page, 
             }
             next = c.seq;
             let in_scope = f.within.is_none_or(|w| w.contains(&c.connector));
-            if in_scope && (f.visible)(&c.acl) {
+            if in_scope && (f.visible)(&c.connector, &c.acl) {
                 out.push(c);
             }
         }
@@ -215,7 +221,7 @@ mod tests {
     }
 
     fn follow(conn: &Connection, after: i64, limit: usize, reader: &str) -> Result<Page, i64> {
-        let visible = |acl: &[String]| acl.is_empty() || acl.iter().any(|a| a == reader);
+        let visible = |_: &str, acl: &[String]| acl.is_empty() || acl.iter().any(|a| a == reader);
         read(
             conn,
             &Follow {
@@ -270,6 +276,37 @@ mod tests {
         let rest = follow(&conn, first.next, 100, "ada").unwrap();
         assert_eq!(first.changes.len() + rest.changes.len(), 4);
         assert_eq!(rest.changes[0].id, "3");
+    }
+
+    #[test]
+    fn past_upserts_follow_the_documents_current_acl_and_unchanged_upserts_are_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(dir.path()).unwrap();
+        commit(
+            &mut conn,
+            &[doc("1", &["ada", "bob"])],
+            &[],
+            "2026-01-01T00:00:00.000Z",
+        );
+        assert_eq!(follow(&conn, 0, 10, "bob").unwrap().changes.len(), 1);
+        // The same document again is not a change; a narrower ACL is, and it also hides the
+        // earlier change from the reader who lost access.
+        commit(
+            &mut conn,
+            &[doc("1", &["ada", "bob"])],
+            &[],
+            "2026-01-02T00:00:00.000Z",
+        );
+        assert_eq!(last_seq(&conn).unwrap(), 1);
+        commit(
+            &mut conn,
+            &[doc("1", &["ada"])],
+            &[],
+            "2026-01-03T00:00:00.000Z",
+        );
+        assert_eq!(last_seq(&conn).unwrap(), 2);
+        assert!(follow(&conn, 0, 10, "bob").unwrap().changes.is_empty());
+        assert_eq!(follow(&conn, 0, 10, "ada").unwrap().changes.len(), 2);
     }
 
     #[test]

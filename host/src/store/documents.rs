@@ -20,7 +20,8 @@ pub fn apply_page(
 }
 
 /// Applies one sync page of `stream` (upserts, then deletes) inside the caller's transaction;
-/// upserted documents are counted as the stream's stored records.
+/// upserted documents are counted as the stream's stored records. An upsert identical to
+/// the stored document writes nothing and is no change in the feed.
 /// `invocation` is the sync call that fetched the page: `audit verify` checks that its rows exist.
 pub fn apply_stream_page(
     tx: &Transaction<'_>,
@@ -44,6 +45,8 @@ pub fn apply_stream_page(
          WHERE documents.content_hash IS NOT excluded.content_hash
             OR documents.stream IS NOT COALESCE(excluded.stream, documents.stream)",
     )?;
+    // A document upserted exactly as stored is no change (no row written, nothing in the feed):
+    // connectors that re-read every record to refresh its permissions re-send unchanged ones.
     for d in upserts {
         let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
         let metadata = d.metadata.to_string();
@@ -179,9 +182,63 @@ pub struct Query<'a> {
     pub limit: usize,
     /// Only documents of these connectors (None: every connector).
     pub connectors: Option<&'a [String]>,
-    /// Only documents whose ACL is empty or lists one of these names (a principal and its
-    /// groups); None: no ACL filter (the operator's CLI).
-    pub readers: Option<&'a [String]>,
+    /// Only documents these readers may open (see [`Readers::allows`]); None: no ACL filter
+    /// (the operator's CLI).
+    pub readers: Option<&'a Readers>,
+}
+
+/// Who is reading: the identities a principal has, overall and per connector, and which
+/// connectors' records without an ACL are tenant-wide. A document is readable when its ACL lists
+/// one of the reader's identities for the document's connector; an empty ACL only when the
+/// connector is declared tenant-wide (`permissions = "tenant"`). Everything else fails closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Readers {
+    /// Identities that count for every connector: the principal's name and its groups, bare
+    /// (the ACL form documents had before identities were namespaced) and as `group:NAME`.
+    pub common: Vec<String>,
+    /// Per connector, the identities the principal has upstream there (e.g. `user:ACCOUNT-ID`).
+    pub by_connector: std::collections::BTreeMap<String, Vec<String>>,
+    /// Connectors whose records without an ACL every principal of the tenant may read.
+    pub open: Vec<String>,
+}
+
+impl Readers {
+    /// Readers whose only identities are `names`, for every connector; `open` connectors'
+    /// records without an ACL are tenant-wide.
+    pub fn names(names: &[&str], open: &[&str]) -> Self {
+        Readers {
+            common: names.iter().map(|s| s.to_string()).collect(),
+            by_connector: Default::default(),
+            open: open.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Whether a document of `connector` with this ACL may be read.
+    pub fn allows(&self, connector: &str, acl: &[String]) -> bool {
+        if acl.is_empty() {
+            return self.open.iter().any(|c| c == connector);
+        }
+        let own = self.by_connector.get(connector);
+        acl.iter()
+            .any(|a| self.common.contains(a) || own.is_some_and(|ids| ids.contains(a)))
+    }
+
+    /// The filter as JSON for the SQL queries (`common`, `open`, `by_connector`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// SQL condition: the document row `d` may be read by the readers in JSON parameter `param`
+/// (see [`Readers::to_json`]); a parameter that is NULL means no filter.
+pub fn readers_sql(param: &str) -> String {
+    format!(
+        "({param} IS NULL OR (json_valid(d.acl) AND json_type(d.acl) = 'array' AND (
+            (d.acl = '[]' AND d.connector IN (SELECT value FROM json_each({param}, '$.open')))
+            OR EXISTS (SELECT 1 FROM json_each(d.acl) a WHERE json_type(d.acl) = 'array' AND (
+                a.value IN (SELECT value FROM json_each({param}, '$.common'))
+                OR a.value IN (SELECT value FROM json_each({param}, '$.by_connector.' || json_quote(d.connector))))))))"
+    )
 }
 
 /// An ACL that no principal or group can match: what a stored ACL that does not parse becomes.
@@ -189,15 +246,9 @@ pub struct Query<'a> {
 pub const UNREADABLE_ACL: &str = "\u{0}unreadable-acl";
 
 /// A stored ACL. One that does not parse as a list of names fails closed: it lets nobody read
-/// the document, where an empty list would let everybody.
+/// the document (an empty list would let a tenant-wide connector's readers in).
 pub fn parse_acl(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_else(|_| vec![UNREADABLE_ACL.to_string()])
-}
-
-/// Whether a document's ACL lets one of `readers` (a principal and its groups) read it: an empty
-/// ACL means every principal of the tenant may.
-pub fn acl_allows(acl: &[String], readers: &[String]) -> bool {
-    acl.is_empty() || acl.iter().any(|a| readers.contains(a))
 }
 
 /// Turns user text into an FTS5 query: every word quoted (so punctuation and FTS syntax in
@@ -220,17 +271,17 @@ pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
     let Some(fts) = fts_query(q.text) else {
         return Ok(Vec::new());
     };
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT d.connector, d.kind, d.id, d.title, d.url, d.updated_at,
                 snippet(documents_fts, 1, '[', ']', '…', 16), bm25(documents_fts, 4.0, 1.0), d.acl
          FROM documents_fts JOIN documents d ON d.rowid = documents_fts.rowid
          WHERE documents_fts MATCH ?1
            AND (?2 IS NULL OR d.connector = ?2) AND (?3 IS NULL OR d.kind = ?3)
            AND (?5 IS NULL OR d.connector IN (SELECT value FROM json_each(?5)))
-           AND (?6 IS NULL OR (json_valid(d.acl) AND json_type(d.acl) = 'array' AND (d.acl = '[]' OR EXISTS (
-                SELECT 1 FROM json_each(d.acl) a WHERE a.value IN (SELECT value FROM json_each(?6))))))
+           AND {}
          ORDER BY bm25(documents_fts, 4.0, 1.0) LIMIT ?4",
-    )?;
+        readers_sql("?6")
+    ))?;
     // The tenant and ACL filters run in SQL, before LIMIT, so a limit of N still returns up to
     // N permitted hits.
     let json = |l: Option<&[String]>| l.map(|l| serde_json::to_string(l).unwrap_or_default());
@@ -241,7 +292,7 @@ pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
             q.kind,
             q.limit.clamp(1, 1000) as i64,
             json(q.connectors),
-            json(q.readers)
+            q.readers.map(Readers::to_json)
         ],
         |r| {
             let acl: String = r.get(8)?;
@@ -396,7 +447,7 @@ mod tests {
         // A row damaged outside Airlock (or by an older writer): not JSON, or not a list.
         c.execute("UPDATE documents SET acl = 'bob' WHERE id = 'bad'", [])
             .unwrap();
-        let alice = ["alice".to_string()];
+        let alice = Readers::names(&["alice"], &["c"]);
         let hits = search(
             &c,
             &Query {
@@ -410,11 +461,11 @@ mod tests {
         let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids, vec!["ok"], "the damaged ACL is not read as empty");
         let d = get(&c, "c", "page", "bad").unwrap().expect("stored");
-        assert!(!acl_allows(&d.acl, &alice));
+        assert!(!alice.allows("c", &d.acl));
         for text in ["bob", "{\"a\": 1}", "[1, 2]", ""] {
-            assert!(!acl_allows(&parse_acl(text), &alice), "{text}");
+            assert!(!alice.allows("c", &parse_acl(text)), "{text}");
         }
-        assert!(acl_allows(&parse_acl("[]"), &alice));
+        assert!(alice.allows("c", &parse_acl("[]")));
         // The operator's own (unfiltered) search still finds it.
         let all = search(
             &c,
@@ -450,13 +501,14 @@ mod tests {
         apply_page(&tx, "c", &docs, &[], "t").unwrap();
         apply_page(&tx, "other", &[doc("x", "Runbook", "runbook")], &[], "t").unwrap();
         tx.commit().unwrap();
-        let ids = |readers: &[String], connectors: &[String]| {
+        let ids = |names: &[&str], connectors: &[String]| {
+            let readers = Readers::names(names, &["c", "other"]);
             let mut v: Vec<String> = search(
                 &c,
                 &Query {
                     text: "runbook",
                     limit: 3,
-                    readers: Some(readers),
+                    readers: Some(&readers),
                     connectors: Some(connectors),
                     ..Default::default()
                 },
@@ -470,14 +522,61 @@ mod tests {
         };
         let only_c = ["c".to_string()];
         assert_eq!(
-            ids(&["alice".into(), "ops".into()], &only_c),
+            ids(&["alice", "ops"], &only_c),
             vec!["open", "ops0", "ops1"]
         );
-        assert_eq!(ids(&["alice".into()], &only_c), vec!["open"]);
-        assert_eq!(ids(&["bob".into()], &only_c).len(), 3);
-        assert_eq!(ids(&["alice".into()], &["other".into()]), vec!["x"]);
-        assert!(acl_allows(&[], &["anyone".into()]));
-        assert!(!acl_allows(&["bob".into()], &["alice".into()]));
+        assert_eq!(ids(&["alice"], &only_c), vec!["open"]);
+        assert_eq!(ids(&["bob"], &only_c).len(), 3);
+        assert_eq!(ids(&["alice"], &["other".into()]), vec!["x"]);
+        let anyone = Readers::names(&["anyone"], &["c"]);
+        assert!(anyone.allows("c", &[]));
+        assert!(!Readers::names(&["alice"], &["c"]).allows("c", &["bob".into()]));
+    }
+
+    #[test]
+    fn records_without_acl_are_hidden_unless_their_connector_is_tenant_wide() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let tx = c.transaction().unwrap();
+        let mut own = doc("own", "Runbook", "runbook");
+        own.acl = vec!["user:acc-1".into(), "group:ops".into()];
+        apply_page(
+            &tx,
+            "wiki",
+            &[doc("bare", "Runbook", "runbook"), own],
+            &[],
+            "t",
+        )
+        .unwrap();
+        apply_page(&tx, "desk", &[doc("open", "Runbook", "runbook")], &[], "t").unwrap();
+        let mut elsewhere = doc("elsewhere", "Runbook", "runbook");
+        elsewhere.acl = vec!["user:acc-1".into()];
+        apply_page(&tx, "other", &[elsewhere], &[], "t").unwrap();
+        tx.commit().unwrap();
+        let ids = |r: &Readers| {
+            let q = Query {
+                text: "runbook",
+                limit: 10,
+                readers: Some(r),
+                ..Default::default()
+            };
+            let mut v: Vec<String> = search(&c, &q).unwrap().into_iter().map(|h| h.id).collect();
+            v.sort();
+            v
+        };
+        // `desk` is tenant-wide, `wiki` per-record: its record without an ACL is nobody's.
+        let mut ada = Readers::names(&["ada"], &["desk"]);
+        assert_eq!(ids(&ada), vec!["open"]);
+        // An upstream user id counts only for the connector it was resolved for.
+        ada.by_connector
+            .insert("wiki".into(), vec!["user:acc-1".into()]);
+        assert_eq!(ids(&ada), vec!["open", "own"]);
+        assert!(ada.allows("wiki", &["user:acc-1".into()]));
+        assert!(!ada.allows("other", &["user:acc-1".into()]));
+        assert!(!ada.allows("wiki", &[]));
+        // Groups count everywhere.
+        let ops = Readers::names(&["bob", "group:ops"], &[]);
+        assert_eq!(ids(&ops), vec!["own"]);
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn fan_out(
     let Some(cursor) = cursor(&tx, f.webhook)? else {
         return Ok(0);
     };
-    let everyone = |_: &[String]| true;
+    let everyone = |_: &str, _: &[String]| true;
     let mut follow = Follow {
         after: cursor,
         within: Some(f.connectors),

@@ -24,8 +24,11 @@ use crate::control::{self, Control, Mutate, RateLimitBody};
 use crate::server::{self, Core, FakeState, RunningFake};
 
 mod cql;
+mod permissions;
 #[cfg(test)]
 mod tests;
+
+pub use permissions::{Group, ReadAccess, Restrict, SpaceRead, USER_EMAILS};
 
 /// Phrase planted in exactly three seeded pages (never deleted by mutations).
 pub const PLANTED_PHRASE: &str = "quarterly airlock review";
@@ -71,8 +74,16 @@ pub struct TruthPage {
     pub body_storage: String,
     /// Tags stripped, entities decoded, whitespace collapsed to single spaces.
     pub body_text: String,
-    /// Account ids allowed to read; empty means unrestricted.
+    /// Account ids the page's own read restriction names (with `read_restricted_groups`;
+    /// both empty: the page itself is unrestricted).
     pub read_restricted_to: Vec<String>,
+    /// Group names the page's own read restriction names.
+    #[serde(default)]
+    pub read_restricted_groups: Vec<String>,
+    /// The seeded users who may read the page: they read its space and pass the read
+    /// restrictions of the page and of every ancestor.
+    #[serde(default)]
+    pub readers: Vec<String>,
     /// Account ids allowed to update (and delete); empty means everyone who can read.
     pub update_restricted_to: Vec<String>,
 }
@@ -89,6 +100,9 @@ pub struct TruthSpace {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfluenceTruth {
     pub spaces: Vec<TruthSpace>,
+    /// Groups and their members.
+    #[serde(default)]
+    pub groups: Vec<Group>,
     /// Pages with status "current", by ascending id.
     pub pages: Vec<TruthPage>,
     /// Pages with status "trashed", by ascending id.
@@ -96,12 +110,16 @@ pub struct ConfluenceTruth {
 }
 
 /// Body of `POST /_fake/mutate`.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Mutation {
     pub update: usize,
     pub delete: usize,
     pub create: usize,
+    /// Page read restrictions to replace (no version bump, as in Confluence).
+    pub restrict: Vec<Restrict>,
+    /// Spaces whose read permissions to replace.
+    pub space_read: Vec<SpaceRead>,
 }
 
 /// Page ids touched by a mutation.
@@ -110,6 +128,11 @@ pub struct MutationReport {
     pub updated: Vec<String>,
     pub deleted: Vec<String>,
     pub created: Vec<String>,
+    /// Pages whose read restriction was replaced, spaces (keys) whose read permissions were.
+    #[serde(default)]
+    pub restricted: Vec<String>,
+    #[serde(default)]
+    pub space_read: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -127,6 +150,7 @@ struct Page {
     body: String,
     text: String,
     restricted: Vec<String>,
+    restricted_groups: Vec<String>,
     protected: bool,
 }
 
@@ -136,11 +160,13 @@ struct Space {
     name: String,
     created_ms: i64,
     homepage_id: Option<u64>,
+    grants: Vec<permissions::Grant>,
 }
 
 struct Data {
     spaces: Vec<Space>,
     pages: Vec<Page>,
+    groups: Vec<Group>,
     rng: Rng,
     last_ms: i64,
 }
@@ -264,6 +290,7 @@ fn new_page(
         body,
         text,
         restricted,
+        restricted_groups: Vec::new(),
         protected: planted,
     }
 }
@@ -271,6 +298,9 @@ fn new_page(
 fn generate(opts: &ConfluenceOptions) -> Data {
     let mut rng = Rng::new(opts.seed);
     let n_spaces = opts.spaces.max(1);
+    // Permissions are not drawn from the generator, so the pages stay what they were.
+    let groups = permissions::seed_groups();
+    let grants = permissions::seed_grants(&groups);
     let base = utc_ms(2025, 1, 6, 9, 0);
     let mut spaces: Vec<Space> = (0..n_spaces)
         .map(|i| {
@@ -287,6 +317,7 @@ fn generate(opts: &ConfluenceOptions) -> Data {
                 name,
                 created_ms,
                 homepage_id: None,
+                grants: grants.clone(),
             }
         })
         .collect();
@@ -347,6 +378,7 @@ fn generate(opts: &ConfluenceOptions) -> Data {
     Data {
         spaces,
         pages,
+        groups,
         rng: Rng::new(opts.seed ^ 0xA1B2_C3D4),
         last_ms,
     }
@@ -369,6 +401,8 @@ impl Data {
             body_storage: p.body.clone(),
             body_text: p.text.clone(),
             read_restricted_to: p.restricted.clone(),
+            read_restricted_groups: p.restricted_groups.clone(),
+            readers: self.readers_of(p),
             update_restricted_to: update_restricted(p),
         }
     }
@@ -384,6 +418,7 @@ impl Data {
             self.pages.iter().partition(|p| p.trashed);
         ConfluenceTruth {
             spaces: spaces.collect(),
+            groups: self.groups.clone(),
             pages: current.into_iter().map(|p| self.truth_page(p)).collect(),
             trashed: trashed.into_iter().map(|p| self.truth_page(p)).collect(),
         }
@@ -455,6 +490,16 @@ impl Data {
             let page = new_page(&mut self.rng, id, space, parent, title, ms, false);
             self.pages.push(page);
             report.created.push(id.to_string());
+        }
+        for r in &m.restrict {
+            if self.restrict(r) {
+                report.restricted.push(r.page.clone());
+            }
+        }
+        for sr in &m.space_read {
+            if self.set_space_read(sr) {
+                report.space_read.push(sr.space.clone());
+            }
         }
         report
     }
@@ -917,7 +962,8 @@ async fn permission_check(
     let passes = |list: &[String]| {
         list.is_empty() || (kind == "user" && list.iter().any(|r| r.as_str() == who))
     };
-    let can_read = passes(&p.restricted);
+    // Reading needs the space and every read restriction up the tree (permissions.rs).
+    let can_read = d.can_read(kind, who, p);
     let allowed = match op {
         "read" => can_read,
         "update" | "delete" => can_read && passes(&update_restricted(p)),
@@ -981,6 +1027,23 @@ fn router(state: Arc<Confluence>) -> Router {
         .route("/wiki/api/v2/pages", get(list_pages))
         .route("/wiki/api/v2/pages/{id}", get(get_page))
         .route("/wiki/api/v2/spaces", get(list_spaces))
+        .route(
+            "/wiki/api/v2/spaces/{id}/permissions",
+            get(permissions::space_permissions),
+        )
+        .route(
+            "/wiki/api/v2/pages/{id}/ancestors",
+            get(permissions::page_ancestors),
+        )
+        .route(
+            "/wiki/rest/api/content/{id}/restriction/byOperation/read",
+            get(permissions::read_restriction),
+        )
+        .route("/wiki/rest/api/group", get(permissions::list_groups))
+        .route(
+            "/wiki/rest/api/group/{id}/membersByGroupId",
+            get(permissions::group_members),
+        )
         .route("/wiki/rest/api/search", get(search))
         .route(
             "/wiki/rest/api/content/{id}/permission/check",
@@ -1041,6 +1104,34 @@ impl RunningFake<Confluence> {
             ..Mutation::default()
         })
         .deleted
+    }
+    /// Replaces page `id`'s read restriction (no version bump, as in Confluence).
+    pub fn restrict_page(&self, id: &str, users: &[&str], groups: &[&str]) {
+        let access = ReadAccess {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        let page = id.to_string();
+        let report = self.mutate(Mutation {
+            restrict: vec![Restrict { page, access }],
+            ..Mutation::default()
+        });
+        assert_eq!(report.restricted, vec![id.to_string()], "no page {id}");
+    }
+    /// Replaces who may read space `key` (users by accountId, groups by name).
+    pub fn set_space_read(&self, key: &str, users: &[&str], groups: &[&str]) {
+        let access = ReadAccess {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        let report = self.mutate(Mutation {
+            space_read: vec![SpaceRead {
+                space: key.into(),
+                access,
+            }],
+            ..Mutation::default()
+        });
+        assert_eq!(report.space_read, vec![key.to_string()], "no space {key}");
     }
     pub fn create_pages(&self, n: usize) -> Vec<String> {
         self.mutate(Mutation {

@@ -27,8 +27,8 @@ pub use atera::{
 };
 pub use azure::{Azure, AzureOptions, AzureTruth, AzureTruthVm, spawn_azure};
 pub use confluence::{
-    ConfluenceOptions, ConfluenceTruth, Mutation, MutationReport, TruthPage, TruthSpace,
-    spawn_confluence,
+    ACCOUNT_IDS, ConfluenceOptions, ConfluenceTruth, Group, Mutation, MutationReport, ReadAccess,
+    Restrict, SpaceRead, TruthPage, TruthSpace, USER_EMAILS, spawn_confluence,
 };
 pub use faults::{FaultKind, FaultPlan, FaultReport};
 pub use jira::{JiraMutation, JiraMutationReport, JiraOptions, JiraTruth, spawn_jira};

@@ -543,6 +543,7 @@ pub fn atera_config(base: &str) -> String {
 [[connector]]
 id = "atera"
 component = "{}"
+permissions = "tenant"
 [connector.settings]
 base_url = "{base}"
 technician_email = "api.technician@msp.example"
@@ -561,8 +562,28 @@ auth = {{ type = "header", name = "X-API-KEY", value = "secret:atera_key" }}
 }
 
 /// Config for the Confluence connector against a fake at `base_url`, using vault secret
-/// `confluence_token`.
+/// `confluence_token`, without permissions: the connector reads none (`permission_sync =
+/// "off"`, so the tests of sync mechanics count only the page requests) and its records are
+/// tenant-wide. [`confluence_permissions_config`] is the one with permissions.
 pub fn confluence_config(base_url: &str) -> String {
+    confluence_permissions_config(base_url)
+        .replacen("component = ", "permissions = \"tenant\"\ncomponent = ", 1)
+        .replacen(
+            "[connector.settings]\n",
+            "[connector.settings]\npermission_sync = \"off\"\n",
+            1,
+        )
+}
+
+/// Config for the Confluence connector with permissions, as an operator would run it: every
+/// page carries its ACL (`permission_sync` left at its default, `every-run`), records are
+/// per-record, and `[connector.users]` maps every seeded user's email to its accountId.
+pub fn confluence_permissions_config(base_url: &str) -> String {
+    let users: String = fake_saas::USER_EMAILS
+        .iter()
+        .zip(fake_saas::ACCOUNT_IDS)
+        .map(|(email, id)| format!("\"{email}\" = \"{id}\"\n"))
+        .collect();
     format!(
         r#"
 [[connector]]
@@ -570,6 +591,8 @@ id = "confluence"
 component = "{}"
 [connector.settings]
 base_url = "{base_url}"
+[connector.users]
+{users}
 
 [[grant]]
 connector = "confluence"
@@ -598,6 +621,7 @@ pub fn zendesk_config(base_url: &str, settings: &str) -> String {
 [[connector]]
 id = "zendesk"
 component = "{}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
@@ -632,6 +656,7 @@ pub fn jira_config(base_url: &str) -> String {
 [[connector]]
 id = "jira"
 component = "{}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
@@ -730,6 +755,7 @@ pub fn azure_config(
 [[connector]]
 id = "azure"
 component = "{}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base_url}"
@@ -760,6 +786,7 @@ pub fn msgraph_config(f: &fake_saas::RunningFake<fake_saas::MsGraph>, client_id:
 [[connector]]
 id = "msgraph"
 component = "{component}"
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base}"
@@ -819,11 +846,13 @@ pub fn two_tenant_config() -> String {
 [[connector]]
 id = "a1"
 component = "{h}"
+permissions = "tenant"
 tenant = "acme"
 
 [[connector]]
 id = "b1"
 component = "{h}"
+permissions = "tenant"
 tenant = "beta"
 
 [[route]]
@@ -906,6 +935,7 @@ pub fn openai_config(lm: &str, azure: &str, openai: &str) -> String {
 [[connector]]
 id = "lmstudio"
 component = "{c}"
+permissions = "tenant"
 [connector.settings]
 flavor = "lmstudio"
 base_url = "{lm}"
@@ -920,6 +950,7 @@ allow_private = true
 [[connector]]
 id = "azure-openai"
 component = "{c}"
+permissions = "tenant"
 [connector.settings]
 flavor = "azure"
 base_url = "{azure}"
@@ -938,6 +969,7 @@ auth = {{ type = "header", name = "api-key", value = "secret:azure_openai_key" }
 [[connector]]
 id = "openai"
 component = "{c}"
+permissions = "tenant"
 [connector.settings]
 flavor = "openai"
 base_url = "{openai}/v1"

@@ -103,6 +103,7 @@ async fn incremental_sync_fetches_changes_and_deletions() {
         update: 3,
         delete: 2,
         create: 1,
+        ..Default::default()
     });
     let (docs, deletes, _, _) = full_sync(&a, Some(cursor)).await;
     let ids: std::collections::BTreeSet<_> = docs.iter().map(|d| d.id.clone()).collect();
@@ -180,9 +181,9 @@ async fn search_get_and_permission_match_the_fake() {
     let restricted = truth
         .pages
         .iter()
-        .find(|p| !p.read_restricted_to.is_empty())
+        .find(|p| !p.read_restricted_to.is_empty() && !p.readers.is_empty())
         .expect("a restricted page");
-    let allowed = &restricted.read_restricted_to[0];
+    let allowed = &restricted.readers[0];
     let r = a
         .invoke(
             "confluence",

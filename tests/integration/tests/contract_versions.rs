@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 fn connector(id: &str, wasm: &str) -> String {
     format!(
-        "[[connector]]\nid = \"{id}\"\ncomponent = \"{}\"\n",
+        "[[connector]]\nid = \"{id}\"\ncomponent = \"{}\"\npermissions = \"tenant\"\n",
         component(wasm).display()
     )
 }

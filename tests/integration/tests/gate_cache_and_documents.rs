@@ -63,6 +63,7 @@ async fn a_revealed_secret_put_into_documents_is_neither_stored_nor_returned() {
 [[connector]]
 id = "hostile"
 component = "{hostile}"
+permissions = "tenant"
 [connector.settings]
 reveal_into_documents = "hostile_token"
 

@@ -355,10 +355,10 @@ async fn javascript_confluence_passes_conformance_syncs_runs_its_action_and_maps
     let restricted = truth
         .pages
         .iter()
-        .find(|p| !p.read_restricted_to.is_empty())
+        .find(|p| !p.read_restricted_to.is_empty() && !p.readers.is_empty())
         .expect("a restricted page");
     for (principal, allowed) in [
-        (restricted.read_restricted_to[0].as_str(), true),
+        (restricted.readers[0].as_str(), true),
         ("557058:not-a-reader", false),
     ] {
         let input = format!(

@@ -51,7 +51,10 @@ async fn the_scheduler_runs_each_interval_as_daemon_scheduler_and_waits_out_a_ra
 id = "confluence"
 component = "{}"
 sync = {{ interval = "1s", streams = ["pages"] }}
+permissions = "tenant"
 [connector.settings]
+# The runs' counts are page counts: no permission sweep (tests/permissions.rs has those).
+permission_sync = "off"
 base_url = "{base}"
 
 [[grant]]

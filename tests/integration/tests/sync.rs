@@ -60,6 +60,7 @@ async fn full_then_incremental_sync_match_ground_truth() {
         update: 7,
         delete: 4,
         create: 3,
+        ..Default::default()
     });
     fake.reset_requests();
     let r = a
@@ -166,6 +167,8 @@ const MID_PASS: fake_saas::Mutation = fake_saas::Mutation {
     update: 20,
     delete: 10,
     create: 5,
+    restrict: Vec::new(),
+    space_read: Vec::new(),
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,6 +249,7 @@ async fn sigkill_at_random_points_costs_nothing_but_time() {
                     update: 20,
                     delete: 10,
                     create: 5,
+                    ..Default::default()
                 });
             }
         },

@@ -382,19 +382,21 @@ async fn mutations_show_in_truth_and_api() {
 async fn permission_check_follows_restrictions() {
     let f = fake().await;
     let truth = f.truth();
+    // Restricted itself, and readable by someone (no ancestor excludes everyone it names).
     let restricted = truth
         .pages
         .iter()
-        .find(|p| !p.read_restricted_to.is_empty())
+        .find(|p| !p.read_restricted_to.is_empty() && !p.readers.is_empty())
         .expect("some restricted page");
+    // Readable by every seeded user: no restriction on it or above it.
     let open = truth
         .pages
         .iter()
-        .find(|p| p.read_restricted_to.is_empty())
+        .find(|p| p.readers.len() == ACCOUNT_IDS.len())
         .expect("some open page");
     let outsider = ACCOUNT_IDS
         .iter()
-        .find(|a| !restricted.read_restricted_to.iter().any(|r| r == *a))
+        .find(|a| !restricted.readers.iter().any(|r| r == *a))
         .expect("outsider");
     let check = |id: &str, who: &str| {
         let body =
@@ -407,9 +409,7 @@ async fn permission_check_follows_restrictions() {
         }
     };
     assert_eq!(
-        check(&restricted.id, &restricted.read_restricted_to[0])
-            .await
-            .json()["hasPermission"],
+        check(&restricted.id, &restricted.readers[0]).await.json()["hasPermission"],
         true
     );
     assert_eq!(
@@ -440,7 +440,7 @@ async fn permission_check_honours_the_operation() {
     let page = truth
         .pages
         .iter()
-        .find(|p| p.read_restricted_to.is_empty() && !p.update_restricted_to.is_empty())
+        .find(|p| p.readers.len() == ACCOUNT_IDS.len() && !p.update_restricted_to.is_empty())
         .expect("an edit-restricted open page");
     let author = &page.update_restricted_to[0];
     let reader = ACCOUNT_IDS
@@ -555,10 +555,146 @@ fn same_seed_same_data() {
         update: 3,
         delete: 3,
         create: 3,
+        ..Mutation::default()
     };
     assert_eq!(
-        mutated.mutate(m),
+        mutated.mutate(m.clone()),
         again.mutate(m),
         "mutations pick the same pages for the same seed"
     );
+}
+
+#[tokio::test]
+async fn permissions_are_served_as_confluence_serves_them_and_inherit_down_the_tree() {
+    let f = fake().await;
+    let truth = f.truth();
+    let space = &truth.spaces[0];
+    let grants = all_pages(
+        &f,
+        &format!("/wiki/api/v2/spaces/{}/permissions?limit=2", space.id),
+    )
+    .await;
+    let users_group = &truth.groups[0];
+    assert!(grants.iter().any(|g| g["principal"]["type"] == "group"
+        && g["principal"]["id"] == users_group.id.as_str()
+        && g["operation"]["key"] == "read"
+        && g["operation"]["targetType"] == "space"));
+    assert!(
+        grants.iter().any(|g| g["principal"]["type"] == "role"),
+        "roles are listed too"
+    );
+    assert_eq!(
+        get(&f, "/wiki/api/v2/spaces/1/permissions").await.status,
+        404
+    );
+
+    // A child page under a parent: restricting the parent narrows the child, without a new
+    // version of either.
+    let child = truth
+        .pages
+        .iter()
+        .find(|p| p.parent_id.is_some() && p.readers.len() == ACCOUNT_IDS.len())
+        .expect("an open child page");
+    let parent = child.parent_id.clone().expect("parent");
+    let ancestors = get(&f, &format!("/wiki/api/v2/pages/{}/ancestors", child.id))
+        .await
+        .json();
+    let ids: Vec<&str> = ancestors["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.last(),
+        Some(&parent.as_str()),
+        "top first, the parent last"
+    );
+    f.restrict_page(&parent, &[ACCOUNT_IDS[5]], &["finance"]);
+    let after = f.truth();
+    let child_now = after.pages.iter().find(|p| p.id == child.id).unwrap();
+    assert_eq!(child_now.version_number, child.version_number);
+    // finance is ACCOUNT_IDS 3 and 4.
+    let want: Vec<String> = [3, 4, 5]
+        .iter()
+        .map(|&i| ACCOUNT_IDS[i].to_string())
+        .collect();
+    let mut got = child_now.readers.clone();
+    got.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(got, want_sorted);
+    let r = get(
+        &f,
+        &format!("/wiki/rest/api/content/{parent}/restriction/byOperation/read"),
+    )
+    .await
+    .json();
+    assert_eq!(
+        r["restrictions"]["user"]["results"][0]["accountId"],
+        ACCOUNT_IDS[5]
+    );
+    assert_eq!(r["restrictions"]["group"]["results"][0]["name"], "finance");
+    let r = get(
+        &f,
+        &format!(
+            "/wiki/rest/api/content/{}/restriction/byOperation/read",
+            child.id
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(
+        r["restrictions"]["user"]["size"], 0,
+        "the child's own restriction is empty"
+    );
+    let check = |who: &'static str| {
+        let body =
+            format!(r#"{{"subject":{{"type":"user","identifier":"{who}"}},"operation":"read"}}"#);
+        let path = format!("/wiki/rest/api/content/{}/permission/check", child.id);
+        async move {
+            http(f.addr, "POST", &path, AUTH, Some(&body))
+                .await
+                .expect("check")
+                .json()["hasPermission"]
+                .clone()
+        }
+    };
+    assert_eq!(check(ACCOUNT_IDS[3]).await, true, "through the group");
+    assert_eq!(
+        check(ACCOUNT_IDS[0]).await,
+        false,
+        "not in the parent's restriction"
+    );
+
+    // Space read permissions: without the group, only the named user reads the space.
+    f.set_space_read(&space.key, &[ACCOUNT_IDS[1]], &[]);
+    let home = f
+        .truth()
+        .pages
+        .into_iter()
+        .find(|p| Some(&p.id) == space.homepage_id.as_ref())
+        .unwrap();
+    assert_eq!(home.readers, vec![ACCOUNT_IDS[1].to_string()]);
+
+    // Groups and their members, v1 paging.
+    let groups = get(&f, "/wiki/rest/api/group?limit=2").await.json();
+    assert_eq!(groups["size"], 2);
+    assert!(groups["_links"]["next"].is_string());
+    let members = get(
+        &f,
+        &format!(
+            "/wiki/rest/api/group/{}/membersByGroupId",
+            truth.groups[2].id
+        ),
+    )
+    .await
+    .json();
+    let emails: Vec<&str> = members["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, vec![USER_EMAILS[3], USER_EMAILS[4]]);
 }
