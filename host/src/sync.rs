@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::TransactionBehavior;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::metrics::{Metrics, StreamLabels};
 use crate::model::Stall;
@@ -246,6 +247,7 @@ impl Syncer {
         };
         let mut pending: Option<Pending> = None;
         let mut first_page = true;
+        let mut page_no: u64 = 0;
         loop {
             // The previous page's commit (if any) runs while this page is fetched. The page's
             // invocation id is chosen here: what it commits names the call whose audit rows
@@ -255,7 +257,18 @@ impl Syncer {
                 invocation: Some(invocation.clone()),
                 ..context::current()
             };
-            let fetched = context::with(call, c.sync_page(stream, cursor.clone())).await;
+            page_no += 1;
+            // The page's fetch (its invocation) and its commit share one span.
+            let span = tracing::info_span!(
+                "sync_page",
+                connector,
+                stream,
+                page = page_no,
+                invocation = %invocation,
+            );
+            let fetched = context::with(call, c.sync_page(stream, cursor.clone()))
+                .instrument(span.clone())
+                .await;
             if fetched.is_err() {
                 settle(&mut pending, &mut report, started, &mut on_progress).await?;
             }
@@ -274,11 +287,13 @@ impl Syncer {
                         })
                     })
                     .await?;
-                    tracing::info!(
-                        connector,
-                        stream,
-                        "rate-limited; the run stops and resumes in {secs}s"
-                    );
+                    span.in_scope(|| {
+                        tracing::info!(
+                            connector,
+                            stream,
+                            "rate-limited; the run stops and resumes in {secs}s"
+                        )
+                    });
                     report.end = RunEnd::RateLimited {
                         retry_after_secs: secs,
                     };
@@ -378,8 +393,9 @@ impl Syncer {
                 })
                 .await?;
                 notify.notify_committed();
+                tracing::debug!(upserts = ups, deletes = dels, "page committed");
                 Ok(())
-            });
+            }.instrument(span));
             pending = Some(Pending { commit, ups, dels });
             cursor = next;
             if done {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use tracing::Instrument;
 use http::{HeaderName, Request};
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
@@ -100,6 +101,17 @@ impl WasiHttpHooks for InvocationHooks {
             .checked_sub(DEADLINE_MARGIN)
             .unwrap_or(self.deadline);
         let seen = Seen::of(&request);
+        // A child of the invocation's span (current while the guest runs), kept by the request
+        // wherever its future is polled. Method and host only: the query and header values may
+        // carry secrets. The grant is known once admission matched one (`ConnectorGate::send`).
+        let span = tracing::info_span!(
+            "outbound",
+            connector = %gate.connector,
+            method = %seen.method,
+            host = seen.host.as_deref().unwrap_or(""),
+            grant = tracing::field::Empty,
+            invocation = %caller.invocation,
+        );
         let send = gate.clone().send(
             caller.clone(),
             self.writes_action.clone(),
@@ -129,7 +141,8 @@ impl WasiHttpHooks for InvocationHooks {
                     &format!("internal error in the gate ({})", panic_text(&*panic)),
                 )),
             }
-        })
+        }
+        .instrument(span))
     }
 }
 
