@@ -352,50 +352,53 @@ impl Syncer {
             let audit = self.audit.clone();
             let notify = db.clone();
             let prune_before = self.prune_due();
-            let commit = tokio::spawn(async move {
-                // Write-ahead: the rows of the requests behind this page first, so a crash
-                // never keeps a page whose requests have no audit row.
-                tokio::task::spawn_blocking(move || audit.flush_durable())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
-                db2.run(move |conn| {
-                    let now = now_rfc3339();
-                    // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
-                    // deferred transaction that upgrades from read to write fails at once when
-                    // another connection (the audit writer) committed in between.
-                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    documents::apply_stream_page(
-                        &tx,
-                        &cid,
-                        Some(&sid),
-                        Some(&invocation),
-                        &page.upserts,
-                        &page.deletes,
-                        &now,
-                    )?;
-                    sync_state::commit_cursor(
-                        &tx,
-                        &cid,
-                        &sid,
-                        page.next_cursor.as_deref(),
-                        Some(&invocation),
-                        counts,
-                        &now,
-                    )?;
-                    if page.done {
-                        sync_state::record_success(&tx, &cid, &sid, &now)?;
-                    }
-                    if let Some(before) = prune_before {
-                        changes::prune(&tx, &before)?;
-                    }
-                    tx.commit()?;
+            let commit = tokio::spawn(
+                async move {
+                    // Write-ahead: the rows of the requests behind this page first, so a crash
+                    // never keeps a page whose requests have no audit row.
+                    tokio::task::spawn_blocking(move || audit.flush_durable())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
+                    db2.run(move |conn| {
+                        let now = now_rfc3339();
+                        // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
+                        // deferred transaction that upgrades from read to write fails at once when
+                        // another connection (the audit writer) committed in between.
+                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                        documents::apply_stream_page(
+                            &tx,
+                            &cid,
+                            Some(&sid),
+                            Some(&invocation),
+                            &page.upserts,
+                            &page.deletes,
+                            &now,
+                        )?;
+                        sync_state::commit_cursor(
+                            &tx,
+                            &cid,
+                            &sid,
+                            page.next_cursor.as_deref(),
+                            Some(&invocation),
+                            counts,
+                            &now,
+                        )?;
+                        if page.done {
+                            sync_state::record_success(&tx, &cid, &sid, &now)?;
+                        }
+                        if let Some(before) = prune_before {
+                            changes::prune(&tx, &before)?;
+                        }
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await?;
+                    notify.notify_committed();
+                    tracing::debug!(upserts = ups, deletes = dels, "page committed");
                     Ok(())
-                })
-                .await?;
-                notify.notify_committed();
-                tracing::debug!(upserts = ups, deletes = dels, "page committed");
-                Ok(())
-            }.instrument(span));
+                }
+                .instrument(span),
+            );
             pending = Some(Pending { commit, ups, dels });
             cursor = next;
             if done {

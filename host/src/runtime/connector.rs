@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tracing::Instrument;
 use serde::Serialize;
+use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::contract::CallResult;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tracing::Instrument;
 use http::{HeaderName, Request};
+use tracing::Instrument;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
     WasiHttpHooks,
@@ -121,28 +121,30 @@ impl WasiHttpHooks for InvocationHooks {
             options,
         );
         let send = denials::CURRENT.scope(budget, send);
-        Box::new(async move {
-            // Dropped before it finished (the invocation timed out or was stopped while the
-            // request was in flight): the guard still writes its row.
-            let mut guard = Unfinished {
-                gate: gate.clone(),
-                caller: caller.clone(),
-                seen: Some(seen),
-            };
-            // Nothing an upstream sends may take the host down or lose the audit row: a panic
-            // anywhere in the gate becomes an audited `error` and a failed request.
-            let outcome = AssertUnwindSafe(send).catch_unwind().await;
-            let seen = guard.seen.take();
-            match outcome {
-                Ok(result) => result,
-                Err(panic) => Err(gate.abandoned(
-                    &caller,
-                    seen,
-                    &format!("internal error in the gate ({})", panic_text(&*panic)),
-                )),
+        Box::new(
+            async move {
+                // Dropped before it finished (the invocation timed out or was stopped while the
+                // request was in flight): the guard still writes its row.
+                let mut guard = Unfinished {
+                    gate: gate.clone(),
+                    caller: caller.clone(),
+                    seen: Some(seen),
+                };
+                // Nothing an upstream sends may take the host down or lose the audit row: a panic
+                // anywhere in the gate becomes an audited `error` and a failed request.
+                let outcome = AssertUnwindSafe(send).catch_unwind().await;
+                let seen = guard.seen.take();
+                match outcome {
+                    Ok(result) => result,
+                    Err(panic) => Err(gate.abandoned(
+                        &caller,
+                        seen,
+                        &format!("internal error in the gate ({})", panic_text(&*panic)),
+                    )),
+                }
             }
-        }
-        .instrument(span))
+            .instrument(span),
+        )
     }
 }
 
