@@ -70,7 +70,12 @@ async fn json_logs_follow_each_invocation_and_api_request_and_keep_secrets_out()
     let (status, _) = http("GET", &format!("{}{doc}", d.base), None).await;
     requests += 1;
     assert_eq!(status, 401);
-    let (status, _) = d.get(doc).await;
+    let (status, headers, _) = http_raw("GET", &format!("{}{doc}", d.base), Some(&d.token)).await;
+    requests += 1;
+    assert_eq!(status, 404);
+    let request_id = headers.get("x-request-id").expect("x-request-id").clone();
+    // A path no route matches is logged without it.
+    let (status, _) = http("GET", &format!("{}/no/such/path-0042", d.base), None).await;
     requests += 1;
     assert_eq!(status, 404);
 
@@ -177,18 +182,26 @@ async fn json_logs_follow_each_invocation_and_api_request_and_keep_secrets_out()
     assert_eq!(seen[0], ("POST", "/v1/connectors/{id}/invoke", 200, admin));
     assert_eq!(seen[1], ("POST", "/v1/sync/{id}", 202, admin));
     assert!(
-        seen[2..requests - 2]
+        seen[2..requests - 3]
             .iter()
             .all(|s| *s == ("GET", "/v1/sync", 200, admin)),
         "{seen:?}"
     );
     let doc_route = "/v1/documents/{connector}/{kind}/{id}";
-    assert_eq!(seen[requests - 2], ("GET", doc_route, 401, "-"));
-    assert_eq!(seen[requests - 1], ("GET", doc_route, 404, admin));
+    assert_eq!(seen[requests - 3], ("GET", doc_route, 401, "-"));
+    assert_eq!(seen[requests - 2], ("GET", doc_route, 404, admin));
+    assert_eq!(seen[requests - 1], ("GET", "(no route)", 404, "-"));
+    // The id the answer carried names its line.
+    assert_eq!(
+        access[requests - 2]["fields"]["request_id"],
+        request_id.as_str()
+    );
     for l in &access {
         let text = l.to_string();
         assert!(
-            !text.contains("id-4711") && !text.contains("q-0815"),
+            !["id-4711", "q-0815", "path-0042"]
+                .iter()
+                .any(|raw| text.contains(raw)),
             "raw path logged: {text}"
         );
     }
