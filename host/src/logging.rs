@@ -1,5 +1,6 @@
 //! Structured logs through `tracing`, human-readable by default or JSON, always written through
-//! the scrubber so that no secret value reaches a log line.
+//! the scrubber so that no secret value reaches a log line. Spans (`invocation`, `sync_page`,
+//! `outbound`, `request`) carry ids and names only: never a URL query or a header value.
 
 use std::io::Write;
 
@@ -41,11 +42,18 @@ pub fn init(level: &str, json: bool, scrubber: Scrubber) {
     let writer = ScrubbingStderr { scrubber };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_target(false);
+        .with_writer(writer);
     let _ = if json {
-        builder.json().try_init()
+        // Each line names its target (`airlock::access` for the access log) and every span it
+        // runs in (`spans`: request, sync page, invocation, outbound request, outermost first)
+        // with their fields, so one invocation id can be followed through every line.
+        builder
+            .json()
+            .with_target(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
     } else {
-        builder.try_init()
+        builder.with_target(false).try_init()
     };
 }

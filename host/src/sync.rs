@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::TransactionBehavior;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::metrics::{Metrics, StreamLabels};
 use crate::model::Stall;
@@ -246,6 +247,7 @@ impl Syncer {
         };
         let mut pending: Option<Pending> = None;
         let mut first_page = true;
+        let mut page_no: u64 = 0;
         loop {
             // The previous page's commit (if any) runs while this page is fetched. The page's
             // invocation id is chosen here: what it commits names the call whose audit rows
@@ -255,7 +257,18 @@ impl Syncer {
                 invocation: Some(invocation.clone()),
                 ..context::current()
             };
-            let fetched = context::with(call, c.sync_page(stream, cursor.clone())).await;
+            page_no += 1;
+            // The page's fetch (its invocation) and its commit share one span.
+            let span = tracing::info_span!(
+                "sync_page",
+                connector,
+                stream,
+                page = page_no,
+                invocation = %invocation,
+            );
+            let fetched = context::with(call, c.sync_page(stream, cursor.clone()))
+                .instrument(span.clone())
+                .await;
             if fetched.is_err() {
                 settle(&mut pending, &mut report, started, &mut on_progress).await?;
             }
@@ -274,11 +287,13 @@ impl Syncer {
                         })
                     })
                     .await?;
-                    tracing::info!(
-                        connector,
-                        stream,
-                        "rate-limited; the run stops and resumes in {secs}s"
-                    );
+                    span.in_scope(|| {
+                        tracing::info!(
+                            connector,
+                            stream,
+                            "rate-limited; the run stops and resumes in {secs}s"
+                        )
+                    });
                     report.end = RunEnd::RateLimited {
                         retry_after_secs: secs,
                     };
@@ -337,49 +352,53 @@ impl Syncer {
             let audit = self.audit.clone();
             let notify = db.clone();
             let prune_before = self.prune_due();
-            let commit = tokio::spawn(async move {
-                // Write-ahead: the rows of the requests behind this page first, so a crash
-                // never keeps a page whose requests have no audit row.
-                tokio::task::spawn_blocking(move || audit.flush_durable())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
-                db2.run(move |conn| {
-                    let now = now_rfc3339();
-                    // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
-                    // deferred transaction that upgrades from read to write fails at once when
-                    // another connection (the audit writer) committed in between.
-                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    documents::apply_stream_page(
-                        &tx,
-                        &cid,
-                        Some(&sid),
-                        Some(&invocation),
-                        &page.upserts,
-                        &page.deletes,
-                        &now,
-                    )?;
-                    sync_state::commit_cursor(
-                        &tx,
-                        &cid,
-                        &sid,
-                        page.next_cursor.as_deref(),
-                        Some(&invocation),
-                        counts,
-                        &now,
-                    )?;
-                    if page.done {
-                        sync_state::record_success(&tx, &cid, &sid, &now)?;
-                    }
-                    if let Some(before) = prune_before {
-                        changes::prune(&tx, &before)?;
-                    }
-                    tx.commit()?;
+            let commit = tokio::spawn(
+                async move {
+                    // Write-ahead: the rows of the requests behind this page first, so a crash
+                    // never keeps a page whose requests have no audit row.
+                    tokio::task::spawn_blocking(move || audit.flush_durable())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
+                    db2.run(move |conn| {
+                        let now = now_rfc3339();
+                        // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
+                        // deferred transaction that upgrades from read to write fails at once when
+                        // another connection (the audit writer) committed in between.
+                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                        documents::apply_stream_page(
+                            &tx,
+                            &cid,
+                            Some(&sid),
+                            Some(&invocation),
+                            &page.upserts,
+                            &page.deletes,
+                            &now,
+                        )?;
+                        sync_state::commit_cursor(
+                            &tx,
+                            &cid,
+                            &sid,
+                            page.next_cursor.as_deref(),
+                            Some(&invocation),
+                            counts,
+                            &now,
+                        )?;
+                        if page.done {
+                            sync_state::record_success(&tx, &cid, &sid, &now)?;
+                        }
+                        if let Some(before) = prune_before {
+                            changes::prune(&tx, &before)?;
+                        }
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await?;
+                    notify.notify_committed();
+                    tracing::debug!(upserts = ups, deletes = dels, "page committed");
                     Ok(())
-                })
-                .await?;
-                notify.notify_committed();
-                Ok(())
-            });
+                }
+                .instrument(span),
+            );
             pending = Some(Pending { commit, ups, dels });
             cursor = next;
             if done {

@@ -233,6 +233,9 @@ pub async fn require(
             None,
         );
     }
+    if let Some(caller) = req.extensions().get::<super::access_log::Caller>() {
+        caller.set(principal.label());
+    }
     req.extensions_mut().insert(principal);
     next.run(req).await
 }

@@ -3,6 +3,7 @@
 //! search, documents, audit and the OpenAPI description. Errors are JSON of one shape:
 //! `{"error": {"code": "...", "message": "..."}}`.
 
+pub mod access_log;
 pub mod auth;
 pub mod body;
 pub mod dashboard;
@@ -173,12 +174,13 @@ pub fn routes_router(airlock: &Arc<Airlock>) -> Router<Arc<Airlock>> {
 }
 
 /// The one error shape for unknown routes, wrong methods and plain-text answers, the body
-/// limit, and the state.
+/// limit, the access log, and the state.
 pub fn finish(r: Router<Arc<Airlock>>, airlock: Arc<Airlock>) -> Router {
     r.fallback(errors::no_such_route)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::map_response(errors::ensure_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(access_log::log))
         .with_state(airlock)
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde::Serialize;
+use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::contract::CallResult;
@@ -435,6 +436,14 @@ impl LoadedConnector {
             _ => None,
         };
         let label = export.label();
+        // Every log line of the invocation (the gate's requests included) carries its id.
+        let span = tracing::info_span!(
+            "invocation",
+            connector = %self.id,
+            op = %label,
+            invocation = %invocation,
+            principal = call.principal.as_deref().unwrap_or(super::context::UNKNOWN_PRINCIPAL),
+        );
         let state = State::new(
             self.ctx.clone(),
             invocation.clone(),
@@ -468,7 +477,7 @@ impl LoadedConnector {
         // A panic in the host (a bug reached through the guest's imports) ends this invocation
         // with an error and its audit row, not the task that serves it.
         let run = std::panic::AssertUnwindSafe(run).catch_unwind();
-        let outcome = tokio::time::timeout(timeout, run).await;
+        let outcome = tokio::time::timeout(timeout, run.instrument(span.clone())).await;
         let result = match outcome {
             Err(_) => Err(InvokeError::Timeout {
                 secs: timeout.as_secs_f64(),
@@ -520,10 +529,13 @@ impl LoadedConnector {
                 connector: self.id.clone(),
             })
             .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            ev.reason = format!("{label}: {e}");
-            tracing::info!(connector = %self.id, invocation = %invocation, "{label} failed: {e}");
-        }
+        span.in_scope(|| match &result {
+            Err(e) => {
+                ev.reason = format!("{label}: {e}");
+                tracing::info!(ms = ev.latency_ms, "{label} failed: {e}");
+            }
+            Ok(_) => tracing::debug!(ms = ev.latency_ms, "{label} finished"),
+        });
         self.ctx.audit.record(ev);
         result
     }

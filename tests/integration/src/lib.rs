@@ -162,11 +162,17 @@ impl Env {
     /// Starts `airlock serve` and waits until it listens; the daemon carries an admin token of
     /// the `default` tenant for its helpers.
     pub fn serve(&self) -> Daemon {
+        self.serve_with(&[])
+    }
+
+    /// [`Env::serve`] with more environment (e.g. `AIRLOCK_LOG_JSON=true`).
+    pub fn serve_with(&self, vars: &[(&str, &str)]) -> Daemon {
         let token = self.admin_token();
         let mut child = Command::new(airlock_bin())
             .args(["serve", "--log-level", "debug"])
             .env("AIRLOCK_CONFIG", &self.config)
             .env_remove("RUST_LOG")
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -181,7 +187,12 @@ impl Env {
                 if let Some(pos) = line.find("on http://")
                     && let Some(t) = tx.take()
                 {
-                    let _ = t.send(line[pos + 10..].trim().to_string());
+                    // The address ends where a text line does, or at a JSON line's quote.
+                    let addr: String = line[pos + 10..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                        .collect();
+                    let _ = t.send(addr);
                 }
                 if let Ok(mut l) = log2.lock() {
                     l.push_str(&line);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use http::{HeaderName, Request};
+use tracing::Instrument;
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
     WasiHttpHooks,
@@ -100,6 +101,17 @@ impl WasiHttpHooks for InvocationHooks {
             .checked_sub(DEADLINE_MARGIN)
             .unwrap_or(self.deadline);
         let seen = Seen::of(&request);
+        // A child of the invocation's span (current while the guest runs), kept by the request
+        // wherever its future is polled. Method and host only: the query and header values may
+        // carry secrets. The grant is known once admission matched one (`ConnectorGate::send`).
+        let span = tracing::info_span!(
+            "outbound",
+            connector = %gate.connector,
+            method = %seen.method,
+            host = seen.host.as_deref().unwrap_or(""),
+            grant = tracing::field::Empty,
+            invocation = %caller.invocation,
+        );
         let send = gate.clone().send(
             caller.clone(),
             self.writes_action.clone(),
@@ -109,27 +121,30 @@ impl WasiHttpHooks for InvocationHooks {
             options,
         );
         let send = denials::CURRENT.scope(budget, send);
-        Box::new(async move {
-            // Dropped before it finished (the invocation timed out or was stopped while the
-            // request was in flight): the guard still writes its row.
-            let mut guard = Unfinished {
-                gate: gate.clone(),
-                caller: caller.clone(),
-                seen: Some(seen),
-            };
-            // Nothing an upstream sends may take the host down or lose the audit row: a panic
-            // anywhere in the gate becomes an audited `error` and a failed request.
-            let outcome = AssertUnwindSafe(send).catch_unwind().await;
-            let seen = guard.seen.take();
-            match outcome {
-                Ok(result) => result,
-                Err(panic) => Err(gate.abandoned(
-                    &caller,
-                    seen,
-                    &format!("internal error in the gate ({})", panic_text(&*panic)),
-                )),
+        Box::new(
+            async move {
+                // Dropped before it finished (the invocation timed out or was stopped while the
+                // request was in flight): the guard still writes its row.
+                let mut guard = Unfinished {
+                    gate: gate.clone(),
+                    caller: caller.clone(),
+                    seen: Some(seen),
+                };
+                // Nothing an upstream sends may take the host down or lose the audit row: a panic
+                // anywhere in the gate becomes an audited `error` and a failed request.
+                let outcome = AssertUnwindSafe(send).catch_unwind().await;
+                let seen = guard.seen.take();
+                match outcome {
+                    Ok(result) => result,
+                    Err(panic) => Err(gate.abandoned(
+                        &caller,
+                        seen,
+                        &format!("internal error in the gate ({})", panic_text(&*panic)),
+                    )),
+                }
             }
-        })
+            .instrument(span),
+        )
     }
 }
 

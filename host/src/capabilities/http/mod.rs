@@ -218,6 +218,7 @@ impl ConnectorGate {
         };
         self.strip_guest_credentials(&mut parts.headers);
         let grant = &self.grants[idx];
+        tracing::Span::current().record("grant", grant.index);
         let (recording, ev) = match self.cassette(&parts, &body, grant.index, ev, started) {
             Intercept::Complete(answer) => return answer,
             Intercept::Continue(go_on) => go_on,

@@ -100,7 +100,13 @@ impl ConnectorGate {
             }
             Decision::NoRecording => tracing::warn!(%connector, %invocation, "{}", reason()),
             Decision::Abandoned => tracing::error!(%connector, %invocation, "{}", reason()),
-            Decision::Allow | Decision::HeaderRefused => {}
+            // Inside the request's span (see `hooks`): the line an operator follows it by.
+            Decision::Allow => tracing::debug!(
+                status = o.status,
+                ms = ms(started.elapsed()),
+                "outbound request answered"
+            ),
+            Decision::HeaderRefused => {}
         }
         let counted = match o.decision {
             Decision::Allow => o.status.map(|s| s.to_string()),
