@@ -56,6 +56,8 @@ fn env_with_grant_extra(f: &RunningFake<MsGraph>, opts: &MsGraphOptions, extra: 
 [[connector]]
 id = "msgraph"
 component = "{component}"
+# No upstream permissions modelled for Graph yet (issue 15): readable tenant-wide, like the demo.
+permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
 base_url = "{base}"
