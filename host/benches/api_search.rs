@@ -122,7 +122,8 @@ fn main() -> anyhow::Result<()> {
                 text: &q,
                 limit: 20,
                 connectors: Some(&["zendesk".to_string()]),
-                readers: Some(&["bench".to_string()]),
+                // The documents carry no ACL and the daemon's zendesk is declared tenant-wide.
+                readers: Some(&documents::Readers::names(&["bench"], &["zendesk"])),
                 ..Default::default()
             },
         )?;
@@ -139,7 +140,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[[connector]]\nid = \"zendesk\"\ncomponent = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[[connector]]\nid = \"zendesk\"\npermissions = \"tenant\"\ncomponent = {:?}\n",
             component.display().to_string()
         ),
     )?;

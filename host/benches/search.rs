@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     // What the daemon runs: a tenant's connectors and the caller's ACL readers, and no FTS
     // `optimize` (the daemon never runs it); then the same after `optimize` for comparison.
     let tenant = ["confluence".to_string()];
-    let readers = ["user:ada".to_string(), "group:g3".to_string()];
+    let readers = documents::Readers::names(&["user:ada", "group:g3"], &[]);
     let filtered = Query {
         limit: 20,
         connectors: Some(&tenant),
