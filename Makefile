@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
+.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -31,6 +31,11 @@ wasm-target:
 # The dashboard test drives Debian's chromium headless; installed on demand like the wasm target.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# The store tests and benches start a throwaway PostgreSQL cluster (tests/pg-cluster) from the
+# server binaries of Debian's package; installed on demand like chromium.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$PG_BIN" ] || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 host:
 	$(CARGO) build --release -p airlock -p fake-saas
@@ -101,10 +106,10 @@ run: build
 	@./examples/run-demo.sh
 
 # The connectors' own unit tests run natively, in the same cargo run as the host's.
-test: build test-components polyglot chromium python-mcp schemathesis
+test: build test-components polyglot chromium postgres python-mcp schemathesis
 	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests $(addprefix -p ,$(CONNECTORS))
 
-bench: build test-components
+bench: build test-components postgres
 	$(CARGO) bench -p airlock
 
 # cargo-fuzz targets (fuzz/, a workspace of its own) on the stable toolchain; see fuzz/run.sh.

@@ -88,6 +88,8 @@ pub struct Airlock {
     pub scrubber: Scrubber,
     /// The daemon's store connection (sync commits, search).
     pub db: Arc<Db>,
+    /// The same store behind the backend interface (the areas ported to it so far).
+    pub store: crate::store::backend::Store,
     /// Host-owned sync into the store, one run per stream at a time.
     pub syncer: Syncer,
     /// Slots for scheduled sync runs: capped on the node and per tenant, handed out to the
@@ -323,6 +325,17 @@ impl Airlock {
         opts: StartOptions<'_>,
     ) -> anyhow::Result<Airlock> {
         let data_dir = config.server.data_dir.clone();
+        if let Some(url) = &config.store.url {
+            anyhow::bail!(
+                "[store] url = {}: serving from PostgreSQL is not available in this version yet. \
+                 It holds documents, search, sync state, sync job leases and API tokens \
+                 (`airlock store migrate`, `airlock store status`, `airlock tokens`), but the \
+                 audit log, vault, approvals, change feed and webhooks still live only in the \
+                 data directory's SQLite file; leave [store] url out (and unset \
+                 AIRLOCK_STORE_URL) to serve from the data directory",
+                crate::store::pg::redact_url(url)
+            );
+        }
         // Opens (and migrates) the store before anything else can fail half-way.
         drop(crate::store::open(&data_dir)?);
         let only = opts.only.map(<[String]>::to_vec);
@@ -377,16 +390,18 @@ impl Airlock {
             connectors.insert(c.id.clone(), entry);
         }
         let db = Arc::new(Db::open(&data_dir)?);
+        let store = crate::store::backend::Store::Sqlite(db.clone());
         let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
         Ok(Airlock {
             sync_slots,
             syncer: Syncer::new(
-                db.clone(),
+                store.clone(),
                 metrics.clone(),
                 audit.clone(),
                 config.changes.retention,
             ),
             db,
+            store,
             metrics,
             config: ArcSwap::from_pointee(config),
             runtime,

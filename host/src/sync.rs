@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::TransactionBehavior;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -16,7 +15,8 @@ use crate::model::Stall;
 use crate::runtime::connector::{InvokeError, LoadedConnector};
 use crate::runtime::context::{self, CallContext};
 use crate::store::audit::AuditLog;
-use crate::store::{Db, changes, documents, now_rfc3339, sync_state};
+use crate::store::backend::{PageCommit, Store};
+use crate::store::sync_state;
 
 /// How a run ended (errors are `Err`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -139,7 +139,7 @@ pub fn streams_of(c: &LoadedConnector, only: Option<&str>) -> Result<Vec<String>
 /// Runs the sync of every connector of one daemon: the store it commits to, the metrics it
 /// counts in, and the lock that keeps one run per (connector, stream).
 pub struct Syncer {
-    db: Arc<Db>,
+    store: Store,
     metrics: Arc<Metrics>,
     locks: SyncLocks,
     /// A page is committed only once the rows of the requests that fetched it are durable.
@@ -154,13 +154,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl Syncer {
     pub fn new(
-        db: Arc<Db>,
+        store: Store,
         metrics: Arc<Metrics>,
         audit: AuditLog,
         changes_retention: Duration,
     ) -> Syncer {
         Syncer {
-            db,
+            store,
             metrics,
             locks: SyncLocks::default(),
             audit,
@@ -188,13 +188,13 @@ impl Syncer {
 
     /// How long until a rate-limited stream may run again (zero when it may run now).
     pub async fn resume_wait(&self, connector: &str, stream: &str) -> Duration {
-        let (cid, sid) = (connector.to_string(), stream.to_string());
         let resume = self
-            .db
-            .run(move |conn| Ok(sync_state::get(conn, &cid, &sid)?.and_then(|s| s.resume_after)))
+            .store
+            .sync_state(connector, stream)
             .await
             .ok()
-            .flatten();
+            .flatten()
+            .and_then(|s| s.resume_after);
         resume
             .and_then(|r| humantime::parse_rfc3339(&r).ok())
             .and_then(|t| t.duration_since(SystemTime::now()).ok())
@@ -223,18 +223,14 @@ impl Syncer {
         mut on_progress: impl FnMut(&Progress<'_>),
     ) -> Result<RunReport, SyncError> {
         let connector = c.id.as_str();
-        let db = self.db.clone();
-        let (conn_id, stream_id) = (connector.to_string(), stream.to_string());
-        let mut cursor = db
-            .run(move |conn| {
-                if full {
-                    write(conn, |tx| {
-                        sync_state::reset_cursor(tx, &conn_id, &stream_id)
-                    })?;
-                }
-                Ok(sync_state::get(conn, &conn_id, &stream_id)?.and_then(|s| s.cursor))
-            })
-            .await?;
+        let store = self.store.clone();
+        if full {
+            store.reset_cursor(connector, stream).await?;
+        }
+        let mut cursor = store
+            .sync_state(connector, stream)
+            .await?
+            .and_then(|s| s.cursor);
         let started = Instant::now();
         let mut report = RunReport {
             connector: connector.into(),
@@ -280,13 +276,9 @@ impl Syncer {
                         SystemTime::now() + Duration::from_secs(secs.into()),
                     )
                     .to_string();
-                    let (cid, sid) = (connector.to_string(), stream.to_string());
-                    db.run(move |conn| {
-                        write(conn, |tx| {
-                            sync_state::record_rate_limited(tx, &cid, &sid, &resume)
-                        })
-                    })
-                    .await?;
+                    store
+                        .record_rate_limited(connector, stream, &resume)
+                        .await?;
                     span.in_scope(|| {
                         tracing::info!(
                             connector,
@@ -301,14 +293,9 @@ impl Syncer {
                     return Ok(report);
                 }
                 Err(e) => {
-                    let msg = e.to_string();
-                    let (cid, sid) = (connector.to_string(), stream.to_string());
-                    db.run(move |conn| {
-                        write(conn, |tx| {
-                            sync_state::record_error(tx, &cid, &sid, &msg, &now_rfc3339())
-                        })
-                    })
-                    .await?;
+                    store
+                        .record_sync_error(connector, stream, &e.to_string())
+                        .await?;
                     return Err(e.into());
                 }
             };
@@ -321,13 +308,7 @@ impl Syncer {
                         .to_string()
                 }
             };
-                let (cid, sid, m) = (connector.to_string(), stream.to_string(), msg.clone());
-                db.run(move |conn| {
-                    write(conn, |tx| {
-                        sync_state::record_error(tx, &cid, &sid, &m, &now_rfc3339())
-                    })
-                })
-                .await?;
+                store.record_sync_error(connector, stream, &msg).await?;
                 return Err(SyncError::Contract(msg));
             }
             let (ups, dels) = (page.upserts.len() as u64, page.deletes.len() as u64);
@@ -342,16 +323,26 @@ impl Syncer {
                     stream: stream.to_string(),
                 })
                 .inc_by(ups + dels);
-            let (cid, sid) = (connector.to_string(), stream.to_string());
-            let db2 = db.clone();
             let counts = sync_state::PageCounts {
                 upserts: ups as i64,
                 deletes: dels as i64,
                 first: std::mem::take(&mut first_page),
             };
             let audit = self.audit.clone();
-            let notify = db.clone();
-            let prune_before = self.prune_due();
+            let commit_to = store.clone();
+            let commit = PageCommit {
+                connector: connector.to_string(),
+                stream: stream.to_string(),
+                invocation: Some(invocation),
+                upserts: page.upserts,
+                deletes: page.deletes,
+                next_cursor: page.next_cursor,
+                counts,
+                done: page.done,
+                prune_before: self.prune_due(),
+                lease: None,
+                lease_ttl: Duration::ZERO,
+            };
             let commit = tokio::spawn(
                 async move {
                     // Write-ahead: the rows of the requests behind this page first, so a crash
@@ -359,41 +350,8 @@ impl Syncer {
                     tokio::task::spawn_blocking(move || audit.flush_durable())
                         .await
                         .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
-                    db2.run(move |conn| {
-                        let now = now_rfc3339();
-                        // IMMEDIATE takes the write lock up front (waiting on the busy timeout); a
-                        // deferred transaction that upgrades from read to write fails at once when
-                        // another connection (the audit writer) committed in between.
-                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                        documents::apply_stream_page(
-                            &tx,
-                            &cid,
-                            Some(&sid),
-                            Some(&invocation),
-                            &page.upserts,
-                            &page.deletes,
-                            &now,
-                        )?;
-                        sync_state::commit_cursor(
-                            &tx,
-                            &cid,
-                            &sid,
-                            page.next_cursor.as_deref(),
-                            Some(&invocation),
-                            counts,
-                            &now,
-                        )?;
-                        if page.done {
-                            sync_state::record_success(&tx, &cid, &sid, &now)?;
-                        }
-                        if let Some(before) = prune_before {
-                            changes::prune(&tx, &before)?;
-                        }
-                        tx.commit()?;
-                        Ok(())
-                    })
-                    .await?;
-                    notify.notify_committed();
+                    commit_to.commit_page(commit).await?;
+                    commit_to.notify_committed();
                     tracing::debug!(upserts = ups, deletes = dels, "page committed");
                     Ok(())
                 }
@@ -440,16 +398,5 @@ async fn settle(
         records: report.upserts + report.deletes,
         elapsed: started.elapsed(),
     });
-    Ok(())
-}
-
-/// Runs `f` in an IMMEDIATE transaction and commits it.
-fn write(
-    conn: &mut rusqlite::Connection,
-    f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
-) -> anyhow::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    f(&tx)?;
-    tx.commit()?;
     Ok(())
 }

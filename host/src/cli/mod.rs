@@ -18,6 +18,7 @@ mod search;
 mod secrets;
 mod serve;
 mod sign;
+mod store;
 mod sync;
 mod tokens;
 mod verify;
@@ -114,6 +115,11 @@ pub enum Command {
     /// <token>`; a token names a principal, its tenant, its groups (matched against document
     /// ACLs) and whether it is an admin (sync triggers, audit). Only a hash is stored.
     Tokens(tokens::TokensArgs),
+    /// The store: `status` (which database, reachable, sync job leases) and `migrate` (apply
+    /// pending schema migrations; idempotent). By default the store is the SQLite file in the
+    /// data directory; `[store] url = "postgres://…"` or AIRLOCK_STORE_URL names a PostgreSQL
+    /// database that several daemons share.
+    Store(store::StoreArgs),
     /// Write approvals: an action marked `writes`, asked for with `airlock invoke` or the API,
     /// waits here until approved (it then runs once) or denied, unless its grant says
     /// `writes_preapproved = true`.
@@ -174,7 +180,8 @@ impl Command {
             Command::Check(args) => args.run(scrubber).await,
             Command::Config(args) => args.run(scrubber).await,
             Command::Secrets(args) => args.run(),
-            Command::Tokens(args) => args.run(scrubber),
+            Command::Tokens(args) => args.run(scrubber).await,
+            Command::Store(args) => args.run().await,
             Command::Approvals(args) => args.run(scrubber).await,
             Command::Audit(args) => args.run(),
             Command::Changes(args) => args.run().await,

@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
-use clap::{Args, Subcommand};
-use rusqlite::Connection;
-
 use airlock::config::Config;
 use airlock::scrub::Scrubber;
 use airlock::store::audit;
-use airlock::store::tokens::{self, TokenInfo};
+use airlock::store::backend::Store;
+use airlock::store::tokens::TokenInfo;
+use anyhow::bail;
+use clap::{Args, Subcommand};
 
 use super::common::{ConfigArg, cli_user};
 
@@ -56,9 +55,10 @@ enum TokensCmd {
 }
 
 impl TokensArgs {
-    pub fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
-        let mut conn = airlock::store::open(&config.server.data_dir)?;
+        // The daemons' store: the data directory's SQLite file or the shared PostgreSQL.
+        let store = Store::open(&config.server.data_dir, config.store.url.as_deref()).await?;
         // Dropped at the end of the command, which flushes the rows.
         let writer =
             audit::AuditWriter::start_with(&config.server.data_dir, scrubber, &config.audit)?;
@@ -75,10 +75,10 @@ impl TokensArgs {
                     admin,
                     proxy,
                 };
-                create(&config, &mut conn, &writer, &principal, &tenant, scope)?
+                create(&config, &store, &writer, &principal, &tenant, scope).await?
             }
-            TokensCmd::List { json } => list(&conn, json)?,
-            TokensCmd::Revoke { target } => revoke(&mut conn, &writer, &target)?,
+            TokensCmd::List { json } => list(&store, json).await?,
+            TokensCmd::Revoke { target } => revoke(&store, &writer, &target).await?,
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -97,9 +97,9 @@ fn names(list: Vec<String>) -> Vec<String> {
     list.filter(|g| !g.is_empty()).collect()
 }
 
-fn create(
+async fn create(
     config: &Config,
-    conn: &mut Connection,
+    store: &Store,
     writer: &audit::AuditWriter,
     principal: &str,
     tenant: &str,
@@ -126,7 +126,9 @@ fn create(
             Some(_) => {}
         }
     }
-    let (info, token) = tokens::create_scoped(conn, principal, tenant, &groups, admin, &proxy)?;
+    let (info, token) = store
+        .create_token(principal, tenant, &groups, admin, &proxy)
+        .await?;
     token_audit(&writer.log(), "created", &info);
     eprintln!(
         "created {} for principal `{}` in tenant `{}`{}{}; the token is shown only now:",
@@ -147,8 +149,8 @@ fn create(
     Ok(())
 }
 
-fn list(conn: &Connection, json: bool) -> anyhow::Result<()> {
-    let list = tokens::list(conn)?;
+async fn list(store: &Store, json: bool) -> anyhow::Result<()> {
+    let list = store.tokens().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else if list.is_empty() {
@@ -173,12 +175,12 @@ fn list(conn: &Connection, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn revoke(conn: &mut Connection, writer: &audit::AuditWriter, target: &str) -> anyhow::Result<()> {
-    let ids = tokens::revoke(conn, target)?;
+async fn revoke(store: &Store, writer: &audit::AuditWriter, target: &str) -> anyhow::Result<()> {
+    let ids = store.revoke_tokens(target).await?;
     if ids.is_empty() {
         bail!("no live token has the id or principal `{target}`");
     }
-    let all = tokens::list(conn)?;
+    let all = store.tokens().await?;
     for id in ids {
         if let Some(info) = all.iter().find(|t| t.id == id) {
             token_audit(&writer.log(), "revoked", info);

@@ -20,11 +20,13 @@ pub use crate::limits::Limits;
 pub use hook::{HookKind, InboundHook, Subscribe};
 pub use oauth::{OAuth, SCOPES as OAUTH_SCOPES};
 pub use scheduler::SchedulerConfig;
+pub use store::StoreConfig;
 pub use webhook::Webhook;
 
 mod hook;
 mod oauth;
 mod scheduler;
+pub mod store;
 mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
@@ -161,6 +163,8 @@ pub struct Config {
     pub oauth: Option<OAuth>,
     /// `[scheduler]`: how many scheduled sync runs go at once.
     pub scheduler: SchedulerConfig,
+    /// `[store]`: the SQLite file of the data directory, or a shared PostgreSQL database.
+    pub store: StoreConfig,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -211,6 +215,8 @@ struct RawFile {
     changes: RawChanges,
     #[serde(default)]
     scheduler: scheduler::RawScheduler,
+    #[serde(default)]
+    store: store::RawStore,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<webhook::RawWebhook>,
     #[serde(default)]
@@ -427,8 +433,8 @@ impl Config {
         Ok(config)
     }
 
-    /// `AIRLOCK_LISTEN` and `AIRLOCK_DATA_DIR` override `[server] listen` and `data_dir` (for
-    /// containers and service managers); applied on every load, so a reload keeps them.
+    /// `AIRLOCK_LISTEN`, `AIRLOCK_DATA_DIR` and `AIRLOCK_STORE_URL` override `[server] listen`,
+    /// `data_dir` and `[store] url` (for containers and service managers); applied on every load, so a reload keeps them.
     fn apply_env_overrides(&mut self) -> Result<(), ConfigError> {
         let err = |message: String| ConfigError {
             file: self.path.display().to_string(),
@@ -445,6 +451,9 @@ impl Config {
         // tests that parse a text get only what it says.
         if self.outbound.proxy_from_env && !self.outbound.proxy.is_set() {
             self.outbound.proxy = ProxySettings::from_env().map_err(&err)?;
+        }
+        if let Ok(v) = std::env::var("AIRLOCK_STORE_URL") {
+            self.store.url = store::parse_url("AIRLOCK_STORE_URL", &v).map_err(&err)?;
         }
         if let Some(v) = std::env::var_os("AIRLOCK_DATA_DIR").filter(|v| !v.is_empty()) {
             let dir = PathBuf::from(v);
@@ -757,6 +766,7 @@ impl Config {
         let outbound = build_outbound(&raw.outbound, &base).map_err(&err)?;
         let public_hosts = build_public_hosts(&raw.server.public_hosts).map_err(&err)?;
         let scheduler = scheduler::build(&raw.scheduler).map_err(&err)?;
+        let store = store::build(&raw.store).map_err(&err)?;
         let mut changes = ChangesConfig::default();
         if let Some(r) = &raw.changes.retention {
             changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
@@ -805,6 +815,7 @@ impl Config {
             },
             changes,
             scheduler,
+            store,
             webhooks,
             outbound,
         })

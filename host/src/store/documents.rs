@@ -89,7 +89,7 @@ pub fn apply_stream_page(
 
 /// The digest of everything a stored document shows: kind, title, body, URL, update time,
 /// metadata and ACL, each length-prefixed so no two documents share an encoding.
-fn content_hash(d: &Document, metadata: &str, acl: &str) -> String {
+pub(crate) fn content_hash(d: &Document, metadata: &str, acl: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let url = d.url.as_deref().unwrap_or("\u{0}none");
@@ -251,19 +251,29 @@ pub fn parse_acl(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_else(|_| vec![UNREADABLE_ACL.to_string()])
 }
 
-/// Turns user text into an FTS5 query: every word quoted (so punctuation and FTS syntax in
-/// the input cannot cause errors or change the meaning) and all words required.
-pub fn fts_query(text: &str) -> Option<String> {
+/// The words of a query: split on every non-alphanumeric character (as the unicode61
+/// tokenizer splits documents) and lowercased; None when there is none. Both backends build
+/// their query from these, so they look for the same words.
+pub fn fts_terms(text: &str) -> Option<Vec<String>> {
     let terms: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{}\"", w.to_lowercase()))
+        .map(|w| w.to_lowercase())
         .collect();
-    if terms.is_empty() {
-        None
-    } else {
-        Some(terms.join(" "))
-    }
+    (!terms.is_empty()).then_some(terms)
+}
+
+/// Turns user text into an FTS5 query: every word quoted (so punctuation and FTS syntax in
+/// the input cannot cause errors or change the meaning) and all words required.
+pub fn fts_query(text: &str) -> Option<String> {
+    let terms = fts_terms(text)?;
+    Some(
+        terms
+            .iter()
+            .map(|w| format!("\"{w}\""))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// bm25-ranked local search; title matches weigh more than body matches.

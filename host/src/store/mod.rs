@@ -1,13 +1,17 @@
-//! The SQLite data directory: one database file (`airlock.db`) holding the audit log, the secret
-//! vault, the synced documents with their full-text index, the sync state and the API tokens,
-//! with numbered migrations.
+//! The store. By default the SQLite data directory: one database file (`airlock.db`) holding the
+//! audit log, the secret vault, the synced documents with their full-text index, the sync state
+//! and the API tokens, with numbered migrations. [`backend::Store`] is the interface over it and
+//! over the PostgreSQL backend (`pg/`) that several daemons share.
 
 pub mod approvals;
 pub mod audit;
+pub mod backend;
 pub mod changes;
 pub mod checkpoint;
 pub mod documents;
 pub mod hook_subscriptions;
+pub mod leases;
+pub mod pg;
 pub mod sync_state;
 pub mod tokens;
 pub mod vault;
@@ -216,6 +220,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE documents ADD COLUMN content_hash TEXT;
     "#,
+    // 13: sync job leases (store/leases.rs): which process runs a (connector, stream) now, until
+    // when, under which fencing number; a commit under a lease taken over is refused.
+    r#"
+    CREATE TABLE sync_jobs (
+        connector      TEXT NOT NULL,
+        stream         TEXT NOT NULL,
+        owner          TEXT,
+        fence          INTEGER NOT NULL DEFAULT 0,
+        lease_until_ms INTEGER,
+        PRIMARY KEY (connector, stream)
+    );
+    "#,
 ];
 
 /// The database file inside a data directory.
@@ -380,6 +396,11 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The schema version this airlock migrates SQLite stores to.
+pub fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
 /// RFC 3339 UTC timestamp with milliseconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
@@ -410,6 +431,11 @@ impl Db {
             path: db_path(data_dir),
             committed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Tells change-feed readers of this process that a page was committed.

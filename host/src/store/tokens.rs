@@ -116,6 +116,19 @@ pub fn create_scoped(
     admin: bool,
     proxy: &[String],
 ) -> anyhow::Result<(TokenInfo, String)> {
+    let (info, token) = prepare(principal, tenant, groups, admin, proxy)?;
+    insert(conn, &info, &hash_token(&token))?;
+    Ok((info, token))
+}
+
+/// Checks the names and makes a new token with its info; nothing is stored yet.
+pub fn prepare(
+    principal: &str,
+    tenant: &str,
+    groups: &[String],
+    admin: bool,
+    proxy: &[String],
+) -> anyhow::Result<(TokenInfo, String)> {
     validate_name("principal", principal).map_err(anyhow::Error::msg)?;
     validate_name("tenant", tenant).map_err(anyhow::Error::msg)?;
     for g in groups {
@@ -135,13 +148,18 @@ pub fn create_scoped(
         created_at: super::now_rfc3339(),
         revoked_at: None,
     };
+    Ok((info, token))
+}
+
+/// Stores a prepared token's info under the token's hash.
+pub fn insert(conn: &mut Connection, info: &TokenInfo, hash: &str) -> anyhow::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO api_tokens (id, hash, principal, tenant, groups, admin, created_at, proxy)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             info.id,
-            hash_token(&token),
+            hash,
             info.principal,
             info.tenant,
             serde_json::to_string(&info.groups)?,
@@ -151,7 +169,7 @@ pub fn create_scoped(
         ],
     )?;
     tx.commit()?;
-    Ok((info, token))
+    Ok(())
 }
 
 /// The principal of a token that exists and is not revoked.

@@ -1,0 +1,260 @@
+//! The PostgreSQL backend: the store shared by several daemons (`[store] url =
+//! "postgres://…"`). A pool of async connections (tokio-postgres + deadpool), numbered
+//! migrations applied under an advisory lock so daemons starting together migrate once, and one
+//! module per area mirroring the SQLite ones beside it. Search uses PostgreSQL's own full-text
+//! search (tsvector, GIN, ts_rank); see `documents.rs` for how it matches the SQLite index.
+
+pub mod documents;
+pub mod leases;
+pub mod sync_state;
+pub mod tokens;
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// Schema migrations, applied in order; the index + 1 is the schema version. Each area's
+/// tables arrive with the slice that ports it; the SQLite numbering is independent.
+const MIGRATIONS: &[&str] = &[
+    // 1: documents with their full-text index, the change feed, per-stream sync state, sync
+    // job leases, API tokens. Times the API shows are RFC 3339 text as in SQLite, so both
+    // backends answer alike; lease expiry uses the database's clock (one clock for every daemon).
+    r#"
+    CREATE TABLE documents (
+        rid          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        connector    TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        body         TEXT NOT NULL,
+        url          TEXT,
+        updated_at   TEXT NOT NULL,
+        metadata     TEXT NOT NULL,
+        acl          JSONB NOT NULL,
+        synced_at    TEXT NOT NULL,
+        stream       TEXT,
+        invocation   TEXT,
+        content_hash TEXT,
+        -- Words split on every non-alphanumeric character, as SQLite's unicode61 tokenizer
+        -- does, so both backends find the same documents; titles weigh more (A) than bodies.
+        tsv tsvector GENERATED ALWAYS AS (
+            setweight(to_tsvector('simple', regexp_replace(title, '[^[:alnum:]]+', ' ', 'g')), 'A') ||
+            setweight(to_tsvector('simple', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')), 'B')
+        ) STORED,
+        UNIQUE (connector, kind, id)
+    );
+    CREATE INDEX documents_tsv ON documents USING GIN (tsv);
+    CREATE INDEX documents_stream ON documents (connector, stream);
+    CREATE TABLE changes (
+        seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        connector    TEXT NOT NULL,
+        stream       TEXT,
+        kind         TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        op           TEXT NOT NULL,
+        acl          JSONB NOT NULL DEFAULT '[]',
+        committed_at TEXT NOT NULL
+    );
+    CREATE INDEX changes_committed ON changes (committed_at);
+    CREATE TABLE changes_meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pruned_through BIGINT NOT NULL
+    );
+    -- How far each webhook's fan-out has read the feed: pruning keeps what it has not read.
+    CREATE TABLE webhook_cursors (webhook TEXT PRIMARY KEY, cursor BIGINT NOT NULL);
+    CREATE TABLE sync_state (
+        connector          TEXT NOT NULL,
+        stream             TEXT NOT NULL,
+        cursor             TEXT,
+        cursor_updated_at  TEXT,
+        cursor_invocation  TEXT,
+        last_success_at    TEXT,
+        last_error         TEXT,
+        last_error_at      TEXT,
+        resume_after       TEXT,
+        last_run_upserts   BIGINT NOT NULL DEFAULT 0,
+        last_run_deletes   BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (connector, stream)
+    );
+    CREATE TABLE sync_jobs (
+        connector   TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        owner       TEXT,
+        fence       BIGINT NOT NULL DEFAULT 0,
+        lease_until TIMESTAMPTZ,
+        PRIMARY KEY (connector, stream)
+    );
+    CREATE TABLE api_tokens (
+        id          TEXT PRIMARY KEY,
+        hash        TEXT NOT NULL UNIQUE,
+        principal   TEXT NOT NULL,
+        tenant      TEXT NOT NULL,
+        groups      JSONB NOT NULL,
+        admin       BOOLEAN NOT NULL,
+        proxy       JSONB NOT NULL DEFAULT '[]',
+        created_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    CREATE INDEX api_tokens_principal ON api_tokens (principal);
+    "#,
+];
+
+/// Serialises migrations of daemons that start together (any constant both sides agree on).
+const MIGRATION_LOCK: i64 = 0x6169726c6f636b; // "airlock"
+
+/// How many connections one daemon keeps at most.
+const POOL_SIZE: usize = 16;
+
+/// A pool of connections to one PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+impl PgStore {
+    /// Connects (lazily: the pool opens connections on demand) and applies pending migrations.
+    pub async fn open(url: &str) -> anyhow::Result<PgStore> {
+        let store = PgStore::connect(url)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The pool alone, without migrating (`airlock store migrate` migrates explicitly).
+    pub fn connect(url: &str) -> anyhow::Result<PgStore> {
+        let shown = redact_url(url);
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("store url {shown} is not a PostgreSQL URL: {e}"))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(30)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .with_context(|| format!("cannot set up a connection pool for {shown}"))?;
+        Ok(PgStore { pool, shown })
+    }
+
+    /// A connection from the pool, with a message naming the database when none can be had.
+    pub async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL at {}: {e}", self.shown))
+    }
+
+    /// Applies pending migrations; returns the schema version now in place.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .await?;
+        let current: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await?
+            .get(0);
+        let current = current as usize;
+        if current > MIGRATIONS.len() {
+            anyhow::bail!(
+                "PostgreSQL schema version {current} at {} is newer than this airlock supports ({}); upgrade airlock",
+                self.shown,
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            tx.batch_execute(sql)
+                .await
+                .with_context(|| format!("migration {} failed", i + 1))?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(MIGRATIONS.len())
+    }
+
+    /// The schema version the database has (0: never migrated).
+    pub async fn version(&self) -> anyhow::Result<usize> {
+        let client = self.client().await?;
+        let exists: bool = client
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        let row = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await?;
+        Ok(row.get::<_, i32>(0) as usize)
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// The URL without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`: the store URL may carry a
+/// password, which no message may show.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            // A password may also come as a query parameter (`?password=`).
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        // Not a URL (a key=value connection string): show nothing of it.
+        Err(_) => "(the configured PostgreSQL connection string)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_store_urls_are_never_shown() {
+        let shown =
+            redact_url("postgres://airlock:hunter2@db.example:5432/airlock?sslmode=disable");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.example:5432/airlock"), "{shown}");
+        let shown = redact_url("postgres://db/airlock?password=hunter2&user=a");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!redact_url("host=db password=hunter2").contains("hunter2"));
+    }
+}

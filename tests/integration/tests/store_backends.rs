@@ -1,0 +1,505 @@
+//! The store's operations behave the same on SQLite and on PostgreSQL (a throwaway cluster per
+//! test file): documents and search with tenant and ACL filters, unchanged records, sync state,
+//! sync job leases with fencing, and API tokens shared by several daemons.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock::model::{Document, DocumentRef};
+use airlock::store::Db;
+use airlock::store::backend::{PageCommit, SearchQuery, Store};
+use airlock::store::documents::Readers;
+use airlock::store::leases::LeaseLost;
+use airlock::store::pg::PgStore;
+use airlock::store::sync_state::PageCounts;
+use pg_cluster::PgCluster;
+
+fn doc(id: &str, title: &str, body: &str, acl: &[&str]) -> Document {
+    Document {
+        id: id.into(),
+        kind: "page".into(),
+        title: title.into(),
+        body: body.into(),
+        url: Some(format!("https://wiki.example/{id}")),
+        updated_at: "2026-01-01T00:00:00Z".into(),
+        metadata: serde_json::json!({"n": id}),
+        acl: acl.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A corpus with overlapping words, ACLs of users and groups, an empty ACL and two connectors.
+fn corpus() -> Vec<Document> {
+    let words = [
+        "invoice", "printer", "vpn", "password", "reset", "laptop", "outage", "backup",
+    ];
+    (0..120)
+        .map(|i| {
+            let w1 = words[i % words.len()];
+            let w2 = words[(i * 3 + 1) % words.len()];
+            let acl: &[&str] = match i % 4 {
+                0 => &["alice"],
+                1 => &["group:ops"],
+                2 => &[],
+                _ => &["bob", "user:acc-9"],
+            };
+            doc(
+                &format!("d{i:03}"),
+                &format!("{w1} guide {i}"),
+                &format!(
+                    "How to handle the {w2} case, step {i}; e-mail ops@example.com about {w1}-{w2}."
+                ),
+                acl,
+            )
+        })
+        .collect()
+}
+
+struct Backends {
+    _pg: PgCluster,
+    _dir: tempfile::TempDir,
+    sqlite: Store,
+    postgres: Store,
+}
+
+async fn backends(db: &str) -> Backends {
+    let pg = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    pg.create_database(db).unwrap();
+    let url = pg.url_of(db);
+    let postgres = Store::Postgres(Arc::new(PgStore::open(&url).await.expect("postgres store")));
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::Sqlite(Arc::new(Db::open(dir.path()).unwrap()));
+    Backends {
+        _pg: pg,
+        _dir: dir,
+        sqlite,
+        postgres,
+    }
+}
+
+fn page(
+    connector: &str,
+    stream: &str,
+    upserts: Vec<Document>,
+    deletes: Vec<DocumentRef>,
+) -> PageCommit {
+    PageCommit {
+        connector: connector.into(),
+        stream: stream.into(),
+        invocation: Some("inv-1".into()),
+        upserts,
+        deletes,
+        next_cursor: Some("c1".into()),
+        counts: PageCounts {
+            upserts: 0,
+            deletes: 0,
+            first: true,
+        },
+        done: true,
+        ..Default::default()
+    }
+}
+
+async fn load(store: &Store) {
+    let docs = corpus();
+    let (a, b) = docs.split_at(80);
+    store
+        .commit_page(page("wiki", "pages", a.to_vec(), vec![]))
+        .await
+        .unwrap();
+    store
+        .commit_page(page("desk", "tickets", b.to_vec(), vec![]))
+        .await
+        .unwrap();
+    // A delete of a stored and of an unknown document.
+    let gone = vec![
+        DocumentRef {
+            kind: "page".into(),
+            id: "d001".into(),
+        },
+        DocumentRef {
+            kind: "page".into(),
+            id: "nope".into(),
+        },
+    ];
+    store
+        .commit_page(page("wiki", "pages", vec![], gone))
+        .await
+        .unwrap();
+}
+
+fn ids(hits: &[airlock::store::documents::Hit]) -> Vec<String> {
+    let mut v: Vec<String> = hits
+        .iter()
+        .map(|h| format!("{}/{}", h.connector, h.id))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_search_and_sync_state_agree_on_both_backends() {
+    let b = backends("agree").await;
+    load(&b.sqlite).await;
+    load(&b.postgres).await;
+
+    // Every document, as stored.
+    for connector in ["wiki", "desk"] {
+        let s = b.sqlite.documents(connector, None).await.unwrap();
+        let p = b.postgres.documents(connector, None).await.unwrap();
+        assert_eq!(s, p, "{connector} documents differ");
+    }
+    assert_eq!(b.sqlite.documents("wiki", None).await.unwrap().len(), 79);
+    assert_eq!(
+        b.postgres.document("wiki", "page", "d000").await.unwrap(),
+        b.sqlite.document("wiki", "page", "d000").await.unwrap()
+    );
+    assert!(
+        b.postgres
+            .document("wiki", "page", "d001")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The same hits for every query and filter (ranking may differ: compared as sets).
+    let alice = Readers::names(&["alice"], &[]);
+    let ops = Readers::names(&["group:ops"], &["desk"]);
+    let mut by_connector = Readers::names(&["carol"], &[]);
+    by_connector
+        .by_connector
+        .insert("desk".into(), vec!["user:acc-9".into()]);
+    let cases: Vec<(&str, Option<Readers>, Option<Vec<String>>)> = vec![
+        ("printer", None, None),
+        ("vpn guide", None, None),
+        ("reset", Some(alice.clone()), None),
+        ("outage", Some(ops.clone()), None),
+        ("backup", Some(by_connector.clone()), None),
+        ("guide", Some(ops.clone()), Some(vec!["desk".into()])),
+        ("ops example com", None, None),
+        ("invoice-printer", None, None),
+        ("\"; DROP TABLE documents; --", None, None),
+        ("nothingmatches", None, None),
+    ];
+    for (text, readers, connectors) in cases {
+        let q = SearchQuery {
+            text: text.into(),
+            limit: 1000,
+            readers: readers.clone(),
+            connectors: connectors.clone(),
+            ..Default::default()
+        };
+        let s = b.sqlite.search(q.clone()).await.unwrap();
+        let p = b.postgres.search(q).await.unwrap();
+        assert_eq!(
+            ids(&s),
+            ids(&p),
+            "hits for {text:?} with {readers:?} differ"
+        );
+        for h in &p {
+            if let Some(r) = &readers {
+                assert!(
+                    r.allows(&h.connector, &h.acl),
+                    "{text:?}: {} not readable",
+                    h.id
+                );
+            }
+            assert!(h.score.is_some());
+        }
+    }
+    // Titles rank above bodies, and snippets mark the words, on PostgreSQL too.
+    let hits = b
+        .postgres
+        .search(SearchQuery {
+            text: "printer".into(),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits[0].title.contains("printer"), "{:?}", hits[0]);
+    assert!(
+        hits.iter().any(|h| h.snippet.contains("[printer]")),
+        "{hits:?}"
+    );
+    // A limit below the permitted hits still returns that many permitted ones.
+    let limited = b
+        .postgres
+        .search(SearchQuery {
+            text: "guide".into(),
+            limit: 3,
+            readers: Some(alice.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 3);
+
+    // Sync state: the same cursor, counts and records.
+    let strip = |mut v: Vec<airlock::store::sync_state::SyncState>| {
+        for s in &mut v {
+            s.cursor_updated_at = None;
+            s.last_success_at = None;
+        }
+        v
+    };
+    let s = strip(b.sqlite.sync_states().await.unwrap());
+    let p = strip(b.postgres.sync_states().await.unwrap());
+    assert_eq!(s, p);
+    assert_eq!(p.iter().find(|x| x.stream == "pages").unwrap().records, 79);
+    for store in [&b.sqlite, &b.postgres] {
+        store
+            .record_sync_error("wiki", "pages", "boom")
+            .await
+            .unwrap();
+        store
+            .record_rate_limited("desk", "tickets", "2030-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        store.reset_cursor("wiki", "pages").await.unwrap();
+    }
+    let s = strip(b.sqlite.sync_states().await.unwrap());
+    let p = strip(b.postgres.sync_states().await.unwrap());
+    assert_eq!(s, p);
+    let wiki = b
+        .postgres
+        .sync_state("wiki", "pages")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wiki.last_error.as_deref(), Some("boom"));
+    assert_eq!(wiki.cursor, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_record_is_not_rewritten_on_either_backend() {
+    let b = backends("unchanged").await;
+    for (name, store) in [("sqlite", &b.sqlite), ("postgres", &b.postgres)] {
+        let d = doc("x1", "Printer jam", "Open tray 2", &["alice"]);
+        store
+            .commit_page(page("wiki", "pages", vec![d.clone()], vec![]))
+            .await
+            .unwrap();
+        store
+            .commit_page(page("wiki", "pages", vec![d.clone(), d.clone()], vec![]))
+            .await
+            .unwrap();
+        let mut changed = d.clone();
+        changed.acl = vec!["bob".into()];
+        store
+            .commit_page(page("wiki", "pages", vec![changed.clone()], vec![]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.document("wiki", "page", "x1").await.unwrap(),
+            Some(changed),
+            "{name}"
+        );
+    }
+    // The change feed holds two upserts (first write, ACL change), none for the re-sends.
+    let pg_rows = b
+        ._pg
+        .psql(
+            "unchanged",
+            "SELECT string_agg(op, ',' ORDER BY seq) FROM changes",
+        )
+        .unwrap();
+    assert_eq!(pg_rows, "upsert,upsert");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_exclusive_and_a_takeover_fences_out_the_old_owner() {
+    let b = backends("leases").await;
+    for (name, store) in [("sqlite", &b.sqlite), ("postgres", &b.postgres)] {
+        let ttl = Duration::from_millis(400);
+        let a = store
+            .acquire_lease("wiki", "pages", "daemon-a", ttl)
+            .await
+            .unwrap()
+            .expect("a free job's lease is taken");
+        assert!(
+            store
+                .acquire_lease("wiki", "pages", "daemon-b", ttl)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: a held lease is not handed to another daemon"
+        );
+        // Daemon A commits under its lease (which renews it).
+        let mut p = page(
+            "wiki",
+            "pages",
+            vec![doc("l1", "one", "one", &["a"])],
+            vec![],
+        );
+        p.lease = Some(a.clone());
+        p.lease_ttl = ttl;
+        store.commit_page(p).await.unwrap();
+
+        // A stalls past its lease; B takes the job over under a higher fence.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let b_lease = store
+            .acquire_lease("wiki", "pages", "daemon-b", ttl)
+            .await
+            .unwrap()
+            .expect("an expired lease is taken over");
+        assert!(b_lease.fence > a.fence, "{name}");
+
+        // A's stale page is refused and nothing of it is written.
+        let mut stale = page(
+            "wiki",
+            "pages",
+            vec![doc("l2", "two", "two", &["a"])],
+            vec![],
+        );
+        stale.lease = Some(a.clone());
+        stale.lease_ttl = ttl;
+        let err = store.commit_page(stale).await.unwrap_err();
+        assert!(err.downcast_ref::<LeaseLost>().is_some(), "{name}: {err:#}");
+        assert!(
+            store
+                .document("wiki", "page", "l2")
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        assert!(!store.renew_lease(&a, ttl).await.unwrap(), "{name}");
+
+        // A's release does not free B's lease; B's release does.
+        store.release_lease(&a).await.unwrap();
+        assert!(
+            store
+                .acquire_lease("wiki", "pages", "daemon-c", ttl)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        assert!(store.renew_lease(&b_lease, ttl).await.unwrap(), "{name}");
+        store.release_lease(&b_lease).await.unwrap();
+        let c = store
+            .acquire_lease("wiki", "pages", "daemon-c", ttl)
+            .await
+            .unwrap()
+            .expect("a released job is free");
+        assert!(c.fence > b_lease.fence);
+        let infos = store.leases().await.unwrap();
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].owner.as_deref(), Some("daemon-c"));
+        store.release_lease(&c).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_daemons_racing_for_one_job_get_exactly_one_lease() {
+    let b = backends("race").await;
+    let url = b._pg.url_of("race");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each its own pool, as separate daemons have.
+            let store = Store::Postgres(Arc::new(PgStore::open(&url).await.unwrap()));
+            store
+                .acquire_lease(
+                    "desk",
+                    "tickets",
+                    &format!("daemon-{i}"),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    // Daemons that started together migrated once.
+    assert_eq!(
+        b._pg
+            .psql("race", "SELECT COUNT(*) FROM schema_version")
+            .unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_daemon_is_refused_by_the_others() {
+    let b = backends("tokens").await;
+    let url = b._pg.url_of("tokens");
+    let daemon_a = Store::Postgres(Arc::new(PgStore::open(&url).await.unwrap()));
+    let daemon_b = Store::Postgres(Arc::new(PgStore::open(&url).await.unwrap()));
+    for (name, a, other) in [
+        ("sqlite", &b.sqlite, &b.sqlite),
+        ("postgres", &daemon_a, &daemon_b),
+    ] {
+        let groups = vec!["ops".to_string()];
+        let (info, token) = a
+            .create_token("alice", "acme", &groups, false, &["wiki".into()])
+            .await
+            .unwrap();
+        let p = other
+            .authenticate(&token)
+            .await
+            .unwrap()
+            .expect("valid on every daemon");
+        assert_eq!(
+            (p.name.as_str(), p.tenant.as_str()),
+            ("alice", "acme"),
+            "{name}"
+        );
+        assert_eq!(p.groups, groups);
+        assert!(p.may_proxy("wiki"));
+        assert!(
+            other
+                .authenticate("alk_not-a-token")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            other.authenticate(&info.id).await.unwrap().is_none(),
+            "an id is no token"
+        );
+        let listed = other.tokens().await.unwrap();
+        assert_eq!(listed.len(), 1, "{name}");
+        assert!(
+            !format!("{listed:?}").contains(&token),
+            "{name}: a token is never listed"
+        );
+        assert_eq!(
+            a.revoke_tokens("alice").await.unwrap(),
+            vec![info.id.clone()]
+        );
+        assert!(
+            other.authenticate(&token).await.unwrap().is_none(),
+            "{name}: revoked"
+        );
+        assert!(a.revoke_tokens("alice").await.unwrap().is_empty());
+    }
+    // Only the hash is in the database.
+    let stored = b._pg.psql("tokens", "SELECT hash FROM api_tokens").unwrap();
+    assert!(!stored.contains("alk_"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_named_without_its_password() {
+    let port = airlock_tests::free_port();
+    let url = format!("postgres://airlock:canary-pg-secret@127.0.0.1:{port}/airlock");
+    let err = match PgStore::open(&url).await {
+        Ok(_) => panic!("nothing listens there"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("canary-pg-secret"), "{err}");
+    let err = match PgStore::open("mysql://x").await {
+        Ok(_) => panic!("not postgres"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("not a PostgreSQL URL"), "{err}");
+}
