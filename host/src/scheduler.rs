@@ -98,6 +98,10 @@ impl StreamTask {
                     }
                 }
                 Err(SyncError::AlreadyRunning(..)) => {}
+                // Another process runs it (a daemon sharing the store, or `airlock sync`).
+                Err(e @ SyncError::RunningElsewhere { .. }) => {
+                    tracing::debug!(connector = %id, stream = %stream, "{e}")
+                }
                 Err(e) => {
                     tracing::warn!(connector = %id, stream = %stream, "sync run failed: {e}")
                 }

@@ -16,6 +16,7 @@ use crate::runtime::connector::{InvokeError, LoadedConnector};
 use crate::runtime::context::{self, CallContext};
 use crate::store::audit::AuditLog;
 use crate::store::backend::{PageCommit, Store};
+use crate::store::leases::{Lease, LeaseLost};
 use crate::store::sync_state;
 
 /// How a run ended (errors are `Err`).
@@ -62,6 +63,19 @@ impl Progress<'_> {
 pub enum SyncError {
     #[error("a sync of {0}/{1} is already running")]
     AlreadyRunning(String, String),
+    /// Another process (a daemon or `airlock sync` on the same store) holds the job's lease.
+    #[error(
+        "a sync of {connector}/{stream} is running in another process ({owner}); it holds the job's lease until it finishes or stops renewing it"
+    )]
+    RunningElsewhere {
+        connector: String,
+        stream: String,
+        owner: String,
+    },
+    /// The lease was taken over mid-run (this process stalled past it): the run stopped
+    /// without committing its page; the new owner resumes from the last committed cursor.
+    #[error("{0}")]
+    LeaseLost(#[from] crate::store::leases::LeaseLost),
     #[error("connector `{connector}` has no stream `{stream}` (it has: {available})")]
     UnknownStream {
         connector: String,
@@ -147,7 +161,15 @@ pub struct Syncer {
     /// How long the change feed keeps its rows, and when this process last pruned it.
     changes_retention: Duration,
     last_prune: Mutex<Option<Instant>>,
+    /// This process as the owner of sync job leases, and how long a lease lasts unrenewed.
+    owner: String,
+    lease_ttl: Duration,
 }
+
+/// How long a sync job's lease lasts without renewal: a run renews it every third of this
+/// (and with every page commit); a process that dies loses its jobs after it (at once to a
+/// process of the same machine, which can see the owner is gone).
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// How often a syncing process prunes the change feed (in a page's own transaction).
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -166,7 +188,15 @@ impl Syncer {
             audit,
             changes_retention,
             last_prune: Mutex::new(None),
+            owner: crate::store::leases::this_process(),
+            lease_ttl: LEASE_TTL,
         }
+    }
+
+    /// Shorter or longer leases (tests of takeover; deployments with slow pages).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Syncer {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// The cut-off time (RFC 3339) when the change feed is due for pruning, at most every
@@ -210,9 +240,31 @@ impl Syncer {
     ) -> Result<RunReport, SyncError> {
         streams_of(c, Some(stream))?;
         let _guard = self.locks.acquire(&c.id, stream)?;
+        // One run per stream across every process sharing the store: the job's lease.
+        let lease = match self
+            .store
+            .claim_lease(&c.id, stream, &self.owner, self.lease_ttl)
+            .await?
+        {
+            Ok(lease) => lease,
+            Err(owner) => {
+                return Err(SyncError::RunningElsewhere {
+                    connector: c.id.clone(),
+                    stream: stream.into(),
+                    owner,
+                });
+            }
+        };
+        let heartbeat = tokio::spawn(heartbeat(self.store.clone(), lease.clone(), self.lease_ttl));
         // The status shows this run's `host.progress` reports, never the previous run's.
         c.ctx.progress.clear(stream);
-        self.page_loop(c, stream, full, on_progress).await
+        let result = self.page_loop(c, stream, full, &lease, on_progress).await;
+        heartbeat.abort();
+        if let Err(e) = self.store.release_lease(&lease).await {
+            // It expires on its own.
+            tracing::warn!(connector = %c.id, stream, "could not release the sync lease: {e:#}");
+        }
+        result
     }
 
     async fn page_loop(
@@ -220,6 +272,7 @@ impl Syncer {
         c: &LoadedConnector,
         stream: &str,
         full: bool,
+        lease: &Lease,
         mut on_progress: impl FnMut(&Progress<'_>),
     ) -> Result<RunReport, SyncError> {
         let connector = c.id.as_str();
@@ -340,8 +393,8 @@ impl Syncer {
                 counts,
                 done: page.done,
                 prune_before: self.prune_due(),
-                lease: None,
-                lease_ttl: Duration::ZERO,
+                lease: Some(lease.clone()),
+                lease_ttl: self.lease_ttl,
             };
             let commit = tokio::spawn(
                 async move {
@@ -368,6 +421,32 @@ impl Syncer {
     }
 }
 
+/// Renews a run's lease every third of its time while pages are fetched (a page may take longer
+/// than a commit interval). A lost lease is noticed by the next commit's fencing check.
+async fn heartbeat(store: Store, lease: Lease, ttl: Duration) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store.renew_lease(&lease, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    connector = %lease.connector,
+                    stream = %lease.stream,
+                    "the sync job's lease was taken over; this run stops at its next commit"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(
+                connector = %lease.connector,
+                stream = %lease.stream,
+                "could not renew the sync job's lease: {e:#}"
+            ),
+        }
+    }
+}
+
 /// A page commit running while the next page is fetched.
 struct Pending {
     commit: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -385,9 +464,14 @@ async fn settle(
     let Some(p) = pending.take() else {
         return Ok(());
     };
-    p.commit
+    let committed = p
+        .commit
         .await
-        .map_err(|e| SyncError::Store(anyhow::anyhow!("commit task failed: {e}")))??;
+        .map_err(|e| SyncError::Store(anyhow::anyhow!("commit task failed: {e}")))?;
+    committed.map_err(|e| match e.downcast::<LeaseLost>() {
+        Ok(lost) => SyncError::LeaseLost(lost),
+        Err(e) => SyncError::Store(e),
+    })?;
     report.pages += 1;
     report.upserts += p.ups;
     report.deletes += p.dels;

@@ -290,6 +290,53 @@ impl Store {
         }
     }
 
+    /// Takes the job's lease for `owner`: when it is free or expired, or when its holder is a
+    /// process of this machine that no longer exists. Err(holder) while a live owner holds it.
+    pub async fn claim_lease(
+        &self,
+        connector: &str,
+        stream: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Result<Lease, String>> {
+        if let Some(l) = self.acquire_lease(connector, stream, owner, ttl).await? {
+            return Ok(Ok(l));
+        }
+        let holder = self
+            .leases()
+            .await?
+            .into_iter()
+            .find(|l| l.connector == connector && l.stream == stream)
+            .and_then(|l| l.owner);
+        let Some(holder) = holder else {
+            // Released in between: try once more.
+            return Ok(self
+                .acquire_lease(connector, stream, owner, ttl)
+                .await?
+                .ok_or_else(|| "another process".to_string()));
+        };
+        if !leases::owner_is_dead(&holder) {
+            return Ok(Err(holder));
+        }
+        let taken = match self {
+            Store::Sqlite(db) => {
+                let (c, s, d, o) = (
+                    connector.to_string(),
+                    stream.to_string(),
+                    holder.clone(),
+                    owner.to_string(),
+                );
+                db.run(move |conn| Ok(leases::take_over(conn, &c, &s, &d, &o, ttl)?))
+                    .await?
+            }
+            Store::Postgres(pg) => {
+                pg.take_over_lease(connector, stream, &holder, owner, ttl)
+                    .await?
+            }
+        };
+        Ok(taken.ok_or(holder))
+    }
+
     /// Extends a held lease (the heartbeat while a page is fetched); false when it was lost.
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> anyhow::Result<bool> {
         match self {

@@ -33,7 +33,7 @@ pub struct LeaseInfo {
 }
 
 /// A lease lost to another daemon: the page was not committed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "the lease on {connector}/{stream} was taken over by another daemon (fence {fence} is stale); the page was not committed"
 )]
@@ -41,6 +41,67 @@ pub struct LeaseLost {
     pub connector: String,
     pub stream: String,
     pub fence: i64,
+}
+
+/// This process's name as a lease owner: `HOST:PID:BOOT:RANDOM`. The host, pid and boot id let
+/// another process on the same machine see that the owner died (see [`owner_is_dead`]); the
+/// random part keeps two runs of one pid apart.
+pub fn this_process() -> String {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER
+        .get_or_init(|| {
+            owner_for(
+                std::process::id(),
+                &ulid::Ulid::new().to_string().to_lowercase(),
+            )
+        })
+        .clone()
+}
+
+/// The owner name of process `pid` of this machine (`nonce` tells its runs apart).
+pub fn owner_for(pid: u32, nonce: &str) -> String {
+    format!("{}:{pid}:{}:{nonce}", host_name(), boot_id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().replace(':', "_"))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().chars().take(8).collect())
+        .unwrap_or_else(|_| "noboot".into())
+}
+
+/// Whether `owner` names a process of this machine (same host, same boot) that no longer
+/// exists: its lease can be taken at once instead of after it expires (a `kill -9`ed run
+/// restarted at once, a crashed daemon restarted by its service manager).
+pub fn owner_is_dead(owner: &str) -> bool {
+    let parts: Vec<&str> = owner.split(':').collect();
+    let [host, pid, boot, _] = parts[..] else {
+        return false;
+    };
+    if host != host_name() || boot != boot_id() {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    if pid <= 0 || pid as u32 == std::process::id() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks whether the process exists; nothing is sent.
+        let rc = unsafe { libc::kill(pid, 0) };
+        rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    false
 }
 
 fn now_ms() -> i64 {
@@ -70,6 +131,33 @@ pub fn acquire(
                WHERE sync_jobs.owner IS NULL OR sync_jobs.lease_until_ms < ?5
              RETURNING fence",
             params![connector, stream, owner, until, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(fence.map(|fence| Lease {
+        connector: connector.into(),
+        stream: stream.into(),
+        owner: owner.into(),
+        fence,
+    }))
+}
+
+/// Takes the lease from `dead_owner` (see [`owner_is_dead`]) under a new fence, if that owner
+/// still holds it.
+pub fn take_over(
+    conn: &Connection,
+    connector: &str,
+    stream: &str,
+    dead_owner: &str,
+    owner: &str,
+    ttl: std::time::Duration,
+) -> rusqlite::Result<Option<Lease>> {
+    let until = now_ms() + ttl.as_millis() as i64;
+    let fence: Option<i64> = conn
+        .query_row(
+            "UPDATE sync_jobs SET owner = ?4, fence = fence + 1, lease_until_ms = ?5
+             WHERE connector = ?1 AND stream = ?2 AND owner = ?3 RETURNING fence",
+            params![connector, stream, dead_owner, owner, until],
             |r| r.get(0),
         )
         .optional()?;

@@ -503,3 +503,64 @@ async fn an_unreachable_database_is_named_without_its_password() {
     };
     assert!(err.contains("not a PostgreSQL URL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_by_a_dead_process_of_this_machine_is_taken_at_once() {
+    use airlock::store::leases::owner_for;
+    let b = backends("dead").await;
+    // A process that has exited (its pid is free) and one that is alive.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let mut alive = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let long = Duration::from_secs(600);
+    for (name, store) in [("sqlite", &b.sqlite), ("postgres", &b.postgres)] {
+        let dead = owner_for(dead_pid, "x");
+        let held = store
+            .acquire_lease("wiki", "pages", &dead, long)
+            .await
+            .unwrap()
+            .unwrap();
+        let me = owner_for(std::process::id(), "me");
+        let taken = store
+            .claim_lease("wiki", "pages", &me, long)
+            .await
+            .unwrap()
+            .expect("a dead owner's lease is taken without waiting for it to expire");
+        assert!(taken.fence > held.fence, "{name}");
+        store.release_lease(&taken).await.unwrap();
+
+        let live = owner_for(alive.id(), "y");
+        store
+            .acquire_lease("desk", "tickets", &live, long)
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = store
+            .claim_lease("desk", "tickets", &me, long)
+            .await
+            .unwrap()
+            .expect_err("a live owner keeps its lease");
+        assert_eq!(refused, live, "{name}: the refusal names the holder");
+        // Another machine's owner is never judged dead from here.
+        let remote = format!("other-host:{dead_pid}:boot0000:z");
+        store
+            .acquire_lease("desk", "users", &remote, long)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .claim_lease("desk", "users", &me, long)
+                .await
+                .unwrap()
+                .is_err(),
+            "{name}"
+        );
+    }
+    alive.kill().unwrap();
+    let _ = alive.wait();
+}

@@ -326,3 +326,61 @@ async fn search_is_local_and_live_with_partial_results() {
     assert_eq!(v["failed"][0]["connector"], "confluence");
     assert_eq!(v["hits"].as_array().map(Vec::len), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_another_live_process_runs_is_refused_and_runs_once_it_is_free() {
+    let fake = spawn_confluence(
+        "127.0.0.1:0".parse().expect("addr"),
+        ConfluenceOptions::default(),
+    )
+    .await
+    .expect("fake");
+    let env = Env::new(&confluence_config(&fake.base_url));
+    env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
+    // Another live process of this machine (a daemon sharing the data directory) holds the job.
+    let mut daemon = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    let holder = airlock::store::leases::owner_for(daemon.id(), "daemon");
+    let mut conn = airlock::store::open(&env.data_dir()).expect("db");
+    let lease = airlock::store::leases::acquire(
+        &mut conn,
+        "confluence",
+        "pages",
+        &holder,
+        std::time::Duration::from_secs(600),
+    )
+    .expect("lease")
+    .expect("free");
+    let out = env.airlock(&["sync", "confluence", "--stream", "pages"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("running in another process") && err.contains(&holder),
+        "{err}"
+    );
+    assert!(
+        documents::all(&conn, "confluence", None)
+            .unwrap()
+            .is_empty()
+    );
+
+    // The holder gives the job back: the stream runs.
+    airlock::store::leases::release(&conn, &lease).expect("release");
+    let out = env.airlock(&["sync", "confluence", "--stream", "pages"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        documents::all(&conn, "confluence", None).unwrap().len(),
+        120
+    );
+    // The run released its own lease when it ended.
+    let leases = airlock::store::leases::all(&conn).unwrap();
+    assert!(leases.iter().all(|l| l.owner.is_none()), "{leases:?}");
+    daemon.kill().unwrap();
+    let _ = daemon.wait();
+}

@@ -37,6 +37,32 @@ impl PgStore {
         }))
     }
 
+    /// Takes the lease from an owner that is known dead, if it still holds it.
+    pub async fn take_over_lease(
+        &self,
+        connector: &str,
+        stream: &str,
+        dead_owner: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<Lease>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "UPDATE sync_jobs SET owner = $4, fence = fence + 1,
+                   lease_until = clock_timestamp() + make_interval(secs => $5)
+                 WHERE connector = $1 AND stream = $2 AND owner = $3 RETURNING fence",
+                &[&connector, &stream, &dead_owner, &owner, &ttl.as_secs_f64()],
+            )
+            .await?;
+        Ok(row.map(|r| Lease {
+            connector: connector.into(),
+            stream: stream.into(),
+            owner: owner.into(),
+            fence: r.get(0),
+        }))
+    }
+
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> anyhow::Result<bool> {
         let client = self.client().await?;
         renew(&client, lease, ttl).await
