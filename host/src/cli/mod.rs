@@ -179,7 +179,7 @@ impl Command {
             Command::Verify(args) => args.run(),
             Command::Check(args) => args.run(scrubber).await,
             Command::Config(args) => args.run(scrubber).await,
-            Command::Secrets(args) => args.run(),
+            Command::Secrets(args) => args.run().await,
             Command::Tokens(args) => args.run(scrubber).await,
             Command::Store(args) => args.run().await,
             Command::Approvals(args) => args.run(scrubber).await,

@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
 use airlock::scrub::MIN_SECRET_LEN;
+use airlock::store::backend::Store;
 use airlock::store::vault::Vault;
 
 use super::common::ConfigArg;
@@ -30,28 +31,26 @@ enum SecretsCmd {
 }
 
 impl SecretsArgs {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
         let dir = &config.server.data_dir;
-        let conn = airlock::store::open(dir)?;
+        // The daemons' store: the data directory's SQLite file or the shared PostgreSQL.
+        let store = Store::open(dir, config.store.url.as_deref()).await?;
         match self.action {
             SecretsCmd::Set { name } => {
                 airlock::store::vault::validate_name(&name).map_err(anyhow::Error::msg)?;
                 let vault = Vault::open(dir)?;
                 let value = read_value(&name)?;
-                vault.set(&conn, &name, &value)?;
-                println!(
-                    "stored secret `{name}` in {}",
-                    airlock::store::db_path(dir).display()
-                );
+                store.set_secret(&vault, &name, &value).await?;
+                println!("stored secret `{name}` in {}", store.describe());
             }
             SecretsCmd::List => {
-                for (name, updated) in Vault::list(&conn)? {
+                for (name, updated) in store.secret_names().await? {
                     println!("{name}\t{updated}");
                 }
             }
             SecretsCmd::Rm { name } => {
-                if Vault::remove(&conn, &name)? {
+                if store.remove_secret(&name).await? {
                     println!("removed secret `{name}`");
                 } else {
                     bail!("no secret named `{name}`");

@@ -5,7 +5,7 @@
 //! counterparts in `pg/`. Both sides honour the same rules; the store tests run against both.
 //!
 //! Areas served through this interface so far: documents and search, sync state, sync job
-//! leases, API tokens. The audit log, vault, approvals, change-feed readers, webhooks and
+//! leases, API tokens, the secret vault. The audit log, vault, approvals, change-feed readers, webhooks and
 //! push subscriptions are still SQLite-only (reached through [`Db`] directly).
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use super::leases::{self, Lease, LeaseInfo};
 use super::pg::PgStore;
 use super::sync_state::{self, PageCounts, SyncState};
 use super::tokens::{self, Principal, TokenInfo};
+use super::vault::{self, Vault};
 use super::{Db, changes};
 use crate::model::{Document, DocumentRef};
 
@@ -430,6 +431,52 @@ fn write(
     f(&tx)?;
     tx.commit()?;
     Ok(())
+}
+
+impl Store {
+    // ---- the secret vault (values sealed with the vault's master key before they leave) ----
+
+    pub async fn set_secret(&self, v: &Vault, name: &str, value: &str) -> anyhow::Result<()> {
+        let sealed = v.seal(name, value)?;
+        match self {
+            Store::Sqlite(db) => {
+                let n = name.to_string();
+                db.run(move |conn| vault::put_sealed(conn, &n, &sealed)).await
+            }
+            Store::Postgres(pg) => pg.put_sealed(name, &sealed).await,
+        }
+    }
+
+    /// The decrypted value; None when no such secret exists.
+    pub async fn secret(&self, v: &Vault, name: &str) -> anyhow::Result<Option<String>> {
+        let sealed = match self {
+            Store::Sqlite(db) => {
+                let n = name.to_string();
+                db.read(move |conn| vault::sealed(conn, &n)).await?
+            }
+            Store::Postgres(pg) => pg.sealed(name).await?,
+        };
+        sealed.map(|s| v.unseal(name, &s)).transpose()
+    }
+
+    /// Names and last-update times; never values.
+    pub async fn secret_names(&self) -> anyhow::Result<Vec<(String, String)>> {
+        match self {
+            Store::Sqlite(db) => db.read(Vault::list).await,
+            Store::Postgres(pg) => pg.secret_names().await,
+        }
+    }
+
+    /// Removes a secret; false when it did not exist.
+    pub async fn remove_secret(&self, name: &str) -> anyhow::Result<bool> {
+        match self {
+            Store::Sqlite(db) => {
+                let n = name.to_string();
+                db.run(move |conn| Vault::remove(conn, &n)).await
+            }
+            Store::Postgres(pg) => pg.remove_secret(name).await,
+        }
+    }
 }
 
 /// The SQLite page commit: one IMMEDIATE transaction (it takes the write lock up front, waiting

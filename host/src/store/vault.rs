@@ -38,6 +38,39 @@ pub struct Vault {
     cipher: Aes256Gcm,
 }
 
+/// A secret as stored: its nonce and ciphertext (never the value).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// Stores a sealed secret (SQLite; `pg/vault.rs` for PostgreSQL).
+pub fn put_sealed(conn: &Connection, name: &str, s: &Sealed) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(name) DO UPDATE SET nonce = ?2, ciphertext = ?3, updated_at = ?4",
+        params![name, s.nonce, s.ciphertext, super::now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// A stored secret's nonce and ciphertext.
+pub fn sealed(conn: &Connection, name: &str) -> anyhow::Result<Option<Sealed>> {
+    Ok(conn
+        .query_row(
+            "SELECT nonce, ciphertext FROM secrets WHERE name = ?1",
+            [name],
+            |r| {
+                Ok(Sealed {
+                    nonce: r.get(0)?,
+                    ciphertext: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 impl Vault {
     /// Loads the master key (creating the key file on first use).
     pub fn open(data_dir: &Path) -> anyhow::Result<Vault> {
@@ -47,10 +80,12 @@ impl Vault {
         })
     }
 
-    pub fn set(&self, conn: &Connection, name: &str, value: &str) -> anyhow::Result<()> {
+    /// Encrypts `value` for the secret `name` (the name is bound as associated data, so a
+    /// ciphertext moved to another name does not decrypt).
+    pub fn seal(&self, name: &str, value: &str) -> anyhow::Result<Sealed> {
         validate_name(name).map_err(|m| anyhow!(m))?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ct = self
+        let ciphertext = self
             .cipher
             .encrypt(
                 &nonce,
@@ -60,42 +95,42 @@ impl Vault {
                 },
             )
             .map_err(|_| anyhow!("encryption failed"))?;
-        conn.execute(
-            "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET nonce = ?2, ciphertext = ?3, updated_at = ?4",
-            params![name, nonce.as_slice(), ct, super::now_rfc3339()],
-        )?;
-        Ok(())
+        Ok(Sealed {
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
     }
 
-    /// The decrypted value, or None when no such secret exists.
-    pub fn get(&self, conn: &Connection, name: &str) -> anyhow::Result<Option<String>> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = conn
-            .query_row(
-                "SELECT nonce, ciphertext FROM secrets WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((nonce, ct)) = row else {
-            return Ok(None);
-        };
-        if nonce.len() != 12 {
+    /// Decrypts what [`Vault::seal`] made for `name`.
+    pub fn unseal(&self, name: &str, sealed: &Sealed) -> anyhow::Result<String> {
+        if sealed.nonce.len() != 12 {
             bail!("secret `{name}` is corrupted (bad nonce)");
         }
         let pt = self
             .cipher
             .decrypt(
-                Nonce::from_slice(&nonce),
+                Nonce::from_slice(&sealed.nonce),
                 Payload {
-                    msg: &ct,
+                    msg: &sealed.ciphertext,
                     aad: name.as_bytes(),
                 },
             )
             .map_err(|_| {
                 anyhow!("cannot decrypt secret `{name}`: wrong master key or corrupted data")
             })?;
-        Ok(Some(String::from_utf8(pt).context("secret is not UTF-8")?))
+        String::from_utf8(pt).context("secret is not UTF-8")
+    }
+
+    pub fn set(&self, conn: &Connection, name: &str, value: &str) -> anyhow::Result<()> {
+        put_sealed(conn, name, &self.seal(name, value)?)
+    }
+
+    /// The decrypted value, or None when no such secret exists.
+    pub fn get(&self, conn: &Connection, name: &str) -> anyhow::Result<Option<String>> {
+        match sealed(conn, name)? {
+            Some(s) => self.unseal(name, &s).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Names and last-update times; never values.

@@ -564,3 +564,55 @@ async fn a_lease_held_by_a_dead_process_of_this_machine_is_taken_at_once() {
     alive.kill().unwrap();
     let _ = alive.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vault_keeps_only_sealed_values_on_both_backends() {
+    use airlock::store::vault::Vault;
+    let b = backends("vault").await;
+    let keys = tempfile::tempdir().unwrap();
+    // Each "daemon" has its own data directory; the shared store needs the same master key.
+    let vault = Vault::open(&keys.path().join("a")).unwrap();
+    let other_key = Vault::open(&keys.path().join("b")).unwrap();
+    let canary = "canary-vault-value-7d1f93";
+    for (name, store) in [("sqlite", &b.sqlite), ("postgres", &b.postgres)] {
+        store.set_secret(&vault, "zendesk_token", canary).await.unwrap();
+        store.set_secret(&vault, "jira_token", "another-value-123").await.unwrap();
+        assert_eq!(
+            store.secret(&vault, "zendesk_token").await.unwrap().as_deref(),
+            Some(canary),
+            "{name}"
+        );
+        assert!(store.secret(&vault, "missing").await.unwrap().is_none());
+        let err = store
+            .secret(&other_key, "zendesk_token")
+            .await
+            .expect_err("another master key cannot decrypt");
+        assert!(format!("{err:#}").contains("wrong master key"), "{name}: {err:#}");
+        assert!(!format!("{err:#}").contains(canary));
+        let names: Vec<String> = store
+            .secret_names()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["jira_token", "zendesk_token"], "{name}");
+        assert!(store.remove_secret("jira_token").await.unwrap());
+        assert!(!store.remove_secret("jira_token").await.unwrap());
+        assert!(store.set_secret(&vault, "bad name", canary).await.is_err());
+    }
+    // A ciphertext moved to another name does not decrypt (the name is bound to it), and the
+    // database never holds the value.
+    b._pg
+        .psql(
+            "vault",
+            "INSERT INTO secrets SELECT 'moved', nonce, ciphertext, updated_at FROM secrets WHERE name = 'zendesk_token'",
+        )
+        .unwrap();
+    assert!(b.postgres.secret(&vault, "moved").await.is_err());
+    let dump = b
+        ._pg
+        .psql("vault", "SELECT encode(nonce, 'escape') || encode(ciphertext, 'escape') FROM secrets")
+        .unwrap();
+    assert!(!dump.contains(canary));
+}

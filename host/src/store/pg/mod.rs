@@ -8,6 +8,7 @@ pub mod documents;
 pub mod leases;
 pub mod sync_state;
 pub mod tokens;
+pub mod vault;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -96,6 +97,15 @@ const MIGRATIONS: &[&str] = &[
         revoked_at  TEXT
     );
     CREATE INDEX api_tokens_principal ON api_tokens (principal);
+    "#,
+    // 2: the secret vault (sealed values only; see store/vault.rs).
+    r#"
+    CREATE TABLE secrets (
+        name        TEXT PRIMARY KEY,
+        nonce       BYTEA NOT NULL,
+        ciphertext  BYTEA NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
     "#,
 ];
 
