@@ -93,6 +93,13 @@ impl Request {
         self
     }
 
+    /// Append the query parameters `pairs`, in order.
+    pub fn queries(self, pairs: &[(&str, &str)]) -> Self {
+        pairs
+            .iter()
+            .fold(self, |r, &(key, value)| r.query(key, value))
+    }
+
     /// Append a query parameter only when `value` is `Some`.
     pub fn query_opt(self, key: &str, value: Option<impl AsRef<str>>) -> Self {
         match value {
@@ -139,6 +146,12 @@ impl Request {
     /// Send the request; any non-2xx status becomes an error (see [`status_error`]).
     pub fn send(self) -> Result<Response> {
         self.send_raw()?.error_for_status()
+    }
+
+    /// [`Request::send`] for a record that may not exist: `None` when the upstream answers 404,
+    /// any other error as is.
+    pub fn send_opt(self) -> Result<Option<Response>> {
+        none_if_not_found(self.send())
     }
 
     /// Send the request and return the response whatever its status. Transport failures are
@@ -191,6 +204,13 @@ impl Response {
         url::same_origin(&self.url, &next).then_some(next)
     }
 
+    /// When the upstream answered, from its `Date` header, as RFC 3339; `None` without a valid
+    /// one. The `updated-at` of a record the upstream gives no modification time.
+    pub fn date(&self) -> Option<String> {
+        self.header("date")
+            .and_then(crate::text::http_date_to_rfc3339)
+    }
+
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -208,6 +228,19 @@ impl Response {
         })
     }
 
+    /// The JSON value at `pointer` in the body (a record wrapped as `{"ticket": {...}}` is at
+    /// `/ticket`), deserialized; missing or not matching `T` is an `upstream` error.
+    pub fn json_at<T: DeserializeOwned>(&self, pointer: &str) -> Result<T> {
+        let mut body: serde_json::Value = self.json()?;
+        let value = body.pointer_mut(pointer).map(serde_json::Value::take);
+        let fail = |e: String| {
+            let path = url::path(&self.url);
+            Error::upstream(format!("{} {path}: {e}", self.method.as_str()))
+        };
+        let value = value.ok_or_else(|| fail(format!("no `{pointer}` in the response")))?;
+        serde_json::from_value(value).map_err(|e| fail(format!("unexpected `{pointer}` ({e})")))
+    }
+
     /// `Ok(self)` for 2xx (and other non-error) statuses, else the error from [`status_error`].
     pub fn error_for_status(self) -> Result<Self> {
         match status_error(
@@ -220,6 +253,15 @@ impl Response {
             Some(e) => Err(e),
             None => Ok(self),
         }
+    }
+}
+
+/// `None` for a `not-found` error, the value or any other error as is.
+fn none_if_not_found<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -496,6 +538,32 @@ mod tests {
         assert_eq!(away.next_link(), None);
         assert_eq!(with_link("https://x.example.com/a", "").next_link(), None);
     }
+    #[test]
+    fn a_wrapped_record_its_date_and_a_missing_one() {
+        let mut r = with_link("https://x.example.com/api/v2/tickets/7.json?x=1", "");
+        r.body = br#"{"ticket": {"id": 7, "subject": "S"}}"#.to_vec();
+        r.headers
+            .push(("Date".into(), "Wed, 25 Nov 2026 23:18:39 GMT".into()));
+        let t: serde_json::Value = r.json_at("/ticket").unwrap();
+        assert_eq!(t["id"], 7);
+        assert_eq!(r.date().as_deref(), Some("2026-11-25T23:18:39Z"));
+        let Err(Error::Upstream(m)) = r.json_at::<serde_json::Value>("/article") else {
+            panic!("a missing record is an upstream error")
+        };
+        assert_eq!(
+            m,
+            "GET /api/v2/tickets/7.json: no `/article` in the response"
+        );
+        assert!(r.json_at::<u64>("/ticket").is_err());
+        assert_eq!(with_link("https://x/", "").date(), None);
+        assert_eq!(none_if_not_found(Ok(1)).unwrap(), Some(1));
+        let gone: Result<u8> = Err(Error::not_found("x"));
+        assert_eq!(none_if_not_found(gone).unwrap(), None);
+        assert!(none_if_not_found::<u8>(Err(Error::upstream("x"))).is_err());
+        let q = Request::get("https://h/s").queries(&[("a", "1"), ("b", "x y")]);
+        assert_eq!(q.url(), "https://h/s?a=1&b=x%20y");
+    }
+
     use crate::bindings::wasi::http::types::ErrorCode;
 
     fn err(status: u16, retry: Option<&str>, body: &str) -> Option<Error> {

@@ -8,8 +8,9 @@
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
 //! incremental watermark with tie handling ([`Watermark`]), a walk over several listings
 //! ([`scopes`]), [`Document`] and [`SyncPage`]
-//! builders, and text helpers ([`html_to_text`], [`text::parse_rfc3339`],
-//! [`text::rfc3339_of_ms`]).
+//! builders, loose reading of upstream JSON ([`mod@json`]), checks for ids that go into URLs
+//! ([`ids`]), and text helpers ([`html_to_text`], [`text::adf_to_text`],
+//! [`text::parse_rfc3339`], [`text::rfc3339_of_ms`]).
 //!
 //! ```ignore
 //! use airlock_sdk::{Connector, ConnectorInfo, HealthStatus, Request, Result};
@@ -60,7 +61,9 @@ pub mod log {
     pub use crate::{debug, error, info, trace, warn};
 }
 pub mod http;
+pub mod ids;
 pub mod info;
+pub mod json;
 mod page;
 pub mod paging;
 pub mod scopes;
@@ -127,6 +130,16 @@ impl Error {
     /// `not-found`: the connector has no action called `action`.
     pub fn unknown_action(action: &str) -> Self {
         Self::not_found(format!("unknown action `{action}`"))
+    }
+}
+
+impl HealthStatus {
+    /// The upstream is reachable and accepted the credentials; `message` says what was checked.
+    pub fn ok(message: impl Into<String>) -> Self {
+        HealthStatus {
+            ok: true,
+            message: message.into(),
+        }
     }
 }
 

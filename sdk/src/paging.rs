@@ -13,9 +13,10 @@
 //! Across `sync` calls, store the next link or cursor in your own cursor and use [`next_link`],
 //! [`link_header_next`] or [`cursor`] directly.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{Request, Result, url};
+use crate::{Error, Request, Response, Result, url};
 
 /// How a paged API points at its next page.
 #[derive(Clone, Debug)]
@@ -158,6 +159,60 @@ pub fn next_offset(start: u32, count: u32, last: bool) -> Option<u32> {
     (!last && count > 0).then(|| start.saturating_add(count))
 }
 
+/// The page number after `page` of a page-number listing (`page`, `per_page`), when the upstream
+/// says there is `more` and that page still ends within the first `max_results` results (search
+/// APIs serve only so many and refuse the pages beyond).
+pub fn next_page_number(page: u32, per_page: u32, more: bool, max_results: u32) -> Option<u32> {
+    let next = page.checked_add(1)?;
+    (more && next.saturating_mul(per_page) <= max_results).then_some(next)
+}
+
+/// The page token or cursor that moves a listing on from `previous`: `next` unless it is absent,
+/// empty or the same again (an upstream that hands back the token it was given would make the
+/// connector fetch one page forever). `None` means the listing cannot be continued.
+pub fn fresh(next: Option<String>, previous: Option<&str>) -> Option<String> {
+    next.filter(|n| !n.is_empty() && Some(n.as_str()) != previous)
+}
+
+/// The answer to `request`, which continues a listing from a link or cursor stored in a sync
+/// cursor; `None` when the upstream refuses it as stale (`invalid-input`, e.g. the 400 of an
+/// expired keyset cursor), logged with `what`: the caller then starts the listing over, which
+/// re-reads records but skips none. Any other error is the caller's.
+pub fn resume(request: Request, what: &str) -> Result<Option<Response>> {
+    let (answer, stale) = unless_stale(request.send());
+    if let Some(message) = stale {
+        crate::log::warn!(
+            "{what}: starting over, the upstream refused the stored cursor: {message}"
+        );
+    }
+    answer
+}
+
+/// [`resume`] without the log line: the answer, and the message of a stale-cursor refusal.
+fn unless_stale<T>(result: Result<T>) -> (Result<Option<T>>, Option<String>) {
+    match result {
+        Err(Error::InvalidInput(message)) => (Ok(None), Some(message)),
+        other => (other.map(Some), None),
+    }
+}
+
+/// A listing in the OData style of Microsoft's APIs (Graph, Azure Resource Manager): the items
+/// under `value`, the next page at `@odata.nextLink` (ARM: `nextLink`) and, on a delta query's
+/// last page, the link that starts the next round at `@odata.deltaLink`. Follow the links with
+/// [`crate::BaseUrl::follow_opt`].
+#[derive(Debug, serde::Deserialize)]
+pub struct ODataPage<T> {
+    /// The items of this page.
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    /// The next page, absent on the last one.
+    #[serde(rename = "@odata.nextLink", alias = "nextLink")]
+    pub next_link: Option<String>,
+    /// A delta query's next round, on its last page.
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
+}
+
 /// Iterator over the JSON bodies of a paged listing; stops after the last page or the first
 /// error (which it yields). Bound it with `.take(n)`.
 pub struct Pages {
@@ -175,6 +230,30 @@ impl Pages {
             next,
         }
     }
+}
+
+impl Pages {
+    /// Every item of the array at JSON pointer `items` of each page (a page without it has
+    /// none), at most `max_pages` pages, typed: an item that does not match `T` is an
+    /// `upstream` error, as is any page's.
+    pub fn items<T: DeserializeOwned>(self, items: &str, max_pages: usize) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for page in self.take(max_pages) {
+            out.extend(items_at(page?, items)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The items of the array at `pointer` in `page`, typed (none when it is missing or not an
+/// array); an item that does not match `T` is an `upstream` error.
+fn items_at<T: DeserializeOwned>(mut page: Value, pointer: &str) -> Result<Vec<T>> {
+    let Some(Value::Array(list)) = page.pointer_mut(pointer).map(Value::take) else {
+        return Ok(Vec::new());
+    };
+    let typed = list.into_iter().map(serde_json::from_value);
+    let typed: Result<Vec<T>, _> = typed.collect();
+    typed.map_err(|e| Error::upstream(format!("unexpected item at `{pointer}`: {e}")))
 }
 
 impl Iterator for Pages {
@@ -252,6 +331,78 @@ mod tests {
             next_offset(0, 0, false),
             None,
             "an empty page ends the listing"
+        );
+    }
+
+    #[test]
+    fn page_numbers_stop_at_the_result_cap_and_tokens_must_move_on() {
+        assert_eq!(next_page_number(1, 100, true, 1000), Some(2));
+        assert_eq!(next_page_number(9, 100, true, 1000), Some(10));
+        assert_eq!(next_page_number(10, 100, true, 1000), None);
+        assert_eq!(next_page_number(32, 30, true, 1000), Some(33));
+        assert_eq!(
+            next_page_number(33, 30, true, 1000),
+            None,
+            "991..1020 is past 1000"
+        );
+        assert_eq!(next_page_number(1, 25, false, 1000), None);
+        assert_eq!(next_page_number(u32::MAX, 1, true, u32::MAX), None);
+        assert_eq!(fresh(Some("t2".into()), Some("t1")).as_deref(), Some("t2"));
+        assert_eq!(fresh(Some("t2".into()), None).as_deref(), Some("t2"));
+        assert_eq!(
+            fresh(Some("t1".into()), Some("t1")),
+            None,
+            "the same token again"
+        );
+        assert_eq!(fresh(Some(String::new()), None), None);
+        assert_eq!(fresh(None, Some("t1")), None);
+    }
+
+    #[test]
+    fn the_items_of_a_page_are_typed_and_a_page_without_them_has_none() {
+        let page = json!({"results": [{"id": "1"}, {"id": "2"}], "_links": {}});
+        let ids: Vec<Value> = items_at(page.clone(), "/results").unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(
+            items_at::<Value>(json!({"results": {}}), "/results")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(items_at::<Value>(json!({}), "/results").unwrap().is_empty());
+        let wrong = items_at::<u32>(page, "/results");
+        assert!(matches!(wrong, Err(Error::Upstream(m)) if m.contains("/results")));
+    }
+
+    #[test]
+    fn a_stale_cursor_starts_the_listing_over_and_other_errors_stay() {
+        let (answer, stale) = unless_stale(Ok(7));
+        assert_eq!((answer.unwrap(), stale), (Some(7), None));
+        let (answer, stale) = unless_stale::<u8>(Err(Error::invalid_input("cursor expired")));
+        assert_eq!(
+            (answer.unwrap(), stale.as_deref()),
+            (None, Some("cursor expired"))
+        );
+        let (answer, stale) = unless_stale::<u8>(Err(Error::RateLimited(5)));
+        assert!(matches!(answer, Err(Error::RateLimited(5))) && stale.is_none());
+    }
+
+    #[test]
+    fn odata_pages_read_graph_and_arm_links() {
+        let graph: ODataPage<u32> = serde_json::from_value(json!({"value": [1, 2],
+            "@odata.nextLink": "https://g/v1.0/users?$skiptoken=x"}))
+        .unwrap();
+        assert_eq!(graph.value, [1, 2]);
+        assert_eq!(
+            graph.next_link.as_deref(),
+            Some("https://g/v1.0/users?$skiptoken=x")
+        );
+        let arm: ODataPage<u32> = serde_json::from_value(json!({"nextLink": "n"})).unwrap();
+        assert_eq!((arm.value.len(), arm.next_link.as_deref()), (0, Some("n")));
+        let last: ODataPage<u32> =
+            serde_json::from_value(json!({"value": [], "@odata.deltaLink": "d"})).unwrap();
+        assert_eq!(
+            (last.next_link, last.delta_link.as_deref()),
+            (None, Some("d"))
         );
     }
 

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Error, Result};
+
 /// The cursor of a stream over several scopes. `scope` and `next` locate the page to read; the
 /// rest is per scope key: the delta link of each finished delta scope, the ids of each plain
 /// listing's last complete pass, and the ids seen so far in the pass in progress.
@@ -45,6 +47,22 @@ pub enum End {
     Delta(String),
     /// A plain listing's last page: the ids it had before and not in this pass are deletes.
     Snapshot,
+}
+
+impl End {
+    /// How a page with these (already checked) links ends: [`End::Next`] while there is a next
+    /// link; after the last page, [`End::Delta`] with the delta link for a delta query (an
+    /// `upstream` error when it has none) and [`End::Snapshot`] for a plain listing.
+    pub fn after(next: Option<String>, delta_link: Option<String>, delta: bool) -> Result<End> {
+        match (next, delta_link) {
+            (Some(next), _) => Ok(End::Next(next)),
+            (None, Some(link)) if delta => Ok(End::Delta(link)),
+            (None, None) if delta => Err(Error::upstream(
+                "a delta page with neither a next link nor a delta link",
+            )),
+            (None, _) => Ok(End::Snapshot),
+        }
+    }
 }
 
 impl Scopes {
@@ -137,6 +155,21 @@ mod tests {
         let (c, done, _) = page(&c, &["a"], &["1", "3"], End::Snapshot);
         assert!(done);
         assert_eq!(c, r#"{"scope":0,"known":{"a":["1","3"]}}"#);
+    }
+
+    #[test]
+    fn a_page_ends_by_its_links() {
+        let end = |n: Option<&str>, d: Option<&str>, delta| {
+            End::after(n.map(Into::into), d.map(Into::into), delta)
+        };
+        assert_eq!(
+            end(Some("n"), Some("d"), true).unwrap(),
+            End::Next("n".into())
+        );
+        assert_eq!(end(None, Some("d"), true).unwrap(), End::Delta("d".into()));
+        assert!(matches!(end(None, None, true), Err(Error::Upstream(_))));
+        assert_eq!(end(None, Some("d"), false).unwrap(), End::Snapshot);
+        assert_eq!(end(None, None, false).unwrap(), End::Snapshot);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! environment variables); the SDK only asks the host for the struct's own field names, so
 //! `#[serde(flatten)]` is not supported.
 
+use std::ops::RangeInclusive;
+
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +183,51 @@ impl List {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The items of the setting `key` (this list; items may also be on lines of their own), each
+    /// as `segments` ids separated by `/` (`teamId/channelId`: 2), each one URL path segment
+    /// ([`crate::ids::is_segment`]); `invalid-input` naming the item otherwise.
+    pub fn paths(&self, key: &str, segments: usize) -> Result<Vec<Vec<String>>> {
+        let items = self.iter().flat_map(|s| s.split('\n')).map(str::trim);
+        let parse = |item: &str| {
+            let parts: Vec<String> = item.split('/').map(str::to_owned).collect();
+            let ok = parts.len() == segments && parts.iter().all(|p| crate::ids::is_segment(p));
+            ok.then_some(parts).ok_or_else(|| {
+                let want = match segments {
+                    1 => "an id".to_owned(),
+                    n => format!("{n} ids separated by `/`"),
+                };
+                Error::invalid_input(format!("setting `{key}`: expected {want}, got {item:?}"))
+            })
+        };
+        items.filter(|s| !s.is_empty()).map(parse).collect()
+    }
+}
+
+/// The setting `key` (`value`, else `default`) when it can be one URL path segment
+/// ([`crate::ids::is_segment`]), e.g. a folder name; `invalid-input` naming the key otherwise.
+pub fn segment(key: &str, value: Option<String>, default: &str) -> Result<String> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    let bad = || format!("setting `{key}` is not usable as a URL path segment: {value:?}");
+    match crate::ids::is_segment(&value) {
+        true => Ok(value),
+        false => Err(Error::invalid_input(bad())),
+    }
+}
+
+/// The number setting `key`: `value`, or `default` when unset; `invalid-input` when it is outside
+/// `range` (a setting the operator got wrong is reported, not silently clamped).
+pub fn within<T>(key: &str, value: Option<T>, default: T, range: RangeInclusive<T>) -> Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let n = value.unwrap_or(default);
+    let (min, max) = (range.start(), range.end());
+    let bad = || format!("setting `{key}` must be a whole number in {min}..={max}: {n}");
+    range
+        .contains(&n)
+        .then_some(n)
+        .ok_or_else(|| Error::invalid_input(bad()))
 }
 
 impl<'de> Deserialize<'de> for List {
@@ -240,6 +287,45 @@ mod tests {
             panic!("a non-number page size must be refused")
         };
         assert!(m.contains("page_size"), "{m}");
+    }
+
+    #[test]
+    fn list_items_as_paths_and_numbers_within_a_range() {
+        let list = List(vec!["t1/c1".into(), "t2/c2\n t3/c3 ".into()]);
+        let paths = list.paths("channels", 2).unwrap();
+        assert_eq!(paths, [["t1", "c1"], ["t2", "c2"], ["t3", "c3"]]);
+        let Err(Error::InvalidInput(m)) = list.paths("chats", 1) else {
+            panic!("two segments where one is wanted")
+        };
+        assert_eq!(m, "setting `chats`: expected an id, got \"t1/c1\"");
+        for bad in ["t/..", "t/", "t/c?x"] {
+            assert!(
+                List(vec![bad.into()]).paths("channels", 2).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(List::default().paths("chats", 1).unwrap().is_empty());
+        assert_eq!(segment("folder", None, "inbox").unwrap(), "inbox");
+        assert_eq!(
+            segment("folder", Some("AQMk=".into()), "inbox").unwrap(),
+            "AQMk="
+        );
+        for bad in ["..", "a/b", "a?b"] {
+            let e = segment("folder", Some(bad.into()), "inbox");
+            assert!(
+                matches!(&e, Err(Error::InvalidInput(m)) if m.contains("`folder`")),
+                "{bad}"
+            );
+        }
+        assert_eq!(within("page_size", None, 100, 1..=999).unwrap(), 100);
+        assert_eq!(within("page_size", Some(999), 100, 1..=999).unwrap(), 999);
+        let Err(Error::InvalidInput(m)) = within("page_size", Some(0), 100, 1..=999) else {
+            panic!("0 is outside 1..=999")
+        };
+        assert_eq!(
+            m,
+            "setting `page_size` must be a whole number in 1..=999: 0"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Text helpers: HTML (and Confluence storage format) to plain text, RFC 3339 timestamps.
+//! Text helpers: HTML (and Confluence storage format) and Atlassian Document Format to plain
+//! text, RFC 3339 timestamps and the clock, non-blank parts joined, quoted query literals.
 
 /// Convert HTML or XHTML (including Confluence storage format) to plain text for indexing.
 ///
@@ -281,6 +282,82 @@ pub fn rfc3339_of_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
 }
 
+/// Wall-clock milliseconds since the Unix epoch (`wasi:clocks` through std); 0 if the clock is
+/// before the epoch.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The non-blank `parts`, trimmed, joined with `sep`.
+pub fn join_non_blank(parts: &[String], sep: &str) -> String {
+    let parts = parts.iter().map(|s| s.trim()).filter(|s| !s.is_empty());
+    parts.collect::<Vec<_>>().join(sep)
+}
+
+/// The non-blank `parts`, trimmed, one per line (a document body assembled from fields).
+pub fn lines(parts: &[String]) -> String {
+    join_non_blank(parts, "\n")
+}
+
+/// `value`, or `fallback` when `value` is blank (a title that may be empty).
+pub fn or(value: String, fallback: impl Into<String>) -> String {
+    if value.trim().is_empty() {
+        fallback.into()
+    } else {
+        value
+    }
+}
+
+/// A body as plain text by its content type: HTML converted ([`html_to_text`]) when the type is
+/// `html` or `text/html` (any case, parameters ignored), anything else trimmed.
+pub fn to_plain(content: &str, content_type: &str) -> String {
+    let kind = content_type.split(';').next().unwrap_or_default().trim();
+    if kind.eq_ignore_ascii_case("html") || kind.eq_ignore_ascii_case("text/html") {
+        html_to_text(content)
+    } else {
+        content.trim().to_owned()
+    }
+}
+
+/// `s` as a double-quoted string literal with `\` and `"` escaped, as JQL, CQL and most search
+/// query languages write one.
+pub fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Plain text of an Atlassian Document Format node (Jira and Confluence rich text): `text` nodes
+/// concatenated, block nodes on lines of their own, `hardBreak` as a newline, mentions, emoji,
+/// statuses and dates by their text, cards by their URL; blank lines dropped.
+pub fn adf_to_text(node: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn walk(node: &Value, out: &mut String) {
+        let kind = node["type"].as_str().unwrap_or("");
+        let attr = |key: &str| node["attrs"][key].as_str().unwrap_or("");
+        let text = match (node, kind) {
+            (Value::Array(items), _) => return items.iter().for_each(|n| walk(n, out)),
+            (Value::String(s), _) => s.as_str(),
+            (_, "text") => node["text"].as_str().unwrap_or(""),
+            (_, "hardBreak") => "\n",
+            (_, "mention" | "emoji" | "status" | "date") => attr("text"),
+            (_, "inlineCard" | "blockCard") => attr("url"),
+            (Value::Object(_), "doc" | "") => return walk(&node["content"], out),
+            // Blocks on lines of their own (the empty lines this leaves are dropped below).
+            (Value::Object(_), _) => {
+                out.push('\n');
+                walk(&node["content"], out);
+                "\n"
+            }
+            _ => "",
+        };
+        out.push_str(text);
+    }
+    let mut out = String::new();
+    walk(node, &mut out);
+    let lines = out.lines().map(str::trim_end).filter(|l| !l.is_empty());
+    lines.collect::<Vec<_>>().join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +453,42 @@ mod tests {
         for ms in [0, 951_782_400_000, 4_107_542_399_000, -62_135_596_800_000] {
             assert_eq!(parse_rfc3339(&rfc3339_of_ms(ms)), Some(ms), "{ms}");
         }
+    }
+
+    #[test]
+    fn adf_becomes_text_with_blocks_on_their_own_lines() {
+        use serde_json::{Value, json};
+        let doc = json!({"type": "doc", "version": 1, "content": [
+            {"type": "paragraph", "content": [
+                {"type": "text", "text": "Hello", "marks": [{"type": "strong"}]},
+                {"type": "text", "text": " world."}, {"type": "hardBreak"},
+                {"type": "mention", "attrs": {"id": "1", "text": "@Ada"}}]},
+            {"type": "bulletList", "content": [{"type": "listItem", "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": "one"}]}]}]},
+            {"type": "paragraph", "content": [{"type": "inlineCard", "attrs": {"url": "https://x"}}]}
+        ]});
+        assert_eq!(adf_to_text(&doc), "Hello world.\n@Ada\none\nhttps://x");
+        assert_eq!(adf_to_text(&Value::Null), "");
+        assert_eq!(adf_to_text(&json!("plain")), "plain");
+    }
+
+    #[test]
+    fn parts_join_without_blanks_and_literals_are_escaped() {
+        let parts = [
+            "  Ann ".to_string(),
+            " ".into(),
+            String::new(),
+            "CFO".into(),
+        ];
+        assert_eq!(lines(&parts), "Ann\nCFO");
+        assert_eq!(join_non_blank(&parts, ", "), "Ann, CFO");
+        assert_eq!(or("  ".into(), "(no subject)"), "(no subject)");
+        assert_eq!(or("Hi".into(), "(no subject)"), "Hi");
+        assert_eq!(quoted(r#"say "hi" \ now"#), r#""say \"hi\" \\ now""#);
+        assert_eq!(to_plain("<p>a &amp; b</p>", "HTML"), "a & b");
+        assert_eq!(to_plain("<p>x</p>", "text/html; charset=utf-8"), "x");
+        assert_eq!(to_plain(" <p>x</p> ", "text"), "<p>x</p>");
+        let now = now_ms();
+        assert!(now > 1_700_000_000_000, "{now}");
     }
 }

@@ -75,6 +75,16 @@ pub fn resolve(base: &str, link: &str) -> String {
     format!("{origin}{dir}{link}")
 }
 
+/// `template` with each `{}` replaced by the next of `parts`, percent-encoded as a path segment
+/// (`fill("/users/{}/messages/{}", &["a@b.com", "x/y"])` is `/users/a%40b.com/messages/x%2Fy`).
+/// Extra parts are ignored; missing ones leave the rest of the template out.
+pub fn fill(template: &str, parts: &[impl AsRef<str>]) -> String {
+    let mut pieces = template.split("{}");
+    let head = pieces.next().unwrap_or_default().to_owned();
+    let parts = parts.iter().map(|p| encode(p.as_ref()));
+    parts.zip(pieces).fold(head, |s, (p, q)| s + &p + q)
+}
+
 /// Whether two absolute URLs share scheme, host and port (a next link that leaves the API's
 /// origin is not one to follow).
 pub fn same_origin(a: &str, b: &str) -> bool {
@@ -169,6 +179,16 @@ mod tests {
             Some("ab+c+d")
         );
         assert_eq!(query_param("/x?a=1", "b"), None);
+    }
+
+    #[test]
+    fn templates_are_filled_with_encoded_segments() {
+        assert_eq!(
+            fill("/users/{}/messages/{}", &["a@b.com", "x/y"]),
+            "/users/a%40b.com/messages/x%2Fy"
+        );
+        assert_eq!(fill("/devices/{}", &[String::from("d1")]), "/devices/d1");
+        assert_eq!(fill("/static", &["unused"]), "/static");
     }
 
     #[test]

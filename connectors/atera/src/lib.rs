@@ -7,9 +7,9 @@
 //! refuses a technician comment that names no technician).
 
 use airlock_sdk::serde_json::{self, Value, json};
-use airlock_sdk::text::{http_date_to_rfc3339, parse_rfc3339};
+use airlock_sdk::text::parse_rfc3339;
 use airlock_sdk::{ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus};
-use airlock_sdk::{Request, Result, SyncPage, cursor, html_to_text};
+use airlock_sdk::{Request, Result, SyncPage, cursor, html_to_text, ids};
 use serde::{Deserialize, Serialize};
 
 struct Atera;
@@ -57,7 +57,7 @@ impl Connector for Atera {
         let probe = Request::get(cfg.api("/tickets")).query("page", "1");
         probe.query("itemsInPage", "1").send()?;
         let message = format!("Atera at {} accepted the credentials", cfg.base_url);
-        Ok(HealthStatus { ok: true, message })
+        Ok(HealthStatus::ok(message))
     }
 
     fn get(id: String) -> Result<Document> {
@@ -131,10 +131,8 @@ impl Config {
     /// A `nextLink` from the upstream, accepted only under the site's `/api/v3` (so a reply
     /// cannot steer the connector elsewhere); `None` when empty.
     fn next_link<T>(&self, page: &Envelope<T>) -> Result<Option<String>> {
-        let link = page.next_link.as_deref().map(str::trim).unwrap_or("");
-        let api = BaseUrl::parse(&self.api("")).map_err(Error::invalid_input)?;
-        let link = (!link.is_empty()).then_some(link);
-        link.map(|link| api.follow("/", link)).transpose()
+        let api = self.base_url.under("/api/v3");
+        api.follow_opt("/", page.next_link.as_deref())
     }
 }
 
@@ -143,8 +141,7 @@ impl Config {
 fn ticket_id(id: &str) -> Result<u64> {
     let id = id.trim();
     let id = id.strip_prefix("ticket:").unwrap_or(id).trim();
-    let digits = id.bytes().all(|b| b.is_ascii_digit());
-    let n = id.parse().ok().filter(|_| digits);
+    let n = id.parse().ok().filter(|_| ids::is_numeric(id));
     n.ok_or_else(|| Error::invalid_input(format!("not a numeric ticket id: {id:?}")))
 }
 
@@ -164,7 +161,7 @@ fn sync_tickets(cfg: &Config, mut cursor: TicketCursor) -> Result<SyncPage> {
     let path = since.map_or("/tickets", |_| "/tickets/lastmodified");
     let first = || cfg.list(path, since, "1");
     let reply = cursor.next.take().map_or_else(first, Request::get).send()?;
-    let now = reply.header("date").and_then(http_date_to_rfc3339);
+    let now = reply.date();
     cursor.watermark = now.filter(|_| fresh).or(cursor.watermark);
     let page: Envelope<Ticket> = reply.json()?;
     cursor.next = cfg.next_link(&page)?.filter(|_| !page.items.is_empty());
@@ -365,6 +362,7 @@ impl Comment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_sdk::text::http_date_to_rfc3339;
 
     fn cfg() -> Config {
         let base_url = BaseUrl::parse("http://127.0.0.1:8784").unwrap();

@@ -4,10 +4,11 @@
 //!
 //! Settings: `base_url` (`https://management.azure.com`), `subscription_id`.
 
+use airlock_sdk::paging::ODataPage;
 use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    StreamInfo, SyncPage, url,
+    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, NoInput, Request,
+    Result, SyncPage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,30 +17,20 @@ struct Azure;
 airlock_sdk::export_connector!(Azure);
 
 const API_VERSION: &str = "2024-07-01";
+/// The virtual machines of the subscription, under its scope.
+const VMS: &str = "/providers/Microsoft.Compute/virtualMachines";
 /// Upper bound on pages one `failed-provisions` call walks.
 const MAX_PAGES: usize = 500;
 
 impl Connector for Azure {
     fn info() -> ConnectorInfo {
-        ConnectorInfo {
-            name: "azure".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Azure Resource Manager: virtual machines of a subscription".into(),
-            streams: vec![StreamInfo {
-                name: "virtual-machines".into(),
-                description: "Virtual machines with size, location, provisioning and power state \
-                              (full listing each run, one page per call)."
-                    .into(),
-            }],
-            actions: vec![ActionInfo {
-                name: "failed-provisions".into(),
-                description: "Virtual machines whose provisioningState is Failed.".into(),
-                input_schema: json!({"type": "object", "properties": {},
-                    "additionalProperties": false})
-                .to_string(),
-                writes: false,
-            }],
-        }
+        let about = "Azure Resource Manager: virtual machines of a subscription";
+        let vms = "Virtual machines with size, location, provisioning and power state \
+                   (full listing each run, one page per call).";
+        let failed = "Virtual machines whose provisioningState is Failed.";
+        ConnectorInfo::new("azure", env!("CARGO_PKG_VERSION"), about)
+            .stream("virtual-machines", vms)
+            .action(ActionInfo::new::<NoInput>("failed-provisions", failed))
     }
 
     fn health() -> Result<HealthStatus> {
@@ -49,7 +40,7 @@ impl Connector for Azure {
             "ARM accepted the token for subscription {}",
             cfg.subscription
         );
-        Ok(HealthStatus { ok: true, message })
+        Ok(HealthStatus::ok(message))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -59,27 +50,22 @@ impl Connector for Azure {
         let cfg = Config::load()?;
         let cursor: Cursor = airlock_sdk::cursor::position(cursor.as_deref())?;
         let url = match cursor.next {
-            Some(next) => cfg.checked(next)?,
+            Some(next) => cfg.checked(&next)?,
             None => cfg.list_url(),
         };
-        let page: VmPage = Request::get(url).send()?.json()?;
-        let next = page.next_link.filter(|l| !l.trim().is_empty());
-        let next = next.map(|l| cfg.checked(l)).transpose()?;
+        let page: ODataPage<Vm> = Request::get(url).send()?.json()?;
+        let next = cfg.next(page.next_link.as_deref())?;
         let done = next.is_none() || page.value.is_empty();
         let upserts = page.value.iter().map(Vm::document).collect();
-        Ok(SyncPage::next(
-            upserts,
-            &Cursor {
-                next: next.filter(|_| !done),
-            },
-        )
-        .done(done))
+        let next = next.filter(|_| !done);
+        Ok(SyncPage::next(upserts, &Cursor { next }).done(done))
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
         if action != "failed-provisions" {
             return Err(Error::unknown_action(&action));
         }
+        // Blank input and `null` count as no input, like `{}`.
         let input: Value = serde_json::from_str(if input.trim().is_empty() {
             "{}"
         } else {
@@ -92,10 +78,10 @@ impl Connector for Azure {
         let cfg = Config::load()?;
         let (mut url, mut failed) = (cfg.list_url(), Vec::new());
         for _ in 0..MAX_PAGES {
-            let page: VmPage = Request::get(&url).send()?.json()?;
+            let page: ODataPage<Vm> = Request::get(&url).send()?.json()?;
             failed.extend(page.value.iter().filter(|v| v.failed()).map(Vm::summary));
-            match page.next_link.filter(|l| !l.trim().is_empty()) {
-                Some(next) if !page.value.is_empty() => url = cfg.checked(next)?,
+            match cfg.next(page.next_link.as_deref())? {
+                Some(next) if !page.value.is_empty() => url = next,
                 _ => return Ok(json!({"count": failed.len(), "vms": failed}).to_string()),
             }
         }
@@ -105,20 +91,22 @@ impl Connector for Azure {
     }
 }
 
+#[derive(Deserialize)]
+struct Settings {
+    base_url: BaseUrl,
+    subscription_id: String,
+}
+
 struct Config {
-    base: String,
     subscription: String,
+    /// `{base_url}/subscriptions/{subscription}`: next links must stay under it.
+    scope: BaseUrl,
 }
 
 impl Config {
     fn load() -> Result<Config> {
-        let base = airlock_sdk::require_setting("base_url")?;
-        if url::split(&base).is_none_or(|p| !matches!(p.scheme, "http" | "https")) {
-            return Err(Error::invalid_input(format!(
-                "setting `base_url` is not an http(s) URL: {base}"
-            )));
-        }
-        let subscription = airlock_sdk::require_setting("subscription_id")?;
+        let s: Settings = airlock_sdk::settings::load()?;
+        let subscription = s.subscription_id;
         if !subscription
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -127,29 +115,28 @@ impl Config {
                 "setting `subscription_id` is not a subscription id: {subscription:?}"
             )));
         }
-        let base = base.trim_end_matches('/').to_owned();
-        Ok(Config { base, subscription })
+        let scope = s.base_url.under(&format!("/subscriptions/{subscription}"));
+        Ok(Config {
+            subscription,
+            scope,
+        })
     }
 
     /// First page of the VM listing, with the instance view's statuses (power state).
     fn list_url(&self) -> String {
-        format!(
-            "{}/subscriptions/{}/providers/Microsoft.Compute/virtualMachines?api-version={API_VERSION}&statusOnly=true",
-            self.base, self.subscription
-        )
+        let query = format!("?api-version={API_VERSION}&statusOnly=true");
+        self.scope.join(&format!("{VMS}{query}"))
     }
 
-    /// A `nextLink`, accepted only under this subscription on the configured host.
-    fn checked(&self, link: String) -> Result<String> {
-        let link = url::resolve(&self.list_url(), &link);
-        let prefix = format!("{}/subscriptions/{}/", self.base, self.subscription);
-        if !link.starts_with(&prefix) {
-            return Err(Error::upstream(format!(
-                "nextLink leaves the subscription: {}",
-                url::path(&link)
-            )));
-        }
-        Ok(link)
+    /// A `nextLink` (absolute, or relative to the listing), accepted only under this
+    /// subscription on the configured host.
+    fn checked(&self, link: &str) -> Result<String> {
+        self.scope.follow(VMS, link)
+    }
+
+    /// [`Config::checked`] for a link the upstream may leave out (the last page).
+    fn next(&self, link: Option<&str>) -> Result<Option<String>> {
+        self.scope.follow_opt(VMS, link)
     }
 }
 
@@ -160,14 +147,6 @@ struct Cursor {
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing or null) -----------------
-
-#[derive(Deserialize)]
-struct VmPage {
-    #[serde(default)]
-    value: Vec<Vm>,
-    #[serde(rename = "nextLink")]
-    next_link: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct Vm {
@@ -255,16 +234,11 @@ impl Vm {
             .max_by_key(|t| airlock_sdk::text::parse_rfc3339(t).unwrap_or(i64::MIN))
             .unwrap_or_default()
             .to_owned();
-        Document {
-            id: self.id.clone(),
-            kind: "vm".into(),
-            title: name,
-            body,
-            url: Some(format!("https://portal.azure.com/#resource{}", self.id)),
-            updated_at,
-            metadata: meta.to_string(),
-            acl: Vec::new(),
-        }
+        Document::new("vm", &self.id, name)
+            .body(body)
+            .url(format!("https://portal.azure.com/#resource{}", self.id))
+            .updated_at(updated_at)
+            .metadata(meta)
     }
 }
 
@@ -274,7 +248,7 @@ mod tests {
 
     #[test]
     fn vm_maps() {
-        let page: VmPage = serde_json::from_value(json!({"value": [{
+        let page: ODataPage<Vm> = serde_json::from_value(json!({"value": [{
             "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web1",
             "name": "web1", "location": "westeurope", "tags": {"env": "prod"},
             "properties": {"vmId": "u", "hardwareProfile": {"vmSize": "Standard_B2s"},
@@ -298,18 +272,20 @@ mod tests {
     #[test]
     fn next_links_stay_in_the_subscription() {
         let cfg = Config {
-            base: "http://127.0.0.1:8785".into(),
             subscription: "sub-1".into(),
+            scope: BaseUrl::parse("http://127.0.0.1:8785/subscriptions/sub-1").unwrap(),
         };
         assert!(cfg.list_url().contains("api-version=2024-07-01"));
+        assert!(cfg.list_url().ends_with("&statusOnly=true"));
         let ok = "http://127.0.0.1:8785/subscriptions/sub-1/providers/x?$skiptoken=20";
-        assert_eq!(cfg.checked(ok.into()).unwrap(), ok);
+        assert_eq!(cfg.checked(ok).unwrap(), ok);
+        assert!(cfg.checked("https://evil/subscriptions/sub-1/").is_err());
         assert!(
-            cfg.checked("https://evil/subscriptions/sub-1/".into())
+            cfg.checked("http://127.0.0.1:8785/subscriptions/sub-2/x")
                 .is_err()
         );
         assert!(
-            cfg.checked("http://127.0.0.1:8785/subscriptions/sub-2/x".into())
+            cfg.checked("http://127.0.0.1:8785/subscriptions/sub-10/x")
                 .is_err()
         );
     }

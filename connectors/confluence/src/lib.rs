@@ -10,15 +10,17 @@
 //!
 //! ACL entries are `user:ACCOUNT-ID` and `group:NAME` (see `permissions.rs`).
 
-use airlock_sdk::paging::{Next, Pages};
-use airlock_sdk::serde_json::{self, Value, json};
-use airlock_sdk::text::parse_rfc3339;
+use airlock_sdk::json::{self, string_or_number, text};
+use airlock_sdk::paging::{self, Next, Pages};
+use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::text::{parse_rfc3339, quoted};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    List, Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, log, url,
+    List, NoInput, Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text,
+    ids, url,
 };
-use serde::de::{self, DeserializeOwned};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 mod permissions;
 
@@ -31,11 +33,6 @@ airlock_sdk::export_connector!(Confluence);
 const OVERLAP_MS: i64 = 5 * 60 * 1000;
 const PAGES: &str = "/wiki/api/v2/pages";
 const SPACES: &str = "/wiki/api/v2/spaces";
-
-/// `spaces` takes no input: an empty object.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct NoInput {}
 
 impl Connector for Confluence {
     fn info() -> ConnectorInfo {
@@ -52,24 +49,19 @@ impl Connector for Confluence {
         let url = cfg.base_url.join(SPACES);
         Request::get(url).query("limit", "1").send()?;
         let message = format!("Confluence at {} accepted the credentials", cfg.base_url);
-        Ok(HealthStatus { ok: true, message })
+        Ok(HealthStatus::ok(message))
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
         let cfg = config()?;
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid_input("search query is empty"));
-        }
-        let mut cql = format!("type = page AND text ~ {}", cql_string(query));
+        let mut cql = format!("type = page AND text ~ {}", quoted(request.query_text()?));
         if !cfg.space_keys.is_empty() {
-            let keys: Vec<String> = cfg.space_keys.iter().map(cql_string).collect();
+            let keys: Vec<String> = cfg.space_keys.iter().map(quoted).collect();
             cql.push_str(&format!(" AND space in ({})", keys.join(", ")));
         }
-        let limit = Some(request.limit).filter(|&n| n > 0);
         let reply: Results<Value> = Request::get(cfg.base_url.join("/wiki/rest/api/search"))
             .query("cql", &cql)
-            .query("limit", limit.map_or(25, |n| n.min(100)).to_string())
+            .query("limit", request.limit_or(25, 100).to_string())
             .query_opt("cursor", request.cursor.as_deref())
             .send()?
             .json()?;
@@ -104,19 +96,13 @@ impl Connector for Confluence {
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
         if stream != "pages" {
-            let msg = format!("unknown stream `{stream}` (this connector has `pages`)");
-            return Err(Error::invalid_input(msg));
+            return Err(Error::unknown_stream(&stream, ["pages"]));
         }
         sync_pages(&config()?, cursor.as_deref())
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        if action != "spaces" {
-            return Err(Error::not_found(format!("unknown action `{action}`")));
-        }
-        // An object first: serde would also read `[]` as the empty struct.
-        let object: serde_json::Map<String, Value> = airlock_sdk::input(&input)?;
-        let NoInput {} = airlock_sdk::input(&Value::Object(object).to_string())?;
+        let NoInput = airlock_sdk::action_input(&action, "spaces", &input)?;
         let spaces: Vec<Value> = spaces(&config()?, None, 40)?;
         let pick = |s: Value| {
             json!({"id": s["id"], "key": s["key"], "name": s["name"],
@@ -154,6 +140,13 @@ fn config() -> Result<Config> {
     Ok(cfg)
 }
 
+impl Config {
+    /// Pages per sync request: `page_limit`, 1..=250, default 100.
+    fn page_limit(&self) -> u32 {
+        self.page_limit.unwrap_or(100).clamp(1, 250)
+    }
+}
+
 /// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
 fn web_url(cfg: &Config, webui: &str) -> String {
     match webui {
@@ -165,15 +158,7 @@ fn web_url(cfg: &Config, webui: &str) -> String {
 
 /// Content ids are numeric; checking keeps ids from smuggling path segments into URLs.
 fn content_id(id: &str) -> Result<&str> {
-    let id = id.trim();
-    let numeric = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
-    let err = || Error::invalid_input(format!("not a Confluence content id: {id:?}"));
-    numeric.then_some(id).ok_or_else(err)
-}
-
-/// A CQL string literal.
-fn cql_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    ids::numeric(id, "Confluence content id")
 }
 
 // ---- Sync -------------------------------------------------------------------------------------
@@ -234,23 +219,21 @@ struct SyncCursor {
 }
 
 fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
-    let mut state: SyncCursor = cursor::decode(cursor)?.unwrap_or_default();
+    let mut state: SyncCursor = cursor::position(cursor)?;
     let mut perms = permissions::Permissions::default();
     if let Some(at) = state.sweep.take() {
         return sweep_page(cfg, state, &at, &mut perms);
     }
     let incremental = state.since.is_some();
-    let mut resumed = None;
-    if let Some(next) = state.next.take() {
-        match Request::get(cfg.base_url.follow(PAGES, &next)?).send() {
-            Err(Error::InvalidInput(m)) => log::warn!("restarting the run, stale cursor: {m}"),
-            other => resumed = Some(other?),
-        }
-    }
+    let resumed = match state.next.take() {
+        Some(next) => paging::resume(Request::get(cfg.base_url.follow(PAGES, &next)?), "pages")?,
+        None => None,
+    };
     // The first page of a run is one upstream snapshot; a run that spans requests is not. Its
     // watermark is (re)computed below.
     let first_of_run = resumed.is_none() || state.watermark.is_none();
-    let response = resumed.map_or_else(|| pages_request(cfg, cfg.page_limit, true)?.send(), Ok)?;
+    let response =
+        resumed.map_or_else(|| pages_request(cfg, cfg.page_limit(), true)?.send(), Ok)?;
     let list: Results<Page> = response.json()?;
     if first_of_run {
         let first = list.results.first().map(|p| &p.version.created_at);
@@ -263,10 +246,7 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     for page in list.results.into_iter().take_while(|p| !stale(p)) {
         match page.status.as_str() {
             "current" | "archived" => upserts.push(page.document(cfg, &mut perms)?),
-            _ => deletes.push(DocumentRef {
-                kind: "page".into(),
-                id: page.id,
-            }),
+            _ => deletes.push(DocumentRef::new("page", page.id)),
         }
     }
     let next = list.links.next.or_else(|| response.next_link());
@@ -281,12 +261,7 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
         state.sweep = Some(String::new());
         done = false;
     }
-    Ok(SyncPage {
-        upserts,
-        deletes,
-        next_cursor: Some(cursor::encode(&state)),
-        done,
-    })
+    Ok(SyncPage::next(upserts, &state).deletes(deletes).done(done))
 }
 
 /// One page of the permission sweep: current pages in id order from `at` ("" = the first),
@@ -298,45 +273,27 @@ fn sweep_page(
     perms: &mut permissions::Permissions,
 ) -> Result<SyncPage> {
     let first = || -> Result<Request> {
-        let spaces = match cfg.space_keys.is_empty() {
-            true => None,
-            false => Some(space_ids(cfg)?.join(",")),
-        };
         Ok(Request::get(cfg.base_url.join(PAGES))
             .query("body-format", "storage")
-            .query(
-                "limit",
-                cfg.page_limit.unwrap_or(100).clamp(1, 250).to_string(),
-            )
+            .query("limit", cfg.page_limit().to_string())
             .query("sort", "id")
             .query("status", "current")
-            .query_opt("space-id", spaces))
+            .query_opt("space-id", space_filter(cfg)?))
     };
-    let response = match at {
-        "" => first()?.send()?,
-        link => match Request::get(cfg.base_url.follow(PAGES, link)?).send() {
-            // A cursor Confluence no longer takes: sweep again from the top (only re-upserts).
-            Err(Error::InvalidInput(m)) => {
-                log::warn!("restarting the permission sweep, stale cursor: {m}");
-                first()?.send()?
-            }
-            other => other?,
-        },
+    // A cursor Confluence no longer takes: sweep again from the top (only re-upserts).
+    let resumed = match at {
+        "" => None,
+        link => paging::resume(Request::get(cfg.base_url.follow(PAGES, link)?), "sweep")?,
     };
+    let response = resumed.map_or_else(|| first()?.send(), Ok)?;
     let list: Results<Page> = response.json()?;
-    let upserts = list
-        .results
-        .into_iter()
-        .filter(|p| p.status == "current")
+    let current = list.results.into_iter().filter(|p| p.status == "current");
+    let upserts = current
         .map(|p| p.document(cfg, perms))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<_>>()?;
     state.sweep = list.links.next.or_else(|| response.next_link());
-    Ok(SyncPage {
-        upserts,
-        deletes: Vec::new(),
-        done: state.sweep.is_none(),
-        next_cursor: Some(cursor::encode(&state)),
-    })
+    let done = state.sweep.is_none();
+    Ok(SyncPage::next(upserts, &state).done(done))
 }
 
 /// Milliseconds since the epoch of an RFC 3339 timestamp.
@@ -352,25 +309,29 @@ fn newest(a: Option<String>, b: Option<String>) -> Option<String> {
 /// Whether the newest page (current or trashed) was saved after `watermark`: one request. With
 /// nothing to compare, ending is all that is safe (another run would be the same).
 fn saved_since(cfg: &Config, watermark: &Option<String>) -> Result<bool> {
-    let list: Results<Page> = pages_request(cfg, Some(1), false)?.send()?.json()?;
+    let list: Results<Page> = pages_request(cfg, 1, false)?.send()?.json()?;
     let newest = list.results.first().and_then(|p| at(&p.version.created_at));
     Ok(newest.zip(at(watermark)).is_some_and(|(n, w)| n > w))
 }
 
 /// The first page of the newest-first listing the sync walks, `limit` items, with or without
 /// the storage body.
-fn pages_request(cfg: &Config, limit: Option<u32>, body: bool) -> Result<Request> {
-    let spaces = match cfg.space_keys.is_empty() {
-        true => None,
-        false => Some(space_ids(cfg)?.join(",")),
-    };
+fn pages_request(cfg: &Config, limit: u32, body: bool) -> Result<Request> {
     Ok(Request::get(cfg.base_url.join(PAGES))
         .query_opt("body-format", body.then_some("storage"))
-        .query("limit", limit.unwrap_or(100).clamp(1, 250).to_string())
+        .query("limit", limit.to_string())
         .query("sort", "-modified-date")
         .query("status", "current")
         .query("status", "trashed")
-        .query_opt("space-id", spaces))
+        .query_opt("space-id", space_filter(cfg)?))
+}
+
+/// The `space-id` filter of v2 listings: the ids of `space_keys`, none when it is empty.
+fn space_filter(cfg: &Config) -> Result<Option<String>> {
+    match cfg.space_keys.is_empty() {
+        true => Ok(None),
+        false => Ok(Some(space_ids(cfg)?.join(","))),
+    }
 }
 
 /// Resolve `space_keys` to the numeric ids v2 filters by; an unknown key is an error.
@@ -391,13 +352,7 @@ fn spaces<T: DeserializeOwned>(cfg: &Config, keys: Option<String>, pages: usize)
     let first = Request::get(cfg.base_url.join(SPACES))
         .query_opt("keys", keys)
         .query("limit", "250");
-    let mut found = Vec::new();
-    for page in Pages::new(first, Next::BodyLink("/_links/next")).take(pages) {
-        let page: Results<T> = serde_json::from_value(page?)
-            .map_err(|e| Error::upstream(format!("unexpected spaces reply: {e}")))?;
-        found.extend(page.results);
-    }
-    Ok(found)
+    Pages::new(first, Next::BodyLink("/_links/next")).items("/results", pages)
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing) -------------------------
@@ -450,11 +405,7 @@ impl Page {
         if cfg.permission_sync == PermissionSync::Off {
             return Ok(self.document_without_acl(cfg));
         }
-        let space = match &self.space_id {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
+        let space = self.space_id.as_ref().and_then(json::id);
         let has_parent = self.parent_id.as_ref().is_some_and(|p| !p.is_null());
         let acl = match space {
             Some(space) => perms.acl(cfg, &self.id, &space, has_parent)?,
@@ -467,14 +418,13 @@ impl Page {
     fn document_without_acl(self, cfg: &Config) -> Document {
         let storage = self.body.pointer("/storage/value").and_then(Value::as_str);
         let updated = self.version.created_at.or(self.created_at);
-        let mut doc = Document::new("page", self.id, self.title.unwrap_or_default())
+        Document::new("page", self.id, self.title.unwrap_or_default())
             .body(html_to_text(storage.unwrap_or("")))
             .updated_at(updated.unwrap_or_default())
             .metadata(json!({"spaceId": self.space_id, "status": self.status,
                 "version": self.version.number, "authorId": self.author_id,
-                "parentId": self.parent_id}));
-        doc.url = self.links["webui"].as_str().map(|w| web_url(cfg, w));
-        doc
+                "parentId": self.parent_id}))
+            .url_opt(self.links["webui"].as_str().map(|w| web_url(cfg, w)))
     }
 }
 
@@ -490,29 +440,22 @@ struct Space {
 fn hit(hit: &Value, cfg: &Config) -> Option<Document> {
     // Excerpts and titles mark matches with `@@@hl@@@`...`@@@endhl@@@`.
     let strip_highlight = |s: &str| s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "");
-    let id = string_or_number(hit.pointer("/content/id")?.clone()).ok()?;
-    let text = |v: &Value, pointer| Some(v.pointer(pointer)?.as_str()?.to_owned());
-    let title = text(hit, "/title").or_else(|| text(hit, "/content/title"));
-    let webui = text(hit, "/url").or_else(|| text(hit, "/content/_links/webui"));
-    let excerpt = strip_highlight(hit["excerpt"].as_str().unwrap_or(""));
-    let mut doc = Document::new("page", id, strip_highlight(&title.unwrap_or_default()))
+    let id = json::id(hit.pointer("/content/id")?)?;
+    let string = |pointer| Some(hit.pointer(pointer)?.as_str()?.to_owned());
+    let title = string("/title").or_else(|| string("/content/title"));
+    let webui = string("/url").or_else(|| string("/content/_links/webui"));
+    let excerpt = strip_highlight(&text(hit, "/excerpt"));
+    let doc = Document::new("page", id, strip_highlight(&title.unwrap_or_default()))
         .body(html_to_text(&excerpt))
-        .updated_at(text(hit, "/lastModified").unwrap_or_default())
+        .updated_at(text(hit, "/lastModified"))
         .metadata(json!({"spaceKey": hit["space"]["key"], "status": hit["content"]["status"]}));
-    doc.url = webui.map(|w| web_url(cfg, &w));
-    Some(doc)
-}
-
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> core::result::Result<String, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Number(n) => Ok(n.to_string()),
-        other => String::deserialize(other).map_err(de::Error::custom),
-    }
+    Some(doc.url_opt(webui.map(|w| web_url(cfg, &w))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_sdk::serde_json;
 
     fn cfg() -> Config {
         Config {
@@ -525,7 +468,6 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(cql_string(r#"say "hi" \ now"#), r#""say \"hi\" \\ now""#);
         assert!(content_id("../1").is_err() && content_id("").is_err());
         assert_eq!(content_id(" 123 ").ok(), Some("123"));
         assert_eq!(

@@ -22,8 +22,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use airlock_sdk::paging::{Next, Pages};
 use airlock_sdk::serde_json::Value;
-use airlock_sdk::{Error, Request, Result};
+use airlock_sdk::{Error, Request, Result, ids, json, url};
 
 use crate::{Config, SPACES};
 
@@ -154,12 +155,7 @@ impl Permissions {
         }
         let path = format!("{SPACES}/{}/permissions", numeric(space_id)?);
         let first = Request::get(cfg.base_url.join(&path)).query("limit", "250");
-        let mut assignments = Vec::new();
-        let next = airlock_sdk::paging::Next::BodyLink("/_links/next");
-        for page in airlock_sdk::paging::Pages::new(first, next).take(100) {
-            let page = page?;
-            assignments.extend(page["results"].as_array().cloned().unwrap_or_default());
-        }
+        let assignments: Vec<Value> = v2_list(first)?;
         let mut access = Access::default();
         for a in assignments {
             let op = &a["operation"];
@@ -242,7 +238,7 @@ impl Permissions {
         let members: Vec<String> = match id {
             None => Vec::new(),
             Some(id) => {
-                let path = format!("/wiki/rest/api/group/{}/membersByGroupId", url_segment(&id));
+                let path = format!("/wiki/rest/api/group/{}/membersByGroupId", url::encode(&id));
                 v1_list(cfg, &path)?
                     .iter()
                     .filter_map(|u| u["accountId"].as_str().map(str::to_owned))
@@ -258,18 +254,17 @@ impl Permissions {
 fn ancestors(cfg: &Config, id: &str) -> Result<Vec<String>> {
     let path = format!("/wiki/api/v2/pages/{}/ancestors", numeric(id)?);
     let first = Request::get(cfg.base_url.join(&path)).query("limit", "250");
-    let mut out = Vec::new();
-    let next = airlock_sdk::paging::Next::BodyLink("/_links/next");
-    for page in airlock_sdk::paging::Pages::new(first, next).take(100) {
-        for a in page?["results"].as_array().cloned().unwrap_or_default() {
-            match &a["id"] {
-                Value::String(s) => out.push(s.clone()),
-                Value::Number(n) => out.push(n.to_string()),
-                _ => return Err(Error::upstream("page ancestors: an entry without an id")),
-            }
-        }
-    }
-    Ok(out)
+    let no_id = || Error::upstream("page ancestors: an entry without an id");
+    let ancestors: Vec<Value> = v2_list(first)?;
+    ancestors
+        .iter()
+        .map(|a| json::id(&a["id"]).ok_or_else(no_id))
+        .collect()
+}
+
+/// Every entry of a v2 listing (`results`, `_links.next`), at most 100 pages.
+fn v2_list(first: Request) -> Result<Vec<Value>> {
+    Pages::new(first, Next::BodyLink("/_links/next")).items("/results", 100)
 }
 
 /// Every entry of a v1 `start`/`limit` listing.
@@ -291,20 +286,10 @@ fn v1_list(cfg: &Config, path: &str) -> Result<Vec<Value>> {
     Err(Error::upstream(format!("{path}: the listing does not end")))
 }
 
+/// An id from the upstream that goes into a path: numeric, else an `upstream` error.
 fn numeric(id: &str) -> Result<&str> {
-    let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
-    ok.then_some(id)
-        .ok_or_else(|| Error::upstream(format!("not a numeric Confluence id: {id:?}")))
-}
-
-/// A group id as one path segment (ids are UUIDs; anything else is percent-encoded).
-fn url_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let bad = || Error::upstream(format!("not a numeric Confluence id: {id:?}"));
+    ids::is_numeric(id).then_some(id).ok_or_else(bad)
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! project key), `page_size` (1..=100, default 50) and `kb_query` (knowledge-base query used by the
 //! `articles` stream, default `a`).
 
+use airlock_sdk::json::required;
 use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::text::{adf_to_text, quoted};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
     SearchRequest, SearchResult, SyncPage, cursor, html_to_text, paging, text,
@@ -64,7 +66,7 @@ impl Connector for Jira {
         let me: Value = cfg.get("/rest/api/3/myself").send()?.json()?;
         let who = me["displayName"].as_str().unwrap_or("the API user");
         let message = format!("Jira at {} accepted the credentials of {who}", cfg.base_url);
-        Ok(HealthStatus { ok: true, message })
+        Ok(HealthStatus::ok(message))
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
@@ -78,7 +80,7 @@ impl Connector for Jira {
         let a_limit = limit - cur.r.as_ref().map_or(0, |_| r_limit);
         let (mut hits, mut r, mut a) = (Vec::new(), None, cur.a.filter(|_| a_limit == 0));
         if let Some(token) = cur.r {
-            let jql = format!("{}text ~ \"{}\"", cfg.project_clause(), jql_escape(query));
+            let jql = format!("{}text ~ {}", cfg.project_clause(), quoted(query));
             let page = cfg.jql(&jql, Some(token).filter(|t| !t.is_empty()), r_limit)?;
             hits = page.documents(&cfg)?;
             r = page.next_page_token.filter(|_| !page.is_last);
@@ -125,7 +127,7 @@ impl Connector for Jira {
         let url = Settings::load()?.base_url.join(&path);
         let body = json!({"body": input.body, "public": input.public});
         let c: Value = Request::post(url).json(&body).send()?.json()?;
-        let (id, public) = (required(&c, "id")?, c["public"].as_bool().unwrap_or(true));
+        let (id, public) = (required(&c, "/id")?, c["public"].as_bool().unwrap_or(true));
         let created = c["created"]["iso8601"].as_str().map(text::rfc3339);
         Ok(json!({"issue": key, "id": id, "public": public, "created": created}).to_string())
     }
@@ -197,51 +199,10 @@ fn issue_key(id: &str) -> Result<&str> {
     ok.then_some(id).ok_or_else(bad)
 }
 
-/// A string field a record cannot do without; its absence is an `upstream` error.
-fn required<'a>(record: &'a Value, key: &str) -> Result<&'a str> {
-    let missing = || Error::upstream(format!("a Jira record without `{key}`"));
-    record[key].as_str().ok_or_else(missing)
-}
-
-/// Escapes a JQL string literal's content.
-fn jql_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 /// The minute (UTC) of an epoch-milliseconds time, as JQL wants it: `yyyy/MM/dd HH:mm`.
 fn jql_minute(ms: i64) -> String {
     let t = text::rfc3339_of_ms(ms); // yyyy-MM-ddTHH:mm:ssZ
     format!("{}/{}/{} {}", &t[..4], &t[5..7], &t[8..10], &t[11..16])
-}
-
-/// Plain text of an Atlassian Document Format node: `text` nodes concatenated, block nodes on
-/// their own lines, `hardBreak` as a newline, mentions and emoji by their text.
-fn adf_to_text(node: &Value) -> String {
-    fn walk(node: &Value, out: &mut String) {
-        let kind = node["type"].as_str().unwrap_or("");
-        let attr = |key: &str| node["attrs"][key].as_str().unwrap_or("");
-        let text = match (node, kind) {
-            (Value::Array(items), _) => return items.iter().for_each(|n| walk(n, out)),
-            (Value::String(s), _) => s.as_str(),
-            (_, "text") => node["text"].as_str().unwrap_or(""),
-            (_, "hardBreak") => "\n",
-            (_, "mention" | "emoji" | "status" | "date") => attr("text"),
-            (_, "inlineCard" | "blockCard") => attr("url"),
-            (Value::Object(_), "doc" | "") => return walk(&node["content"], out),
-            // Blocks on lines of their own (empty lines this leaves are dropped below).
-            (Value::Object(_), _) => {
-                out.push('\n');
-                walk(&node["content"], out);
-                "\n"
-            }
-            _ => "",
-        };
-        out.push_str(text);
-    }
-    let mut out = String::new();
-    walk(node, &mut out);
-    let lines = out.lines().map(str::trim_end).filter(|l| !l.is_empty());
-    lines.collect::<Vec<_>>().join("\n")
 }
 
 // ---- Cursors ------------------------------------------------------------------------------------
@@ -293,9 +254,9 @@ fn requests_page(page: JqlPage, cfg: &Settings, mut cursor: RequestsCursor) -> R
     let updated = |i: &Value| text::parse_rfc3339(i["fields"]["updated"].as_str()?);
     cursor.high = page.issues.iter().map(updated).fold(cursor.high, Ord::max);
     let upserts = page.documents(cfg)?;
-    let token = page.next_page_token.filter(|t| !t.is_empty());
-    // A page that is not the last but carries no token cannot be continued: end the run.
-    let done = page.is_last || token.is_none() || token == cursor.next_page_token;
+    // A page that is not the last but carries no new token cannot be continued: end the run.
+    let token = paging::fresh(page.next_page_token, cursor.next_page_token.as_deref());
+    let done = page.is_last || token.is_none();
     cursor.next_page_token = token.filter(|_| !done);
     // Next run: everything updated in or after the newest minute seen (the boundary minute is
     // fetched again; upserts are idempotent).
@@ -320,7 +281,7 @@ fn sync_listing(cfg: &Settings, stream: &str, cursor: StartCursor) -> Result<Syn
     // One page costs one comments listing (or more) per request, so a page of 50 busy requests
     // can take a while: tell the host which request the run is on (the host rate-limits logging).
     for (i, request) in page.values.iter().enumerate().filter(|_| query.is_none()) {
-        let (key, done) = (required(request, "issueKey")?, u64::from(start) + i as u64);
+        let (key, done) = (required(request, "/issueKey")?, u64::from(start) + i as u64);
         let message = format!("requests covered; comments of {key}");
         airlock_sdk::progress_with_message("comments", done + 1, None, &message);
         for c in request_comments(cfg, key)? {
@@ -378,7 +339,7 @@ impl JsmPage {
 }
 
 fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
-    let (id, key) = (required(issue, "id")?, required(issue, "key")?);
+    let (id, key) = (required(issue, "/id")?, required(issue, "/key")?);
     let f = &issue["fields"];
     let time = |field: &str| f[field].as_str().map(text::rfc3339);
     let (reporter, created) = (&f["reporter"], time("created"));
@@ -395,7 +356,7 @@ fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
 }
 
 fn comment_doc(c: &Value, key: &str, cfg: &Settings) -> Result<Document> {
-    let (id, author) = (required(c, "id")?, &c["author"]);
+    let (id, author) = (required(c, "/id")?, &c["author"]);
     let meta = json!({"issue": key, "public": c["public"].as_bool().unwrap_or(true),
         "author": author["displayName"], "author_account_id": author["accountId"]});
     let path = format!("/browse/{key}?focusedCommentId={id}");
@@ -466,21 +427,6 @@ mod tests {
         assert_eq!(jql_minute(0), "1970/01/01 00:00");
         let ms = text::parse_rfc3339("2025-01-06T08:07:59.999+0000").unwrap();
         assert_eq!(jql_minute(ms), "2025/01/06 08:07");
-        assert_eq!(jql_escape(r#"a "b" \c"#), r#"a \"b\" \\c"#);
-    }
-
-    #[test]
-    fn adf_becomes_text() {
-        let doc = json!({"type": "doc", "version": 1, "content": [
-            {"type": "paragraph", "content": [
-                {"type": "text", "text": "Hello", "marks": [{"type": "strong"}]},
-                {"type": "text", "text": " world."}, {"type": "hardBreak"},
-                {"type": "mention", "attrs": {"id": "1", "text": "@Ada"}}]},
-            {"type": "bulletList", "content": [{"type": "listItem", "content": [
-                {"type": "paragraph", "content": [{"type": "text", "text": "one"}]}]}]}
-        ]});
-        assert_eq!(adf_to_text(&doc), "Hello world.\n@Ada\none");
-        assert_eq!(adf_to_text(&Value::Null), "");
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! Document kinds, document ids (`{kind}:{path}`, so `get(doc.id)` works for every kind) and the
 //! mapping of Graph records to documents.
 
-use airlock_sdk::serde_json::{Map, Value, json};
-use airlock_sdk::{Document, Error, Result, html_to_text, url};
+use airlock_sdk::json::{first, join, merge, pick, text, texts};
+use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::text::{lines, or, to_plain};
+use airlock_sdk::{Document, Error, Result, ids, url};
 
 use crate::USER_FIELDS;
 use crate::config::Config;
+
+/// Where a recipient's or attendee's address is.
+const ADDRESS: &str = "/emailAddress/address";
 
 /// Every kind but `DriveItems` is also a stream, named as its document kind plus `s`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,6 +57,11 @@ impl Kind {
         KINDS[self as usize].1
     }
 
+    /// Whether the stream is a Graph delta query (else a full listing each run).
+    pub fn is_delta(self) -> bool {
+        matches!(self, Kind::Users | Kind::Messages)
+    }
+
     pub fn of_stream(stream: &str) -> Option<Kind> {
         let kind = stream.strip_suffix('s');
         let kind = KINDS.iter().find(|k| kind == Some(k.1))?;
@@ -61,7 +71,7 @@ impl Kind {
     /// Document id: `{kind}:{scope parts}/{item id}`.
     pub fn doc_id(self, scope: &[String], item_id: &str) -> String {
         let path: Vec<&str> = scope.iter().map(String::as_str).chain([item_id]).collect();
-        format!("{}:{}", self.name(), path.join("/"))
+        ids::join(self.name(), &path)
     }
 
     /// Maps one upstream record; `None` for records without a usable id or that are not content
@@ -95,7 +105,7 @@ impl Kind {
             }
             Kind::Messages => {
                 let meta = json!({"mailbox": box_, "from": t("/from/emailAddress/address"),
-                    "to": addresses(item, "/toRecipients")});
+                    "to": texts(item, "/toRecipients", ADDRESS)});
                 let keys = "receivedDateTime,conversationId,isRead,importance";
                 let meta = pick(item, keys, meta);
                 let body = or(item_body(item), t("/bodyPreview"));
@@ -110,7 +120,7 @@ impl Kind {
                 let meta = json!({"mailbox": box_, "start": start, "end": end,
                     "timeZone": t("/start/timeZone"), "location": place,
                     "organizer": t("/organizer/emailAddress/address"),
-                    "attendees": addresses(item, "/attendees")});
+                    "attendees": texts(item, "/attendees", ADDRESS)});
                 let meta = pick(item, "isCancelled,isAllDay", meta);
                 let title = or(t("/subject"), "(no subject)");
                 (title, body, t("/lastModifiedDateTime"), "/webLink", meta)
@@ -122,21 +132,19 @@ impl Kind {
                 let author = f("/from/user/displayName|/from/application/displayName");
                 let author = or(author, "unknown");
                 let meta = json!({"from": author, "fromUserId": t("/from/user/id")});
-                let (place, at) = match self {
-                    Kind::ChatMessages => ("chat", json!({"chatId": box_})),
-                    _ => (
-                        "channel",
-                        json!({"teamId": box_, "channelId": scope.get(1)}),
-                    ),
+                let place = self.name().trim_end_matches("-message"); // chat, channel
+                let at = match self {
+                    Kind::ChatMessages => json!({"chatId": box_}),
+                    _ => json!({"teamId": box_, "channelId": scope.get(1)}),
                 };
-                let meta = with(meta, at);
+                let meta = merge(meta, at);
                 let title = or(t("/subject"), format!("Message from {author} in {place}"));
                 let updated = f("/lastModifiedDateTime|/createdDateTime");
                 let meta = pick(item, "createdDateTime,importance", meta);
                 (title, item_body(item), updated, "/webUrl", meta)
             }
             Kind::DriveItems => {
-                let drive = Some(t("/parentReference/driveId")).filter(|d| safe_segment(d))?;
+                let drive = Some(t("/parentReference/driveId")).filter(|d| ids::is_segment(d))?;
                 let meta = json!({"driveId": drive, "siteId": t("/parentReference/siteId"),
                     "path": t("/parentReference/path"), "size": item.get("size"),
                     "mimeType": t("/file/mimeType"), "createdBy": t("/createdBy/user/displayName"),
@@ -165,25 +173,16 @@ impl Ref {
     }
 
     pub fn parse(id: &str) -> Result<Ref> {
-        let id = id.trim();
-        let bad = |why: &str| Error::invalid_input(format!("invalid document id {id:?}: {why}"));
-        let (name, rest) = id.split_once(':').ok_or_else(|| {
-            bad("expected `kind:id` (user, device, message, event, chat-message, channel-message, drive-item)")
-        })?;
-        let parts: Vec<String> = rest.split('/').map(str::to_owned).collect();
-        if !parts.iter().all(|p| safe_segment(p)) {
-            return Err(bad("empty or unusable path segment"));
-        }
+        let (name, parts) = ids::split(id)?;
         let n = parts.len();
         let fits = |k: &&(Kind, &str, &str)| k.1 == name && k.2.matches("{}").count() == n;
-        match KINDS.iter().find(fits) {
-            Some(&(kind, ..)) => Ok(Ref(kind, parts)),
-            None => Err(bad("unknown kind or wrong number of segments")),
-        }
+        let kind = KINDS.iter().find(fits).map(|k| k.0);
+        let bad = || Error::invalid_input(format!("unknown kind or number of segments: {id:?}"));
+        Ok(Ref(kind.ok_or_else(bad)?, parts))
     }
 
     pub fn api_url(&self, cfg: &Config) -> String {
-        let url = cfg.api(&fill(KINDS[self.0 as usize].2, &self.1));
+        let url = cfg.api.join(&url::fill(KINDS[self.0 as usize].2, &self.1));
         match self.0 {
             Kind::Users => url::with_query(&url, "$select", USER_FIELDS),
             _ => url,
@@ -198,95 +197,11 @@ impl Ref {
 
 /// The record's `id` when it can go into a URL path and a document id.
 pub fn id_of(item: &Value) -> Option<&str> {
-    item["id"].as_str().filter(|s| safe_segment(s))
-}
-
-/// An id that can be put into one URL path segment as is (after percent-encoding).
-pub fn safe_segment(s: &str) -> bool {
-    let bad = |c: char| c.is_control() || matches!(c, '/' | '\\' | '?' | '#');
-    !s.is_empty() && s != "." && s != ".." && !s.chars().any(bad)
-}
-
-/// `template` with each `{}` replaced by the next of `parts`, percent-encoded.
-pub fn fill(template: &str, parts: &[String]) -> String {
-    let mut pieces = template.split("{}");
-    let head = pieces.next().unwrap_or_default().to_owned();
-    let parts = parts.iter().map(|p| url::encode(p));
-    parts.zip(pieces).fold(head, |s, (p, q)| s + &p + q)
-}
-
-/// `keys` (comma-separated) of `item`, missing ones as null, merged with the object `extra`.
-pub fn pick(item: &Value, keys: &str, extra: Value) -> Value {
-    let value = |k: &str| item.get(k).cloned().unwrap_or(Value::Null);
-    let map: Map<String, Value> = keys.split(',').map(|k| (k.to_owned(), value(k))).collect();
-    with(Value::Object(map), extra)
-}
-
-/// The object `a` with the fields of the object `b` added.
-fn with(mut a: Value, b: Value) -> Value {
-    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
-}
-
-/// A string (or scalar) at `pointer`, `""` when missing or null.
-pub fn text(v: &Value, pointer: &str) -> String {
-    match v.pointer(pointer) {
-        Some(Value::String(s)) => s.clone(),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-        _ => String::new(),
-    }
-}
-
-/// The items of the array at `pointer` (none when missing or not an array).
-pub fn array<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> + Clone {
-    let list = v.pointer(pointer).and_then(Value::as_array);
-    list.into_iter().flatten()
-}
-
-/// The first non-blank of the `|`-separated pointers in `item`, else `""`.
-fn first(item: &Value, pointers: &str) -> String {
-    let mut values = pointers.split('|').map(|p| text(item, p));
-    values.find(|v| !v.trim().is_empty()).unwrap_or_default()
-}
-
-/// `value`, or `fallback` when `value` is blank.
-fn or(value: String, fallback: impl Into<String>) -> String {
-    let blank = value.trim().is_empty();
-    if blank { fallback.into() } else { value }
-}
-
-/// The non-blank values of the `|`-separated pointers in `item`, joined with `sep`.
-fn join(item: &Value, pointers: &str, sep: &str) -> String {
-    let values: Vec<String> = pointers.split('|').map(|p| text(item, p)).collect();
-    joined(&values, sep)
-}
-
-/// The non-blank `parts`, trimmed, one per line.
-pub fn lines(parts: &[String]) -> String {
-    joined(parts, "\n")
-}
-
-fn joined(parts: &[String], sep: &str) -> String {
-    let parts = parts.iter().map(|s| s.trim()).filter(|s| !s.is_empty());
-    parts.collect::<Vec<_>>().join(sep)
+    item["id"].as_str().filter(|s| ids::is_segment(s))
 }
 
 /// `body.content` as plain text (HTML when `body.contentType` is `html`).
 fn item_body(item: &Value) -> String {
-    let content = text(item, "/body/content");
-    if text(item, "/body/contentType").eq_ignore_ascii_case("html") {
-        html_to_text(&content)
-    } else {
-        content.trim().to_owned()
-    }
-}
-
-fn addresses(item: &Value, pointer: &str) -> Vec<String> {
-    let address = |r: &Value| text(r, "/emailAddress/address");
-    array(item, pointer)
-        .map(address)
-        .filter(|a| !a.is_empty())
-        .collect()
+    let content_type = text(item, "/body/contentType");
+    to_plain(&text(item, "/body/content"), &content_type)
 }

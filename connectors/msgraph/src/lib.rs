@@ -15,16 +15,16 @@ mod config;
 mod documents;
 mod sync;
 
-use std::collections::BTreeMap;
-
+use airlock_sdk::json::{array, pick, tally, text};
+use airlock_sdk::paging::{self, ODataPage};
 use airlock_sdk::serde_json::{Value, json};
-use airlock_sdk::text::http_date_to_rfc3339;
+use airlock_sdk::text::lines;
 use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Response, Result,
-    SearchRequest, SearchResult, SyncPage, html_to_text, paging, url,
+    ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
+    SearchRequest, SearchResult, SyncPage, html_to_text, url,
 };
 use config::Config;
-use documents::{KINDS, Kind, Ref, STREAMS, array, id_of, lines, pick, text};
+use documents::{KINDS, Kind, Ref, STREAMS, id_of};
 use serde::Deserialize;
 
 struct MsGraph;
@@ -71,10 +71,10 @@ impl Connector for MsGraph {
 
     fn health() -> Result<HealthStatus> {
         let cfg = Config::load()?;
-        let users = Request::get(cfg.api("/users")).query("$top", "1");
+        let users = Request::get(cfg.api.join("/users")).query("$top", "1");
         users.query("$select", "id").send()?;
-        let message = format!("Microsoft Graph at {} accepted the token", cfg.base);
-        Ok(HealthStatus { ok: true, message })
+        let message = format!("Microsoft Graph at {} accepted the token", cfg.api);
+        Ok(HealthStatus::ok(message))
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
@@ -83,11 +83,11 @@ impl Connector for MsGraph {
         let from = airlock_sdk::cursor::number(request.cursor.as_deref(), 0)?;
         let body = json!({"requests": [{"entityTypes": ["driveItem"],
             "query": {"queryString": query}, "from": from, "size": size, "region": cfg.region}]});
-        let request = Request::post(cfg.api("/search/query")).json(&body);
+        let request = Request::post(cfg.api.join("/search/query")).json(&body);
         let reply: Value = request.send()?.json()?;
         let containers = array(&reply, "/value/0/hitsContainers");
-        let more_flag = |c: &Value| c.get("moreResultsAvailable").and_then(Value::as_bool);
-        let more = containers.clone().any(|c| more_flag(c).unwrap_or(false));
+        let more_flag = |c: &Value| c["moreResultsAvailable"] == true;
+        let more = containers.clone().any(more_flag);
         let hit = |hit: &Value| {
             let mut doc = Kind::DriveItems.document(&[], hit.get("resource")?, "")?;
             doc.body = lines(&[doc.body, html_to_text(&text(hit, "/summary"))]);
@@ -96,7 +96,7 @@ impl Connector for MsGraph {
         let hits = containers.flat_map(|c| array(c, "/hits"));
         let hits: Vec<Document> = hits.filter_map(hit).collect();
         let returned = u32::try_from(hits.len()).unwrap_or(u32::MAX);
-        let next_cursor = (more && returned > 0).then(|| from.saturating_add(returned).to_string());
+        let next_cursor = paging::next_offset(from, returned, !more).map(|n| n.to_string());
         Ok(SearchResult { hits, next_cursor })
     }
 
@@ -104,7 +104,7 @@ impl Connector for MsGraph {
         let cfg = Config::load()?;
         let reference = Ref::parse(&id)?;
         let reply = Request::get(reference.api_url(&cfg)).send()?;
-        let observed = observed_at(&reply);
+        let observed = reply.date().unwrap_or_default();
         let unusable = || Error::upstream(format!("Graph returned an unusable record for {id}"));
         let doc = reference.document(&reply.json()?, &observed);
         doc.ok_or_else(unusable)
@@ -130,9 +130,8 @@ impl Connector for MsGraph {
         let email = input.email.trim();
         let odd = |c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '\'' | '\\' | '"');
         if email.len() < 3 || !email.contains('@') || email.chars().any(odd) {
-            return Err(Error::invalid_input(
-                "`email` (a user principal name or mail address) is required",
-            ));
+            let message = "`email` must be a user principal name or mail address";
+            return Err(Error::invalid_input(message));
         }
         let cfg = Config::load()?;
         let user = find_user(&cfg, email)?;
@@ -140,11 +139,8 @@ impl Connector for MsGraph {
         let user_id = id_of(&user).ok_or_else(no_id)?;
         let devices = managed_devices(&cfg, user_id)?;
 
-        let mut compliance: BTreeMap<String, u64> = BTreeMap::new();
-        for d in &devices {
-            *compliance.entry(state(d).to_owned()).or_default() += 1;
-        }
-        let all_compliant = !devices.is_empty() && devices.iter().all(|d| state(d) == "compliant");
+        let compliance = tally(&devices, "/complianceState", "unknown");
+        let all_compliant = compliance.keys().eq(["compliant"]);
         let picked = |d: &Value| pick(d, DEVICE_FIELDS, json!({}));
         let devices: Vec<Value> = devices.iter().map(picked).collect();
         let out = json!({"user": pick(&user, USER_FIELDS, json!({})), "managedDevices": devices,
@@ -153,63 +149,38 @@ impl Connector for MsGraph {
     }
 }
 
-fn state(device: &Value) -> &str {
-    device["complianceState"].as_str().unwrap_or("unknown")
-}
-
 /// The user with this UPN (`/users/{upn}`), else the one whose `mail` matches.
 fn find_user(cfg: &Config, email: &str) -> Result<Value> {
     if let Some(user) = get_opt(Ref::user(email).api_url(cfg))? {
         return Ok(user);
     }
     let filter = format!("mail eq '{}'", email.replace('\'', "''"));
-    let users = Request::get(cfg.api("/users")).query("$filter", &filter);
-    let reply: Collection = users.query("$select", USER_FIELDS).send()?.json()?;
+    let users = Request::get(cfg.api.join("/users")).query("$filter", &filter);
+    let reply: ODataPage<Value> = users.query("$select", USER_FIELDS).send()?.json()?;
     let missing = || Error::not_found(format!("no user with principal name or mail {email}"));
     reply.value.into_iter().next().ok_or_else(missing)
 }
 
 /// Every Intune managed device of the user, following `@odata.nextLink`.
 fn managed_devices(cfg: &Config, user_id: &str) -> Result<Vec<Value>> {
-    let first = cfg.api(&format!("/users/{}/managedDevices", url::encode(user_id)));
+    let path = url::fill("/users/{}/managedDevices", &[user_id]);
+    let first = cfg.api.join(&path);
     paging::collect("managed devices", MAX_DEVICE_PAGES, first, |link| {
-        let page: Collection = Request::get(link).send()?.json()?;
+        let page: ODataPage<Value> = Request::get(link).send()?.json()?;
         Ok((page.value, cfg.link(page.next_link.as_deref())?))
     })
 }
 
 /// The JSON record at `url`, `None` when Graph answers 404.
 fn get_opt(url: String) -> Result<Option<Value>> {
-    match Request::get(url).send() {
-        Ok(reply) => reply.json().map(Some),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// When the upstream answered (its `Date` header) as RFC 3339, else `""`. Used as `updated-at`
-/// of records Graph gives no modification time (users, some devices).
-fn observed_at(reply: &Response) -> String {
-    let date = reply.header("date").and_then(http_date_to_rfc3339);
-    date.unwrap_or_default()
-}
-
-/// A Graph collection: `value`, `@odata.nextLink`, `@odata.deltaLink`.
-#[derive(Deserialize)]
-struct Collection {
-    #[serde(default)]
-    value: Vec<Value>,
-    #[serde(rename = "@odata.nextLink")]
-    next_link: Option<String>,
-    #[serde(rename = "@odata.deltaLink")]
-    delta_link: Option<String>,
+    Request::get(url).send_opt()?.map(|r| r.json()).transpose()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use airlock_sdk::cursor;
-    use airlock_sdk::text::rfc3339_of_ms;
+    use airlock_sdk::text::{http_date_to_rfc3339, rfc3339_of_ms};
     use sync::{Cursor, is_partial_user};
 
     fn parts(p: &[&str]) -> Vec<String> {

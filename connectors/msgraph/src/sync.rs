@@ -3,14 +3,15 @@
 //! ids missing since the previous complete pass. A stream walks one listing (scope) per
 //! mailbox, chat or channel, in turn.
 
+use airlock_sdk::paging::ODataPage;
 use airlock_sdk::scopes::{End, Scopes};
 use airlock_sdk::serde_json::Value;
-use airlock_sdk::text::rfc3339_of_ms;
+use airlock_sdk::text::{now_ms, rfc3339_of_ms};
 use airlock_sdk::{DocumentRef, Error, Request, Result, SyncPage, cursor, url};
 
 use crate::config::Config;
-use crate::documents::{Kind, Ref, fill, id_of};
-use crate::{Collection, USER_FIELDS, get_opt, observed_at};
+use crate::documents::{Kind, Ref, id_of};
+use crate::{USER_FIELDS, get_opt};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -43,7 +44,7 @@ fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
     };
     let scope = |parts: &Vec<String>| {
         let pairs = query.split('&').filter_map(|q| q.split_once('='));
-        let url = cfg.api(&fill(path, parts));
+        let url = cfg.api.join(&url::fill(path, parts));
         let first = pairs.fold(url, |u, (k, v)| url::with_query(&u, k, v));
         let key = Some(parts.join("/")).filter(|k| !k.is_empty());
         let key = key.unwrap_or_else(|| format!("{}s", kind.name()));
@@ -54,30 +55,25 @@ fn scopes(kind: Kind, cfg: &Config, now_ms: i64) -> Vec<Scope> {
 
 pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> {
     let mut cur: Cursor = cursor::position(cursor)?;
+    let name = kind.name();
     let scopes = scopes(kind, cfg, now_ms());
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     let Some(scope) = cur.current(scopes.len()).map(|i| &scopes[i]) else {
-        let name = kind.name();
-        airlock_sdk::log::info!(
-            "stream of {name}s: nothing configured (see the connector's settings)"
-        );
+        airlock_sdk::log::info!("stream of {name}s: nothing configured (see the settings)");
         return Ok(SyncPage::next(upserts, &Cursor::default()).done(true));
     };
     let link = cur.link(&scope.0, kind.is_delta());
-    let link = link.unwrap_or_else(|| scope.2.clone());
-    let link = cfg.link(Some(&link))?;
+    let link = cfg.link(Some(&link.unwrap_or_else(|| scope.2.clone())))?;
     let link = link.ok_or_else(|| Error::invalid_input("cursor holds an empty link"))?;
     let reply = Request::get(link).send()?;
-    let observed = observed_at(&reply);
-    let page: Collection = reply.json()?;
+    let observed = reply.date().unwrap_or_default();
+    let page: ODataPage<Value> = reply.json()?;
 
-    let gone = |id: &str| DocumentRef::new(kind.name(), kind.doc_id(&scope.1, id));
-    let mut skipped = 0;
-    for item in &page.value {
-        let Some(id) = id_of(item) else {
-            skipped += 1;
-            continue;
-        };
+    let gone = |id: &str| DocumentRef::new(name, kind.doc_id(&scope.1, id));
+    let items = &page.value;
+    let usable: Vec<(&Value, &str)> = items.iter().filter_map(|i| Some((i, id_of(i)?))).collect();
+    let skipped = items.len() - usable.len();
+    for (item, id) in usable {
         let removed = item.get("@removed").is_some() || !item["deletedDateTime"].is_null();
         if !kind.is_delta() {
             cur.saw(id);
@@ -96,23 +92,11 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         }
     }
     if skipped > 0 {
-        let name = kind.name();
         airlock_sdk::log::warn!("skipped {skipped} {name} records without a usable id");
     }
 
-    let end = match cfg.link(page.next_link.as_deref())? {
-        Some(next) => End::Next(next),
-        None if kind.is_delta() => {
-            let name = kind.name();
-            let neither =
-                format!("delta page for {name} has neither @odata.nextLink nor @odata.deltaLink");
-            End::Delta(
-                cfg.link(page.delta_link.as_deref())?
-                    .ok_or(Error::upstream(neither))?,
-            )
-        }
-        None => End::Snapshot,
-    };
+    let next = cfg.link(page.next_link.as_deref())?;
+    let end = End::after(next, cfg.link(page.delta_link.as_deref())?, kind.is_delta())?;
     // Scope by scope; a finished plain listing deletes what its last pass had and this one not.
     let keys: Vec<&str> = scopes.iter().map(|s| s.0.as_str()).collect();
     let (done, vanished) = cur.finish(&keys, end);
@@ -120,24 +104,10 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
     Ok(SyncPage::next(upserts, &cur).deletes(deletes).done(done))
 }
 
-impl Kind {
-    /// Whether the stream is a Graph delta query (else a full listing each run).
-    fn is_delta(self) -> bool {
-        matches!(self, Kind::Users | Kind::Messages)
-    }
-}
-
 /// A delta item that lacks one of the selected user properties: Graph sends an updated user as
 /// its `id` plus at least the changed properties (only those under `Prefer: return=minimal`).
 pub fn is_partial_user(item: &Value) -> bool {
     USER_FIELDS
         .split(',')
-        .any(|field| item.get(field.trim()).is_none())
-}
-
-/// Wall-clock milliseconds since the epoch (`wasi:clocks` through std).
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .any(|field| item.get(field).is_none())
 }

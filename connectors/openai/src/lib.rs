@@ -23,27 +23,22 @@ impl Connector for OpenAi {
             "properties": {"role": {"type": "string",
                 "enum": ["system", "developer", "user", "assistant"]},
                 "content": {"type": "string"}}});
-        ConnectorInfo {
-            name: "openai".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Chat completions from OpenAI, Azure OpenAI or LM Studio".into(),
-            streams: vec![],
-            actions: vec![ActionInfo {
-                name: "chat".into(),
-                description: "Send a conversation, get the assistant's reply \
+        let about = "Chat completions from OpenAI, Azure OpenAI or LM Studio";
+        ConnectorInfo::new("openai", env!("CARGO_PKG_VERSION"), about).action(ActionInfo {
+            name: "chat".into(),
+            description: "Send a conversation, get the assistant's reply \
                               ({reply, usage, model, finish_reason})."
-                    .into(),
-                input_schema: json!({"type": "object", "required": ["messages"],
+                .into(),
+            input_schema: json!({"type": "object", "required": ["messages"],
                     "properties": {
                         "messages": {"type": "array", "minItems": 1, "items": message},
                         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                         "max_completion_tokens": {"type": "integer", "minimum": 1},
                         "model": {"type": "string"}},
                     "additionalProperties": false})
-                .to_string(),
-                writes: false,
-            }],
-        }
+            .to_string(),
+            writes: false,
+        })
     }
 
     fn health() -> Result<HealthStatus> {
@@ -59,10 +54,8 @@ impl Connector for OpenAi {
                 Request::get(format!("{}/v1/models", cfg.base)).send()?;
             }
         }
-        Ok(HealthStatus {
-            ok: true,
-            message: format!("{} at {} answered", cfg.flavor.name(), cfg.base),
-        })
+        let message = format!("{} at {} answered", cfg.flavor.name(), cfg.base);
+        Ok(HealthStatus::ok(message))
     }
 
     fn invoke(action: String, input: String) -> Result<String> {

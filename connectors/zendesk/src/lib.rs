@@ -5,12 +5,13 @@
 //! Settings: `base_url` (e.g. `https://acme.zendesk.com`), optional `page_size` (tickets per
 //! incremental export page, 1..=1000, default 1000).
 
+use airlock_sdk::json::{array, first, pick, text};
 use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::text::or;
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, paging, url,
+    Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, ids, paging, url,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 struct Zendesk;
@@ -52,7 +53,7 @@ impl Connector for Zendesk {
         let probe = [("query", "type:ticket"), ("per_page", "1")];
         cfg.get("/search.json", &probe).send()?;
         let message = format!("Zendesk at {} accepted the credentials", cfg.base_url);
-        Ok(HealthStatus { ok: true, message })
+        Ok(HealthStatus::ok(message))
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
@@ -63,11 +64,11 @@ impl Connector for Zendesk {
         if page.saturating_mul(per_page) <= SEARCH_MAX {
             let (n, p) = (per_page.to_string(), page.to_string());
             let query = [("query", query), ("per_page", &n), ("page", &p)];
-            let reply: Page<SearchItem> = cfg.get("/search.json", &query).send()?.json()?;
+            let reply: Page = cfg.get("/search.json", &query).send()?.json()?;
             let more = reply.next_page.is_some() && !reply.items.is_empty();
-            let items = reply.items.into_iter();
-            hits = items.filter_map(|i| i.document(&cfg)).collect();
-            next_cursor = next_search_page(page, per_page, more).map(|p| p.to_string());
+            hits = search_hits(&reply.items, &cfg)?;
+            let next = paging::next_page_number(page, per_page, more, SEARCH_MAX);
+            next_cursor = next.map(|p| p.to_string());
         }
         Ok(SearchResult { hits, next_cursor })
     }
@@ -77,17 +78,17 @@ impl Connector for Zendesk {
         match parse_ref(&id)? {
             Ref::Ticket(id) => {
                 let reply = cfg.get(&format!("/tickets/{id}.json"), &[]).send()?;
-                Ok(reply.json::<One<Ticket>>()?.item.document(&cfg))
+                ticket(&reply.json_at("/ticket")?, &cfg)
             }
             Ref::Article(id) => {
                 let path = format!("/help_center/articles/{id}.json");
                 let reply = cfg.get(&path, &[]).send()?;
-                Ok(reply.json::<One<Article>>()?.item.document())
+                article(&reply.json_at("/article")?)
             }
             Ref::Comment(ticket, id) => ticket_comments(&cfg, ticket)?
-                .into_iter()
-                .find(|c| c.id == Some(id))
-                .and_then(|c| c.document(ticket, None, &cfg))
+                .iter()
+                .find(|c| c["id"].as_u64() == Some(id))
+                .and_then(|c| comment(c, ticket, "", &cfg))
                 .ok_or_else(|| Error::not_found(format!("no comment {id} on ticket {ticket}"))),
         }
     }
@@ -105,11 +106,11 @@ impl Connector for Zendesk {
             "tickets" => sync_tickets(&cfg, position),
             "comments" => {
                 let path = "/incremental/ticket_events.json?include=comment_events";
-                time_sync(&cfg, path, start, true, |e: TicketEvent| e.documents(&cfg))
+                time_sync(&cfg, path, start, true, |e| event_comments(e, &cfg))
             }
             "articles" => {
                 let path = "/help_center/incremental/articles.json";
-                time_sync(&cfg, path, start, false, |a: Article| vec![a.document()])
+                time_sync(&cfg, path, start, false, |a| Ok(vec![article(a)?]))
             }
             _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
@@ -118,12 +119,13 @@ impl Connector for Zendesk {
     fn invoke(action: String, input: String) -> Result<String> {
         let input = airlock_sdk::action_input(&action, "ticket-comments", &input);
         let CommentsInput { ticket_id } = input?;
-        let summary = |c: Comment| {
-            json!({"id": c.id, "author_id": c.author_id, "public": c.public,
-            "created_at": c.created_at, "body": c.plain_body.or(c.body)})
+        let summary = |c: &Value| {
+            let plain = c.get("plain_body").filter(|b| b.is_string());
+            json!({"id": c["id"], "author_id": c["author_id"], "public": c["public"],
+                "created_at": c["created_at"], "body": plain.unwrap_or(&c["body"])})
         };
         let comments = ticket_comments(&Config::load()?, ticket_id)?;
-        let comments: Vec<Value> = comments.into_iter().map(summary).collect();
+        let comments: Vec<Value> = comments.iter().map(summary).collect();
         Ok(json!({"ticket_id": ticket_id, "comments": comments}).to_string())
     }
 }
@@ -155,8 +157,7 @@ impl Config {
 
     /// A GET of the API `path` with the parameters `query`.
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Request {
-        let add = |request: Request, &(key, value): &(&str, &str)| request.query(key, value);
-        query.iter().fold(Request::get(self.api(path)), add)
+        Request::get(self.api(path)).queries(query)
     }
 }
 
@@ -179,9 +180,9 @@ fn parse_ref(id: &str) -> Result<Ref> {
         None => ("ticket", id),
     };
     match (kind, n.split_once('-')) {
-        ("ticket", _) => numeric(n).map(Ref::Ticket),
-        ("article", _) => numeric(n).map(Ref::Article),
-        ("comment", Some((t, c))) => Ok(Ref::Comment(numeric(t)?, numeric(c)?)),
+        ("ticket", _) => number(n).map(Ref::Ticket),
+        ("article", _) => number(n).map(Ref::Article),
+        ("comment", Some((t, c))) => Ok(Ref::Comment(number(t)?, number(c)?)),
         ("comment", None) => Err(Error::invalid_input(format!("not a comment id: {n:?}"))),
         _ => Err(Error::invalid_input(format!(
             "unknown id kind in {id:?} (ticket:, article:, comment:)"
@@ -189,16 +190,10 @@ fn parse_ref(id: &str) -> Result<Ref> {
     }
 }
 
-fn numeric(s: &str) -> Result<u64> {
-    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let n = s.parse().ok().filter(|_| digits);
+/// A numeric Zendesk id (digits only, no sign or spaces) that fits a `u64`.
+fn number(s: &str) -> Result<u64> {
+    let n = s.parse().ok().filter(|_| ids::is_numeric(s));
     n.ok_or_else(|| Error::invalid_input(format!("not a Zendesk id: {s:?}")))
-}
-
-/// The page after `page`, unless the upstream has no more or it would reach past result 1000.
-fn next_search_page(page: u32, per_page: u32, more: bool) -> Option<u32> {
-    let next = page.checked_add(1)?;
-    (more && next.saturating_mul(per_page) <= SEARCH_MAX).then_some(next)
 }
 
 // ---- Sync -------------------------------------------------------------------------------------
@@ -227,36 +222,37 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
     };
     let query = [("per_page", per_page.as_str()), at];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
-    Ok(ticket_page(reply.json()?, cfg, position))
+    ticket_page(reply.json()?, cfg, position)
 }
 
-fn ticket_page(export: Page<Ticket>, cfg: &Config, previous: SyncCursor) -> SyncPage {
+fn ticket_page(export: Page, cfg: &Config, previous: SyncCursor) -> Result<SyncPage> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    for ticket in export.items {
-        if ticket.status.as_deref() == Some("deleted") {
-            deletes.push(DocumentRef::new("ticket", ticket.id.to_string()));
+    for t in &export.items {
+        if t["status"] == "deleted" {
+            deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string()));
         } else {
-            upserts.push(ticket.document(cfg));
+            upserts.push(ticket(t, cfg)?);
         }
     }
-    // An empty page may carry no cursor: keep ours so the next run does not start over.
-    let mut next = previous.clone();
-    if let Some(c) = export.after_cursor.filter(|c| !c.is_empty()) {
+    // Without a new cursor the next call would fetch the same page again: end the run instead,
+    // keeping ours (an empty page may carry none) so the next run does not start over.
+    let fresh = paging::fresh(export.after_cursor, previous.c.as_deref());
+    let done = export.end_of_stream || fresh.is_none();
+    let mut next = previous;
+    if let Some(c) = fresh {
         (next.c, next.start_time) = (Some(c), None);
     }
-    // Without a new cursor the next call would fetch the same page again: end the run instead.
-    let done = export.end_of_stream || next == previous;
-    SyncPage::next(upserts, &next).deletes(deletes).done(done)
+    Ok(SyncPage::next(upserts, &next).deletes(deletes).done(done))
 }
 
 /// One page of a time-based export from `start`. Zendesk refuses a `start_time` less than a
 /// minute old ("Too recent start_time"): nothing is new yet, so the run ends unchanged.
-fn time_sync<T: DeserializeOwned + Default>(
+fn time_sync(
     cfg: &Config,
     path: &str,
     start: i64,
     heed_end: bool,
-    documents: impl Fn(T) -> Vec<Document>,
+    documents: impl Fn(&Value) -> Result<Vec<Document>>,
 ) -> Result<SyncPage> {
     let export = match cfg.get(path, &[("start_time", &start.to_string())]).send() {
         Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
@@ -264,40 +260,41 @@ fn time_sync<T: DeserializeOwned + Default>(
         }
         reply => reply?.json()?,
     };
-    Ok(time_page(export, start, heed_end, documents))
+    time_page(export, start, heed_end, documents)
 }
 
 /// A time-based export page, its items mapped by `documents`. The next page starts at the
 /// `start_time` of `next_page` when present, else at the reply's `end_time`, never earlier than
 /// `start`. The run goes on while the reply has a `next_page` that starts later than this one
 /// (so a stuck upstream cannot loop), items, and (where `heed_end`) no `end_of_stream`.
-fn time_page<T>(
-    export: Page<T>,
+fn time_page(
+    export: Page,
     start: i64,
     heed_end: bool,
-    documents: impl Fn(T) -> Vec<Document>,
-) -> SyncPage {
+    documents: impl Fn(&Value) -> Result<Vec<Document>>,
+) -> Result<SyncPage> {
     let more = !export.items.is_empty() && (!heed_end || !export.end_of_stream);
     let link = export.next_page.as_deref();
     let linked = link.and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok());
     let next = linked.or(export.end_time).unwrap_or(start).max(start);
     let (c, start_time) = (None, Some(next));
     let done = !more || link.is_none() || next <= start;
-    let upserts = export.items.into_iter().flat_map(documents).collect();
-    SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done)
+    let upserts: Result<Vec<Vec<Document>>> = export.items.iter().map(documents).collect();
+    let upserts = upserts?.into_iter().flatten().collect();
+    Ok(SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done))
 }
 
-// ---- Upstream shapes (tolerant: every field but the id may be missing or null) -----------------
+// ---- Upstream records (tolerant: every field but the id may be missing or null) ----------------
 
 /// A list reply: the items under the endpoint's own key, and the paging fields the endpoint has
 /// (`after_cursor`/`end_of_stream`: tickets export; `next_page`/`end_time`: time-based exports
 /// and search; `meta`: comments).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Page<T> {
+struct Page {
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
     #[serde(alias = "results", alias = "comments")]
-    items: Vec<T>,
+    items: Vec<Value>,
     after_cursor: Option<String>,
     end_of_stream: bool,
     next_page: Option<String>,
@@ -312,154 +309,77 @@ struct CommentMeta {
     after_cursor: Option<String>,
 }
 
-/// A reply holding one record (under `ticket` or `article`).
-#[derive(Deserialize)]
-struct One<T> {
-    #[serde(alias = "ticket", alias = "article")]
-    item: T,
+/// The numeric `id` a ticket or an article cannot do without (its absence fails the page).
+fn record_id(record: &Value) -> Result<u64> {
+    let id = record["id"].as_u64();
+    id.ok_or_else(|| Error::upstream("a Zendesk record without a numeric `id`"))
 }
 
-#[derive(Deserialize, Default)]
-struct Ticket {
-    id: u64,
-    subject: Option<String>,
-    description: Option<String>,
-    status: Option<String>,
-    priority: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    requester_id: Option<u64>,
-    assignee_id: Option<u64>,
-    organization_id: Option<u64>,
-    #[serde(default)]
-    tags: Vec<String>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
+fn ticket(t: &Value, cfg: &Config) -> Result<Document> {
+    let id = record_id(t)?;
+    let keys = "status,priority,type,requester_id,assignee_id,organization_id";
+    let tags = json!({"tags": t.get("tags").unwrap_or(&json!([]))});
+    let doc = Document::new("ticket", id.to_string(), text(t, "/subject"))
+        .body(text(t, "/description"))
+        .url(cfg.ticket_url(id))
+        .updated_at(first(t, "/updated_at|/created_at"));
+    Ok(doc.metadata(pick(t, keys, tags)))
 }
 
-impl Ticket {
-    fn document(self, cfg: &Config) -> Document {
-        let meta = json!({"status": self.status, "priority": self.priority, "type": self.kind,
-            "requester_id": self.requester_id, "assignee_id": self.assignee_id,
-            "organization_id": self.organization_id, "tags": self.tags});
-        let (id, title) = (self.id.to_string(), self.subject.unwrap_or_default());
-        Document::new("ticket", id, title)
-            .body(self.description.unwrap_or_default())
-            .url(cfg.ticket_url(self.id))
-            .updated_at(self.updated_at.or(self.created_at).unwrap_or_default())
-            .metadata(meta)
-    }
+fn article(a: &Value) -> Result<Document> {
+    let meta = json!({"section_id": a["section_id"], "locale": a["locale"],
+        "draft": a["draft"] == true});
+    let doc = Document::new("article", record_id(a)?.to_string(), text(a, "/title"))
+        .body(html_to_text(&text(a, "/body")))
+        .url_opt(a["html_url"].as_str())
+        .updated_at(first(a, "/updated_at|/created_at"));
+    Ok(doc.metadata(meta))
 }
 
-#[derive(Deserialize, Default)]
-struct TicketEvent {
-    ticket_id: u64,
-    created_at: Option<String>,
-    #[serde(default)]
-    child_events: Vec<Comment>,
+/// Search results as documents: tickets and articles; other result types are skipped.
+fn search_hits(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+    let hit = |item: &Value| match item["result_type"].as_str() {
+        Some("ticket") => Some(ticket(item, cfg)),
+        Some("article") => Some(article(item)),
+        _ => None,
+    };
+    items.iter().filter_map(hit).collect()
 }
 
-impl TicketEvent {
-    fn documents(self, cfg: &Config) -> Vec<Document> {
-        let (ticket, at) = (self.ticket_id, self.created_at.as_deref());
-        let document = |c: Comment| c.document(ticket, at, cfg);
-        let comments = self.child_events.into_iter().filter(Comment::is_comment);
-        comments.filter_map(document).collect()
-    }
+/// The comments among the child events of a ticket event (the export marks their type in
+/// `event_type`, the comments API in `type`).
+fn event_comments(event: &Value, cfg: &Config) -> Result<Vec<Document>> {
+    let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
+    let ticket = event["ticket_id"].as_u64().ok_or_else(no_ticket)?;
+    let at = text(event, "/created_at");
+    let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
+    let comments = array(event, "/child_events").filter(is_comment);
+    let documents = comments.filter_map(|c| comment(c, ticket, &at, cfg));
+    Ok(documents.collect())
 }
 
-/// A comment from the comments API, or a child event of the ticket events export (which marks
-/// its type in `event_type`, the comments API in `type`).
-#[derive(Deserialize, Default)]
-struct Comment {
-    id: Option<u64>,
-    event_type: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    body: Option<String>,
-    plain_body: Option<String>,
-    public: Option<bool>,
-    author_id: Option<i64>,
-    created_at: Option<String>,
-}
-
-impl Comment {
-    fn is_comment(&self) -> bool {
-        self.event_type.as_deref().or(self.kind.as_deref()) == Some("Comment")
-    }
-
-    fn document(self, ticket: u64, at: Option<&str>, cfg: &Config) -> Option<Document> {
-        let meta = json!({"ticket_id": ticket, "public": self.public, "author_id": self.author_id});
-        let id = format!("{ticket}-{}", self.id?);
-        let updated_at = self.created_at.or(at.map(str::to_owned));
-        let body = self.plain_body.or(self.body).unwrap_or_default();
-        let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"));
-        let doc = doc.body(body).url(cfg.ticket_url(ticket));
-        Some(
-            doc.updated_at(updated_at.unwrap_or_default())
-                .metadata(meta),
-        )
-    }
+/// A comment of `ticket` as a document (`None` without an id); `at` is the time of its ticket
+/// event, for a child event that carries none of its own.
+fn comment(c: &Value, ticket: u64, at: &str, cfg: &Config) -> Option<Document> {
+    let id = format!("{ticket}-{}", c["id"].as_u64()?);
+    let meta = json!({"ticket_id": ticket, "public": c["public"], "author_id": c["author_id"]});
+    let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"))
+        .body(first(c, "/plain_body|/body"))
+        .url(cfg.ticket_url(ticket))
+        .updated_at(or(text(c, "/created_at"), at));
+    Some(doc.metadata(meta))
 }
 
 /// All comments of `ticket`, following `meta.after_cursor` while `meta.has_more`.
-fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Comment>> {
+fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Value>> {
     let path = format!("/tickets/{ticket}/comments.json");
     paging::collect(&path, MAX_COMMENT_PAGES, None, |after: &Option<String>| {
         let at = after.as_deref().map(|a| ("page[after]", a));
         let query: Vec<_> = [("page[size]", "100")].into_iter().chain(at).collect();
-        let page: Page<Comment> = cfg.get(&path, &query).send()?.json()?;
+        let page: Page = cfg.get(&path, &query).send()?.json()?;
         let next = page.meta.after_cursor.filter(|_| page.meta.has_more);
         Ok((page.items, next.map(Some)))
     })
-}
-
-#[derive(Deserialize, Default)]
-struct Article {
-    id: u64,
-    title: Option<String>,
-    body: Option<String>,
-    html_url: Option<String>,
-    section_id: Option<u64>,
-    locale: Option<String>,
-    #[serde(default)]
-    draft: bool,
-    created_at: Option<String>,
-    updated_at: Option<String>,
-}
-
-impl Article {
-    fn document(self) -> Document {
-        let meta = json!({"section_id": self.section_id, "locale": self.locale,
-            "draft": self.draft});
-        let (id, title) = (self.id.to_string(), self.title.unwrap_or_default());
-        Document::new("article", id, title)
-            .body(html_to_text(self.body.as_deref().unwrap_or("")))
-            .url_opt(self.html_url)
-            .updated_at(self.updated_at.or(self.created_at).unwrap_or_default())
-            .metadata(meta)
-    }
-}
-
-/// A search result: tickets and articles become documents, other result types are skipped.
-#[derive(Deserialize, Default)]
-#[serde(tag = "result_type", rename_all = "lowercase")]
-enum SearchItem {
-    Ticket(Ticket),
-    Article(Article),
-    #[serde(other)]
-    #[default]
-    Other,
-}
-
-impl SearchItem {
-    fn document(self, cfg: &Config) -> Option<Document> {
-        match self {
-            SearchItem::Ticket(t) => Some(t.document(cfg)),
-            SearchItem::Article(a) => Some(a.document()),
-            SearchItem::Other => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -508,22 +428,23 @@ mod tests {
         assert!(time(Some(next), Some(80), 10, false).1);
         assert!(time(Some(next), None, 90, true).1); // no progress
         // `end_of_stream` ends a run only where the export is said to have one.
-        let page = |v: Value| serde_json::from_value::<Page<Value>>(v).unwrap();
+        let page = |v: Value| serde_json::from_value::<Page>(v).unwrap();
         let eos = json!({"articles": [{}], "next_page": next, "end_of_stream": true});
-        assert!(time_page(page(eos.clone()), 10, true, |_| vec![]).done);
-        assert!(!time_page(page(eos), 10, false, |_| vec![]).done);
+        let none = |_: &Value| Ok(vec![]);
+        assert!(time_page(page(eos.clone()), 10, true, none).unwrap().done);
+        assert!(!time_page(page(eos), 10, false, none).unwrap().done);
     }
 
     /// `time_page` over a reply with one item (`more`) or none: (next cursor, done).
     fn time(link: Option<&str>, end_time: Option<i64>, start: i64, more: bool) -> (String, bool) {
         let items = if more { vec![json!({})] } else { vec![] };
         let reply = json!({"ticket_events": items, "next_page": link, "end_time": end_time});
-        let page: Page<Value> = serde_json::from_value(reply).unwrap();
-        let page = time_page(page, start, true, |_| vec![]);
+        let page: Page = serde_json::from_value(reply).unwrap();
+        let page = time_page(page, start, true, |_| Ok(vec![])).unwrap();
         (page.next_cursor.unwrap(), page.done)
     }
 
-    fn export(v: Value) -> Page<Ticket> {
+    fn export(v: Value) -> Page {
         serde_json::from_value(v).unwrap()
     }
 
@@ -539,7 +460,7 @@ mod tests {
             ],
             "after_cursor": "n1", "end_of_stream": false
         }));
-        let out = ticket_page(page, &cfg(), SyncCursor::default());
+        let out = ticket_page(page, &cfg(), SyncCursor::default()).unwrap();
         assert!(!out.done);
         assert_eq!(out.next_cursor.as_deref(), Some(r#"{"c":"n1"}"#));
         let [doc] = &out.upserts[..] else { panic!() };
@@ -572,32 +493,33 @@ mod tests {
             export(json!({"tickets": [], "end_of_stream": true})),
             &cfg(),
             prev,
-        );
+        )
+        .unwrap();
         assert!(out.done && out.upserts.is_empty());
         assert_eq!(out.next_cursor.as_deref(), Some(r#"{"c":"n1"}"#));
         // A repeated cursor without end_of_stream must not loop.
         let prev = decode(Some(r#"{"c":"n1"}"#)).unwrap();
         let same = export(json!({"tickets": [], "after_cursor": "n1", "end_of_stream": false}));
-        assert!(ticket_page(same, &cfg(), prev).done);
+        assert!(ticket_page(same, &cfg(), prev).unwrap().done);
+        // A ticket without an id fails the page rather than vanishing.
+        let bad = export(json!({"tickets": [{"subject": "no id"}], "after_cursor": "n2"}));
+        assert!(matches!(
+            ticket_page(bad, &cfg(), SyncCursor::default()),
+            Err(Error::Upstream(_))
+        ));
     }
 
     #[test]
     fn comments_and_articles() {
-        let event: TicketEvent = serde_json::from_value(json!({
+        let event = json!({
             "id": 1, "ticket_id": 7, "created_at": "2025-01-01T00:00:00Z", "event_type": "Audit",
             "child_events": [
                 {"id": 11, "event_type": "Comment", "body": "<b>x</b>", "plain_body": "x",
                  "public": false, "author_id": 3},
                 {"id": 12, "event_type": "Change", "field_name": "status", "value": "open"}
             ]
-        }))
-        .unwrap();
-        let docs: Vec<Document> = event
-            .child_events
-            .into_iter()
-            .filter(Comment::is_comment)
-            .filter_map(|c| c.document(7, event.created_at.as_deref(), &cfg()))
-            .collect();
+        });
+        let docs = event_comments(&event, &cfg()).unwrap();
         let [doc] = &docs[..] else { panic!() };
         assert_eq!(
             (
@@ -614,7 +536,7 @@ mod tests {
             json!({"ticket_id": 7, "public": false, "author_id": 3})
         );
 
-        let reply: Page<SearchItem> = serde_json::from_value(json!({"results": [
+        let reply: Page = serde_json::from_value(json!({"results": [
             {"result_type": "user", "id": 1, "name": "u"},
             {"result_type": "article", "id": 5, "title": "T", "body": "<p>a &amp; b</p>",
              "html_url": "https://h/hc/a/5", "section_id": 2, "locale": "en-us", "draft": false,
@@ -622,28 +544,21 @@ mod tests {
             {"result_type": "ticket", "id": 6, "subject": "S", "status": "open"}
         ], "next_page": null}))
         .unwrap();
-        let docs: Vec<Document> = reply
-            .items
-            .into_iter()
-            .filter_map(|r| r.document(&cfg()))
-            .collect();
+        let docs = search_hits(&reply.items, &cfg()).unwrap();
         let [doc, ticket] = &docs[..] else { panic!() };
         assert_eq!((ticket.kind.as_str(), ticket.id.as_str()), ("ticket", "6"));
+        let meta: Value = serde_json::from_str(&ticket.metadata).unwrap();
+        assert_eq!(
+            meta["tags"],
+            json!([]),
+            "a ticket without tags has none, not null"
+        );
+        assert_eq!(meta["priority"], Value::Null);
         assert_eq!(
             (doc.kind.as_str(), doc.id.as_str(), doc.body.as_str()),
             ("article", "5", "a & b")
         );
         assert_eq!(doc.url.as_deref(), Some("https://h/hc/a/5"));
-    }
-
-    #[test]
-    fn search_paging_stops_before_1000() {
-        assert_eq!(next_search_page(1, 100, true), Some(2));
-        assert_eq!(next_search_page(9, 100, true), Some(10));
-        assert_eq!(next_search_page(10, 100, true), None);
-        assert_eq!(next_search_page(33, 30, true), None); // page 34 would hold results 991..1020
-        assert_eq!(next_search_page(32, 30, true), Some(33));
-        assert_eq!(next_search_page(1, 25, false), None);
     }
 
     #[test]
