@@ -441,7 +441,8 @@ impl Store {
         match self {
             Store::Sqlite(db) => {
                 let n = name.to_string();
-                db.run(move |conn| vault::put_sealed(conn, &n, &sealed)).await
+                db.run(move |conn| vault::put_sealed(conn, &n, &sealed))
+                    .await
             }
             Store::Postgres(pg) => pg.put_sealed(name, &sealed).await,
         }

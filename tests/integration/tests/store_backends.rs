@@ -168,7 +168,9 @@ async fn documents_search_and_sync_state_agree_on_both_backends() {
     by_connector
         .by_connector
         .insert("desk".into(), vec!["user:acc-9".into()]);
-    let cases: Vec<(&str, Option<Readers>, Option<Vec<String>>)> = vec![
+    // (query, readers, tenant's connectors)
+    type Case<'a> = (&'a str, Option<Readers>, Option<Vec<String>>);
+    let cases: Vec<Case> = vec![
         ("printer", None, None),
         ("vpn guide", None, None),
         ("reset", Some(alice.clone()), None),
@@ -575,10 +577,20 @@ async fn the_vault_keeps_only_sealed_values_on_both_backends() {
     let other_key = Vault::open(&keys.path().join("b")).unwrap();
     let canary = "canary-vault-value-7d1f93";
     for (name, store) in [("sqlite", &b.sqlite), ("postgres", &b.postgres)] {
-        store.set_secret(&vault, "zendesk_token", canary).await.unwrap();
-        store.set_secret(&vault, "jira_token", "another-value-123").await.unwrap();
+        store
+            .set_secret(&vault, "zendesk_token", canary)
+            .await
+            .unwrap();
+        store
+            .set_secret(&vault, "jira_token", "another-value-123")
+            .await
+            .unwrap();
         assert_eq!(
-            store.secret(&vault, "zendesk_token").await.unwrap().as_deref(),
+            store
+                .secret(&vault, "zendesk_token")
+                .await
+                .unwrap()
+                .as_deref(),
             Some(canary),
             "{name}"
         );
@@ -587,7 +599,10 @@ async fn the_vault_keeps_only_sealed_values_on_both_backends() {
             .secret(&other_key, "zendesk_token")
             .await
             .expect_err("another master key cannot decrypt");
-        assert!(format!("{err:#}").contains("wrong master key"), "{name}: {err:#}");
+        assert!(
+            format!("{err:#}").contains("wrong master key"),
+            "{name}: {err:#}"
+        );
         assert!(!format!("{err:#}").contains(canary));
         let names: Vec<String> = store
             .secret_names()
@@ -612,7 +627,10 @@ async fn the_vault_keeps_only_sealed_values_on_both_backends() {
     assert!(b.postgres.secret(&vault, "moved").await.is_err());
     let dump = b
         ._pg
-        .psql("vault", "SELECT encode(nonce, 'escape') || encode(ciphertext, 'escape') FROM secrets")
+        .psql(
+            "vault",
+            "SELECT encode(nonce, 'escape') || encode(ciphertext, 'escape') FROM secrets",
+        )
         .unwrap();
     assert!(!dump.contains(canary));
 }

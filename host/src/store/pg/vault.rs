@@ -14,12 +14,7 @@ impl PgStore {
                 "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (name) DO UPDATE SET nonce = excluded.nonce,
                    ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-                &[
-                    &name,
-                    &s.nonce,
-                    &s.ciphertext,
-                    &crate::store::now_rfc3339(),
-                ],
+                &[&name, &s.nonce, &s.ciphertext, &crate::store::now_rfc3339()],
             )
             .await?;
         Ok(())
