@@ -661,3 +661,142 @@ async fn the_authorization_server_refuses_what_the_spec_says_it_must() {
         "a refresh token or code in the log"
     );
 }
+
+/// Runs the MCP Inspector CLI (npm `@modelcontextprotocol/inspector`, in target/inspector) on
+/// `/mcp` with `args`, as the person's browser: when it prints the authorization URL, opens the
+/// sign-in page, pastes `token` and follows the redirect to the CLI's loopback callback.
+/// Returns what the CLI printed (JSON).
+async fn inspector(base: &str, token: &str, args: &[&str]) -> Value {
+    use tokio::io::AsyncBufReadExt as _;
+    let bin = root().join("target/inspector/node_modules/.bin/mcp-inspector");
+    assert!(
+        bin.exists(),
+        "{} missing: run `make test` (it installs the MCP Inspector)",
+        bin.display()
+    );
+    let home = tempfile::tempdir().expect("home");
+    // No real browser: the test is the browser.
+    let fake_bin = home.path().join("bin");
+    std::fs::create_dir_all(&fake_bin).expect("bin");
+    let opener = fake_bin.join("xdg-open");
+    std::fs::write(&opener, "#!/bin/sh\nexit 0\n").expect("xdg-open");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let callback = format!("http://127.0.0.1:{}/oauth/callback", free_port());
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--cli")
+        .arg(format!("{base}/mcp"))
+        .args(args)
+        .args(["--callback-url", &callback])
+        .env("HOME", home.path())
+        .env("PATH", path)
+        .env("MCP_AUTO_OPEN_ENABLED", "true")
+        .env("MCP_INSPECTOR_SECRET_STORE", "memory")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the MCP Inspector CLI");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = String::new();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some((_, rest)) = line.split_once("navigate to: ") {
+                return Some(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("the Inspector asked for no sign-in: {seen}"));
+    let page = send("GET", &url, None, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let back = sign_in(base, &page, token).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let to = back.headers.get("location").cloned().unwrap_or_default();
+    assert!(to.starts_with(&callback), "{to}");
+    assert_eq!(
+        send("GET", &to, None, None).await.status,
+        200,
+        "the CLI's callback"
+    );
+    let rest = tokio::spawn(async move {
+        let mut s = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s
+    });
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the Inspector finishes")
+        .expect("Inspector output");
+    let stderr = rest.await.unwrap_or_default();
+    assert!(out.status.success(), "Inspector failed: {seen}{stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("Inspector JSON: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The MCP Inspector CLI, a client nobody here wrote, signs in at Airlock's own authorization
+/// server (dynamic registration, code flow with PKCE, its own loopback callback) and calls
+/// `search` and an action as the person, who is named in the audit rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_inspector_cli_signs_in_at_airlocks_own_server_and_searches_as_the_person() {
+    let (env, base) = setup();
+    let canary = env.create_token(ADA, "acme", &["eng"], false);
+    let d = env.serve();
+    let found = inspector(
+        &base,
+        &canary,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "search",
+            "--tool-arg",
+            "query=zeppelin",
+        ],
+    )
+    .await;
+    let text = found.to_string();
+    assert!(text.contains("plan"), "{found}");
+    assert!(
+        !text.contains("secret") && !text.contains("beta"),
+        "{found}"
+    );
+    let echoed = inspector(
+        &base,
+        &canary,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "a1__echo",
+            "--tool-arg",
+            "x=1",
+        ],
+    )
+    .await;
+    assert_ne!(echoed["isError"], true, "{echoed}");
+    let log = d.stop();
+    assert!(
+        audit_rows(&env).iter().any(|r| r.event.connector == "a1"
+            && r.event.principal.as_deref() == Some(format!("oauth:{ADA}").as_str())),
+        "the action's rows name the signed-in person"
+    );
+    assert!(!log.contains(&canary), "the API token in the daemon's log");
+}
