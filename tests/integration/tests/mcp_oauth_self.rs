@@ -408,6 +408,24 @@ async fn the_python_mcp_sdk_signs_in_at_airlocks_own_server_and_works_as_the_per
             && r.event.principal.as_deref() == Some(format!("oauth:{ADA}").as_str())),
         "the action's rows name the signed-in person"
     );
+    let signed_in = rows
+        .iter()
+        .filter(|r| {
+            r.event.event == "oauth-sign-in"
+                && r.event.decision == "allow"
+                && r.event.principal.as_deref() == Some(format!("oauth:{ADA}").as_str())
+        })
+        .count();
+    assert_eq!(signed_in, 2, "each sign-in is audited");
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "oauth-revoked" && r.event.reason.contains("replayed")),
+        "the replay that ended a grant is audited"
+    );
+    assert!(
+        !rows.iter().any(|r| r.event.reason.contains(&canary)),
+        "the API token in an audit row"
+    );
     assert!(!log.contains(&canary), "the API token in the daemon's log");
     for (_, r, a) in &refresh_tokens {
         assert!(

@@ -88,6 +88,20 @@ pub fn no_store(mut r: Response) -> Response {
     r
 }
 
+/// Records what the authorization server decided in the audit log (connector `airlock`): who
+/// signed in for which client, refused sign-ins, ended grants. Never a token.
+pub fn audit(a: &Airlock, event: &str, decision: &str, principal: Option<String>, reason: String) {
+    a.audit.record(crate::store::audit::AuditEvent {
+        connector: "airlock".into(),
+        invocation: ulid::Ulid::new().to_string(),
+        event: event.into(),
+        decision: decision.into(),
+        reason,
+        principal,
+        ..Default::default()
+    });
+}
+
 /// The scope names Airlock's tokens can carry.
 pub fn scope_names() -> Vec<&'static str> {
     SCOPES.iter().map(|(s, _)| *s).collect()

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::clients::{self, Client};
-use super::{no_store, own, scope_names};
+use super::{audit, no_store, own, scope_names};
 use crate::app::Airlock;
 use crate::config::OAUTH_SCOPES as SCOPES;
 use crate::config::OAuth;
@@ -334,6 +334,13 @@ pub async fn decide(
                 }
             };
             tracing::info!(client = %p.client.id, tries, "OAuth sign-in with an invalid token");
+            audit(
+                &a,
+                "oauth-sign-in",
+                "deny",
+                None,
+                format!("an unknown or revoked API token for client {}", p.client.id),
+            );
             if tries >= MAX_TRIES {
                 take();
                 return back_to(
@@ -386,6 +393,18 @@ pub async fn decide(
         .await;
     match started {
         Ok((grant, code)) => {
+            audit(
+                &a,
+                "oauth-sign-in",
+                "allow",
+                Some(format!("oauth:{}", principal.name)),
+                format!(
+                    "client {} granted {} (grant {grant}, API token {})",
+                    p.client.id,
+                    p.scopes.join(" "),
+                    principal.token_id
+                ),
+            );
             tracing::info!(
                 client = %p.client.id,
                 principal = %principal.name,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{keys, no_store, oauth_error, own};
+use super::{audit, keys, no_store, oauth_error, own};
 use crate::app::Airlock;
 use crate::config::{OAuth, OwnServer};
 use crate::store::oauth_grants::{self as grants, Grant, REFRESH_PREFIX, Refused};
@@ -111,6 +111,18 @@ async fn by_code(
     let cid = client_id.clone();
     let redeemed = match a.db.run(move |c| grants::redeem_code(c, &code, &cid)).await {
         Ok(Ok(r)) => r,
+        Ok(Err(Refused::Replayed)) => {
+            audit(
+                a,
+                "oauth-revoked",
+                "deny",
+                None,
+                format!(
+                    "an authorization code of client {client_id} was replayed: its grant is revoked"
+                ),
+            );
+            return refused(Refused::Replayed);
+        }
         Ok(Err(r)) => return refused(r),
         Err(e) => return server_error(e),
     };
@@ -141,12 +153,25 @@ async fn by_refresh(
         return bad("invalid_request", "refresh_token is required");
     };
     let ttl = s.refresh_token_ttl.as_millis() as i64;
+    let cid = client_id.clone();
     let rotated = match a
         .db
-        .run(move |c| grants::rotate_refresh(c, &old, &client_id, ttl))
+        .run(move |c| grants::rotate_refresh(c, &old, &cid, ttl))
         .await
     {
         Ok(Ok(r)) => r,
+        Ok(Err(Refused::Replayed)) => {
+            audit(
+                a,
+                "oauth-revoked",
+                "deny",
+                None,
+                format!(
+                    "a spent refresh token of client {client_id} was replayed: its grant is revoked"
+                ),
+            );
+            return refused(Refused::Replayed);
+        }
         Ok(Err(r)) => return refused(r),
         Err(e) => return server_error(e),
     };
