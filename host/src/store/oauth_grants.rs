@@ -64,6 +64,11 @@ pub fn register_client(
     Ok(c)
 }
 
+/// How many clients are registered.
+pub fn client_count(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM oauth_clients", [], |r| r.get(0))
+}
+
 /// A registered client by id.
 pub fn client(conn: &Connection, id: &str) -> rusqlite::Result<Option<Client>> {
     conn.query_row(

@@ -27,6 +27,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most redirect URIs one client may have, and the longest one.
 const MAX_REDIRECT_URIS: usize = 10;
 const MAX_URI_LEN: usize = 2000;
+/// Most clients registered dynamically: the endpoint is open, so the table must not grow
+/// without bound (clients with metadata documents are not stored at all).
+const MAX_REGISTERED: i64 = 10_000;
 
 /// A client as the sign-in page and the token endpoint know it.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,10 +273,20 @@ pub async fn register(State(a): State<Arc<Airlock>>, body: Bytes) -> Response {
     let name = client_name(&meta);
     let (name2, uris2) = (name.clone(), uris.clone());
     let made =
-        a.db.run(move |c| crate::store::oauth_grants::register_client(c, name2.as_deref(), &uris2))
-            .await;
+        a.db.run(move |c| {
+            if crate::store::oauth_grants::client_count(c)? >= MAX_REGISTERED {
+                return Ok(None);
+            }
+            crate::store::oauth_grants::register_client(c, name2.as_deref(), &uris2).map(Some)
+        })
+        .await;
     match made {
-        Ok(c) => {
+        Ok(None) => oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "no more clients can be registered here; use a client ID metadata document",
+        ),
+        Ok(Some(c)) => {
             tracing::info!(client = %c.id, "OAuth client registered");
             let mut out = json!({
                 "client_id": c.id,
