@@ -9,7 +9,7 @@ TEST_COMPONENTS := hostile wrong-world future-contract broken
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
+.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -102,11 +102,23 @@ $(ST_VENV)/.installed: $(ST_REQ)
 	$(ST_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(ST_REQ)
 	@touch $@
 
+# The MCP Inspector CLI (npm, pinned by its lock file), an independent OAuth-capable MCP client
+# for tests/integration/tests/mcp_oauth_self.rs, into target/inspector (install scripts off: the
+# CLI needs none).
+INSPECTOR_SRC := tests/integration/inspector
+INSPECTOR := target/inspector
+mcp-inspector: $(INSPECTOR)/node_modules/.package-lock.json
+
+$(INSPECTOR)/node_modules/.package-lock.json: $(INSPECTOR_SRC)/package.json $(INSPECTOR_SRC)/package-lock.json
+	@mkdir -p $(INSPECTOR)
+	cp $(INSPECTOR_SRC)/package.json $(INSPECTOR_SRC)/package-lock.json $(INSPECTOR)/
+	cd $(INSPECTOR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 run: build
 	@./examples/run-demo.sh
 
 # The connectors' own unit tests run natively, in the same cargo run as the host's.
-test: build test-components polyglot chromium postgres python-mcp schemathesis
+test: build test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis
 	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests $(addprefix -p ,$(CONNECTORS))
 
 bench: build test-components postgres

@@ -1,5 +1,7 @@
 //! What the daemon serves on its one listener: the REST API ([`crate::api`]) with MCP over
-//! streamable HTTP ([`crate::mcp`]) mounted at `/mcp`, under the API's error shape and body limit.
+//! streamable HTTP ([`crate::mcp`]) mounted at `/mcp`, and Airlock's own OAuth authorization
+//! server ([`crate::api::authorization`], 404 unless configured), under the API's error shape
+//! and body limit.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
     let r = crate::api::routes_router(&airlock)
         .route("/mcp", crate::mcp::route(airlock.clone()))
         .route("/.well-known/oauth-protected-resource", metadata.clone())
-        .route("/.well-known/oauth-protected-resource/mcp", metadata);
+        .route("/.well-known/oauth-protected-resource/mcp", metadata)
+        .merge(crate::api::authorization::routes());
     crate::api::finish(r, airlock)
 }

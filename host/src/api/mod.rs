@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod authorization;
 pub mod body;
 pub mod dashboard;
 pub mod errors;

@@ -9,6 +9,10 @@
 //! The JWT checks are `jsonwebtoken`'s; the keys are fetched (OpenID discovery, then JWKS)
 //! through the daemon's outbound client and kept for an hour; a token naming a key not seen yet
 //! (the issuer rotated) fetches them again, at most once every 30 s.
+//!
+//! With Airlock as its own authorization server (`crate::api::authorization`) the same checks
+//! run against its own key, and a token also needs its grant (`sid`) and the API token behind it
+//! to be live: revoking either ends the session at once, not when the token expires.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -100,9 +104,17 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
         ));
     }
     let kid = head.kid.clone().unwrap_or_default();
-    let set = keys(a, o, &kid)
-        .await
-        .map_err(|e| refused("invalid_token", format!("cannot check the token: {e}")))?;
+    let set = match o.is_own() {
+        true => super::authorization::keys::signing_key(&a.config().server.data_dir)
+            .map(|k| k.jwks())
+            .map_err(|e| {
+                tracing::error!("the OAuth signing key cannot be loaded: {e:#}");
+                refused("invalid_token", "cannot check the token")
+            })?,
+        false => keys(a, o, &kid)
+            .await
+            .map_err(|e| refused("invalid_token", format!("cannot check the token: {e}")))?,
+    };
     let jwk = match kid.is_empty() {
         true if set.keys.len() == 1 => &set.keys[0],
         _ => set.find(&kid).ok_or_else(|| {
@@ -172,15 +184,41 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
         ));
     }
     let sub = claims["sub"].as_str().unwrap_or(&name).to_string();
+    let tenant = match o.is_own() {
+        true => own_session(a, &claims).await?,
+        false => o.tenant.clone(),
+    };
     Ok(Principal {
         token_id: format!("oauth:{sub}"),
         name,
-        tenant: o.tenant.clone(),
+        tenant,
         groups,
         admin: false,
         proxy: Vec::new(),
         scopes: Some(scopes),
     })
+}
+
+/// For a token of Airlock's own authorization server: its grant and the API token behind it
+/// must be live; returns the tenant (the API token's).
+async fn own_session(a: &Airlock, claims: &Value) -> Result<String, Refused> {
+    let sid = claims["sid"].as_str().unwrap_or_default().to_string();
+    let grant =
+        a.db.read(move |c| Ok(crate::store::oauth_grants::live_grant(c, &sid)?))
+            .await
+            .map_err(|e| {
+                tracing::error!("OAuth grant lookup failed: {e:#}");
+                refused("invalid_token", "cannot check the token")
+            })?;
+    match grant {
+        Some(g) if claims["tenant"].as_str() == Some(g.principal.tenant.as_str()) => {
+            Ok(g.principal.tenant)
+        }
+        _ => Err(refused(
+            "invalid_token",
+            "the sign-in behind the access token was revoked",
+        )),
+    }
 }
 
 struct Kept {
@@ -295,6 +333,7 @@ pub async fn resource_metadata(State(a): State<Arc<Airlock>>) -> Response {
         );
     };
     let scopes: Vec<&str> = SCOPES.iter().map(|(s, _)| *s).collect();
+    // With `authorization_server = "self"` the issuer is Airlock itself (this server's origin).
     Json(json!({
         "resource": o.resource,
         "authorization_servers": [o.issuer],
@@ -360,6 +399,7 @@ mod tests {
             groups_claim: "groups".into(),
             allow_private: false,
             allow_insecure: false,
+            own: None,
         };
         assert_eq!(
             metadata_url(&o),

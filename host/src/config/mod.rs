@@ -18,7 +18,7 @@ use crate::capabilities::trust::{CaBundle, TrustSettings};
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
 pub use hook::{HookKind, InboundHook, Subscribe};
-pub use oauth::{OAuth, SCOPES as OAUTH_SCOPES};
+pub use oauth::{OAuth, OwnServer, SCOPES as OAUTH_SCOPES};
 pub use scheduler::SchedulerConfig;
 pub use store::StoreConfig;
 pub use webhook::Webhook;

@@ -2,6 +2,12 @@
 //! JWTs issued by the company's identity provider (Microsoft Entra ID or any OpenID Connect
 //! provider) for this resource; Airlock checks them against the issuer's published keys (see
 //! `crate::api::oauth`). Static API tokens keep working beside them.
+//!
+//! With `authorization_server = "self"` Airlock is also the authorization server, for small
+//! installations without an identity provider (`crate::api::authorization`): people sign in with
+//! their API token, and Airlock issues the access tokens it then checks the same way.
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -37,12 +43,37 @@ pub struct OAuth {
     /// The issuer may be reached on a private address / over plain http (tests, on-premises).
     pub allow_private: bool,
     pub allow_insecure: bool,
+    /// Airlock's own authorization server (`authorization_server = "self"`); None: the
+    /// company's identity provider issues the tokens.
+    pub own: Option<OwnServer>,
+}
+
+/// Airlock as its own authorization server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnServer {
+    /// Lifetime of the access tokens it issues (short: a revoked grant also stops them at once,
+    /// but a stolen one is worth little for long).
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (each use rotates it).
+    pub refresh_token_ttl: Duration,
+    /// Test and development only: a client ID metadata document may be an `http` URL on a
+    /// loopback address (the spec asks for https).
+    pub allow_loopback_client_ids: bool,
+}
+
+impl OAuth {
+    /// Whether Airlock issued the tokens it takes (its own authorization server).
+    pub fn is_own(&self) -> bool {
+        self.own.is_some()
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOAuth {
-    issuer: String,
+    /// `"self"`: Airlock's own authorization server; absent or `"external"`: `issuer`'s.
+    authorization_server: Option<String>,
+    issuer: Option<String>,
     resource: String,
     jwks_url: Option<String>,
     tenant: Option<String>,
@@ -52,6 +83,10 @@ pub(super) struct RawOAuth {
     allow_private: bool,
     #[serde(default)]
     allow_insecure: bool,
+    access_token_ttl: Option<String>,
+    refresh_token_ttl: Option<String>,
+    #[serde(default)]
+    allow_loopback_client_ids: bool,
 }
 
 pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String> {
@@ -66,8 +101,41 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String
             s => Err(format!("oauth.{key}: `{s}` is not http(s)")),
         }
     };
-    https_or("issuer", &raw.issuer)?;
     https_or("resource", &raw.resource)?;
+    let own = match raw.authorization_server.as_deref() {
+        None | Some("external")
+            if raw.access_token_ttl.is_some()
+                || raw.refresh_token_ttl.is_some()
+                || raw.allow_loopback_client_ids =>
+        {
+            return Err("oauth: access_token_ttl, refresh_token_ttl and allow_loopback_client_ids need authorization_server = \"self\"".into());
+        }
+        None | Some("external") => None,
+        Some("self") => Some(own_server(&raw)?),
+        Some(other) => {
+            return Err(format!(
+                "oauth.authorization_server: `{other}` is neither \"self\" nor \"external\""
+            ));
+        }
+    };
+    let issuer = match (&own, raw.issuer.clone()) {
+        (None, Some(i)) => i,
+        (None, None) => {
+            return Err("oauth.issuer: name the identity provider's issuer, or set authorization_server = \"self\"".into());
+        }
+        // Our own issuer is this server's origin: its metadata is at
+        // `/.well-known/oauth-authorization-server` there (RFC 8414 §3).
+        (Some(_), None) => match url::Url::parse(&raw.resource) {
+            Ok(u) => u.origin().ascii_serialization(),
+            Err(e) => return Err(format!("oauth.resource: not a URL ({e})")),
+        },
+        (Some(_), Some(_)) => {
+            return Err(
+                "oauth.issuer: not with authorization_server = \"self\" (the issuer is the resource's origin)".into(),
+            );
+        }
+    };
+    https_or("issuer", &issuer)?;
     if let Some(j) = &raw.jwks_url {
         https_or("jwks_url", j)?;
     }
@@ -80,7 +148,7 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String
         return Err("oauth.identity_claims: name at least one claim".into());
     }
     Ok(OAuth {
-        issuer: raw.issuer,
+        issuer,
         resource: raw.resource,
         jwks_url: raw.jwks_url,
         tenant: raw.tenant.unwrap_or_else(|| default_tenant.to_string()),
@@ -88,5 +156,85 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String
         groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
         allow_private: raw.allow_private,
         allow_insecure: raw.allow_insecure,
+        own,
     })
+}
+
+fn own_server(raw: &RawOAuth) -> Result<OwnServer, String> {
+    if raw.jwks_url.is_some()
+        || raw.identity_claims.is_some()
+        || raw.groups_claim.is_some()
+        || raw.tenant.is_some()
+    {
+        return Err("oauth: jwks_url, identity_claims, groups_claim and tenant are for an external identity provider; with authorization_server = \"self\" the person, tenant and groups are those of the API token they sign in with".into());
+    }
+    let ttl = |v: &Option<String>, key: &str, default: Duration| match v {
+        Some(s) => super::parse_duration(s, &format!("oauth.{key}")),
+        None => Ok(default),
+    };
+    let access_token_ttl = ttl(
+        &raw.access_token_ttl,
+        "access_token_ttl",
+        Duration::from_secs(600),
+    )?;
+    if access_token_ttl > Duration::from_secs(3600) {
+        return Err("oauth.access_token_ttl: at most 1h (refresh tokens are for longer)".into());
+    }
+    Ok(OwnServer {
+        access_token_ttl,
+        refresh_token_ttl: ttl(
+            &raw.refresh_token_ttl,
+            "refresh_token_ttl",
+            Duration::from_secs(30 * 86400),
+        )?,
+        allow_loopback_client_ids: raw.allow_loopback_client_ids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<OAuth, String> {
+        let raw: RawOAuth = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        build(raw, "default")
+    }
+
+    #[test]
+    fn airlock_as_its_own_server_takes_the_resource_origin_as_issuer() {
+        let o = parse(
+            "authorization_server = \"self\"\nresource = \"https://airlock.example.com/mcp\"\naccess_token_ttl = \"5m\"\n",
+        )
+        .unwrap();
+        assert_eq!(o.issuer, "https://airlock.example.com");
+        let own = o.own.expect("own server");
+        assert_eq!(own.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(own.refresh_token_ttl, Duration::from_secs(30 * 86400));
+        assert!(!own.allow_loopback_client_ids);
+    }
+
+    #[test]
+    fn settings_of_the_other_mode_are_errors() {
+        let own = "authorization_server = \"self\"\nresource = \"https://a.example.com/mcp\"\n";
+        for extra in [
+            "issuer = \"https://idp.example.com\"",
+            "tenant = \"acme\"",
+            "groups_claim = \"g\"",
+            "access_token_ttl = \"2h\"",
+        ] {
+            assert!(parse(&format!("{own}{extra}\n")).is_err(), "{extra}");
+        }
+        let ext =
+            "issuer = \"https://idp.example.com\"\nresource = \"https://a.example.com/mcp\"\n";
+        assert!(parse(ext).unwrap().own.is_none());
+        assert!(parse(&format!("{ext}allow_loopback_client_ids = true\n")).is_err());
+        assert!(
+            parse("resource = \"https://a.example.com/mcp\"\n").is_err(),
+            "no issuer"
+        );
+        assert!(
+            parse("authorization_server = \"google\"\nresource = \"https://a.example.com/mcp\"\n")
+                .is_err()
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod documents;
 pub mod hook_subscriptions;
 pub mod leases;
+pub mod oauth_grants;
 pub mod pg;
 pub mod sync_state;
 pub mod tokens;
@@ -231,6 +232,44 @@ const MIGRATIONS: &[&str] = &[
         lease_until_ms INTEGER,
         PRIMARY KEY (connector, stream)
     );
+    "#,
+    // 14: Airlock's own OAuth authorization server (store/oauth_grants.rs): dynamically
+    // registered clients, grants (one sign-in of one person for one client: a refresh-token
+    // family, ended by revocation, by reuse of a rotated refresh token, or with the API token
+    // it was signed in with), one-time codes and refresh tokens, both stored only hashed.
+    r#"
+    CREATE TABLE oauth_clients (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        redirect_uris TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE oauth_grants (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        api_token_id TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revoked_why TEXT
+    );
+    CREATE INDEX oauth_grants_of_token ON oauth_grants(api_token_id);
+    CREATE TABLE oauth_codes (
+        hash TEXT PRIMARY KEY,
+        grant_id TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        code_challenge TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        used_at TEXT
+    );
+    CREATE TABLE oauth_refresh_tokens (
+        hash TEXT PRIMARY KEY,
+        grant_id TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        used_at TEXT
+    );
+    CREATE INDEX oauth_refresh_tokens_of ON oauth_refresh_tokens(grant_id);
     "#,
 ];
 
