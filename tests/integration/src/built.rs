@@ -73,7 +73,8 @@ fn build_airlock(bin: &Path) {
         "{} missing or older than the tests: `cargo build --profile {profile} -p airlock`",
         bin.display()
     );
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    build
         .args([
             "build",
             "--profile",
@@ -84,9 +85,19 @@ fn build_airlock(bin: &Path) {
             "airlock",
         ])
         .env("CARGO_TARGET_DIR", target_dir())
-        .current_dir(crate::root())
-        .status()
-        .expect("run cargo");
+        .current_dir(crate::root());
+    // Cargo gives the running tests their package's variables (CARGO_PKG_NAME, OUT_DIR, ...).
+    // Build scripts (ring's, through cc) ask to rerun when one of these changes, so passed on
+    // they would rebuild ring and everything above it here, and again in the next `make`.
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| CARGO_TEST_VARS.iter().any(|v| n.starts_with(v)))
+        {
+            build.env_remove(name);
+        }
+    }
+    let status = build.status().expect("run cargo");
     assert!(
         status.success() && bin.exists(),
         "{}: `cargo build --profile {profile} -p airlock` failed (above); `make test` builds \
@@ -94,6 +105,20 @@ fn build_airlock(bin: &Path) {
         bin.display()
     );
 }
+
+/// What cargo sets for a test binary of this package (prefixes): none of it belongs to a build.
+const CARGO_TEST_VARS: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "CARGO_CFG_",
+    "CARGO_FEATURE_",
+    "OUT_DIR",
+];
 
 /// A component built for wasm32-wasip2 (by `make test`, or `make connectors test-components`).
 pub fn component(name: &str) -> PathBuf {
