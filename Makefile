@@ -6,17 +6,22 @@ RELEASE := target/release
 WASM_OUT := target/$(WASM_TARGET)/release
 CONNECTORS := confluence zendesk openai atera azure jira-servicedesk msgraph
 TEST_COMPONENTS := hostile wrong-world future-contract broken
+# The package sets of `make host` and `make test`. Cargo unifies features per invocation; the
+# host's Cargo.toml names what the test crates switch on, so both give wasmtime and the host one
+# build (`make one-build` checks it, in `make lint`).
+HOST_PKGS := airlock fake-saas
+TEST_PKGS := airlock fake-saas airlock-sdk airlock-tests pg-cluster $(CONNECTORS)
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis run test bench fuzz fmt fmt-check clippy deny lint dist clean help connector-lines
+.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis run test bench fuzz fmt fmt-check clippy deny one-build lint dist clean help connector-lines
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
 	@echo "make test   build everything and run every test"
 	@echo "make bench  run the benchmarks (ratios against in-run baselines)"
 	@echo "make fuzz   run every cargo-fuzz target for FUZZ_SECONDS each (default 60)"
-	@echo "make lint   rustfmt, clippy (-D warnings) and cargo deny, as CI runs them before the tests"
+	@echo "make lint   rustfmt, clippy (-D warnings), cargo deny and the one-build check, as CI runs them first"
 	@echo "make dist   the release archive target/dist/airlock-VERSION-TRIPLE.tar.gz"
 	@echo "make connector-lines   each Rust connector's code lines (issue 12's line budget)"
 
@@ -38,7 +43,7 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$PG_BIN" ] || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 host:
-	$(CARGO) build --release -p airlock -p fake-saas
+	$(CARGO) build --release $(addprefix -p ,$(HOST_PKGS))
 
 connectors: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(CONNECTORS))
@@ -103,7 +108,7 @@ $(ST_VENV)/.installed: $(ST_REQ)
 	@touch $@
 
 # The MCP Inspector CLI (npm, pinned by its lock file), an independent OAuth-capable MCP client
-# for tests/integration/tests/mcp_oauth_self.rs, into target/inspector (install scripts off: the
+# for tests/integration/tests/all/mcp_oauth_self.rs, into target/inspector (install scripts off: the
 # CLI needs none).
 INSPECTOR_SRC := tests/integration/inspector
 INSPECTOR := target/inspector
@@ -117,9 +122,10 @@ $(INSPECTOR)/node_modules/.package-lock.json: $(INSPECTOR_SRC)/package.json $(IN
 run: build
 	@./examples/run-demo.sh
 
-# The connectors' own unit tests run natively, in the same cargo run as the host's.
+# The connectors' own unit tests run natively, in the same cargo run as the host's. The
+# end-to-end tests are one test binary (`--test all`, a module per area).
 test: build test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis
-	$(CARGO) test --release -p airlock -p fake-saas -p airlock-sdk -p airlock-tests $(addprefix -p ,$(CONNECTORS))
+	$(CARGO) test --release $(addprefix -p ,$(TEST_PKGS))
 
 bench: build test-components postgres
 	$(CARGO) bench -p airlock
@@ -138,7 +144,7 @@ connector-lines:
 
 # CI runs `make lint` before `make test`, so a formatting, clippy or cargo deny finding fails in
 # minutes with its own message instead of after the whole test run.
-lint: fmt-check clippy deny
+lint: fmt-check clippy deny one-build
 
 fmt-check:
 	@$(CARGO) fmt --all --check || { echo "lint: formatting differs (above); run \`make fmt\`"; exit 1; }
@@ -161,6 +167,11 @@ deny:
 		$(CARGO) deny --offline check licenses bans \
 			|| { echo "lint: cargo deny findings (above): a license or crate deny.toml does not allow"; exit 1; }; \
 	else echo "lint: cargo-deny not installed, licenses and bans not checked (cargo install --locked cargo-deny)"; fi
+
+# Every package set above gives the host's dependencies the same features (.ci/one-build.sh):
+# else `make run` and `make test` would each compile wasmtime and the host.
+one-build:
+	@.ci/one-build.sh "$(HOST_PKGS)" "$(TEST_PKGS)"
 
 # The release archive, packed by dist/build.sh from what `build` made (nothing is rebuilt there).
 DIST_OUT := target/dist

@@ -5,7 +5,7 @@
 //! counterparts in `pg/`. Both sides honour the same rules; the store tests run against both.
 //!
 //! Areas served through this interface so far: documents and search, sync state, sync job
-//! leases, API tokens, the secret vault. The audit log, vault, approvals, change-feed readers, webhooks and
+//! leases, API tokens, the secret vault, write approvals. The audit log, vault, approvals, change-feed readers, webhooks and
 //! push subscriptions are still SQLite-only (reached through [`Db`] directly).
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use super::documents::{self, Hit, Query, Readers};
 use super::leases::{self, Lease, LeaseInfo};
 use super::pg::PgStore;
 use super::sync_state::{self, PageCounts, SyncState};
+use super::approvals::{self, Approval, ApprovalError};
 use super::tokens::{self, Principal, TokenInfo};
 use super::vault::{self, Vault};
 use super::{Db, changes};
@@ -476,6 +477,81 @@ impl Store {
                 db.run(move |conn| Vault::remove(conn, &n)).await
             }
             Store::Postgres(pg) => pg.remove_secret(name).await,
+        }
+    }
+}
+
+impl Store {
+    // ---- write approvals ----
+
+    pub async fn approval(&self, id: &str) -> anyhow::Result<Option<Approval>> {
+        match self {
+            Store::Sqlite(db) => {
+                let i = id.to_string();
+                db.read(move |conn| approvals::get(conn, &i)).await
+            }
+            Store::Postgres(pg) => pg.approval(id).await,
+        }
+    }
+
+    /// Approvals, newest first (at most 1,000), optionally of one tenant and one status.
+    pub async fn approvals(
+        &self,
+        tenant: Option<&str>,
+        status: Option<&str>,
+    ) -> anyhow::Result<Vec<Approval>> {
+        match self {
+            Store::Sqlite(db) => {
+                let (t, s) = (tenant.map(str::to_string), status.map(str::to_string));
+                db.read(move |conn| approvals::list(conn, t.as_deref(), s.as_deref()))
+                    .await
+            }
+            Store::Postgres(pg) => pg.approvals(tenant, status).await,
+        }
+    }
+
+    pub async fn insert_approval(&self, a: &Approval) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(db) => {
+                let a = a.clone();
+                db.run(move |conn| approvals::insert(conn, &a)).await
+            }
+            Store::Postgres(pg) => pg.insert_approval(a).await,
+        }
+    }
+
+    /// `pending` → `to`, atomically, on whichever daemon asks first; see
+    /// [`approvals::decide`].
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        to: &str,
+        by: &str,
+        not_by_requester: bool,
+    ) -> Result<Approval, ApprovalError> {
+        match self {
+            Store::Sqlite(db) => {
+                let (i, t, b) = (id.to_string(), to.to_string(), by.to_string());
+                let decided = db
+                    .run(move |conn| Ok(approvals::decide(conn, &i, &t, &b, not_by_requester)))
+                    .await?;
+                decided
+            }
+            Store::Postgres(pg) => pg.decide_approval(id, to, by, not_by_requester).await,
+        }
+    }
+
+    pub async fn finish_approval(
+        &self,
+        id: &str,
+        outcome: &Result<serde_json::Value, String>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(db) => {
+                let (i, o) = (id.to_string(), outcome.clone());
+                db.run(move |conn| approvals::finish(conn, &i, &o)).await
+            }
+            Store::Postgres(pg) => pg.finish_approval(id, outcome).await,
         }
     }
 }

@@ -1,4 +1,4 @@
-"""A webhook receiver for tests/integration/tests/webhooks.rs: verifies every delivery with the
+"""A webhook receiver for tests/integration/tests/all/webhooks.rs: verifies every delivery with the
 Standard Webhooks reference library (PyPI `standardwebhooks`), fails a seeded share of them with
 HTTP 500 the way a flaky application does, and appends each accepted one to a JSON-lines file
 as {"id": webhook-id, "payload": ...}. Signature failures are appended to the file too, as

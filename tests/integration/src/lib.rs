@@ -1,6 +1,6 @@
 //! Shared harness for the end-to-end tests: where the built binaries and components are, a
 //! throwaway data directory with a config, the daemon as a child process, and a small HTTP
-//! client. `make test` builds everything these tests use before running them.
+//! client. `make test` builds everything these tests use before running them (see `built`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+mod built;
 pub mod reflect;
+
+pub use built::{airlock_bin, component, target_dir};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -19,28 +22,6 @@ pub fn root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("workspace root")
-}
-
-/// The release `airlock` binary (built by `make test`).
-pub fn airlock_bin() -> PathBuf {
-    let p = root().join("target/release/airlock");
-    assert!(
-        p.exists(),
-        "{} missing: run `make test` (it builds the binary first)",
-        p.display()
-    );
-    p
-}
-
-/// A component built for wasm32-wasip2 (by `make test`).
-pub fn component(name: &str) -> PathBuf {
-    let p = root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} missing: run `make test` (it builds the components first)",
-        p.display()
-    );
-    p
 }
 
 /// A data directory plus config file for one test.

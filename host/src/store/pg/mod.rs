@@ -4,6 +4,7 @@
 //! module per area mirroring the SQLite ones beside it. Search uses PostgreSQL's own full-text
 //! search (tsvector, GIN, ts_rank); see `documents.rs` for how it matches the SQLite index.
 
+pub mod approvals;
 pub mod documents;
 pub mod leases;
 pub mod sync_state;
@@ -106,6 +107,24 @@ const MIGRATIONS: &[&str] = &[
         ciphertext  BYTEA NOT NULL,
         updated_at  TEXT NOT NULL
     );
+    "#,
+    // 3: write approvals (see store/approvals.rs).
+    r#"
+    CREATE TABLE approvals (
+        id            TEXT PRIMARY KEY,
+        created_at    TEXT NOT NULL,
+        requested_by  TEXT NOT NULL,
+        tenant        TEXT NOT NULL,
+        connector     TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        input         TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        decided_by    TEXT,
+        decided_at    TEXT,
+        result        TEXT,
+        error         TEXT
+    );
+    CREATE INDEX approvals_status ON approvals (tenant, status);
     "#,
 ];
 

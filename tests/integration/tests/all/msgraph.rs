@@ -648,7 +648,7 @@ async fn a_429_ends_the_run_with_retry_after_and_the_next_run_resumes_to_the_tru
         ..MsGraphOptions::default()
     };
     let f = fake(opts.clone()).await;
-    // The gate would wait a short Retry-After out and retry (see tests/resilience.rs); without
+    // The gate would wait a short Retry-After out and retry (see tests/all/resilience.rs); without
     // retries the connector sees the 429, as it does for a wait past its deadline.
     let env = env_with_grant_extra(&f, &opts, "retry = { attempts = 1 }");
     let a = start_in_process(&env).await;

@@ -53,7 +53,7 @@ component = "{}"
 sync = {{ interval = "1s", streams = ["pages"] }}
 permissions = "tenant"
 [connector.settings]
-# The runs' counts are page counts: no permission sweep (tests/permissions.rs has those).
+# The runs' counts are page counts: no permission sweep (tests/all/permissions.rs has those).
 permission_sync = "off"
 base_url = "{base}"
 

@@ -228,9 +228,9 @@ async fn graph_notifications_need_the_handshake_answer_and_the_client_state() {
     );
     let env = Env::new(&config);
     env.set_secret("graph_secret", &opts.client_secret);
-    // SAFETY: set before the daemon (a child process) starts; no other thread reads it here.
-    unsafe { std::env::set_var("AIRLOCK_TEST_GRAPH_STATE", "client-state-7f3a") };
-    let d = env.serve();
+    // In the daemon's environment only: the test process runs every area's tests on threads
+    // that read their own environment (setting it here would race them).
+    let d = env.serve_with(&[("AIRLOCK_TEST_GRAPH_STATE", "client-state-7f3a")]);
     let url = format!("{}/v1/hooks/msgraph", d.base);
 
     // The subscription handshake: the token back as text/plain, no sync.
