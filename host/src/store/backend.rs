@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::approvals::{self, Approval, ApprovalError};
 use super::documents::{self, Hit, Query, Readers};
 use super::leases::{self, Lease, LeaseInfo};
 use super::pg::PgStore;
 use super::sync_state::{self, PageCounts, SyncState};
-use super::approvals::{self, Approval, ApprovalError};
 use super::tokens::{self, Principal, TokenInfo};
 use super::vault::{self, Vault};
 use super::{Db, changes};
@@ -532,10 +532,8 @@ impl Store {
         match self {
             Store::Sqlite(db) => {
                 let (i, t, b) = (id.to_string(), to.to_string(), by.to_string());
-                let decided = db
-                    .run(move |conn| Ok(approvals::decide(conn, &i, &t, &b, not_by_requester)))
-                    .await?;
-                decided
+                db.run(move |conn| Ok(approvals::decide(conn, &i, &t, &b, not_by_requester)))
+                    .await?
             }
             Store::Postgres(pg) => pg.decide_approval(id, to, by, not_by_requester).await,
         }

@@ -92,7 +92,13 @@ impl PgStore {
                      WHERE id = $1 AND status = 'pending' AND (NOT $5 OR requested_by <> $3)
                      RETURNING {COLUMNS}"
                 ),
-                &[&id, &to, &by, &crate::store::now_rfc3339(), &not_by_requester],
+                &[
+                    &id,
+                    &to,
+                    &by,
+                    &crate::store::now_rfc3339(),
+                    &not_by_requester,
+                ],
             )
             .await
             .map_err(anyhow::Error::from)?;

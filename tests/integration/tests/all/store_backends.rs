@@ -639,21 +639,35 @@ async fn an_approval_is_decided_once_however_many_daemons_are_asked() {
     let url = b._pg.url_of("approvals");
     let mut pg_daemons = Vec::new();
     for _ in 0..4 {
-        pg_daemons.push(Store::Postgres(Arc::new(PgStore::open(&url).await.unwrap())));
+        pg_daemons.push(Store::Postgres(Arc::new(
+            PgStore::open(&url).await.unwrap(),
+        )));
     }
     let sqlite_daemons = vec![b.sqlite.clone(); 4];
     for (name, daemons) in [("sqlite", sqlite_daemons), ("postgres", pg_daemons)] {
-        let a = Approval::pending("token:bob", "acme", "jira", "create-ticket", serde_json::json!({"summary": "x"}));
+        let a = Approval::pending(
+            "token:bob",
+            "acme",
+            "jira",
+            "create-ticket",
+            serde_json::json!({"summary": "x"}),
+        );
         daemons[0].insert_approval(&a).await.unwrap();
         // The requester may not approve their own request.
-        let own = daemons[1].decide_approval(&a.id, "approved", "token:bob", true).await;
-        assert!(matches!(own, Err(ApprovalError::SelfApproval { .. })), "{name}");
+        let own = daemons[1]
+            .decide_approval(&a.id, "approved", "token:bob", true)
+            .await;
+        assert!(
+            matches!(own, Err(ApprovalError::SelfApproval { .. })),
+            "{name}"
+        );
         // Four daemons asked at once: exactly one decides.
         let mut tasks = Vec::new();
         for (i, d) in daemons.iter().enumerate() {
             let (d, id) = (d.clone(), a.id.clone());
             tasks.push(tokio::spawn(async move {
-                d.decide_approval(&id, "approved", &format!("token:admin{i}"), true).await
+                d.decide_approval(&id, "approved", &format!("token:admin{i}"), true)
+                    .await
             }));
         }
         let mut won = 0;
@@ -675,10 +689,25 @@ async fn an_approval_is_decided_once_however_many_daemons_are_asked() {
         let done = daemons[3].approval(&a.id).await.unwrap().unwrap();
         assert_eq!(done.status, "executed", "{name}");
         assert_eq!(done.result, Some(serde_json::json!({"key": "SD-1"})));
-        assert_eq!(daemons[0].approvals(Some("acme"), Some("executed")).await.unwrap().len(), 1);
-        assert!(daemons[0].approvals(Some("other"), None).await.unwrap().is_empty());
+        assert_eq!(
+            daemons[0]
+                .approvals(Some("acme"), Some("executed"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            daemons[0]
+                .approvals(Some("other"), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(matches!(
-            daemons[0].decide_approval("nope", "denied", "token:x", false).await,
+            daemons[0]
+                .decide_approval("nope", "denied", "token:x", false)
+                .await,
             Err(ApprovalError::NotFound(_))
         ));
     }
