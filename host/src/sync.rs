@@ -193,12 +193,6 @@ impl Syncer {
         }
     }
 
-    /// Shorter or longer leases (tests of takeover; deployments with slow pages).
-    pub fn with_lease_ttl(mut self, ttl: Duration) -> Syncer {
-        self.lease_ttl = ttl;
-        self
-    }
-
     /// The cut-off time (RFC 3339) when the change feed is due for pruning, at most every
     /// [`PRUNE_EVERY`] per process.
     fn prune_due(&self) -> Option<String> {
@@ -255,11 +249,17 @@ impl Syncer {
                 });
             }
         };
-        let heartbeat = tokio::spawn(heartbeat(self.store.clone(), lease.clone(), self.lease_ttl));
+        // Stopped when the run ends, or when its future is dropped (a cancelled run): a lease
+        // nobody renews expires, and this process takes its own stale lease back at once.
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+            self.store.clone(),
+            lease.clone(),
+            self.lease_ttl,
+        )));
         // The status shows this run's `host.progress` reports, never the previous run's.
         c.ctx.progress.clear(stream);
         let result = self.page_loop(c, stream, full, &lease, on_progress).await;
-        heartbeat.abort();
+        drop(heartbeat);
         if let Err(e) = self.store.release_lease(&lease).await {
             // It expires on its own.
             tracing::warn!(connector = %c.id, stream, "could not release the sync lease: {e:#}");
@@ -444,6 +444,15 @@ async fn heartbeat(store: Store, lease: Lease, ttl: Duration) {
                 "could not renew the sync job's lease: {e:#}"
             ),
         }
+    }
+}
+
+/// A spawned task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

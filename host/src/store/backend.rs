@@ -292,8 +292,11 @@ impl Store {
         }
     }
 
-    /// Takes the job's lease for `owner`: when it is free or expired, or when its holder is a
-    /// process of this machine that no longer exists. Err(holder) while a live owner holds it.
+    /// Takes the job's lease for `owner`: when it is free or expired, when its holder is a
+    /// process of this machine that no longer exists, or when the holder is `owner` itself (a
+    /// run of this process that was cancelled before it released the lease: callers hold the
+    /// process's own one-run-per-stream lock, so no run of theirs is live). Err(holder) while
+    /// another live owner holds it.
     pub async fn claim_lease(
         &self,
         connector: &str,
@@ -317,7 +320,7 @@ impl Store {
                 .await?
                 .ok_or_else(|| "another process".to_string()));
         };
-        if !leases::owner_is_dead(&holder) {
+        if holder != owner && !leases::owner_is_dead(&holder) {
             return Ok(Err(holder));
         }
         let taken = match self {

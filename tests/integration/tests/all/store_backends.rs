@@ -532,6 +532,19 @@ async fn a_lease_held_by_a_dead_process_of_this_machine_is_taken_at_once() {
         assert!(taken.fence > held.fence, "{name}");
         store.release_lease(&taken).await.unwrap();
 
+        // A lease this very process left behind (a cancelled run) is taken back at once.
+        let mine = store
+            .acquire_lease("wiki", "spaces", &me, long)
+            .await
+            .unwrap()
+            .unwrap();
+        let again = store
+            .claim_lease("wiki", "spaces", &me, long)
+            .await
+            .unwrap()
+            .expect("its own stale lease is this process's to take back");
+        assert!(again.fence > mine.fence, "{name}");
+
         let live = owner_for(alive.id(), "y");
         store
             .acquire_lease("desk", "tickets", &live, long)
