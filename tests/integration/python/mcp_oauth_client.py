@@ -15,11 +15,9 @@ import sys
 from urllib.parse import parse_qs, urlparse
 
 import httpx
-from mcp import ClientSession
 from mcp.client.auth import OAuthClientProvider
-from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.auth import OAuthClientMetadata
-from token_memory import Memory
+from oauth_session import Memory, use_mcp
 
 REDIRECT = "http://127.0.0.1:1/callback"
 
@@ -53,24 +51,8 @@ async def main(url, query, action, action_args):
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
     )
-    async with streamablehttp_client(url, auth=auth) as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            tools = await session.list_tools()
-            search = await session.call_tool("search", {"query": query})
-            act = await session.call_tool(action, json.loads(action_args))
-            print(
-                json.dumps(
-                    {
-                        "tools": sorted(t.name for t in tools.tools),
-                        "search": [c.text for c in search.content if getattr(c, "type", "") == "text"],
-                        "search_is_error": bool(search.isError),
-                        "action_is_error": bool(act.isError),
-                        "scope": storage.tokens.scope if storage.tokens else None,
-                        "client_id": storage.client.client_id if storage.client else None,
-                    }
-                )
-            )
+    got = await use_mcp(url, auth, storage, query, action, action_args)
+    print(json.dumps(got))
 
 
 if __name__ == "__main__":

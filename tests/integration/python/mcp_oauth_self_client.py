@@ -19,11 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import httpx
-from mcp import ClientSession
 from mcp.client.auth import OAuthClientProvider
-from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.auth import OAuthClientMetadata
-from token_memory import Memory
+from oauth_session import Memory, use_mcp
 
 REDIRECT = "http://127.0.0.1:1/callback"
 NAME = "airlock-test-assistant"
@@ -104,28 +102,16 @@ async def main(url, api_token, mode, query, action, action_args):
         # Set after construction: the SDK accepts only https client ID URLs, and a test has
         # none; Airlock takes this loopback http one only with allow_loopback_client_ids.
         auth.context.client_metadata_url = serve_metadata_document()
-    async with streamablehttp_client(url, auth=auth) as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            tools = await session.list_tools()
-            search = await session.call_tool("search", {"query": query})
-            act = await session.call_tool(action, json.loads(action_args))
-            print(
-                json.dumps(
-                    {
-                        "tools": sorted(t.name for t in tools.tools),
-                        "search": [c.text for c in search.content if getattr(c, "type", "") == "text"],
-                        "search_is_error": bool(search.isError),
-                        "action_is_error": bool(act.isError),
-                        "scope": storage.tokens.scope if storage.tokens else None,
-                        "client_id": storage.client.client_id if storage.client else None,
-                        "iss": redirected.get("iss"),
-                        "csp": page_headers.get("content-security-policy"),
-                        "access_token": storage.tokens.access_token if storage.tokens else None,
-                        "refresh_token": storage.tokens.refresh_token if storage.tokens else None,
-                    }
-                )
-            )
+    got = await use_mcp(url, auth, storage, query, action, action_args)
+    got.update(
+        {
+            "iss": redirected.get("iss"),
+            "csp": page_headers.get("content-security-policy"),
+            "access_token": storage.tokens.access_token if storage.tokens else None,
+            "refresh_token": storage.tokens.refresh_token if storage.tokens else None,
+        }
+    )
+    print(json.dumps(got))
 
 
 if __name__ == "__main__":
