@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::capabilities::auth::GrantAuth;
 use crate::capabilities::http::{ConnectorGate, GateDeps};
 use crate::capabilities::net::Net;
-use crate::capabilities::secrets::{SecretValues, resolve_all};
+use crate::capabilities::secrets::{SecretValues, prefetch_vault, prefetched, resolve_all};
 use crate::cassette::{CassetteMode, Cassettes, GateCassette};
 use crate::config::{Config, ConnectorConfig, Route};
 use crate::runtime::connector::{InvokeError, LoadedConnector, Op};
@@ -23,6 +23,7 @@ use crate::scrub::Scrubber;
 use crate::store::Db;
 use crate::store::audit::AuditEvent;
 use crate::store::audit::{AuditLog, AuditWriter};
+use crate::store::backend::Store;
 use crate::store::vault::Vault;
 use crate::sync::{Progress, RunReport, SyncError, Syncer};
 
@@ -89,7 +90,7 @@ pub struct Airlock {
     /// The daemon's store connection (sync commits, search).
     pub db: Arc<Db>,
     /// The same store behind the backend interface (the areas ported to it so far).
-    pub store: crate::store::backend::Store,
+    pub store: Store,
     /// Host-owned sync into the store, one run per stream at a time.
     pub syncer: Syncer,
     /// Slots for scheduled sync runs: capped on the node and per tenant, handed out to the
@@ -256,7 +257,8 @@ impl Loader<'_> {
 }
 
 /// Resolves the secrets the grants of `ids` reference (values are registered with the scrubber).
-fn resolve_secrets(
+async fn resolve_secrets(
+    store: &Store,
     config: &Config,
     ids: &[&str],
     cassettes: &Cassettes,
@@ -265,7 +267,6 @@ fn resolve_secrets(
     SecretValues,
     std::collections::HashMap<crate::config::SecretRef, String>,
 )> {
-    let conn = crate::store::open(&config.server.data_dir)?;
     let vault = Vault::open(&config.server.data_dir)?;
     // A replaying connector sends nothing upstream, so it needs no secret: replay works where
     // the credentials are not (a connector's CI).
@@ -280,7 +281,8 @@ fn resolve_secrets(
         .filter(|g| ids.contains(&g.connector.as_str()) && !replaying(&g.connector))
         .flat_map(|g| g.auth.secret_refs())
         .collect();
-    Ok(resolve_all(refs, &vault, &conn, scrubber))
+    let stored = prefetch_vault(store, &vault, refs.iter().copied()).await;
+    Ok(resolve_all(refs, &prefetched(&stored), scrubber))
 }
 
 /// The scheduler's caps from `[scheduler]`.
@@ -337,7 +339,8 @@ impl Airlock {
             );
         }
         // Opens (and migrates) the store before anything else can fail half-way.
-        drop(crate::store::open(&data_dir)?);
+        let db = Arc::new(Db::open(&data_dir)?);
+        let store = Store::Sqlite(db.clone());
         let only = opts.only.map(<[String]>::to_vec);
         let wanted = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
         let ids: Vec<&str> = config
@@ -346,7 +349,8 @@ impl Airlock {
             .map(|c| c.id.as_str())
             .filter(|id| wanted(id))
             .collect();
-        let (values, secret_errors) = resolve_secrets(&config, &ids, &opts.cassettes, &scrubber)?;
+        let (values, secret_errors) =
+            resolve_secrets(&store, &config, &ids, &opts.cassettes, &scrubber).await?;
 
         let writer = AuditWriter::start_with(&data_dir, scrubber.clone(), &config.audit)?;
         let audit = writer.log();
@@ -389,8 +393,6 @@ impl Airlock {
             };
             connectors.insert(c.id.clone(), entry);
         }
-        let db = Arc::new(Db::open(&data_dir)?);
-        let store = crate::store::backend::Store::Sqlite(db.clone());
         let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
         Ok(Airlock {
             sync_slots,
@@ -449,7 +451,7 @@ impl Airlock {
                 Slot::Failed { error, .. } => (id, Err(error)),
             })
             .collect();
-        let found = crate::search::search(&self.db, live, req).await?;
+        let found = crate::search::search(&self.store, live, req).await?;
         // Live hits came from connectors: they leave only once those calls' rows are durable.
         if req.live {
             self.audit_durable().await?;
@@ -543,7 +545,8 @@ impl Airlock {
             }
         }
         let ids: Vec<&str> = changed.iter().map(|(c, _)| c.id.as_str()).collect();
-        let (values, secret_errors) = resolve_secrets(&new, &ids, &self.cassettes, &self.scrubber)?;
+        let (values, secret_errors) =
+            resolve_secrets(&self.store, &new, &ids, &self.cassettes, &self.scrubber).await?;
         let loader = Loader {
             runtime: &self.runtime,
             net: &self.net,
@@ -665,15 +668,8 @@ impl Airlock {
         &self,
         r: &crate::capabilities::grant::SecretRef,
     ) -> Result<String, String> {
-        let (r, data_dir) = (r.clone(), self.config().server.data_dir.clone());
-        let value = self
-            .db
-            .read(move |c| {
-                let vault = crate::store::vault::Vault::open(&data_dir)?;
-                Ok(crate::capabilities::secrets::resolve(&r, &vault, c))
-            })
-            .await
-            .map_err(|e| format!("{e:#}"))??;
+        let vault = Vault::open(&self.config().server.data_dir).map_err(|e| format!("{e:#}"))?;
+        let value = crate::capabilities::secrets::resolve_in(&self.store, &vault, r).await?;
         self.scrubber.add(&value);
         Ok(value)
     }

@@ -11,8 +11,7 @@ use crate::app::Airlock;
 use crate::model::ConnectorError;
 use crate::runtime::connector::{InvokeError, Op};
 use crate::runtime::context::{self, CallContext};
-pub use crate::store::approvals::{Approval, ApprovalError, get, list};
-use crate::store::approvals::{decide, finish, insert};
+pub use crate::store::approvals::{Approval, ApprovalError};
 use crate::store::audit::AuditEvent;
 
 /// What asking for an operation produced.
@@ -133,8 +132,8 @@ pub async fn request(
         let mut input = input.clone();
         a.scrubber.scrub_json(&mut input);
         let approval = Approval::pending(requested_by, tenant, id, name, input);
-        let row = approval.clone();
-        a.db.run(move |conn| insert(conn, &row))
+        a.store
+            .insert_approval(&approval)
             .await
             .map_err(|e| InvokeError::Trap {
                 message: format!("cannot record the approval: {e:#}"),
@@ -157,11 +156,11 @@ pub async fn request(
 
 /// Approves a pending approval and runs its action once. Returns the approval as it ended.
 pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, ApprovalError> {
-    let (id_owned, by_owned) = (id.to_string(), by.to_string());
     let not_self = !a.config().approvals.allow_self_approval;
-    let approval =
-        a.db.run(move |conn| Ok(decide(conn, &id_owned, "approved", &by_owned, not_self)))
-            .await??;
+    let approval = a
+        .store
+        .decide_approval(id, "approved", by, not_self)
+        .await?;
     audit(a, &approval, by, "approved", format!("approved by `{by}`"));
     let op = Op::Action {
         name: approval.action.clone(),
@@ -181,8 +180,7 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
         .await
         .map_err(|e| e.to_string())
     };
-    let (id_owned, o) = (approval.id.clone(), outcome.clone());
-    a.db.run(move |conn| finish(conn, &id_owned, &o)).await?;
+    a.store.finish_approval(&approval.id, &outcome).await?;
     match &outcome {
         Ok(_) => audit(a, &approval, by, "ok", "the approved action ran".into()),
         Err(e) => audit(
@@ -197,19 +195,16 @@ pub async fn approve(a: &Airlock, id: &str, by: &str) -> Result<Approval, Approv
     a.audit_durable()
         .await
         .map_err(|e| ApprovalError::Store(e.into()))?;
-    let id_owned = approval.id.clone();
-    a.db.run(move |conn| get(conn, &id_owned))
+    a.store
+        .approval(&approval.id)
         .await?
         .ok_or_else(|| ApprovalError::NotFound(approval.id.clone()))
 }
 
 /// Denies a pending approval: its action never runs.
 pub async fn deny(a: &Airlock, id: &str, by: &str) -> Result<Approval, ApprovalError> {
-    let (id_owned, by_owned) = (id.to_string(), by.to_string());
     // Withdrawing one's own request is fine.
-    let approval =
-        a.db.run(move |conn| Ok(decide(conn, &id_owned, "denied", &by_owned, false)))
-            .await??;
+    let approval = a.store.decide_approval(id, "denied", by, false).await?;
     audit(a, &approval, by, "denied", format!("denied by `{by}`"));
     Ok(approval)
 }

@@ -477,10 +477,11 @@ pub fn route(a: Arc<Airlock>) -> axum::routing::MethodRouter<Arc<Airlock>> {
 /// `airlock mcp`: checks the token, loads the tenant's connectors and serves MCP on stdin/stdout
 /// until the client closes them.
 pub async fn serve_stdio(config: Config, token: String, scrubber: Scrubber) -> anyhow::Result<()> {
-    let principal = {
-        let conn = crate::store::open(&config.server.data_dir)?;
-        crate::store::tokens::authenticate(&conn, token.trim())?
-    };
+    let principal =
+        crate::store::backend::Store::open(&config.server.data_dir, config.store.url.as_deref())
+            .await?
+            .authenticate(token.trim())
+            .await?;
     let Some(p) = principal else {
         anyhow::bail!(
             "the token is not valid (unknown or revoked); make one with `airlock tokens create`"

@@ -21,7 +21,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiHttpHooks};
 use crate::app::Airlock;
 use crate::capabilities::policy::is_write_method;
 use crate::runtime::connector::InvokeError;
-use crate::store::approvals::{Approval, insert};
+use crate::store::approvals::Approval;
 use crate::store::audit::AuditEvent;
 
 /// The `action` of an approval that holds a proxied write (not a connector action: the name
@@ -326,8 +326,8 @@ async fn queue(
     let mut input = to_json(req);
     a.scrubber.scrub_json(&mut input);
     let approval = Approval::pending(principal, tenant, connector, APPROVAL_ACTION, input);
-    let row = approval.clone();
-    a.db.run(move |conn| insert(conn, &row))
+    a.store
+        .insert_approval(&approval)
         .await
         .map_err(|e| InvokeError::Trap {
             message: format!("cannot record the approval: {e:#}"),

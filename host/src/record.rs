@@ -225,7 +225,11 @@ pub fn learn_all_secrets(config: &Config, scrubber: &Scrubber) -> anyhow::Result
     let vault = Vault::open(dir)?;
     let refs = config.grants.iter().flat_map(|g| g.auth.secret_refs());
     // Unresolvable references fail the connector's own load later, with the reason.
-    let _ = crate::capabilities::secrets::resolve_all(refs, &vault, &conn, scrubber);
+    let _ = crate::capabilities::secrets::resolve_all(
+        refs,
+        &crate::capabilities::secrets::sqlite_vault(&vault, &conn),
+        scrubber,
+    );
     for (name, _) in Vault::list(&conn)? {
         if let Ok(Some(v)) = vault.get(&conn, &name) {
             scrubber.add(&v);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::runtime::connector::LoadedConnector;
-use crate::store::Db;
-use crate::store::documents::{self, Hit, Readers};
+use crate::store::backend::{SearchQuery, Store};
+use crate::store::documents::{Hit, Readers};
 
 /// A connector the live fan-out may ask: loaded, or why it is not.
 pub type LiveTarget = (String, Result<Arc<LoadedConnector>, String>);
@@ -92,24 +92,19 @@ pub struct SearchResponse {
 /// Searches the store and, with `req.live`, asks each of `live` (filtered by the request's
 /// connector and scope) at once.
 pub async fn search(
-    db: &Arc<Db>,
+    store: &Store,
     live: Vec<LiveTarget>,
     req: &SearchRequest,
 ) -> anyhow::Result<SearchResponse> {
     let q = req.clone();
-    let mut hits = db
-        .read(move |conn| {
-            Ok(documents::search(
-                conn,
-                &documents::Query {
-                    text: &q.query,
-                    connector: q.connector.as_deref(),
-                    kind: q.kind.as_deref(),
-                    limit: q.limit,
-                    connectors: q.scope.as_ref().map(|s| s.connectors.as_slice()),
-                    readers: q.scope.as_ref().map(|s| &s.readers),
-                },
-            )?)
+    let mut hits = store
+        .search(SearchQuery {
+            text: q.query,
+            connector: q.connector,
+            kind: q.kind,
+            limit: q.limit,
+            connectors: q.scope.as_ref().map(|s| s.connectors.clone()),
+            readers: q.scope.map(|s| s.readers),
         })
         .await?;
     let mut failed = Vec::new();

@@ -98,13 +98,10 @@ pub async fn metrics_access(
         ));
     };
     if let Some(r) = token_ref {
-        let data_dir = config.server.data_dir.clone();
-        let expected =
-            a.db.read(move |c| {
-                let vault = crate::store::vault::Vault::open(&data_dir)?;
-                Ok(crate::capabilities::secrets::resolve(&r, &vault, c))
-            })
-            .await;
+        let expected = match crate::store::vault::Vault::open(&config.server.data_dir) {
+            Ok(vault) => Ok(crate::capabilities::secrets::resolve_in(&a.store, &vault, &r).await),
+            Err(e) => Err(e),
+        };
         match expected {
             Ok(Ok(v)) if same_secret(&v, &given) => return Ok(()),
             Ok(Ok(_)) => {}
@@ -112,9 +109,7 @@ pub async fn metrics_access(
             Err(e) => tracing::error!("server.metrics_token cannot be resolved: {e:#}"),
         }
     }
-    let found =
-        a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &given)?))
-            .await;
+    let found = a.store.authenticate(&given).await;
     match found {
         Ok(Some(p)) if p.admin => Ok(()),
         Ok(Some(_)) => Err(error_response(
@@ -179,9 +174,7 @@ pub async fn require(
         },
         None => {
             // A read connection: token checks must not queue behind sync commits or each other.
-            let found =
-                a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
-                    .await;
+            let found = a.store.authenticate(&token).await;
             match found {
                 Ok(Some(p)) => p,
                 Ok(None) => {

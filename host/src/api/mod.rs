@@ -205,7 +205,9 @@ async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
         .filter(|s| s.status != "ready")
         .map(|s| s.id)
         .partition(|id| required(id));
-    if !a.audit_available() {
+    if let Err(why) = store_answers(&a).await {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", &why, None)
+    } else if !a.audit_available() {
         let msg =
             "audit unavailable: the audit log cannot be written (outbound requests are refused)";
         error_response(StatusCode::SERVICE_UNAVAILABLE, "not-ready", msg, None)
@@ -224,6 +226,24 @@ async fn readyz(State(a): State<Arc<Airlock>>) -> Response {
         );
         (StatusCode::OK, body).into_response()
     }
+}
+
+/// Whether the store answers a trivial query within two seconds (a daemon whose database is
+/// gone must leave the load balancer's rotation). The answer names the store, never a password;
+/// the cause goes to the log.
+async fn store_answers(a: &Airlock) -> Result<(), String> {
+    let why = match tokio::time::timeout(std::time::Duration::from_secs(2), a.store.ping()).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                "readiness: the store does not answer: {}",
+                a.scrubber.scrub(&format!("{e:#}"))
+            );
+            "does not answer"
+        }
+        Err(_) => "did not answer within 2 s",
+    };
+    Err(format!("store unavailable: {} {why}", a.store.describe()))
 }
 
 async fn metrics(
@@ -273,10 +293,7 @@ async fn refresh_scraped_gauges(a: &Arc<Airlock>) {
                 .set(g.oldest_wait_secs.unwrap_or(0.0));
         }
     }
-    let states =
-        a.db.read(|conn| Ok(crate::store::sync_state::all(conn)?))
-            .await
-            .unwrap_or_default();
+    let states = a.store.sync_states().await.unwrap_or_default();
     for st in states {
         let Some(at) = st
             .last_success_at
@@ -479,9 +496,7 @@ async fn sync_status(
     State(a): State<Arc<Airlock>>,
     Extension(p): Extension<Principal>,
 ) -> Response {
-    let states =
-        a.db.read(|conn| Ok(crate::store::sync_state::all(conn)?))
-            .await;
+    let states = a.store.sync_states().await;
     match states {
         Ok(states) => {
             let streams: Vec<_> = states
@@ -653,10 +668,7 @@ async fn get_document(
     if !auth::may_use(&a, &p, &connector) || a.config().connector(&connector).is_none() {
         return not_found();
     }
-    let (c, k, i) = (connector.clone(), kind.clone(), id.clone());
-    let found =
-        a.db.read(move |conn| Ok(crate::store::documents::get(conn, &c, &k, &i)?))
-            .await;
+    let found = a.store.document(&connector, &kind, &id).await;
     match found {
         Ok(Some(d)) if auth::readers(&a, &p).allows(&connector, &d.acl) => {
             let s = &a.scrubber;
@@ -898,10 +910,9 @@ async fn list_approvals(
     if let Err(m) = one_of("status", f.status.as_deref(), APPROVAL_STATUSES) {
         return error_response(StatusCode::BAD_REQUEST, "bad-request", &m, None);
     }
-    let tenant = p.tenant.clone();
     match a
-        .db
-        .run(move |conn| crate::approvals::list(conn, Some(&tenant), f.status.as_deref()))
+        .store
+        .approvals(Some(&p.tenant), f.status.as_deref())
         .await
     {
         Ok(list) => Json(serde_json::json!({ "approvals": list })).into_response(),
@@ -924,12 +935,7 @@ async fn tenant_approval(
     p: &Principal,
     id: &str,
 ) -> Result<crate::approvals::Approval, Response> {
-    let id_owned = id.to_string();
-    match a
-        .db
-        .run(move |conn| crate::approvals::get(conn, &id_owned))
-        .await
-    {
+    match a.store.approval(id).await {
         Ok(Some(ap)) if ap.tenant == p.tenant => Ok(ap),
         Ok(_) => Err(no_such_approval(id)),
         Err(e) => Err(internal_error(a, &e)),

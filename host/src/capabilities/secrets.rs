@@ -7,7 +7,62 @@ use rusqlite::Connection;
 
 use super::grant::{Grant, SecretRef};
 use crate::scrub::Scrubber;
+use crate::store::backend::Store;
 use crate::store::vault::Vault;
+
+/// Finds a vault secret's value by name (None when there is no such secret). Resolution takes
+/// the vault as a lookup so it works alike on either store backend.
+pub type VaultLookup<'a> = &'a dyn Fn(&str) -> anyhow::Result<Option<String>>;
+
+/// A lookup into the SQLite vault through one connection.
+pub fn sqlite_vault<'a>(
+    vault: &'a Vault,
+    conn: &'a Connection,
+) -> impl Fn(&str) -> anyhow::Result<Option<String>> + 'a {
+    move |name| vault.get(conn, name)
+}
+
+/// The vault values `refs` name, read from the store ahead of resolution (the store may be
+/// remote and async; resolution itself is not). Failed reads keep their error for the lookup.
+pub async fn prefetch_vault<'a>(
+    store: &Store,
+    vault: &Vault,
+    refs: impl IntoIterator<Item = &'a SecretRef>,
+) -> HashMap<String, Result<Option<String>, String>> {
+    // Names first: nothing borrowed from `refs` is held across an await.
+    let mut names: Vec<String> = refs
+        .into_iter()
+        .filter_map(|r| r.vault_name().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = HashMap::new();
+    for name in names {
+        let got = store
+            .secret(vault, &name)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        out.insert(name, got);
+    }
+    out
+}
+
+/// A lookup into values fetched by [`prefetch_vault`].
+pub fn prefetched(
+    values: &HashMap<String, Result<Option<String>, String>>,
+) -> impl Fn(&str) -> anyhow::Result<Option<String>> + '_ {
+    |name| match values.get(name) {
+        Some(Ok(v)) => Ok(v.clone()),
+        Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        None => Ok(None),
+    }
+}
+
+/// Resolves one reference now, reading a vault secret from the store (either backend).
+pub async fn resolve_in(store: &Store, vault: &Vault, r: &SecretRef) -> Result<String, String> {
+    let values = prefetch_vault(store, vault, [r]).await;
+    resolve(r, &prefetched(&values))
+}
 
 /// Values of the references a set of grants needs.
 #[derive(Default, Clone)]
@@ -38,9 +93,9 @@ impl SecretValues {
 }
 
 /// Resolves one reference.
-pub fn resolve(r: &SecretRef, vault: &Vault, conn: &Connection) -> Result<String, String> {
+pub fn resolve(r: &SecretRef, vault: VaultLookup<'_>) -> Result<String, String> {
     match r {
-        SecretRef::Vault(name) => match vault.get(conn, name) {
+        SecretRef::Vault(name) => match vault(name) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(format!(
                 "secret `{name}` is not in the vault (add it with `airlock secrets set {name}`)"
@@ -59,8 +114,7 @@ pub fn resolve(r: &SecretRef, vault: &Vault, conn: &Connection) -> Result<String
 /// found and, per reference, the error for those that could not be resolved.
 pub fn resolve_all<'a>(
     refs: impl IntoIterator<Item = &'a SecretRef>,
-    vault: &Vault,
-    conn: &Connection,
+    vault: VaultLookup<'_>,
     scrubber: &Scrubber,
 ) -> (SecretValues, HashMap<SecretRef, String>) {
     let mut out = SecretValues::default();
@@ -69,7 +123,7 @@ pub fn resolve_all<'a>(
         if out.values.contains_key(r) || errors.contains_key(r) {
             continue;
         }
-        match resolve(r, vault, conn) {
+        match resolve(r, vault) {
             Ok(v) => {
                 if v.is_empty() {
                     errors.insert(r.clone(), format!("{r} is empty"));
@@ -150,7 +204,7 @@ mod tests {
             SecretRef::File(long.clone()),
         ];
         let scrubber = Scrubber::new();
-        let (values, errors) = resolve_all(refs.iter(), &vault, &conn, &scrubber);
+        let (values, errors) = resolve_all(refs.iter(), &sqlite_vault(&vault, &conn), &scrubber);
         let e = &errors[&SecretRef::File(short)];
         assert!(e.contains("shorter than 6 characters"), "{e}");
         assert!(!e.contains("abc12"), "the error never names the value: {e}");

@@ -8,6 +8,7 @@ use airlock::app::{Airlock, StartOptions};
 use airlock::approvals::{self, Approval};
 use airlock::config::Config;
 use airlock::scrub::Scrubber;
+use airlock::store::backend::Store;
 
 use super::common::{ConfigArg, cli_user};
 
@@ -41,7 +42,7 @@ impl ApprovalsArgs {
         let config = self.config.load()?;
         match self.action {
             ApprovalsCmd::List { status, json } => {
-                list(&config, status.as_deref(), json, &scrubber)
+                list(&config, status.as_deref(), json, &scrubber).await
             }
             ApprovalsCmd::Approve { id } => approve(config, &id, scrubber).await,
             ApprovalsCmd::Deny { id } => deny(config, &id, scrubber).await,
@@ -49,14 +50,13 @@ impl ApprovalsArgs {
     }
 }
 
-fn list(
+async fn list(
     config: &Config,
     status: Option<&str>,
     json: bool,
     scrubber: &Scrubber,
 ) -> anyhow::Result<ExitCode> {
-    let conn = airlock::store::open(&config.server.data_dir)?;
-    let list = approvals::list(&conn, None, status)?;
+    let list = store(config).await?.approvals(None, status).await?;
     if json {
         println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&list)?));
     } else if list.is_empty() {
@@ -75,7 +75,7 @@ fn list(
 /// Approves and runs it once, with only its connector (or its route's) loaded; exit 1 unless
 /// it executed.
 async fn approve(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
-    let ap = find(&config, id)?;
+    let ap = find(&config, id).await?;
     let only: Vec<String> = match config.route(&ap.connector) {
         Some(r) => r.connectors.clone(),
         None => vec![ap.connector.clone()],
@@ -102,7 +102,7 @@ async fn approve(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result
 }
 
 async fn deny(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
-    find(&config, id)?;
+    find(&config, id).await?;
     let a = Airlock::start(
         config,
         scrubber.clone(),
@@ -120,9 +120,14 @@ async fn deny(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result<Ex
 }
 
 /// The approval `id`, or an error naming it.
-fn find(config: &Config, id: &str) -> anyhow::Result<Approval> {
-    let conn = airlock::store::open(&config.server.data_dir)?;
-    approvals::get(&conn, id)?.ok_or_else(|| anyhow::anyhow!("no approval `{id}`"))
+async fn find(config: &Config, id: &str) -> anyhow::Result<Approval> {
+    let found = store(config).await?.approval(id).await?;
+    found.ok_or_else(|| anyhow::anyhow!("no approval `{id}`"))
+}
+
+/// The configured store (`[store] url`, else the data directory's file).
+async fn store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.server.data_dir, config.store.url.as_deref()).await
 }
 
 fn show(ap: &Approval, scrubber: &Scrubber) -> anyhow::Result<()> {

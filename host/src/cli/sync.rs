@@ -44,7 +44,7 @@ impl SyncArgs {
     pub async fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
         if self.status {
-            return sync_status(&config, self.json);
+            return sync_status(&config, self.json).await;
         }
         let cassettes = match &self.replay {
             Some(file) => replay_from(&named_or_all(&config, self.connector.as_deref()), file)?,
@@ -176,9 +176,11 @@ fn spinner() -> indicatif::ProgressBar {
     pb
 }
 
-fn sync_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = airlock::store::open(&config.server.data_dir)?;
-    let states = airlock::store::sync_state::all(&conn)?;
+async fn sync_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store =
+        airlock::store::backend::Store::open(&config.server.data_dir, config.store.url.as_deref())
+            .await?;
+    let states = store.sync_states().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&states)?);
         return Ok(ExitCode::SUCCESS);
