@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::capabilities::auth::GrantAuth;
+use crate::capabilities::budget_shares::BudgetShares;
 use crate::capabilities::http::{ConnectorGate, GateDeps};
 use crate::capabilities::net::Net;
 use crate::capabilities::secrets::{SecretValues, prefetch_vault, prefetched, resolve_all};
@@ -105,6 +106,10 @@ pub struct Airlock {
     reloading: tokio::sync::Mutex<()>,
     /// The start's cassette choices, kept so a reload rebuilds a connector on the same one.
     cassettes: Cassettes,
+    /// The grants' budgets, and (on a shared store) the task exchanging their shares of each
+    /// grant's rate with the other daemons; it stops with the daemon.
+    shares: Arc<BudgetShares>,
+    _share_exchange: Option<crate::sync::AbortOnDrop>,
 }
 
 /// Options for [`Airlock::start`].
@@ -144,6 +149,7 @@ struct Loader<'a> {
     scrubber: &'a Scrubber,
     metrics: &'a Arc<crate::metrics::Metrics>,
     cassettes: &'a Cassettes,
+    shares: &'a Arc<BudgetShares>,
 }
 
 impl Loader<'_> {
@@ -201,6 +207,7 @@ impl Loader<'_> {
                     audit: self.audit.clone(),
                     scrubber: scrubber.clone(),
                     metrics: self.metrics.clone(),
+                    shares: self.shares.clone(),
                 },
             )
             .with_cassette(cassette),
@@ -374,6 +381,7 @@ impl Airlock {
         ));
 
         let metrics = crate::metrics::Metrics::new();
+        let shares = Arc::new(BudgetShares::new());
         let loader = Loader {
             runtime: &runtime,
             net: &net,
@@ -381,6 +389,7 @@ impl Airlock {
             scrubber: &scrubber,
             metrics: &metrics,
             cassettes: &opts.cassettes,
+            shares: &shares,
         };
         let mut connectors = BTreeMap::new();
         for c in config.connectors.iter().filter(|c| wanted(&c.id)) {
@@ -394,6 +403,12 @@ impl Airlock {
             connectors.insert(c.id.clone(), entry);
         }
         let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
+        let share_exchange = store.is_shared().then(|| {
+            let task = shares
+                .clone()
+                .run(store.clone(), crate::store::leases::this_process());
+            crate::sync::AbortOnDrop(tokio::spawn(task))
+        });
         Ok(Airlock {
             sync_slots,
             syncer: Syncer::new(
@@ -416,6 +431,8 @@ impl Airlock {
             generations: AtomicU64::new(1),
             reloading: tokio::sync::Mutex::new(()),
             cassettes: opts.cassettes,
+            _share_exchange: share_exchange,
+            shares,
         })
     }
 
@@ -554,6 +571,7 @@ impl Airlock {
             scrubber: &self.scrubber,
             metrics: &self.metrics,
             cassettes: &self.cassettes,
+            shares: &self.shares,
         };
         let mut built = Vec::new();
         for (c, print) in changed {

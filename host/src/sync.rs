@@ -448,7 +448,7 @@ async fn heartbeat(store: Store, lease: Lease, ttl: Duration) {
 }
 
 /// A spawned task that ends with its owner.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

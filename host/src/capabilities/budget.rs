@@ -55,15 +55,27 @@ impl Class {
     }
 }
 
+/// Clones are handles to the same budget.
+#[derive(Clone)]
 pub struct GrantBudget {
     inner: Arc<Inner>,
 }
 
+/// A budget held without keeping it alive (the share exchange forgets a budget whose gate a
+/// reload dropped).
+#[derive(Clone)]
+pub struct WeakBudget(std::sync::Weak<Inner>);
+
+impl WeakBudget {
+    pub fn upgrade(&self) -> Option<GrantBudget> {
+        self.0.upgrade().map(|inner| GrantBudget { inner })
+    }
+}
+
 struct Inner {
-    /// Time between requests at the sustained rate.
-    interval: Duration,
-    /// How far ahead of the schedule a request may go (the burst allowance).
-    tolerance: Duration,
+    /// The grant's whole rate and burst; the schedule in force is this daemon's share of them.
+    rate_per_second: f64,
+    burst: u32,
     background_share: f64,
     slots: Arc<Semaphore>,
     concurrency: u32,
@@ -72,6 +84,10 @@ struct Inner {
 }
 
 struct Queue {
+    /// Time between requests at the sustained rate (of this daemon's share).
+    interval: Duration,
+    /// How far ahead of the schedule a request may go (the burst allowance).
+    tolerance: Duration,
     /// GCRA's theoretical arrival time: a request conforms at `t` when `t + tolerance >= tat`.
     tat: Instant,
     lanes: [Lane; 2],
@@ -195,18 +211,18 @@ pub struct QueueState {
 
 impl GrantBudget {
     pub fn new(r: &Resilience) -> GrantBudget {
-        let interval =
-            Duration::from_secs_f64(1.0 / r.rate_per_second).max(Duration::from_nanos(1));
-        let tolerance = interval.saturating_mul(r.burst.max(1) - 1);
+        let (interval, tolerance) = schedule(r.rate_per_second, r.burst, 1.0);
         GrantBudget {
             inner: Arc::new(Inner {
-                interval,
-                tolerance,
+                rate_per_second: r.rate_per_second,
+                burst: r.burst,
                 background_share: r.background_share.clamp(0.0, 1.0),
                 slots: Arc::new(Semaphore::new(r.concurrency as usize)),
                 concurrency: r.concurrency,
                 paused_until: Mutex::new(None),
                 queue: Mutex::new(Queue {
+                    interval,
+                    tolerance,
                     tat: Instant::now(),
                     lanes: [Lane::default(), Lane::default()],
                     dispatching: false,
@@ -240,10 +256,10 @@ impl GrantBudget {
             let now = Instant::now();
             // Nobody waits and the rate allows it: go now.
             if q.waiting() == 0
-                && now + inner.tolerance >= q.tat
+                && now + q.tolerance >= q.tat
                 && let Ok(permit) = inner.slots.clone().try_acquire_owned()
             {
-                q.tat = q.tat.max(now) + inner.interval;
+                q.tat = q.tat.max(now) + q.interval;
                 return Ok(permit);
             }
             for lane in &mut q.lanes {
@@ -277,7 +293,7 @@ impl GrantBudget {
             // the caller's place is dropped with the receiver.
             _ => {
                 *waited += asked.elapsed();
-                Err(NotBefore::Budget(inner.interval))
+                Err(NotBefore::Budget(inner.lock_queue().interval))
             }
         }
     }
@@ -293,6 +309,40 @@ impl GrantBudget {
         if p.is_none_or(|cur| cur < until) {
             *p = Some(until);
         }
+    }
+
+    pub fn downgrade(&self) -> WeakBudget {
+        WeakBudget(Arc::downgrade(&self.inner))
+    }
+
+    /// Runs this budget at `share` (0 < share ≤ 1) of the grant's rate and burst: what one of
+    /// several daemons sharing the grant may send (see [`super::budget_shares`]). The schedule
+    /// changes at once; requests already granted stay granted.
+    pub fn set_share(&self, share: f64) {
+        let share = if share.is_finite() {
+            share.clamp(1e-6, 1.0)
+        } else {
+            1.0
+        };
+        let (interval, tolerance) = schedule(self.inner.rate_per_second, self.inner.burst, share);
+        let mut q = self.inner.lock_queue();
+        q.interval = interval;
+        q.tolerance = tolerance;
+    }
+
+    /// The sustained rate this budget runs at now (its share of the grant's), per second.
+    pub fn rate_now(&self) -> f64 {
+        1.0 / self.inner.lock_queue().interval.as_secs_f64()
+    }
+
+    /// The pause in force, as the instant it ends (to share it with other daemons).
+    pub fn paused_until(&self) -> Option<Instant> {
+        let p = *self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.filter(|until| *until > Instant::now())
     }
 
     /// Time left on the pause, if one is in force.
@@ -320,6 +370,17 @@ impl GrantBudget {
     }
 }
 
+/// GCRA's spacing and burst tolerance for `share` of a grant's rate and burst (a share of the
+/// burst is at least one request: every daemon may send).
+fn schedule(rate_per_second: f64, burst: u32, share: f64) -> (Duration, Duration) {
+    // Capped at a day: an Instant plus an unbounded interval would overflow.
+    let interval = Duration::try_from_secs_f64(1.0 / (rate_per_second * share))
+        .unwrap_or(Duration::MAX)
+        .clamp(Duration::from_nanos(1), Duration::from_secs(86_400));
+    let burst = ((f64::from(burst.max(1)) * share).floor() as u32).max(1);
+    (interval, interval.saturating_mul(burst - 1))
+}
+
 impl Inner {
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
@@ -333,9 +394,7 @@ impl Inner {
 
     /// When the rate next allows a request.
     fn next_conforming(&self, q: &Queue, now: Instant) -> Instant {
-        q.tat
-            .checked_sub(self.tolerance)
-            .map_or(now, |t| t.max(now))
+        q.tat.checked_sub(q.tolerance).map_or(now, |t| t.max(now))
     }
 
     /// When a new waiter of `class` would get its turn: the turns of those ahead of it (its own
@@ -357,7 +416,7 @@ impl Inner {
             (own + other) as f64
         };
         let turns_ahead = turns_ahead.min((own + other) as f64).ceil() as u32;
-        self.next_conforming(q, now) + self.interval.saturating_mul(turns_ahead)
+        self.next_conforming(q, now) + q.interval.saturating_mul(turns_ahead)
     }
 
     /// The next waiter: interactive first, but while both classes wait every
@@ -423,7 +482,7 @@ async fn dispatch(inner: Arc<Inner>) {
                 // The turn was due at the schedule's time, and timers wake a little late: the
                 // schedule advances from when it was due (not from the late wake-up), or the
                 // rate would fall short by the timer's lateness on every turn.
-                q.tat = tat.max(now.checked_sub(LATE_WAKE).unwrap_or(now)) + inner.interval;
+                q.tat = tat.max(now.checked_sub(LATE_WAKE).unwrap_or(now)) + q.interval;
                 // A waiter that gave up between the pick and now frees its turn again.
                 if w.turn.send(permit).is_err() {
                     q.tat = tat;
@@ -489,6 +548,33 @@ mod tests {
             QueueState::default(),
             "a refused caller takes no place"
         );
+    }
+
+    #[tokio::test]
+    async fn a_share_of_the_grant_cuts_its_burst_and_rate_alike() {
+        let b = budget(2.0, 6, 100);
+        b.set_share(1.0 / 3.0);
+        let mut held = Vec::new();
+        for i in 0..2 {
+            let within = Duration::from_millis(10);
+            held.push(
+                take(&b, Class::Interactive, "a", within)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("a third of a burst of 6 is 2, request {i} refused: {e:?}")
+                    }),
+            );
+        }
+        match take(&b, Class::Interactive, "a", Duration::from_millis(10)).await {
+            // A third of 2/s is one request every 1.5 s.
+            Err(NotBefore::Budget(w)) => assert!(w > Duration::from_millis(1200), "{w:?}"),
+            other => panic!("expected a budget refusal, got {other:?}"),
+        }
+        b.set_share(1.0);
+        let b2 = budget(2.0, 6, 100);
+        b2.set_share(0.0);
+        let first = take(&b2, Class::Interactive, "a", Duration::from_millis(10)).await;
+        assert!(first.is_ok(), "every share lets at least one request go");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ pub mod address;
 pub mod auth;
 pub mod breaker;
 pub mod budget;
+pub mod budget_shares;
 pub mod cache;
 pub mod decode;
 pub mod denials;

@@ -79,6 +79,8 @@ pub struct GateDeps {
     pub audit: AuditLog,
     pub scrubber: Scrubber,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the grants' budgets take their share of a rate several daemons share.
+    pub shares: Arc<crate::capabilities::budget_shares::BudgetShares>,
 }
 
 /// Which invocation a request belongs to and who asked for it (both named in its audit rows).
@@ -103,6 +105,7 @@ impl ConnectorGate {
             audit,
             scrubber,
             metrics,
+            shares,
         } = deps;
         let mut credential_headers: HashSet<HeaderName> = [
             header::AUTHORIZATION,
@@ -123,7 +126,10 @@ impl ConnectorGate {
                     grant: g.name.clone(),
                 },
             })
-            .collect();
+            .collect::<Vec<GrantState>>();
+        for (g, st) in grants.iter().zip(&states) {
+            shares.hold(format!("{connector}/{}", g.name), &st.budget);
+        }
         ConnectorGate {
             states,
             connector,

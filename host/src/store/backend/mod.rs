@@ -8,6 +8,9 @@
 //! leases, API tokens, the secret vault, write approvals. The audit log, vault, approvals, change-feed readers, webhooks and
 //! push subscriptions are still SQLite-only (reached through [`Db`] directly).
 
+mod rate_shares;
+pub use rate_shares::ShareRound;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod documents;
 pub mod leases;
+pub mod rate_shares;
 pub mod sync_state;
 pub mod tokens;
 pub mod vault;
@@ -125,6 +126,20 @@ const MIGRATIONS: &[&str] = &[
         error         TEXT
     );
     CREATE INDEX approvals_status ON approvals (tenant, status);
+    "#,
+    // 6: shared rate budgets: which daemons hold each grant (each takes an equal share of its
+    // rate), and the pause an upstream's 429 put on a grant (see store/pg/rate_shares.rs).
+    r#"
+    CREATE TABLE rate_shares (
+        grant_key   TEXT NOT NULL,
+        owner       TEXT NOT NULL,
+        seen_until  TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (grant_key, owner)
+    );
+    CREATE TABLE grant_pauses (
+        grant_key     TEXT PRIMARY KEY,
+        paused_until  TIMESTAMPTZ NOT NULL
+    );
     "#,
 ];
 

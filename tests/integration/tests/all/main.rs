@@ -39,6 +39,7 @@ mod openai;
 mod permissions;
 mod polyglot;
 mod proxy;
+mod rate_shares;
 mod reflection;
 mod reload;
 mod resilience;
