@@ -348,7 +348,9 @@ impl Airlock {
             .collect();
         let (values, secret_errors) = resolve_secrets(&config, &ids, &opts.cassettes, &scrubber)?;
 
-        let writer = AuditWriter::start_with(&data_dir, scrubber.clone(), &config.audit)?;
+        let db = Arc::new(Db::open(&data_dir)?);
+        let store = crate::store::backend::Store::Sqlite(db.clone());
+        let writer = AuditWriter::start_on(&store, &data_dir, scrubber.clone(), &config.audit)?;
         let audit = writer.log();
         let max_memory = config
             .connectors
@@ -389,8 +391,6 @@ impl Airlock {
             };
             connectors.insert(c.id.clone(), entry);
         }
-        let db = Arc::new(Db::open(&data_dir)?);
-        let store = crate::store::backend::Store::Sqlite(db.clone());
         let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
         Ok(Airlock {
             sync_slots,
