@@ -296,3 +296,43 @@ async fn a_writer_that_cannot_reach_postgres_reports_its_rows_not_durable() {
     assert!(!e.contains("hunter2"), "{e}");
     assert!(!available);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_stream_loses_no_row_and_the_writer_reconnects() {
+    let b = backends("durable").await;
+    let dir = b.dir.path().to_path_buf();
+    let store = b.postgres.clone();
+    tokio::task::block_in_place(|| {
+        let w = AuditWriter::start_chain(&store, &dir, Scrubber::new(), &settings(), "daemon-d")
+            .unwrap();
+        let log = w.log();
+        for i in 0..200 {
+            log.record(event("daemon-d", i));
+            if i == 100 {
+                // The database drops every connection, as on a failover, while rows are queued.
+                b.pg.psql(
+                    "postgres",
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = 'durable' AND pid <> pg_backend_pid()",
+                )
+                .unwrap();
+            }
+            if i % 20 == 19 {
+                log.flush_durable()
+                    .expect("durable again after a reconnect");
+            }
+        }
+    });
+    // A fresh pool: the old one's connections were cut too.
+    let fresh = Store::Postgres(Arc::new(
+        PgStore::open(&b.pg.url_of("durable")).await.unwrap(),
+    ));
+    let check = fresh.audit_verify().await.unwrap();
+    assert!(
+        check.verification.problems.is_empty(),
+        "{:?}",
+        check.verification.problems
+    );
+    assert_eq!(check.verification.rows, 200, "no row lost");
+    assert_eq!(check.chains, 1);
+}
