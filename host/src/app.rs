@@ -359,7 +359,9 @@ impl Airlock {
         let (values, secret_errors) =
             resolve_secrets(&store, &config, &ids, &opts.cassettes, &scrubber).await?;
 
-        let writer = AuditWriter::start_with(&data_dir, scrubber.clone(), &config.audit)?;
+        let db = Arc::new(Db::open(&data_dir)?);
+        let store = crate::store::backend::Store::Sqlite(db.clone());
+        let writer = AuditWriter::start_on(&store, &data_dir, scrubber.clone(), &config.audit)?;
         let audit = writer.log();
         let max_memory = config
             .connectors

@@ -274,12 +274,12 @@ async fn send(
 
 /// Why the gate gave no answer, with the reason its audit row holds.
 async fn failure(a: &Airlock, connector: &str, invocation: &str, e: &HttpError) -> ProxyError {
-    let (c, i) = (connector.to_string(), invocation.to_string());
-    let row =
-        a.db.read(move |conn| crate::store::audit::latest_of(conn, &c, &i))
-            .await
-            .ok()
-            .flatten();
+    let row = a
+        .store
+        .audit_latest_of(connector, invocation)
+        .await
+        .ok()
+        .flatten();
     let reason = row.map_or_else(|| e.to_string(), |(_, reason)| reason);
     let reason = a.scrubber.scrub(&reason);
     let invocation = invocation.to_string();

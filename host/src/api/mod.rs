@@ -752,20 +752,16 @@ async fn audit_query(
     // Rows still queued in the writer belong in the answer.
     let a2 = a.clone();
     let _ = tokio::task::spawn_blocking(move || a2.flush()).await;
-    let rows =
-        a.db.run(move |conn| {
-            crate::store::audit::query(
-                conn,
-                &crate::store::audit::AuditQuery {
-                    within: Some(&within),
-                    connector: q.connector.as_deref(),
-                    since: since.as_deref(),
-                    until: until.as_deref(),
-                    decision: q.decision.as_deref(),
-                    principal: q.principal.as_deref(),
-                    limit,
-                },
-            )
+    let rows = a
+        .store
+        .audit_query(crate::store::backend::audit::AuditFilter {
+            within: Some(within),
+            connector: q.connector,
+            since,
+            until,
+            decision: q.decision,
+            principal: q.principal,
+            limit,
         })
         .await;
     match rows {

@@ -7,8 +7,12 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use rusqlite::Connection;
 
+use std::sync::Arc;
+
 use airlock::config::Config;
 use airlock::store::audit;
+use airlock::store::backend::Store;
+use airlock::store::pg::PgStore;
 
 use super::common::ConfigArg;
 
@@ -52,8 +56,25 @@ enum AuditCmd {
 }
 
 impl AuditArgs {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
+        if let Some(url) = config.store.url.as_deref() {
+            // The daemons' shared PostgreSQL store: every writer's chain.
+            let store = Store::Postgres(Arc::new(PgStore::open(url).await?));
+            return match self.action {
+                AuditCmd::Tail {
+                    lines,
+                    connector,
+                    json,
+                } => {
+                    print_rows(&store.audit_tail(lines, connector.as_deref()).await?, json)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                AuditCmd::Verify { expect, public_key } => {
+                    verify_chains(&store, expect.is_some() || public_key.is_some()).await
+                }
+            };
+        }
         let conn = airlock::store::open(&config.server.data_dir)?;
         match self.action {
             AuditCmd::Tail {
@@ -77,7 +98,11 @@ fn tail(
     connector: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    for r in audit::tail(conn, lines, connector)? {
+    print_rows(&audit::tail(conn, lines, connector)?, json)
+}
+
+fn print_rows(rows: &[audit::AuditRow], json: bool) -> anyhow::Result<()> {
+    for r in rows {
         if json {
             println!("{}", serde_json::to_string(&r)?);
             continue;
@@ -102,9 +127,14 @@ fn tail(
             .as_deref()
             .map(|p| format!("  [by {p}]"))
             .unwrap_or_default();
+        // On PostgreSQL a row is numbered within its writer's chain.
+        let seq = match &r.chain {
+            Some(chain) => format!("{chain}#{}", r.seq),
+            None => r.seq.to_string(),
+        };
         println!(
-            "{:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}{by}",
-            r.seq, r.ts, e.connector, e.event, e.decision, e.reason
+            "{seq:>6} {} {:<12} {:<7} {:<5}{target}{status}{latency}{bytes}  {}{by}",
+            r.ts, e.connector, e.event, e.decision, e.reason
         );
     }
     Ok(())
@@ -139,8 +169,55 @@ fn verify(
             .iter()
             .map(|p| (audit::Tamper::Unaudited, p.clone())),
     );
+    report(problems, v.rows, &anchor)
+}
+
+/// `audit verify` on PostgreSQL: every writer's chain on its own, and synced data without
+/// audit rows. Signed checkpoints are kept for the SQLite chain only, so there is nothing to
+/// check `--expect` or `--public-key` against.
+async fn verify_chains(store: &Store, anchored: bool) -> anyhow::Result<ExitCode> {
+    if anchored {
+        anyhow::bail!(
+            "--expect and --public-key check signed checkpoints, which the PostgreSQL store does \
+             not keep yet; run `airlock audit verify` without them to check every chain"
+        );
+    }
+    let check = store.audit_verify().await?;
+    let mut problems: Vec<(audit::Tamper, String)> = check
+        .verification
+        .problems
+        .iter()
+        .map(|p| (audit::Tamper::ChainBroken, p.clone()))
+        .collect();
+    problems.extend(
+        check
+            .unaudited
+            .iter()
+            .map(|p| (audit::Tamper::Unaudited, p.clone())),
+    );
     if problems.is_empty() {
-        println!("audit log intact: {} rows verified", v.rows);
+        println!(
+            "audit log intact: {} rows verified in {} chain(s) (PostgreSQL; each writer's chain \
+             on its own; signed checkpoints are not kept on PostgreSQL)",
+            check.verification.rows, check.chains
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    report(
+        problems,
+        check.verification.rows,
+        &audit::AnchorCheck::default(),
+    )
+}
+
+/// Prints what verification found; the exit code is the most serious finding's.
+fn report(
+    problems: Vec<(audit::Tamper, String)>,
+    rows: u64,
+    anchor: &audit::AnchorCheck,
+) -> anyhow::Result<ExitCode> {
+    if problems.is_empty() {
+        println!("audit log intact: {rows} rows verified");
         if let Some(cp) = &anchor.newest {
             println!(
                 "anchored: {} valid checkpoint(s); the newest signs row {} ({}) at {}; {} row(s) since",
@@ -162,7 +239,7 @@ fn verify(
     eprintln!(
         "audit log verification FAILED: {} problem(s) in {} rows",
         problems.len(),
-        v.rows
+        rows
     );
     let worst = problems
         .iter()

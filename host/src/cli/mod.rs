@@ -183,7 +183,7 @@ impl Command {
             Command::Tokens(args) => args.run(scrubber).await,
             Command::Store(args) => args.run().await,
             Command::Approvals(args) => args.run(scrubber).await,
-            Command::Audit(args) => args.run(),
+            Command::Audit(args) => args.run().await,
             Command::Changes(args) => args.run().await,
             Command::New(args) => args.run(),
             Command::Completions(args) => args.run(),

@@ -61,7 +61,7 @@ impl TokensArgs {
         let store = Store::open(&config.server.data_dir, config.store.url.as_deref()).await?;
         // Dropped at the end of the command, which flushes the rows.
         let writer =
-            audit::AuditWriter::start_with(&config.server.data_dir, scrubber, &config.audit)?;
+            audit::AuditWriter::start_on(&store, &config.server.data_dir, scrubber, &config.audit)?;
         match self.action {
             TokensCmd::Create {
                 principal,

@@ -6,6 +6,10 @@
 //! The queue to the writer is bounded: when it is full, `record` waits (backpressure) rather
 //! than drop a row or grow without limit. The writer signs the chain head into the checkpoint
 //! file (see [`super::checkpoint`]) every N rows or T seconds, at start and on a clean stop.
+//!
+//! This file holds the SQLite chain and what both backends share (the row, the hash, the
+//! writer and the chain walk); the PostgreSQL chains (one per writing process) are in
+//! `pg/audit.rs`, and `backend/audit.rs` picks the backend from the store.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -21,7 +25,8 @@ use rusqlite::OptionalExtension;
 use super::checkpoint::{self, Checkpoint, CheckpointSigner, Sink};
 use crate::scrub::Scrubber;
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The previous-hash of a chain's first row.
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit row, before it is chained.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,6 +60,10 @@ pub struct AuditEvent {
 /// A stored row.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
+    /// The chain the row belongs to: None in the SQLite store (one chain); on PostgreSQL the
+    /// writing daemon's chain (see `store/pg/audit.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     pub seq: i64,
     pub ts: String,
     #[serde(flatten)]
@@ -170,7 +179,23 @@ impl AuditWriter {
         settings: &AuditSettings,
     ) -> anyhow::Result<AuditWriter> {
         let conn = writer_connection(data_dir, settings.durability)?;
-        let signer = CheckpointSigner::open(data_dir, settings.checkpoint_sink)?;
+        Self::spawn(Box::new(conn), data_dir, scrubber, settings, true)
+    }
+
+    /// Starts the writer on `sink` (a SQLite connection or a PostgreSQL chain; see
+    /// `store/backend/audit.rs`), signing checkpoints into `data_dir` when `signed`.
+    pub(crate) fn spawn(
+        sink: Box<dyn ChainSink>,
+        data_dir: &Path,
+        scrubber: Scrubber,
+        settings: &AuditSettings,
+        signed: bool,
+    ) -> anyhow::Result<AuditWriter> {
+        let signer = if signed {
+            Some(CheckpointSigner::open(data_dir, settings.checkpoint_sink)?)
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::sync_channel(settings.queue_rows.max(1));
         let available = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let writer_available = available.clone();
@@ -183,7 +208,7 @@ impl AuditWriter {
         };
         let thread = std::thread::Builder::new()
             .name("airlock-audit".into())
-            .spawn(move || writer_loop(conn, rx, anchor, writer_available, wanted))?;
+            .spawn(move || writer_loop(sink, rx, anchor, writer_available, wanted))?;
         Ok(AuditWriter {
             log: AuditLog {
                 tx,
@@ -297,16 +322,41 @@ impl AuditLog {
 
 /// The writer's checkpoint schedule.
 struct Anchor {
-    signer: CheckpointSigner,
+    /// None: the chain is not signed (PostgreSQL).
+    signer: Option<CheckpointSigner>,
     every_rows: u64,
     interval: std::time::Duration,
 }
 
 impl Anchor {
     fn sign(&self, head: &(i64, String)) {
-        if let Err(e) = self.signer.checkpoint(head.0, &head.1) {
+        let Some(signer) = &self.signer else { return };
+        if let Err(e) = signer.checkpoint(head.0, &head.1) {
             tracing::error!("audit checkpoint of row {} failed: {e:#}", head.0);
         }
+    }
+
+    fn newest(&self) -> Option<(i64, String)> {
+        self.signer.as_ref().and_then(|s| s.newest())
+    }
+}
+
+/// The database a writer appends its chain to.
+pub(crate) trait ChainSink: Send {
+    /// The chain's stored head, if any row was ever written.
+    fn head(&mut self) -> Option<(i64, String)>;
+    /// Appends a batch in one transaction after the stored head; returns the new head. Rows
+    /// are durable when this returns Ok.
+    fn append(&mut self, batch: &[(String, Box<AuditEvent>)]) -> anyhow::Result<(i64, String)>;
+}
+
+impl ChainSink for Connection {
+    fn head(&mut self) -> Option<(i64, String)> {
+        read_head(self)
+    }
+
+    fn append(&mut self, batch: &[(String, Box<AuditEvent>)]) -> anyhow::Result<(i64, String)> {
+        Ok(append(self, batch)?)
     }
 }
 
@@ -320,7 +370,7 @@ const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn writer_loop(
-    mut conn: Connection,
+    mut sink: Box<dyn ChainSink>,
     rx: mpsc::Receiver<Msg>,
     anchor: Anchor,
     available: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -329,13 +379,13 @@ fn writer_loop(
     use std::sync::atomic::Ordering;
     use std::time::Instant;
     // The head this writer last committed, and rows committed since its last checkpoint.
-    let mut head: Option<(i64, String)> = read_head(&conn);
+    let mut head: Option<(i64, String)> = sink.head();
     let mut unsigned: u64 = 0;
     let mut last_signed = Instant::now();
     // Anchor what is already there (a log from before checkpoints), unless the newest
     // checkpoint already does.
     if let Some(h) = &head
-        && anchor.signer.newest().as_ref() != Some(h)
+        && anchor.newest().as_ref() != Some(h)
     {
         anchor.sign(h);
     }
@@ -389,7 +439,7 @@ fn writer_loop(
             // behind this batch makes recorders wait.
             let mut attempt: u32 = 0;
             loop {
-                match append(&mut conn, &batch) {
+                match sink.append(&batch) {
                     Ok(h) => {
                         head = Some(h);
                         unsigned += batch.len() as u64;
@@ -503,7 +553,7 @@ fn append(
 
 /// The hash covers every column and the previous row's hash. The principal joins the hashed
 /// columns only when set, so rows written before it existed still verify unchanged.
-fn row_hash(seq: i64, ts: &str, e: &AuditEvent, prev: &str) -> String {
+pub(crate) fn row_hash(seq: i64, ts: &str, e: &AuditEvent, prev: &str) -> String {
     let mut canonical = serde_json::json!([
         seq,
         ts,
@@ -530,6 +580,7 @@ fn row_hash(seq: i64, ts: &str, e: &AuditEvent, prev: &str) -> String {
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     Ok(AuditRow {
+        chain: None,
         seq: r.get(0)?,
         ts: r.get(1)?,
         event: AuditEvent {
@@ -585,6 +636,32 @@ pub struct AuditQuery<'a> {
     /// Only rows of this principal (`token:alice`, `cli:root`, ...).
     pub principal: Option<&'a str>,
     pub limit: usize,
+}
+
+/// [`AuditQuery`] with owned parts (it crosses onto the blocking pool or into an async client).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub within: Option<Vec<String>>,
+    pub connector: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub decision: Option<String>,
+    pub principal: Option<String>,
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    pub fn as_query(&self) -> AuditQuery<'_> {
+        AuditQuery {
+            within: self.within.as_deref(),
+            connector: self.connector.as_deref(),
+            since: self.since.as_deref(),
+            until: self.until.as_deref(),
+            decision: self.decision.as_deref(),
+            principal: self.principal.as_deref(),
+            limit: self.limit,
+        }
+    }
 }
 
 /// The latest `limit` rows matching the filters, oldest first.
@@ -669,60 +746,90 @@ pub struct Verification {
 pub fn verify(conn: &Connection) -> anyhow::Result<Verification> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
-    let mut expected_seq = 1i64;
-    let mut prev = GENESIS.to_string();
-    let mut problems = Vec::new();
-    let mut count = 0u64;
+    let mut walk = ChainWalk::default();
     while let Some(r) = rows.next()? {
-        let row = read_row(r)?;
-        count += 1;
-        if row.seq != expected_seq {
-            if row.seq > expected_seq {
-                problems.push(format!(
-                    "rows {}..={} are missing (deleted)",
-                    expected_seq,
-                    row.seq - 1
-                ));
-            } else {
-                problems.push(format!("row {} is out of sequence (inserted)", row.seq));
-            }
-        }
-        if row.prev_hash != prev {
-            problems.push(format!(
-                "row {}: previous-hash does not match the row before it (a row was inserted, deleted or edited)",
-                row.seq
-            ));
-        }
-        let h = row_hash(row.seq, &row.ts, &row.event, &row.prev_hash);
-        if h != row.hash {
-            problems.push(format!(
-                "row {}: contents do not match its hash (edited)",
-                row.seq
-            ));
-        }
-        prev = row.hash.clone();
-        expected_seq = row.seq + 1;
+        walk.row(&read_row(r)?);
     }
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .ok();
-    match head {
-        Some((seq, hash)) if seq != expected_seq - 1 || hash != prev => {
-            problems.push(format!(
-                "the chain head records row {seq} but the log ends at row {} (rows deleted at the end, or the head was edited)",
-                expected_seq - 1
+    Ok(walk.finish(head))
+}
+
+/// One chain's check, fed its rows in sequence order (both backends walk chains with it).
+pub(crate) struct ChainWalk {
+    expected_seq: i64,
+    prev: String,
+    count: u64,
+    problems: Vec<String>,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        ChainWalk {
+            expected_seq: 1,
+            prev: GENESIS.to_string(),
+            count: 0,
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl ChainWalk {
+    /// Checks the next row against the one before it and against its own hash.
+    pub(crate) fn row(&mut self, row: &AuditRow) {
+        self.count += 1;
+        let expected_seq = self.expected_seq;
+        if row.seq != expected_seq {
+            if row.seq > expected_seq {
+                self.problems.push(format!(
+                    "rows {}..={} are missing (deleted)",
+                    expected_seq,
+                    row.seq - 1
+                ));
+            } else {
+                self.problems
+                    .push(format!("row {} is out of sequence (inserted)", row.seq));
+            }
+        }
+        if row.prev_hash != self.prev {
+            self.problems.push(format!(
+                "row {}: previous-hash does not match the row before it (a row was inserted, deleted or edited)",
+                row.seq
             ));
         }
-        Some(_) => {}
-        None if count > 0 => problems.push("the chain head is missing".into()),
-        None => {}
+        let h = row_hash(row.seq, &row.ts, &row.event, &row.prev_hash);
+        if h != row.hash {
+            self.problems.push(format!(
+                "row {}: contents do not match its hash (edited)",
+                row.seq
+            ));
+        }
+        self.prev = row.hash.clone();
+        self.expected_seq = row.seq + 1;
     }
-    Ok(Verification {
-        rows: count,
-        problems,
-    })
+
+    /// The end of the chain against its stored head.
+    pub(crate) fn finish(mut self, head: Option<(i64, String)>) -> Verification {
+        let expected_seq = self.expected_seq;
+        match head {
+            Some((seq, hash)) if seq != expected_seq - 1 || hash != self.prev => {
+                self.problems.push(format!(
+                    "the chain head records row {seq} but the log ends at row {} (rows deleted at the end, or the head was edited)",
+                    expected_seq - 1
+                ));
+            }
+            Some(_) => {}
+            None if self.count > 0 => self.problems.push("the chain head is missing".into()),
+            None => {}
+        }
+        Verification {
+            rows: self.count,
+            problems: self.problems,
+        }
+    }
 }
 
 /// Data the store committed from a sync page whose audit rows are not in the log: what a page

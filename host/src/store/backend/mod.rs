@@ -5,14 +5,17 @@
 //! counterparts in `pg/`. Both sides honour the same rules; the store tests run against both.
 //!
 //! Areas served through this interface so far: documents and search, sync state, sync job
-//! leases, API tokens, the secret vault, write approvals. The audit log, vault, approvals, change-feed readers, webhooks and
-//! push subscriptions are still SQLite-only (reached through [`Db`] directly).
+//! leases, API tokens, the secret vault, write approvals, the audit log (`audit.rs`; signed
+//! checkpoints are SQLite-only). Change-feed readers, webhooks and push subscriptions are still
+//! SQLite-only (reached through [`Db`] directly).
 
 mod rate_shares;
 pub use rate_shares::ShareRound;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod audit;
 
 use super::approvals::{self, Approval, ApprovalError};
 use super::documents::{self, Hit, Query, Readers};

@@ -5,6 +5,7 @@
 //! search (tsvector, GIN, ts_rank); see `documents.rs` for how it matches the SQLite index.
 
 pub mod approvals;
+pub mod audit;
 pub mod documents;
 pub mod leases;
 pub mod rate_shares;
@@ -127,6 +128,42 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX approvals_status ON approvals (tenant, status);
     "#,
+    // 4: the audit log, one hash chain per writing process (see pg/audit.rs for why and for
+    // the order readers merge the chains in). Same columns and hashes as SQLite's `audit`.
+    r#"
+    CREATE TABLE audit (
+        chain       TEXT NOT NULL,
+        seq         BIGINT NOT NULL,
+        ts          TEXT NOT NULL,
+        connector   TEXT NOT NULL,
+        invocation  TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        decision    TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        method      TEXT,
+        scheme      TEXT,
+        host        TEXT,
+        port        INTEGER,
+        path        TEXT,
+        status      INTEGER,
+        latency_ms  DOUBLE PRECISION,
+        bytes       BIGINT,
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        principal   TEXT,
+        PRIMARY KEY (chain, seq)
+    );
+    CREATE INDEX audit_merged ON audit (ts, chain, seq);
+    CREATE INDEX audit_connector ON audit (connector, ts);
+    CREATE INDEX audit_principal ON audit (principal, ts);
+    CREATE INDEX audit_invoked ON audit (invocation) WHERE event = 'invoke';
+    CREATE TABLE audit_heads (
+        chain       TEXT PRIMARY KEY,
+        seq         BIGINT NOT NULL,
+        hash        TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    "#,
     // 6: shared rate budgets: which daemons hold each grant (each takes an equal share of its
     // rate), and the pause an upstream's 429 put on a grant (see store/pg/rate_shares.rs).
     r#"
@@ -152,6 +189,8 @@ const POOL_SIZE: usize = 16;
 /// A pool of connections to one PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
+    /// The parsed URL, for connections of their own outside the pool (the audit writer's).
+    config: tokio_postgres::Config,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -171,7 +210,7 @@ impl PgStore {
             .parse()
             .map_err(|e| anyhow::anyhow!("store url {shown} is not a PostgreSQL URL: {e}"))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -184,7 +223,11 @@ impl PgStore {
             .create_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .with_context(|| format!("cannot set up a connection pool for {shown}"))?;
-        Ok(PgStore { pool, shown })
+        Ok(PgStore {
+            pool,
+            config,
+            shown,
+        })
     }
 
     /// A connection from the pool, with a message naming the database when none can be had.
@@ -249,6 +292,11 @@ impl PgStore {
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.client().await?.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// The connection settings (they hold the password: never show them).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     /// The URL without its password.

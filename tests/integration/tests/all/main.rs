@@ -11,6 +11,7 @@ mod api_schemathesis;
 mod approvals;
 mod atera;
 mod audit;
+mod audit_backends;
 mod audit_durability;
 mod audit_trail;
 mod azure;
