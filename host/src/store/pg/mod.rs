@@ -5,6 +5,8 @@
 //! search (tsvector, GIN, ts_rank); see `documents.rs` for how it matches the SQLite index.
 
 pub mod approvals;
+pub mod changes;
+pub mod commit_notify;
 pub mod documents;
 pub mod leases;
 pub mod sync_state;
@@ -139,6 +141,11 @@ pub struct PgStore {
     pool: Pool,
     /// The URL without its password, for messages.
     shown: String,
+    /// Where the pool connects, for the change-feed listener's own connection.
+    config: tokio_postgres::Config,
+    /// Woken when any daemon commits to the change feed (see `commit_notify.rs`).
+    committed: std::sync::Arc<tokio::sync::Notify>,
+    listener: tokio::sync::OnceCell<commit_notify::OwnedTask>,
 }
 
 impl PgStore {
@@ -156,7 +163,7 @@ impl PgStore {
             .parse()
             .map_err(|e| anyhow::anyhow!("store url {shown} is not a PostgreSQL URL: {e}"))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -169,7 +176,13 @@ impl PgStore {
             .create_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .with_context(|| format!("cannot set up a connection pool for {shown}"))?;
-        Ok(PgStore { pool, shown })
+        Ok(PgStore {
+            pool,
+            shown,
+            config,
+            committed: Default::default(),
+            listener: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// A connection from the pool, with a message naming the database when none can be had.
