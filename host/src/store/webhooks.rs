@@ -175,6 +175,28 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec
         .collect()
 }
 
+/// Claims up to `limit` pending deliveries due by `now_ms`, oldest change first: each is not
+/// due again before `until_ms` (its outcome, settled before then, sets the real next attempt),
+/// so no other worker sends it meanwhile; one whose sender died is sent again after the claim.
+pub fn claim(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+    until_ms: i64,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE webhook_deliveries SET next_attempt_ms = ?3 WHERE id IN (
+           SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1
+           ORDER BY change_seq, id LIMIT ?2)
+         RETURNING {COLUMNS}"
+    ))?;
+    let mut claimed: Vec<Delivery> = stmt
+        .query_map(params![now_ms, limit as i64, until_ms], read)?
+        .collect::<rusqlite::Result<_>>()?;
+    claimed.sort_by(|a, b| (a.change_seq, &a.id).cmp(&(b.change_seq, &b.id)));
+    Ok(claimed)
+}
+
 /// When the next pending delivery is due (Unix ms), if any is pending.
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row(

@@ -5,11 +5,14 @@
 //! counterparts in `pg/`. Both sides honour the same rules; the store tests run against both.
 //!
 //! Areas served through this interface so far: documents and search, sync state, sync job
-//! leases, API tokens, the secret vault, write approvals, change-feed readers (`changes.rs`). The
-//! audit log, webhooks and push subscriptions are still SQLite-only (reached through [`Db`]
-//! directly).
+//! leases, API tokens, the secret vault, write approvals, change-feed readers (`changes.rs`), the
+//! webhook outbox and kept push subscriptions (`webhooks.rs`), the own OAuth authorization
+//! server's grants (`oauth_grants.rs`). The audit log is still SQLite-only (reached through
+//! [`Db`] directly).
 
 pub mod changes;
+mod oauth_grants;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
