@@ -389,4 +389,29 @@ mod tests {
             "a removed webhook holds nothing back"
         );
     }
+
+    #[test]
+    fn a_claimed_delivery_is_not_due_again_until_its_claim_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        reconcile(&mut c, &["w".into()]).unwrap();
+        for id in ["1", "2", "3"] {
+            change(&mut c, "atera", "ticket", id);
+        }
+        let f = Filter {
+            webhook: "w",
+            connectors: &["atera".into()],
+            kinds: &[],
+        };
+        assert_eq!(fan_out(&mut c, &f, 100, 10, "now").unwrap(), 3);
+        let first = claim(&c, 10, 2, 1_000).unwrap();
+        let seqs: Vec<i64> = first.iter().map(|d| d.change_seq).collect();
+        assert_eq!(seqs, [1, 2], "oldest change first");
+        let rest = claim(&c, 10, 10, 1_000).unwrap();
+        assert_eq!(rest.len(), 1, "the claimed ones are nobody else's");
+        assert!(claim(&c, 999, 10, 2_000).unwrap().is_empty());
+        settle(&c, &first[0].id, Some(200), None, None, "t").unwrap();
+        // The sender of the others died: after the claim they are due again.
+        assert_eq!(claim(&c, 1_000, 10, 3_000).unwrap().len(), 2);
+    }
 }
