@@ -16,7 +16,7 @@ use crate::app::Airlock;
 use crate::config::Subscribe;
 use crate::proxy::{ProxyAnswer, ProxyRequest, host_request};
 use crate::store::audit::AuditEvent;
-use crate::store::hook_subscriptions::{self as kept, Kept};
+use crate::store::hook_subscriptions::Kept;
 
 /// Graph's subscriptions collection, below the connector's `base_url`.
 const COLLECTION: &str = "v1.0/subscriptions";
@@ -77,11 +77,11 @@ async fn once(
     secret: &crate::capabilities::grant::SecretRef,
     sub: &Subscribe,
 ) -> Result<String, String> {
-    let c = connector.to_string();
-    let current =
-        a.db.read(move |conn| Ok(kept::get(conn, &c)?))
-            .await
-            .map_err(|e| e.to_string())?;
+    let current = a
+        .store
+        .kept_subscription(connector)
+        .await
+        .map_err(|e| e.to_string())?;
     let expires = until(sub.lifetime);
     if let Some(k) = current {
         if k.resource == sub.resource && k.notification_url == sub.notification_url {
@@ -198,7 +198,8 @@ async fn save(
         expires_at: granted.clone(),
         renewed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    a.db.run(move |conn| Ok(kept::put(conn, &k)?))
+    a.store
+        .keep_subscription(&k)
         .await
         .map_err(|e| e.to_string())?;
     Ok(granted)

@@ -21,7 +21,7 @@ use crate::capabilities::address::is_metadata_host;
 use crate::capabilities::net::{check_ip, error_chain};
 use crate::config::Webhook;
 use crate::store::audit::AuditEvent;
-use crate::store::webhooks::{self as outbox, Delivery, Filter};
+use crate::store::webhooks::Delivery;
 
 /// Changes one round fans out per webhook, and deliveries it sends.
 const FAN_OUT: usize = 500;
@@ -30,6 +30,9 @@ const SEND: usize = 64;
 const IDLE: Duration = Duration::from_secs(1);
 /// Longest delay between two attempts of one delivery.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How long a claimed delivery stays with its sender beyond the webhook's timeout: a daemon
+/// that dies while sending leaves it to be sent again after that (at least once).
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// Starts the delivery worker (a no-op round while no webhook is configured). The webhooks
 /// configured now get their cursors before this returns, so they see every change committed
@@ -37,8 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// sees it.
 pub async fn start(a: Arc<Airlock>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let names = webhook_names(&a);
-    let n = names.clone();
-    a.db.run(move |c| Ok(outbox::reconcile(c, &n)?)).await?;
+    a.store.reconcile_webhooks(&names).await?;
     Ok(tokio::spawn(async move {
         let mut known = Some(names);
         loop {
@@ -50,7 +52,7 @@ pub async fn start(a: Arc<Airlock>) -> anyhow::Result<tokio::task::JoinHandle<()
                 }
             };
             if !wait.is_zero() {
-                a.db.committed_within(wait).await;
+                a.store.committed_within(wait).await;
             }
         }
     }))
@@ -70,8 +72,7 @@ async fn round(a: &Arc<Airlock>, known: &mut Option<Vec<String>>) -> anyhow::Res
     let config = a.config();
     let names = webhook_names(a);
     if known.as_ref() != Some(&names) {
-        let n = names.clone();
-        a.db.run(move |c| Ok(outbox::reconcile(c, &n)?)).await?;
+        a.store.reconcile_webhooks(&names).await?;
         *known = Some(names);
     }
     if config.webhooks.is_empty() {
@@ -84,24 +85,17 @@ async fn round(a: &Arc<Airlock>, known: &mut Option<Vec<String>>) -> anyhow::Res
         } else {
             w.connectors.clone()
         };
-        let (name, kinds) = (w.name.clone(), w.kinds.clone());
-        a.db.run(move |c| {
-            let f = Filter {
-                webhook: &name,
-                connectors: &connectors,
-                kinds: &kinds,
-            };
-            Ok(outbox::fan_out(
-                c,
-                &f,
-                FAN_OUT,
-                now_ms(),
-                &crate::store::now_rfc3339(),
-            )?)
-        })
-        .await?;
+        a.store
+            .fan_out_webhook(&w.name, &connectors, &w.kinds, FAN_OUT, now_ms())
+            .await?;
     }
-    let due = a.db.read(|c| Ok(outbox::due(c, now_ms(), SEND)?)).await?;
+    // Claimed, not just read: another daemon on the same store does not send these meanwhile.
+    let longest = config.webhooks.iter().map(|w| w.timeout).max();
+    let claim = longest.unwrap_or_default() + CLAIM_MARGIN;
+    let due = a
+        .store
+        .claim_deliveries(now_ms(), SEND, now_ms() + claim.as_millis() as i64)
+        .await?;
     let full = due.len() == SEND;
     let sends = due.into_iter().filter_map(|d| {
         let w = config
@@ -115,7 +109,7 @@ async fn round(a: &Arc<Airlock>, known: &mut Option<Vec<String>>) -> anyhow::Res
     if full {
         return Ok(Duration::ZERO);
     }
-    let next = a.db.read(|c| Ok(outbox::next_due(c)?)).await?;
+    let next = a.store.next_delivery_due().await?;
     let until_next = next.map_or(IDLE, |ms| {
         Duration::from_millis(u64::try_from(ms - now_ms()).unwrap_or(0))
     });
@@ -175,19 +169,11 @@ async fn attempt(a: Arc<Airlock>, w: Webhook, d: Delivery) {
         principal: Some(format!("daemon:webhook:{}", w.name)),
         ..Default::default()
     });
-    let id = d.id.clone();
-    let now = crate::store::now_rfc3339();
-    let settled = a.db.run(move |c| {
-        Ok(outbox::settle(
-            c,
-            &id,
-            status,
-            error.as_deref(),
-            retry_at,
-            &now,
-        )?)
-    });
-    if let Err(e) = settled.await {
+    let settled = a
+        .store
+        .settle_delivery(&d.id, status, error.as_deref(), retry_at)
+        .await;
+    if let Err(e) = settled {
         // The delivery stays pending and is sent again: at least once, never lost.
         tracing::error!(
             "webhook delivery {}: cannot record the outcome: {e:#}",

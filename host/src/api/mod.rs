@@ -814,27 +814,22 @@ async fn list_changes(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
     let (within, readers) = (auth::tenant_connectors(&a, &p), auth::readers(&a, &p));
     loop {
-        let (within, readers) = (within.clone(), readers.clone());
-        let (connector, kind) = (q.connector.clone(), q.kind.clone());
-        let found =
-            a.db.read(move |conn| {
-                let visible = |c: &str, acl: &[String]| readers.allows(c, acl);
-                let follow = crate::store::changes::Follow {
-                    after,
-                    within: Some(&within),
-                    connector: connector.as_deref(),
-                    kind: kind.as_deref(),
-                    limit,
-                    visible: &visible,
-                };
-                Ok(crate::store::changes::read(conn, &follow)?)
+        let found = a
+            .store
+            .changes(crate::store::backend::changes::ChangesQuery {
+                after,
+                within: Some(within.clone()),
+                connector: q.connector.clone(),
+                kind: q.kind.clone(),
+                limit,
+                readers: Some(readers.clone()),
             })
             .await;
         let page = match found {
             Ok(Ok(page)) => page,
             Ok(Err(first)) => {
                 let m = format!(
-                    "changes after {after} are no longer kept (the feed starts at {first}, see                      [changes] retention): read the current documents, then follow from {}",
+                    "changes after {after} are no longer kept (the feed starts at {first}, see [changes] retention): read the current documents, then follow from {}",
                     first - 1
                 );
                 return error_response(StatusCode::GONE, "changes-expired", &m, None);
@@ -846,8 +841,10 @@ async fn list_changes(
             return Json(page).into_response();
         }
         after = page.next;
-        // This process's commits wake the poll at once; others' (a CLI sync) within a second.
-        a.db.committed_within(left.min(std::time::Duration::from_secs(1)))
+        // Commits wake the poll at once (on PostgreSQL those of every daemon); others (a CLI
+        // sync into SQLite) are found within a second.
+        a.store
+            .committed_within(left.min(std::time::Duration::from_secs(1)))
             .await;
     }
 }

@@ -203,13 +203,10 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
 /// must be live; returns the tenant (the API token's).
 async fn own_session(a: &Airlock, claims: &Value) -> Result<String, Refused> {
     let sid = claims["sid"].as_str().unwrap_or_default().to_string();
-    let grant =
-        a.db.read(move |c| Ok(crate::store::oauth_grants::live_grant(c, &sid)?))
-            .await
-            .map_err(|e| {
-                tracing::error!("OAuth grant lookup failed: {e:#}");
-                refused("invalid_token", "cannot check the token")
-            })?;
+    let grant = a.store.live_oauth_grant(&sid).await.map_err(|e| {
+        tracing::error!("OAuth grant lookup failed: {e:#}");
+        refused("invalid_token", "cannot check the token")
+    })?;
     match grant {
         Some(g) if claims["tenant"].as_str() == Some(g.principal.tenant.as_str()) => {
             Ok(g.principal.tenant)

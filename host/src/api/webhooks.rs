@@ -13,7 +13,6 @@ use serde::Deserialize;
 use super::auth::Principal;
 use super::errors::error_response;
 use crate::app::Airlock;
-use crate::store::webhooks as outbox;
 
 /// Every status a delivery can have.
 pub const DELIVERY_STATUSES: &[&str] = &["pending", "delivered", "dead"];
@@ -43,13 +42,7 @@ pub async fn list(State(a): State<Arc<Airlock>>, Extension(p): Extension<Princip
         .cloned()
         .collect();
     let names: Vec<String> = mine.iter().map(|w| w.name.clone()).collect();
-    let summaries = a.db.read(move |c| {
-        names
-            .iter()
-            .map(|n| Ok(outbox::summary(c, n)?))
-            .collect::<anyhow::Result<Vec<_>>>()
-    });
-    let summaries = match summaries.await {
+    let summaries = match a.store.webhook_summaries(&names).await {
         Ok(s) => s,
         Err(e) => return super::internal_error(&a, &e),
     };
@@ -97,9 +90,10 @@ pub async fn deliveries(
     if tenant_webhook(&a, &p, &name).is_none() {
         return no_such_webhook(&name);
     }
-    let rows =
-        a.db.read(move |c| Ok(outbox::list(c, &name, f.status.as_deref(), limit)?))
-            .await;
+    let rows = a
+        .store
+        .webhook_deliveries(&name, f.status.as_deref(), limit)
+        .await;
     match rows {
         Ok(rows) => Json(serde_json::json!({ "deliveries": rows })).into_response(),
         Err(e) => super::internal_error(&a, &e),
@@ -115,11 +109,10 @@ pub async fn retry(
         return no_such_webhook(&name);
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let (n, i) = (name.clone(), id.clone());
-    match a.db.run(move |c| Ok(outbox::retry(c, &n, &i, now)?)).await {
+    match a.store.retry_delivery(&name, &id, now).await {
         Ok(true) => {
             // Wake the worker: the retry is due now.
-            a.db.notify_committed();
+            a.store.notify_committed();
             (
                 StatusCode::ACCEPTED,
                 Json(serde_json::json!({ "retrying": id })),

@@ -1,11 +1,13 @@
-//! `airlock changes`: the change feed of the local store as JSON lines, optionally followed.
+//! `airlock changes`: the change feed of the store (the data directory's, or `[store] url`'s) as
+//! JSON lines, optionally followed.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 
-use airlock::store::changes::{self, Follow};
+use airlock::store::backend::Store;
+use airlock::store::backend::changes::ChangesQuery;
 
 use super::common::ConfigArg;
 
@@ -30,20 +32,19 @@ pub struct ChangesArgs {
 impl ChangesArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
-        let conn = airlock::store::open(&config.server.data_dir)?;
+        let store = Store::open(&config.server.data_dir, config.store.url.as_deref()).await?;
         let mut after = self.after;
-        // The operator's view of the store: every change, whatever its ACL.
-        let everyone = |_: &str, _: &[String]| true;
+        const LIMIT: usize = 1000;
         loop {
-            let follow = Follow {
+            // The operator's view of the store: every change, whatever its ACL.
+            let follow = ChangesQuery {
                 after,
-                within: None,
-                connector: self.connector.as_deref(),
-                kind: self.kind.as_deref(),
-                limit: 1000,
-                visible: &everyone,
+                connector: self.connector.clone(),
+                kind: self.kind.clone(),
+                limit: LIMIT,
+                ..Default::default()
             };
-            let page = match changes::read(&conn, &follow)? {
+            let page = match store.changes(follow).await? {
                 Ok(page) => page,
                 Err(first) => anyhow::bail!(
                     "changes after {after} are no longer kept (the feed starts at {first}; see \
@@ -55,13 +56,14 @@ impl ChangesArgs {
             for c in &page.changes {
                 println!("{}", serde_json::to_string(c)?);
             }
-            let more = page.next > after && page.changes.len() == follow.limit;
+            let more = page.next > after && page.changes.len() == LIMIT;
             after = page.next;
             if !more {
                 if !self.follow {
                     return Ok(ExitCode::SUCCESS);
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // On PostgreSQL any daemon's commit wakes this at once.
+                store.committed_within(Duration::from_secs(1)).await;
             }
         }
     }

@@ -175,6 +175,28 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec
         .collect()
 }
 
+/// Claims up to `limit` pending deliveries due by `now_ms`, oldest change first: each is not
+/// due again before `until_ms` (its outcome, settled before then, sets the real next attempt),
+/// so no other worker sends it meanwhile; one whose sender died is sent again after the claim.
+pub fn claim(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+    until_ms: i64,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE webhook_deliveries SET next_attempt_ms = ?3 WHERE id IN (
+           SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1
+           ORDER BY change_seq, id LIMIT ?2)
+         RETURNING {COLUMNS}"
+    ))?;
+    let mut claimed: Vec<Delivery> = stmt
+        .query_map(params![now_ms, limit as i64, until_ms], read)?
+        .collect::<rusqlite::Result<_>>()?;
+    claimed.sort_by(|a, b| (a.change_seq, &a.id).cmp(&(b.change_seq, &b.id)));
+    Ok(claimed)
+}
+
 /// When the next pending delivery is due (Unix ms), if any is pending.
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
@@ -366,5 +388,30 @@ mod tests {
             None,
             "a removed webhook holds nothing back"
         );
+    }
+
+    #[test]
+    fn a_claimed_delivery_is_not_due_again_until_its_claim_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        reconcile(&mut c, &["w".into()]).unwrap();
+        for id in ["1", "2", "3"] {
+            change(&mut c, "atera", "ticket", id);
+        }
+        let f = Filter {
+            webhook: "w",
+            connectors: &["atera".into()],
+            kinds: &[],
+        };
+        assert_eq!(fan_out(&mut c, &f, 100, 10, "now").unwrap(), 3);
+        let first = claim(&c, 10, 2, 1_000).unwrap();
+        let seqs: Vec<i64> = first.iter().map(|d| d.change_seq).collect();
+        assert_eq!(seqs, [1, 2], "oldest change first");
+        let rest = claim(&c, 10, 10, 1_000).unwrap();
+        assert_eq!(rest.len(), 1, "the claimed ones are nobody else's");
+        assert!(claim(&c, 999, 10, 2_000).unwrap().is_empty());
+        settle(&c, &first[0].id, Some(200), None, None, "t").unwrap();
+        // The sender of the others died: after the claim they are due again.
+        assert_eq!(claim(&c, 1_000, 10, 3_000).unwrap().len(), 2);
     }
 }

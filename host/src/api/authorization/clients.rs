@@ -52,14 +52,10 @@ pub async fn resolve(a: &Arc<Airlock>, s: &OwnServer, id: &str) -> Result<Client
     if is_document_id(id) {
         return fetch_document(a, s, id).await;
     }
-    let key = id.to_string();
-    let found =
-        a.db.read(move |c| Ok(crate::store::oauth_grants::client(c, &key)?))
-            .await
-            .map_err(|e| {
-                tracing::error!("OAuth client lookup failed: {e:#}");
-                "the client cannot be looked up".to_string()
-            })?;
+    let found = a.store.oauth_client(id).await.map_err(|e| {
+        tracing::error!("OAuth client lookup failed: {e:#}");
+        "the client cannot be looked up".to_string()
+    })?;
     match found {
         Some(c) => Ok(Client {
             id: c.id,
@@ -271,14 +267,9 @@ pub async fn register(State(a): State<Arc<Airlock>>, body: Bytes) -> Response {
         return bad("invalid_client_metadata", "response_types may be code");
     }
     let name = client_name(&meta);
-    let (name2, uris2) = (name.clone(), uris.clone());
-    let made =
-        a.db.run(move |c| {
-            if crate::store::oauth_grants::client_count(c)? >= MAX_REGISTERED {
-                return Ok(None);
-            }
-            crate::store::oauth_grants::register_client(c, name2.as_deref(), &uris2).map(Some)
-        })
+    let made = a
+        .store
+        .register_oauth_client(name.as_deref(), &uris, MAX_REGISTERED)
         .await;
     match made {
         Ok(None) => oauth_error(

@@ -316,10 +316,7 @@ pub async fn decide(
             ],
         );
     }
-    let token = d.token.trim().to_string();
-    let found =
-        a.db.read(move |c| Ok(crate::store::tokens::authenticate(c, &token)?))
-            .await;
+    let found = a.store.authenticate(d.token.trim()).await;
     let principal = match found {
         Ok(Some(pr)) => pr,
         Ok(None) => {
@@ -367,28 +364,16 @@ pub async fn decide(
         }
     };
     take();
-    let (client_id, token_id, scopes, resource, redirect_uri, challenge) = (
-        p.client.id.clone(),
-        principal.token_id.clone(),
-        p.scopes.clone(),
-        p.resource.clone(),
-        p.redirect_uri.clone(),
-        p.code_challenge.clone(),
-    );
-    let started =
-        a.db.run(move |c| {
-            crate::store::oauth_grants::start_grant(
-                c,
-                &NewGrant {
-                    client_id: &client_id,
-                    api_token_id: &token_id,
-                    scopes: &scopes,
-                    resource: &resource,
-                    redirect_uri: &redirect_uri,
-                    code_challenge: &challenge,
-                    code_ttl_ms: CODE_TTL_MS,
-                },
-            )
+    let started = a
+        .store
+        .start_oauth_grant(&NewGrant {
+            client_id: &p.client.id,
+            api_token_id: &principal.token_id,
+            scopes: &p.scopes,
+            resource: &p.resource,
+            redirect_uri: &p.redirect_uri,
+            code_challenge: &p.code_challenge,
+            code_ttl_ms: CODE_TTL_MS,
         })
         .await;
     match started {

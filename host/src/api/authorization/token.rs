@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{audit, keys, no_store, oauth_error, own};
 use crate::app::Airlock;
 use crate::config::{OAuth, OwnServer};
-use crate::store::oauth_grants::{self as grants, Grant, REFRESH_PREFIX, Refused};
+use crate::store::oauth_grants::{Grant, REFRESH_PREFIX, Refused};
 
 /// The form `POST /oauth/token` takes (every field a string; which are needed depends on the
 /// grant type). Not `Debug`: it carries codes, verifiers and refresh tokens.
@@ -108,8 +108,7 @@ async fn by_code(
     if !well_formed {
         return bad("invalid_request", "code_verifier is not a PKCE verifier");
     }
-    let cid = client_id.clone();
-    let redeemed = match a.db.run(move |c| grants::redeem_code(c, &code, &cid)).await {
+    let redeemed = match a.store.redeem_oauth_code(&code, &client_id).await {
         Ok(Ok(r)) => r,
         Ok(Err(Refused::Replayed)) => {
             audit(
@@ -153,12 +152,7 @@ async fn by_refresh(
         return bad("invalid_request", "refresh_token is required");
     };
     let ttl = s.refresh_token_ttl.as_millis() as i64;
-    let cid = client_id.clone();
-    let rotated = match a
-        .db
-        .run(move |c| grants::rotate_refresh(c, &old, &cid, ttl))
-        .await
-    {
+    let rotated = match a.store.rotate_oauth_refresh(&old, &client_id, ttl).await {
         Ok(Ok(r)) => r,
         Ok(Err(Refused::Replayed)) => {
             audit(
@@ -204,7 +198,7 @@ async fn issue(
         Some(r) => r,
         None => {
             let (id, ttl) = (grant.id.clone(), s.refresh_token_ttl.as_millis() as i64);
-            match a.db.run(move |c| grants::issue_refresh(c, &id, ttl)).await {
+            match a.store.issue_oauth_refresh(&id, ttl).await {
                 Ok(r) => r,
                 Err(e) => return server_error(e),
             }
@@ -272,17 +266,10 @@ pub async fn revoke(State(a): State<Arc<Airlock>>, Form(f): Form<RevokeForm>) ->
         return bad("invalid_request", "token is required");
     };
     let grant = match token.starts_with(REFRESH_PREFIX) {
-        true => {
-            let t = token.clone();
-            match a
-                .db
-                .read(move |c| Ok(grants::grant_of_refresh(c, &t)?))
-                .await
-            {
-                Ok(g) => g,
-                Err(e) => return server_error(e),
-            }
-        }
+        true => match a.store.grant_of_oauth_refresh(&token).await {
+            Ok(g) => g,
+            Err(e) => return server_error(e),
+        },
         false => grant_of_access_token(&a, &o, &token),
     };
     // A public client proves nothing but holding the token; when it names itself, the token
@@ -290,9 +277,10 @@ pub async fn revoke(State(a): State<Arc<Airlock>>, Form(f): Form<RevokeForm>) ->
     if let Some((id, client)) = grant
         && f.client_id.as_deref().is_none_or(|c| c == client)
     {
-        let done =
-            a.db.run(move |c| Ok(grants::revoke_grant(c, &id, "revoked by the client")?))
-                .await;
+        let done = a
+            .store
+            .revoke_oauth_grant(&id, "revoked by the client")
+            .await;
         if let Err(e) = done {
             return server_error(e);
         }

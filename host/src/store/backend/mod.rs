@@ -6,25 +6,29 @@
 //!
 //! Areas served through this interface so far: documents and search, sync state, sync job
 //! leases, API tokens, the secret vault, write approvals, the audit log (`audit.rs`; signed
-//! checkpoints are SQLite-only). Change-feed readers, webhooks and push subscriptions are still
-//! SQLite-only (reached through [`Db`] directly).
+//! checkpoints are SQLite-only), change-feed readers (`changes.rs`), the webhook outbox and kept
+//! push subscriptions (`webhooks.rs`), the own OAuth authorization server's grants
+//! (`oauth_grants.rs`), and the daemons' shares of each grant's rate (`rate_shares.rs`).
 
+pub mod audit;
+pub mod changes;
+mod oauth_grants;
 mod rate_shares;
+mod webhooks;
 pub use rate_shares::ShareRound;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod audit;
-
+use super::Db;
 use super::approvals::{self, Approval, ApprovalError};
+use super::changes as feed;
 use super::documents::{self, Hit, Query, Readers};
 use super::leases::{self, Lease, LeaseInfo};
 use super::pg::PgStore;
 use super::sync_state::{self, PageCounts, SyncState};
 use super::tokens::{self, Principal, TokenInfo};
 use super::vault::{self, Vault};
-use super::{Db, changes};
 use crate::model::{Document, DocumentRef};
 
 /// Where the store is and which database holds it.
@@ -109,11 +113,12 @@ impl Store {
         }
     }
 
-    /// Tells change-feed readers of this process that a page was committed (SQLite; readers
-    /// of a shared PostgreSQL store poll).
+    /// Tells change-feed readers of this process that a page was committed (on PostgreSQL the
+    /// commit's NOTIFY also wakes other daemons' readers; see `pg/commit_notify.rs`).
     pub fn notify_committed(&self) {
-        if let Store::Sqlite(db) = self {
-            db.notify_committed();
+        match self {
+            Store::Sqlite(db) => db.notify_committed(),
+            Store::Postgres(pg) => pg.notify_committed(),
         }
     }
 
@@ -594,7 +599,7 @@ pub fn commit_page_sqlite(conn: &mut rusqlite::Connection, p: &PageCommit) -> an
         sync_state::record_success(&tx, &p.connector, &p.stream, &now)?;
     }
     if let Some(before) = &p.prune_before {
-        changes::prune(&tx, before)?;
+        feed::prune(&tx, before)?;
     }
     tx.commit()?;
     Ok(())

@@ -310,6 +310,12 @@ pub async fn apply(
             &[&connector, &stream, &now, &kinds, &ids, &ops, &acls],
         )
         .await?;
+        // Delivered when the transaction commits: wakes change-feed readers on every daemon.
+        tx.execute(
+            "SELECT pg_notify($1, '')",
+            &[&super::commit_notify::CHANNEL],
+        )
+        .await?;
     }
     Ok(())
 }

@@ -6,12 +6,17 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod changes;
+pub mod commit_notify;
 pub mod documents;
+pub mod hook_subscriptions;
 pub mod leases;
+pub mod oauth_grants;
 pub mod rate_shares;
 pub mod sync_state;
 pub mod tokens;
 pub mod vault;
+pub mod webhooks;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -164,6 +169,67 @@ const MIGRATIONS: &[&str] = &[
         updated_at  TEXT NOT NULL
     );
     "#,
+    // 5 (after the audit migration): the webhook outbox's deliveries (its cursors came with 1),
+    // kept push subscriptions, and Airlock's own OAuth authorization server (store/webhooks.rs,
+    // store/hook_subscriptions.rs, store/oauth_grants.rs).
+    r#"
+    CREATE TABLE webhook_deliveries (
+        id              TEXT PRIMARY KEY,
+        webhook         TEXT NOT NULL,
+        connector       TEXT NOT NULL,
+        change_seq      BIGINT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms BIGINT NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT,
+        created_at      TEXT NOT NULL,
+        delivered_at    TEXT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    CREATE INDEX webhook_deliveries_of ON webhook_deliveries (webhook, change_seq);
+    CREATE TABLE hook_subscriptions (
+        connector        TEXT PRIMARY KEY,
+        id               TEXT NOT NULL,
+        resource         TEXT NOT NULL,
+        notification_url TEXT NOT NULL,
+        expires_at       TEXT NOT NULL,
+        renewed_at       TEXT NOT NULL
+    );
+    CREATE TABLE oauth_clients (
+        id            TEXT PRIMARY KEY,
+        name          TEXT,
+        redirect_uris TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE oauth_grants (
+        id           TEXT PRIMARY KEY,
+        client_id    TEXT NOT NULL,
+        api_token_id TEXT NOT NULL,
+        scopes       TEXT NOT NULL,
+        resource     TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        revoked_at   TEXT,
+        revoked_why  TEXT
+    );
+    CREATE INDEX oauth_grants_of_token ON oauth_grants (api_token_id);
+    CREATE TABLE oauth_codes (
+        hash           TEXT PRIMARY KEY,
+        grant_id       TEXT NOT NULL,
+        redirect_uri   TEXT NOT NULL,
+        code_challenge TEXT NOT NULL,
+        expires_ms     BIGINT NOT NULL,
+        used_at        TEXT
+    );
+    CREATE TABLE oauth_refresh_tokens (
+        hash       TEXT PRIMARY KEY,
+        grant_id   TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        used_at    TEXT
+    );
+    CREATE INDEX oauth_refresh_tokens_of ON oauth_refresh_tokens (grant_id);
+    "#,
     // 6: shared rate budgets: which daemons hold each grant (each takes an equal share of its
     // rate), and the pause an upstream's 429 put on a grant (see store/pg/rate_shares.rs).
     r#"
@@ -189,10 +255,14 @@ const POOL_SIZE: usize = 16;
 /// A pool of connections to one PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
-    /// The parsed URL, for connections of their own outside the pool (the audit writer's).
+    /// The parsed URL, for connections of their own outside the pool (the audit writer's, the
+    /// change-feed listener's).
     config: tokio_postgres::Config,
     /// The URL without its password, for messages.
     shown: String,
+    /// Woken when any daemon commits to the change feed (see `commit_notify.rs`).
+    committed: std::sync::Arc<tokio::sync::Notify>,
+    listener: tokio::sync::OnceCell<commit_notify::OwnedTask>,
 }
 
 impl PgStore {
@@ -225,8 +295,10 @@ impl PgStore {
             .with_context(|| format!("cannot set up a connection pool for {shown}"))?;
         Ok(PgStore {
             pool,
-            config,
             shown,
+            config,
+            committed: Default::default(),
+            listener: tokio::sync::OnceCell::new(),
         })
     }
 

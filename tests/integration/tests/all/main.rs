@@ -48,6 +48,7 @@ mod sandbox;
 mod scaffold;
 mod scheduler;
 mod store_backends;
+mod store_backends_feed;
 mod store_faults;
 mod sync;
 mod ticketzero;

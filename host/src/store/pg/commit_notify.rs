@@ -1,0 +1,122 @@
+//! Wake-ups for change-feed readers across daemons: every transaction that adds to the change
+//! feed sends `NOTIFY airlock_committed` (delivered when it commits), and each daemon that waits
+//! for news keeps one connection outside the pool LISTENing on that channel, so a commit made
+//! by any daemon wakes the long polls and webhook workers of all of them at once. The listener
+//! starts with the first wait (CLI commands never open it) and reconnects on its own; while it
+//! is down, waiters still wake at their timeout and read again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::PgStore;
+
+/// The channel commits are announced on.
+pub const CHANNEL: &str = "airlock_committed";
+
+/// How long the first wait waits for the listener to be in place before it just waits.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+/// Pause before reconnecting a listener that lost its connection.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// A task that stops when this is dropped (the listener stops with its store).
+pub struct OwnedTask(tokio::task::JoinHandle<()>);
+
+impl Drop for OwnedTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl PgStore {
+    /// Wakes this process's waiters now (a commit or a retry made here); other daemons are
+    /// woken by the NOTIFY of the committing transaction.
+    pub fn notify_committed(&self) {
+        self.committed.notify_waiters();
+    }
+
+    /// Waits until any daemon commits a change to the feed, or `within` passes.
+    pub async fn committed_within(&self, within: Duration) {
+        // Registered before the listener can deliver anything, so no wake-up is lost.
+        let woken = self.committed.notified();
+        let started = tokio::time::Instant::now();
+        self.listen().await;
+        let left = within.saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(left, woken).await;
+    }
+
+    /// Starts the listener once and waits (briefly) until it LISTENs.
+    pub async fn listen(&self) {
+        self.listener
+            .get_or_init(|| async {
+                let (ready, is_ready) = tokio::sync::oneshot::channel();
+                let task = tokio::spawn(run(
+                    self.config.clone(),
+                    self.committed.clone(),
+                    self.shown.clone(),
+                    ready,
+                ));
+                let _ = tokio::time::timeout(READY_WITHIN, is_ready).await;
+                OwnedTask(task)
+            })
+            .await;
+    }
+}
+
+/// Keeps one LISTEN connection up, turning each notification into a local wake-up.
+async fn run(
+    config: tokio_postgres::Config,
+    committed: Arc<Notify>,
+    shown: String,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        match listen_once(&config, &committed, &mut ready).await {
+            Ok(()) => tracing::warn!("change-feed listener at {shown}: connection closed"),
+            Err(e) => tracing::warn!("change-feed listener at {shown}: {e}"),
+        }
+        // Whatever was announced while it was down is found by reading again.
+        committed.notify_waiters();
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    committed: &Notify,
+    ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    // The connection delivers notifications only while it is polled, also during LISTEN.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        loop {
+            match futures::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    if tx.send(Ok(())).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    let _pump = OwnedTask(pump);
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if let Some(r) = ready.take() {
+        let _ = r.send(());
+    }
+    while let Some(msg) = rx.recv().await {
+        msg?;
+        committed.notify_waiters();
+    }
+    Ok(())
+}
