@@ -96,6 +96,9 @@ pub struct Airlock {
     /// waiting tenants in turn.
     pub sync_slots: Arc<crate::fair_slots::FairSlots>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Live hits' `check-permission` answers, remembered briefly (per connector, upstream user
+    /// and record) across requests.
+    pub permission_checks: Arc<crate::search::PermissionCache>,
     writer: AuditWriter,
     net: Arc<Net>,
     /// Only `airlock serve --only`-style narrowed starts keep this: a reload loads the same set.
@@ -393,6 +396,7 @@ impl Airlock {
         let store = crate::store::backend::Store::Sqlite(db.clone());
         let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
         Ok(Airlock {
+            permission_checks: Arc::default(),
             sync_slots,
             syncer: Syncer::new(
                 store.clone(),
