@@ -1429,6 +1429,22 @@ settings = { base_url = "http://127.0.0.1:8781" }
 "#;
 
     #[test]
+    fn a_connectors_permission_check_ttl_defaults_to_30s_and_is_at_most_an_hour() {
+        let ttl = |line: &str| {
+            parse(&format!("{BASE}{line}\n")).map(|c| c.connectors[0].permission_check_ttl)
+        };
+        assert_eq!(ttl("").expect("valid"), Duration::from_secs(30));
+        let never = ttl("permission_check_ttl = \"0s\"").expect("valid");
+        assert_eq!(never, Duration::ZERO, "0s: remember nothing");
+        let five = ttl("permission_check_ttl = \"5m\"").expect("valid");
+        assert_eq!(five, Duration::from_secs(300));
+        for bad in ["\"2h\"", "\"soon\""] {
+            let e = ttl(&format!("permission_check_ttl = {bad}")).unwrap_err();
+            assert!(e.to_string().contains("permission_check_ttl"), "{e}");
+        }
+    }
+
+    #[test]
     fn webhooks_are_checked_for_scheme_secret_connectors_and_unique_names() {
         let hook = |extra: &str| {
             parse(&format!(
