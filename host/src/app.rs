@@ -98,6 +98,9 @@ pub struct Airlock {
     /// waiting tenants in turn.
     pub sync_slots: Arc<crate::fair_slots::FairSlots>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Live hits' `check-permission` answers, remembered briefly (per connector, upstream user
+    /// and record) across requests.
+    pub permission_checks: Arc<crate::search::PermissionCache>,
     writer: AuditWriter,
     net: Arc<Net>,
     /// Only `airlock serve --only`-style narrowed starts keep this: a reload loads the same set.
@@ -412,6 +415,7 @@ impl Airlock {
             crate::sync::AbortOnDrop(tokio::spawn(task))
         });
         Ok(Airlock {
+            permission_checks: Arc::default(),
             sync_slots,
             syncer: Syncer::new(
                 store.clone(),

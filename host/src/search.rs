@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod permission_cache;
+pub use permission_cache::PermissionCache;
+
 use crate::runtime::connector::LoadedConnector;
 use crate::store::backend::{SearchQuery, Store};
 use crate::store::documents::{Hit, Readers};
@@ -37,6 +40,10 @@ pub struct Scope {
     pub connectors: Vec<String>,
     pub readers: Readers,
     pub upstream_users: std::collections::BTreeMap<String, String>,
+    /// The daemon's remembered `check-permission` answers, and how long each connector's are
+    /// trusted (`permission_check_ttl`; absent or zero: never remembered).
+    pub checks: Arc<PermissionCache>,
+    pub check_ttls: std::collections::BTreeMap<String, Duration>,
 }
 
 /// Most live hits without an ACL checked upstream at once per connector.
@@ -45,6 +52,7 @@ const CHECKS_AT_ONCE: usize = 8;
 /// Keeps the live `hits` of connector `id` the scope may read: by their ACL, or, for one
 /// without an ACL, when the connector is tenant-wide or its `check-permission` says yes for the
 /// principal's upstream user. Unknown (no upstream user, an error, a timeout) drops the hit.
+/// Definite answers are remembered for the connector's `permission_check_ttl`.
 pub async fn permitted_live(
     c: &LoadedConnector,
     id: &str,
@@ -58,10 +66,18 @@ pub async fn permitted_live(
             return scope.readers.allows(id, &d.acl).then_some(d);
         }
         let user = user?;
+        let ttl = scope.check_ttls.get(id).copied().unwrap_or_default();
+        if let Some(allowed) = scope.checks.get(id, user, &d.id, ttl) {
+            return allowed.then_some(d);
+        }
         let allowed = c.check_permission(user.clone(), d.id.clone()).await;
         match allowed {
-            Ok(true) => Some(d),
-            Ok(false) => None,
+            Ok(yes) => {
+                if !ttl.is_zero() {
+                    scope.checks.put(id, user, &d.id, yes);
+                }
+                yes.then_some(d)
+            }
             Err(e) => {
                 tracing::warn!("{id}: check-permission of a live hit failed, dropped: {e}");
                 None

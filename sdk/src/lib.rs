@@ -52,6 +52,7 @@ pub mod bindings {
     });
 }
 
+pub mod acl;
 pub mod cursor;
 mod document;
 pub mod host;

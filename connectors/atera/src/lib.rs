@@ -9,7 +9,7 @@
 use airlock_sdk::serde_json::{self, Value, json};
 use airlock_sdk::text::parse_rfc3339;
 use airlock_sdk::{ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus};
-use airlock_sdk::{Request, Result, SyncPage, cursor, html_to_text, ids};
+use airlock_sdk::{Request, Result, SyncPage, acl, cursor, html_to_text, ids};
 use serde::{Deserialize, Serialize};
 
 struct Atera;
@@ -18,6 +18,8 @@ airlock_sdk::export_connector!(Atera);
 
 /// Atera's largest page (`itemsInPage`).
 const PAGE: &str = "50";
+/// Technicians of the Atera account read every ticket and internal comment (docs/connectors/atera.md).
+const TECHNICIANS: &str = "atera-technicians";
 /// Tickets whose comments one `comments` sync call fetches.
 const TICKETS_PER_CALL: usize = 10;
 /// Upper bound on comment pages fetched for one ticket.
@@ -66,8 +68,11 @@ impl Connector for Atera {
         Ok(Request::get(url).send()?.json::<Ticket>()?.document(&cfg))
     }
 
-    fn check_permission(_principal: String, id: String) -> Result<bool> {
-        ticket_id(&id).map(|_| true)
+    /// `principal` is the caller's Atera end-user id or email (`[connector.users]`): Atera
+    /// gives an API key no per-technician view, so only the ticket's own end user is known.
+    fn check_permission(principal: String, id: String) -> Result<bool> {
+        let (readers, p) = (Self::get(id)?.acl, principal.trim());
+        Ok(acl::email(p).is_some_and(|e| readers.contains(&e)) || readers.contains(&acl::user(p)))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -201,7 +206,7 @@ fn sync_comments(cfg: &Config, at: CommentCursor) -> Result<SyncPage> {
     let (mut upserts, mut last) = (Vec::new(), at.after);
     for t in items.get(start..end).unwrap_or_default() {
         let comments = ticket_comments(cfg, t.ticket_id)?.into_iter().enumerate();
-        upserts.extend(comments.map(|(i, c)| c.document(t.ticket_id, i + 1, cfg)));
+        upserts.extend(comments.map(|(i, c)| c.document(t, i + 1, cfg)));
         last = Some(t.ticket_id);
     }
     let more = !page.next_link.as_deref().unwrap_or("").trim().is_empty();
@@ -280,6 +285,15 @@ struct Ticket {
 }
 
 impl Ticket {
+    /// Who may read the ticket: the account's technicians, the people of its customer
+    /// (`group:atera-customer:ID`) and its end user (by email, and as `user:END-USER-ID`).
+    fn acl(&self) -> Vec<String> {
+        let customer = acl::id("group:atera-customer:", self.customer_id.as_ref());
+        let email = self.end_user_email.as_deref().and_then(acl::email);
+        let user = acl::id("user:", self.end_user_id.as_ref());
+        acl::of([Some(acl::group(TECHNICIANS)), customer, email, user])
+    }
+
     /// The ticket's dates: created, resolved, last end-user and technician comments.
     fn dates(&self) -> impl Iterator<Item = &String> {
         let created = [&self.ticket_created_date, &self.ticket_resolved_date];
@@ -320,6 +334,7 @@ impl Ticket {
             "created_at": self.ticket_created_date, "modified_at": modified});
         let (id, title) = (self.ticket_id, self.ticket_title.as_deref().unwrap_or(""));
         Document::new("ticket", id.to_string(), title)
+            .acl(self.acl())
             .body(self.body())
             .url(cfg.base_url.join(&format!("/new/ticket/{id}")))
             .updated_at(modified.unwrap_or_default())
@@ -342,8 +357,10 @@ struct Comment {
 
 impl Comment {
     /// Comments have no id upstream: the document id is `{ticket}-{position}` (1-based, oldest
-    /// first), stable because comments are only ever appended.
-    fn document(self, ticket: u64, position: usize, cfg: &Config) -> Document {
+    /// first), stable because comments are only ever appended. Readers: the ticket's, or the
+    /// technicians alone for an internal comment.
+    fn document(self, t: &Ticket, position: usize, cfg: &Config) -> Document {
+        let (ticket, internal) = (t.ticket_id, vec![acl::group(TECHNICIANS)]);
         let names = [self.first_name.as_deref(), self.last_name.as_deref()];
         let author = names.into_iter().flatten().collect::<Vec<_>>().join(" ");
         let meta = json!({"ticket_id": ticket, "is_internal": self.is_internal,
@@ -354,6 +371,7 @@ impl Comment {
         Document::new("comment", id, format!("Comment on ticket {ticket}"))
             .body(text.unwrap_or_else(|| html_to_text(html)))
             .url(cfg.base_url.join(&format!("/new/ticket/{ticket}")))
+            .acl(if self.is_internal { internal } else { t.acl() })
             .updated_at(self.date.unwrap_or_default())
             .metadata(meta)
     }
@@ -375,7 +393,7 @@ mod tests {
 
     #[test]
     fn tickets_map() {
-        let t: Ticket = serde_json::from_value(json!({
+        let v = json!({
             "TicketID": 7, "TicketTitle": "VPN down", "TicketStatus": "Open",
             "TicketPriority": "High", "TicketCreatedDate": "2025-01-02T03:04:05Z",
             "TicketNumber": 1007, "TicketType": "Problem", "CustomerID": 12, "EndUserID": 40,
@@ -383,9 +401,16 @@ mod tests {
             "TicketResolvedDate": null, "CustomerName": "Acme", "TechnicianEmail": "t@x",
             "FirstComment": "It broke", "LastEndUserComment": "Still broken",
             "LastTechnicianComment": "It broke", "LastEndUserCommentTimestamp": "2025-02-01T00:00:00Z",
-            "Unknown": 1}))
-        .unwrap();
+            "Unknown": 1});
+        let t: Ticket = serde_json::from_value(v.clone()).unwrap();
         let d = t.document(&cfg());
+        let readers = [
+            "ann@acme.example",
+            "group:atera-customer:12",
+            "group:atera-technicians",
+            "user:40",
+        ];
+        assert_eq!(d.acl, readers);
         assert_eq!((d.id.as_str(), d.title.as_str()), ("7", "VPN down"));
         assert_eq!(d.body, "It broke\n\nStill broken");
         assert_eq!(d.updated_at, "2025-02-01T00:00:00Z");
@@ -401,8 +426,16 @@ mod tests {
             "Comment": "", "CommentHtml": "<p>a &amp; b</p>", "IsInternal": true,
             "FirstName": "Ann", "LastName": null}))
         .unwrap();
-        let d = c.document(7, 2, &cfg());
+        let t: Ticket = serde_json::from_value(v).unwrap();
+        let d = c.document(&t, 2, &cfg());
         assert_eq!((d.id.as_str(), d.body.as_str()), ("7-2", "a & b"));
+        assert_eq!(
+            d.acl,
+            ["group:atera-technicians"],
+            "internal: technicians only"
+        );
+        let public: Comment = serde_json::from_value(json!({"Comment": "hi"})).unwrap();
+        assert_eq!(public.document(&t, 3, &cfg()).acl, readers);
     }
 
     #[test]

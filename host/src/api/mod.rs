@@ -433,10 +433,17 @@ fn scope_of(a: &Airlock, p: &Principal) -> crate::search::Scope {
         .iter()
         .filter_map(|c| Some((c.clone(), auth::upstream_user(a, p, c)?)))
         .collect();
+    let config = a.config();
+    let check_ttls = connectors
+        .iter()
+        .filter_map(|c| Some((c.clone(), config.connector(c)?.permission_check_ttl)))
+        .collect();
     crate::search::Scope {
         readers: auth::readers(a, p),
         connectors,
         upstream_users,
+        checks: a.permission_checks.clone(),
+        check_ttls,
     }
 }
 

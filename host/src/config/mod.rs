@@ -76,6 +76,9 @@ pub struct ConnectorConfig {
     /// Confluence accountId); the principal then also reads records whose ACL lists
     /// `user:<id>`, and live results are checked for that id.
     pub users: BTreeMap<String, String>,
+    /// `permission_check_ttl`: how long a live hit's `check-permission` answer is remembered
+    /// for the same upstream user (zero: never; at most an hour).
+    pub permission_check_ttl: Duration,
 }
 
 /// `permissions = "per-record" | "tenant"`: what a record without an ACL means.
@@ -309,6 +312,24 @@ struct RawConnector {
     permissions: Permissions,
     #[serde(default)]
     users: BTreeMap<String, String>,
+    permission_check_ttl: Option<String>,
+}
+
+/// How long a live hit's `check-permission` answer is remembered unless the connector says.
+pub const DEFAULT_PERMISSION_CHECK_TTL: Duration = Duration::from_secs(30);
+
+/// `permission_check_ttl` checked: a duration of at most an hour, `"0s"` to remember nothing.
+fn check_ttl(raw: Option<&str>, key: &str) -> Result<Duration, String> {
+    let Some(s) = raw else {
+        return Ok(DEFAULT_PERMISSION_CHECK_TTL);
+    };
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("{key}.permission_check_ttl: `{s}` is not a duration like \"30s\" ({e})")
+    })?;
+    if d > Duration::from_secs(3600) {
+        return Err(format!("{key}.permission_check_ttl: at most 1h"));
+    }
+    Ok(d)
 }
 
 #[derive(Deserialize)]
@@ -606,6 +627,8 @@ impl Config {
                 hook,
                 permissions: c.permissions,
                 users: users(&c.users, &key).map_err(&err)?,
+                permission_check_ttl: check_ttl(c.permission_check_ttl.as_deref(), &key)
+                    .map_err(&err)?,
             });
         }
 
@@ -651,6 +674,7 @@ impl Config {
                     hook: None,
                     permissions: Permissions::default(),
                     users: BTreeMap::new(),
+                    permission_check_ttl: DEFAULT_PERMISSION_CHECK_TTL,
                 });
             }
         }
@@ -1403,6 +1427,22 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn a_connectors_permission_check_ttl_defaults_to_30s_and_is_at_most_an_hour() {
+        let ttl = |line: &str| {
+            parse(&format!("{BASE}{line}\n")).map(|c| c.connectors[0].permission_check_ttl)
+        };
+        assert_eq!(ttl("").expect("valid"), Duration::from_secs(30));
+        let never = ttl("permission_check_ttl = \"0s\"").expect("valid");
+        assert_eq!(never, Duration::ZERO, "0s: remember nothing");
+        let five = ttl("permission_check_ttl = \"5m\"").expect("valid");
+        assert_eq!(five, Duration::from_secs(300));
+        for bad in ["\"2h\"", "\"soon\""] {
+            let e = ttl(&format!("permission_check_ttl = {bad}")).unwrap_err();
+            assert!(e.to_string().contains("permission_check_ttl"), "{e}");
+        }
+    }
 
     #[test]
     fn webhooks_are_checked_for_scheme_secret_connectors_and_unique_names() {

@@ -794,6 +794,27 @@ pub async fn spawn_atera(
 }
 
 impl RunningFake<Atera> {
+    /// Moves ticket `id` to end user `user` (an index into the end users) of customer `customer`
+    /// (an index into the customers), as a technician does in Atera when a ticket was raised
+    /// for the wrong contact: the ticket is modified now, so `/tickets/lastmodified` shows it.
+    /// Returns the ticket as it is now, `None` for an unknown id.
+    pub fn reassign(&self, id: u64, user: usize, customer: usize) -> Option<AteraTruthTicket> {
+        let mut data = self.state.data();
+        let i = data.tickets.iter().position(|(t, _)| t.id == id)?;
+        let ((first, last), name) = (
+            USERS[user % USERS.len()],
+            CUSTOMERS[customer % CUSTOMERS.len()],
+        );
+        let at = data.tick();
+        let t = &mut data.tickets[i].0;
+        t.end_user_id = 500 + (user % USERS.len()) as u64;
+        (t.end_user_first_name, t.end_user_last_name) = (first.into(), last.into());
+        t.end_user_email = email(first, last, USER_DOMAIN);
+        (t.customer_id, t.customer_name) = (100 + (customer % CUSTOMERS.len()) as u64, name.into());
+        data.touch(i, at);
+        Some(data.tickets[i].0.clone())
+    }
+
     /// Tickets with their comments, and every comment POST, as they are now.
     pub fn truth(&self) -> AteraTruth {
         self.state.truth()

@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 
 use airlock_tests::*;
 use fake_saas::confluence::PLANTED_PHRASE;
-use fake_saas::{ACCOUNT_IDS, ConfluenceOptions, TruthPage, USER_EMAILS, spawn_confluence};
+use fake_saas::{
+    ACCOUNT_IDS, AteraOptions, ConfluenceOptions, TruthPage, USER_EMAILS, spawn_atera,
+    spawn_confluence,
+};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
@@ -41,8 +44,11 @@ fn ids_of(hits: &Value) -> BTreeSet<String> {
 }
 
 async fn search(d: &Daemon, token: &str, live: bool) -> Value {
-    let body =
-        json!({"query": PLANTED_PHRASE, "connector": "confluence", "limit": 50, "live": live});
+    search_in(d, token, "confluence", PLANTED_PHRASE, live).await
+}
+
+async fn search_in(d: &Daemon, token: &str, connector: &str, query: &str, live: bool) -> Value {
+    let body = json!({"query": query, "connector": connector, "limit": 50, "live": live});
     let (status, v) = http_auth(
         "POST",
         &format!("{}/v1/search", d.base),
@@ -55,9 +61,9 @@ async fn search(d: &Daemon, token: &str, live: bool) -> Value {
     v
 }
 
-async fn mcp_search(d: &Daemon, token: &str) -> BTreeSet<String> {
+async fn mcp_search_in(d: &Daemon, token: &str, connector: &str, query: &str) -> BTreeSet<String> {
     let c = mcp_http_client(d, token).await.expect("mcp session");
-    let args = json!({"query": PLANTED_PHRASE, "limit": 50});
+    let args = json!({"query": query, "connector": connector, "limit": 50});
     let params = CallToolRequestParams::new("search")
         .with_arguments(args.as_object().cloned().unwrap_or_default());
     let r = c.call_tool(params).await.expect("tools/call");
@@ -77,27 +83,55 @@ async fn mcp_search(d: &Daemon, token: &str) -> BTreeSet<String> {
 }
 
 async fn sight(d: &Daemon, token: &str, id: &str) -> Sight {
-    let local = search(d, token, false).await;
+    let page = Record {
+        connector: "confluence",
+        kind: "page",
+        id,
+        query: PLANTED_PHRASE,
+    };
+    sight_of(d, token, &page).await
+}
+
+/// A record and a query that finds it.
+struct Record<'a> {
+    connector: &'a str,
+    kind: &'a str,
+    id: &'a str,
+    query: &'a str,
+}
+
+async fn sight_of(d: &Daemon, token: &str, r: &Record<'_>) -> Sight {
+    let local = search_in(d, token, r.connector, r.query, false).await;
     let (get, _) = http_auth(
         "GET",
-        &format!("{}/v1/documents/confluence/page/{id}", d.base),
+        &format!(
+            "{}/v1/documents/{}/{}/{}",
+            d.base, r.connector, r.kind, r.id
+        ),
         Some(token),
         None,
     )
     .await;
     let (status, feed) = http_auth(
         "GET",
-        &format!("{}/v1/changes?connector=confluence&limit=1000", d.base),
+        &format!("{}/v1/changes?connector={}&limit=1000", d.base, r.connector),
         Some(token),
         None,
     )
     .await;
     assert_eq!(status, 200, "{feed}");
+    let in_feed = feed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .any(|c| c["id"] == r.id && c["kind"] == r.kind);
     Sight {
-        search: ids_of(&local["hits"]).contains(id),
+        search: ids_of(&local["hits"]).contains(r.id),
         get: get == 200,
-        changes: ids_of(&feed["changes"]).contains(id),
-        mcp: mcp_search(d, token).await.contains(id),
+        changes: in_feed,
+        mcp: mcp_search_in(d, token, r.connector, r.query)
+            .await
+            .contains(r.id),
     }
 }
 
@@ -157,7 +191,15 @@ async fn confluence_pages_reach_exactly_the_users_confluence_lets_read_them() {
             && !readers.contains(&ACCOUNT_IDS[5].to_string())
     );
 
-    let env = Env::new(&confluence_permissions_config(&fake.base_url));
+    // Live permission answers are remembered for 3 s (default 30 s), so that this test sees
+    // both the remembered answer and, after a removal upstream, the fresh one.
+    let ttl = std::time::Duration::from_secs(3);
+    let config = confluence_permissions_config(&fake.base_url).replacen(
+        "component = ",
+        "permission_check_ttl = \"3s\"\ncomponent = ",
+        1,
+    );
+    let env = Env::new(&config);
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     let d = env.serve();
     // Di: allowed by accountId. Bo: allowed through the group his token carries. Fay: denied.
@@ -181,6 +223,25 @@ async fn confluence_pages_reach_exactly_the_users_confluence_lets_read_them() {
     // Live search before anything is synced: every hit is live and checked upstream.
     assert!(live_sees(&d, &di, &page.id).await, "Di, live");
     assert!(!live_sees(&d, &fay, &page.id).await, "Fay, live");
+    let last_check = std::time::Instant::now();
+    // Asked again at once, the same answers come from memory: no permission check upstream.
+    let checks = || -> u64 {
+        let by_path = fake.requests().by_path;
+        let checks = by_path
+            .iter()
+            .filter(|(p, _)| p.ends_with("/permission/check"));
+        checks.map(|(_, n)| n).sum()
+    };
+    let asked = checks();
+    assert!(asked >= 2, "{asked} permission checks upstream");
+    assert!(live_sees(&d, &di, &page.id).await, "Di, live, remembered");
+    assert!(
+        !live_sees(&d, &fay, &page.id).await,
+        "Fay, live, remembered"
+    );
+    if last_check.elapsed() < ttl {
+        assert_eq!(checks(), asked, "a repeated live search asks nothing again");
+    }
     // Bo has no upstream user id (his token is not an email): a live hit without an ACL
     // cannot be checked for him and is dropped.
     assert!(
@@ -269,6 +330,8 @@ async fn confluence_pages_reach_exactly_the_users_confluence_lets_read_them() {
         Sight::all(false),
         "Di, removed"
     );
+    // Live search asks upstream again once the remembered answer is older than the TTL.
+    tokio::time::sleep(ttl.saturating_sub(last_check.elapsed())).await;
     assert!(!live_sees(&d, &di, &page.id).await, "Di, removed, live");
     assert_eq!(
         sight(&d, &bo, &page.id).await,
@@ -358,4 +421,152 @@ async fn d_post(d: &Daemon, token: &str, body: Value) -> (u16, Value) {
         Some(body.to_string()),
     )
     .await
+}
+
+fn sync_atera(env: &Env, stream: &str) {
+    let out = env.airlock(&["sync", "atera", "--stream", stream], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Atera tickets and their comments reach the ticket's end user (by email, and by end-user id
+/// through `[connector.users]`), the people of its customer (by group) and the technicians;
+/// nobody else. After a technician moves the ticket to another contact of another customer, the
+/// next incremental run takes access away from the old ones and gives it to the new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atera_tickets_reach_their_end_user_customer_and_technicians_only() {
+    let fake = spawn_atera(
+        "127.0.0.1:0".parse().expect("addr"),
+        AteraOptions {
+            tickets: 30,
+            ..AteraOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    let truth = fake.truth();
+    let t = truth.tickets[0].clone();
+    // Someone who raised none of the tickets of the same customer is denied; pick the other
+    // end user and customer by index (the fake's five end users and six customers).
+    let (other_user, other_customer) = (
+        (t.end_user_id - 500 + 1) as usize % 5,
+        (t.customer_id - 100 + 1) as usize % 6,
+    );
+    let config = atera_config(&fake.base_url).replacen("permissions = \"tenant\"\n", "", 1);
+    let env = Env::new(&format!(
+        "{config}[connector.users]\n\"mapped@people.example\" = \"{}\"\n",
+        t.end_user_id
+    ));
+    env.set_secret("atera_key", &AteraOptions::default().api_key);
+    let d = env.serve();
+    let owner = env.create_token(&t.end_user_email, "default", &[], false);
+    let mapped = env.create_token("mapped@people.example", "default", &[], false);
+    let customer_group = format!("atera-customer:{}", t.customer_id);
+    let customer = env.create_token("it-lead", "default", &[customer_group.as_str()], false);
+    let tech = env.create_token("tara", "default", &["atera-technicians"], false);
+    let stranger = env.create_token(
+        "someone@else.example",
+        "default",
+        &["atera-customer:9999"],
+        false,
+    );
+
+    sync_atera(&env, "tickets");
+    sync_atera(&env, "comments");
+    let id = t.id.to_string();
+    let ticket = Record {
+        connector: "atera",
+        kind: "ticket",
+        id: &id,
+        query: &t.title,
+    };
+    let first_comment = format!("{}-1", t.id);
+    let comment = Record {
+        connector: "atera",
+        kind: "comment",
+        id: &first_comment,
+        query: &t.comments[0].comment,
+    };
+    for (who, token, sees) in [
+        ("end user", &owner, true),
+        ("end user by id", &mapped, true),
+        ("customer group", &customer, true),
+        ("technician", &tech, true),
+        ("stranger", &stranger, false),
+    ] {
+        assert_eq!(
+            sight_of(&d, token, &ticket).await,
+            Sight::all(sees),
+            "ticket, {who}"
+        );
+        assert_eq!(
+            sight_of(&d, token, &comment).await,
+            Sight::all(sees),
+            "comment, {who}"
+        );
+    }
+    // `get` through `invoke` fetches the ticket live with its ACL: the same answer.
+    for (token, ok) in [(&owner, true), (&stranger, false)] {
+        let (status, v) = http_auth(
+            "POST",
+            &format!("{}/v1/connectors/atera/invoke", d.base),
+            Some(token),
+            Some(json!({"op": "get", "input": {"id": id}}).to_string()),
+        )
+        .await;
+        assert_eq!(status == 200, ok, "{v}");
+    }
+
+    // A technician moves the ticket to another contact of another customer: a modification,
+    // so the next incremental run brings the new ACL.
+    let moved = fake
+        .reassign(t.id, other_user, other_customer)
+        .expect("ticket");
+    assert_ne!(moved.end_user_email, t.end_user_email);
+    let stale = sight_of(&d, &owner, &ticket).await;
+    assert!(stale.get && stale.search, "until the next run: {stale:?}");
+    sync_atera(&env, "tickets");
+    sync_atera(&env, "comments");
+    let new_owner = env.create_token(&moved.end_user_email, "default", &[], false);
+    let new_group = format!("atera-customer:{}", moved.customer_id);
+    let new_customer = env.create_token("new-lead", "default", &[new_group.as_str()], false);
+    for (who, token, sees) in [
+        ("old end user", &owner, false),
+        ("old end user by id", &mapped, false),
+        ("old customer group", &customer, false),
+        ("technician", &tech, true),
+        ("new end user", &new_owner, true),
+        ("new customer group", &new_customer, true),
+    ] {
+        assert_eq!(
+            sight_of(&d, token, &ticket).await,
+            Sight::all(sees),
+            "moved ticket, {who}"
+        );
+        assert_eq!(
+            sight_of(&d, token, &comment).await,
+            Sight::all(sees),
+            "moved comment, {who}"
+        );
+    }
+    // Every stored Atera record is readable by the technicians and by nobody without a group
+    // or a ticket of their own (a customer's group sees only that customer's tickets).
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    for t in fake.truth().tickets {
+        let doc = airlock::store::documents::get(&conn, "atera", "ticket", &t.id.to_string())
+            .expect("db")
+            .expect("synced");
+        let mut want = vec![
+            t.end_user_email.clone(),
+            format!("group:atera-customer:{}", t.customer_id),
+            "group:atera-technicians".to_string(),
+            format!("user:{}", t.end_user_id),
+        ];
+        want.sort();
+        assert_eq!(doc.acl, want, "ticket {}", t.id);
+    }
+    d.stop();
 }

@@ -94,7 +94,8 @@ async fn ticketzero_answers_each_ticket_once_across_restarts_with_approval() {
     env.set_secret("atera_key", &AteraOptions::default().api_key);
     env.set_secret("graph_secret", &graph_opts.client_secret);
     env.set_secret("azure_openai_key", AZURE_KEY);
-    let tz = env.create_token("ticketzero", "default", &[], false);
+    // TicketZero works as the MSP's technicians do: it reads every Atera ticket.
+    let tz = env.create_token("ticketzero", "default", &["atera-technicians"], false);
     let carol = env.create_token("carol", "default", &[], true);
     let tickets: BTreeSet<u64> = atera.truth().tickets.iter().map(|t| t.id).collect();
     assert_eq!(tickets.len(), 10);

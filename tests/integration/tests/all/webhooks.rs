@@ -131,6 +131,7 @@ async fn every_change_reaches_a_flaky_receiver_once_deduplicated_across_a_kill_9
     let before = received(&r).0.len();
 
     let d = env.serve();
+    let technician = env.create_token("tech", "default", &["atera-technicians"], false);
     // Finish the sync the kill may have cut, then change tickets and sync again.
     let (status, _) = d.post("/v1/sync/atera", "").await;
     assert_eq!(status, 202);
@@ -145,9 +146,17 @@ async fn every_change_reaches_a_flaky_receiver_once_deduplicated_across_a_kill_9
     // The run after the restart may add changes, so the feed is read again each time.
     let until = Instant::now() + Duration::from_secs(120);
     let want = loop {
-        let (_, feed) = d
-            .get("/v1/changes?after=0&connector=atera&kind=ticket&limit=1000")
-            .await;
+        // Atera tickets are read by the account's technicians (docs/connectors/atera.md).
+        let (_, feed) = http_auth(
+            "GET",
+            &format!(
+                "{}/v1/changes?after=0&connector=atera&kind=ticket&limit=1000",
+                d.base
+            ),
+            Some(&technician),
+            None,
+        )
+        .await;
         let want = feed_of(&feed);
         let got: BTreeSet<i64> = received(&r)
             .0
