@@ -21,7 +21,6 @@ use crate::runtime::connector::{InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
 use crate::runtime::shared::ConnectorCtx;
 use crate::scrub::Scrubber;
-use crate::store::Db;
 use crate::store::audit::AuditEvent;
 use crate::store::audit::{AuditLog, AuditWriter};
 use crate::store::backend::Store;
@@ -88,9 +87,8 @@ pub struct Airlock {
     connectors: RwLock<BTreeMap<String, Entry>>,
     pub audit: AuditLog,
     pub scrubber: Scrubber,
-    /// The daemon's store connection (sync commits, search).
-    pub db: Arc<Db>,
-    /// The same store behind the backend interface (the areas ported to it so far).
+    /// The store: the data directory's SQLite file or a PostgreSQL database several daemons
+    /// share.
     pub store: Store,
     /// Host-owned sync into the store, one run per stream at a time.
     pub syncer: Syncer,
@@ -337,20 +335,9 @@ impl Airlock {
         opts: StartOptions<'_>,
     ) -> anyhow::Result<Airlock> {
         let data_dir = config.server.data_dir.clone();
-        if let Some(url) = &config.store.url {
-            anyhow::bail!(
-                "[store] url = {}: serving from PostgreSQL is not available in this version yet. \
-                 It holds documents, search, sync state, sync job leases and API tokens \
-                 (`airlock store migrate`, `airlock store status`, `airlock tokens`), but the \
-                 audit log, vault, approvals, change feed and webhooks still live only in the \
-                 data directory's SQLite file; leave [store] url out (and unset \
-                 AIRLOCK_STORE_URL) to serve from the data directory",
-                crate::store::pg::redact_url(url)
-            );
-        }
-        // Opens (and migrates) the store before anything else can fail half-way.
-        let db = Arc::new(Db::open(&data_dir)?);
-        let store = Store::Sqlite(db.clone());
+        // Opens (and migrates) the store before anything else can fail half-way: the data
+        // directory's SQLite file, or the PostgreSQL database of `[store] url`.
+        let store = Store::open(&data_dir, config.store.url.as_deref()).await?;
         let only = opts.only.map(<[String]>::to_vec);
         let wanted = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
         let ids: Vec<&str> = config
@@ -362,8 +349,6 @@ impl Airlock {
         let (values, secret_errors) =
             resolve_secrets(&store, &config, &ids, &opts.cassettes, &scrubber).await?;
 
-        let db = Arc::new(Db::open(&data_dir)?);
-        let store = crate::store::backend::Store::Sqlite(db.clone());
         let writer = AuditWriter::start_on(&store, &data_dir, scrubber.clone(), &config.audit)?;
         let audit = writer.log();
         let max_memory = config
@@ -423,7 +408,6 @@ impl Airlock {
                 audit.clone(),
                 config.changes.retention,
             ),
-            db,
             store,
             metrics,
             config: ArcSwap::from_pointee(config),

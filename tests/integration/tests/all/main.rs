@@ -36,6 +36,7 @@ mod mcp;
 mod mcp_oauth;
 mod mcp_oauth_self;
 mod msgraph;
+mod multi_daemon;
 mod openai;
 mod permissions;
 mod polyglot;
