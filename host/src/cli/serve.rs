@@ -50,6 +50,15 @@ impl ServeArgs {
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         tracing::info!("shutting down");
+        // The other daemons on a shared store take this one's share of each grant's rate now,
+        // not when its rows expire.
+        if let Err(e) = a
+            .store
+            .leave_shares(&airlock::store::leases::this_process())
+            .await
+        {
+            tracing::warn!("could not hand back the rate shares: {e:#}");
+        }
         // A clean stop anchors the newest rows with a signed checkpoint.
         a.flush_and_checkpoint();
         Ok(ExitCode::SUCCESS)
