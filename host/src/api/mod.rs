@@ -504,6 +504,17 @@ async fn sync_status(
     Extension(p): Extension<Principal>,
 ) -> Response {
     let states = a.store.sync_states().await;
+    // Who runs each stream now (on a shared store, possibly another daemon).
+    let holders: std::collections::HashMap<(String, String), String> = a
+        .store
+        .leases()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| !l.expired)
+        .filter_map(|l| Some(((l.connector, l.stream), l.owner?)))
+        .collect();
+    let here = crate::store::leases::this_process();
     match states {
         Ok(states) => {
             let streams: Vec<_> = states
@@ -520,6 +531,12 @@ async fn sync_status(
                     let mut v = serde_json::to_value(&s).unwrap_or_default();
                     v["running"] = running.into();
                     v["progress"] = serde_json::to_value(reported).unwrap_or_default();
+                    let holder = holders.get(&(s.connector.clone(), s.stream.clone()));
+                    v["running_elsewhere"] = holder.is_some_and(|h| *h != here).into();
+                    // The daemon's name (host, pid) is for operators only.
+                    if p.admin {
+                        v["held_by"] = holder.cloned().into();
+                    }
                     v
                 })
                 .collect();

@@ -93,6 +93,19 @@ async fn three_daemons_share_the_sync_survive_a_kill_and_stay_within_the_rate() 
                 .iter()
                 .position(|d| d.as_ref().is_some_and(|d| d.child.id() == pid))
                 .expect("the lease owner is one of the three daemons");
+            // Another daemon shows who runs the stream.
+            let other = daemons[(i + 1) % 3].as_ref().expect("daemon");
+            let (status, v) = other.get("/v1/sync").await;
+            assert_eq!(status, 200, "{v}");
+            let tickets = v["streams"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["stream"] == "tickets"))
+                .cloned()
+                .unwrap_or_default();
+            if tickets["held_by"] == owner.as_deref().unwrap_or_default() {
+                assert_eq!(tickets["running_elsewhere"], true, "{tickets}");
+                assert_eq!(tickets["running"], false, "{tickets}");
+            }
             let mut d = daemons[i].take().expect("daemon");
             d.child.kill().expect("SIGKILL");
             let _ = d.child.wait();
