@@ -18,8 +18,10 @@ pub const CHANNEL: &str = "airlock_committed";
 
 /// How long the first wait waits for the listener to be in place before it just waits.
 const READY_WITHIN: Duration = Duration::from_secs(5);
-/// Pause before reconnecting a listener that lost its connection.
+/// Pause before reconnecting a listener that lost its connection, doubled after each failed
+/// attempt up to [`RECONNECT_MAX`] (a database that is down is not asked every second).
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// A task that stops when this is dropped (the listener stops with its store).
 pub struct OwnedTask(tokio::task::JoinHandle<()>);
@@ -73,14 +75,34 @@ async fn run(
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
+    let mut pause = RECONNECT_AFTER;
+    // One warning per outage, not one per attempt.
+    let mut down = false;
     loop {
-        match listen_once(&config, &committed, &mut ready).await {
-            Ok(()) => tracing::warn!("change-feed listener at {shown}: connection closed"),
-            Err(e) => tracing::warn!("change-feed listener at {shown}: {e}"),
+        let mut listened = false;
+        let why = match listen_once(&config, &committed, &mut ready, &mut listened).await {
+            Ok(()) => "connection closed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if listened {
+            if down {
+                tracing::info!("change-feed listener at {shown}: listening again");
+            }
+            down = false;
+            pause = RECONNECT_AFTER;
+        }
+        if down {
+            tracing::debug!("change-feed listener at {shown}: {why}; retrying in {pause:?}");
+        } else {
+            tracing::warn!("change-feed listener at {shown}: {why}; retrying in {pause:?}");
+            down = true;
         }
         // Whatever was announced while it was down is found by reading again.
         committed.notify_waiters();
-        tokio::time::sleep(RECONNECT_AFTER).await;
+        tokio::time::sleep(pause).await;
+        if !listened {
+            pause = (pause * 2).min(RECONNECT_MAX);
+        }
     }
 }
 
@@ -88,6 +110,7 @@ async fn listen_once(
     config: &tokio_postgres::Config,
     committed: &Notify,
     ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    listened: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     // The connection delivers notifications only while it is polled, also during LISTEN.
@@ -111,6 +134,7 @@ async fn listen_once(
     });
     let _pump = OwnedTask(pump);
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    *listened = true;
     if let Some(r) = ready.take() {
         let _ = r.send(());
     }
