@@ -134,4 +134,30 @@ async fn a_sqlite_installation_moves_to_postgres_with_nothing_lost() {
     let after = PgStore::open(&url).await.unwrap();
     let n = airlock::store::pg::copy::pg_counts(&after).await.unwrap();
     assert!(n.contains(&("documents", 25)), "{n:?}");
+
+    // The change feed goes on after SQLite's numbers, so readers' cursors stay valid.
+    postgres
+        .commit_page(PageCommit {
+            connector: "wiki".into(),
+            stream: "pages".into(),
+            upserts: vec![doc("d25", "printer guide 25", "new on postgres", &[])],
+            next_cursor: Some("cursor-after-26".into()),
+            done: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let max = pg.psql("copied", "SELECT MAX(seq) FROM changes").unwrap();
+    assert_eq!(max.trim(), "26", "{max}");
+}
+
+#[test]
+fn store_copy_help_explains_what_moves_and_the_refusal() {
+    let env = Env::new("");
+    let out = env.airlock(&["store", "copy", "--help"], None);
+    let help = text(&out);
+    assert!(out.status.success(), "{help}");
+    for words in ["--from", "--to", "empty", "audit", "vault", "count"] {
+        assert!(help.contains(words), "no {words:?} in:\n{help}");
+    }
 }
