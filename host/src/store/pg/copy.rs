@@ -325,6 +325,17 @@ pub fn copy_all(
     let snapshot = conn.transaction()?;
     let mut client = rt.block_on(pg.client())?;
     let tx = rt.block_on(client.transaction())?;
+    // The caller refused a target with data; a daemon started on it meanwhile would mix its
+    // rows with the copy's, so look again inside the transaction.
+    for t in TABLES.iter().map(|t| t.name).chain(["audit_heads"]) {
+        let held: bool = rt
+            .block_on(tx.query_one(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), &[]))?
+            .get(0);
+        anyhow::ensure!(
+            !held,
+            "the target received data in {t} while the copy started"
+        );
+    }
     for t in TABLES {
         copy_table(&snapshot, &tx, t, chain, rt)
             .with_context(|| format!("copying {} ({})", t.area, t.name))?;

@@ -74,6 +74,7 @@ async fn a_sqlite_installation_moves_to_postgres_with_nothing_lost() {
         None,
     );
     let shown = text(&out);
+    println!("{shown}");
     assert!(out.status.success(), "copy failed: {shown}");
     assert!(!shown.contains("s3cret"), "{shown}");
     for line in ["documents", "API tokens", "vault secrets", "audit rows"] {
