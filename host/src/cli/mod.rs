@@ -19,6 +19,7 @@ mod secrets;
 mod serve;
 mod sign;
 mod store;
+mod store_copy;
 mod sync;
 mod tokens;
 mod verify;

@@ -1,5 +1,6 @@
 //! `airlock store`: which database holds the store, its schema version and sync job leases
-//! (`status`), and applying migrations explicitly (`migrate`, idempotent).
+//! (`status`), applying migrations explicitly (`migrate`, idempotent), and moving a SQLite
+//! installation into PostgreSQL (`copy`, see `store_copy.rs`).
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use airlock::store::backend::Store;
 use airlock::store::pg::PgStore;
 
 use super::common::ConfigArg;
+use super::store_copy::CopyArgs;
 
 #[derive(Args)]
 pub struct StoreArgs {
@@ -33,10 +35,24 @@ enum StoreCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a SQLite installation (its data directory) into an empty PostgreSQL store, with
+    /// nothing lost: documents, sync state (cursors), API tokens (as hashes: they keep
+    /// working), the vault (sealed: the same master key opens it), approvals, the audit log (as
+    /// one chain `sqlite-import:<file>`, verified after the copy), the change feed, webhook
+    /// cursors and deliveries, push subscriptions and OAuth grants.
+    ///
+    /// Stop the daemon that uses the SQLite store first. Counts per area are printed before
+    /// and after; the exit status is non-zero when a count differs, when either audit log
+    /// fails verification, or when the target already holds data (nothing is written then).
+    /// The copy is one transaction: on any failure the target is left as it was.
+    Copy(CopyArgs),
 }
 
 impl StoreArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        if let StoreCmd::Copy(args) = self.action {
+            return args.run(&self.config, self.url.as_deref()).await;
+        }
         let url = match &self.url {
             Some(u) => airlock::config::store::parse_url("--url", u).map_err(anyhow::Error::msg)?,
             None => self.config.load()?.store.url,
@@ -66,6 +82,7 @@ impl StoreArgs {
                     airlock::store::schema_version()
                 );
             }
+            (StoreCmd::Copy(_), _) => unreachable!("handled above"),
             (StoreCmd::Status { json }, url) => {
                 let store = match url {
                     Some(url) => Store::Postgres(std::sync::Arc::new(PgStore::open(&url).await?)),

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod audit;
 pub mod changes;
 pub mod commit_notify;
+pub mod copy;
 pub mod documents;
 pub mod hook_subscriptions;
 pub mod leases;

@@ -50,6 +50,7 @@ mod scaffold;
 mod scheduler;
 mod store_backends;
 mod store_backends_feed;
+mod store_copy;
 mod store_faults;
 mod sync;
 mod ticketzero;
