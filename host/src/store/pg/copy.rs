@@ -41,7 +41,7 @@ struct Table {
 
 use Kind::*;
 
-/// In the order the brief ranks them: what a move must not lose first.
+/// In order of what a move must not lose first.
 const TABLES: &[Table] = &[
     Table {
         area: "documents",
