@@ -19,5 +19,7 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
         .route("/.well-known/oauth-protected-resource", metadata.clone())
         .route("/.well-known/oauth-protected-resource/mcp", metadata)
         .merge(crate::api::authorization::routes());
-    crate::api::finish(r, airlock)
+    // Outermost, so a browser's preflight is answered before any access check.
+    let cors = crate::api::cors::layer(airlock.clone());
+    crate::api::finish(r, airlock).layer(cors)
 }

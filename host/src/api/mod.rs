@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod auth;
 pub mod authorization;
 pub mod body;
+pub mod cors;
 pub mod dashboard;
 pub mod errors;
 pub mod hooks;

@@ -105,7 +105,8 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
     }
     let kid = head.kid.clone().unwrap_or_default();
     let set = match o.is_own() {
-        true => super::authorization::keys::signing_key(&a.config().server.data_dir)
+        true => super::authorization::keys::signing_key(a)
+            .await
             .map(|k| k.jwks())
             .map_err(|e| {
                 tracing::error!("the OAuth signing key cannot be loaded: {e:#}");

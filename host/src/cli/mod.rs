@@ -13,6 +13,7 @@ mod invoke;
 mod man;
 mod mcp;
 mod new;
+mod oauth;
 mod record;
 mod search;
 mod secrets;
@@ -116,6 +117,11 @@ pub enum Command {
     /// <token>`; a token names a principal, its tenant, its groups (matched against document
     /// ACLs) and whether it is an admin (sync triggers, audit). Only a hash is stored.
     Tokens(tokens::TokensArgs),
+    /// Sign-ins of Airlock's own OAuth authorization server (`[oauth] authorization_server =
+    /// "self"`), by which MCP clients act for a person: `grants` lists them, `revoke` ends one
+    /// (by grant id) or all of a person's (by principal) at once.
+    #[command(name = "oauth")]
+    OAuth(oauth::OAuthArgs),
     /// The store: `status` (which database, reachable, sync job leases) and `migrate` (apply
     /// pending schema migrations; idempotent). By default the store is the SQLite file in the
     /// data directory; `[store] url = "postgres://…"` or AIRLOCK_STORE_URL names a PostgreSQL
@@ -182,6 +188,7 @@ impl Command {
             Command::Config(args) => args.run(scrubber).await,
             Command::Secrets(args) => args.run().await,
             Command::Tokens(args) => args.run(scrubber).await,
+            Command::OAuth(args) => args.run(scrubber).await,
             Command::Store(args) => args.run().await,
             Command::Approvals(args) => args.run(scrubber).await,
             Command::Audit(args) => args.run().await,

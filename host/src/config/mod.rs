@@ -139,6 +139,9 @@ pub struct ServerConfig {
     /// `public_hosts`: names `/mcp` answers to besides loopback and the listen address (the
     /// `Host` a reverse proxy or a DNS name in front of the daemon sends).
     pub public_hosts: Vec<String>,
+    /// `cors_origins`: web origins whose pages may call the REST API and `/mcp` from a browser
+    /// (with a bearer token; never cookies). None by default.
+    pub cors_origins: Vec<String>,
 }
 
 /// The validated configuration.
@@ -278,6 +281,8 @@ struct RawServer {
     metrics_token: Option<String>,
     #[serde(default)]
     public_hosts: Vec<String>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -789,6 +794,7 @@ impl Config {
         let audit = build_audit(&raw.audit).map_err(|m| err(format!("audit.{m}")))?;
         let outbound = build_outbound(&raw.outbound, &base).map_err(&err)?;
         let public_hosts = build_public_hosts(&raw.server.public_hosts).map_err(&err)?;
+        let cors_origins = build_cors_origins(&raw.server.cors_origins).map_err(&err)?;
         let scheduler = scheduler::build(&raw.scheduler).map_err(&err)?;
         let store = store::build(&raw.store).map_err(&err)?;
         let mut changes = ChangesConfig::default();
@@ -827,6 +833,7 @@ impl Config {
                 data_dir,
                 connectors_dir,
                 public_hosts,
+                cors_origins,
             },
             limits,
             connectors,
@@ -910,10 +917,41 @@ fn build_public_hosts(raw: &[String]) -> Result<Vec<String>, String> {
             && h.parse::<http::uri::Authority>().is_ok();
         if !ok {
             return Err(format!(
-                "{key}: `{h}` is not a host name like airlock.example.com (or host:port); no                  scheme, path or wildcard"
+                "{key}: `{h}` is not a host name like airlock.example.com (or host:port); no \
+                 scheme, path or wildcard"
             ));
         }
         out.push(h);
+    }
+    Ok(out)
+}
+
+/// `[server] cors_origins`: exact web origins (`scheme://host[:port]`, as a browser sends
+/// `Origin`). A wildcard is refused: which pages may use a person's token is the operator's
+/// explicit choice.
+fn build_cors_origins(raw: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, o) in raw.iter().enumerate() {
+        let key = format!("server.cors_origins[{i}]");
+        let bad = || {
+            format!(
+                "{key}: `{o}` is not a web origin like https://app.example.com (scheme, host and \
+                 optional port; no path, no wildcard)"
+            )
+        };
+        let u = url::Url::parse(o.trim()).map_err(|_| bad())?;
+        let origin = u.origin();
+        if !origin.is_tuple()
+            || !matches!(u.scheme(), "http" | "https")
+            || !matches!(u.path(), "" | "/")
+            || u.query().is_some()
+            || u.fragment().is_some()
+            || !u.username().is_empty()
+            || o.contains('*')
+        {
+            return Err(bad());
+        }
+        out.push(origin.ascii_serialization());
     }
     Ok(out)
 }
@@ -1427,6 +1465,29 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn cors_origins_are_exact_web_origins_without_wildcards_or_paths() {
+        let cors = |list: &str| {
+            parse(&format!("[server]\ncors_origins = {list}\n{BASE}"))
+                .map(|c| c.server.cors_origins)
+        };
+        assert_eq!(cors("[]").expect("valid"), Vec::<String>::new());
+        assert_eq!(
+            cors(r#"["https://App.Example.com", "http://localhost:6274/"]"#).expect("valid"),
+            vec!["https://app.example.com", "http://localhost:6274"]
+        );
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://a.example/path",
+            "app.example",
+            "ftp://a.example",
+        ] {
+            let e = cors(&format!("[\"{bad}\"]")).unwrap_err().to_string();
+            assert!(e.contains("server.cors_origins[0]"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn a_connectors_permission_check_ttl_defaults_to_30s_and_is_at_most_an_hour() {

@@ -12,6 +12,7 @@ pub mod documents;
 pub mod hook_subscriptions;
 pub mod leases;
 pub mod oauth_grants;
+pub mod oauth_signin;
 pub mod pg;
 pub mod sync_state;
 pub mod tokens;
@@ -270,6 +271,24 @@ const MIGRATIONS: &[&str] = &[
         used_at TEXT
     );
     CREATE INDEX oauth_refresh_tokens_of ON oauth_refresh_tokens(grant_id);
+    "#,
+    // 15: what the own authorization server keeps between requests (store/oauth_signin.rs):
+    // its access-token signing key sealed with the vault's master key (one row), and sign-ins
+    // waiting for the person (request id and CSRF token only as digests).
+    r#"
+    CREATE TABLE oauth_signing_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE oauth_pending (
+        id_hash TEXT PRIMARY KEY,
+        request TEXT NOT NULL,
+        csrf_hash TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0
+    );
     "#,
 ];
 

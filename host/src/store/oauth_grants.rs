@@ -169,6 +169,55 @@ pub fn live_grant(conn: &Connection, id: &str) -> rusqlite::Result<Option<Grant>
     .optional()
 }
 
+/// A grant as `airlock oauth grants` lists it (never a token).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GrantInfo {
+    pub id: String,
+    pub client_id: String,
+    /// The registered client's name (clients known by a metadata document are not stored).
+    pub client_name: Option<String>,
+    pub principal: Option<String>,
+    pub tenant: Option<String>,
+    pub api_token_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub revoked_why: Option<String>,
+    /// Whether the API token it was signed in with is revoked (which ends the grant too).
+    pub api_token_revoked: bool,
+}
+
+/// The query both backends list grants with, newest first.
+pub const LIST_GRANTS: &str = "SELECT g.id, g.client_id, c.name, t.principal, t.tenant,
+        g.api_token_id, g.scopes, g.created_at, g.revoked_at, g.revoked_why,
+        (t.id IS NULL OR t.revoked_at IS NOT NULL)
+     FROM oauth_grants g
+     LEFT JOIN oauth_clients c ON c.id = g.client_id
+     LEFT JOIN api_tokens t ON t.id = g.api_token_id
+     ORDER BY g.created_at DESC, g.id DESC";
+
+/// Every grant, newest first.
+pub fn grants(conn: &Connection) -> rusqlite::Result<Vec<GrantInfo>> {
+    let mut stmt = conn.prepare(LIST_GRANTS)?;
+    let rows = stmt.query_map([], |r| {
+        let scopes: String = r.get(6)?;
+        Ok(GrantInfo {
+            id: r.get(0)?,
+            client_id: r.get(1)?,
+            client_name: r.get(2)?,
+            principal: r.get(3)?,
+            tenant: r.get(4)?,
+            api_token_id: r.get(5)?,
+            scopes: scopes.split_whitespace().map(str::to_string).collect(),
+            created_at: r.get(7)?,
+            revoked_at: r.get(8)?,
+            revoked_why: r.get(9)?,
+            api_token_revoked: r.get::<_, Option<bool>>(10)?.unwrap_or(true),
+        })
+    })?;
+    rows.collect()
+}
+
 /// Why a code or refresh token was not accepted (each is `invalid_grant` to the client).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {

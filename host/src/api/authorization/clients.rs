@@ -32,7 +32,7 @@ const MAX_URI_LEN: usize = 2000;
 const MAX_REGISTERED: i64 = 10_000;
 
 /// A client as the sign-in page and the token endpoint know it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Client {
     pub id: String,
     /// What it calls itself (shown on the consent page, as the client's claim, beside its id).

@@ -139,7 +139,7 @@ async fn jwks(State(a): State<Arc<Airlock>>) -> Response {
     if let Err(r) = own(&a) {
         return r;
     }
-    match keys::signing_key(&a.config().server.data_dir) {
+    match keys::signing_key(&a).await {
         Ok(k) => Json(k.jwks().as_ref().clone()).into_response(),
         Err(e) => {
             tracing::error!("the OAuth signing key cannot be loaded: {e:#}");

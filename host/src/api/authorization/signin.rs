@@ -4,21 +4,21 @@
 //! person back — where the person pastes their Airlock API token; `POST /oauth/authorize`
 //! signs them in and redirects back with a one-time code (or `access_denied`).
 //!
-//! The request waits server-side (ten minutes, five tries of a token) under a random id; the
+//! The request waits in the store (ten minutes, five tries of a token) under a random id, so
+//! the form may be answered at another daemon of the installation and a restart loses none; the
 //! form carries that id and a CSRF token that must equal the one in a `SameSite=Strict`,
 //! `HttpOnly` cookie set with the page, so another site cannot post the form. The page has a
 //! strict Content-Security-Policy (no script at all, its one style by nonce, forms only to here
 //! and to the client's redirect origin, no framing). The pasted token never reaches a log line.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::clients::{self, Client};
 use super::{audit, no_store, own, scope_names};
@@ -26,13 +26,14 @@ use crate::app::Airlock;
 use crate::config::OAUTH_SCOPES as SCOPES;
 use crate::config::OAuth;
 use crate::store::oauth_grants::{NewGrant, new_secret};
+use crate::store::tokens::hash_token;
 
 /// How long a sign-in may take, and how many tokens a person may try.
 const PENDING_TTL: Duration = Duration::from_secs(600);
 const MAX_TRIES: u32 = 5;
 /// Most sign-ins waiting at once (beyond it, the oldest expired ones are dropped first, then
 /// new ones refused: the endpoint is open).
-const MAX_PENDING: usize = 10_000;
+const MAX_PENDING: i64 = 10_000;
 /// How long a code may wait for its exchange.
 const CODE_TTL_MS: i64 = 60_000;
 const CSRF_COOKIE: &str = "airlock_oauth_csrf";
@@ -50,8 +51,9 @@ pub struct AuthorizeQuery {
     resource: Option<String>,
 }
 
-/// A sign-in waiting for the person.
-#[derive(Clone)]
+/// A sign-in waiting for the person: what is stored as its request (the CSRF token only as
+/// a digest, beside it).
+#[derive(Clone, Serialize, Deserialize)]
 struct Pending {
     client: Client,
     redirect_uri: String,
@@ -59,15 +61,8 @@ struct Pending {
     scopes: Vec<String>,
     code_challenge: String,
     resource: String,
+    #[serde(skip)]
     csrf: String,
-    since: Instant,
-    tries: u32,
-}
-
-static PENDING: LazyLock<Mutex<HashMap<String, Pending>>> = LazyLock::new(Default::default);
-
-fn pending() -> std::sync::MutexGuard<'static, HashMap<String, Pending>> {
-    PENDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An error shown to the person (not sent to a redirect URI that is not known to be the
@@ -209,20 +204,27 @@ pub async fn page(State(a): State<Arc<Airlock>>, Query(q): Query<AuthorizeQuery>
         code_challenge: challenge,
         resource: o.resource.clone(),
         csrf: csrf.clone(),
-        since: Instant::now(),
-        tries: 0,
     };
+    let request = match serde_json::to_string(&p) {
+        Ok(r) => r,
+        Err(e) => return cannot_now(e.into()),
+    };
+    let ttl = PENDING_TTL.as_millis() as i64;
+    match a
+        .store
+        .put_oauth_pending(&id, &request, &csrf, ttl, MAX_PENDING)
+        .await
     {
-        let mut map = pending();
-        if map.len() >= MAX_PENDING {
-            map.retain(|_, p| p.since.elapsed() < PENDING_TTL);
-        }
-        if map.len() >= MAX_PENDING {
-            return refuse_here("too many sign-ins are waiting; try again in a few minutes");
-        }
-        map.insert(id.clone(), p.clone());
+        Ok(true) => render(&o, &id, &p, None, true),
+        Ok(false) => refuse_here("too many sign-ins are waiting; try again in a few minutes"),
+        Err(e) => cannot_now(e),
     }
-    render(&o, &id, &p, None, true)
+}
+
+/// The store failed: the cause is logged, the person asked to try again.
+fn cannot_now(e: anyhow::Error) -> Response {
+    tracing::error!("OAuth sign-in state cannot be stored or read: {e:#}");
+    refuse_here("the sign-in cannot be handled now; try again")
 }
 
 /// Whether a PKCE S256 challenge has the shape of one (base64url of a SHA-256 digest).
@@ -280,21 +282,20 @@ pub async fn decide(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let p = {
-        let mut map = pending();
-        match map.get(&d.request) {
-            Some(p) if p.since.elapsed() < PENDING_TTL => p.clone(),
-            Some(_) => {
-                map.remove(&d.request);
-                return refuse_here("this sign-in has expired; start again from the application");
-            }
-            None => {
-                return refuse_here("unknown sign-in; start again from the application");
-            }
+    let stored = match a.store.oauth_pending(&d.request).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return refuse_here("unknown or expired sign-in; start again from the application");
         }
+        Err(e) => return cannot_now(e),
+    };
+    let mut p: Pending = match serde_json::from_str(&stored.request) {
+        Ok(p) => p,
+        Err(e) => return cannot_now(e.into()),
     };
     let cookie = csrf_cookie(&headers);
-    if !(same(&d.csrf, &p.csrf) && cookie.is_some_and(|c| same(&c, &p.csrf))) {
+    let matches = |v: &str| same(&hash_token(v), &stored.csrf_hash);
+    if !(matches(&d.csrf) && cookie.is_some_and(|c| matches(&c))) {
         return no_store(crate::api::errors::error_response(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -302,9 +303,17 @@ pub async fn decide(
             None,
         ));
     }
-    let take = || pending().remove(&d.request);
+    p.csrf = d.csrf.clone();
+    // Ends the sign-in; true for the one answer (of however many posted, to any daemon) that
+    // ended it.
+    let take = || async {
+        a.store
+            .take_oauth_pending(&d.request)
+            .await
+            .unwrap_or(false)
+    };
     if d.decision != "allow" {
-        take();
+        take().await;
         tracing::info!(client = %p.client.id, "OAuth sign-in declined");
         return back_to(
             &o,
@@ -320,15 +329,10 @@ pub async fn decide(
     let principal = match found {
         Ok(Some(pr)) => pr,
         Ok(None) => {
-            let tries = {
-                let mut map = pending();
-                match map.get_mut(&d.request) {
-                    Some(p) => {
-                        p.tries += 1;
-                        p.tries
-                    }
-                    None => MAX_TRIES,
-                }
+            // Unknown or unreadable counts as spent: fail closed.
+            let tries = match a.store.add_oauth_pending_try(&d.request).await {
+                Ok(Some(n)) => n,
+                _ => MAX_TRIES,
             };
             tracing::info!(client = %p.client.id, tries, "OAuth sign-in with an invalid token");
             audit(
@@ -339,7 +343,7 @@ pub async fn decide(
                 format!("an unknown or revoked API token for client {}", p.client.id),
             );
             if tries >= MAX_TRIES {
-                take();
+                take().await;
                 return back_to(
                     &o,
                     &p.redirect_uri,
@@ -363,7 +367,9 @@ pub async fn decide(
             return refuse_here("the token cannot be checked now; try again");
         }
     };
-    take();
+    if !take().await {
+        return refuse_here("this sign-in was already answered; start again from the application");
+    }
     let started = a
         .store
         .start_oauth_grant(&NewGrant {

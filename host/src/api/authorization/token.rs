@@ -204,7 +204,7 @@ async fn issue(
             }
         }
     };
-    let key = match keys::signing_key(&a.config().server.data_dir) {
+    let key = match keys::signing_key(a).await {
         Ok(k) => k,
         Err(e) => return server_error(e),
     };
@@ -270,7 +270,7 @@ pub async fn revoke(State(a): State<Arc<Airlock>>, Form(f): Form<RevokeForm>) ->
             Ok(g) => g,
             Err(e) => return server_error(e),
         },
-        false => grant_of_access_token(&a, &o, &token),
+        false => grant_of_access_token(&a, &o, &token).await,
     };
     // A public client proves nothing but holding the token; when it names itself, the token
     // must be its own.
@@ -290,8 +290,8 @@ pub async fn revoke(State(a): State<Arc<Airlock>>, Form(f): Form<RevokeForm>) ->
 
 /// The grant and client of one of our access tokens (expired ones too: revoking one is still
 /// meant to end its sign-in); None for anything else.
-fn grant_of_access_token(a: &Airlock, o: &OAuth, token: &str) -> Option<(String, String)> {
-    let key = keys::signing_key(&a.config().server.data_dir).ok()?;
+async fn grant_of_access_token(a: &Airlock, o: &OAuth, token: &str) -> Option<(String, String)> {
+    let key = keys::signing_key(a).await.ok()?;
     let jwk = key.jwks().keys.first()?.clone();
     let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?;
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod changes;
 mod oauth_grants;
+mod oauth_signin;
 mod rate_shares;
 mod webhooks;
 pub use rate_shares::ShareRound;

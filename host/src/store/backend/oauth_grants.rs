@@ -3,9 +3,19 @@
 //! is shown it.
 
 use super::Store;
-use crate::store::oauth_grants::{self as grants, Client, Grant, NewGrant, Redeemed, Refused};
+use crate::store::oauth_grants::{
+    self as grants, Client, Grant, GrantInfo, NewGrant, Redeemed, Refused,
+};
 
 impl Store {
+    /// Every grant, newest first (for `airlock oauth grants`).
+    pub async fn oauth_grants(&self) -> anyhow::Result<Vec<GrantInfo>> {
+        match self {
+            Store::Sqlite(db) => db.read(|c| Ok(grants::grants(c)?)).await,
+            Store::Postgres(pg) => pg.oauth_grants().await,
+        }
+    }
+
     pub async fn oauth_client(&self, id: &str) -> anyhow::Result<Option<Client>> {
         match self {
             Store::Sqlite(db) => {

@@ -276,6 +276,18 @@ const TABLES: &[Table] = &[
         order: "hash",
         overriding: false,
     },
+    Table {
+        area: "OAuth signing key",
+        name: "oauth_signing_key",
+        columns: &[
+            ("id", Int),
+            ("nonce", Blob),
+            ("ciphertext", Blob),
+            ("created_at", Text),
+        ],
+        order: "id",
+        overriding: false,
+    },
 ];
 
 /// Rows per area, in the order of [`TABLES`].

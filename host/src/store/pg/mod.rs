@@ -13,6 +13,7 @@ pub mod documents;
 pub mod hook_subscriptions;
 pub mod leases;
 pub mod oauth_grants;
+pub mod oauth_signin;
 pub mod rate_shares;
 pub mod sync_state;
 pub mod tokens;
@@ -243,6 +244,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE grant_pauses (
         grant_key     TEXT PRIMARY KEY,
         paused_until  TIMESTAMPTZ NOT NULL
+    );
+    "#, // 7: the own authorization server's signing key (sealed) and waiting sign-ins (see
+    // store/oauth_signin.rs), shared by every daemon of the installation.
+    r#"
+    CREATE TABLE oauth_signing_key (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        nonce      BYTEA NOT NULL,
+        ciphertext BYTEA NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE oauth_pending (
+        id_hash    TEXT PRIMARY KEY,
+        request    TEXT NOT NULL,
+        csrf_hash  TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        tries      INTEGER NOT NULL DEFAULT 0
     );
     "#,
 ];

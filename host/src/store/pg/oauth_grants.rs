@@ -7,7 +7,8 @@ use deadpool_postgres::GenericClient;
 
 use super::PgStore;
 use crate::store::oauth_grants::{
-    CODE_PREFIX, Client, Grant, NewGrant, REFRESH_PREFIX, Redeemed, Refused, new_secret, now_ms,
+    CODE_PREFIX, Client, Grant, GrantInfo, LIST_GRANTS, NewGrant, REFRESH_PREFIX, Redeemed,
+    Refused, new_secret, now_ms,
 };
 use crate::store::tokens::{Principal, hash_token};
 
@@ -70,6 +71,31 @@ async fn issue_refresh(
 }
 
 impl PgStore {
+    pub async fn oauth_grants(&self) -> anyhow::Result<Vec<GrantInfo>> {
+        let c = self.client().await?;
+        let rows = c.query(LIST_GRANTS, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| GrantInfo {
+                id: r.get(0),
+                client_id: r.get(1),
+                client_name: r.get(2),
+                principal: r.get(3),
+                tenant: r.get(4),
+                api_token_id: r.get(5),
+                scopes: r
+                    .get::<_, String>(6)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
+                created_at: r.get(7),
+                revoked_at: r.get(8),
+                revoked_why: r.get(9),
+                api_token_revoked: r.get::<_, Option<bool>>(10).unwrap_or(true),
+            })
+            .collect())
+    }
+
     pub async fn oauth_client(&self, id: &str) -> anyhow::Result<Option<Client>> {
         let client = self.client().await?;
         let r = client

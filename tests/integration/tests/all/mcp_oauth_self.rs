@@ -602,7 +602,14 @@ async fn the_authorization_server_refuses_what_the_spec_says_it_must() {
         b64(richer.to_string().as_bytes()),
         parts[2]
     );
-    let key = airlock::api::authorization::keys::signing_key(&env.data_dir()).expect("key");
+    // The installation's own key (sealed in its store), to sign tokens that only fail on
+    // their claims.
+    let store = airlock::store::backend::Store::open(&env.data_dir(), None)
+        .await
+        .expect("store");
+    let key = airlock::api::authorization::keys::load_or_make(&store, &env.data_dir())
+        .await
+        .expect("key");
     let mut expired = claims.clone();
     expired["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
     let mut other = claims.clone();
@@ -817,4 +824,181 @@ async fn the_mcp_inspector_cli_signs_in_at_airlocks_own_server_and_searches_as_t
         "the action's rows name the signed-in person"
     );
     assert!(!log.contains(&canary), "the API token in the daemon's log");
+}
+
+/// Two daemons on one PostgreSQL database behind one address act as one authorization server:
+/// the sign-in page shown by one is answered at the other, the code is exchanged at either, and
+/// the access token (signed with the one key kept sealed in the store) works at both; `airlock
+/// oauth grants` lists the sign-in and `airlock oauth revoke PRINCIPAL` ends it at both at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_database_act_as_one_authorization_server() {
+    let pg = tokio::task::spawn_blocking(pg_cluster::PgCluster::start)
+        .await
+        .unwrap();
+    pg.create_database("signin").unwrap();
+    let url = pg.url_of("signin");
+    let (port_a, port_b) = (free_port(), free_port());
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    // Both name the same resource: the address clients use (the load balancer's; A's here).
+    let config = format!(
+        "[store]\nurl = \"{url}\"\n{}\n[oauth]\nauthorization_server = \"self\"\nresource = \"{base_a}/mcp\"\nallow_insecure = true\nallow_loopback_client_ids = true\n",
+        two_tenant_config()
+    );
+    let (a, b) = (Env::new(&config), Env::new(&config));
+    a.listen_at(port_a);
+    b.listen_at(port_b);
+    let api_token = a.create_token(ADA, "acme", &["eng"], false);
+    // Every daemon of an installation is handed the same vault master key.
+    let master = "07".repeat(32);
+    let env = [("AIRLOCK_MASTER_KEY", master.as_str())];
+    let (da, db) = (a.serve_with(&env), b.serve_with(&env));
+
+    let client = register(&base_b).await;
+    let page = authorize(&base_a, &client, &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // The form goes to B (the browser's next request reached the other daemon).
+    let back = sign_in(&base_b, &page, &api_token).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let code = back.location()["code"].clone();
+    // The same form posted again (to A) signs in no second time.
+    let again = sign_in(&base_a, &page, &api_token).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    let (status, tokens) = by_code(&base_a, &client, &code, VERIFIER, REDIRECT).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().expect("access").to_string();
+    assert_eq!(search_with(&base_a, &access).await.0, 200);
+    assert_eq!(
+        search_with(&base_b, &access).await.0,
+        200,
+        "B checks A's token"
+    );
+    let (s_a, jwks_a) = http("GET", &format!("{base_a}/oauth/jwks"), None).await;
+    let (s_b, jwks_b) = http("GET", &format!("{base_b}/oauth/jwks"), None).await;
+    assert_eq!((s_a, s_b), (200, 200));
+    assert_eq!(jwks_a, jwks_b, "one key for the installation");
+    for e in [&a, &b] {
+        assert!(
+            !e.data_dir().join("oauth-signing-key.p8").exists(),
+            "the key is not a file in a data directory"
+        );
+    }
+
+    let listed = b.airlock(&["oauth", "grants", "--json"], None);
+    assert!(listed.status.success(), "{listed:?}");
+    let grants: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(grants.as_array().map(Vec::len), Some(1), "{grants}");
+    assert_eq!(grants[0]["principal"], ADA);
+    assert_eq!(grants[0]["client_id"], client.as_str());
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(!text.contains(&api_token) && !text.contains(&access));
+    let revoked = a.airlock(&["oauth", "revoke", ADA], None);
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(search_with(&base_a, &access).await.0, 401);
+    assert_eq!(search_with(&base_b, &access).await.0, 401, "ended at both");
+    let refreshed = refresh(&base_b, &client, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.0, 400, "{}", refreshed.1);
+    let none = a.airlock(&["oauth", "grants"], None);
+    assert!(String::from_utf8_lossy(&none.stdout).contains("no live sign-ins"));
+    let all = a.airlock(&["oauth", "grants", "--all"], None);
+    assert!(
+        String::from_utf8_lossy(&all.stdout).contains("revoked by"),
+        "{all:?}"
+    );
+    let unknown = a.airlock(&["oauth", "revoke", "nobody"], None);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no live sign-in"));
+    for log in [da.stop(), db.stop()] {
+        assert!(!log.contains(&api_token) && !log.contains(&access));
+    }
+}
+
+/// What a browser page at `origin` may read: the preflight's answer for `path`.
+async fn preflight(base: &str, path: &str, origin: &str) -> Option<String> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let req = hyper::Request::builder()
+        .method("OPTIONS")
+        .uri(format!("{base}{path}"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = client.request(req).await.expect("http");
+    resp.headers()
+        .get("access-control-allow-origin")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+}
+
+/// A browser-based MCP client at any origin may discover the authorization server and use its
+/// token endpoint; the API and `/mcp` answer only `[server] cors_origins`; the sign-in page no
+/// other origin at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_pages_reach_the_oauth_endpoints_from_any_origin_and_the_api_only_from_listed_ones()
+{
+    let (env, base) = setup();
+    let text = std::fs::read_to_string(&env.config).unwrap().replacen(
+        "data_dir = \"data\"\n",
+        "data_dir = \"data\"\ncors_origins = [\"https://app.example\"]\n",
+        1,
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let _d = env.serve();
+    let evil = "https://evil.example";
+    for open in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+        "/oauth/token",
+        "/oauth/register",
+        "/oauth/revoke",
+    ] {
+        assert_eq!(
+            preflight(&base, open, evil).await.as_deref(),
+            Some(evil),
+            "{open}"
+        );
+    }
+    for api in ["/mcp", "/v1/search"] {
+        assert_eq!(
+            preflight(&base, api, "https://app.example")
+                .await
+                .as_deref(),
+            Some("https://app.example"),
+            "{api}"
+        );
+        assert_eq!(preflight(&base, api, evil).await, None, "{api}");
+    }
+    assert_eq!(preflight(&base, "/oauth/authorize", evil).await, None);
+    assert_eq!(
+        preflight(&base, "/oauth/authorize", "https://app.example").await,
+        None
+    );
+    // A real answer (not only the preflight) carries the header and exposes the challenge.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("{base}/mcp"))
+        .header("origin", "https://app.example")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .expect("request");
+    let resp = client.request(req).await.expect("http");
+    assert_eq!(resp.status(), 401);
+    let h = resp.headers();
+    assert_eq!(
+        h.get("access-control-allow-origin").map(|v| v.as_bytes()),
+        Some(&b"https://app.example"[..])
+    );
+    let exposed = h
+        .get("access-control-expose-headers")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_lowercase())
+        .unwrap_or_default();
+    assert!(exposed.contains("www-authenticate"), "{exposed}");
 }
