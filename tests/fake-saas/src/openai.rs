@@ -2,7 +2,8 @@
 //! OpenAI (`POST /v1/chat/completions`, `GET /v1/models`, Bearer), Azure OpenAI
 //! (`POST /openai/deployments/{deployment}/chat/completions?api-version=...`, `api-key` header)
 //! or LM Studio (the OpenAI paths without auth). Replies are deterministic: the assistant answers
-//! `echo: <last user message>` and token counts are word counts.
+//! `echo: <last user message>` and token counts are word counts. `/v1/embeddings` is served by
+//! `embeddings.rs` (a deterministic embedding that keeps texts of shared meaning close).
 //!
 //! Knobs: the mode, failing the next N upstream requests with 500 or 429, and the core's
 //! every-N-th 429. The truth is a log of requests with the kind of auth header seen (never its
@@ -139,6 +140,10 @@ impl OpenAi {
     }
     fn mode(&self) -> OpenAiMode {
         self.knobs().mode
+    }
+    /// OpenAI refuses a request without a model; LM Studio answers with the loaded one.
+    pub(crate) fn requires_model(&self) -> bool {
+        self.mode() == OpenAiMode::OpenAi
     }
     fn truth(&self) -> OpenAiTruth {
         let k = self.knobs();
@@ -586,6 +591,11 @@ fn router(state: Arc<OpenAi>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(v1_chat))
         .route("/v1/models", get(v1_models))
+        .route("/v1/embeddings", post(crate::embeddings::v1_embeddings))
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(crate::embeddings::azure_embeddings),
+        )
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat),
