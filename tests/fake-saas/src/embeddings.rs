@@ -12,6 +12,7 @@
 //! ignored. Fine for plumbing and ranking tests, not a quality figure.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -221,8 +222,9 @@ fn invalid(message: &str) -> Response {
 }
 
 /// `POST /v1/embeddings` (and Azure's deployment path): `{model, input: string | [string]}`.
-/// `model_required`: OpenAI itself refuses a request without a model.
-fn answer(body: &[u8], model_required: bool) -> Response {
+/// `model_required`: OpenAI itself refuses a request without a model. `embedded` counts the
+/// texts of answered requests.
+fn answer(body: &[u8], model_required: bool, embedded: &AtomicUsize) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return invalid("We could not parse the JSON body of your request.");
     };
@@ -238,6 +240,7 @@ fn answer(body: &[u8], model_required: bool) -> Response {
         },
         _ => return invalid("'input' is a required property"),
     };
+    embedded.fetch_add(texts.len(), Ordering::Relaxed);
     let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
     let data: Vec<Value> = texts
         .iter()
@@ -252,16 +255,20 @@ fn answer(body: &[u8], model_required: bool) -> Response {
 }
 
 pub(crate) async fn v1_embeddings(State(s): State<Arc<OpenAi>>, body: Bytes) -> Response {
-    answer(&body, s.requires_model())
+    answer(&body, s.requires_model(), &s.embedded)
 }
 
-pub(crate) async fn azure_embeddings(body: Bytes) -> Response {
-    answer(&body, false)
+pub(crate) async fn azure_embeddings(State(s): State<Arc<OpenAi>>, body: Bytes) -> Response {
+    answer(&body, false, &s.embedded)
 }
 
 impl RunningFake<OpenAi> {
-    /// Embedding requests seen so far (since the last `clear_log`), and the texts they carried
-    /// are not kept: only the count.
+    /// Texts embedded since the last `clear_log` (the texts themselves are not kept).
+    pub fn embedded_texts(&self) -> usize {
+        self.state.embedded.load(Ordering::Relaxed)
+    }
+
+    /// Embedding requests seen since the last `clear_log`.
     pub fn embedding_requests(&self) -> usize {
         self.truth()
             .requests
@@ -292,16 +299,18 @@ mod tests {
 
     #[test]
     fn answers_in_the_openai_shape() {
-        let r = answer(br#"{"model":"m","input":["a b","c"]}"#, true);
-        assert_eq!(r.status(), StatusCode::OK);
+        let n = AtomicUsize::new(0);
+        let status = |b: &[u8], m| answer(b, m, &n).status();
         assert_eq!(
-            answer(br#"{"input":["a"]}"#, true).status(),
+            status(br#"{"model":"m","input":["a b","c"]}"#, true),
+            StatusCode::OK
+        );
+        assert_eq!(status(br#"{"input":["a"]}"#, true), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(br#"{"model":"m","input":[]}"#, true),
             StatusCode::BAD_REQUEST
         );
-        assert_eq!(
-            answer(br#"{"model":"m","input":[]}"#, true).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(answer(br#"{"input":"a"}"#, false).status(), StatusCode::OK);
+        assert_eq!(status(br#"{"input":"a"}"#, false), StatusCode::OK);
+        assert_eq!(n.load(Ordering::Relaxed), 3, "texts of answered requests");
     }
 }

@@ -126,6 +126,8 @@ pub struct OpenAi {
     models: Vec<String>,
     deployments: Vec<String>,
     knobs: Mutex<Knobs>,
+    /// Texts embedded since the last `clear_log` (see `embeddings.rs`).
+    pub(crate) embedded: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeState for OpenAi {
@@ -630,6 +632,7 @@ pub async fn spawn_openai(
             fail_status: 500,
             ..Knobs::default()
         }),
+        embedded: Default::default(),
     });
     Ok(server::start(
         listener,
@@ -664,6 +667,9 @@ impl RunningFake<OpenAi> {
     /// Clears the request log and counters.
     pub fn clear_log(&self) {
         self.state.knobs().log.clear();
+        self.state
+            .embedded
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         self.reset_requests();
     }
 }
