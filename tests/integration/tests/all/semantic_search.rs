@@ -337,3 +337,148 @@ fn a_semantic_section_naming_an_unknown_connector_is_refused_at_load() {
         "{e}"
     );
 }
+
+/// The fake's embedding, in process, counting the texts it is given.
+struct CountingEmbedder(std::sync::atomic::AtomicUsize);
+
+impl airlock::search::Embedder for CountingEmbedder {
+    fn embed(
+        &self,
+        texts: Vec<String>,
+    ) -> futures::future::BoxFuture<'_, anyhow::Result<Vec<Vec<f32>>>> {
+        self.0
+            .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async move {
+            Ok(texts
+                .iter()
+                .map(|t| fake_saas::embeddings::embed(t))
+                .collect())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
+    use airlock::model::DocumentRef;
+    use airlock::store::backend::{PageCommit, SearchQuery, Store};
+    use airlock::store::documents::Readers;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let pg = tokio::task::spawn_blocking(pg_cluster::PgCluster::start)
+        .await
+        .expect("cluster");
+    pg.create_database("semantic").expect("db");
+    let postgres = Store::Postgres(Arc::new(
+        airlock::store::pg::PgStore::open(&pg.url_of("semantic"))
+            .await
+            .expect("postgres store"),
+    ));
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = Store::Sqlite(Arc::new(
+        airlock::store::Db::open(dir.path()).expect("sqlite"),
+    ));
+    let cfg = airlock::config::SemanticConfig {
+        connector: "embedder".into(),
+        model: "m".into(),
+        chunk_chars: 200,
+        chunk_overlap: 40,
+        batch: 8,
+    };
+    let long_body = "Hold the power button, then plug in the charger. ".repeat(12);
+    let docs = vec![
+        doc("boot", "Notebook does not start", &long_body, &["alice"]),
+        doc(
+            "boot-bob",
+            "Desktop fails to power on",
+            "Check the cable.",
+            &["bob"],
+        ),
+        doc(
+            "print",
+            "Printer toner",
+            "Replace the toner cartridge.",
+            &[],
+        ),
+    ];
+    let mut answers = Vec::new();
+    for store in [&sqlite, &postgres] {
+        store
+            .commit_page(PageCommit {
+                connector: "wiki".into(),
+                stream: "pages".into(),
+                upserts: docs.clone(),
+                done: true,
+                ..Default::default()
+            })
+            .await
+            .expect("commit");
+        let e = CountingEmbedder(Default::default());
+        let r = airlock::search::semantic::index(store, &cfg, "wiki", &e)
+            .await
+            .expect("index");
+        assert_eq!(r.documents, 3, "{}", store.describe());
+        let first = e.0.load(Ordering::Relaxed);
+        assert!(first >= 3 && r.chunks >= 4, "{r:?}");
+        let again = airlock::search::semantic::index(store, &cfg, "wiki", &e)
+            .await
+            .expect("index");
+        assert_eq!(again.documents, 0);
+        assert_eq!(e.0.load(Ordering::Relaxed), first, "nothing re-embedded");
+        // A permission change re-chunks without embedding anything.
+        let mut moved = docs[2].clone();
+        moved.acl = vec!["bob".into()];
+        store
+            .put_documents("wiki", vec![moved], vec![])
+            .await
+            .expect("put");
+        let acl = airlock::search::semantic::index(store, &cfg, "wiki", &e)
+            .await
+            .expect("index");
+        assert_eq!((acl.documents, acl.embedded), (1, 0), "{acl:?}");
+
+        let query = |names: &[&str], mode| {
+            let q = SearchQuery {
+                text: "laptop won't boot".into(),
+                limit: 10,
+                readers: Some(Readers::names(names, &["wiki"])),
+                ..Default::default()
+            };
+            let v = airlock::search::QueryVector {
+                model: "m".into(),
+                vector: fake_saas::embeddings::embed("laptop won't boot"),
+            };
+            async move {
+                airlock::search::semantic::local_hits(store, q, mode, Some(&v))
+                    .await
+                    .expect("search")
+                    .into_iter()
+                    .map(|h| h.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let alice = query(&["alice"], Mode::Semantic).await;
+        let bob = query(&["bob"], Mode::Hybrid).await;
+        assert_eq!(alice.first().map(String::as_str), Some("boot"));
+        assert!(!bob.contains(&"boot".to_string()), "{bob:?}");
+        answers.push((alice, bob));
+
+        store
+            .put_documents(
+                "wiki",
+                vec![],
+                vec![DocumentRef {
+                    kind: "page".into(),
+                    id: "boot".into(),
+                }],
+            )
+            .await
+            .expect("delete");
+        assert_eq!(
+            store.chunk_count("wiki").await.expect("count"),
+            2,
+            "a deleted document's chunks go with it"
+        );
+    }
+    assert_eq!(answers[0], answers[1], "both backends answer alike");
+}
