@@ -364,4 +364,61 @@ mod tests {
         assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-6);
         assert_eq!(cosine(&[1.0], &[1.0, 0.0]), 0.0);
     }
+
+    /// Exact search cost (run by hand: `cargo test --release -p airlock --lib
+    /// exact_vector_search_latency -- --ignored --nocapture`): 20,000 chunks of 256 dimensions,
+    /// an ACL filter that lets a quarter of them through.
+    #[test]
+    #[ignore]
+    fn exact_vector_search_latency() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::store::open(dir.path()).unwrap();
+        let (docs, per_doc, dims) = (5_000usize, 4u32, 256usize);
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 2000) as f32 / 1000.0 - 1.0
+        };
+        let all: Vec<Document> = (0..docs)
+            .map(|i| doc(&i.to_string(), &[["alice", "bob", "carol", "dave"][i % 4]]))
+            .collect();
+        let tx = c.transaction().unwrap();
+        apply_page(&tx, "w", &all, &[], "t").unwrap();
+        tx.commit().unwrap();
+        for p in pending(&c, "w", "m", docs).unwrap() {
+            let rows: Vec<ChunkRow> = (0..per_doc)
+                .map(|s| ChunkRow {
+                    seq: s,
+                    text: format!("{} {s}", p.id),
+                    text_hash: format!("{}-{s}", p.id),
+                    vector: (0..dims).map(|_| rnd()).collect(),
+                })
+                .collect();
+            replace(&mut c, "w", &p, "m", &rows).unwrap();
+        }
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let q = VectorQuery {
+                model: "m".into(),
+                vector: (0..dims).map(|_| rnd()).collect(),
+                limit: 10,
+                readers: Some(Readers::names(&["alice"], &[])),
+                ..Default::default()
+            };
+            let t = std::time::Instant::now();
+            let hits = search(&c, &q).unwrap();
+            times.push(t.elapsed());
+            assert_eq!(hits.len(), 10);
+        }
+        times.sort();
+        println!(
+            "exact search over {} chunks ({} permitted): p50 {:?}, max of 30 {:?}",
+            docs * per_doc as usize,
+            docs * per_doc as usize / 4,
+            times[15],
+            times[29]
+        );
+    }
 }
