@@ -21,6 +21,7 @@ use crate::runtime::connector::{InvokeError, LoadedConnector, Op};
 use crate::runtime::engine::{EngineOptions, Runtime};
 use crate::runtime::shared::ConnectorCtx;
 use crate::scrub::Scrubber;
+use crate::search::Embedder as _;
 use crate::store::audit::AuditEvent;
 use crate::store::audit::{AuditLog, AuditWriter};
 use crate::store::backend::Store;
@@ -458,6 +459,28 @@ impl Airlock {
                 Slot::Failed { error, .. } => (id, Err(error)),
             })
             .collect();
+        let vectored;
+        let req = match (req.mode, &self.config().semantic) {
+            (crate::search::Mode::Keyword, _) => req,
+            (_, None) => anyhow::bail!(SemanticOff),
+            (_, Some(cfg)) if req.vector.is_none() => {
+                let mut v = self
+                    .embedder(cfg)
+                    .embed(vec![req.query.clone()])
+                    .await?
+                    .into_iter();
+                let vector = v.next().ok_or_else(|| anyhow::anyhow!("no query vector"))?;
+                vectored = crate::search::SearchRequest {
+                    vector: Some(crate::search::QueryVector {
+                        model: cfg.model.clone(),
+                        vector,
+                    }),
+                    ..req.clone()
+                };
+                &vectored
+            }
+            (_, Some(_)) => req,
+        };
         let found = crate::search::search(&self.store, live, req).await?;
         // Live hits came from connectors: they leave only once those calls' rows are durable.
         if req.live {
@@ -507,7 +530,50 @@ impl Airlock {
         on_progress: impl FnMut(&Progress<'_>),
     ) -> Result<RunReport, SyncError> {
         let c = self.connector(connector)?;
-        self.syncer.run_stream(&c, stream, full, on_progress).await
+        let run = self.syncer.run_stream(&c, stream, full, on_progress).await;
+        // Pages committed before a failure are worth embedding too.
+        self.index_semantic(connector).await;
+        run
+    }
+
+    /// Embeds the connector's new or changed documents when semantic search is configured
+    /// (failures are logged: the documents stay pending and the next run retries them).
+    pub async fn index_semantic(
+        &self,
+        connector: &str,
+    ) -> Option<crate::search::semantic::IndexReport> {
+        let cfg = self.config().semantic.clone()?;
+        let embedder = self.embedder(&cfg);
+        match crate::search::semantic::index(&self.store, &cfg, connector, &embedder).await {
+            Ok(r) => {
+                if r.documents > 0 {
+                    tracing::info!(
+                        connector,
+                        documents = r.documents,
+                        chunks = r.chunks,
+                        embedded = r.embedded,
+                        "semantic index updated"
+                    );
+                }
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    connector,
+                    "semantic indexing failed (retried on the next run): {e:#}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The configured embedding connector's `embed` action, called like any invocation.
+    fn embedder<'a>(&'a self, cfg: &crate::config::SemanticConfig) -> ConnectorEmbedder<'a> {
+        ConnectorEmbedder {
+            a: self,
+            connector: cfg.connector.clone(),
+            model: cfg.model.clone(),
+        }
     }
 
     /// Re-reads the config file and rebuilds only the connectors whose config, grants or
@@ -925,5 +991,54 @@ fn failover_reason(e: &InvokeError) -> &'static str {
             _ => "error",
         },
         _ => "error",
+    }
+}
+
+/// Semantic or hybrid search was asked for but `[search.semantic]` is not configured.
+#[derive(Debug)]
+pub struct SemanticOff;
+
+impl std::fmt::Display for SemanticOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("semantic search is not configured ([search.semantic] in the config file)")
+    }
+}
+
+impl std::error::Error for SemanticOff {}
+
+/// Texts embedded by a connector's `embed` action through [`Airlock::invoke`], so the gate's
+/// grants, budgets and audit apply to every call.
+struct ConnectorEmbedder<'a> {
+    a: &'a Airlock,
+    connector: String,
+    model: String,
+}
+
+impl crate::search::Embedder for ConnectorEmbedder<'_> {
+    fn embed(
+        &self,
+        texts: Vec<String>,
+    ) -> futures::future::BoxFuture<'_, anyhow::Result<Vec<Vec<f32>>>> {
+        Box::pin(async move {
+            let n = texts.len();
+            let input = serde_json::json!({"input": texts, "model": self.model});
+            let op = Op::Action {
+                name: "embed".into(),
+                input,
+            };
+            let out = self.a.invoke(&self.connector, op).await?;
+            let vectors: Vec<Vec<f32>> = serde_json::from_value(out["embeddings"].clone())
+                .map_err(|e| {
+                    anyhow::anyhow!("`{}` embed answered no vectors: {e}", self.connector)
+                })?;
+            if vectors.len() != n {
+                anyhow::bail!(
+                    "`{}` embed answered {} vectors for {n} texts",
+                    self.connector,
+                    vectors.len()
+                );
+            }
+            Ok(vectors)
+        })
     }
 }

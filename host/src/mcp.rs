@@ -244,8 +244,8 @@ fn builtin_tools() -> Vec<Tool> {
     vec![
         Tool::new(
             "search",
-            "Full-text search over the documents synced from your tenant's connectors (and, with \
-             `live`, the connectors' own search). Returns hits with connector, kind, id, title, \
+            "Search the documents synced from your tenant's connectors by words, by meaning \
+             (`mode`), or both (and, with `live`, the connectors' own search). Returns hits with connector, kind, id, title, \
              snippet and url; fetch a whole document with `get_document`.",
             schema(json!({
                 "type": "object",
@@ -255,7 +255,8 @@ fn builtin_tools() -> Vec<Tool> {
                     "kind": {"type": "string", "description": "Only documents of this kind."},
                     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Most hits to return (default 20)."},
                     "live": {"type": "boolean", "description": "Also ask each connector's live search (slower)."},
-                    "live_timeout_ms": {"type": "integer", "minimum": 1, "maximum": 120000, "description": "Per-connector timeout of the live search."}
+                    "live_timeout_ms": {"type": "integer", "minimum": 1, "maximum": 120000, "description": "Per-connector timeout of the live search."},
+                    "mode": {"type": "string", "enum": ["keyword", "semantic", "hybrid"], "description": "keyword (default): the words; semantic: similar meaning (finds documents that share no word with the query); hybrid: both, fused. semantic and hybrid need semantic search configured."}
                 },
                 "required": ["query"],
                 "additionalProperties": false

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod chunking;
+pub mod fusion;
 mod permission_cache;
+pub mod semantic;
 pub use permission_cache::PermissionCache;
+pub use semantic::{Embedder, Mode, QueryVector};
 
 use crate::runtime::connector::LoadedConnector;
 use crate::store::backend::{SearchQuery, Store};
@@ -31,6 +35,10 @@ pub struct SearchRequest {
     pub live_timeout: Duration,
     /// Who asks (the API's principal); None: everything (the operator's CLI).
     pub scope: Option<Scope>,
+    /// Keyword (default), semantic or hybrid local search.
+    pub mode: Mode,
+    /// The query's embedding (semantic and hybrid modes; see `Airlock::search`).
+    pub vector: Option<QueryVector>,
 }
 
 /// What a principal may reach: its tenant's connectors, the identities a document's ACL must
@@ -113,16 +121,15 @@ pub async fn search(
     req: &SearchRequest,
 ) -> anyhow::Result<SearchResponse> {
     let q = req.clone();
-    let mut hits = store
-        .search(SearchQuery {
-            text: q.query,
-            connector: q.connector,
-            kind: q.kind,
-            limit: q.limit,
-            connectors: q.scope.as_ref().map(|s| s.connectors.clone()),
-            readers: q.scope.map(|s| s.readers),
-        })
-        .await?;
+    let query = SearchQuery {
+        text: q.query,
+        connector: q.connector,
+        kind: q.kind,
+        limit: q.limit,
+        connectors: q.scope.as_ref().map(|s| s.connectors.clone()),
+        readers: q.scope.map(|s| s.readers),
+    };
+    let mut hits = semantic::local_hits(store, query, req.mode, req.vector.as_ref()).await?;
     let mut failed = Vec::new();
     if req.live {
         let targets: Vec<_> = live

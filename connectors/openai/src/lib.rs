@@ -1,9 +1,13 @@
-//! OpenAI-compatible chat completions connector: one `chat` action against OpenAI, Azure OpenAI or
-//! a local LM Studio server, chosen by settings alone. Holds no credentials: the host's gate
+//! OpenAI-compatible connector: a `chat` action (chat completions) and an `embed` action
+//! (`/v1/embeddings`) against OpenAI, Azure OpenAI or a local LM Studio server, chosen by settings
+//! alone. Holds no credentials: the host's gate
 //! injects `Authorization: Bearer` (OpenAI) or `api-key` (Azure); LM Studio needs none.
 //!
 //! Settings: `flavor` (`openai` | `azure` | `lmstudio`, default `openai`), `base_url`, `model`
-//! (openai, lmstudio), `deployment` and `api_version` (azure, default `2024-10-21`).
+//! (openai, lmstudio), `deployment` and `api_version` (azure, default `2024-10-21`),
+//! `embedding_model` (openai, lmstudio) and `embedding_deployment` (azure) for `embed`.
+
+mod embed;
 
 use airlock_sdk::serde_json::{Map, Value, json};
 use airlock_sdk::{
@@ -24,21 +28,30 @@ impl Connector for OpenAi {
                 "enum": ["system", "developer", "user", "assistant"]},
                 "content": {"type": "string"}}});
         let about = "Chat completions from OpenAI, Azure OpenAI or LM Studio";
-        ConnectorInfo::new("openai", env!("CARGO_PKG_VERSION"), about).action(ActionInfo {
-            name: "chat".into(),
-            description: "Send a conversation, get the assistant's reply \
+        ConnectorInfo::new("openai", env!("CARGO_PKG_VERSION"), about)
+            .action(ActionInfo {
+                name: "chat".into(),
+                description: "Send a conversation, get the assistant's reply \
                               ({reply, usage, model, finish_reason})."
-                .into(),
-            input_schema: json!({"type": "object", "required": ["messages"],
+                    .into(),
+                input_schema: json!({"type": "object", "required": ["messages"],
                     "properties": {
                         "messages": {"type": "array", "minItems": 1, "items": message},
                         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                         "max_completion_tokens": {"type": "integer", "minimum": 1},
                         "model": {"type": "string"}},
                     "additionalProperties": false})
-            .to_string(),
-            writes: false,
-        })
+                .to_string(),
+                writes: false,
+            })
+            .action(ActionInfo {
+                name: "embed".into(),
+                description: "Embed texts as vectors ({embeddings: [[..]] in input order, \
+                          model, usage, dimensions})."
+                    .into(),
+                input_schema: embed::input_schema().to_string(),
+                writes: false,
+            })
     }
 
     fn health() -> Result<HealthStatus> {
@@ -59,6 +72,9 @@ impl Connector for OpenAi {
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
+        if action == "embed" {
+            return embed::run(&Config::load()?, &input);
+        }
         if action != "chat" {
             return Err(Error::unknown_action(&action));
         }
@@ -116,18 +132,31 @@ struct Config {
     model: Option<String>,
     deployment: String,
     api_version: String,
+    /// `embed`'s default model (openai, lmstudio).
+    embedding_model: Option<String>,
+    /// `embed`'s Azure deployment (default: `deployment`).
+    embedding_deployment: Option<String>,
 }
 
 impl Config {
     fn load() -> Result<Config> {
         let s = airlock_sdk::setting;
-        Config::from(
+        let mut c = Config::from(
             s("flavor"),
             s("base_url"),
             s("model"),
             s("deployment"),
             s("api_version"),
-        )
+        )?;
+        c.embedding_model = s("embedding_model");
+        c.embedding_deployment = s("embedding_deployment");
+        Ok(c)
+    }
+
+    fn embedding_deployment(&self) -> &str {
+        self.embedding_deployment
+            .as_deref()
+            .unwrap_or(&self.deployment)
     }
 
     fn from(
@@ -171,6 +200,8 @@ impl Config {
             model,
             deployment,
             api_version,
+            embedding_model: None,
+            embedding_deployment: None,
         })
     }
 

@@ -635,6 +635,8 @@ struct SearchBody {
     live: bool,
     /// Per-connector timeout of the live fan-out, in milliseconds.
     live_timeout_ms: Option<u64>,
+    /// `keyword` (default), `semantic` or `hybrid`.
+    mode: Option<String>,
 }
 
 async fn search(
@@ -648,6 +650,20 @@ async fn search(
     };
     // The published schema (checked above) holds both within their ranges.
     let (limit, live_timeout_ms) = (b.limit.unwrap_or(20), b.live_timeout_ms.unwrap_or(10_000));
+    // The schema allows only the three modes.
+    let mode = b
+        .mode
+        .as_deref()
+        .and_then(crate::search::Mode::parse)
+        .unwrap_or_default();
+    if mode != crate::search::Mode::Keyword && a.config().semantic.is_none() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            &crate::app::SemanticOff.to_string(),
+            None,
+        );
+    }
     let req = crate::search::SearchRequest {
         query: b.query,
         connector: b.connector,
@@ -657,6 +673,8 @@ async fn search(
         live_timeout: std::time::Duration::from_millis(live_timeout_ms),
         // Local and live: only the tenant's connectors, only documents the ACL lets through.
         scope: Some(scope_of(&a, &p)),
+        mode,
+        vector: None,
     };
     // Live searches run connectors: their rows name the token, and no write is possible.
     let ctx = crate::runtime::context::CallContext::requested().by(&p.label());

@@ -302,7 +302,9 @@ pub fn spec() -> Value {
                         "kind": { "type": "string" },
                         "limit": { "type": "integer", "minimum": 1, "maximum": super::MAX_LIMIT, "default": 20 },
                         "live": { "type": "boolean", "default": false },
-                        "live_timeout_ms": { "type": "integer", "minimum": 1, "maximum": 120000, "default": 10000 }
+                        "live_timeout_ms": { "type": "integer", "minimum": 1, "maximum": 120000, "default": 10000 },
+                        "mode": { "type": "string", "enum": ["keyword", "semantic", "hybrid"], "default": "keyword",
+                                  "description": "keyword: bm25 full-text; semantic: embedding similarity of chunks; hybrid: both fused by reciprocal rank. semantic and hybrid need [search.semantic] (400 otherwise)" }
                     },
                     "additionalProperties": false
                 }), true),

@@ -59,6 +59,8 @@ impl SearchArgs {
             live: self.live,
             live_timeout: self.live_timeout,
             scope: None,
+            mode: Default::default(),
+            vector: None,
         };
         let ctx = CallContext::requested().by(&cli_user());
         let r = airlock::runtime::context::with(ctx, a.search(&req)).await?;

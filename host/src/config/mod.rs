@@ -26,6 +26,8 @@ pub use webhook::Webhook;
 mod hook;
 mod oauth;
 mod scheduler;
+mod semantic;
+pub use semantic::SemanticConfig;
 pub mod store;
 mod webhook;
 
@@ -171,6 +173,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// `[store]`: the SQLite file of the data directory, or a shared PostgreSQL database.
     pub store: StoreConfig,
+    /// `[search.semantic]`: the embedding connector and model (None: semantic search is off).
+    pub semantic: Option<SemanticConfig>,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -223,6 +227,8 @@ struct RawFile {
     scheduler: scheduler::RawScheduler,
     #[serde(default)]
     store: store::RawStore,
+    #[serde(default)]
+    search: semantic::RawSearch,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<webhook::RawWebhook>,
     #[serde(default)]
@@ -797,6 +803,8 @@ impl Config {
         let cors_origins = build_cors_origins(&raw.server.cors_origins).map_err(&err)?;
         let scheduler = scheduler::build(&raw.scheduler).map_err(&err)?;
         let store = store::build(&raw.store).map_err(&err)?;
+        let semantic = semantic::build(&raw.search, |id| connectors.iter().any(|c| c.id == id))
+            .map_err(&err)?;
         let mut changes = ChangesConfig::default();
         if let Some(r) = &raw.changes.retention {
             changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
@@ -847,6 +855,7 @@ impl Config {
             changes,
             scheduler,
             store,
+            semantic,
             webhooks,
             outbound,
         })

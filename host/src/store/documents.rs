@@ -164,7 +164,8 @@ pub struct Hit {
     pub updated_at: String,
     /// Matching text with the terms wrapped in `[` `]`.
     pub snippet: String,
-    /// bm25 score (lower is better); absent for a live hit.
+    /// Keyword mode: bm25 score (lower is better); semantic: cosine similarity, hybrid: fused
+    /// reciprocal-rank score (both higher is better); absent for a live hit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     /// `local` or `live`.

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod changes;
 pub mod checkpoint;
 pub mod documents;
+pub mod embeddings;
 pub mod hook_subscriptions;
 pub mod leases;
 pub mod oauth_grants;
@@ -289,6 +290,35 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL,
         tries INTEGER NOT NULL DEFAULT 0
     );
+    "#,
+    // 16: semantic search (store/embeddings.rs): each document's chunks with their vectors,
+    // and the content hash and model they were made from; a deleted document's go with it.
+    r#"
+    CREATE TABLE chunks (
+        connector TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        model     TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        text      TEXT NOT NULL,
+        vector    BLOB NOT NULL,
+        PRIMARY KEY (connector, kind, id, seq)
+    );
+    CREATE INDEX chunks_by_text ON chunks(model, text_hash);
+    CREATE TABLE chunked_documents (
+        connector TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        model     TEXT NOT NULL,
+        doc_hash  TEXT NOT NULL,
+        PRIMARY KEY (connector, kind, id)
+    );
+    CREATE TRIGGER documents_chunks_ad AFTER DELETE ON documents BEGIN
+        DELETE FROM chunks WHERE connector = old.connector AND kind = old.kind AND id = old.id;
+        DELETE FROM chunked_documents
+        WHERE connector = old.connector AND kind = old.kind AND id = old.id;
+    END;
     "#,
 ];
 

@@ -10,6 +10,7 @@ pub mod azure;
 pub mod common;
 pub mod confluence;
 pub mod control;
+pub mod embeddings;
 pub mod faults;
 pub mod jira;
 pub mod msgraph;

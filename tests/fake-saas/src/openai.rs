@@ -2,7 +2,8 @@
 //! OpenAI (`POST /v1/chat/completions`, `GET /v1/models`, Bearer), Azure OpenAI
 //! (`POST /openai/deployments/{deployment}/chat/completions?api-version=...`, `api-key` header)
 //! or LM Studio (the OpenAI paths without auth). Replies are deterministic: the assistant answers
-//! `echo: <last user message>` and token counts are word counts.
+//! `echo: <last user message>` and token counts are word counts. `/v1/embeddings` is served by
+//! `embeddings.rs` (a deterministic embedding that keeps texts of shared meaning close).
 //!
 //! Knobs: the mode, failing the next N upstream requests with 500 or 429, and the core's
 //! every-N-th 429. The truth is a log of requests with the kind of auth header seen (never its
@@ -125,6 +126,8 @@ pub struct OpenAi {
     models: Vec<String>,
     deployments: Vec<String>,
     knobs: Mutex<Knobs>,
+    /// Texts embedded since the last `clear_log` (see `embeddings.rs`).
+    pub(crate) embedded: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeState for OpenAi {
@@ -139,6 +142,10 @@ impl OpenAi {
     }
     fn mode(&self) -> OpenAiMode {
         self.knobs().mode
+    }
+    /// OpenAI refuses a request without a model; LM Studio answers with the loaded one.
+    pub(crate) fn requires_model(&self) -> bool {
+        self.mode() == OpenAiMode::OpenAi
     }
     fn truth(&self) -> OpenAiTruth {
         let k = self.knobs();
@@ -586,6 +593,11 @@ fn router(state: Arc<OpenAi>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(v1_chat))
         .route("/v1/models", get(v1_models))
+        .route("/v1/embeddings", post(crate::embeddings::v1_embeddings))
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(crate::embeddings::azure_embeddings),
+        )
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat),
@@ -620,6 +632,7 @@ pub async fn spawn_openai(
             fail_status: 500,
             ..Knobs::default()
         }),
+        embedded: Default::default(),
     });
     Ok(server::start(
         listener,
@@ -654,6 +667,9 @@ impl RunningFake<OpenAi> {
     /// Clears the request log and counters.
     pub fn clear_log(&self) {
         self.state.knobs().log.clear();
+        self.state
+            .embedded
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         self.reset_requests();
     }
 }

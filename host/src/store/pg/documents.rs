@@ -175,7 +175,7 @@ fn row_document(r: &tokio_postgres::Row) -> Document {
 /// SQL condition: document row `d` may be read by the readers in JSONB parameter `param` (see
 /// [`Readers`]); NULL means no filter. The same rule as the SQLite condition: an empty ACL only
 /// for a tenant-wide connector, else one of the reader's identities must be listed.
-fn readers_sql(param: &str) -> String {
+pub(super) fn readers_sql(param: &str) -> String {
     format!(
         "({param}::jsonb IS NULL OR (jsonb_typeof(d.acl) = 'array' AND (
             (d.acl = '[]'::jsonb AND d.connector IN

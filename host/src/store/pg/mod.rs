@@ -10,6 +10,7 @@ pub mod changes;
 pub mod commit_notify;
 pub mod copy;
 pub mod documents;
+pub mod embeddings;
 pub mod hook_subscriptions;
 pub mod leases;
 pub mod oauth_grants;
@@ -245,7 +246,8 @@ const MIGRATIONS: &[&str] = &[
         grant_key     TEXT PRIMARY KEY,
         paused_until  TIMESTAMPTZ NOT NULL
     );
-    "#, // 7: the own authorization server's signing key (sealed) and waiting sign-ins (see
+    "#,
+    // 7: the own authorization server's signing key (sealed) and waiting sign-ins (see
     // store/oauth_signin.rs), shared by every daemon of the installation.
     r#"
     CREATE TABLE oauth_signing_key (
@@ -260,6 +262,33 @@ const MIGRATIONS: &[&str] = &[
         csrf_hash  TEXT NOT NULL,
         expires_ms BIGINT NOT NULL,
         tries      INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
+    // 8: semantic search (store/pg/embeddings.rs): each document's chunks with their vectors
+    // (little-endian f32 bytes, as in SQLite), and the content hash and model they were made
+    // from; both cascade from their document.
+    r#"
+    CREATE TABLE chunks (
+        connector TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        model     TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        text      TEXT NOT NULL,
+        vector    BYTEA NOT NULL,
+        PRIMARY KEY (connector, kind, id, seq),
+        FOREIGN KEY (connector, kind, id) REFERENCES documents (connector, kind, id) ON DELETE CASCADE
+    );
+    CREATE INDEX chunks_by_text ON chunks (model, text_hash);
+    CREATE TABLE chunked_documents (
+        connector TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        id        TEXT NOT NULL,
+        model     TEXT NOT NULL,
+        doc_hash  TEXT NOT NULL,
+        PRIMARY KEY (connector, kind, id),
+        FOREIGN KEY (connector, kind, id) REFERENCES documents (connector, kind, id) ON DELETE CASCADE
     );
     "#,
 ];

@@ -149,6 +149,7 @@ fn one_connector(config: &str, id: &str) -> String {
         }
     }
     v.remove("route");
+    v.remove("search"); // its embedding connector is gone
     toml::to_string(&v).expect("toml")
 }
 

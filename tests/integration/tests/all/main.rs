@@ -48,6 +48,7 @@ mod resilience;
 mod sandbox;
 mod scaffold;
 mod scheduler;
+mod semantic_search;
 mod store_backends;
 mod store_backends_feed;
 mod store_copy;
