@@ -10,7 +10,8 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::or;
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, ids, paging, url,
+    Request, Result, SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, ids, paging,
+    url,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,8 @@ const SEARCH_MAX: u32 = 1000;
 const STREAMS: [&str; 3] = ["tickets", "comments", "articles"];
 /// Upper bound on comment pages fetched for one ticket (100 comments each).
 const MAX_COMMENT_PAGES: usize = 100;
+/// Agents whose role reads every ticket (admins, agents without restrictions).
+const AGENTS: &str = "zendesk-agents";
 
 /// All comments of one ticket (id, author_id, public, created_at, body).
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -66,7 +69,7 @@ impl Connector for Zendesk {
             let query = [("query", query), ("per_page", &n), ("page", &p)];
             let reply: Page = cfg.get("/search.json", &query).send()?.json()?;
             let more = reply.next_page.is_some() && !reply.items.is_empty();
-            hits = search_hits(&reply.items, &cfg)?;
+            hits = search_hits(&reply.items, &Access::of(&cfg, &reply.items)?, &cfg)?;
             let next = paging::next_page_number(page, per_page, more, SEARCH_MAX);
             next_cursor = next.map(|p| p.to_string());
         }
@@ -77,26 +80,33 @@ impl Connector for Zendesk {
         let cfg = Config::load()?;
         match parse_ref(&id)? {
             Ref::Ticket(id) => {
-                let reply = cfg.get(&format!("/tickets/{id}.json"), &[]).send()?;
-                ticket(&reply.json_at("/ticket")?, &cfg)
+                let t = cfg.get(&format!("/tickets/{id}.json"), &[]).send()?;
+                let t = t.json_at("/ticket")?;
+                ticket(&t, &Access::of(&cfg, std::slice::from_ref(&t))?, &cfg)
             }
             Ref::Article(id) => {
                 let path = format!("/help_center/articles/{id}.json");
-                let reply = cfg.get(&path, &[]).send()?;
-                article(&reply.json_at("/article")?)
+                let a = cfg.get(&path, &[]).send()?.json_at("/article")?;
+                article(&a, &Access::of(&cfg, std::slice::from_ref(&a))?)
             }
-            Ref::Comment(ticket, id) => ticket_comments(&cfg, ticket)?
-                .iter()
-                .find(|c| c["id"].as_u64() == Some(id))
-                .and_then(|c| comment(c, ticket, "", &cfg))
-                .ok_or_else(|| Error::not_found(format!("no comment {id} on ticket {ticket}"))),
+            Ref::Comment(ticket, id) => {
+                // As for an event that changes the ticket's readers: its comments, with its ACL.
+                let event = json!({"ticket_id": ticket, "child_events": [{"event_type": "Cc"}]});
+                let all = event_comments(&[event], &cfg)?.into_iter();
+                let mut found = all.filter(|d| d.id == format!("{ticket}-{id}"));
+                found
+                    .next()
+                    .ok_or_else(|| Error::not_found(format!("no comment {id} on ticket {ticket}")))
+            }
         }
     }
 
-    /// Zendesk exposes no per-user read check to an API client; the connector syncs with agent
-    /// scope, so every valid id is readable by every principal of the tenant (acl is `[]`).
-    fn check_permission(_principal: String, id: String) -> Result<bool> {
-        parse_ref(&id).map(|_| true)
+    /// `principal` is the caller's Zendesk user id (`[connector.users]`). Yes only when the
+    /// record's ACL names that user or is open to everyone signed in; access through a group
+    /// (agents, organizations, segments) is not known for one user here, so it is no.
+    fn check_permission(principal: String, id: String) -> Result<bool> {
+        let readers = Self::get(id)?.acl;
+        Ok(acl::allows(&readers, &[acl::user(principal.trim())]))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -106,11 +116,16 @@ impl Connector for Zendesk {
             "tickets" => sync_tickets(&cfg, position),
             "comments" => {
                 let path = "/incremental/ticket_events.json?include=comment_events";
-                time_sync(&cfg, path, start, true, |e| event_comments(e, &cfg))
+                time_sync(&cfg, path, start, true, |events| {
+                    event_comments(events, &cfg)
+                })
             }
             "articles" => {
                 let path = "/help_center/incremental/articles.json";
-                time_sync(&cfg, path, start, false, |a| Ok(vec![article(a)?]))
+                time_sync(&cfg, path, start, false, |articles| {
+                    let access = Access::of(&cfg, articles)?;
+                    articles.iter().map(|a| article(a, &access)).collect()
+                })
             }
             _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
@@ -158,6 +173,15 @@ impl Config {
     /// A GET of the API `path` with the parameters `query`.
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Request {
         Request::get(self.api(path)).queries(query)
+    }
+
+    /// The records of a `show_many` endpoint (`ids`: at most 100, comma-separated).
+    fn many(&self, path: &str, ids: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .get(path, &[("ids", ids)])
+            .send()?
+            .json::<Page>()?
+            .items)
     }
 }
 
@@ -227,11 +251,12 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
 
 fn ticket_page(export: Page, cfg: &Config, previous: SyncCursor) -> Result<SyncPage> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    let access = Access::of(cfg, &export.items)?;
     for t in &export.items {
         if t["status"] == "deleted" {
             deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string()));
         } else {
-            upserts.push(ticket(t, cfg)?);
+            upserts.push(ticket(t, &access, cfg)?);
         }
     }
     // Without a new cursor the next call would fetch the same page again: end the run instead,
@@ -252,7 +277,7 @@ fn time_sync(
     path: &str,
     start: i64,
     heed_end: bool,
-    documents: impl Fn(&Value) -> Result<Vec<Document>>,
+    documents: impl Fn(&[Value]) -> Result<Vec<Document>>,
 ) -> Result<SyncPage> {
     let export = match cfg.get(path, &[("start_time", &start.to_string())]).send() {
         Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
@@ -271,7 +296,7 @@ fn time_page(
     export: Page,
     start: i64,
     heed_end: bool,
-    documents: impl Fn(&Value) -> Result<Vec<Document>>,
+    documents: impl Fn(&[Value]) -> Result<Vec<Document>>,
 ) -> Result<SyncPage> {
     let more = !export.items.is_empty() && (!heed_end || !export.end_of_stream);
     let link = export.next_page.as_deref();
@@ -279,8 +304,7 @@ fn time_page(
     let next = linked.or(export.end_time).unwrap_or(start).max(start);
     let (c, start_time) = (None, Some(next));
     let done = !more || link.is_none() || next <= start;
-    let upserts: Result<Vec<Vec<Document>>> = export.items.iter().map(documents).collect();
-    let upserts = upserts?.into_iter().flatten().collect();
+    let upserts = documents(&export.items)?;
     Ok(SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done))
 }
 
@@ -293,7 +317,7 @@ fn time_page(
 #[serde(default)]
 struct Page {
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
-    #[serde(alias = "results", alias = "comments")]
+    #[serde(alias = "results", alias = "comments", alias = "organizations")]
     items: Vec<Value>,
     after_cursor: Option<String>,
     end_of_stream: bool,
@@ -315,7 +339,7 @@ fn record_id(record: &Value) -> Result<u64> {
     id.ok_or_else(|| Error::upstream("a Zendesk record without a numeric `id`"))
 }
 
-fn ticket(t: &Value, cfg: &Config) -> Result<Document> {
+fn ticket(t: &Value, access: &Access, cfg: &Config) -> Result<Document> {
     let id = record_id(t)?;
     let keys = "status,priority,type,requester_id,assignee_id,organization_id";
     let tags = json!({"tags": t.get("tags").unwrap_or(&json!([]))});
@@ -323,51 +347,164 @@ fn ticket(t: &Value, cfg: &Config) -> Result<Document> {
         .body(text(t, "/description"))
         .url(cfg.ticket_url(id))
         .updated_at(first(t, "/updated_at|/created_at"));
-    Ok(doc.metadata(pick(t, keys, tags)))
+    Ok(doc
+        .metadata(pick(t, keys, tags))
+        .acl(readers(t, access, true)))
 }
 
-fn article(a: &Value) -> Result<Document> {
+fn article(a: &Value, access: &Access) -> Result<Document> {
     let meta = json!({"section_id": a["section_id"], "locale": a["locale"],
         "draft": a["draft"] == true});
     let doc = Document::new("article", record_id(a)?.to_string(), text(a, "/title"))
         .body(html_to_text(&text(a, "/body")))
         .url_opt(a["html_url"].as_str())
         .updated_at(first(a, "/updated_at|/created_at"));
-    Ok(doc.metadata(meta))
+    let segment = a["user_segment_id"].as_u64();
+    let segment = segment.map(|s| access.segments.iter().find(|g| g["id"] == s));
+    let readers = segment.map_or_else(|| vec![acl::EVERYONE.into()], segment_readers);
+    Ok(doc.metadata(meta).acl(readers))
 }
 
 /// Search results as documents: tickets and articles; other result types are skipped.
-fn search_hits(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+fn search_hits(items: &[Value], access: &Access, cfg: &Config) -> Result<Vec<Document>> {
     let hit = |item: &Value| match item["result_type"].as_str() {
-        Some("ticket") => Some(ticket(item, cfg)),
-        Some("article") => Some(article(item)),
+        Some("ticket") => Some(ticket(item, access, cfg)),
+        Some("article") => Some(article(item, access)),
         _ => None,
     };
     items.iter().filter_map(hit).collect()
 }
 
-/// The comments among the child events of a ticket event (the export marks their type in
-/// `event_type`, the comments API in `type`).
-fn event_comments(event: &Value, cfg: &Config) -> Result<Vec<Document>> {
-    let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
-    let ticket = event["ticket_id"].as_u64().ok_or_else(no_ticket)?;
-    let at = text(event, "/created_at");
-    let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
-    let comments = array(event, "/child_events").filter(is_comment);
-    let documents = comments.filter_map(|c| comment(c, ticket, &at, cfg));
-    Ok(documents.collect())
+// ---- Permissions (docs/connectors/zendesk.md) -------------------------------------------------
+
+/// What a page's ACLs need beyond its records: the organizations among them that share their
+/// tickets (as ACL entries), and the Help Center user segments its articles name.
+struct Access {
+    shared: Vec<String>,
+    segments: Vec<Value>,
 }
 
-/// A comment of `ticket` as a document (`None` without an id); `at` is the time of its ticket
+impl Access {
+    fn of(cfg: &Config, records: &[Value]) -> Result<Access> {
+        let ids = |key: &'static str| records.iter().filter_map(move |r| r[key].as_u64());
+        let path = "/organizations/show_many.json";
+        let orgs = paging::by_ids(ids("organization_id"), 100, |ids| cfg.many(path, ids))?;
+        let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
+        let shared = shared
+            .flat_map(|o| acl::at(o, "group:zendesk-org:", "/id"))
+            .collect();
+        let segments = paging::by_ids(ids("user_segment_id"), 1, |id| {
+            let path = format!("/help_center/user_segments/{id}.json");
+            Ok(vec![cfg.get(&path, &[]).send()?.json_at("/user_segment")?])
+        })?;
+        Ok(Access { shared, segments })
+    }
+}
+
+/// Who reads ticket `t` (or, when not `public`, its internal notes): agents who read every
+/// ticket, the agents of its group, its assignee and followers; for public content also the
+/// requester, the CCs and, when its organization shares tickets, that organization's users.
+fn readers(t: &Value, access: &Access, public: bool) -> Vec<String> {
+    let mut out = acl::at(t, "user:", "/assignee_id|/follower_ids");
+    out.extend(
+        acl::at(t, "group:zendesk-group:", "/group_id")
+            .into_iter()
+            .chain([acl::group(AGENTS)]),
+    );
+    if public {
+        out.extend(acl::at(
+            t,
+            "user:",
+            "/requester_id|/email_cc_ids|/collaborator_ids",
+        ));
+        let org = acl::at(t, "group:zendesk-org:", "/organization_id").into_iter();
+        out.extend(org.filter(|o| access.shared.contains(o)));
+    }
+    acl::of(out)
+}
+
+/// Who views an article restricted to user segment `s` (`None`: not found): the segment's
+/// groups and organizations, else agents (`staff`) or everyone signed in. Tags cannot be matched
+/// to a principal, so a segment with tags is read by no one here (fail closed).
+fn segment_readers(s: Option<&Value>) -> Vec<String> {
+    let tagged = s.is_none_or(|s| !acl::at(s, "", "/tags|/or_tags").is_empty());
+    let s = s.unwrap_or(&Value::Null);
+    let mut out = acl::at(s, "group:zendesk-group:", "/group_ids");
+    out.extend(acl::at(s, "group:zendesk-org:", "/organization_ids"));
+    let all = if s["user_type"] == "staff" {
+        acl::group(AGENTS)
+    } else {
+        acl::EVERYONE.into()
+    };
+    if out.is_empty() {
+        out.push(all);
+    }
+    acl::of(out.into_iter().filter(|_| !tagged))
+}
+
+/// The comments of a page of ticket events, with the ACL of their ticket as it is now. An event
+/// that may change who reads the ticket (see [`changes_readers`]) brings all the ticket's
+/// comments again, with the new ACL.
+fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+    let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
+    let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
+    let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, Vec::new(), Vec::new());
+    for e in events {
+        let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
+        let id = e["ticket_id"].as_u64().ok_or_else(no_ticket)?;
+        let t = tickets
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or(&Value::Null);
+        let children = array(e, "/child_events");
+        let comments: Vec<Value> = match children.clone().any(changes_readers) {
+            true if !again.contains(&id) => {
+                again.push(id);
+                ticket_comments(cfg, id)?
+            }
+            _ => children
+                .filter(|c| first(c, "/event_type|/type") == "Comment")
+                .cloned()
+                .collect(),
+        };
+        let at = text(e, "/created_at");
+        out.extend(
+            comments
+                .iter()
+                .filter_map(|c| comment(c, t, &access, &at, cfg)),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a child event may change who reads the ticket or a comment: the CC, follower and
+/// comment-privacy events, and changes of the fields an ACL is made of.
+fn changes_readers(c: &Value) -> bool {
+    let kind = text(c, "/event_type");
+    let fields = "requester_id organization_id group_id assignee_id collaborator_ids email_cc_ids";
+    let field = |f: &str| c["field_name"] == f || c.get(f).is_some();
+    [
+        "EmailCcChange",
+        "FollowerChange",
+        "Cc",
+        "CommentPrivacyChange",
+    ]
+    .contains(&kind.as_str())
+        || kind == "Change" && fields.split(' ').chain(["follower_ids"]).any(field)
+}
+
+/// A comment of ticket `t` as a document (`None` without an id); `at` is the time of its ticket
 /// event, for a child event that carries none of its own.
-fn comment(c: &Value, ticket: u64, at: &str, cfg: &Config) -> Option<Document> {
+fn comment(c: &Value, t: &Value, access: &Access, at: &str, cfg: &Config) -> Option<Document> {
+    let ticket = t["id"].as_u64()?;
     let id = format!("{ticket}-{}", c["id"].as_u64()?);
     let meta = json!({"ticket_id": ticket, "public": c["public"], "author_id": c["author_id"]});
     let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"))
         .body(first(c, "/plain_body|/body"))
         .url(cfg.ticket_url(ticket))
         .updated_at(or(text(c, "/created_at"), at));
-    Some(doc.metadata(meta))
+    let readers = readers(t, access, c["public"] != false);
+    Some(doc.metadata(meta).acl(readers))
 }
 
 /// All comments of `ticket`, following `meta.after_cursor` while `meta.has_more`.
@@ -511,16 +648,13 @@ mod tests {
 
     #[test]
     fn comments_and_articles() {
-        let event = json!({
-            "id": 1, "ticket_id": 7, "created_at": "2025-01-01T00:00:00Z", "event_type": "Audit",
-            "child_events": [
-                {"id": 11, "event_type": "Comment", "body": "<b>x</b>", "plain_body": "x",
-                 "public": false, "author_id": 3},
-                {"id": 12, "event_type": "Change", "field_name": "status", "value": "open"}
-            ]
-        });
-        let docs = event_comments(&event, &cfg()).unwrap();
-        let [doc] = &docs[..] else { panic!() };
+        let t = json!({"id": 7, "requester_id": 3, "email_cc_ids": [4], "organization_id": 9,
+            "group_id": 2, "assignee_id": 5});
+        let shared = vec!["group:zendesk-org:9".to_string()];
+        let access = Access { shared, segments: vec![] };
+        let note = json!({"id": 11, "event_type": "Comment", "body": "<b>x</b>",
+            "plain_body": "x", "public": false, "author_id": 3});
+        let doc = &comment(&note, &t, &access, "2025-01-01T00:00:00Z", &cfg()).unwrap();
         assert_eq!(
             (
                 doc.id.as_str(),
@@ -535,6 +669,29 @@ mod tests {
             meta,
             json!({"ticket_id": 7, "public": false, "author_id": 3})
         );
+        // An internal note is the agents'; a public comment also its requester's, CCs' and
+        // (when it shares tickets) its organization's.
+        let agents = ["group:zendesk-agents", "group:zendesk-group:2", "user:5"];
+        assert_eq!(doc.acl, agents);
+        let public = comment(&json!({"id": 12, "public": true}), &t, &access, "", &cfg());
+        let everyone_of_it = [&agents[..2], &["group:zendesk-org:9", "user:3", "user:4", "user:5"]];
+        assert_eq!(public.unwrap().acl, everyone_of_it.concat());
+        let closed = Access { shared: vec![], segments: vec![] };
+        assert!(!readers(&t, &closed, true).contains(&"group:zendesk-org:9".to_string()));
+        // Which events may change readers.
+        assert!(changes_readers(&json!({"event_type": "Change", "field_name": "organization_id"})));
+        assert!(changes_readers(&json!({"event_type": "Change", "requester_id": 3})));
+        assert!(changes_readers(&json!({"event_type": "EmailCcChange"})));
+        assert!(!changes_readers(&json!({"event_type": "Change", "field_name": "status"})));
+        assert!(!changes_readers(&json!({"event_type": "Comment", "public": true})));
+        // Help Center user segments.
+        let seg = |v: Value| segment_readers(Some(&v));
+        assert_eq!(seg(json!({"user_type": "staff"})), ["group:zendesk-agents"]);
+        let grouped = json!({"user_type": "signed_in_users", "group_ids": [2], "organization_ids": [9]});
+        assert_eq!(seg(grouped), ["group:zendesk-group:2", "group:zendesk-org:9"]);
+        assert_eq!(seg(json!({"user_type": "signed_in_users"})), [acl::EVERYONE]);
+        assert_eq!(seg(json!({"user_type": "signed_in_users", "tags": ["vip"]})), [acl::NOBODY]);
+        assert_eq!(segment_readers(None), [acl::NOBODY]);
 
         let reply: Page = serde_json::from_value(json!({"results": [
             {"result_type": "user", "id": 1, "name": "u"},
@@ -544,7 +701,7 @@ mod tests {
             {"result_type": "ticket", "id": 6, "subject": "S", "status": "open"}
         ], "next_page": null}))
         .unwrap();
-        let docs = search_hits(&reply.items, &cfg()).unwrap();
+        let docs = search_hits(&reply.items, &closed, &cfg()).unwrap();
         let [doc, ticket] = &docs[..] else { panic!() };
         assert_eq!((ticket.kind.as_str(), ticket.id.as_str()), ("ticket", "6"));
         let meta: Value = serde_json::from_str(&ticket.metadata).unwrap();
