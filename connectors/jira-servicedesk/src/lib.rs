@@ -185,26 +185,22 @@ impl Settings {
     /// One issue by key, with [`Settings::fields`].
     fn issue(&self, key: &str) -> Result<Value> {
         let path = format!("/rest/api/3/issue/{}", issue_key(key)?);
-        self.get(&path)
-            .query("fields", self.fields())
-            .send()?
-            .json()
+        let issue = self.get(&path).query("fields", self.fields());
+        issue.send()?.json()
     }
 
     fn jql(&self, jql: &str, token: Option<String>, max: u32) -> Result<JqlPage> {
         let search = self.get("/rest/api/3/search/jql").query("jql", jql);
-        let search = search
-            .query_opt("nextPageToken", token)
-            .query("fields", self.fields());
+        let search = search.query_opt("nextPageToken", token);
+        let search = search.query("fields", self.fields());
         search.query("maxResults", max.to_string()).send()?.json()
     }
 
     /// One page of a JSM offset listing under `/rest/servicedeskapi/`.
     fn jsm(&self, path: &str, query: Option<&str>, start: u32, limit: u32) -> Result<JsmPage> {
         let list = self.get(&format!("/rest/servicedeskapi/{path}"));
-        let list = list
-            .query_opt("query", query)
-            .query("start", start.to_string());
+        let list = list.query_opt("query", query);
+        let list = list.query("start", start.to_string());
         list.query("limit", limit.to_string()).send()?.json()
     }
 }
@@ -387,20 +383,18 @@ fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
 /// when Jira shows it, email) and the customer organizations it is shared with.
 fn readers(issue: &Value, cfg: &Settings, public: bool) -> Vec<String> {
     let (f, [people, orgs]) = (&issue["fields"], cfg.access_fields());
-    let project = issue["key"].as_str().and_then(|k| k.split_once('-'));
-    let mut out: Vec<String> = project
-        .map(|(p, _)| acl::group(format!("jsm-agents:{p}")))
-        .into_iter()
-        .collect();
+    let project = issue["key"]
+        .as_str()
+        .and_then(|k| Some(k.split_once('-')?.0));
+    let mut out = Vec::from_iter(project.map(|p| acl::group(format!("jsm-agents:{p}"))));
     if public {
-        let users = format!("/reporter/accountId|/{people}/*/accountId");
-        out.extend(acl::at(f, "user:", &users));
-        let emails = acl::at(
+        out.extend(acl::at(
             f,
-            "",
-            &format!("/reporter/emailAddress|/{people}/*/emailAddress"),
-        );
-        out.extend(emails.iter().filter_map(|e| acl::email(e)));
+            "user:",
+            &format!("/reporter/accountId|/{people}/*/accountId"),
+        ));
+        let emails = format!("/reporter/emailAddress|/{people}/*/emailAddress");
+        out.extend(acl::at(f, "", &emails).iter().filter_map(|e| acl::email(e)));
         out.extend(acl::at(f, "group:jsm-org:", &format!("/{orgs}/*/id")));
     }
     acl::of(out)
@@ -418,9 +412,8 @@ fn comment_doc(c: &Value, issue: &Value, cfg: &Settings) -> Result<Document> {
     let doc = Document::new("comment", id, title);
     let doc = doc.body(c["body"].as_str().unwrap_or_default());
     let doc = doc.url(cfg.base_url.join(&path)).metadata(meta);
-    Ok(doc
-        .updated_at(at.unwrap_or_default())
-        .acl(readers(issue, cfg, public)))
+    let doc = doc.updated_at(at.unwrap_or_default());
+    Ok(doc.acl(readers(issue, cfg, public)))
 }
 
 /// Articles without a page id cannot be identified and are skipped.
@@ -461,13 +454,33 @@ mod tests {
             "reporter": {"accountId": "r1", "emailAddress": "Rae@X.io"},
             "customfield_10026": [{"accountId": "p1"}, {"accountId": "p2", "emailAddress": null}],
             "customfield_10002": [{"id": "4", "name": "Acme"}]}});
-        let all = ["group:jsm-agents:SD", "group:jsm-org:4", "rae@x.io", "user:p1", "user:p2"];
-        assert_eq!(issue_doc(&issue, &cfg()).unwrap().acl, [&all[..], &["user:r1"]].concat());
+        let all = [
+            "group:jsm-agents:SD",
+            "group:jsm-org:4",
+            "rae@x.io",
+            "user:p1",
+            "user:p2",
+        ];
+        assert_eq!(
+            issue_doc(&issue, &cfg()).unwrap().acl,
+            [&all[..], &["user:r1"]].concat()
+        );
         let internal = json!({"id": "9", "body": "note", "public": false});
-        assert_eq!(comment_doc(&internal, &issue, &cfg()).unwrap().acl, ["group:jsm-agents:SD"]);
+        assert_eq!(
+            comment_doc(&internal, &issue, &cfg()).unwrap().acl,
+            ["group:jsm-agents:SD"]
+        );
         // Site-specific field ids come from the settings.
-        let moved = Settings { participants_field: Some("customfield_1".into()), ..cfg() };
-        assert!(!issue_doc(&issue, &moved).unwrap().acl.contains(&"user:p1".to_string()));
+        let moved = Settings {
+            participants_field: Some("customfield_1".into()),
+            ..cfg()
+        };
+        assert!(
+            !issue_doc(&issue, &moved)
+                .unwrap()
+                .acl
+                .contains(&"user:p1".to_string())
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ const STREAMS: [&str; 3] = ["tickets", "comments", "articles"];
 const MAX_COMMENT_PAGES: usize = 100;
 /// Agents whose role reads every ticket (admins, agents without restrictions).
 const AGENTS: &str = "zendesk-agents";
+/// ACL prefixes: the agents of a Zendesk group, the users of an organization.
+const GROUP: &str = "group:zendesk-group:";
+const ORG: &str = "group:zendesk-org:";
 
 /// All comments of one ticket (id, author_id, public, created_at, body).
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -78,25 +81,25 @@ impl Connector for Zendesk {
 
     fn get(id: String) -> Result<Document> {
         let cfg = Config::load()?;
-        match parse_ref(&id)? {
-            Ref::Ticket(id) => {
-                let t = cfg.get(&format!("/tickets/{id}.json"), &[]).send()?;
+        match ids::typed(&id, &KINDS)? {
+            ("ticket", n) => {
+                let t = cfg.get(&format!("/tickets/{}.json", n[0]), &[]).send()?;
                 let t = t.json_at("/ticket")?;
                 ticket(&t, &Access::of(&cfg, std::slice::from_ref(&t))?, &cfg)
             }
-            Ref::Article(id) => {
-                let path = format!("/help_center/articles/{id}.json");
+            ("article", n) => {
+                let path = format!("/help_center/articles/{}.json", n[0]);
                 let a = cfg.get(&path, &[]).send()?.json_at("/article")?;
                 article(&a, &Access::of(&cfg, std::slice::from_ref(&a))?)
             }
-            Ref::Comment(ticket, id) => {
+            (_, n) => {
                 // As for an event that changes the ticket's readers: its comments, with its ACL.
-                let event = json!({"ticket_id": ticket, "child_events": [{"event_type": "Cc"}]});
-                let all = event_comments(&[event], &cfg)?.into_iter();
-                let mut found = all.filter(|d| d.id == format!("{ticket}-{id}"));
-                found
-                    .next()
-                    .ok_or_else(|| Error::not_found(format!("no comment {id} on ticket {ticket}")))
+                let event = json!({"ticket_id": n[0], "child_events": [{"event_type": "Cc"}]});
+                let id = format!("{}-{}", n[0], n[1]);
+                let found = event_comments(&[event], &cfg)?
+                    .into_iter()
+                    .find(|d| d.id == id);
+                found.ok_or_else(|| Error::not_found(format!("no comment {id}")))
             }
         }
     }
@@ -116,16 +119,11 @@ impl Connector for Zendesk {
             "tickets" => sync_tickets(&cfg, position),
             "comments" => {
                 let path = "/incremental/ticket_events.json?include=comment_events";
-                time_sync(&cfg, path, start, true, |events| {
-                    event_comments(events, &cfg)
-                })
+                time_sync(&cfg, path, start, true, |e| event_comments(e, &cfg))
             }
             "articles" => {
                 let path = "/help_center/incremental/articles.json";
-                time_sync(&cfg, path, start, false, |articles| {
-                    let access = Access::of(&cfg, articles)?;
-                    articles.iter().map(|a| article(a, &access)).collect()
-                })
+                time_sync(&cfg, path, start, false, |a| articles(a, &cfg))
             }
             _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
@@ -177,48 +175,15 @@ impl Config {
 
     /// The records of a `show_many` endpoint (`ids`: at most 100, comma-separated).
     fn many(&self, path: &str, ids: &str) -> Result<Vec<Value>> {
-        Ok(self
-            .get(path, &[("ids", ids)])
-            .send()?
-            .json::<Page>()?
-            .items)
+        let page: Page = self.get(path, &[("ids", ids)]).send()?.json()?;
+        Ok(page.items)
     }
 }
 
-/// What an id passed to `get` or `check-permission` names.
-#[derive(Debug, PartialEq)]
-enum Ref {
-    Ticket(u64),
-    Article(u64),
-    /// Ticket id, comment id (document id `{ticket}-{comment}`).
-    Comment(u64, u64),
-}
-
-/// `123` / `ticket:123`, `article:123`, `123-456` / `comment:123-456`. Only digits are accepted,
-/// so ids cannot smuggle path segments or query strings into URLs.
-fn parse_ref(id: &str) -> Result<Ref> {
-    let id = id.trim();
-    let (kind, n) = match id.split_once(':') {
-        Some(pair) => pair,
-        None if id.contains('-') => ("comment", id),
-        None => ("ticket", id),
-    };
-    match (kind, n.split_once('-')) {
-        ("ticket", _) => number(n).map(Ref::Ticket),
-        ("article", _) => number(n).map(Ref::Article),
-        ("comment", Some((t, c))) => Ok(Ref::Comment(number(t)?, number(c)?)),
-        ("comment", None) => Err(Error::invalid_input(format!("not a comment id: {n:?}"))),
-        _ => Err(Error::invalid_input(format!(
-            "unknown id kind in {id:?} (ticket:, article:, comment:)"
-        ))),
-    }
-}
-
-/// A numeric Zendesk id (digits only, no sign or spaces) that fits a `u64`.
-fn number(s: &str) -> Result<u64> {
-    let n = s.parse().ok().filter(|_| ids::is_numeric(s));
-    n.ok_or_else(|| Error::invalid_input(format!("not a Zendesk id: {s:?}")))
-}
+/// The kinds of ids `get` and `check-permission` take: `123` / `ticket:123`, `article:123`,
+/// `123-456` / `comment:123-456` (ticket, comment). Digits only, so ids cannot smuggle path
+/// segments or query strings into URLs.
+const KINDS: [(&str, usize); 3] = [("ticket", 1), ("article", 1), ("comment", 2)];
 
 // ---- Sync -------------------------------------------------------------------------------------
 //
@@ -365,6 +330,12 @@ fn article(a: &Value, access: &Access) -> Result<Document> {
     Ok(doc.metadata(meta).acl(readers))
 }
 
+/// A page of articles as documents.
+fn articles(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+    let access = Access::of(cfg, items)?;
+    items.iter().map(|a| article(a, &access)).collect()
+}
+
 /// Search results as documents: tickets and articles; other result types are skipped.
 fn search_hits(items: &[Value], access: &Access, cfg: &Config) -> Result<Vec<Document>> {
     let hit = |item: &Value| match item["result_type"].as_str() {
@@ -390,9 +361,7 @@ impl Access {
         let path = "/organizations/show_many.json";
         let orgs = paging::by_ids(ids("organization_id"), 100, |ids| cfg.many(path, ids))?;
         let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
-        let shared = shared
-            .flat_map(|o| acl::at(o, "group:zendesk-org:", "/id"))
-            .collect();
+        let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
         let segments = paging::by_ids(ids("user_segment_id"), 1, |id| {
             let path = format!("/help_center/user_segments/{id}.json");
             Ok(vec![cfg.get(&path, &[]).send()?.json_at("/user_segment")?])
@@ -406,18 +375,12 @@ impl Access {
 /// requester, the CCs and, when its organization shares tickets, that organization's users.
 fn readers(t: &Value, access: &Access, public: bool) -> Vec<String> {
     let mut out = acl::at(t, "user:", "/assignee_id|/follower_ids");
-    out.extend(
-        acl::at(t, "group:zendesk-group:", "/group_id")
-            .into_iter()
-            .chain([acl::group(AGENTS)]),
-    );
+    out.extend(acl::at(t, GROUP, "/group_id"));
+    out.push(acl::group(AGENTS));
     if public {
-        out.extend(acl::at(
-            t,
-            "user:",
-            "/requester_id|/email_cc_ids|/collaborator_ids",
-        ));
-        let org = acl::at(t, "group:zendesk-org:", "/organization_id").into_iter();
+        let people = "/requester_id|/email_cc_ids|/collaborator_ids";
+        out.extend(acl::at(t, "user:", people));
+        let org = acl::at(t, ORG, "/organization_id").into_iter();
         out.extend(org.filter(|o| access.shared.contains(o)));
     }
     acl::of(out)
@@ -429,9 +392,10 @@ fn readers(t: &Value, access: &Access, public: bool) -> Vec<String> {
 fn segment_readers(s: Option<&Value>) -> Vec<String> {
     let tagged = s.is_none_or(|s| !acl::at(s, "", "/tags|/or_tags").is_empty());
     let s = s.unwrap_or(&Value::Null);
-    let mut out = acl::at(s, "group:zendesk-group:", "/group_ids");
-    out.extend(acl::at(s, "group:zendesk-org:", "/organization_ids"));
-    let all = if s["user_type"] == "staff" {
+    let mut out = acl::at(s, GROUP, "/group_ids");
+    out.extend(acl::at(s, ORG, "/organization_ids"));
+    let staff = s["user_type"] == "staff";
+    let all = if staff {
         acl::group(AGENTS)
     } else {
         acl::EVERYONE.into()
@@ -449,48 +413,40 @@ fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
     let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
     let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
     let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, Vec::new(), Vec::new());
+    let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
+    let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
     for e in events {
-        let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
         let id = e["ticket_id"].as_u64().ok_or_else(no_ticket)?;
-        let t = tickets
-            .iter()
-            .find(|t| t["id"] == id)
-            .unwrap_or(&Value::Null);
+        let t = tickets.iter().find(|t| t["id"] == id);
         let children = array(e, "/child_events");
         let comments: Vec<Value> = match children.clone().any(changes_readers) {
             true if !again.contains(&id) => {
                 again.push(id);
                 ticket_comments(cfg, id)?
             }
-            _ => children
-                .filter(|c| first(c, "/event_type|/type") == "Comment")
-                .cloned()
-                .collect(),
+            _ => children.filter(is_comment).cloned().collect(),
         };
-        let at = text(e, "/created_at");
-        out.extend(
-            comments
-                .iter()
-                .filter_map(|c| comment(c, t, &access, &at, cfg)),
-        );
+        let (at, t) = (text(e, "/created_at"), t.unwrap_or(&Value::Null));
+        let documents = comments
+            .iter()
+            .filter_map(|c| comment(c, t, &access, &at, cfg));
+        out.extend(documents);
     }
     Ok(out)
 }
 
-/// Whether a child event may change who reads the ticket or a comment: the CC, follower and
-/// comment-privacy events, and changes of the fields an ACL is made of.
+/// Child events that may change who reads a ticket or a comment (besides a `Change` of a field
+/// named in [`READER_FIELDS`]): CCs, followers, a comment made private.
+const READER_EVENTS: &str = "EmailCcChange FollowerChange Cc CommentPrivacyChange";
+const READER_FIELDS: &str =
+    "requester_id organization_id group_id assignee_id collaborator_ids email_cc_ids follower_ids";
+
+/// Whether a child event may change who reads the ticket or a comment.
 fn changes_readers(c: &Value) -> bool {
     let kind = text(c, "/event_type");
-    let fields = "requester_id organization_id group_id assignee_id collaborator_ids email_cc_ids";
     let field = |f: &str| c["field_name"] == f || c.get(f).is_some();
-    [
-        "EmailCcChange",
-        "FollowerChange",
-        "Cc",
-        "CommentPrivacyChange",
-    ]
-    .contains(&kind.as_str())
-        || kind == "Change" && fields.split(' ').chain(["follower_ids"]).any(field)
+    let changed = kind == "Change" && READER_FIELDS.split(' ').any(field);
+    changed || READER_EVENTS.split(' ').any(|k| k == kind)
 }
 
 /// A comment of ticket `t` as a document (`None` without an id); `at` is the time of its ticket
@@ -651,7 +607,10 @@ mod tests {
         let t = json!({"id": 7, "requester_id": 3, "email_cc_ids": [4], "organization_id": 9,
             "group_id": 2, "assignee_id": 5});
         let shared = vec!["group:zendesk-org:9".to_string()];
-        let access = Access { shared, segments: vec![] };
+        let access = Access {
+            shared,
+            segments: vec![],
+        };
         let note = json!({"id": 11, "event_type": "Comment", "body": "<b>x</b>",
             "plain_body": "x", "public": false, "author_id": 3});
         let doc = &comment(&note, &t, &access, "2025-01-01T00:00:00Z", &cfg()).unwrap();
@@ -674,23 +633,47 @@ mod tests {
         let agents = ["group:zendesk-agents", "group:zendesk-group:2", "user:5"];
         assert_eq!(doc.acl, agents);
         let public = comment(&json!({"id": 12, "public": true}), &t, &access, "", &cfg());
-        let everyone_of_it = [&agents[..2], &["group:zendesk-org:9", "user:3", "user:4", "user:5"]];
+        let everyone_of_it = [
+            &agents[..2],
+            &["group:zendesk-org:9", "user:3", "user:4", "user:5"],
+        ];
         assert_eq!(public.unwrap().acl, everyone_of_it.concat());
-        let closed = Access { shared: vec![], segments: vec![] };
+        let closed = Access {
+            shared: vec![],
+            segments: vec![],
+        };
         assert!(!readers(&t, &closed, true).contains(&"group:zendesk-org:9".to_string()));
         // Which events may change readers.
-        assert!(changes_readers(&json!({"event_type": "Change", "field_name": "organization_id"})));
-        assert!(changes_readers(&json!({"event_type": "Change", "requester_id": 3})));
+        assert!(changes_readers(
+            &json!({"event_type": "Change", "field_name": "organization_id"})
+        ));
+        assert!(changes_readers(
+            &json!({"event_type": "Change", "requester_id": 3})
+        ));
         assert!(changes_readers(&json!({"event_type": "EmailCcChange"})));
-        assert!(!changes_readers(&json!({"event_type": "Change", "field_name": "status"})));
-        assert!(!changes_readers(&json!({"event_type": "Comment", "public": true})));
+        assert!(!changes_readers(
+            &json!({"event_type": "Change", "field_name": "status"})
+        ));
+        assert!(!changes_readers(
+            &json!({"event_type": "Comment", "public": true})
+        ));
         // Help Center user segments.
         let seg = |v: Value| segment_readers(Some(&v));
         assert_eq!(seg(json!({"user_type": "staff"})), ["group:zendesk-agents"]);
-        let grouped = json!({"user_type": "signed_in_users", "group_ids": [2], "organization_ids": [9]});
-        assert_eq!(seg(grouped), ["group:zendesk-group:2", "group:zendesk-org:9"]);
-        assert_eq!(seg(json!({"user_type": "signed_in_users"})), [acl::EVERYONE]);
-        assert_eq!(seg(json!({"user_type": "signed_in_users", "tags": ["vip"]})), [acl::NOBODY]);
+        let grouped =
+            json!({"user_type": "signed_in_users", "group_ids": [2], "organization_ids": [9]});
+        assert_eq!(
+            seg(grouped),
+            ["group:zendesk-group:2", "group:zendesk-org:9"]
+        );
+        assert_eq!(
+            seg(json!({"user_type": "signed_in_users"})),
+            [acl::EVERYONE]
+        );
+        assert_eq!(
+            seg(json!({"user_type": "signed_in_users", "tags": ["vip"]})),
+            [acl::NOBODY]
+        );
         assert_eq!(segment_readers(None), [acl::NOBODY]);
 
         let reply: Page = serde_json::from_value(json!({"results": [
@@ -720,27 +703,10 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert_eq!(parse_ref("123").unwrap(), Ref::Ticket(123));
-        assert_eq!(parse_ref(" ticket:5 ").unwrap(), Ref::Ticket(5));
-        assert_eq!(parse_ref("article:9").unwrap(), Ref::Article(9));
-        assert_eq!(parse_ref("7-11").unwrap(), Ref::Comment(7, 11));
-        assert_eq!(parse_ref("comment:7-11").unwrap(), Ref::Comment(7, 11));
-        for bad in [
-            "",
-            "ticket:",
-            "../1",
-            "1/2",
-            "article:1?x=1",
-            "user:1",
-            "1-",
-            "-1",
-            "+1",
-        ] {
-            assert!(
-                matches!(parse_ref(bad), Err(Error::InvalidInput(_))),
-                "{bad}"
-            );
-        }
-        assert!(parse_ref("99999999999999999999999").is_err());
+        let kind = |id: &str| ids::typed(id, &KINDS).map(|(k, _)| k);
+        assert_eq!(kind("123").unwrap(), "ticket");
+        assert_eq!(kind("article:9").unwrap(), "article");
+        assert_eq!(kind("7-11").unwrap(), "comment");
+        assert!(matches!(kind("user:1"), Err(Error::InvalidInput(_))));
     }
 }

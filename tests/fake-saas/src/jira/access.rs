@@ -8,7 +8,12 @@ use crate::server::RunningFake;
 impl RunningFake<Jira> {
     /// Adds (`add`) or removes a request participant by accountId; `None` for an unknown key or
     /// user. The request is updated now.
-    pub fn set_participant(&self, key: &str, account_id: &str, add: bool) -> Option<JiraTruthRequest> {
+    pub fn set_participant(
+        &self,
+        key: &str,
+        account_id: &str,
+        add: bool,
+    ) -> Option<JiraTruthRequest> {
         let user = super::USERS.iter().position(|(id, _)| *id == account_id)?;
         self.edit(key, |i| {
             i.participants.retain(|p| *p != user);
@@ -29,7 +34,11 @@ impl RunningFake<Jira> {
         })
     }
 
-    fn edit(&self, key: &str, change: impl FnOnce(&mut super::data::Issue)) -> Option<JiraTruthRequest> {
+    fn edit(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut super::data::Issue),
+    ) -> Option<JiraTruthRequest> {
         {
             let mut d = self.state.data();
             let at = d.find(key)?;

@@ -18,7 +18,11 @@ use crate::server::RunningFake;
 /// `ids=1,2,3` (at most 100, as Zendesk's `show_many` endpoints take).
 pub(super) fn ids_param(q: &QueryParams) -> Result<Vec<u64>, ()> {
     let raw = q.one("ids").unwrap_or("");
-    let ids: Result<Vec<u64>, _> = raw.split(',').filter(|s| !s.is_empty()).map(str::parse).collect();
+    let ids: Result<Vec<u64>, _> = raw
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect();
     ids.ok().filter(|ids| ids.len() <= 100).ok_or(())
 }
 
@@ -48,7 +52,9 @@ pub(super) async fn organizations(
         return Json(json!({"organizations": orgs, "next_page": null, "count": orgs.len()}))
             .into_response();
     }
-    let id = file.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok());
+    let id = file
+        .strip_suffix(".json")
+        .and_then(|s| s.parse::<u64>().ok());
     match id.filter(known) {
         Some(id) => {
             let org = organization_json(&z, id, d.shared_orgs.contains(&id));
@@ -60,7 +66,9 @@ pub(super) async fn organizations(
 
 /// `GET /help_center/user_segments/{id}.json`: the fake's two segments.
 pub(super) async fn user_segment(Path(file): Path<String>) -> Response {
-    let id = file.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok());
+    let id = file
+        .strip_suffix(".json")
+        .and_then(|s| s.parse::<u64>().ok());
     let (name, user_type, groups) = match id {
         Some(STAFF_SEGMENT) => ("Agents and admins", "staff", vec![]),
         Some(GROUP_SEGMENT) => ("First group", "signed_in_users", vec![FIRST_GROUP_ID]),

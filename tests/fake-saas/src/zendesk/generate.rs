@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use super::data::{
     AGENT_IDS, ARTICLE_VERBS, Article, CLOSED, Comment, Data, END_USER_BASE, END_USERS,
-    FIRST_GROUP_ID, FIRST_ORG_ID, FIRST_TICKET_ID, GROUP_SEGMENT, GROUPS, NEW, ORGS,
-    STAFF_SEGMENT, SECTIONS, SUBJECT_TAILS, Ticket, VOCAB,
+    FIRST_GROUP_ID, FIRST_ORG_ID, FIRST_TICKET_ID, GROUP_SEGMENT, GROUPS, NEW, ORGS, SECTIONS,
+    STAFF_SEGMENT, SUBJECT_TAILS, Ticket, VOCAB,
 };
 use super::{PLANTED_PHRASE, US, ZendeskOptions};
 use crate::common::{Rng, html_to_text, utc_ms};
@@ -255,7 +255,10 @@ pub(super) fn generate(opts: &ZendeskOptions) -> Data {
         rng: Rng::new(opts.seed ^ 0x7A3D_9911),
         changes: Default::default(),
         // Every other organization shares its tickets among its users.
-        shared_orgs: (0..ORGS).step_by(2).map(|k| FIRST_ORG_ID + k * 11).collect(),
+        shared_orgs: (0..ORGS)
+            .step_by(2)
+            .map(|k| FIRST_ORG_ID + k * 11)
+            .collect(),
         last_us,
         next_comment_id,
     }

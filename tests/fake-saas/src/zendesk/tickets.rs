@@ -29,9 +29,14 @@ pub(super) async fn get_ticket(
             return invalid("ids must be up to 100 comma-separated ticket ids");
         };
         let found = ids.iter().filter_map(|id| d.ticket(*id));
-        let tickets: Vec<_> = found.filter(|t| !t.deleted()).map(|t| z.ticket_out(t)).collect();
-        return Json(json!({"tickets": tickets, "next_page": null, "previous_page": null,
-            "count": tickets.len()}))
+        let tickets: Vec<_> = found
+            .filter(|t| !t.deleted())
+            .map(|t| z.ticket_out(t))
+            .collect();
+        return Json(
+            json!({"tickets": tickets, "next_page": null, "previous_page": null,
+            "count": tickets.len()}),
+        )
         .into_response();
     }
     match ticket_id_from_file(&file).and_then(|id| d.ticket(id)) {

@@ -102,11 +102,15 @@ struct Record<'a> {
 
 async fn sight_of(d: &Daemon, token: &str, r: &Record<'_>) -> Sight {
     let local = search_in(d, token, r.connector, r.query, false).await;
+    // An id may hold a `/` (Jira comments: `SD-1/50001`): one path segment, percent-encoded.
     let (get, _) = http_auth(
         "GET",
         &format!(
             "{}/v1/documents/{}/{}/{}",
-            d.base, r.connector, r.kind, r.id
+            d.base,
+            r.connector,
+            r.kind,
+            r.id.replace('/', "%2F")
         ),
         Some(token),
         None,
@@ -591,7 +595,10 @@ async fn invoke_get(d: &Daemon, token: &str, connector: &str, id: &str) -> bool 
         Some(json!({"op": "get", "input": {"id": id}}).to_string()),
     )
     .await;
-    assert!(status == 200 || status == 403 || status == 404, "{status} {v}");
+    assert!(
+        status == 200 || status == 403 || status == 404,
+        "{status} {v}"
+    );
     status == 200
 }
 
@@ -644,7 +651,9 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
     };
     let (cc, new_cc, stranger_id) = (people[0], people[1], people[2]);
     fake.set_ccs(t.id, &[cc]).expect("ticket");
-    let t = fake.set_organization(t.id, Some(shared_org)).expect("ticket");
+    let t = fake
+        .set_organization(t.id, Some(shared_org))
+        .expect("ticket");
     assert_eq!(t.email_cc_ids, [cc]);
     // An internal note elsewhere, and its ticket's requester.
     let noted = truth
@@ -704,11 +713,25 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
         ("agent", &agent, true),
         ("stranger", &stranger, false),
     ] {
-        assert_eq!(sight_of(&d, token, &ticket).await, Sight::all(sees), "ticket, {who}");
-        assert_eq!(sight_of(&d, token, &public).await, Sight::all(sees), "comment, {who}");
+        assert_eq!(
+            sight_of(&d, token, &ticket).await,
+            Sight::all(sees),
+            "ticket, {who}"
+        );
+        assert_eq!(
+            sight_of(&d, token, &public).await,
+            Sight::all(sees),
+            "comment, {who}"
+        );
     }
-    assert!(invoke_get(&d, &requester, "zendesk", &id).await, "invoke, requester");
-    assert!(!invoke_get(&d, &stranger, "zendesk", &id).await, "invoke, stranger");
+    assert!(
+        invoke_get(&d, &requester, "zendesk", &id).await,
+        "invoke, requester"
+    );
+    assert!(
+        !invoke_get(&d, &stranger, "zendesk", &id).await,
+        "invoke, stranger"
+    );
     // The internal note: agents only, never its ticket's requester.
     let note_id = format!("{}-{}", noted.id, note.id);
     let private = Record {
@@ -717,7 +740,11 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
         id: &note_id,
         query: &note.body,
     };
-    assert_eq!(sight_of(&d, &agent, &private).await, Sight::all(true), "note, agent");
+    assert_eq!(
+        sight_of(&d, &agent, &private).await,
+        Sight::all(true),
+        "note, agent"
+    );
     assert_eq!(
         sight_of(&d, &noted_requester, &private).await,
         Sight::all(false),
@@ -762,7 +789,8 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
 
     // Upstream: the CC is replaced and the ticket moves to an organization that does not share.
     fake.set_ccs(t.id, &[new_cc]).expect("ticket");
-    fake.set_organization(t.id, Some(closed_org)).expect("ticket");
+    fake.set_organization(t.id, Some(closed_org))
+        .expect("ticket");
     let stale = sight_of(&d, &cc_user, &ticket).await;
     assert!(stale.get && stale.search, "until the next run: {stale:?}");
     sync_streams(&env, "zendesk", &["tickets", "comments"]);
@@ -787,14 +815,20 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
             "changed ticket's comment, {who}"
         );
     }
-    assert!(!invoke_get(&d, &cc_user, "zendesk", &id).await, "invoke, removed cc");
+    assert!(
+        !invoke_get(&d, &cc_user, "zendesk", &id).await,
+        "invoke, removed cc"
+    );
     // Every stored ticket carries exactly what the fake says about it.
     let conn = airlock::store::open(&env.data_dir()).expect("db");
     for x in fake.truth().tickets {
         let doc = airlock::store::documents::get(&conn, "zendesk", "ticket", &x.id.to_string())
             .expect("db")
             .expect("synced");
-        let mut want = vec!["group:zendesk-agents".to_string(), format!("user:{}", x.requester_id)];
+        let mut want = vec![
+            "group:zendesk-agents".to_string(),
+            format!("user:{}", x.requester_id),
+        ];
         want.extend(x.assignee_id.map(|a| format!("user:{a}")));
         want.extend(x.group_id.map(|g| format!("group:zendesk-group:{g}")));
         want.extend(x.email_cc_ids.iter().map(|c| format!("user:{c}")));
@@ -833,14 +867,21 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
         .filter(|c| *c != r.reporter_account_id)
         .collect();
     let (participant, stranger_id) = (others[0], others[1]);
-    let r = fake.set_participant(&r.key, participant, true).expect("request");
+    let r = fake
+        .set_participant(&r.key, participant, true)
+        .expect("request");
     let r = fake.set_organization(&r.key, 2, true).expect("request");
     assert!(r.organization_ids.contains(&2), "{r:?}");
     // A request with an internal comment, and another's public one.
     let internal = truth
         .requests
         .iter()
-        .find_map(|x| x.comments.iter().find(|c| !c.public).map(|c| (x.clone(), c.clone())))
+        .find_map(|x| {
+            x.comments
+                .iter()
+                .find(|c| !c.public)
+                .map(|c| (x.clone(), c.clone()))
+        })
         .expect("an internal comment");
 
     let config = jira_config(&fake.base_url).replacen("permissions = \"tenant\"\n", "", 1);
@@ -867,8 +908,7 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
     let participant_user = env.create_token("participant@people.example", "default", &[], false);
     let org_member = env.create_token("org-member", "default", &["jsm-org:2"], false);
     let agent = env.create_token("desk-agent", "default", &["jsm-agents:SD"], false);
-    let stranger =
-        env.create_token("stranger@people.example", "default", &["jsm-org:9"], false);
+    let stranger = env.create_token("stranger@people.example", "default", &["jsm-org:9"], false);
 
     sync_streams(&env, "jira", &["requests", "comments"]);
     let request = Record {
@@ -885,10 +925,20 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
         ("agent", &agent, true),
         ("stranger", &stranger, false),
     ] {
-        assert_eq!(sight_of(&d, token, &request).await, Sight::all(sees), "request, {who}");
+        assert_eq!(
+            sight_of(&d, token, &request).await,
+            Sight::all(sees),
+            "request, {who}"
+        );
     }
-    assert!(invoke_get(&d, &participant_user, "jira", &r.key).await, "invoke, participant");
-    assert!(!invoke_get(&d, &stranger, "jira", &r.key).await, "invoke, stranger");
+    assert!(
+        invoke_get(&d, &participant_user, "jira", &r.key).await,
+        "invoke, participant"
+    );
+    assert!(
+        !invoke_get(&d, &stranger, "jira", &r.key).await,
+        "invoke, stranger"
+    );
     // The internal comment: the agents only, never its reporter.
     let (x, c) = &internal;
     let cid = format!("{}/{}", x.key, c.id);
@@ -898,8 +948,15 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
         id: &cid,
         query: &c.body,
     };
-    assert_eq!(sight_of(&d, &agent, &comment).await, Sight::all(true), "internal, agent");
-    let its_reporter = env.create_token(email_of(&x.reporter_account_id), "default", &[], false);
+    assert_eq!(
+        sight_of(&d, &agent, &comment).await,
+        Sight::all(true),
+        "internal, agent"
+    );
+    let its_reporter = match x.reporter_account_id == r.reporter_account_id {
+        true => reporter_by_email.clone(),
+        false => env.create_token(email_of(&x.reporter_account_id), "default", &[], false),
+    };
     assert_eq!(
         sight_of(&d, &its_reporter, &comment).await,
         Sight::all(false),
@@ -907,7 +964,8 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
     );
 
     // Upstream: the participant is removed and the organization no longer shares the request.
-    fake.set_participant(&r.key, participant, false).expect("request");
+    fake.set_participant(&r.key, participant, false)
+        .expect("request");
     fake.set_organization(&r.key, 2, false).expect("request");
     let stale = sight_of(&d, &participant_user, &request).await;
     assert!(stale.get && stale.search, "until the next run: {stale:?}");
@@ -925,7 +983,10 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
             "changed request, {who}"
         );
     }
-    assert!(!invoke_get(&d, &participant_user, "jira", &r.key).await, "invoke, removed");
+    assert!(
+        !invoke_get(&d, &participant_user, "jira", &r.key).await,
+        "invoke, removed"
+    );
     // Every stored request carries exactly what the fake says about it.
     let conn = airlock::store::open(&env.data_dir()).expect("db");
     for x in fake.truth().requests {
@@ -941,7 +1002,11 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
             want.push(format!("user:{p}"));
             want.push(email_of(p).to_string());
         }
-        want.extend(x.organization_ids.iter().map(|o| format!("group:jsm-org:{o}")));
+        want.extend(
+            x.organization_ids
+                .iter()
+                .map(|o| format!("group:jsm-org:{o}")),
+        );
         want.sort();
         want.dedup();
         assert_eq!(doc.acl, want, "request {}", x.key);
