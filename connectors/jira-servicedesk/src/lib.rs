@@ -403,7 +403,7 @@ fn readers(issue: &Value, cfg: &Settings, public: bool) -> Vec<String> {
 /// A comment of `issue`: public ones are read as the request, internal ones by its agents.
 fn comment_doc(c: &Value, issue: &Value, cfg: &Settings) -> Result<Document> {
     let (id, author, key) = (required(c, "/id")?, &c["author"], required(issue, "/key")?);
-    let public = c["public"].as_bool().unwrap_or(true);
+    let public = c["public"].as_bool().unwrap_or(false);
     let meta = json!({"issue": key, "public": public,
         "author": author["displayName"], "author_account_id": author["accountId"]});
     let path = format!("/browse/{key}?focusedCommentId={id}");

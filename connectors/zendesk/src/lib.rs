@@ -210,18 +210,21 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
         None => ("start_time", start.as_str()),
     };
     let query = [("per_page", per_page.as_str()), at];
-    let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
-    ticket_page(reply.json()?, cfg, position)
+    let export: Page = cfg
+        .get("/incremental/tickets/cursor.json", &query)
+        .send()?
+        .json()?;
+    let access = Access::of(cfg, &export.items)?;
+    ticket_page(export, &access, cfg, position)
 }
 
-fn ticket_page(export: Page, cfg: &Config, previous: SyncCursor) -> Result<SyncPage> {
-    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    let access = Access::of(cfg, &export.items)?;
+fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: SyncCursor) -> Result<SyncPage> {
+    let (mut upserts, mut deletes, previous) = (Vec::new(), Vec::new(), prev);
     for t in &export.items {
         if t["status"] == "deleted" {
             deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string()));
         } else {
-            upserts.push(ticket(t, &access, cfg)?);
+            upserts.push(ticket(t, access, cfg)?);
         }
     }
     // Without a new cursor the next call would fetch the same page again: end the run instead,
@@ -459,7 +462,7 @@ fn comment(c: &Value, t: &Value, access: &Access, at: &str, cfg: &Config) -> Opt
         .body(first(c, "/plain_body|/body"))
         .url(cfg.ticket_url(ticket))
         .updated_at(or(text(c, "/created_at"), at));
-    let readers = readers(t, access, c["public"] != false);
+    let readers = readers(t, access, c["public"] == true);
     Some(doc.metadata(meta).acl(readers))
 }
 
@@ -485,6 +488,14 @@ mod tests {
         Config {
             base_url,
             page_size: Some(1000),
+        }
+    }
+
+    /// No organization shares tickets, no segments.
+    fn open() -> Access {
+        Access {
+            shared: vec![],
+            segments: vec![],
         }
     }
 
@@ -523,7 +534,7 @@ mod tests {
         // `end_of_stream` ends a run only where the export is said to have one.
         let page = |v: Value| serde_json::from_value::<Page>(v).unwrap();
         let eos = json!({"articles": [{}], "next_page": next, "end_of_stream": true});
-        let none = |_: &Value| Ok(vec![]);
+        let none = |_: &[Value]| Ok(vec![]);
         assert!(time_page(page(eos.clone()), 10, true, none).unwrap().done);
         assert!(!time_page(page(eos), 10, false, none).unwrap().done);
     }
@@ -553,7 +564,7 @@ mod tests {
             ],
             "after_cursor": "n1", "end_of_stream": false
         }));
-        let out = ticket_page(page, &cfg(), SyncCursor::default()).unwrap();
+        let out = ticket_page(page, &open(), &cfg(), SyncCursor::default()).unwrap();
         assert!(!out.done);
         assert_eq!(out.next_cursor.as_deref(), Some(r#"{"c":"n1"}"#));
         let [doc] = &out.upserts[..] else { panic!() };
@@ -584,6 +595,7 @@ mod tests {
         let prev = decode(Some(r#"{"c":"n1"}"#)).unwrap();
         let out = ticket_page(
             export(json!({"tickets": [], "end_of_stream": true})),
+            &open(),
             &cfg(),
             prev,
         )
@@ -593,11 +605,11 @@ mod tests {
         // A repeated cursor without end_of_stream must not loop.
         let prev = decode(Some(r#"{"c":"n1"}"#)).unwrap();
         let same = export(json!({"tickets": [], "after_cursor": "n1", "end_of_stream": false}));
-        assert!(ticket_page(same, &cfg(), prev).unwrap().done);
+        assert!(ticket_page(same, &open(), &cfg(), prev).unwrap().done);
         // A ticket without an id fails the page rather than vanishing.
         let bad = export(json!({"tickets": [{"subject": "no id"}], "after_cursor": "n2"}));
         assert!(matches!(
-            ticket_page(bad, &cfg(), SyncCursor::default()),
+            ticket_page(bad, &open(), &cfg(), SyncCursor::default()),
             Err(Error::Upstream(_))
         ));
     }
