@@ -176,7 +176,7 @@ impl Config {
     /// The records of a `show_many` endpoint (`ids`: at most 100, comma-separated).
     fn many(&self, path: &str, ids: &str) -> Result<Vec<Value>> {
         let page: Page = self.get(path, &[("ids", ids)]).send()?.json()?;
-        Ok(page.items)
+        Ok([page.items, page.organizations].concat())
     }
 }
 
@@ -209,12 +209,19 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
         Some(c) => ("cursor", c.as_str()),
         None => ("start_time", start.as_str()),
     };
-    let query = [("per_page", per_page.as_str()), at];
-    let export: Page = cfg
-        .get("/incremental/tickets/cursor.json", &query)
-        .send()?
-        .json()?;
-    let access = Access::of(cfg, &export.items)?;
+    // The organizations of the page's tickets come with it (a sideload): no extra request.
+    let query = [
+        ("per_page", per_page.as_str()),
+        ("include", "organizations"),
+        at,
+    ];
+    let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
+    let mut export: Page = reply.json()?;
+    let access = Access::with(
+        cfg,
+        &export.items,
+        std::mem::take(&mut export.organizations),
+    )?;
     ticket_page(export, &access, cfg, position)
 }
 
@@ -285,8 +292,10 @@ fn time_page(
 #[serde(default)]
 struct Page {
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
-    #[serde(alias = "results", alias = "comments", alias = "organizations")]
+    #[serde(alias = "results", alias = "comments")]
     items: Vec<Value>,
+    /// Sideloaded (`include=organizations`) or asked by id (`show_many`).
+    organizations: Vec<Value>,
     after_cursor: Option<String>,
     end_of_stream: bool,
     next_page: Option<String>,
@@ -360,9 +369,16 @@ struct Access {
 
 impl Access {
     fn of(cfg: &Config, records: &[Value]) -> Result<Access> {
+        Self::with(cfg, records, Vec::new())
+    }
+
+    /// As [`Access::of`], with `orgs` already at hand (sideloaded): only others are asked for.
+    fn with(cfg: &Config, records: &[Value], mut orgs: Vec<Value>) -> Result<Access> {
         let ids = |key: &'static str| records.iter().filter_map(move |r| r[key].as_u64());
+        let known: Vec<u64> = orgs.iter().filter_map(|o| o["id"].as_u64()).collect();
+        let missing = ids("organization_id").filter(|id| !known.contains(id));
         let path = "/organizations/show_many.json";
-        let orgs = paging::by_ids(ids("organization_id"), 100, |ids| cfg.many(path, ids))?;
+        orgs.extend(paging::by_ids(missing, 100, |ids| cfg.many(path, ids))?);
         let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
         let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
         let segments = paging::by_ids(ids("user_segment_id"), 1, |id| {

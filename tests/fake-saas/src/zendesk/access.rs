@@ -26,7 +26,7 @@ pub(super) fn ids_param(q: &QueryParams) -> Result<Vec<u64>, ()> {
     ids.ok().filter(|ids| ids.len() <= 100).ok_or(())
 }
 
-fn organization_json(z: &Zendesk, id: u64, shared: bool) -> serde_json::Value {
+pub(super) fn organization_json(z: &Zendesk, id: u64, shared: bool) -> serde_json::Value {
     json!({"id": id, "url": z.api(&format!("/organizations/{id}.json")),
         "name": format!("Organization {id}"), "shared_tickets": shared,
         "shared_comments": shared, "domain_names": [], "group_id": null, "tags": [],

@@ -59,7 +59,19 @@ pub(super) async fn export_tickets(
         .filter_map(|(_, id)| d.ticket(*id))
         .map(|t| z.ticket_out(t))
         .collect();
+    let sideload = q.list("include").iter().any(|i| i == "organizations");
+    let organizations = sideload.then(|| {
+        let mut ids: Vec<u64> = page
+            .iter()
+            .filter_map(|(_, id)| d.ticket(*id)?.organization_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let org = |id| super::access::organization_json(&z, id, d.shared_orgs.contains(&id));
+        ids.into_iter().map(org).collect()
+    });
     let body = ExportPage {
+        organizations,
         tickets,
         after_url: link(&after_cursor),
         before_url: link(&before_cursor),

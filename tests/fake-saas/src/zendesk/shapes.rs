@@ -91,6 +91,9 @@ pub(super) struct ExportPage<'a> {
     pub(super) before_url: String,
     pub(super) before_cursor: String,
     pub(super) end_of_stream: bool,
+    /// Sideloaded with `include=organizations`: the organizations of the page's tickets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) organizations: Option<Vec<Value>>,
 }
 
 /// Zendesk's `html_body`: one `<p>` per paragraph, line breaks as `<br>`.
