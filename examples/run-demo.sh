@@ -21,7 +21,7 @@ done
 
 # An admin API token for the demo's `default` tenant; the previous run's token is revoked first.
 "$AIRLOCK" tokens --config "$CONFIG" revoke demo-admin >/dev/null 2>&1 || true
-TOKEN=$("$AIRLOCK" tokens --config "$CONFIG" create --principal demo-admin --admin --groups atera-technicians 2>/dev/null)
+TOKEN=$("$AIRLOCK" tokens --config "$CONFIG" create --principal demo-admin --admin --groups atera-technicians,zendesk-agents,jsm-agents:SD 2>/dev/null)
 
 cat <<MSG
 

@@ -145,10 +145,11 @@ class Connector(exports.Connector):
 
     @contract
     def check_permission(self, principal, id):
-        # Zendesk has no per-user read check for an API client; the connector reads with agent
-        # scope and publishes no ACLs, so every valid id is readable by every principal.
+        # This example publishes no ACLs and cannot confirm what one user may read, so it
+        # answers no (fail closed): live hits are dropped unless the operator declares the
+        # connector tenant-wide (the Rust connector carries Zendesk's permissions).
         z.parse_ref(id)
-        return True
+        return False
 
     @contract
     def sync(self, stream, cursor):

@@ -51,9 +51,72 @@ pub fn split(id: &str) -> Result<(&str, Vec<String>)> {
     Ok((kind, parts))
 }
 
+/// A typed numeric id, `kind:N` or `kind:N-M` (`-` separates the numbers of a compound id), or
+/// bare `N` / `N-M`, which is the first of `kinds` that has that many numbers. `kinds` pairs each
+/// kind with its count of numbers. Every number is digits only and fits a `u64`; anything else
+/// (an unknown kind, a sign, a path segment, a query) is `invalid-input`.
+///
+/// ```ignore
+/// match ids::typed(&id, &[("ticket", 1), ("article", 1), ("comment", 2)])? {
+///     ("ticket", n) => get_ticket(n[0]),
+///     ("comment", n) => get_comment(n[0], n[1]),
+///     (_, n) => get_article(n[0]),
+/// }
+/// ```
+pub fn typed(id: &str, kinds: &[(&'static str, usize)]) -> Result<(&'static str, Vec<u64>)> {
+    let id = id.trim();
+    let bad = |why: &str| Error::invalid_input(format!("invalid id {id:?}: {why}"));
+    let (kind, rest) = id.split_once(':').map_or((None, id), |(k, r)| (Some(k), r));
+    let numbers: Option<Vec<u64>> = rest
+        .split('-')
+        .map(|n| n.parse().ok().filter(|_| is_numeric(n)))
+        .collect();
+    let numbers = numbers.ok_or_else(|| bad("expected digits"))?;
+    let fits =
+        |(k, n): &&(&'static str, usize)| kind.is_none_or(|kind| kind == *k) && *n == numbers.len();
+    let names: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
+    let Some((kind, _)) = kinds.iter().find(fits) else {
+        return Err(bad(&format!(
+            "expected one of {} (`kind:` optional)",
+            names.join(", ")
+        )));
+    };
+    Ok((kind, numbers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_ids_name_their_kind_or_take_the_first_that_fits() {
+        let kinds = [("ticket", 1), ("article", 1), ("comment", 2)];
+        let ok = |id: &str| typed(id, &kinds).unwrap();
+        assert_eq!(ok(" 123 "), ("ticket", vec![123]));
+        assert_eq!(ok("article:9"), ("article", vec![9]));
+        assert_eq!(ok("7-11"), ("comment", vec![7, 11]));
+        assert_eq!(ok("comment:7-11"), ("comment", vec![7, 11]));
+        for bad in [
+            "",
+            "ticket:",
+            "../1",
+            "1/2",
+            "article:1?x=1",
+            "user:1",
+            "1-",
+            "-1",
+            "+1",
+            "comment:7",
+            "ticket:1-2",
+            "1-2-3",
+            "99999999999999999999999",
+        ] {
+            assert!(
+                matches!(typed(bad, &kinds), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn only_digits_are_numeric_ids() {

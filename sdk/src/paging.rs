@@ -153,6 +153,28 @@ fn walk<T, P: PartialEq>(
     Ok((out, false))
 }
 
+/// Records looked up in bulk by id (`show_many?ids=1,2,3` style): `ids` sorted and
+/// deduplicated, asked `per` at a time as one comma-separated list; the replies' items in order.
+///
+/// ```ignore
+/// let orgs = paging::by_ids(org_ids, 100, |ids| get("/organizations/show_many.json", ids))?;
+/// ```
+pub fn by_ids<T, I: Ord + std::fmt::Display>(
+    ids: impl IntoIterator<Item = I>,
+    per: usize,
+    mut fetch: impl FnMut(&str) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let mut ids: Vec<I> = ids.into_iter().collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(per.max(1)) {
+        let list: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        out.extend(fetch(&list.join(","))?);
+    }
+    Ok(out)
+}
+
 /// The offset of the page after an offset/limit page (`start`, `limit`, `isLastPage` style) that
 /// began at `start` and held `count` items; `None` after the last page or an empty one.
 pub fn next_offset(start: u32, count: u32, last: bool) -> Option<u32> {
@@ -274,6 +296,23 @@ impl Iterator for Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_lookups_ask_each_id_once_in_chunks() {
+        let mut asked = Vec::new();
+        let got = by_ids([5, 1, 5, 3, 2], 2, |ids| {
+            asked.push(ids.to_owned());
+            Ok(vec![ids.len()])
+        })
+        .unwrap();
+        assert_eq!(asked, ["1,2", "3,5"]);
+        assert_eq!(got, [3, 3]);
+        assert!(
+            by_ids(Vec::<u64>::new(), 100, |_| Ok(vec![1]))
+                .unwrap()
+                .is_empty()
+        );
+    }
     use serde_json::json;
 
     #[test]

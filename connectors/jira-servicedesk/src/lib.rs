@@ -12,7 +12,7 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::{adf_to_text, quoted};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    SearchRequest, SearchResult, SyncPage, cursor, html_to_text, paging, text,
+    SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, paging, text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,9 @@ airlock_sdk::export_connector!(Jira);
 
 /// Fields asked of the JQL search (it returns only `id` by default).
 const FIELDS: &str = "summary,description,status,updated,created,reporter,issuetype";
+/// Default ids of the custom fields "Request participants" and "Organizations" (they differ per
+/// site: settings `participants_field`, `organizations_field`).
+const ACCESS_FIELDS: [&str; 2] = ["customfield_10026", "customfield_10002"];
 /// The first run's watermark: bounded (the search refuses unbounded JQL) yet matching everything.
 const EPOCH_WATERMARK: &str = "1970/01/01 00:00";
 const STREAMS: [&str; 3] = ["requests", "comments", "articles"];
@@ -97,15 +100,16 @@ impl Connector for Jira {
 
     fn get(id: String) -> Result<Document> {
         let cfg = Settings::load()?;
-        let path = format!("/rest/api/3/issue/{}", issue_key(&id)?);
-        let issue: Value = cfg.get(&path).query("fields", FIELDS).send()?.json()?;
-        issue_doc(&issue, &cfg)
+        issue_doc(&cfg.issue(&id)?, &cfg)
     }
 
-    /// No per-user read check is offered to an API client; every valid key is readable by every
-    /// principal of the tenant (acl is `[]`).
-    fn check_permission(_principal: String, id: String) -> Result<bool> {
-        issue_key(&id).map(|_| true)
+    /// `principal` is the caller's Atlassian accountId (`[connector.users]`) or email: yes when
+    /// the request names them (reporter, participant); access through a group (agents,
+    /// organizations) is not known for one user here, so it is no (fail closed).
+    fn check_permission(principal: String, id: String) -> Result<bool> {
+        let (readers, p) = (Self::get(id)?.acl, principal.trim());
+        let mine = [Some(acl::user(p)), acl::email(p)].into_iter().flatten();
+        Ok(acl::allows(&readers, &mine.collect::<Vec<_>>()))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -140,6 +144,8 @@ struct Settings {
     project: Option<String>,
     page_size: Option<u32>,
     kb_query: Option<String>,
+    participants_field: Option<String>,
+    organizations_field: Option<String>,
 }
 
 impl Settings {
@@ -165,20 +171,36 @@ impl Settings {
         Request::get(self.base_url.join(path))
     }
 
+    /// The ids of the request participants and organizations fields.
+    fn access_fields(&self) -> [&str; 2] {
+        let given = [&self.participants_field, &self.organizations_field];
+        [0, 1].map(|i| given[i].as_deref().unwrap_or(ACCESS_FIELDS[i]))
+    }
+
+    /// The fields asked of Jira: ours and the access fields.
+    fn fields(&self) -> String {
+        format!("{FIELDS},{}", self.access_fields().join(","))
+    }
+
+    /// One issue by key, with [`Settings::fields`].
+    fn issue(&self, key: &str) -> Result<Value> {
+        let path = format!("/rest/api/3/issue/{}", issue_key(key)?);
+        let issue = self.get(&path).query("fields", self.fields());
+        issue.send()?.json()
+    }
+
     fn jql(&self, jql: &str, token: Option<String>, max: u32) -> Result<JqlPage> {
         let search = self.get("/rest/api/3/search/jql").query("jql", jql);
-        let search = search
-            .query_opt("nextPageToken", token)
-            .query("fields", FIELDS);
+        let search = search.query_opt("nextPageToken", token);
+        let search = search.query("fields", self.fields());
         search.query("maxResults", max.to_string()).send()?.json()
     }
 
     /// One page of a JSM offset listing under `/rest/servicedeskapi/`.
     fn jsm(&self, path: &str, query: Option<&str>, start: u32, limit: u32) -> Result<JsmPage> {
         let list = self.get(&format!("/rest/servicedeskapi/{path}"));
-        let list = list
-            .query_opt("query", query)
-            .query("start", start.to_string());
+        let list = list.query_opt("query", query);
+        let list = list.query("start", start.to_string());
         list.query("limit", limit.to_string()).send()?.json()
     }
 }
@@ -284,8 +306,9 @@ fn sync_listing(cfg: &Settings, stream: &str, cursor: StartCursor) -> Result<Syn
         let (key, done) = (required(request, "/issueKey")?, u64::from(start) + i as u64);
         let message = format!("requests covered; comments of {key}");
         airlock_sdk::progress_with_message("comments", done + 1, None, &message);
+        let issue = cfg.issue(key)?;
         for c in request_comments(cfg, key)? {
-            upserts.push(comment_doc(&c, key, cfg)?);
+            upserts.push(comment_doc(&c, &issue, cfg)?);
         }
     }
     let (next, start) = (page.next(start), page.next(start).unwrap_or(0));
@@ -352,12 +375,36 @@ fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
         .url(cfg.base_url.join(&format!("/browse/{key}")))
         .updated_at(time("updated").or(created).unwrap_or_default())
         .metadata(meta);
-    Ok(doc)
+    Ok(doc.acl(readers(issue, cfg, true)))
 }
 
-fn comment_doc(c: &Value, key: &str, cfg: &Settings) -> Result<Document> {
-    let (id, author) = (required(c, "/id")?, &c["author"]);
-    let meta = json!({"issue": key, "public": c["public"].as_bool().unwrap_or(true),
+/// Who reads a request (docs/connectors/jira-servicedesk.md): the agents of its service desk
+/// (its project), and for public content also its reporter and participants (by accountId and,
+/// when Jira shows it, email) and the customer organizations it is shared with.
+fn readers(issue: &Value, cfg: &Settings, public: bool) -> Vec<String> {
+    let (f, [people, orgs]) = (&issue["fields"], cfg.access_fields());
+    let project = issue["key"]
+        .as_str()
+        .and_then(|k| Some(k.split_once('-')?.0));
+    let mut out = Vec::from_iter(project.map(|p| acl::group(format!("jsm-agents:{p}"))));
+    if public {
+        out.extend(acl::at(
+            f,
+            "user:",
+            &format!("/reporter/accountId|/{people}/*/accountId"),
+        ));
+        let emails = format!("/reporter/emailAddress|/{people}/*/emailAddress");
+        out.extend(acl::at(f, "", &emails).iter().filter_map(|e| acl::email(e)));
+        out.extend(acl::at(f, "group:jsm-org:", &format!("/{orgs}/*/id")));
+    }
+    acl::of(out)
+}
+
+/// A comment of `issue`: public ones are read as the request, internal ones by its agents.
+fn comment_doc(c: &Value, issue: &Value, cfg: &Settings) -> Result<Document> {
+    let (id, author, key) = (required(c, "/id")?, &c["author"], required(issue, "/key")?);
+    let public = c["public"].as_bool().unwrap_or(false);
+    let meta = json!({"issue": key, "public": public,
         "author": author["displayName"], "author_account_id": author["accountId"]});
     let path = format!("/browse/{key}?focusedCommentId={id}");
     let at = c["created"]["iso8601"].as_str().map(text::rfc3339);
@@ -365,7 +412,8 @@ fn comment_doc(c: &Value, key: &str, cfg: &Settings) -> Result<Document> {
     let doc = Document::new("comment", id, title);
     let doc = doc.body(c["body"].as_str().unwrap_or_default());
     let doc = doc.url(cfg.base_url.join(&path)).metadata(meta);
-    Ok(doc.updated_at(at.unwrap_or_default()))
+    let doc = doc.updated_at(at.unwrap_or_default());
+    Ok(doc.acl(readers(issue, cfg, public)))
 }
 
 /// Articles without a page id cannot be identified and are skipped.
@@ -395,7 +443,44 @@ mod tests {
             project: None,
             page_size: None,
             kb_query: None,
+            participants_field: None,
+            organizations_field: None,
         }
+    }
+
+    #[test]
+    fn requests_are_read_by_reporter_participants_organizations_and_agents() {
+        let issue = json!({"id": "1", "key": "SD-7", "fields": {
+            "reporter": {"accountId": "r1", "emailAddress": "Rae@X.io"},
+            "customfield_10026": [{"accountId": "p1"}, {"accountId": "p2", "emailAddress": null}],
+            "customfield_10002": [{"id": "4", "name": "Acme"}]}});
+        let all = [
+            "group:jsm-agents:SD",
+            "group:jsm-org:4",
+            "rae@x.io",
+            "user:p1",
+            "user:p2",
+        ];
+        assert_eq!(
+            issue_doc(&issue, &cfg()).unwrap().acl,
+            [&all[..], &["user:r1"]].concat()
+        );
+        let internal = json!({"id": "9", "body": "note", "public": false});
+        assert_eq!(
+            comment_doc(&internal, &issue, &cfg()).unwrap().acl,
+            ["group:jsm-agents:SD"]
+        );
+        // Site-specific field ids come from the settings.
+        let moved = Settings {
+            participants_field: Some("customfield_1".into()),
+            ..cfg()
+        };
+        assert!(
+            !issue_doc(&issue, &moved)
+                .unwrap()
+                .acl
+                .contains(&"user:p1".to_string())
+        );
     }
 
     #[test]

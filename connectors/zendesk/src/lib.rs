@@ -10,7 +10,8 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::or;
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text, ids, paging, url,
+    Request, Result, SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, ids, paging,
+    url,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,11 @@ const SEARCH_MAX: u32 = 1000;
 const STREAMS: [&str; 3] = ["tickets", "comments", "articles"];
 /// Upper bound on comment pages fetched for one ticket (100 comments each).
 const MAX_COMMENT_PAGES: usize = 100;
+/// Agents whose role reads every ticket (admins, agents without restrictions).
+const AGENTS: &str = "zendesk-agents";
+/// ACL prefixes: the agents of a Zendesk group, the users of an organization.
+const GROUP: &str = "group:zendesk-group:";
+const ORG: &str = "group:zendesk-org:";
 
 /// All comments of one ticket (id, author_id, public, created_at, body).
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -66,7 +72,7 @@ impl Connector for Zendesk {
             let query = [("query", query), ("per_page", &n), ("page", &p)];
             let reply: Page = cfg.get("/search.json", &query).send()?.json()?;
             let more = reply.next_page.is_some() && !reply.items.is_empty();
-            hits = search_hits(&reply.items, &cfg)?;
+            hits = search_hits(&reply.items, &Access::of(&cfg, &reply.items)?, &cfg)?;
             let next = paging::next_page_number(page, per_page, more, SEARCH_MAX);
             next_cursor = next.map(|p| p.to_string());
         }
@@ -75,28 +81,35 @@ impl Connector for Zendesk {
 
     fn get(id: String) -> Result<Document> {
         let cfg = Config::load()?;
-        match parse_ref(&id)? {
-            Ref::Ticket(id) => {
-                let reply = cfg.get(&format!("/tickets/{id}.json"), &[]).send()?;
-                ticket(&reply.json_at("/ticket")?, &cfg)
+        match ids::typed(&id, &KINDS)? {
+            ("ticket", n) => {
+                let t = cfg.get(&format!("/tickets/{}.json", n[0]), &[]).send()?;
+                let t = t.json_at("/ticket")?;
+                ticket(&t, &Access::of(&cfg, std::slice::from_ref(&t))?, &cfg)
             }
-            Ref::Article(id) => {
-                let path = format!("/help_center/articles/{id}.json");
-                let reply = cfg.get(&path, &[]).send()?;
-                article(&reply.json_at("/article")?)
+            ("article", n) => {
+                let path = format!("/help_center/articles/{}.json", n[0]);
+                let a = cfg.get(&path, &[]).send()?.json_at("/article")?;
+                article(&a, &Access::of(&cfg, std::slice::from_ref(&a))?)
             }
-            Ref::Comment(ticket, id) => ticket_comments(&cfg, ticket)?
-                .iter()
-                .find(|c| c["id"].as_u64() == Some(id))
-                .and_then(|c| comment(c, ticket, "", &cfg))
-                .ok_or_else(|| Error::not_found(format!("no comment {id} on ticket {ticket}"))),
+            (_, n) => {
+                // As for an event that changes the ticket's readers: its comments, with its ACL.
+                let event = json!({"ticket_id": n[0], "child_events": [{"event_type": "Cc"}]});
+                let id = format!("{}-{}", n[0], n[1]);
+                let found = event_comments(&[event], &cfg)?
+                    .into_iter()
+                    .find(|d| d.id == id);
+                found.ok_or_else(|| Error::not_found(format!("no comment {id}")))
+            }
         }
     }
 
-    /// Zendesk exposes no per-user read check to an API client; the connector syncs with agent
-    /// scope, so every valid id is readable by every principal of the tenant (acl is `[]`).
-    fn check_permission(_principal: String, id: String) -> Result<bool> {
-        parse_ref(&id).map(|_| true)
+    /// `principal` is the caller's Zendesk user id (`[connector.users]`). Yes only when the
+    /// record's ACL names that user or is open to everyone signed in; access through a group
+    /// (agents, organizations, segments) is not known for one user here, so it is no.
+    fn check_permission(principal: String, id: String) -> Result<bool> {
+        let readers = Self::get(id)?.acl;
+        Ok(acl::allows(&readers, &[acl::user(principal.trim())]))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -110,7 +123,7 @@ impl Connector for Zendesk {
             }
             "articles" => {
                 let path = "/help_center/incremental/articles.json";
-                time_sync(&cfg, path, start, false, |a| Ok(vec![article(a)?]))
+                time_sync(&cfg, path, start, false, |a| articles(a, &cfg))
             }
             _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
@@ -159,42 +172,18 @@ impl Config {
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Request {
         Request::get(self.api(path)).queries(query)
     }
-}
 
-/// What an id passed to `get` or `check-permission` names.
-#[derive(Debug, PartialEq)]
-enum Ref {
-    Ticket(u64),
-    Article(u64),
-    /// Ticket id, comment id (document id `{ticket}-{comment}`).
-    Comment(u64, u64),
-}
-
-/// `123` / `ticket:123`, `article:123`, `123-456` / `comment:123-456`. Only digits are accepted,
-/// so ids cannot smuggle path segments or query strings into URLs.
-fn parse_ref(id: &str) -> Result<Ref> {
-    let id = id.trim();
-    let (kind, n) = match id.split_once(':') {
-        Some(pair) => pair,
-        None if id.contains('-') => ("comment", id),
-        None => ("ticket", id),
-    };
-    match (kind, n.split_once('-')) {
-        ("ticket", _) => number(n).map(Ref::Ticket),
-        ("article", _) => number(n).map(Ref::Article),
-        ("comment", Some((t, c))) => Ok(Ref::Comment(number(t)?, number(c)?)),
-        ("comment", None) => Err(Error::invalid_input(format!("not a comment id: {n:?}"))),
-        _ => Err(Error::invalid_input(format!(
-            "unknown id kind in {id:?} (ticket:, article:, comment:)"
-        ))),
+    /// The records of a `show_many` endpoint (`ids`: at most 100, comma-separated).
+    fn many(&self, path: &str, ids: &str) -> Result<Vec<Value>> {
+        let page: Page = self.get(path, &[("ids", ids)]).send()?.json()?;
+        Ok([page.items, page.organizations].concat())
     }
 }
 
-/// A numeric Zendesk id (digits only, no sign or spaces) that fits a `u64`.
-fn number(s: &str) -> Result<u64> {
-    let n = s.parse().ok().filter(|_| ids::is_numeric(s));
-    n.ok_or_else(|| Error::invalid_input(format!("not a Zendesk id: {s:?}")))
-}
+/// The kinds of ids `get` and `check-permission` take: `123` / `ticket:123`, `article:123`,
+/// `123-456` / `comment:123-456` (ticket, comment). Digits only, so ids cannot smuggle path
+/// segments or query strings into URLs.
+const KINDS: [(&str, usize); 3] = [("ticket", 1), ("article", 1), ("comment", 2)];
 
 // ---- Sync -------------------------------------------------------------------------------------
 //
@@ -220,18 +209,29 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
         Some(c) => ("cursor", c.as_str()),
         None => ("start_time", start.as_str()),
     };
-    let query = [("per_page", per_page.as_str()), at];
+    // The organizations of the page's tickets come with it (a sideload): no extra request.
+    let query = [
+        ("per_page", per_page.as_str()),
+        ("include", "organizations"),
+        at,
+    ];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
-    ticket_page(reply.json()?, cfg, position)
+    let mut export: Page = reply.json()?;
+    let access = Access::with(
+        cfg,
+        &export.items,
+        std::mem::take(&mut export.organizations),
+    )?;
+    ticket_page(export, &access, cfg, position)
 }
 
-fn ticket_page(export: Page, cfg: &Config, previous: SyncCursor) -> Result<SyncPage> {
-    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: SyncCursor) -> Result<SyncPage> {
+    let (mut upserts, mut deletes, previous) = (Vec::new(), Vec::new(), prev);
     for t in &export.items {
         if t["status"] == "deleted" {
             deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string()));
         } else {
-            upserts.push(ticket(t, cfg)?);
+            upserts.push(ticket(t, access, cfg)?);
         }
     }
     // Without a new cursor the next call would fetch the same page again: end the run instead,
@@ -252,7 +252,7 @@ fn time_sync(
     path: &str,
     start: i64,
     heed_end: bool,
-    documents: impl Fn(&Value) -> Result<Vec<Document>>,
+    documents: impl Fn(&[Value]) -> Result<Vec<Document>>,
 ) -> Result<SyncPage> {
     let export = match cfg.get(path, &[("start_time", &start.to_string())]).send() {
         Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
@@ -271,7 +271,7 @@ fn time_page(
     export: Page,
     start: i64,
     heed_end: bool,
-    documents: impl Fn(&Value) -> Result<Vec<Document>>,
+    documents: impl Fn(&[Value]) -> Result<Vec<Document>>,
 ) -> Result<SyncPage> {
     let more = !export.items.is_empty() && (!heed_end || !export.end_of_stream);
     let link = export.next_page.as_deref();
@@ -279,8 +279,7 @@ fn time_page(
     let next = linked.or(export.end_time).unwrap_or(start).max(start);
     let (c, start_time) = (None, Some(next));
     let done = !more || link.is_none() || next <= start;
-    let upserts: Result<Vec<Vec<Document>>> = export.items.iter().map(documents).collect();
-    let upserts = upserts?.into_iter().flatten().collect();
+    let upserts = documents(&export.items)?;
     Ok(SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done))
 }
 
@@ -295,6 +294,8 @@ struct Page {
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
     #[serde(alias = "results", alias = "comments")]
     items: Vec<Value>,
+    /// Sideloaded (`include=organizations`) or asked by id (`show_many`).
+    organizations: Vec<Value>,
     after_cursor: Option<String>,
     end_of_stream: bool,
     next_page: Option<String>,
@@ -315,7 +316,7 @@ fn record_id(record: &Value) -> Result<u64> {
     id.ok_or_else(|| Error::upstream("a Zendesk record without a numeric `id`"))
 }
 
-fn ticket(t: &Value, cfg: &Config) -> Result<Document> {
+fn ticket(t: &Value, access: &Access, cfg: &Config) -> Result<Document> {
     let id = record_id(t)?;
     let keys = "status,priority,type,requester_id,assignee_id,organization_id";
     let tags = json!({"tags": t.get("tags").unwrap_or(&json!([]))});
@@ -323,51 +324,162 @@ fn ticket(t: &Value, cfg: &Config) -> Result<Document> {
         .body(text(t, "/description"))
         .url(cfg.ticket_url(id))
         .updated_at(first(t, "/updated_at|/created_at"));
-    Ok(doc.metadata(pick(t, keys, tags)))
+    Ok(doc
+        .metadata(pick(t, keys, tags))
+        .acl(readers(t, access, true)))
 }
 
-fn article(a: &Value) -> Result<Document> {
+fn article(a: &Value, access: &Access) -> Result<Document> {
     let meta = json!({"section_id": a["section_id"], "locale": a["locale"],
         "draft": a["draft"] == true});
     let doc = Document::new("article", record_id(a)?.to_string(), text(a, "/title"))
         .body(html_to_text(&text(a, "/body")))
         .url_opt(a["html_url"].as_str())
         .updated_at(first(a, "/updated_at|/created_at"));
-    Ok(doc.metadata(meta))
+    let segment = a["user_segment_id"].as_u64();
+    let segment = segment.map(|s| access.segments.iter().find(|g| g["id"] == s));
+    let readers = segment.map_or_else(|| vec![acl::EVERYONE.into()], segment_readers);
+    Ok(doc.metadata(meta).acl(readers))
+}
+
+/// A page of articles as documents.
+fn articles(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+    let access = Access::of(cfg, items)?;
+    items.iter().map(|a| article(a, &access)).collect()
 }
 
 /// Search results as documents: tickets and articles; other result types are skipped.
-fn search_hits(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+fn search_hits(items: &[Value], access: &Access, cfg: &Config) -> Result<Vec<Document>> {
     let hit = |item: &Value| match item["result_type"].as_str() {
-        Some("ticket") => Some(ticket(item, cfg)),
-        Some("article") => Some(article(item)),
+        Some("ticket") => Some(ticket(item, access, cfg)),
+        Some("article") => Some(article(item, access)),
         _ => None,
     };
     items.iter().filter_map(hit).collect()
 }
 
-/// The comments among the child events of a ticket event (the export marks their type in
-/// `event_type`, the comments API in `type`).
-fn event_comments(event: &Value, cfg: &Config) -> Result<Vec<Document>> {
-    let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
-    let ticket = event["ticket_id"].as_u64().ok_or_else(no_ticket)?;
-    let at = text(event, "/created_at");
-    let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
-    let comments = array(event, "/child_events").filter(is_comment);
-    let documents = comments.filter_map(|c| comment(c, ticket, &at, cfg));
-    Ok(documents.collect())
+// ---- Permissions (docs/connectors/zendesk.md) -------------------------------------------------
+
+/// What a page's ACLs need beyond its records: the organizations among them that share their
+/// tickets (as ACL entries), and the Help Center user segments its articles name.
+struct Access {
+    shared: Vec<String>,
+    segments: Vec<Value>,
 }
 
-/// A comment of `ticket` as a document (`None` without an id); `at` is the time of its ticket
+impl Access {
+    fn of(cfg: &Config, records: &[Value]) -> Result<Access> {
+        Self::with(cfg, records, Vec::new())
+    }
+
+    /// As [`Access::of`], with `orgs` already at hand (sideloaded): only others are asked for.
+    fn with(cfg: &Config, records: &[Value], mut orgs: Vec<Value>) -> Result<Access> {
+        let ids = |key: &'static str| records.iter().filter_map(move |r| r[key].as_u64());
+        let known: Vec<u64> = orgs.iter().filter_map(|o| o["id"].as_u64()).collect();
+        let missing = ids("organization_id").filter(|id| !known.contains(id));
+        let path = "/organizations/show_many.json";
+        orgs.extend(paging::by_ids(missing, 100, |ids| cfg.many(path, ids))?);
+        let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
+        let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
+        let segments = paging::by_ids(ids("user_segment_id"), 1, |id| {
+            let path = format!("/help_center/user_segments/{id}.json");
+            Ok(vec![cfg.get(&path, &[]).send()?.json_at("/user_segment")?])
+        })?;
+        Ok(Access { shared, segments })
+    }
+}
+
+/// Who reads ticket `t` (or, when not `public`, its internal notes): agents who read every
+/// ticket, the agents of its group, its assignee and followers; for public content also the
+/// requester, the CCs and, when its organization shares tickets, that organization's users.
+fn readers(t: &Value, access: &Access, public: bool) -> Vec<String> {
+    let mut out = acl::at(t, "user:", "/assignee_id|/follower_ids");
+    out.extend(acl::at(t, GROUP, "/group_id"));
+    out.push(acl::group(AGENTS));
+    if public {
+        let people = "/requester_id|/email_cc_ids|/collaborator_ids";
+        out.extend(acl::at(t, "user:", people));
+        let org = acl::at(t, ORG, "/organization_id").into_iter();
+        out.extend(org.filter(|o| access.shared.contains(o)));
+    }
+    acl::of(out)
+}
+
+/// Who views an article restricted to user segment `s` (`None`: not found): the segment's
+/// groups and organizations, else agents (`staff`) or everyone signed in. Tags cannot be matched
+/// to a principal, so a segment with tags is read by no one here (fail closed).
+fn segment_readers(s: Option<&Value>) -> Vec<String> {
+    let tagged = s.is_none_or(|s| !acl::at(s, "", "/tags|/or_tags").is_empty());
+    let s = s.unwrap_or(&Value::Null);
+    let mut out = acl::at(s, GROUP, "/group_ids");
+    out.extend(acl::at(s, ORG, "/organization_ids"));
+    let staff = s["user_type"] == "staff";
+    let all = if staff {
+        acl::group(AGENTS)
+    } else {
+        acl::EVERYONE.into()
+    };
+    if out.is_empty() {
+        out.push(all);
+    }
+    acl::of(out.into_iter().filter(|_| !tagged))
+}
+
+/// The comments of a page of ticket events, with the ACL of their ticket as it is now. An event
+/// that may change who reads the ticket (see [`changes_readers`]) brings all the ticket's
+/// comments again, with the new ACL.
+fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
+    let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
+    let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
+    let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, Vec::new(), Vec::new());
+    let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
+    let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
+    for e in events {
+        let id = e["ticket_id"].as_u64().ok_or_else(no_ticket)?;
+        let t = tickets.iter().find(|t| t["id"] == id);
+        let children = array(e, "/child_events");
+        let comments: Vec<Value> = match children.clone().any(changes_readers) {
+            true if !again.contains(&id) => {
+                again.push(id);
+                ticket_comments(cfg, id)?
+            }
+            _ => children.filter(is_comment).cloned().collect(),
+        };
+        let (at, t) = (text(e, "/created_at"), t.unwrap_or(&Value::Null));
+        let documents = comments
+            .iter()
+            .filter_map(|c| comment(c, t, &access, &at, cfg));
+        out.extend(documents);
+    }
+    Ok(out)
+}
+
+/// Child events that may change who reads a ticket or a comment (besides a `Change` of a field
+/// named in [`READER_FIELDS`]): CCs, followers, a comment made private.
+const READER_EVENTS: &str = "EmailCcChange FollowerChange Cc CommentPrivacyChange";
+const READER_FIELDS: &str =
+    "requester_id organization_id group_id assignee_id collaborator_ids email_cc_ids follower_ids";
+
+/// Whether a child event may change who reads the ticket or a comment.
+fn changes_readers(c: &Value) -> bool {
+    let kind = text(c, "/event_type");
+    let field = |f: &str| c["field_name"] == f || c.get(f).is_some();
+    let changed = kind == "Change" && READER_FIELDS.split(' ').any(field);
+    changed || READER_EVENTS.split(' ').any(|k| k == kind)
+}
+
+/// A comment of ticket `t` as a document (`None` without an id); `at` is the time of its ticket
 /// event, for a child event that carries none of its own.
-fn comment(c: &Value, ticket: u64, at: &str, cfg: &Config) -> Option<Document> {
+fn comment(c: &Value, t: &Value, access: &Access, at: &str, cfg: &Config) -> Option<Document> {
+    let ticket = t["id"].as_u64()?;
     let id = format!("{ticket}-{}", c["id"].as_u64()?);
     let meta = json!({"ticket_id": ticket, "public": c["public"], "author_id": c["author_id"]});
     let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"))
         .body(first(c, "/plain_body|/body"))
         .url(cfg.ticket_url(ticket))
         .updated_at(or(text(c, "/created_at"), at));
-    Some(doc.metadata(meta))
+    let readers = readers(t, access, c["public"] == true);
+    Some(doc.metadata(meta).acl(readers))
 }
 
 /// All comments of `ticket`, following `meta.after_cursor` while `meta.has_more`.
@@ -392,6 +504,14 @@ mod tests {
         Config {
             base_url,
             page_size: Some(1000),
+        }
+    }
+
+    /// No organization shares tickets, no segments.
+    fn open() -> Access {
+        Access {
+            shared: vec![],
+            segments: vec![],
         }
     }
 
@@ -430,7 +550,7 @@ mod tests {
         // `end_of_stream` ends a run only where the export is said to have one.
         let page = |v: Value| serde_json::from_value::<Page>(v).unwrap();
         let eos = json!({"articles": [{}], "next_page": next, "end_of_stream": true});
-        let none = |_: &Value| Ok(vec![]);
+        let none = |_: &[Value]| Ok(vec![]);
         assert!(time_page(page(eos.clone()), 10, true, none).unwrap().done);
         assert!(!time_page(page(eos), 10, false, none).unwrap().done);
     }
@@ -460,7 +580,7 @@ mod tests {
             ],
             "after_cursor": "n1", "end_of_stream": false
         }));
-        let out = ticket_page(page, &cfg(), SyncCursor::default()).unwrap();
+        let out = ticket_page(page, &open(), &cfg(), SyncCursor::default()).unwrap();
         assert!(!out.done);
         assert_eq!(out.next_cursor.as_deref(), Some(r#"{"c":"n1"}"#));
         let [doc] = &out.upserts[..] else { panic!() };
@@ -491,6 +611,7 @@ mod tests {
         let prev = decode(Some(r#"{"c":"n1"}"#)).unwrap();
         let out = ticket_page(
             export(json!({"tickets": [], "end_of_stream": true})),
+            &open(),
             &cfg(),
             prev,
         )
@@ -500,27 +621,27 @@ mod tests {
         // A repeated cursor without end_of_stream must not loop.
         let prev = decode(Some(r#"{"c":"n1"}"#)).unwrap();
         let same = export(json!({"tickets": [], "after_cursor": "n1", "end_of_stream": false}));
-        assert!(ticket_page(same, &cfg(), prev).unwrap().done);
+        assert!(ticket_page(same, &open(), &cfg(), prev).unwrap().done);
         // A ticket without an id fails the page rather than vanishing.
         let bad = export(json!({"tickets": [{"subject": "no id"}], "after_cursor": "n2"}));
         assert!(matches!(
-            ticket_page(bad, &cfg(), SyncCursor::default()),
+            ticket_page(bad, &open(), &cfg(), SyncCursor::default()),
             Err(Error::Upstream(_))
         ));
     }
 
     #[test]
     fn comments_and_articles() {
-        let event = json!({
-            "id": 1, "ticket_id": 7, "created_at": "2025-01-01T00:00:00Z", "event_type": "Audit",
-            "child_events": [
-                {"id": 11, "event_type": "Comment", "body": "<b>x</b>", "plain_body": "x",
-                 "public": false, "author_id": 3},
-                {"id": 12, "event_type": "Change", "field_name": "status", "value": "open"}
-            ]
-        });
-        let docs = event_comments(&event, &cfg()).unwrap();
-        let [doc] = &docs[..] else { panic!() };
+        let t = json!({"id": 7, "requester_id": 3, "email_cc_ids": [4], "organization_id": 9,
+            "group_id": 2, "assignee_id": 5});
+        let shared = vec!["group:zendesk-org:9".to_string()];
+        let access = Access {
+            shared,
+            segments: vec![],
+        };
+        let note = json!({"id": 11, "event_type": "Comment", "body": "<b>x</b>",
+            "plain_body": "x", "public": false, "author_id": 3});
+        let doc = &comment(&note, &t, &access, "2025-01-01T00:00:00Z", &cfg()).unwrap();
         assert_eq!(
             (
                 doc.id.as_str(),
@@ -535,6 +656,53 @@ mod tests {
             meta,
             json!({"ticket_id": 7, "public": false, "author_id": 3})
         );
+        // An internal note is the agents'; a public comment also its requester's, CCs' and
+        // (when it shares tickets) its organization's.
+        let agents = ["group:zendesk-agents", "group:zendesk-group:2", "user:5"];
+        assert_eq!(doc.acl, agents);
+        let public = comment(&json!({"id": 12, "public": true}), &t, &access, "", &cfg());
+        let everyone_of_it = [
+            &agents[..2],
+            &["group:zendesk-org:9", "user:3", "user:4", "user:5"],
+        ];
+        assert_eq!(public.unwrap().acl, everyone_of_it.concat());
+        let closed = Access {
+            shared: vec![],
+            segments: vec![],
+        };
+        assert!(!readers(&t, &closed, true).contains(&"group:zendesk-org:9".to_string()));
+        // Which events may change readers.
+        assert!(changes_readers(
+            &json!({"event_type": "Change", "field_name": "organization_id"})
+        ));
+        assert!(changes_readers(
+            &json!({"event_type": "Change", "requester_id": 3})
+        ));
+        assert!(changes_readers(&json!({"event_type": "EmailCcChange"})));
+        assert!(!changes_readers(
+            &json!({"event_type": "Change", "field_name": "status"})
+        ));
+        assert!(!changes_readers(
+            &json!({"event_type": "Comment", "public": true})
+        ));
+        // Help Center user segments.
+        let seg = |v: Value| segment_readers(Some(&v));
+        assert_eq!(seg(json!({"user_type": "staff"})), ["group:zendesk-agents"]);
+        let grouped =
+            json!({"user_type": "signed_in_users", "group_ids": [2], "organization_ids": [9]});
+        assert_eq!(
+            seg(grouped),
+            ["group:zendesk-group:2", "group:zendesk-org:9"]
+        );
+        assert_eq!(
+            seg(json!({"user_type": "signed_in_users"})),
+            [acl::EVERYONE]
+        );
+        assert_eq!(
+            seg(json!({"user_type": "signed_in_users", "tags": ["vip"]})),
+            [acl::NOBODY]
+        );
+        assert_eq!(segment_readers(None), [acl::NOBODY]);
 
         let reply: Page = serde_json::from_value(json!({"results": [
             {"result_type": "user", "id": 1, "name": "u"},
@@ -544,7 +712,7 @@ mod tests {
             {"result_type": "ticket", "id": 6, "subject": "S", "status": "open"}
         ], "next_page": null}))
         .unwrap();
-        let docs = search_hits(&reply.items, &cfg()).unwrap();
+        let docs = search_hits(&reply.items, &closed, &cfg()).unwrap();
         let [doc, ticket] = &docs[..] else { panic!() };
         assert_eq!((ticket.kind.as_str(), ticket.id.as_str()), ("ticket", "6"));
         let meta: Value = serde_json::from_str(&ticket.metadata).unwrap();
@@ -563,27 +731,10 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert_eq!(parse_ref("123").unwrap(), Ref::Ticket(123));
-        assert_eq!(parse_ref(" ticket:5 ").unwrap(), Ref::Ticket(5));
-        assert_eq!(parse_ref("article:9").unwrap(), Ref::Article(9));
-        assert_eq!(parse_ref("7-11").unwrap(), Ref::Comment(7, 11));
-        assert_eq!(parse_ref("comment:7-11").unwrap(), Ref::Comment(7, 11));
-        for bad in [
-            "",
-            "ticket:",
-            "../1",
-            "1/2",
-            "article:1?x=1",
-            "user:1",
-            "1-",
-            "-1",
-            "+1",
-        ] {
-            assert!(
-                matches!(parse_ref(bad), Err(Error::InvalidInput(_))),
-                "{bad}"
-            );
-        }
-        assert!(parse_ref("99999999999999999999999").is_err());
+        let kind = |id: &str| ids::typed(id, &KINDS).map(|(k, _)| k);
+        assert_eq!(kind("123").unwrap(), "ticket");
+        assert_eq!(kind("article:9").unwrap(), "article");
+        assert_eq!(kind("7-11").unwrap(), "comment");
+        assert!(matches!(kind("user:1"), Err(Error::InvalidInput(_))));
     }
 }

@@ -265,7 +265,11 @@ pub fn tenant_ids(a: &Airlock, p: &Principal) -> Vec<String> {
 /// ACL prefixes of namespaced identities: a principal's name that starts with one is not taken
 /// as an identity, and neither is a group that starts with `user:` or `nobody:`, so that a
 /// token or an identity-provider group called `user:X` cannot pose as upstream user X.
-const NAMESPACES: [&str; 3] = ["user:", "group:", "nobody:"];
+const NAMESPACES: [&str; 4] = ["user:", "group:", "nobody:", "everyone:"];
+
+/// The ACL entry every principal of the connector's tenant matches (a record the upstream shows
+/// to everyone signed in).
+pub const EVERYONE: &str = "everyone:";
 
 /// The principal's email: its name when that is one (an OAuth principal's email or UPN, or a
 /// token named after a person).
@@ -304,7 +308,7 @@ pub fn readers(a: &Airlock, p: &Principal) -> Readers {
 /// `group:NAME`; reserved prefixes are not taken from names (see [`NAMESPACES`]).
 fn common_identities(p: &Principal) -> Vec<String> {
     let reserved = |n: &str| NAMESPACES.iter().any(|ns| n.starts_with(ns));
-    let mut common: Vec<String> = Vec::new();
+    let mut common: Vec<String> = vec![EVERYONE.to_owned()];
     if !reserved(&p.name) {
         common.push(p.name.clone());
     }
@@ -352,7 +356,10 @@ mod tests {
             proxy: vec![],
             scopes: None,
         };
-        assert_eq!(common_identities(&p), vec!["eng", "group:eng", "group:hr"]);
+        assert_eq!(
+            common_identities(&p),
+            vec!["eng", "everyone:", "group:eng", "group:hr"]
+        );
         assert_eq!(email(&p), None);
         let ada = Principal {
             name: "Ada.Adams@Contoso.com".into(),

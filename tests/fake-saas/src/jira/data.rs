@@ -3,8 +3,8 @@
 //! `POST /_fake/mutate`).
 
 use super::{
-    FIRST_COMMENT_ID, FIRST_ISSUE_ID, FIRST_PAGE_ID, JiraMutation, JiraMutationReport, JiraOptions,
-    PLANTED_PHRASE, STATUSES, USERS, VOCAB,
+    CUSTOMERS, FIRST_COMMENT_ID, FIRST_ISSUE_ID, FIRST_PAGE_ID, JiraMutation, JiraMutationReport,
+    JiraOptions, ORGANIZATIONS, PLANTED_PHRASE, STATUSES, USERS, VOCAB,
 };
 use crate::common::{Rng, now_ms, utc_ms};
 
@@ -25,6 +25,10 @@ pub(super) struct Issue {
     pub(super) paragraphs: Vec<String>,
     pub(super) status: usize,
     pub(super) reporter: usize,
+    /// Request participants (indexes into `USERS`).
+    pub(super) participants: Vec<usize>,
+    /// Customer organizations the request is shared with (`ORGANIZATIONS` ids).
+    pub(super) organizations: Vec<u64>,
     pub(super) created_ms: i64,
     pub(super) updated_ms: i64,
     pub(super) comments: Vec<Comment>,
@@ -95,13 +99,25 @@ pub(super) fn generate(opts: &JiraOptions) -> Data {
             });
             next_comment_id += 1;
         }
+        let reporter = 1 + rng.below(USERS.len() as u64 - 1) as usize;
         issues.push(Issue {
             id: FIRST_ISSUE_ID + i as u64,
             key: format!("{}-{}", opts.project, i + 1),
             summary: sentence(&mut rng, 3, 4).trim_end_matches('.').into(),
             paragraphs,
             status: rng.below(STATUSES.len() as u64) as usize,
-            reporter: 1 + rng.below(USERS.len() as u64 - 1) as usize,
+            reporter,
+            // Drawn from the index, so the seeded stream of random numbers stays as it was:
+            // every fourth request has the next customer as a participant, every third is
+            // shared with an organization.
+            participants: match CUSTOMERS.iter().position(|c| *c == reporter) {
+                Some(at) if i % 4 == 1 => vec![CUSTOMERS[(at + 1) % CUSTOMERS.len()]],
+                _ => Vec::new(),
+            },
+            organizations: match i % 3 {
+                0 => vec![ORGANIZATIONS[(i / 3) % ORGANIZATIONS.len()].0],
+                _ => Vec::new(),
+            },
             created_ms,
             updated_ms: t,
             comments,
@@ -183,6 +199,8 @@ impl Data {
                 paragraphs: vec![para],
                 status: 0,
                 reporter: 1,
+                participants: Vec::new(),
+                organizations: Vec::new(),
                 created_ms: now,
                 updated_ms: now,
                 comments: Vec::new(),

@@ -7,6 +7,7 @@
 //! joined by `AND`, and `ORDER BY updated|created|key [ASC|DESC]`. A query without any restriction
 //! is rejected as unbounded. Dates in JQL are UTC (the fake's user profile time zone).
 
+mod access;
 mod data;
 mod jql;
 mod platform;
@@ -54,6 +55,13 @@ const VOCAB: &[&str] = &[
     "network", "invoice", "onboarding", "badge", "calendar", "wifi", "drive", "backup", "update",
     "slow", "broken", "request", "install", "account", "locked", "office", "phone", "headset",
 ];
+/// Customers among `USERS` (the others are the service desk's agents).
+const CUSTOMERS: [usize; 3] = [1, 2, 4];
+/// Customer organizations: (id, name).
+const ORGANIZATIONS: [(u64, &str); 2] = [(1, "Acme Retail"), (2, "Globex Logistics")];
+/// Custom fields of the requests: request participants and organizations (site-specific ids).
+pub const PARTICIPANTS_FIELD: &str = "customfield_10026";
+pub const ORGANIZATIONS_FIELD: &str = "customfield_10002";
 const USERS: [(&str, &str); 5] = [
     ("557058:aaaa0001", "Ada Agent"),
     ("557058:bbbb0002", "Ben Customer"),
@@ -109,6 +117,10 @@ pub struct JiraTruthRequest {
     pub description: String,
     pub status: String,
     pub reporter_account_id: String,
+    /// Request participants by accountId.
+    pub participant_account_ids: Vec<String>,
+    /// Ids of the customer organizations the request is shared with.
+    pub organization_ids: Vec<u64>,
     pub created: String,
     pub updated: String,
     /// Oldest first.

@@ -98,6 +98,14 @@ impl Jira {
             json!({"id": "10100", "name": "Service Request"}),
         );
         put("project", json!({"key": i.key.split('-').next()}));
+        let people: Vec<Value> = i.participants.iter().map(|p| user_json(*p)).collect();
+        put(super::PARTICIPANTS_FIELD, json!(people));
+        let orgs = i.organizations.iter().filter_map(|o| {
+            let (id, name) = super::ORGANIZATIONS.iter().find(|(x, _)| x == o)?;
+            Some(json!({"id": id.to_string(), "name": name,
+                "_links": {"self": format!("{}/rest/servicedeskapi/organization/{id}", self.base_url)}}))
+        });
+        put(super::ORGANIZATIONS_FIELD, json!(orgs.collect::<Vec<_>>()));
         json!({"id": i.id.to_string(), "key": i.key,
                "self": format!("{}/rest/api/3/issue/{}", self.base_url, i.id), "fields": out})
     }
@@ -139,6 +147,12 @@ impl Jira {
                 description: i.description(),
                 status: STATUSES[i.status].0.into(),
                 reporter_account_id: USERS[i.reporter].0.into(),
+                participant_account_ids: i
+                    .participants
+                    .iter()
+                    .map(|p| USERS[*p].0.into())
+                    .collect(),
+                organization_ids: i.organizations.clone(),
                 created: jira_time(i.created_ms),
                 updated: jira_time(i.updated_ms),
                 comments: i

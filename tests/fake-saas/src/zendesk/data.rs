@@ -55,6 +55,13 @@ pub(super) const ORGS: u64 = 25;
 pub(super) const GROUPS: u64 = 4;
 pub(super) const SECTIONS: u64 = 5;
 pub(super) const FIRST_TICKET_ID: u64 = 1;
+pub(super) const FIRST_ORG_ID: u64 = 360_020_000_001;
+pub(super) const FIRST_GROUP_ID: u64 = 360_010_000_001;
+/// Comment index of a ticket event that changes a field.
+pub(super) const CHANGE: u32 = u32::MAX;
+/// Help Center user segments: agents and admins only; signed-in users of the first group.
+pub(super) const STAFF_SEGMENT: u64 = 7_001;
+pub(super) const GROUP_SEGMENT: u64 = 7_002;
 
 #[derive(Clone, Debug)]
 pub(super) struct Comment {
@@ -77,6 +84,8 @@ pub(super) struct Ticket {
     pub(super) assignee_id: Option<u64>,
     pub(super) organization_id: Option<u64>,
     pub(super) group_id: Option<u64>,
+    /// CCs (`email_cc_ids`, also in `collaborator_ids`): end users who read the ticket.
+    pub(super) ccs: Vec<u64>,
     pub(super) tags: Vec<&'static str>,
     pub(super) created_us: i64,
     pub(super) updated_us: i64,
@@ -107,6 +116,8 @@ pub(super) struct Article {
     pub(super) section_id: u64,
     pub(super) author_id: u64,
     pub(super) labels: Vec<&'static str>,
+    /// The Help Center user segment that may view the article (`None`: everyone).
+    pub(super) segment: Option<u64>,
     pub(super) created_us: i64,
     pub(super) updated_us: i64,
     pub(super) rev: u32,
@@ -117,8 +128,13 @@ pub(super) struct Data {
     pub(super) tickets: Vec<Ticket>,
     /// `(updated_us, id)` of every ticket: the incremental export order.
     pub(super) by_updated: BTreeSet<(i64, u64)>,
-    /// `(created_us, comment id)` → (ticket index, comment index): the ticket-event order.
+    /// `(created_us, comment id)` → (ticket index, comment index): the ticket-event order. A
+    /// comment index of [`CHANGE`] marks a field change (see `changes`) rather than a comment.
     pub(super) events: BTreeMap<(i64, u64), (u32, u32)>,
+    /// Field changes by event key id: (field name, previous value, new value).
+    pub(super) changes: BTreeMap<u64, (&'static str, serde_json::Value, serde_json::Value)>,
+    /// Organizations whose users see each other's tickets (`shared_tickets`).
+    pub(super) shared_orgs: BTreeSet<u64>,
     /// By ascending id.
     pub(super) articles: Vec<Article>,
     pub(super) rng: Rng,
@@ -185,6 +201,23 @@ impl Data {
         id
     }
 
+    /// Records a change of `field` on ticket `i` as a ticket event (the way the export shows
+    /// who changed what) and makes the ticket modified now.
+    pub(super) fn change(
+        &mut self,
+        i: usize,
+        field: &'static str,
+        previous: serde_json::Value,
+        value: serde_json::Value,
+    ) {
+        let us = self.tick();
+        let id = self.next_comment_id;
+        self.next_comment_id += 2;
+        self.events.insert((us, id), (i as u32, CHANGE));
+        self.changes.insert(id, (field, previous, value));
+        self.set_updated(i, us);
+    }
+
     pub(super) fn mutate(
         &mut self,
         m: ZendeskMutation,
@@ -241,6 +274,7 @@ impl Data {
                 assignee_id: None,
                 organization_id: None,
                 group_id: None,
+                ccs: Vec::new(),
                 tags: Vec::new(),
                 created_us: us,
                 updated_us: us,

@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::data::CHANNELS;
+use super::data::{AGENT_IDS, CHANGE, CHANNELS};
 use super::params::{
     count_param, decode_export_cursor, encode_export_cursor, invalid, start_time_param, time_page,
 };
@@ -59,7 +59,19 @@ pub(super) async fn export_tickets(
         .filter_map(|(_, id)| d.ticket(*id))
         .map(|t| z.ticket_out(t))
         .collect();
+    let sideload = q.list("include").iter().any(|i| i == "organizations");
+    let organizations = sideload.then(|| {
+        let mut ids: Vec<u64> = page
+            .iter()
+            .filter_map(|(_, id)| d.ticket(*id)?.organization_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let org = |id| super::access::organization_json(&z, id, d.shared_orgs.contains(&id));
+        ids.into_iter().map(org).collect()
+    });
     let body = ExportPage {
+        organizations,
         tickets,
         after_url: link(&after_cursor),
         before_url: link(&before_cursor),
@@ -87,14 +99,27 @@ pub(super) async fn export_ticket_events(
         .events
         .range((start * US, 0)..)
         .take_while(|((us, _), _)| *us <= cutoff)
-        .map(|((us, _), at)| (*us, *at));
+        .map(|((us, id), (ti, ci))| (*us, (*ti, *ci, *id, *us)));
     let (page, end_time, end_of_stream) = time_page(items, start, EVENTS_PAGE);
     let events: Vec<Value> = page
         .iter()
-        .filter_map(|&(ti, ci)| {
+        .filter_map(|&(ti, ci, id, us)| {
             let t = d.tickets.get(ti as usize)?;
-            let c = t.comments.get(ci as usize)?;
             let channel = CHANNELS[usize::from(t.channel)];
+            if ci == CHANGE {
+                // A field change (CCs, organization, ...), as an agent's update shows it.
+                let (field, previous, value) = d.changes.get(&id)?;
+                let child = json!({"id": id, "via": channel, "via_reference_id": null,
+                    "event_type": "Change", "field_name": field, "previous_value": previous,
+                    "value": value});
+                return Some(json!({
+                    "id": id - 1, "ticket_id": t.id, "timestamp": secs(us),
+                    "created_at": time(us), "updated_at": time(us), "updater_id": AGENT_IDS[0],
+                    "via": channel, "system": {}, "metadata": {}, "event_type": "Update",
+                    "merged_ticket_ids": [], "child_events": [child],
+                }));
+            }
+            let c = t.comments.get(ci as usize)?;
             let mut child = Vec::new();
             if with_comments {
                 let mut cj = comment_json(c, channel);

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use super::data::{
     AGENT_IDS, ARTICLE_VERBS, Article, CLOSED, Comment, Data, END_USER_BASE, END_USERS,
-    FIRST_TICKET_ID, GROUPS, NEW, ORGS, SECTIONS, SUBJECT_TAILS, Ticket, VOCAB,
+    FIRST_GROUP_ID, FIRST_ORG_ID, FIRST_TICKET_ID, GROUP_SEGMENT, GROUPS, NEW, ORGS, SECTIONS,
+    STAFF_SEGMENT, SUBJECT_TAILS, Ticket, VOCAB,
 };
 use super::{PLANTED_PHRASE, US, ZendeskOptions};
 use crate::common::{Rng, html_to_text, utc_ms};
@@ -186,8 +187,15 @@ pub(super) fn generate(opts: &ZendeskOptions) -> Data {
             assignee_id: assignee,
             organization_id: rng
                 .chance(7, 10)
-                .then(|| 360_020_000_001 + rng.below(ORGS) * 11),
-            group_id: assignee.map(|_| 360_010_000_001 + rng.below(GROUPS)),
+                .then(|| FIRST_ORG_ID + rng.below(ORGS) * 11),
+            group_id: assignee.map(|_| FIRST_GROUP_ID + rng.below(GROUPS)),
+            // Every fifth ticket CCs another end user (drawn from the id: the seeded stream of
+            // random numbers stays as it was).
+            ccs: (i % 5 == 4)
+                .then(|| END_USER_BASE + (i as u64 * 3 % END_USERS) * 7)
+                .into_iter()
+                .filter(|&cc| cc != requester_id)
+                .collect(),
             tags,
             created_us: created_s * US,
             updated_us: updated_s * US,
@@ -222,6 +230,11 @@ pub(super) fn generate(opts: &ZendeskOptions) -> Data {
                 section_id: 360_030_000_001 + rng.below(SECTIONS) * 3,
                 author_id: agent(&mut rng),
                 labels: vec![rng.pick(VOCAB)],
+                segment: match i % 10 {
+                    3 => Some(STAFF_SEGMENT),
+                    7 => Some(GROUP_SEGMENT),
+                    _ => None,
+                },
                 created_us: created_s * US,
                 updated_us: updated_s * US,
                 rev: 0,
@@ -240,6 +253,12 @@ pub(super) fn generate(opts: &ZendeskOptions) -> Data {
         events,
         articles,
         rng: Rng::new(opts.seed ^ 0x7A3D_9911),
+        changes: Default::default(),
+        // Every other organization shares its tickets among its users.
+        shared_orgs: (0..ORGS)
+            .step_by(2)
+            .map(|k| FIRST_ORG_ID + k * 11)
+            .collect(),
         last_us,
         next_comment_id,
     }

@@ -5,6 +5,7 @@
 //! Times are kept in microseconds so that changes made by [`RunningFake::mutate`] are strictly
 //! ordered (that order is the export order), and shown with whole seconds as Zendesk does.
 
+mod access;
 mod articles;
 mod data;
 mod export;
@@ -126,6 +127,11 @@ pub struct TruthTicket {
     pub requester_id: u64,
     pub assignee_id: Option<u64>,
     pub organization_id: Option<u64>,
+    /// Whether the organization shares its tickets among its users (`shared_tickets`).
+    pub organization_shared: bool,
+    pub group_id: Option<u64>,
+    /// CCs (end users), as `email_cc_ids` and `collaborator_ids` show them.
+    pub email_cc_ids: Vec<u64>,
     pub tags: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -148,6 +154,8 @@ pub struct TruthArticle {
     pub author_id: u64,
     pub locale: String,
     pub draft: bool,
+    /// The user segment that may view it (`None`: everyone).
+    pub user_segment_id: Option<u64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -370,6 +378,11 @@ fn router(state: Arc<Zendesk>) -> Router {
         .route("/api/v2/tickets/{file}", get(get_ticket))
         .route("/api/v2/tickets/{id}/comments.json", get(ticket_comments))
         .route("/api/v2/users/me.json", get(me))
+        .route("/api/v2/organizations/{file}", get(access::organizations))
+        .route(
+            "/api/v2/help_center/user_segments/{file}",
+            get(access::user_segment),
+        )
         .route("/api/v2/help_center/articles.json", get(list_articles))
         .route("/api/v2/help_center/articles/{file}", get(get_article))
         .route(

@@ -66,9 +66,9 @@ pub(super) struct TicketOut<'a> {
     pub(super) assignee_id: Option<u64>,
     pub(super) organization_id: Option<u64>,
     pub(super) group_id: Option<u64>,
-    pub(super) collaborator_ids: [u64; 0],
+    pub(super) collaborator_ids: &'a [u64],
     pub(super) follower_ids: [u64; 0],
-    pub(super) email_cc_ids: [u64; 0],
+    pub(super) email_cc_ids: &'a [u64],
     pub(super) forum_topic_id: Option<u64>,
     pub(super) problem_id: Option<u64>,
     pub(super) has_incidents: bool,
@@ -91,6 +91,9 @@ pub(super) struct ExportPage<'a> {
     pub(super) before_url: String,
     pub(super) before_cursor: String,
     pub(super) end_of_stream: bool,
+    /// Sideloaded with `include=organizations`: the organizations of the page's tickets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) organizations: Option<Vec<Value>>,
 }
 
 /// Zendesk's `html_body`: one `<p>` per paragraph, line breaks as `<br>`.
@@ -163,9 +166,9 @@ impl Zendesk {
             assignee_id: t.assignee_id,
             organization_id: t.organization_id,
             group_id: t.group_id,
-            collaborator_ids: [],
+            collaborator_ids: &t.ccs,
             follower_ids: [],
-            email_cc_ids: [],
+            email_cc_ids: &t.ccs,
             forum_topic_id: None,
             problem_id: None,
             has_incidents: false,
@@ -218,7 +221,7 @@ impl Zendesk {
             "outdated": false,
             "outdated_locales": [],
             "permission_group_id": 1_001,
-            "user_segment_id": null,
+            "user_segment_id": a.segment,
             "label_names": a.labels,
             "content_tag_ids": [],
             "body": a.body,
@@ -241,6 +244,11 @@ impl Zendesk {
                 requester_id: t.requester_id,
                 assignee_id: t.assignee_id,
                 organization_id: t.organization_id,
+                organization_shared: t
+                    .organization_id
+                    .is_some_and(|o| d.shared_orgs.contains(&o)),
+                group_id: t.group_id,
+                email_cc_ids: t.ccs.clone(),
                 tags: t.tags.iter().map(|s| (*s).to_owned()).collect(),
                 created_at: time(t.created_us),
                 updated_at: time(t.updated_us),
@@ -277,6 +285,7 @@ impl Zendesk {
                 author_id: a.author_id,
                 locale: "en-us".into(),
                 draft: false,
+                user_segment_id: a.segment,
                 created_at: time(a.created_us),
                 updated_at: time(a.updated_us),
             })

@@ -18,8 +18,27 @@ use super::shapes::comment_json;
 pub(super) async fn get_ticket(
     State(z): State<Arc<Zendesk>>,
     Path(file): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let d = z.data();
+    if matches!(file.as_str(), "show_many" | "show_many.json") {
+        // Up to 100 ids; unknown and deleted ones are left out.
+        let q = QueryParams::parse(raw.as_deref());
+        let ids = super::access::ids_param(&q);
+        let Ok(ids) = ids else {
+            return invalid("ids must be up to 100 comma-separated ticket ids");
+        };
+        let found = ids.iter().filter_map(|id| d.ticket(*id));
+        let tickets: Vec<_> = found
+            .filter(|t| !t.deleted())
+            .map(|t| z.ticket_out(t))
+            .collect();
+        return Json(
+            json!({"tickets": tickets, "next_page": null, "previous_page": null,
+            "count": tickets.len()}),
+        )
+        .into_response();
+    }
     match ticket_id_from_file(&file).and_then(|id| d.ticket(id)) {
         Some(t) if !t.deleted() => Json(json!({"ticket": z.ticket_out(t)})).into_response(),
         _ => not_found(),

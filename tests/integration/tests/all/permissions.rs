@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use airlock_tests::*;
 use fake_saas::confluence::PLANTED_PHRASE;
 use fake_saas::{
-    ACCOUNT_IDS, AteraOptions, ConfluenceOptions, TruthPage, USER_EMAILS, spawn_atera,
-    spawn_confluence,
+    ACCOUNT_IDS, AteraOptions, ConfluenceOptions, JiraOptions, TruthPage, USER_EMAILS,
+    ZendeskOptions, spawn_atera, spawn_confluence, spawn_jira, spawn_zendesk,
 };
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -102,11 +102,15 @@ struct Record<'a> {
 
 async fn sight_of(d: &Daemon, token: &str, r: &Record<'_>) -> Sight {
     let local = search_in(d, token, r.connector, r.query, false).await;
+    // An id may hold a `/` (Jira comments: `SD-1/50001`): one path segment, percent-encoded.
     let (get, _) = http_auth(
         "GET",
         &format!(
             "{}/v1/documents/{}/{}/{}",
-            d.base, r.connector, r.kind, r.id
+            d.base,
+            r.connector,
+            r.kind,
+            r.id.replace('/', "%2F")
         ),
         Some(token),
         None,
@@ -567,6 +571,445 @@ async fn atera_tickets_reach_their_end_user_customer_and_technicians_only() {
         ];
         want.sort();
         assert_eq!(doc.acl, want, "ticket {}", t.id);
+    }
+    d.stop();
+}
+
+fn sync_streams(env: &Env, connector: &str, streams: &[&str]) {
+    for stream in streams {
+        let out = env.airlock(&["sync", connector, "--stream", stream], None);
+        assert!(
+            out.status.success(),
+            "{connector} {stream}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `get` through `invoke` (fetched live, with its ACL): whether the caller is answered.
+async fn invoke_get(d: &Daemon, token: &str, connector: &str, id: &str) -> bool {
+    let (status, v) = http_auth(
+        "POST",
+        &format!("{}/v1/connectors/{connector}/invoke", d.base),
+        Some(token),
+        Some(json!({"op": "get", "input": {"id": id}}).to_string()),
+    )
+    .await;
+    assert!(
+        status == 200 || status == 403 || status == 404,
+        "{status} {v}"
+    );
+    status == 200
+}
+
+/// Zendesk tickets and their public comments reach the requester, the CCs, the users of the
+/// ticket's organization when it shares tickets, the agents of the ticket's group and the agents
+/// who read every ticket; internal notes reach the agents only; articles reach everyone signed in
+/// unless a user segment restricts them. A CC removed and an organization changed upstream are
+/// ticket updates: the next incremental run takes access away (and gives it to a new CC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
+    use fake_saas::zendesk::PLANTED_PHRASE as ZENDESK_PHRASE;
+    let fake = spawn_zendesk(
+        "127.0.0.1:0".parse().expect("addr"),
+        ZendeskOptions {
+            tickets: 60,
+            articles: 20,
+            recent_exclusion_secs: 0,
+            ..ZendeskOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    let truth = fake.truth();
+    // A planted ticket (the search phrase finds it) with a group; a CC and a sharing
+    // organization are set upstream before the first run.
+    let t = truth
+        .tickets
+        .iter()
+        .find(|t| t.description.contains(ZENDESK_PHRASE) && t.group_id.is_some())
+        .cloned()
+        .expect("a planted ticket with a group");
+    let shared_org = truth
+        .tickets
+        .iter()
+        .find(|x| x.organization_shared)
+        .and_then(|x| x.organization_id)
+        .expect("a sharing organization");
+    let closed_org = truth
+        .tickets
+        .iter()
+        .find(|x| x.organization_id.is_some() && !x.organization_shared)
+        .and_then(|x| x.organization_id)
+        .expect("an organization that does not share");
+    let people: Vec<u64> = {
+        let mut ids: Vec<u64> = truth.tickets.iter().map(|x| x.requester_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids.retain(|id| *id != t.requester_id);
+        ids
+    };
+    let (cc, new_cc, stranger_id) = (people[0], people[1], people[2]);
+    fake.set_ccs(t.id, &[cc]).expect("ticket");
+    let t = fake
+        .set_organization(t.id, Some(shared_org))
+        .expect("ticket");
+    assert_eq!(t.email_cc_ids, [cc]);
+    // An internal note elsewhere, and its ticket's requester.
+    let noted = truth
+        .tickets
+        .iter()
+        .find(|x| x.comments.iter().any(|c| !c.public) && x.requester_id != t.requester_id)
+        .cloned()
+        .expect("a ticket with an internal note");
+    let note = noted.comments.iter().find(|c| !c.public).expect("note");
+
+    let config = zendesk_config(&fake.base_url, "").replacen("permissions = \"tenant\"\n", "", 1);
+    let users = format!(
+        "[connector.users]\n\"req@people.example\" = \"{}\"\n\"cc@people.example\" = \"{cc}\"\n\
+         \"newcc@people.example\" = \"{new_cc}\"\n\"stranger@people.example\" = \"{stranger_id}\"\n\
+         \"noted@people.example\" = \"{}\"\n",
+        t.requester_id, noted.requester_id
+    );
+    let env = Env::new(&format!("{config}{users}"));
+    env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
+    let d = env.serve();
+    let requester = env.create_token("req@people.example", "default", &[], false);
+    let cc_user = env.create_token("cc@people.example", "default", &[], false);
+    let org_group = format!("zendesk-org:{shared_org}");
+    let org_member = env.create_token("org-member", "default", &[org_group.as_str()], false);
+    let group = format!("zendesk-group:{}", t.group_id.expect("group"));
+    let group_agent = env.create_token("group-agent", "default", &[group.as_str()], false);
+    let agent = env.create_token("agent", "default", &["zendesk-agents"], false);
+    let closed_group = format!("zendesk-org:{closed_org}");
+    let stranger = env.create_token(
+        "stranger@people.example",
+        "default",
+        &[closed_group.as_str()],
+        false,
+    );
+    let noted_requester = env.create_token("noted@people.example", "default", &[], false);
+
+    sync_streams(&env, "zendesk", &["tickets", "comments", "articles"]);
+    let id = t.id.to_string();
+    let ticket = Record {
+        connector: "zendesk",
+        kind: "ticket",
+        id: &id,
+        query: ZENDESK_PHRASE,
+    };
+    let description = format!("{}-{}", t.id, t.comments[0].id);
+    let public = Record {
+        connector: "zendesk",
+        kind: "comment",
+        id: &description,
+        query: ZENDESK_PHRASE,
+    };
+    for (who, token, sees) in [
+        ("requester", &requester, true),
+        ("cc", &cc_user, true),
+        ("sharing organization", &org_member, true),
+        ("agent of the ticket's group", &group_agent, true),
+        ("agent", &agent, true),
+        ("stranger", &stranger, false),
+    ] {
+        assert_eq!(
+            sight_of(&d, token, &ticket).await,
+            Sight::all(sees),
+            "ticket, {who}"
+        );
+        assert_eq!(
+            sight_of(&d, token, &public).await,
+            Sight::all(sees),
+            "comment, {who}"
+        );
+    }
+    assert!(
+        invoke_get(&d, &requester, "zendesk", &id).await,
+        "invoke, requester"
+    );
+    assert!(
+        !invoke_get(&d, &stranger, "zendesk", &id).await,
+        "invoke, stranger"
+    );
+    // The internal note: agents only, never its ticket's requester.
+    let note_id = format!("{}-{}", noted.id, note.id);
+    let private = Record {
+        connector: "zendesk",
+        kind: "comment",
+        id: &note_id,
+        query: &note.body,
+    };
+    assert_eq!(
+        sight_of(&d, &agent, &private).await,
+        Sight::all(true),
+        "note, agent"
+    );
+    assert_eq!(
+        sight_of(&d, &noted_requester, &private).await,
+        Sight::all(false),
+        "note, its requester"
+    );
+    // The ticket's requester still reads that ticket itself.
+    let (status, _) = http_auth(
+        "GET",
+        &format!("{}/v1/documents/zendesk/ticket/{}", d.base, noted.id),
+        Some(&noted_requester),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the noted ticket, its requester");
+
+    // Articles: everyone signed in, unless a user segment restricts them.
+    for a in &fake.truth().articles {
+        let aid = a.id.to_string();
+        let article = Record {
+            connector: "zendesk",
+            kind: "article",
+            id: &aid,
+            query: &a.title,
+        };
+        let (everyone, agents) = match a.user_segment_id {
+            None => (true, true),
+            Some(_) => (false, a.user_segment_id == Some(7_001)),
+        };
+        assert_eq!(
+            sight_of(&d, &stranger, &article).await,
+            Sight::all(everyone),
+            "article {aid} ({:?}), signed in",
+            a.user_segment_id
+        );
+        assert_eq!(
+            sight_of(&d, &agent, &article).await,
+            Sight::all(agents || everyone),
+            "article {aid} ({:?}), agent",
+            a.user_segment_id
+        );
+    }
+
+    // Upstream: the CC is replaced and the ticket moves to an organization that does not share.
+    fake.set_ccs(t.id, &[new_cc]).expect("ticket");
+    fake.set_organization(t.id, Some(closed_org))
+        .expect("ticket");
+    let stale = sight_of(&d, &cc_user, &ticket).await;
+    assert!(stale.get && stale.search, "until the next run: {stale:?}");
+    sync_streams(&env, "zendesk", &["tickets", "comments"]);
+    let new_cc_user = env.create_token("newcc@people.example", "default", &[], false);
+    for (who, token, sees) in [
+        ("requester", &requester, true),
+        ("removed cc", &cc_user, false),
+        ("new cc", &new_cc_user, true),
+        ("former organization", &org_member, false),
+        ("agent of the ticket's group", &group_agent, true),
+        ("agent", &agent, true),
+        ("organization that does not share", &stranger, false),
+    ] {
+        assert_eq!(
+            sight_of(&d, token, &ticket).await,
+            Sight::all(sees),
+            "changed ticket, {who}"
+        );
+        assert_eq!(
+            sight_of(&d, token, &public).await,
+            Sight::all(sees),
+            "changed ticket's comment, {who}"
+        );
+    }
+    assert!(
+        !invoke_get(&d, &cc_user, "zendesk", &id).await,
+        "invoke, removed cc"
+    );
+    // Every stored ticket carries exactly what the fake says about it.
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    for x in fake.truth().tickets {
+        let doc = airlock::store::documents::get(&conn, "zendesk", "ticket", &x.id.to_string())
+            .expect("db")
+            .expect("synced");
+        let mut want = vec![
+            "group:zendesk-agents".to_string(),
+            format!("user:{}", x.requester_id),
+        ];
+        want.extend(x.assignee_id.map(|a| format!("user:{a}")));
+        want.extend(x.group_id.map(|g| format!("group:zendesk-group:{g}")));
+        want.extend(x.email_cc_ids.iter().map(|c| format!("user:{c}")));
+        if x.organization_shared {
+            want.extend(x.organization_id.map(|o| format!("group:zendesk-org:{o}")));
+        }
+        want.sort();
+        want.dedup();
+        assert_eq!(doc.acl, want, "ticket {}", x.id);
+    }
+    d.stop();
+}
+
+/// Jira Service Management requests and their public comments reach the reporter (by accountId
+/// and by email), the request participants, the customer organizations the request is shared
+/// with and the service desk's agents; internal comments reach the agents only. A participant
+/// removed and an organization unshared upstream edit the issue: the next incremental run takes
+/// access away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_requests_reach_reporter_participants_organizations_and_agents_only() {
+    use fake_saas::jira::PLANTED_PHRASE as JIRA_PHRASE;
+    let fake = spawn_jira("127.0.0.1:0".parse().expect("addr"), JiraOptions::default())
+        .await
+        .expect("fake");
+    let truth = fake.truth();
+    let r = truth
+        .requests
+        .iter()
+        .find(|r| r.description.contains(JIRA_PHRASE))
+        .cloned()
+        .expect("a planted request");
+    // Customers of the fake: 557058:bbbb0002, :cccc0003, :eeee0005 (Ben, Cleo, Eve).
+    let customers = ["557058:bbbb0002", "557058:cccc0003", "557058:eeee0005"];
+    let others: Vec<&str> = customers
+        .into_iter()
+        .filter(|c| *c != r.reporter_account_id)
+        .collect();
+    let (participant, stranger_id) = (others[0], others[1]);
+    let r = fake
+        .set_participant(&r.key, participant, true)
+        .expect("request");
+    let r = fake.set_organization(&r.key, 2, true).expect("request");
+    assert!(r.organization_ids.contains(&2), "{r:?}");
+    // A request with an internal comment, and another's public one.
+    let internal = truth
+        .requests
+        .iter()
+        .find_map(|x| {
+            x.comments
+                .iter()
+                .find(|c| !c.public)
+                .map(|c| (x.clone(), c.clone()))
+        })
+        .expect("an internal comment");
+
+    let config = jira_config(&fake.base_url).replacen("permissions = \"tenant\"\n", "", 1);
+    // The fake's users' emails (first name at example.com).
+    let email_of = |id: &str| match id {
+        "557058:aaaa0001" => "ada@example.com",
+        "557058:bbbb0002" => "ben@example.com",
+        "557058:cccc0003" => "cleo@example.com",
+        "557058:dddd0004" => "dan@example.com",
+        _ => "eve@example.com",
+    };
+    let users = format!(
+        "[connector.users]\n\"reporter@people.example\" = \"{}\"\n\
+         \"participant@people.example\" = \"{participant}\"\n\
+         \"stranger@people.example\" = \"{stranger_id}\"\n",
+        r.reporter_account_id
+    );
+    let env = Env::new(&format!("{config}{users}"));
+    env.set_secret("jira_token", &JiraOptions::default().api_token);
+    let d = env.serve();
+    let reporter = env.create_token("reporter@people.example", "default", &[], false);
+    let reporter_by_email =
+        env.create_token(email_of(&r.reporter_account_id), "default", &[], false);
+    let participant_user = env.create_token("participant@people.example", "default", &[], false);
+    let org_member = env.create_token("org-member", "default", &["jsm-org:2"], false);
+    let agent = env.create_token("desk-agent", "default", &["jsm-agents:SD"], false);
+    let stranger = env.create_token("stranger@people.example", "default", &["jsm-org:9"], false);
+
+    sync_streams(&env, "jira", &["requests", "comments"]);
+    let request = Record {
+        connector: "jira",
+        kind: "request",
+        id: &r.key,
+        query: JIRA_PHRASE,
+    };
+    for (who, token, sees) in [
+        ("reporter", &reporter, true),
+        ("reporter by email", &reporter_by_email, true),
+        ("participant", &participant_user, true),
+        ("organization", &org_member, true),
+        ("agent", &agent, true),
+        ("stranger", &stranger, false),
+    ] {
+        assert_eq!(
+            sight_of(&d, token, &request).await,
+            Sight::all(sees),
+            "request, {who}"
+        );
+    }
+    assert!(
+        invoke_get(&d, &participant_user, "jira", &r.key).await,
+        "invoke, participant"
+    );
+    assert!(
+        !invoke_get(&d, &stranger, "jira", &r.key).await,
+        "invoke, stranger"
+    );
+    // The internal comment: the agents only, never its reporter.
+    let (x, c) = &internal;
+    let cid = format!("{}/{}", x.key, c.id);
+    let comment = Record {
+        connector: "jira",
+        kind: "comment",
+        id: &cid,
+        query: &c.body,
+    };
+    assert_eq!(
+        sight_of(&d, &agent, &comment).await,
+        Sight::all(true),
+        "internal, agent"
+    );
+    let its_reporter = match x.reporter_account_id == r.reporter_account_id {
+        true => reporter_by_email.clone(),
+        false => env.create_token(email_of(&x.reporter_account_id), "default", &[], false),
+    };
+    assert_eq!(
+        sight_of(&d, &its_reporter, &comment).await,
+        Sight::all(false),
+        "internal, its reporter"
+    );
+
+    // Upstream: the participant is removed and the organization no longer shares the request.
+    fake.set_participant(&r.key, participant, false)
+        .expect("request");
+    fake.set_organization(&r.key, 2, false).expect("request");
+    let stale = sight_of(&d, &participant_user, &request).await;
+    assert!(stale.get && stale.search, "until the next run: {stale:?}");
+    sync_streams(&env, "jira", &["requests", "comments"]);
+    for (who, token, sees) in [
+        ("reporter", &reporter, true),
+        ("removed participant", &participant_user, false),
+        ("former organization", &org_member, false),
+        ("agent", &agent, true),
+        ("stranger", &stranger, false),
+    ] {
+        assert_eq!(
+            sight_of(&d, token, &request).await,
+            Sight::all(sees),
+            "changed request, {who}"
+        );
+    }
+    assert!(
+        !invoke_get(&d, &participant_user, "jira", &r.key).await,
+        "invoke, removed"
+    );
+    // Every stored request carries exactly what the fake says about it.
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    for x in fake.truth().requests {
+        let doc = airlock::store::documents::get(&conn, "jira", "request", &x.key)
+            .expect("db")
+            .expect("synced");
+        let mut want = vec![
+            "group:jsm-agents:SD".to_string(),
+            format!("user:{}", x.reporter_account_id),
+            email_of(&x.reporter_account_id).to_string(),
+        ];
+        for p in &x.participant_account_ids {
+            want.push(format!("user:{p}"));
+            want.push(email_of(p).to_string());
+        }
+        want.extend(
+            x.organization_ids
+                .iter()
+                .map(|o| format!("group:jsm-org:{o}")),
+        );
+        want.sort();
+        want.dedup();
+        assert_eq!(doc.acl, want, "request {}", x.key);
     }
     d.stop();
 }
