@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod changes;
+mod connections;
 mod oauth_grants;
 mod rate_shares;
 mod webhooks;
