@@ -45,12 +45,15 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_RESPONSE: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The refresh lock of each (connector, principal), held weakly: gone when nobody refreshes.
+type RefreshLocks = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
+
 /// What every `oauth2-user` grant of the daemon shares: the store and the vault's key.
 pub struct Delegated {
     store: Store,
     vault: Vault,
     /// One refresh at a time per (connector, principal) in this process.
-    refreshing: std::sync::Mutex<HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>>,
+    refreshing: std::sync::Mutex<RefreshLocks>,
 }
 
 impl Delegated {
