@@ -100,6 +100,8 @@ pub struct Airlock {
     /// Live hits' `check-permission` answers, remembered briefly (per connector, upstream user
     /// and record) across requests.
     pub permission_checks: Arc<crate::search::PermissionCache>,
+    /// People's connections to upstreams (`oauth2-user` grants), shared by every such grant.
+    pub delegated: Arc<crate::capabilities::delegated::Delegated>,
     writer: AuditWriter,
     net: Arc<Net>,
     /// Only `airlock serve --only`-style narrowed starts keep this: a reload loads the same set.
@@ -152,6 +154,7 @@ struct Loader<'a> {
     metrics: &'a Arc<crate::metrics::Metrics>,
     cassettes: &'a Cassettes,
     shares: &'a Arc<BudgetShares>,
+    delegated: &'a Arc<crate::capabilities::delegated::Delegated>,
 }
 
 impl Loader<'_> {
@@ -192,6 +195,26 @@ impl Loader<'_> {
                 .find_map(|r| secret_errors.get(r).map(|e| (r, e)))
             {
                 return self.failed(c, format!("grant[{}].auth: {r}: {e}", g.index));
+            }
+            if let crate::config::AuthConfig::OAuth2User(u) = &g.auth {
+                let Some(secret) = values.get(&u.client_secret) else {
+                    let r = &u.client_secret;
+                    return self.failed(
+                        c,
+                        format!("grant[{}].auth: {r} could not be resolved", g.index),
+                    );
+                };
+                auths.push(GrantAuth::User(Arc::new(
+                    crate::capabilities::delegated::UserGrant::new(
+                        &c.id,
+                        u.clone(),
+                        secret.to_string(),
+                        self.net.client_for(g.allow_private, g.tls_ca.as_ref()),
+                        self.delegated.clone(),
+                        scrubber.clone(),
+                    ),
+                )));
+                continue;
             }
             match GrantAuth::build(&g.auth, values, &scrubber) {
                 Ok(a) => auths.push(a),
@@ -373,7 +396,12 @@ impl Airlock {
 
         let metrics = crate::metrics::Metrics::new();
         let shares = Arc::new(BudgetShares::new());
+        let delegated = Arc::new(crate::capabilities::delegated::Delegated::new(
+            store.clone(),
+            Vault::open(&data_dir)?,
+        ));
         let loader = Loader {
+            delegated: &delegated,
             runtime: &runtime,
             net: &net,
             audit: &audit,
@@ -401,6 +429,7 @@ impl Airlock {
             crate::sync::AbortOnDrop(tokio::spawn(task))
         });
         Ok(Airlock {
+            delegated,
             permission_checks: Arc::default(),
             sync_slots,
             syncer: Syncer::new(
@@ -621,6 +650,7 @@ impl Airlock {
         let (values, secret_errors) =
             resolve_secrets(&self.store, &new, &ids, &self.cassettes, &self.scrubber).await?;
         let loader = Loader {
+            delegated: &self.delegated,
             runtime: &self.runtime,
             net: &self.net,
             audit: &self.audit,

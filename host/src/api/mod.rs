@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod auth;
 pub mod authorization;
 pub mod body;
+pub mod connections;
 pub mod cors;
 pub mod dashboard;
 pub mod errors;
@@ -132,6 +133,25 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
             "/v1/webhooks/{name}/deliveries/{id}/retry",
             Admin,
             post(webhooks::retry),
+        ),
+        (Method::GET, "/v1/connections", P, get(connections::list)),
+        (
+            Method::GET,
+            "/v1/connections/{connector}/authorize",
+            P,
+            get(connections::authorize),
+        ),
+        (
+            Method::GET,
+            "/v1/connections/{connector}/callback",
+            Open,
+            get(connections::callback),
+        ),
+        (
+            Method::DELETE,
+            "/v1/connections/{connector}",
+            P,
+            axum::routing::delete(connections::disconnect),
         ),
     ];
     // The egress proxy answers every method a grant can allow.

@@ -63,6 +63,10 @@ pub fn needs(method: &Method, route: &str) -> Needs {
         | ("GET", "/v1/openapi.json")
         | ("GET", "/v1/documents/{connector}/{kind}/{id}") => Needs::Scope("read"),
         ("POST", "/v1/connectors/{id}/invoke") => Needs::Scope("actions"),
+        // A person connects their own upstream account to run actions as themselves.
+        ("GET", "/v1/connections") => Needs::Scope("read"),
+        ("GET", "/v1/connections/{connector}/authorize")
+        | ("DELETE", "/v1/connections/{connector}") => Needs::Scope("actions"),
         ("GET", "/v1/approvals") | ("GET", "/v1/approvals/{id}") => Needs::Scope("writes"),
         _ => Needs::Never,
     }

@@ -448,6 +448,9 @@ pub fn spec() -> Value {
     for (path, ops) in webhook_operations() {
         spec["paths"][path] = ops;
     }
+    for (path, ops) in connection_operations() {
+        spec["paths"][path] = ops;
+    }
     spec
 }
 
@@ -563,6 +566,84 @@ fn proxy_operations(approval: Value) -> Value {
         ops.insert(m, op);
     }
     Value::Object(ops)
+}
+
+/// People's connections to upstreams (`oauth2-user` grants, see `api/connections.rs`).
+fn connection_operations() -> Vec<(&'static str, Value)> {
+    let connector = path_param("connector", "connector id (with an `oauth2-user` grant)");
+    let with_store_error = |mut op: Value| {
+        store_error(&mut op);
+        op
+    };
+    vec![
+        (
+            "/v1/connections",
+            json!({ "get": secured(with_store_error(json!({
+            "operationId": "listConnections",
+            "summary": "The caller's connections to the tenant's connectors with an `oauth2-user` grant (never a token)",
+            "responses": { "200": ok_json("connections", json!({
+                "type": "object",
+                "properties": {
+                    "principal": { "type": "string" },
+                    "connections": { "type": "array", "items": {
+                        "type": "object", "required": ["connector", "connected", "connect"],
+                        "properties": {
+                            "connector": { "type": "string" },
+                            "connected": { "type": "boolean" },
+                            "connected_at": { "type": "string" },
+                            "access_expires_at": { "type": "string" },
+                            "refreshable": { "type": "boolean" },
+                            "scopes": { "type": "array", "items": { "type": "string" } },
+                            "connect": { "type": "string" }
+                        }
+                    } }
+                }
+            })) }
+        })), false) }),
+        ),
+        (
+            "/v1/connections/{connector}/authorize",
+            json!({ "get": secured(with_store_error(json!({
+            "operationId": "connectAuthorize",
+            "summary": "Start connecting the caller's own upstream account: 302 to the upstream's sign-in (authorization code with PKCE)",
+            "parameters": [connector.clone(), query_param("login_hint", "passed on to the upstream's sign-in", json!({ "type": "string", "maxLength": 256 }))],
+            "responses": {
+                "302": { "description": "to the upstream's authorize endpoint (also in the body)", "content": { "application/json": { "schema": { "type": "object", "properties": { "authorize_url": { "type": "string" } } } } } },
+                "404": err("no such connector in the tenant, or it has no `oauth2-user` grant")
+            }
+        })), false) }),
+        ),
+        (
+            "/v1/connections/{connector}/callback",
+            json!({ "get": open(json!({
+            "operationId": "connectCallback",
+            "summary": "Where the upstream sends the browser back: exchanges the code and stores the person's tokens, encrypted",
+            "parameters": [connector.clone(),
+                query_param("state", "the single-use state the connect started with", json!({ "type": "string" })),
+                query_param("code", "the upstream's authorization code", json!({ "type": "string" })),
+                query_param("error", "the upstream's error, when it did not connect", json!({ "type": "string" })),
+                query_param("error_description", "the upstream's description of it", json!({ "type": "string" }))],
+            "responses": {
+                "200": ok_json("connected", json!({ "type": "object", "properties": { "connector": { "type": "string" }, "connected": { "type": "boolean" }, "principal": { "type": "string" } } })),
+                "400": err("unknown, used or expired state, a refused code, or the upstream's error"),
+                "404": err("no such connector, or it has no `oauth2-user` grant"),
+                "500": err("the store failed")
+            }
+        })) }),
+        ),
+        (
+            "/v1/connections/{connector}",
+            json!({ "delete": secured(with_store_error(json!({
+            "operationId": "disconnect",
+            "summary": "Disconnect the caller's upstream account at once, and revoke its token upstream when the grant names a `revoke_url`",
+            "parameters": [connector],
+            "responses": {
+                "200": ok_json("the outcome", json!({ "type": "object", "properties": { "connector": { "type": "string" }, "disconnected": { "type": "boolean" }, "revoke_error": { "type": ["string", "null"] } } })),
+                "404": err("no such connector in the tenant, or it has no `oauth2-user` grant")
+            }
+        })), false) }),
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub enum GrantAuth {
         value: HeaderValue,
     },
     OAuth2(OAuth2),
+    /// The calling person's own token (`oauth2-user`, see `delegated`); built by the loader,
+    /// which holds the store, and injected by the gate, which knows the caller.
+    User(Arc<super::delegated::UserGrant>),
     /// Replay: no secret is resolved and nothing is injected (no request leaves the host), but
     /// the header stays forbidden to the connector exactly as live.
     Withheld(Option<HeaderName>),
@@ -174,6 +177,9 @@ impl GrantAuth {
                     state: Arc::default(),
                 })
             }
+            AuthConfig::OAuth2User(_) => {
+                return Err("oauth2-user credentials need the daemon's store".into());
+            }
         })
     }
 
@@ -192,14 +198,17 @@ impl GrantAuth {
             GrantAuth::None => None,
             GrantAuth::Withheld(name) => name.clone(),
             GrantAuth::Static { name, .. } => Some(name.clone()),
-            GrantAuth::OAuth2(_) => Some(header::AUTHORIZATION),
+            GrantAuth::OAuth2(_) | GrantAuth::User(_) => Some(header::AUTHORIZATION),
         }
     }
 
     /// Whether requests through this grant carry a credential the gate injects (their answers
     /// may echo it back).
     pub fn injects(&self) -> bool {
-        matches!(self, GrantAuth::Static { .. } | GrantAuth::OAuth2(_))
+        matches!(
+            self,
+            GrantAuth::Static { .. } | GrantAuth::OAuth2(_) | GrantAuth::User(_)
+        )
     }
 
     /// Sets the credentials on `headers`. For OAuth2 this may fetch a token first, within
@@ -223,6 +232,8 @@ impl GrantAuth {
                 headers.insert(header::AUTHORIZATION, v);
                 Ok(())
             }
+            // The gate asks the grant itself, with the caller (see http/credentials.rs).
+            GrantAuth::User(_) => Err("a person's token needs the caller".into()),
         }
     }
 }

@@ -127,6 +127,23 @@ pub enum AuthConfig {
         client_secret: SecretRef,
         scope: Option<String>,
     },
+    /// Delegated OAuth (`oauth2-user`): the token of the principal the invocation runs for,
+    /// which that person connected through `/v1/connections/{connector}/authorize`.
+    OAuth2User(std::sync::Arc<UserOAuth>),
+}
+
+/// An `oauth2-user` grant's upstream application: where people sign in and tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserOAuth {
+    pub authorize_url: url::Url,
+    pub token_url: url::Url,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub scopes: Vec<String>,
+    /// RFC 7009 revocation endpoint, called when a person disconnects (optional).
+    pub revoke_url: Option<url::Url>,
+    /// This daemon's `/v1/connections/{connector}/callback`, as registered upstream.
+    pub redirect_uri: url::Url,
 }
 
 impl AuthConfig {
@@ -141,6 +158,7 @@ impl AuthConfig {
             AuthConfig::Bearer { token } => vec![token],
             AuthConfig::Header { value, .. } => vec![value],
             AuthConfig::OAuth2 { client_secret, .. } => vec![client_secret],
+            AuthConfig::OAuth2User(u) => vec![&u.client_secret],
         }
     }
 }

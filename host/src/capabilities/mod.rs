@@ -7,6 +7,7 @@ pub mod budget;
 pub mod budget_shares;
 pub mod cache;
 pub mod decode;
+pub mod delegated;
 pub mod denials;
 pub mod dial;
 pub mod egress;

@@ -21,6 +21,7 @@ pub use hook::{HookKind, InboundHook, Subscribe};
 pub use oauth::{OAuth, OwnServer, SCOPES as OAUTH_SCOPES};
 pub use scheduler::SchedulerConfig;
 pub use store::StoreConfig;
+pub use user_auth::callback_path;
 pub use webhook::Webhook;
 
 mod hook;
@@ -29,6 +30,7 @@ mod scheduler;
 mod semantic;
 pub use semantic::SemanticConfig;
 pub mod store;
+mod user_auth;
 mod webhook;
 
 /// A configuration error. The message always names the file and, where there is one, the key.
@@ -444,6 +446,8 @@ enum RawAuth {
         client_secret: String,
         scope: Option<String>,
     },
+    #[serde(rename = "oauth2-user")]
+    OAuth2User(user_auth::RawUserAuth),
 }
 
 #[derive(Deserialize)]
@@ -718,6 +722,7 @@ impl Config {
                 )));
             }
         }
+        user_auth::one_per_connector(&grants).map_err(err)?;
 
         let mut routes = Vec::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
@@ -1266,6 +1271,7 @@ fn build_grant(
                 scope,
             }
         }
+        Some(RawAuth::OAuth2User(raw)) => user_auth::build(raw, &g.connector, base)?,
     };
     if g.writes_preapproved && !g.writes {
         return Err("writes_preapproved: needs `writes = true` on the same grant".into());
@@ -1388,6 +1394,13 @@ fn check_credential_reach(
             "auth.token_url: the client secret over plain `http` is refused; use https, or set `allow_insecure = true` on the grant (local fakes only)"
                 .into(),
         );
+    }
+    if let AuthConfig::OAuth2User(u) = auth
+        && let Some((field, _)) = user_auth::secret_urls(u).find(|(_, u)| u.scheme() == "http")
+    {
+        return Err(format!(
+            "auth.{field}: the client secret and people's tokens over plain `http` are refused; use https, or set `allow_insecure = true` on the grant (local fakes only)"
+        ));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backend;
 pub mod changes;
 pub mod checkpoint;
+pub mod connections;
 pub mod documents;
 pub mod embeddings;
 pub mod hook_subscriptions;
@@ -319,6 +320,31 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM chunked_documents
         WHERE connector = old.connector AND kind = old.kind AND id = old.id;
     END;
+    "#,
+    // 17: people's connections to upstreams (delegated OAuth, store/connections.rs): their
+    // sealed tokens per (connector, principal), and the pending connects' single-use states.
+    r#"
+    CREATE TABLE user_connections (
+        connector    TEXT NOT NULL,
+        principal    TEXT NOT NULL,
+        nonce        BLOB NOT NULL,
+        ciphertext   BLOB NOT NULL,
+        expires_ms   INTEGER,
+        scopes       TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        connected_at TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (connector, principal)
+    );
+    CREATE INDEX user_connections_of ON user_connections (principal);
+    CREATE TABLE connection_states (
+        hash       TEXT PRIMARY KEY,
+        connector  TEXT NOT NULL,
+        principal  TEXT NOT NULL,
+        nonce      BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
     "#,
 ];
 

@@ -1,13 +1,15 @@
 //! Credentials at the gate: whatever credential headers the connector set are dropped (the
 //! wasi:http header filter already refuses them; this is the second line), and the grant's own
 //! credential goes in, on a request readied against reflection of it. An OAuth token fetch is
-//! audited as its own `oauth-token` row.
+//! audited as its own `oauth-token` row. An `oauth2-user` grant injects the caller's own token
+//! (see `delegated`), and none for a sync.
 
 use std::time::Instant;
 
 use http::header;
 
-use super::super::auth::TokenLimits;
+use super::super::auth::{GrantAuth, TokenLimits};
+use super::super::budget::Class;
 use super::super::net::UpstreamClient;
 use super::{Caller, ConnectorGate, ms};
 
@@ -45,27 +47,42 @@ impl ConnectorGate {
             budget: &self.states[idx].budget,
             deadline,
         };
+        let on_fetch = move |f: super::super::auth::TokenFetch| {
+            let mut t = token_event;
+            t.event = "oauth-token".into();
+            t.method = Some("POST".into());
+            t.scheme = f.url.scheme_str().map(str::to_string);
+            t.host = f.url.host().map(str::to_string);
+            t.port = f.url.port_u16();
+            t.path = Some(f.url.path().to_string());
+            t.status = f.status;
+            t.latency_ms = Some(ms(f.latency));
+            t.decision = if f.error.is_some() { "error" } else { "ok" }.into();
+            t.reason = f.error.unwrap_or_else(|| "token fetched".into());
+            audit.record(t);
+        };
+        if let GrantAuth::User(user) = &self.auths[idx] {
+            // A sync's records are everybody's: never fetched with one person's token.
+            let principal = match caller.class {
+                Class::Background => None,
+                Class::Interactive => caller.principal.as_deref(),
+            };
+            let v = user
+                .header_for(principal, |r| {
+                    on_fetch(super::super::auth::TokenFetch {
+                        url: r.url,
+                        status: r.status,
+                        latency: r.latency,
+                        error: r.error,
+                    })
+                })
+                .await
+                .map_err(|e| format!("credentials for grant[{}] unavailable: {e}", grant.index))?;
+            headers.insert(header::AUTHORIZATION, v);
+            return Ok(credentialed);
+        }
         self.auths[idx]
-            .apply(
-                headers,
-                client,
-                grant.allow_private,
-                token_limits,
-                move |f| {
-                    let mut t = token_event;
-                    t.event = "oauth-token".into();
-                    t.method = Some("POST".into());
-                    t.scheme = f.url.scheme_str().map(str::to_string);
-                    t.host = f.url.host().map(str::to_string);
-                    t.port = f.url.port_u16();
-                    t.path = Some(f.url.path().to_string());
-                    t.status = f.status;
-                    t.latency_ms = Some(ms(f.latency));
-                    t.decision = if f.error.is_some() { "error" } else { "ok" }.into();
-                    t.reason = f.error.unwrap_or_else(|| "token fetched".into());
-                    audit.record(t);
-                },
-            )
+            .apply(headers, client, grant.allow_private, token_limits, on_fetch)
             .await
             .map_err(|e| format!("credentials for grant[{}] unavailable: {e}", grant.index))?;
         Ok(credentialed)
@@ -84,4 +101,14 @@ fn prepare_credentialed(headers: &mut http::HeaderMap) {
         header::ACCEPT_ENCODING,
         http::HeaderValue::from_static("identity"),
     );
+}
+
+impl ConnectorGate {
+    /// The connector's `oauth2-user` grant (at most one), through which people connect.
+    pub fn user_grant(&self) -> Option<std::sync::Arc<super::super::delegated::UserGrant>> {
+        self.auths.iter().find_map(|a| match a {
+            GrantAuth::User(u) => Some(u.clone()),
+            _ => None,
+        })
+    }
 }

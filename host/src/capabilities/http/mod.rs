@@ -238,10 +238,14 @@ impl ConnectorGate {
         {
             Ok(credentialed) => credentialed,
             Err(reason) => {
+                // A person's missing connection is theirs to fix: the connector (and so the
+                // caller) hears where to connect. Other credential failures stay in the audit.
+                let told = match &self.auths[idx] {
+                    GrantAuth::User(_) => reason.clone(),
+                    _ => "credentials unavailable".into(),
+                };
                 self.settle(ev, started, Outcome::new(Decision::Error, reason));
-                return Err(HttpError::InternalError(Some(
-                    "credentials unavailable".into(),
-                )));
+                return Err(HttpError::InternalError(Some(told)));
             }
         };
         let out = Outgoing {

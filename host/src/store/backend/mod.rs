@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod changes;
+mod connections;
 mod embeddings;
 mod oauth_grants;
 mod oauth_signin;

@@ -288,6 +288,23 @@ const TABLES: &[Table] = &[
         order: "id",
         overriding: false,
     },
+    Table {
+        area: "people's connections",
+        name: "user_connections",
+        columns: &[
+            ("connector", Text),
+            ("principal", Text),
+            ("nonce", Blob),
+            ("ciphertext", Blob),
+            ("expires_ms", Int),
+            ("scopes", Text),
+            ("version", Int),
+            ("connected_at", Text),
+            ("updated_at", Text),
+        ],
+        order: "connector, principal",
+        overriding: false,
+    },
 ];
 
 /// Rows per area, in the order of [`TABLES`].

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod audit;
 pub mod changes;
 pub mod commit_notify;
+pub mod connections;
 pub mod copy;
 pub mod documents;
 pub mod embeddings;
@@ -289,6 +290,30 @@ const MIGRATIONS: &[&str] = &[
         doc_hash  TEXT NOT NULL,
         PRIMARY KEY (connector, kind, id),
         FOREIGN KEY (connector, kind, id) REFERENCES documents (connector, kind, id) ON DELETE CASCADE
+    );
+    "#,
+    // 9: people's connections to upstreams (delegated OAuth, store/pg/connections.rs).
+    r#"
+    CREATE TABLE user_connections (
+        connector    TEXT NOT NULL,
+        principal    TEXT NOT NULL,
+        nonce        BYTEA NOT NULL,
+        ciphertext   BYTEA NOT NULL,
+        expires_ms   BIGINT,
+        scopes       TEXT NOT NULL,
+        version      BIGINT NOT NULL,
+        connected_at TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (connector, principal)
+    );
+    CREATE INDEX user_connections_of ON user_connections (principal);
+    CREATE TABLE connection_states (
+        hash       TEXT PRIMARY KEY,
+        connector  TEXT NOT NULL,
+        principal  TEXT NOT NULL,
+        nonce      BYTEA NOT NULL,
+        ciphertext BYTEA NOT NULL,
+        expires_ms BIGINT NOT NULL
     );
     "#,
 ];

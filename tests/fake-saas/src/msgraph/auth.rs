@@ -1,5 +1,6 @@
-//! Authentication and throttling: the AAD v2 client-credentials token endpoint and the gate in
-//! front of every `/v1.0/` route (request counting, the 429 knob, Bearer token checks).
+//! Authentication and throttling: the AAD v2 client-credentials token endpoint (its delegated
+//! grants are `delegated.rs`'s) and the gate in front of every `/v1.0/` route (request counting,
+//! the 429 knob, Bearer token checks, app or user tokens).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub(super) async fn token(
     if tenant != g.opts.tenant {
         let msg = format!("Tenant '{tenant}' not found.");
         return aad_error(bad, "invalid_request", 90002, &msg);
+    }
+    if matches!(field("grant_type"), "authorization_code" | "refresh_token") {
+        return super::delegated::token(&g, &form);
     }
     if field("grant_type") != "client_credentials" {
         let msg = "The app requested an unsupported grant type.";
@@ -95,7 +99,12 @@ pub(super) async fn gate(State(g): State<Arc<MsGraph>>, req: Request, next: Next
         match bearer(req.headers()) {
             None => Some("Access token is empty."),
             Some(t) => match tokens.get(t) {
-                None => Some("IDX14100: JWT is not well formed, there are no dots (.)."),
+                // A user's token (delegated sign-in, `delegated.rs`).
+                None => match g.delegated().user_of(t) {
+                    Some(Ok(_)) => None,
+                    Some(Err(why)) => Some(why),
+                    None => Some("IDX14100: JWT is not well formed, there are no dots (.)."),
+                },
                 Some(exp) if Instant::now() >= *exp => {
                     Some("Lifetime validation failed, the token is expired.")
                 }

@@ -12,6 +12,7 @@
 mod auth;
 mod calendar;
 mod data;
+mod delegated;
 mod devices;
 mod errors;
 mod generate;
@@ -55,6 +56,7 @@ use crate::notify::{Delivery, Notifier};
 use crate::server;
 use crate::server::{Core, FakeState, RunningFake};
 
+pub use self::delegated::DelegatedCounts;
 pub use self::sharepoint::search_matches;
 
 const DAY_MS: i64 = 86_400_000;
@@ -185,6 +187,8 @@ pub struct MsGraph {
     retry_after_secs: AtomicU64,
     subscriptions: Mutex<Vec<Subscription>>,
     notifier: Notifier,
+    /// Delegated (user) sign-ins and their tokens (`delegated.rs`).
+    delegated: Mutex<delegated::Delegated>,
 }
 
 impl FakeState for MsGraph {
@@ -207,6 +211,9 @@ impl MsGraph {
         let report = self.data().mutate(m);
         subscriptions::notify(self, &report);
         report
+    }
+    fn delegated(&self) -> MutexGuard<'_, delegated::Delegated> {
+        self.delegated.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn tokens(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
@@ -326,6 +333,8 @@ impl Mutate for MsGraph {
 fn router(state: Arc<MsGraph>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(delegated::authorize))
+        .route("/{tenant}/oauth2/v2.0/revoke", post(delegated::revoke))
         .route("/v1.0/users", get(list_users))
         .route("/v1.0/users/delta", get(users_delta))
         .route("/v1.0/users/{id}", get(get_user))
@@ -381,9 +390,12 @@ pub async fn spawn_msgraph(
     opts: MsGraphOptions,
 ) -> std::io::Result<RunningFake<MsGraph>> {
     let (listener, _, base_url) = server::bind(listen).await?;
+    let data = generate(&opts);
+    let delegated = delegated::Delegated::new(&data);
     let state = Arc::new(MsGraph {
         core: Core::new(opts.rate_limit_every),
-        data: Mutex::new(generate(&opts)),
+        data: Mutex::new(data),
+        delegated: Mutex::new(delegated),
         token_lifetime_secs: AtomicU64::new(opts.token_lifetime_secs),
         retry_after_secs: AtomicU64::new(opts.retry_after_secs),
         opts,

@@ -62,7 +62,19 @@ pub fn search_matches<'a>(items: &'a [Value], query: &str) -> Vec<&'a Value> {
 }
 
 /// `POST /v1.0/search/query` for `driveItem`.
-pub(super) async fn search(State(g): State<Arc<MsGraph>>, body: Bytes) -> Response {
+/// With a user's token (delegated), only the items that user may open, and no `region`
+/// needed; with an app token, every match.
+pub(super) async fn search(
+    State(g): State<Arc<MsGraph>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = super::auth::bearer(&headers).and_then(|t| {
+        g.delegated()
+            .user_of(t)
+            .and_then(Result::ok)
+            .map(str::to_string)
+    });
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("Unable to read JSON request payload.");
     };
@@ -78,7 +90,7 @@ pub(super) async fn search(State(g): State<Arc<MsGraph>>, body: Bytes) -> Respon
             "EntityTypes {types:?} are not supported by this fake; use [\"driveItem\"]."
         ));
     }
-    if req["region"].as_str().is_none_or(|r| r.trim().is_empty()) {
+    if user.is_none() && req["region"].as_str().is_none_or(|r| r.trim().is_empty()) {
         return bad_request("Region is required when request with application permission.");
     }
     let Some(query) = req.pointer("/query/queryString").and_then(Value::as_str) else {
@@ -90,7 +102,11 @@ pub(super) async fn search(State(g): State<Arc<MsGraph>>, body: Bytes) -> Respon
         return bad_request("Size must be between 1 and 500.");
     }
     let d = g.data();
-    let matches = search_matches(&d.drive, query);
+    let mut matches = search_matches(&d.drive, query);
+    if let Some(upn) = &user {
+        let del = g.delegated();
+        matches.retain(|i| i["id"].as_str().is_some_and(|id| del.may_read(upn, id)));
+    }
     let words = query_words(query);
     let hits: Vec<Value> = matches
         .iter()

@@ -353,8 +353,10 @@ async fn missing_invalid_and_revoked_tokens_get_401_and_tokens_are_not_stored_in
             let url = format!("{}{url_path}", d.base);
             if op["security"] == json!([]) {
                 let (status, v) = http(&method, &url, None).await;
-                // The hook route is open but answers only connectors that have a hook.
-                let want = if path.starts_with("/v1/hooks/") {
+                // The hook and connect-callback routes are open but answer only connectors
+                // that have a hook or an `oauth2-user` grant.
+                let want = if path.starts_with("/v1/hooks/") || path.starts_with("/v1/connections/")
+                {
                     404
                 } else {
                     200

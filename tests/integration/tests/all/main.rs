@@ -22,6 +22,7 @@ mod confluence;
 mod conformance;
 mod contract_versions;
 mod dashboard;
+mod delegated_oauth;
 mod dist;
 mod docs;
 mod enterprise_network;

@@ -1,0 +1,682 @@
+//! Delegated OAuth to upstreams (`auth = { type = "oauth2-user", … }`): a person connects their
+//! own upstream account once (authorization code + PKCE S256, a single-use `state` bound to the
+//! principal that started the connect), and the gate then injects that person's access token
+//! into the requests of invocations that run on their behalf — so the upstream itself decides
+//! what they may see. Never another person's token: the token is looked up by the invocation's
+//! own principal, and an invocation without one (a scheduled sync) is refused.
+//!
+//! Tokens are sealed with the vault's key before they reach the store (the ciphertext is bound
+//! to its (connector, principal) pair) and read back on every request, so a disconnect on any
+//! daemon stops the next request at once. An expired access token is refreshed under a lock per
+//! connection; a rotated refresh token replaces the old one only if nobody changed the
+//! connection meanwhile (compare-and-swap on its version), so the old one is never used again.
+//!
+//! The protocol's messages come from the `oauth2` crate; they travel through the grant's own
+//! pooled client (the same address rules, private-network setting and trust as its requests).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::{BodyExt, Full, Limited};
+use oauth2::basic::{BasicClient, BasicTokenResponse};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    Scope, TokenResponse, TokenUrl,
+};
+use sha2::{Digest, Sha256};
+
+use super::grant::UserOAuth;
+use super::net::UpstreamClient;
+use crate::scrub::Scrubber;
+use crate::store::backend::Store;
+use crate::store::connections::{PendingConnect, UserConnection};
+use crate::store::vault::{Sealed, Vault};
+
+/// How long a started connect waits for its callback.
+const CONNECT_TTL: Duration = Duration::from_secs(600);
+/// Refresh this long before the access token's stated expiry (at most a tenth of its life).
+/// The stored expiry is the refresh time: the stated one less this margin.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+const MAX_RESPONSE: usize = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The refresh lock of each (connector, principal), held weakly: gone when nobody refreshes.
+type RefreshLocks = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
+
+/// What every `oauth2-user` grant of the daemon shares: the store and the vault's key.
+pub struct Delegated {
+    store: Store,
+    vault: Vault,
+    /// One refresh at a time per (connector, principal) in this process.
+    refreshing: std::sync::Mutex<RefreshLocks>,
+}
+
+impl Delegated {
+    pub fn new(store: Store, vault: Vault) -> Delegated {
+        Delegated {
+            store,
+            vault,
+            refreshing: Default::default(),
+        }
+    }
+
+    fn refresh_lock(&self, connector: &str, principal: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        let key = (connector.to_string(), principal.to_string());
+        if let Some(l) = map.get(&key).and_then(Weak::upgrade) {
+            return l;
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key, Arc::downgrade(&l));
+        l
+    }
+
+    /// The vault name a connection's tokens are sealed under: bound to connector and principal,
+    /// so a row copied to another person does not decrypt.
+    fn seal_name(kind: &str, a: &str, b: &str) -> String {
+        let d = Sha256::digest(format!("{a}\0{b}").as_bytes());
+        format!("{kind}.{}", &hex::encode(d)[..40])
+    }
+}
+
+/// A person's tokens, as sealed together in one row.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Tokens {
+    access: String,
+    refresh: Option<String>,
+}
+
+/// Why a person's token cannot be used. Messages never carry a token.
+#[derive(Debug, thiserror::Error)]
+pub enum UserTokenError {
+    #[error(
+        "the grant uses the caller's own `{connector}` account (oauth2-user), and an invocation without a principal (a scheduled or background sync) has none; sync through a grant with the connector's own credentials"
+    )]
+    NoPrincipal { connector: String },
+    #[error(
+        "`{principal}` has not connected a `{connector}` account: connect at GET {path} (then retry)"
+    )]
+    NotConnected {
+        connector: String,
+        principal: String,
+        path: String,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One `oauth2-user` grant: its upstream application, ready to connect people and inject their
+/// tokens.
+pub struct UserGrant {
+    pub connector: String,
+    config: Arc<UserOAuth>,
+    client_secret: String,
+    client: UpstreamClient,
+    service: Arc<Delegated>,
+    /// The connector's own scrubber: the gate scans its answers for these tokens (reflection),
+    /// and it registers each with the daemon's scrubber too.
+    scrubber: Scrubber,
+}
+
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// A refresh made, for the audit log (the gate writes it as an `oauth-token` row).
+pub struct Refresh {
+    pub url: http::Uri,
+    pub status: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// What the upstream's token endpoint gave.
+struct Issued {
+    tokens: Tokens,
+    expires_ms: Option<i64>,
+    scopes: Option<String>,
+}
+
+/// A connection as `GET /v1/connections` shows it (never a token).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionStatus {
+    pub connector: String,
+    pub connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<String>,
+    /// When the current access token expires (RFC 3339); it is refreshed on use after that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refreshable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    pub connect: String,
+}
+
+impl UserGrant {
+    pub fn new(
+        connector: &str,
+        config: Arc<UserOAuth>,
+        client_secret: String,
+        client: UpstreamClient,
+        service: Arc<Delegated>,
+        scrubber: Scrubber,
+    ) -> UserGrant {
+        scrubber.add(&client_secret);
+        UserGrant {
+            connector: connector.to_string(),
+            config,
+            client_secret,
+            client,
+            service,
+            scrubber,
+        }
+    }
+
+    /// Where a person connects this connector.
+    pub fn connect_path(&self) -> String {
+        format!("/v1/connections/{}/authorize", self.connector)
+    }
+
+    fn oauth(&self) -> Client {
+        let c = &self.config;
+        BasicClient::new(ClientId::new(c.client_id.clone()))
+            .set_client_secret(ClientSecret::new(self.client_secret.clone()))
+            .set_auth_type(AuthType::RequestBody)
+            .set_auth_uri(AuthUrl::from_url(c.authorize_url.clone()))
+            .set_token_uri(TokenUrl::from_url(c.token_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(c.redirect_uri.clone()))
+    }
+
+    fn seal(&self, principal: &str, t: &Tokens) -> Result<Sealed, String> {
+        let name = Delegated::seal_name("conn", &self.connector, principal);
+        let json = serde_json::to_string(t).map_err(|e| format!("cannot encode tokens: {e}"))?;
+        self.service
+            .vault
+            .seal(&name, &json)
+            .map_err(|e| format!("cannot seal tokens: {e:#}"))
+    }
+
+    fn unseal(&self, row: &UserConnection) -> Result<Tokens, String> {
+        let name = Delegated::seal_name("conn", &self.connector, &row.principal);
+        let sealed = Sealed {
+            nonce: row.nonce.clone(),
+            ciphertext: row.ciphertext.clone(),
+        };
+        let json = self
+            .service
+            .vault
+            .unseal(&name, &sealed)
+            .map_err(|e| format!("cannot read the stored connection: {e:#}"))?;
+        let t: Tokens = serde_json::from_str(&json)
+            .map_err(|_| "the stored connection is not readable".to_string())?;
+        self.scrubber.add(&t.access);
+        if let Some(r) = &t.refresh {
+            self.scrubber.add(r);
+        }
+        Ok(t)
+    }
+
+    /// Starts a connect for `principal`: records the state and PKCE verifier, and returns the
+    /// upstream authorize URL to send the person to.
+    pub async fn authorize(
+        &self,
+        principal: &str,
+        login_hint: Option<&str>,
+    ) -> Result<String, String> {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let oauth = self.oauth();
+        let mut req = oauth
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(self.config.scopes.iter().cloned().map(Scope::new))
+            .set_pkce_challenge(challenge);
+        if let Some(h) = login_hint {
+            req = req.add_extra_param("login_hint", h.to_string());
+        }
+        let (url, state) = req.url();
+        let state_hash = hash(state.secret());
+        let name = Delegated::seal_name("connect", &self.connector, &state_hash);
+        let sealed = self
+            .service
+            .vault
+            .seal(&name, verifier.secret())
+            .map_err(|e| format!("cannot seal the connect: {e:#}"))?;
+        let pending = PendingConnect {
+            connector: self.connector.clone(),
+            principal: principal.to_string(),
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+            expires_ms: now_ms() + CONNECT_TTL.as_millis() as i64,
+        };
+        self.service
+            .store
+            .put_pending_connect(&state_hash, pending)
+            .await
+            .map_err(|e| format!("cannot record the connect: {e:#}"))?;
+        Ok(url.to_string())
+    }
+
+    /// Finishes a connect: takes the `state` once, exchanges the code with its PKCE verifier and
+    /// stores the person's tokens sealed. Returns the principal that connected.
+    pub async fn callback(&self, state: &str, code: &str) -> Result<String, String> {
+        let state_hash = hash(state);
+        let pending = self
+            .service
+            .store
+            .take_pending_connect(&state_hash)
+            .await
+            .map_err(|e| format!("cannot read the connect: {e:#}"))?
+            .filter(|p| p.connector == self.connector)
+            .ok_or_else(|| {
+                format!(
+                    "unknown, used or expired `state`; start again at GET {}",
+                    self.connect_path()
+                )
+            })?;
+        let name = Delegated::seal_name("connect", &self.connector, &state_hash);
+        let verifier = self
+            .service
+            .vault
+            .unseal(
+                &name,
+                &Sealed {
+                    nonce: pending.nonce,
+                    ciphertext: pending.ciphertext,
+                },
+            )
+            .map_err(|e| format!("cannot read the connect: {e:#}"))?;
+        let http = self.http();
+        let reply = self
+            .oauth()
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+            .request_async(&http)
+            .await
+            .map_err(|e| self.token_error("the code exchange", e))?;
+        let issued = self.issued(&reply, None);
+        let sealed = self.seal(&pending.principal, &issued.tokens)?;
+        self.service
+            .store
+            .put_user_connection(UserConnection {
+                connector: self.connector.clone(),
+                principal: pending.principal.clone(),
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext,
+                expires_ms: issued.expires_ms,
+                scopes: issued
+                    .scopes
+                    .unwrap_or_else(|| self.config.scopes.join(" ")),
+                version: 0,
+                connected_at: String::new(),
+                updated_at: String::new(),
+            })
+            .await
+            .map_err(|e| format!("cannot store the connection: {e:#}"))?;
+        Ok(pending.principal)
+    }
+
+    /// Spends a connect's `state` without exchanging anything (the upstream said no).
+    pub async fn abandon(&self, state: &str) {
+        let _ = self.service.store.take_pending_connect(&hash(state)).await;
+    }
+
+    /// Disconnects `principal`: the connection is deleted at once, then its refresh token (or
+    /// access token) is revoked upstream when the grant names a `revoke_url`. Whether there was
+    /// a connection, and what the upstream said when revocation failed.
+    pub async fn disconnect(&self, principal: &str) -> Result<(bool, Option<String>), String> {
+        let row = self
+            .service
+            .store
+            .remove_user_connection(&self.connector, principal)
+            .await
+            .map_err(|e| format!("cannot remove the connection: {e:#}"))?;
+        let Some(row) = row else {
+            return Ok((false, None));
+        };
+        if self.config.revoke_url.is_none() {
+            return Ok((true, None));
+        }
+        let tokens = match self.unseal(&row) {
+            Ok(t) => t,
+            Err(e) => return Ok((true, Some(e))),
+        };
+        let (token, hint) = match tokens.refresh {
+            Some(r) => (r, "refresh_token"),
+            None => (tokens.access, "access_token"),
+        };
+        Ok((true, self.revoke(&token, hint).await))
+    }
+
+    /// RFC 7009 revocation at `revoke_url` (built here: the `oauth2` crate refuses a plain-http
+    /// endpoint outright, which a grant allows only with `allow_insecure`, for local fakes).
+    /// What went wrong, if anything.
+    async fn revoke(&self, token: &str, hint: &str) -> Option<String> {
+        let url = self.config.revoke_url.as_ref()?;
+        // Built in its own scope: the serializer is not `Send` and must not live across an await.
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("token", token)
+                .append_pair("token_type_hint", hint)
+                .append_pair("client_id", &self.config.client_id)
+                .append_pair("client_secret", &self.client_secret);
+            form.finish().into_bytes()
+        };
+        let req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(url.as_str())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(body);
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return Some(format!("revocation: cannot build the request: {e}")),
+        };
+        match send(&self.client, req).await {
+            Ok(resp) if resp.status().is_success() => None,
+            Ok(resp) => Some(format!(
+                "revocation: the endpoint answered {}",
+                resp.status()
+            )),
+            Err(e) => Some(self.scrubber.scrub(&format!("revocation: {e}"))),
+        }
+    }
+
+    /// The principal's connection as the API shows it.
+    pub async fn status(&self, principal: &str) -> Result<ConnectionStatus, String> {
+        let row = self
+            .service
+            .store
+            .user_connection(&self.connector, principal)
+            .await
+            .map_err(|e| format!("cannot read the connection: {e:#}"))?;
+        let mut s = ConnectionStatus {
+            connector: self.connector.clone(),
+            connected: row.is_some(),
+            connected_at: None,
+            access_expires_at: None,
+            refreshable: None,
+            scopes: None,
+            connect: self.connect_path(),
+        };
+        if let Some(r) = row {
+            s.refreshable = Some(
+                self.unseal(&r)
+                    .map(|t| t.refresh.is_some())
+                    .unwrap_or(false),
+            );
+            s.access_expires_at = r.expires_ms.map(rfc3339_ms);
+            s.scopes = Some(r.scopes.split_whitespace().map(str::to_string).collect());
+            s.connected_at = Some(r.connected_at);
+        }
+        Ok(s)
+    }
+
+    /// The `Authorization` value for `principal` (None: an invocation without one), refreshing
+    /// the access token when it is about to expire. `on_refresh` hears of each refresh made.
+    pub async fn header_for(
+        &self,
+        principal: Option<&str>,
+        on_refresh: impl FnOnce(Refresh),
+    ) -> Result<HeaderValue, UserTokenError> {
+        // `unknown` is what a call without a context is named (runtime::context): nobody's.
+        let Some(principal) = principal.filter(|p| *p != "unknown") else {
+            return Err(UserTokenError::NoPrincipal {
+                connector: self.connector.clone(),
+            });
+        };
+        let row = self.row(principal).await?;
+        let tokens = self.unseal(&row).map_err(UserTokenError::Failed)?;
+        let access = if fresh(row.expires_ms) {
+            tokens.access
+        } else {
+            self.refreshed(principal, row, on_refresh).await?
+        };
+        let mut v = HeaderValue::from_str(&format!("Bearer {access}")).map_err(|_| {
+            UserTokenError::Failed("the access token is not a valid header value".into())
+        })?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+
+    async fn row(&self, principal: &str) -> Result<UserConnection, UserTokenError> {
+        self.service
+            .store
+            .user_connection(&self.connector, principal)
+            .await
+            .map_err(|e| UserTokenError::Failed(format!("cannot read the connection: {e:#}")))?
+            .ok_or_else(|| UserTokenError::NotConnected {
+                connector: self.connector.clone(),
+                principal: principal.to_string(),
+                path: self.connect_path(),
+            })
+    }
+
+    /// Refreshes under this connection's lock; whoever stored a newer version first wins, and
+    /// its token is used.
+    async fn refreshed(
+        &self,
+        principal: &str,
+        seen: UserConnection,
+        on_refresh: impl FnOnce(Refresh),
+    ) -> Result<String, UserTokenError> {
+        let lock = self.service.refresh_lock(&self.connector, principal);
+        let _held = lock.lock().await;
+        let row = self.row(principal).await?;
+        if row.version != seen.version && fresh(row.expires_ms) {
+            return Ok(self.unseal(&row).map_err(UserTokenError::Failed)?.access);
+        }
+        let tokens = self.unseal(&row).map_err(UserTokenError::Failed)?;
+        let Some(refresh) = tokens.refresh.clone() else {
+            return Err(UserTokenError::Failed(format!(
+                "`{principal}`'s `{}` access token expired and the upstream gave no refresh token: connect again at GET {}",
+                self.connector,
+                self.connect_path()
+            )));
+        };
+        let http = self.http();
+        let started = Instant::now();
+        let result = self
+            .oauth()
+            .exchange_refresh_token(&RefreshToken::new(refresh))
+            .request_async(&http)
+            .await;
+        let (status, error) = match &result {
+            Ok(_) => (Some(200), None),
+            Err(RequestTokenError::ServerResponse(_)) => (
+                Some(400),
+                Some("the token endpoint refused the refresh".to_string()),
+            ),
+            Err(_) => (None, Some("the refresh failed".to_string())),
+        };
+        on_refresh(Refresh {
+            url: self
+                .config
+                .token_url
+                .as_str()
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("/")),
+            status,
+            latency: started.elapsed(),
+            error,
+        });
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Another daemon may have rotated it first: its token is as good.
+                let now = self.row(principal).await?;
+                if now.version != row.version && fresh(now.expires_ms) {
+                    return Ok(self.unseal(&now).map_err(UserTokenError::Failed)?.access);
+                }
+                return Err(UserTokenError::Failed(format!(
+                    "{}; connect again at GET {}",
+                    self.token_error("refreshing the access token", e),
+                    self.connect_path()
+                )));
+            }
+        };
+        let issued = self.issued(&reply, tokens.refresh);
+        let sealed = self
+            .seal(principal, &issued.tokens)
+            .map_err(UserTokenError::Failed)?;
+        let stored = self
+            .service
+            .store
+            .rotate_user_connection(
+                &self.connector,
+                principal,
+                row.version,
+                (sealed.nonce, sealed.ciphertext),
+                issued.expires_ms,
+            )
+            .await
+            .map_err(|e| {
+                UserTokenError::Failed(format!("cannot store the refreshed token: {e:#}"))
+            })?;
+        if !stored {
+            // Disconnected (or replaced by a reconnect) while refreshing: use what is there now.
+            let now = self.row(principal).await?;
+            return Ok(self.unseal(&now).map_err(UserTokenError::Failed)?.access);
+        }
+        Ok(issued.tokens.access)
+    }
+
+    /// The tokens of a reply; a reply without a refresh token keeps the one it was asked with.
+    fn issued(&self, reply: &BasicTokenResponse, old_refresh: Option<String>) -> Issued {
+        let access = reply.access_token().secret().clone();
+        let refresh = reply
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .or(old_refresh);
+        self.scrubber.add(&access);
+        if let Some(r) = &refresh {
+            self.scrubber.add(r);
+        }
+        let expires_ms = reply.expires_in().map(|d| {
+            let d = d.min(Duration::from_secs(30 * 86_400));
+            let d = d - REFRESH_MARGIN.min(d / 10);
+            now_ms() + d.as_millis() as i64
+        });
+        Issued {
+            tokens: Tokens { access, refresh },
+            expires_ms,
+            scopes: reply
+                .scopes()
+                .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+        }
+    }
+
+    /// A safe message for a failed token request: the upstream's error code and description
+    /// (scrubbed), never a body.
+    fn token_error<RE: std::error::Error + 'static>(
+        &self,
+        what: &str,
+        e: RequestTokenError<
+            RE,
+            oauth2::StandardErrorResponse<impl oauth2::ErrorResponseType + std::fmt::Display>,
+        >,
+    ) -> String {
+        let msg = match e {
+            RequestTokenError::ServerResponse(r) => format!(
+                "{what} was refused: {}{}",
+                r.error(),
+                r.error_description()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+            RequestTokenError::Request(e) => format!("{what} failed: {e}"),
+            RequestTokenError::Parse(_, _) => {
+                format!("{what} failed: the answer is not an OAuth token response")
+            }
+            RequestTokenError::Other(m) => format!("{what} failed: {m}"),
+        };
+        self.scrubber.scrub(&msg)
+    }
+
+    /// The `oauth2` crate's HTTP client: the grant's pooled client, with a timeout and a size
+    /// cap, literal addresses checked like the gate's.
+    fn http(
+        &self,
+    ) -> impl Fn(
+        oauth2::HttpRequest,
+    )
+        -> futures::future::BoxFuture<'static, Result<oauth2::HttpResponse, HttpFailure>>
+    + use<> {
+        let client = self.client.clone();
+        let scrubber = self.scrubber.clone();
+        move |req: oauth2::HttpRequest| {
+            let client = client.clone();
+            let scrubber = scrubber.clone();
+            Box::pin(async move {
+                send(&client, req)
+                    .await
+                    .map_err(|m| HttpFailure(scrubber.scrub(&m)))
+            })
+        }
+    }
+}
+
+/// Why an exchange with the upstream's OAuth endpoints did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HttpFailure(String);
+
+async fn send(
+    client: &UpstreamClient,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, String> {
+    let (parts, body) = req.into_parts();
+    let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+    let resp = tokio::time::timeout(TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| format!("the token endpoint did not answer within {TIMEOUT:?}"))?
+        .map_err(|e| match super::net::find_address_denied(&e) {
+            Some(d) => format!("token endpoint refused: {d}; the grant does not allow it"),
+            None => format!("token request failed: {}", super::net::error_chain(&e)),
+        })?;
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(TIMEOUT, Limited::new(body, MAX_RESPONSE).collect())
+        .await
+        .map_err(|_| "the token response timed out".to_string())?
+        .map_err(|e| format!("the token response is unreadable: {e}"))?
+        .to_bytes();
+    Ok(http::Response::from_parts(parts, body.to_vec()))
+}
+
+/// Whether an access token expiring at `expires_ms` can still be sent.
+fn fresh(expires_ms: Option<i64>) -> bool {
+    let Some(exp) = expires_ms else {
+        return true;
+    };
+    exp > now_ms()
+}
+
+fn hash(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+fn now_ms() -> i64 {
+    crate::store::connections::now_ms()
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The callback's `state` is base64url of random bytes (the `oauth2` crate's): reject anything
+/// else before it reaches the store.
+pub fn plausible_state(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .is_ok()
+}

@@ -1,0 +1,398 @@
+//! Delegated (user) sign-in at the fake's Azure AD v2 endpoints: `GET /{tenant}/oauth2/v2.0/authorize`
+//! (authorization code flow; PKCE S256 required; the fake has no sign-in page, so the account
+//! is the `login_hint`, which must be a user's UPN), the token endpoint's `authorization_code`
+//! (the code once, its redirect URI and PKCE verifier checked) and `refresh_token` grants (every
+//! refresh rotates: the refresh token used is refused from then on), and an RFC 7009 revocation
+//! endpoint `POST /{tenant}/oauth2/v2.0/revoke` that ends the whole sign-in (its access tokens
+//! too). Microsoft Entra ID itself has no RFC 7009 endpoint (sign-in sessions are revoked through
+//! Graph's `revokeSignInSessions`); the fake offers one so that revocation can be tested.
+//!
+//! A user's token sees what the user may open: each drive item is readable by its author and by
+//! the next user in the directory (the fake's sharing), and `POST /search/query` with a user
+//! token answers only those (Graph trims delegated searches per user; app-only ones are not).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::MsGraph;
+use super::data::Data;
+use crate::aad::aad_error;
+use crate::common::{QueryParams, set_header};
+
+const CODE_TTL: Duration = Duration::from_secs(600);
+
+struct Code {
+    upn: String,
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    scope: String,
+    expires: Instant,
+}
+
+/// One sign-in (a code's exchange and the refreshes that follow it).
+struct Family {
+    upn: String,
+    scope: String,
+    revoked: bool,
+}
+
+struct Refresh {
+    family: u64,
+    used: bool,
+}
+
+/// What the fake's delegated sign-in has done, for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegatedCounts {
+    pub codes_issued: u64,
+    pub codes_redeemed: u64,
+    pub refreshes: u64,
+    /// Refresh tokens refused because they were used before (or revoked).
+    pub refused_refreshes: u64,
+    pub revocations: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Delegated {
+    n: u64,
+    codes: HashMap<String, Code>,
+    families: HashMap<u64, Family>,
+    access: HashMap<String, (u64, Instant)>,
+    refresh: HashMap<String, Refresh>,
+    /// Drive item id -> the UPNs that may open it (fixed at start).
+    readers: BTreeMap<String, Vec<String>>,
+    counts: DelegatedCounts,
+}
+
+impl Delegated {
+    pub(super) fn new(d: &Data) -> Delegated {
+        let upns: Vec<String> = d
+            .users
+            .live()
+            .filter_map(|u| u.json["userPrincipalName"].as_str().map(str::to_lowercase))
+            .collect();
+        let n = upns.len().max(1);
+        let readers = d
+            .drive
+            .iter()
+            .enumerate()
+            .map(|(k, item)| {
+                let id = item["id"].as_str().unwrap_or("").to_string();
+                let who = [upns.get(k % n), upns.get((k + 1) % n)]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                (id, who)
+            })
+            .collect();
+        Delegated {
+            readers,
+            ..Delegated::default()
+        }
+    }
+
+    /// The user a live, unrevoked access token was issued to.
+    pub(super) fn user_of(&self, token: &str) -> Option<Result<&str, &'static str>> {
+        let (family, exp) = self.access.get(token)?;
+        let f = self.families.get(family)?;
+        Some(if f.revoked {
+            Err("The user or administrator has revoked the token.")
+        } else if Instant::now() >= *exp {
+            Err("Lifetime validation failed, the token is expired.")
+        } else {
+            Ok(f.upn.as_str())
+        })
+    }
+
+    /// Whether `upn` may open drive item `id`.
+    pub(super) fn may_read(&self, upn: &str, id: &str) -> bool {
+        self.readers
+            .get(id)
+            .is_some_and(|r| r.iter().any(|u| u.eq_ignore_ascii_case(upn)))
+    }
+
+    fn issue(&mut self, family: u64, lifetime: u64) -> serde_json::Value {
+        self.n += 1;
+        let n = self.n;
+        let access = format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.fake-user-{family}-{n}.sig");
+        let refresh = format!("0.fake-refresh-{family}-{n}-{}", random_part());
+        self.access.insert(
+            access.clone(),
+            (family, Instant::now() + Duration::from_secs(lifetime)),
+        );
+        self.refresh.insert(
+            refresh.clone(),
+            Refresh {
+                family,
+                used: false,
+            },
+        );
+        let scope = self
+            .families
+            .get(&family)
+            .map(|f| f.scope.clone())
+            .unwrap_or_default();
+        json!({"token_type": "Bearer", "scope": scope, "expires_in": lifetime,
+            "ext_expires_in": lifetime, "access_token": access, "refresh_token": refresh})
+    }
+}
+
+fn random_part() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 12];
+    // A failed draw leaves zeros: the counter in each token keeps it unique all the same.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// `GET /{tenant}/oauth2/v2.0/authorize`.
+pub(super) async fn authorize(
+    State(g): State<Arc<MsGraph>>,
+    Path(tenant): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = QueryParams::parse(raw.as_deref());
+    let field = |k: &str| q.one(k).unwrap_or_default().to_string();
+    let bad = StatusCode::BAD_REQUEST;
+    if tenant != g.opts.tenant {
+        return aad_error(
+            bad,
+            "invalid_request",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
+    }
+    if field("client_id") != g.opts.client_id {
+        let msg = "Application was not found in the directory.";
+        return aad_error(bad, "unauthorized_client", 700016, msg);
+    }
+    if field("response_type") != "code" {
+        return aad_error(
+            bad,
+            "unsupported_response_type",
+            700054,
+            "response_type must be code.",
+        );
+    }
+    let redirect_uri = field("redirect_uri");
+    if !(redirect_uri.starts_with("http://") || redirect_uri.starts_with("https://")) {
+        return aad_error(
+            bad,
+            "invalid_request",
+            50011,
+            "The redirect URI is not valid.",
+        );
+    }
+    if field("code_challenge_method") != "S256" || field("code_challenge").len() < 43 {
+        return aad_error(
+            bad,
+            "invalid_request",
+            501491,
+            "Invalid code_challenge (S256 required).",
+        );
+    }
+    let d = g.data();
+    let hint = field("login_hint").to_lowercase();
+    let Some(upn) = d
+        .users
+        .live()
+        .filter_map(|u| u.json["userPrincipalName"].as_str())
+        .find(|u| u.eq_ignore_ascii_case(&hint))
+        .map(str::to_lowercase)
+    else {
+        return aad_error(
+            bad,
+            "interaction_required",
+            50058,
+            "No account was selected (this fake signs in the user named by login_hint).",
+        );
+    };
+    drop(d);
+    let code = format!("0.fake-code-{}", random_part());
+    {
+        let mut del = g.delegated();
+        del.counts.codes_issued += 1;
+        del.codes.insert(
+            code.clone(),
+            Code {
+                upn,
+                client_id: field("client_id"),
+                redirect_uri: redirect_uri.clone(),
+                challenge: field("code_challenge"),
+                scope: field("scope"),
+                expires: Instant::now() + CODE_TTL,
+            },
+        );
+    }
+    let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let back = format!(
+        "{redirect_uri}{sep}code={}&state={}",
+        enc(&code),
+        enc(&field("state"))
+    );
+    let mut resp = StatusCode::FOUND.into_response();
+    set_header(&mut resp, "location", &back);
+    resp
+}
+
+/// The token endpoint's delegated grants (`authorization_code`, `refresh_token`); the caller
+/// has checked the tenant.
+pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let bad = StatusCode::BAD_REQUEST;
+    if field("client_id") != g.opts.client_id {
+        let msg = "Application was not found in the directory.";
+        return aad_error(bad, "unauthorized_client", 700016, msg);
+    }
+    if field("client_secret") != g.opts.client_secret {
+        let msg = "Invalid client secret provided.";
+        return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, msg);
+    }
+    let lifetime = g.token_lifetime_secs.load(Ordering::Relaxed);
+    let mut del = g.delegated();
+    let reply = match field("grant_type") {
+        "authorization_code" => {
+            let Some(code) = del.codes.remove(field("code")) else {
+                let msg = "The provided authorization code or refresh token has expired or was already used.";
+                return aad_error(bad, "invalid_grant", 70008, msg);
+            };
+            if Instant::now() >= code.expires || code.client_id != field("client_id") {
+                return aad_error(bad, "invalid_grant", 70008, "The code has expired.");
+            }
+            if code.redirect_uri != field("redirect_uri") {
+                let msg = "The redirect URI does not match the one the code was issued to.";
+                return aad_error(bad, "invalid_grant", 50148, msg);
+            }
+            if s256(field("code_verifier")) != code.challenge {
+                let msg = "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.";
+                return aad_error(bad, "invalid_grant", 501481, msg);
+            }
+            del.counts.codes_redeemed += 1;
+            del.n += 1;
+            let family = del.n;
+            del.families.insert(
+                family,
+                Family {
+                    upn: code.upn,
+                    scope: code.scope,
+                    revoked: false,
+                },
+            );
+            del.issue(family, lifetime)
+        }
+        "refresh_token" => {
+            let live = del.refresh.get(field("refresh_token")).and_then(|r| {
+                let revoked = del.families.get(&r.family).is_none_or(|f| f.revoked);
+                (!r.used && !revoked).then_some(r.family)
+            });
+            let Some(family) = live else {
+                del.counts.refused_refreshes += 1;
+                let msg = "The refresh token has been used or revoked; sign in again.";
+                return aad_error(bad, "invalid_grant", 70000, msg);
+            };
+            if let Some(r) = del.refresh.get_mut(field("refresh_token")) {
+                r.used = true;
+            }
+            del.counts.refreshes += 1;
+            del.issue(family, lifetime)
+        }
+        _ => {
+            let msg = "The app requested an unsupported grant type.";
+            return aad_error(bad, "unsupported_grant_type", 70003, msg);
+        }
+    };
+    Json(reply).into_response()
+}
+
+/// `POST /{tenant}/oauth2/v2.0/revoke` (RFC 7009): ends the sign-in the token belongs to; an
+/// unknown token is not an error (RFC 7009 §2.2).
+pub(super) async fn revoke(
+    State(g): State<Arc<MsGraph>>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if tenant != g.opts.tenant {
+        let msg = format!("Tenant '{tenant}' not found.");
+        return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &msg);
+    }
+    if field("client_id") != g.opts.client_id || field("client_secret") != g.opts.client_secret {
+        let msg = "Invalid client secret provided.";
+        return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, msg);
+    }
+    let mut del = g.delegated();
+    let token = field("token");
+    let family = del
+        .refresh
+        .get(token)
+        .map(|r| r.family)
+        .or_else(|| del.access.get(token).map(|(f, _)| *f));
+    if let Some(f) = family.and_then(|f| del.families.get_mut(&f)) {
+        f.revoked = true;
+    }
+    if family.is_some() {
+        del.counts.revocations += 1;
+    }
+    StatusCode::OK.into_response()
+}
+
+impl crate::server::RunningFake<MsGraph> {
+    /// `{base_url}/{tenant}/oauth2/v2.0/authorize`.
+    pub fn authorize_url(&self) -> String {
+        self.token_url().replace("/token", "/authorize")
+    }
+    /// `{base_url}/{tenant}/oauth2/v2.0/revoke`.
+    pub fn revoke_url(&self) -> String {
+        self.token_url().replace("/token", "/revoke")
+    }
+    /// What the delegated sign-in has done so far.
+    pub fn delegated_counts(&self) -> DelegatedCounts {
+        self.state.delegated().counts.clone()
+    }
+    /// Every user access and refresh token issued so far (for canary checks).
+    pub fn issued_user_tokens(&self) -> Vec<String> {
+        let d = self.state.delegated();
+        d.access.keys().chain(d.refresh.keys()).cloned().collect()
+    }
+    /// The refresh tokens already used (a rotation replaced them).
+    pub fn used_refresh_tokens(&self) -> Vec<String> {
+        let d = self.state.delegated();
+        d.refresh
+            .iter()
+            .filter(|(_, r)| r.used)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+    /// The ids of the drive items `upn` may open whose name or content hold every word of
+    /// `query` (what a delegated search answers), in listing order.
+    pub fn delegated_search_truth(&self, upn: &str, query: &str) -> Vec<String> {
+        let drive = self.state.data().drive.clone();
+        let del = self.state.delegated();
+        super::sharepoint::search_matches(&drive, query)
+            .into_iter()
+            .filter_map(|i| i["id"].as_str())
+            .filter(|id| del.may_read(upn, id))
+            .map(str::to_string)
+            .collect()
+    }
+}
