@@ -20,6 +20,6 @@ pub fn router(airlock: Arc<Airlock>) -> Router {
         .route("/.well-known/oauth-protected-resource/mcp", metadata)
         .merge(crate::api::authorization::routes());
     // Outermost, so a browser's preflight is answered before any access check.
-    let cors = crate::api::cors::layer(airlock.clone());
+    let cors = axum::middleware::from_fn_with_state(airlock.clone(), crate::api::cors::apply);
     crate::api::finish(r, airlock).layer(cors)
 }

@@ -9,12 +9,19 @@
 //! - The sign-in page (`/oauth/authorize`) and the dashboard never answer another origin: the
 //!   page sets a CSRF cookie and is navigated to, not fetched.
 //!
-//! The origin list is read per request, so a config reload changes it at once.
+//! The origin list is read per request, so a config reload changes it at once. Only requests
+//! that carry an `Origin` go through the CORS layer, and an `OPTIONS` without
+//! `Access-Control-Request-Method` is no preflight: tower-http's layer answers every `OPTIONS`
+//! itself, which would hide the egress proxy's forwarded `OPTIONS` and the API's 405s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower::{Layer as _, ServiceExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::Airlock;
@@ -40,6 +47,21 @@ pub fn allowed(origin: &str, path: &str, configured: &[String]) -> bool {
         return true;
     }
     !same_origin_only(path) && configured.iter().any(|o| o == origin)
+}
+
+/// The daemon's CORS middleware: requests from a page at another origin (and their
+/// preflights) through [`layer`], everything else untouched.
+pub async fn apply(State(a): State<Arc<Airlock>>, req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let bare_options =
+        req.method() == Method::OPTIONS && !h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if !h.contains_key(header::ORIGIN) || bare_options {
+        return next.run(req).await;
+    }
+    match layer(a).layer(next).oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
 }
 
 /// The CORS layer of the daemon's router.

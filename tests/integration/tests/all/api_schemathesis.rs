@@ -6,8 +6,11 @@
 //! invalid ones refused, ...) plus the API's own: every error answer in the one shape
 //! `{"error": {"code", "message"}}` (tests/integration/schemathesis).
 
-use airlock_tests::{Env, atera_config, doc, root, store_docs, zendesk_config};
-use fake_saas::{AteraOptions, ZendeskOptions, spawn_atera, spawn_zendesk};
+use airlock_tests::{Env, atera_config, doc, root, semantic_config, store_docs, zendesk_config};
+use fake_saas::{
+    AteraOptions, OpenAiMode, OpenAiOptions, ZendeskOptions, spawn_atera, spawn_openai,
+    spawn_zendesk,
+};
 
 /// Examples per operation: enough to reach every parameter and body shape, bounded for CI.
 const MAX_EXAMPLES: &str = "25";
@@ -36,12 +39,23 @@ async fn the_api_keeps_its_openapi_contract_under_every_schemathesis_check() {
     )
     .await
     .expect("fake");
+    // Semantic search configured, so every search `mode` the document lists is served.
+    let openai = OpenAiOptions {
+        mode: OpenAiMode::OpenAi,
+        api_key: "sk-schemathesis".into(),
+        ..OpenAiOptions::default()
+    };
+    let embedder = spawn_openai("127.0.0.1:0".parse().expect("addr"), openai)
+        .await
+        .expect("fake");
     let env = Env::new(&format!(
-        "{}{}",
+        "{}{}{}",
         zendesk_config(&fake.base_url, ""),
-        atera_config(&atera.base_url)
+        atera_config(&atera.base_url),
+        semantic_config(&embedder.base_url)
     ));
     env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
+    env.set_secret("openai_key", "sk-schemathesis");
     env.set_secret("atera_key", &AteraOptions::default().api_key);
     store_docs(
         &env,

@@ -35,6 +35,24 @@ impl Sight {
     }
 }
 
+/// Asserts that each person (who, token, sees) sees each record (what, record) on every surface,
+/// or on none.
+async fn assert_sights(
+    d: &Daemon,
+    people: &[(&str, &String, bool)],
+    records: &[(&str, &Record<'_>)],
+) {
+    for (who, token, sees) in people {
+        for (what, record) in records {
+            assert_eq!(
+                sight_of(d, token, record).await,
+                Sight::all(*sees),
+                "{what}, {who}"
+            );
+        }
+    }
+}
+
 fn ids_of(hits: &Value) -> BTreeSet<String> {
     hits.as_array()
         .unwrap_or_else(|| panic!("hits: {hits}"))
@@ -494,24 +512,18 @@ async fn atera_tickets_reach_their_end_user_customer_and_technicians_only() {
         id: &first_comment,
         query: &t.comments[0].comment,
     };
-    for (who, token, sees) in [
-        ("end user", &owner, true),
-        ("end user by id", &mapped, true),
-        ("customer group", &customer, true),
-        ("technician", &tech, true),
-        ("stranger", &stranger, false),
-    ] {
-        assert_eq!(
-            sight_of(&d, token, &ticket).await,
-            Sight::all(sees),
-            "ticket, {who}"
-        );
-        assert_eq!(
-            sight_of(&d, token, &comment).await,
-            Sight::all(sees),
-            "comment, {who}"
-        );
-    }
+    assert_sights(
+        &d,
+        &[
+            ("end user", &owner, true),
+            ("end user by id", &mapped, true),
+            ("customer group", &customer, true),
+            ("technician", &tech, true),
+            ("stranger", &stranger, false),
+        ],
+        &[("ticket", &ticket), ("comment", &comment)],
+    )
+    .await;
     // `get` through `invoke` fetches the ticket live with its ACL: the same answer.
     for (token, ok) in [(&owner, true), (&stranger, false)] {
         let (status, v) = http_auth(
@@ -537,25 +549,19 @@ async fn atera_tickets_reach_their_end_user_customer_and_technicians_only() {
     let new_owner = env.create_token(&moved.end_user_email, "default", &[], false);
     let new_group = format!("atera-customer:{}", moved.customer_id);
     let new_customer = env.create_token("new-lead", "default", &[new_group.as_str()], false);
-    for (who, token, sees) in [
-        ("old end user", &owner, false),
-        ("old end user by id", &mapped, false),
-        ("old customer group", &customer, false),
-        ("technician", &tech, true),
-        ("new end user", &new_owner, true),
-        ("new customer group", &new_customer, true),
-    ] {
-        assert_eq!(
-            sight_of(&d, token, &ticket).await,
-            Sight::all(sees),
-            "moved ticket, {who}"
-        );
-        assert_eq!(
-            sight_of(&d, token, &comment).await,
-            Sight::all(sees),
-            "moved comment, {who}"
-        );
-    }
+    assert_sights(
+        &d,
+        &[
+            ("old end user", &owner, false),
+            ("old end user by id", &mapped, false),
+            ("old customer group", &customer, false),
+            ("technician", &tech, true),
+            ("new end user", &new_owner, true),
+            ("new customer group", &new_customer, true),
+        ],
+        &[("moved ticket", &ticket), ("moved comment", &comment)],
+    )
+    .await;
     // Every stored Atera record is readable by the technicians and by nobody without a group
     // or a ticket of their own (a customer's group sees only that customer's tickets).
     let conn = airlock::store::open(&env.data_dir()).expect("db");
@@ -705,25 +711,19 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
         id: &description,
         query: ZENDESK_PHRASE,
     };
-    for (who, token, sees) in [
-        ("requester", &requester, true),
-        ("cc", &cc_user, true),
-        ("sharing organization", &org_member, true),
-        ("agent of the ticket's group", &group_agent, true),
-        ("agent", &agent, true),
-        ("stranger", &stranger, false),
-    ] {
-        assert_eq!(
-            sight_of(&d, token, &ticket).await,
-            Sight::all(sees),
-            "ticket, {who}"
-        );
-        assert_eq!(
-            sight_of(&d, token, &public).await,
-            Sight::all(sees),
-            "comment, {who}"
-        );
-    }
+    assert_sights(
+        &d,
+        &[
+            ("requester", &requester, true),
+            ("cc", &cc_user, true),
+            ("sharing organization", &org_member, true),
+            ("agent of the ticket's group", &group_agent, true),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        &[("ticket", &ticket), ("comment", &public)],
+    )
+    .await;
     assert!(
         invoke_get(&d, &requester, "zendesk", &id).await,
         "invoke, requester"
@@ -795,26 +795,23 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
     assert!(stale.get && stale.search, "until the next run: {stale:?}");
     sync_streams(&env, "zendesk", &["tickets", "comments"]);
     let new_cc_user = env.create_token("newcc@people.example", "default", &[], false);
-    for (who, token, sees) in [
-        ("requester", &requester, true),
-        ("removed cc", &cc_user, false),
-        ("new cc", &new_cc_user, true),
-        ("former organization", &org_member, false),
-        ("agent of the ticket's group", &group_agent, true),
-        ("agent", &agent, true),
-        ("organization that does not share", &stranger, false),
-    ] {
-        assert_eq!(
-            sight_of(&d, token, &ticket).await,
-            Sight::all(sees),
-            "changed ticket, {who}"
-        );
-        assert_eq!(
-            sight_of(&d, token, &public).await,
-            Sight::all(sees),
-            "changed ticket's comment, {who}"
-        );
-    }
+    assert_sights(
+        &d,
+        &[
+            ("requester", &requester, true),
+            ("removed cc", &cc_user, false),
+            ("new cc", &new_cc_user, true),
+            ("former organization", &org_member, false),
+            ("agent of the ticket's group", &group_agent, true),
+            ("agent", &agent, true),
+            ("organization that does not share", &stranger, false),
+        ],
+        &[
+            ("changed ticket", &ticket),
+            ("changed ticket's comment", &public),
+        ],
+    )
+    .await;
     assert!(
         !invoke_get(&d, &cc_user, "zendesk", &id).await,
         "invoke, removed cc"
@@ -917,20 +914,19 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
         id: &r.key,
         query: JIRA_PHRASE,
     };
-    for (who, token, sees) in [
-        ("reporter", &reporter, true),
-        ("reporter by email", &reporter_by_email, true),
-        ("participant", &participant_user, true),
-        ("organization", &org_member, true),
-        ("agent", &agent, true),
-        ("stranger", &stranger, false),
-    ] {
-        assert_eq!(
-            sight_of(&d, token, &request).await,
-            Sight::all(sees),
-            "request, {who}"
-        );
-    }
+    assert_sights(
+        &d,
+        &[
+            ("reporter", &reporter, true),
+            ("reporter by email", &reporter_by_email, true),
+            ("participant", &participant_user, true),
+            ("organization", &org_member, true),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        &[("request", &request)],
+    )
+    .await;
     assert!(
         invoke_get(&d, &participant_user, "jira", &r.key).await,
         "invoke, participant"
@@ -970,19 +966,18 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
     let stale = sight_of(&d, &participant_user, &request).await;
     assert!(stale.get && stale.search, "until the next run: {stale:?}");
     sync_streams(&env, "jira", &["requests", "comments"]);
-    for (who, token, sees) in [
-        ("reporter", &reporter, true),
-        ("removed participant", &participant_user, false),
-        ("former organization", &org_member, false),
-        ("agent", &agent, true),
-        ("stranger", &stranger, false),
-    ] {
-        assert_eq!(
-            sight_of(&d, token, &request).await,
-            Sight::all(sees),
-            "changed request, {who}"
-        );
-    }
+    assert_sights(
+        &d,
+        &[
+            ("reporter", &reporter, true),
+            ("removed participant", &participant_user, false),
+            ("former organization", &org_member, false),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        &[("changed request", &request)],
+    )
+    .await;
     assert!(
         !invoke_get(&d, &participant_user, "jira", &r.key).await,
         "invoke, removed"

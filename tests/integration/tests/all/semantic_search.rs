@@ -25,38 +25,6 @@ async fn openai_fake() -> RunningFake<OpenAi> {
         .expect("openai fake")
 }
 
-/// `[search.semantic]` over the `embedder` connector (the openai component) at `base`.
-fn semantic_config(base: &str) -> String {
-    format!(
-        r#"
-[search.semantic]
-connector = "embedder"
-model = "text-embedding-3-small"
-chunk_chars = 400
-chunk_overlap = 80
-
-[[connector]]
-id = "embedder"
-component = "{c}"
-permissions = "tenant"
-[connector.settings]
-flavor = "openai"
-base_url = "{base}"
-embedding_model = "text-embedding-3-small"
-
-[[grant]]
-connector = "embedder"
-url = "{base}/v1/"
-methods = ["POST"]
-exact_paths = ["/v1/embeddings"]
-allow_private = true
-allow_insecure = true
-auth = {{ type = "bearer", token = "secret:openai_key" }}
-"#,
-        c = component("openai").display()
-    )
-}
-
 fn everything(query: &str, mode: Mode) -> SearchRequest {
     SearchRequest {
         query: query.into(),
