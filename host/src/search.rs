@@ -195,7 +195,7 @@ pub async fn search(
                         }
                         hits.push(Hit {
                             connector: id.clone(),
-                            snippet: snippet_of(&d.body),
+                            snippet: crate::store::embeddings::snippet(&d.body),
                             kind: d.kind,
                             id: d.id,
                             title: d.title,
@@ -216,17 +216,4 @@ pub async fn search(
         hits,
         failed,
     })
-}
-
-fn snippet_of(body: &str) -> String {
-    let mut s: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
 }
