@@ -102,6 +102,10 @@ pub struct Airlock {
     pub permission_checks: Arc<crate::search::PermissionCache>,
     /// People's connections to upstreams (`oauth2-user` grants), shared by every such grant.
     pub delegated: Arc<crate::capabilities::delegated::Delegated>,
+    /// Semantic search's approximate nearest-neighbour index (when `[search.semantic]` asks for
+    /// it): built by [`Airlock::spawn_ann_upkeep`] in `airlock serve`; until then, and in
+    /// one-shot commands, queries scan exactly.
+    pub ann: Option<Arc<crate::search::ann::AnnIndex>>,
     writer: AuditWriter,
     net: Arc<Net>,
     /// Only `airlock serve --only`-style narrowed starts keep this: a reload loads the same set.
@@ -428,8 +432,14 @@ impl Airlock {
                 .run(store.clone(), crate::store::leases::this_process());
             crate::sync::AbortOnDrop(tokio::spawn(task))
         });
+        let ann = config
+            .semantic
+            .as_ref()
+            .filter(|s| s.ann)
+            .map(|s| Arc::new(crate::search::ann::AnnIndex::new(&s.model)));
         Ok(Airlock {
             delegated,
+            ann,
             permission_checks: Arc::default(),
             sync_slots,
             syncer: Syncer::new(
@@ -510,7 +520,7 @@ impl Airlock {
             }
             (_, Some(_)) => req,
         };
-        let found = crate::search::search(&self.store, live, req).await?;
+        let found = crate::search::search(&self.store, self.ann.as_deref(), live, req).await?;
         // Live hits came from connectors: they leave only once those calls' rows are durable.
         if req.live {
             self.audit_durable().await?;
@@ -573,8 +583,15 @@ impl Airlock {
     ) -> Option<crate::search::semantic::IndexReport> {
         let cfg = self.config().semantic.clone()?;
         let embedder = self.embedder(&cfg);
-        match crate::search::semantic::index(&self.store, &cfg, connector, &embedder).await {
+        let ann = self.ann.as_deref();
+        let indexed = crate::search::semantic::index(&self.store, &cfg, connector, &embedder, ann);
+        match indexed.await {
             Ok(r) => {
+                if let Some(ann) = ann.filter(|a| a.is_ready())
+                    && let Err(e) = ann.upkeep(&self.store, connector).await
+                {
+                    tracing::warn!(connector, "semantic index upkeep failed: {e:#}");
+                }
                 if r.documents > 0 {
                     tracing::info!(
                         connector,
@@ -594,6 +611,48 @@ impl Airlock {
                 None
             }
         }
+    }
+
+    /// Builds the approximate index from the store in the background (queries scan exactly
+    /// until it is done), then checks each connector's part every minute for drift from the
+    /// store (deleted documents, chunks another daemon wrote) and rebuilds what drifted.
+    pub fn spawn_ann_upkeep(self: &Arc<Self>) {
+        let Some(ann) = self.ann.clone() else {
+            return;
+        };
+        let a = Arc::downgrade(self);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            match ann.build(&store).await {
+                Ok(r) => tracing::info!(
+                    connectors = r.connectors,
+                    chunks = r.chunks,
+                    seconds = t.elapsed().as_secs_f64(),
+                    "semantic index built"
+                ),
+                Err(e) => {
+                    tracing::warn!("semantic index not built (exact search stays): {e:#}");
+                    return;
+                }
+            }
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(a) = a.upgrade() else {
+                    return;
+                };
+                let ids: Vec<String> = a.config().connectors.iter().map(|c| c.id.clone()).collect();
+                drop(a);
+                for id in ids {
+                    if let Err(e) = ann.upkeep(&store, &id).await {
+                        tracing::warn!(connector = %id, "semantic index upkeep failed: {e:#}");
+                    }
+                }
+            }
+        });
     }
 
     /// The configured embedding connector's `embed` action, called like any invocation.

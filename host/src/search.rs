@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod ann;
 pub mod chunking;
 pub mod fusion;
 mod permission_cache;
@@ -117,6 +118,7 @@ pub struct SearchResponse {
 /// connector and scope) at once.
 pub async fn search(
     store: &Store,
+    ann: Option<&ann::AnnIndex>,
     live: Vec<LiveTarget>,
     req: &SearchRequest,
 ) -> anyhow::Result<SearchResponse> {
@@ -129,7 +131,7 @@ pub async fn search(
         connectors: q.scope.as_ref().map(|s| s.connectors.clone()),
         readers: q.scope.map(|s| s.readers),
     };
-    let mut hits = semantic::local_hits(store, query, req.mode, req.vector.as_ref()).await?;
+    let mut hits = semantic::local_hits(store, ann, query, req.mode, req.vector.as_ref()).await?;
     let mut failed = Vec::new();
     if req.live {
         let targets: Vec<_> = live

@@ -9,6 +9,7 @@
 //! let acl = acl::of([acl::group("atera-technicians")].into_iter().chain(acl::email(&email)));
 //! ```
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 
 /// The entry that matches no principal.
@@ -96,10 +97,29 @@ pub fn allows(acl: &[String], identities: &[String]) -> bool {
         .any(|e| e == EVERYONE || (e != NOBODY && identities.contains(e)))
 }
 
+/// The identities a `check-permission` principal stands for: `user:PRINCIPAL` (an upstream user
+/// id, from `[connector.users]`) and, when it looks like one, the person's email.
+pub fn identities(principal: &str) -> Vec<String> {
+    let principal = principal.trim();
+    [Some(user(principal)), email(principal)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// A person by email (trimmed, lowercase), when `s` looks like one.
 pub fn email(s: &str) -> Option<String> {
     let s = s.trim();
     (s.contains('@') && !s.contains(char::is_whitespace)).then(|| s.to_lowercase())
+}
+
+/// Each email found at the `|`-separated JSON pointers of `v` (as [`at`] finds ids), trimmed
+/// and lowercased; values that are not emails are skipped.
+pub fn emails_at(v: &serde_json::Value, pointers: &str) -> Vec<String> {
+    at(v, "", pointers)
+        .iter()
+        .filter_map(|e| email(e))
+        .collect()
 }
 
 /// The ACL of `entries` (strings, or options of them: `None` is skipped): sorted, without
@@ -113,6 +133,59 @@ pub fn of(entries: impl IntoIterator<Item = impl Into<Option<String>>>) -> Vec<S
         acl.push(NOBODY.to_owned());
     }
     acl
+}
+
+/// The users (ids) and groups (names) that pass one permission or restriction.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// User ids named directly.
+    pub users: BTreeSet<String>,
+    /// Group names; their members pass too.
+    pub groups: BTreeSet<String>,
+}
+
+impl Access {
+    /// Whether it names no one.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// The ACL of a record readable by whoever passes every one of `sets` (a space's readers, then
+/// each restriction on the way down to the record): every user who passes all of them, by id,
+/// groups expanded through `members(group)` (asked once per group, so callers need not cache),
+/// plus each group every set names, kept as `group:NAME` for principals that carry it. The host
+/// knows a person's id but not their upstream groups, hence the expansion. No sets, or no one
+/// passing, is [`NOBODY`], never an empty ACL; an error of `members` is the caller's.
+pub fn readers_of_all(
+    sets: &[Access],
+    mut members: impl FnMut(&str) -> crate::Result<Vec<String>>,
+) -> crate::Result<Vec<String>> {
+    let Some((first, rest)) = sets.split_first() else {
+        return Ok(vec![NOBODY.to_owned()]);
+    };
+    let in_all = |g: &&String| rest.iter().all(|s| s.groups.contains(*g));
+    let kept = first.groups.iter().filter(in_all).map(group);
+    let mut expanded: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for g in sets.iter().flat_map(|s| &s.groups) {
+        if !expanded.contains_key(g.as_str()) {
+            expanded.insert(g, members(g)?.into_iter().collect());
+        }
+    }
+    let through_group = |u: &str, s: &Access| {
+        let member = |g: &String| expanded.get(g.as_str()).is_some_and(|m| m.contains(u));
+        s.groups.iter().any(member)
+    };
+    let passes = |u: &&String| {
+        sets.iter()
+            .all(|s| s.users.contains(*u) || through_group(u, s))
+    };
+    let candidates = sets
+        .iter()
+        .flat_map(|s| &s.users)
+        .chain(expanded.values().flatten());
+    let users: BTreeSet<&String> = candidates.filter(passes).collect();
+    Ok(of(kept.chain(users.into_iter().map(user))))
 }
 
 #[cfg(test)]
@@ -171,8 +244,82 @@ mod tests {
         assert!(!allows(&[NOBODY.to_owned()], &[NOBODY.to_owned()]));
     }
 
+    fn access(users: &[&str], groups: &[&str]) -> Access {
+        Access {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn members(g: &str) -> crate::Result<Vec<String>> {
+        let m: &[&str] = match g {
+            "staff" => &["ann", "bob", "cy", "di"],
+            "eng" => &["ann", "bob"],
+            "fin" => &["cy"],
+            _ => &[],
+        };
+        Ok(m.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn one_set_is_its_users_its_groups_and_their_members_each_group_asked_once() {
+        let mut asked = Vec::new();
+        let acl = readers_of_all(&[access(&["eve"], &["staff", "staff2"])], |g| {
+            asked.push(g.to_owned());
+            members(g)
+        })
+        .unwrap();
+        let want = [
+            "group:staff",
+            "group:staff2",
+            "user:ann",
+            "user:bob",
+            "user:cy",
+            "user:di",
+            "user:eve",
+        ];
+        assert_eq!(acl, want);
+        assert_eq!(asked, ["staff", "staff2"]);
+    }
+
+    #[test]
+    fn every_set_narrows_the_readers() {
+        // `eve` is named by the restriction but cannot read the space.
+        let sets = [access(&[], &["staff"]), access(&["bob", "eve"], &[])];
+        assert_eq!(readers_of_all(&sets, members).unwrap(), ["user:bob"]);
+        let (space, parent) = (access(&[], &["staff"]), access(&[], &["eng"]));
+        let page = access(&["bob", "cy"], &[]);
+        let acl = readers_of_all(&[space.clone(), parent.clone(), page], members).unwrap();
+        assert_eq!(acl, ["user:bob"]);
+        let acl = readers_of_all(&[space, parent], members).unwrap();
+        assert_eq!(acl, ["user:ann", "user:bob"]);
+        // A group every set names stays a group; `fin` (named by one set only) does not.
+        let sets = [access(&["cy"], &["eng"]), access(&[], &["eng", "fin"])];
+        let acl = readers_of_all(&sets, members).unwrap();
+        assert_eq!(acl, ["group:eng", "user:ann", "user:bob", "user:cy"]);
+    }
+
+    #[test]
+    fn no_one_passing_is_nobody_and_a_failed_group_listing_fails() {
+        let sets = [access(&["ann"], &[]), access(&["bob"], &[])];
+        assert_eq!(readers_of_all(&sets, members).unwrap(), [NOBODY]);
+        assert_eq!(readers_of_all(&[], members).unwrap(), [NOBODY]);
+        let failing = readers_of_all(&[access(&[], &["x"]), access(&["a"], &[])], |_| {
+            Err(crate::Error::upstream("down"))
+        });
+        assert!(failing.is_err(), "an upstream error is not an empty group");
+    }
+
+    #[test]
+    fn a_principal_is_its_user_id_and_its_email_when_it_is_one() {
+        assert_eq!(identities(" 42 "), ["user:42"]);
+        assert_eq!(identities("Ann@X.io"), ["user:Ann@X.io", "ann@x.io"]);
+    }
+
     #[test]
     fn emails_are_lowercased_and_non_emails_refused() {
+        let v = serde_json::json!({"r": {"e": "Rae@X.io"}, "p": [{"e": "a@b.c"}, {"e": "no"}, {}]});
+        assert_eq!(emails_at(&v, "/r/e|/p/*/e"), ["rae@x.io", "a@b.c"]);
         assert_eq!(email(" Ann@X.com ").as_deref(), Some("ann@x.com"));
         assert_eq!(email("not an email"), None);
         assert_eq!(email("a b@x"), None);

@@ -37,6 +37,22 @@ pub fn position<T: DeserializeOwned + Default>(cursor: Option<&str>) -> Result<T
     Ok(decode(cursor)?.unwrap_or_default())
 }
 
+/// The position in an offset listing (`start`/`limit`) walked one page per sync call: the cursor
+/// `{"start": N}`, `0` (the first page) when there is none. A pass that ends starts over at 0 on
+/// the next run.
+///
+/// ```ignore
+/// let at: Offset = cursor::position(cursor)?;
+/// let next = page.next(at.start);
+/// Ok(SyncPage::next(upserts, &Offset { start: next.unwrap_or(0) }).done(next.is_none()))
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Offset {
+    /// The offset of the next page.
+    pub start: u32,
+}
+
 /// A page number or offset used as a cursor (live search): `first` when there is none or it is
 /// blank, `invalid-input` for anything that is not a whole number of at least `first`.
 pub fn number(cursor: Option<&str>, first: u32) -> Result<u32> {
@@ -74,6 +90,9 @@ mod tests {
             (number(None, 1).unwrap(), number(Some(" "), 0).unwrap()),
             (1, 0)
         );
+        assert_eq!(encode(&Offset { start: 50 }), r#"{"start":50}"#);
+        assert_eq!(position::<Offset>(Some("{}")).unwrap(), Offset { start: 0 });
+        assert_eq!(position::<Offset>(None).unwrap().start, 0);
         assert_eq!(number(Some("40"), 1).unwrap(), 40);
         for bad in ["0", "-1", "x", "1.5"] {
             assert!(

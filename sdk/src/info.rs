@@ -108,6 +108,13 @@ pub fn action_input<I: DeserializeOwned>(action: &str, name: &str, input: &str) 
     self::input(input)
 }
 
+/// `true`, for `#[serde(default = "airlock_sdk::info::default_true")]` on a boolean input field
+/// (or setting) that is on unless the caller says otherwise; the derived schema shows the
+/// default.
+pub fn default_true() -> bool {
+    true
+}
+
 /// The input of an action that takes none: the JSON object `{}`. Anything else (`[]`, `null`,
 /// a field) is `invalid-input`, which serde's derive for an empty struct would let through.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

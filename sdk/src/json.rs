@@ -114,10 +114,59 @@ pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> core::result::Result
     }
 }
 
+/// Answers an upstream tags with the index of the input each one answers (embeddings, batch
+/// replies), put back in input order: exactly one for each index below `n`. A missing, repeated
+/// or out-of-range index is an `upstream` error naming `what`, never a silent gap or a shift.
+///
+/// ```ignore
+/// let vectors = json::by_index(texts.len(), reply.data.into_iter().map(|d| (d.index, d.embedding)), "embedding")?;
+/// ```
+pub fn by_index<T>(
+    n: usize,
+    items: impl IntoIterator<Item = (usize, T)>,
+    what: &str,
+) -> Result<Vec<T>> {
+    let mut slots: Vec<Option<T>> = std::iter::repeat_with(|| None).take(n).collect();
+    for (index, item) in items {
+        let Some(slot) = slots.get_mut(index) else {
+            let message = format!("{what} index {index} out of range (there are {n} inputs)");
+            return Err(Error::upstream(message));
+        };
+        if slot.replace(item).is_some() {
+            return Err(Error::upstream(format!("{what} index {index} came twice")));
+        }
+    }
+    let each = slots.into_iter().enumerate();
+    let missing = |i| Error::upstream(format!("no {what} for input {i}"));
+    each.map(|(i, item)| item.ok_or_else(|| missing(i)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn answers_by_index_come_back_in_input_order_exactly_once() {
+        let got = by_index(3, [(2, "c"), (0, "a"), (1, "b")], "vector").unwrap();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert!(
+            by_index(0, Vec::<(usize, u8)>::new(), "vector")
+                .unwrap()
+                .is_empty()
+        );
+        let err = |r: Result<Vec<&str>>| match r {
+            Err(Error::Upstream(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            err(by_index(2, [(0, "a")], "vector")),
+            "no vector for input 1"
+        );
+        assert!(err(by_index(1, [(1, "a")], "vector")).contains("out of range"));
+        assert!(err(by_index(2, [(0, "a"), (0, "b"), (1, "c")], "vector")).contains("twice"));
+    }
 
     #[test]
     fn text_reads_scalars_and_missing_or_null_as_empty() {

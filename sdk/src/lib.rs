@@ -65,6 +65,8 @@ pub mod http;
 pub mod ids;
 pub mod info;
 pub mod json;
+pub mod newest_first;
+pub mod odata;
 mod page;
 pub mod paging;
 pub mod scopes;
@@ -84,7 +86,7 @@ pub use info::{NoInput, action_input, input};
 pub use schemars;
 /// Re-exported so connectors can use `airlock_sdk::serde_json::json!` without a separate dependency.
 pub use serde_json;
-pub use settings::{BaseUrl, List};
+pub use settings::{BaseUrl, List, PageSize};
 pub use text::html_to_text;
 pub use watermark::Watermark;
 

@@ -134,6 +134,22 @@ pub fn collect<T, P: PartialEq>(
     Ok(items)
 }
 
+/// [`collect`] for a listing that must be read whole (a group's members in an ACL): reaching
+/// `max_pages` is an `upstream` error naming `what`, not a silently shortened list.
+pub fn complete<T, P: PartialEq>(
+    what: &str,
+    max_pages: usize,
+    first: P,
+    fetch: impl FnMut(&P) -> Result<(Vec<T>, Option<P>)>,
+) -> Result<Vec<T>> {
+    match walk(max_pages, first, fetch)? {
+        (items, true) => Ok(items),
+        (_, false) => Err(Error::upstream(format!(
+            "{what}: the listing does not end within {max_pages} pages"
+        ))),
+    }
+}
+
 /// [`collect`] without the log line (the host's log is not there in native tests); also says
 /// whether the listing was read to its end.
 fn walk<T, P: PartialEq>(
@@ -181,6 +197,62 @@ pub fn next_offset(start: u32, count: u32, last: bool) -> Option<u32> {
     (!last && count > 0).then(|| start.saturating_add(count))
 }
 
+/// One page of a listing as Atlassian's APIs answer one: the items under `values` (or
+/// `results`), `size`, and `isLastPage` or, without it, a `_links.next` on every page but the
+/// last. Offset listings (`start` and `limit` in the query) go on with [`ListPage::next`],
+/// cursor listings with the link of [`ListPage::next_link`].
+///
+/// ```ignore
+/// let comments = paging::collect(&path, 50, 0, |&start| {
+///     let page: ListPage<Value> = get(&path).query("start", start.to_string()).send()?.json()?;
+///     Ok(page.items_and_next(start))
+/// })?;
+/// ```
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage<T> {
+    /// The items of this page.
+    #[serde(default = "Vec::new", alias = "results")]
+    pub values: Vec<T>,
+    /// How many items the page holds (the length of `values` when absent).
+    #[serde(default)]
+    pub size: u32,
+    /// Whether this is the last page, when the API says.
+    #[serde(default)]
+    pub is_last_page: Option<bool>,
+    #[serde(default, rename = "_links")]
+    links: NextLink,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct NextLink {
+    next: Option<Value>,
+}
+
+impl<T> ListPage<T> {
+    /// The offset of the next page of a listing whose page began at `start` ([`next_offset`]):
+    /// `None` after the last page (by `isLastPage`, else by the absence of `_links.next`) or
+    /// an empty one.
+    pub fn next(&self, start: u32) -> Option<u32> {
+        let no_link = self.links.next.as_ref().is_none_or(Value::is_null);
+        let last = self.is_last_page.unwrap_or(no_link);
+        let count = self.size.max(self.values.len() as u32);
+        next_offset(start, count, last)
+    }
+
+    /// The `_links.next` link (relative, as sent), when there is one.
+    pub fn next_link(&self) -> Option<String> {
+        let link = self.links.next.as_ref().and_then(Value::as_str);
+        link.filter(|l| !l.trim().is_empty()).map(str::to_owned)
+    }
+
+    /// The items and the next offset, as [`collect`] takes them.
+    pub fn items_and_next(self, start: u32) -> (Vec<T>, Option<u32>) {
+        let next = self.next(start);
+        (self.values, next)
+    }
+}
+
 /// The page number after `page` of a page-number listing (`page`, `per_page`), when the upstream
 /// says there is `more` and that page still ends within the first `max_results` results (search
 /// APIs serve only so many and refuse the pages beyond).
@@ -208,6 +280,30 @@ pub fn resume(request: Request, what: &str) -> Result<Option<Response>> {
         );
     }
     answer
+}
+
+/// The answer that continues a listing from `link` (a [`Request`] for the link stored in a
+/// sync cursor, if there is one) or, when there is none or the upstream refuses it as stale
+/// ([`resume`]), the answer to `first()`, which starts the listing over; and whether it
+/// continued.
+///
+/// ```ignore
+/// let link = state.next.take().map(|l| Ok(Request::get(base.follow(PATH, &l)?))).transpose()?;
+/// let (response, resumed) = paging::resume_or(link, "pages", || first_request().send())?;
+/// ```
+pub fn resume_or(
+    link: Option<Request>,
+    what: &str,
+    first: impl FnOnce() -> Result<Response>,
+) -> Result<(Response, bool)> {
+    match link
+        .map(|request| resume(request, what))
+        .transpose()?
+        .flatten()
+    {
+        Some(response) => Ok((response, true)),
+        None => Ok((first()?, false)),
+    }
 }
 
 /// [`resume`] without the log line: the answer, and the message of a stale-cursor refusal.
@@ -371,6 +467,50 @@ mod tests {
             None,
             "an empty page ends the listing"
         );
+    }
+
+    #[test]
+    fn a_complete_listing_fails_at_its_page_cap_instead_of_shrinking() {
+        let endless =
+            |&at: &u32| -> Result<(Vec<u32>, Option<u32>)> { Ok((vec![at], Some(at + 1))) };
+        let Err(Error::Upstream(m)) = complete("groups", 3, 0, endless) else {
+            panic!("a listing cut at its cap must fail")
+        };
+        assert!(m.contains("groups") && m.contains('3'), "{m}");
+        let two = |&at: &u32| -> Result<(Vec<u32>, Option<u32>)> {
+            Ok((vec![at], (at == 0).then_some(1)))
+        };
+        assert_eq!(complete("groups", 2, 0, two).unwrap(), [0, 1]);
+    }
+
+    #[test]
+    fn offset_pages_end_by_is_last_page_else_by_a_missing_next_link() {
+        let page = |v: Value| serde_json::from_value::<ListPage<u32>>(v).unwrap();
+        let jsm = page(json!({"size": 2, "values": [1, 2], "isLastPage": false}));
+        assert_eq!(jsm.next(10), Some(12));
+        assert_eq!(
+            page(json!({"size": 2, "values": [1, 2], "isLastPage": true})).next(0),
+            None
+        );
+        let v1 = page(json!({"results": [1, 2, 3], "_links": {"next": "/x?start=3"}}));
+        assert_eq!(v1.items_and_next(0), (vec![1, 2, 3], Some(3)));
+        assert_eq!(
+            page(json!({"results": [1], "_links": {"next": null}})).next(0),
+            None
+        );
+        assert_eq!(page(json!({"results": [1], "_links": {}})).next(0), None);
+        let v2 = page(json!({"results": [1], "_links": {"next": "/wiki/api/v2/pages?cursor=c"}}));
+        assert_eq!(
+            v2.next_link().as_deref(),
+            Some("/wiki/api/v2/pages?cursor=c")
+        );
+        assert_eq!(page(json!({"_links": {"next": " "}})).next_link(), None);
+        assert_eq!(
+            page(json!({"values": [], "isLastPage": false})).next(5),
+            None,
+            "empty"
+        );
+        assert_eq!(page(json!({})).values, Vec::<u32>::new());
     }
 
     #[test]

@@ -122,6 +122,16 @@ impl BaseUrl {
         format!("{}{path}", self.0)
     }
 
+    /// A GET of `path` (starting with `/`) under this base.
+    pub fn get(&self, path: &str) -> crate::Request {
+        crate::Request::get(self.join(path))
+    }
+
+    /// A POST to `path` (starting with `/`) under this base.
+    pub fn post(&self, path: &str) -> crate::Request {
+        crate::Request::post(self.join(path))
+    }
+
     /// The API root `path` (a constant such as `/api/v2`, starting with `/`) under this base: a
     /// base of its own, so [`BaseUrl::follow`] keeps links under the API, not just the site.
     pub fn under(&self, path: &str) -> BaseUrl {
@@ -230,6 +240,55 @@ where
         .ok_or_else(|| Error::invalid_input(bad()))
 }
 
+/// A page-size setting: `DEFAULT` when unset, else the number given brought into `1..=MAX`
+/// (an upstream refuses a larger page; a smaller one only costs requests). A value that is not
+/// a whole number is `invalid-input` like any other.
+///
+/// ```ignore
+/// #[serde(default)]
+/// page_size: PageSize<50, 100>,
+/// // ...
+/// .query("limit", s.page_size.get().to_string())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageSize<const DEFAULT: u32, const MAX: u32>(u32);
+
+impl<const DEFAULT: u32, const MAX: u32> PageSize<DEFAULT, MAX> {
+    /// The page size to ask for.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<const DEFAULT: u32, const MAX: u32> Default for PageSize<DEFAULT, MAX> {
+    fn default() -> Self {
+        PageSize(DEFAULT.clamp(1, MAX))
+    }
+}
+
+impl<'de, const DEFAULT: u32, const MAX: u32> Deserialize<'de> for PageSize<DEFAULT, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(PageSize(u32::deserialize(d)?.clamp(1, MAX)))
+    }
+}
+
+/// Serde `deserialize_with` for a setting read in any case (`flavor = "Azure"`): the value is
+/// lowercased, then read as `T`, typically an enum with `#[serde(rename_all = "lowercase")]`
+/// or `"kebab-case"`. A value that is none of them is `invalid-input` naming the choices.
+///
+/// ```ignore
+/// #[serde(default, deserialize_with = "airlock_sdk::settings::any_case")]
+/// flavor: Flavor,
+/// ```
+pub fn any_case<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> std::result::Result<T, D::Error> {
+    use serde::de::IntoDeserializer;
+    let value = String::deserialize(d)?.trim().to_lowercase();
+    let lower: de::value::StringDeserializer<D::Error> = value.into_deserializer();
+    T::deserialize(lower)
+}
+
 impl<'de> Deserialize<'de> for List {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let value = String::deserialize(d)?;
@@ -287,6 +346,48 @@ mod tests {
             panic!("a non-number page size must be refused")
         };
         assert!(m.contains("page_size"), "{m}");
+    }
+
+    #[test]
+    fn a_page_size_defaults_and_is_brought_into_range() {
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(default)]
+            page_size: PageSize<50, 100>,
+        }
+        let size = |v: &[(&str, &str)]| from_lookup::<S>(lookup(v)).map(|s| s.page_size.get());
+        assert_eq!(size(&[]).unwrap(), 50);
+        assert_eq!(size(&[("page_size", "7")]).unwrap(), 7);
+        assert_eq!(size(&[("page_size", "0")]).unwrap(), 1);
+        assert_eq!(size(&[("page_size", "5000")]).unwrap(), 100);
+        assert!(matches!(
+            size(&[("page_size", "many")]),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn a_choice_is_read_in_any_case_and_an_unknown_one_refused() {
+        #[derive(Deserialize, Debug, PartialEq, Default)]
+        #[serde(rename_all = "kebab-case")]
+        enum Mode {
+            #[default]
+            EveryRun,
+            Off,
+        }
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(default, deserialize_with = "any_case")]
+            mode: Mode,
+        }
+        let mode = |v: &str| from_lookup::<S>(lookup(&[("mode", v)])).map(|s| s.mode);
+        assert_eq!(mode(" Every-Run ").unwrap(), Mode::EveryRun);
+        assert_eq!(mode("OFF").unwrap(), Mode::Off);
+        assert_eq!(from_lookup::<S>(lookup(&[])).unwrap().mode, Mode::EveryRun);
+        let Err(Error::InvalidInput(m)) = mode("sometimes") else {
+            panic!("an unknown choice must be refused")
+        };
+        assert!(m.contains("sometimes") && m.contains("every-run"), "{m}");
     }
 
     #[test]
@@ -361,6 +462,8 @@ mod tests {
                 .unwrap(),
             "https://h.example.com/api/v3/x?page=2"
         );
+        assert_eq!(base.get("/x").url(), "https://h.example.com/x");
+        assert_eq!(base.post("/y").method(), crate::Method::Post);
         let api = base.under("/api/v3/");
         assert_eq!(api.join("/x"), "https://h.example.com/api/v3/x");
         assert!(

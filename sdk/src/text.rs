@@ -326,6 +326,19 @@ pub fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// `s` without the highlight marks Atlassian search APIs put around matches in titles and
+/// excerpts (`@@@hl@@@`...`@@@endhl@@@`).
+pub fn strip_highlight(s: &str) -> String {
+    s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "")
+}
+
+/// The later of two RFC 3339 timestamps, compared as instants ([`parse_rfc3339`]), not as
+/// strings; one that does not parse loses, and `None` only when both are.
+pub fn later(a: Option<String>, b: Option<String>) -> Option<String> {
+    let at = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339);
+    if at(&a) >= at(&b) { a.or(b) } else { b }
+}
+
 /// Plain text of an Atlassian Document Format node (Jira and Confluence rich text): `text` nodes
 /// concatenated, block nodes on lines of their own, `hardBreak` as a newline, mentions, emoji,
 /// statuses and dates by their text, cards by their URL; blank lines dropped.
@@ -361,6 +374,26 @@ pub fn adf_to_text(node: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn highlights_are_stripped_and_the_later_instant_wins() {
+        assert_eq!(strip_highlight("a @@@hl@@@b@@@endhl@@@ c"), "a b c");
+        let (old, new) = (
+            Some("2025-01-01T00:00:00Z".to_owned()),
+            Some("2025-01-01T01:00:00.5+01:00".to_owned()),
+        );
+        let newer = Some("2025-01-01T00:00:00.5Z".to_owned());
+        assert_eq!(later(old.clone(), newer.clone()), newer);
+        assert_eq!(later(newer.clone(), old.clone()), newer);
+        assert_eq!(
+            later(new.clone(), newer.clone()),
+            new,
+            "compared as instants"
+        );
+        assert_eq!(later(None, old.clone()), old);
+        assert_eq!(later(Some("garbage".into()), old.clone()), old);
+        assert_eq!(later(None, None), None);
+    }
 
     #[test]
     fn an_http_date_becomes_rfc3339_and_anything_else_none() {

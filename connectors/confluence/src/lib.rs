@@ -11,13 +11,14 @@
 //! ACL entries are `user:ACCOUNT-ID` and `group:NAME` (see `permissions.rs`).
 
 use airlock_sdk::json::{self, string_or_number, text};
-use airlock_sdk::paging::{self, Next, Pages};
+use airlock_sdk::newest_first::NewestFirst;
+use airlock_sdk::paging::{self, ListPage, Next, Pages};
 use airlock_sdk::serde_json::{Value, json};
-use airlock_sdk::text::{parse_rfc3339, quoted};
+use airlock_sdk::text::{quoted, strip_highlight};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    List, NoInput, Request, Result, SearchRequest, SearchResult, SyncPage, cursor, html_to_text,
-    ids, url,
+    List, NoInput, PageSize, Request, Result, SearchRequest, SearchResult, SyncPage, cursor,
+    html_to_text, ids, url,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -46,8 +47,7 @@ impl Connector for Confluence {
 
     fn health() -> Result<HealthStatus> {
         let cfg = config()?;
-        let url = cfg.base_url.join(SPACES);
-        Request::get(url).query("limit", "1").send()?;
+        cfg.base_url.get(SPACES).query("limit", "1").send()?;
         let message = format!("Confluence at {} accepted the credentials", cfg.base_url);
         Ok(HealthStatus::ok(message))
     }
@@ -59,24 +59,24 @@ impl Connector for Confluence {
             let keys: Vec<String> = cfg.space_keys.iter().map(quoted).collect();
             cql.push_str(&format!(" AND space in ({})", keys.join(", ")));
         }
-        let reply: Results<Value> = Request::get(cfg.base_url.join("/wiki/rest/api/search"))
-            .query("cql", &cql)
-            .query("limit", request.limit_or(25, 100).to_string())
-            .query_opt("cursor", request.cursor.as_deref())
-            .send()?
-            .json()?;
-        let hits: Vec<Document> = reply.results.iter().filter_map(|h| hit(h, &cfg)).collect();
+        let (limit, at) = (request.limit_or(25, 100), request.cursor.as_deref());
+        let search = cfg.base_url.get("/wiki/rest/api/search").query("cql", cql);
+        let search = search
+            .query("limit", limit.to_string())
+            .query_opt("cursor", at);
+        let reply: ListPage<Value> = search.send()?.json()?;
+        let hits: Vec<Document> = reply.values.iter().filter_map(|h| hit(h, &cfg)).collect();
         // v1 `next` is relative to `_links.base`; only its cursor matters, the query is re-sent.
-        let next = reply.links.next.filter(|_| !hits.is_empty());
+        let next = reply.next_link().filter(|_| !hits.is_empty());
         let next_cursor = next.and_then(|n| url::query_param(&n, "cursor"));
         Ok(SearchResult { hits, next_cursor })
     }
 
     fn get(id: String) -> Result<Document> {
         let cfg = config()?;
-        let url = cfg.base_url.join(&format!("{PAGES}/{}", content_id(&id)?));
-        let request = Request::get(url).query("body-format", "storage");
-        let page: Page = request.send()?.json()?;
+        let path = format!("{PAGES}/{}", content_id(&id)?);
+        let page = cfg.base_url.get(&path).query("body-format", "storage");
+        let page: Page = page.send()?.json()?;
         page.document(&cfg, &mut permissions::Permissions::default())
     }
 
@@ -86,10 +86,11 @@ impl Connector for Confluence {
         }
         let body =
             json!({"subject": {"type": "user", "identifier": principal}, "operation": "read"});
-        let id = content_id(&id)?;
-        let path = format!("/wiki/rest/api/content/{id}/permission/check");
-        let url = config()?.base_url.join(&path);
-        let reply: Value = Request::post(url).json(&body).send()?.json()?;
+        let path = format!(
+            "/wiki/rest/api/content/{}/permission/check",
+            content_id(&id)?
+        );
+        let reply: Value = config()?.base_url.post(&path).json(&body).send()?.json()?;
         let allowed = reply["hasPermission"].as_bool();
         allowed.ok_or_else(|| Error::upstream("permission check: no `hasPermission` in the reply"))
     }
@@ -104,10 +105,7 @@ impl Connector for Confluence {
     fn invoke(action: String, input: String) -> Result<String> {
         let NoInput = airlock_sdk::action_input(&action, "spaces", &input)?;
         let spaces: Vec<Value> = spaces(&config()?, None, 40)?;
-        let pick = |s: Value| {
-            json!({"id": s["id"], "key": s["key"], "name": s["name"],
-                   "type": s["type"], "status": s["status"]})
-        };
+        let pick = |s: Value| json::pick(&s, "id,key,name,type,status", json!({}));
         Ok(Value::Array(spaces.into_iter().map(pick).collect()).to_string())
     }
 }
@@ -119,8 +117,10 @@ struct Config {
     base_url: BaseUrl,
     #[serde(default)]
     space_keys: List,
-    page_limit: Option<u32>,
+    /// Pages per sync request.
     #[serde(default)]
+    page_limit: PageSize<100, 250>,
+    #[serde(default, deserialize_with = "airlock_sdk::settings::any_case")]
     permission_sync: PermissionSync,
 }
 
@@ -138,13 +138,6 @@ fn config() -> Result<Config> {
     let mut cfg: Config = airlock_sdk::settings::load()?;
     cfg.base_url = cfg.base_url.without_suffix("/wiki");
     Ok(cfg)
-}
-
-impl Config {
-    /// Pages per sync request: `page_limit`, 1..=250, default 100.
-    fn page_limit(&self) -> u32 {
-        self.page_limit.unwrap_or(100).clamp(1, 250)
-    }
 }
 
 /// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
@@ -165,37 +158,11 @@ fn content_id(id: &str) -> Result<&str> {
 //
 // Confluence v2 has no "modified since" filter, so a run lists pages newest first
 // (`sort=-modified-date`, including `trashed` ones) and stops at the first page older than the
-// previous run's watermark. The cursor (our JSON, committed by the host with each page) holds:
-//   next      the relative `_links.next` of the run in progress (none between runs),
-//   watermark the newest `version.createdAt` at the start of the run in progress: the first item
-//             of its first page,
-//   since     the watermark of the last completed run.
-// When a run ends (no next link, or an item older than `since - OVERLAP_MS`), the next cursor is
-// `{since: watermark}`, so the following run is incremental.
-//
-// A run longer than one request is no snapshot: a page saved while it was under way sorts in
-// front of the keyset cursor, behind us. Reporting `done` then would be a lie the host cannot
-// see through, most visibly when the host resumes, after a crash, a run that began long before
-// (the changes made in between are never reached, yet the stream is "caught up"). So a run that
-// took more than one request ends with a probe of the newest item: if it is newer than the
-// watermark, the page is not `done` and carries `{since: watermark}`, and the host goes straight
-// on to the incremental run that fetches those saves. A one-request run is its own snapshot.
-//
-// Why this is correct when pages change between or during runs:
-// - A page saved after the run started gets a `version.createdAt` newer than `watermark`; in the
-//   keyset-ordered listing it moves to the front, behind us, so this run may miss it, but the
-//   probe at its end notices and the next run (which stops only at items older than `watermark`)
-//   fetches it before the host hears `done`. The watermark is deliberately the value seen at the
-//   start, never the largest seen later, so nothing saved mid-run can be skipped by advancing
-//   past it.
-// - Items equal to the watermark and within OVERLAP_MS before it are fetched again (upserts are
-//   idempotent), covering equal timestamps and saves that commit out of timestamp order.
-// - Trashing bumps the page's version, so it surfaces like an edit and becomes a delete.
-// - A crash or rate limit resumes from the committed `next`; if Confluence rejects that cursor as
-//   stale (400), the run restarts from the top with the same `since`, which only re-upserts.
+// previous run's watermark: `airlock_sdk::newest_first` (its docs say why that is correct when
+// pages change between or during runs), on `version.createdAt`, with `_links.next` as the link.
+// - Trashing bumps the page's version, so it surfces like an edit and becomes a delete.
 // - Pages purged from the trash vanish without a trace and are not seen incrementally; only a full
 //   run (no cursor) reflects them, and only if the host reconciles what a full run did not return.
-
 //
 // Permissions. Confluence does not bump a page's version when its restrictions or its space's
 // permissions change, so the listing above never sees such a change. An incremental run
@@ -208,12 +175,8 @@ fn content_id(id: &str) -> Result<&str> {
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
 struct SyncCursor {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    watermark: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    since: Option<String>,
+    #[serde(flatten)]
+    walk: NewestFirst,
     #[serde(skip_serializing_if = "Option::is_none")]
     sweep: Option<String>,
 }
@@ -224,44 +187,35 @@ fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
     if let Some(at) = state.sweep.take() {
         return sweep_page(cfg, state, &at, &mut perms);
     }
-    let incremental = state.since.is_some();
-    let resumed = match state.next.take() {
-        Some(next) => paging::resume(Request::get(cfg.base_url.follow(PAGES, &next)?), "pages")?,
-        None => None,
-    };
-    // The first page of a run is one upstream snapshot; a run that spans requests is not. Its
-    // watermark is (re)computed below.
-    let first_of_run = resumed.is_none() || state.watermark.is_none();
-    let response =
-        resumed.map_or_else(|| pages_request(cfg, cfg.page_limit(), true)?.send(), Ok)?;
-    let list: Results<Page> = response.json()?;
-    if first_of_run {
-        let first = list.results.first().map(|p| &p.version.created_at);
-        state.watermark = newest(first.cloned().flatten(), state.since.clone());
-    }
-    let stop_before = at(&state.since).map_or(i64::MIN, |ms| ms - OVERLAP_MS);
-    let stale = |p: &Page| at(&p.version.created_at).is_some_and(|m| m < stop_before);
-    let reached_since = list.results.iter().any(stale);
+    let incremental = state.walk.is_incremental();
+    let first = || pages_request(cfg, cfg.page_limit.get(), true)?.send();
+    let (response, resumed) =
+        paging::resume_or(resume(cfg, state.walk.take_next())?, "pages", first)?;
+    let list: ListPage<Page> = response.json()?;
+    let times: Vec<Option<&str>> = list.values.iter().map(Page::time).collect();
+    let next = list.next_link().or_else(|| response.next_link());
+    let keep = state.walk.page(resumed, &times, next, OVERLAP_MS);
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    for page in list.results.into_iter().take_while(|p| !stale(p)) {
+    for page in list.values.into_iter().take(keep) {
         match page.status.as_str() {
             "current" | "archived" => upserts.push(page.document(cfg, &mut perms)?),
             _ => deletes.push(DocumentRef::new("page", page.id)),
         }
     }
-    let next = list.links.next.or_else(|| response.next_link());
-    state.next = next.filter(|_| !reached_since);
-    if state.next.is_none() {
-        state.since = state.watermark.take();
-    }
     // Saves made while this run was under way sort behind its keyset cursor: if there are any, go
     // on with the incremental run that fetches them instead of ending.
-    let mut done = state.next.is_none() && (first_of_run || !saved_since(cfg, &state.since)?);
+    let mut done = state.walk.done(|| newest_save(cfg))?;
     if done && incremental && cfg.permission_sync == PermissionSync::EveryRun {
         state.sweep = Some(String::new());
         done = false;
     }
     Ok(SyncPage::next(upserts, &state).deletes(deletes).done(done))
+}
+
+/// The request that continues a listing from a stored `link`, which must stay on the site.
+fn resume(cfg: &Config, link: Option<String>) -> Result<Option<Request>> {
+    let follow = |l: String| Ok(Request::get(cfg.base_url.follow(PAGES, &l)?));
+    link.filter(|l| !l.is_empty()).map(follow).transpose()
 }
 
 /// One page of the permission sweep: current pages in id order from `at` ("" = the first),
@@ -272,58 +226,49 @@ fn sweep_page(
     at: &str,
     perms: &mut permissions::Permissions,
 ) -> Result<SyncPage> {
-    let first = || -> Result<Request> {
-        Ok(Request::get(cfg.base_url.join(PAGES))
-            .query("body-format", "storage")
-            .query("limit", cfg.page_limit().to_string())
-            .query("sort", "id")
-            .query("status", "current")
-            .query_opt("space-id", space_filter(cfg)?))
+    let first = || -> Result<_> {
+        let list = cfg.base_url.get(PAGES).query("body-format", "storage");
+        let list = list
+            .query("limit", cfg.page_limit.get().to_string())
+            .query("sort", "id");
+        list.query("status", "current")
+            .query_opt("space-id", space_filter(cfg)?)
+            .send()
     };
     // A cursor Confluence no longer takes: sweep again from the top (only re-upserts).
-    let resumed = match at {
-        "" => None,
-        link => paging::resume(Request::get(cfg.base_url.follow(PAGES, link)?), "sweep")?,
-    };
-    let response = resumed.map_or_else(|| first()?.send(), Ok)?;
-    let list: Results<Page> = response.json()?;
-    let current = list.results.into_iter().filter(|p| p.status == "current");
+    let (response, _) = paging::resume_or(resume(cfg, Some(at.to_owned()))?, "sweep", first)?;
+    let list: ListPage<Page> = response.json()?;
+    state.sweep = list.next_link().or_else(|| response.next_link());
+    let current = list.values.into_iter().filter(|p| p.status == "current");
     let upserts = current
         .map(|p| p.document(cfg, perms))
         .collect::<Result<_>>()?;
-    state.sweep = list.links.next.or_else(|| response.next_link());
     let done = state.sweep.is_none();
     Ok(SyncPage::next(upserts, &state).done(done))
 }
 
-/// Milliseconds since the epoch of an RFC 3339 timestamp.
-fn at(t: &Option<String>) -> Option<i64> {
-    t.as_deref().and_then(parse_rfc3339)
-}
-
-/// The later of two RFC 3339 timestamps (an unparseable one loses).
-fn newest(a: Option<String>, b: Option<String>) -> Option<String> {
-    if at(&a) >= at(&b) { a.or(b) } else { b }
-}
-
-/// Whether the newest page (current or trashed) was saved after `watermark`: one request. With
-/// nothing to compare, ending is all that is safe (another run would be the same).
-fn saved_since(cfg: &Config, watermark: &Option<String>) -> Result<bool> {
-    let list: Results<Page> = pages_request(cfg, 1, false)?.send()?.json()?;
-    let newest = list.results.first().and_then(|p| at(&p.version.created_at));
-    Ok(newest.zip(at(watermark)).is_some_and(|(n, w)| n > w))
+/// The `version.createdAt` of the newest page (current or trashed) now: one request.
+fn newest_save(cfg: &Config) -> Result<Option<String>> {
+    let list: ListPage<Page> = pages_request(cfg, 1, false)?.send()?.json()?;
+    Ok(list
+        .values
+        .into_iter()
+        .next()
+        .and_then(|p| p.version.created_at))
 }
 
 /// The first page of the newest-first listing the sync walks, `limit` items, with or without
 /// the storage body.
 fn pages_request(cfg: &Config, limit: u32, body: bool) -> Result<Request> {
-    Ok(Request::get(cfg.base_url.join(PAGES))
-        .query_opt("body-format", body.then_some("storage"))
+    let list = cfg
+        .base_url
+        .get(PAGES)
+        .query_opt("body-format", body.then_some("storage"));
+    let list = list
         .query("limit", limit.to_string())
-        .query("sort", "-modified-date")
-        .query("status", "current")
-        .query("status", "trashed")
-        .query_opt("space-id", space_filter(cfg)?))
+        .query("sort", "-modified-date");
+    let list = list.query("status", "current").query("status", "trashed");
+    Ok(list.query_opt("space-id", space_filter(cfg)?))
 }
 
 /// The `space-id` filter of v2 listings: the ids of `space_keys`, none when it is empty.
@@ -349,27 +294,15 @@ fn space_ids(cfg: &Config) -> Result<Vec<String>> {
 
 /// The spaces the credentials can see (only those with `keys`, if given), at most `pages` pages.
 fn spaces<T: DeserializeOwned>(cfg: &Config, keys: Option<String>, pages: usize) -> Result<Vec<T>> {
-    let first = Request::get(cfg.base_url.join(SPACES))
+    let first = cfg
+        .base_url
+        .get(SPACES)
         .query_opt("keys", keys)
         .query("limit", "250");
     Pages::new(first, Next::BodyLink("/_links/next")).items("/results", pages)
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing) -------------------------
-
-#[derive(Deserialize, Default)]
-struct Links {
-    next: Option<String>,
-}
-
-/// A v1 or v2 listing: `results` and `_links.next`.
-#[derive(Deserialize)]
-struct Results<T> {
-    #[serde(default = "Vec::new")]
-    results: Vec<T>,
-    #[serde(default, rename = "_links")]
-    links: Links,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -399,6 +332,11 @@ struct Version {
 }
 
 impl Page {
+    /// When the page was last saved (`version.createdAt`): the time the sync walks by.
+    fn time(&self) -> Option<&str> {
+        self.version.created_at.as_deref()
+    }
+
     /// The page as a document with its ACL (who may read it upstream now; none with
     /// `permission_sync = "off"`).
     fn document(self, cfg: &Config, perms: &mut permissions::Permissions) -> Result<Document> {
@@ -410,7 +348,7 @@ impl Page {
         let acl = match space {
             Some(space) => perms.acl(cfg, &self.id, &space, has_parent)?,
             // Without its space nobody's access can be known: fail closed.
-            None => vec![permissions::NOBODY.to_owned()],
+            None => vec![airlock_sdk::acl::NOBODY.to_owned()],
         };
         Ok(self.document_without_acl(cfg).acl(acl))
     }
@@ -437,21 +375,18 @@ struct Space {
 }
 
 /// A document for a v1 search hit; `None` for results that are not content (users, spaces).
+/// Excerpts and titles mark matches with highlight marks, stripped here.
 fn hit(hit: &Value, cfg: &Config) -> Option<Document> {
-    // Excerpts and titles mark matches with `@@@hl@@@`...`@@@endhl@@@`.
-    let strip_highlight = |s: &str| s.replace("@@@hl@@@", "").replace("@@@endhl@@@", "");
     let id = json::id(hit.pointer("/content/id")?)?;
-    let string = |pointer| Some(hit.pointer(pointer)?.as_str()?.to_owned());
-    let title = string("/title").or_else(|| string("/content/title"));
-    let webui = string("/url").or_else(|| string("/content/_links/webui"));
+    let title = json::first(hit, "/title|/content/title");
+    let webui = Some(json::first(hit, "/url|/content/_links/webui")).filter(|w| !w.is_empty());
     let excerpt = strip_highlight(&text(hit, "/excerpt"));
-    let doc = Document::new("page", id, strip_highlight(&title.unwrap_or_default()))
+    let doc = Document::new("page", id, strip_highlight(&title))
         .body(html_to_text(&excerpt))
         .updated_at(text(hit, "/lastModified"))
         .metadata(json!({"spaceKey": hit["space"]["key"], "status": hit["content"]["status"]}));
     Some(doc.url_opt(webui.map(|w| web_url(cfg, &w))))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,7 +396,7 @@ mod tests {
         Config {
             base_url: BaseUrl::parse("http://127.0.0.1:8781").unwrap(),
             space_keys: List::default(),
-            page_limit: None,
+            page_limit: PageSize::default(),
             permission_sync: PermissionSync::EveryRun,
         }
     }
@@ -475,13 +410,6 @@ mod tests {
             "http://127.0.0.1:8781/wiki/spaces/ENG/pages/1/X"
         );
         assert_eq!(web_url(&cfg(), "/wiki/x"), "http://127.0.0.1:8781/wiki/x");
-        let (old, new) = (
-            Some("2025-01-01T00:00:00Z".to_owned()),
-            Some("2025-01-01T00:00:00.5Z".to_owned()),
-        );
-        assert_eq!(newest(old.clone(), new.clone()), new);
-        assert_eq!(newest(new.clone(), old.clone()), new);
-        assert_eq!(newest(None, old.clone()), old);
     }
 
     #[test]
@@ -530,5 +458,30 @@ mod tests {
             let r = Confluence::invoke("spaces".into(), bad.into());
             assert!(matches!(r, Err(Error::InvalidInput(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_sync_cursor_keeps_its_stored_shape() {
+        let stored = r#"{"next":"/wiki/api/v2/pages?cursor=c","watermark":"2025-01-01T00:00:00Z","since":"2024-12-01T00:00:00Z"}"#;
+        let c: SyncCursor = cursor::position(Some(stored)).unwrap();
+        assert_eq!(cursor::encode(&c), stored);
+        let c: SyncCursor =
+            cursor::position(Some(r#"{"since":"2024-12-01T00:00:00Z","sweep":""}"#)).unwrap();
+        assert_eq!(c.sweep.as_deref(), Some(""));
+        assert!(c.walk.is_incremental());
+        assert_eq!(cursor::encode(&SyncCursor::default()), "{}");
+    }
+
+    #[test]
+    fn permission_sync_is_read_in_any_case() {
+        let lookup = |key: &str| match key {
+            "base_url" => Some("http://127.0.0.1:8781/wiki".to_owned()),
+            "permission_sync" => Some("Changed-Pages".to_owned()),
+            "page_limit" => Some("1000".to_owned()),
+            _ => None,
+        };
+        let c: Config = airlock_sdk::settings::from_lookup(lookup).unwrap();
+        assert_eq!(c.permission_sync, PermissionSync::ChangedPages);
+        assert_eq!(c.page_limit.get(), 250);
     }
 }

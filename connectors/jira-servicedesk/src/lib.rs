@@ -7,12 +7,12 @@
 //! project key), `page_size` (1..=100, default 50) and `kb_query` (knowledge-base query used by the
 //! `articles` stream, default `a`).
 
-use airlock_sdk::json::required;
+use airlock_sdk::json::{self, required};
 use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::{adf_to_text, quoted};
 use airlock_sdk::{
-    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, paging, text,
+    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, PageSize, Result,
+    SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, ids, paging, text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,12 +42,8 @@ struct AddComment {
     #[schemars(length(min = 1))]
     body: String,
     /// Visible to the customer (`false`: an internal note).
-    #[serde(default = "yes")]
+    #[serde(default = "airlock_sdk::info::default_true")]
     public: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Connector for Jira {
@@ -66,7 +62,7 @@ impl Connector for Jira {
 
     fn health() -> Result<HealthStatus> {
         let cfg = Settings::load()?;
-        let me: Value = cfg.get("/rest/api/3/myself").send()?.json()?;
+        let me: Value = cfg.base_url.get("/rest/api/3/myself").send()?.json()?;
         let who = me["displayName"].as_str().unwrap_or("the API user");
         let message = format!("Jira at {} accepted the credentials of {who}", cfg.base_url);
         Ok(HealthStatus::ok(message))
@@ -107,9 +103,8 @@ impl Connector for Jira {
     /// the request names them (reporter, participant); access through a group (agents,
     /// organizations) is not known for one user here, so it is no (fail closed).
     fn check_permission(principal: String, id: String) -> Result<bool> {
-        let (readers, p) = (Self::get(id)?.acl, principal.trim());
-        let mine = [Some(acl::user(p)), acl::email(p)].into_iter().flatten();
-        Ok(acl::allows(&readers, &mine.collect::<Vec<_>>()))
+        let readers = Self::get(id)?.acl;
+        Ok(acl::allows(&readers, &acl::identities(&principal)))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -128,9 +123,9 @@ impl Connector for Jira {
             return Err(Error::invalid_input("`body` is empty"));
         }
         let path = format!("/rest/servicedeskapi/request/{key}/comment");
-        let url = Settings::load()?.base_url.join(&path);
         let body = json!({"body": input.body, "public": input.public});
-        let c: Value = Request::post(url).json(&body).send()?.json()?;
+        let post = Settings::load()?.base_url.post(&path);
+        let c: Value = post.json(&body).send()?.json()?;
         let (id, public) = (required(&c, "/id")?, c["public"].as_bool().unwrap_or(true));
         let created = c["created"]["iso8601"].as_str().map(text::rfc3339);
         Ok(json!({"issue": key, "id": id, "public": public, "created": created}).to_string())
@@ -142,7 +137,8 @@ impl Connector for Jira {
 struct Settings {
     base_url: BaseUrl,
     project: Option<String>,
-    page_size: Option<u32>,
+    #[serde(default)]
+    page_size: PageSize<50, 100>,
     kb_query: Option<String>,
     participants_field: Option<String>,
     organizations_field: Option<String>,
@@ -158,17 +154,9 @@ impl Settings {
         Ok(s)
     }
 
-    fn page_size(&self) -> u32 {
-        self.page_size.unwrap_or(50).clamp(1, 100)
-    }
-
     fn project_clause(&self) -> String {
         let p = self.project.as_ref();
         p.map_or_else(String::new, |p| format!("project = \"{p}\" AND "))
-    }
-
-    fn get(&self, path: &str) -> Request {
-        Request::get(self.base_url.join(path))
     }
 
     /// The ids of the request participants and organizations fields.
@@ -185,20 +173,20 @@ impl Settings {
     /// One issue by key, with [`Settings::fields`].
     fn issue(&self, key: &str) -> Result<Value> {
         let path = format!("/rest/api/3/issue/{}", issue_key(key)?);
-        let issue = self.get(&path).query("fields", self.fields());
+        let issue = self.base_url.get(&path).query("fields", self.fields());
         issue.send()?.json()
     }
 
     fn jql(&self, jql: &str, token: Option<String>, max: u32) -> Result<JqlPage> {
-        let search = self.get("/rest/api/3/search/jql").query("jql", jql);
-        let search = search.query_opt("nextPageToken", token);
+        let search = self.base_url.get("/rest/api/3/search/jql");
+        let search = search.query("jql", jql).query_opt("nextPageToken", token);
         let search = search.query("fields", self.fields());
         search.query("maxResults", max.to_string()).send()?.json()
     }
 
     /// One page of a JSM offset listing under `/rest/servicedeskapi/`.
     fn jsm(&self, path: &str, query: Option<&str>, start: u32, limit: u32) -> Result<JsmPage> {
-        let list = self.get(&format!("/rest/servicedeskapi/{path}"));
+        let list = self.base_url.get(&format!("/rest/servicedeskapi/{path}"));
         let list = list.query_opt("query", query);
         let list = list.query("start", start.to_string());
         list.query("limit", limit.to_string()).send()?.json()
@@ -214,8 +202,7 @@ fn is_key(s: &str, underscore: bool) -> bool {
 /// An issue key `[A-Z][A-Z0-9]+-\d+`; anything else (paths, queries) is `invalid-input`.
 fn issue_key(id: &str) -> Result<&str> {
     let id = id.trim();
-    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-    let key = |(p, n): (&str, &str)| is_key(p, false) && digits(n);
+    let key = |(p, n): (&str, &str)| is_key(p, false) && ids::is_numeric(n);
     let bad = || Error::invalid_input(format!("not a Jira issue key: {id:?}"));
     let ok = id.split_once('-').is_some_and(key);
     ok.then_some(id).ok_or_else(bad)
@@ -223,8 +210,10 @@ fn issue_key(id: &str) -> Result<&str> {
 
 /// The minute (UTC) of an epoch-milliseconds time, as JQL wants it: `yyyy/MM/dd HH:mm`.
 fn jql_minute(ms: i64) -> String {
-    let t = text::rfc3339_of_ms(ms); // yyyy-MM-ddTHH:mm:ssZ
-    format!("{}/{}/{} {}", &t[..4], &t[5..7], &t[8..10], &t[11..16])
+    // yyyy-MM-ddTHH:mm:ssZ
+    text::rfc3339_of_ms(ms)[..16]
+        .replace('-', "/")
+        .replace('T', " ")
 }
 
 // ---- Cursors ------------------------------------------------------------------------------------
@@ -241,13 +230,6 @@ struct RequestsCursor {
     next_page_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     high: Option<i64>,
-}
-
-/// `comments` and `articles`: offset into the JSM listing.
-#[derive(Default, Serialize, Deserialize)]
-#[serde(default)]
-struct StartCursor {
-    start: u32,
 }
 
 /// `search`: `r` is the next JQL page token (`""`: first page), `a` the next knowledge-base
@@ -268,7 +250,7 @@ fn sync_requests(cfg: &Settings, cursor: RequestsCursor) -> Result<SyncPage> {
     let mark = cursor.watermark.as_deref().unwrap_or(EPOCH_WATERMARK);
     let jql = format!("updated >= \"{mark}\" ORDER BY updated ASC");
     let token = cursor.next_page_token.clone();
-    let page = cfg.jql(&(cfg.project_clause() + &jql), token, cfg.page_size())?;
+    let page = cfg.jql(&(cfg.project_clause() + &jql), token, cfg.page_size.get())?;
     requests_page(page, cfg, cursor)
 }
 
@@ -291,13 +273,13 @@ fn requests_page(page: JqlPage, cfg: &Settings, mut cursor: RequestsCursor) -> R
 
 /// `comments` (of each request in a page of requests) or `articles`: one page of an offset
 /// listing; a finished pass starts over from 0 on the next run.
-fn sync_listing(cfg: &Settings, stream: &str, cursor: StartCursor) -> Result<SyncPage> {
+fn sync_listing(cfg: &Settings, stream: &str, cursor: cursor::Offset) -> Result<SyncPage> {
     let (kb_query, start) = (cfg.kb_query.as_deref().unwrap_or("a"), cursor.start);
     let (path, query) = match stream {
         "comments" => ("request", None),
         _ => ("knowledgebase/article", Some(kb_query)),
     };
-    let page = cfg.jsm(path, query, start, cfg.page_size())?;
+    let page = cfg.jsm(path, query, start, cfg.page_size.get())?;
     let articles = page.values.iter().filter(|_| query.is_some());
     let mut upserts: Vec<_> = articles.filter_map(article_doc).collect();
     // One page costs one comments listing (or more) per request, so a page of 50 busy requests
@@ -312,15 +294,13 @@ fn sync_listing(cfg: &Settings, stream: &str, cursor: StartCursor) -> Result<Syn
         }
     }
     let (next, start) = (page.next(start), page.next(start).unwrap_or(0));
-    Ok(SyncPage::next(upserts, &StartCursor { start }).done(next.is_none()))
+    Ok(SyncPage::next(upserts, &cursor::Offset { start }).done(next.is_none()))
 }
 
 fn request_comments(cfg: &Settings, key: &str) -> Result<Vec<Value>> {
     let path = format!("request/{}/comment", issue_key(key)?);
     paging::collect(&path, MAX_COMMENT_PAGES, 0, |&start| {
-        let page = cfg.jsm(&path, None, start, 100)?;
-        let next = page.next(start);
-        Ok((page.values, next))
+        Ok(cfg.jsm(&path, None, start, 100)?.items_and_next(start))
     })
 }
 
@@ -336,28 +316,12 @@ struct JqlPage {
     is_last: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsmPage {
-    #[serde(default)]
-    size: u32,
-    #[serde(default = "yes")]
-    is_last_page: bool,
-    #[serde(default)]
-    values: Vec<Value>,
-}
+/// A page of a JSM listing (`values`, `size`, `isLastPage`).
+type JsmPage = paging::ListPage<Value>;
 
 impl JqlPage {
     fn documents(&self, cfg: &Settings) -> Result<Vec<Document>> {
         self.issues.iter().map(|i| issue_doc(i, cfg)).collect()
-    }
-}
-
-impl JsmPage {
-    /// The offset of the next page of a listing whose page began at `start`.
-    fn next(&self, start: u32) -> Option<u32> {
-        let count = self.size.max(self.values.len() as u32);
-        paging::next_offset(start, count, self.is_last_page)
     }
 }
 
@@ -383,18 +347,16 @@ fn issue_doc(issue: &Value, cfg: &Settings) -> Result<Document> {
 /// when Jira shows it, email) and the customer organizations it is shared with.
 fn readers(issue: &Value, cfg: &Settings, public: bool) -> Vec<String> {
     let (f, [people, orgs]) = (&issue["fields"], cfg.access_fields());
-    let project = issue["key"]
-        .as_str()
-        .and_then(|k| Some(k.split_once('-')?.0));
-    let mut out = Vec::from_iter(project.map(|p| acl::group(format!("jsm-agents:{p}"))));
+    let project = json::text(issue, "/key");
+    let agents = project
+        .split_once('-')
+        .map(|(p, _)| format!("jsm-agents:{p}"));
+    let mut out = Vec::from_iter(agents.map(acl::group));
     if public {
-        out.extend(acl::at(
-            f,
-            "user:",
-            &format!("/reporter/accountId|/{people}/*/accountId"),
-        ));
+        let ids = format!("/reporter/accountId|/{people}/*/accountId");
+        out.extend(acl::at(f, "user:", &ids));
         let emails = format!("/reporter/emailAddress|/{people}/*/emailAddress");
-        out.extend(acl::at(f, "", &emails).iter().filter_map(|e| acl::email(e)));
+        out.extend(acl::emails_at(f, &emails));
         out.extend(acl::at(f, "group:jsm-org:", &format!("/{orgs}/*/id")));
     }
     acl::of(out)
@@ -422,7 +384,7 @@ fn article_doc(article: &Value) -> Option<Document> {
     let meta = json!({"source_type": source["type"], "space_key": source["spaceKey"]});
     // The excerpt may carry highlight markup (`@@@hl@@@`, HTML); keep the text.
     let excerpt = article["excerpt"].as_str().unwrap_or_default();
-    let excerpt = excerpt.replace("@@@hl@@@", "").replace("@@@endhl@@@", "");
+    let excerpt = text::strip_highlight(excerpt);
     let title = html_to_text(article["title"].as_str().unwrap_or_default());
     let doc = Document::new("article", source["pageId"].as_str()?, title)
         .body(html_to_text(&excerpt))
@@ -441,7 +403,7 @@ mod tests {
         Settings {
             base_url: BaseUrl::parse("http://127.0.0.1:8783").unwrap(),
             project: None,
-            page_size: None,
+            page_size: PageSize::default(),
             kb_query: None,
             participants_field: None,
             organizations_field: None,
@@ -541,6 +503,21 @@ mod tests {
             out.next_cursor.as_deref(),
             Some(r#"{"watermark":"2025/01/06 08:07","high":1736150850000}"#)
         );
+    }
+
+    #[test]
+    fn add_comment_needs_an_issue_and_a_body_and_is_public_unless_told() {
+        let info = Jira::info();
+        let schema: Value = serde_json::from_str(&info.actions[0].input_schema).unwrap();
+        assert_eq!(schema["required"], json!(["issue", "body"]));
+        let public = &schema["properties"]["public"];
+        assert_eq!(
+            (&public["type"], &public["default"]),
+            (&json!("boolean"), &json!(true))
+        );
+        let input: AddComment = airlock_sdk::input(r#"{"issue": "SD-1", "body": "x"}"#).unwrap();
+        assert!(input.public, "public unless told otherwise");
+        assert!(airlock_sdk::input::<AddComment>(r#"{"issue": "SD-1"}"#).is_err());
     }
 
     #[test]

@@ -1,16 +1,27 @@
-//! Document kinds, document ids (`{kind}:{path}`, so `get(doc.id)` works for every kind) and the
-//! mapping of Graph records to documents.
+//! Document kinds, document ids (`{kind}:{path}`, so `get(doc.id)` works for every kind), the
+//! mapping of Graph records to documents, and their readers as Graph shows them
+//! (docs/connectors/msgraph.md, Permissions): directory users every member of the tenant; Entra
+//! devices the device administrators; mail and events their mailbox's owner (Graph v1.0 lists no
+//! mailbox delegates); chat messages the chat's members; channel messages the channel's direct
+//! members (a standard channel's are its team's); drive items the users their permissions grant.
+//! Entries are `user:{Entra object id}`; a record whose readers cannot be found is read by no one.
 
 use airlock_sdk::json::{first, join, merge, pick, text, texts};
 use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::{lines, or, to_plain};
-use airlock_sdk::{Document, Error, Result, ids, url};
+use airlock_sdk::{Document, Error, Result, acl, ids, odata, url};
 
-use crate::USER_FIELDS;
 use crate::config::Config;
+use crate::{MAX_PAGES, USER_FIELDS};
 
 /// Where a recipient's or attendee's address is.
 const ADDRESS: &str = "/emailAddress/address";
+
+/// Where readers' user ids are: a user's `id` (the mailbox owner), a member listing's `userId`
+/// (`aadUserConversationMember`), a permission listing's granted users (link and group grants
+/// are not followed: fail closed).
+pub const USER_IDS: &str =
+    "/id|/value/*/userId|/value/*/grantedToV2/user/id|/value/*/grantedToIdentitiesV2/*/user/id";
 
 /// Every kind but `DriveItems` is also a stream, named as its document kind plus `s`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,21 +56,14 @@ pub const STREAMS: [&str; 6] = [
     "Directory users by the /users/delta query: all, later only changes; deleted users: deletes.",
     "Entra ID devices: a full listing each run; devices gone since the last run become deletes.",
     "Mail of each mailbox (`mailboxes`) in `mail_folder` (inbox) by delta query; deletes included.",
-    "Calendar events of each mailbox, `events_past_days` ago to `events_future_days` ahead \
-     (calendarView); a full pass each run, events gone from the window become deletes.",
+    "Calendar events of each mailbox in a window (calendarView); events gone from it: deletes.",
     "Messages of the Teams chats in `chats`; a full pass each run, deleted ones become deletes.",
-    "Top-level messages of the Teams channels in `channels` (`teamId/channelId`); a full pass \
-     each run, deleted ones become deletes.",
+    "Top-level messages of the Teams channels in `channels`; a full pass, deletes included.",
 ];
 
 impl Kind {
     pub fn name(self) -> &'static str {
         KINDS[self as usize].1
-    }
-
-    /// Whether the stream is a Graph delta query (else a full listing each run).
-    pub fn is_delta(self) -> bool {
-        matches!(self, Kind::Users | Kind::Messages)
     }
 
     pub fn of_stream(stream: &str) -> Option<Kind> {
@@ -74,8 +78,8 @@ impl Kind {
         ids::join(self.name(), &path)
     }
 
-    /// Maps one upstream record; `None` for records without a usable id or that are not content
-    /// (Teams system events).
+    /// Maps one upstream record, without its ACL ([`Kind::readers`]); `None` for records without a
+    /// usable id or that are not content (Teams system events).
     pub fn document(self, scope: &[String], item: &Value, observed: &str) -> Option<Document> {
         let id = id_of(item)?;
         let t = |pointer: &str| text(item, pointer);
@@ -155,11 +159,27 @@ impl Kind {
                 (t("/name"), body, updated, "/webUrl", meta)
             }
         };
-        let private = matches!(self, Kind::Messages | Kind::Events);
-        let acl = scope.first().filter(|_| private).cloned();
         let doc = Document::new(self.name(), self.doc_id(&path, id), title).body(body);
         let url = Some(t(link)).filter(|_| !link.is_empty());
-        Some(doc.updated_at(updated).metadata(meta).acl(acl).url_opt(url))
+        Some(doc.updated_at(updated).metadata(meta).url_opt(url))
+    }
+
+    /// The ACL of a record whose document id has the path segments `parts` (a listing's scope
+    /// is enough but for drive items): one record or listing read, its pages followed; the
+    /// group `msgraph-device-admins` for devices.
+    pub fn readers(self, cfg: &Config, parts: &[String]) -> Result<Vec<String>> {
+        let path = match self {
+            Kind::Users => return Ok(vec![acl::EVERYONE.into()]),
+            Kind::Devices => return Ok(vec![acl::group("msgraph-device-admins")]),
+            Kind::Messages | Kind::Events => "/users/{}",
+            Kind::ChatMessages => "/chats/{}/members",
+            Kind::ChannelMessages => "/teams/{}/channels/{}/members",
+            Kind::DriveItems => "/drives/{}/items/{}/permissions",
+        };
+        let first = cfg.api.join(&url::fill(path, parts));
+        let pages = odata::pages("readers", MAX_PAGES, first, |link| cfg.link(link))?;
+        let ids = pages.iter().flat_map(|p| acl::at(p, "user:", USER_IDS));
+        Ok(acl::of(ids))
     }
 }
 
@@ -168,10 +188,6 @@ impl Kind {
 pub struct Ref(pub Kind, pub Vec<String>);
 
 impl Ref {
-    pub fn user(id: &str) -> Ref {
-        Ref(Kind::Users, vec![id.to_owned()])
-    }
-
     pub fn parse(id: &str) -> Result<Ref> {
         let (name, parts) = ids::split(id)?;
         let n = parts.len();
@@ -187,11 +203,6 @@ impl Ref {
             Kind::Users => url::with_query(&url, "$select", USER_FIELDS),
             _ => url,
         }
-    }
-
-    pub fn document(&self, item: &Value, observed: &str) -> Option<Document> {
-        let scope = &self.1[..self.1.len() - 1];
-        self.0.document(scope, item, observed)
     }
 }
 

@@ -21,7 +21,7 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::lines;
 use airlock_sdk::{
     ActionInfo, Connector, ConnectorInfo, Document, Error, HealthStatus, Request, Result,
-    SearchRequest, SearchResult, SyncPage, html_to_text, url,
+    SearchRequest, SearchResult, SyncPage, acl, html_to_text, odata, url,
 };
 use config::Config;
 use documents::{KINDS, Kind, Ref, STREAMS, id_of};
@@ -31,14 +31,21 @@ struct MsGraph;
 
 airlock_sdk::export_connector!(MsGraph);
 
+/// What the connector reads.
+const ABOUT: &str = "Microsoft 365 through Microsoft Graph: users, devices, mail, calendars, Teams \
+                     messages and SharePoint files";
+/// What `user-context` does.
+const USER_CONTEXT: &str = "Look a user up by email (user principal name or mail address) and \
+                            return their profile and their Intune managed devices with compliance \
+                            state.";
 /// Fields asked for on users (`$select`), so the delta and `get` return the same shape.
 const USER_FIELDS: &str = "id,displayName,givenName,surname,userPrincipalName,mail,jobTitle,\
                            department,officeLocation,mobilePhone,accountEnabled";
 /// Fields of each managed device in `user-context`'s answer.
 const DEVICE_FIELDS: &str = "id,deviceName,operatingSystem,osVersion,complianceState,\
                              managementAgent,lastSyncDateTime,model,manufacturer,serialNumber";
-/// Upper bound on managed-device pages fetched for one user.
-const MAX_DEVICE_PAGES: usize = 20;
+/// Upper bound on the pages of a user's managed devices, or of a record's members or permissions.
+const MAX_PAGES: usize = 30;
 /// Largest `size` one search request asks for.
 const SEARCH_MAX_SIZE: u32 = 100;
 
@@ -54,19 +61,10 @@ struct UserContext {
 
 impl Connector for MsGraph {
     fn info() -> ConnectorInfo {
-        let info = ConnectorInfo::new(
-            "msgraph",
-            env!("CARGO_PKG_VERSION"),
-            "Microsoft 365 through Microsoft Graph: users, devices, mail, calendars, Teams \
-             messages and SharePoint files",
-        );
+        let info = ConnectorInfo::new("msgraph", env!("CARGO_PKG_VERSION"), ABOUT);
         let streams = KINDS.iter().zip(STREAMS);
         let info = streams.fold(info, |info, (k, d)| info.stream(&format!("{}s", k.1), d));
-        info.action(ActionInfo::new::<UserContext>(
-            "user-context",
-            "Look a user up by email (user principal name or mail address) and return their \
-             profile and their Intune managed devices with compliance state.",
-        ))
+        info.action(ActionInfo::new::<UserContext>("user-context", USER_CONTEXT))
     }
 
     fn health() -> Result<HealthStatus> {
@@ -101,21 +99,21 @@ impl Connector for MsGraph {
     }
 
     fn get(id: String) -> Result<Document> {
-        let cfg = Config::load()?;
-        let reference = Ref::parse(&id)?;
+        let (cfg, reference) = (Config::load()?, Ref::parse(&id)?);
         let reply = Request::get(reference.api_url(&cfg)).send()?;
         let observed = reply.date().unwrap_or_default();
         let unusable = || Error::upstream(format!("Graph returned an unusable record for {id}"));
-        let doc = reference.document(&reply.json()?, &observed);
-        doc.ok_or_else(unusable)
+        let Ref(kind, parts) = &reference;
+        let doc = kind.document(&parts[..parts.len() - 1], &reply.json()?, &observed);
+        let readers = kind.readers(&cfg, parts)?;
+        Ok(doc.ok_or_else(unusable)?.acl(readers))
     }
 
-    /// Mail and calendar documents are readable by their mailbox's owner only; everything else
-    /// by every principal of the tenant (Graph offers an application no per-user read check).
+    /// Yes when the record's ACL (`get`, read live) names the principal's Graph user id or is
+    /// tenant-wide; no otherwise (a group entry cannot be checked for a bare user id).
     fn check_permission(principal: String, id: String) -> Result<bool> {
-        let Ref(kind, parts) = Ref::parse(&id)?;
-        let owner = parts[0].eq_ignore_ascii_case(principal.trim());
-        Ok(owner || !matches!(kind, Kind::Messages | Kind::Events))
+        let readers = Self::get(id)?.acl;
+        Ok(acl::allows(&readers, &[acl::user(principal.trim())]))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -151,7 +149,7 @@ impl Connector for MsGraph {
 
 /// The user with this UPN (`/users/{upn}`), else the one whose `mail` matches.
 fn find_user(cfg: &Config, email: &str) -> Result<Value> {
-    if let Some(user) = get_opt(Ref::user(email).api_url(cfg))? {
+    if let Some(user) = odata::record(Ref(Kind::Users, vec![email.into()]).api_url(cfg))? {
         return Ok(user);
     }
     let filter = format!("mail eq '{}'", email.replace('\'', "''"));
@@ -165,15 +163,9 @@ fn find_user(cfg: &Config, email: &str) -> Result<Value> {
 fn managed_devices(cfg: &Config, user_id: &str) -> Result<Vec<Value>> {
     let path = url::fill("/users/{}/managedDevices", &[user_id]);
     let first = cfg.api.join(&path);
-    paging::collect("managed devices", MAX_DEVICE_PAGES, first, |link| {
-        let page: ODataPage<Value> = Request::get(link).send()?.json()?;
-        Ok((page.value, cfg.link(page.next_link.as_deref())?))
-    })
-}
-
-/// The JSON record at `url`, `None` when Graph answers 404.
-fn get_opt(url: String) -> Result<Option<Value>> {
-    Request::get(url).send_opt()?.map(|r| r.json()).transpose()
+    let pages = odata::pages("managed devices", MAX_PAGES, first, |link| cfg.link(link))?;
+    let devices = pages.iter().flat_map(|p| array(p, "/value"));
+    Ok(devices.cloned().collect())
 }
 
 #[cfg(test)]
@@ -254,7 +246,7 @@ mod tests {
             (d.id.as_str(), d.body.as_str()),
             ("message:ann@x.com/m1", "a & b")
         );
-        assert_eq!(d.acl, vec!["ann@x.com".to_owned()]);
+        assert!(d.acl.is_empty(), "the ACL comes from Kind::readers");
         let system = json!({"id": "1", "messageType": "systemEventMessage"});
         assert!(
             Kind::ChatMessages
@@ -273,6 +265,26 @@ mod tests {
         assert_eq!(
             (d.id.as_str(), d.body.as_str()),
             ("drive-item:d1/i1", "Plan.docx\nthe plan")
+        );
+    }
+
+    #[test]
+    fn readers_are_the_user_ids_of_an_owner_members_and_granted_users_only() {
+        let ids = |v: Value| airlock_sdk::acl::at(&v, "user:", documents::USER_IDS);
+        assert_eq!(ids(json!({"id": "u1", "displayName": "Ann"})), ["user:u1"]);
+        let members = json!({"value": [
+            {"@odata.type": "#microsoft.graph.aadUserConversationMember", "id": "m1", "userId": "u2"},
+            {"@odata.type": "#microsoft.graph.aadUserConversationMember", "id": "m2", "userId": "u3"}]});
+        assert_eq!(ids(members), ["user:u2", "user:u3"]);
+        let permissions = json!({"value": [
+            {"id": "p1", "roles": ["owner"], "grantedToV2": {"user": {"id": "u4"}}},
+            {"id": "p2", "roles": ["read"], "grantedToIdentitiesV2": [{"user": {"id": "u5"}}]},
+            {"id": "p3", "roles": ["read"], "grantedToV2": {"group": {"id": "g1"}}},
+            {"id": "p4", "roles": ["read"], "link": {"scope": "organization", "type": "view"}}]});
+        assert_eq!(
+            ids(permissions),
+            ["user:u4", "user:u5"],
+            "groups and links fail closed"
         );
     }
 

@@ -7,11 +7,11 @@ use airlock_sdk::paging::ODataPage;
 use airlock_sdk::scopes::{End, Scopes};
 use airlock_sdk::serde_json::Value;
 use airlock_sdk::text::{now_ms, rfc3339_of_ms};
-use airlock_sdk::{DocumentRef, Error, Request, Result, SyncPage, cursor, url};
+use airlock_sdk::{DocumentRef, Error, Request, Result, SyncPage, cursor, odata, url};
 
+use crate::USER_FIELDS;
 use crate::config::Config;
 use crate::documents::{Kind, Ref, id_of};
-use crate::{USER_FIELDS, get_opt};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -62,7 +62,9 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
         airlock_sdk::log::info!("stream of {name}s: nothing configured (see the settings)");
         return Ok(SyncPage::next(upserts, &Cursor::default()).done(true));
     };
-    let link = cur.link(&scope.0, kind.is_delta());
+    // A delta query (users, mail) keeps its deltaLink; the others list everything each run.
+    let delta = matches!(kind, Kind::Users | Kind::Messages);
+    let link = cur.link(&scope.0, delta);
     let link = cfg.link(Some(&link.unwrap_or_else(|| scope.2.clone())))?;
     let link = link.ok_or_else(|| Error::invalid_input("cursor holds an empty link"))?;
     let reply = Request::get(link).send()?;
@@ -75,13 +77,13 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
     let skipped = items.len() - usable.len();
     for (item, id) in usable {
         let removed = item.get("@removed").is_some() || !item["deletedDateTime"].is_null();
-        if !kind.is_delta() {
+        if !delta {
             cur.saw(id);
         }
         // A delta round may send an updated user as only its changed properties: read the whole
         // record instead of indexing the partial one (which would blank the other fields).
         let partial = kind == Kind::Users && !removed && is_partial_user(item);
-        let read = || get_opt(Ref::user(id).api_url(cfg));
+        let read = || odata::record(Ref(Kind::Users, vec![id.into()]).api_url(cfg));
         let whole = if partial { read()? } else { None };
         let item = whole.as_ref().unwrap_or(item);
         if removed || partial && whole.is_none() {
@@ -91,12 +93,18 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
             upserts.push(doc);
         }
     }
+    // One read of the scope's readers a page: a membership change reaches every message of a
+    // full listing at the next run.
+    if !upserts.is_empty() {
+        let readers = kind.readers(cfg, &scope.1)?;
+        upserts.iter_mut().for_each(|d| d.acl.clone_from(&readers));
+    }
     if skipped > 0 {
         airlock_sdk::log::warn!("skipped {skipped} {name} records without a usable id");
     }
 
     let next = cfg.link(page.next_link.as_deref())?;
-    let end = End::after(next, cfg.link(page.delta_link.as_deref())?, kind.is_delta())?;
+    let end = End::after(next, cfg.link(page.delta_link.as_deref())?, delta)?;
     // Scope by scope; a finished plain listing deletes what its last pass had and this one not.
     let keys: Vec<&str> = scopes.iter().map(|s| s.0.as_str()).collect();
     let (done, vanished) = cur.finish(&keys, end);
@@ -107,7 +115,5 @@ pub fn page(cfg: &Config, kind: Kind, cursor: Option<&str>) -> Result<SyncPage> 
 /// A delta item that lacks one of the selected user properties: Graph sends an updated user as
 /// its `id` plus at least the changed properties (only those under `Prefer: return=minimal`).
 pub fn is_partial_user(item: &Value) -> bool {
-    USER_FIELDS
-        .split(',')
-        .any(|field| item.get(field).is_none())
+    USER_FIELDS.split(',').any(|f| item.get(f).is_none())
 }

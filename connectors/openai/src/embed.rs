@@ -2,95 +2,46 @@
 //! `POST /openai/deployments/{deployment}/embeddings?api-version=…` (Azure OpenAI) with
 //! `{model, input: [..]}`; the answer's `data[].embedding` is put back in input order by `index`.
 
-use airlock_sdk::serde_json::{Map, Value, json};
-use airlock_sdk::{Error, Request, Result, url};
-use serde::Deserialize;
+use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::{Error, Request, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::{Config, Flavor};
+use crate::Config;
 
 /// Most texts one call embeds (OpenAI accepts up to 2,048 inputs per request).
 pub const MAX_INPUTS: usize = 2048;
 
-/// The input schema `info()` declares for `embed`.
-pub fn input_schema() -> Value {
-    json!({"type": "object", "required": ["input"],
-        "properties": {
-            "input": {"type": "array", "minItems": 1, "maxItems": MAX_INPUTS,
-                      "items": {"type": "string"}},
-            "model": {"type": "string"}},
-        "additionalProperties": false})
+/// Embed texts as vectors. Also the upstream request body, with the model resolved.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Embed {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    model: Option<String>,
+    #[schemars(length(min = 1, max = 2048))]
+    input: Vec<String>,
 }
 
 /// Runs the action: one upstream request for every text of the input.
 pub fn run(cfg: &Config, input: &str) -> Result<String> {
     let body = body(cfg, input)?;
-    let n = body["input"].as_array().map_or(0, Vec::len);
-    let reply: Embeddings = Request::post(url_of(cfg)).json(&body).send()?.json()?;
-    Ok(output(reply, n)?.to_string())
-}
-
-fn url_of(cfg: &Config) -> String {
-    match cfg.flavor {
-        Flavor::Azure => url::with_query(
-            &format!(
-                "{}/openai/deployments/{}/embeddings",
-                cfg.base,
-                url::encode(cfg.embedding_deployment())
-            ),
-            "api-version",
-            &cfg.api_version,
-        ),
-        _ => format!("{}/v1/embeddings", cfg.base),
-    }
+    let url = cfg.url("embeddings", cfg.embedding_deployment());
+    let reply: Embeddings = Request::post(url).json(&body).send()?.json()?;
+    Ok(output(reply, body.input.len())?.to_string())
 }
 
 /// The upstream body for an `embed` input: the model from the input, else the
 /// `embedding_model` setting (Azure: the deployment names the model).
-fn body(cfg: &Config, input: &str) -> Result<Value> {
-    let bad = |m: &str| Error::invalid_input(m);
-    let input: Value = airlock_sdk::serde_json::from_str(input)
-        .map_err(|e| Error::invalid_input(format!("input is not JSON: {e}")))?;
-    let obj = input
-        .as_object()
-        .ok_or_else(|| bad("input must be an object"))?;
-    if let Some(k) = obj
-        .keys()
-        .find(|k| !["input", "model"].contains(&k.as_str()))
-    {
-        return Err(Error::invalid_input(format!("unknown input field `{k}`")));
+fn body(cfg: &Config, input: &str) -> Result<Embed> {
+    let mut embed: Embed = airlock_sdk::input(input)?;
+    if embed.input.is_empty() || embed.input.len() > MAX_INPUTS {
+        let message = format!("`input` must be an array of 1..={MAX_INPUTS} strings");
+        return Err(Error::invalid_input(message));
     }
-    let texts = obj
-        .get("input")
-        .and_then(Value::as_array)
-        .filter(|t| !t.is_empty() && t.len() <= MAX_INPUTS)
-        .ok_or_else(|| {
-            Error::invalid_input(format!(
-                "`input` must be an array of 1..={MAX_INPUTS} strings"
-            ))
-        })?;
-    if texts.iter().any(|t| !t.is_string()) {
-        return Err(bad("`input` must hold strings only"));
-    }
-    let model = match obj.get("model") {
-        None | Some(Value::Null) => cfg.embedding_model.clone(),
-        Some(Value::String(m)) if !m.trim().is_empty() => Some(m.trim().to_owned()),
-        Some(_) => return Err(bad("`model` must be a non-empty string")),
-    };
-    let mut body = Map::new();
-    match (cfg.flavor, model) {
-        (Flavor::Azure, _) => {}
-        (_, Some(m)) => {
-            body.insert("model".into(), m.into());
-        }
-        (Flavor::OpenAi, None) => {
-            return Err(bad(
-                "no embedding model: set `embedding_model` in the settings or `model` in the input",
-            ));
-        }
-        (Flavor::LmStudio, None) => {}
-    }
-    body.insert("input".into(), Value::Array(texts.clone()));
-    Ok(Value::Object(body))
+    let missing =
+        "no embedding model: set `embedding_model` in the settings or `model` in the input";
+    embed.model = cfg.model(embed.model.take(), &cfg.embedding_model, missing)?;
+    Ok(embed)
 }
 
 #[derive(Deserialize)]
@@ -112,28 +63,16 @@ struct Item {
 /// `{embeddings: [[..]], model, usage, dimensions}` in input order; an answer that does not
 /// hold exactly one vector per input, all of one size, is an upstream error.
 fn output(r: Embeddings, n: usize) -> Result<Value> {
-    let mut slots: Vec<Option<Vec<f32>>> = vec![None; n];
-    for item in r.data {
-        let slot = slots.get_mut(item.index).ok_or_else(|| {
-            Error::upstream(format!("embedding index {} out of range", item.index))
-        })?;
-        *slot = Some(item.embedding);
-    }
-    let vectors: Vec<Vec<f32>> = slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| Error::upstream(format!("no embedding for input {i}"))))
-        .collect::<Result<_>>()?;
+    let indexed = r.data.into_iter().map(|i| (i.index, i.embedding));
+    let vectors = airlock_sdk::json::by_index(n, indexed, "embedding")?;
     let dims = vectors.first().map_or(0, Vec::len);
     if dims == 0 || vectors.iter().any(|v| v.len() != dims) {
         return Err(Error::upstream(
             "embeddings are empty or of different sizes",
         ));
     }
-    Ok(
-        json!({"embeddings": vectors, "model": r.model, "usage": r.usage.unwrap_or(Value::Null),
-              "dimensions": dims}),
-    )
+    let usage = r.usage.unwrap_or(Value::Null);
+    Ok(json!({"embeddings": vectors, "model": r.model, "usage": usage, "dimensions": dims}))
 }
 
 #[cfg(test)]
@@ -141,23 +80,24 @@ mod tests {
     use super::*;
 
     fn cfg(flavor: &str, model: Option<&str>) -> Config {
-        let o = |s: Option<&str>| s.map(String::from);
-        let mut c = Config::from(
-            Some(flavor.into()),
-            Some("https://r.example".into()),
-            None,
-            Some("chat".into()),
-            None,
-        )
-        .expect("config");
-        c.embedding_model = o(model);
-        c
+        let base = [
+            ("flavor", Some(flavor)),
+            ("base_url", Some("https://r.example")),
+        ];
+        let more = [("deployment", Some("chat")), ("embedding_model", model)];
+        crate::tests::config(&[&base[..], &more[..]].concat()).expect("config")
     }
 
     #[test]
     fn urls_and_bodies_per_flavor() {
         let c = cfg("openai", Some("text-embedding-3-small"));
-        assert_eq!(url_of(&c), "https://r.example/v1/embeddings");
+        assert_eq!(
+            c.url("embeddings", c.embedding_deployment()),
+            "https://r.example/v1/embeddings"
+        );
+        let body = |c: &Config, input: &str| {
+            body(c, input).map(|b| airlock_sdk::serde_json::to_value(b).unwrap())
+        };
         let b = body(&c, r#"{"input":["a","b"]}"#).unwrap();
         assert_eq!(
             b,
@@ -166,7 +106,7 @@ mod tests {
         let mut az = cfg("azure", None);
         az.embedding_deployment = Some("emb small".into());
         assert_eq!(
-            url_of(&az),
+            az.url("embeddings", az.embedding_deployment()),
             "https://r.example/openai/deployments/emb%20small/embeddings?api-version=2024-10-21"
         );
         assert!(
@@ -182,6 +122,7 @@ mod tests {
             r#"{"input":[1]}"#,
             r#"{"input":"a","model":"m"}"#,
             r#"{"input":["a"],"model":"m","user":"x"}"#,
+            r#"{"input":["a"],"model":""}"#,
         ] {
             assert!(
                 matches!(body(&no_model, bad), Err(Error::InvalidInput(_))),
@@ -211,5 +152,10 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(output(ragged, 2), Err(Error::Upstream(_))));
+        let twice: Embeddings = airlock_sdk::serde_json::from_str(
+            r#"{"data":[{"index":0,"embedding":[1.0]},{"index":0,"embedding":[2.0]}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(output(twice, 1), Err(Error::Upstream(_))));
     }
 }

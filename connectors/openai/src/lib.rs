@@ -3,17 +3,17 @@
 //! alone. Holds no credentials: the host's gate
 //! injects `Authorization: Bearer` (OpenAI) or `api-key` (Azure); LM Studio needs none.
 //!
-//! Settings: `flavor` (`openai` | `azure` | `lmstudio`, default `openai`), `base_url`, `model`
-//! (openai, lmstudio), `deployment` and `api_version` (azure, default `2024-10-21`),
+//! Settings: `flavor` (`openai` | `azure` | `lmstudio`, any case, default `openai`), `base_url`,
+//! `model` (openai, lmstudio), `deployment` and `api_version` (azure, default `2024-10-21`),
 //! `embedding_model` (openai, lmstudio) and `embedding_deployment` (azure) for `embed`.
 
 mod embed;
 
-use airlock_sdk::serde_json::{Map, Value, json};
+use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::{
-    ActionInfo, Connector, ConnectorInfo, Error, HealthStatus, Request, Result, url,
+    ActionInfo, BaseUrl, Connector, ConnectorInfo, Error, HealthStatus, Request, Result, url,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 struct OpenAi;
 
@@ -21,37 +21,50 @@ airlock_sdk::export_connector!(OpenAi);
 
 const DEFAULT_API_VERSION: &str = "2024-10-21";
 
+/// Send a conversation, get the assistant's reply. Also the upstream request body, with the
+/// model resolved (absent fields are left out).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Chat {
+    #[schemars(length(min = 1))]
+    messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", range(min = 0, max = 2))]
+    temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64", range(min = 1))]
+    max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    model: Option<String>,
+}
+
+/// One turn of the conversation (other fields of it are not sent on).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+struct Message {
+    role: Role,
+    content: String,
+}
+
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+}
+
 impl Connector for OpenAi {
     fn info() -> ConnectorInfo {
-        let message = json!({"type": "object", "required": ["role", "content"],
-            "properties": {"role": {"type": "string",
-                "enum": ["system", "developer", "user", "assistant"]},
-                "content": {"type": "string"}}});
         let about = "Chat completions from OpenAI, Azure OpenAI or LM Studio";
+        let chat = "Send a conversation, get the assistant's reply \
+                    ({reply, usage, model, finish_reason}).";
+        let embed = "Embed texts as vectors ({embeddings: [[..]] in input order, \
+                     model, usage, dimensions}).";
         ConnectorInfo::new("openai", env!("CARGO_PKG_VERSION"), about)
-            .action(ActionInfo {
-                name: "chat".into(),
-                description: "Send a conversation, get the assistant's reply \
-                              ({reply, usage, model, finish_reason})."
-                    .into(),
-                input_schema: json!({"type": "object", "required": ["messages"],
-                    "properties": {
-                        "messages": {"type": "array", "minItems": 1, "items": message},
-                        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                        "max_completion_tokens": {"type": "integer", "minimum": 1},
-                        "model": {"type": "string"}},
-                    "additionalProperties": false})
-                .to_string(),
-                writes: false,
-            })
-            .action(ActionInfo {
-                name: "embed".into(),
-                description: "Embed texts as vectors ({embeddings: [[..]] in input order, \
-                          model, usage, dimensions})."
-                    .into(),
-                input_schema: embed::input_schema().to_string(),
-                writes: false,
-            })
+            .action(ActionInfo::new::<Chat>("chat", chat))
+            .action(ActionInfo::new::<embed::Embed>("embed", embed))
     }
 
     fn health() -> Result<HealthStatus> {
@@ -64,7 +77,7 @@ impl Connector for OpenAi {
                 Request::post(cfg.completions_url()).json(&body).send()?;
             }
             _ => {
-                Request::get(format!("{}/v1/models", cfg.base)).send()?;
+                Request::get(cfg.base.join("/v1/models")).send()?;
             }
         }
         let message = format!("{} at {} answered", cfg.flavor.name(), cfg.base);
@@ -72,48 +85,42 @@ impl Connector for OpenAi {
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        if action == "embed" {
-            return embed::run(&Config::load()?, &input);
-        }
-        if action != "chat" {
-            return Err(Error::unknown_action(&action));
-        }
         let cfg = Config::load()?;
-        let body = chat_body(&cfg, &input)?;
-        let reply = Request::post(cfg.completions_url())
-            .json(&body)
-            .send_raw()?;
-        // A content filter's refusal is the provider's policy, not the caller's mistake:
-        // another provider may answer (a route moves on; see `failover_reason` in the host).
-        if reply.status == 400 && content_filtered(&reply.body) {
-            return Err(Error::upstream(format!(
-                "content-filter: {} refused the prompt with its content filter (HTTP 400 content_filter)",
-                cfg.flavor.name()
-            )));
+        match action.as_str() {
+            "embed" => embed::run(&cfg, &input),
+            "chat" => chat(&cfg, &input),
+            _ => Err(Error::unknown_action(&action)),
         }
-        let reply: Completion = reply.error_for_status()?.json()?;
-        Ok(chat_output(reply)?.to_string())
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+fn chat(cfg: &Config, input: &str) -> Result<String> {
+    let body = chat_body(cfg, input)?;
+    let reply = Request::post(cfg.completions_url())
+        .json(&body)
+        .send_raw()?;
+    // A content filter's refusal is the provider's policy, not the caller's mistake:
+    // another provider may answer (a route moves on; see `failover_reason` in the host).
+    if reply.status == 400 && content_filtered(&reply.body) {
+        return Err(Error::upstream(format!(
+            "content-filter: {} refused the prompt with its content filter (HTTP 400 content_filter)",
+            cfg.flavor.name()
+        )));
+    }
+    let reply: Value = reply.error_for_status()?.json()?;
+    Ok(chat_output(reply)?.to_string())
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 enum Flavor {
+    #[default]
     OpenAi,
     Azure,
     LmStudio,
 }
 
 impl Flavor {
-    fn parse(s: Option<&str>) -> Result<Flavor> {
-        match s.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("openai") => Ok(Flavor::OpenAi),
-            Some("azure") => Ok(Flavor::Azure),
-            Some("lmstudio") => Ok(Flavor::LmStudio),
-            Some(other) => Err(Error::invalid_input(format!(
-                "setting `flavor` must be `openai`, `azure` or `lmstudio`, not `{other}`"
-            ))),
-        }
-    }
     fn name(self) -> &'static str {
         match self {
             Flavor::OpenAi => "OpenAI",
@@ -123,12 +130,26 @@ impl Flavor {
     }
 }
 
-/// Connector settings, read from the host on every call (instances are stateless).
+/// Connector settings, as the host holds them.
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default, deserialize_with = "airlock_sdk::settings::any_case")]
+    flavor: Flavor,
+    base_url: Option<BaseUrl>,
+    model: Option<String>,
+    deployment: Option<String>,
+    api_version: Option<String>,
+    embedding_model: Option<String>,
+    embedding_deployment: Option<String>,
+}
+
+/// Connector settings, read from the host on every call (instances are stateless), with each
+/// flavor's defaults and requirements applied.
 #[derive(Debug)]
 struct Config {
     flavor: Flavor,
     /// Root URL without a trailing slash or `/v1`.
-    base: String,
+    base: BaseUrl,
     model: Option<String>,
     deployment: String,
     api_version: String,
@@ -140,17 +161,35 @@ struct Config {
 
 impl Config {
     fn load() -> Result<Config> {
-        let s = airlock_sdk::setting;
-        let mut c = Config::from(
-            s("flavor"),
-            s("base_url"),
-            s("model"),
-            s("deployment"),
-            s("api_version"),
-        )?;
-        c.embedding_model = s("embedding_model");
-        c.embedding_deployment = s("embedding_deployment");
-        Ok(c)
+        Config::from(airlock_sdk::settings::load()?)
+    }
+
+    fn from(s: Settings) -> Result<Config> {
+        let required =
+            |key: &str| Error::invalid_input(format!("setting `{key}` is required for azure"));
+        let base = match (s.base_url, s.flavor) {
+            (Some(b), _) => b,
+            (None, Flavor::Azure) => return Err(required("base_url")),
+            (None, Flavor::OpenAi) => {
+                BaseUrl::parse("https://api.openai.com").map_err(Error::internal)?
+            }
+            (None, Flavor::LmStudio) => {
+                BaseUrl::parse("http://localhost:1234").map_err(Error::internal)?
+            }
+        };
+        let deployment = match (s.deployment, s.flavor) {
+            (None, Flavor::Azure) => return Err(required("deployment")),
+            (d, _) => d.unwrap_or_default(),
+        };
+        Ok(Config {
+            flavor: s.flavor,
+            base: base.without_suffix("/v1"),
+            model: s.model,
+            deployment,
+            api_version: s.api_version.unwrap_or_else(|| DEFAULT_API_VERSION.into()),
+            embedding_model: s.embedding_model,
+            embedding_deployment: s.embedding_deployment,
+        })
     }
 
     fn embedding_deployment(&self) -> &str {
@@ -159,158 +198,62 @@ impl Config {
             .unwrap_or(&self.deployment)
     }
 
-    fn from(
-        flavor: Option<String>,
-        base: Option<String>,
-        model: Option<String>,
-        deployment: Option<String>,
-        api_version: Option<String>,
-    ) -> Result<Config> {
-        let flavor = Flavor::parse(flavor.as_deref())?;
-        let base = match (base, flavor) {
-            (Some(b), _) => b,
-            (None, Flavor::OpenAi) => "https://api.openai.com".into(),
-            (None, Flavor::LmStudio) => "http://localhost:1234".into(),
-            (None, Flavor::Azure) => {
-                return Err(Error::invalid_input(
-                    "setting `base_url` is required for azure",
-                ));
-            }
-        };
-        if url::split(&base).is_none_or(|p| !matches!(p.scheme, "http" | "https")) {
-            return Err(Error::invalid_input(format!(
-                "setting `base_url` is not an http(s) URL: {base}"
-            )));
+    /// The URL of operation `op` (`chat/completions`, `embeddings`): under `/v1`, or under
+    /// Azure's `deployment` with the API version.
+    fn url(&self, op: &str, deployment: &str) -> String {
+        if self.flavor != Flavor::Azure {
+            return self.base.join(&format!("/v1/{op}"));
         }
-        let base = base.trim_end_matches('/');
-        let base = base.strip_suffix("/v1").unwrap_or(base).to_owned();
-        let deployment = match (deployment, flavor) {
-            (Some(d), _) => d,
-            (None, Flavor::Azure) => {
-                return Err(Error::invalid_input(
-                    "setting `deployment` is required for azure",
-                ));
-            }
-            (None, _) => String::new(),
-        };
-        let api_version = api_version.unwrap_or_else(|| DEFAULT_API_VERSION.into());
-        Ok(Config {
-            flavor,
-            base,
-            model,
-            deployment,
-            api_version,
-            embedding_model: None,
-            embedding_deployment: None,
-        })
+        let path = format!("/openai/deployments/{}/{op}", url::encode(deployment));
+        url::with_query(&self.base.join(&path), "api-version", &self.api_version)
     }
 
     fn completions_url(&self) -> String {
-        match self.flavor {
-            Flavor::Azure => url::with_query(
-                &format!(
-                    "{}/openai/deployments/{}/chat/completions",
-                    self.base,
-                    url::encode(&self.deployment)
-                ),
-                "api-version",
-                &self.api_version,
-            ),
-            _ => format!("{}/v1/chat/completions", self.base),
+        self.url("chat/completions", &self.deployment)
+    }
+
+    /// The model a request names: the input's (trimmed), else `default` from the settings.
+    /// Azure names none (the deployment does), nor does LM Studio without one (the loaded model
+    /// answers); OpenAI needs one (`missing` says where to set it).
+    fn model(
+        &self,
+        given: Option<String>,
+        default: &Option<String>,
+        missing: &str,
+    ) -> Result<Option<String>> {
+        if given.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(Error::invalid_input("`model` must be a non-empty string"));
+        }
+        let model = given
+            .map(|m| m.trim().to_owned())
+            .or_else(|| default.clone());
+        match (self.flavor, model) {
+            (Flavor::Azure, _) => Ok(None),
+            (Flavor::OpenAi, None) => Err(Error::invalid_input(missing)),
+            (_, model) => Ok(model),
         }
     }
 }
 
 /// The upstream request body for a `chat` input.
-fn chat_body(cfg: &Config, input: &str) -> Result<Value> {
-    fn bad(m: impl Into<String>) -> Error {
-        Error::invalid_input(m)
+fn chat_body(cfg: &Config, input: &str) -> Result<Chat> {
+    let mut chat: Chat = airlock_sdk::input(input)?;
+    if chat.messages.is_empty() {
+        return Err(Error::invalid_input("`messages` must be a non-empty array"));
     }
-    let input: Value = airlock_sdk::serde_json::from_str(input)
-        .map_err(|e| bad(format!("input is not JSON: {e}")))?;
-    let obj = input
-        .as_object()
-        .ok_or_else(|| bad("input must be an object"))?;
-    if let Some(k) = obj.keys().find(|k| {
-        !["messages", "temperature", "max_completion_tokens", "model"].contains(&k.as_str())
-    }) {
-        return Err(bad(format!("unknown input field `{k}`")));
+    if chat.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(Error::invalid_input(
+            "`temperature` must be a number in 0..=2",
+        ));
     }
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("`messages` must be a non-empty array"))?;
-    let mut out_messages = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        let (Some(role), Some(content)) = (
-            m.get("role").and_then(Value::as_str),
-            m.get("content").and_then(Value::as_str),
-        ) else {
-            return Err(bad(format!(
-                "messages[{i}] needs string `role` and `content`"
-            )));
-        };
-        if !["system", "developer", "user", "assistant"].contains(&role) {
-            return Err(bad(format!("messages[{i}]: unknown role `{role}`")));
-        }
-        out_messages.push(json!({"role": role, "content": content}));
+    if chat.max_completion_tokens == Some(0) {
+        return Err(Error::invalid_input(
+            "`max_completion_tokens` must be a positive integer",
+        ));
     }
-    let mut body = Map::new();
-    let model = match obj.get("model") {
-        None | Some(Value::Null) => cfg.model.clone(),
-        Some(Value::String(m)) if !m.trim().is_empty() => Some(m.trim().to_owned()),
-        Some(_) => return Err(bad("`model` must be a non-empty string")),
-    };
-    match (cfg.flavor, model) {
-        (Flavor::Azure, _) => {} // the deployment names the model
-        (_, Some(m)) => {
-            body.insert("model".into(), m.into());
-        }
-        (Flavor::OpenAi, None) => {
-            return Err(bad("no model: set `model` in the settings or the input"));
-        }
-        (Flavor::LmStudio, None) => {} // the loaded model answers
-    }
-    body.insert("messages".into(), out_messages.into());
-    if let Some(t) = obj.get("temperature").filter(|v| !v.is_null()) {
-        let t = t
-            .as_f64()
-            .filter(|t| (0.0..=2.0).contains(t))
-            .ok_or_else(|| bad("`temperature` must be a number in 0..=2"))?;
-        body.insert("temperature".into(), t.into());
-    }
-    if let Some(n) = obj.get("max_completion_tokens").filter(|v| !v.is_null()) {
-        let n = n
-            .as_u64()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| bad("`max_completion_tokens` must be a positive integer"))?;
-        body.insert("max_completion_tokens".into(), n.into());
-    }
-    Ok(Value::Object(body))
-}
-
-#[derive(Deserialize)]
-struct Completion {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<Choice>,
-    #[serde(default)]
-    usage: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: ChoiceMessage,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceMessage {
-    #[serde(default)]
-    content: Option<String>,
+    let missing = "no model: set `model` in the settings or the input";
+    chat.model = cfg.model(chat.model.take(), &cfg.model, missing)?;
+    Ok(chat)
 }
 
 /// Whether an error body is a content filter's refusal: Azure OpenAI answers 400 with
@@ -327,30 +270,24 @@ fn content_filtered(body: &[u8]) -> bool {
 /// filter (`finish_reason: content_filter`) or one with no text is an upstream failure marked
 /// `content-filter:` / `empty-reply:`, so a route tries the next provider rather than handing
 /// nothing to the caller.
-fn chat_output(c: Completion) -> Result<Value> {
-    let choice = c
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::upstream("empty-reply: completion has no choices"))?;
-    if choice.finish_reason.as_deref() == Some("content_filter") {
+fn chat_output(c: Value) -> Result<Value> {
+    let no_choice = || Error::upstream("empty-reply: completion has no choices");
+    let choice = c["choices"].get(0).ok_or_else(no_choice)?;
+    let finish_reason = &choice["finish_reason"];
+    if finish_reason == "content_filter" {
         return Err(Error::upstream(
             "content-filter: the provider withheld the reply (finish_reason content_filter)",
         ));
     }
-    if choice
-        .message
-        .content
-        .as_deref()
-        .is_none_or(|t| t.trim().is_empty())
-    {
+    let reply = choice["message"]["content"].as_str();
+    if reply.is_none_or(|t| t.trim().is_empty()) {
         return Err(Error::upstream("empty-reply: the completion has no text"));
     }
     Ok(json!({
-        "reply": choice.message.content,
-        "usage": c.usage.unwrap_or(Value::Null),
-        "model": c.model,
-        "finish_reason": choice.finish_reason,
+        "reply": reply,
+        "usage": c["usage"],
+        "model": c["model"],
+        "finish_reason": finish_reason,
     }))
 }
 
@@ -358,9 +295,22 @@ fn chat_output(c: Completion) -> Result<Value> {
 mod tests {
     use super::*;
 
+    /// The config of these settings (`None`: unset).
+    pub(crate) fn config(pairs: &[(&str, Option<&str>)]) -> Result<Config> {
+        let lookup = |key: &str| {
+            let found = pairs.iter().find(|(k, _)| *k == key);
+            found.and_then(|(_, v)| v.map(String::from))
+        };
+        Config::from(airlock_sdk::settings::from_lookup(lookup)?)
+    }
+
     fn cfg(flavor: &str, base: Option<&str>, model: Option<&str>, dep: Option<&str>) -> Config {
-        let o = |s: Option<&str>| s.map(String::from);
-        Config::from(Some(flavor.into()), o(base), o(model), o(dep), None).expect("config")
+        let settings = [
+            ("flavor", Some(flavor)),
+            ("base_url", base),
+            ("model", model),
+        ];
+        config(&[&settings[..], &[("deployment", dep)]].concat()).expect("config")
     }
 
     #[test]
@@ -385,19 +335,41 @@ mod tests {
             c.completions_url(),
             "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
         );
-        assert!(Config::from(Some("azure".into()), None, None, Some("d".into()), None).is_err());
-        assert!(Config::from(Some("bard".into()), None, None, None, None).is_err());
+        assert!(config(&[("flavor", Some("azure")), ("deployment", Some("d"))]).is_err());
+        assert!(config(&[("flavor", Some("azure")), ("base_url", Some("https://r"))]).is_err());
+        assert!(config(&[("flavor", Some("bard"))]).is_err());
+        assert!(config(&[("base_url", Some("ftp://x"))]).is_err());
+        let c = cfg("LMStudio", None, None, None);
+        assert_eq!(c.flavor, Flavor::LmStudio, "the flavor is read in any case");
+        assert_eq!(
+            c.completions_url(),
+            "http://localhost:1234/v1/chat/completions"
+        );
     }
 
     #[test]
     fn bodies() {
         let msgs = r#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#;
-        let b = chat_body(&cfg("openai", None, Some("gpt-4o"), None), msgs).unwrap();
-        assert_eq!(b["model"], "gpt-4o");
-        assert_eq!(b["temperature"], 0.5);
-        let b = chat_body(&cfg("azure", Some("https://r"), Some("x"), Some("d")), msgs).unwrap();
+        let body = |c: &Config, input: &str| {
+            airlock_sdk::serde_json::to_value(chat_body(c, input).unwrap()).unwrap()
+        };
+        let b = body(&cfg("openai", None, Some("gpt-4o"), None), msgs);
+        assert_eq!(
+            b,
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                   "temperature": 0.5})
+        );
+        let given = r#"{"messages":[{"role":"user","content":"hi","name":"x"}],"model":" m ",
+            "max_completion_tokens":5,"temperature":null}"#;
+        let b = body(&cfg("openai", None, Some("gpt-4o"), None), given);
+        assert_eq!(
+            b,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                   "max_completion_tokens": 5})
+        );
+        let b = body(&cfg("azure", Some("https://r"), Some("x"), Some("d")), msgs);
         assert!(b.get("model").is_none());
-        let b = chat_body(&cfg("lmstudio", None, None, None), msgs).unwrap();
+        let b = body(&cfg("lmstudio", None, None, None), msgs);
         assert!(b.get("model").is_none());
         let openai = cfg("openai", None, None, None);
         assert!(matches!(
@@ -410,6 +382,9 @@ mod tests {
             r#"{"messages":[{"role":"robot","content":"x"}],"model":"m"}"#,
             r#"{"messages":[{"role":"user","content":"x"}],"model":"m","temperature":3}"#,
             r#"{"messages":[{"role":"user","content":"x"}],"model":"m","stream":true}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"model":" "}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"model":"m","max_completion_tokens":0}"#,
+            r#"{"messages":[{"role":"user"}],"model":"m"}"#,
         ] {
             assert!(
                 matches!(chat_body(&openai, bad), Err(Error::InvalidInput(_))),
@@ -420,7 +395,7 @@ mod tests {
 
     #[test]
     fn output() {
-        let c: Completion = airlock_sdk::serde_json::from_str(
+        let c: Value = airlock_sdk::serde_json::from_str(
             r#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant",
             "content":"hey"},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#,
         )
@@ -431,7 +406,7 @@ mod tests {
             json!({"reply": "hey", "usage": {"total_tokens": 3}, "model": "m",
                              "finish_reason": "stop"})
         );
-        let empty: Completion = airlock_sdk::serde_json::from_str(r#"{"choices":[]}"#).unwrap();
+        let empty: Value = airlock_sdk::serde_json::from_str(r#"{"choices":[]}"#).unwrap();
         assert!(matches!(chat_output(empty), Err(Error::Upstream(_))));
         let marked =
             |body: &str| match chat_output(airlock_sdk::serde_json::from_str(body).unwrap()) {
@@ -449,5 +424,34 @@ mod tests {
             br#"{"error":{"code":"invalid_request_error"}}"#
         ));
         assert!(!content_filtered(b"not json"));
+    }
+
+    #[test]
+    fn the_chat_schema_asks_what_the_action_checks() {
+        let info = OpenAi::info();
+        let schema: Value =
+            airlock_sdk::serde_json::from_str(&info.actions[0].input_schema).unwrap();
+        assert_eq!(schema["required"], json!(["messages"]));
+        assert_eq!(schema["additionalProperties"], false);
+        let p = &schema["properties"];
+        assert_eq!(p["messages"]["minItems"], 1);
+        assert_eq!(
+            (
+                p["temperature"]["minimum"].as_f64(),
+                p["temperature"]["maximum"].as_f64()
+            ),
+            (Some(0.0), Some(2.0))
+        );
+        assert_eq!(p["temperature"]["type"], "number");
+        assert_eq!(p["max_completion_tokens"]["minimum"].as_f64(), Some(1.0));
+        assert_eq!(p["model"]["type"], "string");
+        let embed: Value =
+            airlock_sdk::serde_json::from_str(&info.actions[1].input_schema).unwrap();
+        assert_eq!(embed["required"], json!(["input"]));
+        let input = &embed["properties"]["input"];
+        assert_eq!(
+            (input["minItems"].as_u64(), input["maxItems"].as_u64()),
+            (Some(1), Some(2048))
+        );
     }
 }

@@ -10,8 +10,8 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::or;
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    Request, Result, SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, ids, paging,
-    url,
+    PageSize, Request, Result, SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text,
+    ids, paging, url,
 };
 use serde::{Deserialize, Serialize};
 
@@ -148,8 +148,9 @@ impl Connector for Zendesk {
 struct Config {
     /// Site root (a trailing `/api/v2` is dropped on load).
     base_url: BaseUrl,
-    /// Tickets per incremental export page, clamped to 1..=1000; default 1000.
-    page_size: Option<u32>,
+    /// Tickets per incremental export page.
+    #[serde(default)]
+    page_size: PageSize<1000, 1000>,
 }
 
 impl Config {
@@ -159,18 +160,13 @@ impl Config {
         Ok(Config { base_url, ..cfg })
     }
 
-    /// An absolute URL for an API `path` (relative to `/api/v2`).
-    fn api(&self, path: &str) -> String {
-        self.base_url.join(&format!("/api/v2{path}"))
-    }
-
     fn ticket_url(&self, id: u64) -> String {
         self.base_url.join(&format!("/agent/tickets/{id}"))
     }
 
     /// A GET of the API `path` with the parameters `query`.
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Request {
-        Request::get(self.api(path)).queries(query)
+        self.base_url.under("/api/v2").get(path).queries(query)
     }
 
     /// The records of a `show_many` endpoint (`ids`: at most 100, comma-separated).
@@ -203,25 +199,18 @@ struct SyncCursor {
 }
 
 fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
-    let per_page = cfg.page_size.unwrap_or(1000).clamp(1, 1000).to_string();
-    let start = position.start_time.unwrap_or(0).to_string();
-    let at = match &position.c {
-        Some(c) => ("cursor", c.as_str()),
-        None => ("start_time", start.as_str()),
-    };
+    let (n, start) = (cfg.page_size.get(), position.start_time.unwrap_or(0));
+    let (n, start) = (n.to_string(), start.to_string());
+    let at = position
+        .c
+        .as_deref()
+        .map_or(("start_time", &*start), |c| ("cursor", c));
     // The organizations of the page's tickets come with it (a sideload): no extra request.
-    let query = [
-        ("per_page", per_page.as_str()),
-        ("include", "organizations"),
-        at,
-    ];
+    let query = [("per_page", &*n), ("include", "organizations"), at];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
     let mut export: Page = reply.json()?;
-    let access = Access::with(
-        cfg,
-        &export.items,
-        std::mem::take(&mut export.organizations),
-    )?;
+    let orgs = std::mem::take(&mut export.organizations);
+    let access = Access::with(cfg, &export.items, orgs)?;
     ticket_page(export, &access, cfg, position)
 }
 
@@ -503,7 +492,7 @@ mod tests {
         let base_url = BaseUrl::parse("http://127.0.0.1:8782").unwrap();
         Config {
             base_url,
-            page_size: Some(1000),
+            page_size: PageSize::default(),
         }
     }
 

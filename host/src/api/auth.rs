@@ -274,8 +274,7 @@ pub const EVERYONE: &str = "everyone:";
 /// The principal's email: its name when that is one (an OAuth principal's email or UPN, or a
 /// token named after a person).
 pub fn email(p: &Principal) -> Option<String> {
-    let n = p.name.trim();
-    (n.contains('@') && !n.contains(':')).then(|| n.to_lowercase())
+    crate::store::tokens::name_email(&p.name)
 }
 
 /// Whom a principal reads as: its name and groups for every connector of its tenant (a group

@@ -18,7 +18,8 @@ use serde_json::json;
 use super::auth::{Principal, may_use};
 use super::errors::error_response;
 use crate::app::Airlock;
-use crate::capabilities::delegated::{UserGrant, plausible_state};
+use crate::capabilities::delegated::{CallbackError, UserGrant, plausible_state};
+use crate::capabilities::oauth_exchange::CallbackQuery;
 use crate::store::audit::AuditEvent;
 
 /// The connector's `oauth2-user` grant, when the principal may use the connector.
@@ -87,9 +88,23 @@ pub async fn authorize(
         Ok(g) => g,
         Err(r) => return r,
     };
+    let email = super::auth::email(&p);
+    if g.verifies_account() && email.is_none() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!(
+                "`{}` has no email, and the `{connector}` grant connects only an upstream account whose email or UPN is the principal's own (`verify_account`); connect with a token named after the person's email, or an OAuth sign-in",
+                p.label()
+            ),
+            None,
+        );
+    }
+    // The upstream's sign-in picks the principal's own account unless told otherwise.
     let hint = q
         .login_hint
-        .filter(|h| !h.trim().is_empty() && h.len() <= 256);
+        .filter(|h| !h.trim().is_empty() && h.len() <= 256)
+        .or(email);
     match g.authorize(&p.label(), hint.as_deref()).await {
         Ok(url) => {
             let mut r = (
@@ -108,14 +123,6 @@ pub async fn authorize(
         }
         Err(e) => super::internal_error(&a, &e),
     }
-}
-
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
 }
 
 /// `GET /v1/connections/{connector}/callback`: where the upstream sends the browser back.
@@ -167,7 +174,11 @@ pub async fn callback(
                     .into_response()
             }
         }
-        Err(e) => bad(e),
+        Err(CallbackError::Bad(e)) => bad(e),
+        Err(CallbackError::NotTheirs { principal, message }) => {
+            audit(&a, &connector, &principal, "denied", message.clone());
+            error_response(StatusCode::FORBIDDEN, "forbidden", &message, None)
+        }
     }
 }
 

@@ -116,7 +116,7 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
                 tracing::error!("the OAuth signing key cannot be loaded: {e:#}");
                 refused("invalid_token", "cannot check the token")
             })?,
-        false => keys(a, o, &kid)
+        false => issuer_keys(a, &Issuer::of(o), &kid)
             .await
             .map_err(|e| refused("invalid_token", format!("cannot check the token: {e}")))?,
     };
@@ -151,28 +151,13 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
         refused("invalid_token", why)
     })?;
     let claims = data.claims;
-    let name = o
-        .identity_claims
-        .iter()
-        .find_map(|c| claims[c.as_str()].as_str().filter(|s| !s.is_empty()))
-        .ok_or_else(|| {
+    let (name, groups) =
+        person_in(&claims, &o.identity_claims, &o.groups_claim).map_err(|none_of| {
             refused(
                 "invalid_token",
-                format!(
-                    "the access token names nobody (none of {})",
-                    o.identity_claims.join(", ")
-                ),
+                format!("the access token names nobody (none of {none_of})"),
             )
-        })?
-        .to_string();
-    let groups = claims[o.groups_claim.as_str()]
-        .as_array()
-        .map(|g| {
-            g.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+        })?;
     // Entra puts delegated scopes in `scp`, others in `scope`; both space-separated.
     let scopes: Vec<String> = ["scp", "scope"]
         .iter()
@@ -202,6 +187,34 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
         proxy: Vec::new(),
         scopes: Some(scopes),
     })
+}
+
+/// The person a token's claims name: the first of `identity_claims` present (trimmed, not
+/// blank) and the list in `groups_claim`. Err: the claims looked for, for the message.
+pub fn person_in(
+    claims: &Value,
+    identity_claims: &[String],
+    groups_claim: &str,
+) -> Result<(String, Vec<String>), String> {
+    let name = identity_claims
+        .iter()
+        .find_map(|c| {
+            claims[c.as_str()]
+                .as_str()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        })
+        .ok_or_else(|| identity_claims.join(", "))?
+        .to_string();
+    let groups = claims[groups_claim]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((name, groups))
 }
 
 /// For a token of Airlock's own authorization server: its grant and the API token behind it
@@ -234,11 +247,47 @@ struct Kept {
 /// Keys per issuer, for this process.
 static KEYS: LazyLock<tokio::sync::Mutex<HashMap<String, Kept>>> = LazyLock::new(Default::default);
 
+/// An issuer of tokens this server checks: the company's identity provider for access tokens,
+/// or the OpenID provider people sign in with at the own authorization server.
+pub struct Issuer<'a> {
+    pub issuer: &'a str,
+    /// Where its keys are (default: `jwks_uri` of its OpenID configuration).
+    pub jwks_url: Option<&'a str>,
+    /// It may be reached on a private address.
+    pub allow_private: bool,
+}
+
+impl<'a> Issuer<'a> {
+    fn of(o: &'a OAuth) -> Issuer<'a> {
+        Issuer {
+            issuer: &o.issuer,
+            jwks_url: o.jwks_url.as_deref(),
+            allow_private: o.allow_private,
+        }
+    }
+}
+
+/// The issuer's OpenID configuration (discovery), which must name the issuer itself.
+pub async fn openid_configuration(a: &Airlock, i: &Issuer<'_>) -> Result<Value, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        i.issuer.trim_end_matches('/')
+    );
+    let doc = get_json(a, i.allow_private, &url).await?;
+    // OpenID Connect Discovery §4.3: the document must be the issuer's own.
+    if doc["issuer"].as_str() != Some(i.issuer) {
+        return Err(format!(
+            "the OpenID configuration at {url} names another issuer"
+        ));
+    }
+    Ok(doc)
+}
+
 /// The issuer's keys: kept ones while fresh and naming `kid`, fetched otherwise.
-async fn keys(a: &Airlock, o: &OAuth, kid: &str) -> Result<Arc<JwkSet>, String> {
+pub async fn issuer_keys(a: &Airlock, i: &Issuer<'_>, kid: &str) -> Result<Arc<JwkSet>, String> {
     let mut map = KEYS.lock().await;
     let mut refetched = None;
-    if let Some(k) = map.get(&o.issuer) {
+    if let Some(k) = map.get(i.issuer) {
         let fresh = k.at.elapsed() < KEYS_TTL;
         let knows = kid.is_empty() || k.set.find(kid).is_some();
         let may_refetch = k.refetched.is_none_or(|t| t.elapsed() >= REFETCH_GAP);
@@ -249,31 +298,18 @@ async fn keys(a: &Airlock, o: &OAuth, kid: &str) -> Result<Arc<JwkSet>, String> 
             refetched = Some(Instant::now());
         }
     }
-    let jwks_url = match &o.jwks_url {
-        Some(u) => u.clone(),
-        None => {
-            let url = format!(
-                "{}/.well-known/openid-configuration",
-                o.issuer.trim_end_matches('/')
-            );
-            let doc = get_json(a, o, &url).await?;
-            // OpenID Connect Discovery §4.3: the document must be the issuer's own.
-            if doc["issuer"].as_str() != Some(o.issuer.as_str()) {
-                return Err(format!(
-                    "the OpenID configuration at {url} names another issuer"
-                ));
-            }
-            doc["jwks_uri"]
-                .as_str()
-                .ok_or_else(|| format!("the OpenID configuration at {url} has no jwks_uri"))?
-                .to_string()
-        }
+    let jwks_url = match i.jwks_url {
+        Some(u) => u.to_string(),
+        None => openid_configuration(a, i).await?["jwks_uri"]
+            .as_str()
+            .ok_or_else(|| format!("the OpenID configuration of {} has no jwks_uri", i.issuer))?
+            .to_string(),
     };
-    let set: JwkSet = serde_json::from_value(get_json(a, o, &jwks_url).await?)
+    let set: JwkSet = serde_json::from_value(get_json(a, i.allow_private, &jwks_url).await?)
         .map_err(|e| format!("the keys at {jwks_url} are not a JWK set ({e})"))?;
     let set = Arc::new(set);
     map.insert(
-        o.issuer.clone(),
+        i.issuer.to_string(),
         Kept {
             set: set.clone(),
             at: Instant::now(),
@@ -283,12 +319,12 @@ async fn keys(a: &Airlock, o: &OAuth, kid: &str) -> Result<Arc<JwkSet>, String> 
     Ok(set)
 }
 
-async fn get_json(a: &Airlock, o: &OAuth, url: &str) -> Result<Value, String> {
+async fn get_json(a: &Airlock, allow_private: bool, url: &str) -> Result<Value, String> {
     let req = http::Request::get(url)
         .header(header::ACCEPT, "application/json")
         .body(Full::new(Bytes::new()))
         .map_err(|e| format!("cannot ask {url}: {e}"))?;
-    let client = a.net().client(o.allow_private);
+    let client = a.net().client(allow_private);
     let call = async {
         let resp = client
             .request(req)

@@ -609,6 +609,7 @@ fn connection_operations() -> Vec<(&'static str, Value)> {
             "parameters": [connector.clone(), query_param("login_hint", "passed on to the upstream's sign-in", json!({ "type": "string", "maxLength": 256 }))],
             "responses": {
                 "302": { "description": "to the upstream's authorize endpoint (also in the body)", "content": { "application/json": { "schema": { "type": "object", "properties": { "authorize_url": { "type": "string" } } } } } },
+                "400": err("the caller has no email, and the grant connects only the principal's own account (`verify_account`)"),
                 "404": err("no such connector in the tenant, or it has no `oauth2-user` grant")
             }
         })), false) }),
@@ -626,6 +627,7 @@ fn connection_operations() -> Vec<(&'static str, Value)> {
             "responses": {
                 "200": ok_json("connected", json!({ "type": "object", "properties": { "connector": { "type": "string" }, "connected": { "type": "boolean" }, "principal": { "type": "string" } } })),
                 "400": err("unknown, used or expired state, a refused code, or the upstream's error"),
+                "403": err("the account signed in upstream is not the principal's own: nothing was connected"),
                 "404": err("no such connector, or it has no `oauth2-user` grant"),
                 "500": err("the store failed")
             }

@@ -19,19 +19,16 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::{BodyExt, Full, Limited};
-use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    Scope, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use sha2::{Digest, Sha256};
 
 use super::grant::UserOAuth;
 use super::net::UpstreamClient;
+use super::oauth_exchange::{self, Client, NewClient, TokenReply, send};
 use crate::scrub::Scrubber;
 use crate::store::backend::Store;
 use crate::store::connections::{PendingConnect, UserConnection};
@@ -42,8 +39,6 @@ const CONNECT_TTL: Duration = Duration::from_secs(600);
 /// Refresh this long before the access token's stated expiry (at most a tenth of its life).
 /// The stored expiry is the refresh time: the stated one less this margin.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
-const MAX_RESPONSE: usize = 64 * 1024;
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The refresh lock of each (connector, principal), held weakly: gone when nobody refreshes.
 type RefreshLocks = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
@@ -124,7 +119,25 @@ pub struct UserGrant {
     scrubber: Scrubber,
 }
 
-type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+/// Why a connect's callback connected nothing.
+#[derive(Debug)]
+pub enum CallbackError {
+    /// The state, the code or the upstream's answer was not good (400).
+    Bad(String),
+    /// The account signed in upstream is not the principal's own (403): a connect link was
+    /// finished by someone else.
+    NotTheirs { principal: String, message: String },
+}
+
+/// The claims of an id_token or the fields of a userinfo answer that name the account.
+const ACCOUNT_FIELDS: [&str; 6] = [
+    "userPrincipalName",
+    "mail",
+    "email",
+    "preferred_username",
+    "upn",
+    "unique_name",
+];
 
 /// A refresh made, for the audit log (the gate writes it as an `oauth-token` row).
 pub struct Refresh {
@@ -185,7 +198,7 @@ impl UserGrant {
 
     fn oauth(&self) -> Client {
         let c = &self.config;
-        BasicClient::new(ClientId::new(c.client_id.clone()))
+        NewClient::new(ClientId::new(c.client_id.clone()))
             .set_client_secret(ClientSecret::new(self.client_secret.clone()))
             .set_auth_type(AuthType::RequestBody)
             .set_auth_uri(AuthUrl::from_url(c.authorize_url.clone()))
@@ -263,20 +276,20 @@ impl UserGrant {
 
     /// Finishes a connect: takes the `state` once, exchanges the code with its PKCE verifier and
     /// stores the person's tokens sealed. Returns the principal that connected.
-    pub async fn callback(&self, state: &str, code: &str) -> Result<String, String> {
+    pub async fn callback(&self, state: &str, code: &str) -> Result<String, CallbackError> {
         let state_hash = hash(state);
         let pending = self
             .service
             .store
             .take_pending_connect(&state_hash)
             .await
-            .map_err(|e| format!("cannot read the connect: {e:#}"))?
+            .map_err(|e| CallbackError::Bad(format!("cannot read the connect: {e:#}")))?
             .filter(|p| p.connector == self.connector)
             .ok_or_else(|| {
-                format!(
+                CallbackError::Bad(format!(
                     "unknown, used or expired `state`; start again at GET {}",
                     self.connect_path()
-                )
+                ))
             })?;
         let name = Delegated::seal_name("connect", &self.connector, &state_hash);
         let verifier = self
@@ -289,7 +302,7 @@ impl UserGrant {
                     ciphertext: pending.ciphertext,
                 },
             )
-            .map_err(|e| format!("cannot read the connect: {e:#}"))?;
+            .map_err(|e| CallbackError::Bad(format!("cannot read the connect: {e:#}")))?;
         let http = self.http();
         let reply = self
             .oauth()
@@ -297,9 +310,15 @@ impl UserGrant {
             .set_pkce_verifier(PkceCodeVerifier::new(verifier))
             .request_async(&http)
             .await
-            .map_err(|e| self.token_error("the code exchange", e))?;
+            .map_err(|e| CallbackError::Bad(self.token_error("the code exchange", e)))?;
         let issued = self.issued(&reply, None);
-        let sealed = self.seal(&pending.principal, &issued.tokens)?;
+        if self.config.verify_account {
+            self.check_account(&pending.principal, &reply, &issued.tokens)
+                .await?;
+        }
+        let sealed = self
+            .seal(&pending.principal, &issued.tokens)
+            .map_err(CallbackError::Bad)?;
         self.service
             .store
             .put_user_connection(UserConnection {
@@ -316,8 +335,128 @@ impl UserGrant {
                 updated_at: String::new(),
             })
             .await
-            .map_err(|e| format!("cannot store the connection: {e:#}"))?;
+            .map_err(|e| CallbackError::Bad(format!("cannot store the connection: {e:#}")))?;
         Ok(pending.principal)
+    }
+
+    /// Whether this grant refuses a connect whose upstream account is not the principal's own.
+    pub fn verifies_account(&self) -> bool {
+        self.config.verify_account
+    }
+
+    /// Refuses the connect unless the account signed in upstream is `principal`'s own (its
+    /// email or UPN equals the principal's email): otherwise anyone could start a connect with
+    /// their own Airlock token and send the sign-in link to someone else, whose account would
+    /// then answer for the sender. The tokens of a refused connect are revoked upstream.
+    async fn check_account(
+        &self,
+        principal: &str,
+        reply: &TokenReply,
+        tokens: &Tokens,
+    ) -> Result<(), CallbackError> {
+        let Some(want) = principal_email(principal) else {
+            self.revoke_issued(tokens).await;
+            return Err(CallbackError::NotTheirs {
+                principal: principal.to_string(),
+                message: format!(
+                    "`{principal}` has no email to compare the upstream account with; nothing was connected"
+                ),
+            });
+        };
+        let names = match self.account_names(reply, &tokens.access).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.revoke_issued(tokens).await;
+                return Err(CallbackError::Bad(self.scrubber.scrub(&format!(
+                    "cannot tell which upstream account was signed in ({e}); nothing was connected"
+                ))));
+            }
+        };
+        if names.iter().any(|n| n.eq_ignore_ascii_case(&want)) {
+            return Ok(());
+        }
+        self.revoke_issued(tokens).await;
+        let shown = if names.is_empty() {
+            "an account without an email".to_string()
+        } else {
+            names.join(", ")
+        };
+        Err(CallbackError::NotTheirs {
+            principal: principal.to_string(),
+            message: self.scrubber.scrub(&format!(
+                "the upstream account signed in ({shown}) is not `{principal}`'s own; nothing was connected (a connect link works only for the person who started it: each person starts their own at GET {})",
+                self.connect_path()
+            )),
+        })
+    }
+
+    /// The account names (emails, UPNs; lower-cased) the upstream gives for a new token: from
+    /// `userinfo_url` when the grant names one, else from the token response's id_token. The
+    /// id_token came straight from the token endpoint over the grant's own connection, so its
+    /// signature need not be checked (OpenID Connect Core 3.1.3.7); its audience must be us.
+    async fn account_names(&self, reply: &TokenReply, access: &str) -> Result<Vec<String>, String> {
+        let claims = match &self.config.userinfo_url {
+            Some(url) => self.userinfo(url, access).await?,
+            None => {
+                let t =
+                    reply.extra_fields().id_token.as_deref().ok_or(
+                        "the token response has no id_token (is `openid` among the scopes?)",
+                    )?;
+                let claims = id_token_claims(t)?;
+                let aud_ok = match &claims["aud"] {
+                    serde_json::Value::String(a) => *a == self.config.client_id,
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .any(|x| x.as_str() == Some(self.config.client_id.as_str())),
+                    _ => false,
+                };
+                if !aud_ok {
+                    return Err("the id_token was not issued to this application".into());
+                }
+                claims
+            }
+        };
+        let unverified_email = claims["email_verified"] == serde_json::Value::Bool(false);
+        let mut names: Vec<String> = ACCOUNT_FIELDS
+            .iter()
+            .filter(|f| !(unverified_email && **f == "email"))
+            .filter_map(|f| claims[*f].as_str())
+            .map(|v| v.trim().to_lowercase())
+            .filter(|v| v.contains('@'))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// `GET userinfo_url` with the new access token: a JSON object.
+    async fn userinfo(&self, url: &url::Url, access: &str) -> Result<serde_json::Value, String> {
+        let req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(url.as_str())
+            .header(http::header::AUTHORIZATION, format!("Bearer {access}"))
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| format!("cannot build the userinfo request: {e}"))?;
+        let resp = send(&self.client, req).await?;
+        if !resp.status().is_success() {
+            return Err(format!("userinfo_url answered {}", resp.status()));
+        }
+        let v: serde_json::Value = serde_json::from_slice(resp.body())
+            .map_err(|_| "userinfo_url did not answer JSON".to_string())?;
+        if !v.is_object() {
+            return Err("userinfo_url did not answer a JSON object".into());
+        }
+        Ok(v)
+    }
+
+    /// Revokes the tokens of a connect that was refused (best effort: nothing was stored).
+    async fn revoke_issued(&self, tokens: &Tokens) {
+        let (token, hint) = match &tokens.refresh {
+            Some(r) => (r.as_str(), "refresh_token"),
+            None => (tokens.access.as_str(), "access_token"),
+        };
+        let _ = self.revoke(token, hint).await;
     }
 
     /// Spends a connect's `state` without exchanging anything (the upstream said no).
@@ -549,7 +688,7 @@ impl UserGrant {
     }
 
     /// The tokens of a reply; a reply without a refresh token keeps the one it was asked with.
-    fn issued(&self, reply: &BasicTokenResponse, old_refresh: Option<String>) -> Issued {
+    fn issued(&self, reply: &TokenReply, old_refresh: Option<String>) -> Issued {
         let access = reply.access_token().secret().clone();
         let refresh = reply
             .refresh_token()
@@ -573,81 +712,15 @@ impl UserGrant {
         }
     }
 
-    /// A safe message for a failed token request: the upstream's error code and description
-    /// (scrubbed), never a body.
-    fn token_error<RE: std::error::Error + 'static>(
-        &self,
-        what: &str,
-        e: RequestTokenError<
-            RE,
-            oauth2::StandardErrorResponse<impl oauth2::ErrorResponseType + std::fmt::Display>,
-        >,
-    ) -> String {
-        let msg = match e {
-            RequestTokenError::ServerResponse(r) => format!(
-                "{what} was refused: {}{}",
-                r.error(),
-                r.error_description()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default()
-            ),
-            RequestTokenError::Request(e) => format!("{what} failed: {e}"),
-            RequestTokenError::Parse(_, _) => {
-                format!("{what} failed: the answer is not an OAuth token response")
-            }
-            RequestTokenError::Other(m) => format!("{what} failed: {m}"),
-        };
-        self.scrubber.scrub(&msg)
+    /// The `oauth2` crate's HTTP client: the grant's pooled client, its answers' errors
+    /// scrubbed.
+    fn http(&self) -> impl Fn(oauth2::HttpRequest) -> oauth_exchange::Pending + use<> {
+        oauth_exchange::http(self.client.clone(), self.scrubber.clone())
     }
 
-    /// The `oauth2` crate's HTTP client: the grant's pooled client, with a timeout and a size
-    /// cap, literal addresses checked like the gate's.
-    fn http(
-        &self,
-    ) -> impl Fn(
-        oauth2::HttpRequest,
-    )
-        -> futures::future::BoxFuture<'static, Result<oauth2::HttpResponse, HttpFailure>>
-    + use<> {
-        let client = self.client.clone();
-        let scrubber = self.scrubber.clone();
-        move |req: oauth2::HttpRequest| {
-            let client = client.clone();
-            let scrubber = scrubber.clone();
-            Box::pin(async move {
-                send(&client, req)
-                    .await
-                    .map_err(|m| HttpFailure(scrubber.scrub(&m)))
-            })
-        }
+    fn token_error(&self, what: &str, e: oauth_exchange::TokenError) -> String {
+        self.scrubber.scrub(&oauth_exchange::token_error(what, e))
     }
-}
-
-/// Why an exchange with the upstream's OAuth endpoints did not complete.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HttpFailure(String);
-
-async fn send(
-    client: &UpstreamClient,
-    req: oauth2::HttpRequest,
-) -> Result<oauth2::HttpResponse, String> {
-    let (parts, body) = req.into_parts();
-    let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
-    let resp = tokio::time::timeout(TIMEOUT, client.request(req))
-        .await
-        .map_err(|_| format!("the token endpoint did not answer within {TIMEOUT:?}"))?
-        .map_err(|e| match super::net::find_address_denied(&e) {
-            Some(d) => format!("token endpoint refused: {d}; the grant does not allow it"),
-            None => format!("token request failed: {}", super::net::error_chain(&e)),
-        })?;
-    let (parts, body) = resp.into_parts();
-    let body = tokio::time::timeout(TIMEOUT, Limited::new(body, MAX_RESPONSE).collect())
-        .await
-        .map_err(|_| "the token response timed out".to_string())?
-        .map_err(|e| format!("the token response is unreadable: {e}"))?
-        .to_bytes();
-    Ok(http::Response::from_parts(parts, body.to_vec()))
 }
 
 /// Whether an access token expiring at `expires_ms` can still be sent.
@@ -671,6 +744,26 @@ fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The email in a principal label (`token:NAME` / `oauth:NAME`), when NAME is one.
+fn principal_email(label: &str) -> Option<String> {
+    crate::store::tokens::name_email(label.split_once(':').map_or(label, |(_, n)| n))
+}
+
+/// The claims of a JWT's payload (not verified: see `account_names`).
+fn id_token_claims(t: &str) -> Result<serde_json::Value, String> {
+    let payload = t.split('.').nth(1).ok_or("the id_token is not a JWT")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| "the id_token is not a JWT")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| "the id_token's claims are not JSON")?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err("the id_token's claims are not an object".into())
+    }
+}
+
 /// The callback's `state` is base64url of random bytes (the `oauth2` crate's): reject anything
 /// else before it reaches the store.
 pub fn plausible_state(s: &str) -> bool {
@@ -679,4 +772,38 @@ pub fn plausible_state(s: &str) -> bool {
         && base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s.trim_end_matches('='))
             .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_principal_label_yields_an_email_only_when_its_name_is_one() {
+        assert_eq!(
+            principal_email("token:Ada@Contoso.com").as_deref(),
+            Some("ada@contoso.com")
+        );
+        assert_eq!(
+            principal_email("oauth:ada@contoso.com").as_deref(),
+            Some("ada@contoso.com")
+        );
+        assert_eq!(principal_email("token:ops-bot"), None);
+        assert_eq!(principal_email("token:user:x@y"), None);
+    }
+
+    #[test]
+    fn id_token_claims_are_read_from_the_payload_and_anything_else_is_refused() {
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let t = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"aud":"app","preferred_username":"ada@contoso.com"}"#)
+        );
+        let c = id_token_claims(&t).expect("claims");
+        assert_eq!(c["preferred_username"], "ada@contoso.com");
+        assert!(id_token_claims("not-a-jwt").is_err());
+        assert!(id_token_claims(&format!("x.{}.y", b64("[1]"))).is_err());
+        assert!(id_token_claims("x.!!!.y").is_err());
+    }
 }

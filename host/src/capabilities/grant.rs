@@ -144,6 +144,10 @@ pub struct UserOAuth {
     pub revoke_url: Option<url::Url>,
     /// This daemon's `/v1/connections/{connector}/callback`, as registered upstream.
     pub redirect_uri: url::Url,
+    /// Where the connected account is read (with its new access token); None: the id_token.
+    pub userinfo_url: Option<url::Url>,
+    /// Whether a connect is refused unless the upstream account is the principal's own.
+    pub verify_account: bool,
 }
 
 impl AuthConfig {

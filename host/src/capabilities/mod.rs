@@ -15,6 +15,7 @@ pub mod grant;
 pub mod host_imports;
 pub mod http;
 pub mod net;
+pub mod oauth_exchange;
 pub mod path;
 pub mod policy;
 pub mod progress;

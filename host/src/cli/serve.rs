@@ -38,6 +38,7 @@ impl ServeArgs {
             ready,
             path.display()
         );
+        a.spawn_ann_upkeep();
         airlock::scheduler::spawn_scheduler(a.clone());
         airlock::reload::spawn(a.clone());
         airlock::webhooks::start(a.clone()).await?;

@@ -18,7 +18,7 @@ use crate::capabilities::trust::{CaBundle, TrustSettings};
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
 pub use hook::{HookKind, InboundHook, Subscribe};
-pub use oauth::{OAuth, OwnServer, SCOPES as OAUTH_SCOPES};
+pub use oauth::{OAuth, OwnServer, SCOPES as OAUTH_SCOPES, UpstreamSignIn};
 pub use scheduler::SchedulerConfig;
 pub use store::StoreConfig;
 pub use user_auth::callback_path;
@@ -832,7 +832,7 @@ impl Config {
 
         let oauth = raw
             .oauth
-            .map(|o| oauth::build(o, DEFAULT_TENANT))
+            .map(|o| oauth::build(o, DEFAULT_TENANT, &base))
             .transpose()
             .map_err(&err)?;
 

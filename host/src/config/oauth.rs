@@ -7,9 +7,12 @@
 //! installations without an identity provider (`crate::api::authorization`): people sign in with
 //! their API token, and Airlock issues the access tokens it then checks the same way.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::capabilities::grant::SecretRef;
 
 /// The scopes an access token may carry, and what each lets it do.
 pub const SCOPES: &[(&str, &str)] = &[
@@ -59,6 +62,52 @@ pub struct OwnServer {
     /// Test and development only: a client ID metadata document may be an `http` URL on a
     /// loopback address (the spec asks for https).
     pub allow_loopback_client_ids: bool,
+    /// `[oauth.upstream]`: people sign in through the company's OpenID Connect provider.
+    pub upstream: Option<UpstreamSignIn>,
+    /// Whether the sign-in page also takes an Airlock API token (default: yes without
+    /// `[oauth.upstream]`, no with it).
+    pub api_token_sign_in: bool,
+}
+
+/// Signing people in at the own authorization server through an OpenID Connect provider
+/// (Microsoft Entra ID, Okta, Keycloak, …): Airlock is a confidential client of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSignIn {
+    /// The provider's issuer; its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// Asked for at sign-in; always includes `openid`.
+    pub scopes: Vec<String>,
+    /// Claims of the id_token naming the person (first present wins).
+    pub identity_claims: Vec<String>,
+    /// The claim listing the person's groups.
+    pub groups_claim: String,
+    /// The Airlock tenant people signed in this way belong to.
+    pub tenant: String,
+    /// The provider's name on the sign-in button.
+    pub display_name: String,
+    pub allow_private: bool,
+    pub allow_insecure: bool,
+}
+
+/// `[oauth.upstream]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    scopes: Option<Vec<String>>,
+    identity_claims: Option<Vec<String>>,
+    groups_claim: Option<String>,
+    tenant: Option<String>,
+    display_name: Option<String>,
+    #[serde(default)]
+    allow_private: bool,
+    #[serde(default)]
+    allow_insecure: bool,
 }
 
 impl OAuth {
@@ -87,9 +136,11 @@ pub(super) struct RawOAuth {
     refresh_token_ttl: Option<String>,
     #[serde(default)]
     allow_loopback_client_ids: bool,
+    upstream: Option<RawUpstream>,
+    api_token_sign_in: Option<bool>,
 }
 
-pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String> {
+pub(super) fn build(raw: RawOAuth, default_tenant: &str, base: &Path) -> Result<OAuth, String> {
     let https_or = |key: &str, v: &str| -> Result<(), String> {
         let u = url::Url::parse(v).map_err(|e| format!("oauth.{key}: not a URL ({e})"))?;
         match u.scheme() {
@@ -106,12 +157,14 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String
         None | Some("external")
             if raw.access_token_ttl.is_some()
                 || raw.refresh_token_ttl.is_some()
-                || raw.allow_loopback_client_ids =>
+                || raw.allow_loopback_client_ids
+                || raw.upstream.is_some()
+                || raw.api_token_sign_in.is_some() =>
         {
-            return Err("oauth: access_token_ttl, refresh_token_ttl and allow_loopback_client_ids need authorization_server = \"self\"".into());
+            return Err("oauth: access_token_ttl, refresh_token_ttl, allow_loopback_client_ids, api_token_sign_in and [oauth.upstream] need authorization_server = \"self\"".into());
         }
         None | Some("external") => None,
-        Some("self") => Some(own_server(&raw)?),
+        Some("self") => Some(own_server(&raw, default_tenant, base)?),
         Some(other) => {
             return Err(format!(
                 "oauth.authorization_server: `{other}` is neither \"self\" nor \"external\""
@@ -160,7 +213,7 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str) -> Result<OAuth, String
     })
 }
 
-fn own_server(raw: &RawOAuth) -> Result<OwnServer, String> {
+fn own_server(raw: &RawOAuth, default_tenant: &str, base: &Path) -> Result<OwnServer, String> {
     if raw.jwks_url.is_some()
         || raw.identity_claims.is_some()
         || raw.groups_claim.is_some()
@@ -180,6 +233,16 @@ fn own_server(raw: &RawOAuth) -> Result<OwnServer, String> {
     if access_token_ttl > Duration::from_secs(3600) {
         return Err("oauth.access_token_ttl: at most 1h (refresh tokens are for longer)".into());
     }
+    let upstream = raw
+        .upstream
+        .as_ref()
+        .map(|u| upstream_sign_in(u, default_tenant, base))
+        .transpose()?;
+    if upstream.is_none() && raw.api_token_sign_in == Some(false) {
+        return Err(
+            "oauth.api_token_sign_in = false leaves no way to sign in: add [oauth.upstream]".into(),
+        );
+    }
     Ok(OwnServer {
         access_token_ttl,
         refresh_token_ttl: ttl(
@@ -188,6 +251,63 @@ fn own_server(raw: &RawOAuth) -> Result<OwnServer, String> {
             Duration::from_secs(30 * 86400),
         )?,
         allow_loopback_client_ids: raw.allow_loopback_client_ids,
+        api_token_sign_in: raw.api_token_sign_in.unwrap_or(upstream.is_none()),
+        upstream,
+    })
+}
+
+fn upstream_sign_in(
+    raw: &RawUpstream,
+    default_tenant: &str,
+    base: &Path,
+) -> Result<UpstreamSignIn, String> {
+    let u = url::Url::parse(&raw.issuer)
+        .map_err(|e| format!("oauth.upstream.issuer: not a URL ({e})"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if raw.allow_insecure => {}
+        "http" => {
+            return Err("oauth.upstream.issuer: plain http needs allow_insecure = true (the client secret and people's tokens would travel unprotected)".into());
+        }
+        s => return Err(format!("oauth.upstream.issuer: `{s}` is not http(s)")),
+    }
+    if raw.client_id.trim().is_empty() {
+        return Err("oauth.upstream.client_id: must not be empty".into());
+    }
+    let client_secret = SecretRef::parse(&raw.client_secret, base)
+        .map_err(|m| format!("oauth.upstream.client_secret: {m}"))?;
+    let mut scopes = raw
+        .scopes
+        .clone()
+        .unwrap_or_else(|| ["openid", "profile", "email"].map(String::from).to_vec());
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let identity_claims = raw.identity_claims.clone().unwrap_or_else(|| {
+        ["preferred_username", "upn", "email"]
+            .map(String::from)
+            .to_vec()
+    });
+    if identity_claims.is_empty() {
+        return Err("oauth.upstream.identity_claims: name at least one claim".into());
+    }
+    Ok(UpstreamSignIn {
+        issuer: raw.issuer.clone(),
+        client_id: raw.client_id.clone(),
+        client_secret,
+        scopes,
+        identity_claims,
+        groups_claim: raw.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+        tenant: raw
+            .tenant
+            .clone()
+            .unwrap_or_else(|| default_tenant.to_string()),
+        display_name: raw
+            .display_name
+            .clone()
+            .unwrap_or_else(|| "your organisation's account".into()),
+        allow_private: raw.allow_private,
+        allow_insecure: raw.allow_insecure,
     })
 }
 
@@ -197,7 +317,47 @@ mod tests {
 
     fn parse(toml_text: &str) -> Result<OAuth, String> {
         let raw: RawOAuth = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        build(raw, "default")
+        build(raw, "default", Path::new("/etc/airlock"))
+    }
+
+    const OWN: &str =
+        "authorization_server = \"self\"\nresource = \"https://airlock.example.com/mcp\"\n";
+
+    #[test]
+    fn an_upstream_sign_in_asks_for_openid_and_replaces_the_api_token_form_unless_kept() {
+        let o = parse(&format!(
+            "{OWN}[upstream]\nissuer = \"https://login.example.com/t/v2.0\"\nclient_id = \"app\"\nclient_secret = \"secret:signin\"\nscopes = [\"email\"]\n"
+        ))
+        .unwrap();
+        let own = o.own.expect("own");
+        let up = own.upstream.expect("upstream");
+        assert_eq!(up.scopes, ["openid", "email"]);
+        assert_eq!(up.tenant, "default");
+        assert_eq!(up.client_secret.vault_name(), Some("signin"));
+        assert!(!own.api_token_sign_in);
+        let kept = parse(&format!(
+            "{OWN}api_token_sign_in = true\n[upstream]\nissuer = \"https://login.example.com/t/v2.0\"\nclient_id = \"app\"\nclient_secret = \"secret:signin\"\n"
+        ))
+        .unwrap();
+        assert!(kept.own.expect("own").api_token_sign_in);
+        for (bad, names) in [
+            (format!("{OWN}api_token_sign_in = false\n"), "api_token_sign_in"),
+            (
+                format!("{OWN}[upstream]\nissuer = \"http://login.example.com\"\nclient_id = \"app\"\nclient_secret = \"secret:x\"\n"),
+                "oauth.upstream.issuer",
+            ),
+            (
+                format!("{OWN}[upstream]\nissuer = \"https://login.example.com\"\nclient_id = \"app\"\nclient_secret = \"plain\"\n"),
+                "oauth.upstream.client_secret",
+            ),
+            (
+                "issuer = \"https://login.example.com\"\nresource = \"https://a.example.com/mcp\"\n[upstream]\nissuer = \"https://login.example.com\"\nclient_id = \"app\"\nclient_secret = \"secret:x\"\n".to_string(),
+                "need authorization_server",
+            ),
+        ] {
+            let e = parse(&bad).expect_err(names);
+            assert!(e.contains(names), "{names}: {e}");
+        }
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct SemanticConfig {
     pub chunk_overlap: usize,
     /// Texts per `embed` call.
     pub batch: usize,
+    /// `index = "hnsw"` (the default): `airlock serve` keeps an approximate nearest-neighbour
+    /// index in memory; `"exact"`: every query scans the permitted chunks.
+    pub ann: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -33,6 +36,7 @@ struct RawSemantic {
     chunk_chars: Option<usize>,
     chunk_overlap: Option<usize>,
     batch: Option<usize>,
+    index: Option<String>,
 }
 
 /// Validates the section; `connector_exists` says whether a `[[connector]]` has that id.
@@ -70,12 +74,22 @@ pub(super) fn build(
             "search.semantic.batch: {batch} is out of range (1..=2048)"
         ));
     }
+    let ann = match s.index.as_deref().unwrap_or("hnsw") {
+        "hnsw" => true,
+        "exact" => false,
+        other => {
+            return Err(format!(
+                "search.semantic.index: `{other}` is not one of `hnsw`, `exact`"
+            ));
+        }
+    };
     Ok(Some(SemanticConfig {
         connector: s.connector.clone(),
         model: s.model.trim().to_string(),
         chunk_chars,
         chunk_overlap,
         batch,
+        ann,
     }))
 }
 
@@ -95,6 +109,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((c.chunk_chars, c.chunk_overlap, c.batch), (1200, 200, 64));
+        assert!(c.ann, "the approximate index is on by default");
     }
 
     #[test]
@@ -105,5 +120,10 @@ mod tests {
         let overlap = "[semantic]\nconnector = \"openai\"\nmodel = \"m\"\nchunk_chars = 200\nchunk_overlap = 150";
         assert!(parse(overlap).is_err());
         assert!(parse("[semantic]\nconnector = \"openai\"\nmodel = \"m\"\nbatch = 0").is_err());
+        let exact = "[semantic]\nconnector = \"openai\"\nmodel = \"m\"\nindex = \"exact\"";
+        assert!(!parse(exact).unwrap().unwrap().ann);
+        let e = parse("[semantic]\nconnector = \"openai\"\nmodel = \"m\"\nindex = \"ivf\"")
+            .unwrap_err();
+        assert!(e.contains("search.semantic.index"), "{e}");
     }
 }

@@ -21,6 +21,11 @@ pub(super) struct RawUserAuth {
     scopes: Vec<String>,
     revoke_url: Option<String>,
     redirect_uri: String,
+    /// Where the connected account is read with its new access token (Graph's `/v1.0/me`, an
+    /// OpenID userinfo endpoint); without it, the token response's `id_token` (scope `openid`).
+    userinfo_url: Option<String>,
+    /// Whether the connected account must be the principal's own (default true).
+    verify_account: Option<bool>,
 }
 
 /// The path of a connector's callback, which `redirect_uri` must end at.
@@ -43,6 +48,17 @@ pub(super) fn build(raw: RawUserAuth, connector: &str, base: &Path) -> Result<Au
         Some(r) => Some(http_url("revoke_url", r)?),
         None => None,
     };
+    let userinfo_url = match &raw.userinfo_url {
+        Some(r) => Some(http_url("userinfo_url", r)?),
+        None => None,
+    };
+    let verify_account = raw.verify_account.unwrap_or(true);
+    if verify_account && userinfo_url.is_none() && !raw.scopes.iter().any(|s| s == "openid") {
+        return Err(
+            "auth: an `oauth2-user` grant checks that the account a person connects is their own, so it needs `userinfo_url` (e.g. https://graph.microsoft.com/v1.0/me) or the `openid` scope (the id_token names the account); `verify_account = false` turns the check off (anyone holding a connect link could then attach their account to whoever started it)"
+                .into(),
+        );
+    }
     let redirect_uri = http_url("redirect_uri", &raw.redirect_uri)?;
     let want = callback_path(connector);
     if redirect_uri.path() != want || redirect_uri.query().is_some() {
@@ -77,6 +93,8 @@ pub(super) fn build(raw: RawUserAuth, connector: &str, base: &Path) -> Result<Au
         scopes: raw.scopes,
         revoke_url,
         redirect_uri,
+        userinfo_url,
+        verify_account,
     })))
 }
 
@@ -85,6 +103,7 @@ pub(super) fn secret_urls(u: &UserOAuth) -> impl Iterator<Item = (&'static str, 
     [
         ("token_url", Some(&u.token_url)),
         ("revoke_url", u.revoke_url.as_ref()),
+        ("userinfo_url", u.userinfo_url.as_ref()),
     ]
     .into_iter()
     .filter_map(|(f, u)| u.map(|u| (f, u)))
@@ -128,7 +147,7 @@ url = "https://graph.microsoft.com/v1.0/"
         Config::parse(&text, Path::new("/etc/airlock/airlock.toml")).map_err(|e| e.to_string())
     }
 
-    const GOOD: &str = r#"authorize_url = "https://login.example.com/authorize", token_url = "https://login.example.com/token", client_id = "app", client_secret = "secret:app", scopes = ["Files.Read.All", "offline_access"], redirect_uri = "https://airlock.example.com/v1/connections/msgraph/callback""#;
+    const GOOD: &str = r#"authorize_url = "https://login.example.com/authorize", token_url = "https://login.example.com/token", client_id = "app", client_secret = "secret:app", scopes = ["openid", "Files.Read.All", "offline_access"], redirect_uri = "https://airlock.example.com/v1/connections/msgraph/callback""#;
 
     #[test]
     fn an_oauth2_user_grant_names_its_application_and_this_connectors_callback() {
@@ -136,7 +155,8 @@ url = "https://graph.microsoft.com/v1.0/"
         let AuthConfig::OAuth2User(u) = &c.grants[0].auth else {
             panic!("not oauth2-user");
         };
-        assert_eq!(u.scopes, ["Files.Read.All", "offline_access"]);
+        assert_eq!(u.scopes, ["openid", "Files.Read.All", "offline_access"]);
+        assert!(u.verify_account);
         assert_eq!(u.client_secret.vault_name(), Some("app"));
         assert!(u.revoke_url.is_none());
     }
@@ -169,10 +189,33 @@ url = "https://graph.microsoft.com/v1.0/"
                 "auth.token_url",
             ),
             (format!("{GOOD}, extra = 1"), "extra"),
+            (GOOD.replace("\"openid\", ", ""), "userinfo_url"),
+            (
+                format!("{GOOD}, userinfo_url = \"http://graph.example.com/v1.0/me\""),
+                "auth.userinfo_url",
+            ),
         ];
         for (auth, field) in cases {
             let e = with(&auth).expect_err(field);
             assert!(e.contains(field), "{field}: {e}");
         }
+    }
+
+    #[test]
+    fn an_oauth2_user_grant_reads_the_account_from_userinfo_or_skips_the_check_only_when_told() {
+        let no_openid = GOOD.replace("\"openid\", ", "");
+        let me = format!("{no_openid}, userinfo_url = \"https://graph.microsoft.com/v1.0/me\"");
+        let AuthConfig::OAuth2User(u) = &with(&me).expect("userinfo").grants[0].auth else {
+            panic!("not oauth2-user");
+        };
+        assert_eq!(
+            u.userinfo_url.as_ref().map(|u| u.as_str()),
+            Some("https://graph.microsoft.com/v1.0/me")
+        );
+        let off = format!("{no_openid}, verify_account = false");
+        let AuthConfig::OAuth2User(u) = &with(&off).expect("unchecked").grants[0].auth else {
+            panic!("not oauth2-user");
+        };
+        assert!(!u.verify_account && u.userinfo_url.is_none());
     }
 }

@@ -1,7 +1,8 @@
 //! Semantic search's two halves over the store: indexing (documents whose chunks are missing or
 //! stale are chunked; only chunk texts never embedded with the model go to the embedding
-//! connector; the vectors are stored per document) and retrieval (exact cosine over the chunks
-//! the caller may read, alone or fused with keyword ranks).
+//! connector; the vectors are stored per document and noted in the approximate index) and
+//! retrieval (cosine over the chunks the caller may read, through the index when it is built
+//! (see `ann.rs`), alone or fused with keyword ranks).
 //!
 //! The embedding connector is reached through [`Embedder`], which the daemon implements with
 //! its normal invocation path (the gate's grants, budgets and audit apply to every call).
@@ -11,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use super::ann::{self, AnnIndex};
 use super::chunking;
 use super::fusion;
 use crate::config::SemanticConfig;
@@ -74,6 +76,7 @@ pub async fn index(
     cfg: &SemanticConfig,
     connector: &str,
     embedder: &dyn Embedder,
+    ann: Option<&AnnIndex>,
 ) -> anyhow::Result<IndexReport> {
     let mut report = IndexReport::default();
     // A document changed again while it was being embedded stays pending: one pass looks at
@@ -140,9 +143,21 @@ pub async fn index(
                 .collect();
             report.documents += 1;
             report.chunks += rows.len();
+            // The index learns the new vectors once they are stored (a query in between finds
+            // the old ones, which the store then ranks by the new vectors or drops).
+            let noted = ann.map(|a| {
+                let vectors: Vec<(u32, Vec<f32>)> =
+                    rows.iter().map(|r| (r.seq, r.vector.clone())).collect();
+                (a, doc.kind.clone(), doc.id.clone(), vectors)
+            });
             store
                 .replace_chunks(connector, doc, &cfg.model, rows)
                 .await?;
+            if let Some((a, kind, id, vectors)) = noted
+                && a.model() == cfg.model
+            {
+                a.replaced(connector, &kind, &id, &vectors);
+            }
         }
     }
 }
@@ -152,6 +167,7 @@ pub async fn index(
 /// filters of `q` apply in every mode, in the store, before ranking.
 pub async fn local_hits(
     store: &Store,
+    ann: Option<&AnnIndex>,
     q: SearchQuery,
     mode: Mode,
     vector: Option<&QueryVector>,
@@ -170,7 +186,7 @@ pub async fn local_hits(
     };
     match mode {
         Mode::Keyword => store.search(q).await,
-        Mode::Semantic => store.vector_search(vector_query(q.limit)?).await,
+        Mode::Semantic => ann::vector_search(store, ann, vector_query(q.limit)?).await,
         Mode::Hybrid => {
             let limit = q.limit.clamp(1, 1000);
             let wide = (limit * 2).min(1000);
@@ -181,7 +197,7 @@ pub async fn local_hits(
                     ..q.clone()
                 })
                 .await?;
-            let semantic = store.vector_search(vq).await?;
+            let semantic = ann::vector_search(store, ann, vq).await?;
             Ok(fusion::rrf(vec![keyword, semantic], limit))
         }
     }

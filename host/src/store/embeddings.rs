@@ -209,54 +209,158 @@ pub fn replace(
     Ok(())
 }
 
-/// Exact cosine search over the chunks of the documents the query's filters let through (the
-/// same tenant and ACL conditions as keyword search, in SQL, before ranking).
-pub fn search(conn: &Connection, q: &VectorQuery) -> rusqlite::Result<Vec<Hit>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT d.connector, d.kind, d.id, d.title, d.url, d.updated_at, c.text, c.vector, d.acl
-         FROM chunks c JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
-         WHERE c.model = ?1
+/// One stored chunk: the approximate index names its candidates by this key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ChunkKey {
+    pub connector: String,
+    pub kind: String,
+    pub id: String,
+    pub seq: u32,
+}
+
+/// The conditions every vector search applies (the model, the tenant's connectors, the kind and
+/// the ACL, the same as keyword search's): one text for the exact scan and the candidate
+/// lookup, so the approximate path can never be looser than the exact one.
+fn filter_sql() -> String {
+    format!(
+        "c.model = ?1
            AND (?2 IS NULL OR d.connector = ?2) AND (?3 IS NULL OR d.kind = ?3)
            AND (?4 IS NULL OR d.connector IN (SELECT value FROM json_each(?4)))
            AND {}",
         readers_sql("?5")
-    ))?;
+    )
+}
+
+const COLUMNS: &str =
+    "SELECT d.connector, d.kind, d.id, d.title, d.url, d.updated_at, c.text, c.vector, d.acl";
+
+/// Runs a vector search statement whose parameters ?1..?5 are the query's filters (and ?6, when
+/// given, the candidates), ranking each row by its stored vector.
+fn ranked(
+    conn: &Connection,
+    sql: &str,
+    q: &VectorQuery,
+    candidates: Option<String>,
+) -> rusqlite::Result<Vec<Hit>> {
+    let mut stmt = conn.prepare_cached(sql)?;
     let connectors = q
         .connectors
         .as_ref()
         .map(|l| serde_json::to_string(l).unwrap_or_default());
-    let rows = stmt.query_map(
-        params![
-            q.model,
-            q.connector,
-            q.kind,
-            connectors,
-            q.readers.as_ref().map(Readers::to_json)
-        ],
-        |r| {
-            let text: String = r.get(6)?;
-            let vector: Vec<u8> = r.get(7)?;
-            let acl: String = r.get(8)?;
-            let sim = decode(&vector).map_or(0.0, |v| cosine(&q.vector, &v));
-            Ok((
-                Hit {
-                    connector: r.get(0)?,
-                    kind: r.get(1)?,
-                    id: r.get(2)?,
-                    title: r.get(3)?,
-                    url: r.get(4)?,
-                    updated_at: r.get(5)?,
-                    snippet: snippet(&text),
-                    score: None,
-                    source: "local",
-                    acl: parse_acl(&acl),
-                },
-                sim,
-            ))
-        },
-    )?;
-    let rows: Vec<(Hit, f32)> = rows.collect::<rusqlite::Result<_>>()?;
+    let readers = q.readers.as_ref().map(Readers::to_json);
+    let map = |r: &rusqlite::Row<'_>| {
+        let text: String = r.get(6)?;
+        let vector: Vec<u8> = r.get(7)?;
+        let acl: String = r.get(8)?;
+        let sim = decode(&vector).map_or(0.0, |v| cosine(&q.vector, &v));
+        Ok((
+            Hit {
+                connector: r.get(0)?,
+                kind: r.get(1)?,
+                id: r.get(2)?,
+                title: r.get(3)?,
+                url: r.get(4)?,
+                updated_at: r.get(5)?,
+                snippet: snippet(&text),
+                score: None,
+                source: "local",
+                acl: parse_acl(&acl),
+            },
+            sim,
+        ))
+    };
+    let rows: Vec<(Hit, f32)> = match candidates {
+        None => stmt
+            .query_map(
+                params![q.model, q.connector, q.kind, connectors, readers],
+                map,
+            )?
+            .collect::<rusqlite::Result<_>>()?,
+        Some(keys) => stmt
+            .query_map(
+                params![q.model, q.connector, q.kind, connectors, readers, keys],
+                map,
+            )?
+            .collect::<rusqlite::Result<_>>()?,
+    };
     Ok(best_documents(rows, q.limit))
+}
+
+/// Exact cosine search over the chunks of the documents the query's filters let through (the
+/// same tenant and ACL conditions as keyword search, in SQL, before ranking).
+pub fn search(conn: &Connection, q: &VectorQuery) -> rusqlite::Result<Vec<Hit>> {
+    let sql = format!(
+        "{COLUMNS}
+         FROM chunks c JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+         WHERE {}",
+        filter_sql()
+    );
+    ranked(conn, &sql, q, None)
+}
+
+/// The same search over the given chunks only (the approximate index's candidates): a chunk
+/// deleted or outside the query's filters is not returned, and each is ranked by the vector
+/// stored now (not the one the index remembers). CROSS JOIN keeps SQLite's planner on this
+/// order (candidates, then each chunk by its key): left free, it scans every chunk of the model
+/// through `chunks_by_text` and looks each up among the candidates.
+pub fn search_among(
+    conn: &Connection,
+    q: &VectorQuery,
+    candidates: &[ChunkKey],
+) -> rusqlite::Result<Vec<Hit>> {
+    let keys: Vec<(&str, &str, &str, u32)> = candidates
+        .iter()
+        .map(|k| (k.connector.as_str(), k.kind.as_str(), k.id.as_str(), k.seq))
+        .collect();
+    let keys = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into());
+    let sql = format!(
+        "{COLUMNS}
+         FROM json_each(?6) k
+         CROSS JOIN chunks c ON c.connector = k.value ->> 0 AND c.kind = k.value ->> 1
+                            AND c.id = k.value ->> 2 AND c.seq = k.value ->> 3
+         CROSS JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+         WHERE {}",
+        filter_sql()
+    );
+    ranked(conn, &sql, q, Some(keys))
+}
+
+/// Every chunk vector of `connector` made with `model`, in key order (to build the index).
+pub fn vectors(
+    conn: &Connection,
+    connector: &str,
+    model: &str,
+) -> rusqlite::Result<Vec<(ChunkKey, Vec<f32>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, id, seq, vector FROM chunks WHERE connector = ?1 AND model = ?2
+         ORDER BY kind, id, seq",
+    )?;
+    let rows = stmt.query_map(params![connector, model], |r| {
+        let bytes: Vec<u8> = r.get(3)?;
+        Ok((
+            ChunkKey {
+                connector: connector.to_string(),
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                seq: r.get(2)?,
+            },
+            decode(&bytes),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        if let (k, Some(v)) = row? {
+            out.push((k, v));
+        }
+    }
+    Ok(out)
+}
+
+/// The connectors that have chunks of `model`.
+pub fn vector_connectors(conn: &Connection, model: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT connector FROM chunks WHERE model = ?1")?;
+    let rows = stmt.query_map(params![model], |r| r.get(0))?;
+    rows.collect()
 }
 
 /// How many chunks are stored for a connector (status and tests).

@@ -346,6 +346,14 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     );
     "#,
+    // 18: the own authorization server signs people in through the company's OpenID Connect
+    // provider too (api/authorization/upstream.rs): such a grant has no API token
+    // (`api_token_id` is empty) and names the person, their tenant and groups itself.
+    r#"
+    ALTER TABLE oauth_grants ADD COLUMN person TEXT;
+    ALTER TABLE oauth_grants ADD COLUMN person_tenant TEXT;
+    ALTER TABLE oauth_grants ADD COLUMN person_groups TEXT;
+    "#,
 ];
 
 /// The database file inside a data directory.

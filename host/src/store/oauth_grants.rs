@@ -86,11 +86,22 @@ pub fn client(conn: &Connection, id: &str) -> rusqlite::Result<Option<Client>> {
     .optional()
 }
 
+/// A person signed in through the company's OpenID Connect provider (no API token behind
+/// them): who they are, as its id_token said at the sign-in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    pub name: String,
+    pub tenant: String,
+    pub groups: Vec<String>,
+}
+
 /// What a person agreed to at the sign-in page.
 #[derive(Debug, Clone)]
 pub struct NewGrant<'a> {
     pub client_id: &'a str,
+    /// The API token signed in with; empty for a person signed in upstream.
     pub api_token_id: &'a str,
+    pub person: Option<&'a Person>,
     pub scopes: &'a [String],
     pub resource: &'a str,
     pub redirect_uri: &'a str,
@@ -104,15 +115,21 @@ pub fn start_grant(conn: &mut Connection, g: &NewGrant) -> anyhow::Result<(Strin
     let code = new_secret(CODE_PREFIX);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
-        "INSERT INTO oauth_grants (id, client_id, api_token_id, scopes, resource, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO oauth_grants (id, client_id, api_token_id, scopes, resource, created_at,
+            person, person_tenant, person_groups)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             id,
             g.client_id,
             g.api_token_id,
             g.scopes.join(" "),
             g.resource,
-            super::now_rfc3339()
+            super::now_rfc3339(),
+            g.person.map(|p| &p.name),
+            g.person.map(|p| &p.tenant),
+            g.person
+                .map(|p| serde_json::to_string(&p.groups))
+                .transpose()?,
         ],
     )?;
     tx.execute(
@@ -141,32 +158,39 @@ pub struct Grant {
     pub principal: Principal,
 }
 
+/// The query both backends read a live grant with: the grant unrevoked, and either its API
+/// token live or (signed in upstream) the person it names. The principal's token id is the
+/// grant's own id for a person signed in upstream.
+pub const LIVE_GRANT: &str = "SELECT g.id, g.client_id, g.scopes, g.resource,
+        COALESCE(t.id, g.id), COALESCE(t.principal, g.person),
+        COALESCE(t.tenant, g.person_tenant), COALESCE(t.groups, g.person_groups)
+     FROM oauth_grants g LEFT JOIN api_tokens t ON t.id = g.api_token_id
+     WHERE g.id = $1 AND g.revoked_at IS NULL
+       AND ((g.api_token_id = '' AND g.person IS NOT NULL)
+            OR (t.id IS NOT NULL AND t.revoked_at IS NULL))";
+
 /// The grant when neither it nor its API token is revoked.
 pub fn live_grant(conn: &Connection, id: &str) -> rusqlite::Result<Option<Grant>> {
-    conn.prepare_cached(
-        "SELECT g.id, g.client_id, g.scopes, g.resource, t.id, t.principal, t.tenant, t.groups
-         FROM oauth_grants g JOIN api_tokens t ON t.id = g.api_token_id
-         WHERE g.id = ?1 AND g.revoked_at IS NULL AND t.revoked_at IS NULL",
-    )?
-    .query_row([id], |r| {
-        let (scopes, groups): (String, String) = (r.get(2)?, r.get(7)?);
-        Ok(Grant {
-            id: r.get(0)?,
-            client_id: r.get(1)?,
-            scopes: scopes.split_whitespace().map(str::to_string).collect(),
-            resource: r.get(3)?,
-            principal: Principal {
-                token_id: r.get(4)?,
-                name: r.get(5)?,
-                tenant: r.get(6)?,
-                groups: serde_json::from_str(&groups).unwrap_or_default(),
-                admin: false,
-                proxy: Vec::new(),
-                scopes: Some(scopes.split_whitespace().map(str::to_string).collect()),
-            },
+    conn.prepare_cached(LIVE_GRANT)?
+        .query_row([id], |r| {
+            let (scopes, groups): (String, String) = (r.get(2)?, r.get(7)?);
+            Ok(Grant {
+                id: r.get(0)?,
+                client_id: r.get(1)?,
+                scopes: scopes.split_whitespace().map(str::to_string).collect(),
+                resource: r.get(3)?,
+                principal: Principal {
+                    token_id: r.get(4)?,
+                    name: r.get(5)?,
+                    tenant: r.get(6)?,
+                    groups: serde_json::from_str(&groups).unwrap_or_default(),
+                    admin: false,
+                    proxy: Vec::new(),
+                    scopes: Some(scopes.split_whitespace().map(str::to_string).collect()),
+                },
+            })
         })
-    })
-    .optional()
+        .optional()
 }
 
 /// A grant as `airlock oauth grants` lists it (never a token).
@@ -188,9 +212,10 @@ pub struct GrantInfo {
 }
 
 /// The query both backends list grants with, newest first.
-pub const LIST_GRANTS: &str = "SELECT g.id, g.client_id, c.name, t.principal, t.tenant,
+pub const LIST_GRANTS: &str = "SELECT g.id, g.client_id, c.name,
+        COALESCE(t.principal, g.person), COALESCE(t.tenant, g.person_tenant),
         g.api_token_id, g.scopes, g.created_at, g.revoked_at, g.revoked_why,
-        (t.id IS NULL OR t.revoked_at IS NOT NULL)
+        (g.person IS NULL AND (t.id IS NULL OR t.revoked_at IS NOT NULL))
      FROM oauth_grants g
      LEFT JOIN oauth_clients c ON c.id = g.client_id
      LEFT JOIN api_tokens t ON t.id = g.api_token_id
@@ -393,6 +418,7 @@ mod tests {
             &NewGrant {
                 client_id: "dcr_1",
                 api_token_id: token_id,
+                person: None,
                 scopes: &["search".into(), "read".into()],
                 resource: "https://a.example/mcp",
                 redirect_uri: "https://c.example/cb",
@@ -421,6 +447,40 @@ mod tests {
         let r = redeem_code(&mut c, &code, "dcr_1").unwrap().unwrap();
         assert_eq!(r.grant.principal.name, "ada");
         assert_eq!(r.grant.scopes, ["search", "read"]);
+    }
+
+    #[test]
+    fn a_person_signed_in_upstream_is_the_grants_own_principal_until_it_is_revoked() {
+        let (_d, mut c, _) = setup();
+        let person = Person {
+            name: "bo@contoso.com".into(),
+            tenant: "acme".into(),
+            groups: vec!["ops".into()],
+        };
+        let (id, _) = start_grant(
+            &mut c,
+            &NewGrant {
+                client_id: "dcr_1",
+                api_token_id: "",
+                person: Some(&person),
+                scopes: &["search".into()],
+                resource: "https://a.example/mcp",
+                redirect_uri: "https://c.example/cb",
+                code_challenge: "x",
+                code_ttl_ms: 60_000,
+            },
+        )
+        .unwrap();
+        let g = live_grant(&c, &id).unwrap().expect("live");
+        assert_eq!(g.principal.name, "bo@contoso.com");
+        assert_eq!(g.principal.tenant, "acme");
+        assert_eq!(g.principal.groups, ["ops"]);
+        assert_eq!(g.principal.token_id, id);
+        let listed = grants(&c).unwrap();
+        assert_eq!(listed[0].principal.as_deref(), Some("bo@contoso.com"));
+        assert!(!listed[0].api_token_revoked);
+        assert!(revoke_grant(&c, &id, "test").unwrap());
+        assert!(live_grant(&c, &id).unwrap().is_none());
     }
 
     #[test]

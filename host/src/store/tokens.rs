@@ -28,6 +28,13 @@ pub struct Principal {
     pub scopes: Option<Vec<String>>,
 }
 
+/// The email a principal name is, when it is one (an OAuth principal's email or UPN, or a token
+/// named after a person); lower-cased. A namespaced name (`user:…`) is none.
+pub fn name_email(name: &str) -> Option<String> {
+    let n = name.trim();
+    (n.contains('@') && !n.contains(':')).then(|| n.to_lowercase())
+}
+
 impl Principal {
     /// How audit rows and approvals name who asked: `token:NAME` for an API token,
     /// `oauth:NAME` (the person's email or UPN) for an OAuth access token.

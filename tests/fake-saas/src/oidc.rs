@@ -6,6 +6,9 @@
 //! person is signed in at once — the one set by [`RunningFake::sign_in_as`], Ada by default —
 //! and redirected back with a one-time code) and the token endpoint (`POST /token`: the code and
 //! its verifier for an ES256 access token whose `aud` is the `resource` asked for, RFC 8707).
+//! With `openid` among the scopes, the token response also carries an id_token for the client
+//! (`aud` its id, the `nonce` of the authorization request): a relying party signs people in
+//! with it. A confidential client ([`RunningFake::add_client`]) must send its secret.
 //! Tests may also mint tokens directly ([`RunningFake::mint`]); `rotate_key` switches to a new
 //! key, published beside the old one, as identity providers do.
 
@@ -72,6 +75,8 @@ pub struct Oidc {
     keys: Mutex<Vec<Key>>,
     /// Registered clients: id → redirect URIs.
     clients: Mutex<HashMap<String, Vec<String>>>,
+    /// Confidential clients' secrets: id → secret.
+    secrets: Mutex<HashMap<String, String>>,
     /// Codes not yet exchanged.
     codes: Mutex<HashMap<String, Grant>>,
     /// Who `/authorize` signs in: the claims every token it leads to carries.
@@ -85,6 +90,7 @@ struct Grant {
     challenge: String,
     scope: String,
     resource: Option<String>,
+    nonce: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -163,6 +169,7 @@ async fn authorize(
             challenge: get("code_challenge"),
             scope: get("scope"),
             resource: q.get("resource").cloned(),
+            nonce: q.get("nonce").cloned(),
         },
     );
     let mut back = format!("{redirect_uri}?code={code}");
@@ -203,14 +210,42 @@ async fn token(State(o): State<Arc<Oidc>>, Form(f): Form<HashMap<String, String>
             "client, redirect_uri or code_verifier does not match",
         );
     }
-    let Some(resource) = f.get("resource").cloned().or(g.resource) else {
+    if let Some(secret) = lock(&o.secrets).get(&g.client_id)
+        && *secret != get("client_secret")
+    {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+    }
+    let openid = g.scope.split_whitespace().any(|s| s == "openid");
+    let now = crate::common::now_ms() / 1000;
+    let id_token = openid.then(|| {
+        let mut claims = lock(&o.person).clone();
+        claims["iss"] = json!(o.base_url);
+        claims["aud"] = json!(g.client_id);
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + 600);
+        if let Some(n) = &g.nonce {
+            claims["nonce"] = json!(n);
+        }
+        sign(lock(&o.keys).last().expect("a key"), &claims)
+    });
+    // A sign-in only (no resource asked for): the access token is for the client itself.
+    let resource = f.get("resource").cloned().or(g.resource);
+    let resource = match (resource, openid) {
+        (Some(r), _) => Some(r),
+        (None, true) => Some(g.client_id.clone()),
+        (None, false) => None,
+    };
+    let Some(resource) = resource else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_target",
             "name the resource (RFC 8707)",
         );
     };
-    let now = crate::common::now_ms() / 1000;
     let mut claims = lock(&o.person).clone();
     claims["iss"] = json!(o.base_url);
     claims["aud"] = json!(resource);
@@ -221,8 +256,11 @@ async fn token(State(o): State<Arc<Oidc>>, Form(f): Form<HashMap<String, String>
     claims["exp"] = json!(now + 600);
     let keys = lock(&o.keys);
     let access = sign(keys.last().expect("a key"), &claims);
-    Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": 600, "scope": g.scope}))
-        .into_response()
+    let mut reply = json!({"access_token": access, "token_type": "Bearer", "expires_in": 600, "scope": g.scope});
+    if let Some(t) = id_token {
+        reply["id_token"] = json!(t);
+    }
+    Json(reply).into_response()
 }
 
 impl FakeState for Oidc {
@@ -272,6 +310,7 @@ pub async fn spawn_oidc(listen: SocketAddr) -> std::io::Result<RunningFake<Oidc>
         base_url: base_url.clone(),
         keys: Mutex::new(vec![Key::new("key-1")]),
         clients: Mutex::default(),
+        secrets: Mutex::default(),
         codes: Mutex::default(),
         person: Mutex::new(
             json!({"sub": "00u-ada", "preferred_username": "ada.adams@contoso.com",
@@ -312,6 +351,12 @@ impl RunningFake<Oidc> {
     /// `groups`, ...).
     pub fn sign_in_as(&self, claims: Value) {
         *lock(&self.state.person) = claims;
+    }
+
+    /// Registers a confidential client (a relying party that signs people in with its secret).
+    pub fn add_client(&self, id: &str, secret: &str, redirect_uris: &[String]) {
+        lock(&self.state.clients).insert(id.to_string(), redirect_uris.to_vec());
+        lock(&self.state.secrets).insert(id.to_string(), secret.to_string());
     }
 
     /// Publishes a new key and signs with it from now on (the old one stays published).

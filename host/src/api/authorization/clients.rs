@@ -312,6 +312,8 @@ mod tests {
             access_token_ttl: Duration::from_secs(600),
             refresh_token_ttl: Duration::from_secs(3600),
             allow_loopback_client_ids: loopback,
+            upstream: None,
+            api_token_sign_in: true,
         }
     }
 

@@ -11,8 +11,10 @@
 
 pub mod clients;
 pub mod keys;
+pub mod pending;
 pub mod signin;
 pub mod token;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ pub const TOKEN: &str = "/oauth/token";
 pub const REVOKE: &str = "/oauth/revoke";
 pub const REGISTER: &str = "/oauth/register";
 pub const JWKS: &str = "/oauth/jwks";
+/// Where the company's OpenID provider sends people back after signing them in.
+pub const CALLBACK: &str = "/oauth/callback";
 pub const METADATA: &str = "/.well-known/oauth-authorization-server";
 
 /// The authorization server's routes (open: each checks what it is given).
@@ -46,6 +50,7 @@ pub fn routes() -> Router<Arc<Airlock>> {
         .route(REVOKE, post(token::revoke))
         .route(REGISTER, post(clients::register))
         .route(JWKS, get(jwks))
+        .route(CALLBACK, get(upstream::callback))
 }
 
 /// `[oauth]` when Airlock is its own authorization server, or the 404 every endpoint gives.

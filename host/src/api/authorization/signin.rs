@@ -4,6 +4,9 @@
 //! person back — where the person pastes their Airlock API token; `POST /oauth/authorize`
 //! signs them in and redirects back with a one-time code (or `access_denied`).
 //!
+//! With `[oauth.upstream]` the page offers "sign in with" the company's OpenID Connect provider
+//! instead of (or beside) the token field: see `upstream.rs`.
+//!
 //! The request waits in the store (ten minutes, five tries of a token) under a random id, so
 //! the form may be answered at another daemon of the installation and a restart loses none; the
 //! form carries that id and a CSRF token that must equal the one in a `SameSite=Strict`,
@@ -18,14 +21,18 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::clients::{self, Client};
+use super::clients;
+use super::pending::{
+    BIND_COOKIE, Pending, UpstreamStart, back_to, cannot_now, cookie, issue_code, refuse_here, same,
+};
+use super::upstream;
 use super::{audit, no_store, own, scope_names};
 use crate::app::Airlock;
 use crate::config::OAUTH_SCOPES as SCOPES;
-use crate::config::OAuth;
-use crate::store::oauth_grants::{NewGrant, new_secret};
+use crate::config::{OAuth, OwnServer};
+use crate::store::oauth_grants::new_secret;
 use crate::store::tokens::hash_token;
 
 /// How long a sign-in may take, and how many tokens a person may try.
@@ -34,8 +41,6 @@ const MAX_TRIES: u32 = 5;
 /// Most sign-ins waiting at once (beyond it, the oldest expired ones are dropped first, then
 /// new ones refused: the endpoint is open).
 const MAX_PENDING: i64 = 10_000;
-/// How long a code may wait for its exchange.
-const CODE_TTL_MS: i64 = 60_000;
 const CSRF_COOKIE: &str = "airlock_oauth_csrf";
 
 /// The query of `GET /oauth/authorize`.
@@ -49,61 +54,6 @@ pub struct AuthorizeQuery {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     resource: Option<String>,
-}
-
-/// A sign-in waiting for the person: what is stored as its request (the CSRF token only as
-/// a digest, beside it).
-#[derive(Clone, Serialize, Deserialize)]
-struct Pending {
-    client: Client,
-    redirect_uri: String,
-    state: Option<String>,
-    scopes: Vec<String>,
-    code_challenge: String,
-    resource: String,
-    #[serde(skip)]
-    csrf: String,
-}
-
-/// An error shown to the person (not sent to a redirect URI that is not known to be the
-/// client's, RFC 6749 §4.1.2.1).
-fn refuse_here(message: &str) -> Response {
-    no_store(crate::api::errors::error_response(
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-        message,
-        None,
-    ))
-}
-
-/// The redirect back to the client with `params` (plus `state` and `iss`, RFC 9207).
-fn back_to(
-    o: &OAuth,
-    redirect_uri: &str,
-    state: Option<&str>,
-    params: &[(&str, &str)],
-) -> Response {
-    let Ok(mut u) = url::Url::parse(redirect_uri) else {
-        return refuse_here("the redirect URI is not a URL");
-    };
-    {
-        let mut q = u.query_pairs_mut();
-        for (k, v) in params {
-            q.append_pair(k, v);
-        }
-        if let Some(s) = state {
-            q.append_pair("state", s);
-        }
-        q.append_pair("iss", &o.issuer);
-    }
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    match HeaderValue::from_str(u.as_str()) {
-        Ok(v) => {
-            r.headers_mut().insert(header::LOCATION, v);
-            no_store(r)
-        }
-        Err(_) => refuse_here("the redirect URI cannot be used"),
-    }
 }
 
 fn error_back(o: &OAuth, p: &AuthorizeQuery, redirect_uri: &str, error: &str, d: &str) -> Response {
@@ -203,6 +153,7 @@ pub async fn page(State(a): State<Arc<Airlock>>, Query(q): Query<AuthorizeQuery>
         scopes,
         code_challenge: challenge,
         resource: o.resource.clone(),
+        upstream: s.upstream.as_ref().map(|_| UpstreamStart::new()),
         csrf: csrf.clone(),
     };
     let request = match serde_json::to_string(&p) {
@@ -215,16 +166,10 @@ pub async fn page(State(a): State<Arc<Airlock>>, Query(q): Query<AuthorizeQuery>
         .put_oauth_pending(&id, &request, &csrf, ttl, MAX_PENDING)
         .await
     {
-        Ok(true) => render(&o, &id, &p, None, true),
+        Ok(true) => render(&o, &s, &id, &p, None, true),
         Ok(false) => refuse_here("too many sign-ins are waiting; try again in a few minutes"),
         Err(e) => cannot_now(e),
     }
-}
-
-/// The store failed: the cause is logged, the person asked to try again.
-fn cannot_now(e: anyhow::Error) -> Response {
-    tracing::error!("OAuth sign-in state cannot be stored or read: {e:#}");
-    refuse_here("the sign-in cannot be handled now; try again")
 }
 
 /// Whether a PKCE S256 challenge has the shape of one (base64url of a SHA-256 digest).
@@ -278,7 +223,7 @@ pub async fn decide(
     headers: HeaderMap,
     Form(d): Form<Decision>,
 ) -> Response {
-    let (o, _) = match own(&a) {
+    let (o, s) = match own(&a) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -312,6 +257,17 @@ pub async fn decide(
             .await
             .unwrap_or(false)
     };
+    if d.decision == "upstream" {
+        return match (&s.upstream, &p.upstream) {
+            (Some(up), Some(start)) => upstream::redirect(&a, &o, up, &d.request, start).await,
+            _ => refuse_here("this server signs people in with an API token only"),
+        };
+    }
+    if d.decision == "allow" && !s.api_token_sign_in {
+        return refuse_here(
+            "this server signs people in through their organisation's account only",
+        );
+    }
     if d.decision != "allow" {
         take().await;
         tracing::info!(client = %p.client.id, "OAuth sign-in declined");
@@ -356,6 +312,7 @@ pub async fn decide(
             }
             return render(
                 &o,
+                &s,
                 &d.request,
                 &p,
                 Some("That token is not valid (unknown or revoked). Paste an Airlock API token."),
@@ -370,67 +327,20 @@ pub async fn decide(
     if !take().await {
         return refuse_here("this sign-in was already answered; start again from the application");
     }
-    let started = a
-        .store
-        .start_oauth_grant(&NewGrant {
-            client_id: &p.client.id,
-            api_token_id: &principal.token_id,
-            scopes: &p.scopes,
-            resource: &p.resource,
-            redirect_uri: &p.redirect_uri,
-            code_challenge: &p.code_challenge,
-            code_ttl_ms: CODE_TTL_MS,
-        })
-        .await;
-    match started {
-        Ok((grant, code)) => {
-            audit(
-                &a,
-                "oauth-sign-in",
-                "allow",
-                Some(format!("oauth:{}", principal.name)),
-                format!(
-                    "client {} granted {} (grant {grant}, API token {})",
-                    p.client.id,
-                    p.scopes.join(" "),
-                    principal.token_id
-                ),
-            );
-            tracing::info!(
-                client = %p.client.id,
-                principal = %principal.name,
-                grant = %grant,
-                "OAuth sign-in: code issued"
-            );
-            back_to(
-                &o,
-                &p.redirect_uri,
-                p.state.as_deref(),
-                &[("code", code.as_str())],
-            )
-        }
-        Err(e) => {
-            tracing::error!("OAuth grant cannot be stored: {e:#}");
-            refuse_here("the sign-in cannot be completed now; try again")
-        }
-    }
-}
-
-/// Compares two secrets in time independent of where they differ.
-fn same(a: &str, b: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+    let by = format!("API token {}", principal.token_id);
+    issue_code(
+        &a,
+        &o,
+        &p,
+        &principal.name,
+        (&principal.token_id, None),
+        &by,
+    )
+    .await
 }
 
 fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == CSRF_COOKIE)
-        .map(|(_, v)| v.to_string())
+    cookie(headers, CSRF_COOKIE)
 }
 
 /// Escapes text for HTML content and quoted attributes.
@@ -451,7 +361,14 @@ fn esc(s: &str) -> String {
 }
 
 /// The sign-in and consent page, with its security headers (and the CSRF cookie when new).
-fn render(o: &OAuth, id: &str, p: &Pending, error: Option<&str>, set_cookie: bool) -> Response {
+fn render(
+    o: &OAuth,
+    s: &OwnServer,
+    id: &str,
+    p: &Pending,
+    error: Option<&str>,
+    set_cookie: bool,
+) -> Response {
     let nonce = new_secret("");
     let described: String = p
         .scopes
@@ -500,10 +417,7 @@ button{{font:inherit;padding:.4rem 1rem;margin:.8rem .5rem 0 0}}
 <form method="post" action="/oauth/authorize" autocomplete="off">
 <input type="hidden" name="request" value="{id}">
 <input type="hidden" name="csrf" value="{csrf}">
-<label for="token">Your Airlock API token</label>
-<input type="password" id="token" name="token" placeholder="alk_…" autocomplete="off">
-<button type="submit" name="decision" value="allow">Sign in and allow</button>
-<button type="submit" name="decision" value="deny">Deny</button>
+{upstream}{token_field}<button type="submit" name="decision" value="deny">Deny</button>
 </form>
 </body></html>
 "#,
@@ -513,15 +427,33 @@ button{{font:inherit;padding:.4rem 1rem;margin:.8rem .5rem 0 0}}
         back = esc(&back),
         id = esc(id),
         csrf = esc(&p.csrf),
+        upstream = match &s.upstream {
+            Some(up) => format!(
+                "<button type=\"submit\" name=\"decision\" value=\"upstream\">Sign in with {} and allow</button><br>\n",
+                esc(&up.display_name)
+            ),
+            None => String::new(),
+        },
+        token_field = match s.api_token_sign_in {
+            true =>
+                "<label for=\"token\">Your Airlock API token</label>\n\
+<input type=\"password\" id=\"token\" name=\"token\" placeholder=\"alk_…\" autocomplete=\"off\">\n\
+<button type=\"submit\" name=\"decision\" value=\"allow\">Sign in and allow</button>\n",
+            false => "",
+        },
     );
     let mut r = Html(html).into_response();
     let h = r.headers_mut();
     // No script at all; the one style by nonce; the form posts here, and the redirect after it
-    // goes to the client (browsers apply form-action to that redirect too).
-    let form_action = match back.is_empty() {
+    // goes to the client or to the OpenID provider (browsers apply form-action to redirects too).
+    let mut form_action = match back.is_empty() {
         true => "'self'".to_string(),
         false => format!("'self' {back}"),
     };
+    if let Some(origin) = s.upstream.as_ref().and_then(upstream::form_origin) {
+        form_action.push(' ');
+        form_action.push_str(&origin);
+    }
     let csp = format!(
         "default-src 'none'; style-src 'nonce-{nonce}'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     );
@@ -549,6 +481,17 @@ button{{font:inherit;padding:.4rem 1rem;margin:.8rem .5rem 0 0}}
         );
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             h.append(header::SET_COOKIE, v);
+        }
+        if s.upstream.is_some() {
+            let bind = format!(
+                "{BIND_COOKIE}={}; Path={}; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                p.csrf,
+                super::CALLBACK,
+                PENDING_TTL.as_secs()
+            );
+            if let Ok(v) = HeaderValue::from_str(&bind) {
+                h.append(header::SET_COOKIE, v);
+            }
         }
     }
     no_store(r)

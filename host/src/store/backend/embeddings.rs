@@ -4,7 +4,7 @@
 
 use super::Store;
 use crate::store::documents::Hit;
-use crate::store::embeddings::{self, ChunkRow, Pending, VectorQuery};
+use crate::store::embeddings::{self, ChunkKey, ChunkRow, Pending, VectorQuery};
 
 impl Store {
     /// Documents of `connector` whose chunks are missing or stale for `model` (at most `limit`).
@@ -63,6 +63,50 @@ impl Store {
         match self {
             Store::Sqlite(db) => db.read(move |conn| Ok(embeddings::search(conn, &q)?)).await,
             Store::Postgres(pg) => pg.vector_search(&q).await,
+        }
+    }
+
+    /// The same search over the given chunks only: deleted ones and those outside the query's
+    /// filters drop out (the approximate index's candidates pass through here).
+    pub async fn vector_search_among(
+        &self,
+        q: VectorQuery,
+        candidates: Vec<ChunkKey>,
+    ) -> anyhow::Result<Vec<Hit>> {
+        match self {
+            Store::Sqlite(db) => {
+                db.read(move |conn| Ok(embeddings::search_among(conn, &q, &candidates)?))
+                    .await
+            }
+            Store::Postgres(pg) => pg.vector_search_among(&q, &candidates).await,
+        }
+    }
+
+    /// Every chunk vector of `connector` made with `model` (to build the index).
+    pub async fn chunk_vectors(
+        &self,
+        connector: &str,
+        model: &str,
+    ) -> anyhow::Result<Vec<(ChunkKey, Vec<f32>)>> {
+        match self {
+            Store::Sqlite(db) => {
+                let (c, m) = (connector.to_string(), model.to_string());
+                db.read(move |conn| Ok(embeddings::vectors(conn, &c, &m)?))
+                    .await
+            }
+            Store::Postgres(pg) => pg.chunk_vectors(connector, model).await,
+        }
+    }
+
+    /// The connectors that have chunks of `model`.
+    pub async fn vector_connectors(&self, model: &str) -> anyhow::Result<Vec<String>> {
+        match self {
+            Store::Sqlite(db) => {
+                let m = model.to_string();
+                db.read(move |conn| Ok(embeddings::vector_connectors(conn, &m)?))
+                    .await
+            }
+            Store::Postgres(pg) => pg.vector_connectors(model).await,
         }
     }
 

@@ -52,6 +52,7 @@ impl Store {
     pub async fn start_oauth_grant(&self, g: &NewGrant<'_>) -> anyhow::Result<(String, String)> {
         match self {
             Store::Sqlite(db) => {
+                let person = g.person.cloned();
                 let (client, token, scopes, resource, redirect, challenge, ttl) = (
                     g.client_id.to_string(),
                     g.api_token_id.to_string(),
@@ -67,6 +68,7 @@ impl Store {
                         &NewGrant {
                             client_id: &client,
                             api_token_id: &token,
+                            person: person.as_ref(),
                             scopes: &scopes,
                             resource: &resource,
                             redirect_uri: &redirect,

@@ -7,8 +7,24 @@ use super::PgStore;
 use super::documents::readers_sql;
 use crate::store::documents::{Hit, Readers, parse_acl};
 use crate::store::embeddings::{
-    ChunkRow, Pending, VectorQuery, best_documents, cosine, decode, encode, snippet,
+    ChunkKey, ChunkRow, Pending, VectorQuery, best_documents, cosine, decode, encode, snippet,
 };
+
+/// The conditions every vector search applies (model, connector, kind, the tenant's connectors,
+/// the ACL): one text for the exact scan and the candidate lookup, as on SQLite.
+fn filter_sql() -> String {
+    format!(
+        "c.model = $1
+           AND ($2::text IS NULL OR d.connector = $2)
+           AND ($3::text IS NULL OR d.kind = $3)
+           AND ($4::text[] IS NULL OR d.connector = ANY($4))
+           AND {}",
+        readers_sql("$5")
+    )
+}
+
+const COLUMNS: &str = "SELECT d.connector, d.kind, d.id, d.title, d.url, d.updated_at, c.text,
+        c.vector, d.acl::text";
 
 impl PgStore {
     pub async fn pending_chunks(
@@ -106,31 +122,79 @@ impl PgStore {
         Ok(())
     }
 
+    /// Exact cosine search under the query's filters.
     pub async fn vector_search(&self, q: &VectorQuery) -> anyhow::Result<Vec<Hit>> {
+        let sql = format!(
+            "{COLUMNS}
+             FROM chunks c JOIN documents d
+               ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+             WHERE {}",
+            filter_sql()
+        );
+        self.ranked(&sql, q, None).await
+    }
+
+    /// The same search over the given chunks only (see `store::embeddings::search_among`).
+    pub async fn vector_search_among(
+        &self,
+        q: &VectorQuery,
+        candidates: &[ChunkKey],
+    ) -> anyhow::Result<Vec<Hit>> {
+        let sql = format!(
+            "{COLUMNS}
+             FROM unnest($6::text[], $7::text[], $8::text[], $9::int4[]) AS k(connector, kind, id, seq)
+             JOIN chunks c
+               ON c.connector = k.connector AND c.kind = k.kind AND c.id = k.id AND c.seq = k.seq
+             JOIN documents d
+               ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+             WHERE {}",
+            filter_sql()
+        );
+        self.ranked(&sql, q, Some(candidates)).await
+    }
+
+    /// Runs a vector search statement whose parameters $1..$5 are the query's filters (and
+    /// $6..$9, when given, the candidates' keys), ranking each row by its stored vector.
+    async fn ranked(
+        &self,
+        sql: &str,
+        q: &VectorQuery,
+        candidates: Option<&[ChunkKey]>,
+    ) -> anyhow::Result<Vec<Hit>> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT d.connector, d.kind, d.id, d.title, d.url, d.updated_at, c.text,
-                            c.vector, d.acl::text
-                     FROM chunks c JOIN documents d
-                       ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
-                     WHERE c.model = $1
-                       AND ($2::text IS NULL OR d.connector = $2)
-                       AND ($3::text IS NULL OR d.kind = $3)
-                       AND ($4::text[] IS NULL OR d.connector = ANY($4))
-                       AND {}",
-                    readers_sql("$5")
-                ),
-                &[
-                    &q.model,
-                    &q.connector,
-                    &q.kind,
-                    &q.connectors,
-                    &q.readers.as_ref().map(Json::<&Readers>),
-                ],
-            )
-            .await?;
+        let readers = q.readers.as_ref().map(Json::<&Readers>);
+        let rows = match candidates {
+            None => {
+                client
+                    .query(
+                        sql,
+                        &[&q.model, &q.connector, &q.kind, &q.connectors, &readers],
+                    )
+                    .await?
+            }
+            Some(keys) => {
+                let connectors: Vec<&str> = keys.iter().map(|k| k.connector.as_str()).collect();
+                let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+                let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+                let seqs: Vec<i32> = keys.iter().map(|k| k.seq as i32).collect();
+                client
+                    .query(
+                        sql,
+                        &[
+                            &q.model,
+                            &q.connector,
+                            &q.kind,
+                            &q.connectors,
+                            &readers,
+                            &connectors,
+                            &kinds,
+                            &ids,
+                            &seqs,
+                        ],
+                    )
+                    .await?
+            }
+        };
         let scored = rows.iter().map(|r| {
             let text: String = r.get(6);
             let acl: String = r.get(8);
@@ -152,6 +216,50 @@ impl PgStore {
             )
         });
         Ok(best_documents(scored, q.limit))
+    }
+
+    /// Every chunk vector of `connector` made with `model`, in key order.
+    pub async fn chunk_vectors(
+        &self,
+        connector: &str,
+        model: &str,
+    ) -> anyhow::Result<Vec<(ChunkKey, Vec<f32>)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT kind, id, seq, vector FROM chunks WHERE connector = $1 AND model = $2
+                 ORDER BY kind, id, seq",
+                &[&connector, &model],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let v = decode(&r.get::<_, Vec<u8>>(3))?;
+                let seq: i32 = r.get(2);
+                Some((
+                    ChunkKey {
+                        connector: connector.to_string(),
+                        kind: r.get(0),
+                        id: r.get(1),
+                        seq: seq as u32,
+                    },
+                    v,
+                ))
+            })
+            .collect())
+    }
+
+    /// The connectors that have chunks of `model`.
+    pub async fn vector_connectors(&self, model: &str) -> anyhow::Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT connector FROM chunks WHERE model = $1",
+                &[&model],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub async fn chunk_count(&self, connector: &str) -> anyhow::Result<u64> {

@@ -316,6 +316,13 @@ const MIGRATIONS: &[&str] = &[
         expires_ms BIGINT NOT NULL
     );
     "#,
+    // 10: grants of people signed in through the company's OpenID Connect provider (see the
+    // SQLite migration 18).
+    r#"
+    ALTER TABLE oauth_grants ADD COLUMN person TEXT;
+    ALTER TABLE oauth_grants ADD COLUMN person_tenant TEXT;
+    ALTER TABLE oauth_grants ADD COLUMN person_groups JSONB;
+    "#,
 ];
 
 /// Serialises migrations of daemons that start together (any constant both sides agree on).

@@ -7,20 +7,13 @@ use deadpool_postgres::GenericClient;
 
 use super::PgStore;
 use crate::store::oauth_grants::{
-    CODE_PREFIX, Client, Grant, GrantInfo, LIST_GRANTS, NewGrant, REFRESH_PREFIX, Redeemed,
-    Refused, new_secret, now_ms,
+    CODE_PREFIX, Client, Grant, GrantInfo, LIST_GRANTS, LIVE_GRANT, NewGrant, REFRESH_PREFIX,
+    Redeemed, Refused, new_secret, now_ms,
 };
 use crate::store::tokens::{Principal, hash_token};
 
 async fn live_grant(c: &impl GenericClient, id: &str) -> anyhow::Result<Option<Grant>> {
-    let r = c
-        .query_opt(
-            "SELECT g.id, g.client_id, g.scopes, g.resource, t.id, t.principal, t.tenant, t.groups
-             FROM oauth_grants g JOIN api_tokens t ON t.id = g.api_token_id
-             WHERE g.id = $1 AND g.revoked_at IS NULL AND t.revoked_at IS NULL",
-            &[&id],
-        )
-        .await?;
+    let r = c.query_opt(LIVE_GRANT, &[&id]).await?;
     Ok(r.map(|r| {
         let (scopes, groups): (String, serde_json::Value) = (r.get(2), r.get(7));
         let scopes: Vec<String> = scopes.split_whitespace().map(str::to_string).collect();
@@ -151,8 +144,9 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO oauth_grants (id, client_id, api_token_id, scopes, resource, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO oauth_grants (id, client_id, api_token_id, scopes, resource, created_at,
+                person, person_tenant, person_groups)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &id,
                 &g.client_id,
@@ -160,6 +154,9 @@ impl PgStore {
                 &g.scopes.join(" "),
                 &g.resource,
                 &crate::store::now_rfc3339(),
+                &g.person.map(|p| p.name.as_str()),
+                &g.person.map(|p| p.tenant.as_str()),
+                &g.person.map(|p| serde_json::json!(p.groups)),
             ],
         )
         .await?;

@@ -83,4 +83,17 @@ pub(super) struct Data {
     pub(super) chats: Vec<Scoped>,
     pub(super) channels: Vec<Scoped>,
     pub(super) drive: Vec<Value>,
+    /// Member user ids by chat id, by team id, and by `team/channel` for private channels (a
+    /// standard channel's members are its team's).
+    pub(super) members: BTreeMap<String, Vec<String>>,
+}
+
+impl Data {
+    /// The member ids of a chat (`chat id`), a team (`team id`) or a channel (`team/channel`):
+    /// a private channel's own members, else the team's. `None` for an unknown scope.
+    pub(super) fn members_of(&self, scope: &str) -> Option<&Vec<String>> {
+        let own = self.members.get(scope);
+        let team = || scope.split_once('/').and_then(|(t, _)| self.members.get(t));
+        own.or_else(team)
+    }
 }

@@ -7,8 +7,9 @@
 //! too). Microsoft Entra ID itself has no RFC 7009 endpoint (sign-in sessions are revoked through
 //! Graph's `revokeSignInSessions`); the fake offers one so that revocation can be tested.
 //!
-//! A user's token sees what the user may open: each drive item is readable by its author and by
-//! the next user in the directory (the fake's sharing), and `POST /search/query` with a user
+//! A user's token sees what the user may open: each drive item is readable by the users its
+//! permissions name (its author and the next user in the directory) and by everyone when an
+//! organization-wide sharing link exists (`/drives/{d}/items/{i}/permissions`), and `POST /search/query` with a user
 //! token answers only those (Graph trims delegated searches per user; app-only ones are not).
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::MsGraph;
@@ -84,18 +85,25 @@ impl Delegated {
             .live()
             .filter_map(|u| u.json["userPrincipalName"].as_str().map(str::to_lowercase))
             .collect();
-        let n = upns.len().max(1);
+        // The users its permissions name, everyone for an organization-wide link.
+        let upn_of = |id: &Value| {
+            let u = d.users.live().find(|u| &u.json["id"] == id);
+            u.and_then(|u| u.json["userPrincipalName"].as_str().map(str::to_lowercase))
+        };
         let readers = d
             .drive
             .iter()
-            .enumerate()
-            .map(|(k, item)| {
+            .map(|item| {
                 let id = item["id"].as_str().unwrap_or("").to_string();
-                let who = [upns.get(k % n), upns.get((k + 1) % n)]
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect();
+                let perms = item["permissions"].as_array().cloned().unwrap_or_default();
+                let who = if perms.iter().any(|p| p["link"]["scope"] == "organization") {
+                    upns.clone()
+                } else {
+                    perms
+                        .iter()
+                        .filter_map(|p| upn_of(&p["grantedToV2"]["user"]["id"]))
+                        .collect()
+                };
                 (id, who)
             })
             .collect();
@@ -148,6 +156,78 @@ impl Delegated {
             .unwrap_or_default();
         json!({"token_type": "Bearer", "scope": scope, "expires_in": lifetime,
             "ext_expires_in": lifetime, "access_token": access, "refresh_token": refresh})
+    }
+}
+
+/// An Entra ID v2 id_token for `upn` (`openid` was asked): the claims a client reads the
+/// signed-in account from. Its signature is not a real one: a client that took it straight from
+/// the token endpoint over TLS need not check it (OpenID Connect Core 3.1.3.7).
+fn id_token(g: &MsGraph, upn: &str) -> String {
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    let d = g.data();
+    let user = d.users.live().find(|u| {
+        u.json["userPrincipalName"]
+            .as_str()
+            .is_some_and(|x| x.eq_ignore_ascii_case(upn))
+    });
+    let (oid, name) = user
+        .map(|u| {
+            (
+                u.json["id"].as_str().unwrap_or_default().to_string(),
+                u.json["displayName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = json!({
+        "aud": g.opts.client_id,
+        "iss": format!("https://login.microsoftonline.com/{}/v2.0", g.opts.tenant),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "name": name, "oid": oid, "preferred_username": upn, "sub": format!("sub-{oid}"),
+        "tid": g.opts.tenant, "ver": "2.0",
+    });
+    format!(
+        "{}.{}.fake-signature",
+        b64(json!({"typ": "JWT", "alg": "RS256", "kid": "fake"})),
+        b64(claims)
+    )
+}
+
+/// `GET /v1.0/me` with a user's token: the signed-in user (app-only tokens have no `me`).
+pub(super) async fn me(State(g): State<Arc<MsGraph>>, headers: axum::http::HeaderMap) -> Response {
+    let upn = super::auth::bearer(&headers).and_then(|t| {
+        g.delegated()
+            .user_of(t)
+            .and_then(Result::ok)
+            .map(str::to_string)
+    });
+    let Some(upn) = upn else {
+        return super::errors::graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        );
+    };
+    let d = g.data();
+    match d.users.live().find(|u| {
+        u.json["userPrincipalName"]
+            .as_str()
+            .is_some_and(|x| x.eq_ignore_ascii_case(&upn))
+    }) {
+        Some(u) => Json(u.json.clone()).into_response(),
+        None => super::errors::graph_error(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            "The signed-in user no longer exists.",
+        ),
     }
 }
 
@@ -269,7 +349,10 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
     }
     let lifetime = g.token_lifetime_secs.load(Ordering::Relaxed);
     let mut del = g.delegated();
-    let reply = match field("grant_type") {
+    // Who the id_token names: written once the lock is let go (it reads the directory, and
+    // the search takes the two locks the other way round).
+    let mut id_token_for = None;
+    let mut reply = match field("grant_type") {
         "authorization_code" => {
             let Some(code) = del.codes.remove(field("code")) else {
                 let msg = "The provided authorization code or refresh token has expired or was already used.";
@@ -289,6 +372,8 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
             del.counts.codes_redeemed += 1;
             del.n += 1;
             let family = del.n;
+            let openid = code.scope.split_whitespace().any(|s| s == "openid");
+            let upn = code.upn.clone();
             del.families.insert(
                 family,
                 Family {
@@ -297,6 +382,9 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
                     revoked: false,
                 },
             );
+            if openid {
+                id_token_for = Some(upn);
+            }
             del.issue(family, lifetime)
         }
         "refresh_token" => {
@@ -320,6 +408,10 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
             return aad_error(bad, "unsupported_grant_type", 70003, msg);
         }
     };
+    drop(del);
+    if let Some(upn) = id_token_for {
+        reply["id_token"] = json!(id_token(g, &upn));
+    }
     Json(reply).into_response()
 }
 

@@ -229,13 +229,16 @@ impl Data {
     /// A Teams message; `scope` is the chat id or `team/channel`.
     pub(super) fn teams_json(&mut self, scope: &str, at: i64, system: bool) -> Value {
         let id = at.to_string();
-        let k = self.rng.below(self.users.items.len().max(1) as u64) as usize;
-        let user = self
-            .users
-            .items
-            .get(k)
-            .map(|i| i.json.clone())
-            .unwrap_or(json!({}));
+        // The sender is one of the chat's or channel's members (anyone when none are known).
+        let pool: Vec<Value> = match self.members_of(scope) {
+            Some(ids) if !ids.is_empty() => ids
+                .iter()
+                .filter_map(|m| self.users.find(m).map(|u| u.json.clone()))
+                .collect(),
+            _ => self.users.items.iter().map(|i| i.json.clone()).collect(),
+        };
+        let k = self.rng.below(pool.len().max(1) as u64) as usize;
+        let user = pool.get(k).cloned().unwrap_or(json!({}));
         let topic = self.rng.pick(&TOPICS);
         let (message_type, content, from) = if system {
             (
@@ -295,7 +298,10 @@ pub(super) fn generate(opts: &MsGraphOptions) -> Data {
         chats: Vec::new(),
         channels: Vec::new(),
         drive: Vec::new(),
+        members: BTreeMap::new(),
     };
+    // Memberships come from their own generator, so the other records stay as they were.
+    let mut mrng = Rng::new(opts.seed ^ 0x6d65_6d62);
     for k in 0..opts.users {
         let json = d.user_json(k);
         let item = d.push(json);
@@ -363,6 +369,9 @@ pub(super) fn generate(opts: &MsGraphOptions) -> Data {
             d.rng.next_u64(),
             d.rng.next_u64()
         );
+        let n = 3 + mrng.below(5) as usize;
+        let members = pick_members(&mut mrng, &users, n);
+        d.members.insert(chat.clone(), members);
         let mut coll = Coll::default();
         for k in 0..opts.messages_per_chat {
             let at = utc_ms(2026, 1, 10, 9, 0) + (c * 1000 + k) as i64 * 61_000;
@@ -373,10 +382,17 @@ pub(super) fn generate(opts: &MsGraphOptions) -> Data {
         d.chats.push(Scoped { key: chat, coll });
     }
     let team = guid(&mut d.rng);
+    let team_members = pick_members(&mut mrng, &users, 12);
+    d.members.insert(team.clone(), team_members.clone());
     for c in 0..opts.channels {
         let (hi, lo) = (d.rng.next_u64(), d.rng.next_u64());
         let channel = format!("19:{hi:016x}{lo:016x}@thread.tacv2");
         let key = format!("{team}/{channel}");
+        // The second channel is private: a few of the team's members only.
+        if c == 1 {
+            let own = team_members.iter().step_by(3).cloned().collect();
+            d.members.insert(key.clone(), own);
+        }
         let mut coll = Coll::default();
         for k in 0..opts.messages_per_channel {
             let at = utc_ms(2026, 1, 12, 9, 0) + (c * 1000 + k) as i64 * 67_000;
@@ -415,7 +431,10 @@ pub(super) fn generate(opts: &MsGraphOptions) -> Data {
                 .to_uppercase()
         );
         let modified = utc_ms(2026, 1, 2, 10, 0) + k as i64 * 5_400_000;
-        d.drive.push(json!({"id": id, "name": name, "description": format!("{kind} ({topic})"),
+        let author_user = users.get(k % users.len().max(1)).cloned();
+        let reader = users.get((k + 1) % users.len().max(1)).cloned();
+        let permissions = drive_permissions(k, &id, author_user.as_ref(), reader.as_ref());
+        d.drive.push(json!({"permissions": permissions, "id": id, "name": name, "description": format!("{kind} ({topic})"),
             "webUrl": format!("https://contoso.sharepoint.com/sites/ops/Shared%20Documents/{}", name.replace(' ', "%20")),
             "size": 10_000 + d.rng.below(500_000), "createdDateTime": rfc3339_ms(modified - 7 * DAY_MS),
             "lastModifiedDateTime": rfc3339_ms(modified),
@@ -425,6 +444,63 @@ pub(super) fn generate(opts: &MsGraphOptions) -> Data {
             "file": {"mimeType": mime(ext)}, "content": content}));
     }
     d
+}
+
+/// A drive item's permissions as `/drives/{d}/items/{i}/permissions` lists them: its author as
+/// owner, the next user as reader, and on every third item an organization-wide sharing link, on
+/// every fifth a grant to a group (whose members the fake does not model).
+fn drive_permissions(
+    k: usize,
+    item: &str,
+    author: Option<&Value>,
+    reader: Option<&Value>,
+) -> Value {
+    let identity = |u: &Value| {
+        json!({"user": {"id": u["id"], "displayName": u["displayName"],
+        "email": u["mail"]}})
+    };
+    let mut out = Vec::new();
+    for (n, (user, role)) in [(author, "owner"), (reader, "read")]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(u) = user {
+            let who = identity(u);
+            out.push(
+                json!({"id": format!("{item}-p{n}"), "roles": [role], "grantedToV2": who,
+                "grantedTo": who, "inheritedFrom": {}}),
+            );
+        }
+    }
+    if k.is_multiple_of(3) {
+        out.push(
+            json!({"id": format!("{item}-link"), "roles": ["read"], "hasPassword": false,
+            "grantedToIdentitiesV2": [], "link": {"scope": "organization", "type": "view",
+            "webUrl": format!("https://contoso.sharepoint.com/:w:/s/ops/{item}")}}),
+        );
+    }
+    if k.is_multiple_of(5) {
+        out.push(
+            json!({"id": format!("{item}-g"), "roles": ["read"], "grantedToV2": {"group": {
+            "id": "7f0c9e1a-5b3d-4c2e-9a8f-1e2d3c4b5a69", "displayName": "Operations Members",
+            "email": format!("operations@{DOMAIN}")}}}),
+        );
+    }
+    Value::Array(out)
+}
+
+/// `n` distinct user ids, in the users' order.
+fn pick_members(rng: &mut Rng, users: &[Value], n: usize) -> Vec<String> {
+    let mut picked: Vec<usize> = Vec::new();
+    while picked.len() < n.min(users.len()) {
+        let k = rng.below(users.len() as u64) as usize;
+        if !picked.contains(&k) {
+            picked.push(k);
+        }
+    }
+    picked.sort_unstable();
+    let id = |k: &usize| users[*k]["id"].as_str().unwrap_or("").to_owned();
+    picked.iter().map(id).collect()
 }
 
 pub(super) fn capitalise(s: &str) -> String {
@@ -448,6 +524,7 @@ pub(super) fn drive_item_public(item: &Value) -> Value {
     let mut v = item.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("content");
+        o.remove("permissions");
     }
     v
 }

@@ -3,7 +3,8 @@
 //! users (`/users`, `/users/delta`, `/users/{id|upn}`, `$filter=mail eq '..'`), Intune managed
 //! devices per user, Entra devices, mail (`/users/{id}/messages`, the inbox delta query), calendar
 //! (`calendarView` with required `startDateTime`/`endDateTime`, single events), Teams chat and
-//! channel messages (`$top` max 50, soft deletes), SharePoint search (`POST /search/query`,
+//! channel messages (`$top` max 50, soft deletes), the members of chats, teams and channels
+//! (`aadUserConversationMember` with `userId`; the second channel is private), SharePoint search (`POST /search/query`,
 //! `region` required) and drive items. Collections carry `@odata.context`, absolute
 //! `@odata.nextLink` and, for delta queries, `@odata.deltaLink`; deletions in a delta round arrive
 //! as `@removed`; the first page of an incremental round is empty. Errors use Graph's
@@ -46,9 +47,12 @@ use self::devices::{get_device, list_devices, managed_devices};
 use self::errors::graph_error;
 use self::generate::generate;
 use self::mail::{get_message, list_messages, messages_delta};
-use self::sharepoint::{drive_item, search};
+use self::sharepoint::{drive_item, drive_item_permissions, search};
 pub use self::subscriptions::Subscription;
-use self::teams::{channel_message, channel_messages, chat_message, chat_messages};
+use self::teams::{
+    channel_members, channel_message, channel_messages, chat_members, chat_message, chat_messages,
+    team_members,
+};
 use self::users::{get_user, list_users, users_delta};
 use crate::common::json_reply;
 use crate::control::{self, Control, Mutate};
@@ -130,8 +134,12 @@ pub struct MsGraphTruth {
     pub chats: BTreeMap<String, Vec<Value>>,
     /// Live user messages by `teamId/channelId`.
     pub channels: BTreeMap<String, Vec<Value>>,
-    /// Drive items as `/drives/{d}/items/{i}` shows them plus their searchable `content`.
+    /// Drive items as `/drives/{d}/items/{i}` shows them plus their searchable `content` and
+    /// their `permissions` (as `/drives/{d}/items/{i}/permissions` lists them).
     pub drive_items: Vec<Value>,
+    /// Member user ids by chat id, by team id and by `teamId/channelId` for private channels
+    /// (a standard channel's members are its team's).
+    pub members: BTreeMap<String, Vec<String>>,
     pub token_requests: u64,
 }
 
@@ -256,6 +264,7 @@ impl MsGraph {
             chats: teams(&d.chats),
             channels: teams(&d.channels),
             drive_items: d.drive.clone(),
+            members: d.members.clone(),
             token_requests: self.token_requests.load(Ordering::Relaxed),
         }
     }
@@ -335,6 +344,7 @@ fn router(state: Arc<MsGraph>) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/{tenant}/oauth2/v2.0/authorize", get(delegated::authorize))
         .route("/{tenant}/oauth2/v2.0/revoke", post(delegated::revoke))
+        .route("/v1.0/me", get(delegated::me))
         .route("/v1.0/users", get(list_users))
         .route("/v1.0/users/delta", get(users_delta))
         .route("/v1.0/users/{id}", get(get_user))
@@ -351,6 +361,12 @@ fn router(state: Arc<MsGraph>) -> Router {
         .route("/v1.0/devices/{id}", get(get_device))
         .route("/v1.0/chats/{chat}/messages", get(chat_messages))
         .route("/v1.0/chats/{chat}/messages/{mid}", get(chat_message))
+        .route("/v1.0/chats/{chat}/members", get(chat_members))
+        .route("/v1.0/teams/{team}/members", get(team_members))
+        .route(
+            "/v1.0/teams/{team}/channels/{channel}/members",
+            get(channel_members),
+        )
         .route(
             "/v1.0/teams/{team}/channels/{channel}/messages",
             get(channel_messages),
@@ -360,6 +376,10 @@ fn router(state: Arc<MsGraph>) -> Router {
             get(channel_message),
         )
         .route("/v1.0/drives/{drive}/items/{item}", get(drive_item))
+        .route(
+            "/v1.0/drives/{drive}/items/{item}/permissions",
+            get(drive_item_permissions),
+        )
         .route("/v1.0/search/query", post(search))
         .route(
             "/v1.0/subscriptions",
@@ -421,6 +441,12 @@ impl RunningFake<MsGraph> {
     /// Adds, updates and deletes records; every change is visible to the next delta round.
     pub fn mutate(&self, m: MsGraphMutation) -> MsGraphMutationReport {
         self.state.mutate(m)
+    }
+    /// Replaces the members of a chat (chat id), a team (team id) or a private channel
+    /// (`teamId/channelId`); Graph sends no message change for this.
+    pub fn set_members(&self, scope: &str, user_ids: &[&str]) {
+        let ids = user_ids.iter().map(|s| (*s).to_owned()).collect();
+        self.state.data().members.insert(scope.to_owned(), ids);
     }
     /// Every subscription made so far (expired ones too).
     pub fn subscriptions(&self) -> Vec<Subscription> {

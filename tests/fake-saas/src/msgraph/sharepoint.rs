@@ -1,5 +1,6 @@
-//! SharePoint and OneDrive: drive items (`/drives/{d}/items/{i}`) and `POST /search/query` for
-//! `driveItem` (with its required `region`).
+//! SharePoint and OneDrive: drive items (`/drives/{d}/items/{i}`), their permissions
+//! (`/drives/{d}/items/{i}/permissions`) and `POST /search/query` for `driveItem` (with its
+//! required `region`).
 
 use std::sync::Arc;
 
@@ -18,13 +19,38 @@ pub(super) async fn drive_item(
     State(g): State<Arc<MsGraph>>,
     Path((drive, id)): Path<(String, String)>,
 ) -> Response {
+    with_item(&g, &drive, &id, |i| {
+        Json(drive_item_public(i)).into_response()
+    })
+}
+
+/// `GET /drives/{d}/items/{i}/permissions`: the item's permissions (one page).
+pub(super) async fn drive_item_permissions(
+    State(g): State<Arc<MsGraph>>,
+    Path((drive, id)): Path<(String, String)>,
+) -> Response {
+    with_item(&g, &drive, &id, |i| {
+        Json(json!({"@odata.context": format!(
+            "https://graph.microsoft.com/v1.0/$metadata#drives('{drive}')/items('{id}')/permissions"),
+            "value": i["permissions"]}))
+        .into_response()
+    })
+}
+
+/// `answer` for the drive's item `id`, or Graph's 404.
+fn with_item(
+    g: &MsGraph,
+    drive: &str,
+    id: &str,
+    answer: impl FnOnce(&Value) -> Response,
+) -> Response {
     let d = g.data();
     let item = d
         .drive
         .iter()
-        .find(|i| i["id"] == id.as_str() && i["parentReference"]["driveId"] == drive.as_str());
+        .find(|i| i["id"] == id && i["parentReference"]["driveId"] == drive);
     match item {
-        Some(i) => Json(drive_item_public(i)).into_response(),
+        Some(i) => answer(i),
         None => graph_error(
             StatusCode::NOT_FOUND,
             "itemNotFound",

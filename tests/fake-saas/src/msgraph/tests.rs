@@ -260,3 +260,100 @@ async fn msgraph_tokens_auth_paging_delta_and_errors() {
     assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
     assert_eq!(r.json()["error"]["code"], "TooManyRequests");
 }
+
+#[tokio::test]
+async fn chats_teams_and_channels_list_their_members_and_senders_are_members() {
+    let f = fake().await;
+    let auth = bearer_for(&f).await;
+    let t = f.truth();
+    let user_ids = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|m| {
+                assert_eq!(
+                    m["@odata.type"],
+                    "#microsoft.graph.aadUserConversationMember"
+                );
+                assert!(m["id"].as_str().is_some_and(|id| !id.is_empty()), "{m}");
+                m["userId"].as_str().expect("userId").to_owned()
+            })
+            .collect()
+    };
+    for (chat, msgs) in &t.chats {
+        let (members, _) = walk(&f, &auth, &format!("/v1.0/chats/{chat}/members?$top=2")).await;
+        let ids = user_ids(&members);
+        assert_eq!(ids, t.members[chat], "{chat}");
+        for m in msgs {
+            let from = m["from"]["user"]["id"].as_str().expect("sender");
+            assert!(ids.iter().any(|i| i == from), "{chat}: sender {from}");
+        }
+    }
+    let mut private = 0;
+    for (key, msgs) in &t.channels {
+        let (team, channel) = key.split_once('/').expect("team/channel");
+        let path = format!("/v1.0/teams/{team}/channels/{channel}/members");
+        let (members, _) = walk(&f, &auth, &path).await;
+        let (team_list, _) = walk(&f, &auth, &format!("/v1.0/teams/{team}/members")).await;
+        let want = t.members.get(key).unwrap_or(&t.members[team]);
+        private += usize::from(t.members.contains_key(key));
+        assert_eq!(&user_ids(&members), want, "{key}");
+        assert_eq!(user_ids(&team_list), t.members[team]);
+        for m in msgs {
+            let from = m["from"]["user"]["id"].as_str().expect("sender");
+            assert!(want.iter().any(|i| i == from), "{key}: sender {from}");
+        }
+    }
+    assert_eq!(private, 1, "one private channel");
+    let r = call(
+        &f,
+        &auth,
+        "GET",
+        "/v1.0/chats/19:nope@thread.v2/members",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // A membership change shows at once.
+    let (chat, _) = t.chats.iter().next().expect("a chat");
+    let first = t.users[0]["id"].as_str().expect("id");
+    f.set_members(chat, &[first]);
+    let (members, _) = walk(&f, &auth, &format!("/v1.0/chats/{chat}/members")).await;
+    assert_eq!(user_ids(&members), [first]);
+}
+
+#[tokio::test]
+async fn drive_items_list_their_permissions_and_hide_them_from_the_item() {
+    let f = fake().await;
+    let auth = bearer_for(&f).await;
+    let t = f.truth();
+    let mut links = 0;
+    for item in &t.drive_items {
+        let (drive, id) = (&item["parentReference"]["driveId"], &item["id"]);
+        let (drive, id) = (drive.as_str().expect("drive"), id.as_str().expect("id"));
+        let r = call(
+            &f,
+            &auth,
+            "GET",
+            &format!("/v1.0/drives/{drive}/items/{id}"),
+            None,
+        )
+        .await;
+        assert!(r.json().get("permissions").is_none(), "{}", r.body);
+        let path = format!("/v1.0/drives/{drive}/items/{id}/permissions");
+        let r = call(&f, &auth, "GET", &path, None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["value"], item["permissions"]);
+        let owner = &v["value"][0];
+        assert_eq!(owner["roles"], json!(["owner"]));
+        assert!(owner["grantedToV2"]["user"]["id"].is_string(), "{owner}");
+        links += v["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter(|p| p["link"]["scope"] == "organization")
+            .count();
+    }
+    assert!(links > 0, "some items are shared with the organization");
+    let r = call(&f, &auth, "GET", "/v1.0/drives/x/items/y/permissions", None).await;
+    assert_eq!(r.status, 404);
+}

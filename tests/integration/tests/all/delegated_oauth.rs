@@ -24,8 +24,13 @@ async fn graph() -> RunningFake<MsGraph> {
 }
 
 /// The Graph connector with an `oauth2-user` grant on the fake, listening on a known port (the
-/// redirect URI names it).
+/// redirect URI names it); the connected account is read from the id_token (scope `openid`).
 fn env(f: &RunningFake<MsGraph>) -> (Env, String) {
+    env_reading_account(f, false)
+}
+
+/// As [`env`]; with `userinfo`, the account is read from the fake's `/v1.0/me` instead.
+fn env_reading_account(f: &RunningFake<MsGraph>, userinfo: bool) -> (Env, String) {
     let o = MsGraphOptions::default();
     let app_only = msgraph_config(f, &o.client_id);
     let start = app_only.find("auth = {").expect("auth line");
@@ -33,11 +38,21 @@ fn env(f: &RunningFake<MsGraph>) -> (Env, String) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let user_auth = format!(
-        r#"auth = {{ type = "oauth2-user", authorize_url = "{authorize}", token_url = "{token}", revoke_url = "{revoke}", client_id = "{client}", client_secret = "secret:graph_secret", scopes = ["Files.Read.All", "offline_access"], redirect_uri = "{base}/v1/connections/msgraph/callback" }}"#,
+        r#"auth = {{ type = "oauth2-user", authorize_url = "{authorize}", token_url = "{token}", revoke_url = "{revoke}", client_id = "{client}", client_secret = "secret:graph_secret", scopes = [{scopes}], redirect_uri = "{base}/v1/connections/msgraph/callback"{account} }}"#,
         authorize = f.authorize_url(),
         token = f.token_url(),
         revoke = f.revoke_url(),
         client = o.client_id,
+        scopes = if userinfo {
+            r#""Files.Read.All", "offline_access""#
+        } else {
+            r#""openid", "Files.Read.All", "offline_access""#
+        },
+        account = if userinfo {
+            format!(r#", userinfo_url = "{}/v1.0/me""#, f.base_url)
+        } else {
+            String::new()
+        },
     );
     let config = format!("{}{}{}", &app_only[..start], user_auth, &app_only[end..]);
     let env = Env::new(&config);
@@ -217,6 +232,79 @@ async fn two_people_connect_and_each_live_search_answers_only_what_they_may_open
     assert_eq!(list["connections"][0]["refreshable"], true, "{list}");
     let log = d.stop();
     assert_no_token_leaked(&f, &env, &log, &seen);
+}
+
+/// Follows a connect started at `authorize` (an Airlock URL) through the fake's sign-in, which
+/// signs in whoever the login hint names: (status, answer) of the callback.
+async fn finish_connect(authorize: &str, token: &str, seen: &mut Seen) -> (u16, String) {
+    let (status, h, body) = http_raw("GET", authorize, Some(token)).await;
+    seen.add(&body);
+    assert_eq!(status, 302, "{body}");
+    let (status, h2, body) = http_raw("GET", &h["location"], None).await;
+    assert_eq!(status, 302, "{body}");
+    let (status, _, body) = http_raw("GET", &h2["location"], None).await;
+    seen.add(&body);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_link_finished_by_someone_else_connects_nothing() {
+    // Both ways of reading the signed-in account: the id_token, and `userinfo_url`.
+    for userinfo in [false, true] {
+        let f = graph().await;
+        let (env, base) = env_reading_account(&f, userinfo);
+        let users = upns(&f);
+        let (mallory, victim) = (users[13].clone(), users[4].clone());
+        let tm = env.create_token(&mallory, "default", &[], false);
+        let bot = env.create_token("ops-bot", "default", &[], false);
+        let d = env.serve();
+        let mut seen = Seen::default();
+
+        // Mallory starts a connect and sends the sign-in link to the victim, who signs in.
+        let hijack = format!("{base}/v1/connections/msgraph/authorize?login_hint={victim}");
+        let (status, body) = finish_connect(&hijack, &tm, &mut seen).await;
+        assert_eq!(status, 403, "userinfo={userinfo}: {body}");
+        assert!(
+            body.contains(&victim) && body.contains("nothing was connected"),
+            "{body}"
+        );
+        let (_, list) = http_auth("GET", &format!("{base}/v1/connections"), Some(&tm), None).await;
+        assert_eq!(list["connections"][0]["connected"], false, "{list}");
+        let (status, v) = search(&base, &tm, &mut seen).await;
+        assert_ne!(status, 200, "the victim's account answers nobody: {v}");
+        assert!(v.to_string().contains("has not connected"), "{v}");
+        // The victim's new tokens were revoked upstream, not left live.
+        assert_eq!(f.delegated_counts().revocations, 1, "userinfo={userinfo}");
+
+        // A principal without an email cannot start one.
+        let url = format!("{base}/v1/connections/msgraph/authorize");
+        let (status, _, body) = http_raw("GET", &url, Some(&bot)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("verify_account"), "{body}");
+
+        // Mallory's own account connects; the sign-in is hinted at her email by default.
+        let (status, body) = finish_connect(&url, &tm, &mut seen).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, v) = search(&base, &tm, &mut seen).await;
+        assert_eq!(status, 200, "{v}");
+
+        let log = d.stop();
+        let rows = audit_rows(&env);
+        let denied = rows
+            .iter()
+            .find(|r| r.event.event == "connection" && r.event.decision == "denied")
+            .expect("the refused connect is audited");
+        assert_eq!(
+            denied.event.principal.as_deref(),
+            Some(format!("token:{mallory}").as_str())
+        );
+        assert!(
+            denied.event.reason.contains(&victim),
+            "{}",
+            denied.event.reason
+        );
+        assert_no_token_leaked(&f, &env, &log, &seen);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,8 @@ fn setup() -> (Env, String) {
 struct Answer {
     status: u16,
     headers: BTreeMap<String, String>,
+    /// Every `Set-Cookie` as `name=value` (headers keeps only the last).
+    cookies: Vec<String>,
     body: String,
 }
 
@@ -100,10 +102,19 @@ async fn send(
             )
         })
         .collect();
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_string)
+        .collect();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     Answer {
         status,
         headers,
+        cookies,
         body: String::from_utf8_lossy(&bytes).to_string(),
     }
 }
@@ -1001,4 +1012,203 @@ async fn browser_pages_reach_the_oauth_endpoints_from_any_origin_and_the_api_onl
         .map(|v| String::from_utf8_lossy(v.as_bytes()).to_lowercase())
         .unwrap_or_default();
     assert!(exposed.contains("www-authenticate"), "{exposed}");
+}
+
+/// The cookie named `name` among those a page set.
+fn cookie_named(page: &Answer, name: &str) -> String {
+    page.cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", page.cookies))
+        .clone()
+}
+
+/// Airlock's own server signs people in through the company's OpenID Connect provider: the
+/// page offers only "Sign in with …" (no token field), the provider's sign-in comes back to
+/// `/oauth/callback`, the id_token is checked (signature, issuer, audience, nonce) and its person
+/// searches with their groups; a provider link finished in another browser signs nobody in; an
+/// id_token that names nobody is refused; the client secret never reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_through_the_companys_openid_provider_and_searches_as_themselves() {
+    const SECRET: &str = "upstream-client-secret-canary-7f3a";
+    let idp = fake_saas::spawn_oidc("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("oidc fake");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    idp.add_client(
+        "airlock-signin",
+        SECRET,
+        &[format!("{base}/oauth/callback")],
+    );
+    idp.sign_in_as(json!({"sub": "00u-ada", "preferred_username": ADA, "groups": ["eng"]}));
+    let config = format!(
+        "{}\n[oauth]\nauthorization_server = \"self\"\nresource = \"{base}/mcp\"\nallow_insecure = true\n\n[oauth.upstream]\nissuer = \"{}\"\nclient_id = \"airlock-signin\"\nclient_secret = \"secret:signin\"\ntenant = \"acme\"\ndisplay_name = \"Contoso\"\nallow_private = true\nallow_insecure = true\n",
+        two_tenant_config(),
+        idp.issuer()
+    );
+    let env = Env::new(&config);
+    env.listen_at(port);
+    env.set_secret("signin", SECRET);
+    store_docs(
+        &env,
+        "a1",
+        &[
+            doc("plan", "Zeppelin plan", "zeppelin zeppelin", &["eng"]),
+            doc("secret", "Zeppelin note", "only bob reads this", &["bob"]),
+        ],
+    );
+    let api_token = env.create_token(ADA, "acme", &["eng"], false);
+    let d = env.serve();
+    let client = register(&base).await;
+
+    // The page: only the organisation's sign-in.
+    let page = authorize(&base, &client, &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Sign in with Contoso"), "{}", page.body);
+    assert!(!page.body.contains("name=\"token\""), "no token field");
+    let csp = page.headers["content-security-policy"].clone();
+    assert!(
+        csp.contains(&idp.issuer()),
+        "form-action allows the provider: {csp}"
+    );
+    let (csrf_cookie, bind_cookie) = (
+        cookie_named(&page, "airlock_oauth_csrf"),
+        cookie_named(&page, "airlock_oauth_bind"),
+    );
+    let (request, csrf) = (hidden(&page.body, "request"), hidden(&page.body, "csrf"));
+    let form = |decision: &'static str| {
+        vec![
+            ("request", request.clone()),
+            ("csrf", csrf.clone()),
+            ("token", api_token.clone()),
+            ("decision", decision.to_string()),
+        ]
+    };
+    let post = |decision: &'static str| {
+        let f = form(decision);
+        let base = base.clone();
+        let cookie = csrf_cookie.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(
+                "POST",
+                &format!("{base}/oauth/authorize"),
+                Some(&cookie),
+                Some(&pairs),
+            )
+            .await
+        }
+    };
+    // The token form is off when the organisation signs people in.
+    let refused = post("allow").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+
+    let to_idp = post("upstream").await;
+    assert_eq!(to_idp.status, 303, "{}", to_idp.body);
+    let idp_url = to_idp.headers["location"].clone();
+    assert!(idp_url.starts_with(&idp.issuer()), "{idp_url}");
+    for p in [
+        "nonce=",
+        "code_challenge_method=S256",
+        "scope=openid",
+        "state=",
+    ] {
+        assert!(idp_url.contains(p), "{p} in {idp_url}");
+    }
+    let from_idp = send("GET", &idp_url, None, None).await;
+    assert_eq!(from_idp.status, 302, "{}", from_idp.body);
+    let callback = from_idp.headers["location"].clone();
+    assert!(
+        callback.starts_with(&format!("{base}/oauth/callback?")),
+        "{callback}"
+    );
+
+    // Finished in another browser (no bind cookie): nobody is signed in.
+    let elsewhere = send("GET", &callback, None, None).await;
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.body);
+    assert!(
+        elsewhere.body.contains("another browser"),
+        "{}",
+        elsewhere.body
+    );
+
+    // The browser that started it finishes it.
+    let back = send("GET", &callback, Some(&bind_cookie), None).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let q = back.location();
+    assert_eq!(q.get("state").map(String::as_str), Some("st-1"), "{q:?}");
+    let (status, v) = by_code(&base, &client, &q["code"], VERIFIER, REDIRECT).await;
+    assert_eq!(status, 200, "{v}");
+    let access = v["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    let (status, hits) = http_auth(
+        "POST",
+        &format!("{base}/v1/search"),
+        Some(&access),
+        Some(json!({"query": "zeppelin"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{hits}");
+    let text = hits.to_string();
+    assert!(
+        text.contains("Zeppelin plan"),
+        "eng may read the plan: {text}"
+    );
+    assert!(
+        !text.contains("Zeppelin note"),
+        "only bob reads the note: {text}"
+    );
+    // The same callback again: the sign-in is spent.
+    let again = send("GET", &callback, Some(&bind_cookie), None).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+
+    // A person the provider names by no configured claim is refused back to the client.
+    idp.sign_in_as(json!({"sub": "00u-nobody"}));
+    let page = authorize(&base, &client, &[]).await;
+    let bind = cookie_named(&page, "airlock_oauth_bind");
+    let (request, csrf) = (hidden(&page.body, "request"), hidden(&page.body, "csrf"));
+    let to_idp = send(
+        "POST",
+        &format!("{base}/oauth/authorize"),
+        Some(&cookie_named(&page, "airlock_oauth_csrf")),
+        Some(&[
+            ("request", &request),
+            ("csrf", &csrf),
+            ("decision", "upstream"),
+        ]),
+    )
+    .await;
+    let from_idp = send("GET", &to_idp.headers["location"], None, None).await;
+    let back = send("GET", &from_idp.headers["location"], Some(&bind), None).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let q = back.location();
+    assert_eq!(
+        q.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{q:?}"
+    );
+    assert!(q["error_description"].contains("names nobody"), "{q:?}");
+
+    let log = d.stop();
+    assert!(!log.contains(SECRET), "the client secret is in the log");
+    let rows = audit_rows(&env);
+    assert!(
+        rows.iter().any(|r| r.event.event == "oauth-sign-in"
+            && r.event.decision == "allow"
+            && r.event.principal.as_deref() == Some(&format!("oauth:{ADA}"))),
+        "the sign-in is audited under the person"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.event.event == "oauth-sign-in" && r.event.reason.contains("another browser")),
+        "the other browser's attempt is audited"
+    );
+    let all = serde_json::to_string(&rows).expect("rows");
+    assert!(
+        !all.contains(SECRET),
+        "the client secret is in an audit row"
+    );
 }

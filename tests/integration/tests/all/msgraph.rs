@@ -56,7 +56,7 @@ fn env_with_grant_extra(f: &RunningFake<MsGraph>, opts: &MsGraphOptions, extra: 
 [[connector]]
 id = "msgraph"
 component = "{component}"
-# No upstream permissions modelled for Graph yet (issue 15): readable tenant-wide, like the demo.
+# Tenant-wide, like the demo (records carry their readers all the same; tests/all/permissions.rs).
 permissions = "tenant"
 limits = {{ timeout = "60s" }}
 [connector.settings]
@@ -195,6 +195,12 @@ fn assert_streams_equal_truth(env: &Env, t: &MsGraphTruth) {
     let messages = stored(env, "message");
     let mut want = BTreeSet::new();
     for (mailbox, list) in &t.messages {
+        // Mail is read by its mailbox's owner, named by Entra object id.
+        let owner = t
+            .users
+            .iter()
+            .find(|u| u["userPrincipalName"] == mailbox.as_str());
+        let owner = format!("user:{}", id_of(owner.expect("mailbox owner")));
         for m in list {
             let id = format!("message:{mailbox}/{}", id_of(m));
             want.insert(id.clone());
@@ -203,7 +209,7 @@ fn assert_streams_equal_truth(env: &Env, t: &MsGraphTruth) {
             assert_eq!(norm(&d.body), norm(&s(m, "bodyPreview")), "{id}");
             assert_eq!(d.updated_at, s(m, "lastModifiedDateTime"), "{id}");
             assert_eq!(d.url.as_deref(), m["webLink"].as_str(), "{id}");
-            assert_eq!(d.acl, vec![mailbox.clone()], "{id}");
+            assert_eq!(d.acl, vec![owner.clone()], "{id}");
             assert_eq!(d.metadata["isRead"], m["isRead"], "{id}");
             assert_eq!(
                 d.metadata["from"], m["from"]["emailAddress"]["address"],

@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 use airlock_tests::*;
 use fake_saas::confluence::PLANTED_PHRASE;
 use fake_saas::{
-    ACCOUNT_IDS, AteraOptions, ConfluenceOptions, JiraOptions, TruthPage, USER_EMAILS,
-    ZendeskOptions, spawn_atera, spawn_confluence, spawn_jira, spawn_zendesk,
+    ACCOUNT_IDS, AteraOptions, ConfluenceOptions, JiraOptions, MsGraphOptions, TruthPage,
+    USER_EMAILS, ZendeskOptions, spawn_atera, spawn_confluence, spawn_jira, spawn_msgraph,
+    spawn_zendesk,
 };
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -1005,6 +1006,328 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
         want.sort();
         want.dedup();
         assert_eq!(doc.acl, want, "request {}", x.key);
+    }
+    d.stop();
+}
+
+/// Microsoft 365 records reach whom Graph shows them: mail and events their mailbox's owner,
+/// chat messages the chat's members, channel messages the team's members (a private channel's
+/// own members only), directory users everyone signed in, devices the device administrators.
+/// A member removed from a chat upstream stops seeing its messages after the next run (chats
+/// are listed whole each run, and each page reads the chat's members). Live SharePoint hits
+/// fail closed (the fake models no item permissions). Every stored ACL equals the fake's truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msgraph_records_reach_the_mailbox_owner_and_the_chat_and_team_members_only() {
+    let opts = MsGraphOptions::default();
+    let fake = spawn_msgraph("127.0.0.1:0".parse().expect("addr"), opts.clone())
+        .await
+        .expect("fake");
+    let t = fake.truth();
+    let id_of_upn = |upn: &str| -> String {
+        let u = t.users.iter().find(|u| u["userPrincipalName"] == upn);
+        u.and_then(|u| u["id"].as_str())
+            .expect("mailbox user")
+            .to_owned()
+    };
+    let mailbox = t.mailboxes[0].clone();
+    let owner_id = id_of_upn(&mailbox);
+    let (chat, chat_msgs) = t.chats.iter().next().expect("a chat");
+    let (standard, private) = {
+        let mut keys = t.channels.keys();
+        let (a, b) = (keys.next().expect("channel"), keys.next().expect("channel"));
+        if t.members.contains_key(a) {
+            (b.clone(), a.clone())
+        } else {
+            (a.clone(), b.clone())
+        }
+    };
+    let team = standard.split('/').next().expect("team").to_owned();
+    let in_any = |id: &str| {
+        id == owner_id
+            || t.members[chat].iter().any(|m| m == id)
+            || t.members[&team].iter().any(|m| m == id)
+    };
+    let chat_member = t.members[chat]
+        .iter()
+        .find(|m| **m != owner_id && !t.members[&team].contains(m))
+        .expect("a chat member outside the team")
+        .clone();
+    let other_chat_member = t.members[chat]
+        .iter()
+        .find(|m| **m != owner_id && **m != chat_member)
+        .expect("another chat member")
+        .clone();
+    let team_member = t.members[&team]
+        .iter()
+        .find(|m| {
+            **m != owner_id && !t.members[chat].contains(m) && !t.members[&private].contains(m)
+        })
+        .expect("a team member outside the chat and the private channel")
+        .clone();
+    let private_member = t.members[&private]
+        .iter()
+        .find(|m| **m != owner_id && !t.members[chat].contains(m))
+        .expect("a private channel member")
+        .clone();
+    let stranger_id = t
+        .users
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .find(|id| !in_any(id))
+        .expect("a stranger")
+        .to_owned();
+
+    let first_match = fake_saas::msgraph::search_matches(&t.drive_items, "airlock rollout");
+    let author_id = first_match[0]["permissions"][0]["grantedToV2"]["user"]["id"]
+        .as_str()
+        .expect("the item's owner")
+        .to_owned();
+    let config =
+        msgraph_config(&fake, &opts.client_id).replacen("permissions = \"tenant\"\n", "", 1);
+    let users = format!(
+        "[connector.users]\n\"owner@people.example\" = \"{owner_id}\"\n\
+         \"chat@people.example\" = \"{chat_member}\"\n\"other@people.example\" = \"{other_chat_member}\"\n\
+         \"team@people.example\" = \"{team_member}\"\n\"private@people.example\" = \"{private_member}\"\n\
+         \"stranger@people.example\" = \"{stranger_id}\"\n\"author@people.example\" = \"{author_id}\"\n"
+    );
+    let env = Env::new(&format!("{config}{users}"));
+    env.set_secret("graph_secret", &opts.client_secret);
+    let d = env.serve();
+    let owner = env.create_token("owner@people.example", "default", &[], false);
+    let chat_user = env.create_token("chat@people.example", "default", &[], false);
+    let other_chat_user = env.create_token("other@people.example", "default", &[], false);
+    let team_user = env.create_token("team@people.example", "default", &[], false);
+    let private_user = env.create_token("private@people.example", "default", &[], false);
+    let stranger = env.create_token("stranger@people.example", "default", &[], false);
+    let device_admin = env.create_token("it-admin", "default", &["msgraph-device-admins"], false);
+    let author = env.create_token("author@people.example", "default", &[], false);
+    sync_streams(
+        &env,
+        "msgraph",
+        &[
+            "users",
+            "devices",
+            "messages",
+            "events",
+            "chat-messages",
+            "channel-messages",
+        ],
+    );
+
+    // The records to look at, each with a query that finds it.
+    let message = &t.messages[&mailbox][0];
+    let message_id = format!("message:{mailbox}/{}", message["id"].as_str().expect("id"));
+    let message_subject = message["subject"].as_str().expect("subject").to_owned();
+    let now = fake_saas::common::now_ms();
+    let event = t.events[&mailbox]
+        .iter()
+        .find(|e| {
+            let start = e["start"]["dateTime"].as_str().unwrap_or("");
+            fake_saas::common::parse_rfc3339_ms(&format!("{}Z", &start[..19.min(start.len())]))
+                .is_some_and(|ms| (ms - now).abs() < 20 * 86_400_000)
+        })
+        .expect("an event inside the window");
+    let event_id = format!("event:{mailbox}/{}", event["id"].as_str().expect("id"));
+    let event_subject = event["subject"].as_str().expect("subject").to_owned();
+    let text_of = |m: &Value| {
+        let html = m["body"]["content"].as_str().unwrap_or("");
+        html.replace("<p>", "").replace("</p>", "")
+    };
+    let chat_msg = &chat_msgs[chat_msgs.len() / 2];
+    let chat_msg_id = format!(
+        "chat-message:{chat}/{}",
+        chat_msg["id"].as_str().expect("id")
+    );
+    let chat_text = text_of(chat_msg);
+    let std_msg = &t.channels[&standard][0];
+    let std_id = format!(
+        "channel-message:{standard}/{}",
+        std_msg["id"].as_str().expect("id")
+    );
+    let std_text = text_of(std_msg);
+    let priv_msg = &t.channels[&private][0];
+    let priv_id = format!(
+        "channel-message:{private}/{}",
+        priv_msg["id"].as_str().expect("id")
+    );
+    let priv_text = text_of(priv_msg);
+    let user = &t.users[5];
+    let user_id = format!("user:{}", user["id"].as_str().expect("id"));
+    let user_name = user["displayName"].as_str().expect("name").to_owned();
+    let device = &t.devices[0];
+    let device_id = format!("device:{}", device["id"].as_str().expect("id"));
+    let device_name = device["displayName"].as_str().expect("name").to_owned();
+    let rec = |kind, id, query| Record {
+        connector: "msgraph",
+        kind,
+        id,
+        query,
+    };
+    let message_r = rec("message", &message_id, &message_subject);
+    let event_r = rec("event", &event_id, &event_subject);
+    let chat_r = rec("chat-message", &chat_msg_id, &chat_text);
+    let std_r = rec("channel-message", &std_id, &std_text);
+    let priv_r = rec("channel-message", &priv_id, &priv_text);
+    let user_r = rec("user", &user_id, &user_name);
+    let device_r = rec("device", &device_id, &device_name);
+
+    assert_sights(
+        &d,
+        &[
+            ("owner", &owner, true),
+            ("chat member", &chat_user, false),
+            ("team member", &team_user, false),
+            ("stranger", &stranger, false),
+            ("device admin", &device_admin, false),
+        ],
+        &[("message", &message_r), ("event", &event_r)],
+    )
+    .await;
+    assert_sights(
+        &d,
+        &[
+            ("chat member", &chat_user, true),
+            ("other chat member", &other_chat_user, true),
+            ("team member", &team_user, false),
+            ("stranger", &stranger, false),
+        ],
+        &[("chat message", &chat_r)],
+    )
+    .await;
+    assert_sights(
+        &d,
+        &[
+            ("team member", &team_user, true),
+            ("private channel member", &private_user, true),
+            ("chat member", &chat_user, false),
+            ("stranger", &stranger, false),
+        ],
+        &[("standard channel message", &std_r)],
+    )
+    .await;
+    assert_sights(
+        &d,
+        &[
+            ("private channel member", &private_user, true),
+            ("team member", &team_user, false),
+            ("stranger", &stranger, false),
+        ],
+        &[("private channel message", &priv_r)],
+    )
+    .await;
+    assert_sights(
+        &d,
+        &[
+            ("stranger", &stranger, true),
+            ("device admin", &device_admin, true),
+        ],
+        &[("directory user", &user_r)],
+    )
+    .await;
+    assert_sights(
+        &d,
+        &[
+            ("device admin", &device_admin, true),
+            ("stranger", &stranger, false),
+        ],
+        &[("device", &device_r)],
+    )
+    .await;
+    // `get` through invoke reads the record and its readers live.
+    assert!(
+        invoke_get(&d, &owner, "msgraph", &message_id).await,
+        "invoke, owner"
+    );
+    assert!(
+        !invoke_get(&d, &stranger, "msgraph", &message_id).await,
+        "invoke, stranger"
+    );
+    assert!(
+        invoke_get(&d, &chat_user, "msgraph", &chat_msg_id).await,
+        "invoke, chat member"
+    );
+    assert!(
+        !invoke_get(&d, &team_user, "msgraph", &chat_msg_id).await,
+        "invoke, team member"
+    );
+    // Live SharePoint hits carry no ACL: `check-permission` reads each item's permissions and
+    // answers yes only to a user they name (the app-only search itself is not trimmed).
+    let live_ids = |v: &Value| -> BTreeSet<String> {
+        let hits = v["hits"].as_array().expect("hits").iter();
+        let live = hits.filter(|h| h["source"] == "live");
+        live.filter_map(|h| h["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let matches = fake_saas::msgraph::search_matches(&t.drive_items, "airlock rollout");
+    let grants = |item: &Value, user: &str| {
+        let perms = item["permissions"].as_array().expect("permissions");
+        perms.iter().any(|p| p["grantedToV2"]["user"]["id"] == user)
+    };
+    let drive_id = |i: &Value| {
+        let drive = i["parentReference"]["driveId"].as_str().expect("drive");
+        format!("drive-item:{drive}/{}", i["id"].as_str().expect("id"))
+    };
+    for (who, token, user) in [
+        ("author", &author, author_id.as_str()),
+        ("owner", &owner, owner_id.as_str()),
+        ("stranger", &stranger, stranger_id.as_str()),
+    ] {
+        let want: BTreeSet<String> = matches
+            .iter()
+            .filter(|i| grants(i, user))
+            .map(|i| drive_id(i))
+            .collect();
+        let got = live_ids(&search_in(&d, token, "msgraph", "airlock rollout", true).await);
+        assert_eq!(got, want, "live SharePoint hits, {who}");
+    }
+
+    // Upstream: the chat member is removed from the chat; the next run takes the access away.
+    let kept: Vec<&str> = t.members[chat]
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != chat_member)
+        .collect();
+    fake.set_members(chat, &kept);
+    sync_streams(&env, "msgraph", &["chat-messages"]);
+    assert_sights(
+        &d,
+        &[
+            ("removed chat member", &chat_user, false),
+            ("other chat member", &other_chat_user, true),
+        ],
+        &[("chat message", &chat_r)],
+    )
+    .await;
+    assert!(
+        !invoke_get(&d, &chat_user, "msgraph", &chat_msg_id).await,
+        "invoke, removed member"
+    );
+
+    // Every stored record carries exactly the readers the fake shows.
+    let t = fake.truth();
+    let users_of = |ids: &[String]| {
+        let mut v: Vec<String> = ids.iter().map(|i| format!("user:{i}")).collect();
+        v.sort();
+        v
+    };
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let docs = airlock::store::documents::all(&conn, "msgraph", None).expect("docs");
+    assert!(docs.len() > 300, "{} stored", docs.len());
+    for doc in docs {
+        let (kind, rest) = doc.id.split_once(':').expect("kind:path");
+        let scope = rest.rsplit_once('/').map_or("", |(s, _)| s);
+        let want = match kind {
+            "user" => vec!["everyone:".to_owned()],
+            "device" => vec!["group:msgraph-device-admins".to_owned()],
+            "message" | "event" => vec![format!("user:{}", id_of_upn(scope))],
+            "chat-message" => users_of(&t.members[scope]),
+            "channel-message" => {
+                let team = scope.split('/').next().unwrap_or("");
+                users_of(t.members.get(scope).unwrap_or(&t.members[team]))
+            }
+            other => panic!("unexpected kind {other}"),
+        };
+        assert_eq!(doc.acl, want, "{}", doc.id);
     }
     d.stop();
 }

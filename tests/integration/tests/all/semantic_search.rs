@@ -352,6 +352,7 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
         chunk_chars: 200,
         chunk_overlap: 40,
         batch: 8,
+        ann: true,
     };
     let long_body = "Hold the power button, then plug in the charger. ".repeat(12);
     let docs = vec![
@@ -382,13 +383,18 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
             .await
             .expect("commit");
         let e = CountingEmbedder(Default::default());
-        let r = airlock::search::semantic::index(store, &cfg, "wiki", &e)
+        let r = airlock::search::semantic::index(store, &cfg, "wiki", &e, None)
             .await
             .expect("index");
+        // The approximate index, built from the store, then told of what indexing rewrites.
+        let ann = airlock::search::ann::AnnIndex::new("m");
+        ann.build(store).await.expect("ann build");
+        assert!(ann.is_ready() && ann.len() == r.chunks, "{}", ann.len());
+        let ann = &ann;
         assert_eq!(r.documents, 3, "{}", store.describe());
         let first = e.0.load(Ordering::Relaxed);
         assert!(first >= 3 && r.chunks >= 4, "{r:?}");
-        let again = airlock::search::semantic::index(store, &cfg, "wiki", &e)
+        let again = airlock::search::semantic::index(store, &cfg, "wiki", &e, Some(ann))
             .await
             .expect("index");
         assert_eq!(again.documents, 0);
@@ -400,12 +406,12 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
             .put_documents("wiki", vec![moved], vec![])
             .await
             .expect("put");
-        let acl = airlock::search::semantic::index(store, &cfg, "wiki", &e)
+        let acl = airlock::search::semantic::index(store, &cfg, "wiki", &e, Some(ann))
             .await
             .expect("index");
         assert_eq!((acl.documents, acl.embedded), (1, 0), "{acl:?}");
 
-        let query = |names: &[&str], mode| {
+        let query = |names: &[&str], mode, through: Option<&'static str>| {
             let q = SearchQuery {
                 text: "laptop won't boot".into(),
                 limit: 10,
@@ -417,7 +423,8 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
                 vector: fake_saas::embeddings::embed("laptop won't boot"),
             };
             async move {
-                airlock::search::semantic::local_hits(store, q, mode, Some(&v))
+                let index = through.map(|_| ann);
+                airlock::search::semantic::local_hits(store, index, q, mode, Some(&v))
                     .await
                     .expect("search")
                     .into_iter()
@@ -425,10 +432,14 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
                     .collect::<Vec<_>>()
             }
         };
-        let alice = query(&["alice"], Mode::Semantic).await;
-        let bob = query(&["bob"], Mode::Hybrid).await;
+        let alice = query(&["alice"], Mode::Semantic, None).await;
+        let bob = query(&["bob"], Mode::Hybrid, None).await;
         assert_eq!(alice.first().map(String::as_str), Some("boot"));
         assert!(!bob.contains(&"boot".to_string()), "{bob:?}");
+        // Through the index: the same answers, under the same filters.
+        let via = Some("ann");
+        assert_eq!(query(&["alice"], Mode::Semantic, via).await, alice);
+        assert_eq!(query(&["bob"], Mode::Hybrid, via).await, bob);
         answers.push((alice, bob));
 
         store
@@ -447,6 +458,9 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
             2,
             "a deleted document's chunks go with it"
         );
+        // The index still holds the deleted document's vectors: the store drops them.
+        let after = query(&["alice"], Mode::Semantic, Some("ann")).await;
+        assert!(!after.contains(&"boot".to_string()), "{after:?}");
     }
     assert_eq!(answers[0], answers[1], "both backends answer alike");
 }

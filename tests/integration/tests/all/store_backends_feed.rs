@@ -365,9 +365,44 @@ async fn an_authorization_code_is_redeemed_once_across_daemons() {
         let found = daemons[1].oauth_client(&client.id).await.unwrap().unwrap();
         assert_eq!(found, client, "{name}");
         let scopes = ["search".to_string(), "read".to_string()];
+        // A person signed in upstream: the grant names them itself, read alike everywhere.
+        let person = airlock::store::oauth_grants::Person {
+            name: "bo@contoso.com".into(),
+            tenant: "acme".into(),
+            groups: vec!["ops".into()],
+        };
+        let (pid, _) = daemons[0]
+            .start_oauth_grant(&NewGrant {
+                client_id: &client.id,
+                api_token_id: "",
+                person: Some(&person),
+                scopes: &scopes,
+                resource: "https://a.example/mcp",
+                redirect_uri: "https://c.example/cb",
+                code_challenge: "x",
+                code_ttl_ms: 60_000,
+            })
+            .await
+            .unwrap();
+        let g = daemons[1].live_oauth_grant(&pid).await.unwrap();
+        let g = g.unwrap_or_else(|| panic!("{name}: the person's grant is live"));
+        assert_eq!(
+            (g.principal.name.as_str(), g.principal.tenant.as_str()),
+            ("bo@contoso.com", "acme"),
+            "{name}"
+        );
+        assert_eq!(g.principal.groups, ["ops"], "{name}");
+        let listed = daemons[1].oauth_grants().await.unwrap();
+        assert!(
+            listed.iter().any(|x| x.id == pid
+                && x.principal.as_deref() == Some("bo@contoso.com")
+                && !x.api_token_revoked),
+            "{name}: {listed:?}"
+        );
         let grant = NewGrant {
             client_id: &client.id,
             api_token_id: &token.id,
+            person: None,
             scopes: &scopes,
             resource: "https://a.example/mcp",
             redirect_uri: "https://c.example/cb",

@@ -1,0 +1,211 @@
+//! `make bench`: semantic search over 100,000 chunks of 256 dimensions (the fake's embedding of
+//! generated texts) with an ACL filter that lets a quarter through — the approximate index
+//! (search/ann.rs) against the exact scan in the same run: recall@10, p50/p99 latency and their
+//! ratio, the index's build time and memory. A selective ACL (one document in 1,000) shows the
+//! fallback's cost.
+
+use std::time::{Duration, Instant};
+
+use airlock::model::Document;
+use airlock::search::ann::{self, AnnIndex};
+use airlock::store::backend::Store;
+use airlock::store::documents::{self, Readers};
+use airlock::store::embeddings::{VectorQuery, encode};
+
+mod common;
+use common::{Rng, VOCAB, word};
+
+/// Documents (4 chunks each); `ANN_BENCH_DOCS` overrides it for a quicker run.
+fn docs() -> usize {
+    std::env::var("ANN_BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25_000)
+}
+const CHUNKS_PER_DOC: usize = 4;
+const WORDS_PER_CHUNK: usize = 40;
+const QUERIES: usize = 100;
+const MODEL: &str = "fake-embedding-1";
+
+/// The resident set of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Loads the corpus straight into the SQLite file (documents through the store's own page
+/// write, chunks in one transaction).
+fn load(dir: &std::path::Path, words: &[String]) -> anyhow::Result<()> {
+    let mut conn = airlock::store::open(dir)?;
+    let mut rng = Rng(42);
+    let all: Vec<Document> = (0..docs())
+        .map(|i| Document {
+            id: i.to_string(),
+            kind: "page".into(),
+            title: format!("doc {i}"),
+            body: String::new(),
+            url: None,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            metadata: serde_json::json!({}),
+            // Four groups, and one document in 1,000 also readable by `rare`.
+            acl: if i % 1000 == 7 {
+                vec![format!("group:g{}", i % 4), "rare".into()]
+            } else {
+                vec![format!("group:g{}", i % 4)]
+            },
+        })
+        .collect();
+    let tx = conn.transaction()?;
+    documents::apply_page(&tx, "wiki", &all, &[], "now")?;
+    {
+        let mut ins = tx.prepare(
+            "INSERT INTO chunks (connector, kind, id, seq, model, text_hash, text, vector)
+             VALUES ('wiki', 'page', ?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for i in 0..docs() {
+            // A document keeps to a few topics: its chunks share half their words.
+            let topic: Vec<usize> = (0..WORDS_PER_CHUNK).map(|_| rng.word()).collect();
+            for seq in 0..CHUNKS_PER_DOC {
+                let text: Vec<&str> = (0..WORDS_PER_CHUNK)
+                    .map(|w| {
+                        if w % 2 == 0 {
+                            words[topic[w]].as_str()
+                        } else {
+                            words[rng.word()].as_str()
+                        }
+                    })
+                    .collect();
+                let text = text.join(" ");
+                let v = fake_saas::embeddings::embed(&text);
+                ins.execute(rusqlite::params![
+                    i.to_string(),
+                    seq as i64,
+                    MODEL,
+                    format!("{i}-{seq}"),
+                    text,
+                    encode(&v)
+                ])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+struct Figures {
+    exact: Vec<Duration>,
+    index: Vec<Duration>,
+    recall: f64,
+}
+
+async fn measure(
+    store: &Store,
+    index: &AnnIndex,
+    words: &[String],
+    readers: &Readers,
+) -> anyhow::Result<Figures> {
+    let mut rng = Rng(7);
+    let (mut exact_t, mut index_t) = (Vec::new(), Vec::new());
+    let (mut found, mut total) = (0usize, 0usize);
+    for _ in 0..QUERIES {
+        let n = 3 + (rng.next() % 4) as usize;
+        let text: Vec<&str> = (0..n).map(|_| words[rng.word()].as_str()).collect();
+        let q = VectorQuery {
+            model: MODEL.into(),
+            vector: fake_saas::embeddings::embed(&text.join(" ")),
+            limit: 10,
+            connectors: Some(vec!["wiki".into()]),
+            readers: Some(readers.clone()),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let exact = store.vector_search(q.clone()).await?;
+        exact_t.push(t.elapsed());
+        let t = Instant::now();
+        let approx = ann::vector_search(store, Some(index), q).await?;
+        index_t.push(t.elapsed());
+        total += exact.len();
+        found += exact
+            .iter()
+            .filter(|h| approx.iter().any(|a| a.id == h.id))
+            .count();
+    }
+    exact_t.sort();
+    index_t.sort();
+    Ok(Figures {
+        exact: exact_t,
+        index: index_t,
+        recall: found as f64 / total.max(1) as f64,
+    })
+}
+
+fn report(label: &str, f: &Figures) {
+    let (e50, e99) = (percentile(&f.exact, 0.5), percentile(&f.exact, 0.99));
+    let (i50, i99) = (percentile(&f.index, 0.5), percentile(&f.index, 0.99));
+    println!("  {label}:");
+    println!(
+        "    recall@10 of the index vs exact: {:.3} (goal >= 0.95)",
+        f.recall
+    );
+    println!("    exact scan: p50 {e50:.2?}, p99 {e99:.2?}");
+    println!(
+        "    index:      p50 {i50:.2?}, p99 {i99:.2?}  (ratio to exact: p50 {:.3}x, p99 {:.3}x)",
+        i50.as_secs_f64() / e50.as_secs_f64(),
+        i99.as_secs_f64() / e99.as_secs_f64()
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let words: Vec<String> = (0..VOCAB).map(word).collect();
+    let t = Instant::now();
+    {
+        let (dir, words) = (dir.path().to_path_buf(), words.clone());
+        tokio::task::spawn_blocking(move || load(&dir, &words)).await??;
+    }
+    let chunks = docs() * CHUNKS_PER_DOC;
+    println!(
+        "semantic search over {chunks} chunks x {} dims (loaded in {:.1}s)",
+        fake_saas::embeddings::DIMS,
+        t.elapsed().as_secs_f64()
+    );
+    let store = Store::Sqlite(std::sync::Arc::new(airlock::store::Db::open(dir.path())?));
+    println!("  building the index…");
+    let index = AnnIndex::new(MODEL);
+    let before = rss_kib();
+    let t = Instant::now();
+    let built = index.build(&store).await?;
+    let build = t.elapsed();
+    let grown = rss_kib().saturating_sub(before);
+    println!(
+        "  index build: {} chunks in {:.1}s ({:.0} chunks/s); resident memory +{:.0} MiB ({:.0} bytes per chunk; the vectors alone are {} bytes)",
+        built.chunks,
+        build.as_secs_f64(),
+        built.chunks as f64 / build.as_secs_f64(),
+        grown as f64 / 1024.0,
+        grown as f64 * 1024.0 / built.chunks.max(1) as f64,
+        fake_saas::embeddings::DIMS * 4
+    );
+    let quarter = Readers::names(&["group:g1"], &[]);
+    report(
+        "ACL lets a quarter through (group:g1)",
+        &measure(&store, &index, &words, &quarter).await?,
+    );
+    let rare = Readers::names(&["rare"], &[]);
+    report(
+        "selective ACL (1 document in 1,000): the exact fallback",
+        &measure(&store, &index, &words, &rare).await?,
+    );
+    Ok(())
+}
