@@ -94,6 +94,7 @@ async fn search(store: &Store, words: &[String]) -> anyhow::Result<(Duration, Du
             limit: 20,
             connectors: Some(tenant.clone()),
             readers: Some(readers.clone()),
+            any_word: false,
             ..Default::default()
         };
         let t = Instant::now();

@@ -297,6 +297,25 @@ fn builtin_tools() -> Vec<Tool> {
         )
         .with_annotations(read_only()),
         Tool::new(
+            "ask",
+            "Ask a question about your organisation's documents: Airlock finds the passages you \
+             may read, has the configured model answer from them alone, and returns the answer \
+             with `citations` (connector, kind, id, title, url of each document it cites as \
+             [n]). Only there when the operator configured it.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string", "description": "The question, in plain words."},
+                    "connector": {"type": "string", "description": "Only this connector's documents."},
+                    "kind": {"type": "string", "description": "Only documents of this kind."},
+                    "mode": {"type": "string", "enum": ["keyword", "semantic", "hybrid"], "description": "How passages are found (default: the operator's choice)."}
+                },
+                "required": ["question"],
+                "additionalProperties": false
+            })),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
             "list_connectors",
             "Your tenant's connectors (status, streams, actions) and routes.",
             schema(json!({"type": "object", "properties": {}, "additionalProperties": false})),
@@ -370,6 +389,10 @@ impl ServerHandler for AirlockMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools = builtin_tools();
+        // `ask` answers only where the operator chose the model that answers.
+        if self.airlock.config().ask.is_none() {
+            tools.retain(|t| t.name != "ask");
+        }
         tools.extend(self.action_tools(&ctx).await?.into_iter().map(|t| t.tool));
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -383,6 +406,10 @@ impl ServerHandler for AirlockMcp {
         let (status, v) = match request.name.as_ref() {
             "search" => {
                 self.rest(&ctx, Method::POST, "/v1/search", Some(Value::Object(args)))
+                    .await?
+            }
+            "ask" => {
+                self.rest(&ctx, Method::POST, "/v1/ask", Some(Value::Object(args)))
                     .await?
             }
             "get_document" => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub mod ann;
+pub mod ask;
 pub mod chunking;
 pub mod fusion;
 mod permission_cache;
@@ -40,6 +41,8 @@ pub struct SearchRequest {
     pub mode: Mode,
     /// The query's embedding (semantic and hybrid modes; see `Airlock::search`).
     pub vector: Option<QueryVector>,
+    /// Keyword hits with any of the words rather than all (questions in plain language).
+    pub any_word: bool,
 }
 
 /// What a principal may reach: its tenant's connectors, the identities a document's ACL must
@@ -130,6 +133,7 @@ pub async fn search(
         limit: q.limit,
         connectors: q.scope.as_ref().map(|s| s.connectors.clone()),
         readers: q.scope.map(|s| s.readers),
+        any_word: q.any_word,
     };
     let mut hits = semantic::local_hits(store, ann, query, req.mode, req.vector.as_ref()).await?;
     let mut failed = Vec::new();

@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 pub mod access_log;
+pub mod ask;
 pub mod auth;
 pub mod authorization;
 pub mod body;
@@ -93,6 +94,7 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
         (Method::GET, "/v1/sync", P, get(sync_status)),
         (Method::POST, "/v1/sync/{id}", Admin, post(sync_trigger)),
         (Method::POST, "/v1/search", P, post(search)),
+        (Method::POST, "/v1/ask", P, post(ask::ask)),
         (
             Method::GET,
             "/v1/documents/{connector}/{kind}/{id}",
@@ -695,6 +697,7 @@ async fn search(
         scope: Some(scope_of(&a, &p)),
         mode,
         vector: None,
+        any_word: false,
     };
     // Live searches run connectors: their rows name the token, and no write is possible.
     let ctx = crate::runtime::context::CallContext::requested().by(&p.label());

@@ -56,7 +56,9 @@ pub enum Needs {
 pub fn needs(method: &Method, route: &str) -> Needs {
     match (method.as_str(), route) {
         (_, "/mcp") => Needs::Any,
-        ("POST", "/v1/search") | ("GET", "/v1/changes") => Needs::Scope("search"),
+        ("POST", "/v1/search") | ("POST", "/v1/ask") | ("GET", "/v1/changes") => {
+            Needs::Scope("search")
+        }
         ("GET", "/v1/connectors")
         | ("GET", "/v1/whoami")
         | ("GET", "/v1/sync")

@@ -101,6 +101,15 @@ pub fn spec() -> Value {
         }
     });
     let any_object = json!({ "type": "object" });
+    let source = json!({
+        "type": "object",
+        "properties": {
+            "ref": { "type": "integer", "description": "the passage's number [n] in the prompt" },
+            "connector": { "type": "string" }, "kind": { "type": "string" },
+            "id": { "type": "string" }, "title": { "type": "string" },
+            "url": { "type": ["string", "null"] }
+        }
+    });
     let approval = json!({
         "type": "object",
         "properties": {
@@ -325,6 +334,41 @@ pub fn spec() -> Value {
                     })),
                     "400": err("bad body: a blank query, or a number out of its range"),
                     "503": err("a live search while the audit log cannot be written")
+                }
+            }), true)), false) },
+            "/v1/ask": { "post": secured(with_store_error(with_body_errors(json!({
+                "operationId": "ask",
+                "summary": "Answer a question from the caller's documents, with citations",
+                "description": "Retrieves passages with the same tenant and ACL scope as /v1/search, hands them to the [search.ask] chat connector under instructions to answer from them alone, and returns the answer with the documents it cites (all of them ones the caller may open). Needs [search.ask] (400 otherwise).",
+                "requestBody": body(json!({
+                    "type": "object", "required": ["question"],
+                    "properties": {
+                        "question": { "type": "string", "minLength": 1, "maxLength": 4000,
+                                      "pattern": super::NONBLANK_PATTERN, "description": "not blank" },
+                        "connector": { "type": "string", "description": "only this connector's documents" },
+                        "kind": { "type": "string" },
+                        "mode": { "type": "string", "enum": ["keyword", "semantic", "hybrid"],
+                                  "description": "how passages are found (default: [search.ask] mode)" }
+                    },
+                    "additionalProperties": false
+                }), true),
+                "responses": {
+                    "200": ok_json("the answer and its sources", json!({
+                        "type": "object",
+                        "required": ["answer", "grounded", "citations", "sources"],
+                        "properties": {
+                            "answer": { "type": "string" },
+                            "grounded": { "type": "boolean", "description": "false: no passage was found, the model was not asked" },
+                            "citations": { "type": "array", "items": source.clone(),
+                                           "description": "the sources the answer cites as [n], in order of first citation" },
+                            "sources": { "type": "array", "items": source },
+                            "model": {}, "usage": {}
+                        }
+                    })),
+                    "400": err("bad body, ask or semantic search not configured, or the chat connector refused the input"),
+                    "502": err("the chat provider failed"),
+                    "503": err("the chat connector did not load, or the audit log cannot be written"),
+                    "504": err("the chat connector timed out")
                 }
             }), true)), false) },
             "/v1/documents/{connector}/{kind}/{id}": { "get": secured(with_store_error(json!({

@@ -61,6 +61,7 @@ impl SearchArgs {
             scope: None,
             mode: Default::default(),
             vector: None,
+            any_word: false,
         };
         let ctx = CallContext::requested().by(&cli_user());
         let r = airlock::runtime::context::with(ctx, a.search(&req)).await?;

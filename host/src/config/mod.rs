@@ -24,10 +24,12 @@ pub use store::StoreConfig;
 pub use user_auth::callback_path;
 pub use webhook::Webhook;
 
+mod ask;
 mod hook;
 mod oauth;
 mod scheduler;
 mod semantic;
+pub use ask::AskConfig;
 pub use semantic::SemanticConfig;
 pub mod store;
 mod user_auth;
@@ -177,6 +179,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[search.semantic]`: the embedding connector and model (None: semantic search is off).
     pub semantic: Option<SemanticConfig>,
+    /// `[search.ask]`: the chat connector that answers from passages (None: `ask` is off).
+    pub ask: Option<AskConfig>,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -810,6 +814,17 @@ impl Config {
         let store = store::build(&raw.store).map_err(&err)?;
         let semantic = semantic::build(&raw.search, |id| connectors.iter().any(|c| c.id == id))
             .map_err(&err)?;
+        let ask = ask::build(
+            raw.search.ask.as_ref(),
+            |id| {
+                connectors.iter().any(|c| c.id == id)
+                    || routes
+                        .iter()
+                        .any(|r: &Route| r.name == id && r.action == "chat")
+            },
+            semantic.is_some(),
+        )
+        .map_err(&err)?;
         let mut changes = ChangesConfig::default();
         if let Some(r) = &raw.changes.retention {
             changes.retention = parse_duration(r, "changes.retention").map_err(&err)?;
@@ -861,6 +876,7 @@ impl Config {
             scheduler,
             store,
             semantic,
+            ask,
             webhooks,
             outbound,
         })

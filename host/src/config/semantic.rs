@@ -26,6 +26,8 @@ pub struct SemanticConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSearch {
     semantic: Option<RawSemantic>,
+    /// `[search.ask]`, validated by `ask.rs`.
+    pub(super) ask: Option<super::ask::RawAsk>,
 }
 
 #[derive(Deserialize)]

@@ -186,6 +186,9 @@ pub struct Query<'a> {
     /// Only documents these readers may open (see [`Readers::allows`]); None: no ACL filter
     /// (the operator's CLI).
     pub readers: Option<&'a Readers>,
+    /// Documents with any of the words (ranked by bm25, so those with more and rarer words
+    /// lead) rather than all of them: for questions in plain language (`ask`).
+    pub any_word: bool,
 }
 
 /// Who is reading: the identities a principal has, overall and per connector, and which
@@ -265,21 +268,17 @@ pub fn fts_terms(text: &str) -> Option<Vec<String>> {
 }
 
 /// Turns user text into an FTS5 query: every word quoted (so punctuation and FTS syntax in
-/// the input cannot cause errors or change the meaning) and all words required.
-pub fn fts_query(text: &str) -> Option<String> {
+/// the input cannot cause errors or change the meaning) and all words required, or with
+/// `any_word` any of them.
+pub fn fts_query(text: &str, any_word: bool) -> Option<String> {
     let terms = fts_terms(text)?;
-    Some(
-        terms
-            .iter()
-            .map(|w| format!("\"{w}\""))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    let quoted: Vec<String> = terms.iter().map(|w| format!("\"{w}\"")).collect();
+    Some(quoted.join(if any_word { " OR " } else { " " }))
 }
 
 /// bm25-ranked local search; title matches weigh more than body matches.
 pub fn search(conn: &Connection, q: &Query<'_>) -> rusqlite::Result<Vec<Hit>> {
-    let Some(fts) = fts_query(q.text) else {
+    let Some(fts) = fts_query(q.text, q.any_word) else {
         return Ok(Vec::new());
     };
     let mut stmt = conn.prepare_cached(&format!(
@@ -593,10 +592,14 @@ mod tests {
     #[test]
     fn hostile_query_text_is_quoted_not_interpreted() {
         assert_eq!(
-            fts_query("a\" OR b*").as_deref(),
+            fts_query("a\" OR b*", false).as_deref(),
             Some("\"a\" \"or\" \"b\"")
         );
-        assert_eq!(fts_query("  ... "), None);
+        assert_eq!(
+            fts_query("a\" OR b*", true).as_deref(),
+            Some("\"a\" OR \"or\" OR \"b\"")
+        );
+        assert_eq!(fts_query("  ... ", false), None);
         let dir = tempfile::tempdir().unwrap();
         let c = crate::store::open(dir.path()).unwrap();
         let r = search(

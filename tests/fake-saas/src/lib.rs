@@ -12,6 +12,7 @@ pub mod confluence;
 pub mod control;
 pub mod embeddings;
 pub mod faults;
+pub mod grounded;
 pub mod jira;
 pub mod msgraph;
 pub mod notify;

@@ -96,6 +96,10 @@ pub struct LoggedRequest {
     /// `model` of the body, if any.
     pub model: Option<String>,
     pub status: u16,
+    /// Every message's content of a chat body, joined by newlines (what a prompt sent upstream
+    /// held; tests check nothing it should not hold reached the provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,7 +311,10 @@ fn complete(
                     "violence": {"filtered": true, "severity": "high"}}}}}),
         );
     }
-    let full = format!("echo: {}", last_user.unwrap_or(""));
+    // A retrieval prompt (numbered passages and a question) gets an extractive, cited answer.
+    let full = last_user
+        .and_then(crate::grounded::answer)
+        .unwrap_or_else(|| format!("echo: {}", last_user.unwrap_or("")));
     let all: Vec<&str> = full.split_whitespace().collect();
     let (content, finish) = match limit {
         _ if flagged && mode == OpenAiMode::OpenAi => (String::new(), "content_filter"),
@@ -406,9 +413,18 @@ async fn gate(State(s): State<Arc<OpenAi>>, req: Request, next: Next) -> Respons
     let bytes = axum::body::to_bytes(body, 16 << 20)
         .await
         .unwrap_or_default();
-    let model = serde_json::from_slice::<Value>(&bytes)
-        .ok()
+    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+    let model = parsed
+        .as_ref()
         .and_then(|v| v.get("model")?.as_str().map(str::to_owned));
+    let prompt = parsed.as_ref().and_then(|v| {
+        let messages = v.get("messages")?.as_array()?;
+        let texts: Vec<&str> = messages
+            .iter()
+            .filter_map(|m| m.get("content")?.as_str())
+            .collect();
+        Some(texts.join("\n"))
+    });
     let wrong_flavour = (mode == OpenAiMode::Azure) != path.starts_with("/openai/");
     let forced = {
         let mut k = s.knobs();
@@ -471,6 +487,7 @@ async fn gate(State(s): State<Arc<OpenAi>>, req: Request, next: Next) -> Respons
             auth,
             model,
             status: resp.status().as_u16(),
+            prompt,
         });
         (
             REQUEST_LIMIT.saturating_sub(used),

@@ -979,8 +979,9 @@ auth = {{ type = "bearer", token = "secret:openai_key" }}
     )
 }
 
-/// `[search.semantic]` over an `embedder` connector (the openai component) at the OpenAI fake
-/// `base`, whose bearer key is the vault secret `openai_key`.
+/// `[search.semantic]` and `[search.ask]` over an `embedder` connector (the openai component:
+/// its `embed` and `chat` actions) at the OpenAI fake `base`, whose bearer key is the vault
+/// secret `openai_key`.
 pub fn semantic_config(base: &str) -> String {
     format!(
         r#"
@@ -990,6 +991,9 @@ model = "text-embedding-3-small"
 chunk_chars = 400
 chunk_overlap = 80
 
+[search.ask]
+connector = "embedder"
+
 [[connector]]
 id = "embedder"
 component = "{c}"
@@ -997,13 +1001,14 @@ permissions = "tenant"
 [connector.settings]
 flavor = "openai"
 base_url = "{base}"
+model = "gpt-4o-mini"
 embedding_model = "text-embedding-3-small"
 
 [[grant]]
 connector = "embedder"
 url = "{base}/v1/"
 methods = ["POST"]
-exact_paths = ["/v1/embeddings"]
+exact_paths = ["/v1/embeddings", "/v1/chat/completions"]
 allow_private = true
 allow_insecure = true
 auth = {{ type = "bearer", token = "secret:openai_key" }}

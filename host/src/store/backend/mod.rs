@@ -71,6 +71,8 @@ pub struct SearchQuery {
     pub limit: usize,
     pub connectors: Option<Vec<String>>,
     pub readers: Option<Readers>,
+    /// Any of the words rather than all (see [`Query::any_word`]).
+    pub any_word: bool,
 }
 
 impl SearchQuery {
@@ -82,6 +84,7 @@ impl SearchQuery {
             limit: self.limit,
             connectors: self.connectors.as_deref(),
             readers: self.readers.as_ref(),
+            any_word: self.any_word,
         }
     }
 }

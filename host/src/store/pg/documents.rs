@@ -114,7 +114,7 @@ impl PgStore {
                      FROM (
                        SELECT d.rid, d.connector, d.kind, d.id, d.title, d.url, d.updated_at, d.acl,
                               -ts_rank(d.tsv, q.q) AS score, q.q
-                       FROM documents d, (SELECT plainto_tsquery('simple', $1) AS q) q
+                       FROM documents d, (SELECT to_tsquery('simple', $1) AS q) q
                        WHERE d.tsv @@ q.q
                          AND ($2::text IS NULL OR d.connector = $2)
                          AND ($3::text IS NULL OR d.kind = $3)
@@ -126,7 +126,8 @@ impl PgStore {
                     readers_sql("$6")
                 ),
                 &[
-                    &terms.join(" "),
+                    // The terms are alphanumeric runs (`fts_terms`): no tsquery syntax.
+                    &terms.join(if q.any_word { " | " } else { " & " }),
                     &q.connector,
                     &q.kind,
                     &(q.limit.clamp(1, 1000) as i64),

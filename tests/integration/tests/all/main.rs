@@ -9,6 +9,7 @@ mod actions;
 mod api_auth;
 mod api_schemathesis;
 mod approvals;
+mod ask;
 mod atera;
 mod audit;
 mod audit_backends;

@@ -36,6 +36,7 @@ fn everything(query: &str, mode: Mode) -> SearchRequest {
         scope: None,
         mode,
         vector: None,
+        any_word: false,
     }
 }
 
@@ -416,6 +417,7 @@ async fn chunks_vectors_and_filters_agree_on_sqlite_and_postgres() {
                 text: "laptop won't boot".into(),
                 limit: 10,
                 readers: Some(Readers::names(names, &["wiki"])),
+                any_word: false,
                 ..Default::default()
             };
             let v = airlock::search::QueryVector {

@@ -187,6 +187,7 @@ async fn documents_search_and_sync_state_agree_on_both_backends() {
             text: text.into(),
             limit: 1000,
             readers: readers.clone(),
+            any_word: false,
             connectors: connectors.clone(),
             ..Default::default()
         };
@@ -231,6 +232,7 @@ async fn documents_search_and_sync_state_agree_on_both_backends() {
             text: "guide".into(),
             limit: 3,
             readers: Some(alice.clone()),
+            any_word: false,
             ..Default::default()
         })
         .await
