@@ -347,7 +347,9 @@ mod tests {
     #[test]
     fn a_blank_principal_is_invalid_input() {
         assert_eq!(principal(" 42 ").unwrap(), "42");
-        assert!(matches!(principal(" "), Err(crate::Error::InvalidInput(m)) if m == "principal is empty"));
+        assert!(
+            matches!(principal(" "), Err(crate::Error::InvalidInput(m)) if m == "principal is empty")
+        );
     }
 
     #[test]

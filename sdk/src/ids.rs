@@ -103,7 +103,10 @@ mod tests {
             Err(Error::Upstream(m)) => assert_eq!(m, r#"not a numeric Confluence id: "../1""#),
             other => panic!("{other:?}"),
         }
-        assert!(upstream_numeric(" 1", "id").is_err(), "not trimmed: the reply is taken as sent");
+        assert!(
+            upstream_numeric(" 1", "id").is_err(),
+            "not trimmed: the reply is taken as sent"
+        );
     }
 
     #[test]

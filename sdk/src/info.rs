@@ -162,7 +162,10 @@ mod tests {
         let Err(Error::InvalidInput(m)) = known_stream("blogs", &["pages", "spaces"]) else {
             panic!("an unknown stream is invalid-input")
         };
-        assert_eq!(m, "unknown stream `blogs` (this connector has `pages`, `spaces`)");
+        assert_eq!(
+            m,
+            "unknown stream `blogs` (this connector has `pages`, `spaces`)"
+        );
     }
 
     /// Comment on a ticket.

@@ -51,6 +51,10 @@ mod tests {
         assert_eq!(asked, ["a", "b"]);
         let failed = memo.get("c", || Err(crate::Error::upstream("down")));
         assert!(failed.is_err());
-        assert_eq!(*memo.get("c", || Ok(7)).unwrap(), 7, "fetched again after a failure");
+        assert_eq!(
+            *memo.get("c", || Ok(7)).unwrap(),
+            7,
+            "fetched again after a failure"
+        );
     }
 }

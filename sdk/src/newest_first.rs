@@ -54,8 +54,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::paging::ListPage;
-use crate::{BaseUrl, Response, Result};
 use crate::text::{later, parse_rfc3339};
+use crate::{BaseUrl, Response, Result};
 
 /// Where a newest-first incremental sync is (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,11 +268,17 @@ mod tests {
     fn only_an_incremental_run_ends_with_a_sweep_and_the_sweep_keeps_its_link() {
         let mut full = NewestFirst::default();
         full.page(false, &[Some(T3)], None, 0);
-        assert!(full.done_or_sweep(true, || Ok(None)).unwrap(), "a full run needs no sweep");
+        assert!(
+            full.done_or_sweep(true, || Ok(None)).unwrap(),
+            "a full run needs no sweep"
+        );
         assert_eq!(full.take_sweep(), None);
         let mut walk = full.clone();
         walk.page(false, &[Some(T9)], None, 0);
-        assert!(walk.clone().done_or_sweep(false, || Ok(None)).unwrap(), "not asked for");
+        assert!(
+            walk.clone().done_or_sweep(false, || Ok(None)).unwrap(),
+            "not asked for"
+        );
         assert!(!walk.done_or_sweep(true, || Ok(None)).unwrap());
         let json = crate::cursor::encode(&walk);
         assert_eq!(json, format!(r#"{{"since":"{T9}","sweep":""}}"#));
@@ -281,7 +287,10 @@ mod tests {
         assert!(!walk.swept(Some("/p?cursor=2".into())));
         assert_eq!(walk.take_sweep().as_deref(), Some("/p?cursor=2"));
         assert!(walk.swept(None), "the last sweep page ends the run");
-        assert_eq!(crate::cursor::encode(&walk), format!(r#"{{"since":"{T9}"}}"#));
+        assert_eq!(
+            crate::cursor::encode(&walk),
+            format!(r#"{{"since":"{T9}"}}"#)
+        );
     }
 
     #[test]

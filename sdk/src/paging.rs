@@ -117,7 +117,9 @@ pub fn next_request(
         Next::Cursor { field, param } => first.clone().query(param, cursor(body, field)?),
         Next::CursorWhile { field, param, more } => {
             let more = body.pointer(more).and_then(Value::as_bool) == Some(true);
-            first.clone().query(param, cursor(body, field).filter(|_| more)?)
+            first
+                .clone()
+                .query(param, cursor(body, field).filter(|_| more)?)
         }
     };
     (request.url() != current.url()).then_some(request)
@@ -586,7 +588,10 @@ mod tests {
     fn a_list_page_takes_its_next_link_from_the_body_else_from_the_link_header() {
         let response = |body: &str, link: Option<&str>| Response {
             status: 200,
-            headers: link.map(|l| ("Link".to_owned(), l.to_owned())).into_iter().collect(),
+            headers: link
+                .map(|l| ("Link".to_owned(), l.to_owned()))
+                .into_iter()
+                .collect(),
             body: body.as_bytes().to_vec(),
             method: crate::Method::Get,
             url: "https://h/wiki/api/v2/pages?limit=2".into(),
@@ -594,13 +599,20 @@ mod tests {
         let header = Some(r#"</wiki/api/v2/pages?cursor=h>; rel="next""#);
         let body = r#"{"results": [1], "_links": {"next": "/wiki/api/v2/pages?cursor=b"}}"#;
         let page = ListPage::<u32>::of(&response(body, header)).unwrap();
-        assert_eq!(page.next_link().as_deref(), Some("/wiki/api/v2/pages?cursor=b"));
+        assert_eq!(
+            page.next_link().as_deref(),
+            Some("/wiki/api/v2/pages?cursor=b")
+        );
         let page = ListPage::<u32>::of(&response(r#"{"results": [1]}"#, header)).unwrap();
         assert_eq!(
             page.next_link().as_deref(),
             Some("https://h/wiki/api/v2/pages?cursor=h")
         );
-        assert_eq!(page.next(0), Some(1), "a next link from the header is a next page too");
+        assert_eq!(
+            page.next(0),
+            Some(1),
+            "a next link from the header is a next page too"
+        );
         let last = ListPage::<u32>::of(&response(r#"{"results": []}"#, None)).unwrap();
         assert_eq!(last.next_link(), None);
         assert!(ListPage::<u32>::of(&response("[", None)).is_err());

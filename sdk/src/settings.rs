@@ -161,7 +161,9 @@ impl BaseUrl {
     /// under this base (Confluence's `webui` paths are relative to `/wiki`): an absolute link as
     /// it is, a path already under `root` joined to this base, any other path to `root`.
     pub fn app_link(&self, root: &str, link: &str) -> String {
-        let under_root = link.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'));
+        let under_root = link
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'));
         match link {
             l if l.starts_with("http://") || l.starts_with("https://") => l.to_owned(),
             l if under_root => self.join(l),
