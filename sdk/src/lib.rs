@@ -260,3 +260,19 @@ macro_rules! export_connector {
         $crate::bindings::__export_connector_world!(__AirlockExport with_types_in $crate::bindings);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accepted_health_check_names_the_upstream_and_its_base() {
+        let base = BaseUrl::parse("https://acme.zendesk.com/").unwrap();
+        let status = HealthStatus::accepted("Zendesk", &base);
+        assert!(status.ok);
+        assert_eq!(
+            status.message,
+            "Zendesk at https://acme.zendesk.com accepted the credentials"
+        );
+    }
+}
