@@ -107,6 +107,15 @@ pub fn identities(principal: &str) -> Vec<String> {
         .collect()
 }
 
+/// The principal a `check-permission` call names, trimmed; `invalid-input` when it is blank.
+pub fn principal(principal: &str) -> crate::Result<&str> {
+    let principal = principal.trim();
+    match principal.is_empty() {
+        true => Err(crate::Error::invalid_input("principal is empty")),
+        false => Ok(principal),
+    }
+}
+
 /// A person by email (trimmed, lowercase), when `s` looks like one.
 pub fn email(s: &str) -> Option<String> {
     let s = s.trim();
@@ -145,6 +154,16 @@ pub struct Access {
 }
 
 impl Access {
+    /// The user ids at the `|`-separated JSON pointers `users` of `v` and the group names at
+    /// `groups` (as [`at`] finds them: `*` walks an array), e.g. a restriction's
+    /// `/user/results/*/accountId` and `/group/results/*/name`.
+    pub fn at(v: &serde_json::Value, users: &str, groups: &str) -> Access {
+        Access {
+            users: at(v, "", users).into_iter().collect(),
+            groups: at(v, "", groups).into_iter().collect(),
+        }
+    }
+
     /// Whether it names no one.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.groups.is_empty()
@@ -262,6 +281,15 @@ mod tests {
     }
 
     #[test]
+    fn access_is_read_at_pointers() {
+        let r = serde_json::json!({"user": {"results": [{"accountId": "a1"}, {"accountId": ""}]},
+            "group": {"results": [{"name": "eng"}, {"name": "eng"}]}});
+        let got = Access::at(&r, "/user/results/*/accountId", "/group/results/*/name");
+        assert_eq!(got, access(&["a1"], &["eng"]));
+        assert!(Access::at(&serde_json::json!({}), "/u", "/g").is_empty());
+    }
+
+    #[test]
     fn one_set_is_its_users_its_groups_and_their_members_each_group_asked_once() {
         let mut asked = Vec::new();
         let acl = readers_of_all(&[access(&["eve"], &["staff", "staff2"])], |g| {
@@ -314,6 +342,14 @@ mod tests {
     fn a_principal_is_its_user_id_and_its_email_when_it_is_one() {
         assert_eq!(identities(" 42 "), ["user:42"]);
         assert_eq!(identities("Ann@X.io"), ["user:Ann@X.io", "ann@x.io"]);
+    }
+
+    #[test]
+    fn a_blank_principal_is_invalid_input() {
+        assert_eq!(principal(" 42 ").unwrap(), "42");
+        assert!(
+            matches!(principal(" "), Err(crate::Error::InvalidInput(m)) if m == "principal is empty")
+        );
     }
 
     #[test]

@@ -22,6 +22,14 @@ pub fn numeric<'a>(id: &'a str, what: &str) -> Result<&'a str> {
     is_numeric(id).then_some(id).ok_or_else(bad)
 }
 
+/// An id from an upstream reply that goes into a URL path (a parent's, a group's), when it is
+/// numeric (see [`is_numeric`]); else an `upstream` error naming `what` ("not a numeric
+/// {what}: \"x\""): the reply is wrong, not the caller.
+pub fn upstream_numeric<'a>(id: &'a str, what: &str) -> Result<&'a str> {
+    let bad = || Error::upstream(format!("not a numeric {what}: {id:?}"));
+    is_numeric(id).then_some(id).ok_or_else(bad)
+}
+
 /// Whether `s` can be one URL path segment as is (after percent-encoding): not empty, not `.` or
 /// `..`, no `/`, `\`, `?`, `#` or control character.
 pub fn is_segment(s: &str) -> bool {
@@ -87,6 +95,19 @@ pub fn typed(id: &str, kinds: &[(&'static str, usize)]) -> Result<(&'static str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_id_that_is_not_numeric_is_the_upstreams_error() {
+        assert_eq!(upstream_numeric("42", "Confluence id").unwrap(), "42");
+        match upstream_numeric("../1", "Confluence id") {
+            Err(Error::Upstream(m)) => assert_eq!(m, r#"not a numeric Confluence id: "../1""#),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            upstream_numeric(" 1", "id").is_err(),
+            "not trimmed: the reply is taken as sent"
+        );
+    }
 
     #[test]
     fn typed_ids_name_their_kind_or_take_the_first_that_fits() {

@@ -108,6 +108,15 @@ pub fn action_input<I: DeserializeOwned>(action: &str, name: &str, input: &str) 
     self::input(input)
 }
 
+/// `Ok` when `stream` is one of `streams`, else [`Error::unknown_stream`] (`invalid-input`): the
+/// check at the top of a `sync` that serves its streams alike.
+pub fn known_stream(stream: &str, streams: &[&str]) -> Result<()> {
+    match streams.contains(&stream) {
+        true => Ok(()),
+        false => Err(Error::unknown_stream(stream, streams)),
+    }
+}
+
 /// `true`, for `#[serde(default = "airlock_sdk::info::default_true")]` on a boolean input field
 /// (or setting) that is on unless the caller says otherwise; the derived schema shows the
 /// default.
@@ -146,6 +155,18 @@ mod tests {
     use super::*;
     use serde::Deserialize;
     use serde_json::{Value, json};
+
+    #[test]
+    fn a_stream_is_known_or_invalid_input_naming_the_streams() {
+        assert!(known_stream("pages", &["pages"]).is_ok());
+        let Err(Error::InvalidInput(m)) = known_stream("blogs", &["pages", "spaces"]) else {
+            panic!("an unknown stream is invalid-input")
+        };
+        assert_eq!(
+            m,
+            "unknown stream `blogs` (this connector has `pages`, `spaces`)"
+        );
+    }
 
     /// Comment on a ticket.
     #[derive(Deserialize, JsonSchema)]

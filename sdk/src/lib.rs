@@ -7,7 +7,7 @@
 //! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
 //! incremental watermark with tie handling ([`Watermark`]), a walk over several listings
-//! ([`scopes`]), [`Document`] and [`SyncPage`]
+//! ([`scopes`]), answers kept for one invocation ([`memo`]), [`Document`] and [`SyncPage`]
 //! builders, loose reading of upstream JSON ([`mod@json`]), checks for ids that go into URLs
 //! ([`ids`]), and text helpers ([`html_to_text`], [`text::adf_to_text`],
 //! [`text::parse_rfc3339`], [`text::rfc3339_of_ms`]).
@@ -65,6 +65,7 @@ pub mod http;
 pub mod ids;
 pub mod info;
 pub mod json;
+pub mod memo;
 pub mod newest_first;
 pub mod odata;
 mod page;
@@ -89,6 +90,18 @@ pub use serde_json;
 pub use settings::{BaseUrl, List, PageSize};
 pub use text::html_to_text;
 pub use watermark::Watermark;
+
+/// The names nearly every connector uses, in one import: `use airlock_sdk::prelude::*;`. A
+/// connector's own import of the same name wins over the glob.
+pub mod prelude {
+    pub use crate::serde_json::{self, Value, json};
+    pub use crate::{
+        ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
+        List, NoInput, PageSize, Request, Response, Result, SearchRequest, SearchResult, SyncPage,
+        acl, cursor, html_to_text, ids, json, paging, settings, text, url,
+    };
+    pub use serde::de::DeserializeOwned;
+}
 
 /// `Result` with the contract's [`Error`] as the default error type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
@@ -143,6 +156,12 @@ impl HealthStatus {
             ok: true,
             message: message.into(),
         }
+    }
+
+    /// [`HealthStatus::ok`] after a request that needed the credentials: "`upstream` at
+    /// `base` accepted the credentials".
+    pub fn accepted(upstream: &str, base: impl std::fmt::Display) -> Self {
+        Self::ok(format!("{upstream} at {base} accepted the credentials"))
     }
 }
 
@@ -240,4 +259,20 @@ macro_rules! export_connector {
         type __AirlockExport = $crate::Export<$connector>;
         $crate::bindings::__export_connector_world!(__AirlockExport with_types_in $crate::bindings);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accepted_health_check_names_the_upstream_and_its_base() {
+        let base = BaseUrl::parse("https://acme.zendesk.com/").unwrap();
+        let status = HealthStatus::accepted("Zendesk", &base);
+        assert!(status.ok);
+        assert_eq!(
+            status.message,
+            "Zendesk at https://acme.zendesk.com accepted the credentials"
+        );
+    }
 }

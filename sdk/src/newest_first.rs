@@ -19,6 +19,25 @@
 //! - A stale `next` (the upstream refuses it) restarts the run from the top with the same
 //!   `since` ([`crate::paging::resume_or`]), which only re-upserts.
 //!
+//! A change that does not move an item's modification time (Confluence does not bump a page's
+//! version when its restrictions change) is never seen by such a walk. For that, an incremental
+//! run may end with a sweep ([`NewestFirst::done_or_sweep`]): one more pass over every item, in
+//! whatever order the listing keeps stable, its link kept as `sweep` ("" before its first page;
+//! [`NewestFirst::take_sweep`], [`NewestFirst::swept`]). A full run reads every item anyway and
+//! needs none.
+//!
+//! With an Atlassian-style listing ([`ListPage`]) [`NewestFirst::walk`] and
+//! [`NewestFirst::sweep`] do all of a page:
+//!
+//! ```ignore
+//! let mut walk: NewestFirst = cursor::position(cursor)?;
+//! let pages: Vec<Page> = walk.walk((&base, PAGES, "pages"), first, Page::time, OVERLAP_MS)?;
+//! // ... map the pages ...
+//! let done = walk.done_or_sweep(false, || newest_now())?;
+//! ```
+//!
+//! Or step by step, in a cursor of the connector's own:
+//!
 //! ```ignore
 //! #[derive(Default, Serialize, Deserialize)]
 //! struct Cursor { #[serde(flatten)] walk: NewestFirst }
@@ -31,10 +50,12 @@
 //! let done = cursor.walk.done(|| newest_now())?;
 //! ```
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::paging::ListPage;
 use crate::text::{later, parse_rfc3339};
+use crate::{BaseUrl, Response, Result};
 
 /// Where a newest-first incremental sync is (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,9 +67,15 @@ pub struct NewestFirst {
     watermark: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<String>,
+    /// The link of the sweep under way ("" before its first page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<String>,
     /// Whether the page just taken began its run (and so was one upstream snapshot).
     #[serde(skip)]
     first_of_run: bool,
+    /// Whether the run of the page just taken is incremental (a run had completed before it).
+    #[serde(skip)]
+    incremental: bool,
 }
 
 impl NewestFirst {
@@ -74,6 +101,7 @@ impl NewestFirst {
         next: Option<String>,
         overlap_ms: i64,
     ) -> usize {
+        self.incremental = self.is_incremental();
         self.first_of_run = !resumed || self.watermark.is_none();
         if self.first_of_run {
             let newest = times.first().copied().flatten().map(str::to_owned);
@@ -102,6 +130,71 @@ impl NewestFirst {
         }
         let newer = at(&newest()?).zip(at(&self.since));
         Ok(newer.is_none_or(|(now, since)| now <= since))
+    }
+}
+
+impl NewestFirst {
+    /// [`NewestFirst::done`], except that an incremental run which would end starts a sweep
+    /// instead when `sweep` is asked for (the module docs say why): not done yet.
+    pub fn done_or_sweep(
+        &mut self,
+        sweep: bool,
+        newest: impl FnOnce() -> Result<Option<String>>,
+    ) -> Result<bool> {
+        let done = self.done(newest)?;
+        if done && sweep && self.incremental {
+            self.sweep = Some(String::new());
+            return Ok(false);
+        }
+        Ok(done)
+    }
+
+    /// The link to continue the sweep under way from, taken out: `Some("")` for its first page,
+    /// `None` when no sweep is under way (then the walk goes on).
+    pub fn take_sweep(&mut self) -> Option<String> {
+        self.sweep.take()
+    }
+
+    /// Takes in a sweep page by its link to the next one; whether the sweep, and with it the
+    /// run, is over (no next page).
+    pub fn swept(&mut self, next: Option<String>) -> bool {
+        self.sweep = next;
+        self.sweep.is_none()
+    }
+}
+
+impl NewestFirst {
+    /// One page of the walk over an Atlassian-style listing ([`ListPage`]): continues the run
+    /// from its stored link (only under `path` of `base`) or, with none or a stale one, starts
+    /// at the top with `first()` ([`ListPage::resume`], which logs `what`), takes the page in
+    /// ([`NewestFirst::page`], items timed by `time`) and returns the items to emit.
+    pub fn walk<T: DeserializeOwned>(
+        &mut self,
+        (base, path, what): (&BaseUrl, &str, &str),
+        first: impl FnOnce() -> Result<Response>,
+        time: impl Fn(&T) -> Option<&str>,
+        overlap_ms: i64,
+    ) -> Result<Vec<T>> {
+        let next = self.take_next();
+        let (mut list, resumed) = ListPage::<T>::resume(base, path, next.as_deref(), what, first)?;
+        let times: Vec<Option<&str>> = list.values.iter().map(time).collect();
+        let keep = self.page(resumed, &times, list.next_link(), overlap_ms);
+        list.values.truncate(keep);
+        Ok(list.values)
+    }
+
+    /// One page of the sweep under way, whose link [`NewestFirst::take_sweep`] gave as `at`
+    /// (`""`, or a stale link: from the top with `first()`, logged as `what`): its items, and
+    /// whether the sweep, and with it the run, is over ([`NewestFirst::swept`]).
+    pub fn sweep<T: DeserializeOwned>(
+        &mut self,
+        (base, path, what): (&BaseUrl, &str, &str),
+        at: &str,
+        first: impl FnOnce() -> Result<Response>,
+    ) -> Result<(Vec<T>, bool)> {
+        let (list, _) = ListPage::<T>::resume(base, path, Some(at), what, first)?;
+        let done = self.swept(list.next_link());
+        Ok((list.values, done))
     }
 }
 
@@ -169,6 +262,35 @@ mod tests {
         );
         assert!(walk.done(|| Ok(Some(T3.into()))).unwrap());
         assert!(walk.done(|| Ok(None)).unwrap(), "nothing to compare: end");
+    }
+
+    #[test]
+    fn only_an_incremental_run_ends_with_a_sweep_and_the_sweep_keeps_its_link() {
+        let mut full = NewestFirst::default();
+        full.page(false, &[Some(T3)], None, 0);
+        assert!(
+            full.done_or_sweep(true, || Ok(None)).unwrap(),
+            "a full run needs no sweep"
+        );
+        assert_eq!(full.take_sweep(), None);
+        let mut walk = full.clone();
+        walk.page(false, &[Some(T9)], None, 0);
+        assert!(
+            walk.clone().done_or_sweep(false, || Ok(None)).unwrap(),
+            "not asked for"
+        );
+        assert!(!walk.done_or_sweep(true, || Ok(None)).unwrap());
+        let json = crate::cursor::encode(&walk);
+        assert_eq!(json, format!(r#"{{"since":"{T9}","sweep":""}}"#));
+        let mut walk: NewestFirst = crate::cursor::position(Some(&json)).unwrap();
+        assert_eq!(walk.take_sweep().as_deref(), Some(""));
+        assert!(!walk.swept(Some("/p?cursor=2".into())));
+        assert_eq!(walk.take_sweep().as_deref(), Some("/p?cursor=2"));
+        assert!(walk.swept(None), "the last sweep page ends the run");
+        assert_eq!(
+            crate::cursor::encode(&walk),
+            format!(r#"{{"since":"{T9}"}}"#)
+        );
     }
 
     #[test]

@@ -33,6 +33,17 @@ pub enum Next {
         /// Query parameter that carries it, e.g. `nextPageToken`.
         param: &'static str,
     },
+    /// [`Next::Cursor`] for an API that sends a cursor on its last page too and says whether
+    /// there is more with a boolean at JSON pointer `more` (Zendesk's `meta.has_more` beside
+    /// `meta.after_cursor`): the listing ends unless that is `true`.
+    CursorWhile {
+        /// JSON pointer of the cursor in the body, e.g. `/meta/after_cursor`.
+        field: &'static str,
+        /// Query parameter that carries it, e.g. `page[after]`.
+        param: &'static str,
+        /// JSON pointer of the "more pages" flag, e.g. `/meta/has_more`.
+        more: &'static str,
+    },
 }
 
 /// The `rel="next"` target of a `Link` header value (RFC 8288), unresolved.
@@ -104,6 +115,12 @@ pub fn next_request(
             current.with_url(url::resolve(current.url(), &link_header_next(value)?))
         }
         Next::Cursor { field, param } => first.clone().query(param, cursor(body, field)?),
+        Next::CursorWhile { field, param, more } => {
+            let more = body.pointer(more).and_then(Value::as_bool) == Some(true);
+            first
+                .clone()
+                .query(param, cursor(body, field).filter(|_| more)?)
+        }
     };
     (request.url() != current.url()).then_some(request)
 }
@@ -227,6 +244,41 @@ pub struct ListPage<T> {
 #[derive(Debug, Default, serde::Deserialize)]
 struct NextLink {
     next: Option<Value>,
+}
+
+impl<T: DeserializeOwned> ListPage<T> {
+    /// The page `response` holds. A cursor listing that puts its next link in the `Link` header
+    /// rather than in `_links.next` (Confluence v2 may do either) gets it from there
+    /// ([`Response::next_link`]: resolved, and only on the API's origin).
+    pub fn of(response: &Response) -> Result<Self> {
+        let mut page: Self = response.json()?;
+        if page.next_link().is_none() {
+            page.links.next = response.next_link().map(Value::String);
+        }
+        Ok(page)
+    }
+}
+
+impl<T: DeserializeOwned> ListPage<T> {
+    /// The page that continues a cursor listing from `link`, the next link a sync cursor kept
+    /// (followed only under `path` of `base`: [`crate::BaseUrl::follow_opt`]), or, when there
+    /// is none or the upstream refuses it as stale ([`resume_or`], which logs `what`), the
+    /// first page from `first()`; and whether it continued.
+    ///
+    /// ```ignore
+    /// let (list, resumed) = ListPage::<Page>::resume(&base, PAGES, next.as_deref(), "pages", first)?;
+    /// ```
+    pub fn resume(
+        base: &crate::BaseUrl,
+        path: &str,
+        link: Option<&str>,
+        what: &str,
+        first: impl FnOnce() -> Result<Response>,
+    ) -> Result<(Self, bool)> {
+        let link = base.follow_opt(path, link)?.map(Request::get);
+        let (response, resumed) = resume_or(link, what, first)?;
+        Ok((Self::of(&response)?, resumed))
+    }
 }
 
 impl<T> ListPage<T> {
@@ -358,6 +410,25 @@ impl Pages {
         let mut out = Vec::new();
         for page in self.take(max_pages) {
             out.extend(items_at(page?, items)?);
+        }
+        Ok(out)
+    }
+
+    /// [`Pages::items`] for a listing that may run long (one record's comments): reaching
+    /// `max_pages` with more to come logs a warning naming `what`, as [`collect`] does, and
+    /// keeps what was read.
+    pub fn collect<T: DeserializeOwned>(
+        mut self,
+        what: &str,
+        items: &str,
+        max_pages: usize,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for page in self.by_ref().take(max_pages) {
+            out.extend(items_at(page?, items)?);
+        }
+        if self.pending.is_some() {
+            crate::log::warn!("{what}: stopped after {max_pages} pages");
         }
         Ok(out)
     }
@@ -514,6 +585,40 @@ mod tests {
     }
 
     #[test]
+    fn a_list_page_takes_its_next_link_from_the_body_else_from_the_link_header() {
+        let response = |body: &str, link: Option<&str>| Response {
+            status: 200,
+            headers: link
+                .map(|l| ("Link".to_owned(), l.to_owned()))
+                .into_iter()
+                .collect(),
+            body: body.as_bytes().to_vec(),
+            method: crate::Method::Get,
+            url: "https://h/wiki/api/v2/pages?limit=2".into(),
+        };
+        let header = Some(r#"</wiki/api/v2/pages?cursor=h>; rel="next""#);
+        let body = r#"{"results": [1], "_links": {"next": "/wiki/api/v2/pages?cursor=b"}}"#;
+        let page = ListPage::<u32>::of(&response(body, header)).unwrap();
+        assert_eq!(
+            page.next_link().as_deref(),
+            Some("/wiki/api/v2/pages?cursor=b")
+        );
+        let page = ListPage::<u32>::of(&response(r#"{"results": [1]}"#, header)).unwrap();
+        assert_eq!(
+            page.next_link().as_deref(),
+            Some("https://h/wiki/api/v2/pages?cursor=h")
+        );
+        assert_eq!(
+            page.next(0),
+            Some(1),
+            "a next link from the header is a next page too"
+        );
+        let last = ListPage::<u32>::of(&response(r#"{"results": []}"#, None)).unwrap();
+        assert_eq!(last.next_link(), None);
+        assert!(ListPage::<u32>::of(&response("[", None)).is_err());
+    }
+
+    #[test]
     fn page_numbers_stop_at_the_result_cap_and_tokens_must_move_on() {
         assert_eq!(next_page_number(1, 100, true, 1000), Some(2));
         assert_eq!(next_page_number(9, 100, true, 1000), Some(10));
@@ -611,6 +716,18 @@ mod tests {
             "link".to_owned(),
             r#"</items?page=3>; rel="next""#.to_owned(),
         )];
+        let while_more = Next::CursorWhile {
+            field: "/meta/after_cursor",
+            param: "page[after]",
+            more: "/meta/has_more",
+        };
+        let body = json!({"meta": {"after_cursor": "c2", "has_more": true}});
+        let r = next_request(&first, &first, &[], &body, &while_more).unwrap();
+        assert_eq!(r.url(), "https://h/items?limit=2&page%5Bafter%5D=c2");
+        let last = json!({"meta": {"after_cursor": "c3", "has_more": false}});
+        assert!(next_request(&first, &r, &[], &last, &while_more).is_none());
+        let unsaid = json!({"meta": {"after_cursor": "c3"}});
+        assert!(next_request(&first, &r, &[], &unsaid, &while_more).is_none());
         let r = next_request(&first, &first, &headers, &json!({}), &Next::LinkHeader).unwrap();
         assert_eq!(r.url(), "https://h/items?page=3");
         assert!(next_request(&first, &first, &[], &json!({}), &Next::LinkHeader).is_none());

@@ -157,6 +157,20 @@ impl BaseUrl {
         }
     }
 
+    /// A link into the upstream's web UI that it gives relative to the app mounted at `root`
+    /// under this base (Confluence's `webui` paths are relative to `/wiki`): an absolute link as
+    /// it is, a path already under `root` joined to this base, any other path to `root`.
+    pub fn app_link(&self, root: &str, link: &str) -> String {
+        let under_root = link
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'));
+        match link {
+            l if l.starts_with("http://") || l.starts_with("https://") => l.to_owned(),
+            l if under_root => self.join(l),
+            l => self.join(&format!("{root}{l}")),
+        }
+    }
+
     /// [`BaseUrl::follow`] for a link the upstream may leave out: `None` when it is absent or
     /// blank (the last page), the resolved link when it stays under this base, else an error.
     pub fn follow_opt(&self, path: &str, link: Option<&str>) -> Result<Option<String>> {
@@ -313,6 +327,19 @@ mod tests {
 
     fn yes() -> bool {
         true
+    }
+
+    #[test]
+    fn app_links_are_joined_under_their_root_unless_absolute() {
+        let base = BaseUrl::parse("https://acme.atlassian.net").unwrap();
+        let link = |l: &str| base.app_link("/wiki", l);
+        assert_eq!(
+            link("/spaces/ENG/pages/1/X"),
+            "https://acme.atlassian.net/wiki/spaces/ENG/pages/1/X"
+        );
+        assert_eq!(link("/wiki/x"), "https://acme.atlassian.net/wiki/x");
+        assert_eq!(link("/wikis"), "https://acme.atlassian.net/wiki/wikis");
+        assert_eq!(link("https://elsewhere/x"), "https://elsewhere/x");
     }
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -15,9 +15,9 @@ fn budget(name: &str) -> usize {
 }
 
 /// Connectors not yet cut down to their budget (issue 12, item 6), each with the most it may
-/// have meanwhile: its count when the budget came in. It may only shrink; once one is within
-/// its budget, the test asks for its entry to go.
-const NOT_YET: [(&str, usize); 2] = [("confluence", 455), ("zendesk", 373)];
+/// have meanwhile: its count after the latest cut (455 and 373 when the budget came in). It may
+/// only shrink; once one is within its budget, the test asks for its entry to go.
+const NOT_YET: [(&str, usize); 2] = [("confluence", 342), ("zendesk", 338)];
 
 /// The most connector `name` may have today.
 fn ceiling(name: &str) -> usize {

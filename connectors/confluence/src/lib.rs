@@ -10,20 +10,15 @@
 //!
 //! ACL entries are `user:ACCOUNT-ID` and `group:NAME` (see `permissions.rs`).
 
-use airlock_sdk::json::{self, string_or_number, text};
+use airlock_sdk::json::{string_or_number, text};
 use airlock_sdk::newest_first::NewestFirst;
-use airlock_sdk::paging::{self, ListPage, Next, Pages};
-use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::paging::{ListPage, Next, Pages};
+use airlock_sdk::prelude::*;
 use airlock_sdk::text::{quoted, strip_highlight};
-use airlock_sdk::{
-    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    List, NoInput, PageSize, Request, Result, SearchRequest, SearchResult, SyncPage, cursor,
-    html_to_text, ids, url,
-};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 mod permissions;
+use permissions::Permissions;
 
 struct Confluence;
 
@@ -48,8 +43,7 @@ impl Connector for Confluence {
     fn health() -> Result<HealthStatus> {
         let cfg = config()?;
         cfg.base_url.get(SPACES).query("limit", "1").send()?;
-        let message = format!("Confluence at {} accepted the credentials", cfg.base_url);
-        Ok(HealthStatus::ok(message))
+        Ok(HealthStatus::accepted("Confluence", &cfg.base_url))
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
@@ -59,11 +53,10 @@ impl Connector for Confluence {
             let keys: Vec<String> = cfg.space_keys.iter().map(quoted).collect();
             cql.push_str(&format!(" AND space in ({})", keys.join(", ")));
         }
-        let (limit, at) = (request.limit_or(25, 100), request.cursor.as_deref());
-        let search = cfg.base_url.get("/wiki/rest/api/search").query("cql", cql);
-        let search = search
-            .query("limit", limit.to_string())
-            .query_opt("cursor", at);
+        let limit = request.limit_or(25, 100).to_string();
+        let search = cfg.base_url.get("/wiki/rest/api/search");
+        let search = search.queries(&[("cql", &cql), ("limit", &limit)]);
+        let search = search.query_opt("cursor", request.cursor.as_deref());
         let reply: ListPage<Value> = search.send()?.json()?;
         let hits: Vec<Document> = reply.values.iter().filter_map(|h| hit(h, &cfg)).collect();
         // v1 `next` is relative to `_links.base`; only its cursor matters, the query is re-sent.
@@ -77,28 +70,24 @@ impl Connector for Confluence {
         let path = format!("{PAGES}/{}", content_id(&id)?);
         let page = cfg.base_url.get(&path).query("body-format", "storage");
         let page: Page = page.send()?.json()?;
-        page.document(&cfg, &mut permissions::Permissions::default())
+        page.document(&cfg, &mut Permissions::default())
     }
 
     fn check_permission(principal: String, id: String) -> Result<bool> {
-        if principal.trim().is_empty() {
-            return Err(Error::invalid_input("principal is empty"));
-        }
-        let body =
-            json!({"subject": {"type": "user", "identifier": principal}, "operation": "read"});
+        acl::principal(&principal)?;
+        let subject = json!({"type": "user", "identifier": principal});
         let path = format!(
             "/wiki/rest/api/content/{}/permission/check",
             content_id(&id)?
         );
-        let reply: Value = config()?.base_url.post(&path).json(&body).send()?.json()?;
+        let check = json!({"subject": subject, "operation": "read"});
+        let reply: Value = config()?.base_url.post(&path).json(&check).send()?.json()?;
         let allowed = reply["hasPermission"].as_bool();
         allowed.ok_or_else(|| Error::upstream("permission check: no `hasPermission` in the reply"))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
-        if stream != "pages" {
-            return Err(Error::unknown_stream(&stream, ["pages"]));
-        }
+        airlock_sdk::info::known_stream(&stream, &["pages"])?;
         sync_pages(&config()?, cursor.as_deref())
     }
 
@@ -140,15 +129,6 @@ fn config() -> Result<Config> {
     Ok(cfg)
 }
 
-/// Link to a page in Confluence's UI from a `webui` path (relative to `/wiki`).
-fn web_url(cfg: &Config, webui: &str) -> String {
-    match webui {
-        w if w.starts_with("http://") || w.starts_with("https://") => w.to_owned(),
-        w if w.starts_with("/wiki/") => cfg.base_url.join(w),
-        w => cfg.base_url.join(&format!("/wiki{w}")),
-    }
-}
-
 /// Content ids are numeric; checking keeps ids from smuggling path segments into URLs.
 fn content_id(id: &str) -> Result<&str> {
     ids::numeric(id, "Confluence content id")
@@ -172,111 +152,66 @@ fn content_id(id: &str) -> Result<&str> {
 // (no cursor) computes every ACL anyway and skips the sweep. The cursor's `sweep` is the next
 // link of the sweep under way ("" before its first page).
 
-#[derive(Default, Serialize, Deserialize)]
-#[serde(default)]
-struct SyncCursor {
-    #[serde(flatten)]
-    walk: NewestFirst,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sweep: Option<String>,
-}
-
 fn sync_pages(cfg: &Config, cursor: Option<&str>) -> Result<SyncPage> {
-    let mut state: SyncCursor = cursor::position(cursor)?;
-    let mut perms = permissions::Permissions::default();
-    if let Some(at) = state.sweep.take() {
-        return sweep_page(cfg, state, &at, &mut perms);
+    let mut walk: NewestFirst = cursor::position(cursor)?;
+    let (mut perms, first) = (Permissions::default(), |order| listing(cfg, true, order));
+    if let Some(at) = walk.take_sweep() {
+        // A cursor Confluence no longer takes: sweep again from the top (only re-upserts).
+        let (pages, done) = walk.sweep((&cfg.base_url, PAGES, "sweep"), &at, first(BY_ID))?;
+        let current = pages.into_iter().filter(|p: &Page| p.status == "current");
+        let upserts = current.map(|p| p.document(cfg, &mut perms));
+        return Ok(SyncPage::next(upserts.collect::<Result<_>>()?, &walk).done(done));
     }
-    let incremental = state.walk.is_incremental();
-    let first = || pages_request(cfg, cfg.page_limit.get(), true)?.send();
-    let (response, resumed) =
-        paging::resume_or(resume(cfg, state.walk.take_next())?, "pages", first)?;
-    let list: ListPage<Page> = response.json()?;
-    let times: Vec<Option<&str>> = list.values.iter().map(Page::time).collect();
-    let next = list.next_link().or_else(|| response.next_link());
-    let keep = state.walk.page(resumed, &times, next, OVERLAP_MS);
+    let at = (&cfg.base_url, PAGES, "pages");
+    let pages = walk.walk(at, first(BY_SAVE), Page::time, OVERLAP_MS)?;
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-    for page in list.values.into_iter().take(keep) {
+    for page in pages {
         match page.status.as_str() {
             "current" | "archived" => upserts.push(page.document(cfg, &mut perms)?),
             _ => deletes.push(DocumentRef::new("page", page.id)),
         }
     }
     // Saves made while this run was under way sort behind its keyset cursor: if there are any, go
-    // on with the incremental run that fetches them instead of ending.
-    let mut done = state.walk.done(|| newest_save(cfg))?;
-    if done && incremental && cfg.permission_sync == PermissionSync::EveryRun {
-        state.sweep = Some(String::new());
-        done = false;
-    }
-    Ok(SyncPage::next(upserts, &state).deletes(deletes).done(done))
-}
-
-/// The request that continues a listing from a stored `link`, which must stay on the site.
-fn resume(cfg: &Config, link: Option<String>) -> Result<Option<Request>> {
-    let follow = |l: String| Ok(Request::get(cfg.base_url.follow(PAGES, &l)?));
-    link.filter(|l| !l.is_empty()).map(follow).transpose()
-}
-
-/// One page of the permission sweep: current pages in id order from `at` ("" = the first),
-/// each with its ACL; done after the last.
-fn sweep_page(
-    cfg: &Config,
-    mut state: SyncCursor,
-    at: &str,
-    perms: &mut permissions::Permissions,
-) -> Result<SyncPage> {
-    let first = || -> Result<_> {
-        let list = cfg.base_url.get(PAGES).query("body-format", "storage");
-        let list = list
-            .query("limit", cfg.page_limit.get().to_string())
-            .query("sort", "id");
-        list.query("status", "current")
-            .query_opt("space-id", space_filter(cfg)?)
-            .send()
-    };
-    // A cursor Confluence no longer takes: sweep again from the top (only re-upserts).
-    let (response, _) = paging::resume_or(resume(cfg, Some(at.to_owned()))?, "sweep", first)?;
-    let list: ListPage<Page> = response.json()?;
-    state.sweep = list.next_link().or_else(|| response.next_link());
-    let current = list.values.into_iter().filter(|p| p.status == "current");
-    let upserts = current
-        .map(|p| p.document(cfg, perms))
-        .collect::<Result<_>>()?;
-    let done = state.sweep.is_none();
-    Ok(SyncPage::next(upserts, &state).done(done))
+    // on with the incremental run that fetches them instead of ending; else, with
+    // `permission_sync = "every-run"`, an incremental run ends with the sweep (current pages in
+    // id order, each with its ACL; done after the last).
+    let sweep = cfg.permission_sync == PermissionSync::EveryRun;
+    let done = walk.done_or_sweep(sweep, || newest_save(cfg))?;
+    Ok(SyncPage::next(upserts, &walk).deletes(deletes).done(done))
 }
 
 /// The `version.createdAt` of the newest page (current or trashed) now: one request.
 fn newest_save(cfg: &Config) -> Result<Option<String>> {
-    let list: ListPage<Page> = pages_request(cfg, 1, false)?.send()?.json()?;
-    Ok(list
-        .values
-        .into_iter()
-        .next()
-        .and_then(|p| p.version.created_at))
+    let list: ListPage<Page> = listing(cfg, false, BY_SAVE)()?.json()?;
+    let newest = list.values.into_iter().next();
+    Ok(newest.and_then(|p| p.version.created_at))
 }
 
-/// The first page of the newest-first listing the sync walks, `limit` items, with or without
-/// the storage body.
-fn pages_request(cfg: &Config, limit: u32, body: bool) -> Result<Request> {
-    let list = cfg
-        .base_url
-        .get(PAGES)
-        .query_opt("body-format", body.then_some("storage"));
-    let list = list
-        .query("limit", limit.to_string())
-        .query("sort", "-modified-date");
-    let list = list.query("status", "current").query("status", "trashed");
-    Ok(list.query_opt("space-id", space_filter(cfg)?))
+/// The orders of v2 page listings: `sort` and the statuses listed.
+type Order = (&'static str, &'static [&'static str]);
+/// The walk's listing: newest save first, trashed pages too. The sweep's: current pages by id.
+const BY_SAVE: Order = ("-modified-date", &["current", "trashed"]);
+const BY_ID: Order = ("id", &["current"]);
+
+/// The first page of a v2 page listing in `order`: `page_limit` pages with their body, or, for
+/// a probe, one without.
+fn listing(cfg: &Config, body: bool, (sort, statuses): Order) -> impl FnOnce() -> Result<Response> {
+    move || {
+        let limit = if body { cfg.page_limit.get() } else { 1 };
+        let list = cfg
+            .base_url
+            .get(PAGES)
+            .query_opt("body-format", body.then_some("storage"));
+        let list = list.queries(&[("limit", &limit.to_string()), ("sort", sort)]);
+        let list = statuses.iter().fold(list, |l, s| l.query("status", s));
+        list.query_opt("space-id", space_filter(cfg)?).send()
+    }
 }
 
 /// The `space-id` filter of v2 listings: the ids of `space_keys`, none when it is empty.
 fn space_filter(cfg: &Config) -> Result<Option<String>> {
-    match cfg.space_keys.is_empty() {
-        true => Ok(None),
-        false => Ok(Some(space_ids(cfg)?.join(","))),
-    }
+    let ids = (!cfg.space_keys.is_empty()).then(|| space_ids(cfg));
+    Ok(ids.transpose()?.map(|ids| ids.join(",")))
 }
 
 /// Resolve `space_keys` to the numeric ids v2 filters by; an unknown key is an error.
@@ -294,11 +229,12 @@ fn space_ids(cfg: &Config) -> Result<Vec<String>> {
 
 /// The spaces the credentials can see (only those with `keys`, if given), at most `pages` pages.
 fn spaces<T: DeserializeOwned>(cfg: &Config, keys: Option<String>, pages: usize) -> Result<Vec<T>> {
-    let first = cfg
-        .base_url
-        .get(SPACES)
-        .query_opt("keys", keys)
-        .query("limit", "250");
+    let first = cfg.base_url.get(SPACES).query_opt("keys", keys);
+    v2_list(first.query("limit", "250"), pages)
+}
+
+/// Every entry of a v2 listing (`results`, `_links.next`), at most `pages` pages.
+fn v2_list<T: DeserializeOwned>(first: Request, pages: usize) -> Result<Vec<T>> {
     Pages::new(first, Next::BodyLink("/_links/next")).items("/results", pages)
 }
 
@@ -339,30 +275,30 @@ impl Page {
 
     /// The page as a document with its ACL (who may read it upstream now; none with
     /// `permission_sync = "off"`).
-    fn document(self, cfg: &Config, perms: &mut permissions::Permissions) -> Result<Document> {
+    fn document(self, cfg: &Config, perms: &mut Permissions) -> Result<Document> {
         if cfg.permission_sync == PermissionSync::Off {
             return Ok(self.document_without_acl(cfg));
         }
         let space = self.space_id.as_ref().and_then(json::id);
-        let has_parent = self.parent_id.as_ref().is_some_and(|p| !p.is_null());
-        let acl = match space {
-            Some(space) => perms.acl(cfg, &self.id, &space, has_parent)?,
-            // Without its space nobody's access can be known: fail closed.
-            None => vec![airlock_sdk::acl::NOBODY.to_owned()],
-        };
+        let child = self.parent_id.as_ref().is_some_and(|p| !p.is_null());
+        // Without its space nobody's access can be known: fail closed.
+        let nobody = || vec![acl::NOBODY.to_owned()];
+        let acl = space.map(|space| perms.acl(cfg, &self.id, &space, child));
+        let acl = acl.transpose()?.unwrap_or_else(nobody);
         Ok(self.document_without_acl(cfg).acl(acl))
     }
 
     fn document_without_acl(self, cfg: &Config) -> Document {
         let storage = self.body.pointer("/storage/value").and_then(Value::as_str);
         let updated = self.version.created_at.or(self.created_at);
+        let webui = self.links["webui"].as_str();
         Document::new("page", self.id, self.title.unwrap_or_default())
             .body(html_to_text(storage.unwrap_or("")))
             .updated_at(updated.unwrap_or_default())
             .metadata(json!({"spaceId": self.space_id, "status": self.status,
                 "version": self.version.number, "authorId": self.author_id,
                 "parentId": self.parent_id}))
-            .url_opt(self.links["webui"].as_str().map(|w| web_url(cfg, w)))
+            .url_opt(webui.map(|w| cfg.base_url.app_link("/wiki", w)))
     }
 }
 
@@ -385,7 +321,7 @@ fn hit(hit: &Value, cfg: &Config) -> Option<Document> {
         .body(html_to_text(&excerpt))
         .updated_at(text(hit, "/lastModified"))
         .metadata(json!({"spaceKey": hit["space"]["key"], "status": hit["content"]["status"]}));
-    Some(doc.url_opt(webui.map(|w| web_url(cfg, &w))))
+    Some(doc.url_opt(webui.map(|w| cfg.base_url.app_link("/wiki", &w))))
 }
 #[cfg(test)]
 mod tests {
@@ -405,11 +341,6 @@ mod tests {
     fn helpers() {
         assert!(content_id("../1").is_err() && content_id("").is_err());
         assert_eq!(content_id(" 123 ").ok(), Some("123"));
-        assert_eq!(
-            web_url(&cfg(), "/spaces/ENG/pages/1/X"),
-            "http://127.0.0.1:8781/wiki/spaces/ENG/pages/1/X"
-        );
-        assert_eq!(web_url(&cfg(), "/wiki/x"), "http://127.0.0.1:8781/wiki/x");
     }
 
     #[test]
@@ -463,13 +394,14 @@ mod tests {
     #[test]
     fn the_sync_cursor_keeps_its_stored_shape() {
         let stored = r#"{"next":"/wiki/api/v2/pages?cursor=c","watermark":"2025-01-01T00:00:00Z","since":"2024-12-01T00:00:00Z"}"#;
-        let c: SyncCursor = cursor::position(Some(stored)).unwrap();
+        let c: NewestFirst = cursor::position(Some(stored)).unwrap();
         assert_eq!(cursor::encode(&c), stored);
-        let c: SyncCursor =
-            cursor::position(Some(r#"{"since":"2024-12-01T00:00:00Z","sweep":""}"#)).unwrap();
-        assert_eq!(c.sweep.as_deref(), Some(""));
-        assert!(c.walk.is_incremental());
-        assert_eq!(cursor::encode(&SyncCursor::default()), "{}");
+        let sweeping = r#"{"since":"2024-12-01T00:00:00Z","sweep":""}"#;
+        let mut c: NewestFirst = cursor::position(Some(sweeping)).unwrap();
+        assert_eq!(cursor::encode(&c), sweeping);
+        assert_eq!(c.take_sweep().as_deref(), Some(""));
+        assert!(c.is_incremental());
+        assert_eq!(cursor::encode(&NewestFirst::default()), "{}");
     }
 
     #[test]

@@ -21,126 +21,86 @@
 //! once per id) and the members of each group named (`GET
 //! /wiki/rest/api/group/{groupId}/membersByGroupId`, once per group).
 
-use std::collections::BTreeMap;
+use airlock_sdk::acl::Access;
+use airlock_sdk::memo::Memo;
+use airlock_sdk::paging::ListPage;
+use airlock_sdk::prelude::*;
 
-use airlock_sdk::acl::{self, Access};
-use airlock_sdk::paging::{self, ListPage, Next, Pages};
-use airlock_sdk::serde_json::Value;
-use airlock_sdk::{Error, Request, Result, ids, json, url};
-
-use crate::{Config, SPACES};
+use crate::{Config, SPACES, v2_list};
 
 /// Page size of the v1 group listings (Confluence's maximum for them).
 const V1_LIMIT: usize = 200;
+const GROUPS: &str = "/wiki/rest/api/group";
 
-/// The site's groups: id -> name and name -> id.
-#[derive(Default)]
-struct Groups {
-    by_id: BTreeMap<String, String>,
-    by_name: BTreeMap<String, String>,
-}
+/// The site's groups as (id, name), listed once per invocation (under the key "").
+type Groups = Memo<Vec<(String, String)>>;
 
 /// Upstream answers of one invocation, so that pages sharing a space, an ancestor or a group
 /// cost one request for all of them.
 #[derive(Default)]
 pub struct Permissions {
-    /// `None` until listed.
-    groups: Option<Groups>,
-    spaces: BTreeMap<String, Access>,
-    restrictions: BTreeMap<String, Access>,
-    members: BTreeMap<String, Vec<String>>,
+    groups: Groups,
+    spaces: Memo<Access>,
+    restrictions: Memo<Access>,
+    members: Memo<Vec<String>>,
 }
 
 impl Permissions {
-    /// The ACL of page `id` in space `space_id` (its parent, if any, means it has ancestors).
-    pub fn acl(
-        &mut self,
-        cfg: &Config,
-        id: &str,
-        space_id: &str,
-        has_parent: bool,
-    ) -> Result<Vec<String>> {
-        let mut sets = vec![self.space(cfg, space_id)?];
-        let ancestors = match has_parent {
-            true => ancestors(cfg, id)?,
-            false => Vec::new(),
-        };
-        for page in ancestors.iter().map(String::as_str).chain([id]) {
-            if !self.restrictions.contains_key(page) {
-                let r = restriction(cfg, page)?;
-                self.restrictions.insert(page.to_owned(), r);
-            }
-            sets.extend(
-                self.restrictions
-                    .get(page)
-                    .filter(|r| !r.is_empty())
-                    .cloned(),
-            );
+    /// The ACL of page `id` in space `space` (a `child` page, with a parent, has ancestors).
+    pub fn acl(&mut self, cfg: &Config, id: &str, space: &str, child: bool) -> Result<Vec<String>> {
+        let groups = &mut self.groups;
+        let space = self.spaces.get(space, || readers(cfg, space, groups))?;
+        let mut sets = vec![space.clone()];
+        let ancestors = child.then(|| ancestors(cfg, id)).transpose()?;
+        for page in ancestors.iter().flatten().map(String::as_str).chain([id]) {
+            let r = self.restrictions.get(page, || restriction(cfg, page))?;
+            sets.extend(Some(r).filter(|r| !r.is_empty()).cloned());
         }
-        acl::readers_of_all(&sets, |g| self.group_members(cfg, g))
+        let (groups, members) = (&mut self.groups, &mut self.members);
+        let mut members = |g: &str| members.get(g, || group_members(cfg, groups, g)).cloned();
+        acl::readers_of_all(&sets, &mut members)
     }
+}
 
-    fn group_names(&mut self, cfg: &Config) -> Result<&Groups> {
-        if self.groups.is_none() {
-            let mut groups = Groups::default();
-            for g in v1_list(cfg, "/wiki/rest/api/group")? {
-                if let (Some(id), Some(name)) = (g["id"].as_str(), g["name"].as_str()) {
-                    groups.by_id.insert(id.to_owned(), name.to_owned());
-                    groups.by_name.insert(name.to_owned(), id.to_owned());
-                }
-            }
-            self.groups = Some(groups);
-        }
-        Ok(self.groups.get_or_insert_default())
-    }
+/// The site's groups, listed on first use.
+fn groups<'a>(cfg: &Config, groups: &'a mut Groups) -> Result<&'a [(String, String)]> {
+    let pair = |g: &Value| Some((g["id"].as_str()?.to_owned(), g["name"].as_str()?.to_owned()));
+    let list = || Ok(v1_list(cfg, GROUPS)?.iter().filter_map(pair).collect());
+    groups.get("", list).map(Vec::as_slice)
+}
 
-    /// Who may read a space: its `read`/`space` permission assignments. A role, or a group
-    /// the groups list does not know, grants nothing here (fail closed).
-    fn space(&mut self, cfg: &Config, space_id: &str) -> Result<Access> {
-        if let Some(a) = self.spaces.get(space_id) {
-            return Ok(a.clone());
+/// Who may read a space: its `read`/`space` permission assignments. A role, or a group
+/// the groups list does not know, grants nothing here (fail closed).
+fn readers(cfg: &Config, space_id: &str, known: &mut Groups) -> Result<Access> {
+    let path = format!("{SPACES}/{}/permissions", numeric(space_id)?);
+    let assignments: Vec<Value> = v2_list(cfg.base_url.get(&path).query("limit", "250"), 100)?;
+    let reads =
+        |a: &&Value| a["operation"]["key"] == "read" && a["operation"]["targetType"] == "space";
+    let mut access = Access::default();
+    for a in assignments.iter().filter(reads) {
+        let (kind, id) = (&a["principal"]["type"], json::text(a, "/principal/id"));
+        if kind == "group" {
+            let name = groups(cfg, known)?.iter().rfind(|(i, _)| *i == id);
+            access.groups.extend(name.map(|(_, name)| name.clone()));
+        } else if kind == "user" && !id.is_empty() {
+            access.users.insert(id);
         }
-        let path = format!("{SPACES}/{}/permissions", numeric(space_id)?);
-        let assignments: Vec<Value> = v2_list(cfg.base_url.get(&path).query("limit", "250"))?;
-        let reads =
-            |a: &&Value| a["operation"]["key"] == "read" && a["operation"]["targetType"] == "space";
-        let mut access = Access::default();
-        for a in assignments.iter().filter(reads) {
-            let id = json::text(a, "/principal/id");
-            match a["principal"]["type"].as_str() {
-                Some("user") if !id.is_empty() => {
-                    access.users.insert(id);
-                }
-                Some("group") => {
-                    let name = self.group_names(cfg)?.by_id.get(&id);
-                    access.groups.extend(name.cloned());
-                }
-                _ => {}
-            }
-        }
-        self.spaces.insert(space_id.to_owned(), access.clone());
-        Ok(access)
     }
+    Ok(access)
+}
 
-    fn group_members(&mut self, cfg: &Config, name: &str) -> Result<Vec<String>> {
-        if let Some(m) = self.members.get(name) {
-            return Ok(m.clone());
-        }
-        // A group Confluence no longer lists has no members anyone can be granted through.
-        let members = match self.group_names(cfg)?.by_name.get(name).cloned() {
-            None => Vec::new(),
-            Some(id) => {
-                let path = format!("/wiki/rest/api/group/{}/membersByGroupId", url::encode(&id));
-                let users = v1_list(cfg, &path)?;
-                users
-                    .iter()
-                    .filter_map(|u| u["accountId"].as_str().map(str::to_owned))
-                    .collect()
-            }
-        };
-        self.members.insert(name.to_owned(), members.clone());
-        Ok(members)
-    }
+/// The account ids of the members of group `name`; none for a group Confluence no longer lists
+/// (no one can be granted anything through it).
+fn group_members(cfg: &Config, known: &mut Groups, name: &str) -> Result<Vec<String>> {
+    let Some((id, _)) = groups(cfg, known)?.iter().rfind(|(_, n)| n == name) else {
+        return Ok(Vec::new());
+    };
+    let path = format!("{GROUPS}/{}/membersByGroupId", url::encode(id));
+    let users = v1_list(cfg, &path)?;
+    let ids = users
+        .iter()
+        .filter_map(|u| u["accountId"].as_str().map(str::to_owned));
+    Ok(ids.collect())
 }
 
 /// The read restriction of content `id` (empty: none).
@@ -155,10 +115,10 @@ fn restriction(cfg: &Config, id: &str) -> Result<Access> {
     let r = &reply["restrictions"];
     // A reply without both lists (not expanded, or another shape) must not read as "no
     // restriction": that would open the page to the whole space.
-    if let Some(kind) = ["user", "group"]
+    let unlisted = ["user", "group"]
         .into_iter()
-        .find(|k| !r[k]["results"].is_array())
-    {
+        .find(|k| !r[k]["results"].is_array());
+    if let Some(kind) = unlisted {
         let message = format!("page {id}: the read restriction has no {kind} list");
         return Err(Error::upstream(message));
     }
@@ -169,30 +129,19 @@ fn restriction(cfg: &Config, id: &str) -> Result<Access> {
             "page {id}: {V1_LIMIT} or more read restrictions of one kind are not supported"
         )));
     }
-    let users = acl::at(r, "", "/user/results/*/accountId")
-        .into_iter()
-        .collect();
-    let groups = acl::at(r, "", "/group/results/*/name")
-        .into_iter()
-        .collect();
-    Ok(Access { users, groups })
+    let (users, groups) = ("/user/results/*/accountId", "/group/results/*/name");
+    Ok(Access::at(r, users, groups))
 }
 
 /// The ancestors of page `id`, top first.
 fn ancestors(cfg: &Config, id: &str) -> Result<Vec<String>> {
     let path = format!("/wiki/api/v2/pages/{}/ancestors", numeric(id)?);
-    let first = cfg.base_url.get(&path).query("limit", "250");
+    let ancestors: Vec<Value> = v2_list(cfg.base_url.get(&path).query("limit", "250"), 100)?;
     let no_id = || Error::upstream("page ancestors: an entry without an id");
-    let ancestors: Vec<Value> = v2_list(first)?;
-    ancestors
+    let ids = ancestors
         .iter()
-        .map(|a| json::id(&a["id"]).ok_or_else(no_id))
-        .collect()
-}
-
-/// Every entry of a v2 listing (`results`, `_links.next`), at most 100 pages.
-fn v2_list(first: Request) -> Result<Vec<Value>> {
-    Pages::new(first, Next::BodyLink("/_links/next")).items("/results", 100)
+        .map(|a| json::id(&a["id"]).ok_or_else(no_id));
+    ids.collect()
 }
 
 /// Every entry of a v1 `start`/`limit` listing; one that does not end within 1,000 pages is an
@@ -207,6 +156,5 @@ fn v1_list(cfg: &Config, path: &str) -> Result<Vec<Value>> {
 
 /// An id from the upstream that goes into a path: numeric, else an `upstream` error.
 fn numeric(id: &str) -> Result<&str> {
-    let bad = || Error::upstream(format!("not a numeric Confluence id: {id:?}"));
-    ids::is_numeric(id).then_some(id).ok_or_else(bad)
+    ids::upstream_numeric(id, "Confluence id")
 }

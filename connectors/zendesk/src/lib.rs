@@ -5,14 +5,12 @@
 //! Settings: `base_url` (e.g. `https://acme.zendesk.com`), optional `page_size` (tickets per
 //! incremental export page, 1..=1000, default 1000).
 
+use std::collections::BTreeSet;
+
 use airlock_sdk::json::{array, first, pick, text};
-use airlock_sdk::serde_json::{Value, json};
+use airlock_sdk::paging::{Next, Pages};
+use airlock_sdk::prelude::*;
 use airlock_sdk::text::or;
-use airlock_sdk::{
-    ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
-    PageSize, Request, Result, SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text,
-    ids, paging, url,
-};
 use serde::{Deserialize, Serialize};
 
 struct Zendesk;
@@ -22,6 +20,8 @@ airlock_sdk::export_connector!(Zendesk);
 /// Zendesk search serves at most this many results per query and answers 422 beyond.
 const SEARCH_MAX: u32 = 1000;
 const STREAMS: [&str; 3] = ["tickets", "comments", "articles"];
+/// The ticket events export, with the comments each event added.
+const EVENTS: &str = "/incremental/ticket_events.json?include=comment_events";
 /// Upper bound on comment pages fetched for one ticket (100 comments each).
 const MAX_COMMENT_PAGES: usize = 100;
 /// Agents whose role reads every ticket (admins, agents without restrictions).
@@ -58,8 +58,7 @@ impl Connector for Zendesk {
         // Search always requires authentication (public Help Center listings do not).
         let probe = [("query", "type:ticket"), ("per_page", "1")];
         cfg.get("/search.json", &probe).send()?;
-        let message = format!("Zendesk at {} accepted the credentials", cfg.base_url);
-        Ok(HealthStatus::ok(message))
+        Ok(HealthStatus::accepted("Zendesk", &cfg.base_url))
     }
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
@@ -96,9 +95,8 @@ impl Connector for Zendesk {
                 // As for an event that changes the ticket's readers: its comments, with its ACL.
                 let event = json!({"ticket_id": n[0], "child_events": [{"event_type": "Cc"}]});
                 let id = format!("{}-{}", n[0], n[1]);
-                let found = event_comments(&[event], &cfg)?
-                    .into_iter()
-                    .find(|d| d.id == id);
+                let comments = event_comments(&[event], &cfg)?;
+                let found = comments.into_iter().find(|d| d.id == id);
                 found.ok_or_else(|| Error::not_found(format!("no comment {id}")))
             }
         }
@@ -118,12 +116,14 @@ impl Connector for Zendesk {
         match stream.as_str() {
             "tickets" => sync_tickets(&cfg, position),
             "comments" => {
-                let path = "/incremental/ticket_events.json?include=comment_events";
-                time_sync(&cfg, path, start, true, |e| event_comments(e, &cfg))
+                let export = time_export(&cfg, EVENTS, start)?;
+                let upserts = event_comments(&export.items, &cfg)?;
+                Ok(time_page(&export, start, true, upserts))
             }
             "articles" => {
-                let path = "/help_center/incremental/articles.json";
-                time_sync(&cfg, path, start, false, |a| articles(a, &cfg))
+                let export = time_export(&cfg, "/help_center/incremental/articles.json", start)?;
+                let upserts = articles(&export.items, &cfg)?;
+                Ok(time_page(&export, start, false, upserts))
             }
             _ => Err(Error::unknown_stream(&stream, STREAMS)),
         }
@@ -199,12 +199,10 @@ struct SyncCursor {
 }
 
 fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
-    let (n, start) = (cfg.page_size.get(), position.start_time.unwrap_or(0));
-    let (n, start) = (n.to_string(), start.to_string());
-    let at = position
-        .c
-        .as_deref()
-        .map_or(("start_time", &*start), |c| ("cursor", c));
+    let n = cfg.page_size.get().to_string();
+    let start = position.start_time.unwrap_or(0).to_string();
+    let c = position.c.as_deref();
+    let at = c.map_or(("start_time", &*start), |c| ("cursor", c));
     // The organizations of the page's tickets come with it (a sideload): no extra request.
     let query = [("per_page", &*n), ("include", "organizations"), at];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
@@ -215,19 +213,18 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
 }
 
 fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: SyncCursor) -> Result<SyncPage> {
-    let (mut upserts, mut deletes, previous) = (Vec::new(), Vec::new(), prev);
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for t in &export.items {
-        if t["status"] == "deleted" {
-            deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string()));
-        } else {
-            upserts.push(ticket(t, access, cfg)?);
+        match t["status"] == "deleted" {
+            true => deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string())),
+            false => upserts.push(ticket(t, access, cfg)?),
         }
     }
     // Without a new cursor the next call would fetch the same page again: end the run instead,
     // keeping ours (an empty page may carry none) so the next run does not start over.
-    let fresh = paging::fresh(export.after_cursor, previous.c.as_deref());
+    let fresh = paging::fresh(export.after_cursor, prev.c.as_deref());
     let done = export.end_of_stream || fresh.is_none();
-    let mut next = previous;
+    let mut next = prev;
     if let Some(c) = fresh {
         (next.c, next.start_time) = (Some(c), None);
     }
@@ -235,53 +232,41 @@ fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: SyncCursor) ->
 }
 
 /// One page of a time-based export from `start`. Zendesk refuses a `start_time` less than a
-/// minute old ("Too recent start_time"): nothing is new yet, so the run ends unchanged.
-fn time_sync(
-    cfg: &Config,
-    path: &str,
-    start: i64,
-    heed_end: bool,
-    documents: impl Fn(&[Value]) -> Result<Vec<Document>>,
-) -> Result<SyncPage> {
-    let export = match cfg.get(path, &[("start_time", &start.to_string())]).send() {
+/// minute old ("Too recent start_time"): nothing is new yet, so the page is empty.
+fn time_export(cfg: &Config, path: &str, start: i64) -> Result<Page> {
+    match cfg.get(path, &[("start_time", &start.to_string())]).send() {
         Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
-            Page::default()
+            Ok(Page::default())
         }
-        reply => reply?.json()?,
-    };
-    time_page(export, start, heed_end, documents)
+        reply => reply?.json(),
+    }
 }
 
-/// A time-based export page, its items mapped by `documents`. The next page starts at the
-/// `start_time` of `next_page` when present, else at the reply's `end_time`, never earlier than
-/// `start`. The run goes on while the reply has a `next_page` that starts later than this one
-/// (so a stuck upstream cannot loop), items, and (where `heed_end`) no `end_of_stream`.
-fn time_page(
-    export: Page,
-    start: i64,
-    heed_end: bool,
-    documents: impl Fn(&[Value]) -> Result<Vec<Document>>,
-) -> Result<SyncPage> {
+/// The sync page of a time-based export page read from `start`, its items mapped to `upserts`.
+/// The next page starts at the `start_time` of `next_page` when present, else at the reply's
+/// `end_time`, never earlier than `start`. The run goes on while the reply has a `next_page`
+/// that starts later than this one (so a stuck upstream cannot loop), items, and (where
+/// `heed_end`) no `end_of_stream`; an empty page ends the run unchanged.
+fn time_page(export: &Page, start: i64, heed_end: bool, upserts: Vec<Document>) -> SyncPage {
     let more = !export.items.is_empty() && (!heed_end || !export.end_of_stream);
     let link = export.next_page.as_deref();
     let linked = link.and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok());
     let next = linked.or(export.end_time).unwrap_or(start).max(start);
     let (c, start_time) = (None, Some(next));
     let done = !more || link.is_none() || next <= start;
-    let upserts = documents(&export.items)?;
-    Ok(SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done))
+    SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done)
 }
 
 // ---- Upstream records (tolerant: every field but the id may be missing or null) ----------------
 
 /// A list reply: the items under the endpoint's own key, and the paging fields the endpoint has
 /// (`after_cursor`/`end_of_stream`: tickets export; `next_page`/`end_time`: time-based exports
-/// and search; `meta`: comments).
+/// and search).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Page {
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
-    #[serde(alias = "results", alias = "comments")]
+    #[serde(alias = "results")]
     items: Vec<Value>,
     /// Sideloaded (`include=organizations`) or asked by id (`show_many`).
     organizations: Vec<Value>,
@@ -289,14 +274,6 @@ struct Page {
     end_of_stream: bool,
     next_page: Option<String>,
     end_time: Option<i64>,
-    meta: CommentMeta,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CommentMeta {
-    has_more: bool,
-    after_cursor: Option<String>,
 }
 
 /// The numeric `id` a ticket or an article cannot do without (its absence fails the page).
@@ -309,11 +286,10 @@ fn ticket(t: &Value, access: &Access, cfg: &Config) -> Result<Document> {
     let id = record_id(t)?;
     let keys = "status,priority,type,requester_id,assignee_id,organization_id";
     let tags = json!({"tags": t.get("tags").unwrap_or(&json!([]))});
-    let doc = Document::new("ticket", id.to_string(), text(t, "/subject"))
+    Ok(Document::new("ticket", id.to_string(), text(t, "/subject"))
         .body(text(t, "/description"))
         .url(cfg.ticket_url(id))
-        .updated_at(first(t, "/updated_at|/created_at"));
-    Ok(doc
+        .updated_at(first(t, "/updated_at|/created_at"))
         .metadata(pick(t, keys, tags))
         .acl(readers(t, access, true)))
 }
@@ -402,16 +378,11 @@ fn segment_readers(s: Option<&Value>) -> Vec<String> {
     let s = s.unwrap_or(&Value::Null);
     let mut out = acl::at(s, GROUP, "/group_ids");
     out.extend(acl::at(s, ORG, "/organization_ids"));
-    let staff = s["user_type"] == "staff";
-    let all = if staff {
-        acl::group(AGENTS)
-    } else {
-        acl::EVERYONE.into()
-    };
-    if out.is_empty() {
-        out.push(all);
-    }
-    acl::of(out.into_iter().filter(|_| !tagged))
+    // No groups or organizations named: everyone of the user type.
+    let staff = (s["user_type"] == "staff").then(|| acl::group(AGENTS));
+    let all = staff.unwrap_or_else(|| acl::EVERYONE.into());
+    let all = Some(all).filter(|_| out.is_empty());
+    acl::of(out.into_iter().chain(all).filter(|_| !tagged))
 }
 
 /// The comments of a page of ticket events, with the ACL of their ticket as it is now. An event
@@ -420,7 +391,7 @@ fn segment_readers(s: Option<&Value>) -> Vec<String> {
 fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
     let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
     let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
-    let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, Vec::new(), Vec::new());
+    let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, BTreeSet::new(), Vec::new());
     let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
     let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
     for e in events {
@@ -428,17 +399,13 @@ fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
         let t = tickets.iter().find(|t| t["id"] == id);
         let children = array(e, "/child_events");
         let comments: Vec<Value> = match children.clone().any(changes_readers) {
-            true if !again.contains(&id) => {
-                again.push(id);
-                ticket_comments(cfg, id)?
-            }
+            true if again.insert(id) => ticket_comments(cfg, id)?,
             _ => children.filter(is_comment).cloned().collect(),
         };
         let (at, t) = (text(e, "/created_at"), t.unwrap_or(&Value::Null));
-        let documents = comments
-            .iter()
-            .filter_map(|c| comment(c, t, &access, &at, cfg));
-        out.extend(documents);
+        for c in &comments {
+            out.extend(comment(c, t, &access, &at, cfg));
+        }
     }
     Ok(out)
 }
@@ -474,13 +441,14 @@ fn comment(c: &Value, t: &Value, access: &Access, at: &str, cfg: &Config) -> Opt
 /// All comments of `ticket`, following `meta.after_cursor` while `meta.has_more`.
 fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Value>> {
     let path = format!("/tickets/{ticket}/comments.json");
-    paging::collect(&path, MAX_COMMENT_PAGES, None, |after: &Option<String>| {
-        let at = after.as_deref().map(|a| ("page[after]", a));
-        let query: Vec<_> = [("page[size]", "100")].into_iter().chain(at).collect();
-        let page: Page = cfg.get(&path, &query).send()?.json()?;
-        let next = page.meta.after_cursor.filter(|_| page.meta.has_more);
-        Ok((page.items, next.map(Some)))
-    })
+    let (field, more) = ("/meta/after_cursor", "/meta/has_more");
+    let next = Next::CursorWhile {
+        field,
+        param: "page[after]",
+        more,
+    };
+    let pages = Pages::new(cfg.get(&path, &[("page[size]", "100")]), next);
+    pages.collect(&path, "/comments", MAX_COMMENT_PAGES)
 }
 
 #[cfg(test)]
@@ -539,9 +507,8 @@ mod tests {
         // `end_of_stream` ends a run only where the export is said to have one.
         let page = |v: Value| serde_json::from_value::<Page>(v).unwrap();
         let eos = json!({"articles": [{}], "next_page": next, "end_of_stream": true});
-        let none = |_: &[Value]| Ok(vec![]);
-        assert!(time_page(page(eos.clone()), 10, true, none).unwrap().done);
-        assert!(!time_page(page(eos), 10, false, none).unwrap().done);
+        assert!(time_page(&page(eos.clone()), 10, true, vec![]).done);
+        assert!(!time_page(&page(eos), 10, false, vec![]).done);
     }
 
     /// `time_page` over a reply with one item (`more`) or none: (next cursor, done).
@@ -549,7 +516,7 @@ mod tests {
         let items = if more { vec![json!({})] } else { vec![] };
         let reply = json!({"ticket_events": items, "next_page": link, "end_time": end_time});
         let page: Page = serde_json::from_value(reply).unwrap();
-        let page = time_page(page, start, true, |_| Ok(vec![])).unwrap();
+        let page = time_page(&page, start, true, vec![]);
         (page.next_cursor.unwrap(), page.done)
     }
 
