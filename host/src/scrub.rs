@@ -1,8 +1,9 @@
 //! Removes every secret value the host knows from text before it reaches a log line, an audit
 //! row, an error message or a response.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
 use base64::Engine as _;
@@ -34,6 +35,13 @@ pub struct Scrubber {
 struct Inner {
     known: HashSet<String>,
     levels: Vec<Level>,
+    /// Forms of values that stop being secrets at a known time (OAuth access tokens), with the
+    /// time they may be forgotten; a form also added without one is not in here (it stays).
+    /// Without forgetting, a daemon refreshing thousands of hourly tokens would scan for every
+    /// token it ever held.
+    expiring: HashMap<String, Instant>,
+    /// The earliest time in `expiring`.
+    next_expiry: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -74,11 +82,30 @@ impl Level {
 }
 
 impl Inner {
-    fn insert(&mut self, new: Vec<String>) {
-        let mut pending: Vec<String> = new
-            .into_iter()
-            .filter(|f| f.len() >= MIN_SECRET_LEN && self.known.insert(f.clone()))
-            .collect();
+    /// Adds forms to scan for; with `until`, each is forgotten after that time (unless it is
+    /// also added without one). Forms whose time has come are dropped first.
+    fn insert(&mut self, new: Vec<String>, until: Option<Instant>) {
+        self.forget_expired(Instant::now());
+        let mut pending = Vec::new();
+        for f in new.into_iter().filter(|f| f.len() >= MIN_SECRET_LEN) {
+            let fresh = !self.known.contains(&f);
+            match until {
+                None => {
+                    self.expiring.remove(&f);
+                }
+                Some(t) if fresh || self.expiring.contains_key(&f) => {
+                    let at = self.expiring.entry(f.clone()).or_insert(t);
+                    *at = (*at).max(t);
+                    self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+                }
+                // Known without a time: it stays for good.
+                Some(_) => {}
+            }
+            if fresh {
+                self.known.insert(f.clone());
+                pending.push(f);
+            }
+        }
         if pending.is_empty() {
             return;
         }
@@ -98,6 +125,32 @@ impl Inner {
             level.rebuild();
             capacity = capacity.saturating_mul(GROWTH);
             i += 1;
+        }
+    }
+
+    /// Drops the expiring forms whose time is past `now`, rebuilding only the levels that held
+    /// one. Cheap when nothing is due (one comparison).
+    fn forget_expired(&mut self, now: Instant) {
+        if self.next_expiry.is_none_or(|t| t > now) {
+            return;
+        }
+        let due: HashSet<String> = self
+            .expiring
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(f, _)| f.clone())
+            .collect();
+        for f in &due {
+            self.expiring.remove(f);
+            self.known.remove(f);
+        }
+        self.next_expiry = self.expiring.values().min().copied();
+        for level in &mut self.levels {
+            let before = level.values.len();
+            level.values.retain(|v| !due.contains(v));
+            if level.values.len() != before {
+                level.rebuild();
+            }
         }
     }
 
@@ -162,6 +215,10 @@ impl Inner {
     }
 }
 
+/// How long an expired value is still scrubbed: an expired token is no credential, but it may
+/// still be echoed in a late log line or error for a while (and clocks differ).
+pub const EXPIRED_GRACE: Duration = Duration::from_secs(3600);
+
 /// Levels beyond this take everything (64 * 8^7 values: far more than any deployment has).
 const MAX_LEVELS: usize = 8;
 
@@ -198,15 +255,30 @@ impl Scrubber {
         self.insert(forms);
     }
 
+    /// Registers a value that stops being a secret at `expires` (an OAuth access token's
+    /// expiry): it is scrubbed like any other until [`EXPIRED_GRACE`] after that, then
+    /// forgotten when a later value is added (typically the token that replaced it). A value
+    /// also added by [`Scrubber::add`] is never forgotten.
+    pub fn add_expiring(&self, value: &str, expires: Instant) {
+        if value.len() < MIN_SECRET_LEN {
+            return;
+        }
+        self.insert_until(encoded_forms(value), Some(expires + EXPIRED_GRACE));
+    }
+
     fn insert(&self, forms: Vec<String>) {
+        self.insert_until(forms, None);
+    }
+
+    fn insert_until(&self, forms: Vec<String>, until: Option<Instant>) {
         if forms.is_empty() {
             return;
         }
         if let Some(parent) = &self.parent {
-            parent.insert(forms.clone());
+            parent.insert_until(forms.clone(), until);
         }
         if let Ok(mut inner) = self.inner.write() {
-            inner.insert(forms);
+            inner.insert(forms, until);
         }
     }
 
@@ -538,6 +610,72 @@ fn html_unescape(input: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the forgetting as if `after` had passed.
+    fn forget_at(s: &Scrubber, at: Instant) {
+        s.inner.write().unwrap().forget_expired(at);
+    }
+
+    #[test]
+    fn an_expiring_value_is_scrubbed_through_its_grace_then_forgotten_daemon_wide() {
+        let daemon = Scrubber::new();
+        let connector = daemon.scoped();
+        let now = Instant::now();
+        connector.add_expiring("access-token-old-123456", now);
+        daemon.add("vault-secret-for-good");
+        for s in [&daemon, &connector] {
+            assert_eq!(s.scrub("x access-token-old-123456 y"), "x [REDACTED] y");
+        }
+        // Still inside the grace: kept.
+        forget_at(&daemon, now + EXPIRED_GRACE - Duration::from_secs(1));
+        assert!(daemon.finds("access-token-old-123456"));
+        let later = now + EXPIRED_GRACE + Duration::from_secs(1);
+        for s in [&daemon, &connector] {
+            forget_at(s, later);
+            assert!(!s.finds("access-token-old-123456"), "forgotten");
+            for form in encoded_forms("access-token-old-123456") {
+                assert!(!s.finds(&form), "its encoded form {form} too");
+            }
+        }
+        assert!(daemon.finds("vault-secret-for-good"), "the rest stays");
+        let reference = Scrubber::new();
+        reference.add("vault-secret-for-good");
+        assert_eq!(daemon.len(), reference.len());
+        // A value added later is still found after the matcher was rebuilt.
+        connector.add("next-token-value-789");
+        assert_eq!(daemon.scrub("next-token-value-789"), REDACTED);
+    }
+
+    #[test]
+    fn a_value_also_added_for_good_is_never_forgotten() {
+        let s = Scrubber::new();
+        let now = Instant::now();
+        s.add_expiring("shared-value-abcdef", now);
+        s.add("shared-value-abcdef");
+        s.add("permanent-first-xyz");
+        s.add_expiring("permanent-first-xyz", now);
+        forget_at(&s, now + EXPIRED_GRACE * 10);
+        assert!(s.finds("shared-value-abcdef"));
+        assert!(s.finds("permanent-first-xyz"));
+    }
+
+    #[test]
+    fn a_thousand_refreshed_tokens_leave_only_the_live_ones() {
+        let s = Scrubber::new();
+        let start = Instant::now();
+        for hour in 0..1000u64 {
+            let issued = start + Duration::from_secs(hour * 3600);
+            s.inner.write().unwrap().insert(
+                encoded_forms(&format!("token-of-hour-{hour:06}")),
+                Some(issued + Duration::from_secs(3600) + EXPIRED_GRACE),
+            );
+        }
+        forget_at(&s, start + Duration::from_secs(999 * 3600));
+        let per_value = encoded_forms("token-of-hour-000999").len();
+        assert!(s.len() <= 3 * per_value, "{} forms left", s.len());
+        assert!(s.finds("token-of-hour-000999") && s.finds("token-of-hour-000998"));
+        assert!(!s.finds("token-of-hour-000001"));
+    }
 
     #[test]
     fn a_scoped_scrubber_scans_only_its_own_secrets_and_registers_them_daemon_wide() {

@@ -446,7 +446,6 @@ impl TokenEndpoint {
         {
             return Err((Some(status), format!("unsupported token_type `{tt}`")));
         }
-        self.scrubber.add(&token);
         // expires_in is a number, or a string of one on some servers.
         let secs = match &reply.expires_in {
             Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
@@ -455,6 +454,9 @@ impl TokenEndpoint {
         };
         // Cap absurd lifetimes (and keep Instant arithmetic from overflowing).
         let lifetime = Duration::from_secs(secs.clamp(1, 30 * 86_400));
+        // Scrubbed until an hour past its expiry, then forgotten (tokens are refreshed forever).
+        self.scrubber
+            .add_expiring(&token, Instant::now() + lifetime);
         let margin = REFRESH_MARGIN.min(lifetime / 10);
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             (

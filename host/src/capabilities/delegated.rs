@@ -228,7 +228,15 @@ impl UserGrant {
             .map_err(|e| format!("cannot read the stored connection: {e:#}"))?;
         let t: Tokens = serde_json::from_str(&json)
             .map_err(|_| "the stored connection is not readable".to_string())?;
-        self.scrubber.add(&t.access);
+        match row.expires_ms {
+            // Forgotten an hour after it expires: people's tokens are refreshed all day long.
+            Some(exp) => {
+                let left = u64::try_from(exp.saturating_sub(now_ms())).unwrap_or(0);
+                let expires = Instant::now() + Duration::from_millis(left);
+                self.scrubber.add_expiring(&t.access, expires);
+            }
+            None => self.scrubber.add(&t.access),
+        }
         if let Some(r) = &t.refresh {
             self.scrubber.add(r);
         }
