@@ -197,7 +197,11 @@ pub fn spec() -> Value {
                         "connectors": { "type": "array", "items": {
                             "type": "object", "properties": { "id": { "type": "string" } } } },
                         "routes": { "type": "array", "items": {
-                            "type": "object", "properties": { "name": { "type": "string" } } } }
+                            "type": "object", "properties": { "name": { "type": "string" } } } },
+                        "search_modes": { "type": "array", "items": { "enum": ["keyword", "semantic", "hybrid"] },
+                                          "description": "the `mode`s /v1/search takes on this daemon (semantic and hybrid only with [search.semantic])" },
+                        "last_reload": { "type": ["object", "null"], "description": "admin tokens only: when the config file was last re-read (null: not since the start) and, if it could not be applied, why",
+                                         "properties": { "at": { "type": "string" }, "error": { "type": ["string", "null"] } } }
                     }
                 })), json!({
                     "InvokeConnector": link("invoke", json!({ "id": "$response.body#/connectors/0/id" })),
@@ -270,6 +274,51 @@ pub fn spec() -> Value {
                     }))
                 })) }
             })), false) },
+            "/v1/activity": { "get": secured(json!({
+                "operationId": "activity",
+                "summary": "The tenant's last hour minute by minute, from the daemon's memory: per grant outbound requests, errors and latency; per stream records synced",
+                "description": "Every array holds one entry per minute, oldest first, the current (partial) minute last; `from` is the start of the first. An error is a request not answered below 400 (refused, failed, rate-limited, breaker open, or a 4xx/5xx answer). Latency p95 is an upper estimate from the buckets bounded by `latency_bounds_ms`. Kept in memory: a restart starts an empty hour.",
+                "responses": { "200": ok_json("the last hour", json!({
+                    "type": "object",
+                    "required": ["minutes", "from", "latency_bounds_ms", "grants", "streams"],
+                    "properties": {
+                        "minutes": { "type": "integer" },
+                        "from": { "type": "string" },
+                        "latency_bounds_ms": { "type": "array", "items": { "type": "integer" } },
+                        "grants": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["connector", "grant", "requests", "errors", "latency_ms_mean", "latency_ms_p95", "total"],
+                            "properties": {
+                                "connector": { "type": "string" },
+                                "grant": { "type": "string", "description": "the grant's name; `none` for requests no grant matched" },
+                                "requests": { "type": "array", "items": { "type": "integer" } },
+                                "errors": { "type": "array", "items": { "type": "integer" } },
+                                "latency_ms_mean": { "type": "array", "items": { "type": ["number", "null"] } },
+                                "latency_ms_p95": { "type": "array", "items": { "type": ["integer", "null"] } },
+                                "total": { "type": "object", "properties": {
+                                    "requests": { "type": "integer" }, "errors": { "type": "integer" },
+                                    "latency_ms_mean": { "type": ["number", "null"] },
+                                    "latency_ms_p95": { "type": ["integer", "null"] },
+                                    "latency_ms_max": { "type": ["integer", "null"] },
+                                    "latency_buckets": { "type": "array", "items": { "type": "integer" },
+                                                         "description": "requests per latency bucket (`latency_bounds_ms`, then slower)" }
+                                } }
+                            }
+                        } },
+                        "streams": { "type": "array", "items": {
+                            "type": "object",
+                            "required": ["connector", "stream", "records", "pages", "total"],
+                            "properties": {
+                                "connector": { "type": "string" }, "stream": { "type": "string" },
+                                "records": { "type": "array", "items": { "type": "integer" } },
+                                "pages": { "type": "array", "items": { "type": "integer" } },
+                                "total": { "type": "object", "properties": {
+                                    "records": { "type": "integer" }, "pages": { "type": "integer" } } }
+                            }
+                        } }
+                    }
+                })) }
+            }), false) },
             "/v1/sync/{id}": { "post": secured(with_body_errors(json!({
                 "operationId": "startSync",
                 "summary": "Start sync runs of a connector in the background (admin)",
