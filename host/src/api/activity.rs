@@ -123,8 +123,20 @@ mod tests {
     fn a_grants_hour_holds_one_entry_per_minute_and_totals_that_add_up() {
         let h = crate::metrics::last_hour::LastHour::default();
         let t = 29_000_000;
-        h.request_at(t - 2, "c", "g", false, Some(std::time::Duration::from_millis(30)));
-        h.request_at(t, "c", "g", true, Some(std::time::Duration::from_millis(90)));
+        h.request_at(
+            t - 2,
+            "c",
+            "g",
+            false,
+            Some(std::time::Duration::from_millis(30)),
+        );
+        h.request_at(
+            t,
+            "c",
+            "g",
+            true,
+            Some(std::time::Duration::from_millis(90)),
+        );
         let s = &h.requests(t)[0];
         let v = grant_json("c", "g", &s.minutes);
         assert_eq!(v["requests"].as_array().map(Vec::len), Some(MINUTES));

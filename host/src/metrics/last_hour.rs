@@ -261,13 +261,19 @@ mod tests {
         h.request_at(T + 1, "jira", "api", false, ms(10));
         let s = h.requests(T + 1);
         assert_eq!(s.len(), 1);
-        assert_eq!((s[0].connector.as_str(), s[0].name.as_str()), ("jira", "api"));
+        assert_eq!(
+            (s[0].connector.as_str(), s[0].name.as_str()),
+            ("jira", "api")
+        );
         assert_eq!(s[0].minutes.len(), MINUTES);
         let (prev, last) = (s[0].minutes[MINUTES - 2], s[0].minutes[MINUTES - 1]);
         assert_eq!((prev.requests, prev.errors, prev.timed), (2, 1, 2));
         assert_eq!((prev.latency_ms_sum, prev.latency_ms_max), (340, 300));
         assert_eq!(prev.latency_buckets, [1, 0, 1, 0, 0]);
-        assert_eq!((last.requests, last.errors, last.latency_ms_sum), (1, 0, 10));
+        assert_eq!(
+            (last.requests, last.errors, last.latency_ms_sum),
+            (1, 0, 10)
+        );
         assert!(s[0].minutes[..MINUTES - 2].iter().all(|m| m.requests == 0));
     }
 
@@ -354,7 +360,11 @@ mod tests {
         }
         assert_eq!(m.p95_ms(), Some(50));
         m.add(false, ms(3000));
-        assert_eq!(m.p95_ms(), Some(3000), "past 95 % in the 1-5 s bucket, capped by the max");
+        assert_eq!(
+            m.p95_ms(),
+            Some(3000),
+            "past 95 % in the 1-5 s bucket, capped by the max"
+        );
         let mut fast = RequestMinute::default();
         fast.add(false, ms(7));
         assert_eq!(fast.p95_ms(), Some(7));

@@ -180,7 +180,7 @@
     const n = Math.max(1, ...series.map((s) => s.values.length));
     const top = max > 0 ? max : 1;
     const y = (v) => CH - 1 - (v / top) * (CH - 4);
-    const svg = svgEl('svg', { viewBox: `0 0 ${CW} ${CH}`, class: 'chart ' + kind, role: 'img', 'aria-label': what });
+    const svg = svgEl('svg', { viewBox: `0 0 ${CW} ${CH}`, preserveAspectRatio: 'none', class: 'chart ' + kind, role: 'img', 'aria-label': what });
     svg.dataset.max = String(max);
     svg.append(svgEl('title', null, what), svgEl('line', { x1: 0, y1: CH - 0.5, x2: CW, y2: CH - 0.5, class: 'axis' }));
     const w = CW / n;
@@ -195,7 +195,7 @@
         // A line through the minutes that have a value; a gap where one has none.
         let pts = [];
         const flush = () => {
-          if (pts.length === 1) svg.append(svgEl('circle', { cx: pts[0][0], cy: pts[0][1], r: 1.5, class: 'dot ' + s.cls }));
+          if (pts.length === 1) svg.append(svgEl('circle', { cx: pts[0][0], cy: pts[0][1], r: 2.5, class: 'dot ' + s.cls }));
           else if (pts.length) svg.append(svgEl('polyline', { points: pts.map((p) => p.join(',')).join(' '), class: 'line ' + s.cls }));
           pts = [];
         };
@@ -212,7 +212,8 @@
   const fmtMs = (v) => (v === null || v === undefined ? '—' : v >= 1000 ? (v / 1000).toFixed(1) + ' s' : Math.round(v) + ' ms');
 
   function chartBox(title, svg) {
-    return el('figure', 'chart-box', el('figcaption', 'small', title), svg);
+    return el('figure', 'chart-box', el('figcaption', 'small', title), svg,
+      el('div', 'chart-axis', el('span', null, '60 min ago'), el('span', null, 'now')));
   }
 
   function renderTraffic(r) {
@@ -348,7 +349,7 @@
     }
     const lr = r.body.last_reload;
     if (lr && lr.error) {
-      const li = el('li', null, 'The config file was not applied (' + ago(lr.at) + '); the running configuration stays in force: ', clip(lr.error, 600));
+      const li = el('li', null, 'The config file was not applied at the last reload (' + ago(lr.at) + '): ', clip(lr.error, 600));
       li.dataset.problem = 'config';
       items.push(li);
     }

@@ -442,10 +442,20 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
         json!(true)
     );
     assert_eq!(
-        js(&other, "document.querySelectorAll('[data-grant^=\"confluence/\"]').length").await,
+        js(
+            &other,
+            "document.querySelectorAll('[data-grant^=\"confluence/\"]').length"
+        )
+        .await,
         json!(0)
     );
-    let (_, theirs) = http_auth("GET", &format!("{}/v1/activity", d.base), Some(&carol), None).await;
+    let (_, theirs) = http_auth(
+        "GET",
+        &format!("{}/v1/activity", d.base),
+        Some(&carol),
+        None,
+    )
+    .await;
     assert!(
         !theirs.to_string().contains("confluence"),
         "another tenant's figures: {theirs}"
@@ -470,10 +480,13 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
         "{shown}"
     );
     assert!(
-        js(&page, "!!document.querySelector('[data-connector=\"zendesk\"]')")
-            .await
-            .as_bool()
-            .unwrap_or(false)
+        js(
+            &page,
+            "!!document.querySelector('[data-connector=\"zendesk\"]')"
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
     );
 
     let png = root().join("target/dashboard.png");
