@@ -57,6 +57,16 @@ pub struct ConnectorStatus {
     pub reload_error: Option<String>,
 }
 
+/// When the daemon last re-read its config file and whether it could apply it. Connectors that
+/// failed to load are not in it: each one's status says so (and only to its own tenant).
+#[derive(Clone, Debug, Serialize)]
+pub struct LastReload {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// Why the file as a whole was not applied (the running configuration stayed in force).
+    pub error: Option<String>,
+}
+
 /// One configured connector: its slot and what it was built from.
 struct Entry {
     slot: Slot,
@@ -112,6 +122,7 @@ pub struct Airlock {
     only: Option<Vec<String>>,
     generations: AtomicU64,
     reloading: tokio::sync::Mutex<()>,
+    last_reload: std::sync::Mutex<Option<LastReload>>,
     /// The start's cassette choices, kept so a reload rebuilds a connector on the same one.
     cassettes: Cassettes,
     /// The grants' budgets, and (on a shared store) the task exchanging their shares of each
@@ -460,6 +471,7 @@ impl Airlock {
             only,
             generations: AtomicU64::new(1),
             reloading: tokio::sync::Mutex::new(()),
+            last_reload: std::sync::Mutex::new(None),
             cassettes: opts.cassettes,
             _share_exchange: share_exchange,
             shares,
@@ -669,6 +681,27 @@ impl Airlock {
     /// (and says why in its status); one whose config is broken as a whole changes nothing.
     pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
         let _one_at_a_time = self.reloading.lock().await;
+        let result = self.reload_now().await;
+        let error = result
+            .as_ref()
+            .err()
+            .map(|e| self.scrubber.scrub(&format!("{e:#}")));
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(LastReload { at, error });
+        result
+    }
+
+    /// How the last reload ended; None before the first.
+    pub fn last_reload(&self) -> Option<LastReload> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// [`Airlock::reload`]'s work, one at a time.
+    async fn reload_now(&self) -> anyhow::Result<ReloadReport> {
         let old = self.config();
         let mut new = Config::load(&old.path)
             .map_err(|e| anyhow::anyhow!("{e}; the running configuration stays in force"))?;

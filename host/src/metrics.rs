@@ -5,6 +5,10 @@
 //! the contract's operations with the action and stream names the connector declares, status
 //! codes. Nothing a guest (a host name it asks for) or a caller (an op name it sends) chooses
 //! becomes a label, so neither can grow the series without bound nor plant text in them.
+//!
+//! Beside them, [`last_hour`] keeps the last hour per minute in memory for the dashboard.
+
+pub mod last_hour;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -96,6 +100,8 @@ pub struct Metrics {
     pub llm_tokens: Family<TokenLabels, Counter>,
     /// Webhook delivery attempts by outcome: `delivered`, `retry` or `dead`.
     pub webhook_attempts: Family<WebhookLabels, Counter>,
+    /// Per grant and per stream, the last hour minute by minute (the dashboard's charts).
+    pub last_hour: last_hour::LastHour,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -298,6 +304,7 @@ impl Metrics {
             webhook_attempts.clone(),
         );
         Arc::new(Metrics {
+            last_hour: last_hour::LastHour::default(),
             webhook_attempts,
             route_attempts,
             route_attempt_seconds,

@@ -376,6 +376,9 @@ impl Syncer {
                     stream: stream.to_string(),
                 })
                 .inc_by(ups + dels);
+            self.metrics
+                .last_hour
+                .sync_page(connector, stream, ups + dels);
             let counts = sync_state::PageCounts {
                 upserts: ups as i64,
                 deletes: dels as i64,

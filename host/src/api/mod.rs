@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 pub mod access_log;
+pub mod activity;
 pub mod ask;
 pub mod auth;
 pub mod authorization;
@@ -92,6 +93,7 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<Arc<Airlock>>
         (Method::GET, "/v1/whoami", P, get(whoami)),
         (Method::POST, "/v1/connectors/{id}/invoke", P, post(invoke)),
         (Method::GET, "/v1/sync", P, get(sync_status)),
+        (Method::GET, "/v1/activity", P, get(activity::activity)),
         (Method::POST, "/v1/sync/{id}", Admin, post(sync_trigger)),
         (Method::POST, "/v1/search", P, post(search)),
         (Method::POST, "/v1/ask", P, post(ask::ask)),
@@ -351,8 +353,26 @@ async fn list_connectors(
         .into_iter()
         .filter(|s| auth::may_use(&a, &p, &s.id))
         .collect();
-    Json(serde_json::json!({ "tenant": p.tenant, "connectors": connectors, "routes": routes }))
-        .into_response()
+    let mut body = serde_json::json!({
+        "tenant": p.tenant,
+        "connectors": connectors,
+        "routes": routes,
+        "search_modes": search_modes(&a),
+    });
+    // The config file is the whole daemon's: only operators see why it was not applied.
+    if p.admin {
+        body["last_reload"] = serde_json::to_value(a.last_reload()).unwrap_or_default();
+    }
+    Json(body).into_response()
+}
+
+/// The `mode`s `/v1/search` takes here: `semantic` and `hybrid` only with `[search.semantic]`.
+fn search_modes(a: &Airlock) -> Vec<&'static str> {
+    if a.config().semantic.is_some() {
+        vec!["keyword", "semantic", "hybrid"]
+    } else {
+        vec!["keyword"]
+    }
 }
 
 fn no_such_connector(id: &str) -> Response {

@@ -62,6 +62,7 @@ pub fn needs(method: &Method, route: &str) -> Needs {
         ("GET", "/v1/connectors")
         | ("GET", "/v1/whoami")
         | ("GET", "/v1/sync")
+        | ("GET", "/v1/activity")
         | ("GET", "/v1/openapi.json")
         | ("GET", "/v1/documents/{connector}/{kind}/{id}") => Needs::Scope("read"),
         ("POST", "/v1/connectors/{id}/invoke") => Needs::Scope("actions"),

@@ -206,7 +206,11 @@ pub fn spec() -> Value {
                         "connectors": { "type": "array", "items": {
                             "type": "object", "properties": { "id": { "type": "string" } } } },
                         "routes": { "type": "array", "items": {
-                            "type": "object", "properties": { "name": { "type": "string" } } } }
+                            "type": "object", "properties": { "name": { "type": "string" } } } },
+                        "search_modes": { "type": "array", "items": { "enum": ["keyword", "semantic", "hybrid"] },
+                                          "description": "the `mode`s /v1/search takes on this daemon (semantic and hybrid only with [search.semantic])" },
+                        "last_reload": { "type": ["object", "null"], "description": "admin tokens only: when the config file was last re-read (null: not since the start) and, if it could not be applied, why",
+                                         "properties": { "at": { "type": "string" }, "error": { "type": ["string", "null"] } } }
                     }
                 })), json!({
                     "InvokeConnector": link("invoke", json!({ "id": "$response.body#/connectors/0/id" })),
@@ -489,6 +493,7 @@ pub fn spec() -> Value {
             "503": err("the hook's secret cannot be read, or the audit log cannot be written")
         }
     })) });
+    spec["paths"]["/v1/activity"] = activity_operation();
     for (path, ops) in webhook_operations() {
         spec["paths"][path] = ops;
     }
@@ -496,6 +501,61 @@ pub fn spec() -> Value {
         spec["paths"][path] = ops;
     }
     spec
+}
+
+/// The last hour per grant and per stream (`api/activity.rs`).
+fn activity_operation() -> Value {
+    let per_minute = |t: Value| json!({ "type": "array", "items": { "type": t } });
+    let grant_total = json!({ "type": "object", "properties": {
+        "requests": { "type": "integer" }, "errors": { "type": "integer" },
+        "latency_ms_mean": { "type": ["number", "null"] },
+        "latency_ms_p95": { "type": ["integer", "null"] },
+        "latency_ms_max": { "type": ["integer", "null"] },
+        "latency_buckets": { "type": "array", "items": { "type": "integer" },
+                             "description": "requests per latency bucket (`latency_bounds_ms`, then slower)" }
+    } });
+    let grant = json!({
+        "type": "object",
+        "required": ["connector", "grant", "requests", "errors", "latency_ms_mean", "latency_ms_p95", "total"],
+        "properties": {
+            "connector": { "type": "string" },
+            "grant": { "type": "string", "description": "the grant's name; `none` for requests no grant matched" },
+            "requests": per_minute(json!("integer")),
+            "errors": per_minute(json!("integer")),
+            "latency_ms_mean": per_minute(json!(["number", "null"])),
+            "latency_ms_p95": per_minute(json!(["integer", "null"])),
+            "total": grant_total
+        }
+    });
+    let stream_total = json!({ "type": "object", "properties": {
+        "records": { "type": "integer" }, "pages": { "type": "integer" } } });
+    let stream = json!({
+        "type": "object",
+        "required": ["connector", "stream", "records", "pages", "total"],
+        "properties": {
+            "connector": { "type": "string" }, "stream": { "type": "string" },
+            "records": per_minute(json!("integer")),
+            "pages": per_minute(json!("integer")),
+            "total": stream_total
+        }
+    });
+    let answer = json!({
+        "type": "object",
+        "required": ["minutes", "from", "latency_bounds_ms", "grants", "streams"],
+        "properties": {
+            "minutes": { "type": "integer" },
+            "from": { "type": "string", "description": "the start of the first minute (RFC 3339)" },
+            "latency_bounds_ms": { "type": "array", "items": { "type": "integer" } },
+            "grants": { "type": "array", "items": grant },
+            "streams": { "type": "array", "items": stream }
+        }
+    });
+    json!({ "get": secured(json!({
+        "operationId": "activity",
+        "summary": "The tenant's last hour minute by minute, from the daemon's memory: per grant outbound requests, errors and latency; per stream records synced",
+        "description": "Every array holds one entry per minute, oldest first, the current (partial) minute last. An error is a request not answered below 400 (refused, failed, rate-limited, breaker open, or a 4xx/5xx answer). Latency p95 is an upper estimate from the buckets bounded by `latency_bounds_ms`. Kept in memory: a restart starts an empty hour.",
+        "responses": { "200": ok_json("the last hour", answer) }
+    }), false) })
 }
 
 /// The webhook delivery routes (admin).

@@ -150,8 +150,212 @@
   }
 
   function clearData() {
-    for (const id of ['connectors', 'sync', 'approvals', 'webhooks', 'audit']) $(id).replaceChildren();
+    for (const id of ['connectors', 'traffic', 'sync', 'approvals', 'webhooks', 'audit', 'search-results', 'problems']) {
+      $(id).replaceChildren();
+    }
+    $('problems').hidden = true;
     $('tenant').textContent = '';
+  }
+
+  // ---- charts -----------------------------------------------------------------------------
+
+  const SVG = 'http://www.w3.org/2000/svg';
+  const CW = 180;
+  const CH = 40;
+
+  function svgEl(tag, attrs, ...kids) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    for (const k of kids) e.append(k);
+    return e;
+  }
+
+  const nums = (a) => (Array.isArray(a) ? a.map((v) => (typeof v === 'number' && Number.isFinite(v) ? v : null)) : []);
+
+  /// A small chart of one value per minute (oldest first): bars, or lines for several series.
+  /// Drawn as SVG elements with classes (the CSP allows no inline style).
+  function chart(kind, series, what) {
+    const all = series.flatMap((s) => s.values).filter((v) => v !== null);
+    const max = Math.max(0, ...all);
+    const n = Math.max(1, ...series.map((s) => s.values.length));
+    const top = max > 0 ? max : 1;
+    const y = (v) => CH - 1 - (v / top) * (CH - 4);
+    const svg = svgEl('svg', { viewBox: `0 0 ${CW} ${CH}`, preserveAspectRatio: 'none', class: 'chart ' + kind, role: 'img', 'aria-label': what });
+    svg.dataset.max = String(max);
+    svg.append(svgEl('title', null, what), svgEl('line', { x1: 0, y1: CH - 0.5, x2: CW, y2: CH - 0.5, class: 'axis' }));
+    const w = CW / n;
+    for (const s of series) {
+      if (kind === 'bars') {
+        s.values.forEach((v, i) => {
+          if (!v) return;
+          const h = Math.max(1, CH - 1 - y(v));
+          svg.append(svgEl('rect', { x: (i * w + 0.5).toFixed(1), y: (CH - 1 - h).toFixed(1), width: Math.max(1, w - 1).toFixed(1), height: h.toFixed(1), class: 'bar ' + s.cls }));
+        });
+      } else {
+        // A line through the minutes that have a value; a gap where one has none.
+        let pts = [];
+        const flush = () => {
+          if (pts.length === 1) svg.append(svgEl('circle', { cx: pts[0][0], cy: pts[0][1], r: 2.5, class: 'dot ' + s.cls }));
+          else if (pts.length) svg.append(svgEl('polyline', { points: pts.map((p) => p.join(',')).join(' '), class: 'line ' + s.cls }));
+          pts = [];
+        };
+        s.values.forEach((v, i) => {
+          if (v === null) return flush();
+          pts.push([(i * w + w / 2).toFixed(1), y(v).toFixed(1)]);
+        });
+        flush();
+      }
+    }
+    return svg;
+  }
+
+  const fmtMs = (v) => (v === null || v === undefined ? '—' : v >= 1000 ? (v / 1000).toFixed(1) + ' s' : Math.round(v) + ' ms');
+
+  function chartBox(title, svg) {
+    return el('figure', 'chart-box', el('figcaption', 'small', title), svg,
+      el('div', 'chart-axis', el('span', null, '60 min ago'), el('span', null, 'now')));
+  }
+
+  function renderTraffic(r) {
+    const box = $('traffic');
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    const list = Array.isArray(r.body.grants) ? r.body.grants : [];
+    if (!list.length) return box.replaceChildren(el('p', 'empty', 'No grants in this tenant.'));
+    box.replaceChildren(...list.map((g) => {
+      const t = g.total || {};
+      const reqs = nums(g.requests);
+      const errs = nums(g.errors);
+      const errPct = reqs.map((n, i) => (n ? (100 * (errs[i] || 0)) / n : null));
+      const total = Number(t.requests) || 0;
+      const errRate = total ? ((100 * (Number(t.errors) || 0)) / total).toFixed(1) + ' %' : '—';
+      const card = el('article', 'card chart-card');
+      card.dataset.grant = text(g.connector) + '/' + text(g.grant);
+      card.dataset.requests = String(total);
+      card.append(
+        el('div', 'card-head', el('strong', null, text(g.connector), el('span', 'muted', ' / ' + text(g.grant))),
+          el('span', 'small muted', `${total} requests in 1 h`)),
+        el('div', 'chart-row',
+          chartBox(`requests/min · peak ${Math.max(0, ...reqs.filter((v) => v !== null))}`,
+            chart('bars', [{ values: reqs, cls: 'requests' }], 'requests per minute')),
+          chartBox(`errors · ${errRate}`, chart('lines', [{ values: errPct, cls: 'errors' }], 'error rate per minute (%)')),
+          chartBox(`latency · mean ${fmtMs(t.latency_ms_mean)} · p95 ≤ ${fmtMs(t.latency_ms_p95)}`,
+            chart('lines', [{ values: nums(g.latency_ms_p95), cls: 'p95' }, { values: nums(g.latency_ms_mean), cls: 'mean' }],
+              'latency per minute: mean and p95 (ms)'))));
+      return card;
+    }));
+  }
+
+  // ---- search -----------------------------------------------------------------------------
+
+  let modes = ['keyword'];
+
+  function setModes(list) {
+    const want = Array.isArray(list) && list.length ? list.map(text) : ['keyword'];
+    if (want.join() === modes.join() && $('search-mode').options.length === want.length) return;
+    modes = want;
+    const sel = $('search-mode');
+    const keep = sel.value;
+    sel.replaceChildren(...modes.map((m) => {
+      const o = el('option', null, m);
+      o.value = m;
+      return o;
+    }));
+    sel.value = modes.includes(keep) ? keep : 'keyword';
+    sel.disabled = modes.length < 2;
+    sel.title = modes.length < 2 ? 'semantic and hybrid search need [search.semantic] in the config' : '';
+  }
+
+  /// A snippet with the matched terms (wrapped in [ ] by the API) as <mark>, all as text.
+  function snippet(s) {
+    const p = el('p', 'snippet small');
+    const parts = text(s).split(/(\[[^\[\]]*\])/);
+    for (const part of parts) {
+      if (/^\[[^\[\]]*\]$/.test(part)) p.append(el('mark', null, part.slice(1, -1)));
+      else if (part) p.append(part);
+    }
+    return p;
+  }
+
+  /// A link only to a web address; anything else (javascript:, data:) stays text.
+  function hitTitle(h) {
+    const title = text(h.title) || text(h.id);
+    const url = text(h.url);
+    if (/^https?:\/\//i.test(url)) {
+      const a = el('a', null, title);
+      a.href = url;
+      a.rel = 'noopener noreferrer';
+      a.target = '_blank';
+      return a;
+    }
+    return el('span', null, title);
+  }
+
+  async function runSearch() {
+    const box = $('search-results');
+    const query = $('search-input').value.trim();
+    if (!token) return showState('no-token');
+    if (!query) return box.replaceChildren(el('p', 'empty', 'Type words to search for.'));
+    const mode = $('search-mode').value || 'keyword';
+    delete box.dataset.query;
+    box.replaceChildren(el('p', 'muted small', 'Searching…'));
+    let r;
+    try {
+      r = await api('/v1/search', { method: 'POST', body: JSON.stringify({ query, mode, limit: 20 }) });
+    } catch (e) {
+      if (!(e instanceof Unreachable)) throw e;
+      return showState('unreachable');
+    }
+    if (r.status === 401) return refresh();
+    if (r.status !== 200) return box.replaceChildren(sectionError(r));
+    const hits = Array.isArray(r.body.hits) ? r.body.hits : [];
+    box.dataset.query = query;
+    box.dataset.count = String(hits.length);
+    const head = el('p', 'small search-count', hits.length ? `${hits.length} hit${hits.length === 1 ? '' : 's'} for “${query}” (${mode})` : `No hits for “${query}” (${mode}).`);
+    const failed = Array.isArray(r.body.failed) ? r.body.failed : [];
+    const items = hits.map((h) => {
+      const li = el('li', 'hit',
+        el('div', null, el('strong', null, hitTitle(h)),
+          el('span', 'muted small', ` · ${text(h.connector)} · ${text(h.kind)} · ${ago(h.updated_at)}`)),
+        snippet(h.snippet));
+      li.dataset.hit = `${text(h.connector)}/${text(h.kind)}/${text(h.id)}`;
+      return li;
+    });
+    box.replaceChildren(head,
+      ...failed.map((f) => el('p', 'error small', `${text(f.connector)}: ${clip(f.error, 200).textContent}`)),
+      items.length ? el('ol', 'hits', ...items) : el('span'));
+  }
+
+  // ---- problems ---------------------------------------------------------------------------
+
+  /// What an operator must see first: connectors that did not load, reloads that failed, a
+  /// config file that could not be applied.
+  function renderProblems(r) {
+    const box = $('problems');
+    if (r.status !== 200) return;
+    const list = Array.isArray(r.body.connectors) ? r.body.connectors : [];
+    const items = [];
+    for (const c of list) {
+      if (c.status !== 'ready') {
+        const li = el('li', null, 'Connector ', el('strong', null, text(c.id)), ' did not load: ', clip(c.error || 'unknown error', 400),
+          el('span', 'muted small', ' (' + text(c.component) + ')'));
+        li.dataset.problem = 'load:' + text(c.id);
+        items.push(li);
+      }
+      if (c.reload_error) {
+        const li = el('li', null, 'Reload of ', el('strong', null, text(c.id)), ' failed; the running version keeps serving: ', clip(c.reload_error, 400));
+        li.dataset.problem = 'reload:' + text(c.id);
+        items.push(li);
+      }
+    }
+    const lr = r.body.last_reload;
+    if (lr && lr.error) {
+      const li = el('li', null, 'The config file was not applied at the last reload (' + ago(lr.at) + '): ', clip(lr.error, 600));
+      li.dataset.problem = 'config';
+      items.push(li);
+    }
+    box.hidden = !items.length;
+    if (!items.length) return box.replaceChildren();
+    box.replaceChildren(el('strong', 'problems-head', `Needs attention (${items.length})`), el('ul', null, ...items));
   }
 
   // ---- sections ---------------------------------------------------------------------------
@@ -205,6 +409,7 @@
     const box = $('connectors');
     if (r.status !== 200) return box.replaceChildren(sectionError(r));
     $('tenant').textContent = 'tenant ' + text(r.body.tenant);
+    setModes(r.body.search_modes);
     const list = Array.isArray(r.body.connectors) ? r.body.connectors : [];
     if (!list.length) return box.replaceChildren(el('p', 'empty', 'No connectors in this tenant.'));
     box.replaceChildren(...list.map(connectorCard));
@@ -230,7 +435,19 @@
     return el('span', 'progress', done + of, p.message ? ' · ' : null, p.message ? clip(p.message, 80) : null);
   }
 
-  function renderSync(r) {
+  /// Records per minute over the hour, from `/v1/activity`'s streams (this daemon's runs).
+  function throughput(act, s) {
+    const streams = act && act.status === 200 && Array.isArray(act.body.streams) ? act.body.streams : [];
+    const a = streams.find((x) => x.connector === s.connector && x.stream === s.stream);
+    const recs = a ? nums(a.records) : [];
+    const total = a && a.total ? Number(a.total.records) || 0 : 0;
+    const span = el('span', 'throughput', chart('bars', [{ values: recs, cls: 'records' }], 'records synced per minute'),
+      el('span', 'small muted', ` ${total} in 1 h`));
+    span.dataset.records = String(total);
+    return span;
+  }
+
+  function renderSync(r, act) {
     const box = $('sync');
     if (r.status !== 200) return box.replaceChildren(sectionError(r));
     const list = Array.isArray(r.body.streams) ? r.body.streams : [];
@@ -242,13 +459,14 @@
         td(el('span', 'num records', text(s.records))),
         td(syncState(s)),
         td(progressText(s.progress)),
+        td(throughput(act, s)),
         td(ago(s.last_success_at)),
         td(ago(s.cursor_updated_at)),
         td(s.last_error ? el('span', 'error', clip(s.last_error, 200)) : '—'));
       tr.dataset.stream = text(s.connector) + '/' + text(s.stream);
       return tr;
     });
-    box.replaceChildren(table(['connector', 'stream', 'records', 'state', 'progress', 'last success', 'cursor moved', 'last error'], rows));
+    box.replaceChildren(table(['connector', 'stream', 'records', 'state', 'progress', 'records/min (1 h)', 'last success', 'cursor moved', 'last error'], rows));
   }
 
   const STATUS = { pending: 'warn', approved: 'info', executed: 'ok', denied: 'muted', failed: 'bad' };
@@ -367,21 +585,24 @@
         api('/v1/audit?limit=' + AUDIT_ROWS),
         api('/v1/approvals'),
         api('/v1/webhooks'),
+        api('/v1/activity'),
       ]);
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
       showState('unreachable');
       return schedule();
     }
-    const [c, s, au, ap, wh] = answers;
+    const [c, s, au, ap, wh, act] = answers;
     if (answers.some((r) => r.status === 401)) {
       // Polling with a refused token is pointless; wait for a new one.
       clearData();
       return showState('bad-token');
     }
     showState('ok');
+    renderProblems(c);
     renderConnectors(c);
-    renderSync(s);
+    renderTraffic(act);
+    renderSync(s, act);
     renderAudit(au);
     renderApprovals(ap);
     renderWebhooks(wh);
@@ -410,6 +631,10 @@
       }
       setToken(v);
       refresh();
+    });
+    $('search-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      runSearch();
     });
     $('forget').addEventListener('click', () => {
       setToken(null);

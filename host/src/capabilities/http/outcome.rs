@@ -116,12 +116,18 @@ impl ConnectorGate {
             other => Some(other.as_str().into()),
         };
         if let Some(status) = counted {
+            // Never the requested host: a guest could mint a series per name it asks for.
+            let grant = ev.grant.clone().unwrap_or_else(|| "none".into());
+            let error = o.decision != Decision::Allow || o.status.is_some_and(|s| s >= 400);
+            let latency = (o.decision != Decision::Abandoned).then(|| started.elapsed());
+            self.metrics
+                .last_hour
+                .request(&self.connector, &grant, error, latency);
             self.metrics
                 .outbound
                 .get_or_create(&OutboundLabels {
                     connector: self.connector.clone(),
-                    // Never the requested host: a guest could mint a series per name it asks for.
-                    grant: ev.grant.clone().unwrap_or_else(|| "none".into()),
+                    grant,
                     status,
                 })
                 .inc();

@@ -2,8 +2,10 @@
 //! a person sees with an admin token (connectors with health and breaker state, a stream's sync
 //! progress, then, without a reload, a new pending approval and new audit rows), with a
 //! non-admin token ("admin only"), with a bad token, without one, and once the daemon is gone.
-//! Hostile data (an approval's input) shows as text and runs nothing. The page is saved to
-//! `target/dashboard.png`.
+//! Hostile data (an approval's input) shows as text and runs nothing. Load and config errors
+//! head the page; the search box finds what the token's tenant may read and nothing of another
+//! tenant's; the per-grant charts and sync throughput are drawn from the daemon's own last hour.
+//! The page is saved to `target/dashboard.png`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -111,16 +113,30 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
     let atera = spawn_atera(any(), AteraOptions::default())
         .await
         .expect("atera fake");
+    // A component that is not WebAssembly: it fails to load, the others serve.
+    let junk = tempfile::tempdir().expect("junk dir");
+    let broken = junk.path().join("broken.wasm");
+    std::fs::write(&broken, "this is not wasm").expect("write");
     let env = Env::new(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
         confluence_config(&confluence.base_url),
         zendesk_config(&zendesk.base_url, ""),
         atera_config(&atera.base_url),
+        broken_and_other_tenant(&broken),
     ));
     env.set_secret("confluence_token", &ConfluenceOptions::default().api_token);
     env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
     env.set_secret("atera_key", &AteraOptions::default().api_key);
+    // Another tenant's document holds the words the search below looks for.
+    let phrase = fake_saas::confluence::PLANTED_PHRASE;
+    let body = format!("Minutes of the {phrase} at Acme.");
+    store_docs(
+        &env,
+        "acme-notes",
+        &[doc("acme-1", "Acme board minutes", &body, &[])],
+    );
     let bob = env.create_token("bob", "default", &[], false);
+    let carol = env.create_token("carol", "acme", &[], false);
     let d = env.serve();
 
     // The page is open (no token needed) and locked down.
@@ -313,6 +329,166 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
         "the page reloaded"
     );
 
+    // Load errors head the page: the connector that did not load, with why.
+    until(
+        &page,
+        "the broken connector at the top",
+        "!document.getElementById('problems').hidden && !!document.querySelector('#problems [data-problem=\"load:broken\"]')",
+    )
+    .await;
+    let shown = js(&page, &text_of("#problems")).await;
+    let shown = shown.as_str().unwrap_or_default();
+    assert!(
+        shown.contains("broken") && shown.contains("did not load"),
+        "{shown}"
+    );
+    assert_eq!(
+        js(
+            &page,
+            "document.getElementById('problems').getBoundingClientRect().top < document.querySelector('main').getBoundingClientRect().top"
+        )
+        .await,
+        json!(true),
+        "the problems are above everything else"
+    );
+
+    // The search box: the synced pages holding the phrase, nothing of the other tenant's.
+    assert_eq!(
+        js(
+            &page,
+            "[...document.querySelectorAll('#search-mode option')].map(o => o.value)"
+        )
+        .await,
+        json!(["keyword"]),
+        "semantic and hybrid are offered only with [search.semantic]"
+    );
+    let hits = page_search(&page, phrase).await;
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert!(
+        hits.iter().all(|h| h.starts_with("confluence/")),
+        "{hits:?}"
+    );
+    let shown = js(&page, &text_of("#search-results")).await;
+    assert!(
+        shown.as_str().unwrap_or_default().contains("quarterly"),
+        "{shown}"
+    );
+
+    // Outbound requests per grant: the sync's, and one the upstream answers 404 (an error).
+    let (status, v) = d
+        .invoke("confluence", "get", json!({"id": "999999999"}))
+        .await;
+    assert_ne!(status, 200, "{v}");
+    let card = "[data-grant^=\"confluence/\"]";
+    until(
+        &page,
+        "confluence's request, error and latency charts",
+        &format!(
+            "(() => {{ const c = document.querySelector('{card}'); return !!c && +c.dataset.requests > 1 \
+             && c.querySelectorAll('svg.chart').length === 3 \
+             && c.querySelectorAll('svg.chart rect.bar').length > 0 \
+             && c.querySelectorAll('svg.chart .errors').length > 0 \
+             && c.querySelectorAll('svg.chart .p95').length > 0; }})()"
+        ),
+    )
+    .await;
+    // What the charts draw is what the gate did: one request per `http` audit row.
+    let (status, act) = d.get("/v1/activity").await;
+    assert_eq!(status, 200, "{act}");
+    let grant = act["grants"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["connector"] == "confluence"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no confluence grant: {act}"));
+    let (_, audit) = d.get("/v1/audit?connector=confluence&limit=1000").await;
+    let sent = audit["rows"]
+        .as_array()
+        .map(|rows| rows.iter().filter(|r| r["event"] == "http").count())
+        .unwrap_or_default();
+    assert!(sent > 1, "{audit}");
+    assert_eq!(grant["total"]["requests"], json!(sent), "{grant}");
+    assert!(grant["total"]["errors"].as_u64() >= Some(1), "{grant}");
+    assert_eq!(grant["requests"].as_array().map(Vec::len), Some(60));
+    let stream = act["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["stream"] == "pages"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no pages stream: {act}"));
+    assert_eq!(stream["total"]["records"], 120, "{stream}");
+    // Sync throughput per stream, in the sync table.
+    until(
+        &page,
+        "confluence/pages throughput",
+        &format!(
+            "(document.querySelector('{row} .throughput') || {{dataset: {{}}}}).dataset.records === '120' \
+             && !!document.querySelector('{row} .throughput svg.chart rect.bar')"
+        ),
+    )
+    .await;
+
+    // Another tenant: its own document, none of the default tenant's, and none of its problems
+    // or figures.
+    let other = open(&browser, &format!("{}/#token={carol}", d.base)).await;
+    until(
+        &other,
+        "carol's connector",
+        "!!document.querySelector('[data-connector=\"acme-notes\"]')",
+    )
+    .await;
+    let hits = page_search(&other, phrase).await;
+    assert_eq!(hits, ["acme-notes/page/acme-1"]);
+    assert_eq!(
+        js(&other, "document.getElementById('problems').hidden").await,
+        json!(true)
+    );
+    assert_eq!(
+        js(
+            &other,
+            "document.querySelectorAll('[data-grant^=\"confluence/\"]').length"
+        )
+        .await,
+        json!(0)
+    );
+    let (_, theirs) = http_auth(
+        "GET",
+        &format!("{}/v1/activity", d.base),
+        Some(&carol),
+        None,
+    )
+    .await;
+    assert!(
+        !theirs.to_string().contains("confluence"),
+        "another tenant's figures: {theirs}"
+    );
+    other.close().await.expect("close");
+
+    // A config file that cannot be applied: said at the top, the running config stays.
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(&env.config, format!("{config}\n[[[ not toml\n")).expect("break config");
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &d.child.id().to_string()])
+        .status();
+    until(
+        &page,
+        "the config error at the top",
+        "!!document.querySelector('#problems [data-problem=\"config\"]')",
+    )
+    .await;
+    let shown = js(&page, &text_of("#problems")).await;
+    assert!(
+        shown.as_str().unwrap_or_default().contains("not applied"),
+        "{shown}"
+    );
+    assert!(
+        js(
+            &page,
+            "!!document.querySelector('[data-connector=\"zendesk\"]')"
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+    );
+
     let png = root().join("target/dashboard.png");
     page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), &png)
         .await
@@ -338,4 +514,50 @@ async fn the_dashboard_shows_connectors_sync_approvals_and_audit_live() {
     let mut browser = browser;
     let _ = browser.close().await;
     let _ = browser.wait().await;
+}
+
+/// The broken component as connector `broken` (tenant `default`), and tenant `acme`'s connector
+/// `acme-notes` (the hostile component; its documents are stocked directly).
+fn broken_and_other_tenant(broken: &std::path::Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "broken"
+component = "{}"
+permissions = "tenant"
+
+[[connector]]
+id = "acme-notes"
+component = "{}"
+permissions = "tenant"
+tenant = "acme"
+"#,
+        broken.display(),
+        component("hostile").display()
+    )
+}
+
+/// Searches with the page's search box; the hits shown, as `connector/kind/id`.
+async fn page_search(page: &Page, query: &str) -> Vec<String> {
+    let q = serde_json::to_string(query).expect("json");
+    js(
+        page,
+        &format!(
+            "(() => {{ document.getElementById('search-input').value = {q}; \
+             document.getElementById('search-form').requestSubmit(); return true; }})()"
+        ),
+    )
+    .await;
+    until(
+        page,
+        &format!("the hits for {query}"),
+        &format!("document.getElementById('search-results').dataset.query === {q}"),
+    )
+    .await;
+    let v = js(
+        page,
+        "[...document.querySelectorAll('#search-results [data-hit]')].map(h => h.dataset.hit)",
+    )
+    .await;
+    serde_json::from_value(v).unwrap_or_default()
 }

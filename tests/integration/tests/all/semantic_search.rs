@@ -209,6 +209,9 @@ base_url = "http://127.0.0.1:9"
     }
 
     let d = env.serve();
+    // The modes are offered (the dashboard's search box reads them here).
+    let (_, v) = d.get("/v1/connectors").await;
+    assert_eq!(v["search_modes"], json!(["keyword", "semantic", "hybrid"]));
     let alice = env.create_token("alice", "default", &[], false);
     let bob = env.create_token("bob", "default", &[], false);
     let search = |token: String, body: serde_json::Value| {
@@ -281,6 +284,8 @@ base_url = "http://127.0.0.1:9"
 async fn semantic_modes_without_configuration_are_a_clear_400() {
     let env = Env::new(&two_tenant_config());
     let d = env.serve();
+    let (_, v) = d.get("/v1/connectors").await;
+    assert_eq!(v["search_modes"], json!(["keyword"]), "{v}");
     let (s, r) = d
         .post("/v1/search", r#"{"query": "anything", "mode": "hybrid"}"#)
         .await;
