@@ -192,7 +192,7 @@ async fn invocation_sync_page_and_outbound_spans_reach_an_otlp_receiver_linked_a
     }
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (&s.span_id[..], s)).collect();
     let parent = |s: &Span| by_id.get(&s.parent_span_id[..]).copied();
-    let named = |name: &str| spans.iter().filter(move |s| s.name == name);
+    let named = |name: &'static str| spans.iter().filter(move |s| s.name == name);
 
     // (b) The search's invocation span carries its id and nests in its API request's span.
     let search = named("invocation")
@@ -214,6 +214,11 @@ async fn invocation_sync_page_and_outbound_spans_reach_an_otlp_receiver_linked_a
         assert_eq!(text(o, "invocation"), text(inv, "invocation"));
         assert_eq!(o.trace_id, inv.trace_id);
         assert_eq!((text(o, "method"), text(o, "host")), ("GET", "127.0.0.1"));
+        // The grant that matched, recorded once admission found it.
+        assert_eq!(
+            attr(&o.attributes, "grant"),
+            Some(&any_value::Value::IntValue(0))
+        );
         *outbound
             .entry(text(o, "invocation").to_string())
             .or_default() += 1;
