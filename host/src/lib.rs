@@ -29,5 +29,6 @@ pub mod server;
 pub mod store;
 pub mod subscriptions;
 pub mod sync;
+pub mod telemetry;
 pub mod untrusted_text;
 pub mod webhooks;

@@ -296,7 +296,8 @@ impl Syncer {
         };
         let mut pending: Option<Pending> = None;
         let mut first_page = true;
-        let mut page_no: u64 = 0;
+        // Signed: OpenTelemetry has integers only as i64 (a u64 would be exported as text).
+        let mut page_no: i64 = 0;
         loop {
             // The previous page's commit (if any) runs while this page is fetched. The page's
             // invocation id is chosen here: what it commits names the call whose audit rows

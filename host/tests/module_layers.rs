@@ -47,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "reload",
             "integrity_cli",
             "record",
+            "telemetry",
         ],
     ),
     ("the faces: REST and MCP", &["api", "mcp"]),

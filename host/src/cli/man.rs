@@ -39,6 +39,9 @@ a file holding the master key, readable by its owner only (systemd \fBLoadCreden
 \fBAIRLOCK_TOKEN\fR
 the API token of \fBairlock mcp\fR
 .TP
+\fBOTEL_EXPORTER_OTLP_ENDPOINT\fR, \fBOTEL_EXPORTER_OTLP_TRACES_ENDPOINT\fR, \fBOTEL_SERVICE_NAME\fR
+where \fBserve\fR exports its spans over OTLP/HTTP and under which service name (override [telemetry]); \fBOTEL_SDK_DISABLED\fR=true turns export off
+.TP
 \fBAIRLOCK_SIGN_PASSWORD\fR
 the password of an encrypted signing key (\fBairlock sign\fR)
 .SH "EXIT STATUS"

@@ -26,6 +26,18 @@ impl ServeArgs {
         let config = self.config.load()?;
         let addr = self.listen.unwrap_or(config.server.listen);
         let path = config.path.clone();
+        // Before the daemon starts, so its first invocations are exported too. Settings are
+        // read once: a reload does not change where spans go.
+        let exporting =
+            airlock::telemetry::start(&config.telemetry, &config.outbound, scrubber.clone())
+                .context("cannot start the span export")?;
+        if let Some(e) = &exporting {
+            tracing::info!(
+                "spans are exported over OTLP/HTTP to {} as service `{}`",
+                e.traces_url,
+                config.telemetry.service_name
+            );
+        }
         let a = Arc::new(Airlock::start(config, scrubber, StartOptions::default()).await?);
         let ready = a.statuses().iter().filter(|s| s.status == "ready").count();
         let listener = tokio::net::TcpListener::bind(addr)
@@ -62,6 +74,11 @@ impl ServeArgs {
         }
         // A clean stop anchors the newest rows with a signed checkpoint.
         a.flush_and_checkpoint();
+        // The last spans are sent (or given up on) before the process ends; off the async
+        // workers, which carry the exporter's requests.
+        if let Some(e) = exporting {
+            let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -21,6 +21,7 @@ pub use hook::{HookKind, InboundHook, Subscribe};
 pub use oauth::{OAuth, OwnServer, SCOPES as OAUTH_SCOPES, UpstreamSignIn};
 pub use scheduler::SchedulerConfig;
 pub use store::StoreConfig;
+pub use telemetry::TelemetryConfig;
 pub use user_auth::callback_path;
 pub use webhook::Webhook;
 
@@ -32,6 +33,7 @@ mod semantic;
 pub use ask::AskConfig;
 pub use semantic::SemanticConfig;
 pub mod store;
+pub mod telemetry;
 mod user_auth;
 mod webhook;
 
@@ -181,6 +183,8 @@ pub struct Config {
     pub semantic: Option<SemanticConfig>,
     /// `[search.ask]`: the chat connector that answers from passages (None: `ask` is off).
     pub ask: Option<AskConfig>,
+    /// `[telemetry]` and the OpenTelemetry environment: where spans are exported (OTLP/HTTP).
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[changes]`: how long the change feed keeps what it recorded.
@@ -240,6 +244,8 @@ struct RawFile {
     #[serde(default)]
     outbound: RawOutbound,
     oauth: Option<oauth::RawOAuth>,
+    #[serde(default)]
+    telemetry: telemetry::RawTelemetry,
 }
 
 #[derive(Deserialize, Default)]
@@ -492,6 +498,9 @@ impl Config {
         if self.outbound.proxy_from_env && !self.outbound.proxy.is_set() {
             self.outbound.proxy = ProxySettings::from_env().map_err(&err)?;
         }
+        self.telemetry
+            .apply_env(|k| std::env::var(k).ok())
+            .map_err(&err)?;
         if let Ok(v) = std::env::var("AIRLOCK_STORE_URL") {
             self.store.url = store::parse_url("AIRLOCK_STORE_URL", &v).map_err(&err)?;
         }
@@ -812,6 +821,7 @@ impl Config {
         let cors_origins = build_cors_origins(&raw.server.cors_origins).map_err(&err)?;
         let scheduler = scheduler::build(&raw.scheduler).map_err(&err)?;
         let store = store::build(&raw.store).map_err(&err)?;
+        let telemetry = telemetry::build(&raw.telemetry).map_err(&err)?;
         let semantic = semantic::build(&raw.search, |id| connectors.iter().any(|c| c.id == id))
             .map_err(&err)?;
         let ask = ask::build(
@@ -877,6 +887,7 @@ impl Config {
             store,
             semantic,
             ask,
+            telemetry,
             webhooks,
             outbound,
         })

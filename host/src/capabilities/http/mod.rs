@@ -224,7 +224,9 @@ impl ConnectorGate {
         };
         self.strip_guest_credentials(&mut parts.headers);
         let grant = &self.grants[idx];
-        tracing::Span::current().record("grant", grant.index);
+        // As i64: OpenTelemetry export has no unsigned integers (a usize would become text).
+        let position = i64::try_from(grant.index).unwrap_or(i64::MAX);
+        tracing::Span::current().record("grant", position);
         let (recording, ev) = match self.cassette(&parts, &body, grant.index, ev, started) {
             Intercept::Complete(answer) => return answer,
             Intercept::Continue(go_on) => go_on,

@@ -56,6 +56,7 @@ mod store_backends_feed;
 mod store_copy;
 mod store_faults;
 mod sync;
+mod telemetry;
 mod ticketzero;
 mod token_fetch;
 mod tracing_logs;
