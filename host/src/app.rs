@@ -106,6 +106,9 @@ pub struct Airlock {
     /// Slots for scheduled sync runs: capped on the node and per tenant, handed out to the
     /// waiting tenants in turn.
     pub sync_slots: Arc<crate::fair_slots::FairSlots>,
+    /// Slots for invocations (`[invocations]`): likewise, so one tenant's burst cannot take every
+    /// instance of the pool.
+    pub invoke_slots: Arc<crate::fair_slots::FairSlots>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Live hits' `check-permission` answers, remembered briefly (per connector, upstream user
     /// and record) across requests.
@@ -340,6 +343,14 @@ fn slot_caps(config: &Config) -> crate::fair_slots::Caps {
     }
 }
 
+/// The invocation caps from `[invocations]`.
+fn invoke_caps(config: &Config) -> crate::fair_slots::Caps {
+    crate::fair_slots::Caps {
+        max_running: config.invocations.max_running,
+        max_per_tenant: config.invocations.max_running_per_tenant,
+    }
+}
+
 /// A digest of everything a connector's slot is built from, so a reload rebuilds only the
 /// connectors whose config, grants, tenant or component bytes changed.
 fn fingerprint(runtime: &Runtime, config: &Config, c: &ConnectorConfig) -> String {
@@ -437,6 +448,7 @@ impl Airlock {
             connectors.insert(c.id.clone(), entry);
         }
         let sync_slots = crate::fair_slots::FairSlots::new(slot_caps(&config));
+        let invoke_slots = crate::fair_slots::FairSlots::new(invoke_caps(&config));
         let share_exchange = store.is_shared().then(|| {
             let task = shares
                 .clone()
@@ -453,6 +465,7 @@ impl Airlock {
             ann,
             permission_checks: Arc::default(),
             sync_slots,
+            invoke_slots,
             syncer: Syncer::new(
                 store.clone(),
                 metrics.clone(),
@@ -823,6 +836,7 @@ impl Airlock {
             stays
         });
         self.sync_slots.set_caps(slot_caps(&new));
+        self.invoke_slots.set_caps(invoke_caps(&new));
         self.config.store(Arc::new(new));
         drop(map);
         self.audit.record(AuditEvent {
@@ -846,6 +860,23 @@ impl Airlock {
     pub async fn invoke(&self, id: &str, op: Op) -> Result<serde_json::Value, InvokeError> {
         self.check_input(id, &op)?;
         let config = self.config();
+        // A turn among the tenant's invocations (a route spanning tenants counts as its own).
+        let tenant = config.tenant_of(id).unwrap_or("").to_string();
+        let wait = config.invocations.queue_wait;
+        let _slot = tokio::time::timeout(wait, self.invoke_slots.acquire(&tenant))
+            .await
+            .map_err(|_| {
+                InvokeError::Connector(crate::model::ConnectorError {
+                    code: "rate-limited".into(),
+                    message: format!(
+                        "tenant `{tenant}` already runs as many invocations as it may at once \
+                         ([invocations] max_running_per_tenant, or the node's max_running) and \
+                         none finished within {}; try again shortly",
+                        humantime::format_duration(wait)
+                    ),
+                    retry_after: Some(1),
+                })
+            })?;
         let result = match config.route(id) {
             Some(route) => self.invoke_route(route, op).await,
             None => self.connector(id)?.invoke(op).await,

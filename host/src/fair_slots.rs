@@ -1,7 +1,8 @@
-//! Fair admission of scheduled sync runs: at most `max_running` at once on the node and at most
-//! `max_per_tenant` for any one tenant, and when runs wait, free slots go to the waiting tenants
-//! in turn (round robin), so one tenant's backlog of streams never delays another tenant's run
-//! by more than one run per tenant ahead of it. Within a tenant, runs go first come, first served.
+//! Fair admission of runs (scheduled sync runs, and invocations: two separate sets of slots): at
+//! most `max_running` at once on the node and at most `max_per_tenant` for any one tenant, and
+//! when runs wait, free slots go to the waiting tenants in turn (round robin), so one tenant's
+//! backlog never delays another tenant's run by more than one run per tenant ahead of it. Within
+//! a tenant, runs go first come, first served.
 //!
 //! Written here rather than taken from a crate: tokio's semaphore is fair only in arrival order
 //! (a tenant with 500 due streams would queue ahead of everyone), and the limiter crates pace

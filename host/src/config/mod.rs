@@ -27,10 +27,12 @@ pub use webhook::Webhook;
 
 mod ask;
 mod hook;
+mod invocations;
 mod oauth;
 mod scheduler;
 mod semantic;
 pub use ask::AskConfig;
+pub use invocations::InvocationsConfig;
 pub use semantic::SemanticConfig;
 pub mod store;
 pub mod telemetry;
@@ -177,6 +179,8 @@ pub struct Config {
     pub oauth: Option<OAuth>,
     /// `[scheduler]`: how many scheduled sync runs go at once.
     pub scheduler: SchedulerConfig,
+    /// `[invocations]`: how many invocations run at once, on the node and per tenant.
+    pub invocations: InvocationsConfig,
     /// `[store]`: the SQLite file of the data directory, or a shared PostgreSQL database.
     pub store: StoreConfig,
     /// `[search.semantic]`: the embedding connector and model (None: semantic search is off).
@@ -235,6 +239,8 @@ struct RawFile {
     changes: RawChanges,
     #[serde(default)]
     scheduler: scheduler::RawScheduler,
+    #[serde(default)]
+    invocations: invocations::RawInvocations,
     #[serde(default)]
     store: store::RawStore,
     #[serde(default)]
@@ -820,6 +826,7 @@ impl Config {
         let public_hosts = build_public_hosts(&raw.server.public_hosts).map_err(&err)?;
         let cors_origins = build_cors_origins(&raw.server.cors_origins).map_err(&err)?;
         let scheduler = scheduler::build(&raw.scheduler).map_err(&err)?;
+        let invocations = invocations::build(&raw.invocations).map_err(&err)?;
         let store = store::build(&raw.store).map_err(&err)?;
         let telemetry = telemetry::build(&raw.telemetry).map_err(&err)?;
         let semantic = semantic::build(&raw.search, |id| connectors.iter().any(|c| c.id == id))
@@ -884,6 +891,7 @@ impl Config {
             },
             changes,
             scheduler,
+            invocations,
             store,
             semantic,
             ask,

@@ -208,6 +208,33 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Polls `GET /v1/sync` (every 200 ms, at most 2 minutes) until a stream named `stream` has
+    /// finished a run successfully and is not running; returns how many polls it made (tests that
+    /// count the daemon's requests add them).
+    pub async fn wait_until_synced(&self, stream: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut polls = 0;
+        loop {
+            let (_, s) = self.get("/v1/sync").await;
+            polls += 1;
+            let done = s["streams"].as_array().is_some_and(|a| {
+                a.iter().any(|s| {
+                    s["stream"] == stream
+                        && !s["last_success_at"].is_null()
+                        && s["running"] == false
+                })
+            });
+            if done {
+                return polls;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sync of {stream} did not finish: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Everything the daemon wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -977,6 +1004,18 @@ allow_insecure = true
 auth = {{ type = "bearer", token = "secret:openai_key" }}
 "#
     )
+}
+
+/// An OpenAI-flavoured fake whose API key is `api_key`.
+pub async fn openai_fake(api_key: &str) -> fake_saas::RunningFake<fake_saas::openai::OpenAi> {
+    let opts = fake_saas::openai::OpenAiOptions {
+        mode: fake_saas::openai::OpenAiMode::OpenAi,
+        api_key: api_key.into(),
+        ..fake_saas::openai::OpenAiOptions::default()
+    };
+    fake_saas::spawn_openai("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("openai fake")
 }
 
 /// `[search.semantic]` and `[search.ask]` over an `embedder` connector (the openai component:

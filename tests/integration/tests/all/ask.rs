@@ -5,23 +5,12 @@
 //! secret value in a document is scrubbed before it is sent; nothing found means no model call.
 
 use airlock_tests::*;
-use fake_saas::openai::{OpenAi, OpenAiMode, OpenAiOptions};
-use fake_saas::{RunningFake, spawn_openai};
+use fake_saas::RunningFake;
+use fake_saas::openai::OpenAi;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-ask-canary-4f1d9b";
-
-async fn openai_fake() -> RunningFake<OpenAi> {
-    let opts = OpenAiOptions {
-        mode: OpenAiMode::OpenAi,
-        api_key: KEY.into(),
-        ..OpenAiOptions::default()
-    };
-    spawn_openai("127.0.0.1:0".parse().expect("addr"), opts)
-        .await
-        .expect("openai fake")
-}
 
 /// The prompts of the chat completions the fake answered.
 fn chat_prompts(oa: &RunningFake<OpenAi>) -> Vec<String> {
@@ -113,7 +102,7 @@ base_url = "http://127.0.0.1:9"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_answers_with_citations_of_documents_the_caller_may_open_and_nothing_else_reaches_the_model()
  {
-    let oa = openai_fake().await;
+    let oa = openai_fake(KEY).await;
     let env = wiki_env(&oa).await;
     let d = env.serve();
     let alice = env.create_token("alice", "default", &[], false);
@@ -245,7 +234,7 @@ async fn ask_answers_with_citations_of_documents_the_caller_may_open_and_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mcp_ask_tool_answers_like_the_route_and_is_listed_only_when_configured() {
-    let oa = openai_fake().await;
+    let oa = openai_fake(KEY).await;
     let env = wiki_env(&oa).await;
     let d = env.serve();
     let bob = env.create_token("bob", "default", &[], false);

@@ -32,6 +32,7 @@ mod gate_cache_and_documents;
 mod grant_policy;
 mod hooks_in;
 mod integrity;
+mod invocation_slots;
 mod jira;
 mod loading;
 mod mcp;

@@ -8,22 +8,10 @@ use std::time::Duration;
 
 use airlock::search::{Mode, SearchRequest};
 use airlock_tests::*;
-use fake_saas::openai::{OpenAi, OpenAiMode, OpenAiOptions};
-use fake_saas::{ConfluenceOptions, Mutation, RunningFake, spawn_confluence, spawn_openai};
+use fake_saas::{ConfluenceOptions, Mutation, spawn_confluence};
 use serde_json::json;
 
 const KEY: &str = "sk-test-embed";
-
-async fn openai_fake() -> RunningFake<OpenAi> {
-    let opts = OpenAiOptions {
-        mode: OpenAiMode::OpenAi,
-        api_key: KEY.into(),
-        ..OpenAiOptions::default()
-    };
-    spawn_openai("127.0.0.1:0".parse().expect("addr"), opts)
-        .await
-        .expect("openai fake")
-}
 
 fn everything(query: &str, mode: Mode) -> SearchRequest {
     SearchRequest {
@@ -42,7 +30,7 @@ fn everything(query: &str, mode: Mode) -> SearchRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_of_an_unchanged_corpus_embeds_nothing_and_a_change_only_its_chunks() {
-    let oa = openai_fake().await;
+    let oa = openai_fake(KEY).await;
     let wiki = spawn_confluence(
         "127.0.0.1:0".parse().expect("addr"),
         ConfluenceOptions::default(),
@@ -124,7 +112,7 @@ async fn resync_of_an_unchanged_corpus_embeds_nothing_and_a_change_only_its_chun
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantic_and_hybrid_search_find_by_meaning_and_keep_the_acl() {
-    let oa = openai_fake().await;
+    let oa = openai_fake(KEY).await;
     let wiki_component = component("confluence");
     let env = Env::new(&format!(
         r#"{}

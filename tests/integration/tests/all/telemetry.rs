@@ -117,20 +117,7 @@ async fn search_and_sync(d: &Daemon) {
     assert_eq!(status, 200, "{v}");
     let (status, v) = d.post("/v1/sync/confluence", r#"{"stream":"pages"}"#).await;
     assert_eq!(status, 202, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, s) = d.get("/v1/sync").await;
-        let done = s["streams"].as_array().is_some_and(|a| {
-            a.iter().any(|s| {
-                s["stream"] == "pages" && !s["last_success_at"].is_null() && s["running"] == false
-            })
-        });
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sync did not finish: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    d.wait_until_synced("pages").await;
 }
 
 /// The Confluence fake, taking [`CANARY`] as its API token.

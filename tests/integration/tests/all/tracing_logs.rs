@@ -3,7 +3,6 @@
 //! request naming its route template, and a grant's secret reaches no line.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use airlock_tests::*;
 use base64::Engine as _;
@@ -50,21 +49,7 @@ async fn json_logs_follow_each_invocation_and_api_request_and_keep_secrets_out()
     let (status, v) = d.post("/v1/sync/confluence", r#"{"stream":"pages"}"#).await;
     requests += 1;
     assert_eq!(status, 202, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, s) = d.get("/v1/sync").await;
-        requests += 1;
-        let done = s["streams"].as_array().is_some_and(|a| {
-            a.iter().any(|s| {
-                s["stream"] == "pages" && !s["last_success_at"].is_null() && s["running"] == false
-            })
-        });
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sync did not finish: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    requests += d.wait_until_synced("pages").await;
     // A route with ids and a query, once without a token.
     let doc = "/v1/documents/confluence/page/id-4711?probe=q-0815";
     let (status, _) = http("GET", &format!("{}{doc}", d.base), None).await;
