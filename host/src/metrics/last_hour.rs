@@ -143,29 +143,44 @@ impl<B: Default + Copy> MinuteRing<B> {
     }
 }
 
-/// Rings keyed by (connector, grant or stream).
-struct Rings<B>(Mutex<HashMap<(String, String), MinuteRing<B>>>);
+/// Rings by connector, then grant or stream: two levels so that the common case (a ring that
+/// exists) is found by `&str` without allocating a key on every request.
+struct Rings<B>(Mutex<HashMap<String, HashMap<String, MinuteRing<B>>>>);
 
 impl<B: Default + Copy> Rings<B> {
     fn add(&self, connector: &str, name: &str, minute: u64, f: impl FnOnce(&mut B)) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (connector.to_string(), name.to_string());
-        if !map.contains_key(&key) {
-            // A new ring: the moment to let go of those that have nothing left in the hour.
-            map.retain(|_, r| !r.is_stale(minute));
+        if let Some(ring) = map.get_mut(connector).and_then(|m| m.get_mut(name)) {
+            ring.add(minute, f);
+            return;
         }
-        map.entry(key).or_default().add(minute, f);
+        // A new ring: the moment to let go of those that have nothing left in the hour.
+        Self::drop_stale(&mut map, minute);
+        map.entry(connector.to_string())
+            .or_default()
+            .entry(name.to_string())
+            .or_default()
+            .add(minute, f);
+    }
+
+    fn drop_stale(map: &mut HashMap<String, HashMap<String, MinuteRing<B>>>, now: u64) {
+        for rings in map.values_mut() {
+            rings.retain(|_, r| !r.is_stale(now));
+        }
+        map.retain(|_, rings| !rings.is_empty());
     }
 
     fn hour(&self, now: u64) -> Vec<Series<B>> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, r| !r.is_stale(now));
+        Self::drop_stale(&mut map, now);
         let mut out: Vec<Series<B>> = map
             .iter()
-            .map(|((c, n), r)| Series {
-                connector: c.clone(),
-                name: n.clone(),
-                minutes: r.hour(now),
+            .flat_map(|(c, rings)| {
+                rings.iter().map(move |(n, r)| Series {
+                    connector: c.clone(),
+                    name: n.clone(),
+                    minutes: r.hour(now),
+                })
             })
             .collect();
         out.sort_by(|a, b| (&a.connector, &a.name).cmp(&(&b.connector, &b.name)));
@@ -346,7 +361,10 @@ mod tests {
         h.sync_page_at(T + 61, "new", "s", 1);
         let map = h.syncs.0.lock().expect("lock");
         assert_eq!(map.len(), 1);
-        assert!(map.contains_key(&("new".to_string(), "s".to_string())));
+        assert!(
+            map.get("new")
+                .is_some_and(|m| m.len() == 1 && m.contains_key("s"))
+        );
     }
 
     #[test]
