@@ -515,16 +515,32 @@ impl Airlock {
         &self,
         req: &crate::search::SearchRequest,
     ) -> anyhow::Result<crate::search::SearchResponse> {
-        let live = self
-            .slots()
+        let config = self.config();
+        // Only a live search needs the connectors (at MSP scale thousands of them).
+        let slots = if req.live { self.slots() } else { Vec::new() };
+        let tenants = if req.live {
+            config
+                .connectors
+                .iter()
+                .map(|c| (c.id.clone(), c.tenant.clone()))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let targets = slots
             .into_iter()
             .map(|(id, slot)| match slot {
                 Slot::Ready(c) => (id, Ok(c)),
                 Slot::Failed { error, .. } => (id, Err(error)),
             })
             .collect();
+        let live = crate::search::Live {
+            targets,
+            tenants,
+            slots: Some(self.invoke_slots.clone()),
+        };
         let vectored;
-        let req = match (req.mode, &self.config().semantic) {
+        let req = match (req.mode, &config.semantic) {
             (crate::search::Mode::Keyword, _) => req,
             (_, None) => anyhow::bail!(SemanticOff),
             (_, Some(cfg)) if req.vector.is_none() => {

@@ -24,6 +24,16 @@ use crate::store::documents::{Hit, Readers};
 /// A connector the live fan-out may ask: loaded, or why it is not.
 pub type LiveTarget = (String, Result<Arc<LoadedConnector>, String>);
 
+/// The connectors a live fan-out may ask, and the invocation slots their calls take a turn
+/// from (`[invocations]`), so a tenant's live searches count against its cap like its other
+/// invocations and cannot take the node's instances from other tenants.
+pub struct Live {
+    pub targets: Vec<LiveTarget>,
+    /// Each connector's tenant ("" for none).
+    pub tenants: std::collections::HashMap<String, String>,
+    pub slots: Option<Arc<crate::fair_slots::FairSlots>>,
+}
+
 /// A search request (CLI and API share it).
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -122,7 +132,7 @@ pub struct SearchResponse {
 pub async fn search(
     store: &Store,
     ann: Option<&ann::AnnIndex>,
-    live: Vec<LiveTarget>,
+    live: Live,
     req: &SearchRequest,
 ) -> anyhow::Result<SearchResponse> {
     let q = req.clone();
@@ -138,7 +148,13 @@ pub async fn search(
     let mut hits = semantic::local_hits(store, ann, query, req.mode, req.vector.as_ref()).await?;
     let mut failed = Vec::new();
     if req.live {
-        let targets: Vec<_> = live
+        let Live {
+            targets,
+            tenants,
+            slots,
+        } = live;
+        let (tenants, slots) = (&tenants, slots.as_ref());
+        let targets: Vec<_> = targets
             .into_iter()
             .filter(|(id, _)| req.connector.as_deref().is_none_or(|c| c == id.as_str()))
             .filter(|(id, _)| {
@@ -163,8 +179,16 @@ pub async fn search(
                     Ok(c) => c,
                     Err(error) => return (id, Err(format!("not loaded: {error}"))),
                 };
-                // The permission checks of the hits share the search's time budget.
+                let tenant = tenants.get(&id).map(String::as_str).unwrap_or("");
+                let started = std::sync::atomic::AtomicBool::new(false);
+                // The wait for a turn and the permission checks of the hits share the search's
+                // time budget.
                 let searched = tokio::time::timeout(timeout, async {
+                    let _turn = match slots {
+                        Some(s) => Some(s.acquire(tenant).await),
+                        None => None,
+                    };
+                    started.store(true, std::sync::atomic::Ordering::Relaxed);
                     let mut r = c.search(query, limit, None).await?;
                     if let Some(s) = &req.scope {
                         let kind = req.kind.as_deref();
@@ -177,6 +201,14 @@ pub async fn search(
                     Ok::<_, crate::runtime::connector::InvokeError>(r)
                 });
                 match searched.await {
+                    Err(_) if !started.load(std::sync::atomic::Ordering::Relaxed) => (
+                        id,
+                        Err(format!(
+                            "not started within {timeout:?}: tenant `{tenant}` already runs as \
+                             many invocations as it may at once ([invocations] \
+                             max_running_per_tenant, or the node's max_running)"
+                        )),
+                    ),
                     Err(_) => (id, Err(format!("no answer within {timeout:?}"))),
                     Ok(Err(e)) => (id, Err(e.to_string())),
                     Ok(Ok(r)) => (id, Ok(r)),

@@ -97,3 +97,70 @@ async fn a_tenant_at_its_invocation_cap_waits_then_is_refused_while_other_tenant
     // Refused calls never reached the model: acme 2 calls, beta 1.
     assert_eq!(oa.requests_to("/v1/chat/completions"), 3);
 }
+
+async fn live_search(d: &Daemon, token: &str, connector: &str) -> Value {
+    let body =
+        json!({"query": "hello", "connector": connector, "live": true, "live_timeout_ms": 500});
+    let (status, answer) = http_auth(
+        "POST",
+        &format!("{}/v1/search", d.base),
+        Some(token),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn live_failure(answer: &Value) -> String {
+    answer["failed"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_search_takes_a_turn_among_its_tenants_invocations() {
+    let oa = openai_fake(KEY).await;
+    let env = Env::new(&two_tenants(&oa.base_url));
+    env.set_secret("openai_key", KEY);
+    let d = std::sync::Arc::new(env.serve());
+    let acme = env.create_token("ann@acme.example", "acme", &[], false);
+    let beta = env.create_token("bo@beta.example", "beta", &[], false);
+    oa.set_delay(Duration::from_secs(3));
+
+    // Acme's chat holds acme's one slot while the slowed-down model answers.
+    let first = {
+        let (d, acme) = (d.clone(), acme.clone());
+        tokio::spawn(async move { chat(&d, &acme, "llm-acme").await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while oa.requests_to("/v1/chat/completions") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chat never reached the fake"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Acme's live search waits for that slot and gives up within its live timeout, naming the
+    // cap; beta's runs at once (the `openai` connector does not support search, which
+    // proves the call reached it).
+    let (held, other) = tokio::join!(
+        live_search(&d, &acme, "llm-acme"),
+        live_search(&d, &beta, "llm-beta")
+    );
+    let held = live_failure(&held);
+    assert!(
+        held.contains("max_running_per_tenant") && held.contains("not started"),
+        "{held}"
+    );
+    let other = live_failure(&other);
+    assert!(other.contains("does not support `search`"), "{other}");
+
+    let first = first.await.expect("chat");
+    assert_eq!(first.0, 200, "{}", first.1);
+    // The slot came back: acme's live search reaches its connector again.
+    let again = live_failure(&live_search(&d, &acme, "llm-acme").await);
+    assert!(again.contains("does not support `search`"), "{again}");
+}
