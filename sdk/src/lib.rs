@@ -53,8 +53,10 @@ pub mod bindings {
 }
 
 pub mod acl;
+pub mod atlassian;
 pub mod cursor;
 mod document;
+pub mod export;
 pub mod host;
 /// Logging to the host: `airlock_sdk::log::info!("...")` and friends, or [`log::write`].
 pub mod log {
