@@ -14,11 +14,12 @@
 //! let (next, done) = position.after_cursor(reply.after_cursor, reply.end_of_stream);
 //! // Time-based (an export that refuses a start too close to now has nothing new yet):
 //! let start = position.start();
-//! let reply = export::unless_too_recent(cfg.get(PATH).query("start_time", start.to_string()).send())?;
+//! let reply: Export = export::unless_too_recent(cfg.get(PATH).query("start_time", start.to_string()).send())?;
 //! let (next, done) = Position::after_time(start, reply.next_page.as_deref(), reply.end_time, more);
 //! Ok(SyncPage::next(upserts, &next).done(done))
 //! ```
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Response, Result, paging, url};
@@ -94,13 +95,16 @@ impl Position {
     }
 }
 
-/// The answer to a time-based export request, or `None` when the upstream refuses its start as
-/// too recent (an `invalid-input` saying "too recent", as Zendesk answers a `start_time` less
-/// than a minute old): nothing is new yet, an empty page. Any other error is the caller's.
-pub fn unless_too_recent(reply: Result<Response>) -> Result<Option<Response>> {
+/// The page a time-based export request answered, or `T::default()` (an empty page) when the
+/// upstream refuses its start as too recent (an `invalid-input` saying "too recent", as Zendesk
+/// answers a `start_time` less than a minute old): nothing is new yet. Any other error is the
+/// caller's.
+pub fn unless_too_recent<T: DeserializeOwned + Default>(reply: Result<Response>) -> Result<T> {
     match reply {
-        Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => Ok(None),
-        reply => reply.map(Some),
+        Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
+            Ok(T::default())
+        }
+        reply => reply?.json(),
     }
 }
 
@@ -169,13 +173,22 @@ mod tests {
 
     #[test]
     fn only_a_too_recent_start_is_an_empty_page() {
+        let page = |reply| unless_too_recent::<Vec<u32>>(reply);
         let refused = Err(Error::invalid_input("HTTP 422: Too recent start_time"));
-        assert!(unless_too_recent(refused).unwrap().is_none());
-        let other = unless_too_recent(Err(Error::invalid_input("bad start_time")));
+        assert_eq!(page(refused).unwrap(), Vec::<u32>::new());
+        let other = page(Err(Error::invalid_input("bad start_time")));
         assert!(matches!(other, Err(Error::InvalidInput(_))));
         assert!(matches!(
-            unless_too_recent(Err(Error::RateLimited(3))),
+            page(Err(Error::RateLimited(3))),
             Err(Error::RateLimited(3))
         ));
+        let answered = Response {
+            status: 200,
+            headers: vec![],
+            body: b"[1, 2]".to_vec(),
+            method: crate::Method::Get,
+            url: "https://h/x".into(),
+        };
+        assert_eq!(page(Ok(answered)).unwrap(), [1, 2]);
     }
 }

@@ -117,8 +117,7 @@ impl Connector for Zendesk {
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        let input = airlock_sdk::action_input(&action, "ticket-comments", &input);
-        let CommentsInput { ticket_id } = input?;
+        let CommentsInput { ticket_id } = action_input(&action, "ticket-comments", &input)?;
         let summary = |c: &Value| {
             let plain = c.get("plain_body").filter(|b| b.is_string());
             json!({"id": c["id"], "author_id": c["author_id"], "public": c["public"],
@@ -177,7 +176,8 @@ const KINDS: [(&str, usize); 3] = [("ticket", 1), ("article", 1), ("comment", 2)
 // during a run show up twice; upserts are idempotent.
 
 fn sync_tickets(cfg: &Config, position: Position) -> Result<SyncPage> {
-    let (n, (key, at)) = (cfg.page_size.get().to_string(), position.query());
+    let n = cfg.page_size.get().to_string();
+    let (key, at) = position.query();
     // The organizations of the page's tickets come with it (a sideload): no extra request.
     let query = [("per_page", &*n), ("include", "organizations"), (key, &*at)];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
@@ -213,8 +213,7 @@ fn sync_times(cfg: &Config, stream: &str, start: i64) -> Result<SyncPage> {
         _ => (ARTICLES, false, articles),
     };
     let reply = cfg.get(path, &[("start_time", &start.to_string())]).send();
-    let reply = export::unless_too_recent(reply)?;
-    let export = reply.map_or_else(|| Ok(Page::default()), |r| r.json())?;
+    let export: Page = export::unless_too_recent(reply)?;
     let upserts = map(&export.items, cfg)?;
     Ok(time_page(&export, start, heed_end, upserts))
 }
@@ -313,7 +312,8 @@ impl Access {
     /// As [`Access::of`], with `orgs` already at hand (sideloaded): only others are asked for.
     fn with(cfg: &Config, records: &[Value], orgs: Vec<Value>) -> Result<Access> {
         let ids = |key: &'static str| records.iter().filter_map(move |r| r[key].as_u64());
-        let (path, wanted) = ("/organizations/show_many.json", ids("organization_id"));
+        let path = "/organizations/show_many.json";
+        let wanted = ids("organization_id");
         let orgs = paging::by_ids_besides(wanted, orgs, 100, |ids| cfg.many(path, ids))?;
         let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
         let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
