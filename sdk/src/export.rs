@@ -14,8 +14,10 @@
 //! let (next, done) = position.after_cursor(reply.after_cursor, reply.end_of_stream);
 //! // Time-based (an export that refuses a start too close to now has nothing new yet):
 //! let start = position.start();
-//! let reply: Export = export::unless_too_recent(cfg.get(PATH).query("start_time", start.to_string()).send())?;
-//! let (next, done) = Position::after_time(start, reply.next_page.as_deref(), reply.end_time, more);
+//! let request = cfg.get(PATH).query("start_time", start.to_string());
+//! let reply: Export = export::unless_too_recent(request.send())?;
+//! let link = reply.next_page.as_deref();
+//! let (next, done) = Position::after_time(start, link, reply.end_time, more);
 //! Ok(SyncPage::next(upserts, &next).done(done))
 //! ```
 

@@ -50,7 +50,8 @@ impl ConnectorInfo {
     }
 
     /// [`Error::unknown_stream`] naming this connector's streams, so a `sync` that matches on
-    /// the stream's name need not list them a second time: `_ => Err(Self::info().unknown_stream(&stream))`.
+    /// the stream's name need not list them a second time:
+    /// `_ => Err(Self::info().unknown_stream(&stream))`.
     pub fn unknown_stream(&self, stream: &str) -> Error {
         Error::unknown_stream(stream, self.streams.iter().map(|s| &s.name))
     }

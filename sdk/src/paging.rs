@@ -346,7 +346,8 @@ pub fn next_page_number(page: u32, per_page: u32, more: bool, max_results: u32) 
 
 /// One page of a live search over a page-number listing (`page`, `per_page`) that serves only
 /// its first `max_results` results, as search APIs do (they refuse the pages beyond): the page
-/// the search cursor names, and its [`SearchResult`] with the next page's number as the cursor.
+/// the search cursor names, and its [`crate::SearchResult`] with the next page's number as the
+/// cursor.
 ///
 /// ```ignore
 /// PageNumber::of(&request, 25, 100, 1000)?.search(|at| {
