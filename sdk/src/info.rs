@@ -48,6 +48,13 @@ impl ConnectorInfo {
         self.actions.push(action);
         self
     }
+
+    /// [`Error::unknown_stream`] naming this connector's streams, so a `sync` that matches on
+    /// the stream's name need not list them a second time:
+    /// `_ => Err(Self::info().unknown_stream(&stream))`.
+    pub fn unknown_stream(&self, stream: &str) -> Error {
+        Error::unknown_stream(stream, self.streams.iter().map(|s| &s.name))
+    }
 }
 
 impl StreamInfo {
@@ -166,6 +173,13 @@ mod tests {
             m,
             "unknown stream `blogs` (this connector has `pages`, `spaces`)"
         );
+        let info = ConnectorInfo::new("x", "1.0.0", "X")
+            .stream("pages", "P")
+            .stream("spaces", "S");
+        let Error::InvalidInput(from_info) = info.unknown_stream("blogs") else {
+            panic!("an unknown stream is invalid-input")
+        };
+        assert_eq!(from_info, m, "the streams are named from the info");
     }
 
     /// Comment on a ticket.

@@ -1,7 +1,7 @@
 //! Reading fields out of an upstream's JSON when a typed struct would only copy them along: text at
 //! a JSON pointer (missing and null read as `""`), the first non-blank of several pointers, the
 //! items of an array, a metadata object picked from named keys, ids that arrive as strings or as
-//! numbers, and a field a record cannot do without.
+//! numbers, and a field a record cannot do without (a string, or a numeric id).
 //!
 //! ```ignore
 //! let title = json::first(item, "/displayName|/userPrincipalName");
@@ -93,6 +93,14 @@ pub fn required<'a>(v: &'a Value, pointer: &str) -> Result<&'a str> {
     let missing = || Error::upstream(format!("an upstream record without `{pointer}`"));
     let found = v.pointer(pointer).and_then(Value::as_str);
     found.filter(|s| !s.is_empty()).ok_or_else(missing)
+}
+
+/// The unsigned integer at `pointer` that a record cannot do without (a numeric id);
+/// `upstream` error naming it when it is missing or not such a number.
+pub fn required_u64(v: &Value, pointer: &str) -> Result<u64> {
+    let found = v.pointer(pointer).and_then(Value::as_u64);
+    found
+        .ok_or_else(|| Error::upstream(format!("an upstream record without a numeric `{pointer}`")))
 }
 
 /// An id sent as a string or as a number, as a string; `None` for anything else.
@@ -232,6 +240,15 @@ mod tests {
         assert!(serde_json::from_value::<Page>(json!({"id": [1]})).is_err());
         let v = json!({"id": "10", "empty": "", "n": 1});
         assert_eq!(required(&v, "/id").unwrap(), "10");
+        assert_eq!(required_u64(&v, "/n").unwrap(), 1);
+        for not_a_number in ["/id", "/nope"] {
+            let e = required_u64(&v, not_a_number);
+            assert!(
+                matches!(&e, Err(Error::Upstream(m)) if m.contains(not_a_number)),
+                "{not_a_number}: {e:?}"
+            );
+        }
+        assert!(required_u64(&json!({"n": -1}), "/n").is_err());
         for missing in ["/empty", "/n", "/nope"] {
             let e = required(&v, missing);
             assert!(

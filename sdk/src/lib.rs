@@ -7,7 +7,8 @@
 //! client over `wasi:http` ([`http`]),
 //! pagination helpers ([`paging`], [`Response::next_link`]), typed cursors ([`cursor`]), the
 //! incremental watermark with tie handling ([`Watermark`]), a walk over several listings
-//! ([`scopes`]), answers kept for one invocation ([`memo`]), [`Document`] and [`SyncPage`]
+//! ([`scopes`]), incremental exports ([`export`]), what the Atlassian APIs share
+//! ([`atlassian`]), answers kept for one invocation ([`memo`]), [`Document`] and [`SyncPage`]
 //! builders, loose reading of upstream JSON ([`mod@json`]), checks for ids that go into URLs
 //! ([`ids`]), and text helpers ([`html_to_text`], [`text::adf_to_text`],
 //! [`text::parse_rfc3339`], [`text::rfc3339_of_ms`]).
@@ -53,8 +54,10 @@ pub mod bindings {
 }
 
 pub mod acl;
+pub mod atlassian;
 pub mod cursor;
 mod document;
+pub mod export;
 pub mod host;
 /// Logging to the host: `airlock_sdk::log::info!("...")` and friends, or [`log::write`].
 pub mod log {
@@ -98,7 +101,7 @@ pub mod prelude {
     pub use crate::{
         ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
         List, NoInput, PageSize, Request, Response, Result, SearchRequest, SearchResult, SyncPage,
-        acl, cursor, html_to_text, ids, json, paging, settings, text, url,
+        acl, action_input, cursor, html_to_text, ids, json, paging, settings, text, url,
     };
     pub use serde::de::DeserializeOwned;
 }

@@ -46,6 +46,22 @@ pub enum Next {
     },
 }
 
+impl Next {
+    /// [`Next::CursorWhile`]: the cursor at JSON pointer `field` goes back as query parameter
+    /// `param` while the flag at JSON pointer `more` is `true`.
+    ///
+    /// ```ignore
+    /// let next = Next::cursor_while("/meta/after_cursor", "page[after]", "/meta/has_more");
+    /// ```
+    pub const fn cursor_while(
+        field: &'static str,
+        param: &'static str,
+        more: &'static str,
+    ) -> Self {
+        Next::CursorWhile { field, param, more }
+    }
+}
+
 /// The `rel="next"` target of a `Link` header value (RFC 8288), unresolved.
 pub fn link_header_next(header: &str) -> Option<String> {
     let mut rest = header;
@@ -208,6 +224,21 @@ pub fn by_ids<T, I: Ord + std::fmt::Display>(
     Ok(out)
 }
 
+/// [`by_ids`] for records a reply may already carry (sideloaded with a page, as Zendesk's
+/// `include=organizations`): those `at_hand` (matched by their numeric `id`) are kept and only
+/// the others are looked up; `at_hand` first, then the looked-up ones.
+pub fn by_ids_besides(
+    ids: impl IntoIterator<Item = u64>,
+    mut at_hand: Vec<Value>,
+    per: usize,
+    fetch: impl FnMut(&str) -> Result<Vec<Value>>,
+) -> Result<Vec<Value>> {
+    let known: Vec<u64> = at_hand.iter().filter_map(|r| r["id"].as_u64()).collect();
+    let missing = ids.into_iter().filter(|id| !known.contains(id));
+    at_hand.extend(by_ids(missing, per, fetch)?);
+    Ok(at_hand)
+}
+
 /// The offset of the page after an offset/limit page (`start`, `limit`, `isLastPage` style) that
 /// began at `start` and held `count` items; `None` after the last page or an empty one.
 pub fn next_offset(start: u32, count: u32, last: bool) -> Option<u32> {
@@ -311,6 +342,71 @@ impl<T> ListPage<T> {
 pub fn next_page_number(page: u32, per_page: u32, more: bool, max_results: u32) -> Option<u32> {
     let next = page.checked_add(1)?;
     (more && next.saturating_mul(per_page) <= max_results).then_some(next)
+}
+
+/// One page of a live search over a page-number listing (`page`, `per_page`) that serves only
+/// its first `max_results` results, as search APIs do (they refuse the pages beyond): the page
+/// the search cursor names, and its [`crate::SearchResult`] with the next page's number as the
+/// cursor.
+///
+/// ```ignore
+/// PageNumber::of(&request, 25, 100, 1000)?.search(|at| {
+///     let reply = search(query, at.page, at.per_page)?;
+///     Ok((hits(&reply), reply.next_page.is_some()))
+/// })
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageNumber {
+    /// The page to ask for, from 1.
+    pub page: u32,
+    /// Hits per page: the request's limit ([`crate::SearchRequest::limit_or`]).
+    pub per_page: u32,
+    max_results: u32,
+}
+
+impl PageNumber {
+    /// The page `request`'s cursor names (1 without one; `invalid-input` for one that is not a
+    /// page number) with `request.limit_or(default, max)` hits, under a cap of `max_results`.
+    pub fn of(
+        request: &crate::SearchRequest,
+        default: u32,
+        max: u32,
+        max_results: u32,
+    ) -> Result<PageNumber> {
+        let per_page = request.limit_or(default, max);
+        let page = crate::cursor::number(request.cursor.as_deref(), 1)?;
+        Ok(PageNumber {
+            page,
+            per_page,
+            max_results,
+        })
+    }
+
+    /// The search result of this page from `fetch(self)` (its hits, and whether the upstream
+    /// has more), or no hits without asking when the page would end past the cap.
+    pub fn search(
+        self,
+        fetch: impl FnOnce(&PageNumber) -> Result<(Vec<crate::Document>, bool)>,
+    ) -> Result<crate::SearchResult> {
+        if self.page.saturating_mul(self.per_page) > self.max_results {
+            let hits = Vec::new();
+            return Ok(crate::SearchResult {
+                hits,
+                next_cursor: None,
+            });
+        }
+        let (hits, more) = fetch(&self)?;
+        Ok(self.result(hits, more))
+    }
+
+    /// The search result of this page: `hits`, and as the cursor the next page's number when
+    /// the upstream says there is `more` and that page still ends within the cap
+    /// ([`next_page_number`]).
+    pub fn result(&self, hits: Vec<crate::Document>, more: bool) -> crate::SearchResult {
+        let next = next_page_number(self.page, self.per_page, more, self.max_results);
+        let next_cursor = next.map(|p| p.to_string());
+        crate::SearchResult { hits, next_cursor }
+    }
 }
 
 /// The page token or cursor that moves a listing on from `previous`: `next` unless it is absent,
@@ -483,6 +579,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn records_at_hand_are_not_looked_up_again() {
+        let mut asked = Vec::new();
+        let at_hand = vec![json!({"id": 2, "name": "sideloaded"})];
+        let got = by_ids_besides([3, 2, 1, 3], at_hand, 100, |ids| {
+            asked.push(ids.to_owned());
+            Ok(ids
+                .split(',')
+                .map(|id| json!({"id": id.parse::<u64>().unwrap()}))
+                .collect())
+        })
+        .unwrap();
+        assert_eq!(asked, ["1,3"]);
+        let ids: Vec<u64> = got.iter().filter_map(|r| r["id"].as_u64()).collect();
+        assert_eq!(ids, [2, 1, 3]);
+        let none = by_ids_besides([2], vec![json!({"id": 2})], 100, |_| panic!("asked"));
+        assert_eq!(none.unwrap().len(), 1);
+    }
+
+    #[test]
     fn link_headers() {
         let h = r#"</wiki/api/v2/pages?cursor=a,b>; rel="next", <https://x/prev>; rel="prev""#;
         assert_eq!(
@@ -643,6 +758,37 @@ mod tests {
     }
 
     #[test]
+    fn a_numbered_search_page_is_read_from_its_cursor_and_stops_at_the_result_cap() {
+        let request = |limit, cursor: Option<&str>| crate::SearchRequest {
+            query: "q".into(),
+            limit,
+            cursor: cursor.map(str::to_owned),
+        };
+        let first = PageNumber::of(&request(0, None), 25, 100, 1000).unwrap();
+        assert_eq!((first.page, first.per_page), (1, 25));
+        let hit = || crate::Document::new("ticket", "1", "t");
+        let result = first.search(|_| Ok((vec![hit()], true))).unwrap();
+        assert_eq!(
+            (result.hits.len(), result.next_cursor.as_deref()),
+            (1, Some("2"))
+        );
+        assert_eq!(first.result(vec![], false).next_cursor, None);
+        // Page 10 of 100 ends at result 1000: served, but the last.
+        let last = PageNumber::of(&request(500, Some("10")), 25, 100, 1000).unwrap();
+        assert_eq!((last.page, last.per_page), (10, 100));
+        let result = last.search(|_| Ok((vec![hit()], true))).unwrap();
+        assert_eq!((result.hits.len(), result.next_cursor), (1, None));
+        // Page 11 would end past it: no hits, and the upstream is not asked.
+        let past = PageNumber::of(&request(100, Some("11")), 25, 100, 1000).unwrap();
+        let result = past.search(|_| panic!("asked past the cap")).unwrap();
+        assert!(result.hits.is_empty() && result.next_cursor.is_none());
+        let failed = first.search(|_| Err(Error::upstream("down")));
+        assert!(matches!(failed, Err(Error::Upstream(_))));
+        let bad = PageNumber::of(&request(0, Some("0")), 25, 100, 1000);
+        assert!(matches!(bad, Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
     fn the_items_of_a_page_are_typed_and_a_page_without_them_has_none() {
         let page = json!({"results": [{"id": "1"}, {"id": "2"}], "_links": {}});
         let ids: Vec<Value> = items_at(page.clone(), "/results").unwrap();
@@ -716,11 +862,14 @@ mod tests {
             "link".to_owned(),
             r#"</items?page=3>; rel="next""#.to_owned(),
         )];
-        let while_more = Next::CursorWhile {
-            field: "/meta/after_cursor",
-            param: "page[after]",
-            more: "/meta/has_more",
-        };
+        let while_more = Next::cursor_while("/meta/after_cursor", "page[after]", "/meta/has_more");
+        assert!(matches!(
+            while_more,
+            Next::CursorWhile {
+                param: "page[after]",
+                ..
+            }
+        ));
         let body = json!({"meta": {"after_cursor": "c2", "has_more": true}});
         let r = next_request(&first, &first, &[], &body, &while_more).unwrap();
         assert_eq!(r.url(), "https://h/items?limit=2&page%5Bafter%5D=c2");

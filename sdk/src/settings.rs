@@ -45,6 +45,27 @@ pub fn from_lookup<T: DeserializeOwned>(lookup: impl Fn(&str) -> Option<String>)
     })
 }
 
+/// [`load`] for settings whose `base_url` is a site root that an operator may paste with the
+/// API's path (`https://acme.zendesk.com/api/v2`): a trailing `api_path` is dropped
+/// ([`BaseUrl::without_suffix`]), so requests can put it back where they need it.
+pub fn load_site<T: DeserializeOwned>(api_path: &str) -> Result<T> {
+    site_from_lookup(api_path, crate::host::setting)
+}
+
+/// [`load_site`] over any lookup.
+pub fn site_from_lookup<T: DeserializeOwned>(
+    api_path: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<T> {
+    from_lookup(|key| {
+        let value = lookup(key)?;
+        Some(match (key, BaseUrl::parse(&value)) {
+            ("base_url", Ok(base)) => base.without_suffix(api_path).0,
+            _ => value,
+        })
+    })
+}
+
 /// The field names serde uses for `T` (a struct), asked of its `Deserialize` impl.
 fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
     struct Names<'a>(&'a mut &'static [&'static str]);
@@ -327,6 +348,33 @@ mod tests {
 
     fn yes() -> bool {
         true
+    }
+
+    #[test]
+    fn a_site_root_loses_a_pasted_api_path_and_other_settings_stay() {
+        #[derive(Deserialize)]
+        struct Site {
+            base_url: BaseUrl,
+            path: Option<String>,
+        }
+        let site = |url: &str| {
+            let pairs = [("base_url", url), ("path", "/api/v2")];
+            site_from_lookup::<Site>("/api/v2", lookup(&pairs)).unwrap()
+        };
+        let s = site("https://acme.zendesk.com/api/v2/");
+        assert_eq!(s.base_url.as_str(), "https://acme.zendesk.com");
+        assert_eq!(
+            s.path.as_deref(),
+            Some("/api/v2"),
+            "only `base_url` is trimmed"
+        );
+        let kept = site("https://acme.zendesk.com/help/api/v3");
+        assert_eq!(
+            kept.base_url.as_str(),
+            "https://acme.zendesk.com/help/api/v3"
+        );
+        let bad = site_from_lookup::<Site>("/api/v2", lookup(&[("base_url", "ftp://x/api/v2")]));
+        assert!(matches!(bad, Err(Error::InvalidInput(m)) if m.contains("ftp://x/api/v2")));
     }
 
     #[test]

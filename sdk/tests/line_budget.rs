@@ -14,17 +14,6 @@ fn budget(name: &str) -> usize {
     }
 }
 
-/// Connectors not yet cut down to their budget (issue 12, item 6), each with the most it may
-/// have meanwhile: its count after the latest cut (455 and 373 when the budget came in). It may
-/// only shrink; once one is within its budget, the test asks for its entry to go.
-const NOT_YET: [(&str, usize); 2] = [("confluence", 342), ("zendesk", 338)];
-
-/// The most connector `name` may have today.
-fn ceiling(name: &str) -> usize {
-    let pending = NOT_YET.iter().find(|(n, _)| *n == name);
-    pending.map_or_else(|| budget(name), |(_, most)| *most)
-}
-
 /// `(connector, code lines)` of every Rust connector, from `sdk/count-lines.sh`.
 fn counts() -> Vec<(String, usize)> {
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -61,21 +50,11 @@ fn every_rust_connector_stays_within_its_line_budget() {
     );
     let over: Vec<String> = counts
         .iter()
-        .filter(|(name, n)| *n > ceiling(name))
-        .map(|(name, n)| format!("{name}: {n} code lines (budget {})", ceiling(name)))
+        .filter(|(name, n)| *n > budget(name))
+        .map(|(name, n)| format!("{name}: {n} code lines (budget {})", budget(name)))
         .collect();
     assert!(
         over.is_empty(),
         "over budget (move shared plumbing into the SDK): {over:?}"
     );
-    for (name, most) in NOT_YET {
-        let n = counts.iter().find(|(c, _)| c == name).map(|(_, n)| *n);
-        let n = n.unwrap_or_else(|| panic!("{name} is not a connector: drop it from NOT_YET"));
-        assert!(
-            n > budget(name),
-            "{name} is within its budget ({n} <= {}): drop it from NOT_YET",
-            budget(name)
-        );
-        assert!(n <= most, "{name}: {n} code lines, more than {most}");
-    }
 }

@@ -118,9 +118,7 @@ struct Config {
 
 impl Config {
     fn load() -> Result<Config> {
-        let mut cfg: Config = airlock_sdk::settings::load()?;
-        cfg.base_url = cfg.base_url.without_suffix("/api/v3");
-        Ok(cfg)
+        airlock_sdk::settings::load_site("/api/v3")
     }
 
     fn api(&self, path: &str) -> String {

@@ -10,9 +10,10 @@
 //!
 //! ACL entries are `user:ACCOUNT-ID` and `group:NAME` (see `permissions.rs`).
 
+use airlock_sdk::atlassian;
 use airlock_sdk::json::{string_or_number, text};
 use airlock_sdk::newest_first::NewestFirst;
-use airlock_sdk::paging::{ListPage, Next, Pages};
+use airlock_sdk::paging::ListPage;
 use airlock_sdk::prelude::*;
 use airlock_sdk::text::{quoted, strip_highlight};
 use serde::Deserialize;
@@ -124,9 +125,7 @@ enum PermissionSync {
 }
 
 fn config() -> Result<Config> {
-    let mut cfg: Config = airlock_sdk::settings::load()?;
-    cfg.base_url = cfg.base_url.without_suffix("/wiki");
-    Ok(cfg)
+    settings::load_site("/wiki")
 }
 
 /// Content ids are numeric; checking keeps ids from smuggling path segments into URLs.
@@ -230,12 +229,7 @@ fn space_ids(cfg: &Config) -> Result<Vec<String>> {
 /// The spaces the credentials can see (only those with `keys`, if given), at most `pages` pages.
 fn spaces<T: DeserializeOwned>(cfg: &Config, keys: Option<String>, pages: usize) -> Result<Vec<T>> {
     let first = cfg.base_url.get(SPACES).query_opt("keys", keys);
-    v2_list(first.query("limit", "250"), pages)
-}
-
-/// Every entry of a v2 listing (`results`, `_links.next`), at most `pages` pages.
-fn v2_list<T: DeserializeOwned>(first: Request, pages: usize) -> Result<Vec<T>> {
-    Pages::new(first, Next::BodyLink("/_links/next")).items("/results", pages)
+    atlassian::v2_items(first.query("limit", "250"), pages)
 }
 
 // ---- Upstream shapes (tolerant: every field but the id may be missing) -------------------------

@@ -12,7 +12,7 @@ use airlock_sdk::serde_json::{Value, json};
 use airlock_sdk::text::{adf_to_text, quoted};
 use airlock_sdk::{
     ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, Error, HealthStatus, PageSize, Result,
-    SearchRequest, SearchResult, SyncPage, acl, cursor, html_to_text, ids, paging, text,
+    SearchRequest, SearchResult, SyncPage, acl, atlassian, cursor, html_to_text, ids, paging, text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,6 @@ const FIELDS: &str = "summary,description,status,updated,created,reporter,issuet
 const ACCESS_FIELDS: [&str; 2] = ["customfield_10026", "customfield_10002"];
 /// The first run's watermark: bounded (the search refuses unbounded JQL) yet matching everything.
 const EPOCH_WATERMARK: &str = "1970/01/01 00:00";
-const STREAMS: [&str; 3] = ["requests", "comments", "articles"];
 /// Upper bound on comment pages fetched for one request (100 comments each).
 const MAX_COMMENT_PAGES: usize = 50;
 
@@ -112,7 +111,7 @@ impl Connector for Jira {
         match stream.as_str() {
             "requests" => sync_requests(&cfg, cursor::position(cursor)?),
             "comments" | "articles" => sync_listing(&cfg, &stream, cursor::position(cursor)?),
-            _ => Err(Error::unknown_stream(&stream, STREAMS)),
+            _ => Err(Self::info().unknown_stream(&stream)),
         }
     }
 
@@ -298,10 +297,8 @@ fn sync_listing(cfg: &Settings, stream: &str, cursor: cursor::Offset) -> Result<
 }
 
 fn request_comments(cfg: &Settings, key: &str) -> Result<Vec<Value>> {
-    let path = format!("request/{}/comment", issue_key(key)?);
-    paging::collect(&path, MAX_COMMENT_PAGES, 0, |&start| {
-        Ok(cfg.jsm(&path, None, start, 100)?.items_and_next(start))
-    })
+    let path = format!("/rest/servicedeskapi/request/{}/comment", issue_key(key)?);
+    atlassian::offsets(&path, &cfg.base_url.get(&path), 100, MAX_COMMENT_PAGES)
 }
 
 // ---- Upstream shapes ------------------------------------------------------------------------------

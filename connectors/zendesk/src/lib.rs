@@ -7,11 +7,12 @@
 
 use std::collections::BTreeSet;
 
+use airlock_sdk::export::{self, Position};
 use airlock_sdk::json::{array, first, pick, text};
-use airlock_sdk::paging::{Next, Pages};
+use airlock_sdk::paging::{Next, PageNumber, Pages};
 use airlock_sdk::prelude::*;
 use airlock_sdk::text::or;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 struct Zendesk;
 
@@ -19,9 +20,9 @@ airlock_sdk::export_connector!(Zendesk);
 
 /// Zendesk search serves at most this many results per query and answers 422 beyond.
 const SEARCH_MAX: u32 = 1000;
-const STREAMS: [&str; 3] = ["tickets", "comments", "articles"];
 /// The ticket events export, with the comments each event added.
 const EVENTS: &str = "/incremental/ticket_events.json?include=comment_events";
+const ARTICLES: &str = "/help_center/incremental/articles.json";
 /// Upper bound on comment pages fetched for one ticket (100 comments each).
 const MAX_COMMENT_PAGES: usize = 100;
 /// Agents whose role reads every ticket (admins, agents without restrictions).
@@ -63,19 +64,14 @@ impl Connector for Zendesk {
 
     fn search(request: SearchRequest) -> Result<SearchResult> {
         let (cfg, query) = (Config::load()?, request.query_text()?);
-        let per_page = request.limit_or(25, 100);
-        let page = cursor::number(request.cursor.as_deref(), 1)?;
-        let (mut hits, mut next_cursor) = (Vec::new(), None);
-        if page.saturating_mul(per_page) <= SEARCH_MAX {
-            let (n, p) = (per_page.to_string(), page.to_string());
+        PageNumber::of(&request, 25, 100, SEARCH_MAX)?.search(|at| {
+            let (n, p) = (at.per_page.to_string(), at.page.to_string());
             let query = [("query", query), ("per_page", &n), ("page", &p)];
             let reply: Page = cfg.get("/search.json", &query).send()?.json()?;
             let more = reply.next_page.is_some() && !reply.items.is_empty();
-            hits = search_hits(&reply.items, &Access::of(&cfg, &reply.items)?, &cfg)?;
-            let next = paging::next_page_number(page, per_page, more, SEARCH_MAX);
-            next_cursor = next.map(|p| p.to_string());
-        }
-        Ok(SearchResult { hits, next_cursor })
+            let hits = search_hits(&reply.items, &Access::of(&cfg, &reply.items)?, &cfg)?;
+            Ok((hits, more))
+        })
     }
 
     fn get(id: String) -> Result<Document> {
@@ -111,27 +107,17 @@ impl Connector for Zendesk {
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
-        let position: SyncCursor = cursor::position(cursor.as_deref())?;
-        let (cfg, start) = (Config::load()?, position.start_time.unwrap_or(0));
+        let position: Position = cursor::position(cursor.as_deref())?;
+        let (cfg, start) = (Config::load()?, position.start());
         match stream.as_str() {
             "tickets" => sync_tickets(&cfg, position),
-            "comments" => {
-                let export = time_export(&cfg, EVENTS, start)?;
-                let upserts = event_comments(&export.items, &cfg)?;
-                Ok(time_page(&export, start, true, upserts))
-            }
-            "articles" => {
-                let export = time_export(&cfg, "/help_center/incremental/articles.json", start)?;
-                let upserts = articles(&export.items, &cfg)?;
-                Ok(time_page(&export, start, false, upserts))
-            }
-            _ => Err(Error::unknown_stream(&stream, STREAMS)),
+            "comments" | "articles" => sync_times(&cfg, &stream, start),
+            _ => Err(Self::info().unknown_stream(&stream)),
         }
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        let input = airlock_sdk::action_input(&action, "ticket-comments", &input);
-        let CommentsInput { ticket_id } = input?;
+        let CommentsInput { ticket_id } = action_input(&action, "ticket-comments", &input)?;
         let summary = |c: &Value| {
             let plain = c.get("plain_body").filter(|b| b.is_string());
             json!({"id": c["id"], "author_id": c["author_id"], "public": c["public"],
@@ -155,9 +141,7 @@ struct Config {
 
 impl Config {
     fn load() -> Result<Config> {
-        let cfg: Config = airlock_sdk::settings::load()?;
-        let base_url = cfg.base_url.without_suffix("/api/v2");
-        Ok(Config { base_url, ..cfg })
+        settings::load_site("/api/v2")
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -184,27 +168,18 @@ const KINDS: [(&str, usize); 3] = [("ticket", 1), ("article", 1), ("comment", 2)
 // ---- Sync -------------------------------------------------------------------------------------
 //
 // Every call fetches exactly one upstream page; the host commits it together with the returned
-// cursor, so a crash or a 429 resumes from the last committed page. Cursors are our own JSON:
+// cursor, so a crash or a 429 resumes from the last committed page. Cursors are
+// `airlock_sdk::export::Position`s:
 //   tickets   {"c": after_cursor} (cursor-based export; the first run starts at start_time=0);
 //   comments, articles {"start_time": unix seconds} (time-based exports).
 // A finished run's cursor continues with newer changes on the next run. Tickets changed again
 // during a run show up twice; upserts are idempotent.
 
-#[derive(Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SyncCursor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    c: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start_time: Option<i64>,
-}
-
-fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
+fn sync_tickets(cfg: &Config, position: Position) -> Result<SyncPage> {
     let n = cfg.page_size.get().to_string();
-    let start = position.start_time.unwrap_or(0).to_string();
-    let c = position.c.as_deref();
-    let at = c.map_or(("start_time", &*start), |c| ("cursor", c));
+    let (key, at) = position.query();
     // The organizations of the page's tickets come with it (a sideload): no extra request.
-    let query = [("per_page", &*n), ("include", "organizations"), at];
+    let query = [("per_page", &*n), ("include", "organizations"), (key, &*at)];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
     let mut export: Page = reply.json()?;
     let orgs = std::mem::take(&mut export.organizations);
@@ -212,7 +187,7 @@ fn sync_tickets(cfg: &Config, position: SyncCursor) -> Result<SyncPage> {
     ticket_page(export, &access, cfg, position)
 }
 
-fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: SyncCursor) -> Result<SyncPage> {
+fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: Position) -> Result<SyncPage> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for t in &export.items {
         match t["status"] == "deleted" {
@@ -220,26 +195,27 @@ fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: SyncCursor) ->
             false => upserts.push(ticket(t, access, cfg)?),
         }
     }
-    // Without a new cursor the next call would fetch the same page again: end the run instead,
-    // keeping ours (an empty page may carry none) so the next run does not start over.
-    let fresh = paging::fresh(export.after_cursor, prev.c.as_deref());
-    let done = export.end_of_stream || fresh.is_none();
-    let mut next = prev;
-    if let Some(c) = fresh {
-        (next.c, next.start_time) = (Some(c), None);
-    }
+    // Without a new cursor the next call would fetch the same page again: the run ends, keeping
+    // ours (an empty page may carry none) so the next run does not start over.
+    let (next, done) = prev.after_cursor(export.after_cursor, export.end_of_stream);
     Ok(SyncPage::next(upserts, &next).deletes(deletes).done(done))
 }
 
-/// One page of a time-based export from `start`. Zendesk refuses a `start_time` less than a
-/// minute old ("Too recent start_time"): nothing is new yet, so the page is empty.
-fn time_export(cfg: &Config, path: &str, start: i64) -> Result<Page> {
-    match cfg.get(path, &[("start_time", &start.to_string())]).send() {
-        Err(Error::InvalidInput(m)) if m.to_ascii_lowercase().contains("too recent") => {
-            Ok(Page::default())
-        }
-        reply => reply?.json(),
-    }
+/// The documents of a page of a time-based export's records.
+type Mapping = fn(&[Value], &Config) -> Result<Vec<Document>>;
+
+/// One page of a time-based export from `start`: `comments` from the ticket events (whose
+/// `end_of_stream` ends a run), or `articles`. Zendesk refuses a `start_time` less than a minute
+/// old ("Too recent start_time"): nothing is new yet, so the page is empty.
+fn sync_times(cfg: &Config, stream: &str, start: i64) -> Result<SyncPage> {
+    let (path, heed_end, map): (_, _, Mapping) = match stream {
+        "comments" => (EVENTS, true, event_comments),
+        _ => (ARTICLES, false, articles),
+    };
+    let reply = cfg.get(path, &[("start_time", &start.to_string())]).send();
+    let export: Page = export::unless_too_recent(reply)?;
+    let upserts = map(&export.items, cfg)?;
+    Ok(time_page(&export, start, heed_end, upserts))
 }
 
 /// The sync page of a time-based export page read from `start`, its items mapped to `upserts`.
@@ -250,11 +226,8 @@ fn time_export(cfg: &Config, path: &str, start: i64) -> Result<Page> {
 fn time_page(export: &Page, start: i64, heed_end: bool, upserts: Vec<Document>) -> SyncPage {
     let more = !export.items.is_empty() && (!heed_end || !export.end_of_stream);
     let link = export.next_page.as_deref();
-    let linked = link.and_then(|u| url::query_param(u, "start_time")?.parse::<i64>().ok());
-    let next = linked.or(export.end_time).unwrap_or(start).max(start);
-    let (c, start_time) = (None, Some(next));
-    let done = !more || link.is_none() || next <= start;
-    SyncPage::next(upserts, &SyncCursor { c, start_time }).done(done)
+    let (next, done) = Position::after_time(start, link, export.end_time, more);
+    SyncPage::next(upserts, &next).done(done)
 }
 
 // ---- Upstream records (tolerant: every field but the id may be missing or null) ----------------
@@ -278,8 +251,7 @@ struct Page {
 
 /// The numeric `id` a ticket or an article cannot do without (its absence fails the page).
 fn record_id(record: &Value) -> Result<u64> {
-    let id = record["id"].as_u64();
-    id.ok_or_else(|| Error::upstream("a Zendesk record without a numeric `id`"))
+    json::required_u64(record, "/id")
 }
 
 fn ticket(t: &Value, access: &Access, cfg: &Config) -> Result<Document> {
@@ -338,12 +310,11 @@ impl Access {
     }
 
     /// As [`Access::of`], with `orgs` already at hand (sideloaded): only others are asked for.
-    fn with(cfg: &Config, records: &[Value], mut orgs: Vec<Value>) -> Result<Access> {
+    fn with(cfg: &Config, records: &[Value], orgs: Vec<Value>) -> Result<Access> {
         let ids = |key: &'static str| records.iter().filter_map(move |r| r[key].as_u64());
-        let known: Vec<u64> = orgs.iter().filter_map(|o| o["id"].as_u64()).collect();
-        let missing = ids("organization_id").filter(|id| !known.contains(id));
         let path = "/organizations/show_many.json";
-        orgs.extend(paging::by_ids(missing, 100, |ids| cfg.many(path, ids))?);
+        let wanted = ids("organization_id");
+        let orgs = paging::by_ids_besides(wanted, orgs, 100, |ids| cfg.many(path, ids))?;
         let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
         let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
         let segments = paging::by_ids(ids("user_segment_id"), 1, |id| {
@@ -392,10 +363,9 @@ fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
     let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
     let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
     let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, BTreeSet::new(), Vec::new());
-    let no_ticket = || Error::upstream("a Zendesk ticket event without a numeric `ticket_id`");
     let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
     for e in events {
-        let id = e["ticket_id"].as_u64().ok_or_else(no_ticket)?;
+        let id = json::required_u64(e, "/ticket_id")?;
         let t = tickets.iter().find(|t| t["id"] == id);
         let children = array(e, "/child_events");
         let comments: Vec<Value> = match children.clone().any(changes_readers) {
@@ -441,12 +411,7 @@ fn comment(c: &Value, t: &Value, access: &Access, at: &str, cfg: &Config) -> Opt
 /// All comments of `ticket`, following `meta.after_cursor` while `meta.has_more`.
 fn ticket_comments(cfg: &Config, ticket: u64) -> Result<Vec<Value>> {
     let path = format!("/tickets/{ticket}/comments.json");
-    let (field, more) = ("/meta/after_cursor", "/meta/has_more");
-    let next = Next::CursorWhile {
-        field,
-        param: "page[after]",
-        more,
-    };
+    let next = Next::cursor_while("/meta/after_cursor", "page[after]", "/meta/has_more");
     let pages = Pages::new(cfg.get(&path, &[("page[size]", "100")]), next);
     pages.collect(&path, "/comments", MAX_COMMENT_PAGES)
 }
@@ -473,22 +438,19 @@ mod tests {
     }
 
     /// The position `sync` reads from a stored cursor.
-    fn decode(c: Option<&str>) -> Result<SyncCursor> {
-        Ok(cursor::decode(c)?.unwrap_or_default())
+    fn decode(c: Option<&str>) -> Result<Position> {
+        cursor::position(c)
     }
 
-    fn at(start_time: i64) -> SyncCursor {
-        SyncCursor {
-            c: None,
-            start_time: Some(start_time),
-        }
+    fn at(start_time: i64) -> Position {
+        Position::at(start_time)
     }
 
     #[test]
     fn cursors() {
-        assert_eq!(decode(None).unwrap(), SyncCursor::default());
+        assert_eq!(decode(None).unwrap(), Position::default());
         let c = decode(Some(r#"{"c":"abc"}"#)).unwrap();
-        assert_eq!((c.c.as_deref(), c.start_time), (Some("abc"), None));
+        assert_eq!((c.cursor.as_deref(), c.start_time), (Some("abc"), None));
         assert_eq!(cursor::encode(&c), r#"{"c":"abc"}"#);
         assert_eq!(cursor::encode(&at(17)), r#"{"start_time":17}"#);
         assert!(matches!(decode(Some("x")), Err(Error::InvalidInput(_))));
@@ -536,7 +498,7 @@ mod tests {
             ],
             "after_cursor": "n1", "end_of_stream": false
         }));
-        let out = ticket_page(page, &open(), &cfg(), SyncCursor::default()).unwrap();
+        let out = ticket_page(page, &open(), &cfg(), Position::default()).unwrap();
         assert!(!out.done);
         assert_eq!(out.next_cursor.as_deref(), Some(r#"{"c":"n1"}"#));
         let [doc] = &out.upserts[..] else { panic!() };
@@ -581,7 +543,7 @@ mod tests {
         // A ticket without an id fails the page rather than vanishing.
         let bad = export(json!({"tickets": [{"subject": "no id"}], "after_cursor": "n2"}));
         assert!(matches!(
-            ticket_page(bad, &open(), &cfg(), SyncCursor::default()),
+            ticket_page(bad, &open(), &cfg(), Position::default()),
             Err(Error::Upstream(_))
         ));
     }
