@@ -1,3 +1,6 @@
+//! Tests of the Atera fake: auth, paging with absolute links, `lastmodified`, comment reads and
+//! writes with their body rules, the date-time parser and the 429 knob.
+
 use serde_json::Value;
 
 use super::*;

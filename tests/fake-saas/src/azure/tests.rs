@@ -1,3 +1,6 @@
+//! Tests of the Azure fake: the token endpoint and its refusals, token expiry, ARM auth, the
+//! `api-version` check, paging with `nextLink`, the instance view and the 429 knob.
+
 use serde_json::Value;
 
 use super::*;

@@ -1,3 +1,6 @@
+//! Tests of the OpenAI-compatible fake in each flavour: chat, models, auth per flavour, the fail
+//! and 429 knobs, the request log, and refused models and deployments.
+
 use serde_json::json;
 
 use super::*;
