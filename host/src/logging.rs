@@ -36,7 +36,7 @@ fn exported(meta: &Metadata<'_>) -> bool {
 }
 
 /// Installs `layer` in the export slot: from now on it sees the host's spans (see
-/// [`exported`]). False when [`init`] did not install the slot (another subscriber was
+/// `exported`). False when [`init`] did not install the slot (another subscriber was
 /// already set, as in tests) or a layer was installed before.
 pub fn export_spans(layer: ExportLayer) -> bool {
     let Some(slot) = EXPORT_SLOT.get() else {

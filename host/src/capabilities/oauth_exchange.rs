@@ -72,10 +72,10 @@ pub struct CallbackQuery {
 #[error("{0}")]
 pub struct HttpFailure(String);
 
-/// What a token request through [`http`] fails with.
+/// What a token request through [`http()`] fails with.
 pub type TokenError = RequestTokenError<HttpFailure, BasicErrorResponse>;
 
-/// A message in flight through [`http`].
+/// A message in flight through [`http()`].
 pub type Pending = futures::future::BoxFuture<'static, Result<oauth2::HttpResponse, HttpFailure>>;
 
 /// The `oauth2` crate's HTTP client over `client`; failures are scrubbed with `scrubber`.

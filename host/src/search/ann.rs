@@ -177,7 +177,7 @@ impl AnnIndex {
     }
 
     /// Rebuilds `connector`'s graph when its changes since the last build, or its gap to the
-    /// store's chunk count, reach a tenth of the graph (at least [`MIN_REBUILD`]). Returns
+    /// store's chunk count, reach a tenth of the graph (at least `MIN_REBUILD`). Returns
     /// whether it rebuilt.
     pub async fn upkeep(&self, store: &Store, connector: &str) -> anyhow::Result<bool> {
         let stored = store.chunk_count(connector).await?;

@@ -140,6 +140,50 @@ pub fn parse_date_minute(s: &str) -> Option<i64> {
     (valid && parts.next().is_none()).then(|| utc_ms(y, m, d, hh, mm))
 }
 
+/// `yyyy-MM-ddTHH:mm:ss[.fff][Z|±HH:MM]` (no zone: UTC) as milliseconds.
+pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let b = s.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut ms = days_from_civil(i64::from(y), m, d) * 86_400_000;
+    if b.len() == 10 {
+        return Some(ms);
+    }
+    if !matches!(b[10], b'T' | b' ') || b.len() < 19 {
+        return None;
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    ms += i64::from(h * 3600 + mi * 60 + sec) * 1000;
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
+        ms += format!("{:0<3}", &frac[..n.min(3)]).parse::<i64>().ok()?;
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            let hm = rest.get(1..)?.replace(':', "");
+            let (oh, om) = (
+                hm.get(..2)?.parse::<i64>().ok()?,
+                hm.get(2..)?.parse::<i64>().ok()?,
+            );
+            sign * (oh * 60 + om)
+        }
+    };
+    Some(ms - offset * 60_000)
+}
+
 /// A decoded query string that keeps repeated keys; `list` also splits comma lists.
 pub struct QueryParams(pub Vec<(String, String)>);
 

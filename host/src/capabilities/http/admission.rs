@@ -96,7 +96,7 @@ impl ConnectorGate {
 
     /// The grant a request with this method and URI would go through, if any (what the egress
     /// proxy reads to tell a write that needs approval from a request that may go at once; the
-    /// request itself is admitted by [`ConnectorGate::admit`] like any other).
+    /// request itself is admitted by `ConnectorGate::admit` like any other).
     pub fn grant_for(&self, method: &http::Method, uri: &http::Uri) -> Option<&Grant> {
         let (parts, ()) = http::Request::builder()
             .method(method.clone())

@@ -310,7 +310,7 @@ const TABLES: &[Table] = &[
     },
 ];
 
-/// Rows per area, in the order of [`TABLES`].
+/// Rows per area, in the order of `TABLES`.
 pub type Counts = Vec<(&'static str, u64)>;
 
 /// The audit chain the SQLite log becomes in PostgreSQL.

@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{
-    ACCOUNT_IDS, Confluence, Data, Page, bad_param, paged, parse_limit, v1_error, v2_error,
-};
+use super::data::{Data, Page};
+use super::errors::{bad_param, v1_error, v2_error};
+use super::paging::{paged, parse_limit};
+use super::{ACCOUNT_IDS, Confluence};
 use crate::common::QueryParams;
 
 /// Emails of the seeded users, in the order of [`ACCOUNT_IDS`].

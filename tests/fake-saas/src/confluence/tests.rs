@@ -1,3 +1,6 @@
+//! Tests of the Confluence fake: v2 listings and cursors, CQL search, permissions and
+//! restrictions, the permission check, errors, mutations and the seeded data set.
+
 use std::collections::HashSet;
 
 use serde_json::Value;

@@ -12,8 +12,8 @@ use super::MsGraph;
 use super::data::Item;
 use super::errors::graph_error;
 use super::mail::{item_not_found, mailbox_index, no_mailbox};
-use crate::atera::parse_date_time;
 use crate::common::QueryParams;
+use crate::common::parse_date_time;
 
 pub(super) async fn calendar_view(
     State(g): State<Arc<MsGraph>>,

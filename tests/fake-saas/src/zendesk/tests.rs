@@ -1,3 +1,6 @@
+//! Tests of the Zendesk fake: the incremental exports and their limits, tickets and comments,
+//! articles, search with its ceiling, access, webhooks, mutations and control routes.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
