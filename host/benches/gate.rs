@@ -3,8 +3,11 @@
 //! 1. Fresh-instance invocation of a trivial export (`echo`) through Airlock (new Store, limiter,
 //!    deadline, audit row) vs instantiate-and-call of the same component in a plain wasmtime
 //!    embedding that shares nothing with Airlock (`gate/bare.rs`).
-//! 2. Outbound requests from a guest through the gate (grant match, auth injection, audit) to the
-//!    Confluence fake vs the same requests sent directly by the host's pooled client.
+//! 2. Outbound requests from a guest through the gate (grant match, auth injection, resilience,
+//!    scrubbing, audit) vs the same guest whose requests pass straight through to the pooled
+//!    client (`gate/bare.rs`), vs the host's pooled client directly: small JSON answers from the
+//!    Confluence fake (sequential, and 16 guests at once) and 1 MiB / 10 MiB JSON bodies from a
+//!    loopback server of the bench's own.
 
 #[path = "gate/bare.rs"]
 mod bare;
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let hostile = common::artifact("wasm32-wasip2/release/hostile.wasm")?;
     let fake = common::spawn_fake(&["confluence"])?;
     let base_url = fake.base_url.clone();
+    let blobs = blob_server().await?;
     let dir = tempfile::tempdir()?;
     let text = format!(
         r#"[server]
@@ -63,9 +67,19 @@ rate = {{ per_second = 1000000 }}
 concurrency = 1024
 allow_insecure = true
 auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK_BENCH_TOKEN" }}
+
+[[grant]]
+connector = "bench"
+url = "{}/wiki/blob/"
+allow_private = true
+rate = {{ per_second = 1000000 }}
+concurrency = 1024
+allow_insecure = true
+auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK_BENCH_TOKEN" }}
 "#,
         hostile.display(),
-        base_url
+        base_url,
+        blobs
     );
     // SAFETY: single-threaded at this point; the variable is only read by this process.
     unsafe { std::env::set_var("AIRLOCK_BENCH_TOKEN", "demo-confluence-token") };
@@ -123,9 +137,11 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         us(a99) / us(b99)
     );
 
-    // ---- 2. gate throughput -------------------------------------------------------------------
-    let path = "/wiki/api/v2/spaces?limit=1";
-    let url = format!("{base_url}{path}");
+    // ---- 2. outbound requests: direct vs pass-through sandbox vs the gate ------------------
+    // Three ways to make the same GETs: the host's pooled client directly; the same guest in a
+    // plain embedding whose hook passes each request straight to that client (the sandbox's
+    // cost); and the guest in Airlock (grant match, credential injection, resilience, scrubbing,
+    // audit row: the gate's cost). The guest reads each answer whole and keeps only its status.
     let net = Arc::new(Net::new(
         Default::default(),
         Duration::from_secs(5),
@@ -139,56 +155,186 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
             "demo@example.com:demo-confluence-token"
         )
     );
-    let direct = |n: usize| {
-        let client = client.clone();
-        let url = url.clone();
-        let auth = auth.clone();
-        async move {
-            let t = Instant::now();
-            for _ in 0..n {
-                let req = http::Request::get(&url)
-                    .header("authorization", &auth)
-                    .body(Full::new(Bytes::new()))?;
-                let resp = client.request(req).await?;
-                anyhow::ensure!(resp.status() == 200, "direct status {}", resp.status());
-                resp.into_body().collect().await?;
-            }
-            anyhow::Ok(t.elapsed())
-        }
+    let passing = Arc::new(bare::Bare::passing_through(
+        &hostile,
+        "airlock:connector/connector@0.1.0",
+        client.clone(),
+        (
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&auth)?,
+        ),
+    )?);
+    let ways = Ways {
+        client,
+        auth,
+        passing,
+        gate: c.clone(),
     };
-    let through_gate = |n: usize| {
-        let c = c.clone();
-        let url = url.clone();
-        async move {
-            let t = Instant::now();
-            let r = c
-                .invoke(Op::Action {
-                    name: "fetch-many".into(),
-                    input: serde_json::json!({"url": url, "count": n}),
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(r["ok"] == n, "gate run: {r}");
-            anyhow::Ok(t.elapsed())
-        }
-    };
-    direct(300).await?;
-    through_gate(300).await?;
-    let mut gate_best = Duration::MAX;
-    let mut direct_best = Duration::MAX;
-    for _ in 0..3 {
-        direct_best = direct_best.min(direct(REQUESTS).await?);
-        gate_best = gate_best.min(through_gate(REQUESTS).await?);
+    let small = format!("{base_url}/wiki/api/v2/spaces?limit=1");
+    // For a profiler: only the gate's sequential small GETs, long enough to sample.
+    if std::env::var_os("GATE_BENCH_PROFILE").is_some() {
+        let r = c
+            .invoke(Op::Action {
+                name: "fetch-many".into(),
+                input: serde_json::json!({"url": small, "count": 40_000}),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("profile run: {r}");
+        a.flush();
+        return Ok(());
     }
-    let gate_rps = REQUESTS as f64 / gate_best.as_secs_f64();
-    let direct_rps = REQUESTS as f64 / direct_best.as_secs_f64();
-    println!("sequential GETs to the Confluence fake ({REQUESTS} per run, best of 3)");
-    println!("  through the gate  {gate_rps:>8.0} req/s");
-    println!("  direct (pooled)   {direct_rps:>8.0} req/s");
+    ways.run(&small, 300, 1).await?;
     println!(
-        "  ratio             {:>8.2}x   (goal <= 1.3x and >= 5000 req/s through the gate)",
-        gate_best.as_secs_f64() / direct_best.as_secs_f64()
+        "outbound GETs (best of 3 runs; sandbox = pass-through guest / direct, gate = Airlock / pass-through)"
     );
+    println!(
+        "  {:<34} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "case", "direct/s", "pass/s", "gate/s", "sandbox", "gate", "total"
+    );
+    ways.report("small JSON, sequential", &small, REQUESTS, 1)
+        .await?;
+    ways.report("small JSON, 16 guests at once", &small, REQUESTS, 16)
+        .await?;
+    for (label, size, n) in [
+        ("1 MiB body, sequential", 1 << 20, 200),
+        ("10 MiB body, sequential", 10 << 20, 20),
+    ] {
+        let url = format!("{blobs}/wiki/blob/{size}");
+        ways.run(&url, 2, 1).await?;
+        ways.report(label, &url, n, 1).await?;
+    }
+    println!("  (goal: gate <= 1.2x of direct for small JSON)");
     a.flush();
     Ok(())
+}
+
+/// The three ways of sending the same GETs (see part 2 of `main`).
+struct Ways {
+    client: airlock::capabilities::net::UpstreamClient,
+    auth: String,
+    passing: Arc<bare::Bare>,
+    gate: Arc<airlock::runtime::connector::LoadedConnector>,
+}
+
+/// Requests per second.
+struct Rates {
+    direct: f64,
+    passing: f64,
+    gate: f64,
+}
+
+impl Ways {
+    /// `n` GETs of `url` each way, by `guests` callers at once (each `n / guests` in sequence).
+    async fn run(&self, url: &str, n: usize, guests: usize) -> anyhow::Result<Rates> {
+        let each = (n / guests).max(1);
+        let total = (each * guests) as f64;
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..guests {
+            let (client, url, auth) = (self.client.clone(), url.to_string(), self.auth.clone());
+            tasks.spawn(async move {
+                for _ in 0..each {
+                    let req = http::Request::get(&url)
+                        .header("authorization", &auth)
+                        .body(Full::new(Bytes::new()))?;
+                    let resp = client.request(req).await?;
+                    anyhow::ensure!(resp.status() == 200, "direct status {}", resp.status());
+                    resp.into_body().collect().await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        let direct = total / t.elapsed().as_secs_f64();
+        let input = serde_json::json!({"url": url, "count": each});
+        let t = Instant::now();
+        for _ in 0..guests {
+            let (p, input) = (self.passing.clone(), input.to_string());
+            tasks.spawn(async move {
+                let answer = p.invoke_text("fetch-many", &input).await?;
+                let v: serde_json::Value = serde_json::from_str(&answer)?;
+                anyhow::ensure!(v["ok"] == each, "pass-through run: {answer}");
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        let passing = total / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..guests {
+            let (c, input) = (self.gate.clone(), input.clone());
+            tasks.spawn(async move {
+                let r = c
+                    .invoke(Op::Action {
+                        name: "fetch-many".into(),
+                        input,
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                anyhow::ensure!(r["ok"] == each, "gate run: {r}");
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        let gate = total / t.elapsed().as_secs_f64();
+        Ok(Rates {
+            direct,
+            passing,
+            gate,
+        })
+    }
+
+    /// Best of three runs of each way, printed as one row with its ratios.
+    async fn report(&self, label: &str, url: &str, n: usize, guests: usize) -> anyhow::Result<()> {
+        let mut best = Rates {
+            direct: 0.0,
+            passing: 0.0,
+            gate: 0.0,
+        };
+        for _ in 0..3 {
+            let r = self.run(url, n, guests).await?;
+            best.direct = best.direct.max(r.direct);
+            best.passing = best.passing.max(r.passing);
+            best.gate = best.gate.max(r.gate);
+        }
+        println!(
+            "  {:<34} {:>10.0} {:>10.0} {:>10.0} {:>7.2}x {:>7.2}x {:>7.2}x",
+            label,
+            best.direct,
+            best.passing,
+            best.gate,
+            best.direct / best.passing,
+            best.passing / best.gate,
+            best.direct / best.gate,
+        );
+        Ok(())
+    }
+}
+
+/// A loopback server answering `GET /wiki/blob/{bytes}` with a JSON document of that size (the
+/// gate checks a JSON answer is whole, so the large-body figures include that).
+async fn blob_server() -> anyhow::Result<String> {
+    use axum::extract::Path;
+    async fn blob(Path(size): Path<usize>) -> axum::response::Response {
+        let fill = size.saturating_sub(12);
+        let mut body = String::with_capacity(size);
+        body.push_str("{\"data\":\"");
+        body.extend(std::iter::repeat_n('a', fill));
+        body.push_str("\"}");
+        axum::response::Response::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap_or_default()
+    }
+    let app = axum::Router::new().route("/wiki/blob/{size}", axum::routing::get(blob));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}"))
 }

@@ -1,13 +1,19 @@
-//! The invocation bench's baseline: a plain wasmtime embedding that shares nothing with Airlock
+//! The gate bench's baselines: a plain wasmtime embedding that shares nothing with Airlock
 //! (its own engine, linker, store data and export lookup), so the ratio measures what Airlock
 //! adds, not a copy of Airlock's own setup. It gives the guest what any embedder running a
 //! `wasi:http` component gives it: WASI p2 with an empty context and `wasi:http` whose outgoing
-//! requests fail (the measured `echo` action makes none); every other import (the contract's
-//! `host` interface) traps if called. The engine uses the same pooling allocator and epoch
+//! requests either fail (the invocation baseline: `echo` makes none) or pass straight through
+//! to a pooled client with one fixed header added (the pass-through baseline: the sandbox's own
+//! cost, without grants, credentials, resilience, scrubbing or audit); every other import (the
+//! contract's `host` interface) traps if called. The engine uses the same pooling allocator and epoch
 //! interruption an embedder serving many short calls would choose, so instantiation is compared
 //! like for like.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use airlock::capabilities::net::UpstreamClient;
+use http_body_util::{BodyExt, Full};
 
 use anyhow::Context;
 use wasmtime::component::types::ComponentItem;
@@ -25,10 +31,12 @@ use wasmtime_wasi_http::{
 pub struct Bare {
     pre: InstancePre<Data>,
     invoke: ComponentExportIndex,
+    outbound: Option<Arc<PassThrough>>,
 }
 
 impl Bare {
-    /// Compiles `wasm` in an engine of its own and finds `<interface>#invoke`.
+    /// Compiles `wasm` in an engine of its own and finds `<interface>#invoke`; its outgoing
+    /// requests fail.
     pub fn load(wasm: &Path, interface: &str) -> anyhow::Result<Bare> {
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
@@ -51,13 +59,38 @@ impl Bare {
         let (_, invoke) = component
             .get_export(Some(&api), "invoke")
             .with_context(|| format!("no {interface}#invoke"))?;
-        Ok(Bare { pre, invoke })
+        Ok(Bare {
+            pre,
+            invoke,
+            outbound: None,
+        })
+    }
+
+    /// Like [`Bare::load`], with outgoing requests sent as they are by `client` (plus `header`).
+    pub fn passing_through(
+        wasm: &Path,
+        interface: &str,
+        client: UpstreamClient,
+        header: (http::HeaderName, http::HeaderValue),
+    ) -> anyhow::Result<Bare> {
+        let mut bare = Bare::load(wasm, interface)?;
+        bare.outbound = Some(Arc::new(PassThrough { client, header }));
+        Ok(bare)
     }
 
     /// A fresh store and instance, one call of `invoke(action, input)`; errors unless the
     /// action answered `ok`.
     pub async fn invoke(&self, action: &str, input: &str) -> anyhow::Result<()> {
-        let mut store = Store::new(self.pre.engine(), Data::default());
+        self.invoke_text(action, input).await.map(drop)
+    }
+
+    /// Like [`Bare::invoke`], returning the action's answer (JSON text).
+    pub async fn invoke_text(&self, action: &str, input: &str) -> anyhow::Result<String> {
+        let data = Data {
+            hooks: Outbound(self.outbound.clone()),
+            ..Data::default()
+        };
+        let mut store = Store::new(self.pre.engine(), data);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = self.pre.instantiate_async(&mut store).await?;
         let func = instance
@@ -67,7 +100,11 @@ impl Bare {
         let mut results = [Val::Bool(false)];
         func.call_async(&mut store, &args, &mut results).await?;
         match &results[0] {
-            Val::Result(Ok(_)) => Ok(()),
+            Val::Result(Ok(Some(answer))) => match answer.as_ref() {
+                Val::String(text) => Ok(text.clone()),
+                other => Ok(format!("{other:?}")),
+            },
+            Val::Result(Ok(None)) => Ok(String::new()),
             other => anyhow::bail!("{action} answered {other:?}"),
         }
     }
@@ -102,7 +139,7 @@ fn stub_contract_imports(linker: &mut Linker<Data>, component: &Component) -> an
 pub struct Data {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: NoOutbound,
+    hooks: Outbound,
     table: ResourceTable,
 }
 
@@ -111,7 +148,7 @@ impl Default for Data {
         Data {
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
-            hooks: NoOutbound,
+            hooks: Outbound(None),
             table: ResourceTable::new(),
         }
     }
@@ -144,16 +181,55 @@ type SendResult = Result<
     HttpError,
 >;
 
-/// Outgoing requests fail: the baseline's guest has no network.
-pub struct NoOutbound;
+/// Where outgoing requests go: nowhere (they fail), or straight through a pooled client.
+pub struct Outbound(Option<Arc<PassThrough>>);
 
-impl WasiHttpHooks for NoOutbound {
+/// The least an embedder does to let a guest reach an upstream on a pooled client: buffer the
+/// request, add the credential header, send, read the answer whole (as the gate does, so the
+/// two differ only by what the gate decides and records).
+pub struct PassThrough {
+    client: UpstreamClient,
+    header: (http::HeaderName, http::HeaderValue),
+}
+
+impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
-        _request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)))
+        let Some(out) = self.0.clone() else {
+            return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
+        };
+        Box::new(async move {
+            let (mut parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|_| HttpError::HttpRequestDenied)?
+                .to_bytes();
+            parts
+                .headers
+                .insert(out.header.0.clone(), out.header.1.clone());
+            let req = http::Request::from_parts(parts, Full::new(body));
+            let resp = out
+                .client
+                .request(req)
+                .await
+                .map_err(|_| HttpError::ConnectionRefused)?;
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|_| HttpError::HttpResponseIncomplete)?
+                .to_bytes();
+            let body: WasiBody = Full::new(bytes)
+                .map_err(|never: std::convert::Infallible| match never {})
+                .boxed_unsync();
+            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((http::Response::from_parts(parts, body), io))
+        })
     }
 }

@@ -73,7 +73,9 @@ pub struct AuditRow {
 }
 
 enum Msg {
-    Event(String, Box<AuditEvent>),
+    /// A row and when it was recorded (formatted, and scrubbed, on the writer's thread: off the
+    /// request path).
+    Event(std::time::SystemTime, Box<AuditEvent>),
     /// Commit what is queued; with `true`, also sign the head now. The answer says whether the
     /// rows are committed.
     Flush(mpsc::Sender<bool>, bool),
@@ -140,7 +142,6 @@ impl Default for AuditSettings {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::SyncSender<Msg>,
-    scrubber: Scrubber,
     /// Times `record` found the queue full and waited (for metrics and tests).
     waits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether the writer's last commit succeeded. While it cannot write (disk full, I/O error,
@@ -208,11 +209,10 @@ impl AuditWriter {
         };
         let thread = std::thread::Builder::new()
             .name("airlock-audit".into())
-            .spawn(move || writer_loop(sink, rx, anchor, writer_available, wanted))?;
+            .spawn(move || writer_loop(sink, rx, anchor, scrubber, writer_available, wanted))?;
         Ok(AuditWriter {
             log: AuditLog {
                 tx,
-                scrubber,
                 waits: Default::default(),
                 available,
                 writer: thread.thread().clone(),
@@ -242,15 +242,11 @@ impl Drop for AuditWriter {
 }
 
 impl AuditLog {
-    /// Queues a row. Text fields are scrubbed of secret values first. The caller names the
+    /// Queues a row. Its text fields are scrubbed of secret values before it is written (on the
+    /// writer's thread, so the request path does not pay for it). The caller names the
     /// principal in the event: the store knows nothing of who is calling.
-    pub fn record(&self, mut e: AuditEvent) {
-        let s = &self.scrubber;
-        s.scrub_in_place(&mut e.reason);
-        for field in [&mut e.path, &mut e.host].into_iter().flatten() {
-            s.scrub_in_place(field);
-        }
-        let msg = Msg::Event(super::now_rfc3339(), Box::new(e));
+    pub fn record(&self, e: AuditEvent) {
+        let msg = Msg::Event(std::time::SystemTime::now(), Box::new(e));
         // Backpressure, never a silent drop: a full queue makes the recorder wait.
         let sent = match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
@@ -373,6 +369,7 @@ fn writer_loop(
     mut sink: Box<dyn ChainSink>,
     rx: mpsc::Receiver<Msg>,
     anchor: Anchor,
+    scrubber: Scrubber,
     available: std::sync::Arc<std::sync::atomic::AtomicBool>,
     flush_wanted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -419,7 +416,11 @@ fn writer_loop(
         let mut flushes = Vec::new();
         let mut sign_now = false;
         let mut push = |m: Msg, batch: &mut Vec<(String, Box<AuditEvent>)>| match m {
-            Msg::Event(ts, e) => batch.push((ts, e)),
+            Msg::Event(at, mut e) => {
+                scrub_event(&scrubber, &mut e);
+                let ts = humantime::format_rfc3339_millis(at).to_string();
+                batch.push((ts, e))
+            }
             Msg::Flush(done, checkpoint) => {
                 sign_now |= checkpoint;
                 flushes.push(done)
@@ -487,6 +488,14 @@ fn writer_loop(
         && let Some(h) = &head
     {
         anchor.sign(h);
+    }
+}
+
+/// Secret values out of a row's free text (the reason, the path as sent, the host).
+fn scrub_event(s: &Scrubber, e: &mut AuditEvent) {
+    s.scrub_in_place(&mut e.reason);
+    for field in [&mut e.path, &mut e.host].into_iter().flatten() {
+        s.scrub_in_place(field);
     }
 }
 

@@ -4,6 +4,7 @@
 //! audited as its own `oauth-token` row. An `oauth2-user` grant injects the caller's own token
 //! (see `delegated`), and none for a sync.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header;
@@ -24,7 +25,7 @@ impl ConnectorGate {
     /// Puts grant `idx`'s credential on the request. Returns whether one went in (the answer is
     /// then decoded and checked for reflection), or why the credential is unavailable.
     pub(super) async fn inject(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         idx: usize,
         headers: &mut http::HeaderMap,
@@ -38,8 +39,9 @@ impl ConnectorGate {
         if credentialed {
             prepare_credentialed(headers);
         }
-        let audit = self.audit.clone();
-        let token_event = self.event(&caller.invocation, caller.principal.as_deref());
+        // The token row is built only when a token is fetched (static credentials never are).
+        let gate = self.clone();
+        let (invocation, principal) = (caller.invocation.clone(), caller.principal.clone());
         // The token fetch runs under the host's own timeout: a guest's tiny first-byte timeout
         // must not make every request re-post the client secret.
         let token_limits = TokenLimits {
@@ -48,7 +50,7 @@ impl ConnectorGate {
             deadline,
         };
         let on_fetch = move |f: super::super::auth::TokenFetch| {
-            let mut t = token_event;
+            let mut t = gate.event(&invocation, principal.as_deref());
             t.event = "oauth-token".into();
             t.method = Some("POST".into());
             t.scheme = f.url.scheme_str().map(str::to_string);
@@ -59,7 +61,7 @@ impl ConnectorGate {
             t.latency_ms = Some(ms(f.latency));
             t.decision = if f.error.is_some() { "error" } else { "ok" }.into();
             t.reason = f.error.unwrap_or_else(|| "token fetched".into());
-            audit.record(t);
+            gate.audit.record(t);
         };
         if let GrantAuth::User(user) = &self.auths[idx] {
             // A sync's records are everybody's: never fetched with one person's token.

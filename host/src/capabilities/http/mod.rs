@@ -70,6 +70,7 @@ pub struct ConnectorGate {
     states: Vec<GrantState>,
     /// Record every exchange, or answer from a cassette instead of the network.
     cassette: Option<GateCassette>,
+    outbound_counters: outcome::OutboundCounters,
 }
 
 /// What every connector's gate shares: the pooled client and where decisions are reported.
@@ -142,6 +143,7 @@ impl ConnectorGate {
             metrics,
             credential_headers: Arc::new(credential_headers),
             cassette: None,
+            outbound_counters: Default::default(),
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{ConnectorLabel, OutboundLabels};
 use crate::store::audit::AuditEvent;
 
@@ -109,28 +111,21 @@ impl ConnectorGate {
             Decision::HeaderRefused => {}
         }
         let counted = match o.decision {
-            Decision::Allow => o.status.map(|s| s.to_string()),
-            Decision::Deny => Some("denied".into()),
-            Decision::Error | Decision::Abandoned => Some("error".into()),
+            Decision::Allow => o.status.map(StatusKey::Code),
+            Decision::Deny => Some(StatusKey::Word("denied")),
+            Decision::Error | Decision::Abandoned => Some(StatusKey::Word("error")),
             Decision::HeaderRefused => None,
-            other => Some(other.as_str().into()),
+            other => Some(StatusKey::Word(other.as_str())),
         };
         if let Some(status) = counted {
             // Never the requested host: a guest could mint a series per name it asks for.
-            let grant = ev.grant.clone().unwrap_or_else(|| "none".into());
+            let grant = ev.grant.as_deref().unwrap_or("none");
             let error = o.decision != Decision::Allow || o.status.is_some_and(|s| s >= 400);
             let latency = (o.decision != Decision::Abandoned).then(|| started.elapsed());
             self.metrics
                 .last_hour
-                .request(&self.connector, &grant, error, latency);
-            self.metrics
-                .outbound
-                .get_or_create(&OutboundLabels {
-                    connector: self.connector.clone(),
-                    grant,
-                    status,
-                })
-                .inc();
+                .request(&self.connector, grant, error, latency);
+            self.outbound_counter(grant, status).inc();
         }
         if o.decision == Decision::Deny {
             self.metrics
@@ -154,4 +149,51 @@ impl ConnectorGate {
         }
         self.audit.record(ev);
     }
+
+    /// The `airlock_outbound_requests` counter of a grant and status. Found without allocating
+    /// (the request path): the labels are built once per series, on its first request.
+    fn outbound_counter(&self, grant: &str, status: StatusKey) -> Counter {
+        let mut known = self
+            .outbound_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = known.get(grant).and_then(|m| m.get(&status)) {
+            return c.clone();
+        }
+        let c = self
+            .metrics
+            .outbound
+            .get_or_create(&OutboundLabels {
+                connector: self.connector.clone(),
+                grant: grant.to_string(),
+                status: status.to_string(),
+            })
+            .clone();
+        known
+            .entry(grant.to_string())
+            .or_default()
+            .insert(status, c.clone());
+        c
+    }
 }
+
+/// A request's status as the outbound counter labels it: the HTTP status, or what the gate did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum StatusKey {
+    Code(u16),
+    Word(&'static str),
+}
+
+impl std::fmt::Display for StatusKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusKey::Code(c) => write!(f, "{c}"),
+            StatusKey::Word(w) => f.write_str(w),
+        }
+    }
+}
+
+/// Each grant's outbound counters by status (see [`ConnectorGate::outbound_counter`]).
+pub(super) type OutboundCounters = std::sync::Mutex<
+    std::collections::HashMap<String, std::collections::HashMap<StatusKey, Counter>>,
+>;
