@@ -10,7 +10,8 @@
 //!   `sslrootcert` names a file: then, as in libpq, it must chain to that CA (verify-ca).
 //! - `verify-ca`: it must chain to a trusted CA; `verify-full`: and name the host of the URL.
 //!   Trusted: the `sslrootcert` file alone, or with none given (or `system`) the roots outbound
-//!   TLS starts from (the bundled webpki roots and the system's store).
+//!   TLS starts from (the bundled webpki roots and the system's store; built here from the same
+//!   crates, since the store sits below the capabilities layer that owns outbound trust).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,9 +21,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
-
-use crate::capabilities::trust::{self, CaBundle, TrustSettings};
 
 /// `sslmode`, in libpq's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,13 +102,9 @@ impl TlsSettings {
             Check::Ca | Check::Full => {
                 let roots = match &self.root_cert {
                     Some(RootCert::File(path)) => {
-                        let bundle =
-                            CaBundle::load(path).map_err(|e| format!("sslrootcert: {e}"))?;
-                        let mut roots = RootCertStore::empty();
-                        trust::add_bundle(&mut roots, &bundle);
-                        roots
+                        ca_file(path).map_err(|e| format!("sslrootcert: {e}"))?
                     }
-                    Some(RootCert::System) | None => trust::base_roots(&TrustSettings::default()),
+                    Some(RootCert::System) | None => system_roots(),
                 };
                 let webpki =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -176,6 +172,63 @@ pub fn split_url(url: &str) -> Result<(String, TlsSettings), String> {
         _ => "sslmode=require",
     });
     Ok((format!("{base}?{}", kept.join("&")), settings))
+}
+
+/// The CAs of a PEM file, each usable as a trust anchor; the error names the file.
+fn ca_file(path: &std::path::Path) -> Result<RootCertStore, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
+        let cert = cert.map_err(|e| {
+            format!(
+                "{}: PEM item {} is not readable: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "{}: certificate {} is not a usable CA certificate: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected PEM `-----BEGIN CERTIFICATE-----` blocks)",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
+/// The bundled webpki roots and the system's store (outbound TLS's defaults).
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    roots
+}
+
+/// The rustls error inside a connection error, if any: tokio-postgres keeps it as the source,
+/// inside tokio-rustls's io::Error (whose `source` skips what it carries).
+fn certificate_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<Error>() {
+            return Some(r);
+        }
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// The certificate is whatever the server shows (`prefer`/`require`): the connection is
@@ -272,7 +325,7 @@ impl ServerCertVerifier for Chained {
 /// A connection error said plainly: a refused server certificate names TLS verification and the
 /// settings that decide it; a server without TLS names `sslmode`. None: not a TLS matter.
 pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(e) = trust::find_certificate_error(err) {
+    if let Some(e) = certificate_error(err) {
         return Some(format!(
             "TLS verification of the PostgreSQL server's certificate failed ({e}); check sslrootcert (the CA that signed it) and sslmode in the store URL"
         ));
