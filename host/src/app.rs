@@ -1096,6 +1096,24 @@ impl Airlock {
             .collect()
     }
 
+    /// Hands this process's shares of the grants' rates back on a shared store, so the daemons
+    /// take them now rather than when the rows expire: a daemon that stops, and a CLI command
+    /// that ran connectors, call this on the way out. The exchange stops first, so no later
+    /// round takes the shares again. A failure is logged, not returned: the rows expire anyway.
+    pub async fn leave_shares(&self) {
+        let Some(exchange) = &self._share_exchange else {
+            return;
+        };
+        exchange.0.abort();
+        if let Err(e) = self
+            .store
+            .leave_shares(&crate::store::leases::this_process())
+            .await
+        {
+            tracing::warn!("could not hand back the rate shares: {e:#}");
+        }
+    }
+
     /// Makes every audit row queued so far durable.
     pub fn flush(&self) {
         self.writer.log().flush();

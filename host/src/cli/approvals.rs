@@ -91,6 +91,7 @@ async fn approve(config: Config, id: &str, scrubber: Scrubber) -> anyhow::Result
     )
     .await?;
     let r = approvals::approve(&a, id, &cli_user()).await;
+    a.leave_shares().await;
     a.flush();
     let ap = r?;
     show(&ap, &scrubber)?;

@@ -59,6 +59,7 @@ impl InvokeArgs {
             .unwrap_or(airlock::config::DEFAULT_TENANT)
             .to_string();
         let result = airlock::approvals::request(&a, &cli_user(), &tenant, &connector, op).await;
+        a.leave_shares().await;
         a.flush();
         print_result(result, &scrubber, &config_path)
     }

@@ -65,13 +65,7 @@ impl ServeArgs {
         tracing::info!("shutting down");
         // The other daemons on a shared store take this one's share of each grant's rate now,
         // not when its rows expire.
-        if let Err(e) = a
-            .store
-            .leave_shares(&airlock::store::leases::this_process())
-            .await
-        {
-            tracing::warn!("could not hand back the rate shares: {e:#}");
-        }
+        a.leave_shares().await;
         // A clean stop anchors the newest rows with a signed checkpoint.
         a.flush_and_checkpoint();
         // The last spans are sent (or given up on) before the process ends; off the async

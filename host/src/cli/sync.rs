@@ -80,22 +80,29 @@ impl SyncArgs {
         .await?;
         let tty = std::io::stderr().is_terminal();
         let mut failures = 0;
-        for id in &ids {
-            let streams = match a.streams_of(id, self.stream.as_deref()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {}", scrubber.scrub(&e.to_string()));
-                    failures += 1;
-                    continue;
-                }
-            };
-            for s in streams {
-                if !self.sync_stream(&a, id, &s, tty, &scrubber).await? {
-                    failures += 1;
+        let ran = async {
+            for id in &ids {
+                let streams = match a.streams_of(id, self.stream.as_deref()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {}", scrubber.scrub(&e.to_string()));
+                        failures += 1;
+                        continue;
+                    }
+                };
+                for s in streams {
+                    if !self.sync_stream(&a, id, &s, tty, &scrubber).await? {
+                        failures += 1;
+                    }
                 }
             }
+            anyhow::Ok(())
         }
+        .await;
+        // Also after an error: the shares go back and the audit rows are kept.
+        a.leave_shares().await;
         a.flush();
+        ran?;
         Ok(if failures == 0 {
             ExitCode::SUCCESS
         } else {

@@ -45,7 +45,11 @@ pub fn parse_url(what: &str, url: &str) -> Result<Option<String>, String> {
     }
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("postgres" | "postgresql") => Ok(Some(url.to_string())),
+        Some("postgres" | "postgresql") => {
+            // A wrong sslmode is a config error now, not a failed connection later.
+            crate::store::pg::tls::split_url(url).map_err(|e| format!("{what}: {e}"))?;
+            Ok(Some(url.to_string()))
+        }
         _ => Err(format!(
             "{what}: `{}` is not a store URL; use postgres://USER@HOST:PORT/DATABASE for PostgreSQL, or leave it out for the SQLite file in the data directory",
             crate::store::pg::redact_url(url)
@@ -72,5 +76,22 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("store.url"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_sslmode_is_a_config_error_without_the_password() {
+        let err = build(&RawStore {
+            url: Some("postgres://a:hunter2@db/airlock?sslmode=verify_full".into()),
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("store.url") && err.contains("sslmode"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let ok = build(&RawStore {
+            url: Some("postgres://a@db/airlock?sslmode=verify-full&sslrootcert=/ca.pem".into()),
+        });
+        assert!(ok.is_ok());
     }
 }

@@ -49,7 +49,20 @@ impl PgCluster {
         }
     }
 
+    /// Starts a cluster that also speaks TLS (`ssl = on`) with this server certificate and key
+    /// (PEM); clients may still connect without TLS.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
+        match PgCluster::try_start_with(Some((cert_pem, key_pem))) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start a throwaway PostgreSQL with TLS: {e}"),
+        }
+    }
+
     pub fn try_start() -> Result<PgCluster, String> {
+        PgCluster::try_start_with(None)
+    }
+
+    fn try_start_with(tls: Option<(&str, &str)>) -> Result<PgCluster, String> {
         let bin = bin_dir().ok_or(
             "no PostgreSQL server binaries (install the Debian package `postgresql`, or set PG_BIN)",
         )?;
@@ -71,13 +84,33 @@ impl PgCluster {
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
             .arg("--locale=C.UTF-8");
         run(&mut initdb)?;
+        let mut ssl = String::new();
+        if let Some((cert, key)) = tls {
+            let (cert_file, key_file) =
+                (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_file, cert).map_err(|e| format!("server.crt: {e}"))?;
+            std::fs::write(&key_file, key).map_err(|e| format!("server.key: {e}"))?;
+            // The server refuses a key that others can read, or that it does not own.
+            run(Command::new("chmod").arg("600").arg(&key_file))?;
+            if let Some(user) = owner {
+                run(Command::new("chown")
+                    .arg(user)
+                    .arg(&cert_file)
+                    .arg(&key_file))?;
+            }
+            ssl = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_file.display(),
+                key_file.display()
+            );
+        }
         let mut last = String::new();
         // A free port can be taken between the probe and the server's bind: try a few.
         for _ in 0..5 {
             let port = free_port();
             let opts = format!(
                 "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200{ssl}",
                 dir.path().display()
             );
             let mut start = command(owner, &bin.join("pg_ctl"));

@@ -24,7 +24,8 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgStore;
 use crate::store::audit::{
@@ -45,6 +46,7 @@ const COLUMNS: &str = "chain, seq, ts, connector, invocation, event, decision, r
 /// back audit rows), driven by a private single-thread runtime on the writer's thread.
 pub struct ChainWriter {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     chain: String,
     durability: Durability,
     /// Made on the writer thread at first use (a runtime must not be dropped on an async one).
@@ -57,6 +59,7 @@ impl ChainWriter {
         anyhow::ensure!(!chain.is_empty(), "an audit chain needs a name");
         Ok(ChainWriter {
             config: pg.config().clone(),
+            tls: pg.tls(),
             chain: chain.to_string(),
             durability,
             rt: None,
@@ -83,6 +86,7 @@ impl ChainWriter {
         f: impl AsyncFnOnce(&mut Client, &str) -> Result<T, tokio_postgres::Error>,
     ) -> anyhow::Result<T> {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let durability = self.durability;
         let mut client = self.client.take().filter(|c| !c.is_closed());
         let chain = self.chain.clone();
@@ -91,7 +95,7 @@ impl ChainWriter {
             let work = async {
                 let mut c = match client.take() {
                     Some(c) => c,
-                    None => connect(&config, durability).await?,
+                    None => connect(&config, tls, durability).await?,
                 };
                 let out = f(&mut c, &chain).await;
                 Ok::<_, tokio_postgres::Error>((c, out))
@@ -115,9 +119,10 @@ impl ChainWriter {
 
 async fn connect(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     durability: Durability,
 ) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("audit writer's PostgreSQL connection ended: {e}");

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgStore;
 
@@ -56,6 +57,7 @@ impl PgStore {
                 let (ready, is_ready) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(run(
                     self.config.clone(),
+                    self.tls(),
                     self.committed.clone(),
                     self.shown.clone(),
                     ready,
@@ -70,49 +72,78 @@ impl PgStore {
 /// Keeps one LISTEN connection up, turning each notification into a local wake-up.
 async fn run(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     committed: Arc<Notify>,
     shown: String,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
-    let mut pause = RECONNECT_AFTER;
-    // One warning per outage, not one per attempt.
-    let mut down = false;
+    let mut backoff = Backoff::default();
     loop {
-        let mut listened = false;
-        let why = match listen_once(&config, &committed, &mut ready, &mut listened).await {
-            Ok(()) => "connection closed".to_string(),
-            Err(e) => e.to_string(),
-        };
-        if listened {
-            if down {
-                tracing::info!("change-feed listener at {shown}: listening again");
-            }
-            down = false;
-            pause = RECONNECT_AFTER;
-        }
-        if down {
-            tracing::debug!("change-feed listener at {shown}: {why}; retrying in {pause:?}");
-        } else {
+        let why =
+            match listen_once(&config, &tls, &committed, &mut ready, &mut backoff, &shown).await {
+                Ok(()) => "connection closed".to_string(),
+                Err(e) => e.to_string(),
+            };
+        let (first, pause) = backoff.ended();
+        if first {
             tracing::warn!("change-feed listener at {shown}: {why}; retrying in {pause:?}");
-            down = true;
+        } else {
+            tracing::debug!("change-feed listener at {shown}: {why}; retrying in {pause:?}");
         }
         // Whatever was announced while it was down is found by reading again.
         committed.notify_waiters();
         tokio::time::sleep(pause).await;
-        if !listened {
-            pause = (pause * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Reconnect pacing: [`RECONNECT_AFTER`] doubling per failed attempt up to [`RECONNECT_MAX`],
+/// back to the start once a connection listens; one warning when an outage starts and one
+/// message when it ends, whatever happens in between.
+#[derive(Debug)]
+struct Backoff {
+    pause: Duration,
+    down: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            pause: RECONNECT_AFTER,
+            down: false,
         }
+    }
+}
+
+impl Backoff {
+    /// LISTEN is in place; true when that ends an outage (say so once).
+    fn listening(&mut self) -> bool {
+        let was_down = self.down;
+        self.down = false;
+        self.pause = RECONNECT_AFTER;
+        was_down
+    }
+
+    /// The connection ended or could not be made: whether this starts an outage (warn once)
+    /// and how long to wait before the next attempt.
+    fn ended(&mut self) -> (bool, Duration) {
+        let first = !self.down;
+        self.down = true;
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(RECONNECT_MAX);
+        (first, pause)
     }
 }
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     committed: &Notify,
     ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
-    listened: &mut bool,
+    backoff: &mut Backoff,
+    shown: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     // The connection delivers notifications only while it is polled, also during LISTEN.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
@@ -134,7 +165,9 @@ async fn listen_once(
     });
     let _pump = OwnedTask(pump);
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    *listened = true;
+    if backoff.listening() {
+        tracing::info!("change-feed listener at {shown}: listening again");
+    }
     if let Some(r) = ready.take() {
         let _ = r.send(());
     }
@@ -143,4 +176,42 @@ async fn listen_once(
         committed.notify_waiters();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_warns_once_and_backs_off_to_the_cap() {
+        let mut b = Backoff::default();
+        let mut warned = 0;
+        let mut pauses = Vec::new();
+        for _ in 0..12 {
+            let (first, pause) = b.ended();
+            warned += usize::from(first);
+            pauses.push(pause);
+        }
+        assert_eq!(warned, 1, "one warning per outage");
+        assert_eq!(
+            &pauses[..3],
+            &[RECONNECT_AFTER, RECONNECT_AFTER * 2, RECONNECT_AFTER * 4]
+        );
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]), "{pauses:?}");
+        assert_eq!(*pauses.last().unwrap(), RECONNECT_MAX, "capped: {pauses:?}");
+    }
+
+    #[test]
+    fn recovery_is_said_once_and_restarts_the_backoff() {
+        let mut b = Backoff::default();
+        assert!(!b.listening(), "the first LISTEN ends no outage");
+        for _ in 0..6 {
+            b.ended();
+        }
+        assert!(b.listening(), "back after an outage: said");
+        assert!(!b.listening(), "said once");
+        // The next loss is a new outage: warned again, and paced from the start.
+        assert_eq!(b.ended(), (true, RECONNECT_AFTER));
+        assert_eq!(b.ended(), (false, RECONNECT_AFTER * 2));
+    }
 }

@@ -18,13 +18,14 @@ pub mod oauth_grants;
 pub mod oauth_signin;
 pub mod rate_shares;
 pub mod sync_state;
+pub mod tls;
 pub mod tokens;
 pub mod vault;
 pub mod webhooks;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Schema migrations, applied in order; the index + 1 is the schema version. Each area's
 /// tables arrive with the slice that ports it; the SQLite numbering is independent.
@@ -337,6 +338,8 @@ pub struct PgStore {
     /// The parsed URL, for connections of their own outside the pool (the audit writer's, the
     /// change-feed listener's).
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` / `sslrootcert` ask (see `tls.rs`), for those connections too.
+    tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     shown: String,
     /// Woken when any daemon commits to the change feed (see `commit_notify.rs`).
@@ -355,12 +358,17 @@ impl PgStore {
     /// The pool alone, without migrating (`airlock store migrate` migrates explicitly).
     pub fn connect(url: &str) -> anyhow::Result<PgStore> {
         let shown = redact_url(url);
+        let (url, settings) =
+            tls::split_url(url).map_err(|e| anyhow::anyhow!("store url {shown}: {e}"))?;
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("store url {shown} is not a PostgreSQL URL: {e}"))?;
+        let tls = settings
+            .connector()
+            .map_err(|e| anyhow::anyhow!("store url {shown}: {e}"))?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -376,6 +384,7 @@ impl PgStore {
             pool,
             shown,
             config,
+            tls,
             committed: Default::default(),
             listener: tokio::sync::OnceCell::new(),
         })
@@ -383,10 +392,16 @@ impl PgStore {
 
     /// A connection from the pool, with a message naming the database when none can be had.
     pub async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL at {}: {e}", self.shown))
+        self.pool.get().await.map_err(|e| self.unreachable(&e))
+    }
+
+    /// "cannot reach PostgreSQL at HOST: why", a TLS failure said as such (the URL shown
+    /// without its password; no error here carries it).
+    pub(crate) fn unreachable(&self, e: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+        match tls::explain(e) {
+            Some(why) => anyhow::anyhow!("cannot reach PostgreSQL at {}: {why}", self.shown),
+            None => anyhow::anyhow!("cannot reach PostgreSQL at {}: {e}", self.shown),
+        }
     }
 
     /// Applies pending migrations; returns the schema version now in place.
@@ -448,6 +463,11 @@ impl PgStore {
     /// The connection settings (they hold the password: never show them).
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// The TLS connector for connections outside the pool.
+    pub(crate) fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
     }
 
     /// The URL without its password.

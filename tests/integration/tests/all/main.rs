@@ -56,6 +56,7 @@ mod store_backends;
 mod store_backends_feed;
 mod store_copy;
 mod store_faults;
+mod store_tls;
 mod sync;
 mod telemetry;
 mod ticketzero;

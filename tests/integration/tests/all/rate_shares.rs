@@ -152,3 +152,54 @@ async fn daemons_on_one_store_share_a_grants_rate_and_its_pauses() {
         "a daemon holding no grant counts nowhere"
     );
 }
+
+/// `airlock sync` on a PostgreSQL store takes a share of the grant's rate while it runs (the
+/// daemons give it room) and hands it back when it exits, so the daemons do not run on a smaller
+/// share for the seconds until the row would expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_command_that_ran_connectors_hands_its_share_back_on_exit() {
+    use fake_saas::{ZendeskOptions, spawn_zendesk};
+    let pg = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    pg.create_database("cli_shares").unwrap();
+    let url = pg.url_of("cli_shares");
+    let fake = spawn_zendesk(
+        "127.0.0.1:0".parse().expect("addr"),
+        ZendeskOptions {
+            tickets: 600,
+            ..ZendeskOptions::default()
+        },
+    )
+    .await
+    .expect("fake");
+    // A slow grant, so the sync runs long enough for its share to be seen.
+    let env = airlock_tests::Env::new(&format!(
+        "[store]\nurl = \"{url}\"\n{}rate = {{ per_second = 5, burst = 1 }}\n",
+        airlock_tests::zendesk_config(&fake.base_url, "page_size = 100")
+    ));
+    env.set_secret("zendesk_token", &ZendeskOptions::default().api_token);
+    let mut child = std::process::Command::new(airlock_tests::airlock_bin())
+        .args(["sync", "zendesk", "--stream", "tickets"])
+        .env("AIRLOCK_CONFIG", &env.config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("airlock sync");
+    let count = || {
+        pg.psql("cli_shares", "SELECT count(*) FROM rate_shares")
+            .unwrap_or_default()
+    };
+    let mut held = false;
+    while child.try_wait().expect("wait").is_none() {
+        held |= count() == "1";
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(held, "the sync never held a share of the grant's rate");
+    assert_eq!(count(), "0", "the share outlived the command");
+}

@@ -498,6 +498,26 @@ async fn an_unreachable_database_is_named_without_its_password() {
     };
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(!err.contains("canary-pg-secret"), "{err}");
+    // A TLS setting that cannot be met names the setting, still without the password.
+    let err = match PgStore::open(&format!(
+        "{url}?sslmode=verify-full&sslrootcert=/nonexistent/db-ca.pem"
+    ))
+    .await
+    {
+        Ok(_) => panic!("no such CA file"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("sslrootcert") && err.contains("/nonexistent/db-ca.pem"),
+        "{err}"
+    );
+    assert!(!err.contains("canary-pg-secret"), "{err}");
+    let err = match PgStore::open(&format!("{url}?sslmode=verify-all")).await {
+        Ok(_) => panic!("no such sslmode"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("sslmode `verify-all`"), "{err}");
+    assert!(!err.contains("canary-pg-secret"), "{err}");
     let err = match PgStore::open("mysql://x").await {
         Ok(_) => panic!("not postgres"),
         Err(e) => format!("{e:#}"),
