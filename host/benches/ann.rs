@@ -1,5 +1,6 @@
-//! `make bench`: semantic search over 100,000 chunks of 256 dimensions (the fake's embedding of
-//! generated texts) with an ACL filter that lets a quarter through — the approximate index
+//! `make bench`: semantic search over 20,000 chunks of 256 dimensions (the fake's embedding of
+//! generated texts; `ANN_BENCH_DOCS=25000` for 100,000, whose index build takes 7 to 15 minutes
+//! on 2 cores) with an ACL filter that lets a quarter through — the approximate index
 //! (search/ann.rs) against the exact scan in the same run: recall@10, p50/p99 latency and their
 //! ratio, the index's build time and memory. A selective ACL (one document in 1,000) shows the
 //! fallback's cost.
@@ -15,12 +16,12 @@ use airlock::store::embeddings::{VectorQuery, encode};
 mod common;
 use common::{Rng, VOCAB, word};
 
-/// Documents (4 chunks each); `ANN_BENCH_DOCS` overrides it for a quicker run.
+/// Documents (4 chunks each); `ANN_BENCH_DOCS=25000` for 100,000 chunks.
 fn docs() -> usize {
     std::env::var("ANN_BENCH_DOCS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(25_000)
+        .unwrap_or(5_000)
 }
 const CHUNKS_PER_DOC: usize = 4;
 const WORDS_PER_CHUNK: usize = 40;
@@ -105,7 +106,12 @@ fn load(dir: &std::path::Path, words: &[String]) -> anyhow::Result<()> {
 struct Figures {
     exact: Vec<Duration>,
     index: Vec<Duration>,
+    /// Of the exact scan's 10 documents, the share the index also returned.
     recall: f64,
+    /// Of the index's 10, the share at least as near as the exact scan's 10th (ann-benchmarks'
+    /// k-nn recall): the fake's bag-of-words vectors tie often, and among documents tied at the
+    /// 10th score either choice is right.
+    tie_recall: f64,
 }
 
 async fn measure(
@@ -116,7 +122,7 @@ async fn measure(
 ) -> anyhow::Result<Figures> {
     let mut rng = Rng(7);
     let (mut exact_t, mut index_t) = (Vec::new(), Vec::new());
-    let (mut found, mut total) = (0usize, 0usize);
+    let (mut found, mut total, mut near) = (0usize, 0usize, 0usize);
     for _ in 0..QUERIES {
         let n = 3 + (rng.next() % 4) as usize;
         let text: Vec<&str> = (0..n).map(|_| words[rng.word()].as_str()).collect();
@@ -139,6 +145,12 @@ async fn measure(
             .iter()
             .filter(|h| approx.iter().any(|a| a.id == h.id))
             .count();
+        let tenth = exact.last().and_then(|h| h.score).unwrap_or(f64::INFINITY);
+        near += approx
+            .iter()
+            .take(exact.len())
+            .filter(|a| a.score.is_some_and(|s| s >= tenth - 1e-6))
+            .count();
     }
     exact_t.sort();
     index_t.sort();
@@ -146,6 +158,7 @@ async fn measure(
         exact: exact_t,
         index: index_t,
         recall: found as f64 / total.max(1) as f64,
+        tie_recall: near as f64 / total.max(1) as f64,
     })
 }
 
@@ -154,8 +167,8 @@ fn report(label: &str, f: &Figures) {
     let (i50, i99) = (percentile(&f.index, 0.5), percentile(&f.index, 0.99));
     println!("  {label}:");
     println!(
-        "    recall@10 of the index vs exact: {:.3} (goal >= 0.95)",
-        f.recall
+        "    recall@10 of the index vs exact: {:.3} (goal >= 0.95); counting ties at the 10th score as found: {:.3}",
+        f.recall, f.tie_recall
     );
     println!("    exact scan: p50 {e50:.2?}, p99 {e99:.2?}");
     println!(

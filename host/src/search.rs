@@ -13,6 +13,7 @@ pub mod ask;
 pub mod chunking;
 pub mod fusion;
 mod permission_cache;
+pub mod relevance;
 pub mod semantic;
 pub use permission_cache::PermissionCache;
 pub use semantic::{Embedder, Mode, QueryVector};
