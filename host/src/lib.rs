@@ -30,5 +30,6 @@ pub mod store;
 pub mod subscriptions;
 pub mod sync;
 pub mod telemetry;
+pub mod tls_errors;
 pub mod untrusted_text;
 pub mod webhooks;

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "fair_slots",
             "model",
             "scaffold",
+            "tls_errors",
         ],
     ),
     ("the store", &["store"]),

@@ -159,26 +159,7 @@ pub fn client_config(roots: RootCertStore) -> rustls::ClientConfig {
 
 /// Whether a connection error is a refused server certificate (named as such to the connector
 /// and in the audit row, with the settings that fix it).
-pub fn find_certificate_error<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(r) = e.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        // hyper-rustls wraps tokio-rustls's io::Error in another: look inside each layer (an
-        // io::Error's `source` skips the error it carries).
-        cur = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    None
-}
+pub use crate::tls_errors::find_certificate_error;
 
 #[cfg(test)]
 mod tests {

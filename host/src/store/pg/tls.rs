@@ -212,25 +212,6 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-/// The rustls error inside a connection error, if any: tokio-postgres keeps it as the source,
-/// inside tokio-rustls's io::Error (whose `source` skips what it carries).
-fn certificate_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(r) = e.downcast_ref::<Error>() {
-            return Some(r);
-        }
-        cur = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    None
-}
-
 /// The certificate is whatever the server shows (`prefer`/`require`): the connection is
 /// encrypted, and the handshake's signatures are still checked against that certificate.
 #[derive(Debug)]
@@ -325,7 +306,7 @@ impl ServerCertVerifier for Chained {
 /// A connection error said plainly: a refused server certificate names TLS verification and the
 /// settings that decide it; a server without TLS names `sslmode`. None: not a TLS matter.
 pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(e) = certificate_error(err) {
+    if let Some(e) = crate::tls_errors::find_certificate_error(err) {
         return Some(format!(
             "TLS verification of the PostgreSQL server's certificate failed ({e}); check sslrootcert (the CA that signed it) and sslmode in the store URL"
         ));

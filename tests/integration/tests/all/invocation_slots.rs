@@ -44,6 +44,29 @@ auth = {{ type = "bearer", token = "secret:openai_key" }}
     config
 }
 
+/// Slows the model down and starts a chat of acme's that holds acme's one slot until it answers
+/// (about 3 s); returns once the chat has reached the fake.
+async fn hold_acmes_slot(
+    d: &std::sync::Arc<Daemon>,
+    acme: &str,
+    oa: &fake_saas::RunningFake<fake_saas::openai::OpenAi>,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    oa.set_delay(Duration::from_secs(3));
+    let first = {
+        let (d, acme) = (d.clone(), acme.to_string());
+        tokio::spawn(async move { chat(&d, &acme, "llm-acme").await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while oa.requests_to("/v1/chat/completions") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first chat never reached the fake"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first
+}
+
 async fn chat(d: &Daemon, token: &str, connector: &str) -> (u16, Value) {
     let body = json!({"op": "chat", "input": {"messages": [{"role": "user", "content": "hello"}]}});
     http_auth(
@@ -63,21 +86,8 @@ async fn a_tenant_at_its_invocation_cap_waits_then_is_refused_while_other_tenant
     let d = std::sync::Arc::new(env.serve());
     let acme = env.create_token("ann@acme.example", "acme", &[], false);
     let beta = env.create_token("bo@beta.example", "beta", &[], false);
-    oa.set_delay(Duration::from_secs(3));
-
     // Acme's first call holds acme's one slot while the slowed-down model answers.
-    let first = {
-        let (d, acme) = (d.clone(), acme.clone());
-        tokio::spawn(async move { chat(&d, &acme, "llm-acme").await })
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while oa.requests_to("/v1/chat/completions") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first chat never reached the fake"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let first = hold_acmes_slot(&d, &acme, &oa).await;
 
     // Meanwhile: acme's second call waits its queue_wait, then is refused with a retry hint;
     // beta's call runs at once beside acme's.
@@ -127,21 +137,8 @@ async fn a_live_search_takes_a_turn_among_its_tenants_invocations() {
     let d = std::sync::Arc::new(env.serve());
     let acme = env.create_token("ann@acme.example", "acme", &[], false);
     let beta = env.create_token("bo@beta.example", "beta", &[], false);
-    oa.set_delay(Duration::from_secs(3));
-
     // Acme's chat holds acme's one slot while the slowed-down model answers.
-    let first = {
-        let (d, acme) = (d.clone(), acme.clone());
-        tokio::spawn(async move { chat(&d, &acme, "llm-acme").await })
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while oa.requests_to("/v1/chat/completions") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the chat never reached the fake"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let first = hold_acmes_slot(&d, &acme, &oa).await;
 
     // Acme's live search waits for that slot and gives up within its live timeout, naming the
     // cap; beta's runs at once (the `openai` connector does not support search, which
