@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::test_pki::{TestPki as Pki, make_pki};
 use airlock::runtime::connector::{InvokeError, Op};
 use airlock_tests::*;
 use serde_json::{Value, json};
@@ -15,37 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "tls-test-bearer-8d1f0c";
 
-// ---- a private CA and a TLS upstream ------------------------------------------------------------
-
-/// A CA and a server certificate for `localhost` and `127.0.0.1` signed by it.
-struct Pki {
-    ca_pem: String,
-    cert: rustls::pki_types::CertificateDer<'static>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-}
-
-fn make_pki() -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Airlock test private CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().expect("ca key");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("leaf params");
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert: leaf_cert.der().clone(),
-        key: rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
-    }
-}
+// ---- a TLS upstream with a private CA's certificate --------------------------------------------
 
 /// What the TLS upstream saw: each request's head (request line and headers).
 type Heads = Arc<Mutex<Vec<String>>>;
@@ -231,7 +202,7 @@ fn reasons(a: &airlock::app::Airlock, env: &Env) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_ca_is_refused_until_ca_file_names_it() {
-    let pki = make_pki();
+    let pki = make_pki("Airlock test private CA");
     let (addr, heads) = spawn_tls_server(&pki).await;
     let url = format!("https://localhost:{}/api/items", addr.port());
     let grant_url = format!("https://localhost:{}/api/", addr.port());
@@ -304,7 +275,7 @@ async fn a_private_ca_is_refused_until_ca_file_names_it() {
 
 #[test]
 fn a_ca_file_that_is_missing_or_holds_no_certificate_stops_the_config() {
-    let pki = make_pki();
+    let pki = make_pki("Airlock test private CA");
     for (top, extra, want) in [
         (
             "[outbound]\nca_file = \"nope.pem\"\n",
@@ -340,7 +311,7 @@ fn a_ca_file_that_is_missing_or_holds_no_certificate_stops_the_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_go_through_the_proxy_and_the_grants_still_judge_the_target() {
-    let pki = make_pki();
+    let pki = make_pki("Airlock test private CA");
     let (tls, heads) = spawn_tls_server(&pki).await;
     let echo = spawn_echo_server().await;
     let (proxy, log) = spawn_proxy().await;
@@ -436,7 +407,7 @@ async fn calls_go_through_the_proxy_and_the_grants_still_judge_the_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_environment_is_honoured_and_no_proxy_bypasses_it() {
-    let pki = make_pki();
+    let pki = make_pki("Airlock test private CA");
     let (tls, heads) = spawn_tls_server(&pki).await;
     let (proxy, log) = spawn_proxy().await;
     let env = env_with(

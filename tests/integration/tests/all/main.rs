@@ -59,6 +59,7 @@ mod store_faults;
 mod store_tls;
 mod sync;
 mod telemetry;
+mod test_pki;
 mod ticketzero;
 mod token_fetch;
 mod tracing_logs;

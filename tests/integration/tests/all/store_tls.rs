@@ -4,42 +4,13 @@
 //! server without TLS, opening the store fails with a message that names the cause, and never
 //! the password of the URL.
 
+use crate::test_pki::make_pki;
 use airlock::store::pg::PgStore;
 use airlock_tests::*;
 use fake_saas::{ConfluenceOptions, spawn_confluence};
 use pg_cluster::PgCluster;
 
 const PASSWORD: &str = "canary-pg-tls-pw-4417";
-
-/// A CA (PEM) and a server certificate for `localhost` and `127.0.0.1` signed by it, with its
-/// key (PEM).
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn make_pki(name: &str) -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, name);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate().expect("ca key");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("leaf params");
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: leaf_cert.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
-}
 
 /// The cluster's URL with a password (trust authentication ignores it; it is there to be kept
 /// out of every message) and `query`.
