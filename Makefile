@@ -163,7 +163,7 @@ clippy: wasm-target
 	@$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(CONNECTORS)) -- -D warnings \
 		|| { echo "lint: clippy findings in the connectors (above)"; exit 1; }
 
-# Licenses and banned crates (deny.toml), offline: the advisory database would need the network.
+# Licenses, banned crates and duplicate versions (deny.toml), offline: the advisory database would need the network.
 # `cargo fetch` first: the license check reads every crate's sources, also those only other
 # platforms build (macOS's security-framework under rustls-native-certs), which a Linux build
 # never downloads. Skipped with a note where cargo-deny is not installed (.ci/run installs it).
@@ -171,7 +171,7 @@ deny:
 	@if command -v cargo-deny >/dev/null; then \
 		$(CARGO) fetch --locked --quiet && \
 		$(CARGO) deny --offline check licenses bans \
-			|| { echo "lint: cargo deny findings (above): a license or crate deny.toml does not allow"; exit 1; }; \
+			|| { echo "lint: cargo deny findings (above): a license, crate or second version of a crate deny.toml does not allow"; exit 1; }; \
 	else echo "lint: cargo-deny not installed, licenses and bans not checked (cargo install --locked cargo-deny)"; fi
 
 # Every package set above gives the host's dependencies the same features (.ci/one-build.sh):
