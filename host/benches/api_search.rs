@@ -17,6 +17,9 @@ use common::{Rng, VOCAB, word};
 
 const DOCS: usize = 100_000;
 const CONCURRENT: usize = 1000;
+/// The burst's p99 when the goal was set (issue 17), on this bench's corpus and machine class:
+/// the goal is under half of it.
+const ISSUE_P99_MS: f64 = 1677.0;
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
@@ -223,6 +226,18 @@ fn main() -> anyhow::Result<()> {
         CONCURRENT as f64 / wall.as_secs_f64(),
         errors.len(),
         hits as f64 / CONCURRENT as f64
+    );
+    let p99 = percentile(&times, 0.99);
+    println!(
+        "  goal: p99 < {:.0} ms (half of {ISSUE_P99_MS:.0} ms, the figure this bench gave when the goal was set): {:.2}x that figure, {} ; {:.1}x the one-at-a-time p99",
+        ISSUE_P99_MS / 2.0,
+        p99 / ISSUE_P99_MS,
+        if p99 < ISSUE_P99_MS / 2.0 {
+            "met"
+        } else {
+            "missed"
+        },
+        p99 / percentile(&sequential, 0.99)
     );
     println!("  daemon peak RSS: {rss_before:.0} MiB before the burst, {rss_after:.0} MiB after");
     if let Some(e) = errors.first() {

@@ -117,6 +117,28 @@ impl FairSlots {
         }
     }
 
+    /// Per tenant with runs going or waiting: (tenant, running, waiting), for metrics. A
+    /// waiter that gave up (its caller timed out) is not counted, though it stays queued until
+    /// its turn comes.
+    pub fn by_tenant(&self) -> Vec<(String, usize, usize)> {
+        let Ok(s) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut out: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        for (tenant, n) in &s.per_tenant {
+            out.entry(tenant).or_default().0 = *n;
+        }
+        for (tenant, q) in &s.waiting {
+            let live = q.iter().filter(|tx| !tx.is_closed()).count();
+            if live > 0 {
+                out.entry(tenant).or_default().1 = live;
+            }
+        }
+        out.into_iter()
+            .map(|(t, (running, waiting))| (t.to_string(), running, waiting))
+            .collect()
+    }
+
     /// (running, waiting) runs, for metrics and tests.
     pub fn load(&self) -> (usize, usize) {
         self.state
@@ -251,6 +273,31 @@ mod tests {
                 at <= 2 * (i + 1),
                 "small{i} ran at position {at} of {order:?}: it waited behind big's backlog"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_runs_are_counted_per_tenant_and_a_waiter_that_gave_up_is_not() {
+        let slots = FairSlots::new(caps(4, 1));
+        let _a = slots.acquire("a").await;
+        let _b = slots.acquire("b").await;
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let s = slots.clone();
+            waiters.push(tokio::spawn(async move { s.acquire("a").await }));
+        }
+        let s = slots.clone();
+        let gave_up = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(10), s.acquire("b")).await
+        });
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(gave_up.await.unwrap().is_err(), "b's second run timed out");
+        assert_eq!(
+            slots.by_tenant(),
+            vec![("a".to_string(), 1, 3), ("b".to_string(), 1, 0)]
+        );
+        for w in waiters {
+            w.abort();
         }
     }
 

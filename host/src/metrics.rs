@@ -100,8 +100,19 @@ pub struct Metrics {
     pub llm_tokens: Family<TokenLabels, Counter>,
     /// Webhook delivery attempts by outcome: `delivered`, `retry` or `dead`.
     pub webhook_attempts: Family<WebhookLabels, Counter>,
+    /// Invocations waiting for a turn among their tenant's (`[invocations]` caps), per tenant
+    /// (set when scraped).
+    pub invocations_waiting: Family<TenantLabel, Gauge>,
+    /// Invocations running, per tenant (set when scraped).
+    pub invocations_running: Family<TenantLabel, Gauge>,
     /// Per grant and per stream, the last hour minute by minute (the dashboard's charts).
     pub last_hour: last_hour::LastHour,
+}
+
+/// A tenant from the configuration (empty for a route whose connectors span tenants).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -303,7 +314,21 @@ impl Metrics {
             "Webhook delivery attempts by outcome (delivered, retry, dead)",
             webhook_attempts.clone(),
         );
+        let invocations_waiting = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "invocations_waiting",
+            "Invocations waiting for a turn within their tenant's or the node's cap ([invocations])",
+            invocations_waiting.clone(),
+        );
+        let invocations_running = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "invocations_running",
+            "Invocations running, per tenant",
+            invocations_running.clone(),
+        );
         Arc::new(Metrics {
+            invocations_waiting,
+            invocations_running,
             last_hour: last_hour::LastHour::default(),
             webhook_attempts,
             route_attempts,
@@ -331,6 +356,34 @@ impl Metrics {
         })
     }
 
+    /// Sets the per-tenant invocation gauges: every tenant in `tenants` (0 when idle) and any
+    /// other with runs (a route across tenants, a tenant removed by a reload while its calls
+    /// finish); series of tenants that are neither are dropped.
+    pub fn set_invocation_load<'a>(
+        &self,
+        tenants: impl IntoIterator<Item = &'a str>,
+        load: &[(String, usize, usize)],
+    ) {
+        let mut values: std::collections::BTreeMap<String, (usize, usize)> = tenants
+            .into_iter()
+            .map(|t| (t.to_string(), (0, 0)))
+            .collect();
+        for (tenant, running, waiting) in load {
+            values.insert(tenant.clone(), (*running, *waiting));
+        }
+        self.invocations_waiting.clear();
+        self.invocations_running.clear();
+        for (tenant, (running, waiting)) in values {
+            let label = TenantLabel { tenant };
+            self.invocations_running
+                .get_or_create(&label)
+                .set(running as i64);
+            self.invocations_waiting
+                .get_or_create(&label)
+                .set(waiting as i64);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -338,5 +391,32 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_gauges_show_each_tenant_and_drop_one_no_longer_configured() {
+        let m = Metrics::new();
+        let load = [("acme".to_string(), 2, 5), ("".to_string(), 1, 0)];
+        m.set_invocation_load(["acme", "beta"], &load);
+        let text = m.render();
+        for line in [
+            "airlock_invocations_waiting{tenant=\"acme\"} 5",
+            "airlock_invocations_waiting{tenant=\"beta\"} 0",
+            "airlock_invocations_running{tenant=\"acme\"} 2",
+            "airlock_invocations_running{tenant=\"\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        // A reload removed beta, acme's queue drained.
+        m.set_invocation_load(["acme"], &[]);
+        let text = m.render();
+        assert!(text.contains("airlock_invocations_waiting{tenant=\"acme\"} 0"));
+        assert!(!text.contains("tenant=\"beta\""), "{text}");
+        assert!(!text.contains("tenant=\"\""), "{text}");
     }
 }

@@ -128,6 +128,17 @@ impl Inner {
         }
     }
 
+    /// Brings the time of each expiring form in `forms` forward to `at` (never later than it
+    /// was); forms kept for good or unknown are left alone.
+    fn retire(&mut self, forms: &[String], at: Instant) {
+        for f in forms {
+            if let Some(t) = self.expiring.get_mut(f) {
+                *t = (*t).min(at);
+                self.next_expiry = Some(self.next_expiry.map_or(*t, |n| n.min(*t)));
+            }
+        }
+    }
+
     /// Drops the expiring forms whose time is past `now`, rebuilding only the levels that held
     /// one. Cheap when nothing is due (one comparison).
     fn forget_expired(&mut self, now: Instant) {
@@ -219,6 +230,10 @@ impl Inner {
 /// still be echoed in a late log line or error for a while (and clocks differ).
 pub const EXPIRED_GRACE: Duration = Duration::from_secs(3600);
 
+/// How long a rotating value (a refresh token) is kept when it is neither added again nor
+/// retired: longer than upstreams let an unused refresh token live (Microsoft: 90 days).
+pub const ROTATING_IDLE: Duration = Duration::from_secs(100 * 86_400);
+
 /// Levels beyond this take everything (64 * 8^7 values: far more than any deployment has).
 const MAX_LEVELS: usize = 8;
 
@@ -264,6 +279,39 @@ impl Scrubber {
             return;
         }
         self.insert_until(encoded_forms(value), Some(expires + EXPIRED_GRACE));
+    }
+
+    /// Registers a value that is a secret until something replaces it (an OAuth refresh token,
+    /// which rotates): it is scrubbed until [`Scrubber::retire`] is called with it, or until
+    /// [`ROTATING_IDLE`] passes without it being added again (each use of the connection adds
+    /// it again). A value also added by [`Scrubber::add`] is never forgotten.
+    pub fn add_rotating(&self, value: &str) {
+        if value.len() < MIN_SECRET_LEN {
+            return;
+        }
+        let now = Instant::now();
+        let until = now.checked_add(ROTATING_IDLE).unwrap_or(now);
+        self.insert_until(encoded_forms(value), Some(until));
+    }
+
+    /// A value that was replaced (a refresh token the upstream rotated, or a connection's tokens
+    /// after a disconnect) is no credential any more: it is scrubbed through [`EXPIRED_GRACE`]
+    /// from now, then forgotten. Only values added with a time ([`Scrubber::add_expiring`],
+    /// [`Scrubber::add_rotating`]) are retired; one also added for good stays.
+    pub fn retire(&self, value: &str) {
+        if value.len() < MIN_SECRET_LEN {
+            return;
+        }
+        self.retire_at(encoded_forms(value), Instant::now() + EXPIRED_GRACE);
+    }
+
+    fn retire_at(&self, forms: Vec<String>, at: Instant) {
+        if let Some(parent) = &self.parent {
+            parent.retire_at(forms.clone(), at);
+        }
+        if let Ok(mut inner) = self.inner.write() {
+            inner.retire(&forms, at);
+        }
     }
 
     fn insert(&self, forms: Vec<String>) {
@@ -390,6 +438,14 @@ impl Scrubber {
             }
         }
         None
+    }
+
+    /// Forgets what is due at `at` as if that time had come (tests of other modules).
+    #[cfg(test)]
+    pub(crate) fn forget_expired_at(&self, at: Instant) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.forget_expired(at);
+        }
     }
 
     /// How many values (with their encoded forms) this scrubber scans for.
@@ -548,15 +604,14 @@ fn rewrite(
     Some(out)
 }
 
-/// Undoes `%XX` escapes, upper, lower or mixed case.
+/// Undoes `%XX` escapes, upper, lower or mixed case. (On [`rewrite`]: a page of JSON whose
+/// links hold a few escapes was decoded byte by byte, a few percent of a whole sync's time.)
 fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
-    if !input.contains(&b'%') {
-        return None;
-    }
-    match std::borrow::Cow::from(percent_encoding::percent_decode(input)) {
-        std::borrow::Cow::Owned(v) => Some(v),
-        std::borrow::Cow::Borrowed(_) => None,
-    }
+    let hex = |b: u8| (b as char).to_digit(16);
+    rewrite(input, b'%', |i| {
+        let (h, l) = (hex(*input.get(i + 1)?)?, hex(*input.get(i + 2)?)?);
+        Some((Piece::byte((h * 16 + l) as u8), 3))
+    })
 }
 
 /// Undoes quoted-printable: `=XX` escapes (any case) and `=` soft line breaks. Written here
@@ -675,6 +730,42 @@ mod tests {
         assert!(s.len() <= 3 * per_value, "{} forms left", s.len());
         assert!(s.finds("token-of-hour-000999") && s.finds("token-of-hour-000998"));
         assert!(!s.finds("token-of-hour-000001"));
+    }
+
+    #[test]
+    fn a_rotating_value_stays_until_retired_or_idle_and_a_permanent_one_is_never_retired() {
+        let daemon = Scrubber::new();
+        let connector = daemon.scoped();
+        connector.add_rotating("refresh-token-spent-1111");
+        connector.add_rotating("refresh-token-live-2222");
+        daemon.add("static-secret-3333");
+        connector.retire("refresh-token-spent-1111");
+        daemon.retire("static-secret-3333");
+        let now = Instant::now();
+        for s in [&daemon, &connector] {
+            forget_at(s, now + EXPIRED_GRACE - Duration::from_secs(5));
+            assert!(
+                s.finds("refresh-token-spent-1111"),
+                "kept through the grace"
+            );
+        }
+        let later = now + EXPIRED_GRACE + Duration::from_secs(5);
+        for s in [&daemon, &connector] {
+            forget_at(s, later);
+            assert!(!s.finds("refresh-token-spent-1111"), "retired: forgotten");
+            for form in encoded_forms("refresh-token-spent-1111") {
+                assert!(!s.finds(&form), "its encoded form {form} too");
+            }
+            assert!(s.finds("refresh-token-live-2222"), "never retired: kept");
+        }
+        assert!(
+            daemon.finds("static-secret-3333"),
+            "a permanent value stays"
+        );
+        // Unused for longer than any upstream keeps a refresh token: forgotten.
+        forget_at(&daemon, now + ROTATING_IDLE + Duration::from_secs(5));
+        assert!(!daemon.finds("refresh-token-live-2222"));
+        assert!(daemon.finds("static-secret-3333"));
     }
 
     #[test]
@@ -820,6 +911,29 @@ mod tests {
                 Some("JSON escapes"),
                 "{json}"
             );
+        }
+    }
+
+    #[test]
+    fn percent_decoding_matches_the_percent_encoding_crate() {
+        for input in [
+            "plain text",
+            "a%3Db%3db",
+            "%",
+            "%4",
+            "%zz%41",
+            "x%%41%",
+            "%E2%82%AC and %e2%82%ac",
+            "end %4",
+        ] {
+            let ours = percent_decode(input.as_bytes());
+            let theirs: Vec<u8> = percent_encoding::percent_decode(input.as_bytes()).collect();
+            assert_eq!(
+                ours.clone().unwrap_or_else(|| input.as_bytes().to_vec()),
+                theirs,
+                "{input}"
+            );
+            assert_eq!(ours.is_some(), theirs != input.as_bytes(), "{input}");
         }
     }
 

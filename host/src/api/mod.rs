@@ -318,6 +318,15 @@ async fn refresh_scraped_gauges(a: &Arc<Airlock>) {
                 .set(g.oldest_wait_secs.unwrap_or(0.0));
         }
     }
+    {
+        let config = a.config();
+        let tenants: std::collections::BTreeSet<&str> = config
+            .connectors
+            .iter()
+            .map(|c| c.tenant.as_str())
+            .collect();
+        m.set_invocation_load(tenants, &a.invoke_slots.by_tenant());
+    }
     let states = a.store.sync_states().await.unwrap_or_default();
     for st in states {
         let Some(at) = st

@@ -228,19 +228,14 @@ impl UserGrant {
             .map_err(|e| format!("cannot read the stored connection: {e:#}"))?;
         let t: Tokens = serde_json::from_str(&json)
             .map_err(|_| "the stored connection is not readable".to_string())?;
-        match row.expires_ms {
-            // Forgotten an hour after it expires: people's tokens are refreshed all day long.
-            Some(exp) => {
-                let left = u64::try_from(exp.saturating_sub(now_ms())).unwrap_or(0);
-                let expires = Instant::now() + Duration::from_millis(left);
-                self.scrubber.add_expiring(&t.access, expires);
-            }
-            None => self.scrubber.add(&t.access),
-        }
-        if let Some(r) = &t.refresh {
-            self.scrubber.add(r);
-        }
+        remember(&self.scrubber, &t, row.expires_ms);
         Ok(t)
+    }
+
+    /// A token the upstream no longer accepts (revoked): scrubbed through the grace, then
+    /// forgotten. (An access token left over expires anyway.)
+    fn forget(&self, token: &str) {
+        self.scrubber.retire(token);
     }
 
     /// Starts a connect for `principal`: records the state and PKCE verifier, and returns the
@@ -464,7 +459,9 @@ impl UserGrant {
             Some(r) => (r.as_str(), "refresh_token"),
             None => (tokens.access.as_str(), "access_token"),
         };
-        let _ = self.revoke(token, hint).await;
+        if self.revoke(token, hint).await.is_none() {
+            self.forget(token);
+        }
     }
 
     /// Spends a connect's `state` without exchanging anything (the upstream said no).
@@ -492,11 +489,15 @@ impl UserGrant {
             Ok(t) => t,
             Err(e) => return Ok((true, Some(e))),
         };
-        let (token, hint) = match tokens.refresh {
-            Some(r) => (r, "refresh_token"),
-            None => (tokens.access, "access_token"),
+        let (token, hint) = match &tokens.refresh {
+            Some(r) => (r.as_str(), "refresh_token"),
+            None => (tokens.access.as_str(), "access_token"),
         };
-        Ok((true, self.revoke(&token, hint).await))
+        let failed = self.revoke(token, hint).await;
+        if failed.is_none() {
+            self.forget(token);
+        }
+        Ok((true, failed))
     }
 
     /// RFC 7009 revocation at `revoke_url` (built here: the `oauth2` crate refuses a plain-http
@@ -697,22 +698,20 @@ impl UserGrant {
 
     /// The tokens of a reply; a reply without a refresh token keeps the one it was asked with.
     fn issued(&self, reply: &TokenReply, old_refresh: Option<String>) -> Issued {
-        let access = reply.access_token().secret().clone();
-        let refresh = reply
-            .refresh_token()
-            .map(|r| r.secret().clone())
-            .or(old_refresh);
-        self.scrubber.add(&access);
-        if let Some(r) = &refresh {
-            self.scrubber.add(r);
-        }
         let expires_ms = reply.expires_in().map(|d| {
             let d = d.min(Duration::from_secs(30 * 86_400));
             let d = d - REFRESH_MARGIN.min(d / 10);
             now_ms() + d.as_millis() as i64
         });
+        let tokens = issued_tokens(
+            &self.scrubber,
+            reply.access_token().secret().clone(),
+            reply.refresh_token().map(|r| r.secret().clone()),
+            old_refresh,
+            expires_ms,
+        );
         Issued {
-            tokens: Tokens { access, refresh },
+            tokens,
             expires_ms,
             scopes: reply
                 .scopes()
@@ -729,6 +728,46 @@ impl UserGrant {
     fn token_error(&self, what: &str, e: oauth_exchange::TokenError) -> String {
         self.scrubber.scrub(&oauth_exchange::token_error(what, e))
     }
+}
+
+/// Registers a connection's tokens with the scrubber: the access token until an hour past its
+/// expiry, the refresh token until a rotation replaces it (people's tokens are refreshed all day
+/// long: kept for good, every scan would grow without bound).
+fn remember(scrubber: &Scrubber, t: &Tokens, expires_ms: Option<i64>) {
+    match expires_ms {
+        Some(exp) => {
+            let left = u64::try_from(exp.saturating_sub(now_ms())).unwrap_or(0);
+            let expires = Instant::now() + Duration::from_millis(left);
+            scrubber.add_expiring(&t.access, expires);
+        }
+        None => scrubber.add(&t.access),
+    }
+    if let Some(r) = &t.refresh {
+        scrubber.add_rotating(r);
+    }
+}
+
+/// The tokens a token endpoint answered, registered with the scrubber: a reply without a
+/// refresh token keeps `old_refresh`; one with a new refresh token rotated it, and the old one
+/// is spent (scrubbed through the grace, then forgotten).
+fn issued_tokens(
+    scrubber: &Scrubber,
+    access: String,
+    rotated: Option<String>,
+    old_refresh: Option<String>,
+    expires_ms: Option<i64>,
+) -> Tokens {
+    if let (Some(old), Some(new)) = (&old_refresh, &rotated)
+        && old != new
+    {
+        scrubber.retire(old);
+    }
+    let tokens = Tokens {
+        access,
+        refresh: rotated.or(old_refresh),
+    };
+    remember(scrubber, &tokens, expires_ms);
+    tokens
 }
 
 /// Whether an access token expiring at `expires_ms` can still be sent.
@@ -798,6 +837,82 @@ mod tests {
         );
         assert_eq!(principal_email("token:ops-bot"), None);
         assert_eq!(principal_email("token:user:x@y"), None);
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_scrubbed_daemon_wide_and_the_spent_one_forgotten_after_the_grace()
+    {
+        let daemon = Scrubber::new();
+        let grant = daemon.scoped();
+        let hour = Some(now_ms() + 3_600_000);
+        let first = issued_tokens(
+            &grant,
+            "access-token-one-aaaa".into(),
+            Some("refresh-token-one-rrrr".into()),
+            None,
+            hour,
+        );
+        let second = issued_tokens(
+            &grant,
+            "access-token-two-bbbb".into(),
+            Some("refresh-token-two-ssss".into()),
+            first.refresh,
+            hour,
+        );
+        assert_eq!(second.refresh.as_deref(), Some("refresh-token-two-ssss"));
+        // A refresh answered without a refresh token keeps the one it was asked with.
+        let third = issued_tokens(
+            &grant,
+            "access-token-three-cc".into(),
+            None,
+            second.refresh.clone(),
+            hour,
+        );
+        assert_eq!(third.refresh, second.refresh);
+        let line = "refresh-token-one-rrrr refresh-token-two-ssss access-token-three-cc";
+        for s in [&daemon, &grant] {
+            assert_eq!(
+                s.scrub(line),
+                "[REDACTED] [REDACTED] [REDACTED]",
+                "the rotated token like the spent one"
+            );
+        }
+        // Past the grace the spent refresh token is forgotten; the live one and the live access
+        // token stay.
+        let later = Instant::now() + crate::scrub::EXPIRED_GRACE + Duration::from_secs(60);
+        for s in [&daemon, &grant] {
+            s.forget_expired_at(later);
+            assert!(!s.finds("refresh-token-one-rrrr"), "spent: forgotten");
+            assert!(s.finds("refresh-token-two-ssss"), "live: kept");
+            assert!(s.finds("access-token-three-cc"));
+        }
+    }
+
+    #[test]
+    fn a_thousand_rotations_leave_only_the_live_refresh_token() {
+        let daemon = Scrubber::new();
+        let mut refresh = None;
+        for i in 0..1000 {
+            let t = issued_tokens(
+                &daemon,
+                format!("access-{i:06}-token"),
+                Some(format!("refresh-{i:06}-token")),
+                refresh,
+                Some(now_ms() + 60_000),
+            );
+            refresh = t.refresh;
+        }
+        let later = Instant::now() + crate::scrub::EXPIRED_GRACE * 2;
+        daemon.forget_expired_at(later);
+        assert!(daemon.finds("refresh-000999-token"));
+        assert!(!daemon.finds("refresh-000998-token"));
+        let one = Scrubber::new();
+        one.add("refresh-000999-token");
+        assert_eq!(
+            daemon.len(),
+            one.len(),
+            "only the live refresh token is left"
+        );
     }
 
     #[test]
