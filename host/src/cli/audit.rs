@@ -45,13 +45,15 @@ enum AuditCmd {
     /// no audit row). The most serious finding decides the code.
     Verify {
         /// A head kept elsewhere (`SEQ:HASH`, e.g. from the checkpoint log line): the log must
-        /// still hold row SEQ with this hash.
-        #[arg(long, value_name = "SEQ:HASH", value_parser = audit::parse_expected_head)]
-        expect: Option<(i64, String)>,
+        /// still hold row SEQ with this hash. On PostgreSQL name the writer's chain too:
+        /// `CHAIN:SEQ:HASH` (the log line's `chain`).
+        #[arg(long, value_name = "[CHAIN:]SEQ:HASH", value_parser = audit::parse_expected)]
+        expect: Option<audit::ExpectedHead>,
         /// The checkpoint public key (hex, as in audit-signing.pub) kept elsewhere; without
-        /// it the data directory's own key is trusted.
+        /// it the data directory's own key is trusted. On PostgreSQL it may be given once per
+        /// daemon key.
         #[arg(long, value_name = "HEX")]
-        public_key: Option<String>,
+        public_key: Vec<String>,
     },
 }
 
@@ -71,7 +73,7 @@ impl AuditArgs {
                     Ok(ExitCode::SUCCESS)
                 }
                 AuditCmd::Verify { expect, public_key } => {
-                    verify_chains(&store, expect.is_some() || public_key.is_some()).await
+                    verify_chains(&config, &store, expect, &public_key).await
                 }
             };
         }
@@ -85,9 +87,7 @@ impl AuditArgs {
                 tail(&conn, lines, connector.as_deref(), json)?;
                 Ok(ExitCode::SUCCESS)
             }
-            AuditCmd::Verify { expect, public_key } => {
-                verify(&config, &conn, expect, public_key.as_deref())
-            }
+            AuditCmd::Verify { expect, public_key } => verify(&config, &conn, expect, &public_key),
         }
     }
 }
@@ -143,11 +143,23 @@ fn print_rows(rows: &[audit::AuditRow], json: bool) -> anyhow::Result<()> {
 fn verify(
     config: &Config,
     conn: &Connection,
-    expect: Option<(i64, String)>,
-    public_key: Option<&str>,
+    expect: Option<audit::ExpectedHead>,
+    public_key: &[String],
 ) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        public_key.len() <= 1,
+        "the SQLite store has one chain signed by one key: give --public-key once"
+    );
+    let expect = match expect {
+        Some(audit::ExpectedHead { chain: Some(_), .. }) => {
+            anyhow::bail!("the SQLite store has one chain: --expect takes SEQ:HASH without a chain")
+        }
+        Some(e) => Some((e.seq, e.hash)),
+        None => None,
+    };
     let pinned = public_key
-        .map(airlock::store::checkpoint::parse_public_key)
+        .first()
+        .map(|k| airlock::store::checkpoint::parse_public_key(k))
         .transpose()
         .context("--public-key")?;
     let v = audit::verify(conn)?;
@@ -172,23 +184,49 @@ fn verify(
     report(problems, v.rows, &anchor)
 }
 
-/// `audit verify` on PostgreSQL: every writer's chain on its own, and synced data without
-/// audit rows. Signed checkpoints are kept for the SQLite chain only, so there is nothing to
-/// check `--expect` or `--public-key` against.
-async fn verify_chains(store: &Store, anchored: bool) -> anyhow::Result<ExitCode> {
-    if anchored {
-        anyhow::bail!(
-            "--expect and --public-key check signed checkpoints, which the PostgreSQL store does \
-             not keep yet; run `airlock audit verify` without them to check every chain"
-        );
-    }
+/// `audit verify` on PostgreSQL: every writer's chain on its own, each against its signed
+/// checkpoints (kept in the database) and `--expect`, and synced data without audit rows.
+async fn verify_chains(
+    config: &Config,
+    store: &Store,
+    expect: Option<audit::ExpectedHead>,
+    public_key: &[String],
+) -> anyhow::Result<ExitCode> {
+    let Store::Postgres(pg) = store else {
+        anyhow::bail!("not a PostgreSQL store");
+    };
+    let expect: Vec<(String, i64, String)> = match expect {
+        Some(audit::ExpectedHead {
+            chain: Some(chain),
+            seq,
+            hash,
+        }) => vec![(chain, seq, hash)],
+        Some(_) => anyhow::bail!(
+            "the PostgreSQL store holds one chain per writer: --expect takes CHAIN:SEQ:HASH \
+             (the checkpoint log line's chain, seq and hash)"
+        ),
+        None => Vec::new(),
+    };
+    let keys = if public_key.is_empty() {
+        airlock::store::checkpoint::local_public_key(&config.server.data_dir)?
+            .into_iter()
+            .collect()
+    } else {
+        public_key
+            .iter()
+            .map(|k| airlock::store::checkpoint::parse_public_key(k))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("--public-key")?
+    };
     let check = store.audit_verify().await?;
+    let anchor = pg.audit_check_anchors(&keys, &expect).await?;
     let mut problems: Vec<(audit::Tamper, String)> = check
         .verification
         .problems
         .iter()
         .map(|p| (audit::Tamper::ChainBroken, p.clone()))
         .collect();
+    problems.extend(anchor.problems.iter().cloned());
     problems.extend(
         check
             .unaudited
@@ -198,16 +236,16 @@ async fn verify_chains(store: &Store, anchored: bool) -> anyhow::Result<ExitCode
     if problems.is_empty() {
         println!(
             "audit log intact: {} rows verified in {} chain(s) (PostgreSQL; each writer's chain \
-             on its own; signed checkpoints are not kept on PostgreSQL)",
+             on its own)",
             check.verification.rows, check.chains
+        );
+        println!(
+            "anchored: {} valid checkpoint(s); {} row(s) written since their chain's newest",
+            anchor.valid_checkpoints, anchor.unanchored_rows
         );
         return Ok(ExitCode::SUCCESS);
     }
-    report(
-        problems,
-        check.verification.rows,
-        &audit::AnchorCheck::default(),
-    )
+    report(problems, check.verification.rows, &anchor)
 }
 
 /// Prints what verification found; the exit code is the most serious finding's.

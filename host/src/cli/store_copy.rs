@@ -11,6 +11,7 @@ use clap::Args;
 
 use airlock::store::Db;
 use airlock::store::backend::Store;
+use airlock::store::checkpoint::CheckpointSigner;
 use airlock::store::pg::PgStore;
 use airlock::store::pg::copy::{self, Counts};
 
@@ -81,26 +82,48 @@ impl CopyArgs {
             );
             return Ok(ExitCode::FAILURE);
         }
+        // Its signed checkpoints too: the copy signs the head it carries over, so it must not
+        // vouch for a log its own checkpoints say was cut or rewritten.
+        let anchors = {
+            let dir = data_dir.clone();
+            db.read(move |conn| airlock::store::audit::check_anchor(conn, &dir, None, None))
+                .await?
+        };
+        if !anchors.problems.is_empty() {
+            let found: Vec<&str> = anchors.problems.iter().map(|(_, p)| p.as_str()).collect();
+            eprintln!(
+                "refused: the SQLite audit log does not verify against its signed checkpoints \
+                 (nothing was written):\n  {}",
+                found.join("\n  ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
         println!(
-            "sqlite audit log: {} rows verified",
-            checked.verification.rows
+            "sqlite audit log: {} rows verified, {} valid checkpoint(s)",
+            checked.verification.rows, anchors.valid_checkpoints
         );
+        let signer = CheckpointSigner::open(&data_dir, airlock::store::checkpoint::Sink::None)?;
 
         let chain = copy::import_chain(db.path());
         let rt = tokio::runtime::Handle::current();
         let (pg2, chain2) = (pg.clone(), chain.clone());
-        db.run(move |conn| copy::copy_all(conn, &pg2, &chain2, &rt))
+        db.run(move |conn| copy::copy_all(conn, &pg2, &chain2, &signer, &rt))
             .await
             .context("the copy failed; the PostgreSQL store was left as it was")?;
 
         let after = copy::pg_counts(&pg).await?;
         let mut ok = print_counts(&before, &after);
         let check = target.audit_verify().await?;
+        let keys: Vec<_> = airlock::store::checkpoint::local_public_key(&data_dir)?
+            .into_iter()
+            .collect();
+        let anchored = pg.audit_check_anchors(&keys, &[]).await?;
         if check.verification.problems.is_empty()
+            && anchored.problems.is_empty()
             && check.verification.rows == checked.verification.rows
         {
             println!(
-                "postgres audit log: {} rows verified (chain {chain})",
+                "postgres audit log: {} rows verified (chain {chain}), its head signed",
                 check.verification.rows
             );
         } else {
@@ -109,7 +132,14 @@ impl CopyArgs {
                 "the PostgreSQL audit log does not verify after the copy ({} rows, {} before):\n  {}",
                 check.verification.rows,
                 checked.verification.rows,
-                check.verification.problems.join("\n  ")
+                check
+                    .verification
+                    .problems
+                    .iter()
+                    .chain(anchored.problems.iter().map(|(_, p)| p))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
             );
         }
         if ok {

@@ -180,23 +180,18 @@ impl AuditWriter {
         settings: &AuditSettings,
     ) -> anyhow::Result<AuditWriter> {
         let conn = writer_connection(data_dir, settings.durability)?;
-        Self::spawn(Box::new(conn), data_dir, scrubber, settings, true)
+        Self::spawn(Box::new(conn), data_dir, scrubber, settings)
     }
 
     /// Starts the writer on `sink` (a SQLite connection or a PostgreSQL chain; see
-    /// `store/backend/audit.rs`), signing checkpoints into `data_dir` when `signed`.
+    /// `store/backend/audit.rs`), signing checkpoints with `data_dir`'s key.
     pub(crate) fn spawn(
         sink: Box<dyn ChainSink>,
         data_dir: &Path,
         scrubber: Scrubber,
         settings: &AuditSettings,
-        signed: bool,
     ) -> anyhow::Result<AuditWriter> {
-        let signer = if signed {
-            Some(CheckpointSigner::open(data_dir, settings.checkpoint_sink)?)
-        } else {
-            None
-        };
+        let signer = CheckpointSigner::open(data_dir, settings.checkpoint_sink)?;
         let (tx, rx) = mpsc::sync_channel(settings.queue_rows.max(1));
         let available = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let writer_available = available.clone();
@@ -318,22 +313,38 @@ impl AuditLog {
 
 /// The writer's checkpoint schedule.
 struct Anchor {
-    /// None: the chain is not signed (PostgreSQL).
-    signer: Option<CheckpointSigner>,
+    signer: CheckpointSigner,
     every_rows: u64,
     interval: std::time::Duration,
 }
 
 impl Anchor {
-    fn sign(&self, head: &(i64, String)) {
-        let Some(signer) = &self.signer else { return };
-        if let Err(e) = signer.checkpoint(head.0, &head.1) {
-            tracing::error!("audit checkpoint of row {} failed: {e:#}", head.0);
+    /// Signs `head` and keeps the checkpoint where the sink's chain keeps them (the data
+    /// directory's file for SQLite, the database for a PostgreSQL chain). False when it could
+    /// not be kept: the writer tries again later.
+    fn sign(&self, sink: &mut dyn ChainSink, head: &(i64, String)) -> bool {
+        let signer = &self.signer;
+        let kept = match sink.chain() {
+            None => signer.checkpoint(head.0, &head.1).map(|_| ()),
+            Some(chain) => {
+                let cp = signer.sign(Some(&chain), head.0, &head.1);
+                sink.keep_checkpoint(&cp).map(|()| signer.emit(&cp))
+            }
+        };
+        match kept {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("audit checkpoint of row {} failed: {e:#}", head.0);
+                false
+            }
         }
     }
 
-    fn newest(&self) -> Option<(i64, String)> {
-        self.signer.as_ref().and_then(|s| s.newest())
+    fn newest(&self, sink: &mut dyn ChainSink) -> Option<(i64, String)> {
+        match sink.chain() {
+            None => self.signer.newest(),
+            Some(_) => sink.newest_checkpoint(),
+        }
     }
 }
 
@@ -344,6 +355,19 @@ pub(crate) trait ChainSink: Send {
     /// Appends a batch in one transaction after the stored head; returns the new head. Rows
     /// are durable when this returns Ok.
     fn append(&mut self, batch: &[(String, Box<AuditEvent>)]) -> anyhow::Result<(i64, String)>;
+    /// The chain's id when the sink keeps its checkpoints itself, beside the rows (PostgreSQL);
+    /// None: the store's one chain, anchored in the data directory's checkpoint file.
+    fn chain(&self) -> Option<String> {
+        None
+    }
+    /// Stores a signed checkpoint of this chain (sinks that name a [`ChainSink::chain`]).
+    fn keep_checkpoint(&mut self, _cp: &Checkpoint) -> anyhow::Result<()> {
+        anyhow::bail!("this audit store keeps checkpoints in the data directory")
+    }
+    /// The head this chain's newest stored checkpoint signs.
+    fn newest_checkpoint(&mut self) -> Option<(i64, String)> {
+        None
+    }
 }
 
 impl ChainSink for Connection {
@@ -380,11 +404,18 @@ fn writer_loop(
     let mut unsigned: u64 = 0;
     let mut last_signed = Instant::now();
     // Anchor what is already there (a log from before checkpoints), unless the newest
-    // checkpoint already does.
-    if let Some(h) = &head
-        && anchor.newest().as_ref() != Some(h)
+    // checkpoint already does. A chain of its own (PostgreSQL) is anchored at its genesis
+    // before its first row: a chain whose rows have no checkpoint at all then had them removed.
+    let start = head
+        .clone()
+        .or_else(|| sink.chain().map(|_| (0, GENESIS.to_string())));
+    // False until the chain's first checkpoint is kept (the database may be down at start):
+    // the first batch written then signs at once.
+    let mut anchored = true;
+    if let Some(h) = &start
+        && anchor.newest(sink.as_mut()).as_ref() != Some(h)
     {
-        anchor.sign(h);
+        anchored = anchor.sign(sink.as_mut(), h);
     }
     loop {
         let wait = anchor.interval.saturating_sub(last_signed.elapsed());
@@ -394,7 +425,7 @@ fn writer_loop(
                 if unsigned > 0
                     && let Some(h) = &head
                 {
-                    anchor.sign(h);
+                    anchored |= anchor.sign(sink.as_mut(), h);
                     unsigned = 0;
                 }
                 last_signed = Instant::now();
@@ -470,12 +501,15 @@ fn writer_loop(
                 }
             }
         }
-        let due = unsigned >= anchor.every_rows || last_signed.elapsed() >= anchor.interval;
+        let due =
+            unsigned >= anchor.every_rows || last_signed.elapsed() >= anchor.interval || !anchored;
         if (sign_now || due)
             && unsigned > 0
             && let Some(h) = &head
         {
-            anchor.sign(h);
+            // A failed checkpoint waits for the next one due (it is logged), except the
+            // chain's first, which every batch tries again until one is kept.
+            anchored |= anchor.sign(sink.as_mut(), h);
             unsigned = 0;
             last_signed = Instant::now();
         }
@@ -487,7 +521,7 @@ fn writer_loop(
     if unsigned > 0
         && let Some(h) = &head
     {
-        anchor.sign(h);
+        anchor.sign(sink.as_mut(), h);
     }
 }
 
@@ -959,29 +993,14 @@ pub fn check_anchor(
             .optional()?)
     };
     let compare = |seq: i64, hash: &str, source: &str, out: &mut AnchorCheck| {
-        if seq <= 0 {
-            return Ok::<(), anyhow::Error>(());
-        }
-        if seq > last {
-            out.problems.push((
-                Tamper::Truncated,
-                format!(
-                    "{source} records row {seq}, but the log ends at row {last}: rows {}..={seq} were cut from the tail",
-                    last + 1
-                ),
-            ));
-            return Ok(());
-        }
-        match row_hash_at(seq)? {
-            Some(h) if h == hash => {}
-            Some(_) => out.problems.push((
-                Tamper::Rewritten,
-                format!("row {seq} does not have the hash {source} records: the log was rewritten"),
-            )),
-            // A gap inside the chain: the chain check reports it.
-            None => {}
-        }
-        Ok(())
+        let stored = if seq > 0 && seq <= last {
+            row_hash_at(seq)?
+        } else {
+            None
+        };
+        out.problems
+            .extend(anchor_problem(seq, hash, last, stored.as_deref(), source));
+        Ok::<(), anyhow::Error>(())
     };
     let key = match pinned {
         Some(k) => Some(k),
@@ -1055,7 +1074,61 @@ pub fn check_anchor(
     Ok(out)
 }
 
-/// Parses `SEQ:HASH` (as `--expect` takes it).
+/// What a signed (or expected) head `seq`/`hash` says about a chain ending at row `last`
+/// whose row `seq` has the hash `stored`: rows cut from the tail, a rewritten row, or nothing.
+pub(crate) fn anchor_problem(
+    seq: i64,
+    hash: &str,
+    last: i64,
+    stored: Option<&str>,
+    source: &str,
+) -> Option<(Tamper, String)> {
+    if seq <= 0 {
+        return None;
+    }
+    if seq > last {
+        return Some((
+            Tamper::Truncated,
+            format!(
+                "{source} records row {seq}, but the log ends at row {last}: rows {}..={seq} were cut from the tail",
+                last + 1
+            ),
+        ));
+    }
+    match stored {
+        Some(h) if h == hash => None,
+        Some(_) => Some((
+            Tamper::Rewritten,
+            format!("row {seq} does not have the hash {source} records: the log was rewritten"),
+        )),
+        // A gap inside the chain: the chain check reports it.
+        None => None,
+    }
+}
+
+/// A head kept elsewhere (`--expect`): `SEQ:HASH` of the SQLite chain, or `CHAIN:SEQ:HASH` of
+/// a PostgreSQL writer's chain (chain ids hold colons themselves; the last two fields are the
+/// row and its hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedHead {
+    pub chain: Option<String>,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Parses `[CHAIN:]SEQ:HASH` (as `--expect` takes it).
+pub fn parse_expected(s: &str) -> Result<ExpectedHead, String> {
+    let mut parts = s.rsplitn(3, ':');
+    let (hash, seq) = match (parts.next(), parts.next()) {
+        (Some(hash), Some(seq)) => (hash, seq),
+        _ => return Err(format!("`{s}` is not SEQ:HASH or CHAIN:SEQ:HASH")),
+    };
+    let chain = parts.next().map(str::to_string);
+    let (seq, hash) = parse_expected_head(&format!("{seq}:{hash}"))?;
+    Ok(ExpectedHead { chain, seq, hash })
+}
+
+/// Parses `SEQ:HASH` (the SQLite chain's head).
 pub fn parse_expected_head(s: &str) -> Result<(i64, String), String> {
     let (seq, hash) = s
         .split_once(':')
@@ -1398,8 +1471,30 @@ mod tests {
         assert!(parse_expected_head("4:zz").is_err());
         assert_eq!(
             parse_expected_head(&format!("{seq}:{hash}")).unwrap(),
-            (seq, hash)
+            (seq, hash.clone())
         );
+    }
+
+    #[test]
+    fn an_expected_head_may_name_a_chain_whose_id_holds_colons() {
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            parse_expected(&format!("7:{hash}")).unwrap(),
+            ExpectedHead {
+                chain: None,
+                seq: 7,
+                hash: hash.clone()
+            }
+        );
+        assert_eq!(
+            parse_expected(&format!("host:42:boot:01j:7:{hash}")).unwrap(),
+            ExpectedHead {
+                chain: Some("host:42:boot:01j".into()),
+                seq: 7,
+                hash
+            }
+        );
+        assert!(parse_expected("host:x:7").is_err());
     }
 
     #[test]

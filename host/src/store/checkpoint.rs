@@ -1,6 +1,9 @@
 //! Signed checkpoints of the audit chain: the head (sequence number and hash of the newest row)
-//! signed with the daemon's own Ed25519 key and appended to a JSON-lines file outside the
-//! database, so rows cut from the tail or a chain rewritten from scratch no longer verify.
+//! signed with the daemon's own Ed25519 key, so rows cut from the tail or a chain rewritten from
+//! scratch no longer verify. The SQLite chain's checkpoints go to a JSON-lines file outside the
+//! database; a PostgreSQL chain's go to the database beside the chain (`audit_checkpoints`,
+//! `store/pg/audit.rs`), where `audit verify` on any machine sees every daemon's, and they name
+//! their chain in what is signed.
 //!
 //! The key (`audit-signing.key`, 0600, refused if looser) is not the vault key: a checkpoint
 //! proves what the log held, and must not need the secret that decrypts credentials. Its public
@@ -21,13 +24,21 @@ pub const PUBLIC_KEY_FILE: &str = "audit-signing.pub";
 pub const CHECKPOINT_FILE: &str = "audit-checkpoints.jsonl";
 
 /// What the signature covers; the prefix keeps the key from signing anything else usefully.
-fn signed_message(seq: i64, hash: &str, time: &str) -> String {
-    format!("airlock-audit-checkpoint-v1\n{seq}\n{hash}\n{time}")
+/// A checkpoint of a named chain (PostgreSQL) signs the chain id too, so it cannot be moved to
+/// another chain (every chain's first checkpoint signs the same genesis head).
+fn signed_message(chain: Option<&str>, seq: i64, hash: &str, time: &str) -> String {
+    match chain {
+        None => format!("airlock-audit-checkpoint-v1\n{seq}\n{hash}\n{time}"),
+        Some(chain) => format!("airlock-audit-checkpoint-v2\n{chain}\n{seq}\n{hash}\n{time}"),
+    }
 }
 
 /// One line of the checkpoint file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The chain it anchors: None for the SQLite store's one chain; a PostgreSQL writer's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     pub seq: i64,
     pub hash: String,
     /// RFC 3339 UTC, when it was signed.
@@ -101,17 +112,39 @@ impl CheckpointSigner {
         Some((cp.seq, cp.hash))
     }
 
-    /// Signs `seq`/`hash` and appends the checkpoint.
-    pub fn checkpoint(&self, seq: i64, hash: &str) -> anyhow::Result<Checkpoint> {
+    /// Signs the head `seq`/`hash` of `chain` (None: the SQLite store's one chain).
+    pub fn sign(&self, chain: Option<&str>, seq: i64, hash: &str) -> Checkpoint {
         let time = super::now_rfc3339();
-        let sig = self.key.sign(signed_message(seq, hash, &time).as_bytes());
-        let cp = Checkpoint {
+        let sig = self
+            .key
+            .sign(signed_message(chain, seq, hash, &time).as_bytes());
+        Checkpoint {
+            chain: chain.map(str::to_string),
             seq,
             hash: hash.to_string(),
             time,
             signature: hex::encode(sig.to_bytes()),
             key_id: self.key_id.clone(),
+        }
+    }
+
+    /// Hands a stored checkpoint to the configured sink (the log or standard output).
+    pub fn emit(&self, cp: &Checkpoint) {
+        let Ok(line) = serde_json::to_string(cp) else {
+            return;
         };
+        match self.sink {
+            Sink::None => {}
+            Sink::Log => {
+                tracing::info!(target: "airlock::audit::checkpoint", "audit checkpoint {line}")
+            }
+            Sink::Stdout => println!("{line}"),
+        }
+    }
+
+    /// Signs `seq`/`hash` of the SQLite chain and appends the checkpoint to the file.
+    pub fn checkpoint(&self, seq: i64, hash: &str) -> anyhow::Result<Checkpoint> {
+        let cp = self.sign(None, seq, hash);
         let line = serde_json::to_string(&cp)?;
         let mut opts = std::fs::OpenOptions::new();
         opts.append(true).create(true);
@@ -126,13 +159,7 @@ impl CheckpointSigner {
         // One write of the whole line: appends from several processes do not interleave.
         f.write_all(format!("{line}\n").as_bytes())?;
         f.sync_data()?;
-        match self.sink {
-            Sink::None => {}
-            Sink::Log => {
-                tracing::info!(target: "airlock::audit::checkpoint", "audit checkpoint {line}")
-            }
-            Sink::Stdout => println!("{line}"),
-        }
+        self.emit(&cp);
         Ok(cp)
     }
 }
@@ -233,7 +260,7 @@ pub fn verify_one(cp: &Checkpoint, key: &VerifyingKey) -> bool {
         return false;
     };
     key.verify(
-        signed_message(cp.seq, &cp.hash, &cp.time).as_bytes(),
+        signed_message(cp.chain.as_deref(), cp.seq, &cp.hash, &cp.time).as_bytes(),
         &Signature::from_bytes(&sig),
     )
     .is_ok()
@@ -258,6 +285,22 @@ mod tests {
         // The published public key is the signing key's.
         let published = std::fs::read_to_string(dir.path().join(PUBLIC_KEY_FILE)).unwrap();
         assert_eq!(parse_public_key(&published).unwrap(), key);
+    }
+
+    #[test]
+    fn a_chains_checkpoint_does_not_verify_for_another_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = CheckpointSigner::open(dir.path(), Sink::None).unwrap();
+        let key = local_public_key(dir.path()).unwrap().unwrap();
+        let cp = s.sign(Some("host:1:boot:a"), 0, "genesis");
+        assert!(verify_one(&cp, &key));
+        let moved = Checkpoint {
+            chain: Some("host:2:boot:b".into()),
+            ..cp.clone()
+        };
+        assert!(!verify_one(&moved, &key));
+        // Nor as the SQLite chain's (no chain named).
+        assert!(!verify_one(&Checkpoint { chain: None, ..cp }, &key));
     }
 
     #[cfg(unix)]

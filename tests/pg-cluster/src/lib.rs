@@ -52,7 +52,20 @@ impl PgCluster {
     /// Starts a cluster that also speaks TLS (`ssl = on`) with this server certificate and key
     /// (PEM); clients may still connect without TLS.
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
-        match PgCluster::try_start_with(Some((cert_pem, key_pem))) {
+        match PgCluster::try_start_with(Some((cert_pem, key_pem, None))) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start a throwaway PostgreSQL with TLS: {e}"),
+        }
+    }
+
+    /// [`PgCluster::start_tls`], trusting `client_ca_pem` for client certificates
+    /// (`ssl_ca_file`); see [`PgCluster::require_client_certs`].
+    pub fn start_tls_with_client_ca(
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+    ) -> PgCluster {
+        match PgCluster::try_start_with(Some((cert_pem, key_pem, Some(client_ca_pem)))) {
             Ok(c) => c,
             Err(e) => panic!("cannot start a throwaway PostgreSQL with TLS: {e}"),
         }
@@ -62,7 +75,7 @@ impl PgCluster {
         PgCluster::try_start_with(None)
     }
 
-    fn try_start_with(tls: Option<(&str, &str)>) -> Result<PgCluster, String> {
+    fn try_start_with(tls: Option<(&str, &str, Option<&str>)>) -> Result<PgCluster, String> {
         let bin = bin_dir().ok_or(
             "no PostgreSQL server binaries (install the Debian package `postgresql`, or set PG_BIN)",
         )?;
@@ -85,7 +98,7 @@ impl PgCluster {
             .arg("--locale=C.UTF-8");
         run(&mut initdb)?;
         let mut ssl = String::new();
-        if let Some((cert, key)) = tls {
+        if let Some((cert, key, client_ca)) = tls {
             let (cert_file, key_file) =
                 (dir.path().join("server.crt"), dir.path().join("server.key"));
             std::fs::write(&cert_file, cert).map_err(|e| format!("server.crt: {e}"))?;
@@ -103,6 +116,11 @@ impl PgCluster {
                 cert_file.display(),
                 key_file.display()
             );
+            if let Some(ca) = client_ca {
+                let ca_file = dir.path().join("client-ca.crt");
+                std::fs::write(&ca_file, ca).map_err(|e| format!("client-ca.crt: {e}"))?;
+                ssl += &format!(" -c ssl_ca_file={}", ca_file.display());
+            }
         }
         let mut last = String::new();
         // A free port can be taken between the probe and the server's bind: try a few.
@@ -186,6 +204,22 @@ impl PgCluster {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Lets clients into `database` only over TLS with a client certificate whose common name
+    /// is the user (`hostssl DATABASE all 127.0.0.1/32 cert`, anything else refused); the other
+    /// databases keep trust, so `psql` here still works.
+    pub fn require_client_certs(&self, database: &str) -> Result<(), String> {
+        let hba = self.data_dir().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).map_err(|e| format!("pg_hba.conf: {e}"))?;
+        let lines = format!(
+            "hostssl {database} all 127.0.0.1/32 cert\nhost {database} all 127.0.0.1/32 reject\n{old}"
+        );
+        std::fs::write(&hba, lines).map_err(|e| format!("pg_hba.conf: {e}"))?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        // The postmaster reloads on the signal, a moment after the call returns.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
     }
 }
 

@@ -120,8 +120,9 @@ impl AuditWriter {
             Store::Sqlite(_) => AuditWriter::start_with(data_dir, scrubber, settings),
             Store::Postgres(pg) => {
                 let sink = ChainWriter::new(pg, chain, settings.durability)?;
-                // Signed checkpoints are kept for the SQLite chain only (docs/security.md).
-                AuditWriter::spawn(Box::new(sink), data_dir, scrubber, settings, false)
+                // Its checkpoints are signed with the data directory's key and kept in the
+                // database beside the chain (docs/security.md).
+                AuditWriter::spawn(Box::new(sink), data_dir, scrubber, settings)
             }
         }
     }

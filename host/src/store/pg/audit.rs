@@ -22,16 +22,19 @@
 //! is rolled back whole). `[audit] durability = "fsync"` also sets `synchronous_commit = on` for
 //! the writer's session whatever the server default is.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ed25519_dalek::VerifyingKey;
 use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgStore;
 use crate::store::audit::{
-    AuditEvent, AuditFilter, AuditRow, ChainSink, ChainWalk, Durability, GENESIS, Verification,
-    row_hash,
+    AnchorCheck, AuditEvent, AuditFilter, AuditRow, ChainSink, ChainWalk, Durability, GENESIS,
+    Tamper, Verification, anchor_problem, row_hash,
 };
+use crate::store::checkpoint::{self, Checkpoint};
 
 /// How long one append may take before the writer counts it as failed and retries.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,6 +138,44 @@ async fn connect(
 }
 
 impl ChainSink for ChainWriter {
+    fn chain(&self) -> Option<String> {
+        Some(self.chain.clone())
+    }
+
+    fn keep_checkpoint(&mut self, cp: &Checkpoint) -> anyhow::Result<()> {
+        self.with_client(async |c, chain| {
+            c.execute(
+                "INSERT INTO audit_checkpoints (chain, seq, hash, time, signature, key_id)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    &chain,
+                    &cp.seq,
+                    &cp.hash,
+                    &cp.time,
+                    &cp.signature,
+                    &cp.key_id,
+                ],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn newest_checkpoint(&mut self) -> Option<(i64, String)> {
+        self.with_client(async |c, chain| {
+            let row = c
+                .query_opt(
+                    "SELECT seq, hash FROM audit_checkpoints WHERE chain = $1
+                     ORDER BY seq DESC, time DESC LIMIT 1",
+                    &[&chain],
+                )
+                .await?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+        .ok()
+        .flatten()
+    }
+
     fn head(&mut self) -> Option<(i64, String)> {
         self.with_client(async |c, chain| {
             let row = c
@@ -423,6 +464,135 @@ impl PgStore {
             );
         }
         Ok((total, chains.len()))
+    }
+
+    /// Every chain against its signed checkpoints (signatures under one of `keys`) and against
+    /// `expect`, heads kept elsewhere as (chain, seq, hash). As on SQLite: a checkpoint past
+    /// its chain's end is a cut tail, one whose row differs a rewrite, one that does not verify
+    /// (or is signed by a key not in `keys`) a forgery; and a chain with rows but no valid
+    /// checkpoint had them removed, since every chain is anchored at its genesis first.
+    pub async fn audit_check_anchors(
+        &self,
+        keys: &[VerifyingKey],
+        expect: &[(String, i64, String)],
+    ) -> anyhow::Result<AnchorCheck> {
+        let client = self.client().await?;
+        let mut out = AnchorCheck::default();
+        let lasts: BTreeMap<String, i64> = client
+            .query("SELECT chain, MAX(seq) FROM audit GROUP BY chain", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let last_of = |chain: &str| lasts.get(chain).copied().unwrap_or(0);
+        if keys.is_empty() {
+            if lasts.values().any(|&n| n > 0) {
+                out.problems.push((
+                    Tamper::CheckpointMissing,
+                    format!(
+                        "no checkpoint signing key ({}) to check checkpoints with; pass --public-key",
+                        checkpoint::KEY_FILE
+                    ),
+                ));
+            }
+        } else {
+            let trusted: BTreeMap<String, &VerifyingKey> =
+                keys.iter().map(|k| (checkpoint::key_id(k), k)).collect();
+            let rows = client
+                .query(
+                    "SELECT c.chain, c.seq, c.hash, c.time, c.signature, c.key_id, a.hash
+                     FROM audit_checkpoints c
+                     LEFT JOIN audit a ON a.chain = c.chain AND a.seq = c.seq
+                     ORDER BY c.chain, c.seq, c.time",
+                    &[],
+                )
+                .await?;
+            // The newest valid checkpoint's row per chain.
+            let mut anchored: BTreeMap<String, i64> = BTreeMap::new();
+            for r in &rows {
+                let chain: String = r.get(0);
+                let cp = Checkpoint {
+                    chain: Some(chain.clone()),
+                    seq: r.get(1),
+                    hash: r.get(2),
+                    time: r.get(3),
+                    signature: r.get(4),
+                    key_id: r.get(5),
+                };
+                let stored: Option<String> = r.get(6);
+                let Some(key) = trusted.get(&cp.key_id) else {
+                    out.problems.push((
+                        Tamper::Rewritten,
+                        format!(
+                            "chain {chain}: the checkpoint of row {} signed at {} is signed by key \
+                             {}, which is not a trusted key (forged, or a daemon with a key of \
+                             its own: give every daemon the same {} or pass each --public-key)",
+                            cp.seq,
+                            cp.time,
+                            cp.key_id,
+                            checkpoint::KEY_FILE
+                        ),
+                    ));
+                    continue;
+                };
+                if !checkpoint::verify_one(&cp, key) {
+                    out.problems.push((
+                        Tamper::Rewritten,
+                        format!(
+                            "chain {chain}: the checkpoint of row {} signed at {} does not verify \
+                             under key {} (forged or edited)",
+                            cp.seq, cp.time, cp.key_id
+                        ),
+                    ));
+                    continue;
+                }
+                out.valid_checkpoints += 1;
+                let source = format!("the checkpoint signed at {}", cp.time);
+                if let Some((kind, p)) = anchor_problem(
+                    cp.seq,
+                    &cp.hash,
+                    last_of(&chain),
+                    stored.as_deref(),
+                    &source,
+                ) {
+                    out.problems.push((kind, format!("chain {chain}: {p}")));
+                }
+                let newest = anchored.entry(chain).or_insert(cp.seq);
+                *newest = (*newest).max(cp.seq);
+                if out.newest.as_ref().is_none_or(|n| cp.time > n.time) {
+                    out.newest = Some(cp);
+                }
+            }
+            for (chain, &last) in &lasts {
+                match anchored.get(chain) {
+                    Some(&seq) => out.unanchored_rows += (last - seq).max(0),
+                    None if last > 0 => out.problems.push((
+                        Tamper::CheckpointMissing,
+                        format!(
+                            "chain {chain}: rows 1..={last} but no valid signed checkpoint (its \
+                             checkpoints were removed: every chain is anchored before its first row)"
+                        ),
+                    )),
+                    None => {}
+                }
+            }
+        }
+        for (chain, seq, hash) in expect {
+            let stored: Option<String> = client
+                .query_opt(
+                    "SELECT hash FROM audit WHERE chain = $1 AND seq = $2",
+                    &[chain, seq],
+                )
+                .await?
+                .map(|r| r.get(0));
+            let source = "the expected head (--expect)";
+            if let Some((kind, p)) =
+                anchor_problem(*seq, hash, last_of(chain), stored.as_deref(), source)
+            {
+                out.problems.push((kind, format!("chain {chain}: {p}")));
+            }
+        }
+        Ok(out)
     }
 
     /// Data committed from sync pages whose `invoke` row is in no chain (as SQLite's

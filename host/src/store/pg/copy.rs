@@ -346,11 +346,14 @@ pub async fn pg_counts(pg: &PgStore) -> anyhow::Result<Counts> {
 }
 
 /// Copies every table of the SQLite store `conn` into `pg` in one PostgreSQL transaction, and
-/// the audit head as the head of `chain`. Blocking (SQLite); call it off the async threads.
+/// the audit head as the head of `chain`, anchored by a checkpoint `signer` signs (the caller
+/// verified the SQLite log first; SQLite's own checkpoints sign no chain id and stay in its
+/// file). Blocking (SQLite); call it off the async threads.
 pub fn copy_all(
     conn: &mut rusqlite::Connection,
     pg: &PgStore,
     chain: &str,
+    signer: &crate::store::checkpoint::CheckpointSigner,
     rt: &tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     // One read transaction: every table from the same moment.
@@ -359,7 +362,11 @@ pub fn copy_all(
     let tx = rt.block_on(client.transaction())?;
     // The caller refused a target with data; a daemon started on it meanwhile would mix its
     // rows with the copy's, so look again inside the transaction.
-    for t in TABLES.iter().map(|t| t.name).chain(["audit_heads"]) {
+    for t in TABLES
+        .iter()
+        .map(|t| t.name)
+        .chain(["audit_heads", "audit_checkpoints"])
+    {
         let held: bool = rt
             .block_on(tx.query_one(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), &[]))?
             .get(0);
@@ -404,6 +411,19 @@ pub fn copy_all(
         rt.block_on(tx.execute(
             "INSERT INTO audit_heads (chain, seq, hash, updated_at) VALUES ($1, $2, $3, $4)",
             &[&chain, &seq, &hash, &crate::store::now_rfc3339()],
+        ))?;
+        let cp = signer.sign(Some(chain), seq, &hash);
+        rt.block_on(tx.execute(
+            "INSERT INTO audit_checkpoints (chain, seq, hash, time, signature, key_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &chain,
+                &cp.seq,
+                &cp.hash,
+                &cp.time,
+                &cp.signature,
+                &cp.key_id,
+            ],
         ))?;
     }
     rt.block_on(tx.commit())?;

@@ -324,6 +324,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE oauth_grants ADD COLUMN person_tenant TEXT;
     ALTER TABLE oauth_grants ADD COLUMN person_groups JSONB;
     "#,
+    // 11: signed checkpoints of the audit chains, kept beside them so that `audit verify` on any
+    // machine checks every daemon's (store/pg/audit.rs; SQLite keeps its one chain's in a file).
+    r#"
+    CREATE TABLE audit_checkpoints (
+        chain      TEXT NOT NULL,
+        seq        BIGINT NOT NULL,
+        hash       TEXT NOT NULL,
+        time       TEXT NOT NULL,
+        signature  TEXT NOT NULL,
+        key_id     TEXT NOT NULL,
+        PRIMARY KEY (chain, seq, key_id)
+    );
+    "#,
 ];
 
 /// Serialises migrations of daemons that start together (any constant both sides agree on).

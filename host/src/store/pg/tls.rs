@@ -12,6 +12,12 @@
 //!   Trusted: the `sslrootcert` file alone, or with none given (or `system`) the roots outbound
 //!   TLS starts from (the bundled webpki roots and the system's store; built here from the same
 //!   crates, since the store sits below the capabilities layer that owns outbound trust).
+//!
+//! `sslcert` and `sslkey` name a client certificate (PEM, with its chain) and its private key,
+//! shown to a server that asks for one (`hostssl … cert` in pg_hba.conf). As libpq, the key file
+//! is refused when its owner is this user and group or others may read it (0600 or less), or
+//! when it is root's and more than the group may read it (0640 or less). Unlike libpq there is no
+//! default `~/.postgresql/postgresql.crt`: a client certificate is used only when named.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +25,7 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -68,6 +74,8 @@ pub enum RootCert {
 pub struct TlsSettings {
     pub mode: SslMode,
     pub root_cert: Option<RootCert>,
+    /// `sslcert` and `sslkey`: the client certificate (chain) and its key, both PEM files.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// How the server's certificate is checked.
@@ -116,12 +124,21 @@ impl TlsSettings {
                 })
             }
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup: {e}"))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match &self.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = cert_file(cert).map_err(|e| format!("sslcert: {e}"))?;
+                let key = key_file(key).map_err(|e| format!("sslkey: {e}"))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    format!("sslcert and sslkey are not a certificate and its key: {e}")
+                })?
+            }
+        };
         Ok(MakeRustlsConnect::new(config))
     }
 }
@@ -136,6 +153,7 @@ pub fn split_url(url: &str) -> Result<(String, TlsSettings), String> {
     };
     let mut mode = SslMode::Prefer;
     let mut root_cert = None;
+    let (mut ssl_cert, mut ssl_key) = (None, None);
     let mut kept: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -162,10 +180,40 @@ pub fn split_url(url: &str) -> Result<(String, TlsSettings), String> {
                     path => RootCert::File(PathBuf::from(path)),
                 });
             }
+            "sslcert" | "sslkey" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err(format!("{key} in the store URL is empty"));
+                }
+                let slot = if key == "sslcert" {
+                    &mut ssl_cert
+                } else {
+                    &mut ssl_key
+                };
+                *slot = Some(PathBuf::from(v));
+            }
             _ => kept.push(pair),
         }
     }
-    let settings = TlsSettings { mode, root_cert };
+    let client_cert = match (ssl_cert, ssl_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "sslcert and sslkey in the store URL go together: name the client certificate \
+                 and its private key"
+                    .into(),
+            );
+        }
+    };
+    if client_cert.is_some() && mode == SslMode::Disable {
+        return Err("sslcert and sslkey need TLS, but the store URL says sslmode=disable".into());
+    }
+    let settings = TlsSettings {
+        mode,
+        root_cert,
+        client_cert,
+    };
     kept.push(match mode.negotiated() {
         "disable" => "sslmode=disable",
         "prefer" => "sslmode=prefer",
@@ -201,6 +249,64 @@ fn ca_file(path: &std::path::Path) -> Result<RootCertStore, String> {
         ));
     }
     Ok(roots)
+}
+
+/// A client certificate and the chain after it, from a PEM file; the error names the file.
+fn cert_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not readable as PEM: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected PEM `-----BEGIN CERTIFICATE-----` blocks)",
+            path.display()
+        ));
+    }
+    Ok(chain)
+}
+
+/// The client's private key (PKCS#8, PKCS#1 or SEC1 PEM), refused as libpq refuses it when
+/// others may read it; the error names the file and the fix, never the key.
+fn key_file(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    key_mode_allowed(path, &meta)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+        format!(
+            "{} holds no private key (expected a PEM `PRIVATE KEY` block)",
+            path.display()
+        )
+    })
+}
+
+/// libpq's rule for the key file's mode: owned by this user, 0600 or less; owned by root,
+/// 0640 or less (a key shared with a group through root's ownership).
+#[cfg(unix)]
+fn key_mode_allowed(path: &std::path::Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode() & 0o777;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let too_open =
+        (meta.uid() == euid && mode & 0o077 != 0) || (meta.uid() == 0 && mode & 0o037 != 0);
+    if too_open {
+        return Err(format!(
+            "{} has mode {mode:04o}: a private key must be readable by its owner only (chmod 600; \
+             0640 when owned by root), as libpq requires",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn key_mode_allowed(_path: &std::path::Path, _meta: &std::fs::Metadata) -> Result<(), String> {
+    Ok(())
 }
 
 /// The bundled webpki roots and the system's store (outbound TLS's defaults).
@@ -306,6 +412,15 @@ impl ServerCertVerifier for Chained {
 /// A connection error said plainly: a refused server certificate names TLS verification and the
 /// settings that decide it; a server without TLS names `sslmode`. None: not a TLS matter.
 pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(rustls::Error::AlertReceived(alert)) =
+        crate::tls_errors::find_certificate_error(err)
+    {
+        return Some(format!(
+            "the PostgreSQL server ended the TLS handshake ({alert:?}), as it does when it refuses \
+             the client certificate; check sslcert and sslkey in the store URL (a certificate the \
+             server's ssl_ca_file trusts)"
+        ));
+    }
     if let Some(e) = crate::tls_errors::find_certificate_error(err) {
         return Some(format!(
             "TLS verification of the PostgreSQL server's certificate failed ({e}); check sslrootcert (the CA that signed it) and sslmode in the store URL"
@@ -314,9 +429,19 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     // tokio-postgres says "error performing TLS handshake" and keeps the reason as the source.
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut refused = false;
+    let mut wants_cert = false;
     while let Some(e) = cur {
-        refused |= e.to_string().contains("server does not support TLS");
+        let said = e.to_string();
+        refused |= said.contains("server does not support TLS");
+        wants_cert |= said.contains("requires a valid client certificate");
         cur = e.source();
+    }
+    if wants_cert {
+        return Some(
+            "the PostgreSQL server requires a client certificate for this user and database; \
+             name it with sslcert and sslkey in the store URL"
+                .into(),
+        );
     }
     if refused {
         return Some(
@@ -380,6 +505,45 @@ mod tests {
         let e = split_url("postgres://u:canary-pw@db/x?sslrootcert=").unwrap_err();
         assert!(e.contains("sslrootcert"), "{e}");
         assert!(!e.contains("canary-pw"), "{e}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_both_files_and_tls() {
+        let (url, s) =
+            split_url("postgres://u:canary-pw@db/x?sslmode=require&sslcert=/c.pem&sslkey=/k.pem")
+                .unwrap();
+        assert_eq!(url, "postgres://u:canary-pw@db/x?sslmode=require");
+        assert_eq!(s.client_cert, Some(("/c.pem".into(), "/k.pem".into())));
+        let e = split_url("postgres://u:canary-pw@db/x?sslcert=/c.pem").unwrap_err();
+        assert!(
+            e.contains("sslcert and sslkey") && !e.contains("canary-pw"),
+            "{e}"
+        );
+        let e = split_url("postgres://u@db/x?sslmode=disable&sslcert=/c.pem&sslkey=/k.pem")
+            .unwrap_err();
+        assert!(e.contains("sslmode=disable"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_client_key_others_may_read_is_refused_as_libpq_refuses_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, "not read before the mode is checked").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = key_file(&key).unwrap_err();
+        assert!(
+            e.contains("client.key") && e.contains("0644") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = key_file(&key).unwrap_err();
+        assert!(e.contains("holds no private key"), "{e}");
+        assert!(
+            !e.contains("not read before"),
+            "the key's text is never shown: {e}"
+        );
     }
 
     #[test]

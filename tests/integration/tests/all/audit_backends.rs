@@ -1,7 +1,8 @@
 //! The audit log on both backends (a throwaway PostgreSQL cluster per test): writers append
 //! concurrently and every chain verifies, a row edited with SQL is named by `audit verify`,
-//! a secret never reaches a stored row, and a writer that cannot reach its database reports
-//! its rows not durable instead of losing them.
+//! signed checkpoints in PostgreSQL catch what the chains alone cannot, a secret never reaches
+//! a stored row, and a writer that cannot reach its database reports its rows not durable
+//! instead of losing them.
 
 use std::sync::Arc;
 
@@ -177,9 +178,12 @@ async fn a_row_edited_in_postgres_is_named_by_audit_verify() {
             .is_empty()
     );
 
-    // The CLI checks the same store (every chain) through `[store] url`.
+    // The CLI checks the same store (every chain) through `[store] url`, and their signed
+    // checkpoints under the writers' public key.
     let env = Env::new(&format!("[store]\nurl = \"{}\"\n", b.pg.url_of(&b.db)));
-    let out = env.airlock(&["audit", "verify"], None);
+    let key = std::fs::read_to_string(b.dir.path().join("audit-signing.pub")).unwrap();
+    let verify = ["audit", "verify", "--public-key", key.trim()];
+    let out = env.airlock(&verify, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -203,7 +207,7 @@ async fn a_row_edited_in_postgres_is_named_by_audit_verify() {
         problems,
         vec!["chain daemon-b: row 8: contents do not match its hash (edited)".to_string()]
     );
-    let out = env.airlock(&["audit", "verify"], None);
+    let out = env.airlock(&verify, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(
@@ -335,4 +339,155 @@ async fn a_connection_cut_mid_stream_loses_no_row_and_the_writer_reconnects() {
     );
     assert_eq!(check.verification.rows, 200, "no row lost");
     assert_eq!(check.chains, 1);
+}
+
+/// `airlock audit verify` on the PostgreSQL store: its exit code and what it printed.
+fn verify_cli(env: &Env, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["audit", "verify"];
+    args.extend_from_slice(extra);
+    let out = env.airlock(&args, None);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_of_every_postgres_chain_catch_a_cut_tail_a_forgery_and_a_removal() {
+    let b = backends("anchored").await;
+    let env = Env::new(&format!("[store]\nurl = \"{}\"\n", b.pg.url_of(&b.db)));
+    // Both writers sign with the key of the data directory the CLI trusts (as daemons given
+    // the same audit-signing.key do).
+    let (s, dir) = (b.postgres.clone(), env.data_dir());
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).unwrap();
+        let settings = AuditSettings {
+            checkpoint_rows: 5,
+            ..settings()
+        };
+        for chain in ["daemon-a", "daemon-b"] {
+            let w = AuditWriter::start_chain(&s, &dir, Scrubber::new(), &settings, chain).unwrap();
+            for i in 0..20 {
+                w.log().record(event(chain, i));
+                w.log().flush();
+            }
+            // Dropped: a clean stop signs the head (row 20).
+        }
+    })
+    .await
+    .unwrap();
+    let heads = b.postgres.clone();
+    let Store::Postgres(pg) = &heads else {
+        unreachable!()
+    };
+    let head_of = |chain: &str| {
+        b.pg.psql(
+            &b.db,
+            &format!("SELECT hash FROM audit WHERE chain = '{chain}' AND seq = 20"),
+        )
+        .unwrap()
+    };
+    let (a20, b20) = (head_of("daemon-a"), head_of("daemon-b"));
+    // Each chain anchored at its genesis before its first row, then every 5 rows.
+    let cps =
+        b.pg.psql(
+            &b.db,
+            "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit_checkpoints WHERE chain = 'daemon-a'",
+        )
+        .unwrap();
+    assert_eq!(cps, "0,5,10,15,20");
+    assert!(pg.audit_heads().await.unwrap().len() == 2);
+
+    let (code, said) = verify_cli(&env, &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("40 rows verified in 2 chain(s)"), "{said}");
+    assert!(said.contains("anchored: 10 valid checkpoint(s)"), "{said}");
+    let expect = format!("daemon-a:20:{a20}");
+    let (code, said) = verify_cli(&env, &["--expect", &expect]);
+    assert_eq!(code, Some(0), "{said}");
+    // On PostgreSQL a head kept elsewhere names its chain.
+    let (code, said) = verify_cli(&env, &["--expect", &format!("20:{a20}")]);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("CHAIN:SEQ:HASH"), "{said}");
+
+    // Under a key the checkpoints were not signed with, none of them counts.
+    let other = tempfile::tempdir().unwrap();
+    airlock::store::checkpoint::CheckpointSigner::open(other.path(), Sink::None).unwrap();
+    let other_key = std::fs::read_to_string(other.path().join("audit-signing.pub")).unwrap();
+    let (code, said) = verify_cli(&env, &["--public-key", other_key.trim()]);
+    assert_eq!(code, Some(5), "{said}");
+    assert!(said.contains("which is not a trusted key"), "{said}");
+
+    // Rows cut from daemon-a's tail with its head moved back to match: the chain alone is
+    // whole, its signed checkpoint of row 20 is not.
+    b.pg.psql(
+        &b.db,
+        "DELETE FROM audit WHERE chain = 'daemon-a' AND seq > 15;
+         UPDATE audit_heads SET seq = 15,
+           hash = (SELECT hash FROM audit WHERE chain = 'daemon-a' AND seq = 15)
+         WHERE chain = 'daemon-a'",
+    )
+    .unwrap();
+    assert!(
+        b.postgres
+            .audit_verify()
+            .await
+            .unwrap()
+            .verification
+            .problems
+            .is_empty(),
+        "the cut is invisible to the chain walk"
+    );
+    let (code, said) = verify_cli(&env, &[]);
+    assert_eq!(code, Some(4), "{said}");
+    assert!(
+        said.contains("TRUNCATED: chain daemon-a: the checkpoint signed at")
+            && said.contains("records row 20, but the log ends at row 15"),
+        "{said}"
+    );
+
+    // daemon-b's checkpoints removed: its rows are no longer anchored, which is itself seen.
+    b.pg.psql(
+        &b.db,
+        "DELETE FROM audit_checkpoints WHERE chain = 'daemon-b'",
+    )
+    .unwrap();
+    let (code, said) = verify_cli(&env, &[]);
+    assert_eq!(code, Some(4), "the most serious finding decides: {said}");
+    assert!(
+        said.contains("UNANCHORED: chain daemon-b: rows 1..=20 but no valid signed checkpoint"),
+        "{said}"
+    );
+
+    // A checkpoint edited to fit the cut chain no longer verifies.
+    b.pg.psql(
+        &b.db,
+        "UPDATE audit_checkpoints SET seq = 14,
+           hash = (SELECT hash FROM audit WHERE chain = 'daemon-a' AND seq = 14)
+         WHERE chain = 'daemon-a' AND seq = 20",
+    )
+    .unwrap();
+    let (code, said) = verify_cli(&env, &[]);
+    assert_eq!(code, Some(5), "{said}");
+    assert!(
+        said.contains("REWRITTEN: chain daemon-a: the checkpoint of row 14")
+            && said.contains("does not verify"),
+        "{said}"
+    );
+
+    // A whole chain removed (rows, head, checkpoints) leaves nothing in the database to miss;
+    // the head shipped in the log (`--expect CHAIN:SEQ:HASH`) still tells.
+    b.pg.psql(
+        &b.db,
+        "DELETE FROM audit WHERE chain = 'daemon-b'; DELETE FROM audit_heads WHERE chain = 'daemon-b'",
+    )
+    .unwrap();
+    let expect = format!("daemon-b:20:{b20}");
+    let (_, said) = verify_cli(&env, &["--expect", &expect]);
+    assert!(
+        said.contains("TRUNCATED: chain daemon-b: the expected head (--expect) records row 20, but the log ends at row 0"),
+        "{said}"
+    );
 }

@@ -1,7 +1,8 @@
 //! Three `airlock serve` processes on one PostgreSQL database: every Zendesk stream ends at the
 //! fake's ground truth although the daemon running the tickets stream is killed (SIGKILL) in the
 //! middle of it; the three together stay within the grant's rate (counted at the fake); a token
-//! revoked through one daemon's CLI is refused by all three; the audit chains still verify.
+//! revoked through one daemon's CLI is refused by all three; the audit chains and their signed
+//! checkpoints still verify.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,12 +51,21 @@ async fn three_daemons_share_the_sync_survive_a_kill_and_stay_within_the_rate() 
     let envs: Vec<Env> = (0..3)
         .map(|_| Env::new(&config(&url, &fake.base_url)))
         .collect();
-    // One vault in the shared store; every daemon needs the same master key to open it.
+    // One vault in the shared store; every daemon needs the same master key to open it, and
+    // the same audit signing key so that any one of them verifies every chain's checkpoints.
     envs[0].set_secret("zendesk_token", &ZendeskOptions::default().api_token);
-    let key = envs[0].data_dir().join("master.key");
-    for e in &envs[1..] {
-        std::fs::create_dir_all(e.data_dir()).unwrap();
-        std::fs::copy(&key, e.data_dir().join("master.key")).unwrap();
+    airlock::store::checkpoint::CheckpointSigner::open(
+        &envs[0].data_dir(),
+        airlock::store::checkpoint::Sink::None,
+    )
+    .expect("signing key");
+    for file in ["master.key", "audit-signing.key"] {
+        let key = envs[0].data_dir().join(file);
+        for e in &envs[1..] {
+            std::fs::create_dir_all(e.data_dir()).unwrap();
+            // A copy keeps the owner-only mode the key files must have.
+            std::fs::copy(&key, e.data_dir().join(file)).unwrap();
+        }
     }
     let store = Store::Postgres(Arc::new(PgStore::open(&url).await.expect("store")));
 
@@ -221,4 +231,7 @@ async fn three_daemons_share_the_sync_survive_a_kill_and_stay_within_the_rate() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("chain(s)"), "{said}");
+    // Every chain anchored, the killed daemon's too (at its genesis and every checkpoint it
+    // signed before the kill).
+    assert!(said.contains("anchored: "), "{said}");
 }

@@ -2,7 +2,8 @@
 //! made here. With `sslmode=verify-full` and that CA the daemon serves, syncs and searches over
 //! encrypted connections (the server says so); with another CA, or `sslmode=require` against a
 //! server without TLS, opening the store fails with a message that names the cause, and never
-//! the password of the URL.
+//! the password of the URL. A server that requires client certificates takes the daemon with
+//! `sslcert`/`sslkey` and refuses it without (a key file others may read is refused first).
 
 use crate::test_pki::make_pki;
 use airlock::store::pg::PgStore;
@@ -152,4 +153,120 @@ async fn a_wrong_ca_or_a_server_without_tls_fails_clearly_without_the_password()
     PgStore::open(&url(&plain, ""))
         .await
         .expect("prefer falls back to an unencrypted connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_client_certificates_takes_the_daemon_with_one_and_refuses_without()
+{
+    let pki = make_pki("Airlock test database CA");
+    let (cert, key, ca) = (
+        pki.cert_pem.clone(),
+        pki.key_pem.clone(),
+        pki.ca_pem.clone(),
+    );
+    let pg = tokio::task::spawn_blocking(move || {
+        let pg = PgCluster::start_tls_with_client_ca(&cert, &key, &ca);
+        pg.require_client_certs("airlock").expect("pg_hba");
+        pg
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        path
+    };
+    let ca = write("db-ca.pem", &pki.ca_pem);
+    // `cert` authentication: the certificate's common name is the database user.
+    let (client_cert, client_key) = pki.client_cert("postgres");
+    let (cert_file, key_file) = (
+        write("client.crt", &client_cert),
+        write("client.key", &client_key),
+    );
+    let verified = format!("sslmode=verify-full&sslrootcert={}", ca.display());
+    let with_cert = url(
+        &pg,
+        &format!(
+            "{verified}&sslcert={}&sslkey={}",
+            cert_file.display(),
+            key_file.display()
+        ),
+    );
+
+    // With the certificate: in, and the server saw it.
+    let store = PgStore::open(&with_cert)
+        .await
+        .expect("the client certificate is accepted");
+    let dn: Option<String> = store
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dn.as_deref(), Some("/CN=postgres"));
+    // The daemon serves on it (its pool, audit writer and listener all show the certificate).
+    let env = Env::new(&format!("[store]\nurl = \"{with_cert}\"\n"));
+    let d = env.serve();
+    let (status, body) = http("GET", &format!("{}/readyz", d.base), None).await;
+    assert_eq!(status, 200, "{body}");
+    let log = d.stop();
+    assert!(
+        !log.contains(PASSWORD),
+        "the password is in the log:\n{log}"
+    );
+
+    // Without it: refused by the server, and the message says what is missing.
+    let err = open_error(&url(&pg, &verified)).await;
+    assert!(err.contains("requires a client certificate"), "{err}");
+    assert!(err.contains("sslcert"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    let env = Env::new(&format!("[store]\nurl = \"{}\"\n", url(&pg, &verified)));
+    let out = env.airlock(&["store", "status"], None);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{shown}");
+    assert!(shown.contains("requires a client certificate"), "{shown}");
+
+    // A certificate from a CA the server does not trust: refused in the handshake.
+    let other = make_pki("Some other CA");
+    let (stranger_cert, stranger_key) = other.client_cert("postgres");
+    let (sc, sk) = (
+        write("stranger.crt", &stranger_cert),
+        write("stranger.key", &stranger_key),
+    );
+    let err = open_error(&url(
+        &pg,
+        &format!(
+            "{verified}&sslcert={}&sslkey={}",
+            sc.display(),
+            sk.display()
+        ),
+    ))
+    .await;
+    assert!(err.contains("client certificate"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+
+    // A key file others may read is refused before any connection, as libpq refuses it.
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let err = open_error(&with_cert).await;
+    assert!(
+        err.contains("sslkey") && err.contains("client.key") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
 }

@@ -1,5 +1,6 @@
 //! A private CA and a server certificate it signs, for tests that stand up TLS servers (an
-//! upstream behind an enterprise CA, a PostgreSQL with `ssl = on`).
+//! upstream behind an enterprise CA, a PostgreSQL with `ssl = on`), and client certificates
+//! from the same CA (a PostgreSQL that requires them).
 
 /// A CA (named `name`) and a server certificate for `localhost` and `127.0.0.1` signed by it.
 pub struct TestPki {
@@ -8,6 +9,23 @@ pub struct TestPki {
     pub key_pem: String,
     pub cert: rustls::pki_types::CertificateDer<'static>,
     pub key: rustls::pki_types::PrivateKeyDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestPki {
+    /// A client certificate for `common_name` (PostgreSQL's `cert` method matches it to the
+    /// user) signed by the CA: (certificate PEM, key PEM).
+    pub fn client_cert(&self, common_name: &str) -> (String, String) {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("client key");
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        (cert.pem(), key.serialize_pem())
+    }
 }
 
 pub fn make_pki(name: &str) -> TestPki {
@@ -31,5 +49,6 @@ pub fn make_pki(name: &str) -> TestPki {
         key_pem: leaf_key.serialize_pem(),
         cert: leaf_cert.der().clone(),
         key: rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+        issuer,
     }
 }
