@@ -20,6 +20,7 @@ use airlock::app::{Airlock, StartOptions};
 use airlock::config::Config;
 use airlock::model::Document;
 use airlock::scrub::Scrubber;
+use airlock::search::fusion::{self, Ranked};
 use airlock::search::relevance::{self, Judgements};
 use airlock::search::{Mode, SearchRequest};
 use airlock::store::documents;
@@ -337,6 +338,120 @@ async fn evaluate(s: &Server, docs: &[Document], queries: &[Query]) -> anyhow::R
             sums.rr / n,
             styles.join(", "),
             t.elapsed().as_secs_f64() * 1000.0 / n
+        );
+    }
+    fusion_grid(&a, queries).await
+}
+
+/// A way of fusing keyword and semantic ranks, from the grid fixed before the first run.
+struct Fusion {
+    label: &'static str,
+    /// Keyword's list: any word (else all words), its weight, whether it only reorders.
+    any_word: bool,
+    weight: f64,
+    reorders_only: bool,
+}
+
+const FUSIONS: [Fusion; 6] = [
+    Fusion {
+        label: "rrf, equal weights",
+        any_word: false,
+        weight: 1.0,
+        reorders_only: false,
+    },
+    Fusion {
+        label: "keyword weight 0.5",
+        any_word: false,
+        weight: 0.5,
+        reorders_only: false,
+    },
+    Fusion {
+        label: "keyword weight 0.25",
+        any_word: false,
+        weight: 0.25,
+        reorders_only: false,
+    },
+    Fusion {
+        label: "keyword reorders only",
+        any_word: false,
+        weight: 1.0,
+        reorders_only: true,
+    },
+    Fusion {
+        label: "any-word keyword weight 0.5",
+        any_word: true,
+        weight: 0.5,
+        reorders_only: false,
+    },
+    Fusion {
+        label: "any-word keyword reorders only",
+        any_word: true,
+        weight: 1.0,
+        reorders_only: true,
+    },
+];
+
+/// Hybrid's fusion choices on the labelled set: the keyword and semantic lists (twice the
+/// limit each, as hybrid search takes them) fused each way of [`FUSIONS`]; nDCG@10 on the whole
+/// set and on its two halves (even and odd positions in the file), so a choice that only fits
+/// some queries shows as a split.
+async fn fusion_grid(a: &Airlock, queries: &[Query]) -> anyhow::Result<()> {
+    let list = |q: &Query, mode: Mode, any_word: bool| SearchRequest {
+        query: q.query.clone(),
+        connector: Some(CORPUS.into()),
+        kind: None,
+        limit: 2 * K,
+        live: false,
+        live_timeout: Duration::from_secs(5),
+        scope: None,
+        mode,
+        vector: None,
+        any_word,
+    };
+    let mut lists = Vec::new();
+    for q in queries {
+        let all = a.search(&list(q, Mode::Keyword, false)).await?.hits;
+        let any = a.search(&list(q, Mode::Keyword, true)).await?.hits;
+        let sem = a.search(&list(q, Mode::Semantic, false)).await?.hits;
+        lists.push((all, any, sem));
+    }
+    println!(
+        "  hybrid fusion (keyword and semantic lists of {}): nDCG@10 all / even half / odd half / lexical / paraphrase",
+        2 * K
+    );
+    for f in &FUSIONS {
+        let mut sums: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        for (i, (q, (all, any, sem))) in queries.iter().zip(&lists).enumerate() {
+            let keyword = if f.any_word { any } else { all };
+            let fused = fusion::fuse(
+                vec![
+                    Ranked {
+                        hits: keyword.clone(),
+                        weight: f.weight,
+                        reorders_only: f.reorders_only,
+                    },
+                    Ranked::new(sem.clone(), 1.0),
+                ],
+                K,
+            );
+            let ids: Vec<&str> = fused.iter().map(|h| h.id.as_str()).collect();
+            let ndcg = relevance::ndcg_at(&ids, &q.relevant, K);
+            let half = if i % 2 == 0 { "even" } else { "odd" };
+            for key in ["all", half, q.style.as_str()] {
+                let e = sums.entry(key).or_default();
+                e.0 += 1;
+                e.1 += ndcg;
+            }
+        }
+        let at = |k: &str| sums.get(k).map_or(0.0, |(n, s)| s / (*n).max(1) as f64);
+        println!(
+            "    {:<32} {:.3} / {:.3} / {:.3} / {:.3} / {:.3}",
+            f.label,
+            at("all"),
+            at("even"),
+            at("odd"),
+            at("lexical"),
+            at("paraphrase")
         );
     }
     Ok(())

@@ -543,18 +543,9 @@ impl Airlock {
         let req = match (req.mode, &config.semantic) {
             (crate::search::Mode::Keyword, _) => req,
             (_, None) => anyhow::bail!(SemanticOff),
-            (_, Some(cfg)) if req.vector.is_none() => {
-                let mut v = self
-                    .embedder(cfg)
-                    .embed(vec![req.query.clone()])
-                    .await?
-                    .into_iter();
-                let vector = v.next().ok_or_else(|| anyhow::anyhow!("no query vector"))?;
+            (_, Some(_)) if req.vector.is_none() => {
                 vectored = crate::search::SearchRequest {
-                    vector: Some(crate::search::QueryVector {
-                        model: cfg.model.clone(),
-                        vector,
-                    }),
+                    vector: Some(self.query_vector(&req.query).await?),
                     ..req.clone()
                 };
                 &vectored
@@ -567,6 +558,23 @@ impl Airlock {
             self.audit_durable().await?;
         }
         Ok(found)
+    }
+
+    /// The embedding of a query's text through the `[search.semantic]` connector (an
+    /// invocation like any other: grants, budgets, audit under the current call context).
+    pub async fn query_vector(&self, text: &str) -> anyhow::Result<crate::search::QueryVector> {
+        let config = self.config();
+        let cfg = config.semantic.as_ref().ok_or(SemanticOff)?;
+        let mut v = self
+            .embedder(cfg)
+            .embed(vec![text.to_string()])
+            .await?
+            .into_iter();
+        let vector = v.next().ok_or_else(|| anyhow::anyhow!("no query vector"))?;
+        Ok(crate::search::QueryVector {
+            model: cfg.model.clone(),
+            vector,
+        })
     }
 
     pub fn has_connector(&self, id: &str) -> bool {

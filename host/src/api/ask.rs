@@ -73,7 +73,7 @@ pub async fn ask(
     }
     let scope = super::scope_of(&a, &p);
     let readers = scope.readers.clone();
-    let req = crate::search::SearchRequest {
+    let mut req = crate::search::SearchRequest {
         query: b.question.clone(),
         connector: b.connector,
         kind: b.kind,
@@ -89,6 +89,11 @@ pub async fn ask(
     // The search's embedding and the chat are the caller's calls: their audit rows say so.
     let ctx = crate::runtime::context::CallContext::requested().by(&p.label());
     let work = async {
+        // With semantic search the question is embedded once: for the search and to pick each
+        // document's passage (its chunk nearest the question).
+        if mode != crate::search::Mode::Keyword {
+            req.vector = Some(a.query_vector(&b.question).await?);
+        }
         let found = a.search(&req).await?;
         let mut sources = Vec::new();
         let mut passages = Vec::new();
@@ -98,7 +103,24 @@ pub async fn ask(
             let Some(d) = doc.filter(|d| readers.allows(&h.connector, &d.acl)) else {
                 continue;
             };
-            let text = ask::passage(&d.title, &d.body, &b.question, cfg.passage_chars);
+            let nearest = match &req.vector {
+                Some(v) => {
+                    let c = a
+                        .store
+                        .current_chunks(&h.connector, &d.kind, &d.id, &v.model);
+                    let c = c.await?;
+                    // The chunks were read under this ACL: checked like the document's.
+                    readers
+                        .allows(&h.connector, &c.acl)
+                        .then(|| {
+                            ask::nearest_chunk(&c.chunks, &v.vector, &b.question, cfg.passage_chars)
+                        })
+                        .flatten()
+                }
+                None => None,
+            };
+            let text = nearest
+                .unwrap_or_else(|| ask::passage(&d.title, &d.body, &b.question, cfg.passage_chars));
             passages.push(a.scrubber.scrub(&text));
             sources.push(Source {
                 r#ref: sources.len() + 1,

@@ -1,5 +1,6 @@
 //! Retrieval-augmented answers: the passage of each retrieved document that best fits the
-//! question, the chat input that hands the passages to a model under instructions to answer from
+//! question (with semantic search, its chunk nearest the question's embedding; otherwise the
+//! window sharing most words with it), the chat input that hands the passages to a model under instructions to answer from
 //! them alone and cite them as `[n]`, and the citations read back out of the answer.
 //!
 //! Passages are documents' text, so they are data, never instructions: each is flattened onto
@@ -42,6 +43,27 @@ pub fn passage(title: &str, body: &str, question: &str, chars: usize) -> String 
         }
     }
     best.map(|(_, t)| flatten(&t)).unwrap_or_default()
+}
+
+/// The document's chunk nearest the question's embedding (cosine) as a passage: whole when it
+/// fits in about `chars` characters, else its window sharing most words with the question. None
+/// without chunks. `chunks`: (text, vector); chunk texts already lead with the title.
+pub fn nearest_chunk(
+    chunks: &[(String, Vec<f32>)],
+    question_vector: &[f32],
+    question: &str,
+    chars: usize,
+) -> Option<String> {
+    let similarity = |v: &[f32]| crate::store::embeddings::cosine(v, question_vector);
+    let (text, _) = chunks
+        .iter()
+        .map(|(t, v)| (t, similarity(v)))
+        .reduce(|best, c| if c.1 > best.1 { c } else { best })?;
+    if text.chars().count() <= chars {
+        Some(flatten(text))
+    } else {
+        Some(passage("", text, question, chars))
+    }
 }
 
 /// Text on one line: every run of white space (newlines included) one space.
@@ -118,6 +140,38 @@ mod tests {
         );
         let first = passage("T", "alpha beta gamma", "nothing shared", 300);
         assert_eq!(first, "T alpha beta gamma");
+    }
+
+    #[test]
+    fn the_nearest_chunk_by_embedding_is_the_passage_whatever_words_it_shares() {
+        let chunks = vec![
+            (
+                "Notes\nwhich printer needs toner".to_string(),
+                vec![1.0, 0.0, 0.0],
+            ),
+            (
+                "Notes\ncartridges are swapped on Mondays".to_string(),
+                vec![0.1, 0.9, 0.0],
+            ),
+        ];
+        // The question's embedding is nearest the second chunk, which shares none of its words.
+        let p = nearest_chunk(&chunks, &[0.0, 1.0, 0.1], "Which printer needs toner?", 300);
+        assert_eq!(
+            p.as_deref(),
+            Some("Notes cartridges are swapped on Mondays")
+        );
+        assert_eq!(nearest_chunk(&[], &[1.0], "q", 300), None);
+        // A chunk longer than the passage size is cut to its best window.
+        let long = format!(
+            "{} toner on Mondays {}",
+            "filler ".repeat(80),
+            "padding ".repeat(80)
+        );
+        let p = nearest_chunk(&[(long, vec![1.0])], &[1.0], "toner Mondays", 100).unwrap();
+        assert!(
+            p.contains("toner on Mondays") && p.chars().count() <= 120,
+            "{p}"
+        );
     }
 
     #[test]

@@ -148,15 +148,21 @@ pub async fn index(
             let noted = ann.map(|a| {
                 let vectors: Vec<(u32, Vec<f32>)> =
                     rows.iter().map(|r| (r.seq, r.vector.clone())).collect();
-                (a, doc.kind.clone(), doc.id.clone(), vectors)
+                (
+                    a,
+                    doc.kind.clone(),
+                    doc.id.clone(),
+                    vectors,
+                    doc.acl.clone(),
+                )
             });
             store
                 .replace_chunks(connector, doc, &cfg.model, rows)
                 .await?;
-            if let Some((a, kind, id, vectors)) = noted
+            if let Some((a, kind, id, vectors, acl)) = noted
                 && a.model() == cfg.model
             {
-                a.replaced(connector, &kind, &id, &vectors);
+                a.replaced(connector, &kind, &id, &vectors, &acl);
             }
         }
     }

@@ -20,6 +20,8 @@ pub struct Pending {
     pub body: String,
     /// The document's content hash the chunks will be recorded against.
     pub doc_hash: String,
+    /// The document's ACL (the approximate index keeps a copy to choose its candidates).
+    pub acl: Vec<String>,
 }
 
 /// One chunk to store: its place in the document, text, text hash and vector.
@@ -126,7 +128,7 @@ pub fn pending(
     limit: usize,
 ) -> rusqlite::Result<Vec<Pending>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.kind, d.id, d.title, d.body, COALESCE(d.content_hash, '') FROM documents d
+        "SELECT d.kind, d.id, d.title, d.body, COALESCE(d.content_hash, ''), d.acl FROM documents d
          LEFT JOIN chunked_documents c ON c.connector = d.connector AND c.kind = d.kind AND c.id = d.id
          WHERE d.connector = ?1
            AND (c.id IS NULL OR c.model <> ?2 OR c.doc_hash <> COALESCE(d.content_hash, ''))
@@ -139,6 +141,7 @@ pub fn pending(
             title: r.get(2)?,
             body: r.get(3)?,
             doc_hash: r.get(4)?,
+            acl: parse_acl(&r.get::<_, String>(5)?),
         })
     })?;
     rows.collect()
@@ -325,18 +328,38 @@ pub fn search_among(
     ranked(conn, &sql, q, Some(keys))
 }
 
-/// Every chunk vector of `connector` made with `model`, in key order (to build the index).
+/// A stored chunk with its document's ACL, as the approximate index holds it.
+#[derive(Debug, Clone)]
+pub struct IndexedChunk {
+    pub key: ChunkKey,
+    pub vector: Vec<f32>,
+    pub acl: Vec<String>,
+}
+
+/// A document's ACL as stored now (the index's copy follows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentAcl {
+    pub kind: String,
+    pub id: String,
+    pub acl: Vec<String>,
+}
+
+/// Every chunk vector of `connector` made with `model` with its document's ACL, in key order
+/// (to build the index).
 pub fn vectors(
     conn: &Connection,
     connector: &str,
     model: &str,
-) -> rusqlite::Result<Vec<(ChunkKey, Vec<f32>)>> {
+) -> rusqlite::Result<Vec<IndexedChunk>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, id, seq, vector FROM chunks WHERE connector = ?1 AND model = ?2
-         ORDER BY kind, id, seq",
+        "SELECT c.kind, c.id, c.seq, c.vector, d.acl FROM chunks c
+         JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+         WHERE c.connector = ?1 AND c.model = ?2
+         ORDER BY c.kind, c.id, c.seq",
     )?;
     let rows = stmt.query_map(params![connector, model], |r| {
         let bytes: Vec<u8> = r.get(3)?;
+        let acl: String = r.get(4)?;
         Ok((
             ChunkKey {
                 connector: connector.to_string(),
@@ -345,12 +368,76 @@ pub fn vectors(
                 seq: r.get(2)?,
             },
             decode(&bytes),
+            acl,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        if let (k, Some(v)) = row? {
-            out.push((k, v));
+        if let (key, Some(vector), acl) = row? {
+            out.push(IndexedChunk {
+                key,
+                vector,
+                acl: parse_acl(&acl),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The ACL of every document of `connector` that has chunks.
+pub fn acls(conn: &Connection, connector: &str) -> rusqlite::Result<Vec<DocumentAcl>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.kind, d.id, d.acl FROM chunked_documents c
+         JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+         WHERE c.connector = ?1",
+    )?;
+    let rows = stmt.query_map(params![connector], |r| {
+        Ok(DocumentAcl {
+            kind: r.get(0)?,
+            id: r.get(1)?,
+            acl: parse_acl(&r.get::<_, String>(2)?),
+        })
+    })?;
+    rows.collect()
+}
+
+/// A document's chunks made with `model` from its content as stored now (text and vector, in
+/// order; none when they are missing or stale), with the document's ACL read in the same
+/// statement, so a caller checks the ACL these texts were read under.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentChunks {
+    pub acl: Vec<String>,
+    pub chunks: Vec<(String, Vec<f32>)>,
+}
+
+const CURRENT_CHUNKS: &str = "SELECT c.text, c.vector, d.acl FROM chunks c
+     JOIN chunked_documents cd ON cd.connector = c.connector AND cd.kind = c.kind AND cd.id = c.id
+     JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+     WHERE c.connector = ?1 AND c.kind = ?2 AND c.id = ?3 AND c.model = ?4 AND cd.model = ?4
+       AND cd.doc_hash = COALESCE(d.content_hash, '')
+     ORDER BY c.seq";
+
+pub fn current_chunks(
+    conn: &Connection,
+    connector: &str,
+    kind: &str,
+    id: &str,
+    model: &str,
+) -> rusqlite::Result<CurrentChunks> {
+    let mut stmt = conn.prepare_cached(CURRENT_CHUNKS)?;
+    let rows = stmt.query_map(params![connector, kind, id, model], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = CurrentChunks::default();
+    for row in rows {
+        let (text, bytes, acl) = row?;
+        out.acl = parse_acl(&acl);
+        if let Some(v) = decode(&bytes) {
+            out.chunks.push((text, v));
         }
     }
     Ok(out)

@@ -4,7 +4,9 @@
 
 use super::Store;
 use crate::store::documents::Hit;
-use crate::store::embeddings::{self, ChunkKey, ChunkRow, Pending, VectorQuery};
+use crate::store::embeddings::{
+    self, ChunkKey, ChunkRow, CurrentChunks, DocumentAcl, IndexedChunk, Pending, VectorQuery,
+};
 
 impl Store {
     /// Documents of `connector` whose chunks are missing or stale for `model` (at most `limit`).
@@ -82,12 +84,13 @@ impl Store {
         }
     }
 
-    /// Every chunk vector of `connector` made with `model` (to build the index).
+    /// Every chunk vector of `connector` made with `model`, with its document's ACL (to build
+    /// the index).
     pub async fn chunk_vectors(
         &self,
         connector: &str,
         model: &str,
-    ) -> anyhow::Result<Vec<(ChunkKey, Vec<f32>)>> {
+    ) -> anyhow::Result<Vec<IndexedChunk>> {
         match self {
             Store::Sqlite(db) => {
                 let (c, m) = (connector.to_string(), model.to_string());
@@ -95,6 +98,40 @@ impl Store {
                     .await
             }
             Store::Postgres(pg) => pg.chunk_vectors(connector, model).await,
+        }
+    }
+
+    /// The ACL of every document of `connector` that has chunks (the index's copy follows it).
+    pub async fn chunked_document_acls(&self, connector: &str) -> anyhow::Result<Vec<DocumentAcl>> {
+        match self {
+            Store::Sqlite(db) => {
+                let c = connector.to_string();
+                db.read(move |conn| Ok(embeddings::acls(conn, &c)?)).await
+            }
+            Store::Postgres(pg) => pg.chunked_document_acls(connector).await,
+        }
+    }
+
+    /// A document's chunks of `model` made from its content as stored now, with its ACL.
+    pub async fn current_chunks(
+        &self,
+        connector: &str,
+        kind: &str,
+        id: &str,
+        model: &str,
+    ) -> anyhow::Result<CurrentChunks> {
+        match self {
+            Store::Sqlite(db) => {
+                let (c, k, i, m) = (
+                    connector.to_string(),
+                    kind.to_string(),
+                    id.to_string(),
+                    model.to_string(),
+                );
+                db.read(move |conn| Ok(embeddings::current_chunks(conn, &c, &k, &i, &m)?))
+                    .await
+            }
+            Store::Postgres(pg) => pg.current_chunks(connector, kind, id, model).await,
         }
     }
 

@@ -7,7 +7,8 @@ use super::PgStore;
 use super::documents::readers_sql;
 use crate::store::documents::{Hit, Readers, parse_acl};
 use crate::store::embeddings::{
-    ChunkKey, ChunkRow, Pending, VectorQuery, best_documents, cosine, decode, encode, snippet,
+    ChunkKey, ChunkRow, CurrentChunks, DocumentAcl, IndexedChunk, Pending, VectorQuery,
+    best_documents, cosine, decode, encode, snippet,
 };
 
 /// The conditions every vector search applies (model, connector, kind, the tenant's connectors,
@@ -36,7 +37,8 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT d.kind, d.id, d.title, d.body, COALESCE(d.content_hash, '') FROM documents d
+                "SELECT d.kind, d.id, d.title, d.body, COALESCE(d.content_hash, ''), d.acl::text
+                 FROM documents d
                  LEFT JOIN chunked_documents c
                    ON c.connector = d.connector AND c.kind = d.kind AND c.id = d.id
                  WHERE d.connector = $1
@@ -53,6 +55,7 @@ impl PgStore {
                 title: r.get(2),
                 body: r.get(3),
                 doc_hash: r.get(4),
+                acl: parse_acl(r.get(5)),
             })
             .collect())
     }
@@ -218,36 +221,93 @@ impl PgStore {
         Ok(best_documents(scored, q.limit))
     }
 
-    /// Every chunk vector of `connector` made with `model`, in key order.
+    /// Every chunk vector of `connector` made with `model` with its document's ACL, in key
+    /// order.
     pub async fn chunk_vectors(
         &self,
         connector: &str,
         model: &str,
-    ) -> anyhow::Result<Vec<(ChunkKey, Vec<f32>)>> {
+    ) -> anyhow::Result<Vec<IndexedChunk>> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT kind, id, seq, vector FROM chunks WHERE connector = $1 AND model = $2
-                 ORDER BY kind, id, seq",
+                "SELECT c.kind, c.id, c.seq, c.vector, d.acl::text FROM chunks c
+                 JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+                 WHERE c.connector = $1 AND c.model = $2
+                 ORDER BY c.kind, c.id, c.seq",
                 &[&connector, &model],
             )
             .await?;
         Ok(rows
             .iter()
             .filter_map(|r| {
-                let v = decode(&r.get::<_, Vec<u8>>(3))?;
+                let vector = decode(&r.get::<_, Vec<u8>>(3))?;
                 let seq: i32 = r.get(2);
-                Some((
-                    ChunkKey {
+                Some(IndexedChunk {
+                    key: ChunkKey {
                         connector: connector.to_string(),
                         kind: r.get(0),
                         id: r.get(1),
                         seq: seq as u32,
                     },
-                    v,
-                ))
+                    vector,
+                    acl: parse_acl(r.get(4)),
+                })
             })
             .collect())
+    }
+
+    /// The ACL of every document of `connector` that has chunks.
+    pub async fn chunked_document_acls(&self, connector: &str) -> anyhow::Result<Vec<DocumentAcl>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT d.kind, d.id, d.acl::text FROM chunked_documents c
+                 JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+                 WHERE c.connector = $1",
+                &[&connector],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DocumentAcl {
+                kind: r.get(0),
+                id: r.get(1),
+                acl: parse_acl(r.get(2)),
+            })
+            .collect())
+    }
+
+    /// A document's chunks of `model` made from its content as stored now, with its ACL (see
+    /// `store::embeddings::current_chunks`).
+    pub async fn current_chunks(
+        &self,
+        connector: &str,
+        kind: &str,
+        id: &str,
+        model: &str,
+    ) -> anyhow::Result<CurrentChunks> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.text, c.vector, d.acl::text FROM chunks c
+                 JOIN chunked_documents cd
+                   ON cd.connector = c.connector AND cd.kind = c.kind AND cd.id = c.id
+                 JOIN documents d ON d.connector = c.connector AND d.kind = c.kind AND d.id = c.id
+                 WHERE c.connector = $1 AND c.kind = $2 AND c.id = $3 AND c.model = $4
+                   AND cd.model = $4 AND cd.doc_hash = COALESCE(d.content_hash, '')
+                 ORDER BY c.seq",
+                &[&connector, &kind, &id, &model],
+            )
+            .await?;
+        let mut out = CurrentChunks::default();
+        for r in &rows {
+            out.acl = parse_acl(r.get(2));
+            if let Some(v) = decode(&r.get::<_, Vec<u8>>(1)) {
+                out.chunks.push((r.get(0), v));
+            }
+        }
+        Ok(out)
     }
 
     /// The connectors that have chunks of `model`.

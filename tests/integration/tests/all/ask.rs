@@ -274,3 +274,75 @@ async fn the_mcp_ask_tool_answers_like_the_route_and_is_listed_only_when_configu
     assert_eq!(s, 400, "{e}");
     assert!(e.to_string().contains("[search.ask]"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_semantic_search_a_documents_passage_is_its_chunk_nearest_the_question() {
+    let oa = openai_fake(KEY).await;
+    let wiki = component("confluence");
+    let env = Env::new(&format!(
+        r#"{}
+[[connector]]
+id = "wiki"
+component = "{w}"
+[connector.settings]
+base_url = "http://127.0.0.1:9"
+"#,
+        semantic_config(&oa.base_url),
+        w = wiki.display()
+    ));
+    env.set_secret("openai_key", KEY);
+    // Two chunks (400 characters each in the test config): the first shares the question's
+    // words ("notebook", "does", "not", "start") but is about stickers; the second answers it
+    // in other words ("laptop won't boot"), which the embedding knows to be the same.
+    let stickers = format!(
+        "Stickers for the notebook lid: does the glossy sticker not start to curl? Order matte \
+         stickers from the stationery catalogue. {}",
+        "The stationery cupboard on floor two holds pens, folders, staplers and envelopes; ask \
+         reception for the key. "
+            .repeat(3)
+    );
+    let boot = "Laptop won't boot? Hold the power button for fifteen seconds, then boot again.";
+    store_docs(
+        &env,
+        "wiki",
+        &[doc(
+            "desk",
+            "Desk notes",
+            &format!("{stickers}{boot}"),
+            &["bob"],
+        )],
+    );
+    let a = start_in_process(&env).await;
+    let indexed = a.index_semantic("wiki").await.expect("indexed");
+    assert_eq!(indexed.chunks, 2, "two chunks");
+    a.flush();
+    let d = env.serve();
+    let bob = env.create_token("bob", "default", &[], false);
+    // Keyword mode picks the window sharing most words (here the whole page); semantic mode the
+    // chunk nearest the question's embedding.
+    for (mode, nearest_only) in [("semantic", true), ("hybrid", true), ("keyword", false)] {
+        oa.clear_log();
+        let (s, r) = http_auth(
+            "POST",
+            &format!("{}/v1/ask", d.base),
+            Some(&bob),
+            Some(json!({"question": "My notebook does not start", "mode": mode}).to_string()),
+        )
+        .await;
+        assert_eq!(s, 200, "{mode}: {r}");
+        assert_eq!(ids(&r, "sources"), vec!["desk".to_string()], "{mode}: {r}");
+        let prompts = chat_prompts(&oa);
+        assert_eq!(prompts.len(), 1, "{mode}: {prompts:?}");
+        assert!(
+            prompts[0].contains("fifteen seconds"),
+            "{mode}: {}",
+            prompts[0]
+        );
+        assert_eq!(
+            prompts[0].contains("glossy sticker"),
+            !nearest_only,
+            "{mode}: {}",
+            prompts[0]
+        );
+    }
+}
