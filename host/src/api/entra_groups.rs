@@ -46,8 +46,10 @@ struct Kept {
 /// Resolved groups by (Graph URL, object id), and the app token by (token URL, client id).
 static GROUPS: LazyLock<tokio::sync::Mutex<HashMap<(String, String), Kept>>> =
     LazyLock::new(Default::default);
-static APP_TOKENS: LazyLock<tokio::sync::Mutex<HashMap<(String, String), (String, Instant)>>> =
-    LazyLock::new(Default::default);
+static APP_TOKENS: LazyLock<tokio::sync::Mutex<AppTokens>> = LazyLock::new(Default::default);
+
+/// The application token and until when it is used, by (token URL, client id).
+type AppTokens = HashMap<(String, String), (String, Instant)>;
 
 /// The groups of the person the claims name, for a token with an overage: from Graph when
 /// configured, else none. `who` names the person in the warning.

@@ -435,9 +435,9 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
         OBO_GRANT => {
             let upn = match on_behalf_of(&del, &upns, form) {
                 Ok(upn) => upn,
-                Err(refused) => {
+                Err((error, code, msg)) => {
                     del.counts.refused_obo += 1;
-                    return refused;
+                    return aad_error(bad, error, code, msg);
                 }
             };
             del.counts.obo_exchanges += 1;
@@ -467,21 +467,23 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
 
 pub(super) const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
+/// Why the on-behalf-of grant was refused: AAD's error, code and description.
+type Refusal = (&'static str, u32, &'static str);
+
 /// Checks an on-behalf-of request; the person (UPN, lower-cased) the new token is for.
 fn on_behalf_of(
     del: &Delegated,
     upns: &[String],
     form: &BTreeMap<String, String>,
-) -> Result<String, Response> {
+) -> Result<String, Refusal> {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let bad = StatusCode::BAD_REQUEST;
     if field("requested_token_use") != "on_behalf_of" {
         let msg = "The request body must contain the parameter requested_token_use = on_behalf_of.";
-        return Err(aad_error(bad, "invalid_request", 900144, msg));
+        return Err(("invalid_request", 900144, msg));
     }
     let Some((issuer, audience)) = del.obo.clone() else {
         let msg = "The application is not allowed to use the on-behalf-of flow.";
-        return Err(aad_error(bad, "unauthorized_client", 70001, msg));
+        return Err(("unauthorized_client", 70001, msg));
     };
     let claims = field("assertion")
         .split('.')
@@ -495,11 +497,11 @@ fn on_behalf_of(
         .filter(Value::is_object);
     let Some(claims) = claims else {
         let msg = "JWT token is invalid or malformed.";
-        return Err(aad_error(bad, "invalid_request", 50027, msg));
+        return Err(("invalid_request", 50027, msg));
     };
     if claims["iss"] != issuer.as_str() {
         let msg = "The assertion was issued by another tenant or issuer.";
-        return Err(aad_error(bad, "invalid_grant", 50013, msg));
+        return Err(("invalid_grant", 50013, msg));
     }
     let aud_ok = match &claims["aud"] {
         Value::String(a) => *a == audience,
@@ -508,7 +510,7 @@ fn on_behalf_of(
     };
     if !aud_ok {
         let msg = "Assertion audience does not match the Client app.";
-        return Err(aad_error(bad, "invalid_grant", 50013, msg));
+        return Err(("invalid_grant", 50013, msg));
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -516,7 +518,7 @@ fn on_behalf_of(
         .unwrap_or(0);
     if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
         let msg = "Assertion is not within its valid time range.";
-        return Err(aad_error(bad, "invalid_grant", 500133, msg));
+        return Err(("invalid_grant", 500133, msg));
     }
     let named = ["preferred_username", "upn"]
         .iter()
@@ -525,11 +527,11 @@ fn on_behalf_of(
         .to_lowercase();
     let Some(upn) = upns.iter().find(|u| **u == named).cloned() else {
         let msg = "The user account does not exist in the directory.";
-        return Err(aad_error(bad, "invalid_grant", 50034, msg));
+        return Err(("invalid_grant", 50034, msg));
     };
     if del.revoked_users.contains(&upn) {
         let msg = "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.";
-        return Err(aad_error(bad, "invalid_grant", 50173, msg));
+        return Err(("invalid_grant", 50173, msg));
     }
     Ok(upn)
 }

@@ -42,7 +42,7 @@ pub(super) async fn member_objects(
         return graph_error(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",
-            &format!(
+            format!(
                 "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
             ),
         );
