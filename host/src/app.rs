@@ -234,6 +234,25 @@ impl Loader<'_> {
                 )));
                 continue;
             }
+            if let crate::config::AuthConfig::OnBehalfOf(o) = &g.auth {
+                let Some(secret) = values.get(&o.client_secret) else {
+                    let r = &o.client_secret;
+                    return self.failed(
+                        c,
+                        format!("grant[{}].auth: {r} could not be resolved", g.index),
+                    );
+                };
+                auths.push(GrantAuth::OnBehalfOf(Arc::new(
+                    crate::capabilities::on_behalf_of::OboGrant::new(
+                        &c.id,
+                        o.clone(),
+                        secret.to_string(),
+                        self.net.client_for(g.allow_private, g.tls_ca.as_ref()),
+                        scrubber.clone(),
+                    ),
+                )));
+                continue;
+            }
             match GrantAuth::build(&g.auth, values, &scrubber) {
                 Ok(a) => auths.push(a),
                 Err(e) => return self.failed(c, format!("grant[{}].auth: {e}", g.index)),

@@ -12,6 +12,7 @@ pub mod body;
 pub mod connections;
 pub mod cors;
 pub mod dashboard;
+pub mod entra_groups;
 pub mod errors;
 pub mod hooks;
 pub mod oauth;

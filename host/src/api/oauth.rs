@@ -154,7 +154,7 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
         refused("invalid_token", why)
     })?;
     let claims = data.claims;
-    let (name, groups) =
+    let (name, mut groups) =
         person_in(&claims, &o.identity_claims, &o.groups_claim).map_err(|none_of| {
             refused(
                 "invalid_token",
@@ -176,12 +176,15 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
             "the access token carries none of Airlock's scopes",
         ));
     }
+    if !o.is_own() && super::entra_groups::overage(&claims, &o.groups_claim) {
+        groups = super::entra_groups::resolve(a, o.groups_overage.as_ref(), &claims, &name).await;
+    }
     let sub = claims["sub"].as_str().unwrap_or(&name).to_string();
     let tenant = match o.is_own() {
         true => own_session(a, &claims).await?,
         false => o.tenant.clone(),
     };
-    Ok(Principal {
+    let p = Principal {
         token_id: format!("oauth:{sub}"),
         name,
         tenant,
@@ -189,7 +192,21 @@ pub async fn principal(a: &Airlock, o: &OAuth, token: &str) -> Result<Principal,
         admin: false,
         proxy: Vec::new(),
         scopes: Some(scopes),
-    })
+    };
+    // The identity provider's token is what an on-behalf-of grant trades for the person's
+    // upstream token; kept only when some grant does.
+    let obo = a
+        .config()
+        .grants
+        .iter()
+        .any(|g| matches!(g.auth, crate::config::AuthConfig::OnBehalfOf(_)));
+    if obo
+        && !o.is_own()
+        && let Some(exp) = claims["exp"].as_i64()
+    {
+        crate::capabilities::on_behalf_of::remember(&p.label(), token, exp);
+    }
+    Ok(p)
 }
 
 /// The person a token's claims name: the first of `identity_claims` present (trimmed, not
@@ -441,6 +458,7 @@ mod tests {
             allow_private: false,
             allow_insecure: false,
             own: None,
+            groups_overage: None,
         };
         assert_eq!(
             metadata_url(&o),

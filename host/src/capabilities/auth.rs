@@ -45,6 +45,8 @@ pub enum GrantAuth {
     /// The calling person's own token (`oauth2-user`, see `delegated`); built by the loader,
     /// which holds the store, and injected by the gate, which knows the caller.
     User(Arc<super::delegated::UserGrant>),
+    /// The signed-in person's token traded on their behalf (`oauth2-obo`), injected by the gate.
+    OnBehalfOf(Arc<super::on_behalf_of::OboGrant>),
     /// Replay: no secret is resolved and nothing is injected (no request leaves the host), but
     /// the header stays forbidden to the connector exactly as live.
     Withheld(Option<HeaderName>),
@@ -180,6 +182,9 @@ impl GrantAuth {
             AuthConfig::OAuth2User(_) => {
                 return Err("oauth2-user credentials need the daemon's store".into());
             }
+            AuthConfig::OnBehalfOf(_) => {
+                return Err("oauth2-obo credentials are built with their client".into());
+            }
         })
     }
 
@@ -198,7 +203,9 @@ impl GrantAuth {
             GrantAuth::None => None,
             GrantAuth::Withheld(name) => name.clone(),
             GrantAuth::Static { name, .. } => Some(name.clone()),
-            GrantAuth::OAuth2(_) | GrantAuth::User(_) => Some(header::AUTHORIZATION),
+            GrantAuth::OAuth2(_) | GrantAuth::User(_) | GrantAuth::OnBehalfOf(_) => {
+                Some(header::AUTHORIZATION)
+            }
         }
     }
 
@@ -207,7 +214,10 @@ impl GrantAuth {
     pub fn injects(&self) -> bool {
         matches!(
             self,
-            GrantAuth::Static { .. } | GrantAuth::OAuth2(_) | GrantAuth::User(_)
+            GrantAuth::Static { .. }
+                | GrantAuth::OAuth2(_)
+                | GrantAuth::User(_)
+                | GrantAuth::OnBehalfOf(_)
         )
     }
 
@@ -233,7 +243,9 @@ impl GrantAuth {
                 Ok(())
             }
             // The gate asks the grant itself, with the caller (see http/credentials.rs).
-            GrantAuth::User(_) => Err("a person's token needs the caller".into()),
+            GrantAuth::User(_) | GrantAuth::OnBehalfOf(_) => {
+                Err("a person's token needs the caller".into())
+            }
         }
     }
 }

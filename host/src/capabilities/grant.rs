@@ -130,6 +130,19 @@ pub enum AuthConfig {
     /// Delegated OAuth (`oauth2-user`): the token of the principal the invocation runs for,
     /// which that person connected through `/v1/connections/{connector}/authorize`.
     OAuth2User(std::sync::Arc<UserOAuth>),
+    /// On-behalf-of (`oauth2-obo`): the signed-in person's access token traded at the identity
+    /// provider for an upstream token of theirs (see `capabilities::on_behalf_of`).
+    OnBehalfOf(std::sync::Arc<OboConfig>),
+}
+
+/// An `oauth2-obo` grant's application at the identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OboConfig {
+    pub token_url: url::Url,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// The upstream's scopes, e.g. `https://graph.microsoft.com/.default`.
+    pub scopes: Vec<String>,
 }
 
 /// An `oauth2-user` grant's upstream application: where people sign in and tokens come from.
@@ -163,6 +176,7 @@ impl AuthConfig {
             AuthConfig::Header { value, .. } => vec![value],
             AuthConfig::OAuth2 { client_secret, .. } => vec![client_secret],
             AuthConfig::OAuth2User(u) => vec![&u.client_secret],
+            AuthConfig::OnBehalfOf(o) => vec![&o.client_secret],
         }
     }
 }

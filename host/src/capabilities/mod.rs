@@ -16,6 +16,7 @@ pub mod host_imports;
 pub mod http;
 pub mod net;
 pub mod oauth_exchange;
+pub mod on_behalf_of;
 pub mod path;
 pub mod policy;
 pub mod progress;

@@ -18,7 +18,7 @@ use crate::capabilities::trust::{CaBundle, TrustSettings};
 pub use crate::capabilities::grant::{AuthConfig, Grant, Resilience, SecretRef};
 pub use crate::limits::Limits;
 pub use hook::{HookKind, InboundHook, Subscribe};
-pub use oauth::{OAuth, OwnServer, SCOPES as OAUTH_SCOPES, UpstreamSignIn};
+pub use oauth::{GroupsOverage, OAuth, OwnServer, SCOPES as OAUTH_SCOPES, UpstreamSignIn};
 pub use scheduler::SchedulerConfig;
 pub use store::StoreConfig;
 pub use telemetry::TelemetryConfig;
@@ -464,6 +464,14 @@ enum RawAuth {
     },
     #[serde(rename = "oauth2-user")]
     OAuth2User(user_auth::RawUserAuth),
+    #[serde(rename = "oauth2-obo")]
+    OnBehalfOf {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -1307,6 +1315,37 @@ fn build_grant(
             }
         }
         Some(RawAuth::OAuth2User(raw)) => user_auth::build(raw, &g.connector, base)?,
+        Some(RawAuth::OnBehalfOf {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+        }) => {
+            let token_url = url::Url::parse(&token_url)
+                .map_err(|e| format!("auth.token_url: `{token_url}` is not a URL ({e})"))?;
+            if !matches!(token_url.scheme(), "http" | "https") {
+                return Err("auth.token_url: must be http or https".into());
+            }
+            if scopes.is_empty() {
+                return Err("auth.scopes: name the upstream's scopes the person's token is traded for (e.g. [\"https://graph.microsoft.com/.default\"])".into());
+            }
+            let sent_as_written = std::iter::once(("client_id", &client_id))
+                .chain(scopes.iter().map(|s| ("scopes", s)));
+            for (field, v) in sent_as_written {
+                if looks_like_reference(v) {
+                    return Err(format!(
+                        "auth.{field}: `{v}` looks like a secret reference, but {field} is sent as \
+                         written; only client_secret takes a reference"
+                    ));
+                }
+            }
+            AuthConfig::OnBehalfOf(std::sync::Arc::new(crate::capabilities::grant::OboConfig {
+                token_url,
+                client_id,
+                client_secret: secret("client_secret", &client_secret)?,
+                scopes,
+            }))
+        }
     };
     if g.writes_preapproved && !g.writes {
         return Err("writes_preapproved: needs `writes = true` on the same grant".into());
@@ -1422,7 +1461,12 @@ fn check_credential_reach(
                 .into(),
         );
     }
-    if let AuthConfig::OAuth2 { token_url, .. } = auth
+    let token_url = match auth {
+        AuthConfig::OAuth2 { token_url, .. } => Some(token_url),
+        AuthConfig::OnBehalfOf(o) => Some(&o.token_url),
+        _ => None,
+    };
+    if let Some(token_url) = token_url
         && token_url.scheme() == "http"
     {
         return Err(
@@ -1983,6 +2027,51 @@ connectors = ["confluence", "b1"]
         ))
         .expect("allowed on purpose");
         grant("url = \"https://*.atlassian.net/\"").expect("no credentials, no question");
+    }
+
+    #[test]
+    fn an_on_behalf_of_grant_names_its_scopes_and_keeps_its_secret_a_reference() {
+        let obo = |token_url: &str, rest: &str| {
+            format!(
+                "url = \"https://graph.example.com/\"\nauth = {{ type = \"oauth2-obo\", token_url = \"{token_url}\", client_id = \"app\", {rest} }}"
+            )
+        };
+        let ok = grant(&obo(
+            "https://login.example.com/t/oauth2/v2.0/token",
+            "client_secret = \"secret:s\", scopes = [\"https://graph.microsoft.com/.default\"]",
+        ))
+        .expect("valid");
+        let AuthConfig::OnBehalfOf(o) = &ok.grants[0].auth else {
+            panic!("not on-behalf-of: {:?}", ok.grants[0].auth);
+        };
+        assert_eq!(o.scopes, ["https://graph.microsoft.com/.default"]);
+        assert_eq!(ok.grants[0].auth.secret_refs().len(), 1);
+        for (body, wants) in [
+            (
+                obo(
+                    "https://login.example.com/t",
+                    "client_secret = \"secret:s\"",
+                ),
+                "auth.scopes",
+            ),
+            (
+                obo(
+                    "https://login.example.com/t",
+                    "client_secret = \"plain-secret\", scopes = [\"x\"]",
+                ),
+                "client_secret",
+            ),
+            (
+                obo(
+                    "http://login.example.com/t",
+                    "client_secret = \"secret:s\", scopes = [\"x\"]",
+                ),
+                "auth.token_url",
+            ),
+        ] {
+            let e = grant(&body).unwrap_err().to_string();
+            assert!(e.contains(wants), "{wants}: {e}");
+        }
     }
 
     #[test]

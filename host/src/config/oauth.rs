@@ -49,6 +49,45 @@ pub struct OAuth {
     /// Airlock's own authorization server (`authorization_server = "self"`); None: the
     /// company's identity provider issues the tokens.
     pub own: Option<OwnServer>,
+    /// `[oauth.groups_overage]`: how a Microsoft Entra token whose groups did not fit is
+    /// resolved; None: the person gets no group identities (fail closed).
+    pub groups_overage: Option<GroupsOverage>,
+}
+
+/// Resolving a Microsoft Entra groups overage through Microsoft Graph with an application
+/// credential (`POST /v1.0/users/{oid}/getMemberObjects`, application permission
+/// `GroupMember.Read.All` or `Directory.Read.All`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupsOverage {
+    /// The client-credentials token endpoint, e.g.
+    /// `https://login.microsoftonline.com/<tenant id>/oauth2/v2.0/token`.
+    pub token_url: String,
+    /// Graph's base URL (default `https://graph.microsoft.com`).
+    pub graph_url: String,
+    /// The scope asked for (default `https://graph.microsoft.com/.default`; a national cloud
+    /// names its own Graph).
+    pub scope: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// How long a person's resolved groups are used before Graph is asked again.
+    pub cache_ttl: Duration,
+    pub allow_private: bool,
+}
+
+/// `[oauth.groups_overage]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroupsOverage {
+    token_url: String,
+    graph_url: Option<String>,
+    scope: Option<String>,
+    client_id: String,
+    client_secret: String,
+    cache_ttl: Option<String>,
+    #[serde(default)]
+    allow_private: bool,
+    #[serde(default)]
+    allow_insecure: bool,
 }
 
 /// Airlock as its own authorization server.
@@ -138,6 +177,7 @@ pub(super) struct RawOAuth {
     allow_loopback_client_ids: bool,
     upstream: Option<RawUpstream>,
     api_token_sign_in: Option<bool>,
+    groups_overage: Option<RawGroupsOverage>,
 }
 
 pub(super) fn build(raw: RawOAuth, default_tenant: &str, base: &Path) -> Result<OAuth, String> {
@@ -200,6 +240,13 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str, base: &Path) -> Result<
     if identity_claims.is_empty() {
         return Err("oauth.identity_claims: name at least one claim".into());
     }
+    let groups_overage = match (&own, &raw.groups_overage) {
+        (Some(_), Some(_)) => {
+            return Err("oauth.groups_overage: for an external identity provider (Microsoft Entra ID); with authorization_server = \"self\" the groups are the API token's".into());
+        }
+        (None, Some(g)) => Some(groups_overage(g, base)?),
+        (_, None) => None,
+    };
     Ok(OAuth {
         issuer,
         resource: raw.resource,
@@ -210,6 +257,52 @@ pub(super) fn build(raw: RawOAuth, default_tenant: &str, base: &Path) -> Result<
         allow_private: raw.allow_private,
         allow_insecure: raw.allow_insecure,
         own,
+        groups_overage,
+    })
+}
+
+fn groups_overage(raw: &RawGroupsOverage, base: &Path) -> Result<GroupsOverage, String> {
+    let graph_url = raw
+        .graph_url
+        .clone()
+        .unwrap_or_else(|| "https://graph.microsoft.com".into());
+    for (key, v) in [("token_url", &raw.token_url), ("graph_url", &graph_url)] {
+        let u = url::Url::parse(v)
+            .map_err(|e| format!("oauth.groups_overage.{key}: not a URL ({e})"))?;
+        match u.scheme() {
+            "https" => {}
+            "http" if raw.allow_insecure => {}
+            "http" => {
+                return Err(format!(
+                    "oauth.groups_overage.{key}: plain http needs allow_insecure = true (the client secret and people's groups would travel unprotected)"
+                ));
+            }
+            s => return Err(format!("oauth.groups_overage.{key}: `{s}` is not http(s)")),
+        }
+    }
+    if raw.client_id.trim().is_empty() {
+        return Err("oauth.groups_overage.client_id: must not be empty".into());
+    }
+    let client_secret = SecretRef::parse(&raw.client_secret, base)
+        .map_err(|m| format!("oauth.groups_overage.client_secret: {m}"))?;
+    let cache_ttl = match &raw.cache_ttl {
+        Some(s) => super::parse_duration(s, "oauth.groups_overage.cache_ttl")?,
+        None => Duration::from_secs(600),
+    };
+    if cache_ttl > Duration::from_secs(86_400) {
+        return Err("oauth.groups_overage.cache_ttl: at most 24h (a person removed from a group must lose it within a day)".into());
+    }
+    Ok(GroupsOverage {
+        token_url: raw.token_url.clone(),
+        graph_url: graph_url.trim_end_matches('/').to_string(),
+        scope: raw
+            .scope
+            .clone()
+            .unwrap_or_else(|| "https://graph.microsoft.com/.default".into()),
+        client_id: raw.client_id.clone(),
+        client_secret,
+        cache_ttl,
+        allow_private: raw.allow_private,
     })
 }
 
@@ -353,6 +446,51 @@ mod tests {
             (
                 "issuer = \"https://login.example.com\"\nresource = \"https://a.example.com/mcp\"\n[upstream]\nissuer = \"https://login.example.com\"\nclient_id = \"app\"\nclient_secret = \"secret:x\"\n".to_string(),
                 "need authorization_server",
+            ),
+        ] {
+            let e = parse(&bad).expect_err(names);
+            assert!(e.contains(names), "{names}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_groups_overage_is_resolved_only_with_an_app_credential_and_only_for_an_external_provider()
+    {
+        let ext =
+            "issuer = \"https://idp.example.com\"\nresource = \"https://a.example.com/mcp\"\n";
+        assert_eq!(parse(ext).unwrap().groups_overage, None);
+        let o = parse(&format!(
+            "{ext}[groups_overage]\ntoken_url = \"https://login.example.com/t/oauth2/v2.0/token\"\nclient_id = \"app\"\nclient_secret = \"secret:graph\"\n"
+        ))
+        .unwrap();
+        let g = o.groups_overage.expect("overage");
+        assert_eq!(g.graph_url, "https://graph.microsoft.com");
+        assert_eq!(g.cache_ttl, Duration::from_secs(600));
+        assert_eq!(g.client_secret.vault_name(), Some("graph"));
+        for (bad, names) in [
+            (
+                format!(
+                    "{OWN}[groups_overage]\ntoken_url = \"https://l.example.com/t\"\nclient_id = \"a\"\nclient_secret = \"secret:x\"\n"
+                ),
+                "oauth.groups_overage",
+            ),
+            (
+                format!(
+                    "{ext}[groups_overage]\ntoken_url = \"http://l.example.com/t\"\nclient_id = \"a\"\nclient_secret = \"secret:x\"\n"
+                ),
+                "oauth.groups_overage.token_url",
+            ),
+            (
+                format!(
+                    "{ext}[groups_overage]\ntoken_url = \"https://l.example.com/t\"\nclient_id = \"a\"\nclient_secret = \"plain\"\n"
+                ),
+                "oauth.groups_overage.client_secret",
+            ),
+            (
+                format!(
+                    "{ext}[groups_overage]\ntoken_url = \"https://l.example.com/t\"\nclient_id = \"a\"\nclient_secret = \"secret:x\"\ncache_ttl = \"2d\"\n"
+                ),
+                "cache_ttl",
             ),
         ] {
             let e = parse(&bad).expect_err(names);

@@ -2,7 +2,8 @@
 //! wasi:http header filter already refuses them; this is the second line), and the grant's own
 //! credential goes in, on a request readied against reflection of it. An OAuth token fetch is
 //! audited as its own `oauth-token` row. An `oauth2-user` grant injects the caller's own token
-//! (see `delegated`), and none for a sync.
+//! (see `delegated`), an `oauth2-obo` grant one traded for the caller's own sign-in (see
+//! `on_behalf_of`), and neither for a sync.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +64,26 @@ impl ConnectorGate {
             t.reason = f.error.unwrap_or_else(|| "token fetched".into());
             gate.audit.record(t);
         };
+        if let GrantAuth::OnBehalfOf(obo) = &self.auths[idx] {
+            // A sync's records are everybody's: never fetched with one person's token.
+            let principal = match caller.class {
+                Class::Background => None,
+                Class::Interactive => caller.principal.as_deref(),
+            };
+            let v = obo
+                .header_for(principal, |x| {
+                    on_fetch(super::super::auth::TokenFetch {
+                        url: x.url,
+                        status: x.status,
+                        latency: x.latency,
+                        error: x.error,
+                    })
+                })
+                .await
+                .map_err(|e| format!("credentials for grant[{}] unavailable: {e}", grant.index))?;
+            headers.insert(header::AUTHORIZATION, v);
+            return Ok(credentialed);
+        }
         if let GrantAuth::User(user) = &self.auths[idx] {
             // A sync's records are everybody's: never fetched with one person's token.
             let principal = match caller.class {

@@ -245,7 +245,7 @@ impl ConnectorGate {
                 // A person's missing connection is theirs to fix: the connector (and so the
                 // caller) hears where to connect. Other credential failures stay in the audit.
                 let told = match &self.auths[idx] {
-                    GrantAuth::User(_) => reason.clone(),
+                    GrantAuth::User(_) | GrantAuth::OnBehalfOf(_) => reason.clone(),
                     _ => "credentials unavailable".into(),
                 };
                 self.settle(ev, started, Outcome::new(Decision::Error, reason));

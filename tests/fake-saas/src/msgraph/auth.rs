@@ -34,7 +34,10 @@ pub(super) async fn token(
         let msg = format!("Tenant '{tenant}' not found.");
         return aad_error(bad, "invalid_request", 90002, &msg);
     }
-    if matches!(field("grant_type"), "authorization_code" | "refresh_token") {
+    if matches!(
+        field("grant_type"),
+        "authorization_code" | "refresh_token" | super::delegated::OBO_GRANT
+    ) {
         return super::delegated::token(&g, &form);
     }
     if field("grant_type") != "client_credentials" {

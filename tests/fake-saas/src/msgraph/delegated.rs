@@ -7,6 +7,16 @@
 //! too). Microsoft Entra ID itself has no RFC 7009 endpoint (sign-in sessions are revoked through
 //! Graph's `revokeSignInSessions`); the fake offers one so that revocation can be tested.
 //!
+//! The token endpoint also takes the on-behalf-of grant (`grant_type=urn:ietf:params:oauth:
+//! grant-type:jwt-bearer`, `requested_token_use=on_behalf_of`): a middle-tier application
+//! trades the access token a person signed in to it with (the `assertion`) for a Graph token of
+//! that person. Accepted once a test names the assertions' issuer and audience
+//! ([`RunningFake::accept_obo_assertions`]); the assertion's issuer, audience (the middle tier's
+//! application id URI, as Entra requires) and lifetime are checked, and its person
+//! (`preferred_username`/`upn`) must be a user of the directory whose sign-ins are not revoked
+//! ([`RunningFake::revoke_sign_ins`]). Its signature is not checked: the fake trusts whoever
+//! minted it (the OIDC fake in tests).
+//!
 //! A user's token sees what the user may open: each drive item is readable by the users its
 //! permissions name (its author and the next user in the directory) and by everyone when an
 //! organization-wide sharing link exists (`/drives/{d}/items/{i}/permissions`), and `POST /search/query` with a user
@@ -64,6 +74,10 @@ pub struct DelegatedCounts {
     /// Refresh tokens refused because they were used before (or revoked).
     pub refused_refreshes: u64,
     pub revocations: u64,
+    /// On-behalf-of exchanges answered with a token.
+    pub obo_exchanges: u64,
+    /// On-behalf-of exchanges refused (audience, lifetime, revoked, unknown person).
+    pub refused_obo: u64,
 }
 
 #[derive(Default)]
@@ -76,6 +90,10 @@ pub(super) struct Delegated {
     /// Drive item id -> the UPNs that may open it (fixed at start).
     readers: BTreeMap<String, Vec<String>>,
     counts: DelegatedCounts,
+    /// On-behalf-of: the (issuer, audience) assertions must carry; None refuses the grant.
+    obo: Option<(String, String)>,
+    /// Users whose sign-ins were revoked: their assertions are refused.
+    revoked_users: std::collections::HashSet<String>,
 }
 
 impl Delegated {
@@ -348,6 +366,17 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
         return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, msg);
     }
     let lifetime = g.token_lifetime_secs.load(Ordering::Relaxed);
+    // The directory's UPNs, read before the delegated lock (searches take the two the other
+    // way round).
+    let upns: Vec<String> = match field("grant_type") {
+        OBO_GRANT => g
+            .data()
+            .users
+            .live()
+            .filter_map(|u| u.json["userPrincipalName"].as_str().map(str::to_lowercase))
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut del = g.delegated();
     // Who the id_token names: written once the lock is let go (it reads the directory, and
     // the search takes the two locks the other way round).
@@ -403,6 +432,27 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
             del.counts.refreshes += 1;
             del.issue(family, lifetime)
         }
+        OBO_GRANT => {
+            let upn = match on_behalf_of(&del, &upns, form) {
+                Ok(upn) => upn,
+                Err((error, code, msg)) => {
+                    del.counts.refused_obo += 1;
+                    return aad_error(bad, error, code, msg);
+                }
+            };
+            del.counts.obo_exchanges += 1;
+            del.n += 1;
+            let family = del.n;
+            del.families.insert(
+                family,
+                Family {
+                    upn,
+                    scope: field("scope").to_string(),
+                    revoked: false,
+                },
+            );
+            del.issue(family, lifetime)
+        }
         _ => {
             let msg = "The app requested an unsupported grant type.";
             return aad_error(bad, "unsupported_grant_type", 70003, msg);
@@ -413,6 +463,77 @@ pub(super) fn token(g: &MsGraph, form: &BTreeMap<String, String>) -> Response {
         reply["id_token"] = json!(id_token(g, &upn));
     }
     Json(reply).into_response()
+}
+
+pub(super) const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Why the on-behalf-of grant was refused: AAD's error, code and description.
+type Refusal = (&'static str, u32, &'static str);
+
+/// Checks an on-behalf-of request; the person (UPN, lower-cased) the new token is for.
+fn on_behalf_of(
+    del: &Delegated,
+    upns: &[String],
+    form: &BTreeMap<String, String>,
+) -> Result<String, Refusal> {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if field("requested_token_use") != "on_behalf_of" {
+        let msg = "The request body must contain the parameter requested_token_use = on_behalf_of.";
+        return Err(("invalid_request", 900144, msg));
+    }
+    let Some((issuer, audience)) = del.obo.clone() else {
+        let msg = "The application is not allowed to use the on-behalf-of flow.";
+        return Err(("unauthorized_client", 70001, msg));
+    };
+    let claims = field("assertion")
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(Value::is_object);
+    let Some(claims) = claims else {
+        let msg = "JWT token is invalid or malformed.";
+        return Err(("invalid_request", 50027, msg));
+    };
+    if claims["iss"] != issuer.as_str() {
+        let msg = "The assertion was issued by another tenant or issuer.";
+        return Err(("invalid_grant", 50013, msg));
+    }
+    let aud_ok = match &claims["aud"] {
+        Value::String(a) => *a == audience,
+        Value::Array(a) => a.iter().any(|x| x == audience.as_str()),
+        _ => false,
+    };
+    if !aud_ok {
+        let msg = "Assertion audience does not match the Client app.";
+        return Err(("invalid_grant", 50013, msg));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
+        let msg = "Assertion is not within its valid time range.";
+        return Err(("invalid_grant", 500133, msg));
+    }
+    let named = ["preferred_username", "upn"]
+        .iter()
+        .find_map(|c| claims[*c].as_str())
+        .unwrap_or_default()
+        .to_lowercase();
+    let Some(upn) = upns.iter().find(|u| **u == named).cloned() else {
+        let msg = "The user account does not exist in the directory.";
+        return Err(("invalid_grant", 50034, msg));
+    };
+    if del.revoked_users.contains(&upn) {
+        let msg = "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.";
+        return Err(("invalid_grant", 50173, msg));
+    }
+    Ok(upn)
 }
 
 /// `POST /{tenant}/oauth2/v2.0/revoke` (RFC 7009): ends the sign-in the token belongs to; an
@@ -449,6 +570,29 @@ pub(super) async fn revoke(
 }
 
 impl crate::server::RunningFake<MsGraph> {
+    /// Accepts on-behalf-of assertions from `issuer` whose audience is `audience` (the middle
+    /// tier's application id URI).
+    pub fn accept_obo_assertions(&self, issuer: &str, audience: &str) {
+        self.state.delegated().obo = Some((issuer.to_string(), audience.to_string()));
+    }
+    /// Revokes `upn`'s sign-ins (Graph's `revokeSignInSessions`): their assertions and the
+    /// tokens issued for them are refused from now on.
+    pub fn revoke_sign_ins(&self, upn: &str) {
+        let upn = upn.to_lowercase();
+        let mut d = self.state.delegated();
+        for f in d.families.values_mut().filter(|f| f.upn == upn) {
+            f.revoked = true;
+        }
+        d.revoked_users.insert(upn);
+    }
+    /// The user each live (unrevoked, unexpired) delegated access token is for.
+    pub fn user_of_token(&self, token: &str) -> Option<String> {
+        self.state
+            .delegated()
+            .user_of(token)
+            .and_then(Result::ok)
+            .map(str::to_string)
+    }
     /// `{base_url}/{tenant}/oauth2/v2.0/authorize`.
     pub fn authorize_url(&self) -> String {
         self.token_url().replace("/token", "/authorize")

@@ -7,7 +7,9 @@
 //! (`aadUserConversationMember` with `userId`; the second channel is private), SharePoint search (`POST /search/query`,
 //! `region` required) and drive items. Collections carry `@odata.context`, absolute
 //! `@odata.nextLink` and, for delta queries, `@odata.deltaLink`; deletions in a delta round arrive
-//! as `@removed`; the first page of an incremental round is empty. Errors use Graph's
+//! as `@removed`; the first page of an incremental round is empty. Directory memberships for
+//! applications (`POST /users/{id}/getMemberObjects`, `directory.rs`); delegated sign-ins and
+//! the on-behalf-of grant at the token endpoint (`delegated.rs`). Errors use Graph's
 //! `{"error":{"code","message","innerError"}}`; the shared 429 knob answers with `Retry-After`.
 
 mod auth;
@@ -15,6 +17,7 @@ mod calendar;
 mod data;
 mod delegated;
 mod devices;
+mod directory;
 mod errors;
 mod generate;
 mod mail;
@@ -197,6 +200,8 @@ pub struct MsGraph {
     notifier: Notifier,
     /// Delegated (user) sign-ins and their tokens (`delegated.rs`).
     delegated: Mutex<delegated::Delegated>,
+    /// Groups by user id, as `getMemberObjects` lists them (`directory.rs`).
+    member_objects: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl FakeState for MsGraph {
@@ -225,6 +230,11 @@ impl MsGraph {
     }
     fn tokens(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn member_objects(&self) -> MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.member_objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn truth(&self) -> MsGraphTruth {
@@ -349,6 +359,10 @@ fn router(state: Arc<MsGraph>) -> Router {
         .route("/v1.0/users/delta", get(users_delta))
         .route("/v1.0/users/{id}", get(get_user))
         .route("/v1.0/users/{id}/managedDevices", get(managed_devices))
+        .route(
+            "/v1.0/users/{id}/getMemberObjects",
+            post(directory::member_objects),
+        )
         .route("/v1.0/users/{id}/messages", get(list_messages))
         .route("/v1.0/users/{id}/messages/{mid}", get(get_message))
         .route(
@@ -424,6 +438,7 @@ pub async fn spawn_msgraph(
         token_requests: AtomicU64::new(0),
         subscriptions: Mutex::default(),
         notifier: Notifier::start(),
+        member_objects: Mutex::default(),
     });
     Ok(server::start(
         listener,

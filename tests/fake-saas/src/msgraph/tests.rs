@@ -357,3 +357,100 @@ async fn drive_items_list_their_permissions_and_hide_them_from_the_item() {
     let r = call(&f, &auth, "GET", "/v1.0/drives/x/items/y/permissions", None).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn get_member_objects_answers_applications_and_on_behalf_of_checks_its_assertion() {
+    use base64::Engine as _;
+    let f = fake().await;
+    let o = MsGraphOptions::default();
+    let user = f.truth().users[3].clone();
+    let id = user["id"].as_str().expect("id").to_string();
+    let upn = user["userPrincipalName"]
+        .as_str()
+        .expect("upn")
+        .to_lowercase();
+    f.set_member_objects(&id, &["g-1", "g-2"]);
+    let app = bearer_for(&f).await;
+    let ct = ("Content-Type", "application/json");
+    let path = format!("/v1.0/users/{id}/getMemberObjects");
+    let body = r#"{"securityEnabledOnly":false}"#;
+    let r = http_with(
+        f.addr,
+        "POST",
+        &path,
+        &[("Authorization", &app), ct],
+        Some(body),
+    )
+    .await
+    .expect("members");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["value"], json!(["g-1", "g-2"]));
+    let r = http_with(
+        f.addr,
+        "POST",
+        &path,
+        &[("Authorization", &app), ct],
+        Some("{}"),
+    )
+    .await
+    .expect("members");
+    assert_eq!(r.status, 400, "securityEnabledOnly is required");
+
+    // On-behalf-of: refused until assertions of an issuer and audience are accepted; then the
+    // audience, the lifetime and revoked sign-ins are checked, and the token is the person's.
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let now = crate::common::now_ms() / 1000;
+    let assertion = |aud: &str, exp: i64| {
+        format!(
+            "{}.{}.sig",
+            b64(json!({"alg": "ES256"})),
+            b64(
+                json!({"iss": "https://idp.test", "aud": aud, "exp": exp, "preferred_username": upn})
+            )
+        )
+    };
+    let obo = |a: String| {
+        let form = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&requested_token_use=on_behalf_of&client_id={}&client_secret={}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default&assertion={a}",
+            o.client_id, o.client_secret
+        );
+        let path = format!("/{}/oauth2/v2.0/token", o.tenant);
+        async move {
+            let ct = [("Content-Type", "application/x-www-form-urlencoded")];
+            http_with(f.addr, "POST", &path, &ct, Some(&form))
+                .await
+                .expect("obo")
+        }
+    };
+    let r = obo(assertion("api://airlock", now + 600)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "unauthorized_client");
+    f.accept_obo_assertions("https://idp.test", "api://airlock");
+    let r = obo(assertion("api://other", now + 600)).await;
+    assert!(r.body.contains("AADSTS50013"), "{}", r.body);
+    let r = obo(assertion("api://airlock", now - 1)).await;
+    assert!(r.body.contains("AADSTS500133"), "{}", r.body);
+    let r = obo(assertion("api://airlock", now + 600)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(f.user_of_token(&token).as_deref(), Some(upn.as_str()));
+    let me = http_with(
+        f.addr,
+        "GET",
+        "/v1.0/me",
+        &[("Authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .await
+    .expect("me");
+    assert_eq!(me.status, 200, "{}", me.body);
+    f.revoke_sign_ins(&upn);
+    assert_eq!(f.user_of_token(&token), None, "its tokens end too");
+    let r = obo(assertion("api://airlock", now + 600)).await;
+    assert!(r.body.contains("AADSTS50173"), "{}", r.body);
+    let c = f.delegated_counts();
+    assert_eq!((c.obo_exchanges, c.refused_obo), (1, 4));
+}

@@ -37,6 +37,8 @@ mod jira;
 mod loading;
 mod mcp;
 mod mcp_oauth;
+mod mcp_oauth_entra;
+mod mcp_oauth_permissions;
 mod mcp_oauth_self;
 mod msgraph;
 mod multi_daemon;
