@@ -1,6 +1,7 @@
 //! `make dist`'s packing step (dist/build.sh) on what is already built: the archive holds the
 //! binary, every connector the Makefile lists, man pages, completions, the systemd unit and an
-//! example config that parses; the unit passes `systemd-analyze verify` where that exists.
+//! example config that parses; the unit passes `systemd-analyze verify` where that exists; the
+//! container image's run stage serves and passes its own health check.
 
 use std::path::Path;
 use std::process::Command;
@@ -179,5 +180,151 @@ fn verify_unit(unit: &str, bin: &Path, dir: &Path) {
     assert!(
         out.status.success() && !said.contains("airlock.service"),
         "systemd-analyze verify: {said}"
+    );
+}
+
+/// What the Dockerfile's run stage says: its `ENV` values, the config it copies in and its
+/// `HEALTHCHECK` command. Read from the file so the test follows it.
+struct RunStage {
+    env: Vec<(String, String)>,
+    healthcheck: Vec<String>,
+}
+
+fn run_stage(dockerfile: &str) -> RunStage {
+    // Instructions continue over lines ending in a backslash.
+    let joined = dockerfile.replace("\\\n", " ");
+    let stage = joined
+        .rsplit_once("\nFROM ")
+        .map(|(_, run)| run)
+        .expect("a second FROM: the run stage");
+    let mut env = Vec::new();
+    let mut healthcheck = Vec::new();
+    for line in stage.lines() {
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            for pair in rest.split_whitespace() {
+                let (k, v) = pair.split_once('=').expect("ENV key=value");
+                env.push((k.to_string(), v.to_string()));
+            }
+        } else if let Some(rest) = line.strip_prefix("HEALTHCHECK ") {
+            let cmd = &rest[rest.find("CMD [").expect("HEALTHCHECK CMD [...]") + 4..];
+            healthcheck = serde_json::from_str(cmd).expect("HEALTHCHECK CMD is a JSON array");
+        }
+    }
+    RunStage { env, healthcheck }
+}
+
+/// No container engine runs here, so the image's run stage is replayed on the host: the binary
+/// with the image's `ENV` (its paths moved under a temporary root, its port a free loopback one),
+/// the example config it copies in, and its `HEALTHCHECK` command, which must fail before the
+/// daemon is ready and pass once it is (what `docker run` would report as healthy).
+#[test]
+fn the_container_images_run_stage_serves_from_its_env_and_passes_its_healthcheck() {
+    let dockerfile = std::fs::read_to_string(root().join("dist/Dockerfile")).expect("Dockerfile");
+    let stage = run_stage(&dockerfile);
+    let get = |k: &str| {
+        stage
+            .env
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("ENV {k} in the run stage"))
+    };
+    assert!(
+        dockerfile.contains("COPY dist/airlock.toml /etc/airlock/airlock.toml"),
+        "the image ships the example config"
+    );
+    assert_eq!(get("AIRLOCK_CONFIG"), "/etc/airlock/airlock.toml");
+    let image_port = get("AIRLOCK_LISTEN")
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .expect("AIRLOCK_LISTEN host:port");
+    assert!(
+        stage.healthcheck.iter().any(|a| a.contains(&image_port)),
+        "the health check asks the port the image listens on: {:?}",
+        stage.healthcheck
+    );
+
+    // The image's file system under a temporary root.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let image = |p: &str| tmp.path().join(p.trim_start_matches('/'));
+    let connectors = image("/usr/local/lib/airlock/connectors");
+    std::fs::create_dir_all(&connectors).expect("connectors dir");
+    let config_text = std::fs::read_to_string(root().join("dist/airlock.toml")).expect("example");
+    for line in config_text
+        .lines()
+        .filter(|l| l.starts_with("component = "))
+    {
+        let file = line
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('"');
+        let built = component(file.trim_end_matches(".wasm"));
+        std::fs::copy(&built, connectors.join(file)).expect("copy connector");
+    }
+    let config = image(&get("AIRLOCK_CONFIG"));
+    std::fs::create_dir_all(config.parent().expect("etc")).expect("etc dir");
+    std::fs::write(
+        &config,
+        config_text.replace(
+            "/usr/local/lib/airlock/connectors",
+            &connectors.display().to_string(),
+        ),
+    )
+    .expect("config");
+    let data = image(&get("AIRLOCK_DATA_DIR"));
+    std::fs::create_dir_all(&data).expect("data dir");
+
+    let port = free_port();
+    let health = |port: u16| {
+        let args: Vec<String> = stage
+            .healthcheck
+            .iter()
+            .map(|a| a.replace(&image_port, &port.to_string()))
+            .collect();
+        // Docker stops a check after its --timeout (5 s); so does this one.
+        Command::new("timeout")
+            .arg("5")
+            .args(&args)
+            .status()
+            .expect("run the health check")
+            .success()
+    };
+    assert!(!health(port), "healthy before anything listens");
+
+    let mut daemon = Command::new(airlock_bin())
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env("AIRLOCK_CONFIG", &config)
+        .env("AIRLOCK_DATA_DIR", &data)
+        .env("AIRLOCK_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        // A file, not a pipe: nobody reads a pipe until the end, and a full one would stall
+        // the daemon's logging.
+        .stderr(std::fs::File::create(tmp.path().join("daemon.log")).expect("log file"))
+        .spawn()
+        .expect("start airlock");
+    // A fresh data directory compiles every connector first (the image's --start-period).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let healthy = loop {
+        if health(port) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline || daemon.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        healthy,
+        "the image's health check never passed: {}",
+        std::fs::read_to_string(tmp.path().join("daemon.log")).unwrap_or_default()
+    );
+    // The state went where the image's volume is.
+    assert!(
+        std::fs::read_dir(&data).expect("data").next().is_some(),
+        "nothing written under AIRLOCK_DATA_DIR"
     );
 }
