@@ -275,6 +275,39 @@ fn the_container_images_run_stage_serves_from_its_env_and_passes_its_healthcheck
     let data = image(&get("AIRLOCK_DATA_DIR"));
     std::fs::create_dir_all(&data).expect("data dir");
 
+    // An operator's first step (`docker run … airlock secrets set NAME`): every secret the
+    // example config names, through the CLI with the image's environment; until then the
+    // required connector cannot load and the check rightly fails.
+    let mut names: Vec<&str> = config_text
+        .split("\"secret:")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(!names.is_empty(), "the example config names its secrets");
+    for name in names {
+        let mut set = Command::new(airlock_bin())
+            .args(["secrets", "set", name])
+            .env_remove("AIRLOCK_MASTER_KEY")
+            .env("AIRLOCK_CONFIG", &config)
+            .env("AIRLOCK_DATA_DIR", &data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("secrets set");
+        {
+            use std::io::Write;
+            let mut stdin = set.stdin.take().expect("stdin");
+            stdin.write_all(b"example-value").expect("write secret");
+        }
+        assert!(
+            set.wait().expect("secrets set").success(),
+            "secrets set {name}"
+        );
+    }
+
     let port = free_port();
     let health = |port: u16| {
         let args: Vec<String> = stage

@@ -161,3 +161,69 @@ async fn a_live_search_takes_a_turn_among_its_tenants_invocations() {
     let again = live_failure(&live_search(&d, &acme, "llm-acme").await);
     assert!(again.contains("does not support `search`"), "{again}");
 }
+
+/// The `/metrics` line `name{tenant="TENANT"} N`, or None.
+async fn tenant_gauge(d: &Daemon, name: &str, tenant: &str) -> Option<i64> {
+    let (status, text) = http("GET", &format!("{}/metrics", d.base), None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap_or("").to_string();
+    let prefix = format!("airlock_{name}{{tenant=\"{tenant}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_each_tenants_waiting_and_running_invocations() {
+    let oa = openai_fake(KEY).await;
+    let env = Env::new(&two_tenants(&oa.base_url).replace("\"300ms\"", "\"20s\""));
+    env.set_secret("openai_key", KEY);
+    let d = std::sync::Arc::new(env.serve());
+    let acme = env.create_token("ann@acme.example", "acme", &[], false);
+    assert_eq!(
+        tenant_gauge(&d, "invocations_waiting", "acme").await,
+        Some(0)
+    );
+    let first = hold_acmes_slot(&d, &acme, &oa).await;
+    // Two more calls of acme's queue behind its one slot.
+    let queued: Vec<_> = (0..2)
+        .map(|_| {
+            let (d, acme) = (d.clone(), acme.clone());
+            tokio::spawn(async move { chat(&d, &acme, "llm-acme").await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tenant_gauge(&d, "invocations_waiting", "acme").await != Some(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme's two queued calls never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        tenant_gauge(&d, "invocations_running", "acme").await,
+        Some(1)
+    );
+    assert_eq!(
+        tenant_gauge(&d, "invocations_waiting", "beta").await,
+        Some(0)
+    );
+    assert_eq!(
+        tenant_gauge(&d, "invocations_running", "beta").await,
+        Some(0)
+    );
+    oa.set_delay(Duration::ZERO);
+    assert_eq!(first.await.expect("first").0, 200);
+    for q in queued {
+        let (status, v) = q.await.expect("queued call");
+        assert_eq!(status, 200, "{v}");
+    }
+    assert_eq!(
+        tenant_gauge(&d, "invocations_waiting", "acme").await,
+        Some(0)
+    );
+    assert_eq!(
+        tenant_gauge(&d, "invocations_running", "acme").await,
+        Some(0)
+    );
+}
