@@ -46,17 +46,13 @@ pub fn fuse(lists: Vec<Ranked>, limit: usize) -> Vec<Hit> {
     let mut fused: Vec<Hit> = Vec::new();
     let mut scores: Vec<f64> = Vec::new();
     let mut at: HashMap<(String, String, String), usize> = HashMap::new();
-    let mut later: Vec<(usize, Ranked)> = Vec::new();
-    // Lists that may add go first, so a reordering list finds every document it may add to;
-    // each keeps its place for whose fields win.
+    // Lists that may add go first (a stable sort keeps their order), so a reordering list finds
+    // every document it may add to; each keeps its place for whose fields win.
     let mut ordered: Vec<(usize, Ranked)> = lists.into_iter().enumerate().collect();
     ordered.sort_by_key(|(_, l)| l.reorders_only);
     let mut fields_from: Vec<usize> = Vec::new();
     for (place, list) in ordered {
-        if list.reorders_only {
-            later.push((place, list));
-            continue;
-        }
+        let may_add = !list.reorders_only;
         add(
             &mut fused,
             &mut scores,
@@ -64,18 +60,7 @@ pub fn fuse(lists: Vec<Ranked>, limit: usize) -> Vec<Hit> {
             &mut fields_from,
             place,
             list,
-            true,
-        );
-    }
-    for (place, list) in later {
-        add(
-            &mut fused,
-            &mut scores,
-            &mut at,
-            &mut fields_from,
-            place,
-            list,
-            false,
+            may_add,
         );
     }
     let mut order: Vec<usize> = (0..fused.len()).collect();
