@@ -66,6 +66,24 @@ pub fn serve_within(
     deadline: std::time::Duration,
     env: &[(String, String)],
 ) -> anyhow::Result<(std::process::Child, String)> {
+    let (mut child, listening) = spawn_serve(bin, config, env)?;
+    match wait_listening(&listening, deadline) {
+        Ok(addr) => Ok((child, addr)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// Starts `airlock serve` without waiting: the receiver gets the address from its "on
+/// http://ADDR" line (see [`wait_listening`]), so several daemons can start together.
+pub fn spawn_serve(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+    env: &[(String, String)],
+) -> anyhow::Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin)
         .args(["serve"])
@@ -93,13 +111,17 @@ pub fn serve_within(
             }
         }
     });
-    match rx.recv_timeout(deadline) {
-        Ok(addr) => Ok((child, addr)),
-        Err(_) => {
-            let _ = child.kill();
-            anyhow::bail!("the daemon did not start")
-        }
-    }
+    Ok((child, rx))
+}
+
+/// Waits for a daemon started by [`spawn_serve`] to listen; its address.
+pub fn wait_listening(
+    listening: &std::sync::mpsc::Receiver<String>,
+    deadline: std::time::Duration,
+) -> anyhow::Result<String> {
+    listening
+        .recv_timeout(deadline)
+        .map_err(|_| anyhow::anyhow!("the daemon did not start"))
 }
 
 // ---- A deterministic corpus of pronounceable words with a text-like (Zipf) frequency, so
