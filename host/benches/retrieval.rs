@@ -352,7 +352,7 @@ struct Fusion {
     reorders_only: bool,
 }
 
-const FUSIONS: [Fusion; 6] = [
+const FUSIONS: [Fusion; 7] = [
     Fusion {
         label: "rrf, equal weights",
         any_word: false,
@@ -377,6 +377,13 @@ const FUSIONS: [Fusion; 6] = [
         weight: 1.0,
         reorders_only: true,
     },
+    // The baseline of the any-word lists (`ask`'s retrieval), for the rule below.
+    Fusion {
+        label: "any-word, equal weights",
+        any_word: true,
+        weight: 1.0,
+        reorders_only: false,
+    },
     Fusion {
         label: "any-word keyword weight 0.5",
         any_word: true,
@@ -394,7 +401,8 @@ const FUSIONS: [Fusion; 6] = [
 /// Hybrid's fusion choices on the labelled set: the keyword and semantic lists (twice the
 /// limit each, as hybrid search takes them) fused each way of [`FUSIONS`]; nDCG@10 on the whole
 /// set and on its two halves (even and odd positions in the file), so a choice that only fits
-/// some queries shows as a split.
+/// some queries shows as a split. The rule, fixed with the grid: an entry replaces equal weights
+/// (of the same keyword list) only if it beats them on both halves; the bench prints the verdict.
 async fn fusion_grid(a: &Airlock, queries: &[Query]) -> anyhow::Result<()> {
     let list = |q: &Query, mode: Mode, any_word: bool| SearchRequest {
         query: q.query.clone(),
@@ -419,6 +427,8 @@ async fn fusion_grid(a: &Airlock, queries: &[Query]) -> anyhow::Result<()> {
         "  hybrid fusion (keyword and semantic lists of {}): nDCG@10 all / even half / odd half / lexical / paraphrase",
         2 * K
     );
+    // (all, even, odd) per entry of FUSIONS.
+    let mut scores = Vec::new();
     for f in &FUSIONS {
         let mut sums: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
         for (i, (q, (all, any, sem))) in queries.iter().zip(&lists).enumerate() {
@@ -453,6 +463,36 @@ async fn fusion_grid(a: &Airlock, queries: &[Query]) -> anyhow::Result<()> {
             at("lexical"),
             at("paraphrase")
         );
+        scores.push((at("all"), at("even"), at("odd")));
+    }
+    for any_word in [false, true] {
+        let group = if any_word {
+            "any-word keyword (ask)"
+        } else {
+            "all-words keyword (/v1/search)"
+        };
+        let base = FUSIONS
+            .iter()
+            .position(|f| f.any_word == any_word && f.weight == 1.0 && !f.reorders_only)
+            .map(|i| scores[i]);
+        let Some((_, even, odd)) = base else {
+            continue;
+        };
+        let winners: Vec<&str> = FUSIONS
+            .iter()
+            .zip(&scores)
+            .filter(|(f, s)| f.any_word == any_word && s.1 > even && s.2 > odd)
+            .map(|(f, _)| f.label)
+            .collect();
+        match winners.as_slice() {
+            [] => println!(
+                "  rule for {group}: nothing beats equal weights on both halves; keep them"
+            ),
+            w => println!(
+                "  rule for {group}: beats equal weights on both halves: {}",
+                w.join(", ")
+            ),
+        }
     }
     Ok(())
 }
