@@ -574,8 +574,7 @@ impl UserGrant {
         principal: Option<&str>,
         on_refresh: impl FnOnce(Refresh),
     ) -> Result<HeaderValue, UserTokenError> {
-        // `unknown` is what a call without a context is named (runtime::context): nobody's.
-        let Some(principal) = principal.filter(|p| *p != "unknown") else {
+        let Some(principal) = super::principal::somebody(principal) else {
             return Err(UserTokenError::NoPrincipal {
                 connector: self.connector.clone(),
             });

@@ -19,6 +19,7 @@ pub mod oauth_exchange;
 pub mod on_behalf_of;
 pub mod path;
 pub mod policy;
+pub mod principal;
 pub mod progress;
 pub mod resolver;
 pub mod retry;

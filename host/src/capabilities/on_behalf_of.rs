@@ -138,8 +138,7 @@ impl OboGrant {
         principal: Option<&str>,
         on_exchange: impl FnOnce(Exchange),
     ) -> Result<HeaderValue, OboError> {
-        // `unknown` is what a call without a context is named (runtime::context): nobody's.
-        let Some(principal) = principal.filter(|p| *p != "unknown") else {
+        let Some(principal) = super::principal::somebody(principal) else {
             return Err(OboError::NoPrincipal);
         };
         // One exchange at a time per grant: concurrent calls of one person wait for the first.

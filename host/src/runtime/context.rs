@@ -17,8 +17,8 @@ pub struct CallContext {
     pub principal: Option<String>,
 }
 
-/// The principal of a call that arrived without a context.
-pub const UNKNOWN_PRINCIPAL: &str = "unknown";
+/// The principal of a call that arrived without a context (the gate treats it as nobody).
+pub use crate::capabilities::principal::UNKNOWN_PRINCIPAL;
 
 impl CallContext {
     /// The operator's own code (scheduler, CLI, admin-triggered syncs): writes allowed.
