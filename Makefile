@@ -155,11 +155,14 @@ lint: fmt-check clippy deny one-build
 fmt-check:
 	@$(CARGO) fmt --all --check || { echo "lint: formatting differs (above); run \`make fmt\`"; exit 1; }
 
-# The native crates with their tests and benches (release, like every other build here), then the
-# connectors for the target they ship for.
+# The native crates with their tests and benches (release, like every other build here), the host
+# without its optional features (so a build without `otlp` keeps compiling), then the connectors
+# for the target they ship for.
 clippy: wasm-target
 	@$(CARGO) clippy --release -p airlock -p airlock-tests -p fake-saas --all-targets -- -D warnings \
 		|| { echo "lint: clippy findings in the host crates (above)"; exit 1; }
+	@$(CARGO) clippy --release -p airlock --no-default-features -- -D warnings \
+		|| { echo "lint: clippy findings in the host built without its optional features (otlp)"; exit 1; }
 	@$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(CONNECTORS)) -- -D warnings \
 		|| { echo "lint: clippy findings in the connectors (above)"; exit 1; }
 
