@@ -49,6 +49,22 @@ pub fn ids<'a>(
     items.filter_map(move |i| id(prefix, Some(i)))
 }
 
+/// `PREFIX` + each id of `values`, each one id (string or number) or an array of them, as [`at`]
+/// reads the value at a pointer: the ids in fields of a typed record.
+///
+/// ```ignore
+/// let staff = acl::each("user:", [&ticket.assignee_id, &ticket.follower_ids]);
+/// ```
+pub fn each<'a>(
+    prefix: &str,
+    values: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> Vec<String> {
+    let one =
+        |v: &'a serde_json::Value| v.as_array().map_or(std::slice::from_ref(v), Vec::as_slice);
+    let items = values.into_iter().flat_map(one);
+    items.filter_map(|i| id(prefix, Some(i))).collect()
+}
+
 /// `PREFIX` + each id found at the `|`-separated JSON pointers of `v`, where a value may be one
 /// id (string or number) or an array of them, and a `*` segment walks every element of an array
 /// (`/fields/participants/*/accountId`). Missing, null and blank values give nothing.
@@ -68,20 +84,17 @@ pub fn at(v: &serde_json::Value, prefix: &str, pointers: &str) -> Vec<String> {
                 items.for_each(|item| walk(item, rest, out));
             }
             Some((key, rest)) => {
-                let key = key.replace("~1", "/").replace("~0", "~");
-                let next = v.as_array().map_or_else(
-                    || v.get(&key),
-                    |a| key.parse().ok().and_then(|i: usize| a.get(i)),
-                );
-                if let Some(next) = next {
+                if let Some(next) = crate::json::step(v, key) {
                     walk(next, rest, out);
                 }
             }
         }
     }
     let mut found = Vec::new();
+    let mut path = Vec::new();
     for pointer in pointers.split('|').map(str::trim).filter(|p| !p.is_empty()) {
-        let path: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        path.clear();
+        path.extend(pointer.trim_start_matches('/').split('/'));
         walk(v, &path, &mut found);
     }
     found
@@ -247,6 +260,17 @@ mod tests {
         assert_eq!(at(&v, "user:", "/f/p/*/id"), ["user:x"]);
         assert_eq!(at(&v, "g:", "/f/p/0/id"), ["g:x"]);
         assert!(at(&v, "user:", "").is_empty());
+        // A field's value, as a pointer would find it.
+        for key in ["a", "cc", "n", "f"] {
+            let field = &v[key];
+            assert_eq!(
+                each("user:", [field]),
+                at(&v, "user:", &format!("/{key}")),
+                "{key}"
+            );
+        }
+        let fields = [&v["cc"], &v["a"], &v["n"]];
+        assert_eq!(each("user:", fields), ["user:2", "user:3", "user:1"]);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //!     .json()?;
 //! ```
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result, url};
 
@@ -216,8 +216,10 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// Deserialize the JSON body; a body that does not match `T` is an `upstream` error.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+    /// Deserialize the JSON body; a body that does not match `T` is an `upstream` error. `T`
+    /// may borrow from the body (`&str`, [`crate::json::Text`]): a page read into records of
+    /// only the fields a connector uses, its text not copied, is much cheaper than a `Value`.
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::upstream(format!(
                 "{} {}: unexpected response body ({e}): {}",

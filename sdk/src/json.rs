@@ -11,17 +11,54 @@
 //!
 //! Pointers are RFC 6901 JSON pointers (`/body/content`); where several are accepted they are
 //! separated by `|` and tried in order.
+//!
+//! Where a sync reads many records, a typed record of only the fields the connector uses is much
+//! cheaper than a `Value` of every field: [`Text`] reads a field as loosely as [`text`] does,
+//! borrowed from the reply, and [`typed`] reads a `Value` already at hand into such a record.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Map, Value};
 
 use crate::{Error, Result};
 
+/// The value at the JSON `pointer` in `v`, as [`Value::pointer`] finds it, without building a
+/// string for each segment (only one with an escape, `~0` or `~1`, is unescaped): the helpers
+/// here read several fields of every record of a page.
+pub fn at<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(v);
+    }
+    let mut segments = pointer.strip_prefix('/')?.split('/');
+    segments.try_fold(v, step)
+}
+
+/// The child of `v` a pointer's `segment` (escaped as RFC 6901 has it) names.
+pub(crate) fn step<'a>(v: &'a Value, segment: &str) -> Option<&'a Value> {
+    let key = match segment.contains('~') {
+        true => Cow::Owned(segment.replace("~1", "/").replace("~0", "~")),
+        false => Cow::Borrowed(segment),
+    };
+    match v {
+        Value::Object(map) => map.get(&*key),
+        Value::Array(items) => items.get(index(&key)?),
+        _ => None,
+    }
+}
+
+/// An array index of a pointer as RFC 6901 has it: digits, no leading zero.
+fn index(segment: &str) -> Option<usize> {
+    let digits = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
+    let canonical = segment == "0" || !segment.starts_with('0');
+    (digits && canonical).then(|| segment.parse().ok())?
+}
+
 /// The string, number or boolean at `pointer` as text; `""` when missing, null or another type.
 pub fn text(v: &Value, pointer: &str) -> String {
-    match v.pointer(pointer) {
+    match at(v, pointer) {
         Some(Value::String(s)) => s.clone(),
         Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
         _ => String::new(),
@@ -34,6 +71,121 @@ pub fn first(v: &Value, pointers: &str) -> String {
     values.find(|t| !t.trim().is_empty()).unwrap_or_default()
 }
 
+/// The first non-blank of `texts`, else `""` (as [`first`] picks among pointers).
+pub fn first_of<'a>(texts: impl IntoIterator<Item = &'a str>) -> &'a str {
+    let mut texts = texts.into_iter();
+    texts.find(|t| !t.trim().is_empty()).unwrap_or_default()
+}
+
+/// A field of a typed record read as [`text`] reads it: a string (borrowed from the reply when
+/// it has no escapes), a number or a boolean as text, and `""` for null, an object or an array
+/// (and, with `#[serde(default)]`, for a missing field). The other fields of the record are
+/// skipped unread, so only what the connector uses is built.
+///
+/// ```ignore
+/// #[derive(Deserialize, Default)]
+/// #[serde(default)]
+/// struct Ticket<'a> {
+///     id: Option<u64>,
+///     #[serde(borrow)]
+///     subject: json::Text<'a>,
+/// }
+/// let page: Page<Ticket> = reply.json()?; // borrows from `reply`
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> de::Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> core::result::Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> core::result::Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> core::result::Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(s)))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> core::result::Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(if b { "true" } else { "false" })))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> core::result::Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(n.to_string())))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> core::result::Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(n.to_string())))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> core::result::Result<Text<'de>, E> {
+        // Formatted as a `Value` formats it (JSON has no NaN or infinity).
+        Ok(Text(Cow::Owned(Value::from(n).to_string())))
+    }
+
+    fn visit_unit<E>(self) -> core::result::Result<Text<'de>, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_none<E>(self) -> core::result::Result<Text<'de>, E> {
+        Ok(Text::default())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> core::result::Result<Text<'de>, D::Error> {
+        Text::deserialize(d)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> core::result::Result<Text<'de>, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Text::default())
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> core::result::Result<Text<'de>, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Text::default())
+    }
+}
+
+/// The record `v` as the typed `T` (borrowing its text, see [`Text`]): a search hit or a
+/// `show_many` item read like the records of an export page; an `upstream` error when it does
+/// not match.
+pub fn typed<'a, T: Deserialize<'a>>(v: &'a Value) -> Result<T> {
+    T::deserialize(v).map_err(|e| Error::upstream(format!("unexpected upstream record ({e})")))
+}
+
 /// The non-blank [`text`]s of the `|`-separated `pointers`, trimmed and joined with `sep`.
 pub fn join(v: &Value, pointers: &str, sep: &str) -> String {
     let values: Vec<String> = pointers.split('|').map(|p| text(v, p)).collect();
@@ -42,7 +194,7 @@ pub fn join(v: &Value, pointers: &str, sep: &str) -> String {
 
 /// The items of the array at `pointer` (none when it is missing or not an array).
 pub fn array<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> + Clone {
-    v.pointer(pointer)
+    at(v, pointer)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -91,14 +243,14 @@ pub fn merge(mut a: Value, b: Value) -> Value {
 /// is missing, empty or not a string.
 pub fn required<'a>(v: &'a Value, pointer: &str) -> Result<&'a str> {
     let missing = || Error::upstream(format!("an upstream record without `{pointer}`"));
-    let found = v.pointer(pointer).and_then(Value::as_str);
+    let found = at(v, pointer).and_then(Value::as_str);
     found.filter(|s| !s.is_empty()).ok_or_else(missing)
 }
 
 /// The unsigned integer at `pointer` that a record cannot do without (a numeric id);
 /// `upstream` error naming it when it is missing or not such a number.
 pub fn required_u64(v: &Value, pointer: &str) -> Result<u64> {
-    let found = v.pointer(pointer).and_then(Value::as_u64);
+    let found = at(v, pointer).and_then(Value::as_u64);
     found
         .ok_or_else(|| Error::upstream(format!("an upstream record without a numeric `{pointer}`")))
 }
@@ -208,6 +360,50 @@ mod tests {
         let counts = tally(&devices, "/s", "unknown");
         let want = [("compliant", 2), ("noncompliant", 1), ("unknown", 1)];
         assert!(counts.iter().map(|(k, v)| (k.as_str(), *v)).eq(want));
+    }
+
+    #[test]
+    fn typed_text_reads_fields_as_text_does_and_borrows_plain_strings() {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Record<'a> {
+            #[serde(borrow)]
+            a: Text<'a>,
+            n: Text<'a>,
+            f: Text<'a>,
+            b: Text<'a>,
+            z: Text<'a>,
+            o: Text<'a>,
+            l: Text<'a>,
+            e: Text<'a>,
+            missing: Text<'a>,
+        }
+        let body = r#"{"a": "x", "n": -5, "f": 1.5, "b": true, "z": null, "o": {"p": [1]},
+            "l": [{"q": 1}, 2], "e": "line\nbreak", "other": {"deep": [1, 2]}}"#;
+        let r: Record = serde_json::from_str(body).unwrap();
+        let v: Value = serde_json::from_str(body).unwrap();
+        let got = [&r.a, &r.n, &r.f, &r.b, &r.z, &r.o, &r.l, &r.e, &r.missing];
+        let keys = ["/a", "/n", "/f", "/b", "/z", "/o", "/l", "/e", "/missing"];
+        for (t, key) in got.iter().zip(keys) {
+            assert_eq!(&*t.0, text(&v, key), "{key}");
+        }
+        assert!(
+            matches!(r.a.0, Cow::Borrowed("x")),
+            "a plain string is borrowed"
+        );
+        assert!(
+            matches!(r.e.0, Cow::Owned(_)),
+            "an escaped one is unescaped"
+        );
+        // Read from a `Value` at hand, strings are borrowed from it.
+        let r: Record = typed(&v).unwrap();
+        assert!(matches!(r.a.0, Cow::Borrowed("x")));
+        assert!(matches!(
+            typed::<Record>(&json!("no record")),
+            Err(Error::Upstream(_))
+        ));
+        assert_eq!(first_of([" ", "", "b", "c"]), "b");
+        assert_eq!(first_of([" ", ""]), "");
     }
 
     #[test]

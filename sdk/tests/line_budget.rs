@@ -1,5 +1,5 @@
 //! The line budget of the Rust connectors (issue 12): each at most 300 code lines, msgraph at
-//! most 450, counted exactly as `make connector-lines` counts them (`sdk/count-lines.sh`: no
+//! most 450, zendesk at most 330 (issue 17: its tickets are read into a typed record), counted exactly as `make connector-lines` counts them (`sdk/count-lines.sh`: no
 //! blanks, comments or unit-test module). Plumbing a connector would grow past its budget for
 //! belongs in the SDK, where every connector shares it.
 
@@ -10,6 +10,9 @@ use std::process::Command;
 fn budget(name: &str) -> usize {
     match name {
         "msgraph" => 450,
+        // The 16 fields of a ticket a sync reads, declared as a typed record (a `Value` of all
+        // 35 an export sends was most of an unchanged re-sync's time): issue 17.
+        "zendesk" => 330,
         _ => 300,
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use airlock_sdk::export::{self, Position};
-use airlock_sdk::json::{array, first, pick, text};
+use airlock_sdk::json::{Text, array, first, first_of, text, typed};
 use airlock_sdk::paging::{Next, PageNumber, Pages};
 use airlock_sdk::prelude::*;
 use airlock_sdk::text::or;
@@ -79,8 +79,9 @@ impl Connector for Zendesk {
         match ids::typed(&id, &KINDS)? {
             ("ticket", n) => {
                 let t = cfg.get(&format!("/tickets/{}.json", n[0]), &[]).send()?;
-                let t = t.json_at("/ticket")?;
-                ticket(&t, &Access::of(&cfg, std::slice::from_ref(&t))?, &cfg)
+                let t: Value = t.json_at("/ticket")?;
+                let access = Access::of(&cfg, std::slice::from_ref(&t))?;
+                ticket(&typed(&t)?, &access, &cfg)
             }
             ("article", n) => {
                 let path = format!("/help_center/articles/{}.json", n[0]);
@@ -181,16 +182,19 @@ fn sync_tickets(cfg: &Config, position: Position) -> Result<SyncPage> {
     // The organizations of the page's tickets come with it (a sideload): no extra request.
     let query = [("per_page", &*n), ("include", "organizations"), (key, &*at)];
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
-    let mut export: Page = reply.json()?;
+    let mut export: Page<Ticket> = reply.json()?;
     let orgs = std::mem::take(&mut export.organizations);
-    let access = Access::with(cfg, &export.items, orgs)?;
+    let orgs_of = export.items.iter().map(|t| t.organization_id.as_u64());
+    let access = Access::with(cfg, orgs_of.flatten().collect(), vec![], orgs)?;
     ticket_page(export, &access, cfg, position)
 }
 
-fn ticket_page(export: Page, access: &Access, cfg: &Config, prev: Position) -> Result<SyncPage> {
+type Tickets<'a> = Page<Ticket<'a>>;
+
+fn ticket_page(export: Tickets, access: &Access, cfg: &Config, prev: Position) -> Result<SyncPage> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for t in &export.items {
-        match t["status"] == "deleted" {
+        match t.status == "deleted" {
             true => deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string())),
             false => upserts.push(ticket(t, access, cfg)?),
         }
@@ -237,10 +241,10 @@ fn time_page(export: &Page, start: i64, heed_end: bool, upserts: Vec<Document>) 
 /// and search).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Page {
+struct Page<T = Value> {
     #[serde(alias = "tickets", alias = "ticket_events", alias = "articles")]
     #[serde(alias = "results")]
-    items: Vec<Value>,
+    items: Vec<T>,
     /// Sideloaded (`include=organizations`) or asked by id (`show_many`).
     organizations: Vec<Value>,
     after_cursor: Option<String>,
@@ -249,27 +253,55 @@ struct Page {
     end_time: Option<i64>,
 }
 
-/// The numeric `id` a ticket or an article cannot do without (its absence fails the page).
-fn record_id(record: &Value) -> Result<u64> {
-    json::required_u64(record, "/id")
+/// A ticket: the fields its document and its readers are made of, its text borrowed from the
+/// reply. An export sends some 35 fields per ticket: building a `Value` of each was most of an
+/// unchanged re-sync's time. Text reads any scalar; the metadata and ACL fields pass as they came.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Ticket<'a> {
+    id: Option<u64>,
+    #[serde(borrow)]
+    subject: Text<'a>,
+    description: Text<'a>,
+    updated_at: Text<'a>,
+    created_at: Text<'a>,
+    status: Value,
+    priority: Value,
+    #[serde(rename = "type")]
+    kind: Value,
+    requester_id: Value,
+    assignee_id: Value,
+    organization_id: Value,
+    group_id: Value,
+    tags: Option<Value>,
+    follower_ids: Value,
+    email_cc_ids: Value,
+    collaborator_ids: Value,
 }
 
-fn ticket(t: &Value, access: &Access, cfg: &Config) -> Result<Document> {
+/// The numeric `id` a ticket cannot do without (its absence fails the page).
+fn record_id(t: &Ticket) -> Result<u64> {
+    t.id.ok_or_else(|| Error::upstream("an upstream ticket without a numeric `id`"))
+}
+
+fn ticket(t: &Ticket, access: &Access, cfg: &Config) -> Result<Document> {
     let id = record_id(t)?;
-    let keys = "status,priority,type,requester_id,assignee_id,organization_id";
-    let tags = json!({"tags": t.get("tags").unwrap_or(&json!([]))});
-    Ok(Document::new("ticket", id.to_string(), text(t, "/subject"))
-        .body(text(t, "/description"))
+    let meta = json!({"status": t.status, "priority": t.priority, "type": t.kind,
+        "requester_id": t.requester_id, "assignee_id": t.assignee_id,
+        "organization_id": t.organization_id, "tags": t.tags.as_ref().unwrap_or(&json!([]))});
+    Ok(Document::new("ticket", id.to_string(), &*t.subject)
+        .body(&*t.description)
         .url(cfg.ticket_url(id))
-        .updated_at(first(t, "/updated_at|/created_at"))
-        .metadata(pick(t, keys, tags))
+        .updated_at(first_of([&*t.updated_at, &t.created_at]))
+        .metadata(meta)
         .acl(readers(t, access, true)))
 }
 
 fn article(a: &Value, access: &Access) -> Result<Document> {
     let meta = json!({"section_id": a["section_id"], "locale": a["locale"],
         "draft": a["draft"] == true});
-    let doc = Document::new("article", record_id(a)?.to_string(), text(a, "/title"))
+    let id = json::required_u64(a, "/id")?;
+    let doc = Document::new("article", id.to_string(), text(a, "/title"))
         .body(html_to_text(&text(a, "/body")))
         .url_opt(a["html_url"].as_str())
         .updated_at(first(a, "/updated_at|/created_at"));
@@ -288,7 +320,7 @@ fn articles(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
 /// Search results as documents: tickets and articles; other result types are skipped.
 fn search_hits(items: &[Value], access: &Access, cfg: &Config) -> Result<Vec<Document>> {
     let hit = |item: &Value| match item["result_type"].as_str() {
-        Some("ticket") => Some(ticket(item, access, cfg)),
+        Some("ticket") => Some(typed(item).and_then(|t| ticket(&t, access, cfg))),
         Some("article") => Some(article(item, access)),
         _ => None,
     };
@@ -306,18 +338,19 @@ struct Access {
 
 impl Access {
     fn of(cfg: &Config, records: &[Value]) -> Result<Access> {
-        Self::with(cfg, records, Vec::new())
+        let ids = |key: &str| records.iter().filter_map(|r| r[key].as_u64()).collect();
+        let (orgs, segs) = (ids("organization_id"), ids("user_segment_id"));
+        Self::with(cfg, orgs, segs, Vec::new())
     }
 
-    /// As [`Access::of`], with `orgs` already at hand (sideloaded): only others are asked for.
-    fn with(cfg: &Config, records: &[Value], orgs: Vec<Value>) -> Result<Access> {
-        let ids = |key: &'static str| records.iter().filter_map(move |r| r[key].as_u64());
+    /// The access of records naming organizations `wanted` and user segments `segs`, with
+    /// `orgs` already at hand (sideloaded): only other organizations are asked for.
+    fn with(cfg: &Config, wanted: Vec<u64>, segs: Vec<u64>, orgs: Vec<Value>) -> Result<Access> {
         let path = "/organizations/show_many.json";
-        let wanted = ids("organization_id");
         let orgs = paging::by_ids_besides(wanted, orgs, 100, |ids| cfg.many(path, ids))?;
         let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
         let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
-        let segments = paging::by_ids(ids("user_segment_id"), 1, |id| {
+        let segments = paging::by_ids(segs, 1, |id| {
             let path = format!("/help_center/user_segments/{id}.json");
             Ok(vec![cfg.get(&path, &[]).send()?.json_at("/user_segment")?])
         })?;
@@ -328,14 +361,14 @@ impl Access {
 /// Who reads ticket `t` (or, when not `public`, its internal notes): agents who read every
 /// ticket, the agents of its group, its assignee and followers; for public content also the
 /// requester, the CCs and, when its organization shares tickets, that organization's users.
-fn readers(t: &Value, access: &Access, public: bool) -> Vec<String> {
-    let mut out = acl::at(t, "user:", "/assignee_id|/follower_ids");
-    out.extend(acl::at(t, GROUP, "/group_id"));
+fn readers(t: &Ticket, access: &Access, public: bool) -> Vec<String> {
+    let mut out = acl::each("user:", [&t.assignee_id, &t.follower_ids]);
+    out.extend(acl::each(GROUP, [&t.group_id]));
     out.push(acl::group(AGENTS));
     if public {
-        let people = "/requester_id|/email_cc_ids|/collaborator_ids";
-        out.extend(acl::at(t, "user:", people));
-        let org = acl::at(t, ORG, "/organization_id").into_iter();
+        let people = [&t.requester_id, &t.email_cc_ids, &t.collaborator_ids];
+        out.extend(acl::each("user:", people));
+        let org = acl::each(ORG, [&t.organization_id]).into_iter();
         out.extend(org.filter(|o| access.shared.contains(o)));
     }
     acl::of(out)
@@ -363,16 +396,18 @@ fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
     let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
     let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
     let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, BTreeSet::new(), Vec::new());
+    let tickets: Vec<Ticket> = tickets.iter().map(typed).collect::<Result<_>>()?;
     let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
     for e in events {
         let id = json::required_u64(e, "/ticket_id")?;
-        let t = tickets.iter().find(|t| t["id"] == id);
+        let t = tickets.iter().find(|t| t.id == Some(id));
         let children = array(e, "/child_events");
         let comments: Vec<Value> = match children.clone().any(changes_readers) {
             true if again.insert(id) => ticket_comments(cfg, id)?,
             _ => children.filter(is_comment).cloned().collect(),
         };
-        let (at, t) = (text(e, "/created_at"), t.unwrap_or(&Value::Null));
+        let at = text(e, "/created_at");
+        let Some(t) = t else { continue }; // no ticket (deleted): no readers to copy
         for c in &comments {
             out.extend(comment(c, t, &access, &at, cfg));
         }
@@ -396,8 +431,8 @@ fn changes_readers(c: &Value) -> bool {
 
 /// A comment of ticket `t` as a document (`None` without an id); `at` is the time of its ticket
 /// event, for a child event that carries none of its own.
-fn comment(c: &Value, t: &Value, access: &Access, at: &str, cfg: &Config) -> Option<Document> {
-    let ticket = t["id"].as_u64()?;
+fn comment(c: &Value, t: &Ticket, access: &Access, at: &str, cfg: &Config) -> Option<Document> {
+    let ticket = t.id?;
     let id = format!("{ticket}-{}", c["id"].as_u64()?);
     let meta = json!({"ticket_id": ticket, "public": c["public"], "author_id": c["author_id"]});
     let doc = Document::new("comment", id, format!("Comment on ticket {ticket}"))
@@ -482,8 +517,11 @@ mod tests {
         (page.next_cursor.unwrap(), page.done)
     }
 
-    fn export(v: Value) -> Page {
-        serde_json::from_value(v).unwrap()
+    /// An export page parsed from the text of `v` as `sync` parses a reply (borrowing from it;
+    /// the text lives as long as the test).
+    fn export(v: Value) -> Tickets<'static> {
+        let body: &'static str = Box::leak(v.to_string().into_boxed_str());
+        serde_json::from_str(body).unwrap()
     }
 
     #[test]
@@ -494,14 +532,18 @@ mod tests {
                  "priority": null, "type": "incident", "requester_id": 3, "assignee_id": null,
                  "organization_id": 9, "tags": ["hw"], "updated_at": "2025-01-02T03:04:05Z",
                  "custom_fields": [{"id": 1, "value": null}]},
-                {"id": 8, "subject": null, "status": "deleted", "updated_at": "2025-01-03T00:00:00Z"}
+                {"id": 8, "subject": null, "status": "deleted", "updated_at": "2025-01-03T00:00:00Z"},
+                {"id": 9, "subject": 42, "description": "two\nlines", "created_at": "2025-01-04",
+                 "updated_at": " ", "via": {"channel": "web", "source": {"from": {}}}}
             ],
             "after_cursor": "n1", "end_of_stream": false
         }));
         let out = ticket_page(page, &open(), &cfg(), Position::default()).unwrap();
         assert!(!out.done);
         assert_eq!(out.next_cursor.as_deref(), Some(r#"{"c":"n1"}"#));
-        let [doc] = &out.upserts[..] else { panic!() };
+        let [doc, odd] = &out.upserts[..] else {
+            panic!()
+        };
         assert_eq!(
             (
                 doc.id.as_str(),
@@ -522,6 +564,23 @@ mod tests {
             json!({"status": "open", "priority": null, "type": "incident", "requester_id": 3,
                    "assignee_id": null, "organization_id": 9, "tags": ["hw"]})
         );
+        // Text is read as before: any scalar, a blank time falls back to the creation time, no
+        // tags are `[]` and missing fields are null.
+        assert_eq!(
+            (
+                odd.title.as_str(),
+                odd.body.as_str(),
+                odd.updated_at.as_str()
+            ),
+            ("42", "two\nlines", "2025-01-04")
+        );
+        let meta: Value = serde_json::from_str(&odd.metadata).unwrap();
+        assert_eq!(
+            meta,
+            json!({"status": null, "priority": null, "type": null, "requester_id": null,
+                   "assignee_id": null, "organization_id": null, "tags": []})
+        );
+        assert_eq!(odd.acl, ["group:zendesk-agents"]);
         let [del] = &out.deletes[..] else { panic!() };
         assert_eq!((del.kind.as_str(), del.id.as_str()), ("ticket", "8"));
 
@@ -552,6 +611,7 @@ mod tests {
     fn comments_and_articles() {
         let t = json!({"id": 7, "requester_id": 3, "email_cc_ids": [4], "organization_id": 9,
             "group_id": 2, "assignee_id": 5});
+        let t: Ticket = typed(&t).unwrap();
         let shared = vec!["group:zendesk-org:9".to_string()];
         let access = Access {
             shared,

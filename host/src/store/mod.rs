@@ -17,6 +17,7 @@ pub mod oauth_grants;
 pub mod oauth_signin;
 pub mod pg;
 pub mod sync_state;
+pub mod token_cache;
 pub mod tokens;
 pub mod vault;
 pub mod webhooks;
@@ -539,6 +540,10 @@ pub struct Db {
     path: PathBuf,
     /// Woken after each committed sync page: change-feed readers waiting for news (long poll).
     committed: tokio::sync::Notify,
+    /// API tokens found live (see [`token_cache`]).
+    pub(crate) tokens: token_cache::TokenCache,
+    /// Its own read connection for the revocation count, asked on the request's thread.
+    revocations: std::sync::Mutex<Option<Connection>>,
 }
 
 /// At most this many read connections (each with its own page cache).
@@ -552,7 +557,26 @@ impl Db {
             reader_slots: tokio::sync::Semaphore::new(READERS),
             path: db_path(data_dir),
             committed: tokio::sync::Notify::new(),
+            tokens: token_cache::TokenCache::default(),
+            revocations: std::sync::Mutex::new(None),
         })
+    }
+
+    /// How many API tokens are revoked (by any process sharing the file): what the token cache
+    /// checks per request. Asked on the caller's thread, not the blocking pool: a count of a
+    /// small table, and a reader never waits for a lock here (None then, and for any error: the
+    /// token is looked up as without a cache).
+    pub(crate) fn revoked_tokens(&self) -> Option<i64> {
+        let mut conn = self.revocations.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.is_none() {
+            let c = self.open_reader().ok()?;
+            c.busy_timeout(std::time::Duration::ZERO).ok()?;
+            *conn = Some(c);
+        }
+        let count = conn
+            .as_ref()?
+            .prepare_cached("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NOT NULL");
+        count.and_then(|mut q| q.query_row([], |r| r.get(0))).ok()
     }
 
     /// The database file.

@@ -30,6 +30,7 @@ use super::documents::{self, Hit, Query, Readers};
 use super::leases::{self, Lease, LeaseInfo};
 use super::pg::PgStore;
 use super::sync_state::{self, PageCounts, SyncState};
+use super::token_cache;
 use super::tokens::{self, Principal, TokenInfo};
 use super::vault::{self, Vault};
 use crate::model::{Document, DocumentRef};
@@ -396,9 +397,19 @@ impl Store {
         }
         match self {
             Store::Sqlite(db) => {
+                // Counted before the lookup: a revocation during it keeps the answer uncached.
+                let (key, revoked) = (token_cache::key(token), db.revoked_tokens());
+                if let Some(p) = revoked.and_then(|n| db.tokens.get(&key, n)) {
+                    return Ok(Some(p));
+                }
                 let t = token.to_string();
-                db.read(move |conn| Ok(tokens::authenticate(conn, &t)?))
-                    .await
+                let found = db
+                    .read(move |conn| Ok(tokens::authenticate(conn, &t)?))
+                    .await?;
+                if let (Some(p), Some(n)) = (&found, revoked) {
+                    db.tokens.put(key, p.clone(), n);
+                }
+                Ok(found)
             }
             Store::Postgres(pg) => pg.authenticate(token).await,
         }
@@ -436,7 +447,9 @@ impl Store {
         match self {
             Store::Sqlite(db) => {
                 let x = id_or_principal.to_string();
-                db.run(move |conn| Ok(tokens::revoke(conn, &x)?)).await
+                let revoked = db.run(move |conn| Ok(tokens::revoke(conn, &x)?)).await;
+                db.tokens.clear();
+                revoked
             }
             Store::Postgres(pg) => pg.revoke_tokens(id_or_principal).await,
         }
@@ -609,4 +622,47 @@ pub fn commit_page_sqlite(conn: &mut rusqlite::Connection, p: &PageCommit) -> an
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two stores on one file stand for the daemon and `airlock tokens revoke` (or a second
+    /// daemon on the same machine).
+    #[tokio::test]
+    async fn a_cached_token_is_refused_at_the_next_check_after_any_process_revokes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Store::Sqlite(Arc::new(Db::open(dir.path()).unwrap()));
+        let cli = Store::Sqlite(Arc::new(Db::open(dir.path()).unwrap()));
+        let (_, alice) = cli
+            .create_token("alice", "acme", &[], false, &[])
+            .await
+            .unwrap();
+        let (_, bob) = cli
+            .create_token("bob", "acme", &[], false, &[])
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let p = daemon.authenticate(&alice).await.unwrap().expect("live");
+            assert_eq!(p.name, "alice");
+        }
+        let Store::Sqlite(db) = &daemon else {
+            unreachable!()
+        };
+        let n = db.revoked_tokens().expect("counted");
+        assert!(
+            db.tokens.get(&token_cache::key(&alice), n).is_some(),
+            "cached"
+        );
+        // Revoked by another process: refused at once, other tokens still served.
+        assert_eq!(cli.revoke_tokens("alice").await.unwrap().len(), 1);
+        assert!(daemon.authenticate(&alice).await.unwrap().is_none());
+        assert!(daemon.authenticate(&bob).await.unwrap().is_some());
+        // Revoked by this process: its cache is cleared with it.
+        assert!(daemon.authenticate(&bob).await.unwrap().is_some());
+        assert_eq!(daemon.revoke_tokens("bob").await.unwrap().len(), 1);
+        assert!(daemon.authenticate(&bob).await.unwrap().is_none());
+        assert!(daemon.authenticate("alk_unknown").await.unwrap().is_none());
+    }
 }
