@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::auth::{self, Principal};
 use super::ttl_cache::TtlCache;
 use crate::app::Airlock;
 use crate::runtime::connector::{InvokeError, Op};
 use crate::runtime::context::{self, CallContext};
+use crate::store::tokens::{Principal, name_email};
 
 /// The action a connector declares to resolve identities.
 pub const ACTION: &str = "resolve-identity";
@@ -90,7 +90,8 @@ pub fn resolves(a: &Airlock, id: &str) -> bool {
 /// The principal's identities at each connector of its tenant that resolves them (only
 /// `connector` when given); nothing for a principal without an email.
 pub async fn of(a: &Airlock, p: &Principal, connector: Option<&str>) -> Upstream {
-    let Some(email) = auth::email(p) else {
+    // The principal's email, as `auth::email` reads it (imported here without a circle).
+    let Some(email) = name_email(&p.name) else {
         return Upstream::default();
     };
     let config = a.config();
