@@ -65,14 +65,7 @@ pub fn groups(cfg: &Config, user_id: &str) -> Result<Vec<String>> {
         .api
         .join(&url::fill("/users/{}/transitiveMemberOf", &[user_id]));
     let first = url::with_query(&url::with_query(&first, "$select", "id"), "$top", "999");
-    let what = "group memberships";
-    let pages = airlock_sdk::paging::complete(what, MAX_GROUP_PAGES, first, |link| {
-        let Some(page) = odata::record(link.clone())? else {
-            return Ok((Vec::new(), None));
-        };
-        let next = cfg.link(page["@odata.nextLink"].as_str())?;
-        Ok((vec![page], next))
-    })?;
+    let pages = odata::complete("group memberships", MAX_GROUP_PAGES, first, |l| cfg.link(l))?;
     Ok(group_ids(&pages))
 }
 
