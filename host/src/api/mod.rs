@@ -450,7 +450,6 @@ async fn invoke(
     {
         return auth::insufficient_scope(&a, "writes");
     }
-    let scope = scope_of(&a, &p).await;
     let requested_by = p.label();
     match crate::approvals::request(&a, &requested_by, &p.tenant, &id, op).await {
         Ok(crate::approvals::Requested::Pending(approval)) => (
@@ -459,6 +458,11 @@ async fn invoke(
         )
             .into_response(),
         Ok(crate::approvals::Requested::Done(mut result)) => {
+            // Only documents are filtered: other ops need no scope (nor identities resolved).
+            if !is_get && !is_search {
+                return Json(serde_json::json!({ "result": result })).into_response();
+            }
+            let scope = scope_of(&a, &p).await;
             // Documents fetched live are checked like live search hits (fail closed).
             if is_get
                 && permitted_values(&a, &id, &scope, vec![result.clone()])
