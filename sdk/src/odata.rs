@@ -25,11 +25,28 @@ pub fn pages(
     first: String,
     follow: impl Fn(Option<&str>) -> Result<Option<String>>,
 ) -> Result<Vec<Value>> {
-    crate::paging::collect(what, max_pages, first, |link| {
-        let Some(page) = record(link.clone())? else {
-            return Ok((Vec::new(), None));
-        };
-        let next = follow(page["@odata.nextLink"].as_str())?;
-        Ok((vec![page], next))
-    })
+    crate::paging::collect(what, max_pages, first, |link| page(link, &follow))
+}
+
+/// [`pages`] for a listing that must be read whole (a person's group memberships): reaching
+/// `max_pages` with more to come is an `upstream` error naming `what`, never a shortened list.
+pub fn complete(
+    what: &str,
+    max_pages: usize,
+    first: String,
+    follow: impl Fn(Option<&str>) -> Result<Option<String>>,
+) -> Result<Vec<Value>> {
+    crate::paging::complete(what, max_pages, first, |link| page(link, &follow))
+}
+
+/// One page at `link` and the link to the next (none after a 404).
+fn page(
+    link: &str,
+    follow: &impl Fn(Option<&str>) -> Result<Option<String>>,
+) -> Result<(Vec<Value>, Option<String>)> {
+    let Some(page) = record(link.to_owned())? else {
+        return Ok((Vec::new(), None));
+    };
+    let next = follow(page["@odata.nextLink"].as_str())?;
+    Ok((vec![page], next))
 }

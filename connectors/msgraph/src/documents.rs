@@ -3,8 +3,10 @@
 //! (docs/connectors/msgraph.md, Permissions): directory users every member of the tenant; Entra
 //! devices the device administrators; mail and events their mailbox's owner (Graph v1.0 lists no
 //! mailbox delegates); chat messages the chat's members; channel messages the channel's direct
-//! members (a standard channel's are its team's); drive items the users their permissions grant.
-//! Entries are `user:{Entra object id}`; a record whose readers cannot be found is read by no one.
+//! members (a standard channel's are its team's); drive items the users and groups their
+//! permissions grant. Entries are `user:{Entra object id}` and `group:{Entra group id}` (matched
+//! through the `resolve-identity` action's transitive groups); a record whose readers cannot be
+//! found is read by no one.
 
 use airlock_sdk::json::{first, join, merge, pick, text, texts};
 use airlock_sdk::serde_json::{Value, json};
@@ -18,10 +20,13 @@ use crate::{MAX_PAGES, USER_FIELDS};
 const ADDRESS: &str = "/emailAddress/address";
 
 /// Where readers' user ids are: a user's `id` (the mailbox owner), a member listing's `userId`
-/// (`aadUserConversationMember`), a permission listing's granted users (link and group grants
-/// are not followed: fail closed).
+/// (`aadUserConversationMember`), a permission listing's granted users (sharing links are not
+/// followed: fail closed).
 pub const USER_IDS: &str =
     "/id|/value/*/userId|/value/*/grantedToV2/user/id|/value/*/grantedToIdentitiesV2/*/user/id";
+/// Where a permission listing's granted groups' ids are.
+pub const GROUP_IDS: &str =
+    "/value/*/grantedToV2/group/id|/value/*/grantedToIdentitiesV2/*/group/id";
 
 /// Every kind but `DriveItems` is also a stream, named as its document kind plus `s`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -178,8 +183,9 @@ impl Kind {
         };
         let first = cfg.api.join(&url::fill(path, parts));
         let pages = odata::pages("readers", MAX_PAGES, first, |link| cfg.link(link))?;
-        let ids = pages.iter().flat_map(|p| acl::at(p, "user:", USER_IDS));
-        Ok(acl::of(ids))
+        let users = pages.iter().flat_map(|p| acl::at(p, "user:", USER_IDS));
+        let groups = pages.iter().flat_map(|p| acl::at(p, "group:", GROUP_IDS));
+        Ok(acl::of(users.chain(groups)))
     }
 }
 

@@ -2,8 +2,9 @@
 //! listing, deletions by difference), mail of configured mailboxes (mail-folder delta query),
 //! calendar events in a moving window (`calendarView`, deletions by difference), Teams chat and
 //! channel messages, live search of SharePoint/OneDrive files (`POST /search/query`), `get` by
-//! document ref and a read-only `user-context` action (profile plus Intune managed devices with
-//! their compliance state).
+//! document ref, a read-only `user-context` action (profile plus Intune managed devices with
+//! their compliance state) and `resolve-identity` (a user's object id and transitive groups, for
+//! the host's permission matching).
 //!
 //! Holds no credentials: the host's gate injects `Authorization: Bearer <token>` from its OAuth2
 //! client-credentials grant (scope `https://graph.microsoft.com/.default`).
@@ -13,6 +14,7 @@
 
 mod config;
 mod documents;
+mod identity;
 mod sync;
 
 use airlock_sdk::json::{array, pick, tally, text};
@@ -64,7 +66,11 @@ impl Connector for MsGraph {
         let info = ConnectorInfo::new("msgraph", env!("CARGO_PKG_VERSION"), ABOUT);
         let streams = KINDS.iter().zip(STREAMS);
         let info = streams.fold(info, |info, (k, d)| info.stream(&format!("{}s", k.1), d));
-        info.action(ActionInfo::new::<UserContext>("user-context", USER_CONTEXT))
+        let info = info.action(ActionInfo::new::<UserContext>("user-context", USER_CONTEXT));
+        info.action(ActionInfo::new::<identity::Input>(
+            identity::ACTION,
+            identity::ABOUT,
+        ))
     }
 
     fn health() -> Result<HealthStatus> {
@@ -109,11 +115,22 @@ impl Connector for MsGraph {
         Ok(doc.ok_or_else(unusable)?.acl(readers))
     }
 
-    /// Yes when the record's ACL (`get`, read live) names the principal's Graph user id or is
-    /// tenant-wide; no otherwise (a group entry cannot be checked for a bare user id).
+    /// Yes when the record's ACL (`get`, read live) names the principal's Graph user id, is
+    /// tenant-wide, or grants a group the user is in (transitively); no otherwise.
     fn check_permission(principal: String, id: String) -> Result<bool> {
-        let readers = Self::get(id)?.acl;
-        Ok(acl::allows(&readers, &[acl::user(principal.trim())]))
+        let (readers, user) = (Self::get(id)?.acl, principal.trim());
+        if acl::allows(&readers, &[acl::user(user)]) {
+            return Ok(true);
+        }
+        let grants_groups = readers.iter().any(|e| e.starts_with("group:"));
+        if !grants_groups || !airlock_sdk::ids::is_segment(user) {
+            return Ok(false);
+        }
+        let groups = identity::groups(&Config::load()?, user)?;
+        Ok(acl::allows(
+            &readers,
+            &groups.iter().map(acl::group).collect::<Vec<_>>(),
+        ))
     }
 
     fn sync(stream: String, cursor: Option<String>) -> Result<SyncPage> {
@@ -124,13 +141,11 @@ impl Connector for MsGraph {
     }
 
     fn invoke(action: String, input: String) -> Result<String> {
-        let input: UserContext = airlock_sdk::action_input(&action, "user-context", &input)?;
-        let email = input.email.trim();
-        let odd = |c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '\'' | '\\' | '"');
-        if email.len() < 3 || !email.contains('@') || email.chars().any(odd) {
-            let message = "`email` must be a user principal name or mail address";
-            return Err(Error::invalid_input(message));
+        if action == identity::ACTION {
+            return identity::resolve(&input);
         }
+        let input: UserContext = airlock_sdk::action_input(&action, "user-context", &input)?;
+        let email = identity::checked_email(&input.email)?;
         let cfg = Config::load()?;
         let user = find_user(&cfg, email)?;
         let no_id = || Error::upstream("Graph returned a user without a usable id");
@@ -280,12 +295,11 @@ mod tests {
             {"id": "p1", "roles": ["owner"], "grantedToV2": {"user": {"id": "u4"}}},
             {"id": "p2", "roles": ["read"], "grantedToIdentitiesV2": [{"user": {"id": "u5"}}]},
             {"id": "p3", "roles": ["read"], "grantedToV2": {"group": {"id": "g1"}}},
+            {"id": "p5", "roles": ["read"], "grantedToIdentitiesV2": [{"group": {"id": "g2"}}]},
             {"id": "p4", "roles": ["read"], "link": {"scope": "organization", "type": "view"}}]});
-        assert_eq!(
-            ids(permissions),
-            ["user:u4", "user:u5"],
-            "groups and links fail closed"
-        );
+        assert_eq!(ids(permissions.clone()), ["user:u4", "user:u5"]);
+        let groups = airlock_sdk::acl::at(&permissions, "group:", documents::GROUP_IDS);
+        assert_eq!(groups, ["group:g1", "group:g2"], "links fail closed");
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub async fn ask(
     if mode != crate::search::Mode::Keyword && config.semantic.is_none() {
         return bad_request(&crate::app::SemanticOff.to_string());
     }
-    let scope = super::scope_of(&a, &p);
+    let scope = super::scope_of(&a, &p).await;
     let readers = scope.readers.clone();
     let mut req = crate::search::SearchRequest {
         query: b.question.clone(),

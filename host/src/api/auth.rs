@@ -279,8 +279,13 @@ pub fn email(p: &Principal) -> Option<String> {
 
 /// Whom a principal reads as: its name and groups for every connector of its tenant (a group
 /// both bare and as `group:NAME`), per connector the upstream user id its email maps to
-/// (`user:ID`), and the tenant's connectors whose records without an ACL are tenant-wide.
-pub fn readers(a: &Airlock, p: &Principal) -> Readers {
+/// (`user:ID`) and what the connector resolved for it (`upstream`: `user:ID`, `group:ID`), and
+/// the tenant's connectors whose records without an ACL are tenant-wide.
+pub fn readers(
+    a: &Airlock,
+    p: &Principal,
+    upstream: &super::upstream_identities::Upstream,
+) -> Readers {
     let mut r = Readers {
         common: common_identities(p),
         ..Readers::default()
@@ -295,9 +300,17 @@ pub fn readers(a: &Airlock, p: &Principal) -> Readers {
         if c.permissions == crate::config::Permissions::Tenant {
             r.open.push(c.id.clone());
         }
-        if let Some(id) = email.as_ref().and_then(|e| c.users.get(e)) {
-            r.by_connector
-                .insert(c.id.clone(), vec![format!("user:{id}")]);
+        let mut own: Vec<String> = email
+            .as_ref()
+            .and_then(|e| c.users.get(e))
+            .map(|id| format!("user:{id}"))
+            .into_iter()
+            .chain(upstream.identities(&c.id))
+            .collect();
+        own.sort();
+        own.dedup();
+        if !own.is_empty() {
+            r.by_connector.insert(c.id.clone(), own);
         }
     }
     r
@@ -325,14 +338,24 @@ fn common_identities(p: &Principal) -> Vec<String> {
     common
 }
 
-/// The principal's user id upstream at `connector` (what `check-permission` is asked about).
-pub fn upstream_user(a: &Airlock, p: &Principal, connector: &str) -> Option<String> {
+/// The principal's user id upstream at `connector` (what `check-permission` is asked about):
+/// the one `[connector.users]` maps its email to, else the one the connector resolved.
+pub fn upstream_user(
+    a: &Airlock,
+    p: &Principal,
+    connector: &str,
+    upstream: &super::upstream_identities::Upstream,
+) -> Option<String> {
     let e = email(p)?;
     let config = a.config();
     let c = config.connector(connector)?;
-    (c.tenant == p.tenant)
-        .then(|| c.users.get(&e).cloned())
-        .flatten()
+    if c.tenant != p.tenant {
+        return None;
+    }
+    c.users
+        .get(&e)
+        .cloned()
+        .or_else(|| upstream.user(connector).map(str::to_owned))
 }
 
 #[cfg(test)]

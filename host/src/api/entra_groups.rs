@@ -10,12 +10,13 @@
 //! must not choose where Airlock sends its credential.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use http::header;
 use serde_json::{Value, json};
 
+use super::ttl_cache::TtlCache;
 use crate::app::Airlock;
 use crate::capabilities::oauth_exchange::send;
 use crate::config::GroupsOverage;
@@ -38,14 +39,10 @@ fn object_id(claims: &Value) -> Option<&str> {
         .filter(|s| s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
 }
 
-struct Kept {
-    groups: Vec<String>,
-    at: Instant,
-}
-
-/// Resolved groups by (Graph URL, object id), and the app token by (token URL, client id).
-static GROUPS: LazyLock<tokio::sync::Mutex<HashMap<(String, String), Kept>>> =
-    LazyLock::new(Default::default);
+/// Resolved groups by (Graph URL, object id).
+static GROUPS: LazyLock<TtlCache<(String, String), Vec<String>>> =
+    LazyLock::new(|| TtlCache::new(MAX_CACHED));
+/// The app token and until when it is used, by (token URL, client id).
 static APP_TOKENS: LazyLock<tokio::sync::Mutex<AppTokens>> = LazyLock::new(Default::default);
 
 /// The application token and until when it is used, by (token URL, client id).
@@ -74,66 +71,20 @@ pub async fn resolve(
         return Vec::new();
     };
     let key = (cfg.graph_url.clone(), oid.to_string());
-    if let Some(g) = kept(&key, cfg.cache_ttl).await {
-        return g;
-    }
-    // One lookup per person at a time: a client's burst of requests asks Graph once.
-    let flight = flight(&key);
-    let _held = flight.lock().await;
-    if let Some(g) = kept(&key, cfg.cache_ttl).await {
-        return g;
-    }
-    match member_objects(a, cfg, oid).await {
-        Ok(groups) => {
-            let mut map = GROUPS.lock().await;
-            if map.len() >= MAX_CACHED {
-                map.retain(|_, k| k.at.elapsed() < cfg.cache_ttl);
+    // A failed lookup is not kept: the next request asks again.
+    let lookup = || async {
+        match member_objects(a, cfg, oid).await {
+            Ok(groups) => (groups, cfg.cache_ttl),
+            Err(e) => {
+                tracing::warn!(
+                    person = who,
+                    "the access token's groups did not fit in it (Microsoft Entra groups overage) and Microsoft Graph could not list them ({e}): the person gets no group identities"
+                );
+                (Vec::new(), Duration::ZERO)
             }
-            if map.len() >= MAX_CACHED
-                && let Some(oldest) = map.iter().min_by_key(|(_, k)| k.at).map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-            map.insert(
-                key,
-                Kept {
-                    groups: groups.clone(),
-                    at: Instant::now(),
-                },
-            );
-            groups
         }
-        Err(e) => {
-            tracing::warn!(
-                person = who,
-                "the access token's groups did not fit in it (Microsoft Entra groups overage) and Microsoft Graph could not list them ({e}): the person gets no group identities"
-            );
-            Vec::new()
-        }
-    }
-}
-
-async fn kept(key: &(String, String), ttl: Duration) -> Option<Vec<String>> {
-    let map = GROUPS.lock().await;
-    map.get(key)
-        .filter(|k| k.at.elapsed() < ttl)
-        .map(|k| k.groups.clone())
-}
-
-type Flights = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
-
-/// Lookups in flight by person, held weakly: gone when nobody waits.
-static FLIGHTS: LazyLock<std::sync::Mutex<Flights>> = LazyLock::new(Default::default);
-
-fn flight(key: &(String, String)) -> Arc<tokio::sync::Mutex<()>> {
-    let mut map = FLIGHTS.lock().unwrap_or_else(|e| e.into_inner());
-    map.retain(|_, w| w.strong_count() > 0);
-    if let Some(l) = map.get(key).and_then(Weak::upgrade) {
-        return l;
-    }
-    let l = Arc::new(tokio::sync::Mutex::new(()));
-    map.insert(key.clone(), Arc::downgrade(&l));
-    l
+    };
+    GROUPS.get_or_lookup(key, cfg.cache_ttl, lookup).await.0
 }
 
 /// `POST {graph}/v1.0/users/{oid}/getMemberObjects`: every group (and directory role) the

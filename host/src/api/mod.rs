@@ -18,6 +18,8 @@ pub mod hooks;
 pub mod oauth;
 pub mod openapi;
 pub mod proxy;
+pub mod ttl_cache;
+pub mod upstream_identities;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -448,7 +450,6 @@ async fn invoke(
     {
         return auth::insufficient_scope(&a, "writes");
     }
-    let scope = scope_of(&a, &p);
     let requested_by = p.label();
     match crate::approvals::request(&a, &requested_by, &p.tenant, &id, op).await {
         Ok(crate::approvals::Requested::Pending(approval)) => (
@@ -457,6 +458,11 @@ async fn invoke(
         )
             .into_response(),
         Ok(crate::approvals::Requested::Done(mut result)) => {
+            // Only documents are filtered: other ops need no scope (nor identities resolved).
+            if !is_get && !is_search {
+                return Json(serde_json::json!({ "result": result })).into_response();
+            }
+            let scope = scope_of(&a, &p).await;
             // Documents fetched live are checked like live search hits (fail closed).
             if is_get
                 && permitted_values(&a, &id, &scope, vec![result.clone()])
@@ -479,12 +485,14 @@ async fn invoke(
     }
 }
 
-/// What the principal may reach, for search and live results.
-fn scope_of(a: &Airlock, p: &Principal) -> crate::search::Scope {
+/// What the principal may reach, for search and live results (its upstream identities
+/// resolved, or taken from the cache, first).
+async fn scope_of(a: &Airlock, p: &Principal) -> crate::search::Scope {
     let connectors = auth::tenant_connectors(a, p);
+    let upstream = upstream_identities::of(a, p, None).await;
     let upstream_users = connectors
         .iter()
-        .filter_map(|c| Some((c.clone(), auth::upstream_user(a, p, c)?)))
+        .filter_map(|c| Some((c.clone(), auth::upstream_user(a, p, c, &upstream)?)))
         .collect();
     let config = a.config();
     let check_ttls = connectors
@@ -492,7 +500,7 @@ fn scope_of(a: &Airlock, p: &Principal) -> crate::search::Scope {
         .filter_map(|c| Some((c.clone(), config.connector(c)?.permission_check_ttl)))
         .collect();
     crate::search::Scope {
-        readers: auth::readers(a, p),
+        readers: auth::readers(a, p, &upstream),
         connectors,
         upstream_users,
         checks: a.permission_checks.clone(),
@@ -522,20 +530,24 @@ async fn permitted_values(
 }
 
 /// Who the caller is and whom it reads as: its identities for every connector of its tenant
-/// (what document ACLs are matched against), and which connectors' records without an ACL are
-/// tenant-wide. For debugging permissions; no secret is in it.
+/// (what document ACLs are matched against), what each connector that resolves identities
+/// said about it (`upstream`), and which connectors' records without an ACL are tenant-wide.
+/// For debugging permissions; no secret is in it.
 async fn whoami(State(a): State<Arc<Airlock>>, Extension(p): Extension<Principal>) -> Response {
-    let r = auth::readers(&a, &p);
+    let upstream = upstream_identities::of(&a, &p, None).await;
+    let r = auth::readers(&a, &p, &upstream);
     let connectors: serde_json::Map<String, serde_json::Value> = auth::tenant_connectors(&a, &p)
         .into_iter()
         .map(|c| {
             let mut identities = r.common.clone();
             identities.extend(r.by_connector.get(&c).into_iter().flatten().cloned());
             let open = r.open.contains(&c);
+            let resolved = upstream.0.get(&c).map(upstream_identities::shown);
             let v = serde_json::json!({
                 "permissions": if open { "tenant" } else { "per-record" },
-                "upstream_user": auth::upstream_user(&a, &p, &c),
+                "upstream_user": auth::upstream_user(&a, &p, &c, &upstream),
                 "identities": identities,
+                "upstream": resolved,
             });
             (c, v)
         })
@@ -724,7 +736,7 @@ async fn search(
         live: b.live,
         live_timeout: std::time::Duration::from_millis(live_timeout_ms),
         // Local and live: only the tenant's connectors, only documents the ACL lets through.
-        scope: Some(scope_of(&a, &p)),
+        scope: Some(scope_of(&a, &p).await),
         mode,
         vector: None,
         any_word: false,
@@ -765,8 +777,15 @@ async fn get_document(
         return not_found();
     }
     let found = a.store.document(&connector, &kind, &id).await;
+    let readers = match &found {
+        Ok(Some(_)) => {
+            let upstream = upstream_identities::of(&a, &p, Some(&connector)).await;
+            auth::readers(&a, &p, &upstream)
+        }
+        _ => Default::default(),
+    };
     match found {
-        Ok(Some(d)) if auth::readers(&a, &p).allows(&connector, &d.acl) => {
+        Ok(Some(d)) if readers.allows(&connector, &d.acl) => {
             let s = &a.scrubber;
             Json(serde_json::json!({
                 "connector": connector,
@@ -908,7 +927,11 @@ async fn list_changes(
         return no_such_connector(c);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
-    let (within, readers) = (auth::tenant_connectors(&a, &p), auth::readers(&a, &p));
+    let upstream = upstream_identities::of(&a, &p, q.connector.as_deref()).await;
+    let (within, readers) = (
+        auth::tenant_connectors(&a, &p),
+        auth::readers(&a, &p, &upstream),
+    );
     loop {
         let found = a
             .store

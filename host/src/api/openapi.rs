@@ -88,6 +88,30 @@ fn open(mut op: Value) -> Value {
 }
 
 /// The whole description.
+/// One connector in `GET /v1/whoami`.
+fn whoami_connector() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "permissions": { "type": "string", "enum": ["per-record", "tenant"] },
+            "upstream_user": { "type": ["string", "null"] },
+            "identities": { "type": "array", "items": { "type": "string" } },
+            "upstream": {
+                "description": "What the connector's `resolve-identity` action said about the caller (null when the connector does not resolve identities or the caller has no email)",
+                "type": ["object", "null"],
+                "properties": {
+                    "status": { "type": "string", "enum": ["resolved", "unknown", "failed"] },
+                    "user": { "type": ["string", "null"] },
+                    "groups": { "type": "array", "items": { "type": "string" } },
+                    "error": { "type": ["string", "null"] },
+                    "age_secs": { "type": "integer" },
+                    "ttl_secs": { "type": "integer" }
+                }
+            }
+        }
+    })
+}
+
 pub fn spec() -> Value {
     let doc_hit = json!({
         "type": "object",
@@ -257,14 +281,7 @@ pub fn spec() -> Value {
                         "groups": { "type": "array", "items": { "type": "string" } },
                         "admin": { "type": "boolean" },
                         "email": { "type": ["string", "null"] },
-                        "connectors": { "type": "object", "additionalProperties": {
-                            "type": "object",
-                            "properties": {
-                                "permissions": { "type": "string", "enum": ["per-record", "tenant"] },
-                                "upstream_user": { "type": ["string", "null"] },
-                                "identities": { "type": "array", "items": { "type": "string" } }
-                            }
-                        } }
+                        "connectors": { "type": "object", "additionalProperties": whoami_connector() }
                     }
                 })) }
             }), false) },

@@ -89,6 +89,9 @@ pub struct ConnectorConfig {
     /// `permission_check_ttl`: how long a live hit's `check-permission` answer is remembered
     /// for the same upstream user (zero: never; at most an hour).
     pub permission_check_ttl: Duration,
+    /// `identity_ttl`: how long a principal's identities resolved through the connector's
+    /// `resolve-identity` action are kept (zero: never resolved; at most a day).
+    pub identity_ttl: Duration,
 }
 
 /// `permissions = "per-record" | "tenant"`: what a record without an ACL means.
@@ -342,23 +345,49 @@ struct RawConnector {
     #[serde(default)]
     users: BTreeMap<String, String>,
     permission_check_ttl: Option<String>,
+    identity_ttl: Option<String>,
 }
 
 /// How long a live hit's `check-permission` answer is remembered unless the connector says.
 pub const DEFAULT_PERMISSION_CHECK_TTL: Duration = Duration::from_secs(30);
 
-/// `permission_check_ttl` checked: a duration of at most an hour, `"0s"` to remember nothing.
-fn check_ttl(raw: Option<&str>, key: &str) -> Result<Duration, String> {
+/// How long resolved upstream identities are kept unless the connector says.
+pub const DEFAULT_IDENTITY_TTL: Duration = Duration::from_secs(300);
+
+/// A connector's TTL setting `name` checked: a duration of at most `max` (`max_shown` in the
+/// error), `"0s"` for none; `default` when absent.
+fn ttl_setting(
+    raw: Option<&str>,
+    key: &str,
+    name: &str,
+    (default, max, max_shown): (Duration, Duration, &str),
+) -> Result<Duration, String> {
     let Some(s) = raw else {
-        return Ok(DEFAULT_PERMISSION_CHECK_TTL);
+        return Ok(default);
     };
-    let d = humantime::parse_duration(s).map_err(|e| {
-        format!("{key}.permission_check_ttl: `{s}` is not a duration like \"30s\" ({e})")
-    })?;
-    if d > Duration::from_secs(3600) {
-        return Err(format!("{key}.permission_check_ttl: at most 1h"));
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{key}.{name}: `{s}` is not a duration like \"30s\" ({e})"))?;
+    if d > max {
+        return Err(format!("{key}.{name}: at most {max_shown}"));
     }
     Ok(d)
+}
+
+/// `permission_check_ttl` checked: a duration of at most an hour, `"0s"` to remember nothing.
+fn check_ttl(raw: Option<&str>, key: &str) -> Result<Duration, String> {
+    let limits = (
+        DEFAULT_PERMISSION_CHECK_TTL,
+        Duration::from_secs(3600),
+        "1h",
+    );
+    ttl_setting(raw, key, "permission_check_ttl", limits)
+}
+
+/// `identity_ttl` checked: at most a day (a person removed from a group upstream must lose it
+/// within a day), `"0s"` to resolve nothing.
+fn identity_ttl(raw: Option<&str>, key: &str) -> Result<Duration, String> {
+    let limits = (DEFAULT_IDENTITY_TTL, Duration::from_secs(86_400), "24h");
+    ttl_setting(raw, key, "identity_ttl", limits)
 }
 
 #[derive(Deserialize)]
@@ -671,6 +700,7 @@ impl Config {
                 users: users(&c.users, &key).map_err(&err)?,
                 permission_check_ttl: check_ttl(c.permission_check_ttl.as_deref(), &key)
                     .map_err(&err)?,
+                identity_ttl: identity_ttl(c.identity_ttl.as_deref(), &key).map_err(&err)?,
             });
         }
 
@@ -717,6 +747,7 @@ impl Config {
                     permissions: Permissions::default(),
                     users: BTreeMap::new(),
                     permission_check_ttl: DEFAULT_PERMISSION_CHECK_TTL,
+                    identity_ttl: DEFAULT_IDENTITY_TTL,
                 });
             }
         }
@@ -1603,6 +1634,21 @@ settings = { base_url = "http://127.0.0.1:8781" }
         for bad in ["\"2h\"", "\"soon\""] {
             let e = ttl(&format!("permission_check_ttl = {bad}")).unwrap_err();
             assert!(e.to_string().contains("permission_check_ttl"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_connectors_identity_ttl_defaults_to_5m_and_is_at_most_a_day() {
+        let ttl =
+            |line: &str| parse(&format!("{BASE}{line}\n")).map(|c| c.connectors[0].identity_ttl);
+        assert_eq!(ttl("").expect("valid"), Duration::from_secs(300));
+        let off = ttl("identity_ttl = \"0s\"").expect("valid");
+        assert_eq!(off, Duration::ZERO, "0s: never resolved");
+        let day = ttl("identity_ttl = \"24h\"").expect("valid");
+        assert_eq!(day, Duration::from_secs(86_400));
+        for bad in ["\"25h\"", "\"soon\""] {
+            let e = ttl(&format!("identity_ttl = {bad}")).unwrap_err();
+            assert!(e.to_string().contains("identity_ttl"), "{e}");
         }
     }
 

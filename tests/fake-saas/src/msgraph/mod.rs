@@ -8,7 +8,8 @@
 //! `region` required) and drive items. Collections carry `@odata.context`, absolute
 //! `@odata.nextLink` and, for delta queries, `@odata.deltaLink`; deletions in a delta round arrive
 //! as `@removed`; the first page of an incremental round is empty. Directory memberships for
-//! applications (`POST /users/{id}/getMemberObjects`, `directory.rs`); delegated sign-ins and
+//! applications (`POST /users/{id}/getMemberObjects`, `GET /users/{id}/transitiveMemberOf`,
+//! `directory.rs`); delegated sign-ins and
 //! the on-behalf-of grant at the token endpoint (`delegated.rs`). Errors use Graph's
 //! `{"error":{"code","message","innerError"}}`; the shared 429 knob answers with `Retry-After`.
 
@@ -362,6 +363,10 @@ fn router(state: Arc<MsGraph>) -> Router {
         .route(
             "/v1.0/users/{id}/getMemberObjects",
             post(directory::member_objects),
+        )
+        .route(
+            "/v1.0/users/{id}/transitiveMemberOf",
+            get(directory::transitive_member_of),
         )
         .route("/v1.0/users/{id}/messages", get(list_messages))
         .route("/v1.0/users/{id}/messages/{mid}", get(get_message))

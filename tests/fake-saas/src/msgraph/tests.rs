@@ -454,3 +454,33 @@ async fn get_member_objects_answers_applications_and_on_behalf_of_checks_its_ass
     let c = f.delegated_counts();
     assert_eq!((c.obo_exchanges, c.refused_obo), (1, 4));
 }
+
+#[tokio::test]
+async fn transitive_member_of_lists_the_users_groups_by_id_or_upn_in_pages_as_tests_set_them() {
+    let f = fake().await;
+    let user = f.truth().users[5].clone();
+    let id = user["id"].as_str().expect("id").to_string();
+    let upn = user["userPrincipalName"].as_str().expect("upn").to_string();
+    f.set_member_objects(&id, &["g-1", "g-2", "g-3"]);
+    let app = bearer_for(&f).await;
+    let (groups, _) = walk(
+        &f,
+        &app,
+        &format!("/v1.0/users/{upn}/transitiveMemberOf?$select=id&$top=2"),
+    )
+    .await;
+    let ids: Vec<&str> = groups.iter().filter_map(|g| g["id"].as_str()).collect();
+    assert_eq!(ids, ["g-1", "g-2", "g-3"]);
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["@odata.type"] == "#microsoft.graph.group")
+    );
+    // Membership changes show at once.
+    f.set_member_objects(&id, &[]);
+    let (groups, _) = walk(&f, &app, &format!("/v1.0/users/{id}/transitiveMemberOf")).await;
+    assert!(groups.is_empty());
+    let missing = "/v1.0/users/nobody@contoso.com/transitiveMemberOf";
+    let r = call(&f, &app, "GET", missing, None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}

@@ -65,5 +65,6 @@ mod test_pki;
 mod ticketzero;
 mod token_fetch;
 mod tracing_logs;
+mod upstream_identities;
 mod webhooks;
 mod zendesk;

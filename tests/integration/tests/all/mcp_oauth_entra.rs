@@ -201,6 +201,13 @@ async fn a_groups_overage_is_resolved_through_graph_and_without_it_the_person_ge
 fn obo_env(g: &RunningFake<MsGraph>, idp: &RunningFake<Oidc>) -> Env {
     let o = MsGraphOptions::default();
     let app_only = msgraph_config(g, &o.client_id);
+    // Identities are not resolved here (`identity_ttl = "0s"`): each lookup would be one more
+    // exchange per person, and this test counts the exchanges of searches.
+    let app_only = app_only.replacen(
+        "permissions = \"tenant\"\n",
+        "permissions = \"tenant\"\nidentity_ttl = \"0s\"\n",
+        1,
+    );
     let start = app_only.find("auth = {").expect("auth line");
     let end = start + app_only[start..].find('\n').expect("line end");
     let obo = format!(

@@ -2,7 +2,8 @@
 //! search, get, the change feed, MCP search and live search, a user the upstream lets read a
 //! page sees it, a user it does not never does, a user allowed through a group sees it, and a
 //! user whose access was removed upstream stops seeing it after the next incremental sync (live
-//! search at once). Records without an ACL fail closed unless the connector is tenant-wide.
+//! search at once: Confluence's, Zendesk's and Jira Service Management's own search is asked
+//! live). Records without an ACL fail closed unless the connector is tenant-wide.
 
 use std::collections::BTreeSet;
 
@@ -609,6 +610,29 @@ async fn invoke_get(d: &Daemon, token: &str, connector: &str, id: &str) -> bool 
     status == 200
 }
 
+/// Asserts, for each person (who, token, finds), whether `connector`'s own search, asked live
+/// through invoke (no stored copy can stand in for it), returns record `id` for `query`.
+async fn assert_live(
+    d: &Daemon,
+    people: &[(&str, &String, bool)],
+    (connector, query, id): (&str, &str, &str),
+) {
+    for (who, token, finds) in people {
+        let body = json!({"op": "search", "input": {"query": query, "limit": 100}});
+        let (status, v) = http_auth(
+            "POST",
+            &format!("{}/v1/connectors/{connector}/invoke", d.base),
+            Some(token.as_str()),
+            Some(body.to_string()),
+        )
+        .await;
+        assert_eq!(status, 200, "{who}: {v}");
+        let hits = v["result"]["hits"].as_array().expect("hits");
+        let found = hits.iter().any(|h| h["id"] == id);
+        assert_eq!(found, *finds, "live search of {connector} {id}, {who}");
+    }
+}
+
 /// Zendesk tickets and their public comments reach the requester, the CCs, the users of the
 /// ticket's organization when it shares tickets, the agents of the ticket's group and the agents
 /// who read every ticket; internal notes reach the agents only; articles reach everyone signed in
@@ -725,6 +749,19 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
         &[("ticket", &ticket), ("comment", &public)],
     )
     .await;
+    assert_live(
+        &d,
+        &[
+            ("requester", &requester, true),
+            ("cc", &cc_user, true),
+            ("sharing organization", &org_member, true),
+            ("agent of the ticket's group", &group_agent, true),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        ("zendesk", ZENDESK_PHRASE, &id),
+    )
+    .await;
     assert!(
         invoke_get(&d, &requester, "zendesk", &id).await,
         "invoke, requester"
@@ -794,6 +831,19 @@ async fn zendesk_tickets_comments_and_articles_reach_whom_zendesk_shows_them() {
         .expect("ticket");
     let stale = sight_of(&d, &cc_user, &ticket).await;
     assert!(stale.get && stale.search, "until the next run: {stale:?}");
+    // Live search reads the readers upstream: the change counts at once.
+    assert_live(
+        &d,
+        &[
+            ("requester", &requester, true),
+            ("removed cc", &cc_user, false),
+            ("former organization", &org_member, false),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        ("zendesk", ZENDESK_PHRASE, &id),
+    )
+    .await;
     sync_streams(&env, "zendesk", &["tickets", "comments"]);
     let new_cc_user = env.create_token("newcc@people.example", "default", &[], false);
     assert_sights(
@@ -928,6 +978,19 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
         &[("request", &request)],
     )
     .await;
+    assert_live(
+        &d,
+        &[
+            ("reporter", &reporter, true),
+            ("reporter by email", &reporter_by_email, true),
+            ("participant", &participant_user, true),
+            ("organization", &org_member, true),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        ("jira", JIRA_PHRASE, &r.key),
+    )
+    .await;
     assert!(
         invoke_get(&d, &participant_user, "jira", &r.key).await,
         "invoke, participant"
@@ -966,6 +1029,19 @@ async fn jira_requests_reach_reporter_participants_organizations_and_agents_only
     fake.set_organization(&r.key, 2, false).expect("request");
     let stale = sight_of(&d, &participant_user, &request).await;
     assert!(stale.get && stale.search, "until the next run: {stale:?}");
+    // Live search reads the readers upstream: the change counts at once.
+    assert_live(
+        &d,
+        &[
+            ("reporter", &reporter, true),
+            ("removed participant", &participant_user, false),
+            ("former organization", &org_member, false),
+            ("agent", &agent, true),
+            ("stranger", &stranger, false),
+        ],
+        ("jira", JIRA_PHRASE, &r.key),
+    )
+    .await;
     sync_streams(&env, "jira", &["requests", "comments"]);
     assert_sights(
         &d,
