@@ -1,5 +1,6 @@
 //! The line budget of the Rust connectors (issue 12): each at most 300 code lines, msgraph at
-//! most 450, zendesk at most 330 (issue 17: its tickets are read into a typed record), counted
+//! most 525 (450 for its seven record kinds, 75 more for `resolve-identity` and group grants,
+//! issue 15), zendesk at most 330 (issue 17: its tickets are read into a typed record), counted
 //! exactly as `make connector-lines` counts them (`sdk/count-lines.sh`: no blanks, comments or
 //! unit-test module). Plumbing a connector would grow past its budget for belongs in the SDK,
 //! where every connector shares it.
@@ -10,7 +11,9 @@ use std::process::Command;
 /// The budget of connector `name`, in code lines.
 fn budget(name: &str) -> usize {
     match name {
-        "msgraph" => 450,
+        // Seven record kinds (450), then a user's transitive groups and drive items' group
+        // grants (issue 15).
+        "msgraph" => 525,
         // The 16 fields of a ticket a sync reads, declared as a typed record (a `Value` of all
         // 35 an export sends was most of an unchanged re-sync's time): issue 17.
         "zendesk" => 330,
