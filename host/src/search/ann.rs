@@ -743,10 +743,11 @@ mod tests {
         sharded.set_flat_scan(0);
         sharded.set_shard_chunks(1000);
         sharded.build(&store).await.unwrap();
-        let parts = sharded.parts.read().unwrap();
-        let graphs = parts["w"].built.as_ref().map(|b| b.graphs.len());
+        let graphs = {
+            let parts = sharded.parts.read().unwrap();
+            parts["w"].built.as_ref().map(|b| b.graphs.len())
+        };
         assert_eq!(graphs, Some(6));
-        drop(parts);
         let (recall_sharded, plan) = recall(&store, &sharded, &mut rng, &topics, "alice").await;
         assert_eq!(plan, Plan { graph: 40, flat: 0 });
         assert!(recall_sharded >= 0.95, "sharded recall@10 {recall_sharded}");
