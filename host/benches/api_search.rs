@@ -25,6 +25,18 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
 }
 
+/// The kernel's count of connections dropped because a listen queue was full (machine-wide,
+/// Linux): each one costs its client a SYN retransmit, a second.
+fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -173,6 +185,7 @@ fn main() -> anyhow::Result<()> {
 
         // 1,000 at once, each on its own connection, released together.
         let barrier = Arc::new(tokio::sync::Barrier::new(CONCURRENT));
+        let overflows_before = listen_overflows();
         let started = Instant::now();
         let tasks: Vec<_> = (0..CONCURRENT)
             .map(|i| {
@@ -199,13 +212,14 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let wall = started.elapsed();
+        let overflows = overflows_before.zip(listen_overflows()).map(|(a, b)| b - a);
         times.sort();
-        anyhow::Ok((sequential, rss_before, times, errors, hits, wall))
+        anyhow::Ok((sequential, rss_before, times, errors, hits, wall, overflows))
     });
     let rss_after = peak_rss_mib(pid);
     let _ = child.kill();
     let _ = child.wait();
-    let (sequential, rss_before, times, errors, hits, wall) = result?;
+    let (sequential, rss_before, times, errors, hits, wall, overflows) = result?;
 
     println!(
         "  baseline, store direct:        p50 {:.2} ms  p99 {:.2} ms",
@@ -240,6 +254,13 @@ fn main() -> anyhow::Result<()> {
         p99 / percentile(&sequential, 0.99)
     );
     println!("  daemon peak RSS: {rss_before:.0} MiB before the burst, {rss_after:.0} MiB after");
+    // A full accept queue shows as a second-long tail (`[server] listen_backlog`).
+    match overflows {
+        Some(n) => println!("  listen-queue overflows during the burst: {n}"),
+        None => {
+            println!("  listen-queue overflows during the burst: unknown (no /proc/net/netstat)")
+        }
+    }
     if let Some(e) = errors.first() {
         anyhow::bail!(
             "{} of {CONCURRENT} requests failed, first: {e}",

@@ -22,8 +22,16 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     pub async fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
-        // The host lives until the report is printed.
-        let (_host, loaded) = load(&self.file, scrubber).await?;
+        let (scratch, host, loaded) = load(&self.file, scrubber).await?;
+        let code = self.report(loaded);
+        // The host's store and audit writer write on their way out (a clean stop signs the
+        // chain's head): they close before their directory goes, or it would be made again.
+        drop(host);
+        let _ = std::fs::remove_dir_all(&scratch);
+        code
+    }
+
+    fn report(&self, loaded: Result<Arc<LoadedConnector>, String>) -> anyhow::Result<ExitCode> {
         let c = match loaded {
             Ok(c) => c,
             Err(e) => {
@@ -49,11 +57,11 @@ impl CheckArgs {
 }
 
 /// Loads `file` as the only connector of a throwaway host: no grants, audit and cache in a
-/// temporary directory. With the host, the connector or why it did not load.
+/// temporary directory. With that directory and the host, the connector or why it did not load.
 async fn load(
     file: &Path,
     scrubber: Scrubber,
-) -> anyhow::Result<(Airlock, Result<Arc<LoadedConnector>, String>)> {
+) -> anyhow::Result<(PathBuf, Airlock, Result<Arc<LoadedConnector>, String>)> {
     let tmp = tempdir()?;
     let text = format!(
         "[server]\ndata_dir = \"data\"\n[[connector]]\nid = \"check\"\ncomponent = {:?}\n",
@@ -62,23 +70,27 @@ async fn load(
             .display()
             .to_string()
     );
-    let config = Config::parse(&text, &tmp.join("check.toml"))?;
-    let a = Airlock::start(
-        config,
-        scrubber,
-        StartOptions {
-            only: None,
-            max_instances: 4,
-            ..StartOptions::default()
-        },
-    )
-    .await?;
+    let options = StartOptions {
+        only: None,
+        max_instances: 4,
+        ..StartOptions::default()
+    };
+    let started = match Config::parse(&text, &tmp.join("check.toml")) {
+        Ok(config) => Airlock::start(config, scrubber, options).await,
+        Err(e) => Err(e.into()),
+    };
+    let a = match started {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
     let result = match a.connector("check") {
         Ok(c) => Ok(c.clone()),
         Err(e) => Err(e.to_string()),
     };
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok((a, result))
+    Ok((tmp, a, result))
 }
 
 fn print_json(file: &Path, c: &LoadedConnector) -> anyhow::Result<()> {

@@ -40,8 +40,7 @@ impl ServeArgs {
         }
         let a = Arc::new(Airlock::start(config, scrubber, StartOptions::default()).await?);
         let ready = a.statuses().iter().filter(|s| s.status == "ready").count();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = airlock::server::listen(addr, a.config().server.listen_backlog)
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!(

@@ -139,9 +139,17 @@ pub struct SyncSchedule {
     pub streams: Option<Vec<String>>,
 }
 
+/// `[server] listen_backlog` when unset: room for a burst of a thousand clients connecting at
+/// once (the 128 of `listen(2)`'s usual default overflowed under `make bench`'s burst).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// `listen_backlog`: connections the kernel queues before the daemon accepts them (default
+    /// 1024, capped by the kernel's `net.core.somaxconn`). A burst larger than the queue loses
+    /// SYNs, and each lost one costs its client a one-second retransmit.
+    pub listen_backlog: u32,
     /// `metrics_token`: a bearer value `/metrics` requires (an admin API token works too). Unset:
     /// open on a loopback `listen`, admin token required otherwise.
     pub metrics_token: Option<SecretRef>,
@@ -303,6 +311,7 @@ struct RawApprovals {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    listen_backlog: Option<u32>,
     data_dir: Option<String>,
     connectors_dir: Option<String>,
     metrics_token: Option<String>,
@@ -583,6 +592,15 @@ impl Config {
                 "server.listen: `{listen}` is not an address like 127.0.0.1:7700"
             ))
         })?;
+        let listen_backlog = match raw.server.listen_backlog {
+            None => DEFAULT_LISTEN_BACKLOG,
+            Some(n @ 1..=65535) => n,
+            Some(n) => {
+                return Err(err(format!(
+                    "server.listen_backlog: {n} is out of range (1 to 65535; default {DEFAULT_LISTEN_BACKLOG})"
+                )));
+            }
+        };
         let data_dir = base.join(raw.server.data_dir.as_deref().unwrap_or(".airlock"));
         // Absolute, so the compile cache (which insists) and messages do not depend on the cwd.
         let data_dir = std::path::absolute(&data_dir).map_err(|e| {
@@ -914,6 +932,7 @@ impl Config {
             server: ServerConfig {
                 metrics_token,
                 listen,
+                listen_backlog,
                 data_dir,
                 connectors_dir,
                 public_hosts,

@@ -100,6 +100,29 @@ fn check_command_reports_contract_and_rejects_bad_files() {
     );
 }
 
+/// `airlock check` loads the file in a throwaway host under the temporary directory; the host
+/// writes on its way out (a clean stop signs the audit chain's head), so the directory must go
+/// after it, whether the file loads or not.
+#[test]
+fn check_leaves_nothing_in_the_temporary_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for name in ["hostile", "wrong_world"] {
+        let out = Command::new(airlock_bin())
+            .args(["check", component(name).to_str().unwrap_or_default()])
+            .env("TMPDIR", tmp.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("airlock check");
+        assert_eq!(out.status.success(), name == "hostile", "{name}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("read tmp")
+            .map(|e| e.map(|e| e.path()))
+            .collect();
+        assert!(left.is_empty(), "{name} left behind: {left:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_start_loads_from_the_compile_cache() {
     let env = Env::new(&connector("c", &component("hostile")));
@@ -122,6 +145,7 @@ fn config_errors_name_the_file_and_key() {
         ("[limits]\ntimout = \"3s\"\n", "timout"),
         ("[limits]\ntimeout = \"often\"\n", "limits.timeout"),
         ("[limits]\nmemory_mib = 0\n", "limits.memory_mib"),
+        ("[server]\nlisten_backlog = 0\n", "server.listen_backlog"),
         (
             "[[grant]]\nconnector = \"ghost\"\nurl = \"https://a.example.com/\"\n",
             "grant[0].connector",
