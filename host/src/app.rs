@@ -427,7 +427,7 @@ impl Airlock {
             .chain([config.limits.memory_bytes])
             .max()
             .unwrap_or(config.limits.memory_bytes);
-        let cache_dir = data_dir.join("compile-cache");
+        let cache_dir = config.server.compile_cache_dir();
         let runtime = Arc::new(Runtime::new(EngineOptions {
             cache_dir: Some(&cache_dir),
             max_memory_bytes: max_memory,
@@ -761,9 +761,14 @@ impl Airlock {
         let old = self.config();
         let mut new = Config::load(&old.path)
             .map_err(|e| anyhow::anyhow!("{e}; the running configuration stays in force"))?;
-        if new.server.listen != old.server.listen || new.server.data_dir != old.server.data_dir {
+        let (n, o) = (&new.server, &old.server);
+        if n.listen != o.listen
+            || n.listen_backlog != o.listen_backlog
+            || n.data_dir != o.data_dir
+            || n.compile_cache_dir() != o.compile_cache_dir()
+        {
             tracing::warn!(
-                "config reload: [server] listen and data_dir take effect only on restart; keeping {} and {}",
+                "config reload: [server] listen, listen_backlog, data_dir and compile_cache take effect only on restart; keeping {} and {}",
                 old.server.listen,
                 old.server.data_dir.display()
             );

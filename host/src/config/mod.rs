@@ -139,6 +139,16 @@ pub struct SyncSchedule {
     pub streams: Option<Vec<String>>,
 }
 
+impl ServerConfig {
+    /// Where compiled components are kept: `compile_cache`, else `compile-cache` in the data
+    /// directory (decided here, after `AIRLOCK_DATA_DIR` may have moved the data directory).
+    pub fn compile_cache_dir(&self) -> PathBuf {
+        self.compile_cache
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("compile-cache"))
+    }
+}
+
 /// `[server] listen_backlog` when unset: room for a burst of a thousand clients connecting at
 /// once (the 128 of `listen(2)`'s usual default overflowed under `make bench`'s burst).
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
@@ -157,6 +167,9 @@ pub struct ServerConfig {
     /// Drop-in directory: each `NAME.wasm` in it that no `[[connector]]` names is loaded as
     /// connector `NAME` (default tenant, no settings, and only the grants that name it).
     pub connectors_dir: Option<PathBuf>,
+    /// `compile_cache`: where compiled components are kept (absolute). None: `compile-cache`
+    /// in the data directory (see [`ServerConfig::compile_cache_dir`]).
+    pub compile_cache: Option<PathBuf>,
     /// `public_hosts`: names `/mcp` answers to besides loopback and the listen address (the
     /// `Host` a reverse proxy or a DNS name in front of the daemon sends).
     pub public_hosts: Vec<String>,
@@ -314,6 +327,7 @@ struct RawServer {
     listen_backlog: Option<u32>,
     data_dir: Option<String>,
     connectors_dir: Option<String>,
+    compile_cache: Option<String>,
     metrics_token: Option<String>,
     #[serde(default)]
     public_hosts: Vec<String>,
@@ -722,6 +736,14 @@ impl Config {
             });
         }
 
+        let compile_cache = match raw.server.compile_cache.as_deref() {
+            None => None,
+            Some("") => return Err(err("server.compile_cache: must name a directory".into())),
+            Some(d) => Some(
+                std::path::absolute(base.join(d))
+                    .map_err(|e| err(format!("server.compile_cache: cannot resolve {d}: {e}")))?,
+            ),
+        };
         let connectors_dir = raw.server.connectors_dir.as_deref().map(|d| base.join(d));
         if let Some(dir) = &connectors_dir {
             let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -935,6 +957,7 @@ impl Config {
                 listen_backlog,
                 data_dir,
                 connectors_dir,
+                compile_cache,
                 public_hosts,
                 cors_origins,
             },
@@ -1616,6 +1639,28 @@ id = "confluence"
 component = "c.wasm"
 settings = { base_url = "http://127.0.0.1:8781" }
 "#;
+
+    #[test]
+    fn the_compile_cache_lives_in_the_data_dir_unless_placed_beside_the_config() {
+        let server = |extra: &str| {
+            parse(&format!("[server]\ndata_dir = \"d\"\n{extra}{BASE}")).map(|c| c.server)
+        };
+        let default = server("").expect("valid");
+        assert_eq!(
+            default.compile_cache_dir(),
+            Path::new("/etc/airlock/d/compile-cache")
+        );
+        let placed = server("compile_cache = \"../cache/airlock\"\n").expect("valid");
+        assert_eq!(
+            placed.compile_cache_dir(),
+            Path::new("/etc/airlock/../cache/airlock")
+        );
+        let e = server("compile_cache = \"\"\n").unwrap_err().to_string();
+        assert!(e.contains("server.compile_cache"), "{e}");
+        let e = server("listen_backlog = 70000\n").unwrap_err().to_string();
+        assert!(e.contains("server.listen_backlog"), "{e}");
+        assert_eq!(default.listen_backlog, DEFAULT_LISTEN_BACKLOG);
+    }
 
     #[test]
     fn cors_origins_are_exact_web_origins_without_wildcards_or_paths() {

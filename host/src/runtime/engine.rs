@@ -40,6 +40,33 @@ fn reservation(max_memory_bytes: usize) -> u64 {
     (max_memory_bytes as u64).div_ceil(PAGE).max(1) * PAGE
 }
 
+/// The compile cache holds native code the daemon loads and runs: like the data directory,
+/// it is made owner-only whoever created it (a `compile_cache` outside the data directory
+/// would otherwise keep the creator's umask).
+fn owner_only_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create compile cache {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("cannot read compile cache {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+                || {
+                    format!(
+                        "compile cache {} is open to other users and cannot be made owner-only",
+                        dir.display()
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
 impl Runtime {
     pub fn new(opts: EngineOptions<'_>) -> anyhow::Result<Runtime> {
         let mut cfg = Config::new();
@@ -62,8 +89,7 @@ impl Runtime {
         cfg.memory_reservation(reservation(opts.max_memory_bytes));
         let cache = match opts.cache_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create compile cache {}", dir.display()))?;
+                owner_only_dir(dir)?;
                 let mut cc = CacheConfig::new();
                 cc.with_directory(dir);
                 let cache = Cache::new(cc)
@@ -106,5 +132,28 @@ impl Runtime {
         self.cache
             .as_ref()
             .map(|c| (c.cache_hits(), c.cache_misses()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_compile_cache_others_could_write_is_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        owner_only_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Made here: owner-only from the start.
+        let fresh = tmp.path().join("a/b");
+        owner_only_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 }

@@ -16,6 +16,11 @@ pub mod reflect;
 
 pub use built::{airlock_bin, component, target_dir};
 
+/// The compile cache the tests share (see [`Env::new`]).
+pub fn shared_compile_cache() -> PathBuf {
+    target_dir().join("tmp").join("e2e-compile-cache")
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,14 +37,30 @@ pub struct Env {
 
 impl Env {
     /// Writes `config_body` (connectors and grants) after a `[server]` section pointing the data
-    /// directory into the temp dir.
+    /// directory into the temp dir. Compiled components are kept in one compile cache that every
+    /// test shares (the daemon's own cache, keyed by the component's bytes and the engine's
+    /// settings), so the suite compiles each component once instead of once per test;
+    /// [`Env::own_compile_cache`] gives a test the data directory's own.
     pub fn new(config_body: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("airlock.toml");
-        let text =
-            format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{config_body}");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\ncompile_cache = {:?}\n\n{config_body}",
+            shared_compile_cache().display().to_string()
+        );
         std::fs::write(&config, text).expect("write config");
         Env { dir, config }
+    }
+
+    /// Keeps this test's compiled components in its own data directory (a test of the compile
+    /// cache itself must see a first compile).
+    pub fn own_compile_cache(&self) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let line = format!(
+            "compile_cache = {:?}\n",
+            shared_compile_cache().display().to_string()
+        );
+        std::fs::write(&self.config, text.replacen(&line, "", 1)).expect("config");
     }
 
     /// Makes `airlock serve` listen on `port` (known before it starts: an upstream or a client

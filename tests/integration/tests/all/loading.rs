@@ -126,6 +126,7 @@ fn check_leaves_nothing_in_the_temporary_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_start_loads_from_the_compile_cache() {
     let env = Env::new(&connector("c", &component("hostile")));
+    env.own_compile_cache();
     let first = start_in_process(&env).await;
     let Some(Slot::Ready(c)) = first.slot("c") else {
         panic!("load")
