@@ -171,12 +171,18 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         gate: c.clone(),
     };
     let small = format!("{base_url}/wiki/api/v2/spaces?limit=1");
-    // For a profiler: only the gate's sequential small GETs, long enough to sample.
-    if std::env::var_os("GATE_BENCH_PROFILE").is_some() {
+    // For a profiler: only the gate's sequential GETs, long enough to sample: small JSON, or
+    // 10 MiB bodies with `GATE_BENCH_PROFILE=large`.
+    if let Some(which) = std::env::var_os("GATE_BENCH_PROFILE") {
+        let (url, count) = if which == "large" {
+            (format!("{blobs}/wiki/blob/{}", 10 << 20), 300)
+        } else {
+            (small.clone(), 40_000)
+        };
         let r = c
             .invoke(Op::Action {
                 name: "fetch-many".into(),
-                input: serde_json::json!({"url": small, "count": 40_000}),
+                input: serde_json::json!({"url": url, "count": count}),
             })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
