@@ -47,6 +47,8 @@ struct Inner {
 #[derive(Default)]
 struct Level {
     values: Vec<String>,
+    /// The length of the longest value (how far around a decoded escape a value may reach).
+    longest: usize,
     /// Built on first scan, not on insert: a connector that never answers (an MSP's idle
     /// tenants) never pays for its matcher, and one that does gets the fastest kind.
     matcher: std::sync::OnceLock<Option<AhoCorasick>>,
@@ -59,6 +61,7 @@ const GROWTH: usize = 8;
 impl Level {
     fn rebuild(&mut self) {
         self.matcher = std::sync::OnceLock::new();
+        self.longest = self.values.iter().map(String::len).max().unwrap_or(0);
     }
 
     fn matcher(&self) -> Option<&AhoCorasick> {
@@ -171,6 +174,32 @@ impl Inner {
 
     fn is_match(&self, haystack: &[u8]) -> bool {
         self.matchers().any(|m| m.is_match(haystack))
+    }
+
+    /// Whether a decoded view holds a value, given that its input held none: a value found
+    /// in the view but not in the input overlaps (or spans) a decoded piece, since between
+    /// pieces the view is the input copied as it was. So only the stretches around the pieces
+    /// are scanned (a page of JSON with a thousand `\n` escapes: a tenth of it, not all).
+    fn is_match_near_pieces(&self, view: &Decoded) -> bool {
+        let reach = self.levels.iter().map(|l| l.longest).max().unwrap_or(0);
+        let mut window: Option<(usize, usize)> = None;
+        for &(start, end) in &view.pieces {
+            let (from, to) = (
+                start.saturating_sub(reach),
+                end.saturating_add(reach).min(view.bytes.len()),
+            );
+            match &mut window {
+                Some((_, until)) if from <= *until => *until = (*until).max(to),
+                _ => {
+                    if let Some((a, b)) = window.replace((from, to))
+                        && self.is_match(&view.bytes[a..b])
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+        window.is_some_and(|(a, b)| self.is_match(&view.bytes[a..b]))
     }
 
     /// The byte ranges to redact: every occurrence of every value in every level, overlapping
@@ -412,26 +441,39 @@ impl Scrubber {
     /// the decoding that revealed it. Used on what upstreams answer, where redacting inside an
     /// encoding is not reliable: the gate withholds such an answer instead.
     pub fn reveals(&self, bytes: &[u8]) -> Option<String> {
+        self.reveals_with(bytes, false)
+    }
+
+    /// [`Scrubber::reveals`] for bytes already found to hold no secret plainly (by a
+    /// [`Scrubber::scrub_bytes_if_needed`] that found nothing): only the decoded views are
+    /// scanned.
+    pub fn reveals_decoded(&self, bytes: &[u8]) -> Option<String> {
+        self.reveals_with(bytes, true)
+    }
+
+    fn reveals_with(&self, bytes: &[u8], plain_checked: bool) -> Option<String> {
         let inner = self.inner.read().ok()?;
         if inner.levels.is_empty() {
             return None;
         }
-        if inner.is_match(bytes) {
+        if !plain_checked && inner.is_match(bytes) {
             return Some("plain text".into());
         }
-        let mut frontier: Vec<(String, Vec<u8>)> = Vec::new();
+        // Each view's input holds no value (checked above, or below for the first views), so
+        // only the stretches around its decoded pieces can.
+        let mut frontier: Vec<(&str, Vec<u8>)> = Vec::new();
         for (name, decode) in DECODINGS {
             if let Some(d) = decode(bytes) {
-                if inner.is_match(&d) {
+                if inner.is_match_near_pieces(&d) {
                     return Some((*name).into());
                 }
-                frontier.push(((*name).into(), d));
+                frontier.push((name, d.bytes));
             }
         }
         for (outer, view) in &frontier {
             for (name, decode) in DECODINGS {
                 if let Some(d) = decode(view)
-                    && inner.is_match(&d)
+                    && inner.is_match_near_pieces(&d)
                 {
                     return Some(format!("{outer} then {name}"));
                 }
@@ -494,7 +536,15 @@ fn base64_alignments(engine: &base64::engine::GeneralPurpose, value: &[u8]) -> V
 
 /// A decoding an upstream's answer may hide a secret behind: the decoded text, or None when
 /// the input holds nothing it would decode.
-type Decoding = fn(&[u8]) -> Option<Vec<u8>>;
+type Decoding = fn(&[u8]) -> Option<Decoded>;
+
+/// A decoded text and where its decoded pieces lie in it (start, end); everything between
+/// them is the input copied as it was.
+#[derive(Debug, PartialEq)]
+struct Decoded {
+    bytes: Vec<u8>,
+    pieces: Vec<(usize, usize)>,
+}
 
 const DECODINGS: &[(&str, Decoding)] = &[
     ("JSON escapes", json_unescape),
@@ -505,7 +555,7 @@ const DECODINGS: &[(&str, Decoding)] = &[
 
 /// Undoes JSON string escapes (`\uXXXX` with surrogate pairs, `\/`, `\n`, ...) wherever they
 /// appear; other text is kept as is.
-fn json_unescape(input: &[u8]) -> Option<Vec<u8>> {
+fn json_unescape(input: &[u8]) -> Option<Decoded> {
     let hex4 = |at: usize| -> Option<u32> {
         let s = std::str::from_utf8(input.get(at..at + 4)?).ok()?;
         u32::from_str_radix(s, 16).ok()
@@ -579,17 +629,22 @@ fn rewrite(
     input: &[u8],
     trigger: u8,
     step: impl Fn(usize) -> Option<(Piece, usize)>,
-) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
+) -> Option<Decoded> {
+    let mut out: Option<Decoded> = None;
     let mut copied = 0;
     let mut from = 0;
     while let Some(off) = memchr::memchr(trigger, &input[from..]) {
         let i = from + off;
         match step(i) {
             Some((piece, used)) => {
-                let o = out.get_or_insert_with(|| Vec::with_capacity(input.len()));
-                o.extend_from_slice(&input[copied..i]);
-                o.extend_from_slice(&piece.bytes[..piece.len]);
+                let o = out.get_or_insert_with(|| Decoded {
+                    bytes: Vec::with_capacity(input.len()),
+                    pieces: Vec::new(),
+                });
+                o.bytes.extend_from_slice(&input[copied..i]);
+                let start = o.bytes.len();
+                o.bytes.extend_from_slice(&piece.bytes[..piece.len]);
+                o.pieces.push((start, o.bytes.len()));
                 copied = i + used;
                 from = copied;
             }
@@ -600,13 +655,13 @@ fn rewrite(
         }
     }
     let mut out = out?;
-    out.extend_from_slice(&input[copied..]);
+    out.bytes.extend_from_slice(&input[copied..]);
     Some(out)
 }
 
 /// Undoes `%XX` escapes, upper, lower or mixed case. (On [`rewrite`]: a page of JSON whose
 /// links hold a few escapes was decoded byte by byte, a few percent of a whole sync's time.)
-fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+fn percent_decode(input: &[u8]) -> Option<Decoded> {
     let hex = |b: u8| (b as char).to_digit(16);
     rewrite(input, b'%', |i| {
         let (h, l) = (hex(*input.get(i + 1)?)?, hex(*input.get(i + 2)?)?);
@@ -617,7 +672,7 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 /// Undoes quoted-printable: `=XX` escapes (any case) and `=` soft line breaks. Written here
 /// because the decoders on crates.io reject or rewrite the rest of a text that is not a clean
 /// MIME part, and this one must leave everything else alone.
-fn quoted_printable_decode(input: &[u8]) -> Option<Vec<u8>> {
+fn quoted_printable_decode(input: &[u8]) -> Option<Decoded> {
     let hex = |b: u8| (b as char).to_digit(16);
     rewrite(input, b'=', |i| {
         match (input.get(i + 1), input.get(i + 2)) {
@@ -633,7 +688,7 @@ fn quoted_printable_decode(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Undoes HTML numeric character references (`&#65;`, `&#x41;`) and the five XML entities.
-fn html_unescape(input: &[u8]) -> Option<Vec<u8>> {
+fn html_unescape(input: &[u8]) -> Option<Decoded> {
     const NAMED: &[(&[u8], u8)] = &[
         (b"&amp;", b'&'),
         (b"&lt;", b'<'),
@@ -926,7 +981,7 @@ mod tests {
             "%E2%82%AC and %e2%82%ac",
             "end %4",
         ] {
-            let ours = percent_decode(input.as_bytes());
+            let ours = percent_decode(input.as_bytes()).map(|d| d.bytes);
             let theirs: Vec<u8> = percent_encoding::percent_decode(input.as_bytes()).collect();
             assert_eq!(
                 ours.clone().unwrap_or_else(|| input.as_bytes().to_vec()),
@@ -992,15 +1047,21 @@ mod tests {
         assert_eq!(json_unescape(b"x\\q y\\"), None);
         assert_eq!(html_unescape(b"a & b &#; &#xZZ;"), None);
         assert_eq!(
-            quoted_printable_decode(b"k=3D=\r\nv =x").as_deref(),
+            quoted_printable_decode(b"k=3D=\r\nv =x")
+                .map(|d| d.bytes)
+                .as_deref(),
             Some(&b"k=v =x"[..])
         );
         assert_eq!(
-            json_unescape(b"\\u0041\\n\\ud83d\\ude00 \\q").as_deref(),
+            json_unescape(b"\\u0041\\n\\ud83d\\ude00 \\q")
+                .map(|d| d.bytes)
+                .as_deref(),
             Some("A\n\u{1F600} \\q".as_bytes())
         );
         assert_eq!(
-            html_unescape(b"&lt;&#65;&#x42;&amp &c").as_deref(),
+            html_unescape(b"&lt;&#65;&#x42;&amp &c")
+                .map(|d| d.bytes)
+                .as_deref(),
             Some(&b"<AB&amp &c"[..])
         );
     }
@@ -1011,5 +1072,87 @@ mod tests {
         let text = r#"{"a":"caf\u00e9 50% off =3D \n &amp; &#65; canary-Reflect/77"}"#;
         assert_eq!(s.reveals(text.as_bytes()), None);
         assert_eq!(Scrubber::new().reveals(b"anything"), None);
+    }
+
+    /// What `reveals` answered when it scanned every decoded view whole.
+    fn reveals_scanning_whole_views(s: &Scrubber, bytes: &[u8]) -> Option<String> {
+        let inner = s.inner.read().unwrap();
+        if inner.is_match(bytes) {
+            return Some("plain text".into());
+        }
+        let mut frontier = Vec::new();
+        for (name, decode) in DECODINGS {
+            if let Some(d) = decode(bytes) {
+                if inner.is_match(&d.bytes) {
+                    return Some((*name).into());
+                }
+                frontier.push((name, d.bytes));
+            }
+        }
+        for (outer, view) in &frontier {
+            for (name, decode) in DECODINGS {
+                if decode(view).is_some_and(|d| inner.is_match(&d.bytes)) {
+                    return Some(format!("{outer} then {name}"));
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn scanning_only_around_decoded_escapes_finds_what_scanning_whole_views_finds() {
+        let s = scrubber();
+        let json = |c: char| format!("\\u{:04x}", c as u32);
+        let pct = |c: char| format!("%{:02X}", c as u32);
+        let html = |c: char| format!("&#{};", c as u32);
+        let stacked = |c: char| format!("%5Cu{:04x}", c as u32);
+        let hidden = [
+            mixed(SECRET, json),
+            mixed(SECRET, pct),
+            mixed(SECRET, html),
+            mixed(SECRET, stacked),
+            SECRET.chars().map(json).collect(),
+            format!(
+                "{}{}",
+                &SECRET[..3],
+                &SECRET[3..].chars().map(pct).collect::<String>()
+            ),
+            SECRET.to_string(),
+            "no secret at all".to_string(),
+        ];
+        // Escapes near, far from and inside the hidden value, in filler long enough that
+        // windows around them do not cover everything.
+        let filler = "lorem ipsum dolor sit amet ".repeat(20);
+        let mut revealed = 0;
+        for h in &hidden {
+            for (before, after) in [
+                ("", ""),
+                ("\\n", "\\n"),
+                ("&amp;", "=3D"),
+                ("%41x", "\\u0042"),
+            ] {
+                for gap in [0, 1, 7, 200] {
+                    let pad = &filler[..gap.min(filler.len())];
+                    let text =
+                        format!("{filler}\\n{filler}{before}{pad}{h}{pad}{after}{filler}&lt;");
+                    assert_eq!(
+                        s.reveals(text.as_bytes()),
+                        reveals_scanning_whole_views(&s, text.as_bytes()),
+                        "{text}"
+                    );
+                    revealed += usize::from(s.reveals(text.as_bytes()).is_some());
+                    let clean = s.scrub_bytes_if_needed(text.as_bytes()).is_none();
+                    if clean {
+                        assert_eq!(
+                            s.reveals_decoded(text.as_bytes()),
+                            reveals_scanning_whole_views(&s, text.as_bytes()),
+                            "{text}"
+                        );
+                    }
+                }
+            }
+        }
+        // Every hidden value but the last is found, in every setting.
+        assert_eq!(revealed, (hidden.len() - 1) * 4 * 4);
     }
 }

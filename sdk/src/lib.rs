@@ -249,6 +249,15 @@ impl<T: Connector> bindings::exports::airlock::connector::connector::Guest for E
     }
 }
 
+/// The pairs of [`Document::metadata_fields`] in `json!` object syntax, each value borrowed:
+/// `fields!({"status": t.status, "tags": *tags})`.
+#[macro_export]
+macro_rules! fields {
+    ({ $($key:literal : $value:expr),* $(,)? }) => {
+        [$(($key, &$value as &$crate::serde_json::Value)),*]
+    };
+}
+
 /// Export a type implementing [`Connector`] as the component's `airlock:connector/connector`.
 /// Use it once, at the top level of the connector's `cdylib` crate:
 ///

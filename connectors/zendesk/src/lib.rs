@@ -285,15 +285,16 @@ fn record_id(t: &Ticket) -> Result<u64> {
 }
 
 fn ticket(t: &Ticket, access: &Access, cfg: &Config) -> Result<Document> {
-    let id = record_id(t)?;
-    let meta = json!({"status": t.status, "priority": t.priority, "type": t.kind,
+    let (id, none) = (record_id(t)?, Value::Array(vec![]));
+    let tags = t.tags.as_ref().unwrap_or(&none);
+    let meta = airlock_sdk::fields!({"status": t.status, "priority": t.priority, "type": t.kind,
         "requester_id": t.requester_id, "assignee_id": t.assignee_id,
-        "organization_id": t.organization_id, "tags": t.tags.as_ref().unwrap_or(&json!([]))});
+        "organization_id": t.organization_id, "tags": *tags});
     Ok(Document::new("ticket", id.to_string(), &*t.subject)
         .body(&*t.description)
         .url(cfg.ticket_url(id))
         .updated_at(first_of([&*t.updated_at, &t.created_at]))
-        .metadata(meta)
+        .metadata_fields(meta)
         .acl(readers(t, access, true)))
 }
 
@@ -522,6 +523,29 @@ mod tests {
     fn export(v: Value) -> Tickets<'static> {
         let body: &'static str = Box::leak(v.to_string().into_boxed_str());
         serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn ticket_metadata_is_the_text_a_json_object_of_its_fields_gives() {
+        let page = export(json!({
+            "tickets": [
+                {"id": 1, "status": "open", "priority": null, "type": "incident",
+                 "requester_id": 3, "assignee_id": 410000000983_u64, "organization_id": 9,
+                 "tags": ["hw", "café \"x\""]},
+                {"id": 2, "status": {"odd": [1, 2.5]}, "tags": null},
+                {"id": 3}
+            ],
+            "after_cursor": "n1", "end_of_stream": true
+        }));
+        for t in &page.items {
+            let none = json!([]);
+            let tags = t.tags.as_ref().unwrap_or(&none);
+            let before = json!({"status": t.status, "priority": t.priority, "type": t.kind,
+                "requester_id": t.requester_id, "assignee_id": t.assignee_id,
+                "organization_id": t.organization_id, "tags": tags});
+            let doc = ticket(t, &open(), &cfg()).unwrap();
+            assert_eq!(doc.metadata, before.to_string());
+        }
     }
 
     #[test]

@@ -45,12 +45,30 @@ pub fn apply_stream_page(
          WHERE documents.content_hash IS NOT excluded.content_hash
             OR documents.stream IS NOT COALESCE(excluded.stream, documents.stream)",
     )?;
+    // The stored digest and stream, read first: an unchanged record (a whole unchanged re-sync)
+    // then costs a key lookup, not the binding of its every field to an upsert that writes nothing.
+    let mut stored = tx.prepare_cached(
+        "SELECT content_hash, stream FROM documents WHERE connector = ?1 AND kind = ?2 AND id = ?3",
+    )?;
     // A document upserted exactly as stored is no change (no row written, nothing in the feed):
     // connectors that re-read every record to refresh its permissions re-send unchanged ones.
     for d in upserts {
         let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
         let metadata = d.metadata.to_string();
         let hash = content_hash(d, &metadata, &acl);
+        let same = stored
+            .query_row(params![connector, d.kind, d.id], |r| {
+                let (h, s) = (
+                    r.get_ref(0)?.as_str_or_null()?,
+                    r.get_ref(1)?.as_str_or_null()?,
+                );
+                // The upsert's own condition: same digest, and the stream kept.
+                Ok(h == Some(hash.as_str()) && (stream.is_none() || s == stream))
+            })
+            .optional()?;
+        if same == Some(true) {
+            continue;
+        }
         let written = up.execute(params![
             connector,
             d.kind,

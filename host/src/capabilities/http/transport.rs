@@ -148,7 +148,11 @@ impl ConnectorGate {
                     .headers
                     .values()
                     .find_map(|v| self.scrubber.reveals(v.as_bytes()))
-                    .or_else(|| self.scrubber.reveals(&bytes))
+                    .or_else(|| match scrubbed {
+                        true => self.scrubber.reveals(&bytes),
+                        // The scrub just found no secret in the bytes themselves.
+                        false => self.scrubber.reveals_decoded(&bytes),
+                    })
             })
             .flatten();
         if let Some(how) = revealed {
