@@ -50,12 +50,12 @@ mod tests {
     use super::*;
 
     /// Connections the daemon has not accepted yet wait in the kernel's queue: with the
-    /// backlog asked for, a burst of 600 all complete their handshake at once (with 128, the
+    /// backlog asked for, a burst of 400 all complete their handshake at once (with 128, the
     /// SYNs beyond the queue are dropped and those clients stall for a second-long retransmit).
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_burst_larger_than_the_usual_backlog_is_queued_without_retransmits() {
-        const BURST: usize = 600;
+        const BURST: usize = 400;
         let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
