@@ -153,20 +153,12 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
     Ok((records, t.elapsed().as_secs_f64()))
 }
 
-/// A sandboxed first load, then a full re-sync of the same (unchanged) tickets.
-struct Sandboxed {
-    records: usize,
-    secs: f64,
-    resync_secs: f64,
-    /// Change-feed rows the unchanged re-sync added (goal: none).
-    resync_changes: i64,
-}
-
-async fn sandboxed(
+/// A daemon's core (no listener) in `dir` with one zendesk connector against the fake at `base`.
+async fn start(
     base: &str,
     dir: &std::path::Path,
     zendesk: &std::path::Path,
-) -> anyhow::Result<Sandboxed> {
+) -> anyhow::Result<Airlock> {
     let text = format!(
         r#"[server]
 data_dir = "data"
@@ -185,14 +177,34 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "env:
         zendesk.display()
     );
     let config = Config::parse(&text, &dir.join("airlock.toml"))?;
-    let a = Airlock::start(config, Scrubber::new(), StartOptions::default()).await?;
+    Airlock::start(config, Scrubber::new(), StartOptions::default()).await
+}
+
+/// The change-feed rows of the store in `dir`.
+fn change_rows(dir: &std::path::Path) -> anyhow::Result<i64> {
+    let conn = airlock::store::open(&dir.join("data"))?;
+    Ok(conn.query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?)
+}
+
+/// A sandboxed first load, then a full re-sync of the same (unchanged) tickets.
+struct Sandboxed {
+    records: usize,
+    secs: f64,
+    resync_secs: f64,
+    /// Change-feed rows the unchanged re-sync added (goal: none).
+    resync_changes: i64,
+}
+
+async fn sandboxed(
+    base: &str,
+    dir: &std::path::Path,
+    zendesk: &std::path::Path,
+) -> anyhow::Result<Sandboxed> {
+    let a = start(base, dir, zendesk).await?;
     let t = Instant::now();
     let r = a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
     let secs = t.elapsed().as_secs_f64();
-    let changes = || -> anyhow::Result<i64> {
-        let conn = airlock::store::open(&dir.join("data"))?;
-        Ok(conn.query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?)
-    };
+    let changes = || change_rows(dir);
     let before = changes()?;
     // `SYNC_BENCH_RESYNCS=N`: N unchanged re-syncs, the best counted (a profiler's run).
     let resyncs: usize = std::env::var("SYNC_BENCH_RESYNCS")
@@ -241,25 +253,7 @@ async fn changed_resync(
         "0",
     ])?;
     let base = fake.base_url.clone();
-    let text = format!(
-        r#"[server]
-data_dir = "data"
-[[connector]]
-id = "zendesk"
-component = "{}"
-[connector.settings]
-base_url = "{base}"
-[[grant]]
-connector = "zendesk"
-url = "{base}/api/v2/"
-allow_private = true
-allow_insecure = true
-auth = {{ type = "basic", username = "agent@example.com/token", password = "env:AIRLOCK_BENCH_ZD" }}
-"#,
-        zendesk.display()
-    );
-    let config = Config::parse(&text, &dir.join("airlock.toml"))?;
-    let a = Airlock::start(config, Scrubber::new(), StartOptions::default()).await?;
+    let a = start(&base, dir, zendesk).await?;
     a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
     // Every live ticket's subject, status, priority and tags change (the fake's control route).
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -272,10 +266,7 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "env:
     let report: serde_json::Value =
         serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
     let changed = report["updated"].as_array().map_or(0, Vec::len);
-    let changes = || -> anyhow::Result<i64> {
-        let conn = airlock::store::open(&dir.join("data"))?;
-        Ok(conn.query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?)
-    };
+    let changes = || change_rows(dir);
     let before = changes()?;
     let t = Instant::now();
     let r = a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
