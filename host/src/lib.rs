@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod approvals;
 pub mod capabilities;
+pub mod cli;
 pub mod cassette;
 pub mod config;
 pub mod conformance;

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::approvals::{self, Approval};
-use airlock::config::Config;
-use airlock::scrub::Scrubber;
-use airlock::store::backend::Store;
+use crate::app::{Airlock, StartOptions};
+use crate::approvals::{self, Approval};
+use crate::config::Config;
+use crate::scrub::Scrubber;
+use crate::store::backend::Store;
 
 use super::common::{ConfigArg, cli_user};
 

@@ -9,10 +9,10 @@ use rusqlite::Connection;
 
 use std::sync::Arc;
 
-use airlock::config::Config;
-use airlock::store::audit;
-use airlock::store::backend::Store;
-use airlock::store::pg::PgStore;
+use crate::config::Config;
+use crate::store::audit;
+use crate::store::backend::Store;
+use crate::store::pg::PgStore;
 
 use super::common::ConfigArg;
 
@@ -77,7 +77,7 @@ impl AuditArgs {
                 }
             };
         }
-        let conn = airlock::store::open(&config.server.data_dir)?;
+        let conn = crate::store::open(&config.server.data_dir)?;
         match self.action {
             AuditCmd::Tail {
                 lines,
@@ -159,7 +159,7 @@ fn verify(
     };
     let pinned = public_key
         .first()
-        .map(|k| airlock::store::checkpoint::parse_public_key(k))
+        .map(|k| crate::store::checkpoint::parse_public_key(k))
         .transpose()
         .context("--public-key")?;
     let v = audit::verify(conn)?;
@@ -208,13 +208,13 @@ async fn verify_chains(
         None => Vec::new(),
     };
     let keys = if public_key.is_empty() {
-        airlock::store::checkpoint::local_public_key(&config.server.data_dir)?
+        crate::store::checkpoint::local_public_key(&config.server.data_dir)?
             .into_iter()
             .collect()
     } else {
         public_key
             .iter()
-            .map(|k| airlock::store::checkpoint::parse_public_key(k))
+            .map(|k| crate::store::checkpoint::parse_public_key(k))
             .collect::<anyhow::Result<Vec<_>>>()
             .context("--public-key")?
     };

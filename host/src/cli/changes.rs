@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use airlock::store::backend::Store;
-use airlock::store::backend::changes::ChangesQuery;
+use crate::store::backend::Store;
+use crate::store::backend::changes::ChangesQuery;
 
 use super::common::ConfigArg;
 

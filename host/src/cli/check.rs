@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::config::Config;
-use airlock::runtime::connector::{self, LoadedConnector};
-use airlock::scrub::Scrubber;
+use crate::app::{Airlock, StartOptions};
+use crate::config::Config;
+use crate::runtime::connector::{self, LoadedConnector};
+use crate::scrub::Scrubber;
 
 #[derive(Args)]
 pub struct CheckArgs {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 
-use airlock::cassette::{CassetteMode, Cassettes, Replay};
-use airlock::config::Config;
+use crate::cassette::{CassetteMode, Cassettes, Replay};
+use crate::config::Config;
 
 #[derive(Args, Clone)]
 pub struct ConfigArg {
@@ -36,7 +36,7 @@ pub fn replay_from(ids: &[String], file: &Path) -> anyhow::Result<Cassettes> {
     let file =
         std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
     Replay::load(&file).map_err(anyhow::Error::msg)?;
-    Ok(airlock::cassette::for_each(
+    Ok(crate::cassette::for_each(
         ids,
         &CassetteMode::Replay(file),
     ))

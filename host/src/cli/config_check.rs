@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::config::Config;
-use airlock::scrub::Scrubber;
+use crate::app::{Airlock, StartOptions};
+use crate::config::Config;
+use crate::scrub::Scrubber;
 
 use super::common::ConfigArg;
 

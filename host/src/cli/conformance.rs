@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use airlock::cassette::{CassetteMode, Recorder};
-use airlock::config::Config;
-use airlock::conformance::{Options, Status};
-use airlock::record::learn_all_secrets;
-use airlock::runtime::context::CallContext;
-use airlock::scrub::Scrubber;
+use crate::cassette::{CassetteMode, Recorder};
+use crate::config::Config;
+use crate::conformance::{Options, Status};
+use crate::record::learn_all_secrets;
+use crate::runtime::context::CallContext;
+use crate::scrub::Scrubber;
 
 use super::common::{ConfigArg, cli_user, named_or_all, replay_from};
 
@@ -64,13 +64,13 @@ impl ConformanceArgs {
                 learn_all_secrets(&config, &scrubber)?;
                 let rec = Arc::new(Recorder::new(scrubber.clone()));
                 opts.cassettes =
-                    airlock::cassette::for_each(&ids, &CassetteMode::Record(rec.clone()));
+                    crate::cassette::for_each(&ids, &CassetteMode::Record(rec.clone()));
                 Some(rec)
             }
             None => None,
         };
         // The operator's own check: named in the audit, no writes (a context is required).
-        let (code, tested) = airlock::runtime::context::with(
+        let (code, tested) = crate::runtime::context::with(
             CallContext::requested().by(&cli_user()),
             check(
                 config,
@@ -100,7 +100,7 @@ async fn check(
     json: bool,
     scrubber: Scrubber,
 ) -> anyhow::Result<(ExitCode, String)> {
-    let report = airlock::conformance::run(config, file, connector, scrubber.clone(), opts).await?;
+    let report = crate::conformance::run(config, file, connector, scrubber.clone(), opts).await?;
     if json {
         println!(
             "{}",

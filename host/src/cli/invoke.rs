@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::approvals::Requested;
-use airlock::config::Config;
-use airlock::runtime::connector::{InvokeError, Op};
-use airlock::scrub::Scrubber;
+use crate::app::{Airlock, StartOptions};
+use crate::approvals::Requested;
+use crate::config::Config;
+use crate::runtime::connector::{InvokeError, Op};
+use crate::scrub::Scrubber;
 
 use super::common::{ConfigArg, cli_user, replay_from};
 
@@ -56,9 +56,9 @@ impl InvokeArgs {
         let tenant = a
             .config()
             .tenant_of(&connector)
-            .unwrap_or(airlock::config::DEFAULT_TENANT)
+            .unwrap_or(crate::config::DEFAULT_TENANT)
             .to_string();
-        let result = airlock::approvals::request(&a, &cli_user(), &tenant, &connector, op).await;
+        let result = crate::approvals::request(&a, &cli_user(), &tenant, &connector, op).await;
         a.leave_shares().await;
         a.flush();
         print_result(result, &scrubber, &config_path)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use airlock::scrub::Scrubber;
+use crate::scrub::Scrubber;
 
 use super::common::ConfigArg;
 
@@ -28,7 +28,7 @@ impl McpArgs {
     pub async fn run(self, scrubber: Scrubber) -> anyhow::Result<ExitCode> {
         let token = mcp_token(self.token_file.as_deref(), self.token.is_some())?;
         let config = self.config.load()?;
-        airlock::mcp::serve_stdio(config, token, scrubber).await?;
+        crate::mcp::serve_stdio(config, token, scrubber).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

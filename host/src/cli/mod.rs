@@ -43,7 +43,7 @@ pub mod exit {
 
 use clap::{Parser, Subcommand};
 
-use airlock::scrub::Scrubber;
+use crate::scrub::Scrubber;
 
 /// Airlock runs integration connectors as sandboxed WebAssembly components. Each connector gets
 /// exactly the outbound HTTP destinations its grants allow; credentials are injected at the
@@ -197,6 +197,50 @@ impl Command {
             Command::Completions(args) => args.run(),
             Command::Man(args) => args.run(),
             Command::Conformance(args) => args.run(scrubber).await,
+        }
+    }
+}
+
+/// The whole `airlock` command: parse the arguments, set up logging and the runtime, run the
+/// command. It lives in the library (the binary only calls it) so the library's generic code is
+/// compiled once, not again for a second crate.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // CLI commands behave like other Unix tools when their output pipe closes (`| head`):
+    // exit quietly instead of panicking on EPIPE. The daemon keeps Rust's default (ignored).
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_)) {
+        // SAFETY: called before any other thread exists; restores the default disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let scrubber = Scrubber::new();
+    // `check` and `conformance` report their own outcome; their load log would only repeat it.
+    // The CLI commands print their own results: only the daemon logs at info by default.
+    // A level given on the command line (or AIRLOCK_LOG) is always honoured.
+    let level = match (&cli.log_level, &cli.command) {
+        (Some(level), _) => level.as_str(),
+        (None, Command::Check(_) | Command::Conformance(_) | Command::Config(_)) => "off",
+        (None, Command::Serve(_)) => "info",
+        (None, _) => "warn",
+    };
+    crate::logging::init(level, cli.log_json, scrubber.clone());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(cli.command.run(scrubber.clone())) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", scrubber.scrub(&format!("{e:#}")));
+            ExitCode::FAILURE
         }
     }
 }

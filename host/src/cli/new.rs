@@ -40,7 +40,7 @@ impl NewArgs {
                 sdk_path,
             } => {
                 let g =
-                    airlock::scaffold::new_connector(&name, dir.as_deref(), sdk_path.as_deref())?;
+                    crate::scaffold::new_connector(&name, dir.as_deref(), sdk_path.as_deref())?;
                 println!("created connector `{name}` in {}", g.dir.display());
                 for f in &g.files {
                     println!("  {}", f.display());

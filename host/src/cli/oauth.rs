@@ -5,9 +5,9 @@
 
 use std::process::ExitCode;
 
-use airlock::store::audit;
-use airlock::store::backend::Store;
-use airlock::store::oauth_grants::GrantInfo;
+use crate::store::audit;
+use crate::store::backend::Store;
+use crate::store::oauth_grants::GrantInfo;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
@@ -43,7 +43,7 @@ enum OAuthCmd {
 }
 
 impl OAuthArgs {
-    pub async fn run(self, scrubber: airlock::scrub::Scrubber) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, scrubber: crate::scrub::Scrubber) -> anyhow::Result<ExitCode> {
         let config = self.config.load()?;
         let store = Store::open(&config.server.data_dir, config.store.url.as_deref()).await?;
         if config.oauth.as_ref().is_none_or(|o| o.own.is_none()) {

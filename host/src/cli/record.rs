@@ -1,14 +1,14 @@
 //! `airlock record`: the arguments of a recording; the plan and its run live in the library
-//! (`airlock::record`).
+//! (`crate::record`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use airlock::record::RecordPlan;
-use airlock::runtime::context::CallContext;
-use airlock::scrub::Scrubber;
+use crate::record::RecordPlan;
+use crate::runtime::context::CallContext;
+use crate::scrub::Scrubber;
 
 use super::common::{ConfigArg, cli_user};
 
@@ -60,9 +60,9 @@ impl RecordArgs {
             max_pages: self.max_pages,
         };
         // The operator recording their own connector: trusted, writes included.
-        let recorded = airlock::runtime::context::with(
+        let recorded = crate::runtime::context::with(
             CallContext::trusted().by(&cli_user()),
-            airlock::record::run(config, &plan, scrubber, &mut |line: &str| {
+            crate::record::run(config, &plan, scrubber, &mut |line: &str| {
                 eprintln!("{line}")
             }),
         )

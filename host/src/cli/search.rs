@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::runtime::context::CallContext;
-use airlock::scrub::Scrubber;
+use crate::app::{Airlock, StartOptions};
+use crate::runtime::context::CallContext;
+use crate::scrub::Scrubber;
 
 use super::common::{ConfigArg, cli_user, named_or_all};
 
@@ -51,7 +51,7 @@ impl SearchArgs {
             },
         )
         .await?;
-        let req = airlock::search::SearchRequest {
+        let req = crate::search::SearchRequest {
             query: self.query,
             connector: self.connector,
             kind: self.kind,
@@ -64,7 +64,7 @@ impl SearchArgs {
             any_word: false,
         };
         let ctx = CallContext::requested().by(&cli_user());
-        let r = airlock::runtime::context::with(ctx, a.search(&req)).await?;
+        let r = crate::runtime::context::with(ctx, a.search(&req)).await?;
         a.flush();
         if self.json {
             println!("{}", scrubber.scrub(&serde_json::to_string_pretty(&r)?));

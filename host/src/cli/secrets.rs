@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
-use airlock::scrub::MIN_SECRET_LEN;
-use airlock::store::backend::Store;
-use airlock::store::vault::Vault;
+use crate::scrub::MIN_SECRET_LEN;
+use crate::store::backend::Store;
+use crate::store::vault::Vault;
 
 use super::common::ConfigArg;
 
@@ -38,7 +38,7 @@ impl SecretsArgs {
         let store = Store::open(dir, config.store.url.as_deref()).await?;
         match self.action {
             SecretsCmd::Set { name } => {
-                airlock::store::vault::validate_name(&name).map_err(anyhow::Error::msg)?;
+                crate::store::vault::validate_name(&name).map_err(anyhow::Error::msg)?;
                 let vault = Vault::open(dir)?;
                 let value = read_value(&name)?;
                 store.set_secret(&vault, &name, &value).await?;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::scrub::Scrubber;
+use crate::app::{Airlock, StartOptions};
+use crate::scrub::Scrubber;
 
 use super::common::ConfigArg;
 
@@ -29,7 +29,7 @@ impl ServeArgs {
         // Before the daemon starts, so its first invocations are exported too. Settings are
         // read once: a reload does not change where spans go.
         let exporting =
-            airlock::telemetry::start(&config.telemetry, &config.outbound, scrubber.clone())
+            crate::telemetry::start(&config.telemetry, &config.outbound, scrubber.clone())
                 .context("cannot start the span export")?;
         if let Some(e) = &exporting {
             tracing::info!(
@@ -40,7 +40,7 @@ impl ServeArgs {
         }
         let a = Arc::new(Airlock::start(config, scrubber, StartOptions::default()).await?);
         let ready = a.statuses().iter().filter(|s| s.status == "ready").count();
-        let listener = airlock::server::listen(addr, a.config().server.listen_backlog)
+        let listener = crate::server::listen(addr, a.config().server.listen_backlog)
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!(
@@ -50,14 +50,14 @@ impl ServeArgs {
             path.display()
         );
         a.spawn_ann_upkeep();
-        airlock::scheduler::spawn_scheduler(a.clone());
-        airlock::reload::spawn(a.clone());
-        airlock::webhooks::start(a.clone()).await?;
-        airlock::subscriptions::start(a.clone());
+        crate::scheduler::spawn_scheduler(a.clone());
+        crate::reload::spawn(a.clone());
+        crate::webhooks::start(a.clone()).await?;
+        crate::subscriptions::start(a.clone());
         // The address really listened on (`--listen` overrides the config) decides whether
         // `/metrics` may stay open.
-        let app = airlock::server::router(a.clone())
-            .layer(axum::Extension(airlock::api::auth::Listening(local)));
+        let app = crate::server::router(a.clone())
+            .layer(axum::Extension(crate::api::auth::Listening(local)));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use airlock::integrity_cli;
+use crate::integrity_cli;
 
 #[derive(Args)]
 pub struct SignArgs {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use airlock::store::backend::Store;
-use airlock::store::pg::PgStore;
+use crate::store::backend::Store;
+use crate::store::pg::PgStore;
 
 use super::common::ConfigArg;
 use super::store_copy::CopyArgs;
@@ -54,7 +54,7 @@ impl StoreArgs {
             return args.run(&self.config, self.url.as_deref()).await;
         }
         let url = match &self.url {
-            Some(u) => airlock::config::store::parse_url("--url", u).map_err(anyhow::Error::msg)?,
+            Some(u) => crate::config::store::parse_url("--url", u).map_err(anyhow::Error::msg)?,
             None => self.config.load()?.store.url,
         };
         match (self.action, url) {
@@ -75,11 +75,11 @@ impl StoreArgs {
             (StoreCmd::Migrate, None) => {
                 let config = self.config.load()?;
                 // Opening the SQLite store migrates it.
-                let db = airlock::store::Db::open(&config.server.data_dir)?;
+                let db = crate::store::Db::open(&config.server.data_dir)?;
                 println!(
                     "sqlite {}: schema version {}",
                     db.path().display(),
-                    airlock::store::schema_version()
+                    crate::store::schema_version()
                 );
             }
             (StoreCmd::Copy(_), _) => unreachable!("handled above"),
@@ -88,7 +88,7 @@ impl StoreArgs {
                     Some(url) => Store::Postgres(std::sync::Arc::new(PgStore::open(&url).await?)),
                     None => {
                         let config = self.config.load()?;
-                        Store::Sqlite(std::sync::Arc::new(airlock::store::Db::open(
+                        Store::Sqlite(std::sync::Arc::new(crate::store::Db::open(
                             &config.server.data_dir,
                         )?))
                     }

@@ -1,6 +1,6 @@
 //! `airlock store copy --from sqlite://DATA_DIR --to postgres://…`: the move of an installation
 //! from its SQLite data directory to PostgreSQL, checked before and after (counts per area and
-//! both audit logs verified). The rows move in `airlock::store::pg::copy`.
+//! both audit logs verified). The rows move in `crate::store::pg::copy`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,11 +9,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 
-use airlock::store::Db;
-use airlock::store::backend::Store;
-use airlock::store::checkpoint::CheckpointSigner;
-use airlock::store::pg::PgStore;
-use airlock::store::pg::copy::{self, Counts};
+use crate::store::Db;
+use crate::store::backend::Store;
+use crate::store::checkpoint::CheckpointSigner;
+use crate::store::pg::PgStore;
+use crate::store::pg::copy::{self, Counts};
 
 use super::common::ConfigArg;
 
@@ -37,7 +37,7 @@ impl CopyArgs {
             None => config.load()?.server.data_dir,
         };
         let to = match self.to.as_deref().or(url) {
-            Some(u) => airlock::config::store::parse_url("--to", u).map_err(anyhow::Error::msg)?,
+            Some(u) => crate::config::store::parse_url("--to", u).map_err(anyhow::Error::msg)?,
             None => config.load()?.store.url,
         };
         let Some(to) = to else {
@@ -46,10 +46,10 @@ impl CopyArgs {
             );
         };
         anyhow::ensure!(
-            airlock::store::db_path(&data_dir).is_file(),
+            crate::store::db_path(&data_dir).is_file(),
             "no SQLite store at {} (expected {})",
             data_dir.display(),
-            airlock::store::db_path(&data_dir).display()
+            crate::store::db_path(&data_dir).display()
         );
         let db = Arc::new(Db::open(&data_dir)?);
         let pg = Arc::new(PgStore::connect(&to)?);
@@ -86,7 +86,7 @@ impl CopyArgs {
         // vouch for a log its own checkpoints say was cut or rewritten.
         let anchors = {
             let dir = data_dir.clone();
-            db.read(move |conn| airlock::store::audit::check_anchor(conn, &dir, None, None))
+            db.read(move |conn| crate::store::audit::check_anchor(conn, &dir, None, None))
                 .await?
         };
         if !anchors.problems.is_empty() {
@@ -102,7 +102,7 @@ impl CopyArgs {
             "sqlite audit log: {} rows verified, {} valid checkpoint(s)",
             checked.verification.rows, anchors.valid_checkpoints
         );
-        let signer = CheckpointSigner::open(&data_dir, airlock::store::checkpoint::Sink::None)?;
+        let signer = CheckpointSigner::open(&data_dir, crate::store::checkpoint::Sink::None)?;
 
         let chain = copy::import_chain(db.path());
         let rt = tokio::runtime::Handle::current();
@@ -114,7 +114,7 @@ impl CopyArgs {
         let after = copy::pg_counts(&pg).await?;
         let mut ok = print_counts(&before, &after);
         let check = target.audit_verify().await?;
-        let keys: Vec<_> = airlock::store::checkpoint::local_public_key(&data_dir)?
+        let keys: Vec<_> = crate::store::checkpoint::local_public_key(&data_dir)?
             .into_iter()
             .collect();
         let anchored = pg.audit_check_anchors(&keys, &[]).await?;
@@ -164,7 +164,7 @@ fn data_dir_of(from: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
         let dir = path.parent().unwrap_or(Path::new("."));
         anyhow::ensure!(
-            airlock::store::db_path(dir) == path,
+            crate::store::db_path(dir) == path,
             "{} is not a data directory's airlock.db: give the data directory",
             path.display()
         );

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Args;
 
-use airlock::app::{Airlock, StartOptions};
-use airlock::cassette::Cassettes;
-use airlock::config::Config;
-use airlock::runtime::context::CallContext;
-use airlock::scrub::Scrubber;
+use crate::app::{Airlock, StartOptions};
+use crate::cassette::Cassettes;
+use crate::config::Config;
+use crate::runtime::context::CallContext;
+use crate::scrub::Scrubber;
 
 use super::common::{ConfigArg, cli_user, named_or_all, replay_from};
 
@@ -141,7 +141,7 @@ impl SyncArgs {
             }
         });
         let ctx = CallContext::trusted().by(&cli_user());
-        let result = airlock::runtime::context::with(ctx, run).await;
+        let result = crate::runtime::context::with(ctx, run).await;
         if let Some(pb) = bar {
             pb.finish_and_clear();
         }
@@ -149,8 +149,8 @@ impl SyncArgs {
             Ok(r) if self.json => println!("{}", serde_json::to_string(&r)?),
             Ok(r) => {
                 let end = match r.end {
-                    airlock::sync::RunEnd::Done => "caught up".to_string(),
-                    airlock::sync::RunEnd::RateLimited { retry_after_secs } => {
+                    crate::sync::RunEnd::Done => "caught up".to_string(),
+                    crate::sync::RunEnd::RateLimited { retry_after_secs } => {
                         format!("rate-limited, resume in {retry_after_secs}s")
                     }
                 };
@@ -185,7 +185,7 @@ fn spinner() -> indicatif::ProgressBar {
 
 async fn sync_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let store =
-        airlock::store::backend::Store::open(&config.server.data_dir, config.store.url.as_deref())
+        crate::store::backend::Store::open(&config.server.data_dir, config.store.url.as_deref())
             .await?;
     let states = store.sync_states().await?;
     if json {

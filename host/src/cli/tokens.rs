@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use airlock::config::Config;
-use airlock::scrub::Scrubber;
-use airlock::store::audit;
-use airlock::store::backend::Store;
-use airlock::store::tokens::TokenInfo;
+use crate::config::Config;
+use crate::scrub::Scrubber;
+use crate::store::audit;
+use crate::store::backend::Store;
+use crate::store::tokens::TokenInfo;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
@@ -28,7 +28,7 @@ enum TokensCmd {
         #[arg(long)]
         principal: String,
         /// The tenant whose connectors, documents and audit rows the token may reach.
-        #[arg(long, default_value = airlock::config::DEFAULT_TENANT)]
+        #[arg(long, default_value = crate::config::DEFAULT_TENANT)]
         tenant: String,
         /// Groups of the principal, comma-separated (matched against document ACLs).
         #[arg(long, value_delimiter = ',')]

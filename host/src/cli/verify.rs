@@ -28,7 +28,7 @@ impl VerifyArgs {
         } else {
             None
         };
-        let v = airlock::integrity_cli::verify(
+        let v = crate::integrity_cli::verify(
             &self.file,
             &self.keys,
             self.sha256.as_deref(),

@@ -5,6 +5,7 @@
 //! shared layer ([`control`]) that every fake mounts.
 
 pub mod aad;
+pub mod cli;
 pub mod atera;
 pub mod azure;
 pub mod common;
