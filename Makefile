@@ -180,7 +180,7 @@ deny:
 # Every package set above gives the host's dependencies the same features (.ci/one-build.sh):
 # else `make run` and `make test` would each compile wasmtime and the host.
 one-build:
-	@.ci/one-build.sh "$(HOST_PKGS)" "$(TEST_PKGS)"
+	@.ci/one-build.sh "$(HOST_PKGS)" "$(TEST_PKGS)" "$(CONNECTORS)"
 
 # The release archive, packed by dist/build.sh from what `build` made (nothing is rebuilt there).
 DIST_OUT := target/dist

@@ -9,7 +9,8 @@
 # airlock` resolves them, with what each package set resolves them to:
 #   $1  the Makefile's `host` packages (cargo build)
 #   $2  the Makefile's `test` packages (cargo test: dev-dependencies count)
-#   and `cargo test --workspace`.
+#   and `cargo test --workspace`;
+#   $3  the connectors (cargo build --target wasm32-wasip2), see below.
 # On a difference it names the packages and features: enable them in host/Cargo.toml (the
 # `either` and rmcp client entries there are such pins), or keep them out of the test crates.
 set -euo pipefail
@@ -48,6 +49,24 @@ check "make host" $(flags "$host_pkgs") -e normal,build
 # shellcheck disable=SC2046
 check "make test" $(flags "$test_pkgs") -e normal,build,dev
 check "cargo test --workspace" --workspace -e normal,build,dev
+
+# `make connectors` (a second invocation, for wasm32-wasip2) runs wit-bindgen's macro, built on
+# the same code generators as wasmtime's macros. With the same features they are the same build
+# units, and `make connectors` reuses them from `make host` instead of compiling them again:
+# sdk/Cargo.toml's build-dependencies align the features. `$3` is the connectors.
+connectors=${3:-}
+if [ -n "$connectors" ]; then
+    shared='^(wasmparser|wit-parser|wit-component|wasm-encoder|wasm-metadata|semver|syn|serde_derive) '
+    # shellcheck disable=SC2046
+    features $(flags "$connectors") --target wasm32-wasip2 -e normal,build | grep -E "$shared" >"$base.conn" || true
+    grep -E "$shared" "$base" | grep -vxFf - "$base.conn" >"$base.miss" || true
+    if [ -s "$base.miss" ]; then
+        echo "one-build: make connectors builds these code generators with features make host does not give them:"
+        sed 's/^/  /' "$base.miss"
+        echo "one-build: align them in sdk/Cargo.toml's build-dependencies, or make connectors compiles them again"
+        failed=1
+    fi
+fi
 
 if [ "$failed" -ne 0 ]; then
     echo "one-build: enable these features in host/Cargo.toml (or drop them from the test crates), so that"
