@@ -36,10 +36,7 @@ pub fn replay_from(ids: &[String], file: &Path) -> anyhow::Result<Cassettes> {
     let file =
         std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?;
     Replay::load(&file).map_err(anyhow::Error::msg)?;
-    Ok(crate::cassette::for_each(
-        ids,
-        &CassetteMode::Replay(file),
-    ))
+    Ok(crate::cassette::for_each(ids, &CassetteMode::Replay(file)))
 }
 
 /// Who asks, when the CLI asks: the OS user running the process (from the user database, not

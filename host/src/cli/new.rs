@@ -39,8 +39,7 @@ impl NewArgs {
                 dir,
                 sdk_path,
             } => {
-                let g =
-                    crate::scaffold::new_connector(&name, dir.as_deref(), sdk_path.as_deref())?;
+                let g = crate::scaffold::new_connector(&name, dir.as_deref(), sdk_path.as_deref())?;
                 println!("created connector `{name}` in {}", g.dir.display());
                 for f in &g.files {
                     println!("  {}", f.display());

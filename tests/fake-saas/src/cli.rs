@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use clap::{Parser, Subcommand};
 use crate::{ConfluenceOptions, ServingFake, ZendeskOptions, spawn_confluence, spawn_zendesk};
 use crate::{JiraOptions, spawn_jira};
 use crate::{OpenAiMode, OpenAiOptions, spawn_openai};
+use clap::{Parser, Subcommand};
 
 use crate::{AteraOptions, AzureOptions, spawn_atera, spawn_azure};
 use crate::{MsGraphOptions, spawn_msgraph};

@@ -5,9 +5,9 @@
 //! shared layer ([`control`]) that every fake mounts.
 
 pub mod aad;
-pub mod cli;
 pub mod atera;
 pub mod azure;
+pub mod cli;
 pub mod common;
 pub mod confluence;
 pub mod control;
