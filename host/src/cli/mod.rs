@@ -210,7 +210,8 @@ pub fn main() -> ExitCode {
     // exit quietly instead of panicking on EPIPE. The daemon keeps Rust's default (ignored).
     #[cfg(unix)]
     if !matches!(cli.command, Command::Serve(_)) {
-        // SAFETY: called before any other thread exists; restores the default disposition.
+        // SAFETY: the binary calls this first thing, before any other thread exists; it
+        // restores the default disposition.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
