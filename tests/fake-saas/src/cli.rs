@@ -14,55 +14,19 @@ use crate::{MsGraphOptions, spawn_msgraph};
 
 type Fake = Box<dyn ServingFake>;
 
-async fn atera(listen: SocketAddr, opts: AteraOptions) -> std::io::Result<Fake> {
-    let fake = spawn_atera(listen, opts).await;
-    Ok(Box::new(
-        fake.map_err(|e| listen_error("atera", listen, e))?,
-    ))
-}
-
-async fn azure(listen: SocketAddr, opts: AzureOptions) -> std::io::Result<Fake> {
-    let fake = spawn_azure(listen, opts).await;
-    Ok(Box::new(
-        fake.map_err(|e| listen_error("azure", listen, e))?,
-    ))
-}
-
-async fn msgraph(listen: SocketAddr, opts: MsGraphOptions) -> std::io::Result<Fake> {
-    let fake = spawn_msgraph(listen, opts).await;
-    Ok(Box::new(
-        fake.map_err(|e| listen_error("msgraph", listen, e))?,
-    ))
+/// A fake once it listens, with its name, or why it could not (its name and address in the
+/// error).
+async fn started<F: ServingFake + 'static>(
+    name: &'static str,
+    listen: SocketAddr,
+    spawn: impl Future<Output = std::io::Result<F>>,
+) -> std::io::Result<(&'static str, Fake)> {
+    let fake = spawn.await.map_err(|e| listen_error(name, listen, e))?;
+    Ok((name, Box::new(fake)))
 }
 
 fn listen_error(name: &str, listen: SocketAddr, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{name}: cannot listen on {listen}: {e}"))
-}
-
-async fn confluence(listen: SocketAddr, opts: ConfluenceOptions) -> std::io::Result<Fake> {
-    let fake = spawn_confluence(listen, opts).await;
-    Ok(Box::new(
-        fake.map_err(|e| listen_error("confluence", listen, e))?,
-    ))
-}
-
-async fn zendesk(listen: SocketAddr, opts: ZendeskOptions) -> std::io::Result<Fake> {
-    let fake = spawn_zendesk(listen, opts).await;
-    Ok(Box::new(
-        fake.map_err(|e| listen_error("zendesk", listen, e))?,
-    ))
-}
-
-async fn jira(listen: SocketAddr, opts: JiraOptions) -> std::io::Result<Fake> {
-    let fake = spawn_jira(listen, opts).await;
-    Ok(Box::new(fake.map_err(|e| listen_error("jira", listen, e))?))
-}
-
-async fn openai(listen: SocketAddr, opts: OpenAiOptions) -> std::io::Result<Fake> {
-    let fake = spawn_openai(listen, opts).await;
-    Ok(Box::new(
-        fake.map_err(|e| listen_error("openai", listen, e))?,
-    ))
 }
 
 #[derive(Parser)]
@@ -289,7 +253,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 seed,
                 rate_limit_every,
             };
-            vec![("confluence", confluence(listen, opts).await?)]
+            vec![started("confluence", listen, spawn_confluence(listen, opts)).await?]
         }
         Command::Zendesk {
             listen,
@@ -311,7 +275,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 recent_exclusion_secs,
                 ..ZendeskOptions::default()
             };
-            vec![("zendesk", zendesk(listen, opts).await?)]
+            vec![started("zendesk", listen, spawn_zendesk(listen, opts)).await?]
         }
         Command::Jira {
             listen,
@@ -331,7 +295,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 rate_limit_every,
                 ..JiraOptions::default()
             };
-            vec![("jira", jira(listen, opts).await?)]
+            vec![started("jira", listen, spawn_jira(listen, opts)).await?]
         }
         Command::Openai {
             listen,
@@ -343,7 +307,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 api_key,
                 ..OpenAiOptions::default()
             };
-            vec![("openai", openai(listen, opts).await?)]
+            vec![started("openai", listen, spawn_openai(listen, opts)).await?]
         }
         Command::Atera {
             listen,
@@ -358,7 +322,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 seed,
                 rate_limit_every,
             };
-            vec![("atera", atera(listen, opts).await?)]
+            vec![started("atera", listen, spawn_atera(listen, opts)).await?]
         }
         Command::Azure {
             listen,
@@ -380,7 +344,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 rate_limit_every,
                 ..AzureOptions::default()
             };
-            vec![("azure", azure(listen, opts).await?)]
+            vec![started("azure", listen, spawn_azure(listen, opts)).await?]
         }
         Command::Msgraph {
             listen,
@@ -404,59 +368,54 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 rate_limit_every,
                 ..MsGraphOptions::default()
             };
-            vec![("msgraph", msgraph(listen, opts).await?)]
+            vec![started("msgraph", listen, spawn_msgraph(listen, opts)).await?]
         }
         Command::Demo => {
-            let localhost = |port| SocketAddr::from(([127, 0, 0, 1], port));
+            let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+            let lmstudio = OpenAiOptions {
+                mode: OpenAiMode::LmStudio,
+                ..OpenAiOptions::default()
+            };
+            let azure_openai = OpenAiOptions {
+                mode: OpenAiMode::Azure,
+                api_key: "demo-azure-openai-key".into(),
+                ..OpenAiOptions::default()
+            };
             vec![
-                (
+                started(
                     "confluence",
-                    confluence(localhost(8781), ConfluenceOptions::default()).await?,
-                ),
-                (
+                    at(8781),
+                    spawn_confluence(at(8781), Default::default()),
+                )
+                .await?,
+                started(
                     "zendesk",
-                    zendesk(localhost(8782), ZendeskOptions::default()).await?,
-                ),
-                ("jira", jira(localhost(8783), JiraOptions::default()).await?),
-                (
-                    "atera",
-                    atera(localhost(8784), AteraOptions::default()).await?,
-                ),
-                (
-                    "azure",
-                    azure(localhost(8785), AzureOptions::default()).await?,
-                ),
-                (
+                    at(8782),
+                    spawn_zendesk(at(8782), Default::default()),
+                )
+                .await?,
+                started("jira", at(8783), spawn_jira(at(8783), Default::default())).await?,
+                started("atera", at(8784), spawn_atera(at(8784), Default::default())).await?,
+                started("azure", at(8785), spawn_azure(at(8785), Default::default())).await?,
+                started(
                     "openai",
-                    openai(localhost(8786), OpenAiOptions::default()).await?,
-                ),
-                (
-                    "lmstudio",
-                    openai(
-                        localhost(8787),
-                        OpenAiOptions {
-                            mode: OpenAiMode::LmStudio,
-                            ..OpenAiOptions::default()
-                        },
-                    )
-                    .await?,
-                ),
-                (
+                    at(8786),
+                    spawn_openai(at(8786), Default::default()),
+                )
+                .await?,
+                started("lmstudio", at(8787), spawn_openai(at(8787), lmstudio)).await?,
+                started(
                     "azure-openai",
-                    openai(
-                        localhost(8788),
-                        OpenAiOptions {
-                            mode: OpenAiMode::Azure,
-                            api_key: "demo-azure-openai-key".into(),
-                            ..OpenAiOptions::default()
-                        },
-                    )
-                    .await?,
-                ),
-                (
+                    at(8788),
+                    spawn_openai(at(8788), azure_openai),
+                )
+                .await?,
+                started(
                     "msgraph",
-                    msgraph(localhost(8789), MsGraphOptions::default()).await?,
-                ),
+                    at(8789),
+                    spawn_msgraph(at(8789), Default::default()),
+                )
+                .await?,
             ]
         }
     };
