@@ -64,10 +64,13 @@ if [ -n "$connectors" ]; then
         echo "one-build: make connectors builds these code generators with features make host does not give them:"
         sed 's/^/  /' "$base.miss"
         echo "one-build: align them in sdk/Cargo.toml's build-dependencies, or make connectors compiles them again"
-        failed=1
+        connectors_failed=1
     fi
 fi
 
+if [ "${connectors_failed:-0}" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    exit 1
+fi
 if [ "$failed" -ne 0 ]; then
     echo "one-build: enable these features in host/Cargo.toml (or drop them from the test crates), so that"
     echo "one-build: \`make run\` and \`make test\` share one build of wasmtime and the host"
