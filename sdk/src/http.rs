@@ -444,7 +444,7 @@ mod transport {
             }
         };
         let status = incoming.status();
-        let headers = incoming
+        let headers: Vec<(String, String)> = incoming
             .headers()
             .entries()
             .into_iter()
@@ -453,13 +453,25 @@ mod transport {
         let body = incoming
             .consume()
             .map_err(|()| internal("response body unavailable"))?;
+        // Read in as few pieces as the host has ready (the gate holds a whole answer, so one),
+        // into a buffer sized by the declared length: 64 KiB reads into a buffer that doubled as
+        // it grew copied a 1 MB page twice and touched twice the fresh memory.
+        let declared = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .map_or(0, |n| n.min(MAX_BODY));
         let mut bytes = Vec::new();
         {
             let stream = body
                 .stream()
                 .map_err(|()| internal("response body stream unavailable"))?;
             loop {
-                match stream.blocking_read(64 * 1024) {
+                match stream.blocking_read(MAX_BODY as u64 + 1) {
+                    Ok(chunk) if bytes.is_empty() => {
+                        bytes = chunk;
+                        bytes.reserve(declared.saturating_sub(bytes.len()));
+                    }
                     Ok(chunk) => bytes.extend_from_slice(&chunk),
                     Err(StreamError::Closed) => break,
                     Err(e) => return Err(stream_error(e, &fail, &internal)),

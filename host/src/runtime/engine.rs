@@ -72,6 +72,10 @@ impl Runtime {
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
+        // Profiling a connector (docs/connector-guide.md): `perf` names the guest's functions.
+        if std::env::var_os("AIRLOCK_GUEST_PERFMAP").is_some() {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(opts.max_instances);
         pool.total_core_instances(opts.max_instances * 4);
