@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::metrics::{Metrics, StreamLabels};
 use crate::model::Stall;
-use crate::runtime::connector::{InvokeError, LoadedConnector};
+use crate::runtime::connector::{InvokeError, LoadedConnector, RunInstance};
 use crate::runtime::context::{self, CallContext};
 use crate::store::audit::AuditLog;
 use crate::store::backend::{PageCommit, Store};
@@ -296,6 +296,8 @@ impl Syncer {
         };
         let mut pending: Option<Pending> = None;
         let mut first_page = true;
+        // The run's pages share an instance while they end well (see `sync_page_in`).
+        let mut instance = RunInstance::default();
         // Signed: OpenTelemetry has integers only as i64 (a u64 would be exported as text).
         let mut page_no: i64 = 0;
         loop {
@@ -316,9 +318,8 @@ impl Syncer {
                 page = page_no,
                 invocation = %invocation,
             );
-            let fetched = context::with(call, c.sync_page(stream, cursor.clone()))
-                .instrument(span.clone())
-                .await;
+            let page = c.sync_page_in(&mut instance, stream, cursor.clone());
+            let fetched = context::with(call, page).instrument(span.clone()).await;
             if fetched.is_err() {
                 settle(&mut pending, &mut report, started, &mut on_progress).await?;
             }

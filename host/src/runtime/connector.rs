@@ -1,6 +1,6 @@
 //! One loaded connector: its component checked against the contract, an `InstancePre`, and the
-//! invocation path (a fresh Store per call, memory limit, epoch deadline plus tokio timeout,
-//! audit row per invocation).
+//! invocation path (a fresh Store per call, or a sync run's kept one; memory limit, epoch
+//! deadline plus tokio timeout, audit row per invocation).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -382,17 +382,36 @@ impl LoadedConnector {
         Ok(v)
     }
 
-    /// One page of a stream (the sync loop's unit of work).
+    /// One page of a stream (the sync loop's unit of work), on a fresh instance.
     pub async fn sync_page(
         &self,
         stream: &str,
         cursor: Option<String>,
     ) -> Result<model::SyncPage, InvokeError> {
+        self.sync_page_in(&mut RunInstance::default(), stream, cursor)
+            .await
+    }
+
+    /// One page of a sync run, on the run's instance: the instance the previous page ended on
+    /// when it ended well, else a fresh one. A page is still one invocation (its own id,
+    /// deadline, denial budget and audit row); what it keeps is the guest's memory, so a page
+    /// does not pay for instantiating and for first touching the memory its previous page used
+    /// (~1 ms of a 1,000-record page). Any failed page drops the instance.
+    pub async fn sync_page_in(
+        &self,
+        run: &mut RunInstance,
+        stream: &str,
+        cursor: Option<String>,
+    ) -> Result<model::SyncPage, InvokeError> {
         let stream_owned = stream.to_string();
         let mut page: model::SyncPage = self
-            .call_raw(Export::Sync(stream.to_string()), move |s, w| {
-                Box::pin(async move { w.sync(s, &stream_owned, cursor.as_deref()).await })
-            })
+            .call_on(
+                Some(&mut run.0),
+                Export::Sync(stream.to_string()),
+                move |s, w| {
+                    Box::pin(async move { w.sync(s, &stream_owned, cursor.as_deref()).await })
+                },
+            )
             .await?;
         // Pages are stored, then served by search and get: a connector that may `reveal` a
         // secret (or relays an upstream's echo) must not get it into the store.
@@ -407,7 +426,18 @@ impl LoadedConnector {
     async fn call_raw<R: Send + 'static>(
         &self,
         export: Export,
-        f: impl for<'a> FnOnce(&'a mut Store<State>, ContractInstance) -> CallFuture<'a, R> + Send,
+        f: impl for<'a> FnOnce(&'a mut Store<State>, &'a ContractInstance) -> CallFuture<'a, R> + Send,
+    ) -> Result<R, InvokeError> {
+        self.call_on(None, export, f).await
+    }
+
+    /// [`LoadedConnector::call_raw`] on `kept`'s instance when it holds one (else a fresh one);
+    /// with `kept`, an invocation that ends well leaves its instance there for the next.
+    async fn call_on<R: Send + 'static>(
+        &self,
+        mut kept: Option<&mut Option<Kept>>,
+        export: Export,
+        f: impl for<'a> FnOnce(&'a mut Store<State>, &'a ContractInstance) -> CallFuture<'a, R> + Send,
     ) -> Result<R, InvokeError> {
         let call = super::context::current();
         let invocation: Arc<str> = call
@@ -444,35 +474,61 @@ impl LoadedConnector {
             invocation = %invocation,
             principal = call.principal.as_deref().unwrap_or(super::context::UNKNOWN_PRINCIPAL),
         );
-        let state = State::new(
-            self.ctx.clone(),
-            invocation.clone(),
-            call.principal.as_deref().map(Arc::from),
-            self.limits.memory_bytes,
-            writes_action,
-            call.approved_writes,
-            deadline,
-        )
-        .with_sync_stream(sync_stream);
-        let memory_hit = state.limiter.hit.clone();
-        let denials = state.denials();
-        let stop_on_denials = denials.clone();
-        let mut store = Store::new(self.linked.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            // A spent denial budget stops the guest like its deadline does.
-            if Instant::now() >= deadline || stop_on_denials.stopped() {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Yield so the tokio timeout and other tasks get a turn.
-                Ok(UpdateDeadline::Yield(1))
+        let principal: Option<Arc<str>> = call.principal.as_deref().map(Arc::from);
+        let (mut store, instance) = match kept.as_mut().and_then(|k| k.take()) {
+            Some(Kept {
+                mut store,
+                instance,
+            }) => {
+                let approved = call.approved_writes;
+                let state = store.data_mut();
+                state.next_invocation(
+                    invocation.clone(),
+                    principal,
+                    writes_action,
+                    approved,
+                    deadline,
+                );
+                (store, Some(instance))
             }
-        });
+            None => {
+                let state = State::new(
+                    self.ctx.clone(),
+                    invocation.clone(),
+                    principal,
+                    self.limits.memory_bytes,
+                    writes_action,
+                    call.approved_writes,
+                    deadline,
+                )
+                .with_sync_stream(sync_stream);
+                let mut store = Store::new(self.linked.pre.engine(), state);
+                store.limiter(|s| &mut s.limiter);
+                store.epoch_deadline_callback(|ctx| {
+                    // A spent denial budget stops the guest like its deadline does.
+                    if ctx.data().must_stop() {
+                        Ok(UpdateDeadline::Interrupt)
+                    } else {
+                        // Yield so the tokio timeout and other tasks get a turn.
+                        Ok(UpdateDeadline::Yield(1))
+                    }
+                });
+                (store, None)
+            }
+        };
+        store.set_epoch_deadline(1);
+        let memory_hit = store.data().limiter.hit.clone();
+        let denials = store.data().denials();
         let pre = self.linked.pre.clone();
+        // The store comes back with the answer, to be kept when the invocation ends well; a
+        // trap, a timeout or a panic drops it with the future.
         let run = async move {
-            let w = pre.instantiate_async(&mut store).await?;
-            f(&mut store, w).await
+            let instance = match instance {
+                Some(i) => i,
+                None => pre.instantiate_async(&mut store).await?,
+            };
+            let answer = f(&mut store, &instance).await?;
+            Ok::<_, wasmtime::Error>((answer, Kept { store, instance }))
         };
         // A panic in the host (a bug reached through the guest's imports) ends this invocation
         // with an error and its audit row, not the task that serves it.
@@ -488,13 +544,21 @@ impl LoadedConnector {
                     crate::capabilities::http::panic_text(&*panic)
                 ),
             }),
-            Ok(Ok(Ok(Ok(v)))) => Ok(v),
-            Ok(Ok(Ok(Err(e)))) => Err(InvokeError::Connector(e)),
+            Ok(Ok(Ok((Ok(v), live)))) => {
+                if let Some(k) = kept.as_mut() {
+                    **k = Some(live);
+                }
+                Ok(v)
+            }
+            Ok(Ok(Ok((Err(e), _)))) => Err(InvokeError::Connector(e)),
             Ok(Ok(Err(trap))) => Err(self.classify_trap(trap, &memory_hit, deadline)),
         };
         // However the guest ended, a spent denial budget is the reason: one summary row for
         // every denial that was not audited on its own.
         let result = if denials.stopped() {
+            if let Some(k) = kept {
+                *k = None;
+            }
             self.denials_spent(&invocation, call.principal.clone(), &denials);
             Err(InvokeError::DenialBudget {
                 limit: denials.limit(),
@@ -621,6 +685,17 @@ impl LoadedConnector {
         }
     }
 }
+
+/// A live instance with its store, kept between invocations.
+pub struct Kept {
+    store: Store<State>,
+    instance: ContractInstance,
+}
+
+/// A sync run's instance, kept from one page to the next (see [`LoadedConnector::sync_page_in`]);
+/// dropped with the run.
+#[derive(Default)]
+pub struct RunInstance(Option<Kept>);
 
 /// Removes known secret values from every text of a sync page (documents, deleted ids, the
 /// cursor the host stores). True when something was removed.

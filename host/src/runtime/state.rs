@@ -28,6 +28,8 @@ pub struct State {
     /// The stream this invocation syncs, if it is a `sync` call: the only stream it may report
     /// progress for.
     sync_stream: Option<Arc<str>>,
+    /// When the current invocation must stop (read by the epoch callback).
+    deadline: std::time::Instant,
 }
 
 impl State {
@@ -61,7 +63,40 @@ impl State {
             invocation,
             principal,
             sync_stream: None,
+            deadline,
         }
+    }
+
+    /// Readies a kept instance's state for its next invocation (a sync run's next page): the
+    /// invocation's own id, principal, deadline and gate hooks (a fresh denial budget); the
+    /// memory-limit flag cleared. The guest's memory and resources stay.
+    pub fn next_invocation(
+        &mut self,
+        invocation: Arc<str>,
+        principal: Option<Arc<str>>,
+        writes_action: Option<Arc<str>>,
+        approved_writes: bool,
+        deadline: std::time::Instant,
+    ) {
+        self.hooks = self.ctx.gate.hooks(
+            invocation.clone(),
+            principal.clone(),
+            writes_action,
+            approved_writes,
+            deadline,
+        );
+        if self.sync_stream.is_some() {
+            self.hooks.background();
+        }
+        self.invocation = invocation;
+        self.principal = principal;
+        self.deadline = deadline;
+        self.limiter.hit.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the guest must stop now: its deadline passed, or its denial budget is spent.
+    pub fn must_stop(&self) -> bool {
+        std::time::Instant::now() >= self.deadline || self.hooks.denials().stopped()
     }
 
     /// The invocation's denial budget, shared with its gate hooks.

@@ -201,7 +201,10 @@ macro_rules! answer {
 
 impl ContractInstance {
     /// `connector.info`.
-    pub(crate) async fn info(self, s: &mut Store<State>) -> wasmtime::Result<model::ConnectorInfo> {
+    pub(crate) async fn info(
+        &self,
+        s: &mut Store<State>,
+    ) -> wasmtime::Result<model::ConnectorInfo> {
         on_instance!(self, |w| w
             .airlock_connector_connector()
             .call_info(s)
@@ -210,7 +213,7 @@ impl ContractInstance {
     }
 
     /// `connector.health`.
-    pub(crate) async fn health(self, s: &mut Store<State>) -> CallResult<model::HealthStatus> {
+    pub(crate) async fn health(&self, s: &mut Store<State>) -> CallResult<model::HealthStatus> {
         on_instance!(self, |w| answer!(
             w.airlock_connector_connector().call_health(s)
         ))
@@ -218,7 +221,7 @@ impl ContractInstance {
 
     /// `connector.search`.
     pub(crate) async fn search(
-        self,
+        &self,
         s: &mut Store<State>,
         query: String,
         limit: u32,
@@ -235,7 +238,7 @@ impl ContractInstance {
     }
 
     /// `connector.get`.
-    pub(crate) async fn get(self, s: &mut Store<State>, id: &str) -> CallResult<model::Document> {
+    pub(crate) async fn get(&self, s: &mut Store<State>, id: &str) -> CallResult<model::Document> {
         on_instance!(self, |w| answer!(
             w.airlock_connector_connector().call_get(s, id)
         ))
@@ -243,7 +246,7 @@ impl ContractInstance {
 
     /// `connector.check-permission`.
     pub(crate) async fn check_permission(
-        self,
+        &self,
         s: &mut Store<State>,
         principal: &str,
         id: &str,
@@ -256,7 +259,7 @@ impl ContractInstance {
 
     /// `connector.sync`.
     pub(crate) async fn sync(
-        self,
+        &self,
         s: &mut Store<State>,
         stream: &str,
         cursor: Option<&str>,
@@ -268,7 +271,7 @@ impl ContractInstance {
 
     /// `connector.invoke`.
     pub(crate) async fn invoke(
-        self,
+        &self,
         s: &mut Store<State>,
         action: &str,
         input: &str,

@@ -44,6 +44,9 @@ fn base() -> Result<String> {
         .to_owned())
 }
 
+/// `sync` calls this instance has answered.
+static SYNC_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn doc(n: u32) -> Document {
     Document {
         id: n.to_string(),
@@ -146,6 +149,14 @@ impl Connector for Broken {
             .send()?;
         let first = (page - 1) * PER_PAGE + 1;
         let mut upserts: Vec<Document> = (first..first + PER_PAGE).map(doc).collect();
+        // Which call of this instance's life this page was (the host keeps a sync run's
+        // instance from page to page while they end well).
+        let calls = SYNC_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if airlock_sdk::setting("count_sync_calls").as_deref() == Some("true") {
+            for d in &mut upserts {
+                d.metadata = json!({ "instance_sync_calls": calls }).to_string();
+            }
+        }
         if fault == "resume-duplicates" && page > 1 {
             upserts.insert(0, doc(first - 1));
         }

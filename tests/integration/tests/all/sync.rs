@@ -384,3 +384,67 @@ async fn a_stream_another_live_process_runs_is_refused_and_runs_once_it_is_free(
     daemon.kill().unwrap();
     let _ = daemon.wait();
 }
+
+/// A sync run's pages are each an invocation of its own (an id and an `invoke` audit row) on
+/// one kept instance; the next run starts on a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
+    let echo = spawn_echo_server().await;
+    let base = format!("http://{echo}");
+    let env = Env::new(&format!(
+        r#"[[connector]]
+id = "b"
+component = "{}"
+
+[connector.settings]
+base_url = "{base}"
+count_sync_calls = "true"
+
+[[grant]]
+connector = "b"
+url = "{base}/api/"
+methods = ["GET"]
+allow_private = true
+"#,
+        component("broken").display()
+    ));
+    // `broken` syncs 3 pages of 2 items; each item says which call of its instance it was.
+    let expected: Vec<(String, u64)> = [1, 1, 2, 2, 3, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, calls)| ((i + 1).to_string(), *calls))
+        .collect();
+    for run in 1..=2 {
+        let out = env.airlock(&["sync", "b", "--full"], None);
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conn = airlock::store::open(&env.data_dir()).expect("db");
+        let mut calls: Vec<(String, u64)> = documents::all(&conn, "b", Some("item"))
+            .expect("docs")
+            .into_iter()
+            .map(|d| {
+                (
+                    d.id,
+                    d.metadata["instance_sync_calls"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        calls.sort_by_key(|(id, _)| id.parse::<u32>().unwrap_or(0));
+        assert_eq!(calls, expected, "run {run}");
+    }
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let mut pages: Vec<String> = conn
+        .prepare("SELECT invocation FROM audit WHERE connector = 'b' AND event = 'invoke' AND reason LIKE 'sync%'")
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .expect("audit rows");
+    assert_eq!(pages.len(), 6, "one invoke row per page: {pages:?}");
+    pages.sort();
+    pages.dedup();
+    assert_eq!(pages.len(), 6, "each page its own invocation id");
+}
