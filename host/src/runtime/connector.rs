@@ -396,23 +396,29 @@ impl LoadedConnector {
     /// when it ended well, else a fresh one. A page is still one invocation (its own id,
     /// deadline, denial budget and audit row); what it keeps is the guest's memory, so a page
     /// does not pay for instantiating and for first touching the memory its previous page used
-    /// (~1 ms of a 1,000-record page). Any failed page drops the instance.
+    /// (~1 ms of a 1,000-record page). Any failed page drops the instance, and a page that
+    /// crashes or runs out of memory on a kept instance is tried once more on a fresh one (a
+    /// heap grown by earlier pages, or state a connector should not have kept, is no reason
+    /// for a run to fail that fresh instances would finish).
     pub async fn sync_page_in(
         &self,
         run: &mut RunInstance,
         stream: &str,
         cursor: Option<String>,
     ) -> Result<model::SyncPage, InvokeError> {
-        let stream_owned = stream.to_string();
-        let mut page: model::SyncPage = self
-            .call_on(
-                Some(&mut run.0),
-                Export::Sync(stream.to_string()),
-                move |s, w| {
-                    Box::pin(async move { w.sync(s, &stream_owned, cursor.as_deref()).await })
-                },
-            )
-            .await?;
+        let reused = run.0.is_some();
+        let page = |cursor| sync_call(stream.to_string(), cursor);
+        let export = || Export::Sync(stream.to_string());
+        let first = self
+            .call_on(Some(&mut run.0), export(), page(cursor.clone()))
+            .await;
+        let mut page: model::SyncPage = match first {
+            Err(InvokeError::Trap { .. } | InvokeError::MemoryLimit { .. }) if reused => {
+                self.call_on(Some(&mut run.0), export(), page(cursor))
+                    .await?
+            }
+            other => other?,
+        };
         // Pages are stored, then served by search and get: a connector that may `reveal` a
         // secret (or relays an upstream's echo) must not get it into the store.
         if scrub_page(&self.ctx.scrubber, &mut page) {
@@ -684,6 +690,15 @@ impl LoadedConnector {
             other => other,
         }
     }
+}
+
+/// The `sync` export's call for `call_on`.
+fn sync_call(
+    stream: String,
+    cursor: Option<String>,
+) -> impl for<'a> FnOnce(&'a mut Store<State>, &'a ContractInstance) -> CallFuture<'a, model::SyncPage>
++ Send {
+    move |s, w| Box::pin(async move { w.sync(s, &stream, cursor.as_deref()).await })
 }
 
 /// A live instance with its store, kept between invocations.

@@ -152,6 +152,9 @@ impl Connector for Broken {
         // Which call of this instance's life this page was (the host keeps a sync run's
         // instance from page to page while they end well).
         let calls = SYNC_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if calls > 1 && airlock_sdk::setting("panic_when_reused").as_deref() == Some("true") {
+            panic!("this instance answered a sync call before");
+        }
         if airlock_sdk::setting("count_sync_calls").as_deref() == Some("true") {
             for d in &mut upserts {
                 d.metadata = json!({ "instance_sync_calls": calls }).to_string();

@@ -448,3 +448,56 @@ allow_private = true
     pages.dedup();
     assert_eq!(pages.len(), 6, "each page its own invocation id");
 }
+
+/// A page that crashes on the run's kept instance is tried once more on a fresh instance, so a
+/// connector that cannot bear reuse still finishes its run (each crash keeps its audit row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_crashes_on_a_kept_instance_is_retried_on_a_fresh_one() {
+    let echo = spawn_echo_server().await;
+    let base = format!("http://{echo}");
+    let env = Env::new(&format!(
+        r#"[[connector]]
+id = "b"
+component = "{}"
+
+[connector.settings]
+base_url = "{base}"
+count_sync_calls = "true"
+panic_when_reused = "true"
+
+[[grant]]
+connector = "b"
+url = "{base}/api/"
+methods = ["GET"]
+allow_private = true
+"#,
+        component("broken").display()
+    ));
+    let out = env.airlock(&["sync", "b"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let docs = documents::all(&conn, "b", Some("item")).expect("docs");
+    assert_eq!(docs.len(), 6, "every page stored");
+    for d in &docs {
+        assert_eq!(
+            d.metadata["instance_sync_calls"], 1,
+            "{}: a fresh instance",
+            d.id
+        );
+    }
+    let crashed: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE connector = 'b' AND event = 'invoke' AND decision = 'error'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert_eq!(
+        crashed, 2,
+        "pages 2 and 3 crashed once each on the kept instance"
+    );
+}
