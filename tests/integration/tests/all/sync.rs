@@ -385,13 +385,12 @@ async fn a_stream_another_live_process_runs_is_refused_and_runs_once_it_is_free(
     let _ = daemon.wait();
 }
 
-/// A sync run's pages are each an invocation of its own (an id and an `invoke` audit row) on
-/// one kept instance; the next run starts on a fresh instance.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
+/// Connector `b`: the `broken` fixture against an echo upstream, its documents saying which
+/// `sync` call of their instance they came from, plus `settings` (TOML lines).
+async fn counting_broken(settings: &str) -> Env {
     let echo = spawn_echo_server().await;
     let base = format!("http://{echo}");
-    let env = Env::new(&format!(
+    Env::new(&format!(
         r#"[[connector]]
 id = "b"
 component = "{}"
@@ -399,7 +398,7 @@ component = "{}"
 [connector.settings]
 base_url = "{base}"
 count_sync_calls = "true"
-
+{settings}
 [[grant]]
 connector = "b"
 url = "{base}/api/"
@@ -407,7 +406,14 @@ methods = ["GET"]
 allow_private = true
 "#,
         component("broken").display()
-    ));
+    ))
+}
+
+/// A sync run's pages are each an invocation of its own (an id and an `invoke` audit row) on
+/// one kept instance; the next run starts on a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
+    let env = counting_broken("").await;
     // `broken` syncs 3 pages of 2 items; each item says which call of its instance it was.
     let expected: Vec<(String, u64)> = [1, 1, 2, 2, 3, 3]
         .iter()
@@ -453,26 +459,7 @@ allow_private = true
 /// connector that cannot bear reuse still finishes its run (each crash keeps its audit row).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_crashes_on_a_kept_instance_is_retried_on_a_fresh_one() {
-    let echo = spawn_echo_server().await;
-    let base = format!("http://{echo}");
-    let env = Env::new(&format!(
-        r#"[[connector]]
-id = "b"
-component = "{}"
-
-[connector.settings]
-base_url = "{base}"
-count_sync_calls = "true"
-panic_when_reused = "true"
-
-[[grant]]
-connector = "b"
-url = "{base}/api/"
-methods = ["GET"]
-allow_private = true
-"#,
-        component("broken").display()
-    ));
+    let env = counting_broken("panic_when_reused = \"true\"\n").await;
     let out = env.airlock(&["sync", "b"], None);
     assert!(
         out.status.success(),
