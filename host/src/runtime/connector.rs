@@ -702,7 +702,7 @@ fn sync_call(
 }
 
 /// A live instance with its store, kept between invocations.
-pub struct Kept {
+struct Kept {
     store: Store<State>,
     instance: ContractInstance,
 }
