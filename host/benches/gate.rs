@@ -171,22 +171,38 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         gate: c.clone(),
     };
     let small = format!("{base_url}/wiki/api/v2/spaces?limit=1");
-    // For a profiler: only the gate's sequential GETs, long enough to sample: small JSON, or
-    // 10 MiB bodies with `GATE_BENCH_PROFILE=large`.
-    if let Some(which) = std::env::var_os("GATE_BENCH_PROFILE") {
-        let (url, count) = if which == "large" {
-            (format!("{blobs}/wiki/blob/{}", 10 << 20), 300)
-        } else {
-            (small.clone(), 40_000)
+    // For a profiler: only one way's GETs, long enough to sample. `GATE_BENCH_PROFILE` is
+    // `small` (the gate, sequential small JSON), `large` (10 MiB bodies), `16` (16 guests at
+    // once), or `pass` / `pass16` (the pass-through guest, sequential / 16 at once).
+    if let Ok(which) = std::env::var("GATE_BENCH_PROFILE") {
+        let (url, count, guests) = match which.as_str() {
+            "large" => (format!("{blobs}/wiki/blob/{}", 10 << 20), 300, 1),
+            "16" | "pass16" => (small.clone(), 4_000, 16),
+            _ => (small.clone(), 40_000, 1),
         };
-        let r = c
-            .invoke(Op::Action {
-                name: "fetch-many".into(),
-                input: serde_json::json!({"url": url, "count": count}),
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("profile run: {r}");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..guests {
+            let input = serde_json::json!({"url": url, "count": count});
+            let (gate, passing) = (c.clone(), ways.passing.clone());
+            let pass = which.starts_with("pass");
+            tasks.spawn(async move {
+                if pass {
+                    passing.invoke_text("fetch-many", &input.to_string()).await
+                } else {
+                    let r = gate
+                        .invoke(Op::Action {
+                            name: "fetch-many".into(),
+                            input,
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    Ok(r.to_string())
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            println!("profile run: {}", r??);
+        }
         a.flush();
         return Ok(());
     }
