@@ -386,6 +386,8 @@ impl Syncer {
                 deletes: dels as i64,
                 first: std::mem::take(&mut first_page),
             };
+            // A page run again after a crash on the kept instance was fetched by its retry.
+            let invocation = instance.retried_as().map_or(invocation, str::to_string);
             let audit = self.audit.clone();
             let commit_to = store.clone();
             let commit = PageCommit {

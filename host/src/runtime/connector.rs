@@ -396,26 +396,39 @@ impl LoadedConnector {
     /// when it ended well, else a fresh one. A page is still one invocation (its own id,
     /// deadline, denial budget and audit row); what it keeps is the guest's memory, so a page
     /// does not pay for instantiating and for first touching the memory its previous page used
-    /// (~1 ms of a 1,000-record page). Any failed page drops the instance, and a page that
-    /// crashes or runs out of memory on a kept instance is tried once more on a fresh one (a
-    /// heap grown by earlier pages, or state a connector should not have kept, is no reason
-    /// for a run to fail that fresh instances would finish).
+    /// (~1 ms of a 1,000-record page). Any failed page drops the instance, and so does a page
+    /// that leaves a `wasi:http` or `wasi:io` resource behind (a request it never waited for
+    /// would otherwise run on, and be audited, after its page ended). A page that crashes or
+    /// runs out of memory on a kept instance is run again, once, as a new invocation (its own
+    /// id: [`RunInstance::retried_as`]) on a fresh instance, and the rest of the run keeps no
+    /// instance: a heap grown by earlier pages, or state a connector should not have kept, is
+    /// no reason for a run to fail that fresh instances would finish. The retry sends the
+    /// page's requests again, as the next run would after a failed page.
     pub async fn sync_page_in(
         &self,
         run: &mut RunInstance,
         stream: &str,
         cursor: Option<String>,
     ) -> Result<model::SyncPage, InvokeError> {
-        let reused = run.0.is_some();
+        run.retried_as = None;
+        let reused = run.kept.is_some();
         let page = |cursor| sync_call(stream.to_string(), cursor);
         let export = || Export::Sync(stream.to_string());
-        let first = self
-            .call_on(Some(&mut run.0), export(), page(cursor.clone()))
-            .await;
+        let keep = (!run.fresh_only).then_some(&mut run.kept);
+        let first = self.call_on(keep, export(), page(cursor.clone())).await;
         let mut page: model::SyncPage = match first {
             Err(InvokeError::Trap { .. } | InvokeError::MemoryLimit { .. }) if reused => {
-                self.call_on(Some(&mut run.0), export(), page(cursor))
-                    .await?
+                run.fresh_only = true;
+                run.kept = None;
+                let retry = ulid::Ulid::new().to_string();
+                let call = super::context::CallContext {
+                    invocation: Some(retry.clone()),
+                    ..super::context::current()
+                };
+                let again = self.call_on(None, export(), page(cursor));
+                let page = super::context::with(call, again).await?;
+                run.retried_as = Some(retry);
+                page
             }
             other => other?,
         };
@@ -481,7 +494,20 @@ impl LoadedConnector {
             principal = call.principal.as_deref().unwrap_or(super::context::UNKNOWN_PRINCIPAL),
         );
         let principal: Option<Arc<str>> = call.principal.as_deref().map(Arc::from);
-        let (mut store, instance) = match kept.as_mut().and_then(|k| k.take()) {
+        // Only this connector's instance, kept for the same stream and principal, is reused.
+        let mine = |k: &Kept| {
+            let state = k.store.data();
+            state.runs_for(&self.ctx, sync_stream.as_deref(), principal.as_deref())
+        };
+        let reusable = kept.as_mut().and_then(|k| k.take()).filter(|k| {
+            let ok = mine(k);
+            debug_assert!(
+                ok,
+                "a kept instance offered to another connector, stream or principal"
+            );
+            ok
+        });
+        let (mut store, instance) = match reusable {
             Some(Kept {
                 mut store,
                 instance,
@@ -551,7 +577,11 @@ impl LoadedConnector {
                 ),
             }),
             Ok(Ok(Ok((Ok(v), live)))) => {
-                if let Some(k) = kept.as_mut() {
+                // A resource the guest left behind (a request it never waited for, a stream)
+                // would live on into the next invocation: such an instance is not kept.
+                if let Some(k) = kept.as_mut()
+                    && !live.store.data().holds_resources()
+                {
                     **k = Some(live);
                 }
                 Ok(v)
@@ -710,7 +740,22 @@ struct Kept {
 /// A sync run's instance, kept from one page to the next (see [`LoadedConnector::sync_page_in`]);
 /// dropped with the run.
 #[derive(Default)]
-pub struct RunInstance(Option<Kept>);
+pub struct RunInstance {
+    kept: Option<Kept>,
+    /// Set once a page crashed on a kept instance: the rest of the run keeps none.
+    fresh_only: bool,
+    /// The invocation id of the last page's retry, when it was run again.
+    retried_as: Option<String>,
+}
+
+impl RunInstance {
+    /// The invocation id under which the last page was fetched, when its first invocation
+    /// crashed on the kept instance and it was run again (the page's audit rows, and so its
+    /// commit, name that id).
+    pub fn retried_as(&self) -> Option<&str> {
+        self.retried_as.as_deref()
+    }
+}
 
 /// Removes known secret values from every text of a sync page (documents, deleted ids, the
 /// cursor the host stores). True when something was removed.

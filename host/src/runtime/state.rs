@@ -94,6 +94,24 @@ impl State {
         self.limiter.hit.store(false, Ordering::Relaxed);
     }
 
+    /// Whether the guest left resources in its table (a request, a response, a body, a stream,
+    /// a pollable): what the next invocation on this instance must not inherit.
+    pub fn holds_resources(&self) -> bool {
+        !self.table.is_empty()
+    }
+
+    /// Whether this instance runs for `ctx`'s connector, syncing `stream`, for `principal`.
+    pub fn runs_for(
+        &self,
+        ctx: &Arc<ConnectorCtx>,
+        stream: Option<&str>,
+        principal: Option<&str>,
+    ) -> bool {
+        Arc::ptr_eq(&self.ctx, ctx)
+            && self.sync_stream.as_deref() == stream
+            && self.principal.as_deref() == principal
+    }
+
     /// Whether the guest must stop now: its deadline passed, or its denial budget is spent.
     pub fn must_stop(&self) -> bool {
         std::time::Instant::now() >= self.deadline || self.hooks.denials().stopped()

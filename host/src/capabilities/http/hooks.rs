@@ -121,15 +121,17 @@ impl WasiHttpHooks for InvocationHooks {
             options,
         );
         let send = denials::CURRENT.scope(budget, send);
+        // Dropped before it finished (the invocation timed out or was stopped while the request
+        // was in flight, or its instance was dropped before the request's task first ran): the
+        // guard still writes its row. Made here, not in the future, so that a future dropped
+        // before its first poll writes one too.
+        let mut guard = Unfinished {
+            gate: gate.clone(),
+            caller: caller.clone(),
+            seen: Some(seen),
+        };
         Box::new(
             async move {
-                // Dropped before it finished (the invocation timed out or was stopped while the
-                // request was in flight): the guard still writes its row.
-                let mut guard = Unfinished {
-                    gate: gate.clone(),
-                    caller: caller.clone(),
-                    seen: Some(seen),
-                };
                 // Nothing an upstream sends may take the host down or lose the audit row: a panic
                 // anywhere in the gate becomes an audited `error` and a failed request.
                 let outcome = AssertUnwindSafe(send).catch_unwind().await;

@@ -44,6 +44,38 @@ fn base() -> Result<String> {
         .to_owned())
 }
 
+/// Starts `GET {base}/api/leaked?page=N` and never waits for it or drops its handles: the
+/// request's resources stay in the instance's table when the page returns.
+fn leak_request(base: &str, page: u32) -> Result<()> {
+    use airlock_sdk::bindings::wasi::http::{outgoing_handler, types};
+    let (scheme, rest) = base
+        .split_once("://")
+        .ok_or_else(|| Error::invalid_input("base_url without a scheme"))?;
+    let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let request = types::OutgoingRequest::new(types::Fields::new());
+    let scheme = match scheme {
+        "https" => types::Scheme::Https,
+        _ => types::Scheme::Http,
+    };
+    let path = format!("/{prefix}/api/leaked?page={page}").replace("//", "/");
+    let refused = |what: &str| Error::internal(format!("host refused the {what}"));
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| refused("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| refused("authority"))?;
+    request
+        .set_path_with_query(Some(&path))
+        .map_err(|()| refused("path"))?;
+    let body = request.body().map_err(|()| refused("body"))?;
+    let future = outgoing_handler::handle(request, None)
+        .map_err(|e| Error::internal(format!("request refused: {e:?}")))?;
+    std::mem::forget(types::OutgoingBody::finish(body, None));
+    std::mem::forget(future);
+    Ok(())
+}
+
 /// `sync` calls this instance has answered.
 static SYNC_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -147,6 +179,9 @@ impl Connector for Broken {
         Request::get(format!("{base}/api/items"))
             .query("page", page.to_string())
             .send()?;
+        if airlock_sdk::setting("leak_request").as_deref() == Some("true") {
+            leak_request(&base, page)?;
+        }
         let first = (page - 1) * PER_PAGE + 1;
         let mut upserts: Vec<Document> = (first..first + PER_PAGE).map(doc).collect();
         // Which call of this instance's life this page was (the host keeps a sync run's

@@ -453,10 +453,89 @@ async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
     pages.sort();
     pages.dedup();
     assert_eq!(pages.len(), 6, "each page its own invocation id");
+    // The gate's rows of a page on a kept instance name that page, not the instance's first.
+    for page in &pages {
+        assert_eq!(
+            http_rows_of(&conn, page),
+            1,
+            "page {page}: its one request audited under its own id"
+        );
+    }
 }
 
-/// A page that crashes on the run's kept instance is tried once more on a fresh instance, so a
-/// connector that cannot bear reuse still finishes its run (each crash keeps its audit row).
+/// How many `http` audit rows name `invocation`.
+fn http_rows_of(conn: &rusqlite::Connection, invocation: &str) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM audit WHERE event = 'http' AND invocation = ?1",
+        [invocation],
+        |r| r.get(0),
+    )
+    .expect("audit")
+}
+
+/// The invocation ids of `b`'s `sync` calls that ended as `decision`.
+fn sync_invocations(conn: &rusqlite::Connection, decision: &str) -> Vec<String> {
+    conn.prepare(
+        "SELECT invocation FROM audit WHERE connector = 'b' AND event = 'invoke' \
+         AND reason LIKE 'sync%' AND decision = ?1 ORDER BY seq",
+    )
+    .and_then(|mut q| {
+        q.query_map([decision], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()
+    })
+    .expect("audit rows")
+}
+
+/// A page that leaves a request behind (started, never waited for) does not hand its instance
+/// to the next page: the request cannot run on, or be audited, under a later page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_leaves_a_request_behind_does_not_keep_its_instance() {
+    let env = counting_broken("leak_request = \"true\"\n").await;
+    let out = env.airlock(&["sync", "b"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let docs = documents::all(&conn, "b", Some("item")).expect("docs");
+    assert_eq!(docs.len(), 6, "every page stored");
+    for d in &docs {
+        assert_eq!(
+            d.metadata["instance_sync_calls"], 1,
+            "{}: each page on a fresh instance",
+            d.id
+        );
+    }
+    let pages = sync_invocations(&conn, "ok");
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    let leaked: Vec<String> = conn
+        .prepare("SELECT invocation FROM audit WHERE event = 'http' AND path = '/api/leaked'")
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .expect("audit");
+    // Each leaked request has its row (answered, or abandoned with its instance), under its
+    // own page.
+    assert_eq!(
+        leaked.len(),
+        3,
+        "each leaked request has its row: {leaked:?}"
+    );
+    let mut named: Vec<String> = leaked.clone();
+    named.sort();
+    named.dedup();
+    assert_eq!(named.len(), 3, "each under its own page: {leaked:?}");
+    assert!(
+        leaked.iter().all(|l| pages.contains(l)),
+        "leaked requests audited under their pages {pages:?}: {leaked:?}"
+    );
+}
+
+/// A page that crashes on the run's kept instance is run again, once, as a new invocation on a
+/// fresh instance, so a connector that cannot bear reuse still finishes its run; the rest of the
+/// run keeps no instance, and the page is committed under the retry's id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_crashes_on_a_kept_instance_is_retried_on_a_fresh_one() {
     let env = counting_broken("panic_when_reused = \"true\"\n").await;
@@ -476,15 +555,26 @@ async fn a_page_that_crashes_on_a_kept_instance_is_retried_on_a_fresh_one() {
             d.id
         );
     }
-    let crashed: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE connector = 'b' AND event = 'invoke' AND decision = 'error'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("audit");
+    let crashed = sync_invocations(&conn, "error");
     assert_eq!(
-        crashed, 2,
-        "pages 2 and 3 crashed once each on the kept instance"
+        crashed.len(),
+        1,
+        "page 2 crashed once on the kept instance; page 3 ran on a fresh one: {crashed:?}"
+    );
+    let ok = sync_invocations(&conn, "ok");
+    assert_eq!(ok.len(), 3, "{ok:?}");
+    assert!(
+        !ok.contains(&crashed[0]),
+        "the retry is an invocation of its own"
+    );
+    // The crashed attempt's request and the retry's are each audited under their own id.
+    assert_eq!(http_rows_of(&conn, &crashed[0]), 1);
+    for page in &ok {
+        assert_eq!(http_rows_of(&conn, page), 1, "page {page}");
+    }
+    let unaudited = airlock::store::audit::unaudited_data(&conn).expect("check");
+    assert!(
+        unaudited.is_empty(),
+        "every stored page names an invocation with its invoke row: {unaudited:?}"
     );
 }
