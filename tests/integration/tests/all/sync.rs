@@ -410,7 +410,7 @@ allow_private = true
 }
 
 /// A sync run's pages are each an invocation of its own (an id and an `invoke` audit row) on
-/// one kept instance; the next run starts on a fresh instance.
+/// one kept instance; the next run (in the same process) starts on a fresh instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
     let env = counting_broken("").await;
@@ -420,13 +420,11 @@ async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
         .enumerate()
         .map(|(i, calls)| ((i + 1).to_string(), *calls))
         .collect();
+    let a = start_in_process(&env).await;
     for run in 1..=2 {
-        let out = env.airlock(&["sync", "b", "--full"], None);
-        assert!(
-            out.status.success(),
-            "run {run}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let r = a.sync_stream("b", "items", true, |_| {}).await;
+        assert_eq!(r.expect("run").pages, 3, "run {run}");
+        a.flush();
         let conn = airlock::store::open(&env.data_dir()).expect("db");
         let mut calls: Vec<(String, u64)> = documents::all(&conn, "b", Some("item"))
             .expect("docs")
