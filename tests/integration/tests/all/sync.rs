@@ -461,6 +461,28 @@ async fn a_runs_pages_share_one_instance_and_the_next_run_starts_afresh() {
     }
 }
 
+/// Runs `airlock sync b` and checks that all 6 items were stored, each page by a fresh instance;
+/// the store, for more checks.
+fn sync_b_on_fresh_instances(env: &Env) -> rusqlite::Connection {
+    let out = env.airlock(&["sync", "b"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = airlock::store::open(&env.data_dir()).expect("db");
+    let docs = documents::all(&conn, "b", Some("item")).expect("docs");
+    assert_eq!(docs.len(), 6, "every page stored");
+    for d in &docs {
+        assert_eq!(
+            d.metadata["instance_sync_calls"], 1,
+            "{}: each page on a fresh instance",
+            d.id
+        );
+    }
+    conn
+}
+
 /// How many `http` audit rows name `invocation`.
 fn http_rows_of(conn: &rusqlite::Connection, invocation: &str) -> i64 {
     conn.query_row(
@@ -489,22 +511,7 @@ fn sync_invocations(conn: &rusqlite::Connection, decision: &str) -> Vec<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_leaves_a_request_behind_does_not_keep_its_instance() {
     let env = counting_broken("leak_request = \"true\"\n").await;
-    let out = env.airlock(&["sync", "b"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let conn = airlock::store::open(&env.data_dir()).expect("db");
-    let docs = documents::all(&conn, "b", Some("item")).expect("docs");
-    assert_eq!(docs.len(), 6, "every page stored");
-    for d in &docs {
-        assert_eq!(
-            d.metadata["instance_sync_calls"], 1,
-            "{}: each page on a fresh instance",
-            d.id
-        );
-    }
+    let conn = sync_b_on_fresh_instances(&env);
     let pages = sync_invocations(&conn, "ok");
     assert_eq!(pages.len(), 3, "{pages:?}");
     let leaked: Vec<String> = conn
@@ -537,22 +544,7 @@ async fn a_page_that_leaves_a_request_behind_does_not_keep_its_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_crashes_on_a_kept_instance_is_retried_on_a_fresh_one() {
     let env = counting_broken("panic_when_reused = \"true\"\n").await;
-    let out = env.airlock(&["sync", "b"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let conn = airlock::store::open(&env.data_dir()).expect("db");
-    let docs = documents::all(&conn, "b", Some("item")).expect("docs");
-    assert_eq!(docs.len(), 6, "every page stored");
-    for d in &docs {
-        assert_eq!(
-            d.metadata["instance_sync_calls"], 1,
-            "{}: a fresh instance",
-            d.id
-        );
-    }
+    let conn = sync_b_on_fresh_instances(&env);
     let crashed = sync_invocations(&conn, "error");
     assert_eq!(
         crashed.len(),
