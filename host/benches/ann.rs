@@ -58,7 +58,7 @@ fn load(dir: &std::path::Path, words: &[String]) -> anyhow::Result<()> {
             body: String::new(),
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             // Four groups, and one document in 1,000 also readable by `rare`.
             acl: if i % 1000 == 7 {
                 vec![format!("group:g{}", i % 4), "rare".into()]

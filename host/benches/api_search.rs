@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
             body: text(40),
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             acl: vec![],
         });
         if batch.len() == 10_000 {

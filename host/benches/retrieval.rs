@@ -79,7 +79,7 @@ fn document(id: String, kind: &str, title: String, body: String) -> Document {
         body,
         url: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
-        metadata: serde_json::json!({}),
+        metadata: serde_json::json!({}).into(),
         acl: vec![],
     }
 }

@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             body: body.join(" "),
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             // Ten groups; each document readable by one of them.
             acl: vec![format!("group:g{}", i % 10)],
         });

@@ -33,7 +33,7 @@ fn corpus(words: &[String], stream: usize, n: usize) -> Vec<Document> {
                 body: body.join(" "),
                 url: None,
                 updated_at: "2026-01-01T00:00:00Z".into(),
-                metadata: serde_json::json!({"n": i}),
+                metadata: serde_json::json!({"n": i}).into(),
                 acl: vec![format!("group:g{}", i % 10)],
             }
         })

@@ -119,7 +119,7 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
                 body: tk.description.clone().unwrap_or_default(),
                 url: Some(format!("{base}/agent/tickets/{}", tk.id)),
                 updated_at: tk.updated_at.clone().unwrap_or_default(),
-                metadata: meta,
+                metadata: meta.into(),
                 acl: vec![],
             });
         }

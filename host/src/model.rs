@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod canonical_json;
+mod metadata;
+
+pub use metadata::Metadata;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Document {
     pub id: String,
@@ -11,8 +16,8 @@ pub struct Document {
     pub body: String,
     pub url: Option<String>,
     pub updated_at: String,
-    /// A JSON object (parsed; an unparseable value is kept as a string).
-    pub metadata: serde_json::Value,
+    /// A JSON object, as canonical text (a connector's unparseable text is kept as a string).
+    pub metadata: Metadata,
     pub acl: Vec<String>,
 }
 

@@ -780,7 +780,12 @@ fn scrub_document(scrubber: &Scrubber, d: &mut model::Document) -> bool {
     for a in &mut d.acl {
         changed |= scrubber.scrub_in_place(a);
     }
-    changed | scrubber.scrub_json(&mut d.metadata)
+    let mut metadata = d.metadata.value().clone();
+    if scrubber.scrub_json(&mut metadata) {
+        d.metadata = metadata.into();
+        changed = true;
+    }
+    changed
 }
 
 fn to_json(v: impl serde::Serialize) -> Result<serde_json::Value, InvokeError> {
@@ -809,6 +814,8 @@ fn scrub_page(scrubber: &Scrubber, page: &mut model::SyncPage) -> bool {
 }
 
 /// Every text of a page that [`scrub_page`] scrubs (metadata strings and keys included).
+/// Metadata without a backslash is scanned as its JSON text, which holds each of its strings
+/// and keys as they are; an escape could hide a value, so other metadata is scanned parsed.
 fn page_texts(page: &model::SyncPage) -> Vec<&str> {
     fn json<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
         match v {
@@ -826,7 +833,10 @@ fn page_texts(page: &model::SyncPage) -> Vec<&str> {
         out.extend([&d.id, &d.kind, &d.title, &d.body, &d.updated_at].map(String::as_str));
         out.extend(d.url.as_deref());
         out.extend(d.acl.iter().map(String::as_str));
-        json(&d.metadata, &mut out);
+        match d.metadata.as_str() {
+            text if !text.contains('\\') => out.push(text),
+            _ => json(d.metadata.value(), &mut out),
+        }
     }
     for r in &page.deletes {
         out.extend([r.id.as_str(), r.kind.as_str()]);
@@ -868,7 +878,7 @@ mod tests {
                 body: format!("the token is {secret}."),
                 url: Some(format!("https://x/?t={secret}")),
                 updated_at: "2026-01-01T00:00:00Z".into(),
-                metadata: serde_json::json!({"nested": [secret], secret: "as a key"}),
+                metadata: serde_json::json!({"nested": [secret], secret: "as a key"}).into(),
                 acl: vec![secret.to_string()],
             }],
             deletes: vec![model::DocumentRef {
@@ -897,7 +907,7 @@ mod tests {
                 body: "b".into(),
                 url: Some("https://x/1".into()),
                 updated_at: "2026-01-01T00:00:00Z".into(),
-                metadata: serde_json::json!({"k": ["v", 1], "o": {"p": "q"}}),
+                metadata: serde_json::json!({"k": ["v", 1], "o": {"p": "q"}}).into(),
                 acl: vec!["alice".into()],
             }],
             deletes: vec![model::DocumentRef {
@@ -908,6 +918,8 @@ mod tests {
             done: false,
         };
         let s = || secret.to_string();
+        // Metadata as a connector sends it, with the secret in place of SECRET.
+        let meta = |text: &str| model::Metadata::from_connector(text.replace("SECRET", secret));
         type Plant = Box<dyn Fn(&mut model::SyncPage)>;
         let plants: Vec<(&str, Plant)> = vec![
             ("id", Box::new(move |p| p.upserts[0].id = s())),
@@ -922,15 +934,23 @@ mod tests {
             ("acl", Box::new(move |p| p.upserts[0].acl.push(s()))),
             (
                 "metadata value",
-                Box::new(move |p| p.upserts[0].metadata["o"]["p"] = s().into()),
+                Box::new(move |p| p.upserts[0].metadata = meta(r#"{"o":{"p":"SECRET"}}"#)),
             ),
             (
                 "metadata array",
-                Box::new(move |p| p.upserts[0].metadata["k"][0] = s().into()),
+                Box::new(move |p| p.upserts[0].metadata = meta(r#"{"k":["SECRET",1]}"#)),
             ),
             (
                 "metadata key",
-                Box::new(move |p| p.upserts[0].metadata[secret] = 1.into()),
+                Box::new(move |p| p.upserts[0].metadata = meta(r#"{"SECRET":1}"#)),
+            ),
+            (
+                "metadata beside an escape",
+                Box::new(move |p| p.upserts[0].metadata = meta(r#"{"a":"\n","b":"SECRET"}"#)),
+            ),
+            (
+                "metadata not canonical",
+                Box::new(move |p| p.upserts[0].metadata = meta(r#"{"b": "SECRET", "a": 1.0}"#)),
             ),
             ("deleted id", Box::new(move |p| p.deletes[0].id = s())),
             ("deleted kind", Box::new(move |p| p.deletes[0].kind = s())),
@@ -944,5 +964,37 @@ mod tests {
             let text = serde_json::to_string(&page).unwrap();
             assert!(!text.contains(secret), "{field}: {text}");
         }
+    }
+
+    #[test]
+    fn a_secret_that_metadata_text_holds_only_escaped_is_still_found() {
+        // A quote in the secret is `\"` in the JSON text: the text alone would not show it.
+        let secret = "revealed\"Secret-99";
+        let scrubber = Scrubber::new();
+        scrubber.add(secret);
+        let metadata = model::Metadata::from(serde_json::json!({ "k": secret }));
+        assert!(metadata.as_str().contains(r#"revealed\"Secret"#));
+        let mut page = model::SyncPage {
+            upserts: vec![model::Document {
+                id: "1".into(),
+                kind: "page".into(),
+                title: "t".into(),
+                body: "b".into(),
+                url: None,
+                updated_at: String::new(),
+                metadata,
+                acl: vec![],
+            }],
+            deletes: vec![],
+            next_cursor: None,
+            done: true,
+        };
+        assert!(scrub_page(&scrubber, &mut page));
+        assert!(
+            !page.upserts[0].metadata.value()["k"]
+                .as_str()
+                .unwrap()
+                .contains(secret)
+        );
     }
 }

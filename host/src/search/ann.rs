@@ -651,7 +651,7 @@ mod tests {
             body: "b".into(),
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             acl: vec![acl.to_string()],
         }
     }

@@ -1191,7 +1191,7 @@ mod tests {
             body: String::new(),
             url: None,
             updated_at: String::new(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             acl: Vec::new(),
         };
         let commit = |conn: &mut Connection, inv: &str, id: &str| {

@@ -202,7 +202,7 @@ mod tests {
             body: String::new(),
             url: None,
             updated_at: String::new(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             acl: acl.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::changes::Op::{Delete, Upsert};
-use crate::model::{Document, DocumentRef};
+use crate::model::{Document, DocumentRef, Metadata};
 
 /// Applies one page (upserts, then deletes) of no particular stream inside the caller's
 /// transaction (imports and tests; sync uses [`apply_stream_page`]).
@@ -54,8 +54,8 @@ pub fn apply_stream_page(
     // connectors that re-read every record to refresh its permissions re-send unchanged ones.
     for d in upserts {
         let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[]".into());
-        let metadata = d.metadata.to_string();
-        let hash = content_hash(d, &metadata, &acl);
+        let metadata = d.metadata.as_str();
+        let hash = content_hash(d, metadata, &acl);
         let same = stored
             .query_row(params![connector, d.kind, d.id], |r| {
                 let (h, s) = (
@@ -152,7 +152,7 @@ fn row_document(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
         body: r.get(3)?,
         url: r.get(4)?,
         updated_at: r.get(5)?,
-        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        metadata: Metadata::from_stored(metadata),
         acl: parse_acl(&acl),
     })
 }
@@ -358,7 +358,7 @@ mod tests {
             body: body.into(),
             url: None,
             updated_at: "2026-01-01T00:00:00Z".into(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({}).into(),
             acl: vec![],
         }
     }

@@ -862,7 +862,7 @@ pub fn doc(id: &str, title: &str, body: &str, acl: &[&str]) -> airlock::runtime:
         body: body.into(),
         url: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
-        metadata: serde_json::json!({}),
+        metadata: serde_json::json!({}).into(),
         acl: acl.iter().map(|s| s.to_string()).collect(),
     }
 }

@@ -7,8 +7,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::capabilities::host_imports::LogLevel;
 use crate::model::{
-    ActionInfo, ConnectorError, ConnectorInfo, Document, DocumentRef, HealthStatus, SearchResult,
-    StreamInfo, SyncPage,
+    ActionInfo, ConnectorError, ConnectorInfo, Document, DocumentRef, HealthStatus, Metadata,
+    SearchResult, StreamInfo, SyncPage,
 };
 use crate::runtime::state::State;
 
@@ -66,8 +66,7 @@ impl host::Host for State {
 
 impl From<types::Document> for Document {
     fn from(d: types::Document) -> Self {
-        let metadata =
-            serde_json::from_str(&d.metadata).unwrap_or(serde_json::Value::String(d.metadata));
+        let metadata = Metadata::from_connector(d.metadata);
         Document {
             id: d.id,
             kind: d.kind,

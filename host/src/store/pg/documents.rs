@@ -15,7 +15,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Json;
 
 use super::PgStore;
-use crate::model::{Document, DocumentRef};
+use crate::model::{Document, DocumentRef, Metadata};
 use crate::store::backend::{PageCommit, SearchQuery};
 use crate::store::documents::{Hit, Readers, content_hash, fts_terms, parse_acl};
 
@@ -168,7 +168,7 @@ fn row_document(r: &tokio_postgres::Row) -> Document {
         body: r.get(3),
         url: r.get(4),
         updated_at: r.get(5),
-        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        metadata: Metadata::from_stored(metadata),
         acl: parse_acl(&acl),
     }
 }
@@ -229,8 +229,8 @@ pub async fn apply(
         for i in order {
             let d = &upserts[i];
             let acl = serde_json::to_string(&d.acl).unwrap_or_else(|_| "[\"nobody:\"]".into());
-            let metadata = d.metadata.to_string();
-            hashes.push(content_hash(d, &metadata, &acl));
+            let metadata = d.metadata.as_str();
+            hashes.push(content_hash(d, metadata, &acl));
             kinds.push(d.kind.as_str());
             ids.push(d.id.as_str());
             titles.push(d.title.as_str());

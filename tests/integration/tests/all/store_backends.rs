@@ -22,7 +22,7 @@ fn doc(id: &str, title: &str, body: &str, acl: &[&str]) -> Document {
         body: body.into(),
         url: Some(format!("https://wiki.example/{id}")),
         updated_at: "2026-01-01T00:00:00Z".into(),
-        metadata: serde_json::json!({"n": id}),
+        metadata: serde_json::json!({"n": id}).into(),
         acl: acl.iter().map(|s| s.to_string()).collect(),
     }
 }

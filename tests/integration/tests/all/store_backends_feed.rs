@@ -59,7 +59,7 @@ fn doc(id: &str, acl: &[&str]) -> Document {
         body: "body".into(),
         url: None,
         updated_at: "2026-01-01T00:00:00Z".into(),
-        metadata: serde_json::json!({}),
+        metadata: serde_json::json!({}).into(),
         acl: acl.iter().map(|s| s.to_string()).collect(),
     }
 }
