@@ -220,7 +220,13 @@ impl Response {
     /// may borrow from the body (`&str`, [`crate::json::Text`]): a page read into records of
     /// only the fields a connector uses, its text not copied, is much cheaper than a `Value`.
     pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| {
+        // One UTF-8 check of the whole body, not one per borrowed string; a body that is not
+        // UTF-8 goes to `from_slice` for its error, which says where.
+        let parsed = match std::str::from_utf8(&self.body) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(&self.body),
+        };
+        parsed.map_err(|e| {
             Error::upstream(format!(
                 "{} {}: unexpected response body ({e}): {}",
                 self.method.as_str(),
@@ -576,6 +582,28 @@ mod tests {
         assert!(none_if_not_found::<u8>(Err(Error::upstream("x"))).is_err());
         let q = Request::get("https://h/s").queries(&[("a", "1"), ("b", "x y")]);
         assert_eq!(q.url(), "https://h/s?a=1&b=x%20y");
+    }
+
+    #[test]
+    fn a_body_is_read_borrowing_its_text_and_one_that_is_not_utf8_is_an_upstream_error() {
+        let mut r = with_link("https://x.example.com/api/items?page=1", "");
+        r.body = r#"{"name": "caf\u00e9 é", "n": 1}"#.as_bytes().to_vec();
+        #[derive(serde::Deserialize)]
+        struct Item<'a> {
+            #[serde(borrow)]
+            name: std::borrow::Cow<'a, str>,
+            n: u8,
+        }
+        let item: Item = r.json().unwrap();
+        assert_eq!((item.name.as_ref(), item.n), ("café é", 1));
+        r.body = b"{\"name\": \"caf\xe9\"}".to_vec();
+        let Err(Error::Upstream(m)) = r.json::<serde_json::Value>() else {
+            panic!("a body that is not UTF-8 is the upstream's error")
+        };
+        assert!(
+            m.starts_with("GET /api/items: unexpected response body (invalid unicode"),
+            "{m}"
+        );
     }
 
     use crate::bindings::wasi::http::types::ErrorCode;
