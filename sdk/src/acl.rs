@@ -32,8 +32,21 @@ pub fn group(name: impl Display) -> String {
 /// `PREFIX` + an id the upstream sends as a string or a number (`user:`, `group:org:`); `None`
 /// when it is missing, null, blank or of another type.
 pub fn id(prefix: &str, v: Option<&serde_json::Value>) -> Option<String> {
-    let id = crate::json::id(v?).filter(|id| !id.trim().is_empty())?;
-    Some(format!("{prefix}{}", id.trim()))
+    use std::fmt::Write;
+    // Written straight into the entry: a few per synced record, so no id string in between.
+    match v? {
+        serde_json::Value::Number(n) => {
+            let mut entry = String::with_capacity(prefix.len() + 20);
+            entry.push_str(prefix);
+            // Writing into a String cannot fail.
+            let _ = write!(entry, "{n}");
+            Some(entry)
+        }
+        serde_json::Value::String(s) => Some(s.trim())
+            .filter(|id| !id.is_empty())
+            .map(|id| [prefix, id].concat()),
+        _ => None,
+    }
 }
 
 /// `PREFIX` + each id of a JSON array of ids (numbers or strings; others skipped); nothing when

@@ -108,15 +108,19 @@ impl<'a> Reader<'a> {
         }
         let start = self.i;
         loop {
-            match *self.b.get(self.i)? {
+            // Plain text up to the next quote, backslash or control character, in one sweep.
+            let plain = self.b[self.i..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            self.i += plain;
+            match self.b[self.i] {
                 b'"' => {
                     let s = &self.b[start..self.i];
                     self.i += 1;
                     return Some(s);
                 }
                 b'\\' => self.escape()?,
-                0..=0x1f => return None,
-                _ => self.i += 1,
+                _ => return None,
             }
         }
     }
