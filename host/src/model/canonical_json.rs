@@ -147,7 +147,6 @@ impl<'a> Reader<'a> {
     /// An integer as serde_json writes an `i64` or `u64`; a fraction or exponent (a float,
     /// whose shortest form this reader does not compute), `-0` or a larger integer is "no".
     fn integer(&mut self) -> bool {
-        let start = self.i;
         let negative = self.eat(b'-');
         let digits = self.i;
         while matches!(self.peek(), Some(b'0'..=b'9')) {
@@ -160,12 +159,12 @@ impl<'a> Reader<'a> {
         if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return false;
         }
-        // ASCII digits (and a sign): always UTF-8.
-        let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("x");
-        match negative {
-            true => text.parse::<i64>().is_ok(),
-            false => text.parse::<u64>().is_ok(),
-        }
+        // Within `i64`/`u64`: fewer digits than the limit's always are; as many, compared.
+        let limit: &[u8] = match negative {
+            true => b"9223372036854775808",
+            false => b"18446744073709551615",
+        };
+        n.len() < limit.len() || (n.len() == limit.len() && n <= limit)
     }
 }
 
