@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::canonical_json::is_canonical;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metadata {
     /// Canonical JSON text (see the module's comment).
     text: String,
@@ -57,6 +57,13 @@ impl Metadata {
 
     pub fn is_object(&self) -> bool {
         self.text.starts_with('{')
+    }
+}
+
+/// An empty object.
+impl Default for Metadata {
+    fn default() -> Self {
+        Value::Object(Default::default()).into()
     }
 }
 
@@ -137,6 +144,7 @@ mod tests {
         assert!(!m.is_object());
         assert_eq!(Metadata::from_stored("{oops".into()).as_str(), "null");
         assert_eq!(Metadata::from_stored(r#"{"a":1}"#.into())["a"], 1);
+        assert_eq!(Metadata::default().as_str(), "{}");
     }
 
     #[test]
