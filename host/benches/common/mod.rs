@@ -25,15 +25,21 @@ impl Fake {
     /// `/proc/PID/stat` in its 100 Hz ticks), so a bench can tell the upstream's own work from
     /// Airlock's on a machine both share. None elsewhere.
     pub fn cpu_secs(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name (which may hold spaces) in parentheses: utime and
-        // stime are the 12th and 13th of them.
-        let rest = stat.rsplit_once(')')?.1;
-        let mut fields = rest.split_whitespace().skip(11);
-        let utime: f64 = fields.next()?.parse().ok()?;
-        let stime: f64 = fields.next()?.parse().ok()?;
-        Some((utime + stime) / 100.0)
+        proc_cpu_secs(&self.child.id().to_string())
     }
+}
+
+/// CPU seconds a process has used so far (user + system, all its threads), read from
+/// `/proc/PID/stat` (`self` for this process) in its 100 Hz ticks. None off Linux.
+pub fn proc_cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are
+    // the 12th and 13th of them.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 impl Drop for Fake {

@@ -20,15 +20,16 @@ pub enum Class {
 /// Host names of cloud metadata services (they resolve to the metadata addresses, but a resolver
 /// override or a split-horizon DNS could make them resolve anywhere).
 pub fn is_metadata_host(host: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    matches!(
-        h.as_str(),
-        "metadata.google.internal"
-            | "metadata.goog"
-            | "metadata"
-            | "instance-data"
-            | "instance-data.ec2.internal"
-    )
+    let h = host.trim_end_matches('.');
+    [
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+    ]
+    .iter()
+    .any(|name| h.eq_ignore_ascii_case(name))
 }
 
 /// The class of `ip`.
@@ -203,6 +204,29 @@ mod tests {
             "febf::1",
         ] {
             assert_eq!(class(ip), Class::Sensitive("a link-local address"), "{ip}");
+        }
+    }
+
+    #[test]
+    fn cloud_metadata_host_names_are_known_in_any_case_and_with_a_trailing_dot() {
+        for name in [
+            "metadata.google.internal",
+            "METADATA.Google.Internal.",
+            "metadata",
+            "Metadata..",
+            "metadata.goog",
+            "instance-data",
+            "INSTANCE-DATA.ec2.internal.",
+        ] {
+            assert!(is_metadata_host(name), "{name}");
+        }
+        for name in [
+            "metadata.example.com",
+            "xmetadata",
+            "instance-data.local",
+            "",
+        ] {
+            assert!(!is_metadata_host(name), "{name}");
         }
     }
 

@@ -15,10 +15,10 @@ pub fn normalize(raw: &str) -> Result<String, String> {
         return Err("a path must start with `/`".into());
     }
     let decoded = decode_unreserved(raw)?;
-    let segments: Vec<&str> = decoded[1..].split('/').collect();
-    let last = segments.len() - 1;
-    for (i, seg) in segments.iter().enumerate() {
-        if seg.is_empty() && i != last {
+    let mut dot_segments = false;
+    let mut segments = decoded[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        if seg.is_empty() && segments.peek().is_some() {
             return Err("empty segments (`//`) are not allowed: servers disagree on them".into());
         }
         if seg.len() > 2 && seg.bytes().all(|b| b == b'.') {
@@ -26,8 +26,15 @@ pub fn normalize(raw: &str) -> Result<String, String> {
                 "a segment of only dots (`{seg}`) is not allowed: some servers treat it as `..`"
             ));
         }
+        dot_segments |= seg == "." || seg == "..";
         check_segment_text(seg)?;
     }
+    // Without `.` or `..` there is nothing to remove: the decoded path is the normal form (the
+    // common case, on every request the gate admits).
+    if !dot_segments {
+        return Ok(decoded);
+    }
+    let segments: Vec<&str> = decoded[1..].split('/').collect();
     Ok(remove_dot_segments(&segments))
 }
 

@@ -29,79 +29,81 @@ pub fn find_grant(grants: &[Grant], t: &Target<'_>) -> Result<usize, String> {
         }
         Ok(_) => {}
     }
-    // Depth of the best partial match, for a precise reason: 1 host, 2 scheme+port, 3 path.
-    let mut best: (u8, String) = (
-        0,
-        format!(
-            "no grant for host {} (scheme {}, port {})",
-            t.host, t.scheme, t.port
-        ),
-    );
+    // The deepest partial match, for a precise reason. Only its grant is kept: the reason is
+    // written when the request is refused, not for every request allowed.
+    let mut best: Option<(Miss, &Grant)> = None;
+    let mut missed = |miss: Miss, g| {
+        if best.is_none_or(|(b, _)| b < miss) {
+            best = Some((miss, g));
+        }
+    };
     for (i, g) in grants.iter().enumerate() {
         if !g.host.matches(t.host) {
             continue;
         }
         if g.scheme != t.scheme || g.port != t.port {
-            if best.0 < 1 {
-                best = (
-                    1,
-                    format!(
-                        "host {} is granted only as {}://…:{}, not {}://…:{}",
-                        t.host, g.scheme, g.port, t.scheme, t.port
-                    ),
-                );
-            }
+            missed(Miss::SchemeOrPort, g);
             continue;
         }
         if !g.path_prefix.matches(t.path) {
-            if best.0 < 2 {
-                best = (
-                    2,
-                    format!(
-                        "path {} is outside the granted prefix {} on {}",
-                        t.path,
-                        g.path_prefix.as_str(),
-                        t.host
-                    ),
-                );
-            }
+            missed(Miss::Path, g);
             continue;
         }
         if !g.methods.allows(t.method) {
-            if best.0 < 3 {
-                best = (
-                    3,
-                    format!(
-                        "method {} is not granted for {}{}",
-                        t.method,
-                        t.host,
-                        g.path_prefix.as_str()
-                    ),
-                );
-            }
+            missed(Miss::Method, g);
             continue;
         }
         if is_write_method(t.method)
             && let Some(exact) = &g.exact_paths
             && !exact.matches(t.path)
         {
-            if best.0 < 4 {
-                best = (
-                    4,
-                    format!(
-                        "{} {} is not one of the exact paths grant[{}] allows it on ({})",
-                        t.method,
-                        t.path,
-                        g.index,
-                        exact.list().join(", ")
-                    ),
-                );
-            }
+            missed(Miss::ExactPath, g);
             continue;
         }
         return Ok(i);
     }
-    Err(best.1)
+    Err(match best {
+        None => format!(
+            "no grant for host {} (scheme {}, port {})",
+            t.host, t.scheme, t.port
+        ),
+        Some((Miss::SchemeOrPort, g)) => format!(
+            "host {} is granted only as {}://…:{}, not {}://…:{}",
+            t.host, g.scheme, g.port, t.scheme, t.port
+        ),
+        Some((Miss::Path, g)) => format!(
+            "path {} is outside the granted prefix {} on {}",
+            t.path,
+            g.path_prefix.as_str(),
+            t.host
+        ),
+        Some((Miss::Method, g)) => format!(
+            "method {} is not granted for {}{}",
+            t.method,
+            t.host,
+            g.path_prefix.as_str()
+        ),
+        Some((Miss::ExactPath, g)) => format!(
+            "{} {} is not one of the exact paths grant[{}] allows it on ({})",
+            t.method,
+            t.path,
+            g.index,
+            g.exact_paths
+                .as_ref()
+                .map(|exact| exact.list().join(", "))
+                .unwrap_or_default()
+        ),
+    })
+}
+
+/// How far a grant matched a refused request, in the order the checks run (the first grant
+/// to reach the deepest miss names the reason).
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum Miss {
+    SchemeOrPort,
+    Path,
+    Method,
+    ExactPath,
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct InvocationHooks {
     pub(super) deadline: Instant,
     /// How many more denials this invocation may cause before it is stopped.
     pub(super) denials: Arc<DenialBudget>,
+    /// The header filter, made on first use: wasi:http asks for it for every set of fields
+    /// the guest builds (several a request).
+    pub(super) header_filter: Option<ForbiddenHeaderFilter>,
 }
 
 impl InvocationHooks {
@@ -52,10 +55,14 @@ impl InvocationHooks {
 
 impl WasiHttpHooks for InvocationHooks {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        if let Some(filter) = &self.header_filter {
+            return filter.clone();
+        }
         let gate = self.gate.clone();
+        // Only the invocation and its principal are read (the rows it writes name them).
         let caller = self.caller.clone();
         let denials = self.denials.clone();
-        Arc::new(move |name: &HeaderName| {
+        let filter: ForbiddenHeaderFilter = Arc::new(move |name: &HeaderName| {
             if !gate.credential_headers.contains(name) {
                 return DEFAULT_FORBIDDEN_HEADERS.contains(name);
             }
@@ -77,7 +84,9 @@ impl WasiHttpHooks for InvocationHooks {
                 Outcome::new(Decision::HeaderRefused, reason),
             );
             true
-        })
+        });
+        self.header_filter = Some(filter.clone());
+        filter
     }
 
     fn send_request(

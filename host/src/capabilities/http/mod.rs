@@ -174,6 +174,7 @@ impl ConnectorGate {
             approved_writes,
             deadline,
             denials: Arc::new(DenialBudget::new(self.limits.denial_budget)),
+            header_filter: None,
         }
     }
 

@@ -35,9 +35,10 @@ pub(super) struct Outgoing<'a> {
     pub caller: &'a super::Caller,
 }
 
-/// After one attempt: ask again (after this sleep, if any), or this is the answer.
+/// After one attempt: ask again (after this sleep, if any, with the row the attempt started
+/// from), or this is the answer.
 enum Step {
-    Again(Option<Duration>),
+    Again(Option<Duration>, AuditEvent),
     Done(SendResult),
 }
 
@@ -57,10 +58,12 @@ impl ConnectorGate {
             Intercept::Continue(key) => key,
         };
         let mut attempt = 0u32;
+        // Each attempt writes its own row. The first takes `ev` as it is; a retry gets back a
+        // copy of the row its attempt started from (only a retry pays for the copy).
+        let mut ev = ev;
         loop {
             attempt += 1;
             let attempt_started = Instant::now();
-            let mut ev = ev.clone();
             if attempt > 1 {
                 ev.reason = format!("attempt {attempt}");
             }
@@ -84,7 +87,8 @@ impl ConnectorGate {
             };
             match step {
                 Step::Done(answer) => return answer,
-                Step::Again(sleep) => {
+                Step::Again(sleep, again) => {
+                    ev = again;
                     if let Some(wait) = sleep {
                         tokio::time::sleep(wait).await;
                     }
@@ -175,7 +179,7 @@ impl ConnectorGate {
         &self,
         state: &GrantState,
         out: &Outgoing<'_>,
-        mut at: Attempt,
+        at: Attempt,
         (rparts, bytes, scrubbed): Answer,
         cache_key: &Option<CacheKey>,
     ) -> Step {
@@ -193,8 +197,9 @@ impl ConnectorGate {
                     grant.index
                 );
                 let outcome = Outcome::new(Decision::Error, reason).status(Some(status));
+                let again = at.ev.clone();
                 self.settle(at.ev, at.started, outcome);
-                return Step::Again(Some(wait));
+                return Step::Again(Some(wait), again);
             }
         }
         let moved = if retry::breaker_failure_status(status) {
@@ -215,30 +220,30 @@ impl ConnectorGate {
             state.budget.pause(p);
             self.metrics.grant_pauses.get_or_create(&state.labels).inc();
         }
-        let mut notes = vec![format!("grant[{}] {}", grant.index, grant.name)];
+        // A transient status is asked again while the deadline allows: a signalled pause is
+        // waited out (or refused) by the budget on the next attempt; otherwise back off with
+        // jitter.
+        let retry = (can_retry && retry::retryable_status(status))
+            .then(|| {
+                let r = &grant.resilience;
+                signalled.unwrap_or_else(|| retry::backoff(at.number, r.backoff, r.max_backoff))
+            })
+            .filter(|wait| fits_before(*wait, out.deadline))
+            .map(|wait| (signalled.is_none().then_some(wait), at.ev.clone()));
+        let mut notes = format!("grant[{}] {}", grant.index, grant.name);
         if !at.ev.reason.is_empty() {
-            notes.push(std::mem::take(&mut at.ev.reason));
+            notes.push_str("; ");
+            notes.push_str(&at.ev.reason);
         }
         if scrubbed {
-            notes.push("secret value removed from the response".into());
+            notes.push_str("; secret value removed from the response");
         }
-        let outcome = Outcome::new(Decision::Allow, notes.join("; "))
+        let outcome = Outcome::new(Decision::Allow, notes)
             .status(Some(status))
             .bytes(bytes.len());
         self.settle(at.ev, at.started, outcome);
-        if can_retry && retry::retryable_status(status) {
-            // A signalled pause is waited out (or refused) by the budget on the next attempt;
-            // otherwise back off with jitter.
-            let r = &grant.resilience;
-            let wait =
-                signalled.unwrap_or_else(|| retry::backoff(at.number, r.backoff, r.max_backoff));
-            if fits_before(wait, out.deadline) {
-                return Step::Again(if signalled.is_none() {
-                    Some(wait)
-                } else {
-                    None
-                });
-            }
+        if let Some((sleep, again)) = retry {
+            return Step::Again(sleep, again);
         }
         self.keep_in_cache(state, *cache_key, &rparts, &bytes);
         Step::Done(Ok(respond(rparts.status, rparts.headers, bytes)))
@@ -284,15 +289,18 @@ impl ConnectorGate {
                     self.breaker_moved(state, t);
                 }
                 let outcome = Outcome::new(Decision::Error, reason).status(status);
+                let retry = (connection && self.can_retry(out, at.number))
+                    .then(|| {
+                        let r = &grant.resilience;
+                        retry::backoff(at.number, r.backoff, r.max_backoff)
+                    })
+                    .filter(|wait| fits_before(*wait, out.deadline))
+                    .map(|wait| (wait, at.ev.clone()));
                 self.settle(at.ev, at.started, outcome);
-                if connection && self.can_retry(out, at.number) {
-                    let r = &grant.resilience;
-                    let wait = retry::backoff(at.number, r.backoff, r.max_backoff);
-                    if fits_before(wait, out.deadline) {
-                        return Step::Again(Some(wait));
-                    }
+                match retry {
+                    Some((wait, again)) => Step::Again(Some(wait), again),
+                    None => Step::Done(Err(code)),
                 }
-                Step::Done(Err(code))
             }
         }
     }
