@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 use aho_corasick::AhoCorasick;
 use base64::Engine as _;
 
+mod views;
+
+use views::{DECODINGS, Decoded, Unbuilt, View};
+
 /// What a scrubbed secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -180,26 +184,27 @@ impl Inner {
     /// in the view but not in the input overlaps (or spans) a decoded piece, since between
     /// pieces the view is the input copied as it was. So only the stretches around the pieces
     /// are scanned (a page of JSON with a thousand `\n` escapes: a tenth of it, not all).
-    fn is_match_near_pieces(&self, view: &Decoded) -> bool {
+    fn is_match_near_pieces(&self, view: &impl View) -> bool {
         let reach = self.levels.iter().map(|l| l.longest).max().unwrap_or(0);
         let mut window: Option<(usize, usize)> = None;
-        for &(start, end) in &view.pieces {
+        let mut scratch = Vec::new();
+        for (start, end) in view.pieces() {
             let (from, to) = (
                 start.saturating_sub(reach),
-                end.saturating_add(reach).min(view.bytes.len()),
+                end.saturating_add(reach).min(view.len()),
             );
             match &mut window {
                 Some((_, until)) if from <= *until => *until = (*until).max(to),
                 _ => {
                     if let Some((a, b)) = window.replace((from, to))
-                        && self.is_match(&view.bytes[a..b])
+                        && self.is_match(view.stretch(a, b, &mut scratch))
                     {
                         return true;
                     }
                 }
             }
         }
-        window.is_some_and(|(a, b)| self.is_match(&view.bytes[a..b]))
+        window.is_some_and(|(a, b)| self.is_match(view.stretch(a, b, &mut scratch)))
     }
 
     /// The byte ranges to redact: every occurrence of every value in every level, overlapping
@@ -479,10 +484,12 @@ impl Scrubber {
             return Some("plain text".into());
         }
         // Each view's input holds no value (checked above, or below for the first views), so
-        // only the stretches around its decoded pieces can.
+        // only the stretches around its decoded pieces can. A first view is built whole (the
+        // second level decodes it again); a second view is read only around its pieces.
         let mut frontier: Vec<(&str, Vec<u8>)> = Vec::new();
-        for (name, decode) in DECODINGS {
-            if let Some(d) = decode(bytes) {
+        for (name, decoding) in DECODINGS {
+            if let Some(escapes) = decoding(bytes) {
+                let d = Decoded::build(bytes, &escapes);
                 if inner.is_match_near_pieces(&d) {
                     return Some((*name).into());
                 }
@@ -490,9 +497,9 @@ impl Scrubber {
             }
         }
         for (outer, view) in &frontier {
-            for (name, decode) in DECODINGS {
-                if let Some(d) = decode(view)
-                    && inner.is_match_near_pieces(&d)
+            for (name, decoding) in DECODINGS {
+                if let Some(escapes) = decoding(view)
+                    && inner.is_match_near_pieces(&Unbuilt::new(view, escapes))
                 {
                     return Some(format!("{outer} then {name}"));
                 }
@@ -551,189 +558,6 @@ fn base64_alignments(engine: &base64::engine::GeneralPurpose, value: &[u8]) -> V
             encoded.get(start..end).map(str::to_string)
         })
         .collect()
-}
-
-/// A decoding an upstream's answer may hide a secret behind: the decoded text, or None when
-/// the input holds nothing it would decode.
-type Decoding = fn(&[u8]) -> Option<Decoded>;
-
-/// A decoded text and where its decoded pieces lie in it (start, end); everything between
-/// them is the input copied as it was.
-#[derive(Debug, PartialEq)]
-struct Decoded {
-    bytes: Vec<u8>,
-    pieces: Vec<(usize, usize)>,
-}
-
-const DECODINGS: &[(&str, Decoding)] = &[
-    ("JSON escapes", json_unescape),
-    ("percent-encoding", percent_decode),
-    ("quoted-printable", quoted_printable_decode),
-    ("HTML character references", html_unescape),
-];
-
-/// Undoes JSON string escapes (`\uXXXX` with surrogate pairs, `\/`, `\n`, ...) wherever they
-/// appear; other text is kept as is.
-fn json_unescape(input: &[u8]) -> Option<Decoded> {
-    let hex4 = |at: usize| -> Option<u32> {
-        let s = std::str::from_utf8(input.get(at..at + 4)?).ok()?;
-        u32::from_str_radix(s, 16).ok()
-    };
-    rewrite(input, b'\\', |i| {
-        let simple = match input.get(i + 1)? {
-            b'"' => Some(b'"'),
-            b'\\' => Some(b'\\'),
-            b'/' => Some(b'/'),
-            b'b' => Some(8),
-            b'f' => Some(12),
-            b'n' => Some(b'\n'),
-            b'r' => Some(b'\r'),
-            b't' => Some(b'\t'),
-            _ => None,
-        };
-        if let Some(c) = simple {
-            return Some((Piece::byte(c), 2));
-        }
-        if input[i + 1] != b'u' {
-            return None;
-        }
-        let hi = hex4(i + 2)?;
-        let mut used = 6;
-        let code = if (0xD800..0xDC00).contains(&hi)
-            && input.get(i + 6..i + 8) == Some(&b"\\u"[..])
-            && let Some(lo) = hex4(i + 8)
-            && (0xDC00..0xE000).contains(&lo)
-        {
-            used = 12;
-            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-        } else {
-            hi
-        };
-        let c = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
-        Some((Piece::char(c), used))
-    })
-}
-
-/// What one escape decodes to: at most one character.
-struct Piece {
-    bytes: [u8; 4],
-    len: usize,
-}
-
-impl Piece {
-    const NOTHING: Piece = Piece {
-        bytes: [0; 4],
-        len: 0,
-    };
-
-    fn byte(b: u8) -> Piece {
-        Piece {
-            bytes: [b, 0, 0, 0],
-            len: 1,
-        }
-    }
-
-    fn char(c: char) -> Piece {
-        let mut bytes = [0u8; 4];
-        let len = c.encode_utf8(&mut bytes).len();
-        Piece { bytes, len }
-    }
-}
-
-/// Decodes the escapes of one kind in `input`: `step(i)` looks at an occurrence of `trigger` at
-/// `i` and answers what it decodes to and how many bytes it used, or None to keep it as is.
-/// Runs between triggers are copied whole, and nothing is allocated for a text without a single
-/// escape (the common case: every upstream answer passes through here).
-fn rewrite(
-    input: &[u8],
-    trigger: u8,
-    step: impl Fn(usize) -> Option<(Piece, usize)>,
-) -> Option<Decoded> {
-    let mut out: Option<Decoded> = None;
-    let mut copied = 0;
-    let mut from = 0;
-    while let Some(off) = memchr::memchr(trigger, &input[from..]) {
-        let i = from + off;
-        match step(i) {
-            Some((piece, used)) => {
-                let o = out.get_or_insert_with(|| Decoded {
-                    bytes: Vec::with_capacity(input.len()),
-                    pieces: Vec::new(),
-                });
-                o.bytes.extend_from_slice(&input[copied..i]);
-                let start = o.bytes.len();
-                o.bytes.extend_from_slice(&piece.bytes[..piece.len]);
-                o.pieces.push((start, o.bytes.len()));
-                copied = i + used;
-                from = copied;
-            }
-            None => from = i + 1,
-        }
-        if from >= input.len() {
-            break;
-        }
-    }
-    let mut out = out?;
-    out.bytes.extend_from_slice(&input[copied..]);
-    Some(out)
-}
-
-/// Undoes `%XX` escapes, upper, lower or mixed case. (On [`rewrite`]: a page of JSON whose
-/// links hold a few escapes was decoded byte by byte, a few percent of a whole sync's time.)
-fn percent_decode(input: &[u8]) -> Option<Decoded> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    rewrite(input, b'%', |i| {
-        let (h, l) = (hex(*input.get(i + 1)?)?, hex(*input.get(i + 2)?)?);
-        Some((Piece::byte((h * 16 + l) as u8), 3))
-    })
-}
-
-/// Undoes quoted-printable: `=XX` escapes (any case) and `=` soft line breaks. Written here
-/// because the decoders on crates.io reject or rewrite the rest of a text that is not a clean
-/// MIME part, and this one must leave everything else alone.
-fn quoted_printable_decode(input: &[u8]) -> Option<Decoded> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    rewrite(input, b'=', |i| {
-        match (input.get(i + 1), input.get(i + 2)) {
-            (Some(b'\r'), Some(b'\n')) => Some((Piece::NOTHING, 3)),
-            (Some(b'\n'), _) => Some((Piece::NOTHING, 2)),
-            (Some(&a), Some(&b)) => {
-                let (h, l) = (hex(a)?, hex(b)?);
-                Some((Piece::byte((h * 16 + l) as u8), 3))
-            }
-            _ => None,
-        }
-    })
-}
-
-/// Undoes HTML numeric character references (`&#65;`, `&#x41;`) and the five XML entities.
-fn html_unescape(input: &[u8]) -> Option<Decoded> {
-    const NAMED: &[(&[u8], u8)] = &[
-        (b"&amp;", b'&'),
-        (b"&lt;", b'<'),
-        (b"&gt;", b'>'),
-        (b"&quot;", b'"'),
-        (b"&apos;", b'\''),
-    ];
-    rewrite(input, b'&', |i| {
-        let rest = &input[i..];
-        if let Some((name, c)) = NAMED.iter().find(|(name, _)| rest.starts_with(name)) {
-            return Some((Piece::byte(*c), name.len()));
-        }
-        if rest.get(1) != Some(&b'#') {
-            return None;
-        }
-        let len = rest.iter().take(12).position(|&b| b == b';')?;
-        let body = &rest[2..len];
-        let code = match body.first() {
-            Some(b'x' | b'X') => std::str::from_utf8(&body[1..])
-                .ok()
-                .and_then(|s| u32::from_str_radix(s, 16).ok()),
-            _ => std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()),
-        };
-        let c = code.and_then(char::from_u32)?;
-        Some((Piece::char(c), len + 1))
-    })
 }
 
 #[cfg(test)]
@@ -1011,7 +835,7 @@ mod tests {
             "%E2%82%AC and %e2%82%ac",
             "end %4",
         ] {
-            let ours = percent_decode(input.as_bytes()).map(|d| d.bytes);
+            let ours = views::decode(input.as_bytes(), views::percent_escapes).map(|d| d.bytes);
             let theirs: Vec<u8> = percent_encoding::percent_decode(input.as_bytes()).collect();
             assert_eq!(
                 ours.clone().unwrap_or_else(|| input.as_bytes().to_vec()),
@@ -1073,23 +897,24 @@ mod tests {
 
     #[test]
     fn decoders_leave_text_without_escapes_alone_and_decode_only_escapes() {
-        assert_eq!(quoted_printable_decode(b"a=zz b= c="), None);
-        assert_eq!(json_unescape(b"x\\q y\\"), None);
-        assert_eq!(html_unescape(b"a & b &#; &#xZZ;"), None);
+        use views::{decode, html_escapes, json_escapes, quoted_printable_escapes};
+        assert_eq!(decode(b"a=zz b= c=", quoted_printable_escapes), None);
+        assert_eq!(decode(b"x\\q y\\", json_escapes), None);
+        assert_eq!(decode(b"a & b &#; &#xZZ;", html_escapes), None);
         assert_eq!(
-            quoted_printable_decode(b"k=3D=\r\nv =x")
+            decode(b"k=3D=\r\nv =x", quoted_printable_escapes)
                 .map(|d| d.bytes)
                 .as_deref(),
             Some(&b"k=v =x"[..])
         );
         assert_eq!(
-            json_unescape(b"\\u0041\\n\\ud83d\\ude00 \\q")
+            decode(b"\\u0041\\n\\ud83d\\ude00 \\q", json_escapes)
                 .map(|d| d.bytes)
                 .as_deref(),
             Some("A\n\u{1F600} \\q".as_bytes())
         );
         assert_eq!(
-            html_unescape(b"&lt;&#65;&#x42;&amp &c")
+            decode(b"&lt;&#65;&#x42;&amp &c", html_escapes)
                 .map(|d| d.bytes)
                 .as_deref(),
             Some(&b"<AB&amp &c"[..])
@@ -1111,8 +936,8 @@ mod tests {
             return Some("plain text".into());
         }
         let mut frontier = Vec::new();
-        for (name, decode) in DECODINGS {
-            if let Some(d) = decode(bytes) {
+        for (name, decoding) in DECODINGS {
+            if let Some(d) = views::decode(bytes, *decoding) {
                 if inner.is_match(&d.bytes) {
                     return Some((*name).into());
                 }
@@ -1120,8 +945,8 @@ mod tests {
             }
         }
         for (outer, view) in &frontier {
-            for (name, decode) in DECODINGS {
-                if decode(view).is_some_and(|d| inner.is_match(&d.bytes)) {
+            for (name, decoding) in DECODINGS {
+                if views::decode(view, *decoding).is_some_and(|d| inner.is_match(&d.bytes)) {
                     return Some(format!("{outer} then {name}"));
                 }
             }
