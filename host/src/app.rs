@@ -432,6 +432,7 @@ impl Airlock {
             cache_dir: Some(&cache_dir),
             max_memory_bytes: max_memory,
             max_instances: opts.max_instances,
+            reservation: config.server.memory_reservation,
         })?);
         let net = Arc::new(Net::new(
             config.resolve.clone(),
@@ -766,9 +767,10 @@ impl Airlock {
             || n.listen_backlog != o.listen_backlog
             || n.data_dir != o.data_dir
             || n.compile_cache_dir() != o.compile_cache_dir()
+            || n.memory_reservation != o.memory_reservation
         {
             tracing::warn!(
-                "config reload: [server] listen, listen_backlog, data_dir and compile_cache take effect only on restart; keeping {} and {}",
+                "config reload: [server] listen, listen_backlog, data_dir, compile_cache and memory_reservation take effect only on restart; keeping {} and {}",
                 old.server.listen,
                 old.server.data_dir.display()
             );

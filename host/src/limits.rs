@@ -35,3 +35,29 @@ impl Default for Limits {
         }
     }
 }
+
+/// `[server] memory_reservation`: how much address space each slot of the instance pool
+/// reserves for a guest's linear memory. Engine-wide (compiled code depends on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryReservation {
+    /// `"limit"` (default): the largest memory limit, rounded up to whole wasm pages. Virtual
+    /// memory stays bounded (slots × limit); guest code checks its loads and stores' bounds.
+    #[default]
+    Limit,
+    /// `"4GiB"`: the whole 32-bit address range, so the compiler elides the guest's bounds
+    /// checks (guest code runs faster; `make bench` shows by how much). The price is 4 GiB of
+    /// address space per slot (about 2 TiB for the default pool), which `ulimit -v`, container
+    /// limits and some monitoring refuse or flag. The memory limit itself still holds.
+    FourGiB,
+}
+
+impl MemoryReservation {
+    /// Reads the config value: `"limit"` or `"4GiB"` (any case).
+    pub fn parse(text: &str) -> Option<MemoryReservation> {
+        match text.to_ascii_lowercase().as_str() {
+            "limit" => Some(MemoryReservation::Limit),
+            "4gib" => Some(MemoryReservation::FourGiB),
+            _ => None,
+        }
+    }
+}

@@ -176,6 +176,8 @@ pub struct ServerConfig {
     /// `cors_origins`: web origins whose pages may call the REST API and `/mcp` from a browser
     /// (with a bearer token; never cookies). None by default.
     pub cors_origins: Vec<String>,
+    /// `memory_reservation`: the address space each instance-pool slot reserves (read at start).
+    pub memory_reservation: crate::limits::MemoryReservation,
 }
 
 /// The validated configuration.
@@ -333,6 +335,7 @@ struct RawServer {
     public_hosts: Vec<String>,
     #[serde(default)]
     cors_origins: Vec<String>,
+    memory_reservation: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -614,6 +617,14 @@ impl Config {
                     "server.listen_backlog: {n} is out of range (1 to 65535; default {DEFAULT_LISTEN_BACKLOG})"
                 )));
             }
+        };
+        let memory_reservation = match raw.server.memory_reservation.as_deref() {
+            None => crate::limits::MemoryReservation::default(),
+            Some(text) => crate::limits::MemoryReservation::parse(text).ok_or_else(|| {
+                err(format!(
+                    "server.memory_reservation: `{text}` is not \"limit\" (the default: each pool slot reserves the memory limit) or \"4GiB\" (each slot reserves 4 GiB of address space: faster guest code)"
+                ))
+            })?,
         };
         let data_dir = base.join(raw.server.data_dir.as_deref().unwrap_or(".airlock"));
         // Absolute, so the compile cache (which insists) and messages do not depend on the cwd.
@@ -960,6 +971,7 @@ impl Config {
                 compile_cache,
                 public_hosts,
                 cors_origins,
+                memory_reservation,
             },
             limits,
             connectors,
@@ -1660,6 +1672,31 @@ settings = { base_url = "http://127.0.0.1:8781" }
         let e = server("listen_backlog = 70000\n").unwrap_err().to_string();
         assert!(e.contains("server.listen_backlog"), "{e}");
         assert_eq!(default.listen_backlog, DEFAULT_LISTEN_BACKLOG);
+    }
+
+    #[test]
+    fn the_memory_reservation_is_the_limit_unless_4gib_is_asked_for() {
+        use crate::limits::MemoryReservation;
+        let reserve = |extra: &str| parse(&format!("[server]\n{extra}{BASE}")).map(|c| c.server);
+        let default = reserve("").expect("valid").memory_reservation;
+        assert_eq!(default, MemoryReservation::Limit);
+        for text in ["4GiB", "4gib", "4GIB"] {
+            let asked = reserve(&format!("memory_reservation = \"{text}\"\n")).expect("valid");
+            assert_eq!(
+                asked.memory_reservation,
+                MemoryReservation::FourGiB,
+                "{text}"
+            );
+        }
+        let limit = reserve("memory_reservation = \"limit\"\n").expect("valid");
+        assert_eq!(limit.memory_reservation, MemoryReservation::Limit);
+        let e = reserve("memory_reservation = \"8GiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.memory_reservation") && e.contains("8GiB"),
+            "{e}"
+        );
     }
 
     #[test]

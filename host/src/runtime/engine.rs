@@ -11,6 +11,7 @@ use wasmtime::{
 
 use super::contract::Linkers;
 use super::linked::SharedComponents;
+use crate::limits::MemoryReservation;
 
 /// How often the epoch advances; deadlines are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -23,6 +24,8 @@ pub struct EngineOptions<'a> {
     pub max_memory_bytes: usize,
     /// How many instances may be alive at once.
     pub max_instances: u32,
+    /// `[server] memory_reservation`: the address space each memory slot reserves.
+    pub reservation: MemoryReservation,
 }
 
 pub struct Runtime {
@@ -34,10 +37,15 @@ pub struct Runtime {
     cache: Option<Cache>,
 }
 
-/// The address space a memory slot reserves: the limit rounded up to whole wasm pages.
-fn reservation(max_memory_bytes: usize) -> u64 {
+/// The address space a memory slot reserves: the limit rounded up to whole wasm pages, or the
+/// whole 32-bit range when asked for (never less than the limit).
+fn reservation(max_memory_bytes: usize, asked: MemoryReservation) -> u64 {
     const PAGE: u64 = 64 * 1024;
-    (max_memory_bytes as u64).div_ceil(PAGE).max(1) * PAGE
+    let limit = (max_memory_bytes as u64).div_ceil(PAGE).max(1) * PAGE;
+    match asked {
+        MemoryReservation::Limit => limit,
+        MemoryReservation::FourGiB => limit.max(4 << 30),
+    }
 }
 
 /// The compile cache holds native code the daemon loads and runs: like the data directory,
@@ -79,18 +87,33 @@ impl Runtime {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(opts.max_instances);
         pool.total_core_instances(opts.max_instances * 4);
-        pool.total_memories(opts.max_instances * 2);
+        let slots = opts.max_instances * 2;
+        pool.total_memories(slots);
         pool.total_tables(opts.max_instances * 2);
         pool.total_stacks(opts.max_instances);
         pool.max_memories_per_component(4);
         pool.max_tables_per_component(8);
         pool.max_memory_size(opts.max_memory_bytes);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        // Each pool slot reserves address space for the memory limit (plus the default guard),
-        // not wasmtime's 4 GiB default: 512 slots of 4 GiB were 2 TiB of virtual memory, which
-        // trips `ulimit -v`, container limits and monitoring. The price is explicit bounds
-        // checks in guest code (measured in `make bench`).
-        cfg.memory_reservation(reservation(opts.max_memory_bytes));
+        // By default each pool slot reserves address space for the memory limit (plus the
+        // default guard), not wasmtime's 4 GiB: 512 slots of 4 GiB were 2 TiB of virtual memory,
+        // which trips `ulimit -v`, container limits and monitoring. The price is explicit bounds
+        // checks in guest code; `memory_reservation = "4GiB"` buys them back (`make bench`).
+        let slot = reservation(opts.max_memory_bytes, opts.reservation);
+        cfg.memory_reservation(slot);
+        tracing::info!(
+            "guest memory: {slots} pool slots reserve {} MiB of address space each ({} GiB in all; {})",
+            slot >> 20,
+            (u64::from(slots) * slot) >> 30,
+            match opts.reservation {
+                MemoryReservation::Limit => {
+                    "guest code checks its bounds; [server] memory_reservation = \"4GiB\" elides the checks"
+                }
+                MemoryReservation::FourGiB => {
+                    "[server] memory_reservation = \"4GiB\": no bounds checks in guest code"
+                }
+            }
+        );
         let cache = match opts.cache_dir {
             Some(dir) => {
                 owner_only_dir(dir)?;
@@ -142,6 +165,18 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_reserves_the_limit_in_whole_pages_unless_4gib_is_asked_for() {
+        use MemoryReservation::{FourGiB, Limit};
+        assert_eq!(reservation(64 << 20, Limit), 64 << 20);
+        assert_eq!(reservation((64 << 20) + 1, Limit), (64 << 20) + 65536);
+        assert_eq!(reservation(0, Limit), 65536);
+        assert_eq!(reservation(64 << 20, FourGiB), 4 << 30);
+        // A limit of the whole range reserves the whole range either way.
+        assert_eq!(reservation(4 << 30, Limit), 4 << 30);
+        assert_eq!(reservation(4 << 30, FourGiB), 4 << 30);
+    }
 
     #[cfg(unix)]
     #[test]

@@ -342,3 +342,60 @@ async fn daemon_keeps_serving_others_while_a_connector_spins() {
     assert_eq!(status, 200);
     assert_eq!(v["connectors"].as_array().map(Vec::len), Some(2));
 }
+
+/// `VmSize` of process `pid` in GiB (Linux).
+fn virtual_gib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize");
+    kib >> 20
+}
+
+/// `[server] memory_reservation = "4GiB"` trades address space for faster guest code: every
+/// pool slot reserves 4 GiB (the default reserves the memory limit), and the connector's memory
+/// limit still stops a guest that asks for more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4gib_reservation_reserves_4gib_a_slot_and_the_memory_limit_still_holds() {
+    let echo = spawn_echo_server().await;
+    let env = Env::new(&config(echo.port()));
+    env.set_secret("hostile_pw", HOSTILE_PW);
+    env.set_secret("hostile_revealable", REVEALABLE);
+    let bounded = env.serve();
+    let bounded_gib = virtual_gib(bounded.child.id());
+    let log = bounded.stop();
+    assert!(log.contains("guest code checks its bounds"), "{log}");
+
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    let text = text.replacen(
+        "data_dir = \"data\"\n",
+        "data_dir = \"data\"\nmemory_reservation = \"4GiB\"\n",
+        1,
+    );
+    std::fs::write(&env.config, text).expect("config");
+    let d = env.serve();
+    // 512 memory slots (256 instances × 2) of 4 GiB each: 2 TiB, where the limit's 64 MiB
+    // slots are some tens of GiB.
+    let reserved_gib = virtual_gib(d.child.id());
+    assert!(
+        reserved_gib >= 2048 && bounded_gib < 512,
+        "virtual memory: {reserved_gib} GiB with 4 GiB slots, {bounded_gib} GiB bounded"
+    );
+    assert!(
+        d.log().contains("no bounds checks in guest code"),
+        "{}",
+        d.log()
+    );
+
+    let (status, v) = d.invoke("hostile", "alloc", json!({"mib": 256})).await;
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["error"]["code"], "memory-limit", "{v}");
+    let (status, v) = d.invoke("hostile", "alloc", json!({"mib": 8})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["allocated_mib"], 8);
+    let (status, v) = d.invoke("hostile", "echo", json!({"hello": "world"})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["hello"], "world");
+}
