@@ -16,7 +16,7 @@ use super::super::net::UpstreamClient;
 use super::super::retry;
 use super::interceptors::Intercept;
 use super::outcome::{Decision, Outcome};
-use super::transport::{Answer, Failure, build_request, malformed_json, respond};
+use super::transport::{Answer, Failure, build_request, respond};
 use super::{ConnectorGate, GrantState, SendResult, fits_before, secs_ceil};
 use crate::capabilities::cache::CacheKey;
 use crate::store::audit::AuditEvent;
@@ -72,8 +72,9 @@ impl ConnectorGate {
                 Err(answer) => return answer,
             };
             let req = build_request(&out.parts, out.body.clone());
+            let check_json = self.can_retry(&out, attempt);
             let outcome = self
-                .exchange(out.client, req, out.timeout, out.credentialed)
+                .exchange(out.client, req, out.timeout, out.credentialed, check_json)
                 .await;
             drop(permit);
             let at = Attempt {
@@ -180,15 +181,16 @@ impl ConnectorGate {
         state: &GrantState,
         out: &Outgoing<'_>,
         at: Attempt,
-        (rparts, bytes, scrubbed): Answer,
+        (rparts, bytes, scrubbed, malformed): Answer,
         cache_key: &Option<CacheKey>,
     ) -> Step {
         let grant = &self.grants[out.idx];
         let status = rparts.status.as_u16();
         let can_retry = self.can_retry(out, at.number);
         // A success that declares JSON but does not parse (cut short, or garbage from a
-        // proxy) is an upstream fault; a GET can be asked again safely.
-        if can_retry && rparts.status.is_success() && malformed_json(&rparts.headers, &bytes) {
+        // proxy) is an upstream fault; a GET can be asked again safely. (`exchange` parsed it
+        // when this attempt can be retried.)
+        if can_retry && malformed {
             let r = &grant.resilience;
             let wait = retry::backoff(at.number, r.backoff, r.max_backoff);
             if fits_before(wait, out.deadline) {

@@ -35,20 +35,50 @@ pub(super) enum Failure {
     },
 }
 
-/// An answer the connector may have: its head, its body, and whether a secret was scrubbed.
-pub(super) type Answer = (http::response::Parts, Bytes, bool);
+/// An answer the connector may have: its head, its body, whether a secret was scrubbed, and
+/// whether it is a success that declares JSON but does not parse (only looked at when asked).
+pub(super) type Answer = (http::response::Parts, Bytes, bool, bool);
+
+/// A body at least this large has its JSON checked on the blocking pool while the guard scans
+/// it: both read the whole body (a sync page is ~1 MB), one after the other on the request's
+/// critical path otherwise. Below it, a thread hop costs more than it saves.
+const CHECK_JSON_ALONGSIDE: usize = 128 * 1024;
 
 impl ConnectorGate {
-    /// One upstream exchange: send, read the (capped) body, then guard the answer.
+    /// One upstream exchange: send, read the (capped) body, then guard the answer. With
+    /// `check_json` (the request could be retried), a success that declares JSON is parsed, so
+    /// that one cut short or garbled is asked again rather than handed over.
     pub(super) async fn exchange(
         &self,
         client: &UpstreamClient,
         req: Request<Full<Bytes>>,
         timeout: Duration,
         credentialed: bool,
+        check_json: bool,
     ) -> Result<Answer, Failure> {
         let (rparts, bytes) = self.fetch(client, req, timeout).await?;
-        self.guard(rparts, bytes, credentialed)
+        let check = |parts: &http::response::Parts| {
+            check_json && parts.status.is_success() && declares_json(&parts.headers)
+        };
+        // Started early only on bytes the guard hands over unchanged unless it scrubs: a body
+        // under a content coding may be decoded first.
+        let alongside = (check(&rparts)
+            && bytes.len() >= CHECK_JSON_ALONGSIDE
+            && !rparts.headers.contains_key(header::CONTENT_ENCODING))
+        .then(|| {
+            let body = bytes.clone();
+            tokio::task::spawn_blocking(move || !parses_as_json(&body))
+        });
+        let (rparts, bytes, scrubbed) = self.guard(rparts, bytes, credentialed)?;
+        let malformed = match alongside {
+            _ if !check(&rparts) => false,
+            Some(early) if !scrubbed => match early.await {
+                Ok(malformed) => malformed,
+                Err(_) => !parses_as_json(&bytes),
+            },
+            _ => !parses_as_json(&bytes),
+        };
+        Ok((rparts, bytes, scrubbed, malformed))
     }
 
     /// Sends and reads the whole body, within the first-byte timeout, the invocation timeout
@@ -112,7 +142,7 @@ impl ConnectorGate {
         mut rparts: http::response::Parts,
         bytes: Bytes,
         credentialed: bool,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<(http::response::Parts, Bytes, bool), Failure> {
         let status = rparts.status.as_u16();
         // Header values echoing a credential are scrubbed like bodies.
         if !self.scrubber.is_empty() {
@@ -243,9 +273,9 @@ fn connection_failure(e: &hyper_util::client::legacy::Error) -> Failure {
     }
 }
 
-/// Whether a body whose `Content-Type` says JSON fails to parse.
-pub(super) fn malformed_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
-    let json = headers
+/// Whether the `Content-Type` says JSON.
+fn declares_json(headers: &http::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|ct| {
@@ -257,8 +287,12 @@ pub(super) fn malformed_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
                 .to_ascii_lowercase();
             ct == "application/json" || ct.ends_with("+json")
         })
-        .unwrap_or(false);
-    json && !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err()
+        .unwrap_or(false)
+}
+
+/// Whether a body parses as JSON; an empty one counts (nothing was cut short).
+fn parses_as_json(bytes: &[u8]) -> bool {
+    bytes.is_empty() || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 pub(super) fn build_request(parts: &http::request::Parts, body: Bytes) -> Request<Full<Bytes>> {

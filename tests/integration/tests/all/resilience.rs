@@ -694,3 +694,82 @@ async fn a_syncs_requests_wait_for_their_turns_as_background_work() {
         "a sync's request queued as interactive work"
     );
 }
+
+/// A success that declares JSON but does not parse (cut short, or a proxy's error page) is an
+/// upstream fault a GET may ask again: for a small answer, and for a large one (a sync page,
+/// whose JSON the gate checks alongside its secret scan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_success_cut_short_or_garbled_is_asked_again_small_or_large() {
+    let o = ZendeskOptions {
+        tickets: 400,
+        recent_exclusion_secs: 0,
+        ..ZendeskOptions::default()
+    };
+    let f = spawn_zendesk(addr(), o.clone()).await.expect("fake");
+    let env = Env::new(&format!(
+        r#"
+[[connector]]
+id = "probe"
+component = "{}"
+
+[[grant]]
+connector = "probe"
+url = "{}/api/v2/"
+allow_private = true
+allow_insecure = true
+retry = {{ attempts = 3, backoff = "10ms" }}
+breaker = {{ failures = 100 }}
+auth = {{ type = "basic", username = "{}/token", password = "secret:zendesk_token" }}
+"#,
+        component("hostile").display(),
+        f.base_url,
+        o.email
+    ));
+    env.set_secret("zendesk_token", &o.api_token);
+    let a = start_in_process(&env).await;
+    let small = f.url("/api/v2/tickets/1.json");
+    let large = f.url("/api/v2/incremental/tickets/cursor.json?per_page=400&start_time=0");
+    for (url, at_least) in [(small, 64), (large, 128 * 1024)] {
+        for kind in [FaultKind::Truncated, FaultKind::Malformed] {
+            f.reset_requests();
+            f.set_faults(FaultPlan {
+                rate: 1.0,
+                kinds: vec![kind],
+                max_faults: 2,
+                ..FaultPlan::default()
+            });
+            let r = fetch(&a, json!({ "url": url })).await;
+            assert_eq!(r["status"], 200, "{kind:?} {url}");
+            let body = r["body"].as_str().expect("body");
+            assert!(body.len() >= at_least, "{url}: {} bytes", body.len());
+            serde_json::from_str::<Value>(body).expect("the answer handed over is whole JSON");
+            assert_eq!(f.requests().total, 3, "{kind:?} {url}");
+        }
+        // Always garbled: the attempts run out and the last answer is handed over as it came.
+        f.reset_requests();
+        f.set_faults(FaultPlan {
+            rate: 1.0,
+            kinds: vec![FaultKind::Malformed],
+            max_faults: 0,
+            ..FaultPlan::default()
+        });
+        let r = fetch(&a, json!({ "url": url })).await;
+        assert_eq!(r["status"], 200, "{url}");
+        assert!(
+            r["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("upstream hiccup"))
+        );
+        assert_eq!(f.requests().total, 3, "{url}");
+        f.set_faults(FaultPlan::default());
+    }
+    a.flush();
+    let rows = audit_rows(&env);
+    assert!(
+        rows.iter().any(|r| r
+            .event
+            .reason
+            .contains("declared JSON but is malformed or truncated")),
+        "no retry row names the malformed answer"
+    );
+}
