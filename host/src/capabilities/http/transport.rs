@@ -60,9 +60,12 @@ impl ConnectorGate {
         let check = |parts: &http::response::Parts| {
             check_json && parts.status.is_success() && declares_json(&parts.headers)
         };
-        // Started early only on bytes the guard hands over unchanged unless it scrubs: a body
-        // under a content coding may be decoded first.
+        // Started early only when the guard scans for a revealed credential (the work to
+        // overlap), and only on bytes it hands over unchanged unless it scrubs: a body under a
+        // content coding may be decoded first.
         let alongside = (check(&rparts)
+            && credentialed
+            && !self.scrubber.is_empty()
             && bytes.len() >= CHECK_JSON_ALONGSIDE
             && !rparts.headers.contains_key(header::CONTENT_ENCODING))
         .then(|| {
