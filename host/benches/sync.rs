@@ -156,6 +156,17 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
     Ok((records, t.elapsed().as_secs_f64()))
 }
 
+/// A Zendesk fake (a process of its own) with `tickets` tickets, none too recent to export.
+fn zendesk_fake(tickets: &str) -> anyhow::Result<common::Fake> {
+    common::spawn_fake(&[
+        "zendesk",
+        "--tickets",
+        tickets,
+        "--recent-exclusion-secs",
+        "0",
+    ])
+}
+
 /// A daemon's core (no listener) in `dir` with one zendesk connector against the fake at `base`,
 /// its pool slots reserving `reservation` (`[server] memory_reservation`).
 async fn start(
@@ -317,13 +328,7 @@ async fn changed_resync(
     dir: &std::path::Path,
     zendesk: &std::path::Path,
 ) -> anyhow::Result<(usize, usize, f64, i64)> {
-    let fake = common::spawn_fake(&[
-        "zendesk",
-        "--tickets",
-        tickets,
-        "--recent-exclusion-secs",
-        "0",
-    ])?;
+    let fake = zendesk_fake(tickets)?;
     let base = fake.base_url.clone();
     let a = start(&base, dir, zendesk, "limit").await?;
     a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
@@ -381,13 +386,7 @@ async fn main() -> anyhow::Result<()> {
     // SAFETY: set before any other thread reads the environment.
     unsafe { std::env::set_var("AIRLOCK_BENCH_ZD", TOKEN) };
     let tickets = TICKETS.to_string();
-    let fake = common::spawn_fake(&[
-        "zendesk",
-        "--tickets",
-        &tickets,
-        "--recent-exclusion-secs",
-        "0",
-    ])?;
+    let fake = zendesk_fake(&tickets)?;
     let base = fake.base_url.clone();
 
     let mut best_native = f64::MAX;
@@ -453,13 +452,7 @@ async fn main() -> anyhow::Result<()> {
     if !profile {
         // The same unchanged re-sync with the guest's bounds checks elided: a fake of its own
         // (the rounds' account is near its requests a minute), the best of 2 like the rounds.
-        let fake = common::spawn_fake(&[
-            "zendesk",
-            "--tickets",
-            &tickets,
-            "--recent-exclusion-secs",
-            "0",
-        ])?;
+        let fake = zendesk_fake(&tickets)?;
         let d = tempfile::tempdir()?;
         let sb = sandboxed(&fake, d.path(), &zendesk, "4GiB", resyncs_asked(2).max(2)).await?;
         let rate = TICKETS as f64 / sb.resync_secs;
