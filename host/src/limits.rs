@@ -1,5 +1,6 @@
 //! Per-connector resource limits: what one invocation may spend in time and memory, and what the
 //! gate lets through in bytes, time and denied requests. Set in `[limits]` and per connector.
+//! Also the engine-wide address space a memory slot reserves (`[server] memory_reservation`).
 
 use std::time::Duration;
 
