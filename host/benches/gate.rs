@@ -84,6 +84,8 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     // SAFETY: single-threaded at this point; the variable is only read by this process.
     unsafe { std::env::set_var("AIRLOCK_BENCH_TOKEN", "demo-confluence-token") };
     let config = Config::parse(&text, &dir.path().join("airlock.toml"))?;
+    // The baselines' memory slots reserve what the daemon's do (`[limits] memory`).
+    let memory_limit = config.limits.memory_bytes;
     let a = Airlock::start(config, Scrubber::new(), StartOptions::default()).await?;
     let c = a
         .connector("bench")
@@ -93,7 +95,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     // ---- 1. invocation latency ----------------------------------------------------------------
     // The baseline: the same component in a plain wasmtime embedding of its own (`gate/bare.rs`).
     // The hostile fixture is built against the frozen 0.1.0 contract.
-    let plain = bare::Bare::load(&hostile, "airlock:connector/connector@0.1.0")?;
+    let plain = bare::Bare::load(&hostile, "airlock:connector/connector@0.1.0", memory_limit)?;
     let bare = || plain.invoke("echo", "{}");
     for _ in 0..300 {
         bare().await?;
@@ -158,6 +160,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     let passing = Arc::new(bare::Bare::passing_through(
         &hostile,
         "airlock:connector/connector@0.1.0",
+        memory_limit,
         client.clone(),
         (
             http::header::AUTHORIZATION,

@@ -7,7 +7,9 @@
 //! cost, without grants, credentials, resilience, scrubbing or audit); every other import (the
 //! contract's `host` interface) traps if called. The engine uses the same pooling allocator and epoch
 //! interruption an embedder serving many short calls would choose, so instantiation is compared
-//! like for like.
+//! like for like; and each memory slot reserves what the daemon's does by default (the memory
+//! limit, not wasmtime's 4 GiB), so guest code checks its bounds here too: that cost is the
+//! sandbox's, not the gate's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
+/// A wasm page: memory reservations are whole pages.
+const WASM_PAGE: u64 = 64 * 1024;
+
 /// A component ready to be instantiated afresh for every call of one action.
 pub struct Bare {
     pre: InstancePre<Data>,
@@ -35,15 +40,17 @@ pub struct Bare {
 }
 
 impl Bare {
-    /// Compiles `wasm` in an engine of its own and finds `<interface>#invoke`; its outgoing
-    /// requests fail.
-    pub fn load(wasm: &Path, interface: &str) -> anyhow::Result<Bare> {
+    /// Compiles `wasm` in an engine of its own whose memories may grow to `memory_limit` bytes
+    /// (and reserve that much address space, as the daemon's do by default), and finds
+    /// `<interface>#invoke`; its outgoing requests fail.
+    pub fn load(wasm: &Path, interface: &str, memory_limit: usize) -> anyhow::Result<Bare> {
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(64);
-        pool.max_memory_size(64 << 20);
+        pool.max_memory_size(memory_limit);
+        cfg.memory_reservation((memory_limit as u64).div_ceil(WASM_PAGE).max(1) * WASM_PAGE);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg)?;
         let component = Component::from_file(&engine, wasm)
@@ -70,10 +77,11 @@ impl Bare {
     pub fn passing_through(
         wasm: &Path,
         interface: &str,
+        memory_limit: usize,
         client: UpstreamClient,
         header: (http::HeaderName, http::HeaderValue),
     ) -> anyhow::Result<Bare> {
-        let mut bare = Bare::load(wasm, interface)?;
+        let mut bare = Bare::load(wasm, interface, memory_limit)?;
         bare.outbound = Some(Arc::new(PassThrough { client, header }));
         Ok(bare)
     }
