@@ -7,7 +7,9 @@
 //!    scrubbing, audit) vs the same guest whose requests pass straight through to the pooled
 //!    client (`gate/bare.rs`), vs the host's pooled client directly: small JSON answers from the
 //!    Confluence fake (sequential, and 16 guests at once) and 1 MiB / 10 MiB JSON bodies from a
-//!    loopback server of the bench's own.
+//!    loopback server of the bench's own. Rates first, then the CPU each request cost this
+//!    process each way (steadier than rates on a shared machine) and what the sandbox and the
+//!    gate each add to it.
 
 #[path = "gate/bare.rs"]
 mod bare;
@@ -237,19 +239,27 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         "  {:<34} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}",
         "case", "direct/s", "pass/s", "gate/s", "sandbox", "gate", "total"
     );
-    ways.report("small JSON, sequential", &small, REQUESTS, 1)
+    let mut cpu = Vec::new();
+    ways.report("small JSON, sequential", &small, REQUESTS, 1, &mut cpu)
         .await?;
-    ways.report("small JSON, 16 guests at once", &small, REQUESTS, 16)
-        .await?;
+    ways.report(
+        "small JSON, 16 guests at once",
+        &small,
+        REQUESTS,
+        16,
+        &mut cpu,
+    )
+    .await?;
     for (label, size, n) in [
         ("1 MiB body, sequential", 1 << 20, 200),
         ("10 MiB body, sequential", 10 << 20, 20),
     ] {
         let url = format!("{blobs}/wiki/blob/{size}");
         ways.run(&url, 2, 1).await?;
-        ways.report(label, &url, n, 1).await?;
+        ways.report(label, &url, n, 1, &mut cpu).await?;
     }
     println!("  (goal: gate <= 1.2x of direct for small JSON)");
+    Ways::print_cpu(&cpu);
     a.flush();
     Ok(())
 }
@@ -262,11 +272,29 @@ struct Ways {
     gate: Arc<airlock::runtime::connector::LoadedConnector>,
 }
 
-/// Requests per second.
+/// Requests per second, and the CPU each request cost this process (microseconds: the client,
+/// the guest, the gate and its audit writer; the upstream fake is a process of its own). On a
+/// shared 2-core machine the rate swings with whatever else runs; the CPU a request costs
+/// swings less, and says what each layer adds.
 struct Rates {
     direct: f64,
     passing: f64,
     gate: f64,
+    cpu: [f64; 3],
+}
+
+/// Runs `way`, returning requests per second and this process's CPU microseconds per request.
+async fn timed(
+    total: f64,
+    way: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<(f64, f64)> {
+    let (cpu, t) = (common::self_cpu_secs(), Instant::now());
+    way.await?;
+    let rate = total / t.elapsed().as_secs_f64();
+    let cpu = common::self_cpu_secs()
+        .zip(cpu)
+        .map_or(f64::NAN, |(after, before)| (after - before) * 1e6 / total);
+    Ok((rate, cpu))
 }
 
 impl Ways {
@@ -274,79 +302,100 @@ impl Ways {
     async fn run(&self, url: &str, n: usize, guests: usize) -> anyhow::Result<Rates> {
         let each = (n / guests).max(1);
         let total = (each * guests) as f64;
-        let t = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..guests {
-            let (client, url, auth) = (self.client.clone(), url.to_string(), self.auth.clone());
-            tasks.spawn(async move {
-                for _ in 0..each {
-                    let req = http::Request::get(&url)
-                        .header("authorization", &auth)
-                        .body(Full::new(Bytes::new()))?;
-                    let resp = client.request(req).await?;
-                    anyhow::ensure!(resp.status() == 200, "direct status {}", resp.status());
-                    resp.into_body().collect().await?;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        let direct = total / t.elapsed().as_secs_f64();
+        let (direct, direct_cpu) = timed(total, async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..guests {
+                let (client, url, auth) = (self.client.clone(), url.to_string(), self.auth.clone());
+                tasks.spawn(async move {
+                    for _ in 0..each {
+                        let req = http::Request::get(&url)
+                            .header("authorization", &auth)
+                            .body(Full::new(Bytes::new()))?;
+                        let resp = client.request(req).await?;
+                        anyhow::ensure!(resp.status() == 200, "direct status {}", resp.status());
+                        resp.into_body().collect().await?;
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
+            anyhow::Ok(())
+        })
+        .await?;
         let input = serde_json::json!({"url": url, "count": each});
-        let t = Instant::now();
-        for _ in 0..guests {
-            let (p, input) = (self.passing.clone(), input.to_string());
-            tasks.spawn(async move {
-                let answer = p.invoke_text("fetch-many", &input).await?;
-                let v: serde_json::Value = serde_json::from_str(&answer)?;
-                anyhow::ensure!(v["ok"] == each, "pass-through run: {answer}");
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        let passing = total / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for _ in 0..guests {
-            let (c, input) = (self.gate.clone(), input.clone());
-            tasks.spawn(async move {
-                let r = c
-                    .invoke(Op::Action {
-                        name: "fetch-many".into(),
-                        input,
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                anyhow::ensure!(r["ok"] == each, "gate run: {r}");
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        let gate = total / t.elapsed().as_secs_f64();
+        let (passing, passing_cpu) = timed(total, async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..guests {
+                let (p, input) = (self.passing.clone(), input.to_string());
+                tasks.spawn(async move {
+                    let answer = p.invoke_text("fetch-many", &input).await?;
+                    let v: serde_json::Value = serde_json::from_str(&answer)?;
+                    anyhow::ensure!(v["ok"] == each, "pass-through run: {answer}");
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
+            anyhow::Ok(())
+        })
+        .await?;
+        let (gate, gate_cpu) = timed(total, async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..guests {
+                let (c, input) = (self.gate.clone(), input.clone());
+                tasks.spawn(async move {
+                    let r = c
+                        .invoke(Op::Action {
+                            name: "fetch-many".into(),
+                            input,
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    anyhow::ensure!(r["ok"] == each, "gate run: {r}");
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
+            anyhow::Ok(())
+        })
+        .await?;
         Ok(Rates {
             direct,
             passing,
             gate,
+            cpu: [direct_cpu, passing_cpu, gate_cpu],
         })
     }
 
-    /// Best of three runs of each way, printed as one row with its ratios.
-    async fn report(&self, label: &str, url: &str, n: usize, guests: usize) -> anyhow::Result<()> {
+    /// Best of three runs of each way (the highest rate, the least CPU), as one row of rates
+    /// with their ratios; the CPU row is kept for [`Ways::print_cpu`].
+    async fn report(
+        &self,
+        label: &str,
+        url: &str,
+        n: usize,
+        guests: usize,
+        cpu_rows: &mut Vec<(String, [f64; 3])>,
+    ) -> anyhow::Result<()> {
         let mut best = Rates {
             direct: 0.0,
             passing: 0.0,
             gate: 0.0,
+            cpu: [f64::INFINITY; 3],
         };
         for _ in 0..3 {
             let r = self.run(url, n, guests).await?;
             best.direct = best.direct.max(r.direct);
             best.passing = best.passing.max(r.passing);
             best.gate = best.gate.max(r.gate);
+            for (b, c) in best.cpu.iter_mut().zip(r.cpu) {
+                *b = b.min(c);
+            }
         }
         println!(
             "  {:<34} {:>10.0} {:>10.0} {:>10.0} {:>7.2}x {:>7.2}x {:>7.2}x",
@@ -358,26 +407,65 @@ impl Ways {
             best.passing / best.gate,
             best.direct / best.gate,
         );
+        cpu_rows.push((label.to_string(), best.cpu));
         Ok(())
+    }
+
+    /// The CPU table: what a request cost this process each way, and what the sandbox and the
+    /// gate each add.
+    fn print_cpu(rows: &[(String, [f64; 3])]) {
+        println!(
+            "CPU per request in this process (microseconds, least of 3 runs; the upstream is another process)"
+        );
+        println!(
+            "  {:<34} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "case", "direct", "pass", "gate", "sandbox+", "gate+"
+        );
+        for (label, [direct, pass, gate]) in rows {
+            println!(
+                "  {:<34} {:>10.1} {:>10.1} {:>10.1} {:>8.1} {:>8.1}",
+                label,
+                direct,
+                pass,
+                gate,
+                pass - direct,
+                gate - pass,
+            );
+        }
     }
 }
 
 /// A loopback server answering `GET /wiki/blob/{bytes}` with a JSON document of that size (the
-/// gate checks a JSON answer is whole, so the large-body figures include that).
+/// gate checks a JSON answer is whole, so the large-body figures include that). Each size is
+/// built once and then shared: the server runs in this process, whose CPU the bench counts, so
+/// it should cost each way as little as it can.
 async fn blob_server() -> anyhow::Result<String> {
-    use axum::extract::Path;
-    async fn blob(Path(size): Path<usize>) -> axum::response::Response {
-        let fill = size.saturating_sub(12);
-        let mut body = String::with_capacity(size);
-        body.push_str("{\"data\":\"");
-        body.extend(std::iter::repeat_n('a', fill));
-        body.push_str("\"}");
+    use axum::extract::{Path, State};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Built = Arc<Mutex<HashMap<usize, Bytes>>>;
+    async fn blob(State(built): State<Built>, Path(size): Path<usize>) -> axum::response::Response {
+        let body = match built.lock() {
+            Ok(mut built) => built
+                .entry(size)
+                .or_insert_with(|| {
+                    let mut body = String::with_capacity(size);
+                    body.push_str("{\"data\":\"");
+                    body.push_str(&"a".repeat(size.saturating_sub(12)));
+                    body.push_str("\"}");
+                    Bytes::from(body)
+                })
+                .clone(),
+            Err(_) => Bytes::new(),
+        };
         axum::response::Response::builder()
             .header("content-type", "application/json")
             .body(axum::body::Body::from(body))
             .unwrap_or_default()
     }
-    let app = axum::Router::new().route("/wiki/blob/{size}", axum::routing::get(blob));
+    let app = axum::Router::new()
+        .route("/wiki/blob/{size}", axum::routing::get(blob))
+        .with_state(Built::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
