@@ -186,11 +186,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
             "16" | "pass16" => (small.clone(), 4_000, 16),
             _ => (small.clone(), 40_000, 1),
         };
-        let (cpu, fake_cpu, t) = (
-            common::proc_cpu_secs("self"),
-            fake.cpu_secs(),
-            Instant::now(),
-        );
+        let (cpu, fake_cpu, t) = (common::self_cpu_secs(), fake.cpu_secs(), Instant::now());
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..guests {
             let input = serde_json::json!({"url": url, "count": count});
@@ -200,14 +196,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
                 if pass {
                     passing.invoke_text("fetch-many", &input.to_string()).await
                 } else {
-                    let r = gate
-                        .invoke(Op::Action {
-                            name: "fetch-many".into(),
-                            input,
-                        })
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    Ok(r.to_string())
+                    Ok(fetch_many(&gate, input).await?.to_string())
                 }
             });
         }
@@ -225,7 +214,7 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
         println!(
             "profile: {requests} requests, {:.0}/s; CPU per request: this process {:.1} us, the upstream fake {:.1} us",
             requests / t.elapsed().as_secs_f64(),
-            per_request(cpu, common::proc_cpu_secs("self")),
+            per_request(cpu, common::self_cpu_secs()),
             per_request(fake_cpu, fake.cpu_secs()),
         );
         a.flush();
@@ -297,16 +286,45 @@ async fn timed(
     Ok((rate, cpu))
 }
 
+/// The guest's `fetch-many` action through Airlock (`input`: the URL and how many GETs).
+async fn fetch_many(
+    gate: &airlock::runtime::connector::LoadedConnector,
+    input: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let action = Op::Action {
+        name: "fetch-many".into(),
+        input,
+    };
+    gate.invoke(action)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `guests` callers at once, each running the future `caller` makes; the first error fails all.
+async fn at_once<F>(guests: usize, mut caller: impl FnMut() -> F) -> anyhow::Result<()>
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..guests {
+        tasks.spawn(caller());
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
 impl Ways {
     /// `n` GETs of `url` each way, by `guests` callers at once (each `n / guests` in sequence).
     async fn run(&self, url: &str, n: usize, guests: usize) -> anyhow::Result<Rates> {
         let each = (n / guests).max(1);
         let total = (each * guests) as f64;
-        let (direct, direct_cpu) = timed(total, async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..guests {
+        let (direct, direct_cpu) = timed(
+            total,
+            at_once(guests, || {
                 let (client, url, auth) = (self.client.clone(), url.to_string(), self.auth.clone());
-                tasks.spawn(async move {
+                async move {
                     for _ in 0..each {
                         let req = http::Request::get(&url)
                             .header("authorization", &auth)
@@ -316,53 +334,35 @@ impl Ways {
                         resp.into_body().collect().await?;
                     }
                     anyhow::Ok(())
-                });
-            }
-            while let Some(r) = tasks.join_next().await {
-                r??;
-            }
-            anyhow::Ok(())
-        })
+                }
+            }),
+        )
         .await?;
         let input = serde_json::json!({"url": url, "count": each});
-        let (passing, passing_cpu) = timed(total, async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..guests {
+        let (passing, passing_cpu) = timed(
+            total,
+            at_once(guests, || {
                 let (p, input) = (self.passing.clone(), input.to_string());
-                tasks.spawn(async move {
+                async move {
                     let answer = p.invoke_text("fetch-many", &input).await?;
                     let v: serde_json::Value = serde_json::from_str(&answer)?;
                     anyhow::ensure!(v["ok"] == each, "pass-through run: {answer}");
                     anyhow::Ok(())
-                });
-            }
-            while let Some(r) = tasks.join_next().await {
-                r??;
-            }
-            anyhow::Ok(())
-        })
+                }
+            }),
+        )
         .await?;
-        let (gate, gate_cpu) = timed(total, async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..guests {
+        let (gate, gate_cpu) = timed(
+            total,
+            at_once(guests, || {
                 let (c, input) = (self.gate.clone(), input.clone());
-                tasks.spawn(async move {
-                    let r = c
-                        .invoke(Op::Action {
-                            name: "fetch-many".into(),
-                            input,
-                        })
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                async move {
+                    let r = fetch_many(&c, input).await?;
                     anyhow::ensure!(r["ok"] == each, "gate run: {r}");
                     anyhow::Ok(())
-                });
-            }
-            while let Some(r) = tasks.join_next().await {
-                r??;
-            }
-            anyhow::Ok(())
-        })
+                }
+            }),
+        )
         .await?;
         Ok(Rates {
             direct,
