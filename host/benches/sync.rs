@@ -199,9 +199,9 @@ auth = {{ type = "basic", username = "agent@example.com/token", password = "env:
     Airlock::start(config, Scrubber::new(), StartOptions::default()).await
 }
 
-/// The change-feed rows of the store in `dir`.
-fn change_rows(dir: &std::path::Path) -> anyhow::Result<i64> {
-    let conn = airlock::store::open(&dir.join("data"))?;
+/// The change-feed rows of the store in `store` (a daemon's is its data directory's `data`).
+fn change_rows(store: &std::path::Path) -> anyhow::Result<i64> {
+    let conn = airlock::store::open(store)?;
     Ok(conn.query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?)
 }
 
@@ -279,7 +279,7 @@ async fn sandboxed(
     let t = Instant::now();
     let r = a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
     let secs = t.elapsed().as_secs_f64();
-    let changes = || change_rows(dir);
+    let changes = || change_rows(&dir.join("data"));
     let before = changes()?;
     let mut resync_secs = f64::MAX;
     let mut resync_budget = PageBudget::default();
@@ -330,10 +330,7 @@ async fn native_resync(tickets: &str) -> anyhow::Result<(f64, i64)> {
     let fake = zendesk_fake(tickets)?;
     let d = tempfile::tempdir()?;
     native(&fake.base_url, d.path()).await?;
-    let changes = || -> anyhow::Result<i64> {
-        let conn = airlock::store::open(d.path())?;
-        Ok(conn.query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?)
-    };
+    let changes = || change_rows(d.path());
     let before = changes()?;
     let mut best = f64::MAX;
     for _ in 0..2 {
@@ -367,7 +364,7 @@ async fn changed_resync(
     let report: serde_json::Value =
         serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
     let changed = report["updated"].as_array().map_or(0, Vec::len);
-    let changes = || change_rows(dir);
+    let changes = || change_rows(&dir.join("data"));
     let before = changes()?;
     let t = Instant::now();
     let r = a.sync_stream("zendesk", "tickets", true, |_| {}).await?;
