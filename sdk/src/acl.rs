@@ -78,6 +78,46 @@ pub fn each<'a>(
     items.filter_map(|i| id(prefix, Some(i))).collect()
 }
 
+/// [`each`] for fields kept as the reply's text ([`crate::raw`]): `PREFIX` + each id of
+/// `values`, each one id or an array of them (`None`, null and other types give nothing), the
+/// same entries [`each`] makes of the same JSON.
+pub fn each_raw<'a>(
+    prefix: &str,
+    values: impl IntoIterator<Item = Option<&'a serde_json::value::RawValue>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for text in values.into_iter().flatten().map(|v| v.get()) {
+        match text.as_bytes().first() {
+            // Most id arrays of a record are empty.
+            Some(b'[') if text == "[]" => {}
+            Some(b'[') => {
+                let items = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text);
+                let items = items.into_iter().flatten().map(|i| i.get());
+                out.extend(
+                    items
+                        .filter(|i| !i.starts_with('['))
+                        .filter_map(|i| raw_id(prefix, i)),
+                );
+            }
+            _ => out.extend(raw_id(prefix, text)),
+        }
+    }
+    out
+}
+
+/// [`id`] of one value's JSON text: a plain integer or a string without escapes straight from
+/// the text, anything else parsed first.
+fn raw_id(prefix: &str, text: &str) -> Option<String> {
+    let bare = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+    match bare {
+        Some(s) if !s.contains('\\') => Some(s.trim())
+            .filter(|id| !id.is_empty())
+            .map(|id| [prefix, id].concat()),
+        None if crate::raw::is_plain_integer(text) => Some([prefix, text].concat()),
+        _ => id(prefix, serde_json::from_str(text).ok().as_ref()),
+    }
+}
+
 /// `PREFIX` + each id found at the `|`-separated JSON pointers of `v`, where a value may be one
 /// id (string or number) or an array of them, and a `*` segment walks every element of an array
 /// (`/fields/participants/*/accountId`). Missing, null and blank values give nothing.
@@ -236,6 +276,32 @@ pub fn readers_of_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_kept_as_text_make_the_entries_their_values_make() {
+        let texts = [
+            "7",
+            "-3",
+            "0",
+            r#"" 42 ""#,
+            r#""""#,
+            r#""a\u0062c""#,
+            "null",
+            "true",
+            "1.5",
+            "{}",
+            "123456789012345678901",
+            "[]",
+            r#"[1,"2",[3],null," ",{"id":4}]"#,
+            r#"[ 5 , "x\"y" ]"#,
+        ];
+        for text in texts {
+            let raw: &serde_json::value::RawValue = serde_json::from_str(text).unwrap();
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let expected = each("user:", [&value, &serde_json::Value::Null]);
+            assert_eq!(each_raw("user:", [Some(raw), None]), expected, "{text}");
+        }
+    }
 
     #[test]
     fn entries_are_sorted_deduplicated_and_never_empty() {

@@ -79,6 +79,19 @@ impl Document {
         self
     }
 
+    /// Structured fields as (key, JSON text) pairs, each value as the reply sent it (a field
+    /// kept as a [`crate::raw::RawValue`]; `None` writes `null`): nothing parsed or written
+    /// again. Keys in order and, of a key given twice, the last value, as
+    /// [`Document::metadata_fields`]. A value the host would write otherwise (spaces, other
+    /// escapes) is rewritten by the host, so what is stored is the same either way.
+    pub fn metadata_raw<const N: usize>(
+        mut self,
+        mut fields: [(&str, Option<&crate::raw::RawValue>); N],
+    ) -> Self {
+        self.metadata = crate::raw::object(&mut fields);
+        self
+    }
+
     /// The principals allowed to read it (empty: everyone in the tenant).
     pub fn acl(mut self, readers: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.acl = readers.into_iter().map(Into::into).collect();

@@ -186,6 +186,14 @@ pub fn typed<'a, T: Deserialize<'a>>(v: &'a Value) -> Result<T> {
     T::deserialize(v).map_err(|e| Error::upstream(format!("unexpected upstream record ({e})")))
 }
 
+/// The record in the JSON `text` as the typed `T`, as [`typed`] reads a `Value`: for a record
+/// with fields kept as text ([`crate::raw`]), which only text can lend. A `Value` at hand is read
+/// through its text: `typed_text(&v.to_string())`.
+pub fn typed_text<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T> {
+    let parsed = serde_json::from_str(text);
+    parsed.map_err(|e| Error::upstream(format!("unexpected upstream record ({e})")))
+}
+
 /// The non-blank [`text`]s of the `|`-separated `pointers`, trimmed and joined with `sep`.
 pub fn join(v: &Value, pointers: &str, sep: &str) -> String {
     let values: Vec<String> = pointers.split('|').map(|p| text(v, p)).collect();

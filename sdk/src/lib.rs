@@ -73,6 +73,7 @@ pub mod newest_first;
 pub mod odata;
 mod page;
 pub mod paging;
+pub mod raw;
 pub mod scopes;
 pub mod settings;
 pub mod text;
@@ -97,11 +98,11 @@ pub use watermark::Watermark;
 /// The names nearly every connector uses, in one import: `use airlock_sdk::prelude::*;`. A
 /// connector's own import of the same name wins over the glob.
 pub mod prelude {
-    pub use crate::serde_json::{self, Value, json};
+    pub use crate::serde_json::{self, Value, json, value::RawValue};
     pub use crate::{
         ActionInfo, BaseUrl, Connector, ConnectorInfo, Document, DocumentRef, Error, HealthStatus,
         List, NoInput, PageSize, Request, Response, Result, SearchRequest, SearchResult, SyncPage,
-        acl, action_input, cursor, html_to_text, ids, json, paging, settings, text, url,
+        acl, action_input, cursor, html_to_text, ids, json, paging, raw, settings, text, url,
     };
     pub use serde::de::DeserializeOwned;
 }
@@ -255,6 +256,15 @@ impl<T: Connector> bindings::exports::airlock::connector::connector::Guest for E
 macro_rules! fields {
     ({ $($key:literal : $value:expr),* $(,)? }) => {
         [$(($key, &$value as &$crate::serde_json::Value)),*]
+    };
+}
+
+/// The pairs of [`Document::metadata_raw`] in `json!` object syntax, each value a field kept as
+/// the reply's text (`Option<&RawValue>`, see [`raw`]): `raw_fields!({"status": t.status})`.
+#[macro_export]
+macro_rules! raw_fields {
+    ({ $($key:literal : $value:expr),* $(,)? }) => {
+        [$(($key, $value as Option<&$crate::raw::RawValue>)),*]
     };
 }
 

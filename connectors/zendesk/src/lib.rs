@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use airlock_sdk::export::{self, Position};
-use airlock_sdk::json::{Text, array, first, first_of, text, typed};
+use airlock_sdk::json::{Text, array, first, first_of, text, typed_text};
 use airlock_sdk::paging::{Next, PageNumber, Pages};
 use airlock_sdk::prelude::*;
 use airlock_sdk::text::or;
@@ -81,7 +81,7 @@ impl Connector for Zendesk {
                 let t = cfg.get(&format!("/tickets/{}.json", n[0]), &[]).send()?;
                 let t: Value = t.json_at("/ticket")?;
                 let access = Access::of(&cfg, std::slice::from_ref(&t))?;
-                ticket(&typed(&t)?, &access, &cfg)
+                ticket(&typed_text(&t.to_string())?, &access, &cfg)
             }
             ("article", n) => {
                 let path = format!("/help_center/articles/{}.json", n[0]);
@@ -184,7 +184,7 @@ fn sync_tickets(cfg: &Config, position: Position) -> Result<SyncPage> {
     let reply = cfg.get("/incremental/tickets/cursor.json", &query).send()?;
     let mut export: Page<Ticket> = reply.json()?;
     let orgs = std::mem::take(&mut export.organizations);
-    let orgs_of = export.items.iter().map(|t| t.organization_id.as_u64());
+    let orgs_of = export.items.iter().map(|t| raw::u64(t.organization_id));
     let access = Access::with(cfg, orgs_of.flatten().collect(), vec![], orgs)?;
     ticket_page(export, &access, cfg, position)
 }
@@ -194,7 +194,7 @@ type Tickets<'a> = Page<Ticket<'a>>;
 fn ticket_page(export: Tickets, access: &Access, cfg: &Config, prev: Position) -> Result<SyncPage> {
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for t in &export.items {
-        match t.status == "deleted" {
+        match raw::str(t.status).as_deref() == Some("deleted") {
             true => deletes.push(DocumentRef::new("ticket", record_id(t)?.to_string())),
             false => upserts.push(ticket(t, access, cfg)?),
         }
@@ -253,9 +253,9 @@ struct Page<T = Value> {
     end_time: Option<i64>,
 }
 
-/// A ticket: the fields its document and its readers are made of, its text borrowed from the
-/// reply. An export sends some 35 fields per ticket: building a `Value` of each was most of an
-/// unchanged re-sync's time. Text reads any scalar; the metadata and ACL fields pass as they came.
+/// A ticket: the fields its document and its readers are made of, borrowed from the reply. An
+/// export sends some 35 fields per ticket: building a `Value` of each was most of an unchanged
+/// re-sync's time. Text reads any scalar; the metadata and ACL fields stay the reply's text.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Ticket<'a> {
@@ -265,18 +265,18 @@ struct Ticket<'a> {
     description: Text<'a>,
     updated_at: Text<'a>,
     created_at: Text<'a>,
-    status: Value,
-    priority: Value,
+    status: Option<&'a RawValue>,
+    priority: Option<&'a RawValue>,
     #[serde(rename = "type")]
-    kind: Value,
-    requester_id: Value,
-    assignee_id: Value,
-    organization_id: Value,
-    group_id: Value,
-    tags: Option<Value>,
-    follower_ids: Value,
-    email_cc_ids: Value,
-    collaborator_ids: Value,
+    kind: Option<&'a RawValue>,
+    requester_id: Option<&'a RawValue>,
+    assignee_id: Option<&'a RawValue>,
+    organization_id: Option<&'a RawValue>,
+    group_id: Option<&'a RawValue>,
+    tags: Option<&'a RawValue>,
+    follower_ids: Option<&'a RawValue>,
+    email_cc_ids: Option<&'a RawValue>,
+    collaborator_ids: Option<&'a RawValue>,
 }
 
 /// The numeric `id` a ticket cannot do without (its absence fails the page).
@@ -285,16 +285,16 @@ fn record_id(t: &Ticket) -> Result<u64> {
 }
 
 fn ticket(t: &Ticket, access: &Access, cfg: &Config) -> Result<Document> {
-    let (id, none) = (record_id(t)?, Value::Array(vec![]));
-    let tags = t.tags.as_ref().unwrap_or(&none);
-    let meta = airlock_sdk::fields!({"status": t.status, "priority": t.priority, "type": t.kind,
-        "requester_id": t.requester_id, "assignee_id": t.assignee_id,
-        "organization_id": t.organization_id, "tags": *tags});
+    let id = record_id(t)?;
+    // Keys in order, as the metadata has them (no sorting per record).
+    let meta = airlock_sdk::raw_fields!({"assignee_id": t.assignee_id,
+        "organization_id": t.organization_id, "priority": t.priority, "requester_id": t.requester_id,
+        "status": t.status, "tags": t.tags.or(raw::empty_array()), "type": t.kind});
     Ok(Document::new("ticket", id.to_string(), &*t.subject)
         .body(&*t.description)
         .url(cfg.ticket_url(id))
         .updated_at(first_of([&*t.updated_at, &t.created_at]))
-        .metadata_fields(meta)
+        .metadata_raw(meta)
         .acl(readers(t, access, true)))
 }
 
@@ -321,7 +321,7 @@ fn articles(items: &[Value], cfg: &Config) -> Result<Vec<Document>> {
 /// Search results as documents: tickets and articles; other result types are skipped.
 fn search_hits(items: &[Value], access: &Access, cfg: &Config) -> Result<Vec<Document>> {
     let hit = |item: &Value| match item["result_type"].as_str() {
-        Some("ticket") => Some(typed(item).and_then(|t| ticket(&t, access, cfg))),
+        Some("ticket") => Some(typed_text(&item.to_string()).and_then(|t| ticket(&t, access, cfg))),
         Some("article") => Some(article(item, access)),
         _ => None,
     };
@@ -363,13 +363,13 @@ impl Access {
 /// ticket, the agents of its group, its assignee and followers; for public content also the
 /// requester, the CCs and, when its organization shares tickets, that organization's users.
 fn readers(t: &Ticket, access: &Access, public: bool) -> Vec<String> {
-    let mut out = acl::each("user:", [&t.assignee_id, &t.follower_ids]);
-    out.extend(acl::each(GROUP, [&t.group_id]));
+    let mut out = acl::each_raw("user:", [t.assignee_id, t.follower_ids]);
+    out.extend(acl::each_raw(GROUP, [t.group_id]));
     out.push(acl::group(AGENTS));
     if public {
-        let people = [&t.requester_id, &t.email_cc_ids, &t.collaborator_ids];
-        out.extend(acl::each("user:", people));
-        let org = acl::each(ORG, [&t.organization_id]).into_iter();
+        let people = [t.requester_id, t.email_cc_ids, t.collaborator_ids];
+        out.extend(acl::each_raw("user:", people));
+        let org = acl::each_raw(ORG, [t.organization_id]).into_iter();
         out.extend(org.filter(|o| access.shared.contains(o)));
     }
     acl::of(out)
@@ -397,7 +397,8 @@ fn event_comments(events: &[Value], cfg: &Config) -> Result<Vec<Document>> {
     let ids = events.iter().filter_map(|e| e["ticket_id"].as_u64());
     let tickets = paging::by_ids(ids, 100, |ids| cfg.many("/tickets/show_many.json", ids))?;
     let (access, mut again, mut out) = (Access::of(cfg, &tickets)?, BTreeSet::new(), Vec::new());
-    let tickets: Vec<Ticket> = tickets.iter().map(typed).collect::<Result<_>>()?;
+    let texts: Vec<String> = tickets.iter().map(Value::to_string).collect();
+    let tickets: Vec<Ticket> = texts.iter().map(|t| typed_text(t)).collect::<Result<_>>()?;
     let is_comment = |c: &&Value| first(c, "/event_type|/type") == "Comment";
     for e in events {
         let id = json::required_u64(e, "/ticket_id")?;
@@ -537,12 +538,16 @@ mod tests {
             ],
             "after_cursor": "n1", "end_of_stream": true
         }));
+        // Each field as a `Value` (null when missing), tags `[]` when missing or null.
+        let value = |raw: Option<&RawValue>| {
+            raw.map_or(Value::Null, |r| serde_json::from_str(r.get()).unwrap())
+        };
         for t in &page.items {
-            let none = json!([]);
-            let tags = t.tags.as_ref().unwrap_or(&none);
-            let before = json!({"status": t.status, "priority": t.priority, "type": t.kind,
-                "requester_id": t.requester_id, "assignee_id": t.assignee_id,
-                "organization_id": t.organization_id, "tags": tags});
+            let tags = t.tags.map_or(json!([]), |r| value(Some(r)));
+            let before = json!({"status": value(t.status), "priority": value(t.priority),
+                "type": value(t.kind), "requester_id": value(t.requester_id),
+                "assignee_id": value(t.assignee_id), "organization_id": value(t.organization_id),
+                "tags": tags});
             let doc = ticket(t, &open(), &cfg()).unwrap();
             assert_eq!(doc.metadata, before.to_string());
         }
@@ -635,7 +640,8 @@ mod tests {
     fn comments_and_articles() {
         let t = json!({"id": 7, "requester_id": 3, "email_cc_ids": [4], "organization_id": 9,
             "group_id": 2, "assignee_id": 5});
-        let t: Ticket = typed(&t).unwrap();
+        let text = t.to_string();
+        let t: Ticket = typed_text(&text).unwrap();
         let shared = vec!["group:zendesk-org:9".to_string()];
         let access = Access {
             shared,
