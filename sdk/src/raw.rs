@@ -49,13 +49,15 @@ pub fn empty_array() -> Option<&'static RawValue> {
 }
 
 /// Whether `text` is a JSON integer as a `Value` writes it back: digits (an optional `-`), no
-/// leading zero, short enough to fit an `i64`/`u64` (a longer one becomes a float).
+/// leading zero, short enough to fit an `i64`/`u64` (a longer one becomes a float), and not
+/// `-0` (a float to serde_json, written back as `-0.0`).
 pub(crate) fn is_plain_integer(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let short = !digits.is_empty() && digits.len() <= 18;
     short
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0"
 }
 
 /// A JSON object of `(key, value)` pairs, each value as its text (`None`: `null`): keys sorted
@@ -127,6 +129,7 @@ mod tests {
     fn an_unsigned_integer_is_read_as_a_value_reads_it() {
         for text in [
             "0",
+            "-0",
             "7",
             "18446744073709551615",
             "-1",
@@ -161,6 +164,7 @@ mod tests {
     fn plain_integers_are_those_a_value_writes_back_unchanged() {
         for text in [
             "0",
+            "-0",
             "-5",
             "123456789012345678",
             "1.5",
