@@ -183,15 +183,18 @@ impl<'de> de::Visitor<'de> for TextVisitor {
 /// `show_many` item read like the records of an export page; an `upstream` error when it does
 /// not match.
 pub fn typed<'a, T: Deserialize<'a>>(v: &'a Value) -> Result<T> {
-    T::deserialize(v).map_err(|e| Error::upstream(format!("unexpected upstream record ({e})")))
+    T::deserialize(v).map_err(unexpected_record)
 }
 
 /// The record in the JSON `text` as the typed `T`, as [`typed`] reads a `Value`: for a record
 /// with fields kept as text ([`crate::raw`]), which only text can lend. A `Value` at hand is read
 /// through its text: `typed_text(&v.to_string())`.
 pub fn typed_text<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T> {
-    let parsed = serde_json::from_str(text);
-    parsed.map_err(|e| Error::upstream(format!("unexpected upstream record ({e})")))
+    serde_json::from_str(text).map_err(unexpected_record)
+}
+
+fn unexpected_record(e: serde_json::Error) -> Error {
+    Error::upstream(format!("unexpected upstream record ({e})"))
 }
 
 /// The non-blank [`text`]s of the `|`-separated `pointers`, trimmed and joined with `sep`.
