@@ -1,7 +1,8 @@
 //! `make bench`: sandboxed sync of 100,000 Zendesk tickets into the store vs a native Rust
 //! baseline, in the same run, that makes the same HTTP requests to the same fake (a separate
 //! process) and the same SQLite writes (documents + FTS index + cursor, one transaction per
-//! page), pipelined like the host's sync loop (a page commits while the next is fetched). Goals: sandboxed <= 1.25x the native time and >= 20,000 records/s. Then a full
+//! page), pipelined like the host's sync loop (a page commits while the next is fetched).
+//! Goals: sandboxed <= 1.25x the native time and >= 20,000 records/s. Then a full
 //! re-sync of the same, unchanged tickets: goal >= 100,000 records/s and no change-feed row.
 //! Last, on a fake of its own, a full re-sync after every live ticket changed: goal >= 15,000
 //! records/s.
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 const TICKETS: usize = 100_000;
 const TOKEN: &str = "demo-zendesk-token";
-/// Tickets per export page, both ways (the connector's default page size).
+/// Pages of a sync of every ticket, both ways (1,000 tickets a page: the connector's default).
 const PAGES: f64 = TICKETS as f64 / 1000.0;
 
 #[derive(Deserialize)]
@@ -170,6 +171,7 @@ fn commit_native_page(
 ) -> anyhow::Result<()> {
     let now = airlock::store::now_rfc3339();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Each page names its sync call, as the host's sync loop does.
     let call = Some(format!("bench-{records}"));
     let call = call.as_deref();
     documents::apply_stream_page(&tx, "zendesk", Some("tickets"), call, ups, dels, &now)?;
