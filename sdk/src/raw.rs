@@ -18,8 +18,8 @@
 //!     .acl(acl::each_raw("user:", [t.follower_ids]));
 //! ```
 //!
-//! A record with such fields is read from text only (`Response::json`, [`crate::json::typed_text`]):
-//! a `Value` cannot lend its text.
+//! A record with such fields is read from text only (`Response::json`,
+//! [`crate::json::typed_text`]): a `Value` cannot lend its text.
 
 use std::borrow::Cow;
 
