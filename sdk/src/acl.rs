@@ -86,6 +86,17 @@ pub fn each_raw<'a>(
     values: impl IntoIterator<Item = Option<&'a serde_json::value::RawValue>>,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    extend_raw(&mut out, prefix, values);
+    out
+}
+
+/// [`each_raw`]'s entries appended to `out`: a record's several id fields into one list, with
+/// no list made for each on the way.
+pub fn extend_raw<'a>(
+    out: &mut Vec<String>,
+    prefix: &str,
+    values: impl IntoIterator<Item = Option<&'a serde_json::value::RawValue>>,
+) {
     for text in values.into_iter().flatten().map(|v| v.get()) {
         match text.as_bytes().first() {
             // Most id arrays of a record are empty.
@@ -102,7 +113,6 @@ pub fn each_raw<'a>(
             _ => out.extend(raw_id(prefix, text)),
         }
     }
-    out
 }
 
 /// [`id`] of one value's JSON text: a plain integer or a string without escapes straight from
@@ -202,7 +212,9 @@ pub fn emails_at(v: &serde_json::Value, pointers: &str) -> Vec<String> {
 pub fn of(entries: impl IntoIterator<Item = impl Into<Option<String>>>) -> Vec<String> {
     let entries = entries.into_iter().filter_map(Into::into);
     let mut acl: Vec<String> = entries.filter(|e: &String| !e.trim().is_empty()).collect();
-    acl.sort();
+    // `str`'s order, compared inline: a `str` comparison is a call to `memcmp`, which wasm does
+    // not inline (a few entries, every record).
+    acl.sort_by(|a, b| a.bytes().cmp(b.bytes()));
     acl.dedup();
     if acl.is_empty() {
         acl.push(NOBODY.to_owned());
@@ -301,7 +313,27 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
             let expected = each("user:", [&value, &serde_json::Value::Null]);
             assert_eq!(each_raw("user:", [Some(raw), None]), expected, "{text}");
+            let mut appended = vec!["kept".to_string()];
+            extend_raw(&mut appended, "user:", [Some(raw)]);
+            assert_eq!(appended[0], "kept");
+            assert_eq!(appended[1..], expected, "{text}");
         }
+    }
+
+    #[test]
+    fn entries_are_in_the_order_of_their_text() {
+        let entries = [
+            "user:é",
+            "user:z",
+            "user:Z",
+            "group:a b",
+            "user:10",
+            "user:9",
+            "user:",
+        ];
+        let mut sorted: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+        sorted.sort();
+        assert_eq!(of(entries.map(String::from)), sorted);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! [`crate::json::typed_text`]): a `Value` cannot lend its text.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 pub use serde_json::value::RawValue;
 
@@ -45,7 +46,11 @@ pub fn u64(raw: Option<&RawValue>) -> Option<u64> {
 
 /// `[]`, for a field that stands for an empty list when it is missing or null.
 pub fn empty_array() -> Option<&'static RawValue> {
-    serde_json::from_str("[]").ok()
+    // Made once: a record without the field asks for it, every record of a page.
+    static EMPTY: OnceLock<Option<Box<RawValue>>> = OnceLock::new();
+    EMPTY
+        .get_or_init(|| RawValue::from_string("[]".to_owned()).ok())
+        .as_deref()
 }
 
 /// Whether `text` is a JSON integer as a `Value` writes it back: digits (an optional `-`), no
@@ -123,6 +128,13 @@ mod tests {
             assert_eq!(str(Some(raw(other))), None, "{other}");
         }
         assert_eq!(str(None), None);
+    }
+
+    #[test]
+    fn the_empty_array_is_one_value_made_once() {
+        let first = empty_array().map(RawValue::get);
+        assert_eq!(first, Some("[]"));
+        assert!(std::ptr::eq(empty_array().unwrap(), empty_array().unwrap()));
     }
 
     #[test]

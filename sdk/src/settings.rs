@@ -140,7 +140,8 @@ impl BaseUrl {
 
     /// `path` (starting with `/`) under this base.
     pub fn join(&self, path: &str) -> String {
-        format!("{}{path}", self.0)
+        // Not `format!`: a link per synced record is made here.
+        [self.0.as_str(), path].concat()
     }
 
     /// A GET of `path` (starting with `/`) under this base.

@@ -331,9 +331,11 @@ fn search_hits(items: &[Value], access: &Access, cfg: &Config) -> Result<Vec<Doc
 // ---- Permissions (docs/connectors/zendesk.md) -------------------------------------------------
 
 /// What a page's ACLs need beyond its records: the organizations among them that share their
-/// tickets (as ACL entries), and the Help Center user segments its articles name.
+/// tickets (their ids), and the Help Center user segments its articles name.
 struct Access {
-    shared: Vec<String>,
+    /// The ids (JSON text) of those organizations: a set every ticket of a page looks its own
+    /// organization up in, by id (an entry's long common prefix made each comparison slow).
+    shared: BTreeSet<String>,
     segments: Vec<Value>,
 }
 
@@ -350,7 +352,7 @@ impl Access {
         let path = "/organizations/show_many.json";
         let orgs = paging::by_ids_besides(wanted, orgs, 100, |ids| cfg.many(path, ids))?;
         let shared = orgs.iter().filter(|o| o["shared_tickets"] == true);
-        let shared = shared.flat_map(|o| acl::at(o, ORG, "/id")).collect();
+        let shared = shared.flat_map(|o| acl::at(o, "", "/id")).collect();
         let segments = paging::by_ids(segs, 1, |id| {
             let path = format!("/help_center/user_segments/{id}.json");
             Ok(vec![cfg.get(&path, &[]).send()?.json_at("/user_segment")?])
@@ -364,13 +366,13 @@ impl Access {
 /// requester, the CCs and, when its organization shares tickets, that organization's users.
 fn readers(t: &Ticket, access: &Access, public: bool) -> Vec<String> {
     let mut out = acl::each_raw("user:", [t.assignee_id, t.follower_ids]);
-    out.extend(acl::each_raw(GROUP, [t.group_id]));
-    out.push(acl::group(AGENTS));
+    acl::extend_raw(&mut out, GROUP, [t.group_id]);
+    out.push(["group:", AGENTS].concat()); // `acl::group` without `format!`, once a ticket
     if public {
         let people = [t.requester_id, t.email_cc_ids, t.collaborator_ids];
-        out.extend(acl::each_raw("user:", people));
+        acl::extend_raw(&mut out, "user:", people);
         let org = acl::each_raw(ORG, [t.organization_id]).into_iter();
-        out.extend(org.filter(|o| access.shared.contains(o)));
+        out.extend(org.filter(|o| access.shared.contains(&o[ORG.len()..])));
     }
     acl::of(out)
 }
@@ -469,7 +471,7 @@ mod tests {
     /// No organization shares tickets, no segments.
     fn open() -> Access {
         Access {
-            shared: vec![],
+            shared: BTreeSet::new(),
             segments: vec![],
         }
     }
@@ -642,7 +644,7 @@ mod tests {
             "group_id": 2, "assignee_id": 5});
         let text = t.to_string();
         let t: Ticket = typed_text(&text).unwrap();
-        let shared = vec!["group:zendesk-org:9".to_string()];
+        let shared = BTreeSet::from(["9".to_string()]);
         let access = Access {
             shared,
             segments: vec![],
@@ -675,7 +677,7 @@ mod tests {
         ];
         assert_eq!(public.unwrap().acl, everyone_of_it.concat());
         let closed = Access {
-            shared: vec![],
+            shared: BTreeSet::new(),
             segments: vec![],
         };
         assert!(!readers(&t, &closed, true).contains(&"group:zendesk-org:9".to_string()));
