@@ -84,6 +84,10 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
         )
     );
     let mut conn = Some(airlock::store::open(dir)?);
+    // The store's WAL checkpoints run beside its commits, as in the daemon (`Db`).
+    let checkpoints = std::sync::Arc::new(airlock::store::wal_checkpoints::Checkpointer::start(
+        &airlock::store::db_path(dir),
+    )?);
     let mut pending: Option<tokio::task::JoinHandle<anyhow::Result<rusqlite::Connection>>> = None;
     let t = Instant::now();
     let mut cursor: Option<String> = None;
@@ -145,8 +149,10 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
             .take()
             .ok_or_else(|| anyhow::anyhow!("no store connection"))?;
         let committed = next.clone();
+        let checkpoints = checkpoints.clone();
         pending = Some(tokio::task::spawn_blocking(move || {
             commit_native_page(&mut c, records, &ups, &dels, committed.as_deref())?;
+            checkpoints.nudge();
             Ok(c)
         }));
         cursor = next;

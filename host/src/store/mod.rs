@@ -20,6 +20,7 @@ pub mod sync_state;
 pub mod token_cache;
 pub mod tokens;
 pub mod vault;
+pub mod wal_checkpoints;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -501,6 +502,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(busy_wait))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Checkpoints are the daemon's checkpoint thread's work ([`wal_checkpoints`]); a commit
+    // checkpoints by itself only past this bound.
+    conn.pragma_update(None, "wal_autocheckpoint", wal_checkpoints::FALLBACK_PAGES)?;
     // A bigger page cache keeps the FTS index's hot b-tree pages in memory during sync bursts.
     conn.pragma_update(None, "cache_size", -65536)
 }
@@ -572,6 +576,8 @@ pub struct Db {
     pub(crate) tokens: token_cache::TokenCache,
     /// Its own read connection for the revocation count, asked on the request's thread.
     revocations: std::sync::Mutex<Option<Connection>>,
+    /// Copies the write-ahead log into the file beside the writers, nudged after each write.
+    checkpoints: wal_checkpoints::Checkpointer,
 }
 
 /// At most this many read connections (each with its own page cache).
@@ -579,8 +585,10 @@ const READERS: usize = 4;
 
 impl Db {
     pub fn open(data_dir: &Path) -> anyhow::Result<Db> {
+        let conn = open(data_dir)?;
         Ok(Db {
-            conn: std::sync::Mutex::new(open(data_dir)?),
+            checkpoints: wal_checkpoints::Checkpointer::start(&db_path(data_dir))?,
+            conn: std::sync::Mutex::new(conn),
             readers: std::sync::Mutex::new(Vec::new()),
             reader_slots: tokio::sync::Semaphore::new(READERS),
             path: db_path(data_dir),
@@ -674,7 +682,9 @@ impl Db {
                 .conn
                 .lock()
                 .map_err(|_| anyhow::anyhow!("database connection poisoned"))?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            db.checkpoints.nudge();
+            result
         })
         .await
         .map_err(|e| anyhow::anyhow!("database task failed: {e}"))?
