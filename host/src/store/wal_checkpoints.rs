@@ -10,11 +10,11 @@
 //! none (the CLI's one-shot commands).
 
 use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 /// The log size (pages) past which a committing connection checkpoints by itself; ~40 MB at
 /// SQLite's default 4 KiB pages.
@@ -43,9 +43,13 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread, with its own connection to the database at `path`.
+    /// Starts the thread, with its own connection to the existing database at `path` (never
+    /// one it creates: the store makes the file, owner-only, first).
     pub fn start(path: &Path) -> anyhow::Result<Checkpointer> {
-        let conn = Connection::open(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         // One waiting nudge is enough: a checkpoint copies everything committed before it.
         let (nudges, rx) = std::sync::mpsc::sync_channel(1);
         let last = Arc::new(Mutex::new(None));
@@ -63,10 +67,9 @@ impl Checkpointer {
 
     /// Asks for a checkpoint soon (after a commit); never blocks.
     pub fn nudge(&self) {
+        // Full: a checkpoint is asked for already, and covers this write too.
         if let Some(tx) = &self.nudges {
-            match tx.try_send(()) {
-                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-            }
+            let _ = tx.try_send(());
         }
     }
 
@@ -126,6 +129,19 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Outcome> {
 mod tests {
     use super::*;
 
+    /// Nudges `ckpt` and waits for what its first checkpoint reports.
+    fn first_checkpoint(ckpt: &Checkpointer) -> Outcome {
+        ckpt.nudge();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match ckpt.last() {
+                Some(o) => return o,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                None => panic!("no checkpoint within 10 s of a nudge"),
+            }
+        }
+    }
+
     #[test]
     fn a_nudge_copies_the_log_into_the_file_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
@@ -139,17 +155,7 @@ mod tests {
             .unwrap();
         let ckpt = Checkpointer::start(&path).unwrap();
         assert_eq!(ckpt.last(), None, "nothing before the first nudge");
-        ckpt.nudge();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let copied = loop {
-            match ckpt.last() {
-                Some(o) => break o,
-                None if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                None => panic!("no checkpoint within 10 s of a nudge"),
-            }
-        };
+        let copied = first_checkpoint(&ckpt);
         assert!(copied.log_frames > 900, "{copied:?}");
         assert_eq!(
             copied.checkpointed, copied.log_frames,
@@ -158,17 +164,28 @@ mod tests {
     }
 
     #[test]
-    fn dropping_it_ends_its_thread() {
+    fn dropping_it_closes_its_connection() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "journal_mode", "WAL")
-            .unwrap();
+        let own = Connection::open(&path).unwrap();
+        own.pragma_update(None, "journal_mode", "WAL").unwrap();
+        own.busy_timeout(Duration::ZERO).unwrap();
+        let leave_wal = |c: &Connection| {
+            c.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
+        };
         let ckpt = Checkpointer::start(&path).unwrap();
-        ckpt.nudge();
-        ckpt.nudge();
-        // Joins the thread: a hang here would hang the test.
+        first_checkpoint(&ckpt);
+        // Leaving WAL mode needs the only connection to the file.
+        assert!(leave_wal(&own).is_err(), "the thread's connection is open");
         drop(ckpt);
+        assert_eq!(leave_wal(&own).unwrap(), "delete");
+    }
+
+    #[test]
+    fn it_never_creates_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.db");
+        assert!(Checkpointer::start(&path).is_err());
+        assert!(!path.exists());
     }
 }
