@@ -407,8 +407,8 @@ impl Scrubber {
     /// them: many short texts (a sync page's some 16,000 fields) cost a few scans, not a scan's
     /// set-up each. A match across a joint (a secret holding a NUL) answers true too: callers
     /// then look field by field. The texts are joined a cache-sized batch at a time (a text is
-    /// never split; a longer one is scanned on its own): joining a 1 MB page into one fresh
-    /// buffer cost more in copies and page faults than the scan itself.
+    /// never split; a longer one is scanned on its own): one buffer for a whole 1 MB page grew
+    /// by doubling, so each page copied its text about twice into fresh memory.
     pub fn finds_in_any<'t>(&self, texts: impl IntoIterator<Item = &'t str>) -> bool {
         const BATCH: usize = 64 * 1024;
         let Ok(inner) = self.inner.read() else {
