@@ -29,7 +29,7 @@ const INTERVAL: Duration = Duration::from_secs(5);
 const SPACING: Duration = Duration::from_millis(50);
 
 /// What the last checkpoint reported: frames in the log and frames copied into the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub log_frames: i64,
     pub checkpointed: i64,
@@ -129,6 +129,14 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Outcome> {
 mod tests {
     use super::*;
 
+    /// A database in WAL mode in `dir`, and a connection to it.
+    fn wal_db(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        (path, conn)
+    }
+
     /// Nudges `ckpt` and waits for what its first checkpoint reports.
     fn first_checkpoint(ckpt: &Checkpointer) -> Outcome {
         ckpt.nudge();
@@ -145,9 +153,7 @@ mod tests {
     #[test]
     fn a_nudge_copies_the_log_into_the_file_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let writer = Connection::open(&path).unwrap();
-        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let (path, writer) = wal_db(&dir);
         // The writer never checkpoints by itself here: only the thread can.
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         writer
@@ -166,9 +172,7 @@ mod tests {
     #[test]
     fn dropping_it_closes_its_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let own = Connection::open(&path).unwrap();
-        own.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let (path, own) = wal_db(&dir);
         own.busy_timeout(Duration::ZERO).unwrap();
         let leave_wal = |c: &Connection| {
             c.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
