@@ -49,10 +49,21 @@ impl SyncPage {
     /// not handed out before in this run (`was_given` says which were: at least the cursor this
     /// page was asked with).
     pub fn stall(&self, was_given: impl Fn(&str) -> bool) -> Option<Stall> {
-        if self.done {
+        Stall::of(self.done, self.next_cursor.as_deref(), was_given)
+    }
+}
+
+impl Stall {
+    /// The progress rule for a page that ends (`done`) or brings `next_cursor`.
+    pub fn of(
+        done: bool,
+        next_cursor: Option<&str>,
+        was_given: impl Fn(&str) -> bool,
+    ) -> Option<Stall> {
+        if done {
             return None;
         }
-        match self.next_cursor.as_deref() {
+        match next_cursor {
             None => Some(Stall::NoCursor),
             Some(c) if was_given(c) => Some(Stall::RepeatedCursor),
             Some(_) => None,

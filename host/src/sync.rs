@@ -366,9 +366,9 @@ impl Syncer {
                 store.record_sync_error(connector, stream, &msg).await?;
                 return Err(SyncError::Contract(msg));
             }
-            let (ups, dels) = (page.upserts.len() as u64, page.deletes.len() as u64);
-            let done = page.done;
-            let next = page.next_cursor.clone();
+            let (ups, dels) = page.counts();
+            let done = page.done();
+            let next = page.next_cursor().map(str::to_string);
             // Commits stay strictly in order: page N+1 is committed only after page N.
             settle(&mut pending, &mut report, started, &mut on_progress).await?;
             self.metrics
@@ -390,26 +390,34 @@ impl Syncer {
             let invocation = instance.retried_as().map_or(invocation, str::to_string);
             let audit = self.audit.clone();
             let commit_to = store.clone();
-            let commit = PageCommit {
-                connector: connector.to_string(),
-                stream: stream.to_string(),
-                invocation: Some(invocation),
-                upserts: page.upserts,
-                deletes: page.deletes,
-                next_cursor: page.next_cursor,
-                counts,
-                done: page.done,
-                prune_before: self.prune_due(),
-                lease: Some(lease.clone()),
-                lease_ttl: self.lease_ttl,
-            };
+            let (connector_id, stream_name) = (connector.to_string(), stream.to_string());
+            let prune_before = self.prune_due();
+            let (lease, lease_ttl) = (lease.clone(), self.lease_ttl);
             let commit = tokio::spawn(
                 async move {
-                    // Write-ahead: the rows of the requests behind this page first, so a crash
-                    // never keeps a page whose requests have no audit row.
-                    tokio::task::spawn_blocking(move || audit.flush_durable())
-                        .await
-                        .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
+                    // The page becomes the model's (scrubbed) here, off the invoking thread,
+                    // while the next page is fetched. Write-ahead: the rows of the requests
+                    // behind this page first, so a crash never keeps a page whose requests
+                    // have no audit row.
+                    let page = tokio::task::spawn_blocking(move || {
+                        let page = page.into_page();
+                        audit.flush_durable().map(|()| page)
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
+                    let commit = PageCommit {
+                        connector: connector_id,
+                        stream: stream_name,
+                        invocation: Some(invocation),
+                        upserts: page.upserts,
+                        deletes: page.deletes,
+                        next_cursor: page.next_cursor,
+                        counts,
+                        done: page.done,
+                        prune_before,
+                        lease: Some(lease),
+                        lease_ttl,
+                    };
                     commit_to.commit_page(commit).await?;
                     commit_to.notify_committed();
                     tracing::debug!(upserts = ups, deletes = dels, "page committed");

@@ -5,8 +5,10 @@ pub mod connector;
 pub mod context;
 pub mod contract;
 pub mod engine;
+pub mod fetched_page;
 pub mod input;
 pub mod linked;
+mod scrub_results;
 pub mod shared;
 pub mod state;
 

@@ -257,13 +257,15 @@ impl ContractInstance {
         ))
     }
 
-    /// `connector.sync`.
+    /// `connector.sync`, in the newest version's records: a page becomes a
+    /// [`model::SyncPage`] later, off the invoking thread (see
+    /// `crate::runtime::fetched_page::FetchedPage`).
     pub(crate) async fn sync(
         &self,
         s: &mut Store<State>,
         stream: &str,
         cursor: Option<&str>,
-    ) -> CallResult<model::SyncPage> {
+    ) -> CallResult<latest::types::SyncPage> {
         on_instance!(self, |w| answer!(
             w.airlock_connector_connector().call_sync(s, stream, cursor)
         ))
