@@ -1,10 +1,10 @@
 //! Decoded views of an upstream's answer: the text as it reads once one kind of escape (JSON
 //! `\u`, percent-encoding, quoted-printable, HTML character references) is undone, for the
 //! gate's reveal scan. A view is its input with each escape replaced by what it decodes to, so
-//! a view is kept as its list of escapes: [`Decoded`] builds the whole text (a first view, which
-//! the second level decodes again), [`Unbuilt`] builds only the stretches asked for (a second
-//! view, scanned only around its escapes). Either way the escapes are found by one scan of the
-//! whole input, front to back, so a stretch never starts inside an escape.
+//! a view is kept as its list of escapes: [`Unbuilt`] builds only the stretches a scan asks for
+//! (around its escapes), or the whole text into a caller's buffer (a first view, which the
+//! second level decodes again). The escapes are found by one scan of the whole input, front to
+//! back, so a stretch never starts inside an escape.
 
 /// One escape: the input's bytes `from..to` decode to `piece`.
 #[derive(Debug, PartialEq)]
@@ -68,13 +68,15 @@ pub(super) trait View {
 }
 
 /// A decoded text and where its decoded pieces lie in it (start, end); everything between
-/// them is the input copied as it was.
+/// them is the input copied as it was. Built whole: the tests' reference for [`Unbuilt`].
+#[cfg(test)]
 #[derive(Debug, PartialEq)]
 pub(super) struct Decoded {
     pub bytes: Vec<u8>,
     pieces: Vec<(usize, usize)>,
 }
 
+#[cfg(test)]
 impl Decoded {
     /// The whole view of `input` with `escapes` undone.
     pub fn build(input: &[u8], escapes: &[Escape]) -> Decoded {
@@ -99,6 +101,7 @@ pub(super) fn decode(input: &[u8], decoding: Decoding) -> Option<Decoded> {
     decoding(input).map(|escapes| Decoded::build(input, &escapes))
 }
 
+#[cfg(test)]
 impl View for Decoded {
     fn len(&self) -> usize {
         self.bytes.len()
@@ -141,6 +144,15 @@ impl<'a> Unbuilt<'a> {
             escapes,
             pieces,
         }
+    }
+}
+
+impl Unbuilt<'_> {
+    /// The whole view, written into `out` (cleared first).
+    pub fn build_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.len);
+        self.stretch(0, self.len, out);
     }
 }
 
