@@ -10,8 +10,6 @@ use base64::Engine as _;
 
 mod views;
 
-#[cfg(test)]
-use views::Decoded;
 use views::{DECODINGS, Unbuilt, View};
 
 thread_local! {
