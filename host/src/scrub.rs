@@ -13,7 +13,8 @@ mod views;
 use views::{DECODINGS, Unbuilt, View};
 
 thread_local! {
-    /// Where [`Scrubber::reveals`] builds a decoded view, kept from one answer to the next.
+    /// Where [`Scrubber::reveals`] and [`Scrubber::reveals_decoded`] build a decoded view, kept
+    /// from one answer to the next.
     static VIEW_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

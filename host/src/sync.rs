@@ -399,12 +399,13 @@ impl Syncer {
                     // while the next page is fetched. Write-ahead: the rows of the requests
                     // behind this page first, so a crash never keeps a page whose requests
                     // have no audit row.
+                    let span = tracing::Span::current();
                     let page = tokio::task::spawn_blocking(move || {
-                        let page = page.into_page();
+                        let page = span.in_scope(|| page.into_page());
                         audit.flush_durable().map(|()| page)
                     })
                     .await
-                    .map_err(|e| anyhow::anyhow!("audit flush: {e}"))??;
+                    .map_err(|e| anyhow::anyhow!("page conversion or audit flush: {e}"))??;
                     let commit = PageCommit {
                         connector: connector_id,
                         stream: stream_name,

@@ -438,7 +438,8 @@ impl LoadedConnector {
             other => other?,
         };
         // Pages are stored, then served by search and get: a connector that may `reveal` a
-        // secret (or relays an upstream's echo) must not get it into the store.
+        // secret (or relays an upstream's echo) must not get it into the store, so the page
+        // carries the scrubber its records pass in `FetchedPage::into_page`.
         Ok(FetchedPage::new(page, &self.ctx.scrubber, &self.id, stream))
     }
 

@@ -60,10 +60,15 @@ impl FetchedPage {
         Stall::of(self.done(), self.next_cursor(), was_given)
     }
 
-    /// The page in the model, with every secret value removed (and a warning when one was).
+    /// The page in the model, with every secret value removed (and a warning when one was). Its
+    /// cursor stays the one [`FetchedPage::next_cursor`] handed on, scrubbed when fetched.
     pub fn into_page(self) -> model::SyncPage {
-        let mut page = model::SyncPage::from(self.raw);
-        if scrub_page(&self.scrubber, &mut page) || self.cursor_scrubbed {
+        let mut raw = self.raw;
+        let cursor = raw.next_cursor.take();
+        let mut page = model::SyncPage::from(raw);
+        let scrubbed = scrub_page(&self.scrubber, &mut page);
+        page.next_cursor = cursor;
+        if scrubbed || self.cursor_scrubbed {
             tracing::warn!(
                 connector = %self.connector,
                 stream = %self.stream,
@@ -116,6 +121,16 @@ mod tests {
         let text = serde_json::to_string(&page).unwrap();
         assert!(!text.contains(SECRET), "{text}");
         assert!(text.contains(crate::scrub::REDACTED), "{text}");
+    }
+
+    #[test]
+    fn the_stored_cursor_is_the_one_handed_on() {
+        let s = scrubber();
+        let fetched = FetchedPage::new(raw("x"), &s, "zendesk", "tickets");
+        let handed_on = fetched.next_cursor().map(str::to_string);
+        // A value learnt between the fetch and the commit does not change the stored cursor.
+        s.add("after-x");
+        assert_eq!(fetched.into_page().next_cursor, handed_on);
     }
 
     #[test]

@@ -381,6 +381,9 @@ mod tests {
                 let built = Decoded::build(&text, &escapes);
                 let unbuilt = Unbuilt::new(&text, escapes);
                 assert_eq!(unbuilt.len(), built.len(), "{name}: {text:?}");
+                let mut whole = b"left over".to_vec();
+                unbuilt.build_into(&mut whole);
+                assert_eq!(whole, built.bytes, "{name}: {text:?}");
                 assert!(unbuilt.pieces().eq(built.pieces()), "{name}: {text:?}");
                 let n = built.len();
                 for start in 0..=n {

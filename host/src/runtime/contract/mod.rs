@@ -170,7 +170,8 @@ pub(crate) type CallResult<R> = wasmtime::Result<Result<R, ConnectorError>>;
 
 /// Runs `$body` with `$w` bound to the instance's generated world (and `$v`, if given, naming its
 /// version's module). The body is the same for every version: each version's records convert into `model`
-/// types (`From` impls in its file), so callers never see a version's generated types.
+/// types (`From` impls in its file), so callers never see a version's generated types; only a
+/// sync page stays in the newest version's records until the sync loop converts it.
 macro_rules! on_instance {
     ($instance:expr, |$w:ident| $body:expr) => {
         match $instance {

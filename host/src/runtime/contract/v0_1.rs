@@ -6,7 +6,7 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::latest;
-use crate::model::{ConnectorError, ConnectorInfo, Document, HealthStatus, SearchResult, SyncPage};
+use crate::model::{ConnectorError, ConnectorInfo, Document, HealthStatus, SearchResult};
 use crate::runtime::state::State;
 
 wasmtime::component::bindgen!({
@@ -197,6 +197,5 @@ through_latest!(
     HealthStatus => HealthStatus,
     SearchResult => SearchResult,
     Document => Document,
-    SyncPage => SyncPage,
     Error => ConnectorError,
 );
