@@ -1,7 +1,9 @@
 //! `make bench`: sandboxed sync of 100,000 Zendesk tickets into the store vs a native Rust
 //! baseline, in the same run, that makes the same HTTP requests to the same fake (a separate
 //! process) and the same SQLite writes (documents + FTS index + cursor, one transaction per
-//! page), pipelined like the host's sync loop (a page commits while the next is fetched).
+//! sync call of four export pages), pipelined like the host's sync loop and the connector (the
+//! next page is asked for before the last is parsed; a call's pages commit while the next
+//! call's are fetched).
 //! Goals: sandboxed <= 1.25x the native time and >= 20,000 records/s. Then a full
 //! re-sync of the same, unchanged tickets: goal >= 100,000 records/s and no change-feed row.
 //! Last, on a fake of its own, a full re-sync after every live ticket changed: goal >= 15,000
@@ -33,11 +35,23 @@ const TICKETS: usize = 100_000;
 const TOKEN: &str = "demo-zendesk-token";
 /// Pages of a sync of every ticket, both ways (1,000 tickets a page: the connector's default).
 const PAGES: f64 = TICKETS as f64 / 1000.0;
+/// Export pages the connector reads in one tickets sync call (`connectors/zendesk`), which the
+/// host commits in one transaction; the native side commits as many together.
+const PAGES_PER_CALL: usize = 4;
 
 #[derive(Deserialize)]
 struct Export {
     tickets: Vec<Ticket>,
     after_cursor: Option<String>,
+}
+
+/// Where an export page goes on, read without building its tickets: the native side asks for
+/// the next page before it parses this one, as the connector does (it guesses from the page's
+/// tail, which costs it less than a skipping parse in wasm).
+#[derive(Deserialize)]
+struct Ahead {
+    after_cursor: Option<String>,
+    #[serde(default)]
     end_of_stream: bool,
 }
 
@@ -71,8 +85,9 @@ struct Meta<'a> {
 }
 
 /// The native baseline: what the connector does, compiled natively, with the host's store, and
-/// pipelined as the host's sync loop is: page N commits on the blocking pool while page N+1 is
-/// fetched and parsed, one commit at a time and in order (the "both sides pipelined").
+/// pipelined as the host's sync loop and the connector are: page N+1 is asked for before page N
+/// is parsed, and page N commits on the blocking pool while page N+1 is fetched and parsed, one
+/// commit at a time and in order (the "both sides pipelined").
 async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64)> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
@@ -90,9 +105,9 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
     )?);
     let mut pending: Option<tokio::task::JoinHandle<anyhow::Result<rusqlite::Connection>>> = None;
     let t = Instant::now();
-    let mut cursor: Option<String> = None;
     let mut records = 0;
-    loop {
+    // One page's request, on a task of its own so that it runs while the last page is parsed.
+    let fetch = |cursor: Option<String>| {
         let url = match &cursor {
             None => {
                 format!("{base}/api/v2/incremental/tickets/cursor.json?per_page=1000&start_time=0")
@@ -102,15 +117,25 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
                 url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
             ),
         };
-        let req = http::Request::get(url)
-            .header("authorization", &auth)
-            .body(Full::new(Bytes::new()))?;
-        let resp = client.request(req).await?;
-        anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
-        let body = resp.into_body().collect().await?.to_bytes();
+        let (client, auth) = (client.clone(), auth.clone());
+        tokio::spawn(async move {
+            let req = http::Request::get(url)
+                .header("authorization", &auth)
+                .body(Full::new(Bytes::new()))?;
+            let resp = client.request(req).await?;
+            anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+            anyhow::Ok(resp.into_body().collect().await?.to_bytes())
+        })
+    };
+    let mut next_page = Some(fetch(None));
+    let (mut ups, mut dels, mut batched) = (Vec::new(), Vec::new(), 0);
+    while let Some(page) = next_page.take() {
+        let body = page.await??;
+        let ahead: Ahead = serde_json::from_slice(&body)?;
+        if !ahead.end_of_stream {
+            next_page = Some(fetch(ahead.after_cursor));
+        }
         let export: Export = serde_json::from_slice(&body)?;
-        let mut ups = Vec::with_capacity(export.tickets.len());
-        let mut dels = Vec::new();
         for tk in &export.tickets {
             if tk.status.as_deref() == Some("deleted") {
                 dels.push(DocumentRef {
@@ -139,7 +164,14 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
                 acl: vec![],
             });
         }
-        records += ups.len() + dels.len();
+        records += export.tickets.len();
+        batched += 1;
+        // As many pages a transaction as the connector reads in one sync call.
+        if batched < PAGES_PER_CALL && next_page.is_some() {
+            continue;
+        }
+        batched = 0;
+        let (ups, dels) = (std::mem::take(&mut ups), std::mem::take(&mut dels));
         let next = export.after_cursor.clone();
         // The previous page's commit ran while this one was fetched; commits stay in order.
         if let Some(previous) = pending.take() {
@@ -155,10 +187,6 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
             checkpoints.nudge();
             Ok(c)
         }));
-        cursor = next;
-        if export.end_of_stream {
-            break;
-        }
     }
     if let Some(last) = pending.take() {
         last.await??;
@@ -246,7 +274,7 @@ struct PageBudget {
     requests: i64,
     invoke_ms: f64,
     request_ms: f64,
-    /// The upstream fake's own CPU time per page (its answers: not Airlock's work), when known.
+    /// The upstream fake's own CPU time per call (its answers: not Airlock's work), when known.
     fake_cpu_ms: Option<f64>,
 }
 
@@ -256,7 +284,7 @@ fn audit_seq(dir: &std::path::Path) -> anyhow::Result<i64> {
     Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?)
 }
 
-/// The mean page of the rows after `seq`: invocations and their upstream requests.
+/// The mean sync call of the rows after `seq`: invocations and their upstream requests.
 fn page_budget(dir: &std::path::Path, seq: i64) -> anyhow::Result<PageBudget> {
     let conn = airlock::store::open(&dir.join("data"))?;
     let mean = |event: &str| -> anyhow::Result<(i64, f64)> {
@@ -267,7 +295,7 @@ fn page_budget(dir: &std::path::Path, seq: i64) -> anyhow::Result<PageBudget> {
         )?)
     };
     let ((pages, invoke_ms), (requests, request_ms)) = (mean("invoke")?, mean("http")?);
-    // A page's requests (one: the connector's export, unless it looks more up).
+    // A call's requests (its export pages, unless it looks more up).
     let request_ms = request_ms * requests as f64 / pages.max(1) as f64;
     Ok(PageBudget {
         pages,
@@ -430,25 +458,25 @@ async fn changed_resync(
     Ok(((r.upserts + r.deletes) as usize, changed, secs, written))
 }
 
-/// Where a re-sync page's time goes: what the audit rows say, and what is left for the sync
-/// loop (the page's secret scan, handing it to its commit, which overlaps the next page).
+/// Where a re-sync call's time goes: what the audit rows say, and what is left for the sync
+/// loop (the page's secret scan, handing it to its commit, which overlaps the next call).
 fn print_budget(resync_secs: f64, b: PageBudget) {
     let page_ms = resync_secs * 1000.0 / b.pages.max(1) as f64;
+    // The connector asks for its next export page while it works on the last: request time
+    // overlaps the call's own, so it is not subtracted from it.
     println!(
-        "    per page ({} pages, {} requests): {page_ms:.1} ms = requests through the gate {:.1} ms + connector and host {:.1} ms + sync loop {:.1} ms",
+        "    per sync call ({} calls, {} requests): {page_ms:.1} ms = the connector's call {:.1} ms (its requests through the gate took {:.1} ms, partly while it worked) + sync loop {:.1} ms",
         b.pages,
         b.requests,
+        b.invoke_ms,
         b.request_ms,
-        b.invoke_ms - b.request_ms,
         page_ms - b.invoke_ms
     );
-    // The fake answers on the same two cores, and each page waits for its answer: its CPU time
-    // is on the critical path, and a real upstream's would not be on this machine.
+    // The fake answers on the same two cores; its answers overlap the connector's work, so its
+    // time is shown, not subtracted.
     if let Some(fake_ms) = b.fake_cpu_ms {
-        let own_ms = page_ms - fake_ms;
         println!(
-            "    of which the upstream fake's own CPU {fake_ms:.1} ms; Airlock's own {own_ms:.1} ms a page ({:.0} records/s without the fake's time)",
-            TICKETS as f64 / b.pages.max(1) as f64 / own_ms * 1000.0
+            "    the upstream fake's own CPU {fake_ms:.1} ms a call, on the same two cores (a real upstream's would not be)"
         );
     }
 }

@@ -24,7 +24,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Response, Result, paging, url};
+use crate::{Error, Request, Response, Result, SyncPage, paging, url};
 
 /// Where an incremental export is (see the module docs).
 #[derive(Default, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,13 @@ impl Position {
             Some(c) => ("cursor", c.clone()),
             None => ("start_time", self.start().to_string()),
         }
+    }
+
+    /// `request` asking a cursor-based export for this position (with [`Position::query`]'s
+    /// parameter).
+    pub fn ask(&self, request: Request) -> Request {
+        let (key, at) = self.query();
+        request.query(key, at)
     }
 
     /// The position after a page of a cursor-based export read from `self`, and whether the run
@@ -95,6 +102,78 @@ impl Position {
         let done = !more || next_page.is_none() || next <= start;
         (Position::at(next), done)
     }
+}
+
+/// A guess, read from the page's tail without parsing it, at where a cursor-based export goes
+/// on: the last `"after_cursor"` and `"end_of_stream"` members of the body. Such an export sends
+/// them after its records, so a connector can ask for the next page before it parses this one,
+/// and the host fetches that page meanwhile. Only a guess: a record could carry members of
+/// those names and an upstream may order members as it likes, so compare it with what the
+/// parsed page says ([`Position::after_cursor`] of both) and drop the early request when they
+/// differ. `None` when the tail does not read as either.
+pub fn peek_after_cursor(body: &[u8]) -> Option<(Option<String>, bool)> {
+    let cursor = member_at_tail(body, b"\"after_cursor\"")?;
+    let cursor = serde_json::from_str::<Option<String>>(cursor).ok()?;
+    let end = match member_at_tail(body, b"\"end_of_stream\"") {
+        Some(end) => serde_json::from_str::<bool>(end).ok()?,
+        None => false,
+    };
+    Some((cursor, end))
+}
+
+/// The value text of the last member named `key` (quotes included) in `body`: from after its
+/// colon to the next `,` or `}` (so a string value must not hold either, as a cursor does not).
+/// Only the last 64 KiB are searched: the members that matter come after the records.
+fn member_at_tail<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
+    let from = body.len().saturating_sub(64 << 10);
+    let tail = &body[from..];
+    let at = tail.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let rest = tail[at..].trim_ascii_start().strip_prefix(b":")?;
+    let end = rest.iter().position(|&b| b == b',' || b == b'}')?;
+    std::str::from_utf8(&rest[..end]).ok().map(str::trim)
+}
+
+/// One sync call's page of a cursor-based export: up to `max_pages` upstream pages from `at`.
+/// `request` is the upstream request for a position; `read` parses an upstream page, adds its
+/// records to the sync page, and returns the upstream page's `after_cursor` and
+/// `end_of_stream`. The sync page goes on from the last page read ([`Position::after_cursor`]).
+///
+/// Each next page is asked for as soon as its cursor can be guessed from the last page's tail
+/// ([`peek_after_cursor`]), so the host fetches it while `read` works. A wrong guess (rare)
+/// drops its request, which the host audits as abandoned, and asks for the right page. A page
+/// after the first that cannot be fetched (a 429, a dead upstream) ends the call with the pages
+/// read so far, and the next call meets the failure itself; an error of `read` is the call's.
+pub fn cursor_pages(
+    mut at: Position,
+    max_pages: usize,
+    request: impl Fn(&Position) -> Request,
+    mut read: impl FnMut(&Response, &mut SyncPage) -> Result<(Option<String>, bool)>,
+) -> Result<SyncPage> {
+    let mut page = SyncPage::next(Vec::new(), &at);
+    let mut next = Some(request(&at).start()?);
+    for n in 1..=max_pages {
+        let Some(asked) = next.take() else { break };
+        let reply = match asked.wait() {
+            Ok(reply) => reply,
+            Err(e) if n == 1 => return Err(e),
+            Err(_) => break,
+        };
+        let ask = |(to, end): &(Position, bool)| match !end && n < max_pages {
+            true => request(to).start().ok(),
+            false => None,
+        };
+        let guess = peek_after_cursor(&reply.body).map(|(c, end)| at.clone().after_cursor(c, end));
+        let early = guess.as_ref().and_then(ask);
+        let (cursor, end) = read(&reply, &mut page)?;
+        let after = at.after_cursor(cursor, end);
+        next = match guess.as_ref() == Some(&after) {
+            true => early,
+            false => ask(&after),
+        };
+        (at, page.done) = after;
+    }
+    page.next_cursor = Some(crate::cursor::encode(&at));
+    Ok(page)
 }
 
 /// The page a time-based export request answered, or `T::default()` (an empty page) when the
@@ -171,6 +250,32 @@ mod tests {
             after(Some(no_time), Some(50), 10, true),
             (Position::at(50), false)
         );
+    }
+
+    #[test]
+    fn the_tail_of_a_cursor_export_page_tells_where_it_goes_on() {
+        let page = br#"{"tickets":[{"id":1,"subject":"a, b}"}],"after_url":"https://x/y?cursor=MTU","after_cursor":"MTU4NjM=","before_cursor":null,"end_of_stream":false}"#;
+        assert_eq!(
+            peek_after_cursor(page),
+            Some((Some("MTU4NjM=".into()), false))
+        );
+        let last = br#"{"tickets":[], "after_cursor" : null , "end_of_stream" : true }"#;
+        assert_eq!(peek_after_cursor(last), Some((None, true)));
+        // The last member of the name counts, wherever it is; the parsed page has the last say.
+        let nested = br#"{"after_cursor":"top","tickets":[{"after_cursor":"inner"}]}"#;
+        assert_eq!(
+            peek_after_cursor(nested),
+            Some((Some("inner".into()), false))
+        );
+        for unreadable in [
+            &b"{}"[..],
+            b"",
+            b"{\"after_cursor\":",
+            b"{\"after_cursor\":12}",
+            b"{\"after_cursor\":\"a\",\"end_of_stream\":\"yes\"}",
+        ] {
+            assert_eq!(peek_after_cursor(unreadable), None, "{unreadable:?}");
+        }
     }
 
     #[test]

@@ -156,7 +156,14 @@ impl Request {
 
     /// Send the request and return the response whatever its status. Transport failures are
     /// still errors: a denial by the host's gate is `forbidden`, anything else `upstream`.
-    pub fn send_raw(mut self) -> Result<Response> {
+    pub fn send_raw(self) -> Result<Response> {
+        self.start()?.wait_raw()
+    }
+
+    /// Start the request and return at once: the host sends it while the connector goes on
+    /// (e.g. turning the previous page into documents), and [`InFlight::wait`] collects the
+    /// answer. Errors that need no round trip (a bad URL, a header the host refuses) come here.
+    pub fn start(mut self) -> Result<InFlight> {
         if let Some(e) = self.error.take() {
             return Err(Error::internal(e));
         }
@@ -168,7 +175,23 @@ impl Request {
             self.headers
                 .push(("Accept".into(), "application/json".into()));
         }
-        transport::send(self)
+        transport::start(self)
+    }
+}
+
+/// A request the host is sending ([`Request::start`]). Dropping it abandons the request (the
+/// host still audits it).
+pub struct InFlight(transport::Pending);
+
+impl InFlight {
+    /// Wait for the answer; any non-2xx status becomes an error, as with [`Request::send`].
+    pub fn wait(self) -> Result<Response> {
+        self.wait_raw()?.error_for_status()
+    }
+
+    /// Wait for the answer, whatever its status, as with [`Request::send_raw`].
+    pub fn wait_raw(self) -> Result<Response> {
+        transport::wait(self.0)
     }
 }
 
@@ -378,7 +401,14 @@ mod transport {
     use crate::bindings::wasi::io::streams::StreamError;
     use crate::{Error, Result, url};
 
-    pub(super) fn send(req: Request) -> Result<Response> {
+    /// A request handed to the host, with what its errors name.
+    pub(super) struct Pending {
+        future: outgoing_handler::FutureIncomingResponse,
+        method: Method,
+        url: String,
+    }
+
+    pub(super) fn start(req: Request) -> Result<super::InFlight> {
         let Request {
             method,
             url: full_url,
@@ -439,6 +469,27 @@ mod transport {
         // early, the body stream closes; the reason, or the answer, arrives through `future`,
         // which is why a failed write is not reported by itself.
         write_body(outgoing, body.as_deref());
+        Ok(super::InFlight(Pending {
+            future,
+            method,
+            url: full_url,
+        }))
+    }
+
+    pub(super) fn wait(pending: Pending) -> Result<Response> {
+        let Pending {
+            future,
+            method,
+            url: full_url,
+        } = pending;
+        let fail = |code: &wasi::ErrorCode| transport_error(code, method, &full_url);
+        let internal = |what: &str| {
+            Error::internal(format!(
+                "{} {}: {what}",
+                method.as_str(),
+                url::path(&full_url)
+            ))
+        };
         let incoming = loop {
             match future.get() {
                 Some(result) => {

@@ -139,23 +139,30 @@ impl WasiHttpHooks for InvocationHooks {
             caller: caller.clone(),
             seen: Some(seen),
         };
-        Box::new(
-            async move {
-                // Nothing an upstream sends may take the host down or lose the audit row: a panic
-                // anywhere in the gate becomes an audited `error` and a failed request.
-                let outcome = AssertUnwindSafe(send).catch_unwind().await;
-                let seen = guard.seen.take();
-                match outcome {
-                    Ok(result) => result,
-                    Err(panic) => Err(gate.abandoned(
-                        &caller,
-                        seen,
-                        &format!("internal error in the gate ({})", panic_text(&*panic)),
-                    )),
-                }
+        let gated = async move {
+            // Nothing an upstream sends may take the host down or lose the audit row: a panic
+            // anywhere in the gate becomes an audited `error` and a failed request.
+            let outcome = AssertUnwindSafe(send).catch_unwind().await;
+            let seen = guard.seen.take();
+            match outcome {
+                Ok(result) => result,
+                Err(panic) => Err(gate.abandoned(
+                    &caller,
+                    seen,
+                    &format!("internal error in the gate ({})", panic_text(&*panic)),
+                )),
             }
-            .instrument(span),
-        )
+        }
+        .instrument(span);
+        // The gate runs as a task of its own, which another worker may take while the guest goes
+        // on (a connector that asked for its next page while it turns the last into documents).
+        // wasi:http spawns the future returned here too; that later task takes the worker's
+        // next-to-run slot, which other workers cannot steal from, and pushes this one to the
+        // shared queue. Dropping the returned future (the guest dropped the request) drops the
+        // gate's, as before: `remote_handle` cancels it.
+        let (gated, answer) = gated.remote_handle();
+        tokio::spawn(gated);
+        Box::new(answer)
     }
 }
 

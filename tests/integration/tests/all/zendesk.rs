@@ -222,9 +222,12 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
         }
         other => panic!("expected a rate-limited end, got {other:?}"),
     }
+    // A call reads four export pages: the third call's lookahead for an eleventh page meets
+    // the limit, and the call ends with the two pages it read.
     assert_eq!(
-        r.pages, 10,
-        "ten requests per minute: ten pages committed before the limit"
+        (r.pages, r.upserts + r.deletes),
+        (3, 2000),
+        "ten requests per minute: ten pages of 200 committed before the limit"
     );
     // The gate holds the whole grant for the upstream's Retry-After: an immediate retry sends
     // nothing and ends rate-limited again.
@@ -253,6 +256,40 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
         r.upserts + r2.upserts,
         3000,
         "nothing fetched twice, nothing missed"
+    );
+    assert_tickets_equal_truth(&env, &f);
+}
+
+/// A tickets call reads up to four export pages, asking for each next page from the last one's
+/// tail before parsing it: every page is asked for once, no early request is dropped (each
+/// guess was right), and the store ends equal to the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tickets_call_reads_four_export_pages_each_asked_for_once() {
+    let f = fake(3000).await;
+    let env = env_for(&f.base_url, "page_size = \"200\"");
+    let a = start_in_process(&env).await;
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
+        .await
+        .expect("sync");
+    assert_eq!((r.end, r.upserts + r.deletes), (RunEnd::Done, 3000));
+    let path = "/api/v2/incremental/tickets/cursor.json";
+    let asked = f.requests().by_path.get(path).copied().unwrap_or(0);
+    // 15 pages of 200, and an empty last one if the fifteenth does not end the stream.
+    assert!((15..=16).contains(&asked), "{asked} export requests");
+    assert_eq!(r.pages, asked.div_ceil(4), "four export pages a call");
+    a.flush();
+    let rows = audit_rows(&env);
+    let exports: Vec<_> = rows
+        .iter()
+        .filter(|r| r.event.event == "http" && r.event.path.as_deref() == Some(path))
+        .collect();
+    assert_eq!(exports.len() as u64, asked, "one audit row a request");
+    assert!(
+        exports
+            .iter()
+            .all(|r| r.event.decision == "allow" && r.event.status == Some(200)),
+        "{exports:?}"
     );
     assert_tickets_equal_truth(&env, &f);
 }
