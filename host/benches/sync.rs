@@ -1,7 +1,7 @@
 //! `make bench`: sandboxed sync of 100,000 Zendesk tickets into the store vs a native Rust
 //! baseline, in the same run, that makes the same HTTP requests to the same fake (a separate
 //! process) and the same SQLite writes (documents + FTS index + cursor, one transaction per
-//! sync call of four export pages), pipelined like the host's sync loop and the connector (the
+//! sync call of eight export pages), pipelined like the host's sync loop and the connector (the
 //! next page is asked for before the last is parsed; a call's pages commit while the next
 //! call's are fetched).
 //! Goals: sandboxed <= 1.25x the native time and >= 20,000 records/s. Then a full
@@ -37,7 +37,7 @@ const TOKEN: &str = "demo-zendesk-token";
 const PAGES: f64 = TICKETS as f64 / 1000.0;
 /// Export pages the connector reads in one tickets sync call (`connectors/zendesk`), which the
 /// host commits in one transaction; the native side commits as many together.
-const PAGES_PER_CALL: usize = 4;
+const PAGES_PER_CALL: usize = 8;
 
 #[derive(Deserialize)]
 struct Export {

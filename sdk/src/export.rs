@@ -133,6 +133,9 @@ fn member_at_tail<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
     std::str::from_utf8(&rest[..end]).ok().map(str::trim)
 }
 
+/// How long a [`cursor_pages`] call goes on asking for pages.
+pub const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One sync call's page of a cursor-based export: up to `max_pages` upstream pages from `at`.
 /// `request` is the upstream request for a position; `read` parses an upstream page, adds its
 /// records to the sync page, and returns the upstream page's `after_cursor` and
@@ -143,12 +146,15 @@ fn member_at_tail<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
 /// drops its request, which the host audits as abandoned, and asks for the right page. A page
 /// after the first that cannot be fetched (a 429, a dead upstream) ends the call with the pages
 /// read so far, and the next call meets the failure itself; an error of `read` is the call's.
+/// No page is asked for once the call has run for [`CALL_BUDGET`]: a slow upstream gets short
+/// calls, well within the host's invocation timeout.
 pub fn cursor_pages(
     mut at: Position,
     max_pages: usize,
     request: impl Fn(&Position) -> Request,
     mut read: impl FnMut(&Response, &mut SyncPage) -> Result<(Option<String>, bool)>,
 ) -> Result<SyncPage> {
+    let started = std::time::Instant::now();
     let mut page = SyncPage::next(Vec::new(), &at);
     let mut next = Some(request(&at).start()?);
     for n in 1..=max_pages {
@@ -158,7 +164,8 @@ pub fn cursor_pages(
             Err(e) if n == 1 => return Err(e),
             Err(_) => break,
         };
-        let ask = |(to, end): &(Position, bool)| match !end && n < max_pages {
+        let more = n < max_pages && started.elapsed() < CALL_BUDGET;
+        let ask = |(to, end): &(Position, bool)| match !end && more {
             true => request(to).start().ok(),
             false => None,
         };

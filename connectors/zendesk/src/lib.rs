@@ -43,7 +43,7 @@ impl Connector for Zendesk {
     fn info() -> ConnectorInfo {
         let about = "Zendesk Support tickets and comments, Help Center articles";
         let tickets = "Tickets (subject, description); deleted tickets become deletes. \
-                       Cursor-based incremental export, up to four pages per call.";
+                       Cursor-based incremental export, up to eight pages per call.";
         let comments = "Ticket comments from the incremental ticket events export (time-based).";
         let articles = "Help Center articles as plain text, incremental by update time.";
         let action = "All comments of one ticket (id, author_id, public, created_at, body).";
@@ -169,9 +169,9 @@ const KINDS: [(&str, usize); 3] = [("ticket", 1), ("article", 1), ("comment", 2)
 // ---- Sync -------------------------------------------------------------------------------------
 //
 // A call returns what it read, and the host commits it together with the returned cursor, so a
-// crash or a 429 resumes from the last committed call. A tickets call reads up to four export
-// pages, asking for the next while the last becomes documents; the other streams read one page
-// a call. Cursors are `airlock_sdk::export::Position`s:
+// crash or a 429 resumes from the last committed call. A tickets call reads up to eight export
+// pages (asking for more for up to 5 s), asking for each next page while the last becomes
+// documents; the other streams read one page a call. Cursors are `airlock_sdk::export::Position`s:
 //   tickets   {"c": after_cursor} (cursor-based export; the first run starts at start_time=0);
 //   comments, articles {"start_time": unix seconds} (time-based exports).
 // A finished run's cursor continues with newer changes on the next run. Tickets changed again
@@ -182,9 +182,9 @@ fn sync_tickets(cfg: &Config, position: Position) -> Result<SyncPage> {
     // The organizations of the page's tickets come with it (a sideload): no extra request.
     let query = [("per_page", &*n), ("include", "organizations")];
     let request = |at: &Position| at.ask(cfg.get("/incremental/tickets/cursor.json", &query));
-    // Up to four export pages a call (1,000 tickets each by default): the next page is asked
+    // Up to eight export pages a call (1,000 tickets each by default): the next page is asked
     // for while the last becomes documents, so the upstream's time and the connector's overlap.
-    export::cursor_pages(position, 4, request, |reply, page| {
+    export::cursor_pages(position, 8, request, |reply, page| {
         let mut export: Page<Ticket> = reply.json()?;
         let orgs = std::mem::take(&mut export.organizations);
         let orgs_of = export.items.iter().map(|t| raw::u64(t.organization_id));

@@ -222,11 +222,11 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
         }
         other => panic!("expected a rate-limited end, got {other:?}"),
     }
-    // A call reads four export pages: the third call's lookahead for an eleventh page meets
+    // A call reads eight export pages: the second call's lookahead for an eleventh page meets
     // the limit, and the call ends with the two pages it read.
     assert_eq!(
         (r.pages, r.upserts + r.deletes),
-        (3, 2000),
+        (2, 2000),
         "ten requests per minute: ten pages of 200 committed before the limit"
     );
     // The gate holds the whole grant for the upstream's Retry-After: an immediate retry sends
@@ -260,11 +260,11 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     assert_tickets_equal_truth(&env, &f);
 }
 
-/// A tickets call reads up to four export pages, asking for each next page from the last one's
+/// A tickets call reads up to eight export pages, asking for each next page from the last one's
 /// tail before parsing it: every page is asked for once, no early request is dropped (each
 /// guess was right), and the store ends equal to the upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tickets_call_reads_four_export_pages_each_asked_for_once() {
+async fn a_tickets_call_reads_eight_export_pages_each_asked_for_once() {
     let f = fake(3000).await;
     let env = env_for(&f.base_url, "page_size = \"200\"");
     let a = start_in_process(&env).await;
@@ -277,7 +277,7 @@ async fn a_tickets_call_reads_four_export_pages_each_asked_for_once() {
     let asked = f.requests().by_path.get(path).copied().unwrap_or(0);
     // 15 pages of 200, and an empty last one if the fifteenth does not end the stream.
     assert!((15..=16).contains(&asked), "{asked} export requests");
-    assert_eq!(r.pages, asked.div_ceil(4), "four export pages a call");
+    assert_eq!(r.pages, asked.div_ceil(8), "eight export pages a call");
     a.flush();
     let rows = audit_rows(&env);
     let exports: Vec<_> = rows
@@ -291,6 +291,35 @@ async fn a_tickets_call_reads_four_export_pages_each_asked_for_once() {
             .all(|r| r.event.decision == "allow" && r.event.status == Some(200)),
         "{exports:?}"
     );
+    assert_tickets_equal_truth(&env, &f);
+}
+
+/// Against a slow upstream a tickets call stops asking for pages after 5 seconds: with every
+/// export answer taking 2 s, a call reads three pages, not eight, and the run still ends equal
+/// to the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tickets_call_against_a_slow_upstream_stops_asking_after_its_time_budget() {
+    let f = fake(1000).await;
+    let path = "/api/v2/incremental/tickets/cursor.json";
+    f.set_faults(fake_saas::faults::FaultPlan {
+        rate: 1.0,
+        kinds: vec![fake_saas::faults::FaultKind::Latency],
+        latency_ms: 2000,
+        paths: vec![path.to_string()],
+        ..Default::default()
+    });
+    let env = env_for(&f.base_url, "page_size = \"200\"");
+    let a = start_in_process(&env).await;
+    let r = a
+        .sync_stream("zendesk", "tickets", false, |_| {})
+        .await
+        .expect("sync");
+    assert_eq!((&r.end, r.upserts + r.deletes), (&RunEnd::Done, 1000));
+    let asked = f.requests().by_path.get(path).copied().unwrap_or(0);
+    // Five pages of 200 (and an empty last one, if the fifth does not end the stream): three a
+    // call, as the third page comes 6 s into its call.
+    assert!((5..=6).contains(&asked), "{asked} export requests");
+    assert_eq!(r.pages, asked.div_ceil(3), "{r:?}");
     assert_tickets_equal_truth(&env, &f);
 }
 
