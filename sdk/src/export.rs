@@ -136,6 +136,11 @@ fn member_at_tail<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
 /// How long a [`cursor_pages`] call goes on asking for pages.
 pub const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How many bytes of answers a [`cursor_pages`] call reads before it asks for no more pages:
+/// its documents stay in the connector's memory (64 MiB unless the operator says otherwise)
+/// until the call returns.
+pub const CALL_BYTES: usize = 8 << 20;
+
 /// One sync call's page of a cursor-based export: up to `max_pages` upstream pages from `at`.
 /// `request` is the upstream request for a position; `read` parses an upstream page, adds its
 /// records to the sync page, and returns the upstream page's `after_cursor` and
@@ -146,15 +151,15 @@ pub const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 /// drops its request, which the host audits as abandoned, and asks for the right page. A page
 /// after the first that cannot be fetched (a 429, a dead upstream) ends the call with the pages
 /// read so far, and the next call meets the failure itself; an error of `read` is the call's.
-/// No page is asked for once the call has run for [`CALL_BUDGET`]: a slow upstream gets short
-/// calls, well within the host's invocation timeout.
+/// No page is asked for once the call has run for [`CALL_BUDGET`] (a slow upstream gets short
+/// calls, well within the host's invocation timeout) or read [`CALL_BYTES`] of answers.
 pub fn cursor_pages(
     mut at: Position,
     max_pages: usize,
     request: impl Fn(&Position) -> Request,
     mut read: impl FnMut(&Response, &mut SyncPage) -> Result<(Option<String>, bool)>,
 ) -> Result<SyncPage> {
-    let started = std::time::Instant::now();
+    let (started, mut read_bytes) = (std::time::Instant::now(), 0);
     let mut page = SyncPage::next(Vec::new(), &at);
     let mut next = Some(request(&at).start()?);
     for n in 1..=max_pages {
@@ -164,7 +169,8 @@ pub fn cursor_pages(
             Err(e) if n == 1 => return Err(e),
             Err(_) => break,
         };
-        let more = n < max_pages && started.elapsed() < CALL_BUDGET;
+        read_bytes += reply.body.len();
+        let more = n < max_pages && started.elapsed() < CALL_BUDGET && read_bytes < CALL_BYTES;
         let ask = |(to, end): &(Position, bool)| match !end && more {
             true => request(to).start().ok(),
             false => None,
