@@ -15,6 +15,7 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+use super::super::budget::Class;
 use super::super::denials::{self, DenialBudget, Spend};
 use super::outcome::{Decision, Outcome};
 use super::{Caller, ConnectorGate, SendResult};
@@ -154,12 +155,17 @@ impl WasiHttpHooks for InvocationHooks {
             }
         }
         .instrument(span);
-        // The gate runs as a task of its own, which another worker may take while the guest goes
-        // on (a connector that asked for its next page while it turns the last into documents).
-        // wasi:http spawns the future returned here too; that later task takes the worker's
-        // next-to-run slot, which other workers cannot steal from, and pushes this one to the
-        // shared queue. Dropping the returned future (the guest dropped the request) drops the
-        // gate's, as before: `remote_handle` cancels it.
+        if self.caller.class == Class::Interactive {
+            return Box::new(gated);
+        }
+        // A sync's request runs as a task of its own, which another worker may take while the
+        // guest goes on (a connector that asked for its next page while it turns the last into
+        // documents). wasi:http spawns the future returned here too; that later task takes the
+        // worker's next-to-run slot, which other workers cannot steal from, and pushes this one
+        // to the shared queue. An interactive caller's request skips the extra task: it costs a
+        // hop to another core, and such a guest mostly waits for its answer. Dropping the
+        // returned future (the guest dropped the request) drops the gate's, as before:
+        // `remote_handle` cancels it.
         let (gated, answer) = gated.remote_handle();
         tokio::spawn(gated);
         Box::new(answer)
