@@ -133,7 +133,11 @@ async fn native(base: &str, dir: &std::path::Path) -> anyhow::Result<(usize, f64
         let body = page.await??;
         let ahead: Ahead = serde_json::from_slice(&body)?;
         if !ahead.end_of_stream {
-            next_page = Some(fetch(ahead.after_cursor));
+            // Without a cursor the export would start over: the fake always sends one.
+            let cursor = ahead
+                .after_cursor
+                .ok_or_else(|| anyhow::anyhow!("no after_cursor"))?;
+            next_page = Some(fetch(Some(cursor)));
         }
         let export: Export = serde_json::from_slice(&body)?;
         for tk in &export.tickets {

@@ -24,6 +24,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use std::time::{Duration, Instant};
+
 use crate::{Error, Request, Response, Result, SyncPage, paging, url};
 
 /// Where an incremental export is (see the module docs).
@@ -134,7 +136,12 @@ fn member_at_tail<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
 }
 
 /// How long a [`cursor_pages`] call goes on asking for pages.
-pub const CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+pub const CALL_BUDGET: Duration = Duration::from_secs(5);
+
+/// By when, from its start, a [`cursor_pages`] call must have each page after the first: a page
+/// later than that is dropped and the call ends with what it read, so a slow upstream cannot
+/// hold a call until the host's invocation timeout (30 s by default) and lose every page it read.
+pub const CALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// How many bytes of answers a [`cursor_pages`] call reads before it asks for no more pages:
 /// its documents stay in the connector's memory (64 MiB unless the operator says otherwise)
@@ -148,45 +155,81 @@ pub const CALL_BYTES: usize = 8 << 20;
 ///
 /// Each next page is asked for as soon as its cursor can be guessed from the last page's tail
 /// ([`peek_after_cursor`]), so the host fetches it while `read` works. A wrong guess (rare)
-/// drops its request, which the host audits as abandoned, and asks for the right page. A page
-/// after the first that cannot be fetched (a 429, a dead upstream) ends the call with the pages
-/// read so far, and the next call meets the failure itself; an error of `read` is the call's.
-/// No page is asked for once the call has run for [`CALL_BUDGET`] (a slow upstream gets short
-/// calls, well within the host's invocation timeout) or read [`CALL_BYTES`] of answers.
+/// drops its request, which the host audits as abandoned, and asks for the right page. No page
+/// is asked for once the call has run for [`CALL_BUDGET`] or read [`CALL_BYTES`] of answers.
+///
+/// Only the first page's failure is the call's. A later page that fails (it cannot be fetched,
+/// is not there by [`CALL_LIMIT`], or `read` fails on it) ends the call with the pages before
+/// it, and the next call, from their cursor, meets the failure itself.
 pub fn cursor_pages(
     mut at: Position,
     max_pages: usize,
     request: impl Fn(&Position) -> Request,
     mut read: impl FnMut(&Response, &mut SyncPage) -> Result<(Option<String>, bool)>,
 ) -> Result<SyncPage> {
-    let (started, mut read_bytes) = (std::time::Instant::now(), 0);
+    let (started, mut read_bytes) = (Instant::now(), 0);
     let mut page = SyncPage::next(Vec::new(), &at);
     let mut next = Some(request(&at).start()?);
-    for n in 1..=max_pages {
+    for n in 1..=max_pages.max(1) {
         let Some(asked) = next.take() else { break };
-        let reply = match asked.wait() {
-            Ok(reply) => reply,
+        let answer = match n {
+            1 => asked.wait(),
+            _ => asked.wait_for(CALL_LIMIT.saturating_sub(started.elapsed())),
+        };
+        let (upserts, deletes) = (page.upserts.len(), page.deletes.len());
+        let mut early = None;
+        let read_page = answer.and_then(|reply| {
+            read_bytes += reply.body.len();
+            let more = n < max_pages && started.elapsed() < CALL_BUDGET && read_bytes < CALL_BYTES;
+            let ask = |(to, end): &(Position, bool)| match !end && more {
+                true => request(to).start().ok(),
+                false => None,
+            };
+            let guess = peek_after_cursor(&reply.body).map(|(c, e)| at.clone().after_cursor(c, e));
+            early = guess.as_ref().and_then(ask);
+            let (cursor, end) = read(&reply, &mut page)?;
+            let after = at.clone().after_cursor(cursor, end);
+            if guess.as_ref() != Some(&after) {
+                early = ask(&after);
+            }
+            Ok(after)
+        });
+        match read_page {
+            Ok(after) => {
+                forget_deletes_upserted_again(&mut page, upserts, deletes);
+                (at, page.done) = after;
+                next = early;
+            }
             Err(e) if n == 1 => return Err(e),
-            Err(_) => break,
-        };
-        read_bytes += reply.body.len();
-        let more = n < max_pages && started.elapsed() < CALL_BUDGET && read_bytes < CALL_BYTES;
-        let ask = |(to, end): &(Position, bool)| match !end && more {
-            true => request(to).start().ok(),
-            false => None,
-        };
-        let guess = peek_after_cursor(&reply.body).map(|(c, end)| at.clone().after_cursor(c, end));
-        let early = guess.as_ref().and_then(ask);
-        let (cursor, end) = read(&reply, &mut page)?;
-        let after = at.after_cursor(cursor, end);
-        next = match guess.as_ref() == Some(&after) {
-            true => early,
-            false => ask(&after),
-        };
-        (at, page.done) = after;
+            Err(e) => {
+                // Whatever `read` kept of the failed page goes too: the next call reads it.
+                page.upserts.truncate(upserts);
+                page.deletes.truncate(deletes);
+                crate::log::info!("export page {n} of this call left for the next one: {e}");
+                break;
+            }
+        }
     }
     page.next_cursor = Some(crate::cursor::encode(&at));
     Ok(page)
+}
+
+/// A record an earlier page of the call deleted and a later one (from `upserts` on) upserts
+/// again came back upstream: the host applies a page's upserts before its deletes, so the
+/// earlier delete (one of the first `deletes`) must go. Upserted, then deleted, needs nothing.
+fn forget_deletes_upserted_again(page: &mut SyncPage, upserts: usize, deletes: usize) {
+    if deletes == 0 || page.upserts.len() == upserts {
+        return;
+    }
+    let again: std::collections::HashSet<(&str, &str)> = page.upserts[upserts..]
+        .iter()
+        .map(|d| (d.kind.as_str(), d.id.as_str()))
+        .collect();
+    let mut i = 0;
+    page.deletes.retain(|r| {
+        i += 1;
+        i > deletes || !again.contains(&(r.kind.as_str(), r.id.as_str()))
+    });
 }
 
 /// The page a time-based export request answered, or `T::default()` (an empty page) when the
@@ -289,6 +332,33 @@ mod tests {
         ] {
             assert_eq!(peek_after_cursor(unreadable), None, "{unreadable:?}");
         }
+    }
+
+    #[test]
+    fn a_record_deleted_then_upserted_again_in_one_call_stays() {
+        let doc = |id: &str| crate::Document {
+            id: id.into(),
+            kind: "ticket".into(),
+            title: String::new(),
+            body: String::new(),
+            url: None,
+            updated_at: String::new(),
+            metadata: "{}".into(),
+            acl: vec![],
+        };
+        let gone = |id: &str| crate::DocumentRef::new("ticket", id);
+        // Page 1 upserted 1 and deleted 2 and 3; page 2 upserts 2 and 4 and deletes 1.
+        let mut page = SyncPage::next(vec![doc("1")], &Position::default());
+        page.deletes = vec![gone("2"), gone("3")];
+        let (upserts, deletes) = (page.upserts.len(), page.deletes.len());
+        page.upserts.extend([doc("2"), doc("4")]);
+        page.deletes.push(gone("1"));
+        forget_deletes_upserted_again(&mut page, upserts, deletes);
+        let ids =
+            |refs: &[crate::DocumentRef]| refs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        // 2 came back; 3 stays deleted; 1, upserted then deleted, stays deleted.
+        assert_eq!(ids(&page.deletes), ["3", "1"]);
+        assert_eq!(page.upserts.len(), 3);
     }
 
     #[test]

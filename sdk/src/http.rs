@@ -191,7 +191,13 @@ impl InFlight {
 
     /// Wait for the answer, whatever its status, as with [`Request::send_raw`].
     pub fn wait_raw(self) -> Result<Response> {
-        transport::wait(self.0)
+        transport::wait(self.0, None)
+    }
+
+    /// [`InFlight::wait`] for at most `limit`: without an answer by then the request is dropped
+    /// (the host audits it as abandoned) and the error is `upstream`.
+    pub fn wait_for(self, limit: std::time::Duration) -> Result<Response> {
+        transport::wait(self.0, Some(limit))?.error_for_status()
     }
 }
 
@@ -394,10 +400,12 @@ pub fn transport_error(
 
 mod transport {
     use super::{MAX_BODY, Method, Request, Response, transport_error};
+    use crate::bindings::wasi::clocks::monotonic_clock;
     use crate::bindings::wasi::http::outgoing_handler;
     use crate::bindings::wasi::http::types::{
         self as wasi, Fields, IncomingBody, OutgoingBody, OutgoingRequest, Scheme,
     };
+    use crate::bindings::wasi::io::poll;
     use crate::bindings::wasi::io::streams::StreamError;
     use crate::{Error, Result, url};
 
@@ -476,7 +484,7 @@ mod transport {
         }))
     }
 
-    pub(super) fn wait(pending: Pending) -> Result<Response> {
+    pub(super) fn wait(pending: Pending, limit: Option<std::time::Duration>) -> Result<Response> {
         let Pending {
             future,
             method,
@@ -490,6 +498,8 @@ mod transport {
                 url::path(&full_url)
             ))
         };
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let until = limit.map(|d| monotonic_clock::now().saturating_add(nanos(d)));
         let incoming = loop {
             match future.get() {
                 Some(result) => {
@@ -497,7 +507,21 @@ mod transport {
                         .map_err(|()| internal("response already taken"))?
                         .map_err(|e| fail(&e))?;
                 }
-                None => future.subscribe().block(),
+                None => match until {
+                    None => future.subscribe().block(),
+                    Some(at) if monotonic_clock::now() >= at => {
+                        let target = format!("{} {}", method.as_str(), url::path(&full_url));
+                        return Err(Error::upstream(format!(
+                            "{target}: no answer within {:?}",
+                            limit.unwrap_or_default()
+                        )));
+                    }
+                    Some(at) => {
+                        let (answer, timer) =
+                            (future.subscribe(), monotonic_clock::subscribe_instant(at));
+                        poll::poll(&[&answer, &timer]);
+                    }
+                },
             }
         };
         let status = incoming.status();
