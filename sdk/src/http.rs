@@ -409,6 +409,19 @@ mod transport {
     use crate::bindings::wasi::io::streams::StreamError;
     use crate::{Error, Result, url};
 
+    /// What a request's errors name: its method and URL (the path only, in messages).
+    struct Target<'a>(Method, &'a str);
+
+    impl Target<'_> {
+        fn fail(&self, code: &wasi::ErrorCode) -> Error {
+            transport_error(code, self.0, self.1)
+        }
+
+        fn internal(&self, what: &str) -> Error {
+            Error::internal(format!("{} {}: {what}", self.0.as_str(), url::path(self.1)))
+        }
+    }
+
     /// A request handed to the host, with what its errors name.
     pub(super) struct Pending {
         future: outgoing_handler::FutureIncomingResponse,
@@ -424,14 +437,11 @@ mod transport {
             body,
             ..
         } = req;
-        let fail = |code: &wasi::ErrorCode| transport_error(code, method, &full_url);
-        let internal = |what: &str| {
-            Error::internal(format!(
-                "{} {}: {what}",
-                method.as_str(),
-                url::path(&full_url)
-            ))
-        };
+        let target = Target(method, &full_url);
+        let (fail, internal) = (
+            |c: &wasi::ErrorCode| target.fail(c),
+            |w: &str| target.internal(w),
+        );
         let parts = url::split(&full_url).ok_or_else(|| {
             Error::invalid_input(format!("not an absolute URL: {}", url::path(&full_url)))
         })?;
@@ -490,14 +500,11 @@ mod transport {
             method,
             url: full_url,
         } = pending;
-        let fail = |code: &wasi::ErrorCode| transport_error(code, method, &full_url);
-        let internal = |what: &str| {
-            Error::internal(format!(
-                "{} {}: {what}",
-                method.as_str(),
-                url::path(&full_url)
-            ))
-        };
+        let target = Target(method, &full_url);
+        let (fail, internal) = (
+            |c: &wasi::ErrorCode| target.fail(c),
+            |w: &str| target.internal(w),
+        );
         let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let until = limit.map(|d| monotonic_clock::now().saturating_add(nanos(d)));
         let incoming = loop {
@@ -510,9 +517,9 @@ mod transport {
                 None => match until {
                     None => future.subscribe().block(),
                     Some(at) if monotonic_clock::now() >= at => {
-                        let target = format!("{} {}", method.as_str(), url::path(&full_url));
+                        let (method, path) = (method.as_str(), url::path(&full_url));
                         return Err(Error::upstream(format!(
-                            "{target}: no answer within {:?}",
+                            "{method} {path}: no answer within {:?}",
                             limit.unwrap_or_default()
                         )));
                     }
