@@ -30,6 +30,12 @@ fn env_for(base_url: &str, settings: &str) -> Env {
     env
 }
 
+/// One run of the tickets stream (not forced); `what` names it if it fails.
+async fn tickets_run(a: &airlock::app::Airlock, what: &str) -> airlock::sync::RunReport {
+    let run = a.sync_stream("zendesk", "tickets", false, |_| {});
+    run.await.unwrap_or_else(|e| panic!("{what}: {e:#}"))
+}
+
 /// The store's tickets equal the fake's live tickets exactly: no missing, no extra (deleted),
 /// every ticket at its latest version.
 fn assert_tickets_equal_truth(env: &Env, f: &fake_saas::RunningFake<fake_saas::zendesk::Zendesk>) {
@@ -113,10 +119,7 @@ async fn sync_of_100k_tickets_survives_sigkill_and_matches_ground_truth() {
     });
     f.reset_requests();
     let a = start_in_process(&env).await;
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("incremental");
+    let r = tickets_run(&a, "incremental").await;
     assert_eq!(r.end, RunEnd::Done);
     let changed = (m.updated.len() + m.created.len()) as u64;
     assert!(
@@ -152,10 +155,7 @@ async fn changes_held_back_as_recent_arrive_in_a_later_run_and_the_store_converg
     .expect("fake");
     let env = env_for(&f.base_url, "");
     let a = start_in_process(&env).await;
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("full");
+    let r = tickets_run(&a, "full").await;
     assert_eq!(
         (r.end, r.upserts),
         (RunEnd::Done, 300),
@@ -177,10 +177,7 @@ async fn changes_held_back_as_recent_arrive_in_a_later_run_and_the_store_converg
         .chain(&m.commented)
         .copied()
         .collect();
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("run inside the window");
+    let r = tickets_run(&a, "run inside the window").await;
     assert_eq!(r.end, RunEnd::Done);
     assert_eq!(
         (r.upserts, r.deletes),
@@ -189,10 +186,7 @@ async fn changes_held_back_as_recent_arrive_in_a_later_run_and_the_store_converg
     );
 
     tokio::time::sleep(std::time::Duration::from_secs(WINDOW_SECS + 1)).await;
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("run after the window");
+    let r = tickets_run(&a, "run after the window").await;
     assert_eq!(r.end, RunEnd::Done);
     let deleted: std::collections::BTreeSet<u64> = m.deleted.iter().copied().collect();
     assert_eq!(
@@ -212,10 +206,7 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     f.set_incremental_limit(Some(10));
     let env = env_for(&f.base_url, "page_size = \"200\"");
     let a = start_in_process(&env).await;
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("rate limit is not an error");
+    let r = tickets_run(&a, "rate limit is not an error").await;
     match r.end {
         RunEnd::RateLimited { retry_after_secs } => {
             assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}")
@@ -233,10 +224,7 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     // nothing and ends rate-limited again.
     f.set_incremental_limit(None);
     let sent = f.requests().total;
-    let again = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("rate limit is not an error");
+    let again = tickets_run(&a, "rate limit is not an error").await;
     assert!(matches!(again.end, RunEnd::RateLimited { .. }), "{again:?}");
     assert_eq!(
         f.requests().total,
@@ -247,10 +235,7 @@ async fn incremental_rate_limit_ends_the_run_cleanly_and_it_resumes() {
     // scheduler's `resume_after` is what survives a restart) instead of waiting a minute.
     drop(a);
     let a = start_in_process(&env).await;
-    let r2 = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("resume");
+    let r2 = tickets_run(&a, "resume").await;
     assert_eq!(r2.end, RunEnd::Done);
     assert_eq!(
         r.upserts + r2.upserts,
@@ -268,10 +253,7 @@ async fn a_tickets_call_reads_eight_export_pages_each_asked_for_once() {
     let f = fake(3000).await;
     let env = env_for(&f.base_url, "page_size = \"200\"");
     let a = start_in_process(&env).await;
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("sync");
+    let r = tickets_run(&a, "sync").await;
     assert_eq!((r.end, r.upserts + r.deletes), (RunEnd::Done, 3000));
     let path = "/api/v2/incremental/tickets/cursor.json";
     let asked = f.requests().by_path.get(path).copied().unwrap_or(0);
@@ -310,10 +292,7 @@ async fn a_tickets_call_against_a_slow_upstream_stops_asking_after_its_time_budg
     });
     let env = env_for(&f.base_url, "page_size = \"200\"");
     let a = start_in_process(&env).await;
-    let r = a
-        .sync_stream("zendesk", "tickets", false, |_| {})
-        .await
-        .expect("sync");
+    let r = tickets_run(&a, "sync").await;
     assert_eq!((&r.end, r.upserts + r.deletes), (&RunEnd::Done, 600));
     let asked = f.requests().by_path.get(path).copied().unwrap_or(0);
     // Three pages of 200 (and an empty last one, if the third does not end the stream): two a
