@@ -179,8 +179,8 @@ auth = {{ type = "basic", username = "demo@example.com", password = "env:AIRLOCK
     // For a profiler: only one way's GETs, long enough to sample. `GATE_BENCH_PROFILE` is
     // `small` (the gate, sequential small JSON), `large` (10 MiB bodies), `mib` / `passmib`
     // (1 MiB bodies, the gate / the pass-through guest), `16` (16 guests at once), or `pass` /
-    // `pass16` (the pass-through guest, sequential / 16 at once). It prints
-    // the rate and the CPU each request cost (this process, and the upstream fake).
+    // `pass16` (the pass-through guest, sequential / 16 at once). It prints the rate and the
+    // CPU each request cost (this process, and the upstream fake).
     if let Ok(which) = std::env::var("GATE_BENCH_PROFILE") {
         let (url, count, guests) = match which.as_str() {
             "large" => (format!("{blobs}/wiki/blob/{}", 10 << 20), 300, 1),
